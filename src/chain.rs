@@ -1,0 +1,629 @@
+//! The participant-block chain (sub-chain 0 of a conference call), with the client's rules.
+//!
+//! ```text
+//!  server-form bytes ─▶ Block::decode_server ─▶ Chain::apply_block ─▶ height, hash, GroupState,
+//!                                               (all-or-nothing)      SharedKey, group key
+//!  GroupState + signer + rng ─▶ Chain::build_* ─▶ plain-form bytes to send
+//! ```
+//!
+//! [`Chain::apply`] checks every rule of SPEC.md §4 and either accepts the block, replacing the
+//! state, or returns the reference's error and leaves the chain exactly as it was. The builders run
+//! the very same transition on the signer's behalf, so a block the builder returns is one every
+//! client accepts, and a change the signer may not make is refused before anything is signed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use rand_core::CryptoRngCore;
+
+use crate::crypto::{self, PrivateKey, PublicKey, Secret};
+use crate::error::{Error, ErrorKind, Result};
+use crate::wire::{
+    permissions, Block, Change, GroupParticipant, GroupState, SharedKey, StateProof,
+};
+
+/// The "is a participant" mark added to a member's permissions while validating.
+const IS_PARTICIPANT: i32 = 1 << 30;
+
+/// Key/value hash of an empty store (what the first blocks carry in their proof).
+pub const EMPTY_KV_HASH: [u8; 32] = [
+    0xdf, 0x3f, 0x61, 0x98, 0x04, 0xa9, 0x2f, 0xdb, 0x40, 0x57, 0x19, 0x2d, 0xc4, 0x3d, 0xd7, 0x48,
+    0xea, 0x77, 0x8a, 0xdc, 0x52, 0xbc, 0x49, 0x8c, 0xe8, 0x05, 0x24, 0xc0, 0x14, 0xb8, 0x11, 0x19,
+];
+
+/// A 32-byte group key (one epoch's key). Zeroized on drop, redacted in `Debug`.
+pub type GroupKey = Secret<32>;
+
+/// The accepted state of a participant chain.
+#[derive(Clone, Debug)]
+pub struct Chain {
+    height: i32,
+    hash: [u8; 32],
+    prev_hash: [u8; 32],
+    kv_hash: [u8; 32],
+    group_state: Arc<GroupState>,
+    shared_key: Arc<SharedKey>,
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        Chain::empty()
+    }
+}
+
+/// The permissions a key holds in a state: its participant flags plus [`IS_PARTICIPANT`], or the
+/// state's external permissions.
+fn permissions_in(state: &GroupState, key: &PublicKey) -> i32 {
+    match state.participant_by_key(key) {
+        Some(p) => (p.flags & permissions::ALL) | IS_PARTICIPANT,
+        None => state.external_permissions & permissions::ALL,
+    }
+}
+
+fn may_change_shared_key(perms: i32) -> bool {
+    perms & IS_PARTICIPANT != 0 && perms & (permissions::ADD_USERS | permissions::REMOVE_USERS) != 0
+}
+
+fn no_permissions(what: &str) -> Error {
+    Error::new(ErrorKind::NoPermissions, what)
+}
+
+/// Structural rules of a group state: flags within bits 0..2, unique user ids and keys.
+pub fn validate_group_state(state: &GroupState) -> Result<()> {
+    let bad = |m: &str| Error::new(ErrorKind::InvalidGroupState, m);
+    if state
+        .participants
+        .iter()
+        .any(|p| p.flags & !permissions::ALL != 0)
+    {
+        return Err(bad("invalid permissions"));
+    }
+    if state.external_permissions & !permissions::ALL != 0 {
+        return Err(bad("invalid external permissions"));
+    }
+    let mut ids = HashSet::with_capacity(state.participants.len());
+    if !state.participants.iter().all(|p| ids.insert(p.user_id)) {
+        return Err(bad("duplicate user_id"));
+    }
+    let mut keys = HashSet::with_capacity(state.participants.len());
+    if !state.participants.iter().all(|p| keys.insert(p.public_key)) {
+        return Err(bad("duplicate public_key"));
+    }
+    Ok(())
+}
+
+/// A shared key must name every participant exactly once, with one header each.
+pub fn validate_shared_key(key: &SharedKey, state: &GroupState) -> Result<()> {
+    if key.is_empty() {
+        return Ok(());
+    }
+    let bad = |m: &str| Error::new(ErrorKind::InvalidSharedSecret, m);
+    if key.dest_user_id.len() != key.dest_header.len() {
+        return Err(bad("different number of users and headers"));
+    }
+    if key.dest_user_id.len() != state.participants.len() {
+        return Err(bad("wrong number of users"));
+    }
+    let ids: HashSet<i64> = key.dest_user_id.iter().copied().collect();
+    if ids.len() != key.dest_user_id.len() {
+        return Err(bad("duplicate users"));
+    }
+    if !state.participants.iter().all(|p| ids.contains(&p.user_id)) {
+        return Err(bad("unknown user_id"));
+    }
+    Ok(())
+}
+
+/// Who may change the group state from `old` to `new`, given the signer's permissions in `old`.
+fn check_group_change(old: &GroupState, new: &GroupState, perms: i32) -> Result<()> {
+    validate_group_state(new)?;
+    if !old.external_permissions & new.external_permissions != 0 {
+        return Err(no_permissions("Can't increase external permissions"));
+    }
+    let old_flags: HashMap<(i64, PublicKey), i32> = old
+        .participants
+        .iter()
+        .map(|p| ((p.user_id, p.public_key), p.flags))
+        .collect();
+    let new_keys: HashSet<(i64, PublicKey)> = new
+        .participants
+        .iter()
+        .map(|p| (p.user_id, p.public_key))
+        .collect();
+    let may_add = perms & permissions::ADD_USERS != 0;
+    let may_remove = perms & permissions::REMOVE_USERS != 0;
+    if !may_remove && old_flags.keys().any(|k| !new_keys.contains(k)) {
+        return Err(no_permissions("Can't remove users"));
+    }
+    let mut needed = 0;
+    for p in &new.participants {
+        match old_flags.get(&(p.user_id, p.public_key)) {
+            None => {
+                if !may_add {
+                    return Err(no_permissions("Can't add users"));
+                }
+                needed |= p.flags;
+            }
+            Some(&old) if old != p.flags => {
+                if !(may_add && may_remove) {
+                    return Err(no_permissions("Can't add users"));
+                }
+                needed |= p.flags & !old;
+            }
+            Some(_) => {}
+        }
+    }
+    if needed & !(perms & permissions::ALL) != 0 {
+        return Err(no_permissions("Can't give more permissions than we have"));
+    }
+    Ok(())
+}
+
+/// The outcome of running a block's changes over a state.
+struct Transition {
+    group_state: Arc<GroupState>,
+    shared_key: Arc<SharedKey>,
+    has_set_value: bool,
+    has_group_change: bool,
+    has_shared_key_change: bool,
+}
+
+/// Runs `changes` in order, signed by `signer`, over (`group_state`, `shared_key`).
+fn run_changes(
+    mut group_state: Arc<GroupState>,
+    mut shared_key: Arc<SharedKey>,
+    changes: &[Change],
+    signer: &PublicKey,
+) -> Result<Transition> {
+    let (mut has_set_value, mut has_group_change, mut has_shared_key_change) =
+        (false, false, false);
+    for change in changes {
+        match change {
+            Change::Noop { .. } => {}
+            Change::SetValue { .. } => has_set_value = true,
+            Change::SetGroupState(new) => {
+                has_group_change = true;
+                check_group_change(&group_state, new, permissions_in(&group_state, signer))?;
+                group_state = Arc::new(new.clone());
+                if !may_change_shared_key(permissions_in(&group_state, signer)) {
+                    return Err(no_permissions("Can't clear shared key"));
+                }
+                shared_key = Arc::new(SharedKey::default());
+            }
+            Change::SetSharedKey(key) => {
+                has_shared_key_change = true;
+                if !shared_key.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::SharedKeyAlreadySet,
+                        "Shared key is already set",
+                    ));
+                }
+                if !may_change_shared_key(permissions_in(&group_state, signer)) {
+                    return Err(no_permissions("Can't set shared key"));
+                }
+                validate_shared_key(key, &group_state)?;
+                shared_key = Arc::new(key.clone());
+            }
+        }
+    }
+    Ok(Transition {
+        group_state,
+        shared_key,
+        has_set_value,
+        has_group_change,
+        has_shared_key_change,
+    })
+}
+
+/// Checks a state proof against the state a block produced.
+fn check_proof(t: &Transition, proof: &StateProof) -> Result<()> {
+    let group = |m: &str| Error::new(ErrorKind::InvalidStateProofGroup, m);
+    let secret = |m: &str| Error::new(ErrorKind::InvalidStateProofSecret, m);
+    if !t.has_group_change && !t.has_set_value {
+        return Err(Error::new(
+            ErrorKind::NoChanges,
+            "There must be at least SetValue or SetGroupState changes",
+        ));
+    }
+    match (&proof.group_state, t.has_group_change) {
+        (Some(_), true) => {
+            return Err(group(
+                "Group state must be omitted when there is a group state change",
+            ))
+        }
+        (None, false) => {
+            return Err(group(
+                "Group state must be provided when there is no group state change",
+            ))
+        }
+        (Some(s), false) if *s != *t.group_state => return Err(group("group state differs")),
+        _ => {}
+    }
+    let key_omitted = t.has_group_change || t.has_shared_key_change;
+    match (&proof.shared_key, key_omitted) {
+        (Some(_), true) => return Err(secret("Shared key state must be omitted")),
+        (None, false) => return Err(secret("Shared key state must be provided")),
+        (Some(k), false) if *k != *t.shared_key => return Err(secret("shared key state differs")),
+        _ => {}
+    }
+    validate_group_state(&t.group_state)?;
+    validate_shared_key(&t.shared_key, &t.group_state)
+}
+
+impl Chain {
+    /// A chain before its first block: height -1, hash all zeros, no participants.
+    pub fn empty() -> Self {
+        Chain {
+            height: -1,
+            hash: [0; 32],
+            prev_hash: [0; 32],
+            kv_hash: EMPTY_KV_HASH,
+            group_state: Arc::new(GroupState::default()),
+            shared_key: Arc::new(SharedKey::default()),
+        }
+    }
+
+    /// Starts a chain from a single server-form block (the last block getGroupCallChainBlocks
+    /// returns): its group state and shared key come from its changes or its proof.
+    pub fn from_server_block(bytes: &[u8]) -> Result<Self> {
+        Chain::from_block(Block::decode_server(bytes)?)
+    }
+
+    /// Starts a chain from a single decoded block. Its signature cannot be checked (the previous
+    /// state is unknown); the block must be internally consistent.
+    pub fn from_block(block: Block) -> Result<Self> {
+        if block.height < 0 {
+            return Err(Error::new(ErrorKind::InvalidBlock, "negative height"));
+        }
+        let mut group_state = (block.height == 0).then(|| GroupState {
+            participants: vec![],
+            external_permissions: 7,
+        });
+        let mut shared_key = None;
+        let (mut has_set_value, mut has_group_change, mut has_shared_key_change) =
+            (false, false, false);
+        for change in &block.changes {
+            match change {
+                Change::Noop { .. } => {}
+                Change::SetValue { .. } => has_set_value = true,
+                Change::SetGroupState(s) => {
+                    group_state = Some(s.clone());
+                    shared_key = Some(SharedKey::default());
+                    has_group_change = true;
+                }
+                Change::SetSharedKey(k) => {
+                    shared_key = Some(k.clone());
+                    has_shared_key_change = true;
+                }
+            }
+        }
+        if let Some(s) = &block.state_proof.group_state {
+            group_state = Some(s.clone());
+        }
+        if let Some(k) = &block.state_proof.shared_key {
+            shared_key = Some(k.clone());
+        }
+        let group_state = group_state
+            .ok_or_else(|| Error::new(ErrorKind::InvalidStateProofGroup, "no group state proof"))?;
+        let shared_key = shared_key
+            .ok_or_else(|| Error::new(ErrorKind::InvalidStateProofSecret, "no shared key"))?;
+        let t = Transition {
+            group_state: Arc::new(group_state),
+            shared_key: Arc::new(shared_key),
+            has_set_value,
+            has_group_change,
+            has_shared_key_change,
+        };
+        check_proof(&t, &block.state_proof)?;
+        Ok(Chain {
+            height: block.height,
+            hash: block.hash(),
+            prev_hash: block.prev_block_hash,
+            kv_hash: block.state_proof.kv_hash,
+            group_state: t.group_state,
+            shared_key: t.shared_key,
+        })
+    }
+
+    /// Applies a server-form block (as getGroupCallChainBlocks and updates deliver it).
+    /// On error the chain is unchanged.
+    pub fn apply(&mut self, server_bytes: &[u8]) -> Result<()> {
+        self.apply_block(Block::decode_server(server_bytes)?)
+    }
+
+    /// Applies a decoded block with every client rule. On error the chain is unchanged.
+    pub fn apply_block(&mut self, block: Block) -> Result<()> {
+        if self.height == i32::MAX || i64::from(block.height) != i64::from(self.height) + 1 {
+            return Err(Error::new(
+                ErrorKind::HeightMismatch,
+                format!(
+                    "new_block.height={} != 1 + last_block.height={}",
+                    block.height, self.height
+                ),
+            ));
+        }
+        if block.prev_block_hash != self.hash {
+            return Err(Error::bare(ErrorKind::HashMismatch));
+        }
+        let group_state = if block.height == 0 {
+            Arc::new(GroupState {
+                participants: vec![],
+                external_permissions: permissions::ALL,
+            })
+        } else {
+            self.group_state.clone()
+        };
+        let signer = match (
+            &block.signature_public_key,
+            group_state.participants.first(),
+        ) {
+            (Some(k), _) => *k,
+            (None, Some(first)) => first.public_key,
+            (None, None) => {
+                return Err(Error::new(
+                    ErrorKind::UnknownPublicKey,
+                    "Unknown public key",
+                ))
+            }
+        };
+        let mut bytes = block.signing_bytes();
+        signer
+            .verify(&bytes, &block.signature)
+            .map_err(|e| Error::new(ErrorKind::InvalidSignature, e.message()))?;
+        let t = run_changes(
+            group_state,
+            self.shared_key.clone(),
+            &block.changes,
+            &signer,
+        )?;
+        check_proof(&t, &block.state_proof)?;
+        // Accepted: nothing can fail from here on.
+        bytes[crate::wire::SIGNATURE_OFFSET..crate::wire::SIGNATURE_OFFSET + 64]
+            .copy_from_slice(&block.signature);
+        self.prev_hash = block.prev_block_hash;
+        self.hash = crypto::sha256(&bytes);
+        self.height = block.height;
+        self.kv_hash = block.state_proof.kv_hash;
+        self.group_state = t.group_state;
+        self.shared_key = t.shared_key;
+        Ok(())
+    }
+
+    /// Height of the last applied block (-1 before the first).
+    pub fn height(&self) -> i32 {
+        self.height
+    }
+
+    /// Hash of the last applied block (zeros before the first).
+    pub fn hash(&self) -> &[u8; 32] {
+        &self.hash
+    }
+
+    /// Hash of the block before the last one.
+    pub fn prev_hash(&self) -> &[u8; 32] {
+        &self.prev_hash
+    }
+
+    /// The key/value hash the last block committed to.
+    pub fn kv_hash(&self) -> &[u8; 32] {
+        &self.kv_hash
+    }
+
+    /// The current group state.
+    pub fn group_state(&self) -> &GroupState {
+        &self.group_state
+    }
+
+    /// Shared handle to the current group state (cheap to keep per epoch).
+    pub fn group_state_arc(&self) -> Arc<GroupState> {
+        self.group_state.clone()
+    }
+
+    /// The current shared key (empty after a group change until a key is set).
+    pub fn shared_key(&self) -> &SharedKey {
+        &self.shared_key
+    }
+
+    /// The current participants.
+    pub fn participants(&self) -> &[GroupParticipant] {
+        &self.group_state.participants
+    }
+
+    /// The group's protocol version (min participant version, clamped to 0..=255).
+    pub fn group_version(&self) -> i32 {
+        self.group_state.version()
+    }
+
+    /// Permission bits (see [`permissions`]) that `key` holds now, and whether it is a participant.
+    pub fn permissions_of(&self, key: &PublicKey) -> (i32, bool) {
+        let p = permissions_in(&self.group_state, key);
+        (p & permissions::ALL, p & IS_PARTICIPANT != 0)
+    }
+
+    /// The group key of the current block for the participant `user_id` holding `private_key`:
+    /// the raw shared key, or for group version >= 1 `HMAC-SHA512(raw, block_hash)[0..32]`.
+    pub fn group_key(&self, user_id: i64, private_key: &PrivateKey) -> Result<GroupKey> {
+        let me = self
+            .group_state
+            .participant_by_key(&private_key.public_key())
+            .ok_or_else(|| Error::bare(ErrorKind::NotParticipant))?;
+        if me.user_id != user_id {
+            return Err(Error::bare(ErrorKind::WrongUserId));
+        }
+        let raw = decrypt_shared_key(&self.shared_key, user_id, private_key)?;
+        if self.group_version() >= 1 {
+            let k = crypto::hmac_sha512(raw.expose(), &[&self.hash]);
+            return Ok(GroupKey::from_slice(&k.expose()[..32]).expect("32 bytes"));
+        }
+        Ok(raw)
+    }
+
+    /// Builds and signs a block with the given changes on top of this chain. The changes are run
+    /// exactly as [`Chain::apply_block`] would run them, so a signer without the needed permissions
+    /// is refused here. Returns the plain-form bytes (what the API methods take).
+    pub fn build_block(&self, changes: Vec<Change>, signer: &PrivateKey) -> Result<Vec<u8>> {
+        self.build_block_with_kv(changes, signer, self.kv_hash)
+    }
+
+    /// [`Chain::build_block`] with an explicit key/value hash for the proof (set-value blocks: the
+    /// client does not hold the key/value store, only its hash; see SPEC.md).
+    pub fn build_block_with_kv(
+        &self,
+        changes: Vec<Change>,
+        signer: &PrivateKey,
+        kv_hash: [u8; 32],
+    ) -> Result<Vec<u8>> {
+        if self.height == i32::MAX {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "last block height is too high",
+            ));
+        }
+        let height = self.height + 1;
+        let group_state = if height == 0 {
+            Arc::new(GroupState {
+                participants: vec![],
+                external_permissions: permissions::ALL,
+            })
+        } else {
+            self.group_state.clone()
+        };
+        let public_key = signer.public_key();
+        let t = run_changes(group_state, self.shared_key.clone(), &changes, &public_key)?;
+        let state_proof = StateProof {
+            kv_hash,
+            group_state: (!t.has_group_change).then(|| (*t.group_state).clone()),
+            shared_key: (!t.has_group_change && !t.has_shared_key_change)
+                .then(|| (*t.shared_key).clone()),
+        };
+        check_proof(&t, &state_proof)?;
+        let mut block = Block {
+            signature: [0; 64],
+            prev_block_hash: self.hash,
+            changes,
+            height,
+            state_proof,
+            signature_public_key: Some(public_key),
+        };
+        let mut bytes = block.signing_bytes();
+        block.signature = signer.sign(&bytes);
+        bytes[crate::wire::SIGNATURE_OFFSET..crate::wire::SIGNATURE_OFFSET + 64]
+            .copy_from_slice(&block.signature);
+        Ok(bytes)
+    }
+
+    /// A block that sets `new_state` with a fresh shared key for all its participants: adding or
+    /// removing members (deleteConferenceCallParticipants), permission changes, or a plain re-key
+    /// (the same state again). Draws from `rng` in the reference's order (see [`shared_key_changes`]).
+    pub fn build_change_state(
+        &self,
+        new_state: GroupState,
+        signer: &PrivateKey,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<u8>> {
+        let changes = shared_key_changes(new_state, rng)?;
+        self.build_block(changes, signer)
+    }
+
+    /// The block joinGroupCall sends: the current state with `me` appended (replacing an older
+    /// entry with the same user id), and a fresh shared key.
+    pub fn build_self_add(
+        &self,
+        me: GroupParticipant,
+        signer: &PrivateKey,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<u8>> {
+        let mut state = (*self.group_state).clone();
+        state.participants.retain(|p| p.user_id != me.user_id);
+        state.participants.push(me);
+        self.build_change_state(state, signer, rng)
+    }
+
+    /// A block with a single `SetValue` change, given the key/value hash after it.
+    pub fn build_set_value(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        new_kv_hash: [u8; 32],
+        signer: &PrivateKey,
+    ) -> Result<Vec<u8>> {
+        let change = Change::SetValue {
+            key: key.to_vec(),
+            value: value.to_vec(),
+        };
+        self.build_block_with_kv(vec![change], signer, new_kv_hash)
+    }
+}
+
+/// The zero block (what createConferenceCall sends): `state` with a fresh shared key, signed by
+/// `signer`, on top of the empty chain.
+pub fn build_zero_block(
+    state: GroupState,
+    signer: &PrivateKey,
+    rng: &mut impl CryptoRngCore,
+) -> Result<Vec<u8>> {
+    Chain::empty().build_change_state(state, signer, rng)
+}
+
+/// The two changes that install `state` with a fresh group key: `SetGroupState(state)` then
+/// `SetSharedKey`. Draws, in order: the 32-byte seed of the ephemeral key, the 32-byte raw group
+/// key, the 32-byte one-time secret, then the 16 prefix bytes of `encrypt_data`.
+pub fn shared_key_changes(state: GroupState, rng: &mut impl CryptoRngCore) -> Result<Vec<Change>> {
+    let ek = PrivateKey::generate(rng);
+    let raw_key = Secret::<32>::random(rng);
+    let one_time = Secret::<32>::random(rng);
+    let (encrypted_shared_key, _) =
+        crypto::encrypt_data(raw_key.expose(), one_time.expose(), &[], rng);
+    let mut dest_user_id = Vec::with_capacity(state.participants.len());
+    let mut dest_header = Vec::with_capacity(state.participants.len());
+    for p in &state.participants {
+        let secret = ek.shared_secret(&p.public_key)?;
+        dest_user_id.push(p.user_id);
+        dest_header.push(
+            crypto::encrypt_header(one_time.expose(), &encrypted_shared_key, secret.expose())?
+                .to_vec(),
+        );
+    }
+    let key = SharedKey {
+        ek: ek.public_key(),
+        encrypted_shared_key,
+        dest_user_id,
+        dest_header,
+    };
+    Ok(vec![
+        Change::SetGroupState(state),
+        Change::SetSharedKey(key),
+    ])
+}
+
+/// Recovers the raw 32-byte group key from a shared key for `user_id`.
+pub fn decrypt_shared_key(
+    key: &SharedKey,
+    user_id: i64,
+    private_key: &PrivateKey,
+) -> Result<GroupKey> {
+    let i = key
+        .dest_user_id
+        .iter()
+        .position(|u| *u == user_id)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidSharedKey,
+                "Could not find user_id in group_shared_key",
+            )
+        })?;
+    let header = key
+        .dest_header
+        .get(i)
+        .ok_or_else(|| Error::new(ErrorKind::InvalidSharedKey, "missing header"))?;
+    let secret = private_key.shared_secret(&key.ek)?;
+    let one_time = crypto::decrypt_header(header, &key.encrypted_shared_key, secret.expose())?;
+    let (raw, _) = crypto::decrypt_data(&key.encrypted_shared_key, one_time.expose(), &[])?;
+    let raw = zeroize::Zeroizing::new(raw);
+    GroupKey::from_slice(&raw).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidSharedKey,
+            "Invalid shared key (size != 32)",
+        )
+    })
+}

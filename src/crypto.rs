@@ -1,0 +1,450 @@
+//! Cryptographic primitives of the protocol: hashes, `kdf`, `encrypt_data`/`decrypt_data`,
+//! `encrypt_header`/`decrypt_header`, Ed25519 identity keys and the Ed25519→X25519 shared secret.
+//!
+//! Everything here is built from RustCrypto and dalek crates; only the protocol's compositions are
+//! written by hand. Randomness always comes from the caller (`&mut impl CryptoRngCore`), and every
+//! function that draws it has a twin taking the random bytes explicitly, so known-answer tests can
+//! replay the reference's draws byte for byte.
+
+use std::fmt;
+
+use aes::cipher::block_padding::NoPadding;
+use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use hmac::{Hmac, Mac};
+use rand_core::CryptoRngCore;
+use sha2::{Digest, Sha256, Sha512};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::error::{Error, ErrorKind, Result};
+
+type Aes256CbcEnc = cbc::Encryptor<aes::Aes256>;
+type Aes256CbcDec = cbc::Decryptor<aes::Aes256>;
+
+/// SHA-256.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+/// SHA-512.
+pub fn sha512(data: &[u8]) -> [u8; 64] {
+    Sha512::digest(data).into()
+}
+
+/// HMAC-SHA256 over the concatenation of `parts`.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any size");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// HMAC-SHA512 over the concatenation of `parts`.
+pub fn hmac_sha512(key: &[u8], parts: &[&[u8]]) -> Secret<64> {
+    let mut mac = <Hmac<Sha512> as Mac>::new_from_slice(key).expect("HMAC takes keys of any size");
+    for p in parts {
+        mac.update(p);
+    }
+    Secret(mac.finalize().into_bytes().into())
+}
+
+/// `kdf(secret, label) = HMAC-SHA512(key = secret, msg = label)`.
+pub fn kdf(secret: &[u8], label: &[u8]) -> Secret<64> {
+    hmac_sha512(secret, &[label])
+}
+
+/// Secret bytes: zeroized on drop, compared in constant time, never printed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Secret<const N: usize>([u8; N]);
+
+impl<const N: usize> Secret<N> {
+    /// Wraps secret bytes.
+    pub fn from_bytes(bytes: [u8; N]) -> Self {
+        Secret(bytes)
+    }
+
+    /// Copies from a slice of exactly `N` bytes.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        let arr: [u8; N] = bytes.try_into().ok()?;
+        Some(Secret(arr))
+    }
+
+    /// Draws `N` bytes from the caller's RNG.
+    pub fn random(rng: &mut impl CryptoRngCore) -> Self {
+        let mut s = Secret([0u8; N]);
+        rng.fill_bytes(&mut s.0);
+        s
+    }
+
+    /// The secret bytes. Handle with care.
+    pub fn expose(&self) -> &[u8; N] {
+        &self.0
+    }
+
+    /// A short public fingerprint: the first 4 bytes of SHA-256 of the secret, in hex. Safe to log.
+    pub fn fingerprint(&self) -> String {
+        hex4(&sha256(&self.0))
+    }
+}
+
+impl<const N: usize> PartialEq for Secret<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl<const N: usize> Eq for Secret<N> {}
+
+impl<const N: usize> fmt::Debug for Secret<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret<{N}>(fingerprint {})", self.fingerprint())
+    }
+}
+
+fn hex4(bytes: &[u8]) -> String {
+    bytes.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// An Ed25519 public identity key (32 bytes, compressed Edwards point).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublicKey([u8; 32]);
+
+impl PublicKey {
+    /// Wraps the 32 raw bytes (not validated until used).
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        PublicKey(bytes)
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Decompresses the key for verification.
+    pub fn verifying_key(&self) -> Result<VerifyingKey> {
+        VerifyingKey::from_bytes(&self.0)
+            .map_err(|_| Error::new(ErrorKind::InvalidInput, "Invalid public key"))
+    }
+
+    /// Verifies an Ed25519 signature; fails with "Wrong signature" ([`ErrorKind::WrongSignature`]).
+    pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> Result<()> {
+        let key = self.verifying_key().map_err(|_| wrong_signature())?;
+        verify_with(&key, message, signature)
+    }
+}
+
+/// Verifies with an already decompressed key.
+pub fn verify_with(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> Result<()> {
+    let sig = ed25519_dalek::Signature::from_bytes(signature);
+    key.verify_strict(message, &sig)
+        .map_err(|_| wrong_signature())
+}
+
+fn wrong_signature() -> Error {
+    Error::new(ErrorKind::WrongSignature, "Wrong signature")
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "PublicKey({})",
+            self.0
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )
+    }
+}
+
+/// An Ed25519 private identity key (a 32-byte seed). Zeroized on drop; `Debug` shows only the
+/// public key.
+#[derive(Clone)]
+pub struct PrivateKey {
+    signing: SigningKey,
+}
+
+impl PrivateKey {
+    /// From the 32-byte seed (the format the reference exports).
+    pub fn from_bytes(seed: &[u8; 32]) -> Self {
+        PrivateKey {
+            signing: SigningKey::from_bytes(seed),
+        }
+    }
+
+    /// From a slice that must be exactly 32 bytes.
+    pub fn from_slice(seed: &[u8]) -> Result<Self> {
+        let seed: [u8; 32] = seed
+            .try_into()
+            .map_err(|_| Error::new(ErrorKind::InvalidInput, "Invalid private key length"))?;
+        Ok(PrivateKey::from_bytes(&seed))
+    }
+
+    /// A fresh key: 32 bytes drawn from the caller's RNG.
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
+        let seed = Secret::<32>::random(rng);
+        PrivateKey::from_bytes(seed.expose())
+    }
+
+    /// The seed. Handle with care.
+    pub fn to_bytes(&self) -> Secret<32> {
+        Secret(self.signing.to_bytes())
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(self.signing.verifying_key().to_bytes())
+    }
+
+    /// Ed25519 signature of `message`.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.signing.sign(message).to_bytes()
+    }
+
+    /// `shared_secret(self, their_public)`: both keys converted to X25519, X25519, then
+    /// `HMAC-SHA512("tde2e_shared_secret", x25519_output)[0..32]`.
+    pub fn shared_secret(&self, their_public: &PublicKey) -> Result<Secret<32>> {
+        let bad = || Error::new(ErrorKind::InvalidInput, "Failed to compute shared secret");
+        let their = their_public
+            .verifying_key()
+            .map_err(|_| bad())?
+            .to_montgomery();
+        let mut scalar = Secret(self.signing.to_scalar_bytes());
+        let shared = their.mul_clamped(scalar.0);
+        scalar.zeroize();
+        let mut x = shared.to_bytes();
+        if x.iter().all(|b| *b == 0) {
+            return Err(bad());
+        }
+        let mac = hmac_sha512(b"tde2e_shared_secret", &[&x]);
+        x.zeroize();
+        Ok(Secret::from_slice(&mac.expose()[..32]).expect("32 bytes"))
+    }
+}
+
+impl PartialEq for PrivateKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.signing
+            .to_bytes()
+            .ct_eq(&other.signing.to_bytes())
+            .into()
+    }
+}
+
+impl Eq for PrivateKey {}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "PrivateKey(public {}…)",
+            hex4(self.public_key().as_bytes())
+        )
+    }
+}
+
+/// Minimum random prefix of `encrypt_data`.
+pub const MIN_PADDING: usize = 16;
+
+/// Length of the random prefix `encrypt_data` draws for `data_len` bytes of data (16..=31).
+pub fn prefix_len(data_len: usize) -> usize {
+    ((16 + 15 + data_len) & !15) - data_len
+}
+
+fn cbc_key_iv(h: &Secret<64>) -> ([u8; 32], [u8; 16]) {
+    let mut key = [0u8; 32];
+    let mut iv = [0u8; 16];
+    key.copy_from_slice(&h.expose()[..32]);
+    iv.copy_from_slice(&h.expose()[32..48]);
+    (key, iv)
+}
+
+fn cbc_encrypt(h: &Secret<64>, buf: &mut [u8]) {
+    let (mut key, mut iv) = cbc_key_iv(h);
+    let len = buf.len();
+    // The buffer is a whole number of blocks, so NoPadding cannot fail.
+    let _ = Aes256CbcEnc::new(&key.into(), &iv.into()).encrypt_padded_mut::<NoPadding>(buf, len);
+    key.zeroize();
+    iv.zeroize();
+}
+
+fn cbc_decrypt(h: &Secret<64>, buf: &mut [u8]) {
+    let (mut key, mut iv) = cbc_key_iv(h);
+    let _ = Aes256CbcDec::new(&key.into(), &iv.into()).decrypt_padded_mut::<NoPadding>(buf);
+    key.zeroize();
+    iv.zeroize();
+}
+
+/// `encrypt_data` with a random prefix drawn from `rng`. Returns `msg_id || ciphertext` and the
+/// 32-byte `large_msg_id` (which call packets sign).
+pub fn encrypt_data(
+    data: &[u8],
+    secret: &[u8],
+    extra: &[u8],
+    rng: &mut impl CryptoRngCore,
+) -> (Vec<u8>, [u8; 32]) {
+    let n = prefix_len(data.len());
+    let mut out = vec![0u8; 16 + n + data.len()];
+    rng.fill_bytes(&mut out[16..16 + n]);
+    out[16 + n..].copy_from_slice(data);
+    let id = seal_in_place(&mut out, n, secret, extra);
+    (out, id)
+}
+
+/// `encrypt_data` with the prefix bytes given (its first byte is overwritten with the prefix
+/// length), for known-answer tests. `prefix` must be [`prefix_len`]`(data.len())` bytes.
+pub fn encrypt_data_with_prefix(
+    data: &[u8],
+    secret: &[u8],
+    extra: &[u8],
+    prefix: &[u8],
+) -> Result<(Vec<u8>, [u8; 32])> {
+    let n = prefix_len(data.len());
+    if prefix.len() != n {
+        return Err(Error::new(ErrorKind::InvalidInput, "wrong prefix length"));
+    }
+    let mut out = vec![0u8; 16 + n + data.len()];
+    out[16..16 + n].copy_from_slice(prefix);
+    out[16 + n..].copy_from_slice(data);
+    let id = seal_in_place(&mut out, n, secret, extra);
+    Ok((out, id))
+}
+
+/// Seals `buf = [16 bytes room] || prefix(n) || data` in place: sets the prefix length byte, MACs,
+/// writes the msg_id into the first 16 bytes and encrypts the rest. Returns `large_msg_id`.
+pub(crate) fn seal_in_place(buf: &mut [u8], n: usize, secret: &[u8], extra: &[u8]) -> [u8; 32] {
+    buf[16] = n as u8;
+    let k = kdf(secret, b"tde2e_encrypt_data");
+    let large_msg_id = hmac_sha256(
+        &k.expose()[32..64],
+        &[&buf[16..], extra, &(extra.len() as u32).to_le_bytes()],
+    );
+    buf[..16].copy_from_slice(&large_msg_id[..16]);
+    let h = hmac_sha512(&k.expose()[..32], &[&large_msg_id[..16]]);
+    cbc_encrypt(&h, &mut buf[16..]);
+    large_msg_id
+}
+
+/// `decrypt_data`: checks sizes, decrypts, checks the MAC in constant time and the prefix. Returns
+/// the data and the `large_msg_id`.
+pub fn decrypt_data(encrypted: &[u8], secret: &[u8], extra: &[u8]) -> Result<(Vec<u8>, [u8; 32])> {
+    let mut buf = encrypted.to_vec();
+    let (range, id) = open_in_place(&mut buf, secret, extra)?;
+    buf.copy_within(range.clone(), 0);
+    buf.truncate(range.len());
+    Ok((buf, id))
+}
+
+/// Opens `msg_id || ciphertext` in place; on success the plaintext data is `buf[range]`.
+pub(crate) fn open_in_place(
+    buf: &mut [u8],
+    secret: &[u8],
+    extra: &[u8],
+) -> Result<(std::ops::Range<usize>, [u8; 32])> {
+    if buf.len() < 16 {
+        return Err(decrypt_error("encrypted_data is less than 16 bytes"));
+    }
+    if buf.len() % 16 != 0 {
+        return Err(decrypt_error("data size is not divisible by 16"));
+    }
+    let k = kdf(secret, b"tde2e_encrypt_data");
+    let (msg_id, body) = buf.split_at_mut(16);
+    let h = hmac_sha512(&k.expose()[..32], &[msg_id]);
+    cbc_decrypt(&h, body);
+    let large_msg_id = hmac_sha256(
+        &k.expose()[32..64],
+        &[body, extra, &(extra.len() as u32).to_le_bytes()],
+    );
+    if !bool::from(large_msg_id[..16].ct_eq(msg_id)) {
+        return Err(decrypt_error("msg_id mismatch"));
+    }
+    let prefix = usize::from(body.first().copied().unwrap_or(0));
+    if prefix > body.len() || prefix < MIN_PADDING {
+        return Err(decrypt_error("invalid prefix size"));
+    }
+    Ok((16 + prefix..buf.len(), large_msg_id))
+}
+
+fn decrypt_error(what: &str) -> Error {
+    Error::new(ErrorKind::Decrypt, format!("Failed to decrypt: {what}"))
+}
+
+/// `encrypt_header`: encrypts a 32-byte header (a one-time secret) under `secret`, bound to the
+/// first 16 bytes (msg_id) of `encrypted_message`.
+pub fn encrypt_header(
+    header: &[u8; 32],
+    encrypted_message: &[u8],
+    secret: &[u8],
+) -> Result<[u8; 32]> {
+    let msg_id = encrypted_message.get(..16).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "Failed to encrypt header: encrypted_message is too small",
+        )
+    })?;
+    let h = header_cipher(msg_id, secret);
+    let mut out = *header;
+    cbc_encrypt(&h, &mut out);
+    Ok(out)
+}
+
+/// `decrypt_header`: the inverse of [`encrypt_header`] (unauthenticated; the MAC of the message
+/// it unlocks authenticates it).
+pub fn decrypt_header(
+    encrypted_header: &[u8],
+    encrypted_message: &[u8],
+    secret: &[u8],
+) -> Result<Secret<32>> {
+    let msg_id = encrypted_message
+        .get(..16)
+        .ok_or_else(|| decrypt_error("invalid message size"))?;
+    let mut out = Secret::<32>::from_slice(encrypted_header)
+        .ok_or_else(|| decrypt_error("invalid header size"))?;
+    let h = header_cipher(msg_id, secret);
+    cbc_decrypt(&h, &mut out.0);
+    Ok(out)
+}
+
+fn header_cipher(msg_id: &[u8], secret: &[u8]) -> Secret<64> {
+    let k = kdf(secret, b"tde2e_encrypt_header");
+    hmac_sha512(&k.expose()[..32], &[msg_id])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_lengths() {
+        for len in 0..100 {
+            let n = prefix_len(len);
+            assert!((16..32).contains(&n));
+            assert_eq!((n + len) % 16, 0);
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let s = Secret::from_bytes([0x41u8; 32]);
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("4141"), "{dbg}");
+        let k = PrivateKey::from_bytes(&[7u8; 32]);
+        let dbg = format!("{k:?}");
+        assert!(!dbg.contains("0707"), "{dbg}");
+    }
+
+    #[test]
+    fn data_round_trip() {
+        let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(1);
+        for len in [0usize, 1, 15, 16, 17, 100] {
+            let data = vec![9u8; len];
+            let (enc, id) = encrypt_data(&data, b"secret", b"extra", &mut rng);
+            let (dec, id2) = decrypt_data(&enc, b"secret", b"extra").unwrap();
+            assert_eq!(dec, data);
+            assert_eq!(id, id2);
+            assert!(decrypt_data(&enc, b"secret", b"other").is_err());
+        }
+    }
+}

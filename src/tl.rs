@@ -1,0 +1,286 @@
+//! A bounded reader and a writer for the small subset of TL that the protocol uses.
+//!
+//! The [`Reader`] never reads past its slice and never allocates on the strength of a length it
+//! has not checked against what remains. Its error messages and positions match the reference
+//! parser's (`Not enough data to read at 340`, `Too much data to fetch at 700`, ...), so a rejected
+//! input is reported exactly as the official clients report it.
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Reads TL values from a byte slice. Every read either succeeds or returns a [`ErrorKind::Parse`]
+/// error naming the byte offset, as the reference does.
+#[derive(Debug, Clone)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader over `buf`, positioned at its start.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Current offset from the start of the input.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// A parse error at the current position.
+    pub fn error(&self, what: &str) -> Error {
+        Error::new(ErrorKind::Parse, format!("{what} at {}", self.pos))
+    }
+
+    /// Takes the next `n` bytes.
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.remaining() < n {
+            return Err(self.error("Not enough data to read"));
+        }
+        let out = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(out)
+    }
+
+    /// Takes a fixed-size array (`int256`, `int512`, ...).
+    pub fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    /// A little-endian `int`.
+    pub fn i32(&mut self) -> Result<i32> {
+        Ok(i32::from_le_bytes(self.array()?))
+    }
+
+    /// A little-endian `int` read as unsigned (constructor ids, `#` flags).
+    pub fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    /// A little-endian `long`.
+    pub fn i64(&mut self) -> Result<i64> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    /// A `#` flags word; negative values are rejected as the reference does.
+    pub fn flags(&mut self) -> Result<u32> {
+        let v = self.i32()?;
+        if v < 0 {
+            return Err(self.error("Variable of type # can't be negative"));
+        }
+        Ok(v as u32)
+    }
+
+    /// Checks a boxed object's constructor id.
+    pub fn expect_constructor(&mut self, id: u32) -> Result<()> {
+        let got = self.i32()?;
+        if got as u32 != id {
+            return Err(self.error(&format!(
+                "Wrong constructor {got} found instead of {}",
+                id as i32
+            )));
+        }
+        Ok(())
+    }
+
+    /// TL `bytes`/`string`: a short (1-byte) or long (`0xfe` + 3 bytes, `0xff` + 7 bytes) length,
+    /// the data, and padding to a multiple of four (padding content is not checked).
+    pub fn bytes(&mut self) -> Result<&'a [u8]> {
+        let first = self.pos;
+        let head = self.take(4)?;
+        let (len, data_start, padded_end) = match head[0] {
+            254 => {
+                let len =
+                    usize::from(head[1]) | usize::from(head[2]) << 8 | usize::from(head[3]) << 16;
+                (len, first + 4, first + 4 + len.div_ceil(4) * 4)
+            }
+            255 => {
+                let more = self.take(4)?;
+                let mut len = 0u64;
+                for (i, b) in head[1..4].iter().chain(more.iter()).enumerate() {
+                    len |= u64::from(*b) << (8 * i);
+                }
+                // Anything this long cannot fit in the input; reject before doing arithmetic on it.
+                if len > self.remaining() as u64 {
+                    return Err(self.error("Not enough data to read"));
+                }
+                let len = len as usize;
+                (len, first + 8, first + 8 + len.div_ceil(4) * 4)
+            }
+            short => {
+                let len = usize::from(short);
+                (len, first + 1, first + 4 + (len & !3))
+            }
+        };
+        if padded_end > self.buf.len() {
+            return Err(self.error("Not enough data to read"));
+        }
+        self.pos = padded_end;
+        Ok(&self.buf[data_start..data_start + len])
+    }
+
+    /// The count of a bare `vector`; rejected when larger than the bytes that remain (so a hostile
+    /// count can never make the caller allocate more than the input could hold).
+    pub fn vec_len(&mut self) -> Result<usize> {
+        let n = self.u32()?;
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        if self.remaining() < n {
+            return Err(self.error("Wrong vector length"));
+        }
+        Ok(n)
+    }
+
+    /// Fails unless the whole input was consumed.
+    pub fn finish(&self) -> Result<()> {
+        if self.remaining() != 0 {
+            return Err(self.error("Too much data to fetch"));
+        }
+        Ok(())
+    }
+}
+
+/// Writes TL values into a growing buffer.
+#[derive(Debug, Default, Clone)]
+pub struct Writer {
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    /// An empty writer.
+    pub fn new() -> Self {
+        Writer::default()
+    }
+
+    /// An empty writer with room for `n` bytes.
+    pub fn with_capacity(n: usize) -> Self {
+        Writer {
+            buf: Vec::with_capacity(n),
+        }
+    }
+
+    /// The bytes written so far.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Raw bytes, no length.
+    pub fn raw(&mut self, b: &[u8]) {
+        self.buf.extend_from_slice(b);
+    }
+
+    /// A little-endian `int` (also constructor ids and flags).
+    pub fn u32(&mut self, v: u32) {
+        self.raw(&v.to_le_bytes());
+    }
+
+    /// A little-endian signed `int`.
+    pub fn i32(&mut self, v: i32) {
+        self.raw(&v.to_le_bytes());
+    }
+
+    /// A little-endian `long`.
+    pub fn i64(&mut self, v: i64) {
+        self.raw(&v.to_le_bytes());
+    }
+
+    /// TL `bytes` in canonical form: short length below 254, else `0xfe` + 3 bytes, zero padding.
+    ///
+    /// Lengths of 2^24 bytes and more use the `0xff` + 7-byte form the reference reader accepts.
+    pub fn bytes(&mut self, b: &[u8]) {
+        let len = b.len();
+        let header = if len < 254 {
+            self.buf.push(len as u8);
+            1
+        } else if len < (1 << 24) {
+            self.buf.push(254);
+            self.raw(&(len as u32).to_le_bytes()[..3]);
+            4
+        } else {
+            self.buf.push(255);
+            self.raw(&(len as u64).to_le_bytes()[..7]);
+            8
+        };
+        self.raw(b);
+        let pad = (4 - (header + len) % 4) % 4;
+        self.buf.extend_from_slice(&[0u8; 3][..pad]);
+    }
+}
+
+/// Length of `b` once written as TL `bytes`.
+pub fn bytes_len(len: usize) -> usize {
+    let header = if len < 254 {
+        1
+    } else if len < (1 << 24) {
+        4
+    } else {
+        8
+    };
+    (header + len + 3) & !3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_round_trip_all_forms() {
+        for len in [0usize, 1, 3, 4, 253, 254, 255, 1000, 70_000] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut w = Writer::new();
+            w.bytes(&data);
+            w.u32(0xdead_beef);
+            let out = w.into_bytes();
+            assert_eq!(out.len(), bytes_len(len) + 4);
+            let mut r = Reader::new(&out);
+            assert_eq!(r.bytes().unwrap(), &data[..]);
+            assert_eq!(r.u32().unwrap(), 0xdead_beef);
+            r.finish().unwrap();
+        }
+    }
+
+    #[test]
+    fn long_form_is_read() {
+        let mut v = vec![255u8, 5, 0, 0, 0, 0, 0, 0];
+        v.extend_from_slice(b"hello\0\0\0");
+        let mut r = Reader::new(&v);
+        assert_eq!(r.bytes().unwrap(), b"hello");
+        r.finish().unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_position() {
+        let mut r = Reader::new(&[1, 2, 3, 4, 5]);
+        r.u32().unwrap();
+        assert_eq!(
+            r.u32().unwrap_err().message(),
+            "Not enough data to read at 4"
+        );
+        assert_eq!(
+            r.finish().unwrap_err().message(),
+            "Too much data to fetch at 4"
+        );
+        let huge = [0xff, 0xff, 0xff, 0x7f];
+        assert_eq!(
+            Reader::new(&huge).vec_len().unwrap_err().message(),
+            "Wrong vector length at 4"
+        );
+        let long = [255u8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        assert!(Reader::new(&long).bytes().is_err());
+    }
+}

@@ -354,3 +354,292 @@ fn join() {
     let _ = Change::Noop { nonce: [0; 32] };
     report("join.json", n);
 }
+
+fn expect_of(e: &Value) -> Option<(String, String)> {
+    if e["expect"] == "ok" {
+        None
+    } else {
+        Some((
+            e["expect"]["error"].as_str().unwrap().to_owned(),
+            e["expect"]["message"].as_str().unwrap().to_owned(),
+        ))
+    }
+}
+
+#[test]
+fn packets() {
+    use confchain::packet::{self, EpochKey};
+    use confchain::{Call, Secret};
+    let v = load("tde2e/packets.json");
+    let keys: Vec<(i64, PrivateKey)> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["user_id"].as_i64().unwrap(),
+                PrivateKey::from_slice(&hex(&k["private_key"])).unwrap(),
+            )
+        })
+        .collect();
+    let blocks: Vec<Vec<u8>> = v["blocks"].as_array().unwrap().iter().map(hex).collect();
+    let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(7);
+    let mut calls: Vec<Call> = Vec::new();
+    let mut n = 0;
+    for (i, e) in v["events"].as_array().unwrap().iter().enumerate() {
+        let what = format!("event {i} ({})", e["note"]);
+        match e["op"].as_str().unwrap() {
+            "apply_block" => {
+                let block = &blocks[e["block_index"].as_u64().unwrap() as usize];
+                for call in &mut calls {
+                    call.apply_block(block, 0, &mut rng)
+                        .unwrap_or_else(|err| panic!("{what}: {err}"));
+                }
+                let state = Chain::from_server_block(block).unwrap();
+                for (uid, sk) in &keys {
+                    let present = state.group_state().participant(*uid).is_some();
+                    if present && !calls.iter().any(|c| c.user_id() == *uid) {
+                        calls.push(Call::new(*uid, sk.clone(), block, 0, &mut rng).unwrap());
+                    }
+                }
+            }
+            "encrypt" => {
+                let sender = e["sender"].as_i64().unwrap();
+                let call = calls.iter_mut().find(|c| c.user_id() == sender).unwrap();
+                let res = call.encrypt(
+                    e["channel"].as_i64().unwrap() as i32,
+                    &hex(&e["data"]),
+                    e["unencrypted_prefix_size"].as_u64().unwrap() as usize,
+                    0,
+                    &mut rng,
+                );
+                match expect_of(e) {
+                    None => {
+                        let ours = res.unwrap_or_else(|err| panic!("{what}: {err}"));
+                        // Our packet has the reference's layout: same length and header.
+                        let theirs = hex(&e["packet"]);
+                        assert_eq!(ours.len(), theirs.len(), "{what}");
+                        let head = e["unencrypted_prefix_size"].as_u64().unwrap() as usize
+                            + 4
+                            + 32 * (theirs[e["unencrypted_prefix_size"].as_u64().unwrap() as usize]
+                                as usize);
+                        assert_eq!(ours[..head], theirs[..head], "{what}");
+                    }
+                    Some((code, message)) => {
+                        assert_error(&res.unwrap_err(), &code, &message, &what)
+                    }
+                }
+            }
+            "decrypt" => {
+                let receiver = e["receiver"].as_i64().unwrap();
+                let call = calls.iter_mut().find(|c| c.user_id() == receiver).unwrap();
+                let res = call.decrypt(
+                    e["sender"].as_i64().unwrap(),
+                    e["channel"].as_i64().unwrap() as i32,
+                    &hex(&e["packet"]),
+                    0,
+                );
+                match expect_of(e) {
+                    None => assert_eq!(
+                        res.unwrap_or_else(|err| panic!("{what}: {err}")),
+                        hex(&e["plaintext"]),
+                        "{what}"
+                    ),
+                    Some((code, message)) => {
+                        assert_error(&res.unwrap_err(), &code, &message, &what)
+                    }
+                }
+            }
+            other => panic!("unknown op {other}"),
+        }
+        n += 1;
+    }
+    for (i, d) in v["deterministic"].as_array().unwrap().iter().enumerate() {
+        let signer = PrivateKey::from_slice(&hex(&d["signer_private_key"])).unwrap();
+        let epochs: Vec<([u8; 32], Secret<32>)> = d["epochs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (hex32(&e["hash"]), Secret::from_bytes(hex32(&e["key"]))))
+            .collect();
+        let keys: Vec<EpochKey<'_>> = epochs
+            .iter()
+            .map(|(h, k)| EpochKey { hash: h, key: k })
+            .collect();
+        let mut rng = ReplayRng::new(hex(&d["rng"]));
+        let mut out = Vec::new();
+        packet::encrypt_into(
+            &keys,
+            &signer,
+            d["channel"].as_i64().unwrap() as i32,
+            d["seqno"].as_u64().unwrap() as u32,
+            &hex(&d["data"]),
+            d["unencrypted_prefix_size"].as_u64().unwrap() as usize,
+            &mut rng,
+            &mut out,
+        )
+        .unwrap();
+        assert!(rng.exhausted(), "deterministic packet {i}");
+        assert_eq!(
+            hex::encode(&out),
+            d["packet"].as_str().unwrap(),
+            "deterministic packet {i}"
+        );
+        n += 1;
+    }
+    report("packets.json", n);
+}
+
+#[test]
+fn broadcasts() {
+    use confchain::Call;
+    let v = load("tde2e/broadcasts.json");
+    let keys: Vec<(i64, PrivateKey)> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["user_id"].as_i64().unwrap(),
+                PrivateKey::from_slice(&hex(&k["private_key"])).unwrap(),
+            )
+        })
+        .collect();
+    let blocks: Vec<Vec<u8>> = v["blocks"].as_array().unwrap().iter().map(hex).collect();
+    let height = v["height"].as_i64().unwrap() as i32;
+    let nonce_of = |uid: i64| {
+        v["nonces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["user_id"].as_i64() == Some(uid))
+            .expect("nonce")
+    };
+    let mut calls: Vec<Call> = Vec::new();
+    let mut n = 0;
+    for block in &blocks {
+        let chain = Chain::from_server_block(block).unwrap();
+        // The last block's verification nonce is the recorded one; earlier ones are arbitrary.
+        let rng_for = |uid: i64| {
+            if chain.height() == height {
+                ReplayRng::new(hex(&nonce_of(uid)["nonce"]))
+            } else {
+                ReplayRng::new(vec![0x55; 32])
+            }
+        };
+        for call in &mut calls {
+            let mut rng = rng_for(call.user_id());
+            call.apply_block(block, 0, &mut rng).unwrap();
+        }
+        for (uid, sk) in &keys {
+            if chain.group_state().participant(*uid).is_some()
+                && !calls.iter().any(|c| c.user_id() == *uid)
+            {
+                let mut rng = rng_for(*uid);
+                calls.push(Call::new(*uid, sk.clone(), block, 0, &mut rng).unwrap());
+            }
+        }
+    }
+    assert_eq!(calls.len(), keys.len());
+    for call in &mut calls {
+        let uid = call.user_id();
+        assert_eq!(call.chain().hash().to_vec(), hex(&v["block_hash"]));
+        let out = call.poll_outbound();
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            hex::encode(wire::to_server_form(&out[0]).unwrap()),
+            nonce_of(uid)["commit"].as_str().unwrap(),
+            "commit of {uid}"
+        );
+        n += 1;
+    }
+    for (i, e) in v["events"].as_array().unwrap().iter().enumerate() {
+        let what = format!("event {i} ({})", e["note"]);
+        let receiver = e["receiver"].as_i64().unwrap();
+        let call = calls.iter_mut().find(|c| c.user_id() == receiver).unwrap();
+        let res = call.receive_broadcast(&hex(&e["broadcast"]));
+        match expect_of(e) {
+            None => {
+                res.unwrap_or_else(|err| panic!("{what}: {err}"));
+                let got = call
+                    .verification_result()
+                    .map(|r| hex::encode(r.emoji_hash));
+                assert_eq!(got.as_deref(), e["emoji_hash"].as_str(), "{what}");
+            }
+            Some((code, message)) => assert_error(&res.unwrap_err(), &code, &message, &what),
+        }
+        // Reveals we produce equal the reference's (Ed25519 is deterministic).
+        for b in call.poll_outbound() {
+            let server = hex::encode(wire::to_server_form(&b).unwrap());
+            assert!(
+                v["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x["broadcast"] == server.as_str()),
+                "{what}: our reveal is not the reference's"
+            );
+        }
+        n += 1;
+    }
+    let emojis: Vec<&str> = v["emojis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    let words: Vec<&str> = v["verification_words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    for call in &calls {
+        assert_eq!(
+            hex::encode(call.verification_result().unwrap().emoji_hash),
+            v["emoji_hash"].as_str().unwrap()
+        );
+        assert_eq!(call.emojis().unwrap().to_vec(), emojis);
+        assert_eq!(call.verification_words(), words);
+    }
+    report("broadcasts.json", n);
+}
+
+#[test]
+fn emojis_and_words() {
+    use confchain::verification::{emoji_table, emojis_from_hash, verification_words};
+    let table = load("tde2e/emoji_table.json");
+    let expected: Vec<&str> = table["emojis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
+    assert_eq!(emoji_table().collect::<Vec<_>>(), expected);
+    let v = load("tde2e/primitives.json");
+    let mut n = 1;
+    for c in v["emoji_fingerprints"].as_array().unwrap() {
+        let want: Vec<&str> = c["emojis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap())
+            .collect();
+        assert_eq!(emojis_from_hash(&hex(&c["emoji_hash"])).to_vec(), want);
+        n += 1;
+    }
+    for c in v["verification_words"].as_array().unwrap() {
+        let want: Vec<&str> = c["words"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap())
+            .collect();
+        assert_eq!(verification_words(&hex32(&c["block_hash"])), want);
+        n += 1;
+    }
+    report(
+        "primitives.json (emoji fingerprints, verification words) + emoji_table.json",
+        n,
+    );
+}

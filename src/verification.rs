@@ -1,0 +1,335 @@
+//! Emoji verification: the commit/reveal round every participant runs after every block, and the
+//! fingerprints shown to people (four emojis, 24 verification words).
+//!
+//! ```text
+//!  new block (height h, hash H) ──▶ Commit phase: send commit(SHA-256(nonce)), collect commits
+//!        all participants committed ──▶ Reveal phase: send reveal(nonce), collect reveals
+//!        all participants revealed  ──▶ Done: emoji_hash = HMAC-SHA512(sorted nonces, H)
+//! ```
+//!
+//! Broadcasts travel through the server (sub-chain 1 of getGroupCallChainBlocks), our own included:
+//! a participant counts its own commit only when the server echoes it back. Broadcasts for older
+//! heights are ignored, for later heights held (up to [`MAX_HELD_BROADCASTS`]) until their block.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rand_core::CryptoRngCore;
+
+use crate::crypto::{self, PrivateKey, PublicKey, Secret};
+use crate::error::{Error, ErrorKind, Result};
+use crate::wire::{self, Broadcast, BroadcastPayload, GroupState};
+
+/// Most broadcasts for future heights held at once; more are refused with
+/// [`ErrorKind::LimitExceeded`].
+pub const MAX_HELD_BROADCASTS: usize = 4_096;
+
+const EMOJI_DATA: &str = include_str!("data/emojis.txt");
+const WORD_DATA: &str = include_str!("data/bip39_english.txt");
+
+/// Telegram's 333-emoji fingerprint table, in order.
+pub fn emoji_table() -> impl Iterator<Item = &'static str> {
+    EMOJI_DATA.lines()
+}
+
+/// The BIP-39 English word list (2048 words).
+pub fn word_list() -> impl Iterator<Item = &'static str> {
+    WORD_DATA.lines()
+}
+
+fn emoji(i: usize) -> &'static str {
+    emoji_table().nth(i).unwrap_or("?")
+}
+
+fn word(i: usize) -> &'static str {
+    word_list().nth(i).unwrap_or("?")
+}
+
+/// The four emojis for a hash of at least 32 bytes: for i in 0..4,
+/// `EMOJIS[(be64(hash[8i..8i+8]) & 0x7fff_ffff_ffff_ffff) % 333]`.
+pub fn emojis_from_hash(hash: &[u8]) -> [&'static str; 4] {
+    let mut out = ["?"; 4];
+    for (i, chunk) in hash.chunks_exact(8).take(4).enumerate() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        let v = u64::from_be_bytes(b) & 0x7fff_ffff_ffff_ffff;
+        out[i] = emoji((v % 333) as usize);
+    }
+    out
+}
+
+/// The 24 verification words of a block hash: 11-bit indices read least-significant bit first
+/// from `HMAC-SHA512("MnemonicVerificationWords", block_hash)`.
+pub fn verification_words(block_hash: &[u8; 32]) -> Vec<&'static str> {
+    let h = crypto::hmac_sha512(b"MnemonicVerificationWords", &[block_hash]);
+    let bit = |i: usize| usize::from((h.expose()[i / 8] >> (i % 8)) & 1);
+    (0..24)
+        .map(|w| word((0..11).fold(0, |acc, k| acc | bit(11 * w + k) << k)))
+        .collect()
+}
+
+/// Where the round for the current block stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Collecting commits.
+    Commit,
+    /// Collecting reveals.
+    Reveal,
+    /// Every participant revealed; the emoji hash is known.
+    Done,
+}
+
+/// The outcome of a completed round.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerificationResult {
+    /// Height of the block verified.
+    pub height: i32,
+    /// `HMAC-SHA512(concatenation of all nonces sorted bytewise, block hash)`.
+    pub emoji_hash: [u8; 64],
+}
+
+impl VerificationResult {
+    /// The four emojis shown to people.
+    pub fn emojis(&self) -> [&'static str; 4] {
+        emojis_from_hash(&self.emoji_hash)
+    }
+}
+
+impl std::fmt::Debug for VerificationResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "VerificationResult(height {}, {})",
+            self.height,
+            self.emojis().concat()
+        )
+    }
+}
+
+/// One participant's emoji-verification state machine (sans-IO).
+#[derive(Debug)]
+pub struct Verification {
+    user_id: i64,
+    height: i32,
+    block_hash: [u8; 32],
+    phase: Phase,
+    nonce: Secret<32>,
+    participants: HashMap<i64, PublicKey>,
+    commits: HashMap<i64, [u8; 32]>,
+    reveals: BTreeMap<i64, [u8; 32]>,
+    sent_reveal: bool,
+    result: Option<VerificationResult>,
+    held: BTreeMap<i32, Vec<Broadcast>>,
+    held_count: usize,
+    outbound: Vec<Vec<u8>>,
+}
+
+impl Verification {
+    /// A state machine for `user_id`, before any block.
+    pub fn new(user_id: i64) -> Self {
+        Verification {
+            user_id,
+            height: -1,
+            block_hash: [0; 32],
+            phase: Phase::Commit,
+            nonce: Secret::from_bytes([0; 32]),
+            participants: HashMap::new(),
+            commits: HashMap::new(),
+            reveals: BTreeMap::new(),
+            sent_reveal: false,
+            result: None,
+            held: BTreeMap::new(),
+            held_count: 0,
+            outbound: Vec::new(),
+        }
+    }
+
+    /// Starts the round for a new block: draws a 32-byte nonce from `rng`, queues our commit
+    /// (replacing anything not yet pulled) and processes broadcasts held for this height.
+    pub fn on_block(
+        &mut self,
+        height: i32,
+        block_hash: [u8; 32],
+        state: &GroupState,
+        key: &PrivateKey,
+        rng: &mut impl CryptoRngCore,
+    ) {
+        self.nonce = Secret::random(rng);
+        self.height = height;
+        self.block_hash = block_hash;
+        self.phase = Phase::Commit;
+        self.participants = state
+            .participants
+            .iter()
+            .map(|p| (p.user_id, p.public_key))
+            .collect();
+        self.commits.clear();
+        self.reveals.clear();
+        self.sent_reveal = false;
+        self.result = None;
+        let commit = self.sign(
+            BroadcastPayload::Commit(crypto::sha256(self.nonce.expose())),
+            key,
+        );
+        self.outbound = vec![commit];
+        // Held broadcasts for this height are processed now; older ones can never apply.
+        let mut later = self.held.split_off(&height);
+        let current = later.remove(&height).unwrap_or_default();
+        self.held = later;
+        self.held_count = self.held.values().map(Vec::len).sum();
+        for b in current {
+            // A held broadcast that fails is dropped, as the reference does.
+            let _ = self.process(b);
+        }
+        self.maybe_reveal(key);
+    }
+
+    fn sign(&self, payload: BroadcastPayload, key: &PrivateKey) -> Vec<u8> {
+        let mut b = Broadcast {
+            signature: [0; 64],
+            user_id: self.user_id,
+            chain_height: self.height,
+            chain_hash: self.block_hash,
+            payload,
+        };
+        b.signature = key.sign(&b.signing_bytes());
+        b.encode()
+    }
+
+    fn maybe_reveal(&mut self, key: &PrivateKey) {
+        if self.phase == Phase::Reveal && !self.sent_reveal {
+            self.sent_reveal = true;
+            let reveal = self.sign(BroadcastPayload::Reveal(*self.nonce.expose()), key);
+            self.outbound.push(reveal);
+        }
+    }
+
+    /// Takes a server-form broadcast (sub-chain 1). Older heights are ignored (`Ok`), later ones
+    /// held until their block. Queues our reveal once every commit is in.
+    pub fn receive(&mut self, server_bytes: &[u8], key: &PrivateKey) -> Result<()> {
+        let b = Broadcast::decode_server(server_bytes)?;
+        if b.chain_height < self.height {
+            return Ok(());
+        }
+        if b.chain_height > self.height {
+            if self.held_count >= MAX_HELD_BROADCASTS {
+                return Err(Error::new(
+                    ErrorKind::LimitExceeded,
+                    "too many broadcasts held for future blocks",
+                ));
+            }
+            self.held.entry(b.chain_height).or_default().push(b);
+            self.held_count += 1;
+            return Ok(());
+        }
+        self.process(b)?;
+        self.maybe_reveal(key);
+        Ok(())
+    }
+
+    fn process(&mut self, b: Broadcast) -> Result<()> {
+        if b.chain_hash != self.block_hash {
+            return Err(Error::bare(ErrorKind::BroadcastInvalidBlockHash));
+        }
+        let expected_phase = match b.payload {
+            BroadcastPayload::Commit(_) => (Phase::Commit, ErrorKind::BroadcastNotInCommit),
+            BroadcastPayload::Reveal(_) => (Phase::Reveal, ErrorKind::BroadcastNotInReveal),
+        };
+        if self.phase != expected_phase.0 {
+            return Err(Error::bare(expected_phase.1));
+        }
+        let key = *self
+            .participants
+            .get(&b.user_id)
+            .ok_or_else(|| Error::bare(ErrorKind::BroadcastUnknownUserId))?;
+        key.verify(&b.signing_bytes(), &b.signature)
+            .map_err(|e| Error::new(ErrorKind::InvalidSignature, e.message()))?;
+        match b.payload {
+            BroadcastPayload::Commit(hash) => {
+                if self.commits.contains_key(&b.user_id) {
+                    return Err(Error::bare(ErrorKind::BroadcastAlreadyApplied));
+                }
+                self.commits.insert(b.user_id, hash);
+                if self.commits.len() == self.participants.len() {
+                    self.phase = Phase::Reveal;
+                }
+            }
+            BroadcastPayload::Reveal(nonce) => {
+                if self.reveals.contains_key(&b.user_id) {
+                    return Err(Error::bare(ErrorKind::BroadcastAlreadyApplied));
+                }
+                let committed = self
+                    .commits
+                    .get(&b.user_id)
+                    .ok_or_else(|| Error::bare(ErrorKind::BroadcastInvalidReveal))?;
+                if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                    &crypto::sha256(&nonce)[..],
+                    &committed[..],
+                )) {
+                    return Err(Error::bare(ErrorKind::BroadcastInvalidReveal));
+                }
+                self.reveals.insert(b.user_id, nonce);
+                if self.reveals.len() == self.participants.len() {
+                    let mut nonces: Vec<[u8; 32]> = self.reveals.values().copied().collect();
+                    nonces.sort_unstable();
+                    let full: Vec<u8> = nonces.concat();
+                    let h = crypto::hmac_sha512(&full, &[&self.block_hash]);
+                    self.result = Some(VerificationResult {
+                        height: self.height,
+                        emoji_hash: *h.expose(),
+                    });
+                    self.phase = Phase::Done;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Broadcasts to send with sendConferenceCallBroadcast (plain form), oldest first.
+    pub fn pull_outbound(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.outbound)
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Height of the block being verified.
+    pub fn height(&self) -> i32 {
+        self.height
+    }
+
+    /// The completed result for the current block, if every participant has revealed.
+    pub fn result(&self) -> Option<&VerificationResult> {
+        self.result.as_ref()
+    }
+
+    /// The 24 verification words of the current block.
+    pub fn words(&self) -> Vec<&'static str> {
+        verification_words(&self.block_hash)
+    }
+
+    /// Number of broadcasts held for future heights.
+    pub fn held_count(&self) -> usize {
+        self.held_count
+    }
+}
+
+/// Whether `bytes` is a server-form broadcast (rather than a block).
+pub fn is_broadcast(bytes: &[u8]) -> bool {
+    bytes.get(..4).is_some_and(|m| {
+        let m = u32::from_le_bytes([m[0], m[1], m[2], m[3]]).wrapping_sub(1);
+        m == wire::id::NONCE_COMMIT || m == wire::id::NONCE_REVEAL
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_have_their_sizes() {
+        assert_eq!(emoji_table().count(), 333);
+        assert_eq!(word_list().count(), 2048);
+    }
+}

@@ -85,10 +85,7 @@ impl ReplayWindow {
     pub fn check(&self, seqno: u32) -> Result<()> {
         match self.seen.first() {
             Some(&min) if seqno < min => Err(Error::new(ErrorKind::Replay, "Message is too old")),
-            _ if self.seen.contains(&seqno) => Err(Error::new(
-                ErrorKind::Replay,
-                "Message is already processed",
-            )),
+            _ if self.seen.contains(&seqno) => Err(Error::new(ErrorKind::Replay, "Message is already processed")),
             _ => Ok(()),
         }
     }
@@ -98,9 +95,7 @@ impl ReplayWindow {
     pub fn mark(&mut self, seqno: u32) {
         self.seen.insert(seqno);
         while let Some(&min) = self.seen.first() {
-            if self.seen.len() > REPLAY_WINDOW
-                || u64::from(min) + (REPLAY_WINDOW as u64) < u64::from(seqno)
-            {
+            if self.seen.len() > REPLAY_WINDOW || u64::from(min) + (REPLAY_WINDOW as u64) < u64::from(seqno) {
                 self.seen.pop_first();
             } else {
                 break;
@@ -138,10 +133,7 @@ impl std::fmt::Debug for Call {
         f.debug_struct("Call")
             .field("user_id", &self.user_id)
             .field("height", &self.chain.height())
-            .field(
-                "epochs",
-                &self.epochs.iter().map(|e| e.height).collect::<Vec<_>>(),
-            )
+            .field("epochs", &self.epochs.iter().map(|e| e.height).collect::<Vec<_>>())
             .field("member", &self.is_member())
             .finish_non_exhaustive()
     }
@@ -201,8 +193,7 @@ impl Call {
 
     fn start_verification(&mut self, rng: &mut impl CryptoRngCore) {
         let (h, hash) = (self.chain.height(), *self.chain.hash());
-        self.verification
-            .on_block(h, hash, self.chain.group_state(), &self.key, rng);
+        self.verification.on_block(h, hash, self.chain.group_state(), &self.key, rng);
         self.note_verification();
     }
 
@@ -232,21 +223,13 @@ impl Call {
 
     /// When [`Call::handle_timeout`] next has work: the earliest retirement deadline.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.epochs
-            .iter()
-            .filter_map(|e| e.retire_at.map(|t| t + 1))
-            .min()
+        self.epochs.iter().filter_map(|e| e.retire_at.map(|t| t + 1)).min()
     }
 
     /// Applies the next block (server form). The new block's epoch opens (if we are still a
     /// participant), the previous one starts its grace period, and a verification round begins
     /// (drawing a 32-byte nonce from `rng`). On error nothing changes.
-    pub fn apply_block(
-        &mut self,
-        server_bytes: &[u8],
-        now: u64,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<()> {
+    pub fn apply_block(&mut self, server_bytes: &[u8], now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.handle_timeout(now);
         let block = Block::decode_server(server_bytes)?;
         let mut next = self.chain.clone();
@@ -331,39 +314,15 @@ impl Call {
         }
         packet::validate_channel(channel)?;
         let slot = &mut self.seqnos[channel as usize];
-        let seqno = slot
-            .checked_add(1)
-            .ok_or_else(|| Error::new(ErrorKind::LimitExceeded, "Seqno overflow"))?;
+        let seqno = slot.checked_add(1).ok_or_else(|| Error::new(ErrorKind::LimitExceeded, "Seqno overflow"))?;
         *slot = seqno;
-        let keys: Vec<EpochKey<'_>> = self
-            .epochs
-            .iter()
-            .map(|e| EpochKey {
-                hash: &e.hash,
-                key: &e.key,
-            })
-            .collect();
-        packet::encrypt_into(
-            &keys,
-            &self.key,
-            channel,
-            seqno,
-            data,
-            clear_prefix_len,
-            rng,
-            out,
-        )
+        let keys: Vec<EpochKey<'_>> = self.epochs.iter().map(|e| EpochKey { hash: &e.hash, key: &e.key }).collect();
+        packet::encrypt_into(&keys, &self.key, channel, seqno, data, clear_prefix_len, rng, out)
     }
 
     /// Decrypts a packet from `sender_user_id`. `channel` is informational (the reference ignores
     /// it too; the channel inside the packet is authoritative).
-    pub fn decrypt(
-        &mut self,
-        sender_user_id: i64,
-        channel: i32,
-        packet: &[u8],
-        now: u64,
-    ) -> Result<Vec<u8>> {
+    pub fn decrypt(&mut self, sender_user_id: i64, channel: i32, packet: &[u8], now: u64) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         self.decrypt_into(sender_user_id, channel, packet, now, &mut out)?;
         Ok(out)
@@ -382,10 +341,7 @@ impl Call {
         self.handle_timeout(now);
         let (clear_prefix, encrypted) = packet::split_trailer(packet)?;
         if sender_user_id == self.user_id {
-            return Err(Error::new(
-                ErrorKind::OwnPacket,
-                "Packet is encrypted by us",
-            ));
+            return Err(Error::new(ErrorKind::OwnPacket, "Packet is encrypted by us"));
         }
         let p = packet::parse_encrypted(clear_prefix, encrypted)?;
         for i in 0..p.epoch_count {
@@ -400,9 +356,7 @@ impl Call {
                 .state
                 .participant(sender_user_id)
                 .map(|p| p.public_key)
-                .ok_or_else(|| {
-                    Error::new(ErrorKind::ParticipantNotFound, "Participant not found")
-                })?;
+                .ok_or_else(|| Error::new(ErrorKind::ParticipantNotFound, "Participant not found"))?;
             let verifying = self.verifying_key(&sender)?;
             let start = out.len();
             let opened = packet::open_into(&p, &one_time, &verifying, out)?;
@@ -421,9 +375,7 @@ impl Call {
         if let Some(k) = self.verifying_keys.get(key) {
             return Ok(*k);
         }
-        let k = key
-            .verifying_key()
-            .map_err(|_| Error::new(ErrorKind::WrongSignature, "Wrong signature"))?;
+        let k = key.verifying_key().map_err(|_| Error::new(ErrorKind::WrongSignature, "Wrong signature"))?;
         if self.verifying_keys.len() >= MAX_CACHED_KEYS {
             self.verifying_keys.clear();
         }
@@ -432,43 +384,26 @@ impl Call {
     }
 
     /// Encrypts a `sendGroupCallEncryptedMessage` payload: the JSON text on channel 0, no clear prefix.
-    pub fn encrypt_message(
-        &mut self,
-        json: &str,
-        now: u64,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<Vec<u8>> {
+    pub fn encrypt_message(&mut self, json: &str, now: u64, rng: &mut impl CryptoRngCore) -> Result<Vec<u8>> {
         self.encrypt(0, json.as_bytes(), 0, now, rng)
     }
 
     /// Decrypts an encrypted message from `sender_user_id` into its JSON text.
-    pub fn decrypt_message(
-        &mut self,
-        sender_user_id: i64,
-        message: &[u8],
-        now: u64,
-    ) -> Result<String> {
+    pub fn decrypt_message(&mut self, sender_user_id: i64, message: &[u8], now: u64) -> Result<String> {
         let bytes = self.decrypt(sender_user_id, 0, message, now)?;
-        String::from_utf8(bytes)
-            .map_err(|_| Error::new(ErrorKind::InvalidInput, "message is not UTF-8"))
+        String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::InvalidInput, "message is not UTF-8"))
     }
 
     /// Builds a block that sets `new_state` with a fresh key (add/remove members, permissions,
     /// re-key with the same state). Plain form, for deleteConferenceCallParticipants and friends.
-    pub fn build_change_state(
-        &self,
-        new_state: GroupState,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<Vec<u8>> {
+    pub fn build_change_state(&self, new_state: GroupState, rng: &mut impl CryptoRngCore) -> Result<Vec<u8>> {
         self.chain.build_change_state(new_state, &self.key, rng)
     }
 
     /// A block removing the given users (deleteConferenceCallParticipants).
     pub fn build_remove(&self, user_ids: &[i64], rng: &mut impl CryptoRngCore) -> Result<Vec<u8>> {
         let mut state = self.chain.group_state().clone();
-        state
-            .participants
-            .retain(|p| !user_ids.contains(&p.user_id));
+        state.participants.retain(|p| !user_ids.contains(&p.user_id));
         self.build_change_state(state, rng)
     }
 
@@ -478,12 +413,7 @@ impl Call {
     }
 
     /// A block setting `flags` as the permissions of `user_id`.
-    pub fn build_set_permissions(
-        &self,
-        user_id: i64,
-        flags: i32,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<Vec<u8>> {
+    pub fn build_set_permissions(&self, user_id: i64, flags: i32, rng: &mut impl CryptoRngCore) -> Result<Vec<u8>> {
         let mut state = self.chain.group_state().clone();
         let p = state
             .participants
@@ -531,10 +461,7 @@ impl Call {
 
     /// Fingerprint (short hash, safe to show) of the current epoch's key.
     pub fn key_fingerprint(&self) -> Option<String> {
-        self.epochs
-            .back()
-            .filter(|e| e.retire_at.is_none())
-            .map(|e| e.key.fingerprint())
+        self.epochs.back().filter(|e| e.retire_at.is_none()).map(|e| e.key.fingerprint())
     }
 
     /// The current verification phase.

@@ -18,17 +18,15 @@ use rand_core::CryptoRngCore;
 
 use crate::crypto::{self, PrivateKey, PublicKey, Secret};
 use crate::error::{Error, ErrorKind, Result};
-use crate::wire::{
-    permissions, Block, Change, GroupParticipant, GroupState, SharedKey, StateProof,
-};
+use crate::wire::{permissions, Block, Change, GroupParticipant, GroupState, SharedKey, StateProof};
 
 /// The "is a participant" mark added to a member's permissions while validating.
 const IS_PARTICIPANT: i32 = 1 << 30;
 
 /// Key/value hash of an empty store (what the first blocks carry in their proof).
 pub const EMPTY_KV_HASH: [u8; 32] = [
-    0xdf, 0x3f, 0x61, 0x98, 0x04, 0xa9, 0x2f, 0xdb, 0x40, 0x57, 0x19, 0x2d, 0xc4, 0x3d, 0xd7, 0x48,
-    0xea, 0x77, 0x8a, 0xdc, 0x52, 0xbc, 0x49, 0x8c, 0xe8, 0x05, 0x24, 0xc0, 0x14, 0xb8, 0x11, 0x19,
+    0xdf, 0x3f, 0x61, 0x98, 0x04, 0xa9, 0x2f, 0xdb, 0x40, 0x57, 0x19, 0x2d, 0xc4, 0x3d, 0xd7, 0x48, 0xea, 0x77, 0x8a,
+    0xdc, 0x52, 0xbc, 0x49, 0x8c, 0xe8, 0x05, 0x24, 0xc0, 0x14, 0xb8, 0x11, 0x19,
 ];
 
 /// A 32-byte group key (one epoch's key). Zeroized on drop, redacted in `Debug`.
@@ -71,11 +69,7 @@ fn no_permissions(what: &str) -> Error {
 /// Structural rules of a group state: flags within bits 0..2, unique user ids and keys.
 pub fn validate_group_state(state: &GroupState) -> Result<()> {
     let bad = |m: &str| Error::new(ErrorKind::InvalidGroupState, m);
-    if state
-        .participants
-        .iter()
-        .any(|p| p.flags & !permissions::ALL != 0)
-    {
+    if state.participants.iter().any(|p| p.flags & !permissions::ALL != 0) {
         return Err(bad("invalid permissions"));
     }
     if state.external_permissions & !permissions::ALL != 0 {
@@ -120,16 +114,9 @@ fn check_group_change(old: &GroupState, new: &GroupState, perms: i32) -> Result<
     if !old.external_permissions & new.external_permissions != 0 {
         return Err(no_permissions("Can't increase external permissions"));
     }
-    let old_flags: HashMap<(i64, PublicKey), i32> = old
-        .participants
-        .iter()
-        .map(|p| ((p.user_id, p.public_key), p.flags))
-        .collect();
-    let new_keys: HashSet<(i64, PublicKey)> = new
-        .participants
-        .iter()
-        .map(|p| (p.user_id, p.public_key))
-        .collect();
+    let old_flags: HashMap<(i64, PublicKey), i32> =
+        old.participants.iter().map(|p| ((p.user_id, p.public_key), p.flags)).collect();
+    let new_keys: HashSet<(i64, PublicKey)> = new.participants.iter().map(|p| (p.user_id, p.public_key)).collect();
     let may_add = perms & permissions::ADD_USERS != 0;
     let may_remove = perms & permissions::REMOVE_USERS != 0;
     if !may_remove && old_flags.keys().any(|k| !new_keys.contains(k)) {
@@ -168,19 +155,36 @@ struct Transition {
     has_shared_key_change: bool,
 }
 
+/// How strictly `SetValue` changes are checked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SetValueRule {
+    /// Applying: clients count set-value changes but do not check them (the proof carries the
+    /// key/value hash).
+    Count,
+    /// Building: the signer must hold the set-value permission, as the reference's builder demands.
+    RequirePermission,
+}
+
 /// Runs `changes` in order, signed by `signer`, over (`group_state`, `shared_key`).
 fn run_changes(
     mut group_state: Arc<GroupState>,
     mut shared_key: Arc<SharedKey>,
     changes: &[Change],
     signer: &PublicKey,
+    set_value: SetValueRule,
 ) -> Result<Transition> {
-    let (mut has_set_value, mut has_group_change, mut has_shared_key_change) =
-        (false, false, false);
+    let (mut has_set_value, mut has_group_change, mut has_shared_key_change) = (false, false, false);
     for change in changes {
         match change {
             Change::Noop { .. } => {}
-            Change::SetValue { .. } => has_set_value = true,
+            Change::SetValue { .. } => {
+                has_set_value = true;
+                if set_value == SetValueRule::RequirePermission
+                    && permissions_in(&group_state, signer) & permissions::SET_VALUE == 0
+                {
+                    return Err(no_permissions("Can't set value"));
+                }
+            }
             Change::SetGroupState(new) => {
                 has_group_change = true;
                 check_group_change(&group_state, new, permissions_in(&group_state, signer))?;
@@ -193,10 +197,7 @@ fn run_changes(
             Change::SetSharedKey(key) => {
                 has_shared_key_change = true;
                 if !shared_key.is_empty() {
-                    return Err(Error::new(
-                        ErrorKind::SharedKeyAlreadySet,
-                        "Shared key is already set",
-                    ));
+                    return Err(Error::new(ErrorKind::SharedKeyAlreadySet, "Shared key is already set"));
                 }
                 if !may_change_shared_key(permissions_in(&group_state, signer)) {
                     return Err(no_permissions("Can't set shared key"));
@@ -206,13 +207,7 @@ fn run_changes(
             }
         }
     }
-    Ok(Transition {
-        group_state,
-        shared_key,
-        has_set_value,
-        has_group_change,
-        has_shared_key_change,
-    })
+    Ok(Transition { group_state, shared_key, has_set_value, has_group_change, has_shared_key_change })
 }
 
 /// Checks a state proof against the state a block produced.
@@ -220,22 +215,11 @@ fn check_proof(t: &Transition, proof: &StateProof) -> Result<()> {
     let group = |m: &str| Error::new(ErrorKind::InvalidStateProofGroup, m);
     let secret = |m: &str| Error::new(ErrorKind::InvalidStateProofSecret, m);
     if !t.has_group_change && !t.has_set_value {
-        return Err(Error::new(
-            ErrorKind::NoChanges,
-            "There must be at least SetValue or SetGroupState changes",
-        ));
+        return Err(Error::new(ErrorKind::NoChanges, "There must be at least SetValue or SetGroupState changes"));
     }
     match (&proof.group_state, t.has_group_change) {
-        (Some(_), true) => {
-            return Err(group(
-                "Group state must be omitted when there is a group state change",
-            ))
-        }
-        (None, false) => {
-            return Err(group(
-                "Group state must be provided when there is no group state change",
-            ))
-        }
+        (Some(_), true) => return Err(group("Group state must be omitted when there is a group state change")),
+        (None, false) => return Err(group("Group state must be provided when there is no group state change")),
         (Some(s), false) if *s != *t.group_state => return Err(group("group state differs")),
         _ => {}
     }
@@ -275,13 +259,9 @@ impl Chain {
         if block.height < 0 {
             return Err(Error::new(ErrorKind::InvalidBlock, "negative height"));
         }
-        let mut group_state = (block.height == 0).then(|| GroupState {
-            participants: vec![],
-            external_permissions: 7,
-        });
+        let mut group_state = (block.height == 0).then(|| GroupState { participants: vec![], external_permissions: 7 });
         let mut shared_key = None;
-        let (mut has_set_value, mut has_group_change, mut has_shared_key_change) =
-            (false, false, false);
+        let (mut has_set_value, mut has_group_change, mut has_shared_key_change) = (false, false, false);
         for change in &block.changes {
             match change {
                 Change::Noop { .. } => {}
@@ -303,10 +283,9 @@ impl Chain {
         if let Some(k) = &block.state_proof.shared_key {
             shared_key = Some(k.clone());
         }
-        let group_state = group_state
-            .ok_or_else(|| Error::new(ErrorKind::InvalidStateProofGroup, "no group state proof"))?;
-        let shared_key = shared_key
-            .ok_or_else(|| Error::new(ErrorKind::InvalidStateProofSecret, "no shared key"))?;
+        let group_state =
+            group_state.ok_or_else(|| Error::new(ErrorKind::InvalidStateProofGroup, "no group state proof"))?;
+        let shared_key = shared_key.ok_or_else(|| Error::new(ErrorKind::InvalidStateProofSecret, "no shared key"))?;
         let t = Transition {
             group_state: Arc::new(group_state),
             shared_key: Arc::new(shared_key),
@@ -336,50 +315,28 @@ impl Chain {
         if self.height == i32::MAX || i64::from(block.height) != i64::from(self.height) + 1 {
             return Err(Error::new(
                 ErrorKind::HeightMismatch,
-                format!(
-                    "new_block.height={} != 1 + last_block.height={}",
-                    block.height, self.height
-                ),
+                format!("new_block.height={} != 1 + last_block.height={}", block.height, self.height),
             ));
         }
         if block.prev_block_hash != self.hash {
             return Err(Error::bare(ErrorKind::HashMismatch));
         }
         let group_state = if block.height == 0 {
-            Arc::new(GroupState {
-                participants: vec![],
-                external_permissions: permissions::ALL,
-            })
+            Arc::new(GroupState { participants: vec![], external_permissions: permissions::ALL })
         } else {
             self.group_state.clone()
         };
-        let signer = match (
-            &block.signature_public_key,
-            group_state.participants.first(),
-        ) {
+        let signer = match (&block.signature_public_key, group_state.participants.first()) {
             (Some(k), _) => *k,
             (None, Some(first)) => first.public_key,
-            (None, None) => {
-                return Err(Error::new(
-                    ErrorKind::UnknownPublicKey,
-                    "Unknown public key",
-                ))
-            }
+            (None, None) => return Err(Error::new(ErrorKind::UnknownPublicKey, "Unknown public key")),
         };
         let mut bytes = block.signing_bytes();
-        signer
-            .verify(&bytes, &block.signature)
-            .map_err(|e| Error::new(ErrorKind::InvalidSignature, e.message()))?;
-        let t = run_changes(
-            group_state,
-            self.shared_key.clone(),
-            &block.changes,
-            &signer,
-        )?;
+        signer.verify(&bytes, &block.signature).map_err(|e| Error::new(ErrorKind::InvalidSignature, e.message()))?;
+        let t = run_changes(group_state, self.shared_key.clone(), &block.changes, &signer, SetValueRule::Count)?;
         check_proof(&t, &block.state_proof)?;
         // Accepted: nothing can fail from here on.
-        bytes[crate::wire::SIGNATURE_OFFSET..crate::wire::SIGNATURE_OFFSET + 64]
-            .copy_from_slice(&block.signature);
+        bytes[crate::wire::SIGNATURE_OFFSET..crate::wire::SIGNATURE_OFFSET + 64].copy_from_slice(&block.signature);
         self.prev_hash = block.prev_block_hash;
         self.hash = crypto::sha256(&bytes);
         self.height = block.height;
@@ -467,34 +424,23 @@ impl Chain {
 
     /// [`Chain::build_block`] with an explicit key/value hash for the proof (set-value blocks: the
     /// client does not hold the key/value store, only its hash; see SPEC.md).
-    pub fn build_block_with_kv(
-        &self,
-        changes: Vec<Change>,
-        signer: &PrivateKey,
-        kv_hash: [u8; 32],
-    ) -> Result<Vec<u8>> {
+    pub fn build_block_with_kv(&self, changes: Vec<Change>, signer: &PrivateKey, kv_hash: [u8; 32]) -> Result<Vec<u8>> {
         if self.height == i32::MAX {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "last block height is too high",
-            ));
+            return Err(Error::new(ErrorKind::InvalidInput, "last block height is too high"));
         }
         let height = self.height + 1;
         let group_state = if height == 0 {
-            Arc::new(GroupState {
-                participants: vec![],
-                external_permissions: permissions::ALL,
-            })
+            Arc::new(GroupState { participants: vec![], external_permissions: permissions::ALL })
         } else {
             self.group_state.clone()
         };
         let public_key = signer.public_key();
-        let t = run_changes(group_state, self.shared_key.clone(), &changes, &public_key)?;
+        let t =
+            run_changes(group_state, self.shared_key.clone(), &changes, &public_key, SetValueRule::RequirePermission)?;
         let state_proof = StateProof {
             kv_hash,
             group_state: (!t.has_group_change).then(|| (*t.group_state).clone()),
-            shared_key: (!t.has_group_change && !t.has_shared_key_change)
-                .then(|| (*t.shared_key).clone()),
+            shared_key: (!t.has_group_change && !t.has_shared_key_change).then(|| (*t.shared_key).clone()),
         };
         check_proof(&t, &state_proof)?;
         let mut block = Block {
@@ -507,8 +453,7 @@ impl Chain {
         };
         let mut bytes = block.signing_bytes();
         block.signature = signer.sign(&bytes);
-        bytes[crate::wire::SIGNATURE_OFFSET..crate::wire::SIGNATURE_OFFSET + 64]
-            .copy_from_slice(&block.signature);
+        bytes[crate::wire::SIGNATURE_OFFSET..crate::wire::SIGNATURE_OFFSET + 64].copy_from_slice(&block.signature);
         Ok(bytes)
     }
 
@@ -547,21 +492,14 @@ impl Chain {
         new_kv_hash: [u8; 32],
         signer: &PrivateKey,
     ) -> Result<Vec<u8>> {
-        let change = Change::SetValue {
-            key: key.to_vec(),
-            value: value.to_vec(),
-        };
+        let change = Change::SetValue { key: key.to_vec(), value: value.to_vec() };
         self.build_block_with_kv(vec![change], signer, new_kv_hash)
     }
 }
 
 /// The zero block (what createConferenceCall sends): `state` with a fresh shared key, signed by
 /// `signer`, on top of the empty chain.
-pub fn build_zero_block(
-    state: GroupState,
-    signer: &PrivateKey,
-    rng: &mut impl CryptoRngCore,
-) -> Result<Vec<u8>> {
+pub fn build_zero_block(state: GroupState, signer: &PrivateKey, rng: &mut impl CryptoRngCore) -> Result<Vec<u8>> {
     Chain::empty().build_change_state(state, signer, rng)
 }
 
@@ -572,58 +510,29 @@ pub fn shared_key_changes(state: GroupState, rng: &mut impl CryptoRngCore) -> Re
     let ek = PrivateKey::generate(rng);
     let raw_key = Secret::<32>::random(rng);
     let one_time = Secret::<32>::random(rng);
-    let (encrypted_shared_key, _) =
-        crypto::encrypt_data(raw_key.expose(), one_time.expose(), &[], rng);
+    let (encrypted_shared_key, _) = crypto::encrypt_data(raw_key.expose(), one_time.expose(), &[], rng);
     let mut dest_user_id = Vec::with_capacity(state.participants.len());
     let mut dest_header = Vec::with_capacity(state.participants.len());
     for p in &state.participants {
         let secret = ek.shared_secret(&p.public_key)?;
         dest_user_id.push(p.user_id);
-        dest_header.push(
-            crypto::encrypt_header(one_time.expose(), &encrypted_shared_key, secret.expose())?
-                .to_vec(),
-        );
+        dest_header.push(crypto::encrypt_header(one_time.expose(), &encrypted_shared_key, secret.expose())?.to_vec());
     }
-    let key = SharedKey {
-        ek: ek.public_key(),
-        encrypted_shared_key,
-        dest_user_id,
-        dest_header,
-    };
-    Ok(vec![
-        Change::SetGroupState(state),
-        Change::SetSharedKey(key),
-    ])
+    let key = SharedKey { ek: ek.public_key(), encrypted_shared_key, dest_user_id, dest_header };
+    Ok(vec![Change::SetGroupState(state), Change::SetSharedKey(key)])
 }
 
 /// Recovers the raw 32-byte group key from a shared key for `user_id`.
-pub fn decrypt_shared_key(
-    key: &SharedKey,
-    user_id: i64,
-    private_key: &PrivateKey,
-) -> Result<GroupKey> {
+pub fn decrypt_shared_key(key: &SharedKey, user_id: i64, private_key: &PrivateKey) -> Result<GroupKey> {
     let i = key
         .dest_user_id
         .iter()
         .position(|u| *u == user_id)
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidSharedKey,
-                "Could not find user_id in group_shared_key",
-            )
-        })?;
-    let header = key
-        .dest_header
-        .get(i)
-        .ok_or_else(|| Error::new(ErrorKind::InvalidSharedKey, "missing header"))?;
+        .ok_or_else(|| Error::new(ErrorKind::InvalidSharedKey, "Could not find user_id in group_shared_key"))?;
+    let header = key.dest_header.get(i).ok_or_else(|| Error::new(ErrorKind::InvalidSharedKey, "missing header"))?;
     let secret = private_key.shared_secret(&key.ek)?;
     let one_time = crypto::decrypt_header(header, &key.encrypted_shared_key, secret.expose())?;
     let (raw, _) = crypto::decrypt_data(&key.encrypted_shared_key, one_time.expose(), &[])?;
     let raw = zeroize::Zeroizing::new(raw);
-    GroupKey::from_slice(&raw).ok_or_else(|| {
-        Error::new(
-            ErrorKind::InvalidSharedKey,
-            "Invalid shared key (size != 32)",
-        )
-    })
+    GroupKey::from_slice(&raw).ok_or_else(|| Error::new(ErrorKind::InvalidSharedKey, "Invalid shared key (size != 32)"))
 }

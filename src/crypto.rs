@@ -124,8 +124,7 @@ impl PublicKey {
 
     /// Decompresses the key for verification.
     pub fn verifying_key(&self) -> Result<VerifyingKey> {
-        VerifyingKey::from_bytes(&self.0)
-            .map_err(|_| Error::new(ErrorKind::InvalidInput, "Invalid public key"))
+        VerifyingKey::from_bytes(&self.0).map_err(|_| Error::new(ErrorKind::InvalidInput, "Invalid public key"))
     }
 
     /// Verifies an Ed25519 signature; fails with "Wrong signature" ([`ErrorKind::WrongSignature`]).
@@ -138,8 +137,7 @@ impl PublicKey {
 /// Verifies with an already decompressed key.
 pub fn verify_with(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> Result<()> {
     let sig = ed25519_dalek::Signature::from_bytes(signature);
-    key.verify_strict(message, &sig)
-        .map_err(|_| wrong_signature())
+    key.verify_strict(message, &sig).map_err(|_| wrong_signature())
 }
 
 fn wrong_signature() -> Error {
@@ -148,14 +146,7 @@ fn wrong_signature() -> Error {
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "PublicKey({})",
-            self.0
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        )
+        write!(f, "PublicKey({})", self.0.iter().map(|b| format!("{b:02x}")).collect::<String>())
     }
 }
 
@@ -169,16 +160,13 @@ pub struct PrivateKey {
 impl PrivateKey {
     /// From the 32-byte seed (the format the reference exports).
     pub fn from_bytes(seed: &[u8; 32]) -> Self {
-        PrivateKey {
-            signing: SigningKey::from_bytes(seed),
-        }
+        PrivateKey { signing: SigningKey::from_bytes(seed) }
     }
 
     /// From a slice that must be exactly 32 bytes.
     pub fn from_slice(seed: &[u8]) -> Result<Self> {
-        let seed: [u8; 32] = seed
-            .try_into()
-            .map_err(|_| Error::new(ErrorKind::InvalidInput, "Invalid private key length"))?;
+        let seed: [u8; 32] =
+            seed.try_into().map_err(|_| Error::new(ErrorKind::InvalidInput, "Invalid private key length"))?;
         Ok(PrivateKey::from_bytes(&seed))
     }
 
@@ -207,10 +195,7 @@ impl PrivateKey {
     /// `HMAC-SHA512("tde2e_shared_secret", x25519_output)[0..32]`.
     pub fn shared_secret(&self, their_public: &PublicKey) -> Result<Secret<32>> {
         let bad = || Error::new(ErrorKind::InvalidInput, "Failed to compute shared secret");
-        let their = their_public
-            .verifying_key()
-            .map_err(|_| bad())?
-            .to_montgomery();
+        let their = their_public.verifying_key().map_err(|_| bad())?.to_montgomery();
         let mut scalar = Secret(self.signing.to_scalar_bytes());
         let shared = their.mul_clamped(scalar.0);
         scalar.zeroize();
@@ -226,10 +211,7 @@ impl PrivateKey {
 
 impl PartialEq for PrivateKey {
     fn eq(&self, other: &Self) -> bool {
-        self.signing
-            .to_bytes()
-            .ct_eq(&other.signing.to_bytes())
-            .into()
+        self.signing.to_bytes().ct_eq(&other.signing.to_bytes()).into()
     }
 }
 
@@ -237,11 +219,7 @@ impl Eq for PrivateKey {}
 
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "PrivateKey(public {}…)",
-            hex4(self.public_key().as_bytes())
-        )
+        write!(f, "PrivateKey(public {}…)", hex4(self.public_key().as_bytes()))
     }
 }
 
@@ -279,12 +257,7 @@ fn cbc_decrypt(h: &Secret<64>, buf: &mut [u8]) {
 
 /// `encrypt_data` with a random prefix drawn from `rng`. Returns `msg_id || ciphertext` and the
 /// 32-byte `large_msg_id` (which call packets sign).
-pub fn encrypt_data(
-    data: &[u8],
-    secret: &[u8],
-    extra: &[u8],
-    rng: &mut impl CryptoRngCore,
-) -> (Vec<u8>, [u8; 32]) {
+pub fn encrypt_data(data: &[u8], secret: &[u8], extra: &[u8], rng: &mut impl CryptoRngCore) -> (Vec<u8>, [u8; 32]) {
     let n = prefix_len(data.len());
     let mut out = vec![0u8; 16 + n + data.len()];
     rng.fill_bytes(&mut out[16..16 + n]);
@@ -317,10 +290,7 @@ pub fn encrypt_data_with_prefix(
 pub(crate) fn seal_in_place(buf: &mut [u8], n: usize, secret: &[u8], extra: &[u8]) -> [u8; 32] {
     buf[16] = n as u8;
     let k = kdf(secret, b"tde2e_encrypt_data");
-    let large_msg_id = hmac_sha256(
-        &k.expose()[32..64],
-        &[&buf[16..], extra, &(extra.len() as u32).to_le_bytes()],
-    );
+    let large_msg_id = hmac_sha256(&k.expose()[32..64], &[&buf[16..], extra, &(extra.len() as u32).to_le_bytes()]);
     buf[..16].copy_from_slice(&large_msg_id[..16]);
     let h = hmac_sha512(&k.expose()[..32], &[&large_msg_id[..16]]);
     cbc_encrypt(&h, &mut buf[16..]);
@@ -338,11 +308,7 @@ pub fn decrypt_data(encrypted: &[u8], secret: &[u8], extra: &[u8]) -> Result<(Ve
 }
 
 /// Opens `msg_id || ciphertext` in place; on success the plaintext data is `buf[range]`.
-pub(crate) fn open_in_place(
-    buf: &mut [u8],
-    secret: &[u8],
-    extra: &[u8],
-) -> Result<(std::ops::Range<usize>, [u8; 32])> {
+pub(crate) fn open_in_place(buf: &mut [u8], secret: &[u8], extra: &[u8]) -> Result<(std::ops::Range<usize>, [u8; 32])> {
     if buf.len() < 16 {
         return Err(decrypt_error("encrypted_data is less than 16 bytes"));
     }
@@ -353,10 +319,7 @@ pub(crate) fn open_in_place(
     let (msg_id, body) = buf.split_at_mut(16);
     let h = hmac_sha512(&k.expose()[..32], &[msg_id]);
     cbc_decrypt(&h, body);
-    let large_msg_id = hmac_sha256(
-        &k.expose()[32..64],
-        &[body, extra, &(extra.len() as u32).to_le_bytes()],
-    );
+    let large_msg_id = hmac_sha256(&k.expose()[32..64], &[body, extra, &(extra.len() as u32).to_le_bytes()]);
     if !bool::from(large_msg_id[..16].ct_eq(msg_id)) {
         return Err(decrypt_error("msg_id mismatch"));
     }
@@ -373,16 +336,9 @@ fn decrypt_error(what: &str) -> Error {
 
 /// `encrypt_header`: encrypts a 32-byte header (a one-time secret) under `secret`, bound to the
 /// first 16 bytes (msg_id) of `encrypted_message`.
-pub fn encrypt_header(
-    header: &[u8; 32],
-    encrypted_message: &[u8],
-    secret: &[u8],
-) -> Result<[u8; 32]> {
+pub fn encrypt_header(header: &[u8; 32], encrypted_message: &[u8], secret: &[u8]) -> Result<[u8; 32]> {
     let msg_id = encrypted_message.get(..16).ok_or_else(|| {
-        Error::new(
-            ErrorKind::InvalidInput,
-            "Failed to encrypt header: encrypted_message is too small",
-        )
+        Error::new(ErrorKind::InvalidInput, "Failed to encrypt header: encrypted_message is too small")
     })?;
     let h = header_cipher(msg_id, secret);
     let mut out = *header;
@@ -392,16 +348,9 @@ pub fn encrypt_header(
 
 /// `decrypt_header`: the inverse of [`encrypt_header`] (unauthenticated; the MAC of the message
 /// it unlocks authenticates it).
-pub fn decrypt_header(
-    encrypted_header: &[u8],
-    encrypted_message: &[u8],
-    secret: &[u8],
-) -> Result<Secret<32>> {
-    let msg_id = encrypted_message
-        .get(..16)
-        .ok_or_else(|| decrypt_error("invalid message size"))?;
-    let mut out = Secret::<32>::from_slice(encrypted_header)
-        .ok_or_else(|| decrypt_error("invalid header size"))?;
+pub fn decrypt_header(encrypted_header: &[u8], encrypted_message: &[u8], secret: &[u8]) -> Result<Secret<32>> {
+    let msg_id = encrypted_message.get(..16).ok_or_else(|| decrypt_error("invalid message size"))?;
+    let mut out = Secret::<32>::from_slice(encrypted_header).ok_or_else(|| decrypt_error("invalid header size"))?;
     let h = header_cipher(msg_id, secret);
     cbc_decrypt(&h, &mut out.0);
     Ok(out)

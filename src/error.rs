@@ -206,14 +206,7 @@ impl Error {
 
     /// An error of `kind` whose message is just its name.
     pub fn bare(kind: ErrorKind) -> Self {
-        Error::new(
-            kind,
-            if kind.code().is_some() {
-                ""
-            } else {
-                kind.name()
-            },
-        )
+        Error::new(kind, if kind.code().is_some() { "" } else { kind.name() })
     }
 
     /// The kind of failure.
@@ -261,16 +254,10 @@ mod tests {
     #[test]
     fn coded_messages_carry_the_code() {
         let e = Error::new(ErrorKind::NoPermissions, "Can't add users");
-        assert_eq!(
-            e.message(),
-            "INVALID_BLOCK__NO_PERMISSIONS: Can't add users"
-        );
+        assert_eq!(e.message(), "INVALID_BLOCK__NO_PERMISSIONS: Can't add users");
         assert_eq!(e.code(), Some("INVALID_BLOCK__NO_PERMISSIONS"));
         assert_eq!(e.numeric_code(), 207);
-        assert_eq!(
-            Error::bare(ErrorKind::HashMismatch).message(),
-            "INVALID_BLOCK__HASH_MISMATCH"
-        );
+        assert_eq!(Error::bare(ErrorKind::HashMismatch).message(), "INVALID_BLOCK__HASH_MISMATCH");
         let p = Error::new(ErrorKind::Parse, "Too much data to fetch at 700");
         assert_eq!(p.code(), None);
         assert_eq!(p.kind().name(), "PARSE");

@@ -64,10 +64,7 @@ pub fn encrypt_into(
         return Err(Error::bare(ErrorKind::EncryptUnknownEpoch));
     }
     if epochs.len() > MAX_EPOCHS {
-        return Err(Error::new(
-            ErrorKind::LimitExceeded,
-            "Too many active epochs",
-        ));
+        return Err(Error::new(ErrorKind::LimitExceeded, "Too many active epochs"));
     }
     let one_time = Secret::<32>::random(rng);
     validate_channel(channel)?;
@@ -111,20 +108,14 @@ pub fn encrypt_into(
     }
     out.extend_from_slice(&signature);
     out.extend_from_slice(&(clear_prefix_len as u32).to_le_bytes());
-    debug_assert_eq!(
-        out.len() - start,
-        prefix.len() + 4 + 64 * count + body_len + 4
-    );
+    debug_assert_eq!(out.len() - start, prefix.len() + 4 + 64 * count + body_len + 4);
     Ok(())
 }
 
 /// Fails unless the clear prefix fits in the data and below [`MAX_CLEAR_PREFIX`].
 pub fn check_clear_prefix(data_len: usize, clear_prefix_len: usize) -> Result<()> {
     if clear_prefix_len > data_len || clear_prefix_len >= MAX_CLEAR_PREFIX {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            "Unencrypted header length is too large",
-        ));
+        return Err(Error::new(ErrorKind::InvalidInput, "Unencrypted header length is too large"));
     }
     Ok(())
 }
@@ -147,10 +138,7 @@ pub struct ParsedPacket<'a> {
 impl<'a> ParsedPacket<'a> {
     /// The hash of the `i`-th epoch listed.
     pub fn epoch_hash(&self, i: usize) -> Option<&'a [u8; 32]> {
-        self.head_and_hashes
-            .get(4 + 32 * i..4 + 32 * (i + 1))?
-            .try_into()
-            .ok()
+        self.head_and_hashes.get(4 + 32 * i..4 + 32 * (i + 1))?.try_into().ok()
     }
 
     /// The `i`-th encrypted header.
@@ -175,12 +163,7 @@ pub fn split_trailer(packet: &[u8]) -> Result<(&[u8], &[u8])> {
     if packet.len() > MAX_PACKET_SIZE {
         return Err(Error::new(ErrorKind::LimitExceeded, "packet too large"));
     }
-    let (rest, trailer) = packet.split_at(
-        packet
-            .len()
-            .checked_sub(4)
-            .ok_or_else(|| invalid("Packet too small"))?,
-    );
+    let (rest, trailer) = packet.split_at(packet.len().checked_sub(4).ok_or_else(|| invalid("Packet too small"))?);
     let prefix_len = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]) as usize;
     if prefix_len > rest.len() || prefix_len >= MAX_CLEAR_PREFIX {
         return Err(invalid("Unencrypted prefix size is too large"));
@@ -189,10 +172,7 @@ pub fn split_trailer(packet: &[u8]) -> Result<(&[u8], &[u8])> {
 }
 
 /// Parses the encrypted part: head, epoch hashes, headers, body.
-pub fn parse_encrypted<'a>(
-    clear_prefix: &'a [u8],
-    encrypted: &'a [u8],
-) -> Result<ParsedPacket<'a>> {
+pub fn parse_encrypted<'a>(clear_prefix: &'a [u8], encrypted: &'a [u8]) -> Result<ParsedPacket<'a>> {
     let mut r = crate::tl::Reader::new(encrypted);
     let head = r.u32()?;
     let count = (head & 0xff) as usize;
@@ -236,15 +216,9 @@ pub fn open_into(
     sender: &ed25519_dalek::VerifyingKey,
     out: &mut Vec<u8>,
 ) -> Result<Opened> {
-    let split = p
-        .body
-        .len()
-        .checked_sub(64)
-        .ok_or_else(|| invalid("Not enough encryption data"))?;
+    let split = p.body.len().checked_sub(64).ok_or_else(|| invalid("Not enough encryption data"))?;
     let (sealed, signature) = p.body.split_at(split);
-    let signature: &[u8; 64] = signature
-        .try_into()
-        .map_err(|_| invalid("Not enough encryption data"))?;
+    let signature: &[u8; 64] = signature.try_into().map_err(|_| invalid("Not enough encryption data"))?;
     let mut extra = Vec::with_capacity(4 + p.head_and_hashes.len() + p.clear_prefix.len());
     extra.extend_from_slice(&id::CALL_PACKET.to_le_bytes());
     extra.extend_from_slice(p.head_and_hashes);
@@ -256,8 +230,7 @@ pub fn open_into(
     let body_at = out.len();
     out.extend_from_slice(sealed);
     let result = (|| {
-        let (range, large_msg_id) =
-            crypto::open_in_place(&mut out[body_at..], one_time.expose(), &extra)?;
+        let (range, large_msg_id) = crypto::open_in_place(&mut out[body_at..], one_time.expose(), &extra)?;
         let mut to_verify = [0u8; 36];
         to_verify[..4].copy_from_slice(&id::CALL_PACKET_LARGE_MSG_ID.to_le_bytes());
         to_verify[4..].copy_from_slice(&large_msg_id);
@@ -267,10 +240,7 @@ pub fn open_into(
         let channel = r.i32()?;
         validate_channel(channel)?;
         let seqno = r.u32()?;
-        Ok((
-            Opened { channel, seqno },
-            body_at + range.start + 8..body_at + range.end,
-        ))
+        Ok((Opened { channel, seqno }, body_at + range.start + 8..body_at + range.end))
     })();
     match result {
         Ok((opened, payload)) => {

@@ -81,10 +81,7 @@ impl<'a> Reader<'a> {
     pub fn expect_constructor(&mut self, id: u32) -> Result<()> {
         let got = self.i32()?;
         if got as u32 != id {
-            return Err(self.error(&format!(
-                "Wrong constructor {got} found instead of {}",
-                id as i32
-            )));
+            return Err(self.error(&format!("Wrong constructor {got} found instead of {}", id as i32)));
         }
         Ok(())
     }
@@ -96,8 +93,7 @@ impl<'a> Reader<'a> {
         let head = self.take(4)?;
         let (len, data_start, padded_end) = match head[0] {
             254 => {
-                let len =
-                    usize::from(head[1]) | usize::from(head[2]) << 8 | usize::from(head[3]) << 16;
+                let len = usize::from(head[1]) | usize::from(head[2]) << 8 | usize::from(head[3]) << 16;
                 (len, first + 4, first + 4 + len.div_ceil(4) * 4)
             }
             255 => {
@@ -159,9 +155,7 @@ impl Writer {
 
     /// An empty writer with room for `n` bytes.
     pub fn with_capacity(n: usize) -> Self {
-        Writer {
-            buf: Vec::with_capacity(n),
-        }
+        Writer { buf: Vec::with_capacity(n) }
     }
 
     /// The bytes written so far.
@@ -267,19 +261,10 @@ mod tests {
     fn errors_name_the_position() {
         let mut r = Reader::new(&[1, 2, 3, 4, 5]);
         r.u32().unwrap();
-        assert_eq!(
-            r.u32().unwrap_err().message(),
-            "Not enough data to read at 4"
-        );
-        assert_eq!(
-            r.finish().unwrap_err().message(),
-            "Too much data to fetch at 4"
-        );
+        assert_eq!(r.u32().unwrap_err().message(), "Not enough data to read at 4");
+        assert_eq!(r.finish().unwrap_err().message(), "Too much data to fetch at 4");
         let huge = [0xff, 0xff, 0xff, 0x7f];
-        assert_eq!(
-            Reader::new(&huge).vec_len().unwrap_err().message(),
-            "Wrong vector length at 4"
-        );
+        assert_eq!(Reader::new(&huge).vec_len().unwrap_err().message(), "Wrong vector length at 4");
         let long = [255u8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
         assert!(Reader::new(&long).bytes().is_err());
     }

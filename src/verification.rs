@@ -62,9 +62,7 @@ pub fn emojis_from_hash(hash: &[u8]) -> [&'static str; 4] {
 pub fn verification_words(block_hash: &[u8; 32]) -> Vec<&'static str> {
     let h = crypto::hmac_sha512(b"MnemonicVerificationWords", &[block_hash]);
     let bit = |i: usize| usize::from((h.expose()[i / 8] >> (i % 8)) & 1);
-    (0..24)
-        .map(|w| word((0..11).fold(0, |acc, k| acc | bit(11 * w + k) << k)))
-        .collect()
+    (0..24).map(|w| word((0..11).fold(0, |acc, k| acc | bit(11 * w + k) << k))).collect()
 }
 
 /// Where the round for the current block stands.
@@ -96,12 +94,7 @@ impl VerificationResult {
 
 impl std::fmt::Debug for VerificationResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "VerificationResult(height {}, {})",
-            self.height,
-            self.emojis().concat()
-        )
+        write!(f, "VerificationResult(height {}, {})", self.height, self.emojis().concat())
     }
 }
 
@@ -117,6 +110,7 @@ pub struct Verification {
     commits: HashMap<i64, [u8; 32]>,
     reveals: BTreeMap<i64, [u8; 32]>,
     sent_reveal: bool,
+    participating: bool,
     result: Option<VerificationResult>,
     held: BTreeMap<i32, Vec<Broadcast>>,
     held_count: usize,
@@ -136,6 +130,7 @@ impl Verification {
             commits: HashMap::new(),
             reveals: BTreeMap::new(),
             sent_reveal: false,
+            participating: false,
             result: None,
             held: BTreeMap::new(),
             held_count: 0,
@@ -143,8 +138,9 @@ impl Verification {
         }
     }
 
-    /// Starts the round for a new block: draws a 32-byte nonce from `rng`, queues our commit
-    /// (replacing anything not yet pulled) and processes broadcasts held for this height.
+    /// Starts the round for a new block: draws a 32-byte nonce from `rng`, queues our commit if we
+    /// are a participant of the block (replacing anything not yet pulled) and processes broadcasts
+    /// held for this height.
     pub fn on_block(
         &mut self,
         height: i32,
@@ -157,20 +153,20 @@ impl Verification {
         self.height = height;
         self.block_hash = block_hash;
         self.phase = Phase::Commit;
-        self.participants = state
-            .participants
-            .iter()
-            .map(|p| (p.user_id, p.public_key))
-            .collect();
+        self.participants = state.participants.iter().map(|p| (p.user_id, p.public_key)).collect();
         self.commits.clear();
         self.reveals.clear();
         self.sent_reveal = false;
         self.result = None;
-        let commit = self.sign(
-            BroadcastPayload::Commit(crypto::sha256(self.nonce.expose())),
-            key,
-        );
-        self.outbound = vec![commit];
+        // Only a participant of the block takes part (the reference also broadcasts a commit after
+        // being removed, which every other member then rejects).
+        let me = key.public_key();
+        self.participating = state.participants.iter().any(|p| p.user_id == self.user_id && p.public_key == me);
+        self.outbound.clear();
+        if self.participating {
+            let commit = self.sign(BroadcastPayload::Commit(crypto::sha256(self.nonce.expose())), key);
+            self.outbound.push(commit);
+        }
         // Held broadcasts for this height are processed now; older ones can never apply.
         let mut later = self.held.split_off(&height);
         let current = later.remove(&height).unwrap_or_default();
@@ -196,7 +192,7 @@ impl Verification {
     }
 
     fn maybe_reveal(&mut self, key: &PrivateKey) {
-        if self.phase == Phase::Reveal && !self.sent_reveal {
+        if self.participating && self.phase == Phase::Reveal && !self.sent_reveal {
             self.sent_reveal = true;
             let reveal = self.sign(BroadcastPayload::Reveal(*self.nonce.expose()), key);
             self.outbound.push(reveal);
@@ -212,10 +208,7 @@ impl Verification {
         }
         if b.chain_height > self.height {
             if self.held_count >= MAX_HELD_BROADCASTS {
-                return Err(Error::new(
-                    ErrorKind::LimitExceeded,
-                    "too many broadcasts held for future blocks",
-                ));
+                return Err(Error::new(ErrorKind::LimitExceeded, "too many broadcasts held for future blocks"));
             }
             self.held.entry(b.chain_height).or_default().push(b);
             self.held_count += 1;
@@ -237,10 +230,7 @@ impl Verification {
         if self.phase != expected_phase.0 {
             return Err(Error::bare(expected_phase.1));
         }
-        let key = *self
-            .participants
-            .get(&b.user_id)
-            .ok_or_else(|| Error::bare(ErrorKind::BroadcastUnknownUserId))?;
+        let key = *self.participants.get(&b.user_id).ok_or_else(|| Error::bare(ErrorKind::BroadcastUnknownUserId))?;
         key.verify(&b.signing_bytes(), &b.signature)
             .map_err(|e| Error::new(ErrorKind::InvalidSignature, e.message()))?;
         match b.payload {
@@ -257,14 +247,9 @@ impl Verification {
                 if self.reveals.contains_key(&b.user_id) {
                     return Err(Error::bare(ErrorKind::BroadcastAlreadyApplied));
                 }
-                let committed = self
-                    .commits
-                    .get(&b.user_id)
-                    .ok_or_else(|| Error::bare(ErrorKind::BroadcastInvalidReveal))?;
-                if !bool::from(subtle::ConstantTimeEq::ct_eq(
-                    &crypto::sha256(&nonce)[..],
-                    &committed[..],
-                )) {
+                let committed =
+                    self.commits.get(&b.user_id).ok_or_else(|| Error::bare(ErrorKind::BroadcastInvalidReveal))?;
+                if !bool::from(subtle::ConstantTimeEq::ct_eq(&crypto::sha256(&nonce)[..], &committed[..])) {
                     return Err(Error::bare(ErrorKind::BroadcastInvalidReveal));
                 }
                 self.reveals.insert(b.user_id, nonce);
@@ -273,10 +258,7 @@ impl Verification {
                     nonces.sort_unstable();
                     let full: Vec<u8> = nonces.concat();
                     let h = crypto::hmac_sha512(&full, &[&self.block_hash]);
-                    self.result = Some(VerificationResult {
-                        height: self.height,
-                        emoji_hash: *h.expose(),
-                    });
+                    self.result = Some(VerificationResult { height: self.height, emoji_hash: *h.expose() });
                     self.phase = Phase::Done;
                 }
             }

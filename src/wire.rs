@@ -67,13 +67,9 @@ fn is_plain_magic(magic: u32) -> bool {
 /// Turns a server-form block or broadcast (constructor id + 1) into plain form, as the reference
 /// does: input of fewer than 4 bytes is "too short", a plain id is refused.
 pub fn from_server_form(bytes: &[u8]) -> Result<Vec<u8>> {
-    let magic =
-        first_u32(bytes).ok_or_else(|| Error::new(ErrorKind::Parse, "Block is too short"))?;
+    let magic = first_u32(bytes).ok_or_else(|| Error::new(ErrorKind::Parse, "Block is too short"))?;
     if is_plain_magic(magic) {
-        return Err(Error::new(
-            ErrorKind::NotFromServer,
-            "Trying to apply local block, not from server",
-        ));
+        return Err(Error::new(ErrorKind::NotFromServer, "Trying to apply local block, not from server"));
     }
     let mut out = bytes.to_vec();
     out[..4].copy_from_slice(&magic.wrapping_sub(1).to_le_bytes());
@@ -82,8 +78,7 @@ pub fn from_server_form(bytes: &[u8]) -> Result<Vec<u8>> {
 
 /// Turns a plain-form block or broadcast into server form (constructor id + 1).
 pub fn to_server_form(bytes: &[u8]) -> Result<Vec<u8>> {
-    let magic =
-        first_u32(bytes).ok_or_else(|| Error::new(ErrorKind::Parse, "Block is too short"))?;
+    let magic = first_u32(bytes).ok_or_else(|| Error::new(ErrorKind::Parse, "Block is too short"))?;
     let mut out = bytes.to_vec();
     out[..4].copy_from_slice(&magic.wrapping_add(1).to_le_bytes());
     Ok(out)
@@ -119,12 +114,7 @@ impl GroupParticipant {
         let public_key = PublicKey::from_bytes(r.array()?);
         let flags = r.flags()? as i32;
         let version = r.i32()?;
-        Ok(GroupParticipant {
-            user_id,
-            public_key,
-            flags,
-            version,
-        })
+        Ok(GroupParticipant { user_id, public_key, flags, version })
     }
 
     fn encode(&self, w: &mut Writer) {
@@ -148,12 +138,7 @@ pub struct GroupState {
 impl GroupState {
     /// The group's protocol version: the minimum participant version clamped to 0..=255, 0 when empty.
     pub fn version(&self) -> i32 {
-        self.participants
-            .iter()
-            .map(|p| p.version)
-            .min()
-            .unwrap_or(0)
-            .clamp(0, 255)
+        self.participants.iter().map(|p| p.version).min().unwrap_or(0).clamp(0, 255)
     }
 
     /// The participant with this user id.
@@ -177,10 +162,7 @@ impl GroupState {
             participants.push(GroupParticipant::decode(r)?);
         }
         let external_permissions = r.i32()?;
-        Ok(GroupState {
-            participants,
-            external_permissions,
-        })
+        Ok(GroupState { participants, external_permissions })
     }
 
     fn encode(&self, w: &mut Writer) {
@@ -234,12 +216,7 @@ impl SharedKey {
         for _ in 0..n {
             dest_header.push(r.bytes()?.to_vec());
         }
-        Ok(SharedKey {
-            ek,
-            encrypted_shared_key,
-            dest_user_id,
-            dest_header,
-        })
+        Ok(SharedKey { ek, encrypted_shared_key, dest_user_id, dest_header })
     }
 
     fn encode(&self, w: &mut Writer) {
@@ -334,27 +311,14 @@ impl StateProof {
         r.expect_constructor(id::STATE_PROOF)?;
         let flags = r.flags()?;
         let kv_hash = r.array()?;
-        let group_state = if flags & 1 != 0 {
-            Some(GroupState::decode(r)?)
-        } else {
-            None
-        };
-        let shared_key = if flags & 2 != 0 {
-            Some(SharedKey::decode(r)?)
-        } else {
-            None
-        };
-        Ok(StateProof {
-            kv_hash,
-            group_state,
-            shared_key,
-        })
+        let group_state = if flags & 1 != 0 { Some(GroupState::decode(r)?) } else { None };
+        let shared_key = if flags & 2 != 0 { Some(SharedKey::decode(r)?) } else { None };
+        Ok(StateProof { kv_hash, group_state, shared_key })
     }
 
     fn encode(&self, w: &mut Writer) {
         w.u32(id::STATE_PROOF);
-        let flags =
-            u32::from(self.group_state.is_some()) | u32::from(self.shared_key.is_some()) << 1;
+        let flags = u32::from(self.group_state.is_some()) | u32::from(self.shared_key.is_some()) << 1;
         w.u32(flags);
         w.raw(&self.kv_hash);
         if let Some(s) = &self.group_state {
@@ -398,10 +362,7 @@ impl Block {
         if magic != id::BLOCK {
             return Err(Error::new(
                 ErrorKind::Parse,
-                format!(
-                    "Expected magic 0x{:08x}, but received 0x{magic:08x}",
-                    id::BLOCK
-                ),
+                format!("Expected magic 0x{:08x}, but received 0x{magic:08x}", id::BLOCK),
             ));
         }
         let signature = r.array()?;
@@ -417,20 +378,9 @@ impl Block {
         }
         let height = r.i32()?;
         let state_proof = StateProof::decode(&mut r)?;
-        let signature_public_key = if flags & 1 != 0 {
-            Some(PublicKey::from_bytes(r.array()?))
-        } else {
-            None
-        };
+        let signature_public_key = if flags & 1 != 0 { Some(PublicKey::from_bytes(r.array()?)) } else { None };
         r.finish()?;
-        Ok(Block {
-            signature,
-            prev_block_hash,
-            changes,
-            height,
-            state_proof,
-            signature_public_key,
-        })
+        Ok(Block { signature, prev_block_hash, changes, height, state_proof, signature_public_key })
     }
 
     /// Decodes a server-form block (what getGroupCallChainBlocks and updates carry).
@@ -515,18 +465,9 @@ impl Broadcast {
         let chain_hash = r.array()?;
         let value = r.array()?;
         r.finish()?;
-        let payload = if magic == id::NONCE_COMMIT {
-            BroadcastPayload::Commit(value)
-        } else {
-            BroadcastPayload::Reveal(value)
-        };
-        Ok(Broadcast {
-            signature,
-            user_id,
-            chain_height,
-            chain_hash,
-            payload,
-        })
+        let payload =
+            if magic == id::NONCE_COMMIT { BroadcastPayload::Commit(value) } else { BroadcastPayload::Reveal(value) };
+        Ok(Broadcast { signature, user_id, chain_height, chain_hash, payload })
     }
 
     /// Decodes a server-form broadcast (sub-chain 1 of getGroupCallChainBlocks).
@@ -561,8 +502,5 @@ impl Broadcast {
 }
 
 fn limit(what: &str, got: usize, max: usize) -> Error {
-    Error::new(
-        ErrorKind::LimitExceeded,
-        format!("too many {what}: {got} > {max}"),
-    )
+    Error::new(ErrorKind::LimitExceeded, format!("too many {what}: {got} > {max}"))
 }

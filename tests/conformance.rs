@@ -46,20 +46,11 @@ fn kind_of_message(message: &str) -> ErrorKind {
         ("Wrong signature", ErrorKind::WrongSignature),
         ("Participant not found", ErrorKind::ParticipantNotFound),
         ("Packet too small", ErrorKind::InvalidPacket),
-        (
-            "Unencrypted prefix size is too large",
-            ErrorKind::InvalidPacket,
-        ),
+        ("Unencrypted prefix size is too large", ErrorKind::InvalidPacket),
         ("Unsupported protocol version", ErrorKind::InvalidPacket),
-        (
-            "Reserved part of head is not zero",
-            ErrorKind::InvalidPacket,
-        ),
+        ("Reserved part of head is not zero", ErrorKind::InvalidPacket),
         ("Too many active epochs", ErrorKind::InvalidPacket),
-        (
-            "Unencrypted header length is too large",
-            ErrorKind::InvalidInput,
-        ),
+        ("Unencrypted header length is too large", ErrorKind::InvalidInput),
     ];
     table
         .iter()
@@ -72,11 +63,7 @@ fn kind_of_message(message: &str) -> ErrorKind {
 /// the same message text.
 pub fn assert_error(got: &confchain::Error, code: &str, message: &str, what: &str) {
     if code.is_empty() {
-        assert_eq!(
-            got.code(),
-            None,
-            "{what}: expected a codeless error, got {got:?}"
-        );
+        assert_eq!(got.code(), None, "{what}: expected a codeless error, got {got:?}");
         assert_eq!(got.kind(), kind_of_message(message), "{what}: {got:?}");
     } else {
         assert_eq!(got.code(), Some(code), "{what}: {got:?}");
@@ -96,10 +83,7 @@ fn primitives() {
     for s in v["shared_secret"].as_array().unwrap() {
         let sk = PrivateKey::from_slice(&hex(&s["private_key"])).unwrap();
         let pk = PublicKey::from_bytes(hex32(&s["public_key"]));
-        assert_eq!(
-            sk.shared_secret(&pk).unwrap().expose().to_vec(),
-            hex(&s["shared_secret"])
-        );
+        assert_eq!(sk.shared_secret(&pk).unwrap().expose().to_vec(), hex(&s["shared_secret"]));
         n += 1;
     }
     for s in v["signatures"].as_array().unwrap() {
@@ -111,18 +95,12 @@ fn primitives() {
         n += 1;
     }
     for s in v["kdf_expand"].as_array().unwrap() {
-        assert_eq!(
-            crypto::kdf(&hex(&s["secret"]), &hex(&s["label"]))
-                .expose()
-                .to_vec(),
-            hex(&s["hmac_sha512"])
-        );
+        assert_eq!(crypto::kdf(&hex(&s["secret"]), &hex(&s["label"])).expose().to_vec(), hex(&s["hmac_sha512"]));
         n += 1;
     }
     for s in v["encrypt_data"].as_array().unwrap() {
         let (data, secret, extra) = (hex(&s["data"]), hex(&s["secret"]), hex(&s["extra"]));
-        let (enc, id) =
-            crypto::encrypt_data_with_prefix(&data, &secret, &extra, &hex(&s["rng"])).unwrap();
+        let (enc, id) = crypto::encrypt_data_with_prefix(&data, &secret, &extra, &hex(&s["rng"])).unwrap();
         assert_eq!(enc, hex(&s["encrypted"]));
         assert_eq!(id.to_vec(), hex(&s["large_msg_id"]));
         let (dec, id2) = crypto::decrypt_data(&enc, &secret, &extra).unwrap();
@@ -130,15 +108,8 @@ fn primitives() {
         n += 1;
     }
     for s in v["decrypt_data_failures"].as_array().unwrap() {
-        let err =
-            crypto::decrypt_data(&hex(&s["encrypted"]), &hex(&s["secret"]), &hex(&s["extra"]))
-                .unwrap_err();
-        assert_error(
-            &err,
-            "",
-            s["message"].as_str().unwrap(),
-            s["name"].as_str().unwrap(),
-        );
+        let err = crypto::decrypt_data(&hex(&s["encrypted"]), &hex(&s["secret"]), &hex(&s["extra"])).unwrap_err();
+        assert_error(&err, "", s["message"].as_str().unwrap(), s["name"].as_str().unwrap());
         n += 1;
     }
     for s in v["encrypt_header"].as_array().unwrap() {
@@ -146,18 +117,10 @@ fn primitives() {
         let (msg, secret) = (hex(&s["encrypted_message"]), hex(&s["secret"]));
         let enc = crypto::encrypt_header(&header, &msg, &secret).unwrap();
         assert_eq!(enc.to_vec(), hex(&s["encrypted_header"]));
-        assert_eq!(
-            crypto::decrypt_header(&enc, &msg, &secret)
-                .unwrap()
-                .expose(),
-            &header
-        );
+        assert_eq!(crypto::decrypt_header(&enc, &msg, &secret).unwrap().expose(), &header);
         n += 1;
     }
-    report(
-        "primitives.json (keys, secrets, signatures, kdf, encrypt_data, headers)",
-        n,
-    );
+    report("primitives.json (keys, secrets, signatures, kdf, encrypt_data, headers)", n);
 }
 
 fn check_chain_file(name: &str) -> usize {
@@ -166,12 +129,7 @@ fn check_chain_file(name: &str) -> usize {
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| {
-            (
-                k["user_id"].as_i64().unwrap(),
-                PrivateKey::from_slice(&hex(&k["private_key"])).unwrap(),
-            )
-        })
+        .map(|k| (k["user_id"].as_i64().unwrap(), PrivateKey::from_slice(&hex(&k["private_key"])).unwrap()))
         .collect();
     let mut chain = Chain::empty();
     let mut n = 0;
@@ -185,9 +143,7 @@ fn check_chain_file(name: &str) -> usize {
         let intent = &step["intent"];
         let mut rng = ReplayRng::new(hex(&step["rng"]));
         let built = match intent["kind"].as_str().unwrap() {
-            "set_group_state" => {
-                chain.build_change_state(state_from_json(&intent["state"]), &signer, &mut rng)
-            }
+            "set_group_state" => chain.build_change_state(state_from_json(&intent["state"]), &signer, &mut rng),
             "set_value" => {
                 // Clients hold only the key/value hash, not the store (SPEC.md §4.6): the new hash
                 // is an input of the builder, taken here from the recorded block.
@@ -198,52 +154,23 @@ fn check_chain_file(name: &str) -> usize {
         }
         .unwrap_or_else(|e| panic!("{what}: build failed: {e}"));
         assert!(rng.exhausted(), "{what}: RNG bytes left over");
-        assert_eq!(
-            hex::encode(&built),
-            hex::encode(&plain),
-            "{what}: rebuilt block differs"
-        );
+        assert_eq!(hex::encode(&built), hex::encode(&plain), "{what}: rebuilt block differs");
 
-        chain
-            .apply(&server)
-            .unwrap_or_else(|e| panic!("{what}: apply failed: {e}"));
-        assert_eq!(
-            i64::from(chain.height()),
-            step["height"].as_i64().unwrap(),
-            "{what}"
-        );
+        chain.apply(&server).unwrap_or_else(|e| panic!("{what}: apply failed: {e}"));
+        assert_eq!(i64::from(chain.height()), step["height"].as_i64().unwrap(), "{what}");
         assert_eq!(chain.hash().to_vec(), hex(&step["hash"]), "{what}");
-        assert_eq!(
-            *chain.group_state(),
-            state_from_json(&step["state"]),
-            "{what}"
-        );
-        assert_eq!(
-            i64::from(chain.group_version()),
-            step["group_version"].as_i64().unwrap(),
-            "{what}"
-        );
+        assert_eq!(*chain.group_state(), state_from_json(&step["state"]), "{what}");
+        assert_eq!(i64::from(chain.group_version()), step["group_version"].as_i64().unwrap(), "{what}");
         for gk in step["group_keys"].as_array().unwrap() {
             let uid = gk["user_id"].as_i64().unwrap();
             let (_, sk) = keys.iter().find(|(u, _)| *u == uid).expect("key of member");
-            let key = chain
-                .group_key(uid, sk)
-                .unwrap_or_else(|e| panic!("{what}: group key of {uid}: {e}"));
-            assert_eq!(
-                key.expose().to_vec(),
-                hex(&gk["group_key"]),
-                "{what}: group key of {uid}"
-            );
+            let key = chain.group_key(uid, sk).unwrap_or_else(|e| panic!("{what}: group key of {uid}: {e}"));
+            assert_eq!(key.expose().to_vec(), hex(&gk["group_key"]), "{what}: group key of {uid}");
         }
-        assert_eq!(
-            step["group_keys"].as_array().unwrap().len(),
-            chain.participants().len(),
-            "{what}"
-        );
+        assert_eq!(step["group_keys"].as_array().unwrap().len(), chain.participants().len(), "{what}");
 
         // Starting from this single block gives the same state.
-        let single =
-            Chain::from_server_block(&server).unwrap_or_else(|e| panic!("{what}: from block: {e}"));
+        let single = Chain::from_server_block(&server).unwrap_or_else(|e| panic!("{what}: from block: {e}"));
         assert_eq!(
             (single.height(), single.hash(), single.group_state()),
             (chain.height(), chain.hash(), chain.group_state())
@@ -275,18 +202,11 @@ fn invalid_blocks() {
         let what = case["name"].as_str().unwrap();
         let mut chain = Chain::empty();
         for b in case["chain"].as_array().unwrap() {
-            chain
-                .apply(&hex(b))
-                .unwrap_or_else(|e| panic!("{what}: prefix block rejected: {e}"));
+            chain.apply(&hex(b)).unwrap_or_else(|e| panic!("{what}: prefix block rejected: {e}"));
         }
         let before = chain.clone();
         let err = chain.apply(&hex(&case["block"])).expect_err(what);
-        assert_error(
-            &err,
-            case["error"].as_str().unwrap(),
-            case["message"].as_str().unwrap(),
-            what,
-        );
+        assert_error(&err, case["error"].as_str().unwrap(), case["message"].as_str().unwrap(), what);
         assert_eq!(
             (chain.height(), chain.hash(), chain.group_state()),
             (before.height(), before.hash(), before.group_state()),
@@ -313,22 +233,12 @@ fn join() {
             version: case["version"].as_i64().unwrap() as i32,
         };
         let mut rng = ReplayRng::new(hex(&case["rng"]));
-        let built = chain
-            .build_self_add(me, &sk, &mut rng)
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let built = chain.build_self_add(me, &sk, &mut rng).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert!(rng.exhausted(), "{what}");
-        assert_eq!(
-            hex::encode(&built),
-            hex::encode(wire::from_server_form(&hex(&case["block"])).unwrap()),
-            "{what}"
-        );
+        assert_eq!(hex::encode(&built), hex::encode(wire::from_server_form(&hex(&case["block"])).unwrap()), "{what}");
         let mut next = chain.clone();
         next.apply(&wire::to_server_form(&built).unwrap()).unwrap();
-        assert_eq!(
-            *next.group_state(),
-            state_from_json(&case["state"]),
-            "{what}"
-        );
+        assert_eq!(*next.group_state(), state_from_json(&case["state"]), "{what}");
         n += 1;
     }
     for case in v["zero_block"].as_array().unwrap() {
@@ -345,10 +255,7 @@ fn join() {
         let mut rng = ReplayRng::new(hex(&case["rng"]));
         let built = build_zero_block(state, &sk, &mut rng).unwrap();
         assert!(rng.exhausted());
-        assert_eq!(
-            hex::encode(&built),
-            hex::encode(wire::from_server_form(&hex(&case["block"])).unwrap())
-        );
+        assert_eq!(hex::encode(&built), hex::encode(wire::from_server_form(&hex(&case["block"])).unwrap()));
         n += 1;
     }
     let _ = Change::Noop { nonce: [0; 32] };
@@ -359,10 +266,7 @@ fn expect_of(e: &Value) -> Option<(String, String)> {
     if e["expect"] == "ok" {
         None
     } else {
-        Some((
-            e["expect"]["error"].as_str().unwrap().to_owned(),
-            e["expect"]["message"].as_str().unwrap().to_owned(),
-        ))
+        Some((e["expect"]["error"].as_str().unwrap().to_owned(), e["expect"]["message"].as_str().unwrap().to_owned()))
     }
 }
 
@@ -375,12 +279,7 @@ fn packets() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| {
-            (
-                k["user_id"].as_i64().unwrap(),
-                PrivateKey::from_slice(&hex(&k["private_key"])).unwrap(),
-            )
-        })
+        .map(|k| (k["user_id"].as_i64().unwrap(), PrivateKey::from_slice(&hex(&k["private_key"])).unwrap()))
         .collect();
     let blocks: Vec<Vec<u8>> = v["blocks"].as_array().unwrap().iter().map(hex).collect();
     let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(7);
@@ -392,8 +291,7 @@ fn packets() {
             "apply_block" => {
                 let block = &blocks[e["block_index"].as_u64().unwrap() as usize];
                 for call in &mut calls {
-                    call.apply_block(block, 0, &mut rng)
-                        .unwrap_or_else(|err| panic!("{what}: {err}"));
+                    call.apply_block(block, 0, &mut rng).unwrap_or_else(|err| panic!("{what}: {err}"));
                 }
                 let state = Chain::from_server_block(block).unwrap();
                 for (uid, sk) in &keys {
@@ -421,13 +319,10 @@ fn packets() {
                         assert_eq!(ours.len(), theirs.len(), "{what}");
                         let head = e["unencrypted_prefix_size"].as_u64().unwrap() as usize
                             + 4
-                            + 32 * (theirs[e["unencrypted_prefix_size"].as_u64().unwrap() as usize]
-                                as usize);
+                            + 32 * (theirs[e["unencrypted_prefix_size"].as_u64().unwrap() as usize] as usize);
                         assert_eq!(ours[..head], theirs[..head], "{what}");
                     }
-                    Some((code, message)) => {
-                        assert_error(&res.unwrap_err(), &code, &message, &what)
-                    }
+                    Some((code, message)) => assert_error(&res.unwrap_err(), &code, &message, &what),
                 }
             }
             "decrypt" => {
@@ -440,14 +335,10 @@ fn packets() {
                     0,
                 );
                 match expect_of(e) {
-                    None => assert_eq!(
-                        res.unwrap_or_else(|err| panic!("{what}: {err}")),
-                        hex(&e["plaintext"]),
-                        "{what}"
-                    ),
-                    Some((code, message)) => {
-                        assert_error(&res.unwrap_err(), &code, &message, &what)
+                    None => {
+                        assert_eq!(res.unwrap_or_else(|err| panic!("{what}: {err}")), hex(&e["plaintext"]), "{what}")
                     }
+                    Some((code, message)) => assert_error(&res.unwrap_err(), &code, &message, &what),
                 }
             }
             other => panic!("unknown op {other}"),
@@ -462,10 +353,7 @@ fn packets() {
             .iter()
             .map(|e| (hex32(&e["hash"]), Secret::from_bytes(hex32(&e["key"]))))
             .collect();
-        let keys: Vec<EpochKey<'_>> = epochs
-            .iter()
-            .map(|(h, k)| EpochKey { hash: h, key: k })
-            .collect();
+        let keys: Vec<EpochKey<'_>> = epochs.iter().map(|(h, k)| EpochKey { hash: h, key: k }).collect();
         let mut rng = ReplayRng::new(hex(&d["rng"]));
         let mut out = Vec::new();
         packet::encrypt_into(
@@ -480,11 +368,7 @@ fn packets() {
         )
         .unwrap();
         assert!(rng.exhausted(), "deterministic packet {i}");
-        assert_eq!(
-            hex::encode(&out),
-            d["packet"].as_str().unwrap(),
-            "deterministic packet {i}"
-        );
+        assert_eq!(hex::encode(&out), d["packet"].as_str().unwrap(), "deterministic packet {i}");
         n += 1;
     }
     report("packets.json", n);
@@ -498,23 +382,12 @@ fn broadcasts() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| {
-            (
-                k["user_id"].as_i64().unwrap(),
-                PrivateKey::from_slice(&hex(&k["private_key"])).unwrap(),
-            )
-        })
+        .map(|k| (k["user_id"].as_i64().unwrap(), PrivateKey::from_slice(&hex(&k["private_key"])).unwrap()))
         .collect();
     let blocks: Vec<Vec<u8>> = v["blocks"].as_array().unwrap().iter().map(hex).collect();
     let height = v["height"].as_i64().unwrap() as i32;
-    let nonce_of = |uid: i64| {
-        v["nonces"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["user_id"].as_i64() == Some(uid))
-            .expect("nonce")
-    };
+    let nonce_of =
+        |uid: i64| v["nonces"].as_array().unwrap().iter().find(|x| x["user_id"].as_i64() == Some(uid)).expect("nonce");
     let mut calls: Vec<Call> = Vec::new();
     let mut n = 0;
     for block in &blocks {
@@ -532,9 +405,7 @@ fn broadcasts() {
             call.apply_block(block, 0, &mut rng).unwrap();
         }
         for (uid, sk) in &keys {
-            if chain.group_state().participant(*uid).is_some()
-                && !calls.iter().any(|c| c.user_id() == *uid)
-            {
+            if chain.group_state().participant(*uid).is_some() && !calls.iter().any(|c| c.user_id() == *uid) {
                 let mut rng = rng_for(*uid);
                 calls.push(Call::new(*uid, sk.clone(), block, 0, &mut rng).unwrap());
             }
@@ -561,9 +432,7 @@ fn broadcasts() {
         match expect_of(e) {
             None => {
                 res.unwrap_or_else(|err| panic!("{what}: {err}"));
-                let got = call
-                    .verification_result()
-                    .map(|r| hex::encode(r.emoji_hash));
+                let got = call.verification_result().map(|r| hex::encode(r.emoji_hash));
                 assert_eq!(got.as_deref(), e["emoji_hash"].as_str(), "{what}");
             }
             Some((code, message)) => assert_error(&res.unwrap_err(), &code, &message, &what),
@@ -572,33 +441,16 @@ fn broadcasts() {
         for b in call.poll_outbound() {
             let server = hex::encode(wire::to_server_form(&b).unwrap());
             assert!(
-                v["events"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|x| x["broadcast"] == server.as_str()),
+                v["events"].as_array().unwrap().iter().any(|x| x["broadcast"] == server.as_str()),
                 "{what}: our reveal is not the reference's"
             );
         }
         n += 1;
     }
-    let emojis: Vec<&str> = v["emojis"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap())
-        .collect();
-    let words: Vec<&str> = v["verification_words"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap())
-        .collect();
+    let emojis: Vec<&str> = v["emojis"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+    let words: Vec<&str> = v["verification_words"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
     for call in &calls {
-        assert_eq!(
-            hex::encode(call.verification_result().unwrap().emoji_hash),
-            v["emoji_hash"].as_str().unwrap()
-        );
+        assert_eq!(hex::encode(call.verification_result().unwrap().emoji_hash), v["emoji_hash"].as_str().unwrap());
         assert_eq!(call.emojis().unwrap().to_vec(), emojis);
         assert_eq!(call.verification_words(), words);
     }
@@ -609,37 +461,19 @@ fn broadcasts() {
 fn emojis_and_words() {
     use confchain::verification::{emoji_table, emojis_from_hash, verification_words};
     let table = load("tde2e/emoji_table.json");
-    let expected: Vec<&str> = table["emojis"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap())
-        .collect();
+    let expected: Vec<&str> = table["emojis"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
     assert_eq!(emoji_table().collect::<Vec<_>>(), expected);
     let v = load("tde2e/primitives.json");
     let mut n = 1;
     for c in v["emoji_fingerprints"].as_array().unwrap() {
-        let want: Vec<&str> = c["emojis"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_str().unwrap())
-            .collect();
+        let want: Vec<&str> = c["emojis"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
         assert_eq!(emojis_from_hash(&hex(&c["emoji_hash"])).to_vec(), want);
         n += 1;
     }
     for c in v["verification_words"].as_array().unwrap() {
-        let want: Vec<&str> = c["words"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_str().unwrap())
-            .collect();
+        let want: Vec<&str> = c["words"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
         assert_eq!(verification_words(&hex32(&c["block_hash"])), want);
         n += 1;
     }
-    report(
-        "primitives.json (emoji fingerprints, verification words) + emoji_table.json",
-        n,
-    );
+    report("primitives.json (emoji fingerprints, verification words) + emoji_table.json", n);
 }

@@ -17,8 +17,7 @@ pub fn vectors_dir() -> PathBuf {
 /// Loads `<dir>/<rel>` as JSON; panics (failing the test) when missing.
 pub fn load(rel: &str) -> Value {
     let path = vectors_dir().join(rel);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("missing vector file {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("missing vector file {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON in {}: {e}", path.display()))
 }
 
@@ -59,12 +58,7 @@ impl RngCore for ReplayRng {
     }
     fn fill_bytes(&mut self, dest: &mut [u8]) {
         let end = self.pos + dest.len();
-        assert!(
-            end <= self.bytes.len(),
-            "replay RNG exhausted: wanted {} more bytes at {}",
-            dest.len(),
-            self.pos
-        );
+        assert!(end <= self.bytes.len(), "replay RNG exhausted: wanted {} more bytes at {}", dest.len(), self.pos);
         dest.copy_from_slice(&self.bytes[self.pos..end]);
         self.pos = end;
     }

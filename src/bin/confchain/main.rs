@@ -1,0 +1,82 @@
+//! `confchain`: a demo of a whole conference, and tools to inspect and replay real chains.
+//!
+//! Uses only the public library API. Bad input gives one line on stderr and exit code 1 (a rejected
+//! block, an undecodable input) or 2 (usage), never a panic.
+
+mod bench;
+mod demo;
+mod input;
+mod inspect;
+mod replay;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "confchain", version, about = "Telegram E2E conference calls: demo, inspect, replay, bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an in-memory conference: joins, removal, rejoin, re-keys, packets, emoji verification.
+    Demo(demo::Args),
+    /// Decode a block, broadcast or call packet (hex, base64, @file or - for stdin).
+    Inspect(inspect::Args),
+    /// Apply a sequence of blocks (one per line, or a JSON array) and report the state after each.
+    Replay(replay::Args),
+    /// Run the standard performance workloads and print ops/s.
+    Bench(bench::Args),
+}
+
+/// A failure to report: message, and the exit code to use.
+pub struct Failure {
+    /// What went wrong.
+    pub message: String,
+    code: u8,
+}
+
+impl Failure {
+    /// Exit code 1: the input was read but is bad (rejected block, undecodable bytes).
+    pub fn bad(message: impl Into<String>) -> Self {
+        Failure { message: message.into(), code: 1 }
+    }
+
+    /// Exit code 2: the command line itself is wrong.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure { message: message.into(), code: 2 }
+    }
+}
+
+impl From<confchain::Error> for Failure {
+    fn from(e: confchain::Error) -> Self {
+        Failure::bad(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Replay(a) => replay::run(a),
+        Command::Bench(a) => bench::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("confchain: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -10,6 +10,7 @@ use std::fmt;
 
 use aes::cipher::block_padding::NoPadding;
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use hmac::{Hmac, Mac};
 use rand_core::CryptoRngCore;
@@ -195,11 +196,13 @@ impl PrivateKey {
     /// `HMAC-SHA512("tde2e_shared_secret", x25519_output)[0..32]`.
     pub fn shared_secret(&self, their_public: &PublicKey) -> Result<Secret<32>> {
         let bad = || Error::new(ErrorKind::InvalidInput, "Failed to compute shared secret");
-        let their = their_public.verifying_key().map_err(|_| bad())?.to_montgomery();
+        let their = CompressedEdwardsY(their_public.0).decompress().ok_or_else(bad)?;
         let mut scalar = Secret(self.signing.to_scalar_bytes());
-        let shared = their.mul_clamped(scalar.0);
+        // X25519(k, u(P)) is the u-coordinate of [k]P: computing [k]P on the Edwards curve (the
+        // vectorized constant-time variable-base multiplication) and converting once is about twice
+        // as fast as the Montgomery ladder over u(P), and gives the same bytes.
+        let mut x = their.mul_clamped(scalar.0).to_montgomery().to_bytes();
         scalar.zeroize();
-        let mut x = shared.to_bytes();
         if x.iter().all(|b| *b == 0) {
             return Err(bad());
         }
@@ -253,6 +256,18 @@ fn cbc_decrypt(h: &Secret<64>, buf: &mut [u8]) {
     let _ = Aes256CbcDec::new(&key.into(), &iv.into()).decrypt_padded_mut::<NoPadding>(buf);
     key.zeroize();
     iv.zeroize();
+}
+
+#[doc(hidden)]
+/// AES-256-CBC encryption of `buf` in place under a fixed key (benchmark floor only).
+pub fn bench_aes_cbc_encrypt(buf: &mut [u8]) {
+    cbc_encrypt(&Secret([1; 64]), buf);
+}
+
+#[doc(hidden)]
+/// AES-256-CBC decryption of `buf` in place under a fixed key (benchmark floor only).
+pub fn bench_aes_cbc_decrypt(buf: &mut [u8]) {
+    cbc_decrypt(&Secret([1; 64]), buf);
 }
 
 /// `encrypt_data` with a random prefix drawn from `rng`. Returns `msg_id || ciphertext` and the

@@ -1,6 +1,15 @@
 //! `confchain bench`: the standard workloads, timed on this machine.
 
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
 use crate::Failure;
+
+#[path = "../../../benches/workloads.rs"]
+mod workloads;
+
+use workloads::{BlockApply, BlockBuild, PacketDecrypt, PacketEncrypt, Primitives, GROUP_SIZES, PACKET_SIZES};
 
 /// Arguments of `bench`.
 #[derive(clap::Args)]
@@ -11,8 +20,107 @@ pub struct Args {
     /// Shorter measurements (under a minute in all).
     #[arg(long)]
     quick: bool,
+    /// Only run workloads whose name contains this text (primitives always run: they set the floor).
+    filter: Option<String>,
 }
 
-pub fn run(_args: Args) -> Result<(), Failure> {
-    Err(Failure::bad("not implemented yet"))
+/// Runs `op` for about `budget` (at least 3 times) and returns ops/s.
+fn measure(budget: Duration, mut op: impl FnMut()) -> f64 {
+    op(); // warm up
+    let start = Instant::now();
+    let mut n = 0u64;
+    while n < 3 || start.elapsed() < budget {
+        op();
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let budget = if args.quick { Duration::from_millis(250) } else { Duration::from_secs(2) };
+    let mut results: Vec<(String, f64, Option<f64>)> = Vec::new();
+
+    let wanted = |name: &str| args.filter.as_deref().is_none_or(|f| name.contains(f));
+    // The primitives set the floor of the packet workloads, so they run whenever those do.
+    let need_primitives = wanted("primitives/") || wanted("packet_encrypt/") || wanted("packet_decrypt/");
+    let budget_p = if need_primitives { budget } else { Duration::ZERO };
+    let mut p = Primitives::new();
+    let sign = measure(budget_p, || p.sign());
+    let verify = measure(budget_p, || p.verify());
+    let x25519 = measure(budget_p, || p.x25519());
+    let aes_enc = measure(budget_p, || p.aes_cbc_encrypt());
+    let aes_dec = measure(budget_p, || p.aes_cbc_decrypt());
+    let hmac = measure(budget_p, || p.hmac_sha256());
+    // Seconds a packet of `size` bytes must spend in its primitives: one signature (or
+    // verification), AES-CBC and HMAC-SHA256 over the payload.
+    let floor = |sig_ops: f64, aes_ops: f64, size: usize| {
+        let per_byte = (1.0 / aes_ops + 1.0 / hmac) / 65536.0;
+        1.0 / sig_ops + per_byte * size as f64
+    };
+
+    for size in PACKET_SIZES.into_iter().filter(|s| wanted(&format!("packet_encrypt/{s}"))) {
+        let mut w = PacketEncrypt::new(size);
+        let ops = measure(budget, || w.run());
+        results.push((format!("packet_encrypt/{size}"), ops, Some(floor(sign, aes_enc, size) * ops)));
+    }
+    for size in PACKET_SIZES.into_iter().filter(|s| wanted(&format!("packet_decrypt/{s}"))) {
+        let mut w = PacketDecrypt::new(size);
+        // Time decryption only: packets are made in untimed batches.
+        let batch = if size >= 16384 { 64 } else { 512 };
+        let start = Instant::now();
+        let mut busy = Duration::ZERO;
+        let mut n = 0u64;
+        while n < 3 || busy < budget {
+            w.refill(batch);
+            let t = Instant::now();
+            while w.remaining() > 0 {
+                w.run();
+                n += 1;
+            }
+            busy += t.elapsed();
+            if start.elapsed() > budget * 20 {
+                break;
+            }
+        }
+        let ops = n as f64 / busy.as_secs_f64();
+        results.push((format!("packet_decrypt/{size}"), ops, Some(floor(verify, aes_dec, size) * ops)));
+    }
+    for n in GROUP_SIZES.into_iter().filter(|n| wanted(&format!("block_build/{n}"))) {
+        let mut w = BlockBuild::new(n);
+        results.push((format!("block_build/{n}"), measure(budget, || drop(w.run())), None));
+    }
+    for n in GROUP_SIZES.into_iter().filter(|n| wanted(&format!("block_apply/{n}"))) {
+        let mut w = BlockApply::new(n);
+        results.push((format!("block_apply/{n}"), measure(budget, || w.run()), None));
+    }
+    for (name, ops) in [
+        ("primitives/ed25519_sign", sign),
+        ("primitives/ed25519_verify", verify),
+        ("primitives/x25519_shared_secret", x25519),
+        ("primitives/aes256_cbc_encrypt_64k", aes_enc),
+        ("primitives/aes256_cbc_decrypt_64k", aes_dec),
+        ("primitives/hmac_sha256_64k", hmac),
+    ] {
+        if need_primitives {
+            results.push((name.to_owned(), ops, None));
+        }
+    }
+
+    if args.json {
+        let list: Vec<_> = results
+            .iter()
+            .map(|(name, ops, ratio)| match ratio {
+                Some(r) => json!({"name": name, "ops_per_s": ops, "floor_ratio": 1.0 / r}),
+                None => json!({"name": name, "ops_per_s": ops}),
+            })
+            .collect();
+        outln!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+    } else {
+        outln!("{:<36} {:>14}  {}", "workload", "ops/s", "time vs. primitive floor");
+        for (name, ops, ratio) in &results {
+            let r = ratio.map(|r| format!("{:.2}x", 1.0 / r)).unwrap_or_default();
+            outln!("{name:<36} {ops:>14.1}  {r}");
+        }
+    }
+    Ok(())
 }

@@ -87,13 +87,13 @@ fn fail(what: &str, e: Error) -> Failure {
 impl Demo {
     fn emit(&self, v: Value) {
         if self.json {
-            println!("{v}");
+            outln!("{v}");
         }
     }
 
     fn say(&self, line: impl AsRef<str>) {
         if !self.json {
-            println!("{}", line.as_ref());
+            outln!("{}", line.as_ref());
         }
     }
 

@@ -28,7 +28,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let bytes = input::decode(&input::text(&args.input)?)?;
     let value = describe(&bytes, &args)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
     } else {
         print_tree(&value, 0);
     }
@@ -232,21 +232,21 @@ fn print_tree(v: &Value, indent: usize) {
             for (k, x) in map {
                 match x {
                     Value::Object(_) => {
-                        println!("{pad}{k}:");
+                        outln!("{pad}{k}:");
                         print_tree(x, indent + 1);
                     }
                     Value::Array(items) if items.iter().any(|i| i.is_object()) => {
-                        println!("{pad}{k}: ({} items)", items.len());
+                        outln!("{pad}{k}: ({} items)", items.len());
                         for (i, item) in items.iter().enumerate() {
-                            println!("{pad}  [{i}]");
+                            outln!("{pad}  [{i}]");
                             print_tree(item, indent + 2);
                         }
                     }
-                    _ => println!("{pad}{k}: {}", scalar(x)),
+                    _ => outln!("{pad}{k}: {}", scalar(x)),
                 }
             }
         }
-        other => println!("{pad}{}", scalar(other)),
+        other => outln!("{pad}{}", scalar(other)),
     }
 }
 

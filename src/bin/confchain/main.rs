@@ -3,6 +3,23 @@
 //! Uses only the public library API. Bad input gives one line on stderr and exit code 1 (a rejected
 //! block, an undecodable input) or 2 (usage), never a panic.
 
+/// `println!` that ends the process quietly when stdout is closed (e.g. piped into `head`)
+/// instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_line(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line to stdout; exits quietly if the reader went away.
+pub fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if out.write_fmt(args).and_then(|()| out.write_all(b"\n")).is_err() {
+        std::process::exit(0);
+    }
+}
+
 mod bench;
 mod demo;
 mod input;

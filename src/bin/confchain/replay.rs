@@ -101,10 +101,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 "external_permissions": c.group_state().external_permissions,
                 "key_fingerprint": key,
             });
-            println!("{v}");
+            outln!("{v}");
         } else {
             let key = key.map(|k| format!(" key={k}")).unwrap_or_default();
-            println!(
+            outln!(
                 "#{i} height={} hash={} members={members:?} version={}{key}",
                 c.height(),
                 &hex::encode(c.hash())[..16],

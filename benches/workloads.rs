@@ -1,0 +1,217 @@
+//! The standard performance workloads, shared by the criterion benches (`benches/confchain.rs`)
+//! and `confchain bench`. Each workload is set up once (untimed) and then run op by op.
+#![allow(dead_code)]
+
+use confchain::chain::{build_zero_block, Chain};
+use confchain::crypto::{self, PrivateKey, PublicKey};
+use confchain::wire::{self, GroupParticipant, GroupState};
+use confchain::Call;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+/// Payload sizes of the packet workloads.
+pub const PACKET_SIZES: [usize; 4] = [16, 1024, 16384, 65536];
+/// Group sizes of the block workloads.
+pub const GROUP_SIZES: [usize; 3] = [10, 100, 1000];
+
+pub fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+/// Two members (1 and 2) of a call in one epoch.
+pub fn two_member_calls(rng: &mut ChaCha20Rng) -> (Call, Call) {
+    let a = PrivateKey::generate(rng);
+    let b = PrivateKey::generate(rng);
+    let state = GroupState {
+        participants: vec![
+            GroupParticipant { user_id: 1, public_key: a.public_key(), flags: 3, version: 0 },
+            GroupParticipant { user_id: 2, public_key: b.public_key(), flags: 3, version: 0 },
+        ],
+        external_permissions: 0,
+    };
+    let zero = wire::to_server_form(&build_zero_block(state, &a, rng).expect("zero block")).expect("server form");
+    let alice = Call::new(1, a, &zero, 0, rng).expect("call");
+    let bob = Call::new(2, b, &zero, 0, rng).expect("call");
+    (alice, bob)
+}
+
+/// `packet_encrypt/{size}`: member 1 encrypts payloads of `size` bytes on channel 0.
+pub struct PacketEncrypt {
+    call: Call,
+    rng: ChaCha20Rng,
+    payload: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl PacketEncrypt {
+    pub fn new(size: usize) -> Self {
+        let mut rng = rng(1);
+        let (call, _) = two_member_calls(&mut rng);
+        let mut payload = vec![0u8; size];
+        rng.fill_bytes(&mut payload);
+        PacketEncrypt { call, rng, payload, out: Vec::with_capacity(size + 512) }
+    }
+
+    pub fn run(&mut self) {
+        self.out.clear();
+        self.call.encrypt_into(0, &self.payload, 0, 0, &mut self.rng, &mut self.out).expect("encrypt");
+    }
+}
+
+/// `packet_decrypt/{size}`: member 2 decrypts fresh packets (new seqnos) of `size` bytes.
+/// Packets are made in batches outside the timed part (see [`PacketDecrypt::refill`]).
+pub struct PacketDecrypt {
+    sender: Call,
+    receiver: Call,
+    rng: ChaCha20Rng,
+    payload: Vec<u8>,
+    packets: Vec<Vec<u8>>,
+    out: Vec<u8>,
+}
+
+impl PacketDecrypt {
+    pub fn new(size: usize) -> Self {
+        let mut rng = rng(2);
+        let (sender, receiver) = two_member_calls(&mut rng);
+        let mut payload = vec![0u8; size];
+        rng.fill_bytes(&mut payload);
+        PacketDecrypt { sender, receiver, rng, payload, packets: Vec::new(), out: Vec::with_capacity(size + 512) }
+    }
+
+    /// Makes `n` fresh packets (untimed).
+    pub fn refill(&mut self, n: usize) {
+        self.packets.clear();
+        for _ in 0..n {
+            self.packets.push(self.sender.encrypt(0, &self.payload, 0, 0, &mut self.rng).expect("encrypt"));
+        }
+        self.packets.reverse();
+    }
+
+    /// Packets left before a refill is needed.
+    pub fn remaining(&self) -> usize {
+        self.packets.len()
+    }
+
+    pub fn run(&mut self) {
+        let p = self.packets.pop().expect("refill first");
+        self.out.clear();
+        self.receiver.decrypt_into(1, 0, &p, 0, &mut self.out).expect("decrypt");
+    }
+}
+
+/// A chain whose last block holds `n` members (all with add+remove), the signer's key, and the state.
+pub fn group_chain(n: usize, rng: &mut ChaCha20Rng) -> (Chain, PrivateKey, GroupState) {
+    let keys: Vec<PrivateKey> = (0..n).map(|_| PrivateKey::generate(rng)).collect();
+    let state = GroupState {
+        participants: keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| GroupParticipant { user_id: i as i64 + 1, public_key: k.public_key(), flags: 3, version: 0 })
+            .collect(),
+        external_permissions: 0,
+    };
+    let zero = build_zero_block(state.clone(), &keys[0], rng).expect("zero block");
+    let mut chain = Chain::empty();
+    chain.apply(&wire::to_server_form(&zero).expect("server")).expect("apply");
+    let signer = keys.into_iter().last().expect("n >= 1");
+    (chain, signer, state)
+}
+
+/// `block_build/{n}`: a key-rotation block for the same `n` members.
+pub struct BlockBuild {
+    chain: Chain,
+    signer: PrivateKey,
+    state: GroupState,
+    rng: ChaCha20Rng,
+}
+
+impl BlockBuild {
+    pub fn new(n: usize) -> Self {
+        let mut rng = rng(3);
+        let (chain, signer, state) = group_chain(n, &mut rng);
+        BlockBuild { chain, signer, state, rng }
+    }
+
+    pub fn run(&mut self) -> Vec<u8> {
+        self.chain.build_change_state(self.state.clone(), &self.signer, &mut self.rng).expect("build")
+    }
+}
+
+/// `block_apply/{n}`: apply that block (parse, verify, validate) and derive one member's key.
+pub struct BlockApply {
+    chain: Chain,
+    block: Vec<u8>,
+    member: PrivateKey,
+    member_id: i64,
+}
+
+impl BlockApply {
+    pub fn new(n: usize) -> Self {
+        let mut b = BlockBuild::new(n);
+        let block = wire::to_server_form(&b.run()).expect("server");
+        let member_id = n as i64;
+        BlockApply { chain: b.chain, block, member: b.signer, member_id }
+    }
+
+    pub fn run(&mut self) {
+        let mut chain = self.chain.clone();
+        chain.apply(&self.block).expect("apply");
+        let key = chain.group_key(self.member_id, &self.member).expect("key");
+        std::hint::black_box(key);
+    }
+}
+
+/// The primitives that set the floor of the packet workloads.
+pub struct Primitives {
+    key: PrivateKey,
+    other: PublicKey,
+    message: [u8; 36],
+    signature: [u8; 64],
+    verifying: ed25519_dalek::VerifyingKey,
+    buf: Vec<u8>,
+}
+
+impl Primitives {
+    pub fn new() -> Self {
+        let mut rng = rng(4);
+        let key = PrivateKey::generate(&mut rng);
+        let other = PrivateKey::generate(&mut rng).public_key();
+        let message = [7u8; 36];
+        let signature = key.sign(&message);
+        let verifying = key.public_key().verifying_key().expect("valid key");
+        Primitives { key, other, message, signature, verifying, buf: vec![0u8; 65536] }
+    }
+
+    pub fn sign(&mut self) {
+        std::hint::black_box(self.key.sign(&self.message));
+    }
+
+    pub fn verify(&mut self) {
+        crypto::verify_with(&self.verifying, &self.message, &self.signature).expect("verify");
+    }
+
+    pub fn x25519(&mut self) {
+        std::hint::black_box(self.key.shared_secret(&self.other).expect("shared secret"));
+    }
+
+    /// AES-256-CBC encryption of the buffer (64 KiB).
+    pub fn aes_cbc_encrypt(&mut self) {
+        crypto::bench_aes_cbc_encrypt(&mut self.buf);
+    }
+
+    /// AES-256-CBC decryption of the buffer (64 KiB).
+    pub fn aes_cbc_decrypt(&mut self) {
+        crypto::bench_aes_cbc_decrypt(&mut self.buf);
+    }
+
+    /// HMAC-SHA256 of the buffer (64 KiB).
+    pub fn hmac_sha256(&mut self) {
+        std::hint::black_box(crypto::hmac_sha256(b"key", &[&self.buf]));
+    }
+}
+
+impl Default for Primitives {
+    fn default() -> Self {
+        Self::new()
+    }
+}

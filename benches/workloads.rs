@@ -1,6 +1,6 @@
 //! The standard performance workloads, shared by the criterion benches (`benches/confchain.rs`)
 //! and `confchain bench`. Each workload is set up once (untimed) and then run op by op.
-#![allow(dead_code)]
+#![allow(dead_code, missing_docs)]
 
 use confchain::chain::{build_zero_block, Chain};
 use confchain::crypto::{self, PrivateKey, PublicKey};

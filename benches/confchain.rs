@@ -1,0 +1,73 @@
+//! Criterion benchmarks of the standard workloads (see `benches/README.md`).
+#![allow(missing_docs)]
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+mod workloads;
+
+use workloads::{BlockApply, BlockBuild, PacketDecrypt, PacketEncrypt, Primitives, GROUP_SIZES, PACKET_SIZES};
+
+fn packets(c: &mut Criterion) {
+    let mut g = c.benchmark_group("packet_encrypt");
+    for size in PACKET_SIZES {
+        let mut w = PacketEncrypt::new(size);
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_function(size.to_string(), |b| b.iter(|| w.run()));
+    }
+    g.finish();
+    let mut g = c.benchmark_group("packet_decrypt");
+    for size in PACKET_SIZES {
+        let mut w = PacketDecrypt::new(size);
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_function(size.to_string(), |b| {
+            b.iter_custom(|iters| {
+                let mut total = std::time::Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(256);
+                    w.refill(n as usize);
+                    let t = std::time::Instant::now();
+                    for _ in 0..n {
+                        w.run();
+                    }
+                    total += t.elapsed();
+                    left -= n;
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+fn blocks(c: &mut Criterion) {
+    let mut g = c.benchmark_group("block_build");
+    g.sample_size(10);
+    for n in GROUP_SIZES {
+        let mut w = BlockBuild::new(n);
+        g.bench_function(n.to_string(), |b| b.iter_batched(|| (), |()| w.run(), BatchSize::SmallInput));
+    }
+    g.finish();
+    let mut g = c.benchmark_group("block_apply");
+    for n in GROUP_SIZES {
+        let mut w = BlockApply::new(n);
+        g.bench_function(n.to_string(), |b| b.iter(|| w.run()));
+    }
+    g.finish();
+}
+
+fn primitives(c: &mut Criterion) {
+    let mut p = Primitives::new();
+    let mut g = c.benchmark_group("primitives");
+    g.bench_function("ed25519_sign", |b| b.iter(|| p.sign()));
+    g.bench_function("ed25519_verify", |b| b.iter(|| p.verify()));
+    g.bench_function("x25519_shared_secret", |b| b.iter(|| p.x25519()));
+    g.throughput(Throughput::Bytes(65536));
+    g.bench_function("aes256_cbc_encrypt_64k", |b| b.iter(|| p.aes_cbc_encrypt()));
+    g.bench_function("aes256_cbc_decrypt_64k", |b| b.iter(|| p.aes_cbc_decrypt()));
+    g.bench_function("hmac_sha256_64k", |b| b.iter(|| p.hmac_sha256()));
+    g.finish();
+}
+
+criterion_group!(benches, packets, blocks, primitives);
+criterion_main!(benches);

@@ -126,6 +126,7 @@ pub struct Call {
     verification: Verification,
     events: VecDeque<Event>,
     removed_at: Option<i32>,
+    verified_height: Option<i32>,
 }
 
 impl std::fmt::Debug for Call {
@@ -175,6 +176,7 @@ impl Call {
             verification: Verification::new(user_id),
             events: VecDeque::new(),
             removed_at: None,
+            verified_height: None,
         };
         call.open_epoch(group_key);
         call.start_verification(rng);
@@ -199,9 +201,9 @@ impl Call {
 
     fn note_verification(&mut self) {
         if let Some(r) = self.verification.result() {
-            let done = Event::VerificationDone { result: r.clone() };
-            if !self.events.contains(&done) {
-                self.events.push_back(done);
+            if self.verified_height != Some(r.height) {
+                self.verified_height = Some(r.height);
+                self.events.push_back(Event::VerificationDone { result: r.clone() });
             }
         }
     }

@@ -213,10 +213,10 @@ impl Demo {
         self.say(format!("           members  : {}", names.join(", ")));
         let same_key = fingerprints.windows(2).all(|w| w[0].1 == w[1].1);
         self.say(format!(
-            "           group key: {} ({} members hold the same key: {})",
+            "           group key: fingerprint {} ({} by all {} members)",
             fingerprints.first().map(|f| f.1.as_str()).unwrap_or("-"),
+            if same_key { "derived identically" } else { "NOT derived identically" },
             fingerprints.len(),
-            if same_key { "yes" } else { "NO" }
         ));
         self.say(format!("           epochs   : {epochs:?} active"));
         self.say(format!(

@@ -24,6 +24,16 @@ pub struct Args {
     filter: Option<String>,
 }
 
+/// Names of the primitive workloads, in the order they are measured.
+const PRIMITIVES: [&str; 6] = [
+    "primitives/ed25519_sign",
+    "primitives/ed25519_verify",
+    "primitives/x25519_shared_secret",
+    "primitives/aes256_cbc_encrypt_64k",
+    "primitives/aes256_cbc_decrypt_64k",
+    "primitives/hmac_sha256_64k",
+];
+
 /// Runs `op` for about `budget` (at least 3 times) and returns ops/s.
 fn measure(budget: Duration, mut op: impl FnMut()) -> f64 {
     op(); // warm up
@@ -42,7 +52,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
 
     let wanted = |name: &str| args.filter.as_deref().is_none_or(|f| name.contains(f));
     // The primitives set the floor of the packet workloads, so they run whenever those do.
-    let need_primitives = wanted("primitives/") || wanted("packet_encrypt/") || wanted("packet_decrypt/");
+    let packet_names = PACKET_SIZES.iter().flat_map(|s| [format!("packet_encrypt/{s}"), format!("packet_decrypt/{s}")]);
+    let need_primitives = packet_names.chain(PRIMITIVES.iter().map(|p| p.to_string())).any(|n| wanted(&n));
     let budget_p = if need_primitives { budget } else { Duration::ZERO };
     let mut p = Primitives::new();
     let sign = measure(budget_p, || p.sign());
@@ -93,14 +104,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let mut w = BlockApply::new(n);
         results.push((format!("block_apply/{n}"), measure(budget, || w.run()), None));
     }
-    for (name, ops) in [
-        ("primitives/ed25519_sign", sign),
-        ("primitives/ed25519_verify", verify),
-        ("primitives/x25519_shared_secret", x25519),
-        ("primitives/aes256_cbc_encrypt_64k", aes_enc),
-        ("primitives/aes256_cbc_decrypt_64k", aes_dec),
-        ("primitives/hmac_sha256_64k", hmac),
-    ] {
+    for (name, ops) in PRIMITIVES.into_iter().zip([sign, verify, x25519, aes_enc, aes_dec, hmac]) {
         if need_primitives {
             results.push((name.to_owned(), ops, None));
         }

@@ -55,7 +55,7 @@ impl Model {
         self.remembered.push(seqno);
         loop {
             let min = *self.remembered.iter().min().unwrap();
-            if self.remembered.len() > REPLAY_WINDOW || min as u64 + REPLAY_WINDOW as u64 <= seqno as u64 - 1 {
+            if self.remembered.len() > REPLAY_WINDOW || (seqno - min) as usize > REPLAY_WINDOW {
                 self.remembered.retain(|s| *s != min);
             } else {
                 break;

@@ -315,7 +315,7 @@ impl Call {
             ));
         }
         packet::validate_channel(channel)?;
-        let slot = &mut self.seqnos[channel as usize];
+        let slot = self.seqnos.get_mut(channel as usize).ok_or_else(|| Error::bare(ErrorKind::InvalidCallChannelId))?;
         let seqno = slot.checked_add(1).ok_or_else(|| Error::new(ErrorKind::LimitExceeded, "Seqno overflow"))?;
         *slot = seqno;
         let keys: Vec<EpochKey<'_>> = self.epochs.iter().map(|e| EpochKey { hash: &e.hash, key: &e.key }).collect();

@@ -336,7 +336,7 @@ impl Chain {
         let t = run_changes(group_state, self.shared_key.clone(), &block.changes, &signer, SetValueRule::Count)?;
         check_proof(&t, &block.state_proof)?;
         // Accepted: nothing can fail from here on.
-        bytes[crate::wire::SIGNATURE_OFFSET..crate::wire::SIGNATURE_OFFSET + 64].copy_from_slice(&block.signature);
+        set_signature(&mut bytes, &block.signature);
         self.prev_hash = block.prev_block_hash;
         self.hash = crypto::sha256(&bytes);
         self.height = block.height;
@@ -409,8 +409,7 @@ impl Chain {
         }
         let raw = decrypt_shared_key(&self.shared_key, user_id, private_key)?;
         if self.group_version() >= 1 {
-            let k = crypto::hmac_sha512(raw.expose(), &[&self.hash]);
-            return Ok(GroupKey::from_slice(&k.expose()[..32]).expect("32 bytes"));
+            return Ok(crypto::hmac_sha512(raw.expose(), &[&self.hash]).first_half());
         }
         Ok(raw)
     }
@@ -453,7 +452,7 @@ impl Chain {
         };
         let mut bytes = block.signing_bytes();
         block.signature = signer.sign(&bytes);
-        bytes[crate::wire::SIGNATURE_OFFSET..crate::wire::SIGNATURE_OFFSET + 64].copy_from_slice(&block.signature);
+        set_signature(&mut bytes, &block.signature);
         Ok(bytes)
     }
 
@@ -494,6 +493,14 @@ impl Chain {
     ) -> Result<Vec<u8>> {
         let change = Change::SetValue { key: key.to_vec(), value: value.to_vec() };
         self.build_block_with_kv(vec![change], signer, new_kv_hash)
+    }
+}
+
+/// Writes `signature` into an encoded block (whose signature field was zeroed for signing).
+fn set_signature(encoded: &mut [u8], signature: &[u8; 64]) {
+    let at = crate::wire::SIGNATURE_OFFSET;
+    if let Some(field) = encoded.get_mut(at..at + 64) {
+        field.copy_from_slice(signature);
     }
 }
 

@@ -35,6 +35,7 @@ pub fn sha512(data: &[u8]) -> [u8; 64] {
 
 /// HMAC-SHA256 over the concatenation of `parts`.
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    #[allow(clippy::expect_used)] // HMAC accepts keys of every length: this cannot fail.
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any size");
     for p in parts {
         mac.update(p);
@@ -44,6 +45,7 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 
 /// HMAC-SHA512 over the concatenation of `parts`.
 pub fn hmac_sha512(key: &[u8], parts: &[&[u8]]) -> Secret<64> {
+    #[allow(clippy::expect_used)] // HMAC accepts keys of every length: this cannot fail.
     let mut mac = <Hmac<Sha512> as Mac>::new_from_slice(key).expect("HMAC takes keys of any size");
     for p in parts {
         mac.update(p);
@@ -87,6 +89,21 @@ impl<const N: usize> Secret<N> {
     /// A short public fingerprint: the first 4 bytes of SHA-256 of the secret, in hex. Safe to log.
     pub fn fingerprint(&self) -> String {
         hex4(&sha256(&self.0))
+    }
+}
+
+impl Secret<64> {
+    /// The first 32 bytes (e.g. `HMAC-SHA512(..)[0..32]`).
+    pub fn first_half(&self) -> Secret<32> {
+        let (lo, _) = self.halves();
+        let mut out = Secret([0u8; 32]);
+        out.0.copy_from_slice(lo);
+        out
+    }
+
+    /// The two 32-byte halves.
+    pub fn halves(&self) -> (&[u8], &[u8]) {
+        self.0.split_at(32)
     }
 }
 
@@ -208,7 +225,7 @@ impl PrivateKey {
         }
         let mac = hmac_sha512(b"tde2e_shared_secret", &[&x]);
         x.zeroize();
-        Ok(Secret::from_slice(&mac.expose()[..32]).expect("32 bytes"))
+        Ok(mac.first_half())
     }
 }
 
@@ -234,28 +251,25 @@ pub fn prefix_len(data_len: usize) -> usize {
     ((16 + 15 + data_len) & !15) - data_len
 }
 
-fn cbc_key_iv(h: &Secret<64>) -> ([u8; 32], [u8; 16]) {
-    let mut key = [0u8; 32];
-    let mut iv = [0u8; 16];
-    key.copy_from_slice(&h.expose()[..32]);
-    iv.copy_from_slice(&h.expose()[32..48]);
-    (key, iv)
+/// AES-256-CBC key (`h[0..32]`) and IV (`h[32..48]`) from a 64-byte hash.
+fn cbc_key_iv(h: &Secret<64>) -> (&[u8], &[u8]) {
+    let (key, rest) = h.halves();
+    (key, rest.split_at(16).0)
 }
 
+/// AES-256-CBC in place, no padding (callers pass whole blocks).
 fn cbc_encrypt(h: &Secret<64>, buf: &mut [u8]) {
-    let (mut key, mut iv) = cbc_key_iv(h);
+    let (key, iv) = cbc_key_iv(h);
     let len = buf.len();
-    // The buffer is a whole number of blocks, so NoPadding cannot fail.
-    let _ = Aes256CbcEnc::new(&key.into(), &iv.into()).encrypt_padded_mut::<NoPadding>(buf, len);
-    key.zeroize();
-    iv.zeroize();
+    // The buffer is a whole number of blocks, so NoPadding cannot fail. The cipher state
+    // zeroizes its key schedule on drop (`aes` with the `zeroize` feature).
+    let _ = Aes256CbcEnc::new(key.into(), iv.into()).encrypt_padded_mut::<NoPadding>(buf, len);
 }
 
+/// AES-256-CBC decryption in place, no padding (callers pass whole blocks).
 fn cbc_decrypt(h: &Secret<64>, buf: &mut [u8]) {
-    let (mut key, mut iv) = cbc_key_iv(h);
-    let _ = Aes256CbcDec::new(&key.into(), &iv.into()).decrypt_padded_mut::<NoPadding>(buf);
-    key.zeroize();
-    iv.zeroize();
+    let (key, iv) = cbc_key_iv(h);
+    let _ = Aes256CbcDec::new(key.into(), iv.into()).decrypt_padded_mut::<NoPadding>(buf);
 }
 
 #[doc(hidden)]
@@ -275,8 +289,9 @@ pub fn bench_aes_cbc_decrypt(buf: &mut [u8]) {
 pub fn encrypt_data(data: &[u8], secret: &[u8], extra: &[u8], rng: &mut impl CryptoRngCore) -> (Vec<u8>, [u8; 32]) {
     let n = prefix_len(data.len());
     let mut out = vec![0u8; 16 + n + data.len()];
-    rng.fill_bytes(&mut out[16..16 + n]);
-    out[16 + n..].copy_from_slice(data);
+    let (head, tail) = out.split_at_mut(16 + n);
+    rng.fill_bytes(head.split_at_mut(16).1);
+    tail.copy_from_slice(data);
     let id = seal_in_place(&mut out, n, secret, extra);
     (out, id)
 }
@@ -293,22 +308,29 @@ pub fn encrypt_data_with_prefix(
     if prefix.len() != n {
         return Err(Error::new(ErrorKind::InvalidInput, "wrong prefix length"));
     }
-    let mut out = vec![0u8; 16 + n + data.len()];
-    out[16..16 + n].copy_from_slice(prefix);
-    out[16 + n..].copy_from_slice(data);
+    let mut out = Vec::with_capacity(16 + n + data.len());
+    out.extend_from_slice(&[0u8; 16]);
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(data);
     let id = seal_in_place(&mut out, n, secret, extra);
     Ok((out, id))
 }
 
 /// Seals `buf = [16 bytes room] || prefix(n) || data` in place: sets the prefix length byte, MACs,
 /// writes the msg_id into the first 16 bytes and encrypts the rest. Returns `large_msg_id`.
+/// `buf` must be at least 16 + n bytes with `n + len(data)` a multiple of 16.
 pub(crate) fn seal_in_place(buf: &mut [u8], n: usize, secret: &[u8], extra: &[u8]) -> [u8; 32] {
-    buf[16] = n as u8;
+    let (msg_id, body) = buf.split_at_mut(16);
+    if let Some(first) = body.first_mut() {
+        *first = n as u8;
+    }
     let k = kdf(secret, b"tde2e_encrypt_data");
-    let large_msg_id = hmac_sha256(&k.expose()[32..64], &[&buf[16..], extra, &(extra.len() as u32).to_le_bytes()]);
-    buf[..16].copy_from_slice(&large_msg_id[..16]);
-    let h = hmac_sha512(&k.expose()[..32], &[&large_msg_id[..16]]);
-    cbc_encrypt(&h, &mut buf[16..]);
+    let (cipher_secret, mac_secret) = k.halves();
+    let large_msg_id = hmac_sha256(mac_secret, &[body, extra, &(extra.len() as u32).to_le_bytes()]);
+    let (id16, _) = large_msg_id.split_at(16);
+    msg_id.copy_from_slice(id16);
+    let h = hmac_sha512(cipher_secret, &[id16]);
+    cbc_encrypt(&h, body);
     large_msg_id
 }
 
@@ -331,11 +353,12 @@ pub(crate) fn open_in_place(buf: &mut [u8], secret: &[u8], extra: &[u8]) -> Resu
         return Err(decrypt_error("data size is not divisible by 16"));
     }
     let k = kdf(secret, b"tde2e_encrypt_data");
+    let (cipher_secret, mac_secret) = k.halves();
     let (msg_id, body) = buf.split_at_mut(16);
-    let h = hmac_sha512(&k.expose()[..32], &[msg_id]);
+    let h = hmac_sha512(cipher_secret, &[msg_id]);
     cbc_decrypt(&h, body);
-    let large_msg_id = hmac_sha256(&k.expose()[32..64], &[body, extra, &(extra.len() as u32).to_le_bytes()]);
-    if !bool::from(large_msg_id[..16].ct_eq(msg_id)) {
+    let large_msg_id = hmac_sha256(mac_secret, &[body, extra, &(extra.len() as u32).to_le_bytes()]);
+    if !bool::from(large_msg_id.split_at(16).0.ct_eq(msg_id)) {
         return Err(decrypt_error("msg_id mismatch"));
     }
     let prefix = usize::from(body.first().copied().unwrap_or(0));
@@ -373,7 +396,7 @@ pub fn decrypt_header(encrypted_header: &[u8], encrypted_message: &[u8], secret:
 
 fn header_cipher(msg_id: &[u8], secret: &[u8]) -> Secret<64> {
     let k = kdf(secret, b"tde2e_encrypt_header");
-    hmac_sha512(&k.expose()[..32], &[msg_id])
+    hmac_sha512(k.halves().0, &[msg_id])
 }
 
 #[cfg(test)]

@@ -15,6 +15,10 @@
 //! are described in `SPEC.md`; the README has a complete example (compiled as a doctest).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::unreachable)
+)]
 
 pub mod call;
 pub mod chain;

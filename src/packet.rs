@@ -70,46 +70,49 @@ pub fn encrypt_into(
     validate_channel(channel)?;
     let (prefix, payload) = data.split_at(clear_prefix_len);
     let count = epochs.len();
-    let inner_len = 8 + payload.len();
-    let pad = crypto::prefix_len(inner_len);
-    let body_len = 16 + pad + inner_len + 64;
-    let start = out.len();
-    out.reserve(prefix.len() + 4 + 64 * count + body_len + 4);
+    let pad = crypto::prefix_len(8 + payload.len());
 
+    // Layout, written in one pass into `out`:
+    //   clear_prefix | head | hashes | headers (filled last) | msg_id | pad | channel | seqno | payload | sig | trailer
+    out.reserve(prefix.len() + 4 + 64 * count + 16 + pad + 8 + payload.len() + 64 + 4);
     out.extend_from_slice(prefix);
     let head_at = out.len();
     out.extend_from_slice(&(count as u32).to_le_bytes());
     for e in epochs {
         out.extend_from_slice(e.hash);
     }
-    let head_end = out.len();
-    out.resize(head_end + 32 * count, 0);
-    let body_at = out.len();
-    out.resize(body_at + 16 + pad, 0);
-    rng.fill_bytes(&mut out[body_at + 16..body_at + 16 + pad]);
+    // extra = magic || head_and_hashes || clear_prefix
+    let mut extra = Vec::with_capacity(4 + 4 + 32 * count + prefix.len());
+    extra.extend_from_slice(&id::CALL_PACKET.to_le_bytes());
+    extra.extend_from_slice(out.get(head_at..).unwrap_or_default());
+    extra.extend_from_slice(prefix);
+    let headers_at = out.len();
+    out.resize(headers_at + 32 * count + 16 + pad, 0);
+    let body_at = headers_at + 32 * count;
+    if let Some(random) = out.get_mut(body_at + 16..) {
+        rng.fill_bytes(random);
+    }
     out.extend_from_slice(&channel.to_le_bytes());
     out.extend_from_slice(&seqno.to_le_bytes());
     out.extend_from_slice(payload);
 
-    // extra = magic || head_and_hashes || clear_prefix
-    let mut extra = Vec::with_capacity(4 + (head_end - head_at) + prefix.len());
-    extra.extend_from_slice(&id::CALL_PACKET.to_le_bytes());
-    extra.extend_from_slice(&out[head_at..head_end]);
-    extra.extend_from_slice(prefix);
-    let (before, sealed) = out.split_at_mut(body_at);
+    let (front, sealed) = out.split_at_mut(body_at);
     let large_msg_id = crypto::seal_in_place(sealed, pad, one_time.expose(), &extra);
-    let mut to_sign = [0u8; 36];
-    to_sign[..4].copy_from_slice(&id::CALL_PACKET_LARGE_MSG_ID.to_le_bytes());
-    to_sign[4..].copy_from_slice(&large_msg_id);
-    let signature = signer.sign(&to_sign);
-    for (i, e) in epochs.iter().enumerate() {
-        let header = crypto::encrypt_header(one_time.expose(), sealed, e.key.expose())?;
-        before[head_end + 32 * i..head_end + 32 * (i + 1)].copy_from_slice(&header);
+    for (slot, e) in front.get_mut(headers_at..).unwrap_or_default().chunks_exact_mut(32).zip(epochs) {
+        slot.copy_from_slice(&crypto::encrypt_header(one_time.expose(), sealed, e.key.expose())?);
     }
-    out.extend_from_slice(&signature);
+    out.extend_from_slice(&signer.sign(&signed_message(&large_msg_id)));
     out.extend_from_slice(&(clear_prefix_len as u32).to_le_bytes());
-    debug_assert_eq!(out.len() - start, prefix.len() + 4 + 64 * count + body_len + 4);
     Ok(())
+}
+
+/// What a packet's signature covers: `le32(0x1ce56c2d) || large_msg_id`.
+fn signed_message(large_msg_id: &[u8; 32]) -> [u8; 36] {
+    let mut m = [0u8; 36];
+    let (magic, id) = m.split_at_mut(4);
+    magic.copy_from_slice(&id::CALL_PACKET_LARGE_MSG_ID.to_le_bytes());
+    id.copy_from_slice(large_msg_id);
+    m
 }
 
 /// Fails unless the clear prefix fits in the data and below [`MAX_CLEAR_PREFIX`].
@@ -163,8 +166,8 @@ pub fn split_trailer(packet: &[u8]) -> Result<(&[u8], &[u8])> {
     if packet.len() > MAX_PACKET_SIZE {
         return Err(Error::new(ErrorKind::LimitExceeded, "packet too large"));
     }
-    let (rest, trailer) = packet.split_at(packet.len().checked_sub(4).ok_or_else(|| invalid("Packet too small"))?);
-    let prefix_len = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]) as usize;
+    let (rest, trailer) = packet.split_last_chunk::<4>().ok_or_else(|| invalid("Packet too small"))?;
+    let prefix_len = u32::from_le_bytes(*trailer) as usize;
     if prefix_len > rest.len() || prefix_len >= MAX_CLEAR_PREFIX {
         return Err(invalid("Unencrypted prefix size is too large"));
     }
@@ -186,16 +189,10 @@ pub fn parse_encrypted<'a>(clear_prefix: &'a [u8], encrypted: &'a [u8]) -> Resul
         return Err(invalid("Too many active epochs"));
     }
     r.take(32 * count)?;
-    let head_end = r.position();
-    r.take(32 * count)?;
-    let headers_end = r.position();
-    Ok(ParsedPacket {
-        clear_prefix,
-        head_and_hashes: &encrypted[..head_end],
-        epoch_count: count,
-        headers: &encrypted[head_end..headers_end],
-        body: &encrypted[headers_end..],
-    })
+    let (head_and_hashes, rest) = encrypted.split_at(r.position());
+    let headers = r.take(32 * count)?;
+    let body = rest.get(headers.len()..).unwrap_or_default();
+    Ok(ParsedPacket { clear_prefix, head_and_hashes, epoch_count: count, headers, body })
 }
 
 /// The verified contents of a packet.
@@ -216,9 +213,7 @@ pub fn open_into(
     sender: &ed25519_dalek::VerifyingKey,
     out: &mut Vec<u8>,
 ) -> Result<Opened> {
-    let split = p.body.len().checked_sub(64).ok_or_else(|| invalid("Not enough encryption data"))?;
-    let (sealed, signature) = p.body.split_at(split);
-    let signature: &[u8; 64] = signature.try_into().map_err(|_| invalid("Not enough encryption data"))?;
+    let (sealed, signature) = p.body.split_last_chunk::<64>().ok_or_else(|| invalid("Not enough encryption data"))?;
     let mut extra = Vec::with_capacity(4 + p.head_and_hashes.len() + p.clear_prefix.len());
     extra.extend_from_slice(&id::CALL_PACKET.to_le_bytes());
     extra.extend_from_slice(p.head_and_hashes);
@@ -229,28 +224,37 @@ pub fn open_into(
     out.extend_from_slice(p.clear_prefix);
     let body_at = out.len();
     out.extend_from_slice(sealed);
-    let result = (|| {
-        let (range, large_msg_id) = crypto::open_in_place(&mut out[body_at..], one_time.expose(), &extra)?;
-        let mut to_verify = [0u8; 36];
-        to_verify[..4].copy_from_slice(&id::CALL_PACKET_LARGE_MSG_ID.to_le_bytes());
-        to_verify[4..].copy_from_slice(&large_msg_id);
-        crypto::verify_with(sender, &to_verify, signature)?;
-        let plain = &out[body_at + range.start..body_at + range.end];
-        let mut r = crate::tl::Reader::new(plain);
-        let channel = r.i32()?;
-        validate_channel(channel)?;
-        let seqno = r.u32()?;
-        Ok((Opened { channel, seqno }, body_at + range.start + 8..body_at + range.end))
-    })();
-    match result {
+    match open_body(out.get_mut(body_at..).unwrap_or_default(), one_time, &extra, sender, signature) {
         Ok((opened, payload)) => {
-            out.copy_within(payload.clone(), body_at);
-            out.truncate(body_at + payload.len());
+            // Move the payload right after the clear prefix.
+            let payload = body_at + payload.start..body_at + payload.end;
+            let len = payload.len();
+            out.copy_within(payload, body_at);
+            out.truncate(body_at + len);
             Ok(opened)
         }
         Err(e) => {
+            // Nothing unauthenticated is left behind.
             out.truncate(start);
             Err(e)
         }
     }
+}
+
+/// Decrypts `sealed` in place, checks MAC and signature, reads channel and seqno; returns them and
+/// the payload's range in `sealed`.
+fn open_body(
+    sealed: &mut [u8],
+    one_time: &Secret<32>,
+    extra: &[u8],
+    sender: &ed25519_dalek::VerifyingKey,
+    signature: &[u8; 64],
+) -> Result<(Opened, std::ops::Range<usize>)> {
+    let (range, large_msg_id) = crypto::open_in_place(sealed, one_time.expose(), extra)?;
+    crypto::verify_with(sender, &signed_message(&large_msg_id), signature)?;
+    let mut r = crate::tl::Reader::new(sealed.get(range.clone()).unwrap_or_default());
+    let channel = r.i32()?;
+    validate_channel(channel)?;
+    let seqno = r.u32()?;
+    Ok((Opened { channel, seqno }, range.start + 8..range.end))
 }

@@ -38,10 +38,11 @@ impl<'a> Reader<'a> {
 
     /// Takes the next `n` bytes.
     pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if self.remaining() < n {
-            return Err(self.error("Not enough data to read"));
-        }
-        let out = &self.buf[self.pos..self.pos + n];
+        let out = self
+            .pos
+            .checked_add(n)
+            .and_then(|end| self.buf.get(self.pos..end))
+            .ok_or_else(|| self.error("Not enough data to read"))?;
         self.pos += n;
         Ok(out)
     }
@@ -90,18 +91,15 @@ impl<'a> Reader<'a> {
     /// the data, and padding to a multiple of four (padding content is not checked).
     pub fn bytes(&mut self) -> Result<&'a [u8]> {
         let first = self.pos;
-        let head = self.take(4)?;
-        let (len, data_start, padded_end) = match head[0] {
+        let [kind, b1, b2, b3] = self.array::<4>()?;
+        let (len, data_start, padded_end) = match kind {
             254 => {
-                let len = usize::from(head[1]) | usize::from(head[2]) << 8 | usize::from(head[3]) << 16;
+                let len = usize::from(b1) | usize::from(b2) << 8 | usize::from(b3) << 16;
                 (len, first + 4, first + 4 + len.div_ceil(4) * 4)
             }
             255 => {
-                let more = self.take(4)?;
-                let mut len = 0u64;
-                for (i, b) in head[1..4].iter().chain(more.iter()).enumerate() {
-                    len |= u64::from(*b) << (8 * i);
-                }
+                let more = self.array::<4>()?;
+                let len = u64::from_le_bytes([b1, b2, b3, more[0], more[1], more[2], more[3], 0]);
                 // Anything this long cannot fit in the input; reject before doing arithmetic on it.
                 if len > self.remaining() as u64 {
                     return Err(self.error("Not enough data to read"));
@@ -117,8 +115,9 @@ impl<'a> Reader<'a> {
         if padded_end > self.buf.len() {
             return Err(self.error("Not enough data to read"));
         }
+        let out = self.buf.get(data_start..data_start + len).ok_or_else(|| self.error("Not enough data to read"))?;
         self.pos = padded_end;
-        Ok(&self.buf[data_start..data_start + len])
+        Ok(out)
     }
 
     /// The count of a bare `vector`; rejected when larger than the bytes that remain (so a hostile
@@ -202,17 +201,17 @@ impl Writer {
             self.buf.push(len as u8);
             1
         } else if len < (1 << 24) {
-            self.buf.push(254);
-            self.raw(&(len as u32).to_le_bytes()[..3]);
+            let [l0, l1, l2, _] = (len as u32).to_le_bytes();
+            self.raw(&[254, l0, l1, l2]);
             4
         } else {
-            self.buf.push(255);
-            self.raw(&(len as u64).to_le_bytes()[..7]);
+            let [l0, l1, l2, l3, l4, l5, l6, _] = (len as u64).to_le_bytes();
+            self.raw(&[255, l0, l1, l2, l3, l4, l5, l6]);
             8
         };
         self.raw(b);
         let pad = (4 - (header + len) % 4) % 4;
-        self.buf.extend_from_slice(&[0u8; 3][..pad]);
+        self.buf.resize(self.buf.len() + pad, 0);
     }
 }
 

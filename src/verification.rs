@@ -48,11 +48,11 @@ fn word(i: usize) -> &'static str {
 /// `EMOJIS[(be64(hash[8i..8i+8]) & 0x7fff_ffff_ffff_ffff) % 333]`.
 pub fn emojis_from_hash(hash: &[u8]) -> [&'static str; 4] {
     let mut out = ["?"; 4];
-    for (i, chunk) in hash.chunks_exact(8).take(4).enumerate() {
+    for (slot, chunk) in out.iter_mut().zip(hash.chunks_exact(8)) {
         let mut b = [0u8; 8];
         b.copy_from_slice(chunk);
         let v = u64::from_be_bytes(b) & 0x7fff_ffff_ffff_ffff;
-        out[i] = emoji((v % 333) as usize);
+        *slot = emoji((v % 333) as usize);
     }
     out
 }
@@ -61,7 +61,7 @@ pub fn emojis_from_hash(hash: &[u8]) -> [&'static str; 4] {
 /// from `HMAC-SHA512("MnemonicVerificationWords", block_hash)`.
 pub fn verification_words(block_hash: &[u8; 32]) -> Vec<&'static str> {
     let h = crypto::hmac_sha512(b"MnemonicVerificationWords", &[block_hash]);
-    let bit = |i: usize| usize::from((h.expose()[i / 8] >> (i % 8)) & 1);
+    let bit = |i: usize| h.expose().get(i / 8).map_or(0, |b| usize::from((b >> (i % 8)) & 1));
     (0..24).map(|w| word((0..11).fold(0, |acc, k| acc | bit(11 * w + k) << k))).collect()
 }
 
@@ -299,8 +299,8 @@ impl Verification {
 
 /// Whether `bytes` is a server-form broadcast (rather than a block).
 pub fn is_broadcast(bytes: &[u8]) -> bool {
-    bytes.get(..4).is_some_and(|m| {
-        let m = u32::from_le_bytes([m[0], m[1], m[2], m[3]]).wrapping_sub(1);
+    bytes.first_chunk::<4>().is_some_and(|m| {
+        let m = u32::from_le_bytes(*m).wrapping_sub(1);
         m == wire::id::NONCE_COMMIT || m == wire::id::NONCE_REVEAL
     })
 }

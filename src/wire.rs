@@ -71,17 +71,21 @@ pub fn from_server_form(bytes: &[u8]) -> Result<Vec<u8>> {
     if is_plain_magic(magic) {
         return Err(Error::new(ErrorKind::NotFromServer, "Trying to apply local block, not from server"));
     }
-    let mut out = bytes.to_vec();
-    out[..4].copy_from_slice(&magic.wrapping_sub(1).to_le_bytes());
-    Ok(out)
+    Ok(with_magic(magic.wrapping_sub(1), bytes))
 }
 
 /// Turns a plain-form block or broadcast into server form (constructor id + 1).
 pub fn to_server_form(bytes: &[u8]) -> Result<Vec<u8>> {
     let magic = first_u32(bytes).ok_or_else(|| Error::new(ErrorKind::Parse, "Block is too short"))?;
-    let mut out = bytes.to_vec();
-    out[..4].copy_from_slice(&magic.wrapping_add(1).to_le_bytes());
-    Ok(out)
+    Ok(with_magic(magic.wrapping_add(1), bytes))
+}
+
+/// `bytes` with its first four bytes replaced by `magic`.
+fn with_magic(magic: u32, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(&magic.to_le_bytes());
+    out.extend_from_slice(bytes.get(4..).unwrap_or_default());
+    out
 }
 
 /// Whether `bytes` carries a server-form constructor of a block or broadcast.

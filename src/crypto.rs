@@ -229,6 +229,9 @@ impl PrivateKey {
     }
 }
 
+// `SigningKey` zeroizes its secret on drop (ed25519-dalek's `zeroize` feature).
+impl ZeroizeOnDrop for PrivateKey {}
+
 impl PartialEq for PrivateKey {
     fn eq(&self, other: &Self) -> bool {
         self.signing.to_bytes().ct_eq(&other.signing.to_bytes()).into()

@@ -1,0 +1,246 @@
+//! Limits (at and just past each), hostile sizes, and secret hygiene.
+
+use confchain::call::Event;
+use confchain::chain::{build_zero_block, Chain};
+use confchain::crypto::{PrivateKey, Secret};
+use confchain::limits::{MAX_BLOCK_SIZE, MAX_CHANGES, MAX_PARTICIPANTS};
+use confchain::packet::{MAX_CLEAR_PREFIX, MAX_EPOCHS, MAX_PACKET_SIZE};
+use confchain::tl::Writer;
+use confchain::verification::MAX_HELD_BROADCASTS;
+use confchain::wire::{id, to_server_form, Block, Broadcast, BroadcastPayload, GroupParticipant, GroupState};
+use confchain::{Call, ErrorKind};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+fn rng() -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(5)
+}
+
+/// A server-form block whose group state has `participants` entries and `changes` noop changes
+/// (unsigned: decoding runs before any signature check).
+fn crafted_block(participants: usize, noops: usize) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u32(id::BLOCK + 1);
+    w.raw(&[0; 64]);
+    w.u32(0);
+    w.raw(&[0; 32]);
+    w.u32((1 + noops) as u32);
+    for _ in 0..noops {
+        w.u32(id::CHANGE_NOOP);
+        w.raw(&[0; 32]);
+    }
+    w.u32(id::CHANGE_SET_GROUP_STATE);
+    w.u32(id::GROUP_STATE);
+    w.u32(participants as u32);
+    for i in 0..participants {
+        w.u32(id::GROUP_PARTICIPANT);
+        w.i64(i as i64);
+        w.raw(&[0; 32]);
+        w.i32(0);
+        w.i32(0);
+    }
+    w.i32(3);
+    w.i32(0);
+    w.u32(id::STATE_PROOF);
+    w.u32(0);
+    w.raw(&[0; 32]);
+    w.into_bytes()
+}
+
+#[test]
+fn participants_limit() {
+    let at = Block::decode_server(&crafted_block(MAX_PARTICIPANTS, 0));
+    assert!(at.is_ok(), "{at:?}");
+    let past = Block::decode_server(&crafted_block(MAX_PARTICIPANTS + 1, 0)).unwrap_err();
+    assert_eq!(past.kind(), ErrorKind::LimitExceeded);
+    // Applying the block at the limit fails for a real reason, not a limit.
+    let err = Chain::empty().apply(&crafted_block(MAX_PARTICIPANTS, 0)).unwrap_err();
+    assert_ne!(err.kind(), ErrorKind::LimitExceeded);
+}
+
+#[test]
+fn changes_limit() {
+    assert!(Block::decode_server(&crafted_block(1, MAX_CHANGES - 1)).is_ok());
+    let past = Block::decode_server(&crafted_block(1, MAX_CHANGES)).unwrap_err();
+    assert_eq!(past.kind(), ErrorKind::LimitExceeded);
+}
+
+#[test]
+fn block_size_limit() {
+    let mut at = crafted_block(1, 0);
+    at.resize(MAX_BLOCK_SIZE, 0);
+    assert_eq!(Block::decode_server(&at).unwrap_err().kind(), ErrorKind::Parse, "trailing bytes, but not a limit");
+    at.push(0);
+    assert_eq!(Block::decode_server(&at).unwrap_err().kind(), ErrorKind::LimitExceeded);
+}
+
+#[test]
+fn hostile_lengths_do_not_allocate() {
+    // A vector count of 2^32-1 with nothing behind it, and a 0xff string length of 2^56-1.
+    let mut b = crafted_block(1, 0);
+    b.truncate(4 + 64 + 4 + 32);
+    b.extend_from_slice(&u32::MAX.to_le_bytes());
+    let e = Block::decode_server(&b).unwrap_err();
+    assert_eq!(e.message(), "Wrong vector length at 108");
+    let mut w = Writer::new();
+    w.u32(id::BLOCK + 1);
+    w.raw(&[0; 64]);
+    w.u32(0);
+    w.raw(&[0; 32]);
+    w.u32(1);
+    w.u32(id::CHANGE_SET_VALUE);
+    w.raw(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00]);
+    let e = Block::decode_server(&w.into_bytes()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Parse);
+}
+
+struct Pair {
+    alice: Call,
+    bob: Call,
+    a_key: PrivateKey,
+    chain: Chain,
+    rng: ChaCha20Rng,
+    state: GroupState,
+}
+
+fn pair() -> Pair {
+    let mut rng = rng();
+    let (a, b) = (PrivateKey::generate(&mut rng), PrivateKey::generate(&mut rng));
+    let state = GroupState {
+        participants: vec![
+            GroupParticipant { user_id: 1, public_key: a.public_key(), flags: 3, version: 0 },
+            GroupParticipant { user_id: 2, public_key: b.public_key(), flags: 3, version: 0 },
+        ],
+        external_permissions: 0,
+    };
+    let zero = to_server_form(&build_zero_block(state.clone(), &a, &mut rng).unwrap()).unwrap();
+    let mut chain = Chain::empty();
+    chain.apply(&zero).unwrap();
+    let alice = Call::new(1, a.clone(), &zero, 0, &mut rng).unwrap();
+    let bob = Call::new(2, b, &zero, 0, &mut rng).unwrap();
+    Pair { alice, bob, a_key: a, chain, rng, state }
+}
+
+impl Pair {
+    fn rekey(&mut self, now: u64) {
+        let block =
+            to_server_form(&self.chain.build_change_state(self.state.clone(), &self.a_key, &mut self.rng).unwrap())
+                .unwrap();
+        self.chain.apply(&block).unwrap();
+        self.alice.apply_block(&block, now, &mut self.rng).unwrap();
+        self.bob.apply_block(&block, now, &mut self.rng).unwrap();
+    }
+}
+
+#[test]
+fn active_epochs_limit_and_grace() {
+    let mut p = pair();
+    for _ in 0..(MAX_EPOCHS + 5) {
+        p.rekey(0);
+    }
+    assert_eq!(p.alice.active_epochs().len(), MAX_EPOCHS);
+    let packet = p.alice.encrypt(0, b"x", 0, 0, &mut p.rng).unwrap();
+    assert_eq!(packet[0] as usize, MAX_EPOCHS);
+    assert_eq!(p.bob.decrypt(1, 0, &packet, 0).unwrap(), b"x");
+    // After the grace period only the current epoch is left.
+    assert_eq!(p.alice.poll_timeout(), Some(10_001));
+    p.alice.handle_timeout(10_000);
+    assert_eq!(p.alice.active_epochs().len(), MAX_EPOCHS, "still inside the grace period at its last millisecond");
+    p.alice.handle_timeout(10_001);
+    assert_eq!(p.alice.active_epochs(), vec![p.chain.height()]);
+    assert!(std::iter::from_fn(|| p.alice.poll_event()).any(|e| matches!(e, Event::EpochExpired { .. })));
+}
+
+#[test]
+fn packet_limits() {
+    let mut p = pair();
+    let data = vec![1u8; MAX_CLEAR_PREFIX];
+    assert!(p.alice.encrypt(0, &data, MAX_CLEAR_PREFIX - 1, 0, &mut p.rng).is_ok());
+    let e = p.alice.encrypt(0, &data, MAX_CLEAR_PREFIX, 0, &mut p.rng).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(p.alice.encrypt(1023, b"x", 0, 0, &mut p.rng).is_ok());
+    assert_eq!(p.alice.encrypt(1024, b"x", 0, 0, &mut p.rng).unwrap_err().code(), Some("INVALID_CALL_CHANNEL_ID"));
+    assert_eq!(p.alice.encrypt(-1, b"x", 0, 0, &mut p.rng).unwrap_err().code(), Some("INVALID_CALL_CHANNEL_ID"));
+    let huge = vec![0u8; MAX_PACKET_SIZE + 1];
+    assert_eq!(p.bob.decrypt(1, 0, &huge, 0).unwrap_err().kind(), ErrorKind::LimitExceeded);
+    // A clear prefix length pointing past the packet, and one at the limit.
+    let mut bad = p.alice.encrypt(0, b"abc", 0, 0, &mut p.rng).unwrap();
+    let n = bad.len();
+    bad[n - 4..].copy_from_slice(&(MAX_CLEAR_PREFIX as u32).to_le_bytes());
+    assert_eq!(p.bob.decrypt(1, 0, &bad, 0).unwrap_err().message(), "Unencrypted prefix size is too large");
+}
+
+#[test]
+fn held_broadcasts_limit() {
+    let mut p = pair();
+    let key = PrivateKey::generate(&mut p.rng);
+    let future = |i: usize| {
+        let mut b = Broadcast {
+            signature: [0; 64],
+            user_id: i as i64,
+            chain_height: 1,
+            chain_hash: [0; 32],
+            payload: BroadcastPayload::Commit([0; 32]),
+        };
+        b.signature = key.sign(&b.signing_bytes());
+        to_server_form(&b.encode()).unwrap()
+    };
+    for i in 0..MAX_HELD_BROADCASTS {
+        p.bob.receive_broadcast(&future(i)).unwrap();
+    }
+    assert_eq!(p.bob.receive_broadcast(&future(MAX_HELD_BROADCASTS)).unwrap_err().kind(), ErrorKind::LimitExceeded);
+    // The block at height 1 processes (here: rejects) everything held for it, freeing the room.
+    p.rekey(0);
+    let mut b = Broadcast {
+        signature: [0; 64],
+        user_id: 1,
+        chain_height: 7,
+        chain_hash: [0; 32],
+        payload: BroadcastPayload::Commit([0; 32]),
+    };
+    b.signature = key.sign(&b.signing_bytes());
+    assert!(p.bob.receive_broadcast(&to_server_form(&b.encode()).unwrap()).is_ok());
+}
+
+#[test]
+fn rejected_blocks_leave_the_call_unchanged() {
+    let mut p = pair();
+    let block = p.chain.build_change_state(p.state.clone(), &p.a_key, &mut p.rng).unwrap();
+    let mut bad = to_server_form(&block).unwrap();
+    let n = bad.len();
+    bad[n / 2] ^= 0x40;
+    let before = (p.bob.height(), p.bob.active_epochs(), p.bob.key_fingerprint());
+    assert!(p.bob.apply_block(&bad, 0, &mut p.rng).is_err());
+    assert_eq!((p.bob.height(), p.bob.active_epochs(), p.bob.key_fingerprint()), before);
+    assert!(p.bob.poll_outbound().len() <= 1, "no new verification round");
+    let packet = p.alice.encrypt(0, b"still fine", 0, 0, &mut p.rng).unwrap();
+    assert_eq!(p.bob.decrypt(1, 0, &packet, 0).unwrap(), b"still fine");
+}
+
+#[test]
+fn secrets_are_redacted_in_debug() {
+    let mut p = pair();
+    let seed = *p.a_key.to_bytes().expose();
+    let seed_hex = hex::encode(seed);
+    for text in [format!("{:?}", p.a_key), format!("{:?}", p.alice), format!("{:?}", p.a_key.to_bytes())] {
+        assert!(!text.contains(&seed_hex[..16]), "{text}");
+    }
+    let key = p.chain.group_key(1, &p.a_key).unwrap();
+    let key_hex = hex::encode(key.expose());
+    assert!(!format!("{key:?}").contains(&key_hex[..16]));
+    assert!(!format!("{:?}", p.alice).contains(&key_hex[..16]));
+    let nonce = Secret::<32>::random(&mut p.rng);
+    assert!(!format!("{nonce:?}").contains(&hex::encode(nonce.expose())[..16]));
+}
+
+#[test]
+fn secret_types_zeroize_on_drop() {
+    fn zeroize_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    zeroize_on_drop::<Secret<32>>();
+    zeroize_on_drop::<Secret<64>>();
+    zeroize_on_drop::<PrivateKey>();
+    zeroize_on_drop::<confchain::chain::GroupKey>();
+    // Constant-time equality still compares correctly.
+    assert_eq!(Secret::from_bytes([1u8; 32]), Secret::from_bytes([1u8; 32]));
+    assert_ne!(Secret::from_bytes([1u8; 32]), Secret::from_bytes([2u8; 32]));
+}

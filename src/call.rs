@@ -41,6 +41,7 @@ const MAX_CACHED_KEYS: usize = 4 * crate::limits::MAX_PARTICIPANTS;
 
 /// One epoch: the key of one block, usable while the block is current and for
 /// [`EPOCH_GRACE_MS`] after the next one.
+#[derive(Clone)]
 struct Epoch {
     height: i32,
     hash: [u8; 32],
@@ -114,7 +115,9 @@ impl ReplayWindow {
     }
 }
 
-/// One participant's conference call.
+/// One participant's conference call. Cloning gives an independent copy (e.g. to try a block
+/// speculatively); both copies hold the same key, so only one of them may send packets.
+#[derive(Clone)]
 pub struct Call {
     user_id: i64,
     key: PrivateKey,

@@ -99,7 +99,7 @@ impl std::fmt::Debug for VerificationResult {
 }
 
 /// One participant's emoji-verification state machine (sans-IO).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Verification {
     user_id: i64,
     height: i32,

@@ -1,0 +1,24 @@
+//! Any bytes: decode as a block, a broadcast (plain and server form) and a packet. Whatever
+//! decodes must re-encode canonically and decode again to the same value.
+#![no_main]
+
+use confchain::wire::{Block, Broadcast};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(block) = Block::decode(data) {
+        let again = Block::decode(&block.encode()).expect("canonical encoding decodes");
+        assert_eq!(again, block);
+        assert_eq!(again.encode(), block.encode());
+    }
+    if let Ok(block) = Block::decode_server(data) {
+        assert_eq!(Block::decode(&block.encode()).expect("decodes"), block);
+    }
+    for b in [Broadcast::decode(data), Broadcast::decode_server(data)].into_iter().flatten() {
+        assert_eq!(Broadcast::decode(&b.encode()).expect("decodes"), b);
+    }
+    if let Ok(p) = confchain::packet::parse(data) {
+        assert!(p.epoch_count <= confchain::packet::MAX_EPOCHS);
+        assert_eq!(p.headers.len(), 32 * p.epoch_count);
+    }
+});

@@ -89,6 +89,8 @@ pub enum ErrorKind {
     /// An Ed25519 signature does not verify where the reference reports it without a code (call
     /// packets); blocks and broadcasts report [`ErrorKind::InvalidSignature`] instead.
     WrongSignature,
+    /// A one-to-one call's Diffie-Hellman check failed (configuration, range, hash, fingerprint).
+    DhCheck,
 }
 
 impl ErrorKind {
@@ -145,6 +147,7 @@ impl ErrorKind {
             InvalidInput => "INVALID_INPUT",
             InvalidSharedKey => "INVALID_SHARED_KEY",
             WrongSignature => "WRONG_SIGNATURE",
+            DhCheck => "DH_CHECK",
             _ => "UNKNOWN_ERROR",
         }
     }

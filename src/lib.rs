@@ -25,6 +25,7 @@ pub mod chain;
 pub mod crypto;
 pub mod error;
 pub mod limits;
+pub mod p2p;
 pub mod packet;
 pub mod tl;
 pub mod verification;

@@ -45,6 +45,7 @@ fn demo_runs_a_whole_conference_deterministically() {
         assert!(out.contains(needle), "missing {needle:?} in\n{out}");
     }
     assert!(out.contains("DECRYPT__UNKNOWN_EPOCH"));
+    assert!(out.contains("one-to-one call") && out.contains("(equal: true)"), "{out}");
     assert!(out.contains("all members agreed on every key and every emoji"));
     let b = confchain(&["demo", "--seed", "7"]);
     let strip = |s: String| s.lines().filter(|l| !l.starts_with("throughput:")).collect::<Vec<_>>().join("\n");

@@ -477,3 +477,50 @@ fn emojis_and_words() {
     }
     report("primitives.json (emoji fingerprints, verification words) + emoji_table.json", n);
 }
+
+#[test]
+fn one_to_one() {
+    use confchain::p2p::{run_checks, Callee, Caller, DhConfig, PrimeCache};
+    let v = load("p2p/one_to_one.json");
+    let p = hex(&v["dh_prime"]);
+    let g = v["g"].as_i64().unwrap() as i32;
+    let mut n = 0;
+    // The built-in prime is Telegram's: no test needed, and testing it from scratch agrees.
+    let config = DhConfig::new(g, &p, &mut PrimeCache::new()).unwrap();
+    assert_eq!(config, DhConfig::new(g, &p, &mut PrimeCache::empty()).unwrap());
+    assert_eq!(config, DhConfig::telegram());
+    for e in v["exchanges"].as_array().unwrap() {
+        let caller = Caller::from_exponent(config.clone(), &hex(&e["a"])).unwrap();
+        assert_eq!(caller.g_a(), hex(&e["g_a"]));
+        assert_eq!(caller.g_a_hash().to_vec(), hex(&e["g_a_hash"]));
+        let callee = Callee::from_exponent(config.clone(), caller.g_a_hash(), &hex(&e["b"])).unwrap();
+        assert_eq!(callee.g_b(), hex(&e["g_b"]));
+        let confirm = caller.on_accepted(&callee.g_b()).unwrap();
+        assert_eq!(confirm.key.key().expose().to_vec(), hex(&e["key"]));
+        assert_eq!(confirm.key_fingerprint, e["key_fingerprint"].as_i64().unwrap());
+        let key = callee.on_confirmed(&confirm.g_a, confirm.key_fingerprint).unwrap();
+        assert_eq!(key, confirm.key);
+        let emojis: Vec<&str> = e["emojis"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+        assert_eq!(key.emojis().to_vec(), emojis);
+        assert_eq!(confirm.key.emojis().to_vec(), emojis);
+        n += 1;
+    }
+    for f in v["check_failures"].as_array().unwrap() {
+        let what = f["name"].as_str().unwrap();
+        let g: i32 = f["g"].as_str().map(|s| s.parse().unwrap()).or(f["g"].as_i64().map(|x| x as i32)).unwrap();
+        let hash = hex(&f["g_a_hash"]);
+        let err = run_checks(
+            g,
+            &hex(&f["dh_prime"]),
+            &hex(&f["g_a"]),
+            &hex(&f["g_b"]),
+            (!hash.is_empty()).then_some(&hash[..]),
+            &mut PrimeCache::new(),
+        )
+        .expect_err(what);
+        assert_eq!(err.kind(), ErrorKind::DhCheck, "{what}");
+        assert_eq!(err.message(), f["message"].as_str().unwrap(), "{what}");
+        n += 1;
+    }
+    report("p2p/one_to_one.json", n);
+}

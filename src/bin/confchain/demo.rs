@@ -417,6 +417,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
     d.sync(None)?;
     d.report("alice closes the call to new self-joins")?;
 
+    // 7. A one-to-one call (requestCall / acceptCall / confirmCall) between alice and bob.
+    one_to_one(&mut d)?;
+
     // Throughput: the only part that depends on the machine rather than the seed.
     let (elapsed, n, bytes) = throughput(&mut d)?;
     let total = started.elapsed();
@@ -437,6 +440,26 @@ pub fn run(args: Args) -> Result<(), Failure> {
     d.emit(json!({"event": "summary", "blocks": d.server.blocks.len(), "packets_sent": d.stats.sent,
         "packets_received": d.stats.received, "packets_rejected": d.stats.rejected,
         "throughput_packets_per_s": pps, "seconds": total.as_secs_f64()}));
+    Ok(())
+}
+
+/// The DH exchange of a one-to-one call; both sides must show the same emojis.
+fn one_to_one(d: &mut Demo) -> Result<(), Failure> {
+    use confchain::p2p::{Callee, Caller, DhConfig};
+    let caller = Caller::new(DhConfig::telegram(), &mut d.rng);
+    let g_a_hash = caller.g_a_hash();
+    let callee = Callee::new(DhConfig::telegram(), g_a_hash, &mut d.rng);
+    let confirm = caller.on_accepted(&callee.g_b()).map_err(|e| fail("accepting the call", e))?;
+    let key = callee.on_confirmed(&confirm.g_a, confirm.key_fingerprint).map_err(|e| fail("confirming the call", e))?;
+    let (a, b) = (confirm.key.emojis().concat(), key.emojis().concat());
+    d.say("\none-to-one call: alice calls bob (requestCall → acceptCall → confirmCall)");
+    d.say(format!("           requestCall g_a_hash: {}…", &hex::encode(g_a_hash)[..16]));
+    d.say(format!("           key fingerprint     : {} (both sides)", confirm.key_fingerprint));
+    d.say(format!("           emojis              : alice {a}  bob {b}  (equal: {})", a == b));
+    d.emit(json!({"event": "one_to_one", "key_fingerprint": confirm.key_fingerprint, "emojis_caller": a, "emojis_callee": b}));
+    if a != b || key.fingerprint() != confirm.key_fingerprint {
+        return Err(Failure::bad("one-to-one call: the two sides disagree"));
+    }
     Ok(())
 }
 

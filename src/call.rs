@@ -26,7 +26,7 @@ use ed25519_dalek::VerifyingKey;
 use rand_core::CryptoRngCore;
 
 use crate::chain::{Chain, GroupKey};
-use crate::crypto::{self, PrivateKey, PublicKey};
+use crate::crypto::{PrivateKey, PublicKey};
 use crate::error::{Error, ErrorKind, Result};
 use crate::packet::{self, EpochKey};
 use crate::verification::{Phase, Verification, VerificationResult};
@@ -44,8 +44,8 @@ const MAX_CACHED_KEYS: usize = 4 * crate::limits::MAX_PARTICIPANTS;
 #[derive(Clone)]
 struct Epoch {
     height: i32,
-    hash: [u8; 32],
-    key: GroupKey,
+    key: EpochKey,
+    fingerprint: String,
     state: Arc<GroupState>,
     retire_at: Option<u64>,
 }
@@ -189,8 +189,8 @@ impl Call {
     fn open_epoch(&mut self, key: GroupKey) {
         self.epochs.push_back(Epoch {
             height: self.chain.height(),
-            hash: *self.chain.hash(),
-            key,
+            key: EpochKey::new(*self.chain.hash(), &key),
+            fingerprint: key.fingerprint(),
             state: self.chain.group_state_arc(),
             retire_at: None,
         });
@@ -321,8 +321,8 @@ impl Call {
         let slot = self.seqnos.get_mut(channel as usize).ok_or_else(|| Error::bare(ErrorKind::InvalidCallChannelId))?;
         let seqno = slot.checked_add(1).ok_or_else(|| Error::new(ErrorKind::LimitExceeded, "Seqno overflow"))?;
         *slot = seqno;
-        let keys: Vec<EpochKey<'_>> = self.epochs.iter().map(|e| EpochKey { hash: &e.hash, key: &e.key }).collect();
-        packet::encrypt_into(&keys, &self.key, channel, seqno, data, clear_prefix_len, rng, out)
+        let epochs = self.epochs.iter().map(|e| &e.key);
+        packet::encrypt_into(epochs, &self.key, channel, seqno, data, clear_prefix_len, rng, out)
     }
 
     /// Decrypts a packet from `sender_user_id`. `channel` is informational (the reference ignores
@@ -353,10 +353,10 @@ impl Call {
             let (Some(hash), Some(header)) = (p.epoch_hash(i), p.header(i)) else {
                 break;
             };
-            let Some(epoch) = self.epochs.iter().find(|e| &e.hash == hash) else {
+            let Some(epoch) = self.epochs.iter().find(|e| &e.key.hash == hash) else {
                 continue;
             };
-            let one_time = crypto::decrypt_header(header, p.body, epoch.key.expose())?;
+            let one_time = epoch.key.header_key.decrypt(header, p.body)?;
             let sender = epoch
                 .state
                 .participant(sender_user_id)
@@ -466,7 +466,7 @@ impl Call {
 
     /// Fingerprint (short hash, safe to show) of the current epoch's key.
     pub fn key_fingerprint(&self) -> Option<String> {
-        self.epochs.back().filter(|e| e.retire_at.is_none()).map(|e| e.key.fingerprint())
+        self.epochs.back().filter(|e| e.retire_at.is_none()).map(|e| e.fingerprint.clone())
     }
 
     /// The current verification phase.

@@ -11,7 +11,6 @@
 //! the very same transition on the signer's behalf, so a block the builder returns is one every
 //! client accepts, and a change the signer may not make is refused before anything is signed.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use rand_core::CryptoRngCore;
@@ -67,6 +66,8 @@ fn no_permissions(what: &str) -> Error {
 }
 
 /// Structural rules of a group state: flags within bits 0..2, unique user ids and keys.
+///
+/// Uniqueness is checked by sorting (O(n log n), no hashing of attacker-chosen keys).
 pub fn validate_group_state(state: &GroupState) -> Result<()> {
     let bad = |m: &str| Error::new(ErrorKind::InvalidGroupState, m);
     if state.participants.iter().any(|p| p.flags & !permissions::ALL != 0) {
@@ -75,15 +76,21 @@ pub fn validate_group_state(state: &GroupState) -> Result<()> {
     if state.external_permissions & !permissions::ALL != 0 {
         return Err(bad("invalid external permissions"));
     }
-    let mut ids = HashSet::with_capacity(state.participants.len());
-    if !state.participants.iter().all(|p| ids.insert(p.user_id)) {
+    let mut ids: Vec<i64> = state.participants.iter().map(|p| p.user_id).collect();
+    if has_duplicates(&mut ids) {
         return Err(bad("duplicate user_id"));
     }
-    let mut keys = HashSet::with_capacity(state.participants.len());
-    if !state.participants.iter().all(|p| keys.insert(p.public_key)) {
+    let mut keys: Vec<&PublicKey> = state.participants.iter().map(|p| &p.public_key).collect();
+    if has_duplicates(&mut keys) {
         return Err(bad("duplicate public_key"));
     }
     Ok(())
+}
+
+/// Sorts `items` and tells whether two are equal.
+fn has_duplicates<T: Ord>(items: &mut [T]) -> bool {
+    items.sort_unstable();
+    items.windows(2).any(|w| matches!(w, [a, b] if a == b))
 }
 
 /// A shared key must name every participant exactly once, with one header each.
@@ -98,49 +105,68 @@ pub fn validate_shared_key(key: &SharedKey, state: &GroupState) -> Result<()> {
     if key.dest_user_id.len() != state.participants.len() {
         return Err(bad("wrong number of users"));
     }
-    let ids: HashSet<i64> = key.dest_user_id.iter().copied().collect();
-    if ids.len() != key.dest_user_id.len() {
+    let mut ids = key.dest_user_id.clone();
+    if has_duplicates(&mut ids) {
         return Err(bad("duplicate users"));
     }
-    if !state.participants.iter().all(|p| ids.contains(&p.user_id)) {
+    if !state.participants.iter().all(|p| ids.binary_search(&p.user_id).is_ok()) {
         return Err(bad("unknown user_id"));
     }
     Ok(())
 }
 
+/// Participants as (user_id, key, flags), sorted by identity (user_id, key).
+fn by_identity(state: &GroupState) -> Vec<(i64, &PublicKey, i32)> {
+    let mut v: Vec<_> = state.participants.iter().map(|p| (p.user_id, &p.public_key, p.flags)).collect();
+    v.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    v
+}
+
 /// Who may change the group state from `old` to `new`, given the signer's permissions in `old`.
+/// Participants are identified by (user_id, public_key); the two sorted lists are walked together.
 fn check_group_change(old: &GroupState, new: &GroupState, perms: i32) -> Result<()> {
     validate_group_state(new)?;
     if !old.external_permissions & new.external_permissions != 0 {
         return Err(no_permissions("Can't increase external permissions"));
     }
-    let old_flags: HashMap<(i64, PublicKey), i32> =
-        old.participants.iter().map(|p| ((p.user_id, p.public_key), p.flags)).collect();
-    let new_keys: HashSet<(i64, PublicKey)> = new.participants.iter().map(|p| (p.user_id, p.public_key)).collect();
-    let may_add = perms & permissions::ADD_USERS != 0;
-    let may_remove = perms & permissions::REMOVE_USERS != 0;
-    if !may_remove && old_flags.keys().any(|k| !new_keys.contains(k)) {
-        return Err(no_permissions("Can't remove users"));
-    }
-    let mut needed = 0;
-    for p in &new.participants {
-        match old_flags.get(&(p.user_id, p.public_key)) {
-            None => {
-                if !may_add {
-                    return Err(no_permissions("Can't add users"));
+    let (old_ids, new_ids) = (by_identity(old), by_identity(new));
+    let (mut removed, mut added, mut changed, mut granted) = (false, false, false, 0);
+    let (mut i, mut j) = (0, 0);
+    loop {
+        match (old_ids.get(i), new_ids.get(j)) {
+            (Some(o), Some(n)) if (o.0, o.1) == (n.0, n.1) => {
+                if o.2 != n.2 {
+                    changed = true;
+                    granted |= n.2 & !o.2;
                 }
-                needed |= p.flags;
+                i += 1;
+                j += 1;
             }
-            Some(&old) if old != p.flags => {
-                if !(may_add && may_remove) {
-                    return Err(no_permissions("Can't add users"));
-                }
-                needed |= p.flags & !old;
+            (Some(o), Some(n)) if (o.0, o.1) < (n.0, n.1) => {
+                removed = true;
+                i += 1;
             }
-            Some(_) => {}
+            (Some(_), None) => {
+                removed = true;
+                i += 1;
+            }
+            (_, Some(n)) => {
+                added = true;
+                granted |= n.2;
+                j += 1;
+            }
+            (None, None) => break,
         }
     }
-    if needed & !(perms & permissions::ALL) != 0 {
+    let may_add = perms & permissions::ADD_USERS != 0;
+    let may_remove = perms & permissions::REMOVE_USERS != 0;
+    if removed && !may_remove {
+        return Err(no_permissions("Can't remove users"));
+    }
+    if (added && !may_add) || (changed && !(may_add && may_remove)) {
+        return Err(no_permissions("Can't add users"));
+    }
+    if granted & !(perms & permissions::ALL) != 0 {
         return Err(no_permissions("Can't give more permissions than we have"));
     }
     Ok(())
@@ -169,7 +195,7 @@ enum SetValueRule {
 fn run_changes(
     mut group_state: Arc<GroupState>,
     mut shared_key: Arc<SharedKey>,
-    changes: &[Change],
+    changes: Vec<Change>,
     signer: &PublicKey,
     set_value: SetValueRule,
 ) -> Result<Transition> {
@@ -187,8 +213,8 @@ fn run_changes(
             }
             Change::SetGroupState(new) => {
                 has_group_change = true;
-                check_group_change(&group_state, new, permissions_in(&group_state, signer))?;
-                group_state = Arc::new(new.clone());
+                check_group_change(&group_state, &new, permissions_in(&group_state, signer))?;
+                group_state = Arc::new(new);
                 if !may_change_shared_key(permissions_in(&group_state, signer)) {
                     return Err(no_permissions("Can't clear shared key"));
                 }
@@ -202,16 +228,26 @@ fn run_changes(
                 if !may_change_shared_key(permissions_in(&group_state, signer)) {
                     return Err(no_permissions("Can't set shared key"));
                 }
-                validate_shared_key(key, &group_state)?;
-                shared_key = Arc::new(key.clone());
+                validate_shared_key(&key, &group_state)?;
+                shared_key = Arc::new(key);
             }
         }
     }
     Ok(Transition { group_state, shared_key, has_set_value, has_group_change, has_shared_key_change })
 }
 
+/// Whether [`check_proof`] re-checks the final state's structure.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FinalCheck {
+    /// The state came from the block alone (a chain started from one block): check it.
+    Revalidate,
+    /// The state came from running the changes, each checked as it was applied: the reference's
+    /// final re-check cannot fail and is skipped.
+    AlreadyChecked,
+}
+
 /// Checks a state proof against the state a block produced.
-fn check_proof(t: &Transition, proof: &StateProof) -> Result<()> {
+fn check_proof(t: &Transition, proof: &StateProof, final_check: FinalCheck) -> Result<()> {
     let group = |m: &str| Error::new(ErrorKind::InvalidStateProofGroup, m);
     let secret = |m: &str| Error::new(ErrorKind::InvalidStateProofSecret, m);
     if !t.has_group_change && !t.has_set_value {
@@ -230,8 +266,11 @@ fn check_proof(t: &Transition, proof: &StateProof) -> Result<()> {
         (Some(k), false) if *k != *t.shared_key => return Err(secret("shared key state differs")),
         _ => {}
     }
-    validate_group_state(&t.group_state)?;
-    validate_shared_key(&t.shared_key, &t.group_state)
+    if final_check == FinalCheck::Revalidate {
+        validate_group_state(&t.group_state)?;
+        validate_shared_key(&t.shared_key, &t.group_state)?;
+    }
+    Ok(())
 }
 
 impl Chain {
@@ -293,7 +332,7 @@ impl Chain {
             has_group_change,
             has_shared_key_change,
         };
-        check_proof(&t, &block.state_proof)?;
+        check_proof(&t, &block.state_proof, FinalCheck::Revalidate)?;
         Ok(Chain {
             height: block.height,
             hash: block.hash(),
@@ -333,14 +372,15 @@ impl Chain {
         };
         let mut bytes = block.signing_bytes();
         signer.verify(&bytes, &block.signature).map_err(|e| Error::new(ErrorKind::InvalidSignature, e.message()))?;
-        let t = run_changes(group_state, self.shared_key.clone(), &block.changes, &signer, SetValueRule::Count)?;
-        check_proof(&t, &block.state_proof)?;
+        let Block { signature, prev_block_hash, changes, height, state_proof, .. } = block;
+        let t = run_changes(group_state, self.shared_key.clone(), changes, &signer, SetValueRule::Count)?;
+        check_proof(&t, &state_proof, FinalCheck::AlreadyChecked)?;
         // Accepted: nothing can fail from here on.
-        set_signature(&mut bytes, &block.signature);
-        self.prev_hash = block.prev_block_hash;
+        set_signature(&mut bytes, &signature);
+        self.prev_hash = prev_block_hash;
         self.hash = crypto::sha256(&bytes);
-        self.height = block.height;
-        self.kv_hash = block.state_proof.kv_hash;
+        self.height = height;
+        self.kv_hash = state_proof.kv_hash;
         self.group_state = t.group_state;
         self.shared_key = t.shared_key;
         Ok(())
@@ -435,13 +475,13 @@ impl Chain {
         };
         let public_key = signer.public_key();
         let t =
-            run_changes(group_state, self.shared_key.clone(), &changes, &public_key, SetValueRule::RequirePermission)?;
+            run_changes(group_state, self.shared_key.clone(), changes.clone(), &public_key, SetValueRule::RequirePermission)?;
         let state_proof = StateProof {
             kv_hash,
             group_state: (!t.has_group_change).then(|| (*t.group_state).clone()),
             shared_key: (!t.has_group_change && !t.has_shared_key_change).then(|| (*t.shared_key).clone()),
         };
-        check_proof(&t, &state_proof)?;
+        check_proof(&t, &state_proof, FinalCheck::AlreadyChecked)?;
         let mut block = Block {
             signature: [0; 64],
             prev_block_hash: self.hash,

@@ -153,9 +153,14 @@ impl PublicKey {
 }
 
 /// Verifies with an already decompressed key.
+///
+/// This is RFC 8032 cofactorless verification with a canonical `S`, the rule OpenSSL (and so the
+/// reference) applies. confchain deliberately does not use the stricter `verify_strict`: a
+/// participant block the official clients accept must never be refused here, or a hostile member
+/// could fork confchain clients off the call (SPEC.md §11).
 pub fn verify_with(key: &VerifyingKey, message: &[u8], signature: &[u8; 64]) -> Result<()> {
     let sig = ed25519_dalek::Signature::from_bytes(signature);
-    key.verify_strict(message, &sig).map_err(|_| wrong_signature())
+    ed25519_dalek::Verifier::verify(key, message, &sig).map_err(|_| wrong_signature())
 }
 
 fn wrong_signature() -> Error {
@@ -375,31 +380,64 @@ fn decrypt_error(what: &str) -> Error {
     Error::new(ErrorKind::Decrypt, format!("Failed to decrypt: {what}"))
 }
 
-/// `encrypt_header`: encrypts a 32-byte header (a one-time secret) under `secret`, bound to the
-/// first 16 bytes (msg_id) of `encrypted_message`.
+/// The key of `encrypt_header`/`decrypt_header` under one secret, prepared once: an HMAC-SHA512
+/// state keyed with `kdf(secret, "tde2e_encrypt_header")[0..32]`. A call keeps one per epoch, so
+/// each packet pays only the HMAC of its msg_id.
+#[derive(Clone)]
+pub struct HeaderKey {
+    mac: Hmac<Sha512>,
+}
+
+impl HeaderKey {
+    /// Prepares the header key of `secret`.
+    pub fn new(secret: &[u8]) -> Self {
+        let k = kdf(secret, b"tde2e_encrypt_header");
+        #[allow(clippy::expect_used)] // HMAC accepts keys of every length: this cannot fail.
+        let mac = <Hmac<Sha512> as Mac>::new_from_slice(k.halves().0).expect("HMAC takes keys of any size");
+        HeaderKey { mac }
+    }
+
+    fn cipher(&self, msg_id: &[u8]) -> Secret<64> {
+        let mut mac = self.mac.clone();
+        mac.update(msg_id);
+        Secret(mac.finalize().into_bytes().into())
+    }
+
+    /// `encrypt_header`: encrypts a 32-byte header (a one-time secret), bound to the first 16
+    /// bytes (msg_id) of `encrypted_message`.
+    pub fn encrypt(&self, header: &[u8; 32], encrypted_message: &[u8]) -> Result<[u8; 32]> {
+        let msg_id = encrypted_message.get(..16).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidInput, "Failed to encrypt header: encrypted_message is too small")
+        })?;
+        let mut out = *header;
+        cbc_encrypt(&self.cipher(msg_id), &mut out);
+        Ok(out)
+    }
+
+    /// `decrypt_header`: the inverse of [`HeaderKey::encrypt`] (unauthenticated; the MAC of the
+    /// message it unlocks authenticates it).
+    pub fn decrypt(&self, encrypted_header: &[u8], encrypted_message: &[u8]) -> Result<Secret<32>> {
+        let msg_id = encrypted_message.get(..16).ok_or_else(|| decrypt_error("invalid message size"))?;
+        let mut out = Secret::<32>::from_slice(encrypted_header).ok_or_else(|| decrypt_error("invalid header size"))?;
+        cbc_decrypt(&self.cipher(msg_id), &mut out.0);
+        Ok(out)
+    }
+}
+
+impl fmt::Debug for HeaderKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HeaderKey(..)")
+    }
+}
+
+/// `encrypt_header(header32, encrypted_message, secret)`; see [`HeaderKey`] to reuse the key.
 pub fn encrypt_header(header: &[u8; 32], encrypted_message: &[u8], secret: &[u8]) -> Result<[u8; 32]> {
-    let msg_id = encrypted_message.get(..16).ok_or_else(|| {
-        Error::new(ErrorKind::InvalidInput, "Failed to encrypt header: encrypted_message is too small")
-    })?;
-    let h = header_cipher(msg_id, secret);
-    let mut out = *header;
-    cbc_encrypt(&h, &mut out);
-    Ok(out)
+    HeaderKey::new(secret).encrypt(header, encrypted_message)
 }
 
-/// `decrypt_header`: the inverse of [`encrypt_header`] (unauthenticated; the MAC of the message
-/// it unlocks authenticates it).
+/// `decrypt_header(encrypted_header, encrypted_message, secret)`; see [`HeaderKey`].
 pub fn decrypt_header(encrypted_header: &[u8], encrypted_message: &[u8], secret: &[u8]) -> Result<Secret<32>> {
-    let msg_id = encrypted_message.get(..16).ok_or_else(|| decrypt_error("invalid message size"))?;
-    let mut out = Secret::<32>::from_slice(encrypted_header).ok_or_else(|| decrypt_error("invalid header size"))?;
-    let h = header_cipher(msg_id, secret);
-    cbc_decrypt(&h, &mut out.0);
-    Ok(out)
-}
-
-fn header_cipher(msg_id: &[u8], secret: &[u8]) -> Secret<64> {
-    let k = kdf(secret, b"tde2e_encrypt_header");
-    hmac_sha512(k.halves().0, &[msg_id])
+    HeaderKey::new(secret).decrypt(encrypted_header, encrypted_message)
 }
 
 #[cfg(test)]

@@ -37,20 +37,29 @@ pub fn validate_channel(channel: i32) -> Result<()> {
     Ok(())
 }
 
-/// An epoch as the packet codec sees it: the block hash that names it and its group key.
-pub struct EpochKey<'a> {
+/// An epoch as the packet codec sees it: the block hash that names it and its group key,
+/// prepared for header encryption.
+#[derive(Clone, Debug)]
+pub struct EpochKey {
     /// Hash of the block that opened the epoch.
-    pub hash: &'a [u8; 32],
-    /// The epoch's group key.
-    pub key: &'a Secret<32>,
+    pub hash: [u8; 32],
+    /// `encrypt_header` key of the epoch's group key.
+    pub header_key: crypto::HeaderKey,
+}
+
+impl EpochKey {
+    /// Prepares an epoch key.
+    pub fn new(hash: [u8; 32], group_key: &Secret<32>) -> Self {
+        EpochKey { hash, header_key: crypto::HeaderKey::new(group_key.expose()) }
+    }
 }
 
 /// Encrypts `data` (whose first `clear_prefix_len` bytes stay in clear) for every epoch in
 /// `epochs`, appending the packet to `out`. Draws the 32-byte one-time secret, then the prefix
 /// bytes of `encrypt_data`, from `rng`.
 #[allow(clippy::too_many_arguments)]
-pub fn encrypt_into(
-    epochs: &[EpochKey<'_>],
+pub fn encrypt_into<'a>(
+    epochs: impl ExactSizeIterator<Item = &'a EpochKey> + Clone,
     signer: &PrivateKey,
     channel: i32,
     seqno: u32,
@@ -60,7 +69,7 @@ pub fn encrypt_into(
     out: &mut Vec<u8>,
 ) -> Result<()> {
     check_clear_prefix(data.len(), clear_prefix_len)?;
-    if epochs.is_empty() {
+    if epochs.len() == 0 {
         return Err(Error::bare(ErrorKind::EncryptUnknownEpoch));
     }
     if epochs.len() > MAX_EPOCHS {
@@ -78,8 +87,8 @@ pub fn encrypt_into(
     out.extend_from_slice(prefix);
     let head_at = out.len();
     out.extend_from_slice(&(count as u32).to_le_bytes());
-    for e in epochs {
-        out.extend_from_slice(e.hash);
+    for e in epochs.clone() {
+        out.extend_from_slice(&e.hash);
     }
     // extra = magic || head_and_hashes || clear_prefix
     let mut extra = Vec::with_capacity(4 + 4 + 32 * count + prefix.len());
@@ -99,7 +108,7 @@ pub fn encrypt_into(
     let (front, sealed) = out.split_at_mut(body_at);
     let large_msg_id = crypto::seal_in_place(sealed, pad, one_time.expose(), &extra);
     for (slot, e) in front.get_mut(headers_at..).unwrap_or_default().chunks_exact_mut(32).zip(epochs) {
-        slot.copy_from_slice(&crypto::encrypt_header(one_time.expose(), sealed, e.key.expose())?);
+        slot.copy_from_slice(&e.header_key.encrypt(one_time.expose(), sealed)?);
     }
     out.extend_from_slice(&signer.sign(&signed_message(&large_msg_id)));
     out.extend_from_slice(&(clear_prefix_len as u32).to_le_bytes());

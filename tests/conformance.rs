@@ -353,11 +353,11 @@ fn packets() {
             .iter()
             .map(|e| (hex32(&e["hash"]), Secret::from_bytes(hex32(&e["key"]))))
             .collect();
-        let keys: Vec<EpochKey<'_>> = epochs.iter().map(|(h, k)| EpochKey { hash: h, key: k }).collect();
+        let keys: Vec<EpochKey> = epochs.iter().map(|(h, k)| EpochKey::new(*h, k)).collect();
         let mut rng = ReplayRng::new(hex(&d["rng"]));
         let mut out = Vec::new();
         packet::encrypt_into(
-            &keys,
+            keys.iter(),
             &signer,
             d["channel"].as_i64().unwrap() as i32,
             d["seqno"].as_u64().unwrap() as u32,

@@ -474,8 +474,13 @@ impl Chain {
             self.group_state.clone()
         };
         let public_key = signer.public_key();
-        let t =
-            run_changes(group_state, self.shared_key.clone(), changes.clone(), &public_key, SetValueRule::RequirePermission)?;
+        let t = run_changes(
+            group_state,
+            self.shared_key.clone(),
+            changes.clone(),
+            &public_key,
+            SetValueRule::RequirePermission,
+        )?;
         let state_proof = StateProof {
             kv_hash,
             group_state: (!t.has_group_change).then(|| (*t.group_state).clone()),
@@ -550,6 +555,10 @@ pub fn build_zero_block(state: GroupState, signer: &PrivateKey, rng: &mut impl C
     Chain::empty().build_change_state(state, signer, rng)
 }
 
+/// Groups at least this large build their key headers in parallel (feature `parallel`).
+#[cfg(feature = "parallel")]
+const PARALLEL_THRESHOLD: usize = 8;
+
 /// The two changes that install `state` with a fresh group key: `SetGroupState(state)` then
 /// `SetSharedKey`. Draws, in order: the 32-byte seed of the ephemeral key, the 32-byte raw group
 /// key, the 32-byte one-time secret, then the 16 prefix bytes of `encrypt_data`.
@@ -558,13 +567,24 @@ pub fn shared_key_changes(state: GroupState, rng: &mut impl CryptoRngCore) -> Re
     let raw_key = Secret::<32>::random(rng);
     let one_time = Secret::<32>::random(rng);
     let (encrypted_shared_key, _) = crypto::encrypt_data(raw_key.expose(), one_time.expose(), &[], rng);
-    let mut dest_user_id = Vec::with_capacity(state.participants.len());
-    let mut dest_header = Vec::with_capacity(state.participants.len());
-    for p in &state.participants {
+    // One X25519 per member dominates the cost of a block; with the `parallel` feature large
+    // groups spread it over all cores (the RNG draws above are unaffected).
+    let header = |p: &GroupParticipant| -> Result<Vec<u8>> {
         let secret = ek.shared_secret(&p.public_key)?;
-        dest_user_id.push(p.user_id);
-        dest_header.push(crypto::encrypt_header(one_time.expose(), &encrypted_shared_key, secret.expose())?.to_vec());
-    }
+        Ok(crypto::encrypt_header(one_time.expose(), &encrypted_shared_key, secret.expose())?.to_vec())
+    };
+    #[cfg(feature = "parallel")]
+    let dest_header: Vec<Vec<u8>> = {
+        use rayon::prelude::*;
+        if state.participants.len() >= PARALLEL_THRESHOLD {
+            state.participants.par_iter().map(header).collect::<Result<_>>()?
+        } else {
+            state.participants.iter().map(header).collect::<Result<_>>()?
+        }
+    };
+    #[cfg(not(feature = "parallel"))]
+    let dest_header: Vec<Vec<u8>> = state.participants.iter().map(header).collect::<Result<_>>()?;
+    let dest_user_id: Vec<i64> = state.participants.iter().map(|p| p.user_id).collect();
     let key = SharedKey { ek: ek.public_key(), encrypted_shared_key, dest_user_id, dest_header };
     Ok(vec![Change::SetGroupState(state), Change::SetSharedKey(key)])
 }

@@ -278,6 +278,12 @@ impl Call {
         self.verification.pull_outbound()
     }
 
+    /// Puts broadcasts taken with [`Call::poll_outbound`] but not sent back in front of the queue
+    /// (for callers that send one at a time).
+    pub fn requeue_outbound(&mut self, pending: Vec<Vec<u8>>) {
+        self.verification.requeue_outbound(pending);
+    }
+
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()

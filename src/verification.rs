@@ -271,6 +271,12 @@ impl Verification {
         std::mem::take(&mut self.outbound)
     }
 
+    /// Puts broadcasts taken with [`Verification::pull_outbound`] back in front of the queue.
+    pub fn requeue_outbound(&mut self, mut pending: Vec<Vec<u8>>) {
+        pending.append(&mut self.outbound);
+        self.outbound = pending;
+    }
+
     /// The current phase.
     pub fn phase(&self) -> Phase {
         self.phase

@@ -35,8 +35,14 @@ fuzz_target!(|h: History| {
     let mut rng = common::rng(h.seed);
     let keys: Vec<PrivateKey> = (0..USERS).map(|_| PrivateKey::generate(&mut rng)).collect();
     let id = |u: usize| 10 + u as i64;
-    let me = GroupParticipant { user_id: id(0), public_key: keys[0].public_key(), flags: i32::from(h.creator_flags % 8), version: 0 };
-    let Ok(zero) = build_zero_block(GroupState { participants: vec![me], external_permissions: 3 }, &keys[0], &mut rng) else {
+    let me = GroupParticipant {
+        user_id: id(0),
+        public_key: keys[0].public_key(),
+        flags: i32::from(h.creator_flags % 8),
+        version: 0,
+    };
+    let Ok(zero) = build_zero_block(GroupState { participants: vec![me], external_permissions: 3 }, &keys[0], &mut rng)
+    else {
         return;
     };
     let zero = to_server_form(&zero).unwrap();
@@ -54,7 +60,12 @@ fuzz_target!(|h: History| {
                 }
                 let mut s = state.clone();
                 s.participants.retain(|p| p.user_id != id(u));
-                s.participants.push(GroupParticipant { user_id: id(u), public_key: keys[u].public_key(), flags: i32::from(flags % 8), version: i32::from(version) });
+                s.participants.push(GroupParticipant {
+                    user_id: id(u),
+                    public_key: keys[u].public_key(),
+                    flags: i32::from(flags % 8),
+                    version: i32::from(version),
+                });
                 (u, s)
             }
             Op::Remove { signer, target } => {
@@ -101,7 +112,9 @@ fuzz_target!(|h: History| {
         }
         // Users who left for good do not come back under the same key in this model.
         for (u, c) in calls.iter_mut().enumerate() {
-            if c.as_ref().is_some_and(|c| !c.is_member()) && !server.group_state().participants.iter().any(|p| p.user_id == id(u)) {
+            if c.as_ref().is_some_and(|c| !c.is_member())
+                && !server.group_state().participants.iter().any(|p| p.user_id == id(u))
+            {
                 *c = None;
             }
         }

@@ -31,7 +31,12 @@ pub fn fixture() -> Fixture {
         participants: keys
             .iter()
             .enumerate()
-            .map(|(i, k)| GroupParticipant { user_id: i as i64 + 1, public_key: k.public_key(), flags: 3, version: i as i32 % 2 })
+            .map(|(i, k)| GroupParticipant {
+                user_id: i as i64 + 1,
+                public_key: k.public_key(),
+                flags: 3,
+                version: i as i32 % 2,
+            })
             .collect(),
         external_permissions: 3,
     };

@@ -1,0 +1,272 @@
+/* A three-member conference through the C ABI, plus the reference's vectors.
+ * Usage: conference VECTORS_FILE   (written by test.sh from vectors/tde2e/packets.json) */
+#include "confchain.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0;
+static int passed = 0;
+
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    if (cond) {                                            \
+      passed++;                                            \
+    } else {                                               \
+      failures++;                                          \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+      fprintf(stderr, __VA_ARGS__);                        \
+      fprintf(stderr, "\n");                               \
+    }                                                      \
+  } while (0)
+
+static void die_on(int32_t code, const char *what) {
+  if (code != 0) {
+    char msg[512];
+    confchain_last_error((uint8_t *)msg, sizeof msg);
+    fprintf(stderr, "FATAL %s: %d %s: %s\n", what, code, confchain_error_name(code), msg);
+    exit(1);
+  }
+}
+
+/* The server hands blocks and broadcasts back with constructor id + 1. */
+static confchain_bytes to_server(confchain_bytes b) {
+  uint32_t magic;
+  memcpy(&magic, b.data, 4);
+  magic += 1;
+  memcpy(b.data, &magic, 4);
+  return b;
+}
+
+typedef struct {
+  int64_t user_id;
+  confchain_private_key *key;
+  confchain_call *call;
+} member;
+
+static void relay_broadcasts(member *m, int n) {
+  for (int round = 0; round < 4; round++) {
+    for (int i = 0; i < n; i++) {
+      if (!m[i].call) continue;
+      for (;;) {
+        uint8_t has = 0;
+        confchain_bytes msg;
+        die_on(confchain_call_pull_outbound_message(m[i].call, &has, &msg), "pull outbound");
+        if (!has) break;
+        to_server(msg);
+        for (int j = 0; j < n; j++) {
+          if (m[j].call) die_on(confchain_call_receive_inbound_message(m[j].call, msg.data, msg.len), "receive");
+        }
+        confchain_bytes_free(msg);
+      }
+    }
+  }
+}
+
+static void conference(void) {
+  uint8_t seed[32] = {1, 2, 3};
+  confchain_rng *rng;
+  die_on(confchain_rng_new(seed, &rng), "rng");
+  member m[3];
+  for (int i = 0; i < 3; i++) {
+    m[i].user_id = 100 + i;
+    m[i].call = NULL;
+    die_on(confchain_private_key_generate(rng, &m[i].key), "key");
+  }
+  confchain_participant p0 = {.user_id = 100, .flags = 3, .version = 0};
+  die_on(confchain_private_key_public(m[0].key, &p0.public_key), "public key");
+  confchain_bytes zero;
+  die_on(confchain_call_create_zero_block(m[0].key, &p0, 1, 3, rng, &zero), "zero block");
+  to_server(zero);
+  die_on(confchain_call_create(100, m[0].key, zero.data, zero.len, 0, rng, &m[0].call), "create call");
+
+  confchain_bytes last = zero;
+  confchain_bytes blocks[8];
+  int nblocks = 0;
+  blocks[nblocks++] = zero;
+  for (int i = 1; i < 3; i++) {
+    confchain_participant me = {.user_id = m[i].user_id, .flags = 3, .version = 0};
+    die_on(confchain_private_key_public(m[i].key, &me.public_key), "public key");
+    confchain_bytes join;
+    die_on(confchain_call_create_self_add_block(m[i].key, last.data, last.len, &me, rng, &join), "self add");
+    to_server(join);
+    for (int j = 0; j < i; j++) die_on(confchain_call_apply_block(m[j].call, join.data, join.len, 1000 * i, rng), "apply");
+    die_on(confchain_call_create(m[i].user_id, m[i].key, join.data, join.len, 1000 * i, rng, &m[i].call), "create");
+    last = join;
+    blocks[nblocks++] = join;
+  }
+  size_t count = 0;
+  die_on(confchain_call_get_participant_count(m[2].call, &count), "count");
+  CHECK(count == 3, "three participants, got %zu", count);
+  int32_t height = -1;
+  die_on(confchain_call_get_height(m[0].call, &height), "height");
+  CHECK(height == 2, "height 2, got %d", height);
+
+  relay_broadcasts(m, 3);
+  confchain_bytes e0, e1, e2;
+  die_on(confchain_call_get_emojis(m[0].call, &e0), "emojis");
+  die_on(confchain_call_get_emojis(m[1].call, &e1), "emojis");
+  die_on(confchain_call_get_emojis(m[2].call, &e2), "emojis");
+  CHECK(e0.len > 0 && e0.len == e1.len && e1.len == e2.len && !memcmp(e0.data, e1.data, e0.len) &&
+            !memcmp(e1.data, e2.data, e1.len),
+        "all three see the same emojis");
+  printf("emojis: %.*s\n", (int)e0.len, (const char *)e0.data);
+  confchain_bytes_free(e0);
+  confchain_bytes_free(e1);
+  confchain_bytes_free(e2);
+  confchain_verification_state vs;
+  die_on(confchain_call_get_verification_state(m[1].call, &vs), "verification state");
+  CHECK(vs.has_emoji_hash == 1 && vs.height == 2, "verification done at height 2");
+
+  /* Packets flow from every member to every other. */
+  const char *frame = "HDR!opus frame";
+  for (int s = 0; s < 3; s++) {
+    confchain_bytes packet;
+    die_on(confchain_call_encrypt(m[s].call, 1, (const uint8_t *)frame, strlen(frame), 4, 5000, rng, &packet), "encrypt");
+    CHECK(!memcmp(packet.data, "HDR!", 4), "clear prefix stays in clear");
+    for (int r = 0; r < 3; r++) {
+      if (r == s) continue;
+      confchain_bytes plain;
+      die_on(confchain_call_decrypt(m[r].call, m[s].user_id, 1, packet.data, packet.len, 5000, &plain), "decrypt");
+      CHECK(plain.len == strlen(frame) && !memcmp(plain.data, frame, plain.len), "%d reads %d", r, s);
+      confchain_bytes_free(plain);
+    }
+    /* A replay is refused with a codeless error (101) and a message. */
+    confchain_bytes again;
+    int32_t code = confchain_call_decrypt(m[(s + 1) % 3].call, m[s].user_id, 1, packet.data, packet.len, 5000, &again);
+    char msg[256];
+    confchain_last_error((uint8_t *)msg, sizeof msg);
+    CHECK(code == 101 && strstr(msg, "already processed"), "replay refused: %d %s", code, msg);
+    confchain_bytes_free(packet);
+  }
+
+  /* Member 100 removes 102; 102 can no longer encrypt. */
+  confchain_participant keep[2];
+  die_on(confchain_call_get_participant(m[0].call, 0, &keep[0]), "participant");
+  die_on(confchain_call_get_participant(m[0].call, 1, &keep[1]), "participant");
+  confchain_bytes removal;
+  die_on(confchain_call_create_change_state_block(m[0].call, keep, 2, 3, rng, &removal), "removal");
+  to_server(removal);
+  for (int i = 0; i < 3; i++) die_on(confchain_call_apply_block(m[i].call, removal.data, removal.len, 6000, rng), "apply removal");
+  confchain_bytes none;
+  int32_t code = confchain_call_encrypt(m[2].call, 0, (const uint8_t *)"x", 1, 0, 6000, rng, &none);
+  CHECK(code == 300, "removed member cannot encrypt: %d (%s)", code, confchain_error_name(code));
+
+  /* An old block is refused with the reference's code, and the call is unchanged. */
+  code = confchain_call_apply_block(m[0].call, blocks[1].data, blocks[1].len, 7000, rng);
+  CHECK(code == 204 && !strcmp(confchain_error_name(code), "INVALID_BLOCK__HEIGHT_MISMATCH"), "old block: %d", code);
+  die_on(confchain_call_get_height(m[0].call, &height), "height");
+  CHECK(height == 3, "height still 3, got %d", height);
+
+  /* Hostile arguments: null handles and pointers are refused, never crash. */
+  CHECK(confchain_call_get_height(NULL, &height) == CONFCHAIN_INVALID_INPUT, "null call");
+  CHECK(confchain_call_apply_block(m[0].call, NULL, 10, 0, rng) == CONFCHAIN_INVALID_INPUT, "null block");
+  CHECK(confchain_call_apply_block(m[0].call, (const uint8_t *)"\x01\x02", 2, 0, rng) == 101, "garbage block");
+
+  confchain_bytes text;
+  die_on(confchain_call_describe(m[0].call, &text), "describe");
+  printf("%.*s\n", (int)text.len, (const char *)text.data);
+  confchain_bytes_free(text);
+  die_on(confchain_call_describe_block(removal.data, removal.len, &text), "describe block");
+  printf("%.*s\n", (int)text.len, (const char *)text.data);
+  confchain_bytes_free(text);
+
+  confchain_bytes_free(removal);
+  for (int i = 0; i < nblocks; i++) confchain_bytes_free(blocks[i]);
+  for (int i = 0; i < 3; i++) {
+    confchain_call_free(m[i].call);
+    confchain_private_key_free(m[i].key);
+  }
+  confchain_rng_free(rng);
+}
+
+static size_t unhex(const char *s, uint8_t *out, size_t cap) {
+  size_t n = strlen(s) / 2;
+  if (n > cap) n = cap;
+  for (size_t i = 0; i < n; i++) {
+    unsigned v;
+    sscanf(s + 2 * i, "%2x", &v);
+    out[i] = (uint8_t)v;
+  }
+  return n;
+}
+
+/* Vectors: "key UID HEX", "block HEX" (all members that appear in it create or apply it),
+ * "decrypt RECEIVER SENDER PACKET PLAINTEXT", "invalid CODE PREFIX_BLOCK BLOCK". */
+static void vectors(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "cannot open %s\n", path);
+    exit(1);
+  }
+  static char line[1 << 20];
+  static uint8_t a[1 << 18], b[1 << 18];
+  uint8_t seed[32] = {9};
+  confchain_rng *rng;
+  die_on(confchain_rng_new(seed, &rng), "rng");
+  member m[8];
+  int n = 0;
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = 0;
+    char *tok = strtok(line, " ");
+    if (!tok) continue;
+    if (!strcmp(tok, "key")) {
+      m[n].user_id = atoll(strtok(NULL, " "));
+      size_t len = unhex(strtok(NULL, " "), a, sizeof a);
+      die_on(confchain_private_key_from_bytes(a, len, &m[n].key), "key");
+      m[n].call = NULL;
+      n++;
+    } else if (!strcmp(tok, "block")) {
+      size_t len = unhex(strtok(NULL, " "), a, sizeof a);
+      for (int i = 0; i < n; i++) {
+        if (m[i].call) {
+          die_on(confchain_call_apply_block(m[i].call, a, len, 0, rng), "apply vector block");
+        } else if (confchain_call_create(m[i].user_id, m[i].key, a, len, 0, rng, &m[i].call) != 0) {
+          m[i].call = NULL; /* not a participant of this block yet */
+        }
+      }
+    } else if (!strcmp(tok, "decrypt")) {
+      int64_t receiver = atoll(strtok(NULL, " "));
+      int64_t sender = atoll(strtok(NULL, " "));
+      size_t plen = unhex(strtok(NULL, " "), a, sizeof a);
+      char *want = strtok(NULL, " ");
+      size_t wlen = want ? unhex(want, b, sizeof b) : 0;
+      for (int i = 0; i < n; i++) {
+        if (m[i].user_id != receiver) continue;
+        confchain_bytes plain;
+        int32_t code = confchain_call_decrypt(m[i].call, sender, 0, a, plen, 0, &plain);
+        CHECK(code == 0 && plain.len == wlen && (wlen == 0 || !memcmp(plain.data, b, wlen)), "vector packet for %lld: %d",
+              (long long)receiver, code);
+        if (code == 0) confchain_bytes_free(plain);
+      }
+    } else if (!strcmp(tok, "invalid")) {
+      int32_t want = atoi(strtok(NULL, " "));
+      size_t len = unhex(strtok(NULL, " "), a, sizeof a);
+      size_t blen = unhex(strtok(NULL, " "), b, sizeof b);
+      /* Any member of the prefix block checks the candidate. */
+      for (int i = 0; i < n; i++) {
+        confchain_call *call;
+        if (confchain_call_create(m[i].user_id, m[i].key, a, len, 0, rng, &call) != 0) continue;
+        int32_t code = confchain_call_apply_block(call, b, blen, 0, rng);
+        CHECK(code == want, "invalid block: want %d (%s), got %d", want, confchain_error_name(want), code);
+        confchain_call_free(call);
+        break;
+      }
+    }
+  }
+  fclose(f);
+  for (int i = 0; i < n; i++) {
+    confchain_call_free(m[i].call);
+    confchain_private_key_free(m[i].key);
+  }
+  confchain_rng_free(rng);
+}
+
+int main(int argc, char **argv) {
+  conference();
+  if (argc > 1) vectors(argv[1]);
+  printf("%d passed, %d failed\n", passed, failures);
+  return failures == 0 ? 0 : 1;
+}

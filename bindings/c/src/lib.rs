@@ -20,9 +20,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::slice;
 
-use core::chain::{build_zero_block, Chain};
-use core::wire::{GroupParticipant, GroupState};
-use core::{Call, Error, ErrorKind, PrivateKey};
+use engine::chain::{build_zero_block, Chain};
+use engine::wire::{GroupParticipant, GroupState};
+use engine::{Call, Error, ErrorKind, PrivateKey};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -104,7 +104,7 @@ trait OrCode<T> {
     fn or_code(self) -> Result<T, i32>;
 }
 
-impl<T> OrCode<T> for core::Result<T> {
+impl<T> OrCode<T> for engine::Result<T> {
     fn or_code(self) -> Result<T, i32> {
         self.map_err(from_error)
     }
@@ -156,7 +156,7 @@ unsafe fn state(
             .iter()
             .map(|p| GroupParticipant {
                 user_id: p.user_id,
-                public_key: core::PublicKey::from_bytes(p.public_key),
+                public_key: engine::PublicKey::from_bytes(p.public_key),
                 flags: p.flags,
                 version: p.version,
             })
@@ -515,12 +515,12 @@ pub unsafe extern "C" fn confchain_call_describe_block(
 ) -> i32 {
     guard(|| {
         let bytes = input(block, block_len)?;
-        let plain = if core::wire::is_server_form(bytes) {
-            core::wire::from_server_form(bytes).or_code()?
+        let plain = if engine::wire::is_server_form(bytes) {
+            engine::wire::from_server_form(bytes).or_code()?
         } else {
             bytes.to_vec()
         };
-        let block = core::Block::decode(&plain).or_code()?;
+        let block = engine::Block::decode(&plain).or_code()?;
         let ids: Vec<String> = Chain::from_block(block.clone())
             .map(|c| c.participants().iter().map(|p| format!("{}(flags={})", p.user_id, p.flags)).collect())
             .unwrap_or_default();

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Creates a virtualenv, builds the module with maturin and runs pytest.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+venv="${CONFCHAIN_VENV:-$here/.venv}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin>=1.5,<2" pytest
+cd "$here"
+VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --release --quiet
+"$venv/bin/python" -m pytest -q tests
+# The wheel builds too.
+wheels="$(mktemp -d)"
+"$venv/bin/maturin" build --release --quiet --out "$wheels"
+ls "$wheels"/confchain-*.whl
+rm -rf "$wheels"

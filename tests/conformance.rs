@@ -10,6 +10,16 @@ use confchain::wire::{self, Block, Change, GroupParticipant, GroupState};
 use confchain::ErrorKind;
 use serde_json::Value;
 
+/// The `keys` section of a vector file: (user_id, private key).
+fn keys_of(v: &Value) -> Vec<(i64, PrivateKey)> {
+    v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["user_id"].as_i64().unwrap(), PrivateKey::from_slice(&hex(&k["private_key"])).unwrap()))
+        .collect()
+}
+
 fn state_from_json(v: &Value) -> GroupState {
     GroupState {
         participants: v["participants"]
@@ -125,12 +135,7 @@ fn primitives() {
 
 fn check_chain_file(name: &str) -> usize {
     let v = load(&format!("tde2e/{name}"));
-    let keys: Vec<(i64, PrivateKey)> = v["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| (k["user_id"].as_i64().unwrap(), PrivateKey::from_slice(&hex(&k["private_key"])).unwrap()))
-        .collect();
+    let keys = keys_of(&v);
     let mut chain = Chain::empty();
     let mut n = 0;
     for (i, step) in v["steps"].as_array().unwrap().iter().enumerate() {
@@ -275,12 +280,7 @@ fn packets() {
     use confchain::packet::{self, EpochKey};
     use confchain::{Call, Secret};
     let v = load("tde2e/packets.json");
-    let keys: Vec<(i64, PrivateKey)> = v["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| (k["user_id"].as_i64().unwrap(), PrivateKey::from_slice(&hex(&k["private_key"])).unwrap()))
-        .collect();
+    let keys = keys_of(&v);
     let blocks: Vec<Vec<u8>> = v["blocks"].as_array().unwrap().iter().map(hex).collect();
     let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(7);
     let mut calls: Vec<Call> = Vec::new();
@@ -378,12 +378,7 @@ fn packets() {
 fn broadcasts() {
     use confchain::Call;
     let v = load("tde2e/broadcasts.json");
-    let keys: Vec<(i64, PrivateKey)> = v["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| (k["user_id"].as_i64().unwrap(), PrivateKey::from_slice(&hex(&k["private_key"])).unwrap()))
-        .collect();
+    let keys = keys_of(&v);
     let blocks: Vec<Vec<u8>> = v["blocks"].as_array().unwrap().iter().map(hex).collect();
     let height = v["height"].as_i64().unwrap() as i32;
     let nonce_of =

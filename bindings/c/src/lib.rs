@@ -132,6 +132,13 @@ unsafe fn out<'a, T>(p: *mut T) -> Result<&'a mut T, i32> {
     p.as_mut().ok_or_else(|| invalid("null output pointer"))
 }
 
+/// Drops a handle made by `Box::into_raw` (null is fine).
+unsafe fn free_handle<T>(p: *mut T) {
+    if !p.is_null() {
+        drop(Box::from_raw(p));
+    }
+}
+
 fn to_bytes(v: Vec<u8>) -> confchain_bytes {
     let mut b = v.into_boxed_slice();
     let out = confchain_bytes { data: if b.is_empty() { ptr::null_mut() } else { b.as_mut_ptr() }, len: b.len() };
@@ -201,9 +208,7 @@ pub unsafe extern "C" fn confchain_rng_new(seed: *const u8, out_rng: *mut *mut c
 /// Frees an RNG.
 #[no_mangle]
 pub unsafe extern "C" fn confchain_rng_free(rng: *mut confchain_rng) {
-    if !rng.is_null() {
-        drop(Box::from_raw(rng));
-    }
+    free_handle(rng)
 }
 
 /// A new private key (key_generate_private_key).
@@ -248,9 +253,7 @@ pub unsafe extern "C" fn confchain_private_key_public(
 /// Frees (and zeroizes) a private key.
 #[no_mangle]
 pub unsafe extern "C" fn confchain_private_key_free(key: *mut confchain_private_key) {
-    if !key.is_null() {
-        drop(Box::from_raw(key));
-    }
+    free_handle(key)
 }
 
 /// The zero block for createConferenceCall (plain form).
@@ -312,9 +315,7 @@ pub unsafe extern "C" fn confchain_call_create(
 /// Frees a call.
 #[no_mangle]
 pub unsafe extern "C" fn confchain_call_free(call: *mut confchain_call) {
-    if !call.is_null() {
-        drop(Box::from_raw(call));
-    }
+    free_handle(call)
 }
 
 /// Applies the next block (server form). On error the call is unchanged.

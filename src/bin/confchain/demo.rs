@@ -210,14 +210,9 @@ impl Demo {
         let epochs = first.map(Call::active_epochs).unwrap_or_default();
         let names: Vec<&str> = active.iter().map(|&i| self.members[i].name).collect();
         self.say(format!("[t={:>5.1}s] height {height}: {title}", self.now as f64 / 1000.0));
-        self.say(format!("           members  : {}", names.join(", ")));
         let same_key = fingerprints.windows(2).all(|w| w[0].1 == w[1].1);
-        self.say(format!(
-            "           group key: fingerprint {} ({} by all {} members)",
-            fingerprints.first().map(|f| f.1.as_str()).unwrap_or("-"),
-            if same_key { "derived identically" } else { "NOT derived identically" },
-            fingerprints.len(),
-        ));
+        let keys: Vec<String> = fingerprints.iter().map(|(n, f)| format!("{n}={f}")).collect();
+        self.say(format!("           members  : {}{}", keys.join(" "), if same_key { "" } else { "  (MISMATCH)" }));
         self.say(format!("           epochs   : {epochs:?} active"));
         self.say(format!(
             "           emojis   : {}  (all {} agree)",
@@ -352,8 +347,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let p = p.map_err(|e| fail("encrypting", e))?;
     let sender = d.members[s].user_id;
     let res = d.members[victim].call.as_mut().ok_or_else(|| Failure::bad("no call"))?.decrypt(sender, 1, &p, now);
-    d.step_stats.sent += 1;
-    d.step_stats.rejected += u64::from(res.is_err());
+    d.stats.sent += 1;
+    d.stats.rejected += u64::from(res.is_err());
     let outcome = res.err().map(|e| e.kind().name().to_owned()).unwrap_or_else(|| "DECRYPTED (unexpected)".into());
     d.note(
         &format!("11 s later, {name} tries alice's next packet: {outcome}"),

@@ -17,7 +17,7 @@
 //! Nothing here reads a clock, draws OS randomness or touches the network.
 //!
 //! Failure policy: a block that fails validation is rejected with its error and the call stays
-//! exactly as it was (the reference instead marks the whole call failed); see SPEC.md §7.
+//! exactly as it was (the reference instead marks the whole call failed); see SPEC.md §8.1.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;

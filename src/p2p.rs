@@ -14,7 +14,7 @@
 //! Big numbers come from `crypto-bigint` (fixed-size 2048-bit integers; modular exponentiation
 //! with the secret exponents runs in constant time, and the exponents zeroize on drop), primality
 //! from `crypto-primes` (Baillie-PSW: Miller-Rabin base 2 and a strong Lucas test, no known
-//! counterexample, deterministic, so no RNG is needed). See SPEC.md §14.
+//! counterexample, deterministic, so no RNG is needed). See SPEC.md §13.
 
 use std::collections::HashSet;
 

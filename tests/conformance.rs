@@ -150,7 +150,7 @@ fn check_chain_file(name: &str) -> usize {
         let built = match intent["kind"].as_str().unwrap() {
             "set_group_state" => chain.build_change_state(state_from_json(&intent["state"]), &signer, &mut rng),
             "set_value" => {
-                // Clients hold only the key/value hash, not the store (SPEC.md §4.6): the new hash
+                // Clients hold only the key/value hash, not the store (SPEC.md §4.5): the new hash
                 // is an input of the builder, taken here from the recorded block.
                 let kv = Block::decode(&plain).unwrap().state_proof.kv_hash;
                 chain.build_set_value(&hex(&intent["key"]), &hex(&intent["value"]), kv, &signer)

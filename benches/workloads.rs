@@ -30,8 +30,8 @@ pub fn two_member_calls(rng: &mut ChaCha20Rng) -> (Call, Call) {
         external_permissions: 0,
     };
     let zero = wire::to_server_form(&build_zero_block(state, &a, rng).expect("zero block")).expect("server form");
-    let alice = Call::new(1, a, &zero, 0, rng).expect("call");
-    let bob = Call::new(2, b, &zero, 0, rng).expect("call");
+    let alice = Call::new(1, a, &zero, rng).expect("call");
+    let bob = Call::new(2, b, &zero, rng).expect("call");
     (alice, bob)
 }
 

@@ -147,26 +147,14 @@ impl Call {
     /// Creates the call from the last block of the chain (server form, as getGroupCallChainBlocks
     /// returns it). We must be a participant of that block under `user_id`. Draws the verification
     /// nonce (32 bytes) from `rng`.
-    pub fn new(
-        user_id: i64,
-        key: PrivateKey,
-        last_block_server: &[u8],
-        now: u64,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<Self> {
+    pub fn new(user_id: i64, key: PrivateKey, last_block_server: &[u8], rng: &mut impl CryptoRngCore) -> Result<Self> {
         let chain = Chain::from_server_block(last_block_server)?;
-        Call::from_chain(user_id, key, chain, now, rng)
+        Call::from_chain(user_id, key, chain, rng)
     }
 
-    /// Creates the call from a chain the caller already validated.
-    pub fn from_chain(
-        user_id: i64,
-        key: PrivateKey,
-        chain: Chain,
-        now: u64,
-        rng: &mut impl CryptoRngCore,
-    ) -> Result<Self> {
-        let _ = now;
+    /// Creates the call from a chain the caller already validated. Nothing here depends on the
+    /// time: the first epoch lasts until the next block.
+    pub fn from_chain(user_id: i64, key: PrivateKey, chain: Chain, rng: &mut impl CryptoRngCore) -> Result<Self> {
         let group_key = chain.group_key(user_id, &key)?;
         let mut call = Call {
             user_id,

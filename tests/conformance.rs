@@ -297,7 +297,7 @@ fn packets() {
                 for (uid, sk) in &keys {
                     let present = state.group_state().participant(*uid).is_some();
                     if present && !calls.iter().any(|c| c.user_id() == *uid) {
-                        calls.push(Call::new(*uid, sk.clone(), block, 0, &mut rng).unwrap());
+                        calls.push(Call::new(*uid, sk.clone(), block, &mut rng).unwrap());
                     }
                 }
             }
@@ -402,7 +402,7 @@ fn broadcasts() {
         for (uid, sk) in &keys {
             if chain.group_state().participant(*uid).is_some() && !calls.iter().any(|c| c.user_id() == *uid) {
                 let mut rng = rng_for(*uid);
-                calls.push(Call::new(*uid, sk.clone(), block, 0, &mut rng).unwrap());
+                calls.push(Call::new(*uid, sk.clone(), block, &mut rng).unwrap());
             }
         }
     }

@@ -116,8 +116,8 @@ fn pair() -> Pair {
     let zero = to_server_form(&build_zero_block(state.clone(), &a, &mut rng).unwrap()).unwrap();
     let mut chain = Chain::empty();
     chain.apply(&zero).unwrap();
-    let alice = Call::new(1, a.clone(), &zero, 0, &mut rng).unwrap();
-    let bob = Call::new(2, b, &zero, 0, &mut rng).unwrap();
+    let alice = Call::new(1, a.clone(), &zero, &mut rng).unwrap();
+    let bob = Call::new(2, b, &zero, &mut rng).unwrap();
     Pair { alice, bob, a_key: a, chain, rng, state }
 }
 

@@ -270,9 +270,8 @@ impl World {
                 prop_assert!(allowed, "self-add built against the model");
                 self.submit(block)?;
                 let last = self.blocks.last().unwrap().clone();
-                let (id, now) = (self.users[user].id, self.now);
-                let call =
-                    Call::new(id, key, &last, now, &mut self.rng).map_err(|e| TestCaseError::fail(format!("{e}")))?;
+                let id = self.users[user].id;
+                let call = Call::new(id, key, &last, &mut self.rng).map_err(|e| TestCaseError::fail(format!("{e}")))?;
                 self.users[user].call = Some(call);
             }
             Err(e) => prop_assert!(!allowed, "self-add refused: {:?}", e),
@@ -346,7 +345,7 @@ proptest! {
         }
         w.submit(zero.unwrap())?;
         let last = w.blocks.last().unwrap().clone();
-        let call = Call::new(w.users[0].id, key, &last, 0, &mut w.rng).unwrap();
+        let call = Call::new(w.users[0].id, key, &last, &mut w.rng).unwrap();
         w.users[0].call = Some(call);
         w.check_keys()?;
         for op in &ops {

@@ -24,8 +24,8 @@ fn two_calls(seed: u64) -> (Call, Call, ChaCha20Rng) {
         external_permissions: 0,
     };
     let zero = to_server_form(&build_zero_block(state, &a, &mut rng).unwrap()).unwrap();
-    let alice = Call::new(1, a, &zero, 0, &mut rng).unwrap();
-    let bob = Call::new(2, b, &zero, 0, &mut rng).unwrap();
+    let alice = Call::new(1, a, &zero, &mut rng).unwrap();
+    let bob = Call::new(2, b, &zero, &mut rng).unwrap();
     (alice, bob, rng)
 }
 

@@ -49,7 +49,7 @@ fuzz_target!(|h: History| {
     let mut server = Chain::empty();
     server.apply(&zero).unwrap();
     let mut calls: Vec<Option<Call>> = (0..USERS).map(|_| None).collect();
-    calls[0] = Some(Call::new(id(0), keys[0].clone(), &zero, 0, &mut rng).unwrap());
+    calls[0] = Some(Call::new(id(0), keys[0].clone(), &zero, &mut rng).unwrap());
     for op in h.ops.iter().take(24) {
         let state = server.group_state().clone();
         let (signer, new) = match *op {
@@ -95,7 +95,7 @@ fuzz_target!(|h: History| {
         }
         if let Op::Join { user, .. } = *op {
             let u = user as usize % USERS;
-            calls[u] = Some(Call::new(id(u), keys[u].clone(), &block, 0, &mut rng).unwrap());
+            calls[u] = Some(Call::new(id(u), keys[u].clone(), &block, &mut rng).unwrap());
         }
         let mut fingerprint = None;
         for (u, key) in keys.iter().enumerate() {

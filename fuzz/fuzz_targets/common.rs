@@ -44,8 +44,8 @@ pub fn fixture() -> Fixture {
     let zero = to_server_form(&build_zero_block(state.clone(), &keys[0], &mut rng).unwrap()).unwrap();
     chain.apply(&zero).unwrap();
     let rekey = to_server_form(&chain.build_change_state(state.clone(), &keys[1], &mut rng).unwrap()).unwrap();
-    let mut alice = Call::new(1, keys[0].clone(), &zero, 0, &mut rng).unwrap();
-    let mut bob = Call::new(2, keys[1].clone(), &zero, 0, &mut rng).unwrap();
+    let mut alice = Call::new(1, keys[0].clone(), &zero, &mut rng).unwrap();
+    let mut bob = Call::new(2, keys[1].clone(), &zero, &mut rng).unwrap();
     chain.apply(&rekey).unwrap();
     alice.apply_block(&rekey, 0, &mut rng).unwrap();
     bob.apply_block(&rekey, 0, &mut rng).unwrap();

@@ -176,7 +176,6 @@ int32_t confchain_call_create(int64_t user_id,
                               const struct confchain_private_key *key,
                               const uint8_t *last_block,
                               size_t last_block_len,
-                              uint64_t now_ms,
                               struct confchain_rng *rng,
                               struct confchain_call **out_call);
 

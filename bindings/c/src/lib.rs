@@ -300,13 +300,12 @@ pub unsafe extern "C" fn confchain_call_create(
     key: *const confchain_private_key,
     last_block: *const u8,
     last_block_len: usize,
-    now_ms: u64,
     rng: *mut confchain_rng,
     out_call: *mut *mut confchain_call,
 ) -> i32 {
     guard(|| {
         let block = input(last_block, last_block_len)?;
-        let call = Call::new(user_id, handle(key)?.0.clone(), block, now_ms, &mut handle_mut(rng)?.0).or_code()?;
+        let call = Call::new(user_id, handle(key)?.0.clone(), block, &mut handle_mut(rng)?.0).or_code()?;
         *out(out_call)? = Box::into_raw(Box::new(confchain_call(call)));
         Ok(())
     })

@@ -80,7 +80,7 @@ static void conference(void) {
   confchain_bytes zero;
   die_on(confchain_call_create_zero_block(m[0].key, &p0, 1, 3, rng, &zero), "zero block");
   to_server(zero);
-  die_on(confchain_call_create(100, m[0].key, zero.data, zero.len, 0, rng, &m[0].call), "create call");
+  die_on(confchain_call_create(100, m[0].key, zero.data, zero.len, rng, &m[0].call), "create call");
 
   confchain_bytes last = zero;
   confchain_bytes blocks[8];
@@ -93,7 +93,7 @@ static void conference(void) {
     die_on(confchain_call_create_self_add_block(m[i].key, last.data, last.len, &me, rng, &join), "self add");
     to_server(join);
     for (int j = 0; j < i; j++) die_on(confchain_call_apply_block(m[j].call, join.data, join.len, 1000 * i, rng), "apply");
-    die_on(confchain_call_create(m[i].user_id, m[i].key, join.data, join.len, 1000 * i, rng, &m[i].call), "create");
+    die_on(confchain_call_create(m[i].user_id, m[i].key, join.data, join.len, rng, &m[i].call), "create");
     last = join;
     blocks[nblocks++] = join;
   }
@@ -223,7 +223,7 @@ static void vectors(const char *path) {
       for (int i = 0; i < n; i++) {
         if (m[i].call) {
           die_on(confchain_call_apply_block(m[i].call, a, len, 0, rng), "apply vector block");
-        } else if (confchain_call_create(m[i].user_id, m[i].key, a, len, 0, rng, &m[i].call) != 0) {
+        } else if (confchain_call_create(m[i].user_id, m[i].key, a, len, rng, &m[i].call) != 0) {
           m[i].call = NULL; /* not a participant of this block yet */
         }
       }
@@ -248,7 +248,7 @@ static void vectors(const char *path) {
       /* Any member of the prefix block checks the candidate. */
       for (int i = 0; i < n; i++) {
         confchain_call *call;
-        if (confchain_call_create(m[i].user_id, m[i].key, a, len, 0, rng, &call) != 0) continue;
+        if (confchain_call_create(m[i].user_id, m[i].key, a, len, rng, &call) != 0) continue;
         int32_t code = confchain_call_apply_block(call, b, blen, 0, rng);
         CHECK(code == want, "invalid block: want %d (%s), got %d", want, confchain_error_name(want), code);
         confchain_call_free(call);

@@ -220,8 +220,8 @@ struct Call(engine::Call);
 impl Call {
     /// Creates the call from the last block (server form).
     #[new]
-    fn new(user_id: i64, key: &PrivateKey, last_block: &[u8], now_ms: u64, rng: &mut Rng) -> PyResult<Self> {
-        engine::Call::new(user_id, key.0.clone(), last_block, now_ms, &mut rng.0).map(Call).map_err(err)
+    fn new(user_id: i64, key: &PrivateKey, last_block: &[u8], rng: &mut Rng) -> PyResult<Self> {
+        engine::Call::new(user_id, key.0.clone(), last_block, &mut rng.0).map(Call).map_err(err)
     }
 
     /// Applies the next block (server form); on error the call is unchanged.

@@ -30,13 +30,13 @@ def test_three_member_conference():
     keys = [PrivateKey.generate(rng) for _ in range(3)]
     zero = confchain.create_zero_block(keys[0], [Participant(1, keys[0].public_key, 3)], 3, rng)
     last = confchain.to_server_form(zero)
-    calls = [Call(1, keys[0], last, 0, rng)]
+    calls = [Call(1, keys[0], last, rng)]
     for i in (1, 2):
         join = confchain.create_self_add_block(keys[i], last, Participant(i + 1, keys[i].public_key), rng)
         last = confchain.to_server_form(join)
         for c in calls:
             c.apply_block(last, 1000 * i, rng)
-        calls.append(Call(i + 1, keys[i], last, 1000 * i, rng))
+        calls.append(Call(i + 1, keys[i], last, rng))
     assert [p.user_id for p in calls[2].participants] == [1, 2, 3]
     assert len({c.key_fingerprint for c in calls}) == 1
 
@@ -85,7 +85,7 @@ def test_chain_vectors():
             c.apply_block(block, 0, rng)
         for p in step["state"]["participants"]:
             if p["user_id"] not in calls:
-                calls[p["user_id"]] = Call(p["user_id"], keys[p["user_id"]], block, 0, rng)
+                calls[p["user_id"]] = Call(p["user_id"], keys[p["user_id"]], block, rng)
         members = {p["user_id"] for p in step["state"]["participants"]}
         for uid, c in calls.items():
             assert c.is_member == (uid in members)
@@ -114,7 +114,7 @@ def test_packet_vectors():
                 c.apply_block(block, 0, rng)
             for p in confchain.Block.decode(block).participants:
                 if p.user_id not in calls:
-                    calls[p.user_id] = Call(p.user_id, keys[p.user_id], block, 0, rng)
+                    calls[p.user_id] = Call(p.user_id, keys[p.user_id], block, rng)
         elif e["op"] == "decrypt":
             packet = bytes.fromhex(e["packet"])
             call = calls[e["receiver"]]

@@ -245,7 +245,7 @@ impl Demo {
             Chain::from_server_block(self.server.last_block()).map_err(|e| fail("reading the last block", e))?;
         let block = chain.build_self_add(me, &m.key, &mut self.rng).map_err(|e| fail("building a self-add", e))?;
         self.server.submit_block(&block).map_err(|e| fail("submitting a join", e))?;
-        let call = Call::new(m.user_id, m.key.clone(), self.server.last_block(), self.now, &mut self.rng)
+        let call = Call::new(m.user_id, m.key.clone(), self.server.last_block(), &mut self.rng)
             .map_err(|e| fail("creating a call", e))?;
         let m = &mut self.members[i];
         m.call = Some(call);
@@ -302,7 +302,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     };
     let zero = build_zero_block(state, &alice.key, &mut d.rng).map_err(|e| fail("building the zero block", e))?;
     d.server.submit_block(&zero).map_err(|e| fail("creating the call", e))?;
-    let call = Call::new(d.members[0].user_id, d.members[0].key.clone(), d.server.last_block(), 0, &mut d.rng)
+    let call = Call::new(d.members[0].user_id, d.members[0].key.clone(), d.server.last_block(), &mut d.rng)
         .map_err(|e| fail("creating alice's call", e))?;
     d.members[0].call = Some(call);
     d.members[0].next_block = 1;

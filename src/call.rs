@@ -117,6 +117,27 @@ impl ReplayWindow {
 
 /// One participant's conference call. Cloning gives an independent copy (e.g. to try a block
 /// speculatively); both copies hold the same key, so only one of them may send packets.
+///
+/// ```
+/// use confchain::chain::build_zero_block;
+/// use confchain::wire::{to_server_form, GroupParticipant, GroupState};
+/// use confchain::{Call, PrivateKey};
+/// # use rand_core::SeedableRng;
+/// # let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+/// let (a, b) = (PrivateKey::generate(&mut rng), PrivateKey::generate(&mut rng));
+/// let member = |id, key: &PrivateKey| GroupParticipant { user_id: id, public_key: key.public_key(), flags: 3, version: 0 };
+/// let state = GroupState { participants: vec![member(1, &a), member(2, &b)], external_permissions: 0 };
+/// let block = to_server_form(&build_zero_block(state, &a, &mut rng)?)?;
+///
+/// let mut alice = Call::new(1, a, &block, &mut rng)?;
+/// let mut bob = Call::new(2, b, &block, &mut rng)?;
+/// let now = 1_000; // ms, from the caller's monotonic clock
+/// let packet = alice.encrypt(1, b"frame", 0, now, &mut rng)?;
+/// assert_eq!(bob.decrypt(1, 1, &packet, now)?, b"frame");
+/// // A replayed packet is refused.
+/// assert_eq!(bob.decrypt(1, 1, &packet, now).unwrap_err().kind(), confchain::ErrorKind::Replay);
+/// # Ok::<(), confchain::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Call {
     user_id: i64,

@@ -32,6 +32,27 @@ pub const EMPTY_KV_HASH: [u8; 32] = [
 pub type GroupKey = Secret<32>;
 
 /// The accepted state of a participant chain.
+///
+/// ```
+/// use confchain::chain::{build_zero_block, Chain};
+/// use confchain::wire::{to_server_form, GroupParticipant, GroupState};
+/// use confchain::PrivateKey;
+/// # use rand_core::SeedableRng;
+/// # let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+/// let alice = PrivateKey::generate(&mut rng);
+/// let me = GroupParticipant { user_id: 1, public_key: alice.public_key(), flags: 3, version: 0 };
+/// let zero = build_zero_block(GroupState { participants: vec![me], external_permissions: 3 }, &alice, &mut rng)?;
+///
+/// let mut chain = Chain::empty();
+/// chain.apply(&to_server_form(&zero)?)?;
+/// assert_eq!(chain.height(), 0);
+/// let key = chain.group_key(1, &alice)?;
+/// // The same block again is refused, and the chain is unchanged.
+/// let err = chain.apply(&to_server_form(&zero)?).unwrap_err();
+/// assert_eq!(err.code(), Some("INVALID_BLOCK__HEIGHT_MISMATCH"));
+/// assert_eq!(chain.group_key(1, &alice)?, key);
+/// # Ok::<(), confchain::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Chain {
     height: i32,

@@ -294,6 +294,17 @@ pub fn bench_aes_cbc_decrypt(buf: &mut [u8]) {
 
 /// `encrypt_data` with a random prefix drawn from `rng`. Returns `msg_id || ciphertext` and the
 /// 32-byte `large_msg_id` (which call packets sign).
+///
+/// ```
+/// use confchain::crypto::{decrypt_data, encrypt_data};
+/// # use rand_core::SeedableRng;
+/// # let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+/// let (sealed, _) = encrypt_data(b"hello", b"secret", b"extra", &mut rng);
+/// assert_eq!(sealed.len() % 16, 0);
+/// assert_eq!(decrypt_data(&sealed, b"secret", b"extra")?.0, b"hello");
+/// assert!(decrypt_data(&sealed, b"secret", b"other").is_err());
+/// # Ok::<(), confchain::Error>(())
+/// ```
 pub fn encrypt_data(data: &[u8], secret: &[u8], extra: &[u8], rng: &mut impl CryptoRngCore) -> (Vec<u8>, [u8; 32]) {
     let n = prefix_len(data.len());
     let mut out = vec![0u8; 16 + n + data.len()];

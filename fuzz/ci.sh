@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds every fuzz target and runs each briefly from seed corpora made from the vectors.
-# FUZZ_SECONDS (default 45) sets the time per target.
+# FUZZ_SECONDS (default 60) sets the time per target.
 set -euo pipefail
 cd "$(dirname "$0")"
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 python3 seed_corpus.py
 cargo fuzz build -O
-seconds="${FUZZ_SECONDS:-45}"
+seconds="${FUZZ_SECONDS:-60}"
 for target in $(cargo fuzz list); do
   mkdir -p "corpus/$target"
   echo "fuzzing $target for ${seconds}s"

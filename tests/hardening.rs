@@ -1,13 +1,15 @@
 //! Limits (at and just past each), hostile sizes, and secret hygiene.
 
+mod common;
+
 use confchain::call::Event;
-use confchain::chain::{build_zero_block, Chain};
+use confchain::chain::Chain;
 use confchain::crypto::{PrivateKey, Secret};
 use confchain::limits::{MAX_BLOCK_SIZE, MAX_CHANGES, MAX_PARTICIPANTS};
 use confchain::packet::{MAX_CLEAR_PREFIX, MAX_EPOCHS, MAX_PACKET_SIZE};
 use confchain::tl::Writer;
 use confchain::verification::MAX_HELD_BROADCASTS;
-use confchain::wire::{id, to_server_form, Block, Broadcast, BroadcastPayload, GroupParticipant, GroupState};
+use confchain::wire::{id, to_server_form, Block, Broadcast, BroadcastPayload, GroupState};
 use confchain::{Call, ErrorKind};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -105,20 +107,10 @@ struct Pair {
 
 fn pair() -> Pair {
     let mut rng = rng();
-    let (a, b) = (PrivateKey::generate(&mut rng), PrivateKey::generate(&mut rng));
-    let state = GroupState {
-        participants: vec![
-            GroupParticipant { user_id: 1, public_key: a.public_key(), flags: 3, version: 0 },
-            GroupParticipant { user_id: 2, public_key: b.public_key(), flags: 3, version: 0 },
-        ],
-        external_permissions: 0,
-    };
-    let zero = to_server_form(&build_zero_block(state.clone(), &a, &mut rng).unwrap()).unwrap();
+    let m = common::two_members(&mut rng);
     let mut chain = Chain::empty();
-    chain.apply(&zero).unwrap();
-    let alice = Call::new(1, a.clone(), &zero, &mut rng).unwrap();
-    let bob = Call::new(2, b, &zero, &mut rng).unwrap();
-    Pair { alice, bob, a_key: a, chain, rng, state }
+    chain.apply(&m.zero).unwrap();
+    Pair { alice: m.alice, bob: m.bob, a_key: m.alice_key, chain, rng, state: m.state }
 }
 
 impl Pair {

@@ -1,10 +1,10 @@
 //! Property test: random delivery (reorder, duplicate, drop) of one sender's packets to another
 //! member, checked against a straightforward model of the reference's replay rules.
 
+mod common;
+
 use confchain::call::REPLAY_WINDOW;
-use confchain::chain::build_zero_block;
-use confchain::wire::{to_server_form, GroupParticipant, GroupState};
-use confchain::{Call, ErrorKind, PrivateKey};
+use confchain::{Call, ErrorKind};
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -15,18 +15,8 @@ fn cases() -> u32 {
 
 fn two_calls(seed: u64) -> (Call, Call, ChaCha20Rng) {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let (a, b) = (PrivateKey::generate(&mut rng), PrivateKey::generate(&mut rng));
-    let state = GroupState {
-        participants: vec![
-            GroupParticipant { user_id: 1, public_key: a.public_key(), flags: 3, version: 0 },
-            GroupParticipant { user_id: 2, public_key: b.public_key(), flags: 3, version: 0 },
-        ],
-        external_permissions: 0,
-    };
-    let zero = to_server_form(&build_zero_block(state, &a, &mut rng).unwrap()).unwrap();
-    let alice = Call::new(1, a, &zero, &mut rng).unwrap();
-    let bob = Call::new(2, b, &zero, &mut rng).unwrap();
-    (alice, bob, rng)
+    let m = common::two_members(&mut rng);
+    (m.alice, m.bob, rng)
 }
 
 /// The model: a plain list of remembered seqnos per channel, with the rules written out directly.

@@ -1,9 +1,12 @@
-//! Helpers shared by the integration tests: vector loading and a replaying RNG.
+//! Helpers shared by the integration tests: vector loading, a replaying RNG and a two-member call.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 
-use rand_core::{CryptoRng, RngCore};
+use confchain::chain::build_zero_block;
+use confchain::wire::{to_server_form, GroupParticipant, GroupState};
+use confchain::{Call, PrivateKey};
+use rand_core::{CryptoRng, CryptoRngCore, RngCore};
 use serde_json::Value;
 
 /// The vector directory: `$CONFCHAIN_VECTORS` or the crate's `vectors/`.
@@ -73,4 +76,29 @@ impl CryptoRng for ReplayRng {}
 /// Prints the per-file summary line the conformance suite promises.
 pub fn report(file: &str, passed: usize) {
     println!("{file}: {passed} passed");
+}
+
+/// A call of two members (user 1 with key `alice_key`, user 2), both with add+remove permission,
+/// created by user 1's zero block.
+pub struct TwoMembers {
+    pub alice_key: PrivateKey,
+    pub state: GroupState,
+    pub zero: Vec<u8>,
+    pub alice: Call,
+    pub bob: Call,
+}
+
+pub fn two_members(rng: &mut impl CryptoRngCore) -> TwoMembers {
+    let (a, b) = (PrivateKey::generate(rng), PrivateKey::generate(rng));
+    let state = GroupState {
+        participants: vec![
+            GroupParticipant { user_id: 1, public_key: a.public_key(), flags: 3, version: 0 },
+            GroupParticipant { user_id: 2, public_key: b.public_key(), flags: 3, version: 0 },
+        ],
+        external_permissions: 0,
+    };
+    let zero = to_server_form(&build_zero_block(state.clone(), &a, rng).unwrap()).unwrap();
+    let alice = Call::new(1, a.clone(), &zero, rng).unwrap();
+    let bob = Call::new(2, b, &zero, rng).unwrap();
+    TwoMembers { alice_key: a, state, zero, alice, bob }
 }

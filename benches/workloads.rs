@@ -2,10 +2,8 @@
 //! and `confchain bench`. Each workload is set up once (untimed) and then run op by op.
 #![allow(dead_code, missing_docs)]
 
-use confchain::chain::{build_zero_block, Chain};
-use confchain::crypto::{self, PrivateKey, PublicKey};
-use confchain::wire::{self, GroupParticipant, GroupState};
-use confchain::Call;
+use confchain::crypto;
+use confchain::{build_zero_block, Call, Chain, GroupParticipant, GroupState, Permissions, PlainBlock, PrivateKey, PublicKey};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -18,18 +16,20 @@ pub fn rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed)
 }
 
+const ADD_REMOVE: Permissions = Permissions::from_bits_retain(3);
+
 /// Two members (1 and 2) of a call in one epoch.
 pub fn two_member_calls(rng: &mut ChaCha20Rng) -> (Call, Call) {
     let a = PrivateKey::generate(rng);
     let b = PrivateKey::generate(rng);
     let state = GroupState {
         participants: vec![
-            GroupParticipant { user_id: 1, public_key: a.public_key(), flags: 3, version: 0 },
-            GroupParticipant { user_id: 2, public_key: b.public_key(), flags: 3, version: 0 },
+            GroupParticipant { user_id: 1, public_key: a.public_key(), flags: ADD_REMOVE, version: 0 },
+            GroupParticipant { user_id: 2, public_key: b.public_key(), flags: ADD_REMOVE, version: 0 },
         ],
-        external_permissions: 0,
+        external_permissions: Permissions::NONE,
     };
-    let zero = wire::to_server_form(&build_zero_block(state, &a, rng).expect("zero block")).expect("server form");
+    let zero = build_zero_block(state, &a, rng).expect("zero block").to_server_form();
     let alice = Call::new(1, a, &zero, rng).expect("call");
     let bob = Call::new(2, b, &zero, rng).expect("call");
     (alice, bob)
@@ -95,7 +95,7 @@ impl PacketDecrypt {
     pub fn run(&mut self) {
         let p = self.packets.pop().expect("refill first");
         self.out.clear();
-        self.receiver.decrypt_into(1, 0, &p, 0, &mut self.out).expect("decrypt");
+        self.receiver.decrypt_into(1, &p, 0, &mut self.out).expect("decrypt");
     }
 }
 
@@ -106,13 +106,13 @@ pub fn group_chain(n: usize, rng: &mut ChaCha20Rng) -> (Chain, PrivateKey, Group
         participants: keys
             .iter()
             .enumerate()
-            .map(|(i, k)| GroupParticipant { user_id: i as i64 + 1, public_key: k.public_key(), flags: 3, version: 0 })
+            .map(|(i, k)| GroupParticipant { user_id: i as i64 + 1, public_key: k.public_key(), flags: ADD_REMOVE, version: 0 })
             .collect(),
-        external_permissions: 0,
+        external_permissions: Permissions::NONE,
     };
     let zero = build_zero_block(state.clone(), &keys[0], rng).expect("zero block");
     let mut chain = Chain::empty();
-    chain.apply(&wire::to_server_form(&zero).expect("server")).expect("apply");
+    chain.apply(&zero.to_server_form()).expect("apply");
     let signer = keys.into_iter().last().expect("n >= 1");
     (chain, signer, state)
 }
@@ -132,7 +132,7 @@ impl BlockBuild {
         BlockBuild { chain, signer, state, rng }
     }
 
-    pub fn run(&mut self) -> Vec<u8> {
+    pub fn run(&mut self) -> PlainBlock {
         self.chain.build_change_state(self.state.clone(), &self.signer, &mut self.rng).expect("build")
     }
 }
@@ -148,7 +148,7 @@ pub struct BlockApply {
 impl BlockApply {
     pub fn new(n: usize) -> Self {
         let mut b = BlockBuild::new(n);
-        let block = wire::to_server_form(&b.run()).expect("server");
+        let block = b.run().to_server_form();
         let member_id = n as i64;
         BlockApply { chain: b.chain, block, member: b.signer, member_id }
     }
@@ -196,12 +196,12 @@ impl Primitives {
 
     /// AES-256-CBC encryption of the buffer (64 KiB).
     pub fn aes_cbc_encrypt(&mut self) {
-        crypto::bench_aes_cbc_encrypt(&mut self.buf);
+        crypto::bench_aes_cbc_encrypt(&mut self.buf).expect("whole blocks");
     }
 
     /// AES-256-CBC decryption of the buffer (64 KiB).
     pub fn aes_cbc_decrypt(&mut self) {
-        crypto::bench_aes_cbc_decrypt(&mut self.buf);
+        crypto::bench_aes_cbc_decrypt(&mut self.buf).expect("whole blocks");
     }
 
     /// HMAC-SHA256 of the buffer (64 KiB).

@@ -4,56 +4,47 @@
 //!            server-form blocks                    server-form broadcasts
 //!                   │                                       │
 //!                   ▼                                       ▼
-//!   Call::apply_block(bytes, now, rng) ──▶ Chain    Call::receive_broadcast(bytes, now)
-//!        │ opens an epoch (height, hash, group key)          │
-//!        │ starts a verification round (commit)               ▼
-//!        ▼                                            Verification ──▶ poll_outbound()
-//!   epochs (<= 15; the previous ones live 10 s) ──▶ encrypt / decrypt packets
-//!                                                     poll_event(), poll_timeout()
+//!   Call::apply_block(bytes, now, rng) ──▶ Chain    Call::receive_broadcast(bytes)
+//!        │ retires the current epoch (10 s grace)           │
+//!        │ opens the block's epoch, if we can read its key  ▼
+//!        │ starts a verification round (commit)     Verification ──▶ poll_outbound()
+//!        ▼
+//!   epochs (<= 15) ──▶ encrypt / decrypt packets     poll_event(), poll_timeout(), handle_timeout()
 //! ```
 //!
 //! Sans-IO: the caller passes the time (`now`, milliseconds of a monotonic clock of its choosing)
 //! and an RNG into every call that needs them, and pulls outputs (broadcasts to send, events).
 //! Nothing here reads a clock, draws OS randomness or touches the network.
 //!
-//! Failure policy: a block that fails validation is rejected with its error and the call stays
-//! exactly as it was (the reference instead marks the whole call failed); see SPEC.md §8.1.
+//! Failure policy (SPEC.md §8.1): a block that is invalid for the chain is rejected with its error
+//! and the call stays exactly as it was. A block that is valid for the chain is always applied,
+//! even when we cannot read our key in it: the previous epoch then starts its grace period as
+//! after any block, we hold no current key ([`Event::KeyUnavailable`]; encrypting fails with
+//! [`ErrorKind::KeyUnavailable`]) until a later block gives us one.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 
 use ed25519_dalek::VerifyingKey;
 use rand_core::CryptoRngCore;
 
 use crate::chain::{Chain, GroupKey};
 use crate::crypto::{PrivateKey, PublicKey};
+use crate::epochs::Epochs;
 use crate::error::{Error, ErrorKind, Result};
-use crate::packet::{self, EpochKey};
+use crate::limits::{MAX_CACHED_KEYS, MAX_CHANNEL};
+use crate::packet;
+use crate::replay::ReplayState;
 use crate::verification::{Phase, Verification, VerificationResult};
-use crate::wire::{Block, GroupParticipant, GroupState};
+use crate::wire::{Block, GroupParticipant, GroupState, Permissions, PlainBlock};
 
-/// How long the previous epoch stays usable after a new block, in milliseconds.
-pub const EPOCH_GRACE_MS: u64 = 10_000;
-/// Sequence numbers remembered per (sender, channel).
-pub const REPLAY_WINDOW: usize = 1024;
-/// Most verifying keys cached (decompressed Ed25519 points of packet senders).
-const MAX_CACHED_KEYS: usize = 4 * crate::limits::MAX_PARTICIPANTS;
-
-/// One epoch: the key of one block, usable while the block is current and for
-/// [`EPOCH_GRACE_MS`] after the next one.
-#[derive(Clone)]
-struct Epoch {
-    height: i32,
-    key: EpochKey,
-    fingerprint: String,
-    state: Arc<GroupState>,
-    retire_at: Option<u64>,
-}
+/// Number of channels (0..=MAX_CHANNEL).
+const CHANNELS: usize = MAX_CHANNEL as usize + 1;
 
 /// What happened, for the application to act on (pull with [`Call::poll_event`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
-    /// A block was applied; a new epoch is open if we are still a participant.
+    /// A block was applied (or adopted by [`Call::resync`]); a new epoch is open if we hold its key.
     BlockApplied {
         /// Its height.
         height: i32,
@@ -62,6 +53,16 @@ pub enum Event {
     Removed {
         /// Height of the block that removed us.
         height: i32,
+    },
+    /// The block at `height` is valid and lists us, but our group key cannot be read from it
+    /// (a garbage key header, a state with no shared key, ...). The previous epoch is retiring
+    /// and we hold no current key: encrypting fails with [`ErrorKind::KeyUnavailable`] until a
+    /// later block gives us a key.
+    KeyUnavailable {
+        /// Height of the block.
+        height: i32,
+        /// Why the key could not be read.
+        error: Error,
     },
     /// An old epoch was dropped.
     EpochExpired {
@@ -75,81 +76,52 @@ pub enum Event {
     },
 }
 
-/// The replay state of one (sender, channel): the reference's set of seen sequence numbers.
-#[derive(Default, Debug, Clone)]
-pub struct ReplayWindow {
-    seen: BTreeSet<u32>,
+/// Whether we hold the key of the current block.
+#[derive(Clone, Debug)]
+enum KeyState {
+    /// We hold it: the newest epoch is current.
+    Current,
+    /// The block at this height lists us but we cannot read its key.
+    Unavailable { height: i32, error: Error },
+    /// The block at this height no longer lists us.
+    Removed { height: i32 },
 }
 
-impl ReplayWindow {
-    /// Fails if `seqno` is older than the smallest remembered or was already seen.
-    pub fn check(&self, seqno: u32) -> Result<()> {
-        match self.seen.first() {
-            Some(&min) if seqno < min => Err(Error::new(ErrorKind::Replay, "Message is too old")),
-            _ if self.seen.contains(&seqno) => Err(Error::new(ErrorKind::Replay, "Message is already processed")),
-            _ => Ok(()),
-        }
-    }
-
-    /// Records an accepted `seqno`, forgetting the smallest while more than [`REPLAY_WINDOW`] are
-    /// remembered or the smallest is more than [`REPLAY_WINDOW`] behind `seqno`.
-    pub fn mark(&mut self, seqno: u32) {
-        self.seen.insert(seqno);
-        while let Some(&min) = self.seen.first() {
-            if self.seen.len() > REPLAY_WINDOW || u64::from(min) + (REPLAY_WINDOW as u64) < u64::from(seqno) {
-                self.seen.pop_first();
-            } else {
-                break;
-            }
-        }
-    }
-
-    /// Number of remembered sequence numbers.
-    pub fn len(&self) -> usize {
-        self.seen.len()
-    }
-
-    /// Whether nothing is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
-}
-
-/// One participant's conference call. Cloning gives an independent copy (e.g. to try a block
-/// speculatively); both copies hold the same key, so only one of them may send packets.
+/// One participant's conference call.
+///
+/// A `Call` is deliberately not `Clone`: two copies would send with the same key and sequence
+/// numbers, and every packet of the second would be refused as a replay. To see whether a block
+/// would be accepted without applying it, use [`Call::check_block`].
 ///
 /// ```
-/// use confchain::chain::build_zero_block;
-/// use confchain::wire::{to_server_form, GroupParticipant, GroupState};
-/// use confchain::{Call, PrivateKey};
+/// use confchain::{build_zero_block, Call, GroupParticipant, GroupState, Permissions, PrivateKey};
 /// # use rand_core::SeedableRng;
 /// # let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
 /// let (a, b) = (PrivateKey::generate(&mut rng), PrivateKey::generate(&mut rng));
-/// let member = |id, key: &PrivateKey| GroupParticipant { user_id: id, public_key: key.public_key(), flags: 3, version: 0 };
-/// let state = GroupState { participants: vec![member(1, &a), member(2, &b)], external_permissions: 0 };
-/// let block = to_server_form(&build_zero_block(state, &a, &mut rng)?)?;
+/// let member = |id, key: &PrivateKey| GroupParticipant { user_id: id, public_key: key.public_key(), flags: Permissions::ALL, version: 0 };
+/// let state = GroupState { participants: vec![member(1, &a), member(2, &b)], external_permissions: Permissions::NONE };
+/// let block = build_zero_block(state, &a, &mut rng)?.to_server_form();
 ///
 /// let mut alice = Call::new(1, a, &block, &mut rng)?;
 /// let mut bob = Call::new(2, b, &block, &mut rng)?;
 /// let now = 1_000; // ms, from the caller's monotonic clock
 /// let packet = alice.encrypt(1, b"frame", 0, now, &mut rng)?;
-/// assert_eq!(bob.decrypt(1, 1, &packet, now)?, b"frame");
+/// assert_eq!(bob.decrypt(1, &packet, now)?, b"frame");
 /// // A replayed packet is refused.
-/// assert_eq!(bob.decrypt(1, 1, &packet, now).unwrap_err().kind(), confchain::ErrorKind::Replay);
+/// assert_eq!(bob.decrypt(1, &packet, now).unwrap_err().kind(), confchain::ErrorKind::Replay);
 /// # Ok::<(), confchain::Error>(())
 /// ```
-#[derive(Clone)]
 pub struct Call {
     user_id: i64,
     key: PrivateKey,
     chain: Chain,
-    epochs: VecDeque<Epoch>,
+    epochs: Epochs,
+    key_state: KeyState,
     seqnos: Vec<u32>,
-    seen: HashMap<(PublicKey, i32), ReplayWindow>,
+    replay: ReplayState,
     verifying_keys: HashMap<PublicKey, VerifyingKey>,
     verification: Verification,
     events: VecDeque<Event>,
-    removed_at: Option<i32>,
     verified_height: Option<i32>,
 }
 
@@ -158,16 +130,17 @@ impl std::fmt::Debug for Call {
         f.debug_struct("Call")
             .field("user_id", &self.user_id)
             .field("height", &self.chain.height())
-            .field("epochs", &self.epochs.iter().map(|e| e.height).collect::<Vec<_>>())
-            .field("member", &self.is_member())
+            .field("epochs", &self.active_epochs())
+            .field("key", &self.key_state)
             .finish_non_exhaustive()
     }
 }
 
 impl Call {
     /// Creates the call from the last block of the chain (server form, as getGroupCallChainBlocks
-    /// returns it). We must be a participant of that block under `user_id`. Draws the verification
-    /// nonce (32 bytes) from `rng`.
+    /// returns it). We must be a participant of that block under `user_id`, and `key` must be new
+    /// (a key that sent packets before would restart its sequence numbers, and its packets would
+    /// be refused as replays). Draws the verification nonce (32 bytes) from `rng`.
     pub fn new(user_id: i64, key: PrivateKey, last_block_server: &[u8], rng: &mut impl CryptoRngCore) -> Result<Self> {
         let chain = Chain::from_server_block(last_block_server)?;
         Call::from_chain(user_id, key, chain, rng)
@@ -181,28 +154,23 @@ impl Call {
             user_id,
             key,
             chain,
-            epochs: VecDeque::new(),
-            seqnos: vec![0; packet::MAX_CHANNEL as usize + 1],
-            seen: HashMap::new(),
+            epochs: Epochs::default(),
+            key_state: KeyState::Current,
+            seqnos: vec![0; CHANNELS],
+            replay: ReplayState::default(),
             verifying_keys: HashMap::new(),
             verification: Verification::new(user_id),
             events: VecDeque::new(),
-            removed_at: None,
             verified_height: None,
         };
-        call.open_epoch(group_key);
+        call.open_epoch(&group_key);
         call.start_verification(rng);
         Ok(call)
     }
 
-    fn open_epoch(&mut self, key: GroupKey) {
-        self.epochs.push_back(Epoch {
-            height: self.chain.height(),
-            key: EpochKey::new(*self.chain.hash(), &key),
-            fingerprint: key.fingerprint(),
-            state: self.chain.group_state_arc(),
-            retire_at: None,
-        });
+    fn open_epoch(&mut self, key: &GroupKey) {
+        let (height, hash) = (self.chain.height(), *self.chain.hash());
+        self.epochs.open(height, hash, key, self.chain.group_state_arc());
     }
 
     fn start_verification(&mut self, rng: &mut impl CryptoRngCore) {
@@ -220,59 +188,92 @@ impl Call {
         }
     }
 
-    /// Drops epochs whose grace period is over, and the oldest retiring ones beyond
-    /// [`packet::MAX_EPOCHS`].
+    /// Drops epochs whose grace period is over (the reference's `forget_at <= now`), and the
+    /// oldest retiring ones beyond [`crate::limits::MAX_EPOCHS`].
     pub fn handle_timeout(&mut self, now: u64) {
-        while let Some(front) = self.epochs.front() {
-            let expired = front.retire_at.is_some_and(|t| now > t);
-            let too_many = front.retire_at.is_some() && self.epochs.len() > packet::MAX_EPOCHS;
-            if !(expired || too_many) {
-                break;
-            }
-            let height = front.height;
-            self.epochs.pop_front();
+        for height in self.epochs.expire(now) {
             self.events.push_back(Event::EpochExpired { height });
         }
     }
 
-    /// When [`Call::handle_timeout`] next has work: the earliest retirement deadline.
+    /// When [`Call::handle_timeout`] next has work: the earliest instant an epoch is forgotten.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.epochs.iter().filter_map(|e| e.retire_at.map(|t| t + 1)).min()
+        self.epochs.deadline()
     }
 
-    /// Applies the next block (server form). The new block's epoch opens (if we are still a
-    /// participant), the previous one starts its grace period, and a verification round begins
-    /// (drawing a 32-byte nonce from `rng`). On error nothing changes.
+    /// Whether the next block (server form) would be accepted by the chain, without applying it:
+    /// the explicit way to try a block (a `Call` cannot be cloned).
+    pub fn check_block(&self, server_bytes: &[u8]) -> Result<()> {
+        let block = Block::decode_server(server_bytes)?;
+        self.chain.clone().apply_block(block)
+    }
+
+    /// Applies the next block (server form).
+    ///
+    /// A block that is invalid for the chain is refused with its error and nothing changes. A
+    /// valid block is applied even when our key cannot be read from it: the previous epoch starts
+    /// its grace period, the block's epoch opens if we hold its key ([`Event::KeyUnavailable`] or
+    /// [`Event::Removed`] otherwise), and a verification round begins (drawing a 32-byte nonce
+    /// from `rng`).
     pub fn apply_block(&mut self, server_bytes: &[u8], now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.handle_timeout(now);
         let block = Block::decode_server(server_bytes)?;
         let mut next = self.chain.clone();
         next.apply_block(block)?;
-        let group_key = match next.group_key(self.user_id, &self.key) {
-            Ok(k) => Some(k),
-            Err(e) if e.kind() == ErrorKind::NotParticipant => None,
-            Err(e) => return Err(e),
-        };
-        // Accepted: from here on nothing fails.
-        self.chain = next;
-        for e in self.epochs.iter_mut().filter(|e| e.retire_at.is_none()) {
-            e.retire_at = Some(now + EPOCH_GRACE_MS);
+        self.advance(next, now, rng);
+        Ok(())
+    }
+
+    /// Adopts a newer last block from the server in place (trusted as [`Call::new`] trusts it),
+    /// keeping our key, sequence numbers and replay windows, so our packets keep being accepted.
+    ///
+    /// Use it when the call cannot follow the chain block by block: a block was refused (e.g. it
+    /// was built on a state we never saw), blocks were missed beyond what the server still
+    /// returns, or the application restored a stale call. Creating a new `Call` with the same key
+    /// instead would restart sequence numbers at 1, and every packet would be refused as too old.
+    /// The block must be higher than ours (the same block again is accepted and changes nothing).
+    /// Everything else is as after [`Call::apply_block`]: the current epoch retires, the block's
+    /// epoch opens if we can read its key, a verification round begins.
+    pub fn resync(&mut self, last_block_server: &[u8], now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
+        self.handle_timeout(now);
+        let next = Chain::from_server_block(last_block_server)?;
+        if next.height() == self.chain.height() && next.hash() == self.chain.hash() {
+            return Ok(());
         }
+        if next.height() <= self.chain.height() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("resync needs a block above height {}, got height {}", self.chain.height(), next.height()),
+            ));
+        }
+        self.advance(next, now, rng);
+        Ok(())
+    }
+
+    /// Moves to `next`, a chain state that is valid: from here on nothing fails.
+    fn advance(&mut self, next: Chain, now: u64, rng: &mut impl CryptoRngCore) {
+        // As the reference does, the old key starts retiring BEFORE we try to read the new one:
+        // a block we cannot read must never leave us encrypting under a key it replaced.
+        self.epochs.retire_current(now);
+        self.chain = next;
         let height = self.chain.height();
         self.events.push_back(Event::BlockApplied { height });
-        match group_key {
-            Some(k) => {
-                self.removed_at = None;
-                self.open_epoch(k);
+        self.key_state = match self.chain.group_key(self.user_id, &self.key) {
+            Ok(key) => {
+                self.open_epoch(&key);
+                KeyState::Current
             }
-            None => {
-                self.removed_at = Some(height);
+            Err(e) if e.kind() == ErrorKind::NotParticipant => {
                 self.events.push_back(Event::Removed { height });
+                KeyState::Removed { height }
             }
-        }
+            Err(error) => {
+                self.events.push_back(Event::KeyUnavailable { height, error: error.clone() });
+                KeyState::Unavailable { height, error }
+            }
+        };
         self.handle_timeout(now);
         self.start_verification(rng);
-        Ok(())
     }
 
     /// Takes an emoji-verification broadcast (server form, sub-chain 1).
@@ -300,7 +301,8 @@ impl Call {
 
     /// Encrypts a packet for every active epoch. `data[..clear_prefix_len]` stays in clear (e.g.
     /// a media header the SFU reads). Draws the one-time secret (32 bytes) and the prefix bytes
-    /// from `rng`.
+    /// from `rng`. Fails with [`ErrorKind::NotParticipant`] once we were removed and with
+    /// [`ErrorKind::KeyUnavailable`] while we hold no key for the current block.
     pub fn encrypt(
         &mut self,
         channel: i32,
@@ -326,11 +328,20 @@ impl Call {
     ) -> Result<()> {
         self.handle_timeout(now);
         packet::check_clear_prefix(data.len(), clear_prefix_len)?;
-        if let Some(h) = self.removed_at {
-            return Err(Error::new(
-                ErrorKind::NotParticipant,
-                format!("we are no longer a participant (removed by the block at height {h})"),
-            ));
+        match &self.key_state {
+            KeyState::Current => {}
+            KeyState::Removed { height } => {
+                return Err(Error::new(
+                    ErrorKind::NotParticipant,
+                    format!("we are no longer a participant (removed by the block at height {height})"),
+                ))
+            }
+            KeyState::Unavailable { height, error } => {
+                return Err(Error::new(
+                    ErrorKind::KeyUnavailable,
+                    format!("no group key for the block at height {height}: {}", error.message()),
+                ))
+            }
         }
         packet::validate_channel(channel)?;
         let slot = self.seqnos.get_mut(channel as usize).ok_or_else(|| Error::bare(ErrorKind::InvalidCallChannelId))?;
@@ -340,67 +351,27 @@ impl Call {
         packet::encrypt_into(epochs, &self.key, channel, seqno, data, clear_prefix_len, rng, out)
     }
 
-    /// Decrypts a packet from `sender_user_id`. `channel` is informational (the reference ignores
-    /// it too; the channel inside the packet is authoritative).
-    pub fn decrypt(&mut self, sender_user_id: i64, channel: i32, packet: &[u8], now: u64) -> Result<Vec<u8>> {
+    /// Decrypts a packet from `sender_user_id`. The channel is the one inside the packet
+    /// (authenticated); the reference ignores the channel a transport reports, and so does this.
+    pub fn decrypt(&mut self, sender_user_id: i64, packet: &[u8], now: u64) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        self.decrypt_into(sender_user_id, channel, packet, now, &mut out)?;
+        self.decrypt_into(sender_user_id, packet, now, &mut out)?;
         Ok(out)
     }
 
-    /// [`Call::decrypt`] appending `clear_prefix || payload` to a caller-provided buffer.
-    pub fn decrypt_into(
-        &mut self,
-        sender_user_id: i64,
-        channel: i32,
-        packet: &[u8],
-        now: u64,
-        out: &mut Vec<u8>,
-    ) -> Result<()> {
-        let _ = channel;
+    /// [`Call::decrypt`] appending `clear_prefix || payload` to a caller-provided buffer (left
+    /// as it was on error).
+    pub fn decrypt_into(&mut self, sender_user_id: i64, packet: &[u8], now: u64, out: &mut Vec<u8>) -> Result<()> {
         self.handle_timeout(now);
-        let (clear_prefix, encrypted) = packet::split_trailer(packet)?;
-        if sender_user_id == self.user_id {
-            return Err(Error::new(ErrorKind::OwnPacket, "Packet is encrypted by us"));
+        let start = out.len();
+        let (epochs, cache) = (&self.epochs, &mut self.verifying_keys);
+        let lookup = |hash: &[u8; 32]| epochs.find(hash).map(|e| (&e.key, &*e.state));
+        let opened = packet::decrypt_into(packet, self.user_id, sender_user_id, lookup, |k| verifying_key(cache, k), out)?;
+        if let Err(e) = self.replay.accept(opened.sender, opened.channel, opened.seqno) {
+            packet::discard_from(out, start);
+            return Err(e);
         }
-        let p = packet::parse_encrypted(clear_prefix, encrypted)?;
-        for i in 0..p.epoch_count {
-            let (Some(hash), Some(header)) = (p.epoch_hash(i), p.header(i)) else {
-                break;
-            };
-            let Some(epoch) = self.epochs.iter().find(|e| &e.key.hash == hash) else {
-                continue;
-            };
-            let one_time = epoch.key.header_key.decrypt(header, p.body)?;
-            let sender = epoch
-                .state
-                .participant(sender_user_id)
-                .map(|p| p.public_key)
-                .ok_or_else(|| Error::new(ErrorKind::ParticipantNotFound, "Participant not found"))?;
-            let verifying = self.verifying_key(&sender)?;
-            let start = out.len();
-            let opened = packet::open_into(&p, &one_time, &verifying, out)?;
-            let window = self.seen.entry((sender, opened.channel)).or_default();
-            if let Err(e) = window.check(opened.seqno) {
-                out.truncate(start);
-                return Err(e);
-            }
-            window.mark(opened.seqno);
-            return Ok(());
-        }
-        Err(Error::bare(ErrorKind::DecryptUnknownEpoch))
-    }
-
-    fn verifying_key(&mut self, key: &PublicKey) -> Result<VerifyingKey> {
-        if let Some(k) = self.verifying_keys.get(key) {
-            return Ok(*k);
-        }
-        let k = key.verifying_key().map_err(|_| Error::new(ErrorKind::WrongSignature, "Wrong signature"))?;
-        if self.verifying_keys.len() >= MAX_CACHED_KEYS {
-            self.verifying_keys.clear();
-        }
-        self.verifying_keys.insert(*key, k);
-        Ok(k)
+        Ok(())
     }
 
     /// Encrypts a `sendGroupCallEncryptedMessage` payload: the JSON text on channel 0, no clear prefix.
@@ -410,37 +381,46 @@ impl Call {
 
     /// Decrypts an encrypted message from `sender_user_id` into its JSON text.
     pub fn decrypt_message(&mut self, sender_user_id: i64, message: &[u8], now: u64) -> Result<String> {
-        let bytes = self.decrypt(sender_user_id, 0, message, now)?;
+        let bytes = self.decrypt(sender_user_id, message, now)?;
         String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::InvalidInput, "message is not UTF-8"))
     }
 
     /// Builds a block that sets `new_state` with a fresh key (add/remove members, permissions,
-    /// re-key with the same state). Plain form, for deleteConferenceCallParticipants and friends.
-    pub fn build_change_state(&self, new_state: GroupState, rng: &mut impl CryptoRngCore) -> Result<Vec<u8>> {
+    /// re-key with the same state), for deleteConferenceCallParticipants and friends.
+    pub fn build_change_state(&self, new_state: GroupState, rng: &mut impl CryptoRngCore) -> Result<PlainBlock> {
         self.chain.build_change_state(new_state, &self.key, rng)
     }
 
-    /// A block removing the given users (deleteConferenceCallParticipants).
-    pub fn build_remove(&self, user_ids: &[i64], rng: &mut impl CryptoRngCore) -> Result<Vec<u8>> {
+    /// A block removing the given users (deleteConferenceCallParticipants). Every one of them must
+    /// be a participant ([`ErrorKind::ParticipantNotFound`] otherwise).
+    pub fn build_remove(&self, user_ids: &[i64], rng: &mut impl CryptoRngCore) -> Result<PlainBlock> {
         let mut state = self.chain.group_state().clone();
+        if let Some(absent) = user_ids.iter().find(|u| state.participant(**u).is_none()) {
+            return Err(Error::new(ErrorKind::ParticipantNotFound, format!("user {absent} is not a participant")));
+        }
         state.participants.retain(|p| !user_ids.contains(&p.user_id));
         self.build_change_state(state, rng)
     }
 
     /// A block re-keying the current group.
-    pub fn build_rekey(&self, rng: &mut impl CryptoRngCore) -> Result<Vec<u8>> {
+    pub fn build_rekey(&self, rng: &mut impl CryptoRngCore) -> Result<PlainBlock> {
         self.build_change_state(self.chain.group_state().clone(), rng)
     }
 
-    /// A block setting `flags` as the permissions of `user_id`.
-    pub fn build_set_permissions(&self, user_id: i64, flags: i32, rng: &mut impl CryptoRngCore) -> Result<Vec<u8>> {
+    /// A block giving `user_id` the permissions `permissions`.
+    pub fn build_set_permissions(
+        &self,
+        user_id: i64,
+        permissions: Permissions,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<PlainBlock> {
         let mut state = self.chain.group_state().clone();
         let p = state
             .participants
             .iter_mut()
             .find(|p| p.user_id == user_id)
             .ok_or_else(|| Error::new(ErrorKind::ParticipantNotFound, "Participant not found"))?;
-        p.flags = flags;
+        p.flags = permissions;
         self.build_change_state(state, rng)
     }
 
@@ -471,7 +451,12 @@ impl Call {
 
     /// Whether the last block lists us.
     pub fn is_member(&self) -> bool {
-        self.removed_at.is_none()
+        !matches!(self.key_state, KeyState::Removed { .. })
+    }
+
+    /// Whether we hold the key of the last block (and so can encrypt).
+    pub fn has_current_key(&self) -> bool {
+        matches!(self.key_state, KeyState::Current)
     }
 
     /// Heights of the active epochs, ascending.
@@ -481,12 +466,18 @@ impl Call {
 
     /// Fingerprint (short hash, safe to show) of the current epoch's key.
     pub fn key_fingerprint(&self) -> Option<String> {
-        self.epochs.back().filter(|e| e.retire_at.is_none()).map(|e| e.fingerprint.clone())
+        self.epochs.current().map(|e| e.fingerprint.clone())
     }
 
     /// The current verification phase.
     pub fn verification_phase(&self) -> Phase {
         self.verification.phase()
+    }
+
+    /// Participants whose broadcast the current verification phase still waits for (see
+    /// [`Verification::missing`]): how an application tells a stalled round from a slow one.
+    pub fn verification_missing(&self) -> Vec<i64> {
+        self.verification.missing()
     }
 
     /// The completed verification of the current block, if any.
@@ -503,4 +494,17 @@ impl Call {
     pub fn verification_words(&self) -> Vec<&'static str> {
         self.verification.words()
     }
+}
+
+/// The decompressed key of a packet sender, cached (a packet's signature needs it every time).
+fn verifying_key(cache: &mut HashMap<PublicKey, VerifyingKey>, key: &PublicKey) -> Result<VerifyingKey> {
+    if let Some(k) = cache.get(key) {
+        return Ok(*k);
+    }
+    let k = key.verifying_key().map_err(|_| Error::new(ErrorKind::WrongSignature, "Wrong signature"))?;
+    if cache.len() >= MAX_CACHED_KEYS {
+        cache.clear();
+    }
+    cache.insert(*key, k);
+    Ok(k)
 }

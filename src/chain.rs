@@ -17,10 +17,20 @@ use rand_core::CryptoRngCore;
 
 use crate::crypto::{self, PrivateKey, PublicKey, Secret};
 use crate::error::{Error, ErrorKind, Result};
-use crate::wire::{permissions, Block, Change, GroupParticipant, GroupState, SharedKey, StateProof};
+use crate::wire::{Block, Change, GroupParticipant, GroupState, Permissions, PlainBlock, SharedKey, StateProof};
 
-/// The "is a participant" mark added to a member's permissions while validating.
+/// The state a block at height 0 is checked against: nobody is a participant and anyone may do
+/// anything (so the zero block can set the first group state and its key).
+fn genesis_state() -> GroupState {
+    GroupState { participants: vec![], external_permissions: Permissions::ALL }
+}
+
+/// The "is a participant" mark added to a member's permission bits while validating.
 const IS_PARTICIPANT: i32 = 1 << 30;
+const ADD: i32 = Permissions::ADD_USERS.bits();
+const REMOVE: i32 = Permissions::REMOVE_USERS.bits();
+const SET_VALUE: i32 = Permissions::SET_VALUE.bits();
+const ALL: i32 = Permissions::ALL.bits();
 
 /// Key/value hash of an empty store (what the first blocks carry in their proof).
 pub const EMPTY_KV_HASH: [u8; 32] = [
@@ -34,21 +44,19 @@ pub type GroupKey = Secret<32>;
 /// The accepted state of a participant chain.
 ///
 /// ```
-/// use confchain::chain::{build_zero_block, Chain};
-/// use confchain::wire::{to_server_form, GroupParticipant, GroupState};
-/// use confchain::PrivateKey;
+/// use confchain::{build_zero_block, Chain, GroupParticipant, GroupState, Permissions, PrivateKey};
 /// # use rand_core::SeedableRng;
 /// # let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
 /// let alice = PrivateKey::generate(&mut rng);
-/// let me = GroupParticipant { user_id: 1, public_key: alice.public_key(), flags: 3, version: 0 };
-/// let zero = build_zero_block(GroupState { participants: vec![me], external_permissions: 3 }, &alice, &mut rng)?;
+/// let me = GroupParticipant { user_id: 1, public_key: alice.public_key(), flags: Permissions::ALL, version: 0 };
+/// let zero = build_zero_block(GroupState { participants: vec![me], external_permissions: Permissions::NONE }, &alice, &mut rng)?;
 ///
 /// let mut chain = Chain::empty();
-/// chain.apply(&to_server_form(&zero)?)?;
+/// chain.apply(&zero.to_server_form())?;
 /// assert_eq!(chain.height(), 0);
 /// let key = chain.group_key(1, &alice)?;
 /// // The same block again is refused, and the chain is unchanged.
-/// let err = chain.apply(&to_server_form(&zero)?).unwrap_err();
+/// let err = chain.apply(&zero.to_server_form()).unwrap_err();
 /// assert_eq!(err.code(), Some("INVALID_BLOCK__HEIGHT_MISMATCH"));
 /// assert_eq!(chain.group_key(1, &alice)?, key);
 /// # Ok::<(), confchain::Error>(())
@@ -73,13 +81,13 @@ impl Default for Chain {
 /// state's external permissions.
 fn permissions_in(state: &GroupState, key: &PublicKey) -> i32 {
     match state.participant_by_key(key) {
-        Some(p) => (p.flags & permissions::ALL) | IS_PARTICIPANT,
-        None => state.external_permissions & permissions::ALL,
+        Some(p) => (p.flags.bits() & ALL) | IS_PARTICIPANT,
+        None => state.external_permissions.bits() & ALL,
     }
 }
 
 fn may_change_shared_key(perms: i32) -> bool {
-    perms & IS_PARTICIPANT != 0 && perms & (permissions::ADD_USERS | permissions::REMOVE_USERS) != 0
+    perms & IS_PARTICIPANT != 0 && perms & (ADD | REMOVE) != 0
 }
 
 fn no_permissions(what: &str) -> Error {
@@ -91,10 +99,10 @@ fn no_permissions(what: &str) -> Error {
 /// Uniqueness is checked by sorting (O(n log n), no hashing of attacker-chosen keys).
 pub fn validate_group_state(state: &GroupState) -> Result<()> {
     let bad = |m: &str| Error::new(ErrorKind::InvalidGroupState, m);
-    if state.participants.iter().any(|p| p.flags & !permissions::ALL != 0) {
+    if state.participants.iter().any(|p| !p.flags.is_valid()) {
         return Err(bad("invalid permissions"));
     }
-    if state.external_permissions & !permissions::ALL != 0 {
+    if !state.external_permissions.is_valid() {
         return Err(bad("invalid external permissions"));
     }
     let mut ids: Vec<i64> = state.participants.iter().map(|p| p.user_id).collect();
@@ -138,7 +146,7 @@ pub fn validate_shared_key(key: &SharedKey, state: &GroupState) -> Result<()> {
 
 /// Participants as (user_id, key, flags), sorted by identity (user_id, key).
 fn by_identity(state: &GroupState) -> Vec<(i64, &PublicKey, i32)> {
-    let mut v: Vec<_> = state.participants.iter().map(|p| (p.user_id, &p.public_key, p.flags)).collect();
+    let mut v: Vec<_> = state.participants.iter().map(|p| (p.user_id, &p.public_key, p.flags.bits())).collect();
     v.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     v
 }
@@ -147,7 +155,7 @@ fn by_identity(state: &GroupState) -> Vec<(i64, &PublicKey, i32)> {
 /// Participants are identified by (user_id, public_key); the two sorted lists are walked together.
 fn check_group_change(old: &GroupState, new: &GroupState, perms: i32) -> Result<()> {
     validate_group_state(new)?;
-    if !old.external_permissions & new.external_permissions != 0 {
+    if !old.external_permissions.bits() & new.external_permissions.bits() != 0 {
         return Err(no_permissions("Can't increase external permissions"));
     }
     let (old_ids, new_ids) = (by_identity(old), by_identity(new));
@@ -160,34 +168,34 @@ fn check_group_change(old: &GroupState, new: &GroupState, perms: i32) -> Result<
                     changed = true;
                     granted |= n.2 & !o.2;
                 }
-                i += 1;
-                j += 1;
+                i = i.saturating_add(1);
+                j = j.saturating_add(1);
             }
             (Some(o), Some(n)) if (o.0, o.1) < (n.0, n.1) => {
                 removed = true;
-                i += 1;
+                i = i.saturating_add(1);
             }
             (Some(_), None) => {
                 removed = true;
-                i += 1;
+                i = i.saturating_add(1);
             }
             (_, Some(n)) => {
                 added = true;
                 granted |= n.2;
-                j += 1;
+                j = j.saturating_add(1);
             }
             (None, None) => break,
         }
     }
-    let may_add = perms & permissions::ADD_USERS != 0;
-    let may_remove = perms & permissions::REMOVE_USERS != 0;
+    let may_add = perms & ADD != 0;
+    let may_remove = perms & REMOVE != 0;
     if removed && !may_remove {
         return Err(no_permissions("Can't remove users"));
     }
     if (added && !may_add) || (changed && !(may_add && may_remove)) {
         return Err(no_permissions("Can't add users"));
     }
-    if granted & !(perms & permissions::ALL) != 0 {
+    if granted & !(perms & ALL) != 0 {
         return Err(no_permissions("Can't give more permissions than we have"));
     }
     Ok(())
@@ -227,7 +235,7 @@ fn run_changes(
             Change::SetValue { .. } => {
                 has_set_value = true;
                 if set_value == SetValueRule::RequirePermission
-                    && permissions_in(&group_state, signer) & permissions::SET_VALUE == 0
+                    && permissions_in(&group_state, signer) & SET_VALUE == 0
                 {
                     return Err(no_permissions("Can't set value"));
                 }
@@ -319,7 +327,7 @@ impl Chain {
         if block.height < 0 {
             return Err(Error::new(ErrorKind::InvalidBlock, "negative height"));
         }
-        let mut group_state = (block.height == 0).then(|| GroupState { participants: vec![], external_permissions: 7 });
+        let mut group_state = (block.height == 0).then(genesis_state);
         let mut shared_key = None;
         let (mut has_set_value, mut has_group_change, mut has_shared_key_change) = (false, false, false);
         for change in &block.changes {
@@ -372,7 +380,7 @@ impl Chain {
 
     /// Applies a decoded block with every client rule. On error the chain is unchanged.
     pub fn apply_block(&mut self, block: Block) -> Result<()> {
-        if self.height == i32::MAX || i64::from(block.height) != i64::from(self.height) + 1 {
+        if self.height.checked_add(1) != Some(block.height) {
             return Err(Error::new(
                 ErrorKind::HeightMismatch,
                 format!("new_block.height={} != 1 + last_block.height={}", block.height, self.height),
@@ -381,11 +389,7 @@ impl Chain {
         if block.prev_block_hash != self.hash {
             return Err(Error::bare(ErrorKind::HashMismatch));
         }
-        let group_state = if block.height == 0 {
-            Arc::new(GroupState { participants: vec![], external_permissions: permissions::ALL })
-        } else {
-            self.group_state.clone()
-        };
+        let group_state = self.state_under(block.height);
         let signer = match (&block.signature_public_key, group_state.participants.first()) {
             (Some(k), _) => *k,
             (None, Some(first)) => first.public_key,
@@ -405,6 +409,20 @@ impl Chain {
         self.group_state = t.group_state;
         self.shared_key = t.shared_key;
         Ok(())
+    }
+
+    /// Height of the next block; none after `i32::MAX`.
+    fn next_height(&self) -> Result<i32> {
+        self.height.checked_add(1).ok_or_else(|| Error::new(ErrorKind::InvalidInput, "last block height is too high"))
+    }
+
+    /// The state a block at `height` (the next one) is checked against.
+    fn state_under(&self, height: i32) -> Arc<GroupState> {
+        if height == 0 {
+            Arc::new(genesis_state())
+        } else {
+            self.group_state.clone()
+        }
     }
 
     /// Height of the last applied block (-1 before the first).
@@ -452,10 +470,10 @@ impl Chain {
         self.group_state.version()
     }
 
-    /// Permission bits (see [`permissions`]) that `key` holds now, and whether it is a participant.
-    pub fn permissions_of(&self, key: &PublicKey) -> (i32, bool) {
+    /// The permissions `key` holds now, and whether it is a participant.
+    pub fn permissions_of(&self, key: &PublicKey) -> (Permissions, bool) {
         let p = permissions_in(&self.group_state, key);
-        (p & permissions::ALL, p & IS_PARTICIPANT != 0)
+        (Permissions::from_bits_retain(p & ALL), p & IS_PARTICIPANT != 0)
     }
 
     /// The group key of the current block for the participant `user_id` holding `private_key`:
@@ -478,22 +496,20 @@ impl Chain {
     /// Builds and signs a block with the given changes on top of this chain. The changes are run
     /// exactly as [`Chain::apply_block`] would run them, so a signer without the needed permissions
     /// is refused here. Returns the plain-form bytes (what the API methods take).
-    pub fn build_block(&self, changes: Vec<Change>, signer: &PrivateKey) -> Result<Vec<u8>> {
+    pub fn build_block(&self, changes: Vec<Change>, signer: &PrivateKey) -> Result<PlainBlock> {
         self.build_block_with_kv(changes, signer, self.kv_hash)
     }
 
     /// [`Chain::build_block`] with an explicit key/value hash for the proof (set-value blocks: the
     /// client does not hold the key/value store, only its hash; see SPEC.md).
-    pub fn build_block_with_kv(&self, changes: Vec<Change>, signer: &PrivateKey, kv_hash: [u8; 32]) -> Result<Vec<u8>> {
-        if self.height == i32::MAX {
-            return Err(Error::new(ErrorKind::InvalidInput, "last block height is too high"));
-        }
-        let height = self.height + 1;
-        let group_state = if height == 0 {
-            Arc::new(GroupState { participants: vec![], external_permissions: permissions::ALL })
-        } else {
-            self.group_state.clone()
-        };
+    pub fn build_block_with_kv(
+        &self,
+        changes: Vec<Change>,
+        signer: &PrivateKey,
+        kv_hash: [u8; 32],
+    ) -> Result<PlainBlock> {
+        let height = self.next_height()?;
+        let group_state = self.state_under(height);
         let public_key = signer.public_key();
         let t = run_changes(
             group_state,
@@ -519,7 +535,7 @@ impl Chain {
         let mut bytes = block.signing_bytes();
         block.signature = signer.sign(&bytes);
         set_signature(&mut bytes, &block.signature);
-        Ok(bytes)
+        Ok(PlainBlock::new(bytes))
     }
 
     /// A block that sets `new_state` with a fresh shared key for all its participants: adding or
@@ -530,7 +546,12 @@ impl Chain {
         new_state: GroupState,
         signer: &PrivateKey,
         rng: &mut impl CryptoRngCore,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<PlainBlock> {
+        // Permissions first, as the reference does: a change the signer may not make is refused
+        // with INVALID_BLOCK__NO_PERMISSIONS before any key header is computed.
+        let group_state = self.state_under(self.next_height()?);
+        let check = vec![Change::SetGroupState(new_state.clone())];
+        run_changes(group_state, self.shared_key.clone(), check, &signer.public_key(), SetValueRule::RequirePermission)?;
         let changes = shared_key_changes(new_state, rng)?;
         self.build_block(changes, signer)
     }
@@ -542,7 +563,7 @@ impl Chain {
         me: GroupParticipant,
         signer: &PrivateKey,
         rng: &mut impl CryptoRngCore,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<PlainBlock> {
         let mut state = (*self.group_state).clone();
         state.participants.retain(|p| p.user_id != me.user_id);
         state.participants.push(me);
@@ -556,7 +577,7 @@ impl Chain {
         value: &[u8],
         new_kv_hash: [u8; 32],
         signer: &PrivateKey,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<PlainBlock> {
         let change = Change::SetValue { key: key.to_vec(), value: value.to_vec() };
         self.build_block_with_kv(vec![change], signer, new_kv_hash)
     }
@@ -572,7 +593,7 @@ fn set_signature(encoded: &mut [u8], signature: &[u8; 64]) {
 
 /// The zero block (what createConferenceCall sends): `state` with a fresh shared key, signed by
 /// `signer`, on top of the empty chain.
-pub fn build_zero_block(state: GroupState, signer: &PrivateKey, rng: &mut impl CryptoRngCore) -> Result<Vec<u8>> {
+pub fn build_zero_block(state: GroupState, signer: &PrivateKey, rng: &mut impl CryptoRngCore) -> Result<PlainBlock> {
     Chain::empty().build_change_state(state, signer, rng)
 }
 
@@ -587,7 +608,7 @@ pub fn shared_key_changes(state: GroupState, rng: &mut impl CryptoRngCore) -> Re
     let ek = PrivateKey::generate(rng);
     let raw_key = Secret::<32>::random(rng);
     let one_time = Secret::<32>::random(rng);
-    let (encrypted_shared_key, _) = crypto::encrypt_data(raw_key.expose(), one_time.expose(), &[], rng);
+    let (encrypted_shared_key, _) = crypto::encrypt_data(raw_key.expose(), one_time.expose(), &[], rng)?;
     // One X25519 per member dominates the cost of a block; with the `parallel` feature large
     // groups spread it over all cores (the RNG draws above are unaffected).
     let header = |p: &GroupParticipant| -> Result<Vec<u8>> {

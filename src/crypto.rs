@@ -11,6 +11,7 @@ use std::fmt;
 use aes::cipher::block_padding::NoPadding;
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use curve25519_dalek::edwards::CompressedEdwardsY;
+use curve25519_dalek::montgomery::MontgomeryPoint;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use hmac::{Hmac, Mac};
 use rand_core::CryptoRngCore;
@@ -216,22 +217,71 @@ impl PrivateKey {
 
     /// `shared_secret(self, their_public)`: both keys converted to X25519, X25519, then
     /// `HMAC-SHA512("tde2e_shared_secret", x25519_output)[0..32]`.
+    ///
+    /// Like the reference, this accepts ANY 32 bytes as `their_public`: y is the low 255 bits
+    /// reduced mod p, u = (1+y)/(1-y) mod p, and X25519 runs on u even when it is not the
+    /// u-coordinate of a curve point (it may lie on the twist). A participant key that is not a
+    /// valid Ed25519 point is accepted by every chain, so refusing it here would let a member
+    /// split confchain clients from the official ones (SPEC.md §11). Fails with "Failed to compute
+    /// modulo inverse" when y = 1 mod p, and "Failed to compute shared secret" when X25519 gives zero.
     pub fn shared_secret(&self, their_public: &PublicKey) -> Result<Secret<32>> {
-        let bad = || Error::new(ErrorKind::InvalidInput, "Failed to compute shared secret");
-        let their = CompressedEdwardsY(their_public.0).decompress().ok_or_else(bad)?;
         let mut scalar = Secret(self.signing.to_scalar_bytes());
-        // X25519(k, u(P)) is the u-coordinate of [k]P: computing [k]P on the Edwards curve (the
-        // vectorized constant-time variable-base multiplication) and converting once is about twice
-        // as fast as the Montgomery ladder over u(P), and gives the same bytes.
-        let mut x = their.mul_clamped(scalar.0).to_montgomery().to_bytes();
+        let x = x25519_any_key(&scalar.0, their_public);
         scalar.zeroize();
+        let mut x = x?;
         if x.iter().all(|b| *b == 0) {
-            return Err(bad());
+            return Err(Error::new(ErrorKind::SharedSecret, "Failed to compute shared secret"));
         }
         let mac = hmac_sha512(b"tde2e_shared_secret", &[&x]);
         x.zeroize();
         Ok(mac.first_half())
     }
+}
+
+/// X25519 of the clamped `scalar` with the Montgomery u-coordinate of any 32 bytes read as an
+/// Edwards y-coordinate (see [`PrivateKey::shared_secret`]).
+fn x25519_any_key(scalar: &[u8; 32], key: &PublicKey) -> Result<[u8; 32]> {
+    let mut y = key.0;
+    if let Some(last) = y.last_mut() {
+        *last &= 0x7f;
+    }
+    // y = 1 mod p (y < 2^255 < 2p, so y is 1 or p + 1): 1 - y has no inverse.
+    const P_PLUS_ONE: [u8; 32] = {
+        let mut b = [0xff; 32];
+        b[0] = 0xee;
+        b[31] = 0x7f;
+        b
+    };
+    let mut one = [0u8; 32];
+    one[0] = 1;
+    if y == one || y == P_PLUS_ONE {
+        return Err(Error::new(ErrorKind::SharedSecret, "Failed to compute modulo inverse"));
+    }
+    // Fast path, for every valid point: X25519(k, u(P)) is the u-coordinate of [k]P, and
+    // computing [k]P on the Edwards curve (the vectorized constant-time variable-base
+    // multiplication) is about twice as fast as the Montgomery ladder. u(P) ignores the sign bit.
+    if let Some(point) = CompressedEdwardsY(key.0).decompress() {
+        return Ok(point.mul_clamped(*scalar).to_montgomery().to_bytes());
+    }
+    // Not a point: u = (1 + y) / (1 - y) mod p, then the Montgomery ladder (X25519 is defined on
+    // the twist as well). Public values only, so variable time is fine here.
+    Ok(MontgomeryPoint(montgomery_u(&y)).mul_clamped(*scalar).to_bytes())
+}
+
+/// `(1 + y) / (1 - y) mod 2^255 - 19` for `y < 2^255`, `y != 1 mod p`, little-endian.
+#[allow(clippy::arithmetic_side_effects)] // arithmetic mod p: it cannot overflow
+fn montgomery_u(y: &[u8; 32]) -> [u8; 32] {
+    use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
+    use crypto_bigint::{Encoding, U256};
+    let p = U256::from_be_hex("7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffed");
+    let params = DynResidueParams::new(&p);
+    let y = U256::from_le_bytes(*y);
+    // y < 2^255 < 2p: one conditional subtraction reduces it.
+    let y = if y >= p { y.wrapping_sub(&p) } else { y };
+    let y = DynResidue::new(&y, params);
+    let one = DynResidue::one(params);
+    let (inverse, _) = (one - y).invert();
+    (inverse * (one + y)).retrieve().to_le_bytes()
 }
 
 // `SigningKey` zeroizes its secret on drop (ed25519-dalek's `zeroize` feature).
@@ -256,7 +306,12 @@ pub const MIN_PADDING: usize = 16;
 
 /// Length of the random prefix `encrypt_data` draws for `data_len` bytes of data (16..=31).
 pub fn prefix_len(data_len: usize) -> usize {
-    ((16 + 15 + data_len) & !15) - data_len
+    // ((16 + 15 + len) & !15) - len, without overflow for any len: 16 for whole blocks, else
+    // 32 - (len mod 16).
+    match data_len % 16 {
+        0 => 16,
+        r => 32usize.saturating_sub(r),
+    }
 }
 
 /// AES-256-CBC key (`h[0..32]`) and IV (`h[32..48]`) from a 64-byte hash.
@@ -265,31 +320,37 @@ fn cbc_key_iv(h: &Secret<64>) -> (&[u8], &[u8]) {
     (key, rest.split_at(16).0)
 }
 
-/// AES-256-CBC in place, no padding (callers pass whole blocks).
-fn cbc_encrypt(h: &Secret<64>, buf: &mut [u8]) {
+/// AES-256-CBC in place, no padding. Fails (leaving `buf` untouched) unless `buf` is a whole
+/// number of blocks. The cipher state zeroizes its key schedule on drop (`aes` and `cbc` with
+/// their `zeroize` features).
+fn cbc_encrypt(h: &Secret<64>, buf: &mut [u8]) -> Result<()> {
     let (key, iv) = cbc_key_iv(h);
     let len = buf.len();
-    // The buffer is a whole number of blocks, so NoPadding cannot fail. The cipher state
-    // zeroizes its key schedule on drop (`aes` with the `zeroize` feature).
-    let _ = Aes256CbcEnc::new(key.into(), iv.into()).encrypt_padded_mut::<NoPadding>(buf, len);
+    Aes256CbcEnc::new(key.into(), iv.into())
+        .encrypt_padded_mut::<NoPadding>(buf, len)
+        .map(|_| ())
+        .map_err(|_| Error::new(ErrorKind::InvalidInput, "AES-CBC input is not a whole number of blocks"))
 }
 
-/// AES-256-CBC decryption in place, no padding (callers pass whole blocks).
-fn cbc_decrypt(h: &Secret<64>, buf: &mut [u8]) {
+/// AES-256-CBC decryption in place, no padding; fails unless `buf` is a whole number of blocks.
+fn cbc_decrypt(h: &Secret<64>, buf: &mut [u8]) -> Result<()> {
     let (key, iv) = cbc_key_iv(h);
-    let _ = Aes256CbcDec::new(key.into(), iv.into()).decrypt_padded_mut::<NoPadding>(buf);
+    Aes256CbcDec::new(key.into(), iv.into())
+        .decrypt_padded_mut::<NoPadding>(buf)
+        .map(|_| ())
+        .map_err(|_| decrypt_error("data size is not divisible by 16"))
 }
 
 #[doc(hidden)]
 /// AES-256-CBC encryption of `buf` in place under a fixed key (benchmark floor only).
-pub fn bench_aes_cbc_encrypt(buf: &mut [u8]) {
-    cbc_encrypt(&Secret([1; 64]), buf);
+pub fn bench_aes_cbc_encrypt(buf: &mut [u8]) -> Result<()> {
+    cbc_encrypt(&Secret([1; 64]), buf)
 }
 
 #[doc(hidden)]
 /// AES-256-CBC decryption of `buf` in place under a fixed key (benchmark floor only).
-pub fn bench_aes_cbc_decrypt(buf: &mut [u8]) {
-    cbc_decrypt(&Secret([1; 64]), buf);
+pub fn bench_aes_cbc_decrypt(buf: &mut [u8]) -> Result<()> {
+    cbc_decrypt(&Secret([1; 64]), buf)
 }
 
 /// `encrypt_data` with a random prefix drawn from `rng`. Returns `msg_id || ciphertext` and the
@@ -299,24 +360,31 @@ pub fn bench_aes_cbc_decrypt(buf: &mut [u8]) {
 /// use confchain::crypto::{decrypt_data, encrypt_data};
 /// # use rand_core::SeedableRng;
 /// # let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
-/// let (sealed, _) = encrypt_data(b"hello", b"secret", b"extra", &mut rng);
+/// let (sealed, _) = encrypt_data(b"hello", b"secret", b"extra", &mut rng)?;
 /// assert_eq!(sealed.len() % 16, 0);
 /// assert_eq!(decrypt_data(&sealed, b"secret", b"extra")?.0, b"hello");
 /// assert!(decrypt_data(&sealed, b"secret", b"other").is_err());
 /// # Ok::<(), confchain::Error>(())
 /// ```
-pub fn encrypt_data(data: &[u8], secret: &[u8], extra: &[u8], rng: &mut impl CryptoRngCore) -> (Vec<u8>, [u8; 32]) {
+#[allow(clippy::arithmetic_side_effects)] // lengths of slices (<= isize::MAX) plus at most 47
+pub fn encrypt_data(
+    data: &[u8],
+    secret: &[u8],
+    extra: &[u8],
+    rng: &mut impl CryptoRngCore,
+) -> Result<(Vec<u8>, [u8; 32])> {
     let n = prefix_len(data.len());
     let mut out = vec![0u8; 16 + n + data.len()];
     let (head, tail) = out.split_at_mut(16 + n);
     rng.fill_bytes(head.split_at_mut(16).1);
     tail.copy_from_slice(data);
-    let id = seal_in_place(&mut out, n, secret, extra);
-    (out, id)
+    let id = seal_in_place(&mut out, n, secret, extra)?;
+    Ok((out, id))
 }
 
 /// `encrypt_data` with the prefix bytes given (its first byte is overwritten with the prefix
 /// length), for known-answer tests. `prefix` must be [`prefix_len`]`(data.len())` bytes.
+#[allow(clippy::arithmetic_side_effects)] // lengths of slices (<= isize::MAX) plus at most 47
 pub fn encrypt_data_with_prefix(
     data: &[u8],
     secret: &[u8],
@@ -331,14 +399,15 @@ pub fn encrypt_data_with_prefix(
     out.extend_from_slice(&[0u8; 16]);
     out.extend_from_slice(prefix);
     out.extend_from_slice(data);
-    let id = seal_in_place(&mut out, n, secret, extra);
+    let id = seal_in_place(&mut out, n, secret, extra)?;
     Ok((out, id))
 }
 
 /// Seals `buf = [16 bytes room] || prefix(n) || data` in place: sets the prefix length byte, MACs,
 /// writes the msg_id into the first 16 bytes and encrypts the rest. Returns `large_msg_id`.
-/// `buf` must be at least 16 + n bytes with `n + len(data)` a multiple of 16.
-pub(crate) fn seal_in_place(buf: &mut [u8], n: usize, secret: &[u8], extra: &[u8]) -> [u8; 32] {
+/// `buf` must be at least 16 + n bytes with `n + len(data)` a multiple of 16 (else it fails and
+/// nothing is left encrypted halfway: the caller discards `buf`).
+pub(crate) fn seal_in_place(buf: &mut [u8], n: usize, secret: &[u8], extra: &[u8]) -> Result<[u8; 32]> {
     let (msg_id, body) = buf.split_at_mut(16);
     if let Some(first) = body.first_mut() {
         *first = n as u8;
@@ -349,8 +418,8 @@ pub(crate) fn seal_in_place(buf: &mut [u8], n: usize, secret: &[u8], extra: &[u8
     let (id16, _) = large_msg_id.split_at(16);
     msg_id.copy_from_slice(id16);
     let h = hmac_sha512(cipher_secret, &[id16]);
-    cbc_encrypt(&h, body);
-    large_msg_id
+    cbc_encrypt(&h, body)?;
+    Ok(large_msg_id)
 }
 
 /// `decrypt_data`: checks sizes, decrypts, checks the MAC in constant time and the prefix. Returns
@@ -375,7 +444,7 @@ pub(crate) fn open_in_place(buf: &mut [u8], secret: &[u8], extra: &[u8]) -> Resu
     let (cipher_secret, mac_secret) = k.halves();
     let (msg_id, body) = buf.split_at_mut(16);
     let h = hmac_sha512(cipher_secret, &[msg_id]);
-    cbc_decrypt(&h, body);
+    cbc_decrypt(&h, body)?;
     let large_msg_id = hmac_sha256(mac_secret, &[body, extra, &(extra.len() as u32).to_le_bytes()]);
     if !bool::from(large_msg_id.split_at(16).0.ct_eq(msg_id)) {
         return Err(decrypt_error("msg_id mismatch"));
@@ -391,27 +460,21 @@ fn decrypt_error(what: &str) -> Error {
     Error::new(ErrorKind::Decrypt, format!("Failed to decrypt: {what}"))
 }
 
-/// The key of `encrypt_header`/`decrypt_header` under one secret, prepared once: an HMAC-SHA512
-/// state keyed with `kdf(secret, "tde2e_encrypt_header")[0..32]`. A call keeps one per epoch, so
-/// each packet pays only the HMAC of its msg_id.
+/// The key of `encrypt_header`/`decrypt_header` under one secret, derived once:
+/// `kdf(secret, "tde2e_encrypt_header")[0..32]`. A call keeps one per epoch; it zeroizes on drop.
 #[derive(Clone)]
 pub struct HeaderKey {
-    mac: Hmac<Sha512>,
+    key: Secret<32>,
 }
 
 impl HeaderKey {
-    /// Prepares the header key of `secret`.
+    /// Derives the header key of `secret`.
     pub fn new(secret: &[u8]) -> Self {
-        let k = kdf(secret, b"tde2e_encrypt_header");
-        #[allow(clippy::expect_used)] // HMAC accepts keys of every length: this cannot fail.
-        let mac = <Hmac<Sha512> as Mac>::new_from_slice(k.halves().0).expect("HMAC takes keys of any size");
-        HeaderKey { mac }
+        HeaderKey { key: kdf(secret, b"tde2e_encrypt_header").first_half() }
     }
 
     fn cipher(&self, msg_id: &[u8]) -> Secret<64> {
-        let mut mac = self.mac.clone();
-        mac.update(msg_id);
-        Secret(mac.finalize().into_bytes().into())
+        hmac_sha512(self.key.expose(), &[msg_id])
     }
 
     /// `encrypt_header`: encrypts a 32-byte header (a one-time secret), bound to the first 16
@@ -421,7 +484,7 @@ impl HeaderKey {
             Error::new(ErrorKind::InvalidInput, "Failed to encrypt header: encrypted_message is too small")
         })?;
         let mut out = *header;
-        cbc_encrypt(&self.cipher(msg_id), &mut out);
+        cbc_encrypt(&self.cipher(msg_id), &mut out)?;
         Ok(out)
     }
 
@@ -430,14 +493,17 @@ impl HeaderKey {
     pub fn decrypt(&self, encrypted_header: &[u8], encrypted_message: &[u8]) -> Result<Secret<32>> {
         let msg_id = encrypted_message.get(..16).ok_or_else(|| decrypt_error("invalid message size"))?;
         let mut out = Secret::<32>::from_slice(encrypted_header).ok_or_else(|| decrypt_error("invalid header size"))?;
-        cbc_decrypt(&self.cipher(msg_id), &mut out.0);
+        cbc_decrypt(&self.cipher(msg_id), &mut out.0)?;
         Ok(out)
     }
 }
 
+// The only field is a `Secret`, which zeroizes on drop.
+impl ZeroizeOnDrop for HeaderKey {}
+
 impl fmt::Debug for HeaderKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("HeaderKey(..)")
+        write!(f, "HeaderKey(fingerprint {})", self.key.fingerprint())
     }
 }
 
@@ -479,7 +545,7 @@ mod tests {
         let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(1);
         for len in [0usize, 1, 15, 16, 17, 100] {
             let data = vec![9u8; len];
-            let (enc, id) = encrypt_data(&data, b"secret", b"extra", &mut rng);
+            let (enc, id) = encrypt_data(&data, b"secret", b"extra", &mut rng).unwrap();
             let (dec, id2) = decrypt_data(&enc, b"secret", b"extra").unwrap();
             assert_eq!(dec, data);
             assert_eq!(id, id2);

@@ -61,7 +61,7 @@ pub enum ErrorKind {
     /// `CALL_KEY_ALREADY_USED` (602).
     CallKeyAlreadyUsed,
 
-    // ---- codeless kinds (the reference reports these with code 101 and a message only) ----
+    // ---- codeless kinds (the reference's API reports these as UNKNOWN_ERROR = 100 with a message) ----
     /// Malformed TL: truncated input, trailing bytes, unknown constructor, bad lengths.
     Parse,
     /// A plain-form block or broadcast where the server form was expected.
@@ -89,6 +89,12 @@ pub enum ErrorKind {
     /// An Ed25519 signature does not verify where the reference reports it without a code (call
     /// packets); blocks and broadcasts report [`ErrorKind::InvalidSignature`] instead.
     WrongSignature,
+    /// We hold no key for the current block: it lists us, but our key header could not be read
+    /// (see [`crate::Event::KeyUnavailable`]). Encrypting resumes once a later block gives us a key.
+    KeyUnavailable,
+    /// A shared secret cannot be computed with a public key ("Failed to compute modulo inverse",
+    /// "Failed to compute shared secret").
+    SharedSecret,
     /// A one-to-one call's Diffie-Hellman check failed (configuration, range, hash, fingerprint).
     DhCheck,
 }
@@ -147,13 +153,16 @@ impl ErrorKind {
             InvalidInput => "INVALID_INPUT",
             InvalidSharedKey => "INVALID_SHARED_KEY",
             WrongSignature => "WRONG_SIGNATURE",
+            SharedSecret => "SHARED_SECRET",
+            KeyUnavailable => "KEY_UNAVAILABLE",
             DhCheck => "DH_CHECK",
             _ => "UNKNOWN_ERROR",
         }
     }
 
-    /// The reference's numeric code (`tde2e_api::ErrorCode`); codeless kinds map to 101 (`Any`),
-    /// [`ErrorKind::InvalidInput`] to 102.
+    /// The reference's numeric code (`tde2e_api::ErrorCode`). Every kind without a code name maps
+    /// to 100 (`UNKNOWN_ERROR`), as the reference's API reports them; [`ErrorKind::name`] tells
+    /// them apart.
     pub fn numeric_code(self) -> i32 {
         use ErrorKind::*;
         match self {
@@ -181,11 +190,13 @@ impl ErrorKind {
             InvalidCallChannelId => 600,
             CallFailed => 601,
             CallKeyAlreadyUsed => 602,
-            InvalidInput => 102,
-            _ => 101,
+            _ => UNKNOWN_ERROR,
         }
     }
 }
+
+/// The reference's numeric code for every error without a code name.
+pub const UNKNOWN_ERROR: i32 = 100;
 
 /// A confchain error: a kind and a message (the reference's wording where it has one).
 #[derive(Clone, PartialEq, Eq)]

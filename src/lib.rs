@@ -9,33 +9,75 @@
 //! Start with [`Call`]: create it from the last block of a call, feed it blocks
 //! ([`Call::apply_block`]) and broadcasts ([`Call::receive_broadcast`]), encrypt and decrypt
 //! packets, and pull what it wants sent ([`Call::poll_outbound`]) and what happened
-//! ([`Call::poll_event`]). Blocks to send are built by [`chain::build_zero_block`],
-//! [`Chain::build_self_add`] and the `build_*` methods of [`Call`]. Time (`now`, in milliseconds)
-//! and randomness (`&mut impl CryptoRngCore`) are always passed in. The protocol and every rule
-//! are described in `SPEC.md`; the README has a complete example (compiled as a doctest).
+//! ([`Call::poll_event`]). Blocks to send are built by [`build_zero_block`],
+//! [`Chain::build_self_add`] and the `build_*` methods of [`Call`]; they come out as
+//! [`PlainBlock`]s (what the API methods take), while everything the server returns is server
+//! form (`&[u8]`). Time (`now`, in milliseconds) and randomness (`&mut impl CryptoRngCore`) are
+//! always passed in. One-to-one calls are in [`p2p`]. The protocol and every rule are described in
+//! `SPEC.md`; the README has a complete example (compiled as a doctest).
+//!
+//! The known-answer internals (TL codec, crypto compositions, packet codec, the verification
+//! state machine) are public only with the `hazmat` feature, for conformance tests and fuzzing:
+//! with them a caller could pick sequence numbers or skip replay checks.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(
     not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, clippy::unreachable)
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::arithmetic_side_effects
+    )
 )]
 
-pub mod call;
-pub mod chain;
-pub mod crypto;
-pub mod error;
+/// Declares modules that are public only with the `hazmat` feature.
+macro_rules! hazmat_modules {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        #[cfg(feature = "hazmat")]
+        pub mod $name;
+        #[cfg(not(feature = "hazmat"))]
+        #[allow(dead_code)]
+        mod $name;
+    )*};
+}
+
+hazmat_modules! {
+    /// The participant chain and its rules (public with `hazmat`; [`Chain`] is always public).
+    chain;
+    /// Cryptographic primitives of the protocol.
+    crypto;
+    /// The call packet codec.
+    packet;
+    /// A bounded TL reader and writer.
+    tl;
+    /// The emoji-verification state machine.
+    verification;
+    /// Replay windows.
+    replay;
+}
+
+mod call;
+mod emoji;
+mod epochs;
+mod error;
 pub mod limits;
 pub mod p2p;
-pub mod packet;
-pub mod tl;
-pub mod verification;
 pub mod wire;
 
 pub use call::{Call, Event};
-pub use chain::Chain;
+pub use chain::{build_zero_block, Chain, GroupKey};
 pub use crypto::{PrivateKey, PublicKey, Secret};
+pub use emoji::{emoji_table, emojis_from_hash};
 pub use error::{Error, ErrorKind, Result};
-pub use wire::{Block, Broadcast, Change, GroupParticipant, GroupState, SharedKey, StateProof};
+pub use verification::{verification_words, Phase, VerificationResult};
+pub use wire::{
+    decode_any, to_server_form, Block, Broadcast, BroadcastPayload, Change, Form, GroupParticipant, GroupState, Object,
+    Permissions, PlainBlock, SharedKey, StateProof,
+};
 
 /// The README's example, compiled and run as a doctest.
 #[doc = include_str!("../README.md")]

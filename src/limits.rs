@@ -1,10 +1,41 @@
-//! Explicit size limits. Every one accepts everything the reference produces in practice (and every
-//! reference vector); anything larger is refused with [`crate::ErrorKind::LimitExceeded`] before
-//! any work or allocation proportional to it.
+//! Every limit of confchain, in one place, each with the reason it exists.
+//!
+//! Two kinds of limit live here. Limits of the protocol (channel ids, epochs per packet, the
+//! clear prefix, the grace period, the replay window) are the reference's own rules. Limits of
+//! confchain's memory (held broadcasts, cached keys) bound what a hostile peer can make a call
+//! keep; none of them can refuse a block, packet or broadcast the official clients accept
+//! (SPEC.md §10). Parsing needs no count limit at all: every allocation is bounded by the bytes
+//! of the input (a vector is only pre-allocated for as many elements as the remaining bytes can
+//! hold at the element's minimum encoded size).
 
-/// Largest encoded block accepted (plain or server form).
-pub const MAX_BLOCK_SIZE: usize = 8 << 20;
-/// Most participants in a group state (and recipients of a shared key).
-pub const MAX_PARTICIPANTS: usize = 10_000;
-/// Most changes in one block.
-pub const MAX_CHANGES: usize = 1_024;
+/// Largest block accepted (plain or server form): 2^24 - 1 bytes, the largest value of a TL
+/// `bytes` field (a one-byte 254 marker and a 24-bit length), which is how every API method and
+/// update carries a block. Nothing larger can reach a client through Telegram's API.
+pub const MAX_BLOCK_SIZE: usize = (1 << 24) - 1;
+
+/// Highest channel id (channels are 0..=1023, as in the reference).
+pub const MAX_CHANNEL: i32 = 1023;
+/// Most epochs a packet may list, and a call keeps active (the reference's `MAX_ACTIVE_EPOCHS`).
+pub const MAX_EPOCHS: usize = 15;
+/// Largest clear prefix of a packet (exclusive bound, as in the reference).
+pub const MAX_CLEAR_PREFIX: usize = 1 << 16;
+
+/// How long a replaced epoch stays usable after the block that replaced it, in milliseconds. The
+/// reference forgets it once `forget_at <= now`: at exactly this many milliseconds it is gone.
+pub const EPOCH_GRACE_MS: u64 = 10_000;
+/// Sequence numbers remembered per (sender key, channel), as in the reference.
+pub const REPLAY_WINDOW: usize = 1024;
+
+/// How many heights above the current block emoji-verification broadcasts are held for. Only a
+/// broadcast for a block we have not applied yet can still matter, and the server relays the
+/// blocks a few heights at most ahead of their broadcasts; anything further is dropped (a
+/// broadcast for a skipped height could never be processed anyway).
+pub const HELD_BROADCAST_HEIGHTS: i32 = 16;
+/// Most broadcasts held per (height, user id, commit or reveal): a member's genuine broadcast is
+/// still held when junk claiming the same user id arrived first.
+pub const HELD_BROADCASTS_PER_SENDER: usize = 4;
+/// Most broadcasts held for future heights in total.
+pub const MAX_HELD_BROADCASTS: usize = 4_096;
+
+/// Most decompressed Ed25519 keys of packet senders a call caches.
+pub const MAX_CACHED_KEYS: usize = 4_096;

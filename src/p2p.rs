@@ -28,7 +28,7 @@ use zeroize::Zeroize;
 
 use crate::crypto::{self, Secret};
 use crate::error::{Error, ErrorKind, Result};
-use crate::verification::emojis_from_hash;
+use crate::emoji::emojis_from_hash;
 
 /// Telegram's current `dh_prime` (with g = 3), a known safe prime (big-endian).
 pub const TELEGRAM_PRIME: [u8; 256] = [
@@ -108,7 +108,7 @@ fn number(bytes: &[u8]) -> Option<U2048> {
         return None;
     }
     let mut padded = [0u8; 256];
-    padded.get_mut(256 - bytes.len()..)?.copy_from_slice(bytes);
+    padded.get_mut(256usize.checked_sub(bytes.len())?..)?.copy_from_slice(bytes);
     Some(U2048::from_be_bytes(padded))
 }
 
@@ -130,7 +130,8 @@ impl DhConfig {
             return Err(check_error("p is not 2048-bit number"));
         }
         let bytes = n.to_be_bytes();
-        let rem = |m: u32| bytes.iter().fold(0u32, |r, b| (r * 256 + u32::from(*b)) % m);
+        // r < m <= 24, so r * 256 + 255 cannot overflow.
+        let rem = |m: u32| bytes.iter().fold(0u32, |r, b| (r.wrapping_mul(256).wrapping_add(u32::from(*b))).checked_rem(m).unwrap_or(0));
         let mod_ok = match g {
             2 => rem(8) == 7,
             3 => rem(3) == 2,
@@ -179,7 +180,10 @@ impl DhConfig {
     /// `base^exp mod p`, constant-time in `exp`.
     fn pow(&self, base: &U2048, exp: &U2048) -> U2048 {
         let params = DynResidueParams::new(&self.p);
-        DynResidue::new(base, params).pow(exp).retrieve()
+        let mut power = DynResidue::new(base, params).pow(exp);
+        let out = power.retrieve();
+        power.zeroize();
+        out
     }
 
     /// Both public values must lie in [2^1984, p - 2^1984].
@@ -227,8 +231,12 @@ impl std::fmt::Debug for DhKey {
 }
 
 impl DhKey {
-    fn new(key: &U2048, g_a: &U2048) -> Self {
-        let key = Secret::from_bytes(key.to_be_bytes());
+    /// Takes the shared power `g^ab mod p` and wipes it (and every copy made here).
+    fn new(mut shared: U2048, g_a: &U2048) -> Self {
+        let mut bytes = shared.to_be_bytes();
+        shared.zeroize();
+        let key = Secret::from_bytes(bytes);
+        bytes.zeroize();
         let sha = Sha1::digest(key.expose());
         let mut fp = [0u8; 8];
         fp.copy_from_slice(sha.get(12..20).unwrap_or(&[0; 8]));
@@ -304,7 +312,7 @@ impl Caller {
         let g_b = number(g_b)
             .ok_or_else(|| check_error("g^a or g^b is not between 2^{2048-64} and dh_prime - 2^{2048-64}"))?;
         self.config.range_check(&self.g_a, &g_b)?;
-        let key = DhKey::new(&self.config.pow(&g_b, &self.a.0), &self.g_a);
+        let key = DhKey::new(self.config.pow(&g_b, &self.a.0), &self.g_a);
         Ok(Confirmation { g_a: self.g_a(), key_fingerprint: key.fingerprint(), key })
     }
 }
@@ -356,7 +364,7 @@ impl Callee {
         let g_a = number(g_a)
             .ok_or_else(|| check_error("g^a or g^b is not between 2^{2048-64} and dh_prime - 2^{2048-64}"))?;
         self.config.range_check(&g_a, &self.g_b)?;
-        Ok(DhKey::new(&self.config.pow(&g_a, &self.b.0), &g_a))
+        Ok(DhKey::new(self.config.pow(&g_a, &self.b.0), &g_a))
     }
 }
 

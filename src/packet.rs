@@ -11,23 +11,19 @@
 //!        || le32(len(clear_prefix))
 //! ```
 //!
-//! These functions are stateless: [`crate::call::Call`] owns the epochs, sequence numbers and
-//! replay windows and calls them. Encryption writes the whole packet into one buffer in place.
+//! These functions are stateless: [`crate::Call`] owns the epochs, sequence numbers and replay
+//! windows and calls them. Encryption writes the whole packet into one buffer in place;
+//! [`decrypt_into`] runs the whole receive path given a way to look epochs up.
 
 use rand_core::CryptoRngCore;
 
-use crate::crypto::{self, PrivateKey, Secret};
-use crate::error::{Error, ErrorKind, Result};
-use crate::wire::id;
+use ed25519_dalek::VerifyingKey;
+use zeroize::Zeroize;
 
-/// Highest channel id (channels are 0..=1023).
-pub const MAX_CHANNEL: i32 = 1023;
-/// Most epochs a packet may list (and a call keeps active).
-pub const MAX_EPOCHS: usize = 15;
-/// Largest clear prefix (exclusive bound, as in the reference).
-pub const MAX_CLEAR_PREFIX: usize = 1 << 16;
-/// Largest packet accepted for decryption.
-pub const MAX_PACKET_SIZE: usize = 16 << 20;
+use crate::crypto::{self, PrivateKey, PublicKey, Secret};
+use crate::error::{Error, ErrorKind, Result};
+use crate::limits::{MAX_CHANNEL, MAX_CLEAR_PREFIX, MAX_EPOCHS};
+use crate::wire::{id, GroupState};
 
 /// Fails unless `channel` is in 0..=1023.
 pub fn validate_channel(channel: i32) -> Result<()> {
@@ -37,14 +33,13 @@ pub fn validate_channel(channel: i32) -> Result<()> {
     Ok(())
 }
 
-/// An epoch as the packet codec sees it: the block hash that names it and its group key,
-/// prepared for header encryption.
+/// An epoch as the packet codec sees it: the block hash that names it and its header key (the
+/// only part of the group key packets use; zeroized on drop).
 #[derive(Clone, Debug)]
 pub struct EpochKey {
     /// Hash of the block that opened the epoch.
     pub hash: [u8; 32],
-    /// `encrypt_header` key of the epoch's group key.
-    pub header_key: crypto::HeaderKey,
+    header_key: crypto::HeaderKey,
 }
 
 impl EpochKey {
@@ -52,12 +47,17 @@ impl EpochKey {
     pub fn new(hash: [u8; 32], group_key: &Secret<32>) -> Self {
         EpochKey { hash, header_key: crypto::HeaderKey::new(group_key.expose()) }
     }
+
+    fn decrypt_header(&self, header: &[u8], body: &[u8]) -> Result<Secret<32>> {
+        self.header_key.decrypt(header, body)
+    }
 }
 
 /// Encrypts `data` (whose first `clear_prefix_len` bytes stay in clear) for every epoch in
 /// `epochs`, appending the packet to `out`. Draws the 32-byte one-time secret, then the prefix
 /// bytes of `encrypt_data`, from `rng`.
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::arithmetic_side_effects)] // lengths of slices (<= isize::MAX), count <= 15
 pub fn encrypt_into<'a>(
     epochs: impl ExactSizeIterator<Item = &'a EpochKey> + Clone,
     signer: &PrivateKey,
@@ -106,7 +106,7 @@ pub fn encrypt_into<'a>(
     out.extend_from_slice(payload);
 
     let (front, sealed) = out.split_at_mut(body_at);
-    let large_msg_id = crypto::seal_in_place(sealed, pad, one_time.expose(), &extra);
+    let large_msg_id = crypto::seal_in_place(sealed, pad, one_time.expose(), &extra)?;
     for (slot, e) in front.get_mut(headers_at..).unwrap_or_default().chunks_exact_mut(32).zip(epochs) {
         slot.copy_from_slice(&e.header_key.encrypt(one_time.expose(), sealed)?);
     }
@@ -150,12 +150,12 @@ pub struct ParsedPacket<'a> {
 impl<'a> ParsedPacket<'a> {
     /// The hash of the `i`-th epoch listed.
     pub fn epoch_hash(&self, i: usize) -> Option<&'a [u8; 32]> {
-        self.head_and_hashes.get(4 + 32 * i..4 + 32 * (i + 1))?.try_into().ok()
+        self.head_and_hashes.get(4..)?.chunks_exact(32).nth(i)?.try_into().ok()
     }
 
     /// The `i`-th encrypted header.
     pub fn header(&self, i: usize) -> Option<&'a [u8]> {
-        self.headers.get(32 * i..32 * (i + 1))
+        self.headers.chunks_exact(32).nth(i)
     }
 }
 
@@ -172,9 +172,6 @@ pub fn parse(packet: &[u8]) -> Result<ParsedPacket<'_>> {
 
 /// Reads the trailing clear-prefix length: returns `(clear_prefix, encrypted part)`.
 pub fn split_trailer(packet: &[u8]) -> Result<(&[u8], &[u8])> {
-    if packet.len() > MAX_PACKET_SIZE {
-        return Err(Error::new(ErrorKind::LimitExceeded, "packet too large"));
-    }
     let (rest, trailer) = packet.split_last_chunk::<4>().ok_or_else(|| invalid("Packet too small"))?;
     let prefix_len = u32::from_le_bytes(*trailer) as usize;
     if prefix_len > rest.len() || prefix_len >= MAX_CLEAR_PREFIX {
@@ -197,9 +194,10 @@ pub fn parse_encrypted<'a>(clear_prefix: &'a [u8], encrypted: &'a [u8]) -> Resul
     if count > MAX_EPOCHS {
         return Err(invalid("Too many active epochs"));
     }
-    r.take(32 * count)?;
+    let table = count.saturating_mul(32); // count <= 15
+    r.take(table)?;
     let (head_and_hashes, rest) = encrypted.split_at(r.position());
-    let headers = r.take(32 * count)?;
+    let headers = r.take(table)?;
     let body = rest.get(headers.len()..).unwrap_or_default();
     Ok(ParsedPacket { clear_prefix, head_and_hashes, epoch_count: count, headers, body })
 }
@@ -207,6 +205,8 @@ pub fn parse_encrypted<'a>(clear_prefix: &'a [u8], encrypted: &'a [u8]) -> Resul
 /// The verified contents of a packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened {
+    /// The sender's key (in the epoch the packet was opened with).
+    pub sender: PublicKey,
     /// The channel the sender wrote.
     pub channel: i32,
     /// The sender's sequence number on that channel.
@@ -216,10 +216,11 @@ pub struct Opened {
 /// Decrypts and authenticates the body of a parsed packet with a recovered one-time secret and the
 /// claimed sender's key: MAC first, then the signature. Appends `clear_prefix || payload` to `out`
 /// (on error `out` is left as it was).
-pub fn open_into(
+#[allow(clippy::arithmetic_side_effects)] // offsets inside `out`, bounded by its length
+fn open_into(
     p: &ParsedPacket<'_>,
     one_time: &Secret<32>,
-    sender: &ed25519_dalek::VerifyingKey,
+    sender: (PublicKey, &VerifyingKey),
     out: &mut Vec<u8>,
 ) -> Result<Opened> {
     let (sealed, signature) = p.body.split_last_chunk::<64>().ok_or_else(|| invalid("Not enough encryption data"))?;
@@ -243,8 +244,8 @@ pub fn open_into(
             Ok(opened)
         }
         Err(e) => {
-            // Nothing unauthenticated is left behind.
-            out.truncate(start);
+            // Nothing unauthenticated is left behind, not even in the buffer's spare capacity.
+            discard_from(out, start);
             Err(e)
         }
     }
@@ -256,14 +257,61 @@ fn open_body(
     sealed: &mut [u8],
     one_time: &Secret<32>,
     extra: &[u8],
-    sender: &ed25519_dalek::VerifyingKey,
+    (sender, verifying): (PublicKey, &VerifyingKey),
     signature: &[u8; 64],
 ) -> Result<(Opened, std::ops::Range<usize>)> {
     let (range, large_msg_id) = crypto::open_in_place(sealed, one_time.expose(), extra)?;
-    crypto::verify_with(sender, &signed_message(&large_msg_id), signature)?;
+    crypto::verify_with(verifying, &signed_message(&large_msg_id), signature)?;
     let mut r = crate::tl::Reader::new(sealed.get(range.clone()).unwrap_or_default());
     let channel = r.i32()?;
     validate_channel(channel)?;
     let seqno = r.u32()?;
-    Ok((Opened { channel, seqno }, range.start + 8..range.end))
+    Ok((Opened { sender, channel, seqno }, range.start.saturating_add(8)..range.end))
+}
+
+/// Wipes and drops `out[start..]` (decrypted bytes that must not be handed out).
+pub(crate) fn discard_from(out: &mut Vec<u8>, start: usize) {
+    if let Some(tail) = out.get_mut(start..) {
+        tail.zeroize();
+    }
+    out.truncate(start);
+}
+
+/// An epoch as the receive path needs it: its key and its group state (who may send in it).
+pub(crate) type EpochView<'e> = (&'e EpochKey, &'e GroupState);
+
+/// The whole receive path of a packet from `sender_user_id`, in the reference's order: size and
+/// prefix checks, "encrypted by us", head checks; then for the first listed epoch we hold
+/// (`lookup` by block hash): the header, the sender in that epoch's state, MAC, signature,
+/// channel. Appends `clear_prefix || payload` to `out` (nothing on error). The replay check is
+/// the caller's, with the returned sender key, channel and seqno.
+pub(crate) fn decrypt_into<'e>(
+    packet: &[u8],
+    me: i64,
+    sender_user_id: i64,
+    lookup: impl Fn(&[u8; 32]) -> Option<EpochView<'e>>,
+    mut verifying_key: impl FnMut(&PublicKey) -> Result<VerifyingKey>,
+    out: &mut Vec<u8>,
+) -> Result<Opened> {
+    let (clear_prefix, encrypted) = split_trailer(packet)?;
+    if sender_user_id == me {
+        return Err(Error::new(ErrorKind::OwnPacket, "Packet is encrypted by us"));
+    }
+    let p = parse_encrypted(clear_prefix, encrypted)?;
+    for i in 0..p.epoch_count {
+        let (Some(hash), Some(header)) = (p.epoch_hash(i), p.header(i)) else {
+            break;
+        };
+        let Some((key, state)) = lookup(hash) else {
+            continue;
+        };
+        let one_time = key.decrypt_header(header, p.body)?;
+        let sender = state
+            .participant(sender_user_id)
+            .map(|p| p.public_key)
+            .ok_or_else(|| Error::new(ErrorKind::ParticipantNotFound, "Participant not found"))?;
+        let verifying = verifying_key(&sender)?;
+        return open_into(&p, &one_time, (sender, &verifying), out);
+    }
+    Err(Error::bare(ErrorKind::DecryptUnknownEpoch))
 }

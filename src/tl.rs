@@ -23,7 +23,7 @@ impl<'a> Reader<'a> {
 
     /// Bytes not read yet.
     pub fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+        self.buf.len().saturating_sub(self.pos)
     }
 
     /// Current offset from the start of the input.
@@ -43,7 +43,7 @@ impl<'a> Reader<'a> {
             .checked_add(n)
             .and_then(|end| self.buf.get(self.pos..end))
             .ok_or_else(|| self.error("Not enough data to read"))?;
-        self.pos += n;
+        self.pos = self.pos.saturating_add(n);
         Ok(out)
     }
 
@@ -89,6 +89,7 @@ impl<'a> Reader<'a> {
 
     /// TL `bytes`/`string`: a short (1-byte) or long (`0xfe` + 3 bytes, `0xff` + 7 bytes) length,
     /// the data, and padding to a multiple of four (padding content is not checked).
+    #[allow(clippy::arithmetic_side_effects)] // lengths below 2^56 checked against the input first
     pub fn bytes(&mut self) -> Result<&'a [u8]> {
         let first = self.pos;
         let [kind, b1, b2, b3] = self.array::<4>()?;
@@ -197,34 +198,34 @@ impl Writer {
     /// Lengths of 2^24 bytes and more use the `0xff` + 7-byte form the reference reader accepts.
     pub fn bytes(&mut self, b: &[u8]) {
         let len = b.len();
-        let header = if len < 254 {
+        let start = self.buf.len();
+        if len < 254 {
             self.buf.push(len as u8);
-            1
         } else if len < (1 << 24) {
             let [l0, l1, l2, _] = (len as u32).to_le_bytes();
             self.raw(&[254, l0, l1, l2]);
-            4
         } else {
             let [l0, l1, l2, l3, l4, l5, l6, _] = (len as u64).to_le_bytes();
             self.raw(&[255, l0, l1, l2, l3, l4, l5, l6]);
-            8
-        };
+        }
         self.raw(b);
-        let pad = (4 - (header + len) % 4) % 4;
-        self.buf.resize(self.buf.len() + pad, 0);
+        // Zero padding to a multiple of four from the field's start.
+        while self.buf.len().wrapping_sub(start) % 4 != 0 {
+            self.buf.push(0);
+        }
     }
 }
 
 /// Length of `b` once written as TL `bytes`.
 pub fn bytes_len(len: usize) -> usize {
-    let header = if len < 254 {
+    let header: usize = if len < 254 {
         1
     } else if len < (1 << 24) {
         4
     } else {
         8
     };
-    (header + len + 3) & !3
+    header.saturating_add(len).saturating_add(3) & !3
 }
 
 #[cfg(test)]

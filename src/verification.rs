@@ -9,56 +9,36 @@
 //!
 //! Broadcasts travel through the server (sub-chain 1 of getGroupCallChainBlocks), our own included:
 //! a participant counts its own commit only when the server echoes it back. Broadcasts for older
-//! heights are ignored, for later heights held (up to [`MAX_HELD_BROADCASTS`]) until their block.
+//! heights are ignored; those for the next [`HELD_BROADCAST_HEIGHTS`] heights are held until their
+//! block (at most [`HELD_BROADCASTS_PER_SENDER`] per height, user and kind, and
+//! [`MAX_HELD_BROADCASTS`] in all); those further ahead are ignored (they cannot matter: the
+//! server relays a block before anyone can broadcast about it).
 
 use std::collections::{BTreeMap, HashMap};
 
 use rand_core::CryptoRngCore;
 
 use crate::crypto::{self, PrivateKey, PublicKey, Secret};
+use crate::emoji::emojis_from_hash;
 use crate::error::{Error, ErrorKind, Result};
+use crate::limits::{HELD_BROADCASTS_PER_SENDER, HELD_BROADCAST_HEIGHTS, MAX_HELD_BROADCASTS};
 use crate::wire::{self, Broadcast, BroadcastPayload, GroupState};
 
-/// Most broadcasts for future heights held at once; more are refused with
-/// [`ErrorKind::LimitExceeded`].
-pub const MAX_HELD_BROADCASTS: usize = 4_096;
 
-const EMOJI_DATA: &str = include_str!("data/emojis.txt");
 const WORD_DATA: &str = include_str!("data/bip39_english.txt");
-
-/// Telegram's 333-emoji fingerprint table, in order.
-pub fn emoji_table() -> impl Iterator<Item = &'static str> {
-    EMOJI_DATA.lines()
-}
 
 /// The BIP-39 English word list (2048 words).
 pub fn word_list() -> impl Iterator<Item = &'static str> {
     WORD_DATA.lines()
 }
 
-fn emoji(i: usize) -> &'static str {
-    emoji_table().nth(i).unwrap_or("?")
-}
-
 fn word(i: usize) -> &'static str {
     word_list().nth(i).unwrap_or("?")
 }
 
-/// The four emojis for a hash of at least 32 bytes: for i in 0..4,
-/// `EMOJIS[(be64(hash[8i..8i+8]) & 0x7fff_ffff_ffff_ffff) % 333]`.
-pub fn emojis_from_hash(hash: &[u8]) -> [&'static str; 4] {
-    let mut out = ["?"; 4];
-    for (slot, chunk) in out.iter_mut().zip(hash.chunks_exact(8)) {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(chunk);
-        let v = u64::from_be_bytes(b) & 0x7fff_ffff_ffff_ffff;
-        *slot = emoji((v % 333) as usize);
-    }
-    out
-}
-
 /// The 24 verification words of a block hash: 11-bit indices read least-significant bit first
 /// from `HMAC-SHA512("MnemonicVerificationWords", block_hash)`.
+#[allow(clippy::arithmetic_side_effects)] // bit indices below 264
 pub fn verification_words(block_hash: &[u8; 32]) -> Vec<&'static str> {
     let h = crypto::hmac_sha512(b"MnemonicVerificationWords", &[block_hash]);
     let bit = |i: usize| h.expose().get(i / 8).map_or(0, |b| usize::from((b >> (i % 8)) & 1));
@@ -207,15 +187,34 @@ impl Verification {
             return Ok(());
         }
         if b.chain_height > self.height {
-            if self.held_count >= MAX_HELD_BROADCASTS {
-                return Err(Error::new(ErrorKind::LimitExceeded, "too many broadcasts held for future blocks"));
-            }
-            self.held.entry(b.chain_height).or_default().push(b);
-            self.held_count += 1;
-            return Ok(());
+            return self.hold(b);
         }
         self.process(b)?;
         self.maybe_reveal(key);
+        Ok(())
+    }
+
+    /// Holds a broadcast for a later height, if it can still matter (see the module docs).
+    fn hold(&mut self, b: Broadcast) -> Result<()> {
+        let ahead = i64::from(b.chain_height).saturating_sub(i64::from(self.height));
+        if ahead > i64::from(HELD_BROADCAST_HEIGHTS) {
+            return Ok(());
+        }
+        let full = || Error::new(ErrorKind::LimitExceeded, "too many broadcasts held for future blocks");
+        if self.held_count >= MAX_HELD_BROADCASTS {
+            return Err(full());
+        }
+        let same_height = self.held.entry(b.chain_height).or_default();
+        let is_commit = matches!(b.payload, BroadcastPayload::Commit(_));
+        let same_sender = same_height
+            .iter()
+            .filter(|h| h.user_id == b.user_id && matches!(h.payload, BroadcastPayload::Commit(_)) == is_commit)
+            .count();
+        if same_sender >= HELD_BROADCASTS_PER_SENDER {
+            return Err(full());
+        }
+        same_height.push(b);
+        self.held_count = self.held_count.saturating_add(1);
         Ok(())
     }
 
@@ -297,6 +296,19 @@ impl Verification {
         verification_words(&self.block_hash)
     }
 
+    /// Participants of the current block whose broadcast for the current phase has not arrived
+    /// yet (commits in the commit phase, reveals in the reveal phase), by user id; empty once done.
+    /// A round that never completes names who is stalling it here.
+    pub fn missing(&self) -> Vec<i64> {
+        let mut missing: Vec<i64> = match self.phase {
+            Phase::Commit => self.participants.keys().filter(|u| !self.commits.contains_key(u)).copied().collect(),
+            Phase::Reveal => self.participants.keys().filter(|u| !self.reveals.contains_key(u)).copied().collect(),
+            Phase::Done => Vec::new(),
+        };
+        missing.sort_unstable();
+        missing
+    }
+
     /// Number of broadcasts held for future heights.
     pub fn held_count(&self) -> usize {
         self.held_count
@@ -316,8 +328,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tables_have_their_sizes() {
-        assert_eq!(emoji_table().count(), 333);
+    fn word_list_has_its_size() {
         assert_eq!(word_list().count(), 2048);
     }
 }

@@ -48,16 +48,91 @@ pub mod id {
     pub const CALL_PACKET_LARGE_MSG_ID: u32 = 0x1ce5_6c2d;
 }
 
-/// Participant permission bits (the participant's `flags` word).
-pub mod permissions {
-    /// May add users.
-    pub const ADD_USERS: i32 = 1;
-    /// May remove users.
-    pub const REMOVE_USERS: i32 = 2;
-    /// May set key/value entries.
-    pub const SET_VALUE: i32 = 4;
+/// What a participant (or, as a group's external permissions, anyone else) may do: a set of
+/// permission bits, as the `flags` word of a participant carries them on the wire.
+///
+/// Decoded values keep every bit they had (a chain refuses a state with bits outside
+/// [`Permissions::ALL`] with `INVALID_BLOCK__INVALID_GROUP_STATE`).
+///
+/// ```
+/// use confchain::Permissions;
+/// let p = Permissions::ADD_USERS | Permissions::REMOVE_USERS;
+/// assert!(p.contains(Permissions::ADD_USERS));
+/// assert!(!p.contains(Permissions::SET_VALUE));
+/// assert_eq!(p.bits(), 3);
+/// assert_eq!(format!("{p:?}"), "Permissions(add+remove)");
+/// ```
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Permissions(i32);
+
+impl Permissions {
+    /// No permission.
+    pub const NONE: Permissions = Permissions(0);
+    /// May add users (bit 0; as external permission: users may add themselves).
+    pub const ADD_USERS: Permissions = Permissions(1);
+    /// May remove users (bit 1).
+    pub const REMOVE_USERS: Permissions = Permissions(2);
+    /// May set key/value entries (bit 2).
+    pub const SET_VALUE: Permissions = Permissions(4);
     /// All three.
-    pub const ALL: i32 = 7;
+    pub const ALL: Permissions = Permissions(7);
+
+    /// The set with exactly these bits, valid or not (as decoded from the wire).
+    pub const fn from_bits_retain(bits: i32) -> Self {
+        Permissions(bits)
+    }
+
+    /// The raw bits.
+    pub const fn bits(self) -> i32 {
+        self.0
+    }
+
+    /// Whether every permission of `other` is in `self`.
+    pub const fn contains(self, other: Permissions) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether no bit outside [`Permissions::ALL`] is set.
+    pub const fn is_valid(self) -> bool {
+        self.0 & !Permissions::ALL.0 == 0
+    }
+
+    /// A short human-readable name such as `add+remove`, `none`, or `add+0x10` for unknown bits.
+    pub fn name(self) -> String {
+        let mut parts: Vec<String> = [(1, "add"), (2, "remove"), (4, "set_value")]
+            .iter()
+            .filter(|(bit, _)| self.0 & bit != 0)
+            .map(|(_, n)| (*n).to_owned())
+            .collect();
+        if !self.is_valid() {
+            parts.push(format!("{:#x}", self.0 & !Permissions::ALL.0));
+        }
+        if parts.is_empty() {
+            "none".to_owned()
+        } else {
+            parts.join("+")
+        }
+    }
+}
+
+impl std::ops::BitOr for Permissions {
+    type Output = Permissions;
+    fn bitor(self, rhs: Permissions) -> Permissions {
+        Permissions(self.0 | rhs.0)
+    }
+}
+
+impl std::ops::BitAnd for Permissions {
+    type Output = Permissions;
+    fn bitand(self, rhs: Permissions) -> Permissions {
+        Permissions(self.0 & rhs.0)
+    }
+}
+
+impl std::fmt::Debug for Permissions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Permissions({})", self.name())
+    }
 }
 
 fn is_plain_magic(magic: u32) -> bool {
@@ -98,6 +173,108 @@ fn first_u32(bytes: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(head))
 }
 
+/// The two encodings of blocks and broadcasts: what a client sends (plain) and what the server
+/// returns (server form: the constructor id plus one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// As built by clients and taken by the API methods.
+    Plain,
+    /// As returned by getGroupCallChainBlocks and carried by updates.
+    Server,
+}
+
+/// A decoded block or broadcast (see [`decode_any`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Object {
+    /// A participant block.
+    Block(Block),
+    /// An emoji-verification broadcast.
+    Broadcast(Broadcast),
+}
+
+/// Decodes a block or a broadcast in either form, and tells which form it was: the one place
+/// tools (the CLI's inspect, the C and Python bindings) turn unknown bytes into a typed object.
+/// Input that starts with no known constructor (plain or server) fails with a parse error.
+///
+/// ```
+/// use confchain::wire::{decode_any, Form, Object};
+/// let err = decode_any(b"\x00\x00\x00\x00").unwrap_err();
+/// assert_eq!(err.kind(), confchain::ErrorKind::Parse);
+/// ```
+pub fn decode_any(bytes: &[u8]) -> Result<(Form, Object)> {
+    let magic = first_u32(bytes).ok_or_else(|| Error::new(ErrorKind::Parse, "Block is too short"))?;
+    let (form, plain_magic) = if is_plain_magic(magic) {
+        (Form::Plain, magic)
+    } else if is_plain_magic(magic.wrapping_sub(1)) {
+        (Form::Server, magic.wrapping_sub(1))
+    } else {
+        return Err(Error::new(ErrorKind::Parse, format!("Unknown constructor found 0x{magic:08x} at 0")));
+    };
+    let object = match (form, plain_magic) {
+        (Form::Plain, id::BLOCK) => Object::Block(Block::decode(bytes)?),
+        (Form::Server, id::BLOCK) => Object::Block(Block::decode_server(bytes)?),
+        (Form::Plain, _) => Object::Broadcast(Broadcast::decode(bytes)?),
+        (Form::Server, _) => Object::Broadcast(Broadcast::decode_server(bytes)?),
+    };
+    Ok((form, object))
+}
+
+/// A block in plain form, as this client builds it for createConferenceCall, joinGroupCall and
+/// deleteConferenceCallParticipants. Its own type so that it cannot be mistaken for the server-form
+/// bytes that [`crate::Call::apply_block`] takes: the server returns it in server form
+/// ([`PlainBlock::to_server_form`] gives those bytes, e.g. for tests and in-memory servers).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PlainBlock(Vec<u8>);
+
+impl PlainBlock {
+    pub(crate) fn new(bytes: Vec<u8>) -> Self {
+        PlainBlock(bytes)
+    }
+
+    /// The bytes to send.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The bytes to send, owned.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// The same block in server form, as getGroupCallChainBlocks will return it.
+    pub fn to_server_form(&self) -> Vec<u8> {
+        let magic = first_u32(&self.0).unwrap_or(id::BLOCK);
+        with_magic(magic.wrapping_add(1), &self.0)
+    }
+
+    /// The decoded block.
+    pub fn decode(&self) -> Result<Block> {
+        Block::decode(&self.0)
+    }
+}
+
+impl AsRef<[u8]> for PlainBlock {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PlainBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PlainBlock({} bytes, hash {})", self.0.len(), hex4(&crate::crypto::sha256(&self.0)))
+    }
+}
+
+fn hex4(bytes: &[u8]) -> String {
+    bytes.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Capacity to reserve for `n` decoded elements of at least `min_size` encoded bytes each when
+/// `remaining` bytes are left: never more than the input could hold, whatever the count claims.
+fn capacity(n: usize, remaining: usize, min_size: usize) -> usize {
+    n.min(remaining.checked_div(min_size).unwrap_or(remaining))
+}
+
 /// One member of the group: user id, identity key, permissions and protocol version.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GroupParticipant {
@@ -105,8 +282,8 @@ pub struct GroupParticipant {
     pub user_id: i64,
     /// Ed25519 identity key.
     pub public_key: PublicKey,
-    /// Permission bits (see [`permissions`]).
-    pub flags: i32,
+    /// What the participant may do (the `flags` word on the wire).
+    pub flags: Permissions,
     /// The participant's protocol version; the group's is the minimum, clamped to 0..=255.
     pub version: i32,
 }
@@ -116,7 +293,7 @@ impl GroupParticipant {
         r.expect_constructor(id::GROUP_PARTICIPANT)?;
         let user_id = r.i64()?;
         let public_key = PublicKey::from_bytes(r.array()?);
-        let flags = r.flags()? as i32;
+        let flags = Permissions::from_bits_retain(r.flags()? as i32);
         let version = r.i32()?;
         Ok(GroupParticipant { user_id, public_key, flags, version })
     }
@@ -125,7 +302,7 @@ impl GroupParticipant {
         w.u32(id::GROUP_PARTICIPANT);
         w.i64(self.user_id);
         w.raw(self.public_key.as_bytes());
-        w.i32(self.flags);
+        w.i32(self.flags.bits());
         w.i32(self.version);
     }
 }
@@ -136,7 +313,7 @@ pub struct GroupState {
     /// Participants, in the order the block lists them.
     pub participants: Vec<GroupParticipant>,
     /// Permissions of anyone not in `participants` (bit 0 lets users add themselves).
-    pub external_permissions: i32,
+    pub external_permissions: Permissions,
 }
 
 impl GroupState {
@@ -158,14 +335,12 @@ impl GroupState {
     fn decode(r: &mut Reader<'_>) -> Result<Self> {
         r.expect_constructor(id::GROUP_STATE)?;
         let n = r.vec_len()?;
-        if n > limits::MAX_PARTICIPANTS {
-            return Err(limit("participants", n, limits::MAX_PARTICIPANTS));
-        }
-        let mut participants = Vec::with_capacity(n);
+        // A participant is at least 4 + 8 + 32 + 4 + 4 bytes.
+        let mut participants = Vec::with_capacity(capacity(n, r.remaining(), 52));
         for _ in 0..n {
             participants.push(GroupParticipant::decode(r)?);
         }
-        let external_permissions = r.i32()?;
+        let external_permissions = Permissions::from_bits_retain(r.i32()?);
         Ok(GroupState { participants, external_permissions })
     }
 
@@ -175,7 +350,7 @@ impl GroupState {
         for p in &self.participants {
             p.encode(w);
         }
-        w.i32(self.external_permissions);
+        w.i32(self.external_permissions.bits());
     }
 }
 
@@ -205,18 +380,13 @@ impl SharedKey {
         let ek = PublicKey::from_bytes(r.array()?);
         let encrypted_shared_key = r.bytes()?.to_vec();
         let n = r.vec_len()?;
-        if n > limits::MAX_PARTICIPANTS {
-            return Err(limit("shared key recipients", n, limits::MAX_PARTICIPANTS));
-        }
-        let mut dest_user_id = Vec::with_capacity(n);
+        let mut dest_user_id = Vec::with_capacity(capacity(n, r.remaining(), 8));
         for _ in 0..n {
             dest_user_id.push(r.i64()?);
         }
         let n = r.vec_len()?;
-        if n > limits::MAX_PARTICIPANTS {
-            return Err(limit("shared key headers", n, limits::MAX_PARTICIPANTS));
-        }
-        let mut dest_header = Vec::with_capacity(n);
+        // A header is at least 4 bytes (an empty TL string); its bytes are copied as read.
+        let mut dest_header = Vec::with_capacity(capacity(n, r.remaining(), 4));
         for _ in 0..n {
             dest_header.push(r.bytes()?.to_vec());
         }
@@ -359,7 +529,7 @@ impl Block {
     /// `e2e.chain.block` and nothing may follow the block.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         if bytes.len() > limits::MAX_BLOCK_SIZE {
-            return Err(limit("block size", bytes.len(), limits::MAX_BLOCK_SIZE));
+            return Err(limit("block", bytes.len(), limits::MAX_BLOCK_SIZE));
         }
         let mut r = Reader::new(bytes);
         let magic = r.u32()?;
@@ -373,10 +543,9 @@ impl Block {
         let flags = r.flags()?;
         let prev_block_hash = r.array()?;
         let n = r.vec_len()?;
-        if n > limits::MAX_CHANGES {
-            return Err(limit("changes", n, limits::MAX_CHANGES));
-        }
-        let mut changes = Vec::with_capacity(n);
+        // A change is at least 4 + 32 bytes (a noop); decoded ones may be larger in memory, but
+        // each holds no more than its own encoded bytes.
+        let mut changes = Vec::with_capacity(capacity(n, r.remaining(), 36));
         for _ in 0..n {
             changes.push(Change::decode(&mut r)?);
         }
@@ -390,7 +559,7 @@ impl Block {
     /// Decodes a server-form block (what getGroupCallChainBlocks and updates carry).
     pub fn decode_server(bytes: &[u8]) -> Result<Self> {
         if bytes.len() > limits::MAX_BLOCK_SIZE {
-            return Err(limit("block size", bytes.len(), limits::MAX_BLOCK_SIZE));
+            return Err(limit("block", bytes.len(), limits::MAX_BLOCK_SIZE));
         }
         Block::decode(&from_server_form(bytes)?)
     }
@@ -430,6 +599,9 @@ impl Block {
         crate::crypto::sha256(&self.encode())
     }
 }
+
+/// Size of an encoded broadcast: constructor, signature, user id, height, hash, value.
+pub const BROADCAST_SIZE: usize = 4 + 64 + 8 + 4 + 32 + 32;
 
 /// An emoji-verification broadcast (`groupBroadcastNonceCommit` / `groupBroadcastNonceReveal`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -474,9 +646,12 @@ impl Broadcast {
         Ok(Broadcast { signature, user_id, chain_height, chain_hash, payload })
     }
 
-    /// Decodes a server-form broadcast (sub-chain 1 of getGroupCallChainBlocks).
+    /// Decodes a server-form broadcast (sub-chain 1 of getGroupCallChainBlocks). Whatever the
+    /// input's size, at most one byte more than a broadcast is copied: the parser never reads
+    /// further, so the outcome (and error message) is the same as for the whole input.
     pub fn decode_server(bytes: &[u8]) -> Result<Self> {
-        Broadcast::decode(&from_server_form(bytes)?)
+        let head = bytes.get(..BROADCAST_SIZE + 1).unwrap_or(bytes);
+        Broadcast::decode(&from_server_form(head)?)
     }
 
     /// The canonical plain-form encoding (what sendConferenceCallBroadcast takes).
@@ -506,5 +681,5 @@ impl Broadcast {
 }
 
 fn limit(what: &str, got: usize, max: usize) -> Error {
-    Error::new(ErrorKind::LimitExceeded, format!("too many {what}: {got} > {max}"))
+    Error::new(ErrorKind::LimitExceeded, format!("{what} too large: {got} > {max}"))
 }

@@ -2,15 +2,15 @@
 
 mod common;
 
-use confchain::call::Event;
-use confchain::chain::Chain;
-use confchain::crypto::{PrivateKey, Secret};
-use confchain::limits::{MAX_BLOCK_SIZE, MAX_CHANGES, MAX_PARTICIPANTS};
-use confchain::packet::{MAX_CLEAR_PREFIX, MAX_EPOCHS, MAX_PACKET_SIZE};
+use confchain::limits::{
+    HELD_BROADCASTS_PER_SENDER, HELD_BROADCAST_HEIGHTS, MAX_BLOCK_SIZE, MAX_CLEAR_PREFIX, MAX_EPOCHS, MAX_HELD_BROADCASTS,
+};
 use confchain::tl::Writer;
-use confchain::verification::MAX_HELD_BROADCASTS;
-use confchain::wire::{id, to_server_form, Block, Broadcast, BroadcastPayload, GroupState};
-use confchain::{Call, ErrorKind};
+use confchain::wire::id;
+use confchain::{
+    to_server_form, Block, Broadcast, BroadcastPayload, Call, Chain, Change, ErrorKind, Event, GroupState, PrivateKey,
+    Secret,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -49,26 +49,26 @@ fn crafted_block(participants: usize, noops: usize) -> Vec<u8> {
     w.into_bytes()
 }
 
+/// Nothing but the transport bounds a block: the reference accepts 10,001 participants and
+/// 1,025 changes, and so does the decoder (confchain may never be stricter, SPEC.md §10).
 #[test]
-fn participants_limit() {
-    let at = Block::decode_server(&crafted_block(MAX_PARTICIPANTS, 0));
-    assert!(at.is_ok(), "{at:?}");
-    let past = Block::decode_server(&crafted_block(MAX_PARTICIPANTS + 1, 0)).unwrap_err();
-    assert_eq!(past.kind(), ErrorKind::LimitExceeded);
-    // Applying the block at the limit fails for a real reason, not a limit.
-    let err = Chain::empty().apply(&crafted_block(MAX_PARTICIPANTS, 0)).unwrap_err();
+fn counts_beyond_the_old_limits_decode() {
+    let big = Block::decode_server(&crafted_block(10_001, 0)).unwrap();
+    let Change::SetGroupState(state) = &big.changes[0] else { panic!("a group state") };
+    assert_eq!(state.participants.len(), 10_001);
+    assert_eq!(Block::decode_server(&crafted_block(1, 1_024)).unwrap().changes.len(), 1_025);
+    // Applying fails for a real reason (here the signature), not a limit.
+    let err = Chain::empty().apply(&crafted_block(10_001, 1_024)).unwrap_err();
     assert_ne!(err.kind(), ErrorKind::LimitExceeded);
 }
 
 #[test]
-fn changes_limit() {
-    assert!(Block::decode_server(&crafted_block(1, MAX_CHANGES - 1)).is_ok());
-    let past = Block::decode_server(&crafted_block(1, MAX_CHANGES)).unwrap_err();
-    assert_eq!(past.kind(), ErrorKind::LimitExceeded);
-}
-
-#[test]
-fn block_size_limit() {
+fn block_size_limit_is_the_largest_tl_bytes() {
+    assert_eq!(MAX_BLOCK_SIZE, (1 << 24) - 1);
+    // 9 MiB (refused before) is a block like any other: trailing bytes, a parse error.
+    let mut nine = crafted_block(1, 0);
+    nine.resize(9 << 20, 0);
+    assert_eq!(Block::decode_server(&nine).unwrap_err().kind(), ErrorKind::Parse);
     let mut at = crafted_block(1, 0);
     at.resize(MAX_BLOCK_SIZE, 0);
     assert_eq!(Block::decode_server(&at).unwrap_err().kind(), ErrorKind::Parse, "trailing bytes, but not a limit");
@@ -115,9 +115,7 @@ fn pair() -> Pair {
 
 impl Pair {
     fn rekey(&mut self, now: u64) {
-        let block =
-            to_server_form(&self.chain.build_change_state(self.state.clone(), &self.a_key, &mut self.rng).unwrap())
-                .unwrap();
+        let block = self.chain.build_change_state(self.state.clone(), &self.a_key, &mut self.rng).unwrap().to_server_form();
         self.chain.apply(&block).unwrap();
         self.alice.apply_block(&block, now, &mut self.rng).unwrap();
         self.bob.apply_block(&block, now, &mut self.rng).unwrap();
@@ -133,12 +131,12 @@ fn active_epochs_limit_and_grace() {
     assert_eq!(p.alice.active_epochs().len(), MAX_EPOCHS);
     let packet = p.alice.encrypt(0, b"x", 0, 0, &mut p.rng).unwrap();
     assert_eq!(packet[0] as usize, MAX_EPOCHS);
-    assert_eq!(p.bob.decrypt(1, 0, &packet, 0).unwrap(), b"x");
-    // After the grace period only the current epoch is left.
-    assert_eq!(p.alice.poll_timeout(), Some(10_001));
-    p.alice.handle_timeout(10_000);
+    assert_eq!(p.bob.decrypt(1, &packet, 0).unwrap(), b"x");
+    // After the grace period only the current epoch is left: forgotten once forget_at <= now.
+    assert_eq!(p.alice.poll_timeout(), Some(10_000));
+    p.alice.handle_timeout(9_999);
     assert_eq!(p.alice.active_epochs().len(), MAX_EPOCHS, "still inside the grace period at its last millisecond");
-    p.alice.handle_timeout(10_001);
+    p.alice.handle_timeout(10_000);
     assert_eq!(p.alice.active_epochs(), vec![p.chain.height()]);
     assert!(std::iter::from_fn(|| p.alice.poll_event()).any(|e| matches!(e, Event::EpochExpired { .. })));
 }
@@ -153,60 +151,70 @@ fn packet_limits() {
     assert!(p.alice.encrypt(1023, b"x", 0, 0, &mut p.rng).is_ok());
     assert_eq!(p.alice.encrypt(1024, b"x", 0, 0, &mut p.rng).unwrap_err().code(), Some("INVALID_CALL_CHANNEL_ID"));
     assert_eq!(p.alice.encrypt(-1, b"x", 0, 0, &mut p.rng).unwrap_err().code(), Some("INVALID_CALL_CHANNEL_ID"));
-    let huge = vec![0u8; MAX_PACKET_SIZE + 1];
-    assert_eq!(p.bob.decrypt(1, 0, &huge, 0).unwrap_err().kind(), ErrorKind::LimitExceeded);
     // A clear prefix length pointing past the packet, and one at the limit.
     let mut bad = p.alice.encrypt(0, b"abc", 0, 0, &mut p.rng).unwrap();
     let n = bad.len();
     bad[n - 4..].copy_from_slice(&(MAX_CLEAR_PREFIX as u32).to_le_bytes());
-    assert_eq!(p.bob.decrypt(1, 0, &bad, 0).unwrap_err().message(), "Unencrypted prefix size is too large");
+    assert_eq!(p.bob.decrypt(1, &bad, 0).unwrap_err().message(), "Unencrypted prefix size is too large");
+}
+
+/// A commit for `height` claiming to be from `user_id`, signed by `key` (server form).
+fn commit(key: &PrivateKey, user_id: i64, height: i32, hash: [u8; 32]) -> Vec<u8> {
+    let mut b = Broadcast { signature: [0; 64], user_id, chain_height: height, chain_hash: hash, payload: BroadcastPayload::Commit([0; 32]) };
+    b.signature = key.sign(&b.signing_bytes());
+    to_server_form(&b.encode()).unwrap()
 }
 
 #[test]
-fn held_broadcasts_limit() {
+fn junk_broadcasts_cannot_starve_real_ones() {
     let mut p = pair();
-    let key = PrivateKey::generate(&mut p.rng);
-    let future = |i: usize| {
-        let mut b = Broadcast {
-            signature: [0; 64],
-            user_id: i as i64,
-            chain_height: 1,
-            chain_hash: [0; 32],
-            payload: BroadcastPayload::Commit([0; 32]),
-        };
-        b.signature = key.sign(&b.signing_bytes());
-        to_server_form(&b.encode()).unwrap()
-    };
-    for i in 0..MAX_HELD_BROADCASTS {
-        p.bob.receive_broadcast(&future(i)).unwrap();
+    let junk_key = PrivateKey::generate(&mut p.rng);
+    // Far-future junk is not held at all, however much of it comes.
+    for i in 0..(2 * MAX_HELD_BROADCASTS) {
+        p.bob.receive_broadcast(&commit(&junk_key, i as i64, i32::MAX, [0; 32])).unwrap();
+        p.bob.receive_broadcast(&commit(&junk_key, i as i64, 1 + HELD_BROADCAST_HEIGHTS, [0; 32])).unwrap();
     }
-    assert_eq!(p.bob.receive_broadcast(&future(MAX_HELD_BROADCASTS)).unwrap_err().kind(), ErrorKind::LimitExceeded);
-    // The block at height 1 processes (here: rejects) everything held for it, freeing the room.
-    p.rekey(0);
-    let mut b = Broadcast {
-        signature: [0; 64],
-        user_id: 1,
-        chain_height: 7,
-        chain_hash: [0; 32],
-        payload: BroadcastPayload::Commit([0; 32]),
-    };
-    b.signature = key.sign(&b.signing_bytes());
-    assert!(p.bob.receive_broadcast(&to_server_form(&b.encode()).unwrap()).is_ok());
+    // Junk for the next height under alice's user id, before her real commit: held, but bounded.
+    for _ in 0..HELD_BROADCASTS_PER_SENDER - 1 {
+        p.bob.receive_broadcast(&commit(&junk_key, 1, 1, [0; 32])).unwrap();
+    }
+    // Alice's real commit for the next block arrives before the block (held).
+    let block = p.chain.build_change_state(p.state.clone(), &p.a_key, &mut p.rng).unwrap().to_server_form();
+    p.chain.apply(&block).unwrap();
+    p.alice.apply_block(&block, 0, &mut p.rng).unwrap();
+    let alice_commit = to_server_form(&p.alice.poll_outbound()[0]).unwrap();
+    p.bob.receive_broadcast(&alice_commit).unwrap();
+    // More junk for that sender is refused, not held.
+    let e = p.bob.receive_broadcast(&commit(&junk_key, 1, 1, [0; 32])).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+    // The block comes: the held junk fails, alice's commit counts; only bob is missing.
+    p.bob.apply_block(&block, 0, &mut p.rng).unwrap();
+    assert_eq!(p.bob.verification_missing(), vec![2]);
+    // Total bound: junk spread over many user ids and the held window fills it, then is refused.
+    let mut refused = false;
+    for i in 0..(MAX_HELD_BROADCASTS as i64 + 10) {
+        refused |= p.bob.receive_broadcast(&commit(&junk_key, 1_000 + i, 2, [0; 32])).is_err();
+    }
+    assert!(refused, "the total bound holds");
 }
 
 #[test]
 fn rejected_blocks_leave_the_call_unchanged() {
     let mut p = pair();
     let block = p.chain.build_change_state(p.state.clone(), &p.a_key, &mut p.rng).unwrap();
-    let mut bad = to_server_form(&block).unwrap();
+    let mut bad = block.to_server_form();
     let n = bad.len();
     bad[n / 2] ^= 0x40;
-    let before = (p.bob.height(), p.bob.active_epochs(), p.bob.key_fingerprint());
+    let outbound = p.bob.poll_outbound();
+    assert_eq!(outbound.len(), 1, "bob's commit for the zero block");
+    p.bob.requeue_outbound(outbound.clone());
+    let before = (p.bob.height(), p.bob.active_epochs(), p.bob.key_fingerprint(), p.bob.verification_missing());
     assert!(p.bob.apply_block(&bad, 0, &mut p.rng).is_err());
-    assert_eq!((p.bob.height(), p.bob.active_epochs(), p.bob.key_fingerprint()), before);
-    assert!(p.bob.poll_outbound().len() <= 1, "no new verification round");
+    assert_eq!((p.bob.height(), p.bob.active_epochs(), p.bob.key_fingerprint(), p.bob.verification_missing()), before);
+    assert_eq!(p.bob.poll_outbound(), outbound, "no new verification round: the same commit is pending");
+    assert_eq!(p.bob.poll_event(), None, "no event");
     let packet = p.alice.encrypt(0, b"still fine", 0, 0, &mut p.rng).unwrap();
-    assert_eq!(p.bob.decrypt(1, 0, &packet, 0).unwrap(), b"still fine");
+    assert_eq!(p.bob.decrypt(1, &packet, 0).unwrap(), b"still fine");
 }
 
 #[test]
@@ -231,7 +239,8 @@ fn secret_types_zeroize_on_drop() {
     zeroize_on_drop::<Secret<32>>();
     zeroize_on_drop::<Secret<64>>();
     zeroize_on_drop::<PrivateKey>();
-    zeroize_on_drop::<confchain::chain::GroupKey>();
+    zeroize_on_drop::<confchain::GroupKey>();
+    zeroize_on_drop::<confchain::crypto::HeaderKey>();
     // Constant-time equality still compares correctly.
     assert_eq!(Secret::from_bytes([1u8; 32]), Secret::from_bytes([1u8; 32]));
     assert_ne!(Secret::from_bytes([1u8; 32]), Secret::from_bytes([2u8; 32]));

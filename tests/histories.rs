@@ -8,10 +8,11 @@
 //!
 //! `CONFCHAIN_CASES` raises the number of histories (default 24).
 
-use confchain::call::EPOCH_GRACE_MS;
-use confchain::chain::{build_zero_block, Chain};
-use confchain::wire::{to_server_form, Block, Change, GroupParticipant, GroupState};
-use confchain::{Call, ErrorKind, PrivateKey};
+use confchain::limits::EPOCH_GRACE_MS;
+use confchain::{
+    build_zero_block, to_server_form, Block, Call, Chain, Change, ErrorKind, GroupParticipant, GroupState, Permissions,
+    PlainBlock, PrivateKey,
+};
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -63,10 +64,10 @@ struct World {
 /// Independent permission model: may `signer` turn the current state into `new`?
 fn model_allows(state: &GroupState, signer_key: &confchain::PublicKey, new: &GroupState) -> bool {
     let me = state.participants.iter().find(|p| &p.public_key == signer_key);
-    let perms = me.map(|p| p.flags & 7).unwrap_or(state.external_permissions & 7);
+    let perms = me.map(|p| p.flags.bits() & 7).unwrap_or(state.external_permissions.bits() & 7);
     let (add, remove) = (perms & 1 != 0, perms & 2 != 0);
     let same = |a: &GroupParticipant, b: &GroupParticipant| a.user_id == b.user_id && a.public_key == b.public_key;
-    if new.external_permissions & !state.external_permissions != 0 {
+    if new.external_permissions.bits() & !state.external_permissions.bits() != 0 {
         return false;
     }
     if state.participants.iter().any(|o| !new.participants.iter().any(|n| same(o, n))) && !remove {
@@ -76,12 +77,12 @@ fn model_allows(state: &GroupState, signer_key: &confchain::PublicKey, new: &Gro
     for n in &new.participants {
         match state.participants.iter().find(|o| same(o, n)) {
             None if !add => return false,
-            None => granted |= n.flags,
+            None => granted |= n.flags.bits(),
             Some(o) if o.flags != n.flags => {
                 if !(add && remove) {
                     return false;
                 }
-                granted |= n.flags & !o.flags;
+                granted |= n.flags.bits() & !o.flags.bits();
             }
             Some(_) => {}
         }
@@ -90,7 +91,7 @@ fn model_allows(state: &GroupState, signer_key: &confchain::PublicKey, new: &Gro
         return false;
     }
     // The signer must end up a participant with add or remove permission (to set the new key).
-    new.participants.iter().any(|p| &p.public_key == signer_key && p.flags & 3 != 0)
+    new.participants.iter().any(|p| &p.public_key == signer_key && p.flags.bits() & 3 != 0)
 }
 
 impl World {
@@ -132,8 +133,8 @@ impl World {
         }
     }
 
-    fn submit(&mut self, plain: Vec<u8>) -> Result<(), TestCaseError> {
-        let server = to_server_form(&plain).unwrap();
+    fn submit(&mut self, plain: PlainBlock) -> Result<(), TestCaseError> {
+        let server = plain.to_server_form();
         let before = self.server.clone();
         self.check_mutations(&before, &server)?;
         self.server.apply(&server).map_err(|e| TestCaseError::fail(format!("server refused a built block: {e}")))?;
@@ -231,19 +232,19 @@ impl World {
             Op::SetFlags { signer, target, flags } => {
                 let mut new = state.clone();
                 if let Some(p) = new.participants.iter_mut().find(|p| p.user_id == self.users[target].id) {
-                    p.flags = flags;
+                    p.flags = Permissions::from_bits_retain(flags);
                 }
                 self.change(signer, new)?;
             }
             Op::Rekey { signer } => self.change(signer, state)?,
             Op::Close { signer, external } => {
                 let mut new = state.clone();
-                new.external_permissions = external;
+                new.external_permissions = Permissions::from_bits_retain(external);
                 self.change(signer, new)?;
             }
             Op::SetValue { signer } => {
                 let key = self.users[signer].key.clone();
-                let may = self.member(signer).is_some_and(|p| p.flags & 4 != 0);
+                let may = self.member(signer).is_some_and(|p| p.flags.contains(Permissions::SET_VALUE));
                 match self.server.build_set_value(b"k", b"v", [9; 32], &key) {
                     Ok(block) => {
                         prop_assert!(may, "set-value built without the permission");
@@ -259,6 +260,7 @@ impl World {
 
     fn join(&mut self, user: usize, flags: i32) -> Result<(), TestCaseError> {
         let u = &self.users[user];
+        let flags = Permissions::from_bits_retain(flags);
         let me = GroupParticipant { user_id: u.id, public_key: u.key.public_key(), flags, version: 0 };
         let mut new = self.server.group_state().clone();
         new.participants.retain(|p| p.user_id != u.id);
@@ -315,7 +317,7 @@ impl World {
             }
             let member = self.member(u).is_some();
             if let Some(call) = self.users[u].call.as_mut() {
-                let r = call.decrypt(sender_id, 3, &packet, now);
+                let r = call.decrypt(sender_id, &packet, now);
                 if member {
                     prop_assert_eq!(r.as_deref().ok(), Some(&b"after h"[..]), "member {} cannot read: {:?}", u, r);
                 } else {
@@ -334,9 +336,10 @@ proptest! {
     fn random_histories(seed in any::<u64>(), creator_flags in 1i32..8, ops in prop::collection::vec(op(), 1..28)) {
         let mut w = World::new(seed);
         let creator = &w.users[0];
-        let me = GroupParticipant { user_id: creator.id, public_key: creator.key.public_key(), flags: creator_flags, version: 0 };
+        let flags = Permissions::from_bits_retain(creator_flags);
+        let me = GroupParticipant { user_id: creator.id, public_key: creator.key.public_key(), flags, version: 0 };
         let key = creator.key.clone();
-        let state = GroupState { participants: vec![me], external_permissions: 3 };
+        let state = GroupState { participants: vec![me], external_permissions: Permissions::ADD_USERS | Permissions::REMOVE_USERS };
         let zero = build_zero_block(state, &key, &mut w.rng);
         if creator_flags & 3 == 0 {
             // A creator without add/remove cannot set the first key.

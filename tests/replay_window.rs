@@ -3,7 +3,7 @@
 
 mod common;
 
-use confchain::call::REPLAY_WINDOW;
+use confchain::limits::REPLAY_WINDOW;
 use confchain::{Call, ErrorKind};
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
@@ -91,7 +91,7 @@ proptest! {
         for i in order {
             let (channel, seqno, payload, packet) = &sent[i];
             let expected = models[*channel as usize].deliver(*seqno);
-            let got = bob.decrypt(1, i32::from(*channel), packet, 0);
+            let got = bob.decrypt(1, packet, 0);
             match (&expected, &got) {
                 (Outcome::Accepted, Ok(p)) => {
                     prop_assert_eq!(p, payload);
@@ -113,11 +113,11 @@ fn window_keeps_the_last_1024_and_forgets_far_behind() {
     let packets: Vec<Vec<u8>> = (0..1100).map(|_| alice.encrypt(0, b"x", 0, 0, &mut rng).unwrap()).collect();
     // Deliver 1..=1025 except seqno 1: exactly 1024 remembered, 2 is the smallest.
     for p in &packets[1..1025] {
-        bob.decrypt(1, 0, p, 0).unwrap();
+        bob.decrypt(1, p, 0).unwrap();
     }
-    assert_eq!(bob.decrypt(1, 0, &packets[0], 0).unwrap_err().message(), "Message is too old");
+    assert_eq!(bob.decrypt(1, &packets[0], 0).unwrap_err().message(), "Message is too old");
     // One more: 1026 pushes out 2.
-    bob.decrypt(1, 0, &packets[1025], 0).unwrap();
-    assert_eq!(bob.decrypt(1, 0, &packets[1], 0).unwrap_err().message(), "Message is too old");
-    assert_eq!(bob.decrypt(1, 0, &packets[2], 0).unwrap_err().message(), "Message is already processed");
+    bob.decrypt(1, &packets[1025], 0).unwrap();
+    assert_eq!(bob.decrypt(1, &packets[1], 0).unwrap_err().message(), "Message is too old");
+    assert_eq!(bob.decrypt(1, &packets[2], 0).unwrap_err().message(), "Message is already processed");
 }

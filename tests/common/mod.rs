@@ -3,9 +3,7 @@
 
 use std::path::PathBuf;
 
-use confchain::chain::build_zero_block;
-use confchain::wire::{to_server_form, GroupParticipant, GroupState};
-use confchain::{Call, PrivateKey};
+use confchain::{build_zero_block, Call, GroupParticipant, GroupState, Permissions, PrivateKey};
 use rand_core::{CryptoRng, CryptoRngCore, RngCore};
 use serde_json::Value;
 
@@ -78,6 +76,9 @@ pub fn report(file: &str, passed: usize) {
     println!("{file}: {passed} passed");
 }
 
+/// Add and remove permissions.
+pub const ADD_REMOVE: Permissions = Permissions::from_bits_retain(3);
+
 /// A call of two members (user 1 with key `alice_key`, user 2), both with add+remove permission,
 /// created by user 1's zero block.
 pub struct TwoMembers {
@@ -92,12 +93,12 @@ pub fn two_members(rng: &mut impl CryptoRngCore) -> TwoMembers {
     let (a, b) = (PrivateKey::generate(rng), PrivateKey::generate(rng));
     let state = GroupState {
         participants: vec![
-            GroupParticipant { user_id: 1, public_key: a.public_key(), flags: 3, version: 0 },
-            GroupParticipant { user_id: 2, public_key: b.public_key(), flags: 3, version: 0 },
+            GroupParticipant { user_id: 1, public_key: a.public_key(), flags: ADD_REMOVE, version: 0 },
+            GroupParticipant { user_id: 2, public_key: b.public_key(), flags: ADD_REMOVE, version: 0 },
         ],
-        external_permissions: 0,
+        external_permissions: Permissions::NONE,
     };
-    let zero = to_server_form(&build_zero_block(state.clone(), &a, rng).unwrap()).unwrap();
+    let zero = build_zero_block(state.clone(), &a, rng).unwrap().to_server_form();
     let alice = Call::new(1, a.clone(), &zero, rng).unwrap();
     let bob = Call::new(2, b, &zero, rng).unwrap();
     TwoMembers { alice_key: a, state, zero, alice, bob }

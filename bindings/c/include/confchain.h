@@ -22,19 +22,144 @@
 #define CONFCHAIN_OK 0
 
 /**
- * A panic was caught (a bug): `UNKNOWN_ERROR`.
+ * The reference's code for every error without a code name.
  */
 #define CONFCHAIN_UNKNOWN_ERROR 100
 
 /**
- * An argument is invalid (null pointer, bad size): `INVALID_INPUT`.
+ * No error.
  */
-#define CONFCHAIN_INVALID_INPUT 102
+#define CONFCHAIN_KIND_NONE 0
+
+/**
+ * Malformed TL.
+ */
+#define CONFCHAIN_KIND_PARSE 1001
+
+/**
+ * A plain-form block or broadcast where the server form was expected.
+ */
+#define CONFCHAIN_KIND_NOT_FROM_SERVER 1002
+
+/**
+ * No signer key and no participant to default to.
+ */
+#define CONFCHAIN_KIND_UNKNOWN_PUBLIC_KEY 1003
+
+/**
+ * A shared key is already set.
+ */
+#define CONFCHAIN_KIND_SHARED_KEY_ALREADY_SET 1004
+
+/**
+ * A size limit was exceeded.
+ */
+#define CONFCHAIN_KIND_LIMIT_EXCEEDED 1005
+
+/**
+ * Authenticated decryption failed.
+ */
+#define CONFCHAIN_KIND_DECRYPT 1006
+
+/**
+ * A malformed call packet.
+ */
+#define CONFCHAIN_KIND_INVALID_PACKET 1007
+
+/**
+ * A packet claims to be ours.
+ */
+#define CONFCHAIN_KIND_OWN_PACKET 1008
+
+/**
+ * A replayed or too old packet.
+ */
+#define CONFCHAIN_KIND_REPLAY 1009
+
+/**
+ * The user is not a participant.
+ */
+#define CONFCHAIN_KIND_PARTICIPANT_NOT_FOUND 1010
+
+/**
+ * An invalid argument (null pointer, bad size, ...).
+ */
+#define CONFCHAIN_KIND_INVALID_INPUT 1011
+
+/**
+ * The group key cannot be recovered from the shared key.
+ */
+#define CONFCHAIN_KIND_INVALID_SHARED_KEY 1012
+
+/**
+ * A packet signature does not verify.
+ */
+#define CONFCHAIN_KIND_WRONG_SIGNATURE 1013
+
+/**
+ * A one-to-one call's Diffie-Hellman check failed.
+ */
+#define CONFCHAIN_KIND_DH_CHECK 1014
+
+/**
+ * A shared secret cannot be computed with a public key.
+ */
+#define CONFCHAIN_KIND_SHARED_SECRET 1015
+
+/**
+ * We hold no key for the current block (encrypting resumes after a later block).
+ */
+#define CONFCHAIN_KIND_KEY_UNAVAILABLE 1016
+
+/**
+ * A panic was caught (a bug in confchain).
+ */
+#define CONFCHAIN_KIND_PANIC 1017
+
+/**
+ * A block was applied (or adopted by resync).
+ */
+#define CONFCHAIN_EVENT_BLOCK_APPLIED 1
+
+/**
+ * The block at `height` removed us.
+ */
+#define CONFCHAIN_EVENT_REMOVED 2
+
+/**
+ * The block at `height` lists us but our key cannot be read (`error_kind` says why).
+ */
+#define CONFCHAIN_EVENT_KEY_UNAVAILABLE 3
+
+/**
+ * The epoch of the block at `height` was forgotten.
+ */
+#define CONFCHAIN_EVENT_EPOCH_EXPIRED 4
+
+/**
+ * Emoji verification completed for the block at `height`.
+ */
+#define CONFCHAIN_EVENT_VERIFICATION_DONE 5
 
 /**
  * One participant's call.
  */
 typedef struct confchain_call confchain_call;
+
+/**
+ * A one-to-one call, called side.
+ */
+typedef struct confchain_p2p_callee confchain_p2p_callee;
+
+/**
+ * A one-to-one call, calling side.
+ */
+typedef struct confchain_p2p_caller confchain_p2p_caller;
+
+/**
+ * The agreed key of a one-to-one call.
+ */
+typedef struct confchain_p2p_key confchain_p2p_key;
 
 /**
  * An Ed25519 private key.
@@ -100,6 +225,24 @@ typedef struct confchain_verification_state {
   uint8_t emoji_hash[64];
 } confchain_verification_state;
 
+/**
+ * One event of a call (see the `CONFCHAIN_EVENT_*` constants).
+ */
+typedef struct confchain_event {
+  /**
+   * Which event.
+   */
+  int32_t kind;
+  /**
+   * The block height it is about.
+   */
+  int32_t height;
+  /**
+   * For `CONFCHAIN_EVENT_KEY_UNAVAILABLE`: the error kind of the cause; else 0.
+   */
+  int32_t error_kind;
+} confchain_event;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -109,6 +252,17 @@ extern "C" {
  * into `buf`; returns the full message length (without NUL).
  */
 size_t confchain_last_error(uint8_t *buf, size_t cap);
+
+/**
+ * The kind of the calling thread's last error: its numeric code for coded errors (204, 300, ...),
+ * else one of the `CONFCHAIN_KIND_*` constants; 0 before any error.
+ */
+int32_t confchain_last_error_kind(void);
+
+/**
+ * The library version, e.g. "0.2.0" (static, never freed).
+ */
+const char *confchain_version(void);
 
 /**
  * Frees bytes returned by confchain (a null `data` is fine).
@@ -233,11 +387,10 @@ int32_t confchain_call_encrypt(struct confchain_call *call,
                                struct confchain_bytes *out_packet);
 
 /**
- * Decrypts a packet from `user_id`.
+ * Decrypts a packet from `user_id` (the channel is the one inside the packet).
  */
 int32_t confchain_call_decrypt(struct confchain_call *call,
                                int64_t user_id,
-                               int32_t channel_id,
                                const uint8_t *packet,
                                size_t packet_len,
                                uint64_t now_ms,
@@ -290,7 +443,139 @@ int32_t confchain_call_describe(const struct confchain_call *call,
                                 struct confchain_bytes *out_text);
 
 /**
- * The name of a numeric error code (`INVALID_BLOCK__HEIGHT_MISMATCH` for 204); static, never freed.
+ * Applies the server's last block in place, keeping our key, sequence numbers and replay windows
+ * (after a refused or missed block; see SPEC.md §8.1).
+ */
+int32_t confchain_call_resync(struct confchain_call *call,
+                              const uint8_t *last_block,
+                              size_t last_block_len,
+                              uint64_t now_ms,
+                              struct confchain_rng *rng);
+
+/**
+ * Whether the last block lists us (1) or removed us (0); and whether we hold its key.
+ */
+int32_t confchain_call_is_member(const struct confchain_call *call,
+                                 uint8_t *out_member,
+                                 uint8_t *out_has_key);
+
+/**
+ * Takes the next event; sets `*out_has` to 0 when there is none.
+ */
+int32_t confchain_call_poll_event(struct confchain_call *call,
+                                  uint8_t *out_has,
+                                  struct confchain_event *out_event);
+
+/**
+ * The next instant (ms) `confchain_call_handle_timeout` has work; `*out_has` 0 when none.
+ */
+int32_t confchain_call_poll_timeout(const struct confchain_call *call,
+                                    uint8_t *out_has,
+                                    uint64_t *out_at_ms);
+
+/**
+ * Forgets epochs whose grace period is over at `now_ms`.
+ */
+int32_t confchain_call_handle_timeout(struct confchain_call *call, uint64_t now_ms);
+
+/**
+ * Encrypts a `sendGroupCallEncryptedMessage` payload (UTF-8 JSON text).
+ */
+int32_t confchain_call_encrypt_message(struct confchain_call *call,
+                                       const uint8_t *json,
+                                       size_t json_len,
+                                       uint64_t now_ms,
+                                       struct confchain_rng *rng,
+                                       struct confchain_bytes *out_message);
+
+/**
+ * Decrypts an encrypted message from `user_id` into its UTF-8 JSON text.
+ */
+int32_t confchain_call_decrypt_message(struct confchain_call *call,
+                                       int64_t user_id,
+                                       const uint8_t *message,
+                                       size_t message_len,
+                                       uint64_t now_ms,
+                                       struct confchain_bytes *out_json);
+
+/**
+ * Starts a one-to-one call as the caller (requestCall). `p_len` 0 uses Telegram's prime with
+ * `g` (messages.getDhConfig); draws the secret exponent from `rng`.
+ */
+int32_t confchain_p2p_caller_new(int32_t g,
+                                 const uint8_t *p,
+                                 size_t p_len,
+                                 struct confchain_rng *rng,
+                                 struct confchain_p2p_caller **out_caller);
+
+/**
+ * `g_a_hash` for requestCall, and `g_a` for confirmCall.
+ */
+int32_t confchain_p2p_caller_g_a(const struct confchain_p2p_caller *caller,
+                                 uint8_t (*out_g_a_hash)[32],
+                                 struct confchain_bytes *out_g_a);
+
+/**
+ * On phoneCallAccepted: checks `g_b`, gives the key (and its fingerprint for confirmCall).
+ */
+int32_t confchain_p2p_caller_on_accepted(const struct confchain_p2p_caller *caller,
+                                         const uint8_t *g_b,
+                                         size_t g_b_len,
+                                         struct confchain_p2p_key **out_key);
+
+/**
+ * Frees a caller (its exponent is zeroized).
+ */
+void confchain_p2p_caller_free(struct confchain_p2p_caller *caller);
+
+/**
+ * Answers a one-to-one call (acceptCall) given the caller's `g_a_hash`; `p_len` 0 uses Telegram's
+ * prime.
+ */
+int32_t confchain_p2p_callee_new(int32_t g,
+                                 const uint8_t *p,
+                                 size_t p_len,
+                                 const uint8_t *g_a_hash,
+                                 struct confchain_rng *rng,
+                                 struct confchain_p2p_callee **out_callee);
+
+/**
+ * `g_b` for acceptCall.
+ */
+int32_t confchain_p2p_callee_g_b(const struct confchain_p2p_callee *callee,
+                                 struct confchain_bytes *out_g_b);
+
+/**
+ * On phoneCall with `g_a` and `key_fingerprint`: checks everything and gives the key.
+ */
+int32_t confchain_p2p_callee_on_confirmed(const struct confchain_p2p_callee *callee,
+                                          const uint8_t *g_a,
+                                          size_t g_a_len,
+                                          int64_t key_fingerprint,
+                                          struct confchain_p2p_key **out_key);
+
+/**
+ * Frees a callee (its exponent is zeroized).
+ */
+void confchain_p2p_callee_free(struct confchain_p2p_callee *callee);
+
+/**
+ * The key's fingerprint (confirmCall's `key_fingerprint`), its four emojis (UTF-8, concatenated)
+ * and the 256-byte key itself.
+ */
+int32_t confchain_p2p_key_get(const struct confchain_p2p_key *key,
+                              int64_t *out_fingerprint,
+                              struct confchain_bytes *out_emojis,
+                              struct confchain_bytes *out_key);
+
+/**
+ * Frees (and zeroizes) a one-to-one key.
+ */
+void confchain_p2p_key_free(struct confchain_p2p_key *key);
+
+/**
+ * The name of a numeric error code or error kind (`INVALID_BLOCK__HEIGHT_MISMATCH` for 204,
+ * `REPLAY` for `CONFCHAIN_KIND_REPLAY`); static, never freed.
  */
 const char *confchain_error_name(int32_t code);
 

@@ -2,11 +2,17 @@
 //!
 //! Conventions (see `include/confchain.h`):
 //! * Every function returns `int32_t`: 0 on success, else the reference's numeric error code
-//!   (e.g. 204 for `INVALID_BLOCK__HEIGHT_MISMATCH`, 101 for codeless errors, 102 for invalid
-//!   arguments). `confchain_last_error` copies the message of the calling thread's last error.
+//!   (e.g. 204 for `INVALID_BLOCK__HEIGHT_MISMATCH`; 100 `UNKNOWN_ERROR` for every error the
+//!   reference reports without a code). `confchain_last_error` copies the message of the calling
+//!   thread's last error and `confchain_last_error_kind` its finer kind (`CONFCHAIN_KIND_REPLAY`,
+//!   `CONFCHAIN_KIND_PARSE`, ...), which tells apart what the numeric code cannot.
+//! * Thread safety: handles are not internally locked. A handle may be used from any thread, but
+//!   not from two threads at once (guard it with a mutex, or give each thread its own); distinct
+//!   handles are independent. The last error is per thread.
 //! * Inputs are `(pointer, length)` pairs and stay owned by the caller. Outputs of variable size are
 //!   `confchain_bytes`, allocated here and released with `confchain_bytes_free`; handles are
-//!   released with their `_free` function. Null handles and pointers are refused with 102.
+//!   released with their `_free` function. Null handles and pointers are refused (kind
+//!   `CONFCHAIN_KIND_INVALID_INPUT`).
 //! * Time is passed as milliseconds of the caller's monotonic clock; randomness comes from a
 //!   `confchain_rng` the caller seeds with 32 bytes from its own CSPRNG. confchain itself never
 //!   reads a clock or OS randomness.
@@ -20,22 +26,112 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::slice;
 
-use engine::chain::{build_zero_block, Chain};
-use engine::wire::{GroupParticipant, GroupState};
-use engine::{Call, Error, ErrorKind, PrivateKey};
+use engine::p2p::{Callee, Caller, DhConfig, DhKey, PrimeCache};
+use engine::{build_zero_block, Call, Chain, Error, ErrorKind, Event, GroupParticipant, GroupState, Permissions, PrivateKey};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 /// Success.
 pub const CONFCHAIN_OK: i32 = 0;
-/// A panic was caught (a bug): `UNKNOWN_ERROR`.
+/// The reference's code for every error without a code name.
 pub const CONFCHAIN_UNKNOWN_ERROR: i32 = 100;
-/// An argument is invalid (null pointer, bad size): `INVALID_INPUT`.
-pub const CONFCHAIN_INVALID_INPUT: i32 = 102;
+
+// Error kinds (`confchain_last_error_kind`): the numeric code for coded errors, and one constant
+// per codeless kind.
+/// No error.
+pub const CONFCHAIN_KIND_NONE: i32 = 0;
+/// Malformed TL.
+pub const CONFCHAIN_KIND_PARSE: i32 = 1001;
+/// A plain-form block or broadcast where the server form was expected.
+pub const CONFCHAIN_KIND_NOT_FROM_SERVER: i32 = 1002;
+/// No signer key and no participant to default to.
+pub const CONFCHAIN_KIND_UNKNOWN_PUBLIC_KEY: i32 = 1003;
+/// A shared key is already set.
+pub const CONFCHAIN_KIND_SHARED_KEY_ALREADY_SET: i32 = 1004;
+/// A size limit was exceeded.
+pub const CONFCHAIN_KIND_LIMIT_EXCEEDED: i32 = 1005;
+/// Authenticated decryption failed.
+pub const CONFCHAIN_KIND_DECRYPT: i32 = 1006;
+/// A malformed call packet.
+pub const CONFCHAIN_KIND_INVALID_PACKET: i32 = 1007;
+/// A packet claims to be ours.
+pub const CONFCHAIN_KIND_OWN_PACKET: i32 = 1008;
+/// A replayed or too old packet.
+pub const CONFCHAIN_KIND_REPLAY: i32 = 1009;
+/// The user is not a participant.
+pub const CONFCHAIN_KIND_PARTICIPANT_NOT_FOUND: i32 = 1010;
+/// An invalid argument (null pointer, bad size, ...).
+pub const CONFCHAIN_KIND_INVALID_INPUT: i32 = 1011;
+/// The group key cannot be recovered from the shared key.
+pub const CONFCHAIN_KIND_INVALID_SHARED_KEY: i32 = 1012;
+/// A packet signature does not verify.
+pub const CONFCHAIN_KIND_WRONG_SIGNATURE: i32 = 1013;
+/// A one-to-one call's Diffie-Hellman check failed.
+pub const CONFCHAIN_KIND_DH_CHECK: i32 = 1014;
+/// A shared secret cannot be computed with a public key.
+pub const CONFCHAIN_KIND_SHARED_SECRET: i32 = 1015;
+/// We hold no key for the current block (encrypting resumes after a later block).
+pub const CONFCHAIN_KIND_KEY_UNAVAILABLE: i32 = 1016;
+/// A panic was caught (a bug in confchain).
+pub const CONFCHAIN_KIND_PANIC: i32 = 1017;
+
+// Events (`confchain_event.kind`).
+/// A block was applied (or adopted by resync).
+pub const CONFCHAIN_EVENT_BLOCK_APPLIED: i32 = 1;
+/// The block at `height` removed us.
+pub const CONFCHAIN_EVENT_REMOVED: i32 = 2;
+/// The block at `height` lists us but our key cannot be read (`error_kind` says why).
+pub const CONFCHAIN_EVENT_KEY_UNAVAILABLE: i32 = 3;
+/// The epoch of the block at `height` was forgotten.
+pub const CONFCHAIN_EVENT_EPOCH_EXPIRED: i32 = 4;
+/// Emoji verification completed for the block at `height`.
+pub const CONFCHAIN_EVENT_VERIFICATION_DONE: i32 = 5;
 
 thread_local! {
-    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+    static LAST_ERROR: RefCell<(i32, String)> = const { RefCell::new((0, String::new())) };
 }
+
+/// The C constant of an error kind.
+fn kind_constant(kind: ErrorKind) -> i32 {
+    use ErrorKind::*;
+    match kind {
+        Parse => CONFCHAIN_KIND_PARSE,
+        NotFromServer => CONFCHAIN_KIND_NOT_FROM_SERVER,
+        UnknownPublicKey => CONFCHAIN_KIND_UNKNOWN_PUBLIC_KEY,
+        SharedKeyAlreadySet => CONFCHAIN_KIND_SHARED_KEY_ALREADY_SET,
+        LimitExceeded => CONFCHAIN_KIND_LIMIT_EXCEEDED,
+        Decrypt => CONFCHAIN_KIND_DECRYPT,
+        InvalidPacket => CONFCHAIN_KIND_INVALID_PACKET,
+        OwnPacket => CONFCHAIN_KIND_OWN_PACKET,
+        Replay => CONFCHAIN_KIND_REPLAY,
+        ParticipantNotFound => CONFCHAIN_KIND_PARTICIPANT_NOT_FOUND,
+        InvalidInput => CONFCHAIN_KIND_INVALID_INPUT,
+        InvalidSharedKey => CONFCHAIN_KIND_INVALID_SHARED_KEY,
+        WrongSignature => CONFCHAIN_KIND_WRONG_SIGNATURE,
+        DhCheck => CONFCHAIN_KIND_DH_CHECK,
+        SharedSecret => CONFCHAIN_KIND_SHARED_SECRET,
+        KeyUnavailable => CONFCHAIN_KIND_KEY_UNAVAILABLE,
+        coded => coded.numeric_code(),
+    }
+}
+
+/// One event of a call (see the `CONFCHAIN_EVENT_*` constants).
+#[repr(C)]
+pub struct confchain_event {
+    /// Which event.
+    pub kind: i32,
+    /// The block height it is about.
+    pub height: i32,
+    /// For `CONFCHAIN_EVENT_KEY_UNAVAILABLE`: the error kind of the cause; else 0.
+    pub error_kind: i32,
+}
+
+/// A one-to-one call, calling side.
+pub struct confchain_p2p_caller(Caller);
+/// A one-to-one call, called side.
+pub struct confchain_p2p_callee(Callee);
+/// The agreed key of a one-to-one call.
+pub struct confchain_p2p_key(DhKey);
 
 /// Owned bytes returned by confchain; free with `confchain_bytes_free`.
 #[repr(C)]
@@ -78,17 +174,17 @@ pub struct confchain_private_key(PrivateKey);
 /// One participant's call.
 pub struct confchain_call(Call);
 
-fn fail(code: i32, message: String) -> i32 {
-    LAST_ERROR.with(|e| *e.borrow_mut() = message);
+fn fail(code: i32, kind: i32, message: String) -> i32 {
+    LAST_ERROR.with(|e| *e.borrow_mut() = (kind, message));
     code
 }
 
 fn from_error(e: Error) -> i32 {
-    fail(e.numeric_code(), e.to_string())
+    fail(e.numeric_code(), kind_constant(e.kind()), e.to_string())
 }
 
 fn invalid(what: &str) -> i32 {
-    fail(CONFCHAIN_INVALID_INPUT, format!("INVALID_INPUT: {what}"))
+    fail(CONFCHAIN_UNKNOWN_ERROR, CONFCHAIN_KIND_INVALID_INPUT, format!("invalid input: {what}"))
 }
 
 /// Runs `f`, turning errors and panics into codes.
@@ -96,7 +192,7 @@ fn guard(f: impl FnOnce() -> Result<(), i32>) -> i32 {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => CONFCHAIN_OK,
         Ok(Err(code)) => code,
-        Err(_) => fail(CONFCHAIN_UNKNOWN_ERROR, "UNKNOWN_ERROR: internal panic".into()),
+        Err(_) => fail(CONFCHAIN_UNKNOWN_ERROR, CONFCHAIN_KIND_PANIC, "internal panic".into()),
     }
 }
 
@@ -164,11 +260,11 @@ unsafe fn state(
             .map(|p| GroupParticipant {
                 user_id: p.user_id,
                 public_key: engine::PublicKey::from_bytes(p.public_key),
-                flags: p.flags,
+                flags: Permissions::from_bits_retain(p.flags),
                 version: p.version,
             })
             .collect(),
-        external_permissions,
+        external_permissions: Permissions::from_bits_retain(external_permissions),
     })
 }
 
@@ -177,7 +273,7 @@ unsafe fn state(
 #[no_mangle]
 pub unsafe extern "C" fn confchain_last_error(buf: *mut u8, cap: usize) -> usize {
     LAST_ERROR.with(|e| {
-        let e = e.borrow();
+        let e = &e.borrow().1;
         if !buf.is_null() && cap > 0 {
             let n = e.len().min(cap - 1);
             ptr::copy_nonoverlapping(e.as_ptr(), buf, n);
@@ -185,6 +281,19 @@ pub unsafe extern "C" fn confchain_last_error(buf: *mut u8, cap: usize) -> usize
         }
         e.len()
     })
+}
+
+/// The kind of the calling thread's last error: its numeric code for coded errors (204, 300, ...),
+/// else one of the `CONFCHAIN_KIND_*` constants; 0 before any error.
+#[no_mangle]
+pub extern "C" fn confchain_last_error_kind() -> i32 {
+    LAST_ERROR.with(|e| e.borrow().0)
+}
+
+/// The library version, e.g. "0.2.0" (static, never freed).
+#[no_mangle]
+pub extern "C" fn confchain_version() -> *const std::ffi::c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
 
 /// Frees bytes returned by confchain (a null `data` is fine).
@@ -269,7 +378,7 @@ pub unsafe extern "C" fn confchain_call_create_zero_block(
     guard(|| {
         let state = state(participants, participants_len, external_permissions)?;
         let block = build_zero_block(state, &handle(key)?.0, &mut handle_mut(rng)?.0).or_code()?;
-        *out(out_block)? = to_bytes(block);
+        *out(out_block)? = to_bytes(block.into_bytes());
         Ok(())
     })
 }
@@ -288,7 +397,7 @@ pub unsafe extern "C" fn confchain_call_create_self_add_block(
         let chain = Chain::from_server_block(input(previous_block, previous_block_len)?).or_code()?;
         let me = state(handle(self_participant)?, 1, 0)?.participants.remove(0);
         let block = chain.build_self_add(me, &handle(key)?.0, &mut handle_mut(rng)?.0).or_code()?;
-        *out(out_block)? = to_bytes(block);
+        *out(out_block)? = to_bytes(block.into_bytes());
         Ok(())
     })
 }
@@ -365,7 +474,7 @@ pub unsafe extern "C" fn confchain_call_get_participant(
         *out(out_participant)? = confchain_participant {
             user_id: p.user_id,
             public_key: *p.public_key.as_bytes(),
-            flags: p.flags,
+            flags: p.flags.bits(),
             version: p.version,
         };
         Ok(())
@@ -385,7 +494,7 @@ pub unsafe extern "C" fn confchain_call_create_change_state_block(
     guard(|| {
         let state = state(participants, participants_len, external_permissions)?;
         let block = handle(call)?.0.build_change_state(state, &mut handle_mut(rng)?.0).or_code()?;
-        *out(out_block)? = to_bytes(block);
+        *out(out_block)? = to_bytes(block.into_bytes());
         Ok(())
     })
 }
@@ -412,12 +521,11 @@ pub unsafe extern "C" fn confchain_call_encrypt(
     })
 }
 
-/// Decrypts a packet from `user_id`.
+/// Decrypts a packet from `user_id` (the channel is the one inside the packet).
 #[no_mangle]
 pub unsafe extern "C" fn confchain_call_decrypt(
     call: *mut confchain_call,
     user_id: i64,
-    channel_id: i32,
     packet: *const u8,
     packet_len: usize,
     now_ms: u64,
@@ -425,7 +533,7 @@ pub unsafe extern "C" fn confchain_call_decrypt(
 ) -> i32 {
     guard(|| {
         let packet = input(packet, packet_len)?;
-        let data = handle_mut(call)?.0.decrypt(user_id, channel_id, packet, now_ms).or_code()?;
+        let data = handle_mut(call)?.0.decrypt(user_id, packet, now_ms).or_code()?;
         *out(out_data)? = to_bytes(data);
         Ok(())
     })
@@ -515,14 +623,11 @@ pub unsafe extern "C" fn confchain_call_describe_block(
 ) -> i32 {
     guard(|| {
         let bytes = input(block, block_len)?;
-        let plain = if engine::wire::is_server_form(bytes) {
-            engine::wire::from_server_form(bytes).or_code()?
-        } else {
-            bytes.to_vec()
+        let engine::Object::Block(block) = engine::decode_any(bytes).or_code()?.1 else {
+            return Err(invalid("a broadcast, not a block"));
         };
-        let block = engine::Block::decode(&plain).or_code()?;
         let ids: Vec<String> = Chain::from_block(block.clone())
-            .map(|c| c.participants().iter().map(|p| format!("{}(flags={})", p.user_id, p.flags)).collect())
+            .map(|c| c.participants().iter().map(|p| format!("{}(flags={})", p.user_id, p.flags.bits())).collect())
             .unwrap_or_default();
         let text = format!(
             "Block(height={}, hash={}, changes={}, participants=[{}])",
@@ -555,14 +660,269 @@ pub unsafe extern "C" fn confchain_call_describe(call: *const confchain_call, ou
     })
 }
 
-/// The name of a numeric error code (`INVALID_BLOCK__HEIGHT_MISMATCH` for 204); static, never freed.
+/// Applies the server's last block in place, keeping our key, sequence numbers and replay windows
+/// (after a refused or missed block; see SPEC.md §8.1).
+#[no_mangle]
+pub unsafe extern "C" fn confchain_call_resync(
+    call: *mut confchain_call,
+    last_block: *const u8,
+    last_block_len: usize,
+    now_ms: u64,
+    rng: *mut confchain_rng,
+) -> i32 {
+    guard(|| {
+        let block = input(last_block, last_block_len)?;
+        handle_mut(call)?.0.resync(block, now_ms, &mut handle_mut(rng)?.0).or_code()
+    })
+}
+
+/// Whether the last block lists us (1) or removed us (0); and whether we hold its key.
+#[no_mangle]
+pub unsafe extern "C" fn confchain_call_is_member(
+    call: *const confchain_call,
+    out_member: *mut u8,
+    out_has_key: *mut u8,
+) -> i32 {
+    guard(|| {
+        let c = &handle(call)?.0;
+        *out(out_member)? = u8::from(c.is_member());
+        *out(out_has_key)? = u8::from(c.has_current_key());
+        Ok(())
+    })
+}
+
+/// Takes the next event; sets `*out_has` to 0 when there is none.
+#[no_mangle]
+pub unsafe extern "C" fn confchain_call_poll_event(
+    call: *mut confchain_call,
+    out_has: *mut u8,
+    out_event: *mut confchain_event,
+) -> i32 {
+    guard(|| {
+        let call = handle_mut(call)?;
+        let (has, slot) = (out(out_has)?, out(out_event)?);
+        let event = call.0.poll_event();
+        *has = u8::from(event.is_some());
+        *slot = match event {
+            None => confchain_event { kind: 0, height: 0, error_kind: 0 },
+            Some(Event::BlockApplied { height }) => confchain_event { kind: CONFCHAIN_EVENT_BLOCK_APPLIED, height, error_kind: 0 },
+            Some(Event::Removed { height }) => confchain_event { kind: CONFCHAIN_EVENT_REMOVED, height, error_kind: 0 },
+            Some(Event::KeyUnavailable { height, error }) => {
+                confchain_event { kind: CONFCHAIN_EVENT_KEY_UNAVAILABLE, height, error_kind: kind_constant(error.kind()) }
+            }
+            Some(Event::EpochExpired { height }) => confchain_event { kind: CONFCHAIN_EVENT_EPOCH_EXPIRED, height, error_kind: 0 },
+            Some(Event::VerificationDone { result }) => {
+                confchain_event { kind: CONFCHAIN_EVENT_VERIFICATION_DONE, height: result.height, error_kind: 0 }
+            }
+            Some(_) => confchain_event { kind: 0, height: 0, error_kind: 0 },
+        };
+        Ok(())
+    })
+}
+
+/// The next instant (ms) `confchain_call_handle_timeout` has work; `*out_has` 0 when none.
+#[no_mangle]
+pub unsafe extern "C" fn confchain_call_poll_timeout(
+    call: *const confchain_call,
+    out_has: *mut u8,
+    out_at_ms: *mut u64,
+) -> i32 {
+    guard(|| {
+        let at = handle(call)?.0.poll_timeout();
+        *out(out_has)? = u8::from(at.is_some());
+        *out(out_at_ms)? = at.unwrap_or(0);
+        Ok(())
+    })
+}
+
+/// Forgets epochs whose grace period is over at `now_ms`.
+#[no_mangle]
+pub unsafe extern "C" fn confchain_call_handle_timeout(call: *mut confchain_call, now_ms: u64) -> i32 {
+    guard(|| {
+        handle_mut(call)?.0.handle_timeout(now_ms);
+        Ok(())
+    })
+}
+
+/// Encrypts a `sendGroupCallEncryptedMessage` payload (UTF-8 JSON text).
+#[no_mangle]
+pub unsafe extern "C" fn confchain_call_encrypt_message(
+    call: *mut confchain_call,
+    json: *const u8,
+    json_len: usize,
+    now_ms: u64,
+    rng: *mut confchain_rng,
+    out_message: *mut confchain_bytes,
+) -> i32 {
+    guard(|| {
+        let text = std::str::from_utf8(input(json, json_len)?).map_err(|_| invalid("message is not UTF-8"))?;
+        let m = handle_mut(call)?.0.encrypt_message(text, now_ms, &mut handle_mut(rng)?.0).or_code()?;
+        *out(out_message)? = to_bytes(m);
+        Ok(())
+    })
+}
+
+/// Decrypts an encrypted message from `user_id` into its UTF-8 JSON text.
+#[no_mangle]
+pub unsafe extern "C" fn confchain_call_decrypt_message(
+    call: *mut confchain_call,
+    user_id: i64,
+    message: *const u8,
+    message_len: usize,
+    now_ms: u64,
+    out_json: *mut confchain_bytes,
+) -> i32 {
+    guard(|| {
+        let m = input(message, message_len)?;
+        let text = handle_mut(call)?.0.decrypt_message(user_id, m, now_ms).or_code()?;
+        *out(out_json)? = to_bytes(text.into_bytes());
+        Ok(())
+    })
+}
+
+fn dh_config(g: i32, p: &[u8]) -> Result<DhConfig, i32> {
+    if p.is_empty() {
+        return Ok(DhConfig::telegram());
+    }
+    DhConfig::new(g, p, &mut PrimeCache::new()).or_code()
+}
+
+/// Starts a one-to-one call as the caller (requestCall). `p_len` 0 uses Telegram's prime with
+/// `g` (messages.getDhConfig); draws the secret exponent from `rng`.
+#[no_mangle]
+pub unsafe extern "C" fn confchain_p2p_caller_new(
+    g: i32,
+    p: *const u8,
+    p_len: usize,
+    rng: *mut confchain_rng,
+    out_caller: *mut *mut confchain_p2p_caller,
+) -> i32 {
+    guard(|| {
+        let config = dh_config(g, input(p, p_len)?)?;
+        let caller = Caller::new(config, &mut handle_mut(rng)?.0);
+        *out(out_caller)? = Box::into_raw(Box::new(confchain_p2p_caller(caller)));
+        Ok(())
+    })
+}
+
+/// `g_a_hash` for requestCall, and `g_a` for confirmCall.
+#[no_mangle]
+pub unsafe extern "C" fn confchain_p2p_caller_g_a(
+    caller: *const confchain_p2p_caller,
+    out_g_a_hash: *mut [u8; 32],
+    out_g_a: *mut confchain_bytes,
+) -> i32 {
+    guard(|| {
+        let c = &handle(caller)?.0;
+        *out(out_g_a_hash)? = c.g_a_hash();
+        *out(out_g_a)? = to_bytes(c.g_a());
+        Ok(())
+    })
+}
+
+/// On phoneCallAccepted: checks `g_b`, gives the key (and its fingerprint for confirmCall).
+#[no_mangle]
+pub unsafe extern "C" fn confchain_p2p_caller_on_accepted(
+    caller: *const confchain_p2p_caller,
+    g_b: *const u8,
+    g_b_len: usize,
+    out_key: *mut *mut confchain_p2p_key,
+) -> i32 {
+    guard(|| {
+        let confirmation = handle(caller)?.0.on_accepted(input(g_b, g_b_len)?).or_code()?;
+        *out(out_key)? = Box::into_raw(Box::new(confchain_p2p_key(confirmation.key)));
+        Ok(())
+    })
+}
+
+/// Frees a caller (its exponent is zeroized).
+#[no_mangle]
+pub unsafe extern "C" fn confchain_p2p_caller_free(caller: *mut confchain_p2p_caller) {
+    free_handle(caller)
+}
+
+/// Answers a one-to-one call (acceptCall) given the caller's `g_a_hash`; `p_len` 0 uses Telegram's
+/// prime.
+#[no_mangle]
+pub unsafe extern "C" fn confchain_p2p_callee_new(
+    g: i32,
+    p: *const u8,
+    p_len: usize,
+    g_a_hash: *const u8,
+    rng: *mut confchain_rng,
+    out_callee: *mut *mut confchain_p2p_callee,
+) -> i32 {
+    guard(|| {
+        let config = dh_config(g, input(p, p_len)?)?;
+        let hash: [u8; 32] = input(g_a_hash, 32)?.try_into().map_err(|_| invalid("g_a_hash"))?;
+        let callee = Callee::new(config, hash, &mut handle_mut(rng)?.0);
+        *out(out_callee)? = Box::into_raw(Box::new(confchain_p2p_callee(callee)));
+        Ok(())
+    })
+}
+
+/// `g_b` for acceptCall.
+#[no_mangle]
+pub unsafe extern "C" fn confchain_p2p_callee_g_b(callee: *const confchain_p2p_callee, out_g_b: *mut confchain_bytes) -> i32 {
+    guard(|| {
+        *out(out_g_b)? = to_bytes(handle(callee)?.0.g_b());
+        Ok(())
+    })
+}
+
+/// On phoneCall with `g_a` and `key_fingerprint`: checks everything and gives the key.
+#[no_mangle]
+pub unsafe extern "C" fn confchain_p2p_callee_on_confirmed(
+    callee: *const confchain_p2p_callee,
+    g_a: *const u8,
+    g_a_len: usize,
+    key_fingerprint: i64,
+    out_key: *mut *mut confchain_p2p_key,
+) -> i32 {
+    guard(|| {
+        let key = handle(callee)?.0.on_confirmed(input(g_a, g_a_len)?, key_fingerprint).or_code()?;
+        *out(out_key)? = Box::into_raw(Box::new(confchain_p2p_key(key)));
+        Ok(())
+    })
+}
+
+/// Frees a callee (its exponent is zeroized).
+#[no_mangle]
+pub unsafe extern "C" fn confchain_p2p_callee_free(callee: *mut confchain_p2p_callee) {
+    free_handle(callee)
+}
+
+/// The key's fingerprint (confirmCall's `key_fingerprint`), its four emojis (UTF-8, concatenated)
+/// and the 256-byte key itself.
+#[no_mangle]
+pub unsafe extern "C" fn confchain_p2p_key_get(
+    key: *const confchain_p2p_key,
+    out_fingerprint: *mut i64,
+    out_emojis: *mut confchain_bytes,
+    out_key: *mut confchain_bytes,
+) -> i32 {
+    guard(|| {
+        let k = &handle(key)?.0;
+        *out(out_fingerprint)? = k.fingerprint();
+        *out(out_emojis)? = to_bytes(k.emojis().concat().into_bytes());
+        *out(out_key)? = to_bytes(k.key().expose().to_vec());
+        Ok(())
+    })
+}
+
+/// Frees (and zeroizes) a one-to-one key.
+#[no_mangle]
+pub unsafe extern "C" fn confchain_p2p_key_free(key: *mut confchain_p2p_key) {
+    free_handle(key)
+}
+
+/// The name of a numeric error code or error kind (`INVALID_BLOCK__HEIGHT_MISMATCH` for 204,
+/// `REPLAY` for `CONFCHAIN_KIND_REPLAY`); static, never freed.
 #[no_mangle]
 pub extern "C" fn confchain_error_name(code: i32) -> *const std::ffi::c_char {
     let name: &'static std::ffi::CStr = match code {
         0 => c"OK",
         100 => c"UNKNOWN_ERROR",
-        101 => c"ANY",
-        102 => c"INVALID_INPUT",
         200 => c"INVALID_BLOCK",
         201 => c"INVALID_BLOCK__NO_CHANGES",
         202 => c"INVALID_BLOCK__INVALID_SIGNATURE",
@@ -587,8 +947,24 @@ pub extern "C" fn confchain_error_name(code: i32) -> *const std::ffi::c_char {
         600 => c"INVALID_CALL_CHANNEL_ID",
         601 => c"CALL_FAILED",
         602 => c"CALL_KEY_ALREADY_USED",
+        1001 => c"PARSE",
+        1002 => c"NOT_FROM_SERVER",
+        1003 => c"UNKNOWN_PUBLIC_KEY",
+        1004 => c"SHARED_KEY_ALREADY_SET",
+        1005 => c"LIMIT_EXCEEDED",
+        1006 => c"DECRYPT",
+        1007 => c"INVALID_PACKET",
+        1008 => c"OWN_PACKET",
+        1009 => c"REPLAY",
+        1010 => c"PARTICIPANT_NOT_FOUND",
+        1011 => c"INVALID_INPUT",
+        1012 => c"INVALID_SHARED_KEY",
+        1013 => c"WRONG_SIGNATURE",
+        1014 => c"DH_CHECK",
+        1015 => c"SHARED_SECRET",
+        1016 => c"KEY_UNAVAILABLE",
+        1017 => c"PANIC",
         _ => c"UNKNOWN_ERROR",
     };
-    let _ = ErrorKind::Parse;
     name.as_ptr()
 }

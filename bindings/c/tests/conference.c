@@ -129,18 +129,41 @@ static void conference(void) {
     for (int r = 0; r < 3; r++) {
       if (r == s) continue;
       confchain_bytes plain;
-      die_on(confchain_call_decrypt(m[r].call, m[s].user_id, 1, packet.data, packet.len, 5000, &plain), "decrypt");
+      die_on(confchain_call_decrypt(m[r].call, m[s].user_id, packet.data, packet.len, 5000, &plain), "decrypt");
       CHECK(plain.len == strlen(frame) && !memcmp(plain.data, frame, plain.len), "%d reads %d", r, s);
       confchain_bytes_free(plain);
     }
-    /* A replay is refused with a codeless error (101) and a message. */
+    /* A replay is refused as the reference does (UNKNOWN_ERROR, 100); the kind says REPLAY. */
     confchain_bytes again;
-    int32_t code = confchain_call_decrypt(m[(s + 1) % 3].call, m[s].user_id, 1, packet.data, packet.len, 5000, &again);
+    int32_t code = confchain_call_decrypt(m[(s + 1) % 3].call, m[s].user_id, packet.data, packet.len, 5000, &again);
     char msg[256];
     confchain_last_error((uint8_t *)msg, sizeof msg);
-    CHECK(code == 101 && strstr(msg, "already processed"), "replay refused: %d %s", code, msg);
+    CHECK(code == CONFCHAIN_UNKNOWN_ERROR && confchain_last_error_kind() == CONFCHAIN_KIND_REPLAY &&
+              strstr(msg, "already processed") && !strcmp(confchain_error_name(confchain_last_error_kind()), "REPLAY"),
+          "replay refused: %d %s", code, msg);
     confchain_bytes_free(packet);
   }
+
+  /* Encrypted messages (sendGroupCallEncryptedMessage). */
+  const char *json = "{\"_\":\"groupCallMessage\"}";
+  confchain_bytes sealed, opened;
+  die_on(confchain_call_encrypt_message(m[1].call, (const uint8_t *)json, strlen(json), 5000, rng, &sealed), "encrypt message");
+  die_on(confchain_call_decrypt_message(m[0].call, m[1].user_id, sealed.data, sealed.len, 5000, &opened), "decrypt message");
+  CHECK(opened.len == strlen(json) && !memcmp(opened.data, json, opened.len), "message round trip");
+  confchain_bytes_free(sealed);
+  confchain_bytes_free(opened);
+
+  /* Events: every member saw the blocks applied and the verification done. */
+  int applied = 0, verified = 0;
+  for (;;) {
+    uint8_t has = 0;
+    confchain_event ev;
+    die_on(confchain_call_poll_event(m[0].call, &has, &ev), "poll event");
+    if (!has) break;
+    applied += ev.kind == CONFCHAIN_EVENT_BLOCK_APPLIED;
+    verified += ev.kind == CONFCHAIN_EVENT_VERIFICATION_DONE;
+  }
+  CHECK(applied == 2 && verified >= 1, "events: %d applied, %d verified", applied, verified);
 
   /* Member 100 removes 102; 102 can no longer encrypt. */
   confchain_participant keep[2];
@@ -153,6 +176,21 @@ static void conference(void) {
   confchain_bytes none;
   int32_t code = confchain_call_encrypt(m[2].call, 0, (const uint8_t *)"x", 1, 0, 6000, rng, &none);
   CHECK(code == 300, "removed member cannot encrypt: %d (%s)", code, confchain_error_name(code));
+  uint8_t member_flag = 1, has_key = 1;
+  die_on(confchain_call_is_member(m[2].call, &member_flag, &has_key), "is member");
+  CHECK(member_flag == 0 && has_key == 0, "removed: not a member, no key");
+  /* Older epochs retire 10 s after the block that replaced them (the removal at 6000 is the last):
+   * poll_timeout names the next instant; after 16000 nothing is left to retire. */
+  uint8_t has_timeout = 0;
+  uint64_t at = 0;
+  die_on(confchain_call_poll_timeout(m[0].call, &has_timeout, &at), "poll timeout");
+  CHECK(has_timeout && at <= 16000, "a timeout by 16000, got %d %llu", has_timeout, (unsigned long long)at);
+  die_on(confchain_call_handle_timeout(m[0].call, 16000), "handle timeout");
+  die_on(confchain_call_poll_timeout(m[0].call, &has_timeout, &at), "poll timeout");
+  CHECK(!has_timeout, "no more timeouts");
+
+  /* Resync: member 101 adopts the last block again (a no-op) and keeps sending. */
+  die_on(confchain_call_resync(m[1].call, removal.data, removal.len, 16000, rng), "resync");
 
   /* An old block is refused with the reference's code, and the call is unchanged. */
   code = confchain_call_apply_block(m[0].call, blocks[1].data, blocks[1].len, 7000, rng);
@@ -161,9 +199,13 @@ static void conference(void) {
   CHECK(height == 3, "height still 3, got %d", height);
 
   /* Hostile arguments: null handles and pointers are refused, never crash. */
-  CHECK(confchain_call_get_height(NULL, &height) == CONFCHAIN_INVALID_INPUT, "null call");
-  CHECK(confchain_call_apply_block(m[0].call, NULL, 10, 0, rng) == CONFCHAIN_INVALID_INPUT, "null block");
-  CHECK(confchain_call_apply_block(m[0].call, (const uint8_t *)"\x01\x02", 2, 0, rng) == 101, "garbage block");
+  CHECK(confchain_call_get_height(NULL, &height) == CONFCHAIN_UNKNOWN_ERROR &&
+            confchain_last_error_kind() == CONFCHAIN_KIND_INVALID_INPUT,
+        "null call");
+  CHECK(confchain_call_apply_block(m[0].call, NULL, 10, 0, rng) == CONFCHAIN_UNKNOWN_ERROR, "null block");
+  CHECK(confchain_call_apply_block(m[0].call, (const uint8_t *)"\x01\x02", 2, 0, rng) == CONFCHAIN_UNKNOWN_ERROR &&
+            confchain_last_error_kind() == CONFCHAIN_KIND_PARSE,
+        "garbage block");
 
   confchain_bytes text;
   die_on(confchain_call_describe(m[0].call, &text), "describe");
@@ -179,6 +221,46 @@ static void conference(void) {
     confchain_call_free(m[i].call);
     confchain_private_key_free(m[i].key);
   }
+  confchain_rng_free(rng);
+}
+
+/* A one-to-one call (requestCall, acceptCall, confirmCall) with Telegram's prime. */
+static void one_to_one(void) {
+  uint8_t seed[32] = {3};
+  confchain_rng *rng;
+  die_on(confchain_rng_new(seed, &rng), "rng");
+  confchain_p2p_caller *caller;
+  confchain_p2p_callee *callee;
+  uint8_t g_a_hash[32];
+  confchain_bytes g_a, g_b;
+  die_on(confchain_p2p_caller_new(3, NULL, 0, rng, &caller), "caller");
+  die_on(confchain_p2p_caller_g_a(caller, &g_a_hash, &g_a), "g_a");
+  die_on(confchain_p2p_callee_new(3, NULL, 0, g_a_hash, rng, &callee), "callee");
+  die_on(confchain_p2p_callee_g_b(callee, &g_b), "g_b");
+  confchain_p2p_key *k1, *k2;
+  die_on(confchain_p2p_caller_on_accepted(caller, g_b.data, g_b.len, &k1), "accepted");
+  int64_t fp1, fp2;
+  confchain_bytes em1, em2, key1, key2;
+  die_on(confchain_p2p_key_get(k1, &fp1, &em1, &key1), "key");
+  die_on(confchain_p2p_callee_on_confirmed(callee, g_a.data, g_a.len, fp1, &k2), "confirmed");
+  die_on(confchain_p2p_key_get(k2, &fp2, &em2, &key2), "key");
+  CHECK(fp1 == fp2 && key1.len == 256 && key2.len == 256 && !memcmp(key1.data, key2.data, 256) && em1.len == em2.len &&
+            !memcmp(em1.data, em2.data, em1.len),
+        "both sides agree on the key, fingerprint and emojis");
+  confchain_p2p_key *bad;
+  CHECK(confchain_p2p_callee_on_confirmed(callee, g_a.data, g_a.len, fp1 ^ 1, &bad) == CONFCHAIN_UNKNOWN_ERROR &&
+            confchain_last_error_kind() == CONFCHAIN_KIND_DH_CHECK,
+        "a wrong fingerprint is refused");
+  confchain_bytes_free(g_a);
+  confchain_bytes_free(g_b);
+  confchain_bytes_free(em1);
+  confchain_bytes_free(em2);
+  confchain_bytes_free(key1);
+  confchain_bytes_free(key2);
+  confchain_p2p_key_free(k1);
+  confchain_p2p_key_free(k2);
+  confchain_p2p_caller_free(caller);
+  confchain_p2p_callee_free(callee);
   confchain_rng_free(rng);
 }
 
@@ -236,7 +318,7 @@ static void vectors(const char *path) {
       for (int i = 0; i < n; i++) {
         if (m[i].user_id != receiver) continue;
         confchain_bytes plain;
-        int32_t code = confchain_call_decrypt(m[i].call, sender, 0, a, plen, 0, &plain);
+        int32_t code = confchain_call_decrypt(m[i].call, sender, a, plen, 0, &plain);
         CHECK(code == 0 && plain.len == wlen && (wlen == 0 || !memcmp(plain.data, b, wlen)), "vector packet for %lld: %d",
               (long long)receiver, code);
         if (code == 0) confchain_bytes_free(plain);
@@ -265,7 +347,9 @@ static void vectors(const char *path) {
 }
 
 int main(int argc, char **argv) {
+  printf("confchain %s\n", confchain_version());
   conference();
+  one_to_one();
   if (argc > 1) vectors(argv[1]);
   printf("%d passed, %d failed\n", passed, failures);
   return failures == 0 ? 0 : 1;

@@ -3,14 +3,14 @@
 
 use std::time::Instant;
 
-use confchain::chain::{build_zero_block, Chain};
-use confchain::wire::{self, GroupParticipant, GroupState};
-use confchain::{Call, Error, Event, PrivateKey};
+use confchain::{build_zero_block, wire, Call, Chain, Error, Event, GroupParticipant, GroupState, Permissions, PlainBlock, PrivateKey};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde_json::{json, Value};
 
 use crate::Failure;
+
+const ADD_REMOVE: Permissions = Permissions::from_bits_retain(3);
 
 /// Arguments of `demo`.
 #[derive(clap::Args)]
@@ -41,8 +41,8 @@ struct Server {
 impl Server {
     /// Accepts a plain-form block if it extends the chain (as the real server checks), stores
     /// it in server form.
-    fn submit_block(&mut self, plain: &[u8]) -> Result<(), Error> {
-        let server = wire::to_server_form(plain)?;
+    fn submit_block(&mut self, plain: &PlainBlock) -> Result<(), Error> {
+        let server = plain.to_server_form();
         self.chain.apply(&server)?;
         self.blocks.push(server);
         Ok(())
@@ -174,7 +174,7 @@ impl Demo {
                     continue;
                 }
                 let call = self.members[r].call.as_mut().ok_or_else(|| Failure::bad("no call"))?;
-                let got = call.decrypt(sender, 1, &p1, now).map_err(|e| fail("decrypting a frame", e))?;
+                let got = call.decrypt(sender, &p1, now).map_err(|e| fail("decrypting a frame", e))?;
                 let msg = call.decrypt_message(sender, &p2, now).map_err(|e| fail("decrypting a message", e))?;
                 if got != frame || msg != text {
                     return Err(Failure::bad("decrypted payload differs"));
@@ -238,7 +238,7 @@ impl Demo {
         Ok(())
     }
 
-    fn join(&mut self, i: usize, flags: i32) -> Result<(), Failure> {
+    fn join(&mut self, i: usize, flags: Permissions) -> Result<(), Failure> {
         let m = &self.members[i];
         let me = GroupParticipant { user_id: m.user_id, public_key: m.key.public_key(), flags, version: 0 };
         let chain =
@@ -295,10 +295,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
         participants: vec![GroupParticipant {
             user_id: alice.user_id,
             public_key: alice.key.public_key(),
-            flags: 7,
+            flags: Permissions::ALL,
             version: 0,
         }],
-        external_permissions: 3,
+        external_permissions: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
     };
     let zero = build_zero_block(state, &alice.key, &mut d.rng).map_err(|e| fail("building the zero block", e))?;
     d.server.submit_block(&zero).map_err(|e| fail("creating the call", e))?;
@@ -312,7 +312,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     // 2. everyone else joins, one by one (joinGroupCall with a self-add block).
     for i in 1..args.members {
         d.now += 2_000;
-        d.join(i, 3)?;
+        d.join(i, ADD_REMOVE)?;
         let title = format!("{} joins", d.members[i].name);
         d.report(&title)?;
     }
@@ -346,7 +346,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let p = d.members[s].call.as_mut().ok_or_else(|| Failure::bad("no call"))?.encrypt(1, b"secret plans", 0, now, rng);
     let p = p.map_err(|e| fail("encrypting", e))?;
     let sender = d.members[s].user_id;
-    let res = d.members[victim].call.as_mut().ok_or_else(|| Failure::bad("no call"))?.decrypt(sender, 1, &p, now);
+    let res = d.members[victim].call.as_mut().ok_or_else(|| Failure::bad("no call"))?.decrypt(sender, &p, now);
     d.stats.sent += 1;
     d.stats.rejected += u64::from(res.is_err());
     let outcome = res.err().map(|e| e.kind().name().to_owned()).unwrap_or_else(|| "DECRYPTED (unexpected)".into());
@@ -364,7 +364,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let b = d.member("bob");
     d.members[b].call = None;
     d.members[b].key = PrivateKey::generate(&mut d.rng);
-    d.join(b, 3)?;
+    d.join(b, ADD_REMOVE)?;
     d.report("bob rejoins with a new key")?;
 
     // 5. alice re-keys; one member lags behind and keeps sending in the old epoch during the grace period.
@@ -379,7 +379,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         d.members[c].call.as_mut().ok_or_else(|| Failure::bad("no call"))?.encrypt(1, b"old epoch", 0, now, rng);
     let stale = stale.map_err(|e| fail("encrypting", e))?;
     let lagging_uid = d.members[c].user_id;
-    let res = d.members[0].call.as_mut().ok_or_else(|| Failure::bad("no call"))?.decrypt(lagging_uid, 1, &stale, now);
+    let res = d.members[0].call.as_mut().ok_or_else(|| Failure::bad("no call"))?.decrypt(lagging_uid, &stale, now);
     d.step_stats.sent += 1;
     d.step_stats.received += u64::from(res.is_ok());
     d.note(
@@ -394,7 +394,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     d.report(&format!("alice re-keys ({lagging} catches up 3 s late)"))?;
     // The same stale packet once the grace period is over: rejected.
     d.now += 11_000;
-    let res = d.members[0].call.as_mut().ok_or_else(|| Failure::bad("no call"))?.decrypt(lagging_uid, 1, &stale, d.now);
+    let res = d.members[0].call.as_mut().ok_or_else(|| Failure::bad("no call"))?.decrypt(lagging_uid, &stale, d.now);
     let outcome = res.err().map(|e| e.kind().name().to_owned()).unwrap_or_else(|| "DECRYPTED".into());
     d.stats.rejected += 1;
     d.note(&format!("after the grace period the old-epoch packet is rejected: {outcome}"), json!({"result": outcome}));
@@ -405,7 +405,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     // 6. alice closes the call to new self-joins.
     d.now += 2_000;
     let mut state = d.server.chain.group_state().clone();
-    state.external_permissions = 0;
+    state.external_permissions = Permissions::NONE;
     let block =
         d.members[0].call.as_ref().ok_or_else(|| Failure::bad("no call"))?.build_change_state(state, &mut d.rng);
     d.server.submit_block(&block.map_err(|e| fail("building a state change", e))?).map_err(|e| fail("closing", e))?;
@@ -481,7 +481,7 @@ fn throughput(d: &mut Demo) -> Result<(f64, u64, u64), Failure> {
             .call
             .as_mut()
             .ok_or_else(|| Failure::bad("no call"))?
-            .decrypt_into(sender, 2, &buf, now, &mut out)
+            .decrypt_into(sender, &buf, now, &mut out)
             .map_err(|e| fail("decrypting", e))?;
     }
     Ok((start.elapsed().as_secs_f64(), n, n * 1024))

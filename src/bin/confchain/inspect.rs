@@ -63,37 +63,16 @@ fn h(b: &[u8]) -> String {
     hex::encode(b)
 }
 
-fn perms(flags: i32) -> String {
-    let mut v = vec![];
-    if flags & 1 != 0 {
-        v.push("add");
-    }
-    if flags & 2 != 0 {
-        v.push("remove");
-    }
-    if flags & 4 != 0 {
-        v.push("set_value");
-    }
-    if flags & !7 != 0 {
-        v.push("unknown-bits");
-    }
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.join("+")
-    }
-}
-
 fn group_state(s: &GroupState) -> Value {
     json!({
-        "external_permissions": s.external_permissions,
-        "external_permissions_names": perms(s.external_permissions),
+        "external_permissions": s.external_permissions.bits(),
+        "external_permissions_names": s.external_permissions.name(),
         "version": s.version(),
         "participants": s.participants.iter().map(|p| json!({
             "user_id": p.user_id,
             "public_key": h(p.public_key.as_bytes()),
-            "flags": p.flags,
-            "permissions": perms(p.flags),
+            "flags": p.flags.bits(),
+            "permissions": p.flags.name(),
             "version": p.version,
         })).collect::<Vec<_>>(),
     })

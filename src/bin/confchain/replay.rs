@@ -98,7 +98,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             let v = json!({
                 "index": i, "height": c.height(), "hash": hex::encode(c.hash()),
                 "members": members, "group_version": c.group_version(),
-                "external_permissions": c.group_state().external_permissions,
+                "external_permissions": c.group_state().external_permissions.bits(),
                 "key_fingerprint": key,
             });
             outln!("{v}");

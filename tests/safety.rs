@@ -1,0 +1,306 @@
+//! The failure policy and recovery (SPEC.md §8.1): a valid block we cannot read ends our old key;
+//! a later good block gives us a key again; a call resyncs in place keeping its key, sequence
+//! numbers and replay windows; caller time never overflows; the epoch boundary is the reference's.
+
+mod common;
+
+use common::ADD_REMOVE;
+use confchain::limits::EPOCH_GRACE_MS;
+use confchain::{
+    build_zero_block, Block, Call, Chain, Change, ErrorKind, Event, GroupParticipant, GroupState, Permissions,
+    PlainBlock, PrivateKey, PublicKey,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+struct Conf {
+    rng: ChaCha20Rng,
+    keys: Vec<PrivateKey>,
+    server: Chain,
+    blocks: Vec<Vec<u8>>,
+    calls: Vec<Call>,
+}
+
+fn member(id: i64, key: &PrivateKey) -> GroupParticipant {
+    GroupParticipant { user_id: id, public_key: key.public_key(), flags: ADD_REMOVE, version: 0 }
+}
+
+/// Alice (1, all permissions), bob (2) and carol (3, add+remove) in one call, at the zero block.
+fn three() -> Conf {
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    let keys: Vec<PrivateKey> = (0..3).map(|_| PrivateKey::generate(&mut rng)).collect();
+    let state = GroupState {
+        participants: keys.iter().enumerate().map(|(i, k)| member(i as i64 + 1, k)).collect(),
+        external_permissions: Permissions::NONE,
+    };
+    let mut state = state;
+    state.participants[0].flags = Permissions::ALL; // alice may also set values
+    let zero = build_zero_block(state, &keys[0], &mut rng).unwrap().to_server_form();
+    let mut server = Chain::empty();
+    server.apply(&zero).unwrap();
+    let calls = (0..3).map(|i| Call::new(i as i64 + 1, keys[i].clone(), &zero, &mut rng).unwrap()).collect();
+    Conf { rng, keys, server, blocks: vec![zero], calls }
+}
+
+impl Conf {
+    /// The server accepts a block (it checks the chain rules, not anyone's key header).
+    fn publish(&mut self, block: &PlainBlock) -> Vec<u8> {
+        let server = block.to_server_form();
+        self.server.apply(&server).unwrap();
+        self.blocks.push(server.clone());
+        server
+    }
+
+    /// A block built by alice that sets `state`, with the key header of `victim` replaced by
+    /// garbage: valid for the chain (every other member reads its key), unreadable for `victim`.
+    fn with_garbage_header(&mut self, state: GroupState, victim: i64) -> PlainBlock {
+        let built = self.server.build_change_state(state, &self.keys[0], &mut self.rng).unwrap();
+        let Block { changes, .. } = built.decode().unwrap();
+        let mut changes = changes;
+        for c in &mut changes {
+            if let Change::SetSharedKey(k) = c {
+                let i = k.dest_user_id.iter().position(|u| *u == victim).unwrap();
+                k.dest_header[i] = vec![0x5a; 32];
+            }
+        }
+        self.server.build_block(changes, &self.keys[0]).unwrap()
+    }
+
+    fn state(&self) -> GroupState {
+        self.server.group_state().clone()
+    }
+
+    fn events(&mut self, i: usize) -> Vec<Event> {
+        std::iter::from_fn(|| self.calls[i].poll_event()).collect()
+    }
+}
+
+/// The attack from issue 13: alice removes carol with a block whose header for bob is garbage.
+/// Bob must stop encrypting under the pre-removal key, and once the grace period is over carol
+/// (who kept her copy of that key) must not read anything bob sends.
+#[test]
+fn unreadable_removal_block_ends_the_old_key() {
+    let mut c = three();
+    let mut state = c.state();
+    state.participants.retain(|p| p.user_id != 3);
+    let block = c.with_garbage_header(state, 2);
+    let block = c.publish(&block);
+    let now = 1_000;
+    for i in 0..3 {
+        c.calls[i].apply_block(&block, now, &mut c.rng).unwrap();
+    }
+    // Bob applied the block: his chain advanced, he knows he holds no key.
+    assert_eq!(c.calls[1].height(), 1);
+    assert!(c.calls[1].is_member() && !c.calls[1].has_current_key());
+    let events = c.events(1);
+    assert!(events.iter().any(|e| matches!(e, Event::KeyUnavailable { height: 1, error } if error.kind() == ErrorKind::InvalidSharedKey || error.kind() == ErrorKind::Decrypt)), "{events:?}");
+    let err = c.calls[1].encrypt(0, b"secret", 0, now, &mut c.rng).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::KeyUnavailable);
+    assert_eq!(err.numeric_code(), 100);
+    // Carol saw her removal; 60 s later nothing bob could send reaches her.
+    assert!(!c.calls[2].is_member());
+    let later = now + 60_000;
+    assert_eq!(c.calls[1].encrypt(0, b"secret", 0, later, &mut c.rng).unwrap_err().kind(), ErrorKind::KeyUnavailable);
+    // Alice still encrypts; carol cannot read her after the grace period either.
+    let p = c.calls[0].encrypt(0, b"to bob", 0, later, &mut c.rng).unwrap();
+    assert_eq!(c.calls[2].decrypt(1, &p, later).unwrap_err().code(), Some("DECRYPT__UNKNOWN_EPOCH"));
+    // Bob's old epoch is gone after its grace period, exactly as after any block.
+    c.calls[1].handle_timeout(later);
+    assert!(c.calls[1].active_epochs().is_empty());
+}
+
+/// A valid block whose group state has no shared key (a SetGroupState alone, with a set-value to
+/// make it a change): every member advances and nobody holds a key; the next good block restores
+/// encryption for everyone without a new Call.
+#[test]
+fn keyless_block_then_recovery_on_the_next_good_block() {
+    let mut c = three();
+    let state = c.state();
+    let keyless = c.server.build_block(vec![Change::SetGroupState(state.clone())], &c.keys[0]).unwrap();
+    let keyless = c.publish(&keyless);
+    for i in 0..3 {
+        c.calls[i].apply_block(&keyless, 500, &mut c.rng).unwrap();
+        assert_eq!(c.calls[i].height(), 1);
+        assert!(!c.calls[i].has_current_key());
+        assert_eq!(c.calls[i].key_fingerprint(), None);
+        assert_eq!(c.calls[i].encrypt(0, b"x", 0, 500, &mut c.rng).unwrap_err().kind(), ErrorKind::KeyUnavailable);
+    }
+    // A later block with a key: everyone encrypts again, on the same Call.
+    let rekey = c.server.build_change_state(state, &c.keys[0], &mut c.rng).unwrap();
+    let rekey = c.publish(&rekey);
+    for i in 0..3 {
+        c.calls[i].apply_block(&rekey, 600, &mut c.rng).unwrap();
+        assert!(c.calls[i].has_current_key());
+    }
+    let p = c.calls[1].encrypt(0, b"back", 0, 600, &mut c.rng).unwrap();
+    assert_eq!(c.calls[0].decrypt(2, &p, 600).unwrap(), b"back");
+    assert_eq!(c.calls[2].decrypt(2, &p, 600).unwrap(), b"back");
+    assert_eq!(c.calls[0].key_fingerprint(), c.calls[2].key_fingerprint());
+}
+
+/// Invalid blocks are still rejected with nothing changed.
+#[test]
+fn invalid_blocks_still_change_nothing() {
+    let mut c = three();
+    let block = c.server.build_change_state(c.state(), &c.keys[0], &mut c.rng).unwrap();
+    let mut bad = block.to_server_form();
+    bad[100] ^= 1;
+    let before = (c.calls[1].height(), c.calls[1].active_epochs(), c.calls[1].key_fingerprint());
+    assert!(c.calls[1].apply_block(&bad, 0, &mut c.rng).is_err());
+    assert!(c.calls[1].check_block(&bad).is_err());
+    assert!(c.calls[1].check_block(&block.to_server_form()).is_ok());
+    assert_eq!((c.calls[1].height(), c.calls[1].active_epochs(), c.calls[1].key_fingerprint()), before);
+}
+
+/// Resync in place: after 3,000 packets, bob misses two blocks (the first refused), adopts the
+/// server's last block, and packets keep flowing both ways (no "Message is too old").
+#[test]
+fn resync_in_place_keeps_sequence_numbers_and_windows() {
+    let mut c = three();
+    let mut now = 0;
+    for i in 0..3_000u32 {
+        now += 1;
+        let (from, to, from_id) = if i % 2 == 0 { (0, 1, 1) } else { (1, 0, 2) };
+        let p = c.calls[from].encrypt(0, &i.to_le_bytes(), 0, now, &mut c.rng).unwrap();
+        assert_eq!(c.calls[to].decrypt(from_id, &p, now).unwrap(), i.to_le_bytes());
+    }
+    // Two re-keys; bob gets neither (say the first was refused and the second missed).
+    for _ in 0..2 {
+        let b = c.server.build_change_state(c.state(), &c.keys[0], &mut c.rng).unwrap();
+        let b = c.publish(&b);
+        c.calls[0].apply_block(&b, now, &mut c.rng).unwrap();
+        c.calls[2].apply_block(&b, now, &mut c.rng).unwrap();
+    }
+    let last = c.blocks.last().unwrap().clone();
+    // The block we already have is a no-op; the server's last one is adopted; an older one then
+    // cannot be.
+    c.calls[1].resync(&c.blocks[0].clone(), now, &mut c.rng).unwrap();
+    assert_eq!(c.calls[1].height(), 0);
+    c.calls[1].resync(&last, now, &mut c.rng).unwrap();
+    c.calls[1].resync(&last, now, &mut c.rng).unwrap();
+    assert_eq!(c.calls[1].resync(&c.blocks[1].clone(), now, &mut c.rng).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(c.calls[1].height(), 2);
+    assert_eq!(c.calls[1].key_fingerprint(), c.calls[0].key_fingerprint());
+    for i in 0..100u32 {
+        now += 1;
+        let p = c.calls[1].encrypt(0, b"from bob", 0, now, &mut c.rng).unwrap();
+        assert_eq!(c.calls[0].decrypt(2, &p, now).unwrap(), b"from bob", "packet {i} after resync");
+        assert_eq!(c.calls[2].decrypt(2, &p, now).unwrap(), b"from bob");
+        let p = c.calls[0].encrypt(0, b"from alice", 0, now, &mut c.rng).unwrap();
+        assert_eq!(c.calls[1].decrypt(1, &p, now).unwrap(), b"from alice");
+        // Bob's replay windows survived: an old packet of alice is still refused.
+    }
+    let replayed = c.calls[0].encrypt(0, b"once", 0, now, &mut c.rng).unwrap();
+    c.calls[1].decrypt(1, &replayed, now).unwrap();
+    assert_eq!(c.calls[1].decrypt(1, &replayed, now).unwrap_err().kind(), ErrorKind::Replay);
+}
+
+/// `now` near u64::MAX: no overflow (no panic in debug builds), and the grace period is kept.
+#[test]
+fn time_near_the_end_of_u64() {
+    let mut c = three();
+    let b = c.server.build_change_state(c.state(), &c.keys[0], &mut c.rng).unwrap();
+    let b = c.publish(&b);
+    let now = u64::MAX - 5;
+    c.calls[0].apply_block(&b, now, &mut c.rng).unwrap();
+    assert_eq!(c.calls[0].poll_timeout(), Some(u64::MAX), "saturated, not wrapped");
+    assert_eq!(c.calls[0].active_epochs(), vec![0, 1], "the old epoch is still in its grace period");
+    c.calls[0].handle_timeout(u64::MAX - 1);
+    assert_eq!(c.calls[0].active_epochs(), vec![0, 1]);
+    c.calls[0].handle_timeout(u64::MAX);
+    assert_eq!(c.calls[0].active_epochs(), vec![1]);
+    let p = c.calls[0].encrypt(0, b"x", 0, u64::MAX, &mut c.rng).unwrap();
+    c.calls[1].apply_block(&b, u64::MAX, &mut c.rng).unwrap();
+    assert_eq!(c.calls[1].decrypt(1, &p, u64::MAX).unwrap(), b"x");
+}
+
+/// The reference forgets a replaced epoch when forget_at <= now: usable at 9,999 ms after the
+/// replacing block, gone at 10,000 and 10,001.
+#[test]
+fn epoch_boundary_matches_the_reference() {
+    for (after, readable) in [(EPOCH_GRACE_MS - 1, true), (EPOCH_GRACE_MS, false), (EPOCH_GRACE_MS + 1, false)] {
+        let mut c = three();
+        let old = c.calls[0].encrypt(0, b"old epoch", 0, 0, &mut c.rng).unwrap();
+        let b = c.server.build_change_state(c.state(), &c.keys[0], &mut c.rng).unwrap();
+        let b = c.publish(&b);
+        let t0 = 1_000;
+        c.calls[1].apply_block(&b, t0, &mut c.rng).unwrap();
+        let r = c.calls[1].decrypt(1, &old, t0 + after);
+        assert_eq!(r.is_ok(), readable, "{after} ms after the block: {r:?}");
+        if !readable {
+            assert_eq!(r.unwrap_err().code(), Some("DECRYPT__UNKNOWN_EPOCH"));
+        }
+    }
+}
+
+/// A participant key that is not a curve point: the reference accepts the block and keeps
+/// re-keying over it; so does confchain (same shared-secret bytes, SPEC.md §11).
+#[test]
+fn off_curve_participant_keys_do_not_stall_the_call() {
+    let mut c = three();
+    // Find 32 bytes that are not a valid Ed25519 point (and not y = 1).
+    let off_curve = (2u8..=255)
+        .map(|b| PublicKey::from_bytes([b; 32]))
+        .find(|k| k.verifying_key().is_err())
+        .expect("an off-curve encoding");
+    let mut state = c.state();
+    state.participants.push(GroupParticipant { user_id: 9, public_key: off_curve, flags: Permissions::NONE, version: 0 });
+    let add = c.server.build_change_state(state.clone(), &c.keys[0], &mut c.rng).unwrap();
+    let add = c.publish(&add);
+    for i in 0..3 {
+        c.calls[i].apply_block(&add, 0, &mut c.rng).unwrap();
+    }
+    // Re-keying and removing still work with that member listed.
+    let rekey = c.calls[1].build_rekey(&mut c.rng).unwrap();
+    let rekey = c.publish(&rekey);
+    for i in 0..3 {
+        c.calls[i].apply_block(&rekey, 0, &mut c.rng).unwrap();
+    }
+    assert_eq!(c.calls[0].key_fingerprint(), c.calls[2].key_fingerprint());
+    let remove = c.calls[0].build_remove(&[9], &mut c.rng).unwrap();
+    c.publish(&remove);
+    // A signer without permission is refused for permissions, before any key header is computed
+    // (the identity key y = 1 has no shared secret at all).
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut state = c.state();
+    state.participants.push(GroupParticipant { user_id: 10, public_key: PublicKey::from_bytes(identity), flags: Permissions::NONE, version: 0 });
+    let outsider = PrivateKey::generate(&mut c.rng);
+    let e = c.server.build_change_state(state.clone(), &outsider, &mut c.rng).unwrap_err();
+    assert_eq!(e.code(), Some("INVALID_BLOCK__NO_PERMISSIONS"));
+    let e = c.server.build_change_state(state, &c.keys[0], &mut c.rng).unwrap_err();
+    assert_eq!((e.kind(), e.message()), (ErrorKind::SharedSecret, "Failed to compute modulo inverse"));
+}
+
+/// Where confchain is deliberately more robust than the reference (which aborts): a set-value
+/// change whose key is not 32 bytes, or is all zeros, is accepted like any other.
+#[test]
+fn odd_set_value_keys_are_accepted() {
+    let mut c = three();
+    for key in [&b"short"[..], &[0u8; 32][..], &[7u8; 40][..]] {
+        let block = c.server.build_set_value(key, b"value", [3; 32], &c.keys[0]).unwrap();
+        let block = c.publish(&block);
+        c.calls[1].apply_block(&block, 0, &mut c.rng).unwrap();
+    }
+    assert_eq!(c.calls[1].height(), 3);
+    assert!(c.calls[1].has_current_key(), "set-value blocks keep the key");
+}
+
+#[test]
+fn build_remove_of_a_non_participant_is_an_error() {
+    let mut c = three();
+    let e = c.calls[0].build_remove(&[42], &mut c.rng).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ParticipantNotFound);
+    assert!(c.calls[0].build_remove(&[3], &mut c.rng).is_ok());
+}
+
+#[test]
+fn verification_names_who_is_missing() {
+    let mut c = three();
+    assert_eq!(c.calls[0].verification_missing(), vec![1, 2, 3]);
+    let commits: Vec<Vec<u8>> = (0..2).flat_map(|i| c.calls[i].poll_outbound()).collect();
+    for b in &commits {
+        c.calls[0].receive_broadcast(&confchain::to_server_form(b).unwrap()).unwrap();
+    }
+    assert_eq!(c.calls[0].verification_missing(), vec![3], "carol never committed");
+}

@@ -3,7 +3,9 @@
 #![allow(dead_code, missing_docs)]
 
 use confchain::crypto;
-use confchain::{build_zero_block, Call, Chain, GroupParticipant, GroupState, Permissions, PlainBlock, PrivateKey, PublicKey};
+use confchain::{
+    build_zero_block, Call, Chain, GroupParticipant, GroupState, Permissions, PlainBlock, PrivateKey, PublicKey,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -106,7 +108,12 @@ pub fn group_chain(n: usize, rng: &mut ChaCha20Rng) -> (Chain, PrivateKey, Group
         participants: keys
             .iter()
             .enumerate()
-            .map(|(i, k)| GroupParticipant { user_id: i as i64 + 1, public_key: k.public_key(), flags: ADD_REMOVE, version: 0 })
+            .map(|(i, k)| GroupParticipant {
+                user_id: i as i64 + 1,
+                public_key: k.public_key(),
+                flags: ADD_REMOVE,
+                version: 0,
+            })
             .collect(),
         external_permissions: Permissions::NONE,
     };

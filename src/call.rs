@@ -366,7 +366,8 @@ impl Call {
         let start = out.len();
         let (epochs, cache) = (&self.epochs, &mut self.verifying_keys);
         let lookup = |hash: &[u8; 32]| epochs.find(hash).map(|e| (&e.key, &*e.state));
-        let opened = packet::decrypt_into(packet, self.user_id, sender_user_id, lookup, |k| verifying_key(cache, k), out)?;
+        let opened =
+            packet::decrypt_into(packet, self.user_id, sender_user_id, lookup, |k| verifying_key(cache, k), out)?;
         if let Err(e) = self.replay.accept(opened.sender, opened.channel, opened.seqno) {
             packet::discard_from(out, start);
             return Err(e);

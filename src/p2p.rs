@@ -27,8 +27,8 @@ use sha2::Digest;
 use zeroize::Zeroize;
 
 use crate::crypto::{self, Secret};
-use crate::error::{Error, ErrorKind, Result};
 use crate::emoji::emojis_from_hash;
+use crate::error::{Error, ErrorKind, Result};
 
 /// Telegram's current `dh_prime` (with g = 3), a known safe prime (big-endian).
 pub const TELEGRAM_PRIME: [u8; 256] = [
@@ -131,7 +131,11 @@ impl DhConfig {
         }
         let bytes = n.to_be_bytes();
         // r < m <= 24, so r * 256 + 255 cannot overflow.
-        let rem = |m: u32| bytes.iter().fold(0u32, |r, b| (r.wrapping_mul(256).wrapping_add(u32::from(*b))).checked_rem(m).unwrap_or(0));
+        let rem = |m: u32| {
+            bytes
+                .iter()
+                .fold(0u32, |r, b| (r.wrapping_mul(256).wrapping_add(u32::from(*b))).checked_rem(m).unwrap_or(0))
+        };
         let mod_ok = match g {
             2 => rem(8) == 7,
             3 => rem(3) == 2,

@@ -69,11 +69,18 @@ fn hostile_counts_allocate_in_proportion_to_the_input() {
         ("participants", block(&[le(1), le(id::CHANGE_SET_GROUP_STATE), le(id::GROUP_STATE), le(n)].concat(), SIZE)),
         (
             "shared key recipients",
-            block(&[&le(1)[..], &le(id::CHANGE_SET_SHARED_KEY), &le(id::SHARED_KEY), &[0; 32], &[0; 4], &le(n)].concat(), SIZE),
+            block(
+                &[&le(1)[..], &le(id::CHANGE_SET_SHARED_KEY), &le(id::SHARED_KEY), &[0; 32], &[0; 4], &le(n)].concat(),
+                SIZE,
+            ),
         ),
         (
             "shared key headers",
-            block(&[&le(1)[..], &le(id::CHANGE_SET_SHARED_KEY), &le(id::SHARED_KEY), &[0; 32], &[0; 4], &le(0), &le(n)].concat(), SIZE),
+            block(
+                &[&le(1)[..], &le(id::CHANGE_SET_SHARED_KEY), &le(id::SHARED_KEY), &[0; 32], &[0; 4], &le(0), &le(n)]
+                    .concat(),
+                SIZE,
+            ),
         ),
     ];
     for (what, input) in cases {

@@ -7,8 +7,8 @@ use common::{hex, hex32, load, report, ReplayRng};
 use confchain::chain::{build_zero_block, Chain};
 use confchain::crypto::{self, PrivateKey, PublicKey};
 use confchain::wire::{self, Block, Change, GroupParticipant, GroupState};
-use confchain::Permissions;
 use confchain::ErrorKind;
+use confchain::Permissions;
 use serde_json::Value;
 
 /// The `keys` section of a vector file: (user_id, private key).

@@ -3,7 +3,8 @@
 mod common;
 
 use confchain::limits::{
-    HELD_BROADCASTS_PER_SENDER, HELD_BROADCAST_HEIGHTS, MAX_BLOCK_SIZE, MAX_CLEAR_PREFIX, MAX_EPOCHS, MAX_HELD_BROADCASTS,
+    HELD_BROADCASTS_PER_SENDER, HELD_BROADCAST_HEIGHTS, MAX_BLOCK_SIZE, MAX_CLEAR_PREFIX, MAX_EPOCHS,
+    MAX_HELD_BROADCASTS,
 };
 use confchain::tl::Writer;
 use confchain::wire::id;
@@ -115,7 +116,8 @@ fn pair() -> Pair {
 
 impl Pair {
     fn rekey(&mut self, now: u64) {
-        let block = self.chain.build_change_state(self.state.clone(), &self.a_key, &mut self.rng).unwrap().to_server_form();
+        let block =
+            self.chain.build_change_state(self.state.clone(), &self.a_key, &mut self.rng).unwrap().to_server_form();
         self.chain.apply(&block).unwrap();
         self.alice.apply_block(&block, now, &mut self.rng).unwrap();
         self.bob.apply_block(&block, now, &mut self.rng).unwrap();
@@ -160,7 +162,13 @@ fn packet_limits() {
 
 /// A commit for `height` claiming to be from `user_id`, signed by `key` (server form).
 fn commit(key: &PrivateKey, user_id: i64, height: i32, hash: [u8; 32]) -> Vec<u8> {
-    let mut b = Broadcast { signature: [0; 64], user_id, chain_height: height, chain_hash: hash, payload: BroadcastPayload::Commit([0; 32]) };
+    let mut b = Broadcast {
+        signature: [0; 64],
+        user_id,
+        chain_height: height,
+        chain_hash: hash,
+        payload: BroadcastPayload::Commit([0; 32]),
+    };
     b.signature = key.sign(&b.signing_bytes());
     to_server_form(&b.encode()).unwrap()
 }

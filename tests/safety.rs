@@ -244,7 +244,12 @@ fn off_curve_participant_keys_do_not_stall_the_call() {
         .find(|k| k.verifying_key().is_err())
         .expect("an off-curve encoding");
     let mut state = c.state();
-    state.participants.push(GroupParticipant { user_id: 9, public_key: off_curve, flags: Permissions::NONE, version: 0 });
+    state.participants.push(GroupParticipant {
+        user_id: 9,
+        public_key: off_curve,
+        flags: Permissions::NONE,
+        version: 0,
+    });
     let add = c.server.build_change_state(state.clone(), &c.keys[0], &mut c.rng).unwrap();
     let add = c.publish(&add);
     for i in 0..3 {
@@ -264,7 +269,12 @@ fn off_curve_participant_keys_do_not_stall_the_call() {
     let mut identity = [0u8; 32];
     identity[0] = 1;
     let mut state = c.state();
-    state.participants.push(GroupParticipant { user_id: 10, public_key: PublicKey::from_bytes(identity), flags: Permissions::NONE, version: 0 });
+    state.participants.push(GroupParticipant {
+        user_id: 10,
+        public_key: PublicKey::from_bytes(identity),
+        flags: Permissions::NONE,
+        version: 0,
+    });
     let outsider = PrivateKey::generate(&mut c.rng);
     let e = c.server.build_change_state(state.clone(), &outsider, &mut c.rng).unwrap_err();
     assert_eq!(e.code(), Some("INVALID_BLOCK__NO_PERMISSIONS"));

@@ -42,6 +42,14 @@ PY
 cc -std=c99 -Wall -Wextra -Werror -I"$here/include" "$here/tests/conference.c" "$lib/libconfchain.a" \
   -lpthread -ldl -lm -o "$work/conference"
 "$work/conference" "$work/vectors.txt"
+# The README's C snippet compiles (C99, warnings as errors) and runs.
+python3 - "$root/README.md" > "$work/readme.c" <<'PY'
+import re, sys
+print(re.search(r"```c\n(.*?)```", open(sys.argv[1]).read(), re.S).group(1))
+PY
+cc -std=c99 -Wall -Wextra -Werror -I"$here/include" "$work/readme.c" "$lib/libconfchain.a" -lpthread -ldl -lm -o "$work/readme"
+[ "$("$work/readme")" = "opus frame" ] || { echo "README C snippet failed" >&2; exit 1; }
+echo "README C snippet: ok"
 # The shared library links too.
 cc -std=c99 -Wall -Werror -I"$here/include" "$here/tests/conference.c" -L"$lib" -lconfchain -o "$work/conference_so"
 LD_LIBRARY_PATH="$lib" "$work/conference_so" > /dev/null

@@ -8,6 +8,12 @@ venv="${CONFCHAIN_VENV:-$here/.venv}"
 cd "$here"
 VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --release --quiet
 "$venv/bin/python" -m pytest -q tests
+# The README's Python snippet runs as written.
+"$venv/bin/python" - "$here/../../README.md" <<'PY'
+import re, sys
+exec(re.search(r"```python\n(.*?)```", open(sys.argv[1]).read(), re.S).group(1))
+print("README Python snippet: ok")
+PY
 # The wheel builds too.
 wheels="$(mktemp -d)"
 "$venv/bin/maturin" build --release --quiet --out "$wheels"

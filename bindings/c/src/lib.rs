@@ -27,7 +27,9 @@ use std::ptr;
 use std::slice;
 
 use engine::p2p::{Callee, Caller, DhConfig, DhKey, PrimeCache};
-use engine::{build_zero_block, Call, Chain, Error, ErrorKind, Event, GroupParticipant, GroupState, Permissions, PrivateKey};
+use engine::{
+    build_zero_block, Call, Chain, Error, ErrorKind, Event, GroupParticipant, GroupState, Permissions, PrivateKey,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -705,12 +707,18 @@ pub unsafe extern "C" fn confchain_call_poll_event(
         *has = u8::from(event.is_some());
         *slot = match event {
             None => confchain_event { kind: 0, height: 0, error_kind: 0 },
-            Some(Event::BlockApplied { height }) => confchain_event { kind: CONFCHAIN_EVENT_BLOCK_APPLIED, height, error_kind: 0 },
-            Some(Event::Removed { height }) => confchain_event { kind: CONFCHAIN_EVENT_REMOVED, height, error_kind: 0 },
-            Some(Event::KeyUnavailable { height, error }) => {
-                confchain_event { kind: CONFCHAIN_EVENT_KEY_UNAVAILABLE, height, error_kind: kind_constant(error.kind()) }
+            Some(Event::BlockApplied { height }) => {
+                confchain_event { kind: CONFCHAIN_EVENT_BLOCK_APPLIED, height, error_kind: 0 }
             }
-            Some(Event::EpochExpired { height }) => confchain_event { kind: CONFCHAIN_EVENT_EPOCH_EXPIRED, height, error_kind: 0 },
+            Some(Event::Removed { height }) => confchain_event { kind: CONFCHAIN_EVENT_REMOVED, height, error_kind: 0 },
+            Some(Event::KeyUnavailable { height, error }) => confchain_event {
+                kind: CONFCHAIN_EVENT_KEY_UNAVAILABLE,
+                height,
+                error_kind: kind_constant(error.kind()),
+            },
+            Some(Event::EpochExpired { height }) => {
+                confchain_event { kind: CONFCHAIN_EVENT_EPOCH_EXPIRED, height, error_kind: 0 }
+            }
             Some(Event::VerificationDone { result }) => {
                 confchain_event { kind: CONFCHAIN_EVENT_VERIFICATION_DONE, height: result.height, error_kind: 0 }
             }
@@ -863,7 +871,10 @@ pub unsafe extern "C" fn confchain_p2p_callee_new(
 
 /// `g_b` for acceptCall.
 #[no_mangle]
-pub unsafe extern "C" fn confchain_p2p_callee_g_b(callee: *const confchain_p2p_callee, out_g_b: *mut confchain_bytes) -> i32 {
+pub unsafe extern "C" fn confchain_p2p_callee_g_b(
+    callee: *const confchain_p2p_callee,
+    out_g_b: *mut confchain_bytes,
+) -> i32 {
     guard(|| {
         *out(out_g_b)? = to_bytes(handle(callee)?.0.g_b());
         Ok(())

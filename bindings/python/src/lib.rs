@@ -1,10 +1,14 @@
 //! Python module of confchain (`import confchain`), built with pyo3 and maturin.
 //!
-//! Errors raise `confchain.ConfchainError` with `code` (the reference's number, e.g. 204), `name`
-//! (`INVALID_BLOCK__HEIGHT_MISMATCH`, or confchain's kind name for codeless errors) and `message`.
+//! Errors raise `confchain.ConfchainError` with `code` (the reference's number, e.g. 204, and 100
+//! for every error the reference reports without a code), `name` (`INVALID_BLOCK__HEIGHT_MISMATCH`,
+//! or confchain's kind name such as `REPLAY` for codeless errors) and `message`.
+//!
+//! Everything that computes (signatures, key derivation, packet crypto, block building) releases
+//! the GIL, so other Python threads run meanwhile.
 
-use engine::chain::{build_zero_block, Chain};
-use engine::wire::{self, GroupParticipant, GroupState};
+use engine::p2p::{Callee, Caller, DhConfig, DhKey, PrimeCache};
+use engine::{build_zero_block, Chain, GroupParticipant, GroupState, Permissions};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -111,7 +115,7 @@ impl Participant {
         Ok(GroupParticipant {
             user_id: self.user_id,
             public_key: engine::PublicKey::from_bytes(key),
-            flags: self.flags,
+            flags: Permissions::from_bits_retain(self.flags),
             version: self.version,
         })
     }
@@ -120,7 +124,7 @@ impl Participant {
         Participant {
             user_id: p.user_id,
             public_key: p.public_key.as_bytes().to_vec(),
-            flags: p.flags,
+            flags: p.flags.bits(),
             version: p.version,
         }
     }
@@ -129,7 +133,7 @@ impl Participant {
 fn state(participants: Vec<Participant>, external_permissions: i32) -> PyResult<GroupState> {
     Ok(GroupState {
         participants: participants.iter().map(Participant::to_core).collect::<PyResult<_>>()?,
-        external_permissions,
+        external_permissions: Permissions::from_bits_retain(external_permissions),
     })
 }
 
@@ -142,8 +146,10 @@ impl Block {
     /// Decodes a block in server or plain form.
     #[staticmethod]
     fn decode(data: &[u8]) -> PyResult<Self> {
-        let plain = if wire::is_server_form(data) { wire::from_server_form(data).map_err(err)? } else { data.to_vec() };
-        engine::Block::decode(&plain).map(Block).map_err(err)
+        match engine::decode_any(data).map_err(err)?.1 {
+            engine::Object::Block(b) => Ok(Block(b)),
+            engine::Object::Broadcast(_) => Err(pyo3::exceptions::PyValueError::new_err("a broadcast, not a block")),
+        }
     }
 
     #[getter]
@@ -182,7 +188,7 @@ impl Block {
 /// Server form (constructor id + 1) of a plain-form block or broadcast.
 #[pyfunction]
 fn to_server_form<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-    Ok(bytes(py, &wire::to_server_form(data).map_err(err)?))
+    Ok(bytes(py, &engine::to_server_form(data).map_err(err)?))
 }
 
 /// The zero block for createConferenceCall (plain form).
@@ -194,8 +200,9 @@ fn create_zero_block<'py>(
     external_permissions: i32,
     rng: &mut Rng,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let block = build_zero_block(state(participants, external_permissions)?, &key.0, &mut rng.0).map_err(err)?;
-    Ok(bytes(py, &block))
+    let state = state(participants, external_permissions)?;
+    let block = py.allow_threads(|| build_zero_block(state, &key.0, &mut rng.0)).map_err(err)?;
+    Ok(bytes(py, block.as_bytes()))
 }
 
 /// The self-add block for joinGroupCall, built on the last block (server form).
@@ -207,9 +214,11 @@ fn create_self_add_block<'py>(
     me: &Participant,
     rng: &mut Rng,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let chain = Chain::from_server_block(last_block).map_err(err)?;
-    let block = chain.build_self_add(me.to_core()?, &key.0, &mut rng.0).map_err(err)?;
-    Ok(bytes(py, &block))
+    let me = me.to_core()?;
+    let block = py
+        .allow_threads(|| Chain::from_server_block(last_block)?.build_self_add(me, &key.0, &mut rng.0))
+        .map_err(err)?;
+    Ok(bytes(py, block.as_bytes()))
 }
 
 /// One participant's conference call.
@@ -220,13 +229,46 @@ struct Call(engine::Call);
 impl Call {
     /// Creates the call from the last block (server form).
     #[new]
-    fn new(user_id: i64, key: &PrivateKey, last_block: &[u8], rng: &mut Rng) -> PyResult<Self> {
-        engine::Call::new(user_id, key.0.clone(), last_block, &mut rng.0).map(Call).map_err(err)
+    fn new(py: Python<'_>, user_id: i64, key: &PrivateKey, last_block: &[u8], rng: &mut Rng) -> PyResult<Self> {
+        let key = key.0.clone();
+        py.allow_threads(|| engine::Call::new(user_id, key, last_block, &mut rng.0)).map(Call).map_err(err)
     }
 
-    /// Applies the next block (server form); on error the call is unchanged.
-    fn apply_block(&mut self, block: &[u8], now_ms: u64, rng: &mut Rng) -> PyResult<()> {
-        self.0.apply_block(block, now_ms, &mut rng.0).map_err(err)
+    /// Applies the next block (server form). A block invalid for the chain raises and changes
+    /// nothing; a valid block we cannot read our key from is applied (see `poll_event`).
+    fn apply_block(&mut self, py: Python<'_>, block: &[u8], now_ms: u64, rng: &mut Rng) -> PyResult<()> {
+        py.allow_threads(|| self.0.apply_block(block, now_ms, &mut rng.0)).map_err(err)
+    }
+
+    /// Whether the next block would be accepted, without applying it.
+    fn check_block(&self, py: Python<'_>, block: &[u8]) -> PyResult<()> {
+        py.allow_threads(|| self.0.check_block(block)).map_err(err)
+    }
+
+    /// Adopts the server's last block in place, keeping key, sequence numbers and replay windows.
+    fn resync(&mut self, py: Python<'_>, last_block: &[u8], now_ms: u64, rng: &mut Rng) -> PyResult<()> {
+        py.allow_threads(|| self.0.resync(last_block, now_ms, &mut rng.0)).map_err(err)
+    }
+
+    /// The next event, or None.
+    fn poll_event(&mut self) -> Option<Event> {
+        self.0.poll_event().map(Event::from_core)
+    }
+
+    /// The next instant (ms) `handle_timeout` has work, or None.
+    fn poll_timeout(&self) -> Option<u64> {
+        self.0.poll_timeout()
+    }
+
+    /// Whether we hold the key of the last block (and so can encrypt).
+    #[getter]
+    fn has_current_key(&self) -> bool {
+        self.0.has_current_key()
+    }
+
+    /// User ids the current verification phase still waits for.
+    fn verification_missing(&self) -> Vec<i64> {
+        self.0.verification_missing()
     }
 
     /// Encrypts a packet; `data[:clear_prefix_len]` stays in clear.
@@ -240,20 +282,21 @@ impl Call {
         rng: &mut Rng,
         clear_prefix_len: usize,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let p = self.0.encrypt(channel, data, clear_prefix_len, now_ms, &mut rng.0).map_err(err)?;
+        let p =
+            py.allow_threads(|| self.0.encrypt(channel, data, clear_prefix_len, now_ms, &mut rng.0)).map_err(err)?;
         Ok(bytes(py, &p))
     }
 
-    /// Decrypts a packet from `user_id`.
+    /// Decrypts a packet from `user_id` (the channel is the one inside the packet).
     fn decrypt<'py>(
         &mut self,
         py: Python<'py>,
         user_id: i64,
-        channel: i32,
         packet: &[u8],
         now_ms: u64,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        Ok(bytes(py, &self.0.decrypt(user_id, channel, packet, now_ms).map_err(err)?))
+        let plain = py.allow_threads(|| self.0.decrypt(user_id, packet, now_ms)).map_err(err)?;
+        Ok(bytes(py, &plain))
     }
 
     /// Encrypts a sendGroupCallEncryptedMessage payload (JSON text).
@@ -264,12 +307,13 @@ impl Call {
         now_ms: u64,
         rng: &mut Rng,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        Ok(bytes(py, &self.0.encrypt_message(json, now_ms, &mut rng.0).map_err(err)?))
+        let m = py.allow_threads(|| self.0.encrypt_message(json, now_ms, &mut rng.0)).map_err(err)?;
+        Ok(bytes(py, &m))
     }
 
     /// Decrypts an encrypted message into its JSON text.
-    fn decrypt_message(&mut self, user_id: i64, message: &[u8], now_ms: u64) -> PyResult<String> {
-        self.0.decrypt_message(user_id, message, now_ms).map_err(err)
+    fn decrypt_message(&mut self, py: Python<'_>, user_id: i64, message: &[u8], now_ms: u64) -> PyResult<String> {
+        py.allow_threads(|| self.0.decrypt_message(user_id, message, now_ms)).map_err(err)
     }
 
     /// Broadcasts to send with sendConferenceCallBroadcast (plain form).
@@ -278,8 +322,8 @@ impl Call {
     }
 
     /// Takes a broadcast (server form).
-    fn receive_broadcast(&mut self, message: &[u8]) -> PyResult<()> {
-        self.0.receive_broadcast(message).map_err(err)
+    fn receive_broadcast(&mut self, py: Python<'_>, message: &[u8]) -> PyResult<()> {
+        py.allow_threads(|| self.0.receive_broadcast(message)).map_err(err)
     }
 
     /// A block setting a new state with a fresh key.
@@ -290,18 +334,21 @@ impl Call {
         external_permissions: i32,
         rng: &mut Rng,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let block = self.0.build_change_state(state(participants, external_permissions)?, &mut rng.0).map_err(err)?;
-        Ok(bytes(py, &block))
+        let state = state(participants, external_permissions)?;
+        let block = py.allow_threads(|| self.0.build_change_state(state, &mut rng.0)).map_err(err)?;
+        Ok(bytes(py, block.as_bytes()))
     }
 
     /// A block removing the given users.
     fn build_remove<'py>(&self, py: Python<'py>, user_ids: Vec<i64>, rng: &mut Rng) -> PyResult<Bound<'py, PyBytes>> {
-        Ok(bytes(py, &self.0.build_remove(&user_ids, &mut rng.0).map_err(err)?))
+        let block = py.allow_threads(|| self.0.build_remove(&user_ids, &mut rng.0)).map_err(err)?;
+        Ok(bytes(py, block.as_bytes()))
     }
 
     /// A block re-keying the group.
     fn build_rekey<'py>(&self, py: Python<'py>, rng: &mut Rng) -> PyResult<Bound<'py, PyBytes>> {
-        Ok(bytes(py, &self.0.build_rekey(&mut rng.0).map_err(err)?))
+        let block = py.allow_threads(|| self.0.build_rekey(&mut rng.0)).map_err(err)?;
+        Ok(bytes(py, block.as_bytes()))
     }
 
     /// Drops epochs whose grace period ended.
@@ -363,6 +410,125 @@ impl Call {
     }
 }
 
+/// An event of a call: `kind` is "block_applied", "removed", "key_unavailable", "epoch_expired"
+/// or "verification_done"; `height` the block it is about; `error` the cause's name for
+/// "key_unavailable" (else None).
+#[pyclass(module = "confchain", get_all)]
+struct Event {
+    kind: String,
+    height: i32,
+    error: Option<String>,
+}
+
+impl Event {
+    fn from_core(e: engine::Event) -> Self {
+        let (kind, height, error) = match e {
+            engine::Event::BlockApplied { height } => ("block_applied", height, None),
+            engine::Event::Removed { height } => ("removed", height, None),
+            engine::Event::KeyUnavailable { height, error } => {
+                ("key_unavailable", height, Some(error.kind().name().to_owned()))
+            }
+            engine::Event::EpochExpired { height } => ("epoch_expired", height, None),
+            engine::Event::VerificationDone { result } => ("verification_done", result.height, None),
+            _ => ("other", 0, None),
+        };
+        Event { kind: kind.to_owned(), height, error }
+    }
+}
+
+#[pymethods]
+impl Event {
+    fn __repr__(&self) -> String {
+        format!("Event({}, height={}, error={:?})", self.kind, self.height, self.error)
+    }
+}
+
+fn dh_config(g: i32, p: Option<&[u8]>) -> PyResult<DhConfig> {
+    match p {
+        None => Ok(DhConfig::telegram()),
+        Some(p) => DhConfig::new(g, p, &mut PrimeCache::new()).map_err(err),
+    }
+}
+
+/// A one-to-one call, calling side (requestCall). `p=None` uses Telegram's prime.
+#[pyclass(module = "confchain")]
+struct P2PCaller(Caller);
+
+#[pymethods]
+impl P2PCaller {
+    #[new]
+    #[pyo3(signature = (rng, g = 3, p = None))]
+    fn new(py: Python<'_>, rng: &mut Rng, g: i32, p: Option<&[u8]>) -> PyResult<Self> {
+        let config = py.allow_threads(|| dh_config(g, p))?;
+        Ok(P2PCaller(py.allow_threads(|| Caller::new(config, &mut rng.0))))
+    }
+
+    /// SHA-256(g_a), for requestCall.
+    fn g_a_hash<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        bytes(py, &self.0.g_a_hash())
+    }
+
+    /// g_a, for confirmCall.
+    fn g_a<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        bytes(py, &self.0.g_a())
+    }
+
+    /// On phoneCallAccepted: checks g_b and returns the key.
+    fn on_accepted(&self, py: Python<'_>, g_b: &[u8]) -> PyResult<P2PKey> {
+        py.allow_threads(|| self.0.on_accepted(g_b)).map(|c| P2PKey(c.key)).map_err(err)
+    }
+}
+
+/// A one-to-one call, called side (acceptCall).
+#[pyclass(module = "confchain")]
+struct P2PCallee(Callee);
+
+#[pymethods]
+impl P2PCallee {
+    #[new]
+    #[pyo3(signature = (g_a_hash, rng, g = 3, p = None))]
+    fn new(py: Python<'_>, g_a_hash: &[u8], rng: &mut Rng, g: i32, p: Option<&[u8]>) -> PyResult<Self> {
+        let hash: [u8; 32] =
+            g_a_hash.try_into().map_err(|_| pyo3::exceptions::PyValueError::new_err("g_a_hash must be 32 bytes"))?;
+        let config = py.allow_threads(|| dh_config(g, p))?;
+        Ok(P2PCallee(py.allow_threads(|| Callee::new(config, hash, &mut rng.0))))
+    }
+
+    /// g_b, for acceptCall.
+    fn g_b<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        bytes(py, &self.0.g_b())
+    }
+
+    /// On phoneCall with g_a and key_fingerprint: checks everything and returns the key.
+    fn on_confirmed(&self, py: Python<'_>, g_a: &[u8], key_fingerprint: i64) -> PyResult<P2PKey> {
+        py.allow_threads(|| self.0.on_confirmed(g_a, key_fingerprint)).map(P2PKey).map_err(err)
+    }
+}
+
+/// The agreed key of a one-to-one call.
+#[pyclass(module = "confchain")]
+struct P2PKey(DhKey);
+
+#[pymethods]
+impl P2PKey {
+    /// key_fingerprint (for confirmCall).
+    #[getter]
+    fn fingerprint(&self) -> i64 {
+        self.0.fingerprint()
+    }
+
+    /// The four emojis both sides show.
+    #[getter]
+    fn emojis(&self) -> Vec<String> {
+        self.0.emojis().iter().map(|e| (*e).to_owned()).collect()
+    }
+
+    /// The 256-byte key.
+    fn key<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        bytes(py, self.0.key().expose())
+    }
+}
+
 #[pymodule]
 fn _confchain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ConfchainError", m.py().get_type::<ConfchainError>())?;
@@ -371,6 +537,11 @@ fn _confchain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Participant>()?;
     m.add_class::<Block>()?;
     m.add_class::<Call>()?;
+    m.add_class::<Event>()?;
+    m.add_class::<P2PCaller>()?;
+    m.add_class::<P2PCallee>()?;
+    m.add_class::<P2PKey>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(to_server_form, m)?)?;
     m.add_function(wrap_pyfunction!(create_zero_block, m)?)?;
     m.add_function(wrap_pyfunction!(create_self_add_block, m)?)?;

@@ -48,11 +48,11 @@ def test_three_member_conference():
 
     packet = calls[0].encrypt(1, b"HDRframe", 5000, rng, clear_prefix_len=3)
     assert packet.startswith(b"HDR")
-    assert calls[1].decrypt(1, 1, packet, 5000) == b"HDRframe"
-    assert calls[2].decrypt(1, 1, packet, 5000) == b"HDRframe"
+    assert calls[1].decrypt(1, packet, 5000) == b"HDRframe"
+    assert calls[2].decrypt(1, packet, 5000) == b"HDRframe"
     with pytest.raises(ConfchainError) as e:
-        calls[1].decrypt(1, 1, packet, 5000)
-    assert e.value.code == 101 and e.value.name == "REPLAY" and "already processed" in e.value.message
+        calls[1].decrypt(1, packet, 5000)
+    assert e.value.code == 100 and e.value.name == "REPLAY" and "already processed" in e.value.message
 
     message = calls[2].encrypt_message('{"_":"groupCallMessage"}', 5000, rng)
     assert calls[0].decrypt_message(3, message, 5000) == '{"_":"groupCallMessage"}'
@@ -119,10 +119,10 @@ def test_packet_vectors():
             packet = bytes.fromhex(e["packet"])
             call = calls[e["receiver"]]
             if e["expect"] == "ok":
-                assert call.decrypt(e["sender"], e["channel"], packet, 0).hex() == e["plaintext"]
+                assert call.decrypt(e["sender"], packet, 0).hex() == e["plaintext"]
             else:
                 with pytest.raises(ConfchainError) as err:
-                    call.decrypt(e["sender"], e["channel"], packet, 0)
+                    call.decrypt(e["sender"], packet, 0)
                 assert err.value.message == e["expect"]["message"]
                 if e["expect"]["error"]:
                     assert err.value.name == e["expect"]["error"]
@@ -138,3 +138,38 @@ def test_bad_input_raises():
         Rng(b"short")
     rng = Rng.from_os()
     assert len(PrivateKey.generate(rng).public_key) == 32
+
+
+def test_events_timers_resync_and_keyless_blocks():
+    rng = Rng(bytes(range(32)))
+    keys = [PrivateKey.generate(rng) for _ in range(2)]
+    members = [Participant(i + 1, k.public_key, 3) for i, k in enumerate(keys)]
+    zero = confchain.to_server_form(confchain.create_zero_block(keys[0], members, 0, rng))
+    alice, bob = Call(1, keys[0], zero, rng), Call(2, keys[1], zero, rng)
+    assert alice.poll_event() is None and alice.poll_timeout() is None
+    assert alice.verification_missing() == [1, 2]
+    rekey = confchain.to_server_form(alice.build_rekey(rng))
+    alice.check_block(rekey)
+    alice.apply_block(rekey, 1000, rng)
+    event = alice.poll_event()
+    assert (event.kind, event.height, event.error) == ("block_applied", 1, None)
+    assert alice.poll_timeout() == 11000
+    alice.handle_timeout(11000)
+    assert alice.active_epochs == [1]
+    assert alice.poll_event().kind == "epoch_expired"
+    # Bob missed the block: he adopts it in place and keeps talking.
+    bob.resync(rekey, 1000, rng)
+    assert bob.has_current_key and bob.key_fingerprint == alice.key_fingerprint
+    assert alice.decrypt(2, bob.encrypt(0, b"hi", 1000, rng), 1000) == b"hi"
+
+
+def test_one_to_one_call():
+    rng = Rng(bytes(32))
+    caller = confchain.P2PCaller(rng)
+    callee = confchain.P2PCallee(caller.g_a_hash(), rng)
+    k1 = caller.on_accepted(callee.g_b())
+    k2 = callee.on_confirmed(caller.g_a(), k1.fingerprint)
+    assert k1.key() == k2.key() and k1.emojis == k2.emojis and len(k1.emojis) == 4
+    with pytest.raises(ConfchainError) as e:
+        callee.on_confirmed(caller.g_a(), k1.fingerprint ^ 1)
+    assert e.value.name == "DH_CHECK" and e.value.code == 100

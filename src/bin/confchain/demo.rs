@@ -3,7 +3,10 @@
 
 use std::time::Instant;
 
-use confchain::{build_zero_block, wire, Call, Chain, Error, Event, GroupParticipant, GroupState, Permissions, PlainBlock, PrivateKey};
+use confchain::{
+    build_zero_block, wire, Call, Chain, Error, Event, GroupParticipant, GroupState, Permissions, PlainBlock,
+    PrivateKey,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde_json::{json, Value};

@@ -89,9 +89,10 @@ enum KeyState {
 
 /// One participant's conference call.
 ///
-/// A `Call` is deliberately not `Clone`: two copies would send with the same key and sequence
-/// numbers, and every packet of the second would be refused as a replay. To see whether a block
-/// would be accepted without applying it, use [`Call::check_block`].
+/// A `Call` is deliberately not `Clone` (except with the `hazmat` feature, for fuzzing): two copies
+/// would send with the same key and sequence numbers, and every packet of the second would be
+/// refused as a replay. To see whether a block would be accepted without applying it, use
+/// [`Call::check_block`].
 ///
 /// ```
 /// use confchain::{build_zero_block, Call, GroupParticipant, GroupState, Permissions, PrivateKey};
@@ -111,6 +112,7 @@ enum KeyState {
 /// assert_eq!(bob.decrypt(1, &packet, now).unwrap_err().kind(), confchain::ErrorKind::Replay);
 /// # Ok::<(), confchain::Error>(())
 /// ```
+#[cfg_attr(feature = "hazmat", derive(Clone))]
 pub struct Call {
     user_id: i64,
     key: PrivateKey,

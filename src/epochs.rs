@@ -18,6 +18,7 @@ use crate::wire::GroupState;
 
 /// One epoch: the key of one block, usable while the block is current and for
 /// [`EPOCH_GRACE_MS`] after the next one.
+#[cfg_attr(feature = "hazmat", derive(Clone))]
 pub(crate) struct Epoch {
     pub(crate) height: i32,
     pub(crate) key: EpochKey,
@@ -28,6 +29,7 @@ pub(crate) struct Epoch {
 
 /// The active epochs, oldest first.
 #[derive(Default)]
+#[cfg_attr(feature = "hazmat", derive(Clone))]
 pub(crate) struct Epochs {
     list: VecDeque<Epoch>,
 }

@@ -5,8 +5,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use confchain::chain::{build_zero_block, Chain};
-use confchain::wire::{to_server_form, GroupParticipant, GroupState};
+use confchain::{build_zero_block, Chain, GroupParticipant, GroupState, Permissions};
 use confchain::{Call, PrivateKey};
 use libfuzzer_sys::fuzz_target;
 
@@ -27,6 +26,8 @@ struct History {
     seed: u64,
     creator_flags: u8,
     ops: Vec<Op>,
+    start_ms: u64,
+    step_ms: u64,
 }
 
 const USERS: usize = 5;
@@ -38,18 +39,19 @@ fuzz_target!(|h: History| {
     let me = GroupParticipant {
         user_id: id(0),
         public_key: keys[0].public_key(),
-        flags: i32::from(h.creator_flags % 8),
+        flags: Permissions::from_bits_retain(i32::from(h.creator_flags % 8)),
         version: 0,
     };
-    let Ok(zero) = build_zero_block(GroupState { participants: vec![me], external_permissions: 3 }, &keys[0], &mut rng)
-    else {
+    let state = GroupState { participants: vec![me], external_permissions: Permissions::from_bits_retain(3) };
+    let Ok(zero) = build_zero_block(state, &keys[0], &mut rng) else {
         return;
     };
-    let zero = to_server_form(&zero).unwrap();
+    let zero = zero.to_server_form();
     let mut server = Chain::empty();
     server.apply(&zero).unwrap();
     let mut calls: Vec<Option<Call>> = (0..USERS).map(|_| None).collect();
     calls[0] = Some(Call::new(id(0), keys[0].clone(), &zero, &mut rng).unwrap());
+    let mut now = h.start_ms;
     for op in h.ops.iter().take(24) {
         let state = server.group_state().clone();
         let (signer, new) = match *op {
@@ -63,7 +65,7 @@ fuzz_target!(|h: History| {
                 s.participants.push(GroupParticipant {
                     user_id: id(u),
                     public_key: keys[u].public_key(),
-                    flags: i32::from(flags % 8),
+                    flags: Permissions::from_bits_retain(i32::from(flags % 8)),
                     version: i32::from(version),
                 });
                 (u, s)
@@ -76,22 +78,24 @@ fuzz_target!(|h: History| {
             Op::SetFlags { signer, target, flags } => {
                 let mut s = state.clone();
                 if let Some(p) = s.participants.iter_mut().find(|p| p.user_id == id(target as usize % USERS)) {
-                    p.flags = i32::from(flags % 8);
+                    p.flags = Permissions::from_bits_retain(i32::from(flags % 8));
                 }
                 (signer as usize % USERS, s)
             }
             Op::Rekey { signer } => (signer as usize % USERS, state.clone()),
             Op::Close { signer, external } => {
                 let mut s = state.clone();
-                s.external_permissions = i32::from(external % 4);
+                s.external_permissions = Permissions::from_bits_retain(i32::from(external % 4));
                 (signer as usize % USERS, s)
             }
         };
         let Ok(block) = server.build_change_state(new, &keys[signer], &mut rng) else { continue };
-        let block = to_server_form(&block).unwrap();
+        let block = block.to_server_form();
         server.apply(&block).expect("a built block is accepted");
+        // Caller time goes anywhere, up to u64::MAX (nothing may overflow).
+        now = now.saturating_add(h.step_ms);
         for c in calls.iter_mut().flatten() {
-            c.apply_block(&block, 0, &mut rng).expect("members accept a valid block");
+            c.apply_block(&block, now, &mut rng).expect("members accept a valid block");
         }
         if let Op::Join { user, .. } = *op {
             let u = user as usize % USERS;

@@ -1,9 +1,7 @@
 //! Fixtures shared by the fuzz targets: a small deterministic conference.
 #![allow(dead_code)]
 
-use confchain::chain::{build_zero_block, Chain};
-use confchain::wire::{to_server_form, GroupParticipant, GroupState};
-use confchain::{Call, PrivateKey};
+use confchain::{build_zero_block, to_server_form, Call, Chain, GroupParticipant, GroupState, Permissions, PrivateKey};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -34,16 +32,16 @@ pub fn fixture() -> Fixture {
             .map(|(i, k)| GroupParticipant {
                 user_id: i as i64 + 1,
                 public_key: k.public_key(),
-                flags: 3,
+                flags: Permissions::from_bits_retain(3),
                 version: i as i32 % 2,
             })
             .collect(),
-        external_permissions: 3,
+        external_permissions: Permissions::from_bits_retain(3),
     };
     let mut chain = Chain::empty();
-    let zero = to_server_form(&build_zero_block(state.clone(), &keys[0], &mut rng).unwrap()).unwrap();
+    let zero = build_zero_block(state.clone(), &keys[0], &mut rng).unwrap().to_server_form();
     chain.apply(&zero).unwrap();
-    let rekey = to_server_form(&chain.build_change_state(state.clone(), &keys[1], &mut rng).unwrap()).unwrap();
+    let rekey = chain.build_change_state(state.clone(), &keys[1], &mut rng).unwrap().to_server_form();
     let mut alice = Call::new(1, keys[0].clone(), &zero, &mut rng).unwrap();
     let mut bob = Call::new(2, keys[1].clone(), &zero, &mut rng).unwrap();
     chain.apply(&rekey).unwrap();

@@ -1,11 +1,13 @@
-//! Fuzzed packets against a call with known epochs: raw bytes, and structure-aware mutations of
-//! valid packets (bit flips, truncation, header edits, splicing). Never panics; a failed decrypt
-//! changes nothing (a valid packet still decrypts afterwards).
+//! Fuzzed packets against a call with known epochs, at any caller time: raw bytes, and
+//! structure-aware mutations of valid packets (bit flips, truncation, header edits, splicing).
+//! Never panics; a failed decrypt changes nothing: every valid packet not consumed still decrypts
+//! afterwards, and one consumed is refused as a replay.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use arbitrary::{Arbitrary, Unstructured};
+use confchain::ErrorKind;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]
@@ -26,7 +28,7 @@ enum Mutation {
 #[derive(Arbitrary, Debug)]
 struct Input {
     sender: i64,
-    channel: i32,
+    now: u64,
     base: u8,
     mutations: Vec<Mutation>,
     raw: Vec<u8>,
@@ -72,27 +74,31 @@ fuzz_target!(|data: &[u8]| {
     let fx = FIXTURE.get_or_init(common::fixture);
     let Ok(input) = Input::arbitrary(&mut Unstructured::new(data)) else { return };
     let mut bob = fx.bob.clone();
-    let _ = bob.decrypt(input.sender, input.channel, &input.raw, 0);
+    let now = input.now;
+    let raw_ok = bob.decrypt(input.sender, &input.raw, now).is_ok();
     let mut packet = fx.packets[input.base as usize % fx.packets.len()].clone();
     let original = packet.clone();
     for m in input.mutations.iter().take(8) {
         mutate(&mut packet, m);
     }
     let mut out = b"keep".to_vec();
-    let result = bob.decrypt_into(input.sender, input.channel, &packet, 0, &mut out);
+    let result = bob.decrypt_into(input.sender, &packet, now, &mut out);
     match result {
         Ok(()) => {
             // Only the genuine sender's untouched content can be accepted.
             assert_eq!(input.sender, 1);
-            let fresh = fx.bob.clone().decrypt(1, 0, &original, 0).unwrap();
+            let fresh = fx.bob.clone().decrypt(1, &original, 0).unwrap();
             assert_eq!(&out[4..], &fresh[..]);
         }
         Err(_) => assert_eq!(out, b"keep"),
     }
-    // Whatever happened, untouched valid packets that were not consumed still decrypt.
+    // Whatever happened, every valid packet still decrypts, unless it was consumed just now (then
+    // it is refused as a replay). The fixture's packets list every epoch, so any `now` works.
     for p in &fx.packets {
-        if *p != packet || result.is_err() {
-            let _ = bob.decrypt(1, 0, p, 0);
+        let consumed = raw_ok || (result.is_ok() && *p == original);
+        match bob.decrypt(1, p, now) {
+            Ok(_) => {}
+            Err(e) => assert!(consumed && e.kind() == ErrorKind::Replay, "a valid packet no longer decrypts: {e:?}"),
         }
     }
 });

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(Broadcast::decode(&b.encode()).expect("decodes"), b);
     }
     if let Ok(p) = confchain::packet::parse(data) {
-        assert!(p.epoch_count <= confchain::packet::MAX_EPOCHS);
+        assert!(p.epoch_count <= confchain::limits::MAX_EPOCHS);
         assert_eq!(p.headers.len(), 32 * p.epoch_count);
     }
 });

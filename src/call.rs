@@ -477,8 +477,9 @@ impl Call {
         self.verification.phase()
     }
 
-    /// Participants whose broadcast the current verification phase still waits for (see
-    /// [`Verification::missing`]): how an application tells a stalled round from a slow one.
+    /// Participants whose broadcast the current verification phase still waits for (commits, then
+    /// reveals), by user id; empty once done: how an application tells a stalled round from a slow
+    /// one.
     pub fn verification_missing(&self) -> Vec<i64> {
         self.verification.missing()
     }

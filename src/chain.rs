@@ -540,7 +540,7 @@ impl Chain {
 
     /// A block that sets `new_state` with a fresh shared key for all its participants: adding or
     /// removing members (deleteConferenceCallParticipants), permission changes, or a plain re-key
-    /// (the same state again). Draws from `rng` in the reference's order (see [`shared_key_changes`]).
+    /// (the same state again). Draws from `rng` in the reference's order (SPEC.md §4.5).
     pub fn build_change_state(
         &self,
         new_state: GroupState,

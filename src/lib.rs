@@ -46,17 +46,11 @@ macro_rules! hazmat_modules {
 }
 
 hazmat_modules! {
-    /// The participant chain and its rules (public with `hazmat`; [`Chain`] is always public).
     chain;
-    /// Cryptographic primitives of the protocol.
     crypto;
-    /// The call packet codec.
     packet;
-    /// A bounded TL reader and writer.
     tl;
-    /// The emoji-verification state machine.
     verification;
-    /// Replay windows.
     replay;
 }
 

@@ -13,7 +13,7 @@
 //!
 //! These functions are stateless: [`crate::Call`] owns the epochs, sequence numbers and replay
 //! windows and calls them. Encryption writes the whole packet into one buffer in place;
-//! [`decrypt_into`] runs the whole receive path given a way to look epochs up.
+//! `decrypt_into` (crate-internal) runs the whole receive path given a way to look epochs up.
 
 use rand_core::CryptoRngCore;
 

@@ -122,7 +122,8 @@ impl<const N: usize> fmt::Debug for Secret<N> {
     }
 }
 
-fn hex4(bytes: &[u8]) -> String {
+/// The first four bytes in hex: a short, safe-to-log fingerprint.
+pub(crate) fn hex4(bytes: &[u8]) -> String {
     bytes.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 

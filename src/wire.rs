@@ -261,12 +261,8 @@ impl AsRef<[u8]> for PlainBlock {
 
 impl std::fmt::Debug for PlainBlock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PlainBlock({} bytes, hash {})", self.0.len(), hex4(&crate::crypto::sha256(&self.0)))
+        write!(f, "PlainBlock({} bytes, hash {})", self.0.len(), crate::crypto::hex4(&crate::crypto::sha256(&self.0)))
     }
-}
-
-fn hex4(bytes: &[u8]) -> String {
-    bytes.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Capacity to reserve for `n` decoded elements of at least `min_size` encoded bytes each when

@@ -3,7 +3,9 @@
 use confchain::chain::Chain;
 use confchain::crypto::{self, PublicKey};
 use confchain::packet;
-use confchain::wire::{self, id, Block, Broadcast, BroadcastPayload, Change, GroupState, SharedKey, StateProof};
+use confchain::wire::{
+    self, id, Block, Broadcast, BroadcastPayload, Change, Form, GroupState, Object, SharedKey, StateProof,
+};
 use serde_json::{json, Value};
 
 use crate::{input, Failure};
@@ -39,24 +41,27 @@ fn magic(bytes: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?))
 }
 
-/// Decodes whatever `bytes` is into a JSON description.
+/// Decodes whatever `bytes` is into a JSON description: a block or broadcast in either form (one
+/// library function, `decode_any`, tells which), else a call packet.
 pub fn describe(bytes: &[u8], args: &Args) -> Result<Value, Failure> {
-    let m = magic(bytes);
-    let (form, plain) = match m {
-        Some(id::BLOCK | id::NONCE_COMMIT | id::NONCE_REVEAL) => ("plain", bytes.to_vec()),
-        _ if wire::is_server_form(bytes) => ("server", wire::from_server_form(bytes)?),
-        _ => return describe_packet(bytes, args),
-    };
-    match magic(&plain) {
-        Some(id::BLOCK) => {
-            let block = Block::decode(&plain).map_err(|e| Failure::bad(format!("not a valid block: {e}")))?;
-            Ok(describe_block(&block, form, bytes.len()))
-        }
-        _ => {
-            let b = Broadcast::decode(&plain).map_err(|e| Failure::bad(format!("not a valid broadcast: {e}")))?;
-            Ok(describe_broadcast(&b, form, bytes.len()))
-        }
+    let objects = [id::BLOCK, id::NONCE_COMMIT, id::NONCE_REVEAL];
+    let is_object = magic(bytes).is_some_and(|m| objects.iter().any(|&k| m == k || m == k.wrapping_add(1)));
+    if !is_object {
+        return describe_packet(bytes, args);
     }
+    let (form, object) = wire::decode_any(bytes).map_err(|e| {
+        let what =
+            if magic(bytes).is_some_and(|m| m == id::BLOCK || m == id::BLOCK + 1) { "block" } else { "broadcast" };
+        Failure::bad(format!("not a valid {what}: {e}"))
+    })?;
+    let form = match form {
+        Form::Plain => "plain",
+        Form::Server => "server",
+    };
+    Ok(match object {
+        Object::Block(block) => describe_block(&block, form, bytes.len()),
+        Object::Broadcast(b) => describe_broadcast(&b, form, bytes.len()),
+    })
 }
 
 fn h(b: &[u8]) -> String {

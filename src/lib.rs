@@ -60,6 +60,8 @@ mod epochs;
 mod error;
 pub mod limits;
 pub mod p2p;
+pub mod server;
+pub mod session;
 pub mod wire;
 
 pub use call::{Call, Event};

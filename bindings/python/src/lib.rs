@@ -529,6 +529,389 @@ impl P2PKey {
     }
 }
 
+// ---- the session (sans-IO client over the phone.* API) and the server model ----
+
+use engine::session as sess;
+
+/// A request the session wants sent: `kind` names the TL method ("get_chain_blocks",
+/// "create_conference", "join", "delete_participants", "send_broadcast",
+/// "send_encrypted_message", "leave"); the fields that method takes are set, the rest are None.
+#[pyclass(module = "confchain")]
+#[derive(Clone)]
+struct Request {
+    #[pyo3(get)]
+    id: u64,
+    #[pyo3(get)]
+    kind: String,
+    #[pyo3(get)]
+    sub_chain: Option<i32>,
+    #[pyo3(get)]
+    offset: Option<i32>,
+    #[pyo3(get)]
+    limit: Option<i32>,
+    public_key: Option<Vec<u8>>,
+    block: Option<Vec<u8>>,
+    #[pyo3(get)]
+    user_ids: Option<Vec<i64>>,
+    #[pyo3(get)]
+    kick: Option<bool>,
+    encrypted_message: Option<Vec<u8>>,
+    inner: sess::Request,
+}
+
+impl Request {
+    fn from_core(id: u64, r: sess::Request) -> Self {
+        let mut out = Request {
+            id,
+            kind: String::new(),
+            sub_chain: None,
+            offset: None,
+            limit: None,
+            public_key: None,
+            block: None,
+            user_ids: None,
+            kick: None,
+            encrypted_message: None,
+            inner: r.clone(),
+        };
+        let kind = match r {
+            sess::Request::GetChainBlocks { sub_chain, offset, limit } => {
+                (out.sub_chain, out.offset, out.limit) = (Some(sub_chain.id()), Some(offset), Some(limit));
+                "get_chain_blocks"
+            }
+            sess::Request::CreateConference { public_key, block } => {
+                out.public_key = public_key.map(|k| k.as_bytes().to_vec());
+                out.block = block.map(engine::PlainBlock::into_bytes);
+                "create_conference"
+            }
+            sess::Request::Join { public_key, block } => {
+                out.public_key = Some(public_key.as_bytes().to_vec());
+                out.block = Some(block.into_bytes());
+                "join"
+            }
+            sess::Request::DeleteParticipants { user_ids, block, kick } => {
+                (out.user_ids, out.block, out.kick) = (Some(user_ids), Some(block.into_bytes()), Some(kick));
+                "delete_participants"
+            }
+            sess::Request::SendBroadcast { block } => {
+                out.block = Some(block);
+                "send_broadcast"
+            }
+            sess::Request::SendEncryptedMessage { encrypted_message } => {
+                out.encrypted_message = Some(encrypted_message);
+                "send_encrypted_message"
+            }
+            sess::Request::Leave => "leave",
+            _ => "unknown",
+        };
+        out.kind = kind.to_owned();
+        out
+    }
+}
+
+#[pymethods]
+impl Request {
+    /// The 32-byte public key (`int256`), for create_conference and join.
+    #[getter]
+    fn public_key<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.public_key.as_deref().map(|b| bytes(py, b))
+    }
+
+    /// The block (plain form) for create_conference, join, delete_participants, send_broadcast.
+    #[getter]
+    fn block<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.block.as_deref().map(|b| bytes(py, b))
+    }
+
+    /// For send_encrypted_message.
+    #[getter]
+    fn encrypted_message<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.encrypted_message.as_deref().map(|b| bytes(py, b))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Request(id={}, kind={:?})", self.id, self.kind)
+    }
+}
+
+/// An update: `Update.chain_blocks(sub_chain, blocks, next_offset)` (updateGroupCallChainBlocks)
+/// or `Update.encrypted_message(from_id, data)` (updateGroupCallEncryptedMessage).
+#[pyclass(module = "confchain")]
+#[derive(Clone)]
+struct Update(sess::Update);
+
+#[pymethods]
+impl Update {
+    #[staticmethod]
+    fn chain_blocks(sub_chain: i32, blocks: Vec<Vec<u8>>, next_offset: i32) -> Self {
+        Update(sess::Update::ChainBlocks { sub_chain_id: sub_chain, blocks, next_offset })
+    }
+
+    #[staticmethod]
+    fn encrypted_message(from_id: i64, data: Vec<u8>) -> Self {
+        Update(sess::Update::EncryptedMessage { from: from_id, encrypted_message: data })
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.0 {
+            sess::Update::ChainBlocks { sub_chain_id, blocks, next_offset } => {
+                format!("Update.chain_blocks({sub_chain_id}, <{} blocks>, {next_offset})", blocks.len())
+            }
+            sess::Update::EncryptedMessage { from, .. } => format!("Update.encrypted_message({from}, ...)"),
+        }
+    }
+}
+
+/// A session event: `kind` plus the fields it uses ("created", "joined", "join_failed",
+/// "key_changed", "participants_changed", "verification_started", "verification_done",
+/// "message_received", "removed", "left", "error").
+#[pyclass(module = "confchain", get_all)]
+struct SessionEvent {
+    kind: String,
+    height: Option<i32>,
+    fingerprint: Option<String>,
+    user_ids: Option<Vec<i64>>,
+    words: Option<Vec<String>>,
+    emojis: Option<Vec<String>>,
+    from_id: Option<i64>,
+    text: Option<String>,
+}
+
+#[pymethods]
+impl SessionEvent {
+    fn __repr__(&self) -> String {
+        format!("SessionEvent({}, height={:?}, text={:?})", self.kind, self.height, self.text)
+    }
+}
+
+impl SessionEvent {
+    fn from_core(e: sess::SessionEvent) -> Self {
+        let mut out = SessionEvent {
+            kind: String::new(),
+            height: None,
+            fingerprint: None,
+            user_ids: None,
+            words: None,
+            emojis: None,
+            from_id: None,
+            text: None,
+        };
+        let strings = |v: &[&'static str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let kind = match e {
+            sess::SessionEvent::Created => "created",
+            sess::SessionEvent::Joined { height } => {
+                out.height = Some(height);
+                "joined"
+            }
+            sess::SessionEvent::JoinFailed { reason } => {
+                out.text = Some(format!("{reason:?}"));
+                "join_failed"
+            }
+            sess::SessionEvent::KeyChanged { height, fingerprint } => {
+                (out.height, out.fingerprint) = (Some(height), fingerprint);
+                "key_changed"
+            }
+            sess::SessionEvent::ParticipantsChanged { user_ids } => {
+                out.user_ids = Some(user_ids);
+                "participants_changed"
+            }
+            sess::SessionEvent::VerificationStarted { height, words } => {
+                (out.height, out.words) = (Some(height), Some(strings(&words)));
+                "verification_started"
+            }
+            sess::SessionEvent::VerificationDone { height, emojis } => {
+                (out.height, out.emojis) = (Some(height), Some(strings(&emojis)));
+                "verification_done"
+            }
+            sess::SessionEvent::MessageReceived { from, json } => {
+                (out.from_id, out.text) = (Some(from), Some(json));
+                "message_received"
+            }
+            sess::SessionEvent::Removed { height } => {
+                out.height = height;
+                "removed"
+            }
+            sess::SessionEvent::Left => "left",
+            sess::SessionEvent::Error { message } => {
+                out.text = Some(message);
+                "error"
+            }
+            _ => "other",
+        };
+        out.kind = kind.to_owned();
+        out
+    }
+}
+
+fn response(updates: Option<Vec<Update>>, error: Option<String>) -> sess::Response {
+    match error {
+        Some(e) => sess::Response::Error(e),
+        None => sess::Response::Ok(updates.unwrap_or_default().into_iter().map(|u| u.0).collect()),
+    }
+}
+
+/// A sans-IO client of one conference call over Telegram's phone.* API: take requests with
+/// `poll_request()`, send them with your MTProto client, give back `handle_response(id, updates=...)`
+/// or `handle_response(id, error="CONF_WRITE_CHAIN_INVALID")`, feed pushed updates to
+/// `handle_update`, call `handle_timeout(now_ms)` at `poll_timeout()`, read `poll_event()`.
+#[pyclass(module = "confchain")]
+struct Session(sess::Session);
+
+#[pymethods]
+impl Session {
+    #[new]
+    fn new(user_id: i64) -> Self {
+        Session(sess::Session::new(user_id, sess::SessionConfig::default()))
+    }
+
+    /// createConferenceCall, joining at once (`join=True`) or create only.
+    #[pyo3(signature = (now_ms, rng, join = true))]
+    fn create(&mut self, py: Python<'_>, now_ms: u64, rng: &mut Rng, join: bool) -> PyResult<()> {
+        py.allow_threads(|| self.0.create(join, now_ms, &mut rng.0)).map_err(err)
+    }
+
+    /// Joins (or rejoins) with a new key.
+    fn join(&mut self, py: Python<'_>, now_ms: u64, rng: &mut Rng) -> PyResult<()> {
+        py.allow_threads(|| self.0.join(now_ms, &mut rng.0)).map_err(err)
+    }
+
+    fn leave(&mut self, now_ms: u64) {
+        self.0.leave(now_ms)
+    }
+
+    #[pyo3(signature = (user_ids, now_ms, rng, kick = false))]
+    fn remove(&mut self, py: Python<'_>, user_ids: Vec<i64>, now_ms: u64, rng: &mut Rng, kick: bool) -> PyResult<()> {
+        py.allow_threads(|| self.0.remove(&user_ids, kick, now_ms, &mut rng.0)).map_err(err)
+    }
+
+    fn send_message(&mut self, py: Python<'_>, json: &str, now_ms: u64, rng: &mut Rng) -> PyResult<()> {
+        py.allow_threads(|| self.0.send_message(json, now_ms, &mut rng.0)).map_err(err)
+    }
+
+    fn poll_request(&mut self) -> Option<Request> {
+        self.0.poll_request().map(|(id, r)| Request::from_core(id, r))
+    }
+
+    #[pyo3(signature = (id, now_ms, rng, updates = None, error = None))]
+    fn handle_response(
+        &mut self,
+        py: Python<'_>,
+        id: u64,
+        now_ms: u64,
+        rng: &mut Rng,
+        updates: Option<Vec<Update>>,
+        error: Option<String>,
+    ) {
+        let r = response(updates, error);
+        py.allow_threads(|| self.0.handle_response(id, r, now_ms, &mut rng.0))
+    }
+
+    fn handle_update(&mut self, py: Python<'_>, update: Update, now_ms: u64, rng: &mut Rng) {
+        py.allow_threads(|| self.0.handle_update(update.0, now_ms, &mut rng.0))
+    }
+
+    fn handle_timeout(&mut self, py: Python<'_>, now_ms: u64, rng: &mut Rng) {
+        py.allow_threads(|| self.0.handle_timeout(now_ms, &mut rng.0))
+    }
+
+    fn poll_timeout(&self) -> Option<u64> {
+        self.0.poll_timeout()
+    }
+
+    fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.0.poll_event().map(SessionEvent::from_core)
+    }
+
+    /// "idle", "joining", "joined", "resyncing", "removed", "leaving", "left" or "failed".
+    #[getter]
+    fn state(&self) -> &'static str {
+        match self.0.state() {
+            sess::SessionState::Idle => "idle",
+            sess::SessionState::Joining => "joining",
+            sess::SessionState::Joined => "joined",
+            sess::SessionState::Resyncing => "resyncing",
+            sess::SessionState::Removed => "removed",
+            sess::SessionState::Leaving => "leaving",
+            sess::SessionState::Left => "left",
+            sess::SessionState::Failed => "failed",
+        }
+    }
+
+    #[getter]
+    fn user_id(&self) -> i64 {
+        self.0.user_id()
+    }
+
+    #[getter]
+    fn height(&self) -> Option<i32> {
+        self.0.call().map(engine::Call::height)
+    }
+
+    #[getter]
+    fn emojis(&self) -> Option<Vec<String>> {
+        self.0.call()?.emojis().map(|e| e.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    #[getter]
+    fn key_fingerprint(&self) -> Option<String> {
+        self.0.call()?.key_fingerprint()
+    }
+
+    /// Encrypts a media frame with the call's current key.
+    #[pyo3(signature = (channel, data, now_ms, rng, clear_prefix_len = 0))]
+    fn encrypt<'py>(
+        &mut self,
+        py: Python<'py>,
+        channel: i32,
+        data: &[u8],
+        now_ms: u64,
+        rng: &mut Rng,
+        clear_prefix_len: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let call = self.0.call_mut().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("not in a call"))?;
+        let p = py.allow_threads(|| call.encrypt(channel, data, clear_prefix_len, now_ms, &mut rng.0)).map_err(err)?;
+        Ok(bytes(py, &p))
+    }
+
+    /// Decrypts a media frame from `user_id`.
+    fn decrypt<'py>(&mut self, py: Python<'py>, user_id: i64, packet: &[u8], now_ms: u64) -> PyResult<Bound<'py, PyBytes>> {
+        let call = self.0.call_mut().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("not in a call"))?;
+        let p = py.allow_threads(|| call.decrypt(user_id, packet, now_ms)).map_err(err)?;
+        Ok(bytes(py, &p))
+    }
+}
+
+/// The in-memory model of Telegram's server for one conference (a test double: no network).
+/// `handle(from_user_id, request)` returns `(updates, error, pushes)`: the response as the
+/// session's `handle_response` takes it, and `[(to_user_id, Update)]` to deliver.
+#[pyclass(module = "confchain")]
+struct Server(engine::server::Server);
+
+#[pymethods]
+impl Server {
+    /// A call that a create starts (`existing=False`) or one created without joining.
+    #[new]
+    #[pyo3(signature = (existing = false))]
+    fn new(existing: bool) -> Self {
+        Server(if existing { engine::server::Server::existing() } else { engine::server::Server::new() })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn handle(&mut self, py: Python<'_>, from_user_id: i64, request: &Request) -> (Option<Vec<Update>>, Option<String>, Vec<(i64, Update)>) {
+        let (response, pushes) = py.allow_threads(|| self.0.handle(from_user_id, &request.inner));
+        let pushes = pushes.into_iter().map(|(to, u)| (to, Update(u))).collect();
+        match response {
+            sess::Response::Ok(updates) => (Some(updates.into_iter().map(Update).collect()), None, pushes),
+            sess::Response::Error(e) => (None, Some(e), pushes),
+        }
+    }
+
+    #[getter]
+    fn height(&self) -> i32 {
+        self.0.height()
+    }
+}
+
 #[pymodule]
 fn _confchain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ConfchainError", m.py().get_type::<ConfchainError>())?;
@@ -541,6 +924,11 @@ fn _confchain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<P2PCaller>()?;
     m.add_class::<P2PCallee>()?;
     m.add_class::<P2PKey>()?;
+    m.add_class::<Session>()?;
+    m.add_class::<SessionEvent>()?;
+    m.add_class::<Request>()?;
+    m.add_class::<Update>()?;
+    m.add_class::<Server>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(to_server_form, m)?)?;
     m.add_function(wrap_pyfunction!(create_zero_block, m)?)?;

@@ -231,6 +231,13 @@ impl PlainBlock {
         PlainBlock(bytes)
     }
 
+    /// Wraps plain-form bytes built elsewhere (stored, or received through a binding), checking
+    /// that they decode as a plain-form block.
+    pub fn from_plain_bytes(bytes: Vec<u8>) -> Result<Self> {
+        Block::decode(&bytes)?;
+        Ok(PlainBlock(bytes))
+    }
+
     /// The bytes to send.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0

@@ -42,6 +42,10 @@ PY
 cc -std=c99 -Wall -Wextra -Werror -I"$here/include" "$here/tests/conference.c" "$lib/libconfchain.a" \
   -lpthread -ldl -lm -o "$work/conference"
 "$work/conference" "$work/vectors.txt"
+# Sessions through the server model.
+cc -std=c99 -Wall -Wextra -Werror -I"$here/include" "$here/tests/session.c" "$lib/libconfchain.a" -lpthread -ldl -lm \
+  -o "$work/session"
+"$work/session"
 # The README's C snippet compiles (C99, warnings as errors) and runs.
 python3 - "$root/README.md" > "$work/readme.c" <<'PY'
 import re, sys

@@ -142,6 +142,96 @@
 #define CONFCHAIN_EVENT_VERIFICATION_DONE 5
 
 /**
+ * `phone.getGroupCallChainBlocks(sub_chain, offset, limit)`.
+ */
+#define CONFCHAIN_REQUEST_GET_CHAIN_BLOCKS 1
+
+/**
+ * `phone.createConferenceCall(join = has_public_key, public_key, block)`.
+ */
+#define CONFCHAIN_REQUEST_CREATE_CONFERENCE 2
+
+/**
+ * `phone.joinGroupCall(public_key, block)`.
+ */
+#define CONFCHAIN_REQUEST_JOIN 3
+
+/**
+ * `phone.deleteConferenceCallParticipants(only_left = !kick, kick, ids, block)`.
+ */
+#define CONFCHAIN_REQUEST_DELETE_PARTICIPANTS 4
+
+/**
+ * `phone.sendConferenceCallBroadcast(block)`.
+ */
+#define CONFCHAIN_REQUEST_SEND_BROADCAST 5
+
+/**
+ * `phone.sendGroupCallEncryptedMessage(encrypted_message = data)`.
+ */
+#define CONFCHAIN_REQUEST_SEND_ENCRYPTED_MESSAGE 6
+
+/**
+ * `phone.leaveGroupCall`.
+ */
+#define CONFCHAIN_REQUEST_LEAVE 7
+
+/**
+ * Session events (`confchain_session_event.kind`).
+ */
+#define CONFCHAIN_SESSION_CREATED 1
+
+/**
+ * Joined at `height`.
+ */
+#define CONFCHAIN_SESSION_JOINED 2
+
+/**
+ * The join failed; `text` says why.
+ */
+#define CONFCHAIN_SESSION_JOIN_FAILED 3
+
+/**
+ * A block at `height` changed our key; `text` is its fingerprint (empty: no key).
+ */
+#define CONFCHAIN_SESSION_KEY_CHANGED 4
+
+/**
+ * The participants changed: `user_ids`.
+ */
+#define CONFCHAIN_SESSION_PARTICIPANTS_CHANGED 5
+
+/**
+ * A verification round started at `height`; `text` holds its 24 words.
+ */
+#define CONFCHAIN_SESSION_VERIFICATION_STARTED 6
+
+/**
+ * The round at `height` completed; `text` holds the four emojis.
+ */
+#define CONFCHAIN_SESSION_VERIFICATION_DONE 7
+
+/**
+ * A message from `from_id`; `text` is its JSON.
+ */
+#define CONFCHAIN_SESSION_MESSAGE_RECEIVED 8
+
+/**
+ * We were removed (`height` -1 when the server told us rather than a block); rejoin with join.
+ */
+#define CONFCHAIN_SESSION_REMOVED 9
+
+/**
+ * We left.
+ */
+#define CONFCHAIN_SESSION_LEFT 10
+
+/**
+ * Something to log: `text`.
+ */
+#define CONFCHAIN_SESSION_ERROR 11
+
+/**
  * One participant's call.
  */
 typedef struct confchain_call confchain_call;
@@ -170,6 +260,21 @@ typedef struct confchain_private_key confchain_private_key;
  * A deterministic CSPRNG (ChaCha20) seeded by the caller.
  */
 typedef struct confchain_rng confchain_rng;
+
+/**
+ * The in-memory model of Telegram's server for one conference (a test double).
+ */
+typedef struct confchain_server confchain_server;
+
+/**
+ * One conference session.
+ */
+typedef struct confchain_session confchain_session;
+
+/**
+ * A list of updates (a response's, or pushes with their recipients).
+ */
+typedef struct confchain_updates confchain_updates;
 
 /**
  * Owned bytes returned by confchain; free with `confchain_bytes_free`.
@@ -242,6 +347,86 @@ typedef struct confchain_event {
    */
   int32_t error_kind;
 } confchain_event;
+
+/**
+ * A request to send (see the `CONFCHAIN_REQUEST_*` kinds); free with `confchain_request_free`.
+ */
+typedef struct confchain_request {
+  /**
+   * Pass it back to `confchain_session_handle_response`.
+   */
+  uint64_t id;
+  /**
+   * Which method.
+   */
+  int32_t kind;
+  /**
+   * GET_CHAIN_BLOCKS: 0 (blocks) or 1 (broadcasts).
+   */
+  int32_t sub_chain;
+  /**
+   * GET_CHAIN_BLOCKS: first offset, or -1 for the last block.
+   */
+  int32_t offset;
+  /**
+   * GET_CHAIN_BLOCKS: most blocks.
+   */
+  int32_t limit;
+  /**
+   * CREATE_CONFERENCE (when joining) and JOIN: 1 when `public_key` is set.
+   */
+  uint8_t has_public_key;
+  /**
+   * The public key (`int256`).
+   */
+  uint8_t public_key[32];
+  /**
+   * The block (plain form), the broadcast, or the encrypted message; empty when none.
+   */
+  struct confchain_bytes data;
+  /**
+   * DELETE_PARTICIPANTS: the user ids.
+   */
+  int64_t *user_ids;
+  /**
+   * Their number.
+   */
+  size_t user_ids_len;
+  /**
+   * DELETE_PARTICIPANTS: 1 for a ban (`kick`), 0 for `only_left`.
+   */
+  uint8_t kick;
+} confchain_request;
+
+/**
+ * A session event (see the `CONFCHAIN_SESSION_*` kinds); free with `confchain_session_event_free`.
+ */
+typedef struct confchain_session_event {
+  /**
+   * Which event.
+   */
+  int32_t kind;
+  /**
+   * The block height it is about (-1 when none).
+   */
+  int32_t height;
+  /**
+   * MESSAGE_RECEIVED: the sender.
+   */
+  int64_t from_id;
+  /**
+   * UTF-8 text (see the kinds); empty when none.
+   */
+  struct confchain_bytes text;
+  /**
+   * PARTICIPANTS_CHANGED: the sorted user ids.
+   */
+  int64_t *user_ids;
+  /**
+   * Their number.
+   */
+  size_t user_ids_len;
+} confchain_session_event;
 
 #ifdef __cplusplus
 extern "C" {
@@ -578,6 +763,211 @@ void confchain_p2p_key_free(struct confchain_p2p_key *key);
  * `REPLAY` for `CONFCHAIN_KIND_REPLAY`); static, never freed.
  */
 const char *confchain_error_name(int32_t code);
+
+/**
+ * Frees what a request owns (its data and user ids); the struct itself is the caller's.
+ */
+void confchain_request_free(struct confchain_request *request);
+
+/**
+ * A session for `user_id` with the default configuration (SPEC.md §15).
+ */
+int32_t confchain_session_new(int64_t user_id, struct confchain_session **out_session);
+
+/**
+ * Frees a session (and its call).
+ */
+void confchain_session_free(struct confchain_session *session);
+
+/**
+ * createConferenceCall: joining at once (`join` 1) or create only.
+ */
+int32_t confchain_session_create(struct confchain_session *session,
+                                 uint8_t join,
+                                 uint64_t now_ms,
+                                 struct confchain_rng *rng);
+
+/**
+ * Joins (or rejoins) with a new key.
+ */
+int32_t confchain_session_join(struct confchain_session *session,
+                               uint64_t now_ms,
+                               struct confchain_rng *rng);
+
+/**
+ * Leaves the call.
+ */
+int32_t confchain_session_leave(struct confchain_session *session, uint64_t now_ms);
+
+/**
+ * Removes participants (`kick` 1: ban; 0: users who left).
+ */
+int32_t confchain_session_remove(struct confchain_session *session,
+                                 const int64_t *user_ids,
+                                 size_t user_ids_len,
+                                 uint8_t kick,
+                                 uint64_t now_ms,
+                                 struct confchain_rng *rng);
+
+/**
+ * Sends a `groupCallMessage` (UTF-8 JSON).
+ */
+int32_t confchain_session_send_message(struct confchain_session *session,
+                                       const uint8_t *json,
+                                       size_t json_len,
+                                       uint64_t now_ms,
+                                       struct confchain_rng *rng);
+
+/**
+ * Takes the next request to send; `*out_has` 0 when none.
+ */
+int32_t confchain_session_poll_request(struct confchain_session *session,
+                                       uint8_t *out_has,
+                                       struct confchain_request *out_request);
+
+/**
+ * An empty list of updates.
+ */
+int32_t confchain_updates_new(struct confchain_updates **out_updates);
+
+/**
+ * Frees a list of updates.
+ */
+void confchain_updates_free(struct confchain_updates *updates);
+
+/**
+ * Adds an `updateGroupCallChainBlocks(sub_chain, blocks, next_offset)`: `blocks[i]` of
+ * `lens[i]` bytes, server form.
+ */
+int32_t confchain_updates_add_chain_blocks(struct confchain_updates *updates,
+                                           int32_t sub_chain,
+                                           const uint8_t *const *blocks,
+                                           const size_t *lens,
+                                           size_t count,
+                                           int32_t next_offset);
+
+/**
+ * Adds an `updateGroupCallEncryptedMessage(from_id, encrypted_message)`.
+ */
+int32_t confchain_updates_add_encrypted_message(struct confchain_updates *updates,
+                                                int64_t from_id,
+                                                const uint8_t *data,
+                                                size_t len);
+
+/**
+ * Number of updates in a list, and the recipient of the `index`-th (for the server's pushes).
+ */
+int32_t confchain_updates_get(const struct confchain_updates *updates,
+                              size_t index,
+                              size_t *out_len,
+                              int64_t *out_recipient);
+
+/**
+ * Takes the outcome of request `id`: success when `error_len` is 0 (with the `updates` the
+ * result carried, NULL for none), else the API error string of `error_len` bytes (e.g.
+ * "CONF_WRITE_CHAIN_INVALID", or a transport failure such as "TIMEOUT").
+ */
+int32_t confchain_session_handle_response(struct confchain_session *session,
+                                          uint64_t id,
+                                          const struct confchain_updates *updates,
+                                          const uint8_t *error,
+                                          size_t error_len,
+                                          uint64_t now_ms,
+                                          struct confchain_rng *rng);
+
+/**
+ * Takes pushed updates: all of `updates`, or with `index` >= 0 only the `index`-th.
+ */
+int32_t confchain_session_handle_updates(struct confchain_session *session,
+                                         const struct confchain_updates *updates,
+                                         int64_t index,
+                                         uint64_t now_ms,
+                                         struct confchain_rng *rng);
+
+/**
+ * Runs what is due at `now_ms` (polls, retries, epoch expiry).
+ */
+int32_t confchain_session_handle_timeout(struct confchain_session *session,
+                                         uint64_t now_ms,
+                                         struct confchain_rng *rng);
+
+/**
+ * The next instant `confchain_session_handle_timeout` has work; `*out_has` 0 when none.
+ */
+int32_t confchain_session_poll_timeout(const struct confchain_session *session,
+                                       uint8_t *out_has,
+                                       uint64_t *out_at_ms);
+
+/**
+ * Takes the next session event; `*out_has` 0 when none. Free it with
+ * `confchain_session_event_free`.
+ */
+int32_t confchain_session_poll_event(struct confchain_session *session,
+                                     uint8_t *out_has,
+                                     struct confchain_session_event *out_event);
+
+/**
+ * Frees what an event owns (its text and user ids).
+ */
+void confchain_session_event_free(struct confchain_session_event *event);
+
+/**
+ * The session's state: 0 idle, 1 joining, 2 joined, 3 resyncing, 4 removed, 5 leaving, 6 left,
+ * 7 failed; and the height of its call (-1 when none).
+ */
+int32_t confchain_session_get_state(const struct confchain_session *session,
+                                    int32_t *out_state,
+                                    int32_t *out_height);
+
+/**
+ * Encrypts a media frame with the session's call (as `confchain_call_encrypt`).
+ */
+int32_t confchain_session_encrypt(struct confchain_session *session,
+                                  int32_t channel_id,
+                                  const uint8_t *data,
+                                  size_t data_len,
+                                  size_t clear_prefix_len,
+                                  uint64_t now_ms,
+                                  struct confchain_rng *rng,
+                                  struct confchain_bytes *out_packet);
+
+/**
+ * Decrypts a media frame from `user_id` with the session's call (as `confchain_call_decrypt`).
+ */
+int32_t confchain_session_decrypt(struct confchain_session *session,
+                                  int64_t user_id,
+                                  const uint8_t *packet,
+                                  size_t packet_len,
+                                  uint64_t now_ms,
+                                  struct confchain_bytes *out_data);
+
+/**
+ * The four emojis (UTF-8, concatenated) of the session's call once verified; empty before.
+ */
+int32_t confchain_session_get_emojis(const struct confchain_session *session,
+                                     struct confchain_bytes *out_text);
+
+/**
+ * The server model: a call that a create starts (`existing` 0) or one created without joining.
+ */
+int32_t confchain_server_new(uint8_t existing, struct confchain_server **out_server);
+
+/**
+ * Frees a server model.
+ */
+void confchain_server_free(struct confchain_server *server);
+
+/**
+ * Handles `request` from `from_user_id`: `*out_response` gets the response's updates (empty on
+ * error), `*out_error` the error string (empty on success), `*out_pushes` the updates to deliver
+ * with their recipients (`confchain_updates_get`). Free all three.
+ */
+int32_t confchain_server_handle(struct confchain_server *server,
+                                int64_t from_user_id,
+                                const struct confchain_request *request,
+                                struct confchain_updates **out_response,
+                                struct confchain_bytes *out_error,
+                                struct confchain_updates **out_pushes);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -874,7 +874,13 @@ impl Session {
     }
 
     /// Decrypts a media frame from `user_id`.
-    fn decrypt<'py>(&mut self, py: Python<'py>, user_id: i64, packet: &[u8], now_ms: u64) -> PyResult<Bound<'py, PyBytes>> {
+    fn decrypt<'py>(
+        &mut self,
+        py: Python<'py>,
+        user_id: i64,
+        packet: &[u8],
+        now_ms: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let call = self.0.call_mut().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("not in a call"))?;
         let p = py.allow_threads(|| call.decrypt(user_id, packet, now_ms)).map_err(err)?;
         Ok(bytes(py, &p))
@@ -897,7 +903,12 @@ impl Server {
     }
 
     #[allow(clippy::type_complexity)]
-    fn handle(&mut self, py: Python<'_>, from_user_id: i64, request: &Request) -> (Option<Vec<Update>>, Option<String>, Vec<(i64, Update)>) {
+    fn handle(
+        &mut self,
+        py: Python<'_>,
+        from_user_id: i64,
+        request: &Request,
+    ) -> (Option<Vec<Update>>, Option<String>, Vec<(i64, Update)>) {
         let (response, pushes) = py.allow_threads(|| self.0.handle(from_user_id, &request.inner));
         let pushes = pushes.into_iter().map(|(to, u)| (to, Update(u))).collect();
         match response {

@@ -1,0 +1,160 @@
+/* Two sessions through the server model, over the C ABI: create, join, verification, a packet, a
+ * message, a removal and a rejoin. Usage: session (no arguments). */
+#include "confchain.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0, passed = 0;
+#define CHECK(cond, ...)                                                 \
+  do {                                                                   \
+    if (cond) {                                                          \
+      passed++;                                                          \
+    } else {                                                             \
+      failures++;                                                        \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);               \
+      fprintf(stderr, __VA_ARGS__);                                      \
+      fprintf(stderr, "\n");                                             \
+    }                                                                    \
+  } while (0)
+
+static void ok(int32_t code, const char *what) {
+  if (code != 0) {
+    char msg[512];
+    confchain_last_error((uint8_t *)msg, sizeof msg);
+    fprintf(stderr, "FATAL %s: %d %s\n", what, code, msg);
+    exit(1);
+  }
+}
+
+enum { N = 3 };
+static confchain_session *sessions[N];
+static const int64_t users[N] = {1, 2, 3};
+static confchain_server *server;
+static confchain_rng *rng;
+
+static int index_of(int64_t user) {
+  for (int i = 0; i < N; i++)
+    if (users[i] == user) return i;
+  return -1;
+}
+
+/* Runs every pending request through the server until nothing is left. */
+static void pump(uint64_t now) {
+  for (int busy = 1; busy;) {
+    busy = 0;
+    for (int i = 0; i < N; i++) {
+      for (;;) {
+        uint8_t has = 0;
+        confchain_request req;
+        ok(confchain_session_poll_request(sessions[i], &has, &req), "poll request");
+        if (!has) break;
+        busy = 1;
+        confchain_updates *response, *pushes;
+        confchain_bytes error;
+        ok(confchain_server_handle(server, users[i], &req, &response, &error, &pushes), "server");
+        ok(confchain_session_handle_response(sessions[i], req.id, response, error.data, error.len, now, rng), "response");
+        size_t n = 0;
+        int64_t to = 0;
+        ok(confchain_updates_get(pushes, 0, &n, &to), "pushes");
+        for (size_t k = 0; k < n; k++) {
+          ok(confchain_updates_get(pushes, k, &n, &to), "push");
+          int j = index_of(to);
+          if (j >= 0) ok(confchain_session_handle_updates(sessions[j], pushes, (int64_t)k, now, rng), "deliver");
+        }
+        confchain_updates_free(response);
+        confchain_updates_free(pushes);
+        confchain_bytes_free(error);
+        confchain_request_free(&req);
+      }
+    }
+  }
+}
+
+static int state_of(int i, int32_t *height) {
+  int32_t state;
+  ok(confchain_session_get_state(sessions[i], &state, height), "state");
+  return state;
+}
+
+int main(void) {
+  uint8_t seed[32] = {42};
+  ok(confchain_rng_new(seed, &rng), "rng");
+  ok(confchain_server_new(0, &server), "server");
+  for (int i = 0; i < N; i++) ok(confchain_session_new(users[i], &sessions[i]), "session");
+
+  ok(confchain_session_create(sessions[0], 1, 0, rng), "create");
+  pump(0);
+  ok(confchain_session_join(sessions[1], 0, rng), "join");
+  ok(confchain_session_join(sessions[2], 0, rng), "join");
+  pump(0);
+  int32_t h[N];
+  for (int i = 0; i < N; i++) CHECK(state_of(i, &h[i]) == 2, "session %d joined", i);
+  CHECK(h[0] == 2 && h[1] == 2 && h[2] == 2, "all at height 2: %d %d %d", h[0], h[1], h[2]);
+
+  confchain_bytes e0, e2;
+  ok(confchain_session_get_emojis(sessions[0], &e0), "emojis");
+  ok(confchain_session_get_emojis(sessions[2], &e2), "emojis");
+  CHECK(e0.len > 0 && e0.len == e2.len && !memcmp(e0.data, e2.data, e0.len), "same emojis");
+  printf("emojis: %.*s\n", (int)e0.len, (const char *)e0.data);
+  confchain_bytes_free(e0);
+  confchain_bytes_free(e2);
+
+  /* Events of member 3: joined, participants [1, 2, 3], verification done. */
+  int joined = 0, done = 0, members = 0;
+  for (;;) {
+    uint8_t has = 0;
+    confchain_session_event ev;
+    ok(confchain_session_poll_event(sessions[2], &has, &ev), "event");
+    if (!has) break;
+    joined += ev.kind == CONFCHAIN_SESSION_JOINED;
+    done += ev.kind == CONFCHAIN_SESSION_VERIFICATION_DONE;
+    if (ev.kind == CONFCHAIN_SESSION_PARTICIPANTS_CHANGED) members = (int)ev.user_ids_len;
+    confchain_session_event_free(&ev);
+  }
+  CHECK(joined == 1 && done >= 1 && members == 3, "events: joined %d, done %d, members %d", joined, done, members);
+
+  /* A media frame and a message. */
+  confchain_bytes packet, plain;
+  ok(confchain_session_encrypt(sessions[0], 0, (const uint8_t *)"frame", 5, 0, 10, rng, &packet), "encrypt");
+  ok(confchain_session_decrypt(sessions[1], 1, packet.data, packet.len, 10, &plain), "decrypt");
+  CHECK(plain.len == 5 && !memcmp(plain.data, "frame", 5), "frame decrypted");
+  confchain_bytes_free(packet);
+  confchain_bytes_free(plain);
+  const char *json = "{\"_\":\"groupCallMessage\",\"random_id\":\"5\"}";
+  ok(confchain_session_send_message(sessions[1], (const uint8_t *)json, strlen(json), 10, rng), "message");
+  pump(10);
+  int got = 0;
+  for (;;) {
+    uint8_t has = 0;
+    confchain_session_event ev;
+    ok(confchain_session_poll_event(sessions[0], &has, &ev), "event");
+    if (!has) break;
+    if (ev.kind == CONFCHAIN_SESSION_MESSAGE_RECEIVED && ev.from_id == 2 && ev.text.len == strlen(json)) got++;
+    confchain_session_event_free(&ev);
+  }
+  CHECK(got == 1, "message received once: %d", got);
+
+  /* Member 1 bans member 3; member 3 learns it at its next poll and rejoins with a new key. */
+  int64_t victim = 3;
+  ok(confchain_session_remove(sessions[0], &victim, 1, 1, 20, rng), "remove");
+  pump(20);
+  for (uint64_t now = 20; now <= 30000; now += 1000) {
+    for (int i = 0; i < N; i++) ok(confchain_session_handle_timeout(sessions[i], now, rng), "timeout");
+    pump(now);
+  }
+  CHECK(state_of(2, &h[2]) == 4, "member 3 removed");
+  ok(confchain_session_join(sessions[2], 30000, rng), "rejoin");
+  pump(30000);
+  for (int i = 0; i < N; i++) state_of(i, &h[i]);
+  CHECK(state_of(2, &h[2]) == 2 && h[0] == 4 && h[1] == 4 && h[2] == 4, "rejoined at height 4: %d %d %d", h[0], h[1],
+        h[2]);
+
+  for (int i = 0; i < N; i++) confchain_session_free(sessions[i]);
+  confchain_server_free(server);
+  confchain_rng_free(rng);
+  printf("%d passed, %d failed\n", passed, failures);
+  return failures == 0 ? 0 : 1;
+}

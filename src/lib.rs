@@ -62,6 +62,8 @@ pub mod limits;
 pub mod p2p;
 pub mod server;
 pub mod session;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod wire;
 
 pub use call::{Call, Event};

@@ -75,6 +75,11 @@ impl Server {
         Server { created: true, ..Server::default() }
     }
 
+    /// Whether the conference exists (created, with or without a first block).
+    pub fn is_created(&self) -> bool {
+        self.created
+    }
+
     /// Height of the last block (-1 when empty).
     pub fn height(&self) -> i32 {
         self.chain.height()

@@ -25,13 +25,14 @@ mod demo;
 mod input;
 mod inspect;
 mod replay;
+mod simulate;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "confchain", version, about = "Telegram E2E conference calls: demo, inspect, replay, bench")]
+#[command(name = "confchain", version, about = "Telegram E2E conference calls: demo, inspect, replay, bench, simulate")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,6 +48,8 @@ enum Command {
     Replay(replay::Args),
     /// Run the standard performance workloads and print ops/s.
     Bench(bench::Args),
+    /// Simulate a whole conference under network faults, checking every invariant (deterministic per seed).
+    Simulate(simulate::Args),
 }
 
 /// A failure to report: message, and the exit code to use.
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Simulate(a) => simulate::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,781 @@
+//! Deterministic simulation of a whole conference: many [`Session`]s, the [`Server`] model, a
+//! virtual clock and a faulty network, driven by one seeded RNG. One seed is one run; a failure
+//! names its seed, step and invariant with a transcript of the last steps, and re-running the
+//! seed reproduces it exactly (in the spirit of FoundationDB's simulation and TigerBeetle's VOPR).
+//!
+//! ```text
+//!  seed ─▶ ChaCha20 ─▶ actions (create, join, leave, remove, re-key, permissions, packets,
+//!                       messages, crash + rejoin, go offline)
+//!                      faults (delay, reorder, duplicate, drop pushes, transient errors,
+//!                       partitions)
+//!          ───────────▶ invariants after every step; liveness once faults stop
+//! ```
+//!
+//! ```
+//! use confchain::sim::{run, Faults, SimConfig};
+//! let report = run(&SimConfig { members: 5, steps: 300, faults: Faults::light(), seed: 7 })?;
+//! assert!(report.blocks > 0 && report.invariant_checks > 0);
+//! # Ok::<(), confchain::sim::Failure>(())
+//! ```
+
+// The simulator's numbers (counters, indices into its own member list, virtual time starting at 0)
+// are its own, never network or caller input: plain arithmetic and indexing are fine here.
+#![allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::limits::EPOCH_GRACE_MS;
+use crate::server::Server;
+use crate::session::{Request, RequestId, Response, Session, SessionConfig, SessionEvent, SessionState, Update};
+use crate::wire::Permissions;
+
+/// How often each network fault happens (probabilities per message, in parts per thousand).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Faults {
+    /// Largest extra delivery delay, ms (messages also reorder by it).
+    pub max_delay_ms: u64,
+    /// A push delivered twice.
+    pub duplicate: u32,
+    /// A push lost (recovered by polling).
+    pub drop_push: u32,
+    /// A request failed with a transient error (before or after the server saw it).
+    pub fail_request: u32,
+    /// A member partitioned (offline) for a while, per step.
+    pub partition: u32,
+    /// A member crashing (losing all state) and later rejoining, per step.
+    pub crash: u32,
+}
+
+impl Faults {
+    /// No fault: immediate, ordered, reliable delivery.
+    pub fn none() -> Self {
+        Faults { max_delay_ms: 0, duplicate: 0, drop_push: 0, fail_request: 0, partition: 0, crash: 0 }
+    }
+
+    /// Occasional faults.
+    pub fn light() -> Self {
+        Faults { max_delay_ms: 300, duplicate: 20, drop_push: 20, fail_request: 20, partition: 2, crash: 2 }
+    }
+
+    /// Frequent faults.
+    pub fn heavy() -> Self {
+        Faults { max_delay_ms: 3_000, duplicate: 100, drop_push: 150, fail_request: 100, partition: 10, crash: 8 }
+    }
+
+    /// By name: `none`, `light` or `heavy`.
+    pub fn by_name(name: &str) -> Option<Self> {
+        match name {
+            "none" => Some(Faults::none()),
+            "light" => Some(Faults::light()),
+            "heavy" => Some(Faults::heavy()),
+            _ => None,
+        }
+    }
+}
+
+/// One run.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Number of members (user ids 1..=members).
+    pub members: usize,
+    /// Steps of the faulty phase (each: maybe an action, then a slice of virtual time).
+    pub steps: u64,
+    /// The faults.
+    pub faults: Faults,
+    /// The seed: same seed, same run.
+    pub seed: u64,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Blocks on the server at the end.
+    pub blocks: u64,
+    /// Broadcasts on the server at the end.
+    pub broadcasts: u64,
+    /// Joins that lost a race (`CONF_WRITE_CHAIN_INVALID`) and were retried.
+    pub races_lost: u64,
+    /// Joins completed.
+    pub joins: u64,
+    /// Polls sent.
+    pub polls: u64,
+    /// Requests failed by the network.
+    pub failed_requests: u64,
+    /// Pushes dropped.
+    pub dropped_pushes: u64,
+    /// Packets encrypted, and decryptions checked.
+    pub packets: u64,
+    /// Decryptions checked.
+    pub decryptions: u64,
+    /// Encrypted messages sent.
+    pub messages: u64,
+    /// Verification rounds completed (summed over members).
+    pub verifications: u64,
+    /// Crashes.
+    pub crashes: u64,
+    /// Invariant checks made.
+    pub invariant_checks: u64,
+    /// Virtual time at the end, ms.
+    pub virtual_ms: u64,
+}
+
+/// A violated invariant: everything needed to reproduce and read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The seed of the run.
+    pub seed: u64,
+    /// The step at which the invariant failed.
+    pub step: u64,
+    /// Which invariant, and how.
+    pub invariant: String,
+    /// The last steps, oldest first.
+    pub transcript: Vec<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "invariant violated at step {} (seed {}): {}", self.step, self.seed, self.invariant)?;
+        writeln!(f, "last steps:")?;
+        for line in &self.transcript {
+            writeln!(f, "  {line}")?;
+        }
+        write!(f, "reproduce: confchain simulate --seed {} (same members, steps and faults)", self.seed)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// A message in flight.
+#[derive(Clone, Debug)]
+enum Message {
+    /// A request on its way to the server.
+    ToServer { from: i64, id: RequestId, request: Request, generation: u64 },
+    /// A response on its way back.
+    Response { to: i64, id: RequestId, response: Response, generation: u64 },
+    /// A pushed update.
+    Push { to: i64, update: Update, generation: u64 },
+}
+
+struct Member {
+    user_id: i64,
+    session: Option<Session>,
+    /// Bumped at each crash: messages for an older incarnation are lost.
+    generation: u64,
+    offline_until: u64,
+    /// Heights whose block this incarnation applied (at most once each).
+    applied: HashSet<i32>,
+    /// The height of the block that removed this incarnation, once it did.
+    removed_at: Option<i32>,
+}
+
+const TRANSCRIPT: usize = 40;
+
+struct World {
+    rng: ChaCha20Rng,
+    faults: Faults,
+    now: u64,
+    server: Server,
+    members: Vec<Member>,
+    network: BTreeMap<(u64, u64), Message>,
+    sequence: u64,
+    report: Report,
+    transcript: VecDeque<String>,
+    step: u64,
+    seed: u64,
+}
+
+/// Runs one simulation: the faulty phase, then a calm phase that must converge.
+pub fn run(config: &SimConfig) -> Result<Report, Failure> {
+    run_with_progress(config, |_, _| {})
+}
+
+/// [`run`], calling `progress(step, report so far)` every 100 steps of the faulty phase.
+pub fn run_with_progress(config: &SimConfig, mut progress: impl FnMut(u64, &Report)) -> Result<Report, Failure> {
+    let mut w = World::new(config);
+    for step in 0..config.steps {
+        w.step = step;
+        w.act()?;
+        w.advance(50)?;
+        w.check()?;
+        if step % 100 == 0 {
+            w.report.blocks = w.server.blocks().len() as u64;
+            progress(step, &w.report);
+        }
+    }
+    w.calm(config.members)?;
+    w.report.virtual_ms = w.now;
+    Ok(w.report)
+}
+
+impl World {
+    fn new(config: &SimConfig) -> World {
+        let members = (1..=config.members)
+            .map(|i| Member {
+                user_id: i as i64,
+                session: None,
+                generation: 0,
+                offline_until: 0,
+                applied: HashSet::new(),
+                removed_at: None,
+            })
+            .collect();
+        World {
+            rng: ChaCha20Rng::seed_from_u64(config.seed),
+            faults: config.faults,
+            now: 0,
+            server: Server::new(),
+            members,
+            network: BTreeMap::new(),
+            sequence: 0,
+            report: Report::default(),
+            transcript: VecDeque::new(),
+            step: 0,
+            seed: config.seed,
+        }
+    }
+
+    fn note(&mut self, line: String) {
+        if self.transcript.len() == TRANSCRIPT {
+            self.transcript.pop_front();
+        }
+        self.transcript.push_back(format!("[{:>4} t={:>7}] {line}", self.step, self.now));
+    }
+
+    fn fail(&self, invariant: String) -> Failure {
+        Failure { seed: self.seed, step: self.step, invariant, transcript: self.transcript.iter().cloned().collect() }
+    }
+
+    fn chance(&mut self, per_mille: u32) -> bool {
+        per_mille > 0 && self.rng.next_u32() % 1000 < per_mille
+    }
+
+    fn pick(&mut self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        (self.rng.next_u64() % n as u64) as usize
+    }
+
+    fn delay(&mut self) -> u64 {
+        let max = self.faults.max_delay_ms;
+        1 + if max == 0 { 0 } else { self.rng.next_u64() % max }
+    }
+
+    fn send(&mut self, message: Message) {
+        let at = self.now + self.delay();
+        self.sequence += 1;
+        self.network.insert((at, self.sequence), message);
+    }
+
+    // ---- actions ----
+
+    fn act(&mut self) -> Result<(), Failure> {
+        let i = self.pick(self.members.len());
+        let now = self.now;
+        if self.members[i].offline_until > now {
+            return Ok(());
+        }
+        if self.chance(self.faults.crash) && self.members[i].session.is_some() {
+            let m = &mut self.members[i];
+            m.session = None;
+            m.generation += 1;
+            m.applied.clear();
+            m.removed_at = None;
+            self.report.crashes += 1;
+            let u = self.members[i].user_id;
+            self.note(format!("user {u} crashes (all state lost)"));
+            return Ok(());
+        }
+        if self.chance(self.faults.partition) {
+            let until = now + 2_000 + self.rng.next_u64() % 20_000;
+            self.members[i].offline_until = until;
+            let u = self.members[i].user_id;
+            self.note(format!("user {u} offline until {until}"));
+            return Ok(());
+        }
+        let user = self.members[i].user_id;
+        let state = self.members[i].session.as_ref().map(Session::state);
+        let roll = self.rng.next_u32() % 100;
+        match state {
+            None | Some(SessionState::Idle | SessionState::Failed | SessionState::Left | SessionState::Removed)
+                if roll < 30 =>
+            {
+                self.start(i)?;
+            }
+            Some(SessionState::Joined) => {
+                let joined: Vec<i64> = self.joined_members().into_iter().filter(|u| *u != user).collect();
+                match roll {
+                    0..=39 => self.send_packet(i)?,
+                    40..=54 => self.send_message(i)?,
+                    55..=59 if !joined.is_empty() => {
+                        let target = joined[self.pick(joined.len())];
+                        let kick = self.rng.next_u32() % 2 == 0;
+                        self.with_session(i, |s, now, rng| s.remove(&[target], kick, now, rng));
+                        self.note(format!("user {user} removes {target} (kick {kick})"));
+                    }
+                    60..=66 => {
+                        self.with_session(i, |s, _, rng| s.rekey(None, rng));
+                        self.note(format!("user {user} re-keys"));
+                    }
+                    67..=69 if !joined.is_empty() => {
+                        let target = joined[self.pick(joined.len())];
+                        // Remove permission is kept (2 or 3), so that someone can always prune
+                        // members who are gone and verification can complete.
+                        let p = Permissions::from_bits_retain(2 + (self.rng.next_u32() % 2) as i32);
+                        self.with_session(i, |s, _, rng| s.rekey(Some((target, p)), rng));
+                        self.note(format!("user {user} sets the permissions of {target} to {p:?}"));
+                    }
+                    70..=71 => {
+                        if let Some(s) = self.members[i].session.as_mut() {
+                            s.leave(now);
+                        }
+                        self.note(format!("user {user} leaves"));
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        self.flush(i);
+        Ok(())
+    }
+
+    fn with_session(&mut self, i: usize, f: impl FnOnce(&mut Session, u64, &mut ChaCha20Rng) -> crate::Result<()>) {
+        let now = self.now;
+        if let Some(s) = self.members[i].session.as_mut() {
+            // Refusals (not in the call, no permission) are part of the game.
+            let _ = f(s, now, &mut self.rng);
+        }
+    }
+
+    /// Creates the call (first action) or joins it, with a new session if needed.
+    fn start(&mut self, i: usize) -> Result<(), Failure> {
+        let now = self.now;
+        let user = self.members[i].user_id;
+        let m = &mut self.members[i];
+        if m.session.as_ref().is_none_or(|s| s.state() == SessionState::Left) {
+            m.session = Some(Session::new(user, SessionConfig::default()));
+            m.applied.clear();
+        }
+        m.removed_at = None;
+        let create = !self.server.is_created();
+        let Some(s) = m.session.as_mut() else { return Ok(()) };
+        let r = if create { s.create(true, now, &mut self.rng) } else { s.join(now, &mut self.rng) };
+        if r.is_ok() {
+            self.members[i].applied.clear();
+            self.note(format!("user {user} {}", if create { "creates the call" } else { "joins" }));
+        }
+        self.flush(i);
+        Ok(())
+    }
+
+    fn joined_members(&self) -> Vec<i64> {
+        self.members
+            .iter()
+            .filter(|m| m.session.as_ref().is_some_and(|s| s.state() == SessionState::Joined))
+            .map(|m| m.user_id)
+            .collect()
+    }
+
+    /// Live, caught-up members: joined, online, at the server's tip.
+    fn caught_up(&self) -> Vec<usize> {
+        let tip = self.server.height();
+        (0..self.members.len())
+            .filter(|&i| {
+                let m = &self.members[i];
+                m.offline_until <= self.now
+                    && m.session.as_ref().is_some_and(|s| {
+                        s.state() == SessionState::Joined
+                            && s.call().is_some_and(|c| c.height() == tip && c.has_current_key())
+                    })
+            })
+            .collect()
+    }
+
+    fn send_packet(&mut self, i: usize) -> Result<(), Failure> {
+        let now = self.now;
+        let sender = self.members[i].user_id;
+        let mut frame = [0u8; 48];
+        self.rng.fill_bytes(&mut frame);
+        let Some(call) = self.members[i].session.as_mut().and_then(Session::call_mut) else { return Ok(()) };
+        let epochs = call.active_epochs();
+        let sender_height = call.height();
+        let Ok(packet) = call.encrypt(0, &frame, 4, now, &mut self.rng) else { return Ok(()) };
+        self.report.packets += 1;
+        // Media goes through the SFU: every member gets it now. Caught-up members at the sender's
+        // height must read it; removed members must not, once the packet lists no epoch of theirs.
+        let caught = self.caught_up();
+        for j in 0..self.members.len() {
+            if j == i || self.members[j].offline_until > now {
+                continue;
+            }
+            let removed_at = self.members[j].removed_at;
+            let Some(call) = self.members[j].session.as_mut().and_then(Session::call_mut) else { continue };
+            let same_height = call.height() == sender_height;
+            let result = call.decrypt(sender, &packet, now);
+            self.report.decryptions += 1;
+            let receiver = self.members[j].user_id;
+            let must_read = caught.contains(&j) && caught.contains(&i) && same_height;
+            if must_read && result.as_deref() != Ok(&frame[..]) {
+                return Err(self.fail(format!(
+                    "packet from {sender} (epochs {epochs:?}) not readable by caught-up member {receiver}: {result:?}"
+                )));
+            }
+            if let Some(hr) = removed_at {
+                if epochs.iter().all(|e| *e >= hr) && result.is_ok() {
+                    return Err(self.fail(format!(
+                        "member {receiver}, removed at height {hr}, read a packet of epochs {epochs:?} from {sender}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_message(&mut self, i: usize) -> Result<(), Failure> {
+        let id = self.rng.next_u64() as i64;
+        let json = format!(
+            r#"{{"_":"groupCallMessage","random_id":"{id}","message":{{"_":"textWithEntities","text":"hi","entities":[]}}}}"#
+        );
+        let now = self.now;
+        if let Some(s) = self.members[i].session.as_mut() {
+            if s.send_message(&json, now, &mut self.rng).is_ok() {
+                self.report.messages += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a member's queued requests into the network.
+    fn flush(&mut self, i: usize) {
+        let generation = self.members[i].generation;
+        let from = self.members[i].user_id;
+        let mut out = Vec::new();
+        if let Some(s) = self.members[i].session.as_mut() {
+            while let Some((id, request)) = s.poll_request() {
+                out.push((id, request));
+            }
+        }
+        for (id, request) in out {
+            if matches!(request, Request::GetChainBlocks { .. }) {
+                self.report.polls += 1;
+            }
+            self.send(Message::ToServer { from, id, request, generation });
+        }
+    }
+
+    // ---- time ----
+
+    /// Delivers everything due within the next `ms` and fires timers.
+    fn advance(&mut self, ms: u64) -> Result<(), Failure> {
+        let end = self.now + ms;
+        loop {
+            let next_message = self.network.keys().next().map(|(t, _)| *t).filter(|t| *t <= end);
+            // An offline member's timers wait until it is back.
+            let next_timer = self
+                .members
+                .iter()
+                .filter_map(|m| Some(m.session.as_ref()?.poll_timeout()?.max(m.offline_until)))
+                .filter(|t| *t <= end)
+                .min();
+            let next = match (next_message, next_timer) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(t) => t,
+                    None => break,
+                },
+            };
+            self.now = self.now.max(next);
+            if next_message == Some(next) {
+                if let Some((_, message)) = self.network.pop_first() {
+                    self.deliver(message)?;
+                }
+            } else {
+                for i in 0..self.members.len() {
+                    let now = self.now;
+                    let online = self.members[i].offline_until <= now;
+                    let due =
+                        self.members[i].session.as_ref().and_then(Session::poll_timeout).is_some_and(|t| t <= now);
+                    if due && online {
+                        if let Some(s) = self.members[i].session.as_mut() {
+                            s.handle_timeout(now, &mut self.rng);
+                        }
+                        self.after_session(i)?;
+                    }
+                }
+            }
+        }
+        self.now = end;
+        Ok(())
+    }
+
+    fn index(&self, user: i64) -> Option<usize> {
+        self.members.iter().position(|m| m.user_id == user)
+    }
+
+    fn deliver(&mut self, message: Message) -> Result<(), Failure> {
+        match message {
+            Message::ToServer { from, id, request, generation } => {
+                let Some(i) = self.index(from) else { return Ok(()) };
+                let offline = self.members[i].offline_until > self.now;
+                // A request may fail before the server sees it, or after (the response is lost).
+                let fail_before = offline || self.chance(self.faults.fail_request / 2);
+                if fail_before {
+                    self.report.failed_requests += 1;
+                    let response = Response::Error("TIMEOUT".into());
+                    self.send(Message::Response { to: from, id, response, generation });
+                    return Ok(());
+                }
+                let (mut response, pushes) = self.server.handle(from, &request);
+                if let (Request::Join { .. }, Response::Error(e)) = (&request, &response) {
+                    if e.starts_with("CONF_WRITE_CHAIN_INVALID") {
+                        self.report.races_lost += 1;
+                    }
+                }
+                if self.chance(self.faults.fail_request / 2) {
+                    self.report.failed_requests += 1;
+                    response = Response::Error("TIMEOUT".into());
+                }
+                self.send(Message::Response { to: from, id, response, generation });
+                for (to, update) in pushes {
+                    let Some(j) = self.index(to) else { continue };
+                    let generation = self.members[j].generation;
+                    if self.chance(self.faults.drop_push) {
+                        self.report.dropped_pushes += 1;
+                        continue;
+                    }
+                    if self.chance(self.faults.duplicate) {
+                        self.send(Message::Push { to, update: update.clone(), generation });
+                    }
+                    self.send(Message::Push { to, update, generation });
+                }
+            }
+            Message::Response { to, id, response, generation } => {
+                let Some(i) = self.index(to) else { return Ok(()) };
+                if self.members[i].generation != generation {
+                    return Ok(());
+                }
+                let now = self.now;
+                if let Some(s) = self.members[i].session.as_mut() {
+                    s.handle_response(id, response, now, &mut self.rng);
+                }
+                self.after_session(i)?;
+            }
+            Message::Push { to, update, generation } => {
+                let Some(i) = self.index(to) else { return Ok(()) };
+                if self.members[i].generation != generation || self.members[i].offline_until > self.now {
+                    self.report.dropped_pushes += 1;
+                    return Ok(());
+                }
+                let now = self.now;
+                if let Some(s) = self.members[i].session.as_mut() {
+                    s.handle_update(update, now, &mut self.rng);
+                }
+                self.after_session(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a member's events (checking at-most-once application) and sends its requests.
+    fn after_session(&mut self, i: usize) -> Result<(), Failure> {
+        let mut events = Vec::new();
+        if let Some(s) = self.members[i].session.as_mut() {
+            while let Some(e) = s.poll_event() {
+                events.push(e);
+            }
+        }
+        let user = self.members[i].user_id;
+        for e in events {
+            match e {
+                SessionEvent::KeyChanged { height, .. } if !self.members[i].applied.insert(height) => {
+                    return Err(self.fail(format!("user {user} applied the block at height {height} twice")));
+                }
+                SessionEvent::Joined { height } => {
+                    self.report.joins += 1;
+                    // A (re)join starts a new call: its blocks start after the join block.
+                    self.members[i].applied.clear();
+                    self.members[i].applied.insert(height);
+                    self.members[i].removed_at = None;
+                    self.note(format!("user {user} joined at height {height}"));
+                }
+                SessionEvent::Removed { height } => {
+                    let h = height.unwrap_or_else(|| self.server.height());
+                    self.members[i].removed_at = Some(h);
+                    self.note(format!("user {user} removed (height {height:?})"));
+                }
+                SessionEvent::VerificationDone { .. } => self.report.verifications += 1,
+                SessionEvent::JoinFailed { reason } => self.note(format!("user {user} join failed: {reason:?}")),
+                _ => {}
+            }
+        }
+        self.flush(i);
+        Ok(())
+    }
+
+    // ---- invariants ----
+
+    fn check(&mut self) -> Result<(), Failure> {
+        self.report.invariant_checks += 1;
+        let caught = self.caught_up();
+        // Caught-up members agree on the block hash and the key.
+        let mut seen: Option<(i64, [u8; 32], Option<String>)> = None;
+        let mut emojis: HashMap<i32, (i64, [&'static str; 4])> = HashMap::new();
+        for &i in &caught {
+            let m = &self.members[i];
+            let Some(call) = m.session.as_ref().and_then(Session::call) else { continue };
+            let here = (m.user_id, *call.chain().hash(), call.key_fingerprint());
+            match &seen {
+                None => seen = Some(here),
+                Some((u, hash, key)) => {
+                    if *hash != here.1 || *key != here.2 {
+                        return Err(self
+                            .fail(format!("members {u} and {} disagree at the tip: {key:?} vs {:?}", here.0, here.2)));
+                    }
+                }
+            }
+            if let Some(e) = call.emojis() {
+                if let Some((u, other)) = emojis.insert(call.height(), (m.user_id, e)) {
+                    if other != e {
+                        return Err(self.fail(format!("members {u} and {} see different emojis", m.user_id)));
+                    }
+                }
+            }
+        }
+        // Memory per member stays bounded.
+        let limits = SessionConfig::default();
+        for m in &self.members {
+            let Some(s) = m.session.as_ref() else { continue };
+            let f = s.footprint();
+            let epochs = s.call().map_or(0, |c| c.active_epochs().len());
+            if f.buffered_updates > limits.max_buffered_updates
+                || f.early_blocks > limits.max_buffered_updates.saturating_mul(4)
+                || f.remembered_messages > limits.max_remembered_messages
+                || f.requests_in_flight > 1_000
+                || epochs > crate::limits::MAX_EPOCHS
+            {
+                return Err(self.fail(format!("user {} holds too much: {f:?}, {epochs} epochs", m.user_id)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Faults stop; members who are still in the chain but gone are pruned by the others (as
+    /// clients prune users who left); every live member must reach the tip and the same emojis.
+    fn calm(&mut self, members: usize) -> Result<(), Failure> {
+        self.faults = Faults::none();
+        self.step += 1;
+        self.note("faults stop".into());
+        for m in &mut self.members {
+            m.offline_until = 0;
+        }
+        let deadline = self.now + 120_000 + 2_000 * members as u64;
+        let mut last_prune = 0;
+        while self.now < deadline {
+            self.advance(500)?;
+            self.check()?;
+            // Like applications: whoever is not in the call (crashed, removed, failed, left)
+            // joins again, and chain participants no live session holds are pruned.
+            if self.now >= last_prune + 5_000 {
+                last_prune = self.now;
+                for i in 0..self.members.len() {
+                    let state = self.members[i].session.as_ref().map(Session::state);
+                    let busy =
+                        [SessionState::Joined, SessionState::Joining, SessionState::Resyncing, SessionState::Leaving];
+                    if !state.is_some_and(|s| busy.contains(&s)) {
+                        self.start(i)?;
+                    }
+                }
+                self.prune();
+            }
+            if self.converged() {
+                self.report.blocks = self.server.blocks().len() as u64;
+                self.report.broadcasts = self.server.broadcasts().len() as u64;
+                return Ok(());
+            }
+        }
+        let states: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| {
+                let s = m.session.as_ref();
+                format!(
+                    "{}:{:?}@{:?}",
+                    m.user_id,
+                    s.map(Session::state),
+                    s.and_then(Session::call).map(|c| (c.height(), c.emojis().is_some()))
+                )
+            })
+            .collect();
+        Err(self.fail(format!(
+            "no convergence {} ms after faults stopped: server at {}, members {states:?}",
+            deadline,
+            self.server.height()
+        )))
+    }
+
+    /// A joined member removes chain participants whose key no live session holds.
+    fn prune(&mut self) {
+        let live: HashSet<(i64, [u8; 32])> = self
+            .members
+            .iter()
+            .filter_map(|m| m.session.as_ref()?.call().map(|c| (m.user_id, *c.public_key().as_bytes())))
+            .collect();
+        let stale: Vec<i64> = self
+            .server
+            .chain()
+            .participants()
+            .iter()
+            .filter(|p| !live.contains(&(p.user_id, *p.public_key.as_bytes())))
+            .map(|p| p.user_id)
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        // Someone caught up who may remove.
+        let removers: Vec<usize> =
+            self.caught_up()
+                .into_iter()
+                .filter(|&i| {
+                    self.members[i].session.as_ref().and_then(Session::call).is_some_and(|c| {
+                        c.chain().permissions_of(&c.public_key()).0.contains(Permissions::REMOVE_USERS)
+                    })
+                })
+                .collect();
+        if removers.is_empty() {
+            return;
+        }
+        let i = removers[self.pick(removers.len())];
+        let now = self.now;
+        if let Some(s) = self.members[i].session.as_mut() {
+            let _ = s.remove(&stale, false, now, &mut self.rng);
+        }
+        let user = self.members[i].user_id;
+        self.note(format!("user {user} prunes {stale:?}"));
+        self.flush(i);
+    }
+
+    fn converged(&self) -> bool {
+        let tip = self.server.height();
+        let hash = *self.server.chain().hash();
+        let mut emojis = None;
+        for m in &self.members {
+            let Some(call) = m.session.as_ref().filter(|s| s.state() == SessionState::Joined).and_then(Session::call)
+            else {
+                return false;
+            };
+            if call.height() != tip || *call.chain().hash() != hash || !call.has_current_key() {
+                return false;
+            }
+            let Some(e) = call.emojis() else { return false };
+            if *emojis.get_or_insert(e) != e {
+                return false;
+            }
+        }
+        // Every chain participant is a live member (verification needs them all).
+        self.server.chain().participants().len() == self.members.len() && tip >= 0 && EPOCH_GRACE_MS > 0
+    }
+}

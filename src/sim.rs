@@ -185,7 +185,20 @@ struct World {
     transcript: VecDeque<String>,
     step: u64,
     seed: u64,
+    /// Messages sent, by (sender, random_id).
+    messages: HashMap<(i64, i64), Sent>,
 }
+
+/// A message sent, and who got it.
+struct Sent {
+    json: String,
+    at: u64,
+    expected: HashSet<i64>,
+    received: HashSet<i64>,
+}
+
+/// How long a message may take on a reliable network before its absence is a failure.
+const MESSAGE_DEADLINE_MS: u64 = 2_000;
 
 /// Runs one simulation: the faulty phase, then a calm phase that must converge.
 pub fn run(config: &SimConfig) -> Result<Report, Failure> {
@@ -234,6 +247,7 @@ impl World {
             transcript: VecDeque::new(),
             step: 0,
             seed: config.seed,
+            messages: HashMap::new(),
         }
     }
 
@@ -441,11 +455,31 @@ impl World {
             r#"{{"_":"groupCallMessage","random_id":"{id}","message":{{"_":"textWithEntities","text":"hi","entities":[]}}}}"#
         );
         let now = self.now;
-        if let Some(s) = self.members[i].session.as_mut() {
-            if s.send_message(&json, now, &mut self.rng).is_ok() {
-                self.report.messages += 1;
-            }
+        let sender = self.members[i].user_id;
+        let Some(s) = self.members[i].session.as_mut() else { return Ok(()) };
+        if s.send_message(&json, now, &mut self.rng).is_err() {
+            return Ok(());
         }
+        self.report.messages += 1;
+        // Who must receive it: on a reliable network, every other caught-up member at the
+        // sender's height (the API has no way to recover a lost message push, so with faults only
+        // integrity and deduplication are checked).
+        let sender_height = s.call().map(crate::Call::height);
+        let reliable = self.faults.drop_push == 0 && self.faults.fail_request == 0 && self.faults.partition == 0;
+        let caught = self.caught_up();
+        let expected: HashSet<i64> = if reliable && caught.contains(&i) {
+            caught
+                .iter()
+                .filter(|&&j| j != i)
+                .filter(|&&j| {
+                    self.members[j].session.as_ref().and_then(Session::call).map(crate::Call::height) == sender_height
+                })
+                .map(|&j| self.members[j].user_id)
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        self.messages.insert((sender, id), Sent { json, at: now, expected, received: HashSet::new() });
         Ok(())
     }
 
@@ -608,6 +642,22 @@ impl World {
                     self.note(format!("user {user} removed (height {height:?})"));
                 }
                 SessionEvent::VerificationDone { .. } => self.report.verifications += 1,
+                SessionEvent::MessageReceived { from, json } => {
+                    let id = json
+                        .split("\"random_id\":\"")
+                        .nth(1)
+                        .and_then(|r| r.split('"').next())
+                        .and_then(|r| r.parse().ok());
+                    let Some(sent) = id.and_then(|id| self.messages.get_mut(&(from, id))) else {
+                        return Err(self.fail(format!("user {user} received a message {from} never sent: {json}")));
+                    };
+                    if sent.json != json {
+                        return Err(self.fail(format!("user {user} received an altered message from {from}")));
+                    }
+                    if !sent.received.insert(user) {
+                        return Err(self.fail(format!("user {user} received a message from {from} twice")));
+                    }
+                }
                 SessionEvent::JoinFailed { reason } => self.note(format!("user {user} join failed: {reason:?}")),
                 _ => {}
             }
@@ -645,6 +695,23 @@ impl World {
                 }
             }
         }
+        // On a reliable network every message reaches every member that was caught up with its
+        // sender and is still in the call (a member removed, left or crashed since may miss it).
+        for ((from, id), sent) in &self.messages {
+            if self.now < sent.at + MESSAGE_DEADLINE_MS {
+                continue;
+            }
+            for u in sent.expected.difference(&sent.received) {
+                let still_in =
+                    self.members.iter().any(|m| {
+                        m.user_id == *u && m.session.as_ref().is_some_and(|s| s.state() == SessionState::Joined)
+                    }) && self.server.members().any(|m| m == *u);
+                if still_in {
+                    return Err(self.fail(format!("message {id} from {from} never reached member {u}")));
+                }
+            }
+        }
+        self.messages.retain(|_, sent| self.now < sent.at + 60_000);
         // Memory per member stays bounded.
         let limits = SessionConfig::default();
         for m in &self.members {

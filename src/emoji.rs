@@ -8,8 +8,14 @@ pub fn emoji_table() -> impl Iterator<Item = &'static str> {
     EMOJI_DATA.lines()
 }
 
+/// The table, split once (looking an emoji up by position must not walk the text every time).
+fn table() -> &'static [&'static str] {
+    static TABLE: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| emoji_table().collect())
+}
+
 fn emoji(i: usize) -> &'static str {
-    emoji_table().nth(i).unwrap_or("?")
+    table().get(i).copied().unwrap_or("?")
 }
 
 /// The four emojis for a hash of at least 32 bytes: for i in 0..4,

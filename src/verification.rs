@@ -32,8 +32,14 @@ pub fn word_list() -> impl Iterator<Item = &'static str> {
     WORD_DATA.lines()
 }
 
+/// The word list, split once (a lookup by index must not walk the text every time).
+fn words_table() -> &'static [&'static str] {
+    static TABLE: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| word_list().collect())
+}
+
 fn word(i: usize) -> &'static str {
-    word_list().nth(i).unwrap_or("?")
+    words_table().get(i).copied().unwrap_or("?")
 }
 
 /// The 24 verification words of a block hash: 11-bit indices read least-significant bit first

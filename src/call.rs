@@ -22,23 +22,19 @@
 //! after any block, we hold no current key ([`Event::KeyUnavailable`]; encrypting fails with
 //! [`ErrorKind::KeyUnavailable`]) until a later block gives us one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::sync::Arc;
 
-use ed25519_dalek::VerifyingKey;
 use rand_core::CryptoRngCore;
 
 use crate::chain::{Chain, GroupKey};
 use crate::crypto::{PrivateKey, PublicKey};
 use crate::epochs::Epochs;
 use crate::error::{Error, ErrorKind, Result};
-use crate::limits::{MAX_CACHED_KEYS, MAX_CHANNEL};
+use crate::media::{MediaDecryptor, MediaEncryptor, Shared, SnapEpoch, Snapshot};
 use crate::packet;
-use crate::replay::ReplayState;
 use crate::verification::{Phase, Verification, VerificationResult};
 use crate::wire::{Block, GroupParticipant, GroupState, Permissions, PlainBlock};
-
-/// Number of channels (0..=MAX_CHANNEL).
-const CHANNELS: usize = MAX_CHANNEL as usize + 1;
 
 /// What happened, for the application to act on (pull with [`Call::poll_event`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,19 +108,36 @@ enum KeyState {
 /// assert_eq!(bob.decrypt(1, &packet, now).unwrap_err().kind(), confchain::ErrorKind::Replay);
 /// # Ok::<(), confchain::Error>(())
 /// ```
-#[cfg_attr(feature = "hazmat", derive(Clone))]
 pub struct Call {
     user_id: i64,
     key: PrivateKey,
     chain: Chain,
     epochs: Epochs,
     key_state: KeyState,
-    seqnos: Vec<u32>,
-    replay: ReplayState,
-    verifying_keys: HashMap<PublicKey, VerifyingKey>,
+    /// Sequence numbers, replay windows and the published epochs, shared with media handles.
+    media: Arc<Shared>,
     verification: Verification,
     events: VecDeque<Event>,
     verified_height: Option<i32>,
+}
+
+/// With `hazmat` (fuzzing), a `Call` can be cloned into an independent copy: its replay windows
+/// and sequence numbers are copied, not shared.
+#[cfg(feature = "hazmat")]
+impl Clone for Call {
+    fn clone(&self) -> Self {
+        Call {
+            user_id: self.user_id,
+            key: self.key.clone(),
+            chain: self.chain.clone(),
+            epochs: self.epochs.clone(),
+            key_state: self.key_state.clone(),
+            media: Arc::new(self.media.deep_clone()),
+            verification: self.verification.clone(),
+            events: self.events.clone(),
+            verified_height: self.verified_height,
+        }
+    }
 }
 
 impl std::fmt::Debug for Call {
@@ -158,16 +171,53 @@ impl Call {
             chain,
             epochs: Epochs::default(),
             key_state: KeyState::Current,
-            seqnos: vec![0; CHANNELS],
-            replay: ReplayState::default(),
-            verifying_keys: HashMap::new(),
+            media: Arc::new(Shared::new(user_id)),
             verification: Verification::new(user_id),
             events: VecDeque::new(),
             verified_height: None,
         };
         call.open_epoch(&group_key);
+        call.publish();
         call.start_verification(rng);
         Ok(call)
+    }
+
+    /// Publishes the epochs and our key state to the media path (a pointer swap).
+    fn publish(&self) {
+        let epochs = self
+            .epochs
+            .iter()
+            .map(|e| SnapEpoch {
+                height: e.height,
+                key: e.key.clone(),
+                state: e.state.clone(),
+                retire_at: e.retire_at(),
+            })
+            .collect();
+        let can_encrypt = match &self.key_state {
+            KeyState::Current => Ok(()),
+            KeyState::Removed { height } => Err(Error::new(
+                ErrorKind::NotParticipant,
+                format!("we are no longer a participant (removed by the block at height {height})"),
+            )),
+            KeyState::Unavailable { height, error } => Err(Error::new(
+                ErrorKind::KeyUnavailable,
+                format!("no group key for the block at height {height}: {}", error.message()),
+            )),
+        };
+        self.media.publish(Snapshot { epochs, can_encrypt });
+    }
+
+    /// A frame encryptor for media threads (`Send + Sync`), sharing this call's sequence numbers
+    /// and seeing every epoch change at once; its RNG is seeded with 32 bytes from `rng`.
+    pub fn media_encryptor(&self, rng: &mut impl CryptoRngCore) -> MediaEncryptor {
+        MediaEncryptor::new(self.media.clone(), self.key.clone(), rng)
+    }
+
+    /// A frame decryptor for media threads (`Send + Sync`, cheap to clone), sharing this call's
+    /// replay windows and seeing every epoch change at once.
+    pub fn media_decryptor(&self) -> MediaDecryptor {
+        MediaDecryptor::new(self.media.clone())
     }
 
     fn open_epoch(&mut self, key: &GroupKey) {
@@ -193,9 +243,14 @@ impl Call {
     /// Drops epochs whose grace period is over (the reference's `forget_at <= now`), and the
     /// oldest retiring ones beyond [`crate::limits::MAX_EPOCHS`].
     pub fn handle_timeout(&mut self, now: u64) {
-        for height in self.epochs.expire(now) {
+        let expired = self.epochs.expire(now);
+        if expired.is_empty() {
+            return;
+        }
+        for height in expired {
             self.events.push_back(Event::EpochExpired { height });
         }
+        self.publish();
     }
 
     /// When [`Call::handle_timeout`] next has work: the earliest instant an epoch is forgotten.
@@ -274,6 +329,7 @@ impl Call {
                 KeyState::Unavailable { height, error }
             }
         };
+        self.publish();
         self.handle_timeout(now);
         self.start_verification(rng);
     }
@@ -329,27 +385,11 @@ impl Call {
         out: &mut Vec<u8>,
     ) -> Result<()> {
         self.handle_timeout(now);
+        let snapshot = self.media.snapshot();
         packet::check_clear_prefix(data.len(), clear_prefix_len)?;
-        match &self.key_state {
-            KeyState::Current => {}
-            KeyState::Removed { height } => {
-                return Err(Error::new(
-                    ErrorKind::NotParticipant,
-                    format!("we are no longer a participant (removed by the block at height {height})"),
-                ))
-            }
-            KeyState::Unavailable { height, error } => {
-                return Err(Error::new(
-                    ErrorKind::KeyUnavailable,
-                    format!("no group key for the block at height {height}: {}", error.message()),
-                ))
-            }
-        }
-        packet::validate_channel(channel)?;
-        let slot = self.seqnos.get_mut(channel as usize).ok_or_else(|| Error::bare(ErrorKind::InvalidCallChannelId))?;
-        let seqno = slot.checked_add(1).ok_or_else(|| Error::new(ErrorKind::LimitExceeded, "Seqno overflow"))?;
-        *slot = seqno;
-        let epochs = self.epochs.iter().map(|e| &e.key);
+        snapshot.can_encrypt.clone()?;
+        let seqno = self.media.next_seqno(channel)?;
+        let epochs = snapshot.live(now).iter().map(|e| &e.key);
         packet::encrypt_into(epochs, &self.key, channel, seqno, data, clear_prefix_len, rng, out)
     }
 
@@ -365,16 +405,8 @@ impl Call {
     /// as it was on error).
     pub fn decrypt_into(&mut self, sender_user_id: i64, packet: &[u8], now: u64, out: &mut Vec<u8>) -> Result<()> {
         self.handle_timeout(now);
-        let start = out.len();
-        let (epochs, cache) = (&self.epochs, &mut self.verifying_keys);
-        let lookup = |hash: &[u8; 32]| epochs.find(hash).map(|e| (&e.key, &*e.state));
-        let opened =
-            packet::decrypt_into(packet, self.user_id, sender_user_id, lookup, |k| verifying_key(cache, k), out)?;
-        if let Err(e) = self.replay.accept(opened.sender, opened.channel, opened.seqno) {
-            packet::discard_from(out, start);
-            return Err(e);
-        }
-        Ok(())
+        let snapshot = self.media.snapshot();
+        self.media.decrypt_into(snapshot.live(now), sender_user_id, packet, out)
     }
 
     /// Encrypts a `sendGroupCallEncryptedMessage` payload: the JSON text on channel 0, no clear prefix.
@@ -498,17 +530,4 @@ impl Call {
     pub fn verification_words(&self) -> Vec<&'static str> {
         self.verification.words()
     }
-}
-
-/// The decompressed key of a packet sender, cached (a packet's signature needs it every time).
-fn verifying_key(cache: &mut HashMap<PublicKey, VerifyingKey>, key: &PublicKey) -> Result<VerifyingKey> {
-    if let Some(k) = cache.get(key) {
-        return Ok(*k);
-    }
-    let k = key.verifying_key().map_err(|_| Error::new(ErrorKind::WrongSignature, "Wrong signature"))?;
-    if cache.len() >= MAX_CACHED_KEYS {
-        cache.clear();
-    }
-    cache.insert(*key, k);
-    Ok(k)
 }

@@ -379,7 +379,7 @@ pub fn encrypt_data(
     let (head, tail) = out.split_at_mut(16 + n);
     rng.fill_bytes(head.split_at_mut(16).1);
     tail.copy_from_slice(data);
-    let id = seal_in_place(&mut out, n, secret, extra)?;
+    let id = seal_in_place(&mut out, n, secret, &[extra])?;
     Ok((out, id))
 }
 
@@ -400,22 +400,23 @@ pub fn encrypt_data_with_prefix(
     out.extend_from_slice(&[0u8; 16]);
     out.extend_from_slice(prefix);
     out.extend_from_slice(data);
-    let id = seal_in_place(&mut out, n, secret, extra)?;
+    let id = seal_in_place(&mut out, n, secret, &[extra])?;
     Ok((out, id))
 }
 
 /// Seals `buf = [16 bytes room] || prefix(n) || data` in place: sets the prefix length byte, MACs,
 /// writes the msg_id into the first 16 bytes and encrypts the rest. Returns `large_msg_id`.
 /// `buf` must be at least 16 + n bytes with `n + len(data)` a multiple of 16 (else it fails and
-/// nothing is left encrypted halfway: the caller discards `buf`).
-pub(crate) fn seal_in_place(buf: &mut [u8], n: usize, secret: &[u8], extra: &[u8]) -> Result<[u8; 32]> {
+/// nothing is left encrypted halfway: the caller discards `buf`). The extra data is given in parts
+/// (their concatenation), so callers need not copy it into one buffer.
+pub(crate) fn seal_in_place(buf: &mut [u8], n: usize, secret: &[u8], extra: &[&[u8]]) -> Result<[u8; 32]> {
     let (msg_id, body) = buf.split_at_mut(16);
     if let Some(first) = body.first_mut() {
         *first = n as u8;
     }
     let k = kdf(secret, b"tde2e_encrypt_data");
     let (cipher_secret, mac_secret) = k.halves();
-    let large_msg_id = hmac_sha256(mac_secret, &[body, extra, &(extra.len() as u32).to_le_bytes()]);
+    let large_msg_id = mac_of(mac_secret, body, extra);
     let (id16, _) = large_msg_id.split_at(16);
     msg_id.copy_from_slice(id16);
     let h = hmac_sha512(cipher_secret, &[id16]);
@@ -427,14 +428,18 @@ pub(crate) fn seal_in_place(buf: &mut [u8], n: usize, secret: &[u8], extra: &[u8
 /// the data and the `large_msg_id`.
 pub fn decrypt_data(encrypted: &[u8], secret: &[u8], extra: &[u8]) -> Result<(Vec<u8>, [u8; 32])> {
     let mut buf = encrypted.to_vec();
-    let (range, id) = open_in_place(&mut buf, secret, extra)?;
+    let (range, id) = open_in_place(&mut buf, secret, &[extra])?;
     buf.copy_within(range.clone(), 0);
     buf.truncate(range.len());
     Ok((buf, id))
 }
 
 /// Opens `msg_id || ciphertext` in place; on success the plaintext data is `buf[range]`.
-pub(crate) fn open_in_place(buf: &mut [u8], secret: &[u8], extra: &[u8]) -> Result<(std::ops::Range<usize>, [u8; 32])> {
+pub(crate) fn open_in_place(
+    buf: &mut [u8],
+    secret: &[u8],
+    extra: &[&[u8]],
+) -> Result<(std::ops::Range<usize>, [u8; 32])> {
     if buf.len() < 16 {
         return Err(decrypt_error("encrypted_data is less than 16 bytes"));
     }
@@ -446,7 +451,7 @@ pub(crate) fn open_in_place(buf: &mut [u8], secret: &[u8], extra: &[u8]) -> Resu
     let (msg_id, body) = buf.split_at_mut(16);
     let h = hmac_sha512(cipher_secret, &[msg_id]);
     cbc_decrypt(&h, body)?;
-    let large_msg_id = hmac_sha256(mac_secret, &[body, extra, &(extra.len() as u32).to_le_bytes()]);
+    let large_msg_id = mac_of(mac_secret, body, extra);
     if !bool::from(large_msg_id.split_at(16).0.ct_eq(msg_id)) {
         return Err(decrypt_error("msg_id mismatch"));
     }
@@ -455,6 +460,21 @@ pub(crate) fn open_in_place(buf: &mut [u8], secret: &[u8], extra: &[u8]) -> Resu
         return Err(decrypt_error("invalid prefix size"));
     }
     Ok((16 + prefix..buf.len(), large_msg_id))
+}
+
+/// `large_msg_id = HMAC-SHA256(mac_secret, body || extra || le32(len(extra)))`, with the extra
+/// data in parts.
+fn mac_of(mac_secret: &[u8], body: &[u8], extra: &[&[u8]]) -> [u8; 32] {
+    #[allow(clippy::expect_used)] // HMAC accepts keys of every length: this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(mac_secret).expect("HMAC takes keys of any size");
+    mac.update(body);
+    let mut len = 0usize;
+    for part in extra {
+        mac.update(part);
+        len = len.saturating_add(part.len());
+    }
+    mac.update(&(len as u32).to_le_bytes());
+    mac.finalize().into_bytes().into()
 }
 
 fn decrypt_error(what: &str) -> Error {

@@ -27,6 +27,13 @@ pub(crate) struct Epoch {
     retire_at: Option<u64>,
 }
 
+impl Epoch {
+    /// When the epoch is forgotten, once it is retiring.
+    pub(crate) fn retire_at(&self) -> Option<u64> {
+        self.retire_at
+    }
+}
+
 /// The active epochs, oldest first.
 #[derive(Default)]
 #[cfg_attr(feature = "hazmat", derive(Clone))]
@@ -77,11 +84,6 @@ impl Epochs {
     /// The current epoch: the newest, if it is not retiring.
     pub(crate) fn current(&self) -> Option<&Epoch> {
         self.list.back().filter(|e| e.retire_at.is_none())
-    }
-
-    /// The epoch named by a block hash.
-    pub(crate) fn find(&self, hash: &[u8; 32]) -> Option<&Epoch> {
-        self.list.iter().find(|e| &e.key.hash == hash)
     }
 
     /// Every active epoch, oldest first.

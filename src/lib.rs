@@ -59,6 +59,7 @@ mod emoji;
 mod epochs;
 mod error;
 pub mod limits;
+mod media;
 pub mod p2p;
 pub mod server;
 pub mod session;
@@ -71,6 +72,7 @@ pub use chain::{build_zero_block, Chain, GroupKey};
 pub use crypto::{PrivateKey, PublicKey, Secret};
 pub use emoji::{emoji_table, emojis_from_hash};
 pub use error::{Error, ErrorKind, Result};
+pub use media::{MediaDecryptor, MediaEncryptor};
 pub use verification::{verification_words, Phase, VerificationResult};
 pub use wire::{
     decode_any, to_server_form, Block, Broadcast, BroadcastPayload, Change, Form, GroupParticipant, GroupState, Object,

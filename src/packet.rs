@@ -90,11 +90,6 @@ pub fn encrypt_into<'a>(
     for e in epochs.clone() {
         out.extend_from_slice(&e.hash);
     }
-    // extra = magic || head_and_hashes || clear_prefix
-    let mut extra = Vec::with_capacity(4 + 4 + 32 * count + prefix.len());
-    extra.extend_from_slice(&id::CALL_PACKET.to_le_bytes());
-    extra.extend_from_slice(out.get(head_at..).unwrap_or_default());
-    extra.extend_from_slice(prefix);
     let headers_at = out.len();
     out.resize(headers_at + 32 * count + 16 + pad, 0);
     let body_at = headers_at + 32 * count;
@@ -105,9 +100,13 @@ pub fn encrypt_into<'a>(
     out.extend_from_slice(&seqno.to_le_bytes());
     out.extend_from_slice(payload);
 
+    // extra = magic || head_and_hashes || clear_prefix, read in place (no copy, no allocation).
     let (front, sealed) = out.split_at_mut(body_at);
-    let large_msg_id = crypto::seal_in_place(sealed, pad, one_time.expose(), &extra)?;
-    for (slot, e) in front.get_mut(headers_at..).unwrap_or_default().chunks_exact_mut(32).zip(epochs) {
+    let (prefix_and_head, headers) = front.split_at_mut(headers_at);
+    let (clear, head) = prefix_and_head.split_at(head_at);
+    let magic = id::CALL_PACKET.to_le_bytes();
+    let large_msg_id = crypto::seal_in_place(sealed, pad, one_time.expose(), &[&magic, head, clear])?;
+    for (slot, e) in headers.chunks_exact_mut(32).zip(epochs) {
         slot.copy_from_slice(&e.header_key.encrypt(one_time.expose(), sealed)?);
     }
     out.extend_from_slice(&signer.sign(&signed_message(&large_msg_id)));
@@ -224,10 +223,8 @@ fn open_into(
     out: &mut Vec<u8>,
 ) -> Result<Opened> {
     let (sealed, signature) = p.body.split_last_chunk::<64>().ok_or_else(|| invalid("Not enough encryption data"))?;
-    let mut extra = Vec::with_capacity(4 + p.head_and_hashes.len() + p.clear_prefix.len());
-    extra.extend_from_slice(&id::CALL_PACKET.to_le_bytes());
-    extra.extend_from_slice(p.head_and_hashes);
-    extra.extend_from_slice(p.clear_prefix);
+    let magic = id::CALL_PACKET.to_le_bytes();
+    let extra: [&[u8]; 3] = [&magic, p.head_and_hashes, p.clear_prefix];
 
     let start = out.len();
     out.reserve(p.clear_prefix.len() + sealed.len());
@@ -256,7 +253,7 @@ fn open_into(
 fn open_body(
     sealed: &mut [u8],
     one_time: &Secret<32>,
-    extra: &[u8],
+    extra: &[&[u8]],
     (sender, verifying): (PublicKey, &VerifyingKey),
     signature: &[u8; 64],
 ) -> Result<(Opened, std::ops::Range<usize>)> {

@@ -1,9 +1,8 @@
 //! Replay protection of call packets: the reference's set of seen sequence numbers per
 //! (sender key, channel).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
-use crate::crypto::PublicKey;
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::REPLAY_WINDOW;
 
@@ -45,22 +44,5 @@ impl ReplayWindow {
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
-    }
-}
-
-/// The replay windows of a call, keyed by the sender's key and the channel. Kept for the call's
-/// lifetime (SPEC.md §10: pruning would reopen replays of a sender that is an epoch ahead).
-#[derive(Default, Debug, Clone)]
-pub(crate) struct ReplayState {
-    windows: HashMap<(PublicKey, i32), ReplayWindow>,
-}
-
-impl ReplayState {
-    /// Accepts `seqno` from (`sender`, `channel`) once: fails for a replayed or too old one.
-    pub(crate) fn accept(&mut self, sender: PublicKey, channel: i32, seqno: u32) -> Result<()> {
-        let window = self.windows.entry((sender, channel)).or_default();
-        window.check(seqno)?;
-        window.mark(seqno);
-        Ok(())
     }
 }

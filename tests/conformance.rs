@@ -297,18 +297,17 @@ fn expect_of(e: &Value) -> Option<(String, String)> {
     }
 }
 
-#[test]
-fn packets() {
-    use confchain::packet::{self, EpochKey};
-    use confchain::{Call, Secret};
-    let v = load("tde2e/packets.json");
-    let keys = keys_of(&v);
+/// Replays the events of packets.json (calls created where each member first appears), through
+/// `Call::encrypt`/`decrypt` or through `MediaEncryptor`/`MediaDecryptor`.
+fn packet_events(v: &Value, via_handles: bool) -> usize {
+    use confchain::Call;
+    let keys = keys_of(v);
     let blocks: Vec<Vec<u8>> = v["blocks"].as_array().unwrap().iter().map(hex).collect();
     let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(7);
     let mut calls: Vec<Call> = Vec::new();
     let mut n = 0;
     for (i, e) in v["events"].as_array().unwrap().iter().enumerate() {
-        let what = format!("event {i} ({})", e["note"]);
+        let what = format!("event {i} ({}, handles: {via_handles})", e["note"]);
         match e["op"].as_str().unwrap() {
             "apply_block" => {
                 let block = &blocks[e["block_index"].as_u64().unwrap() as usize];
@@ -326,22 +325,21 @@ fn packets() {
             "encrypt" => {
                 let sender = e["sender"].as_i64().unwrap();
                 let call = calls.iter_mut().find(|c| c.user_id() == sender).unwrap();
-                let res = call.encrypt(
-                    e["channel"].as_i64().unwrap() as i32,
-                    &hex(&e["data"]),
-                    e["unencrypted_prefix_size"].as_u64().unwrap() as usize,
-                    0,
-                    &mut rng,
-                );
+                let (channel, data) = (e["channel"].as_i64().unwrap() as i32, hex(&e["data"]));
+                let prefix = e["unencrypted_prefix_size"].as_u64().unwrap() as usize;
+                let res = if via_handles {
+                    let mut out = Vec::new();
+                    call.media_encryptor(&mut rng).encrypt_into(channel, &data, prefix, 0, &mut out).map(|()| out)
+                } else {
+                    call.encrypt(channel, &data, prefix, 0, &mut rng)
+                };
                 match expect_of(e) {
                     None => {
                         let ours = res.unwrap_or_else(|err| panic!("{what}: {err}"));
                         // Our packet has the reference's layout: same length and header.
                         let theirs = hex(&e["packet"]);
                         assert_eq!(ours.len(), theirs.len(), "{what}");
-                        let head = e["unencrypted_prefix_size"].as_u64().unwrap() as usize
-                            + 4
-                            + 32 * (theirs[e["unencrypted_prefix_size"].as_u64().unwrap() as usize] as usize);
+                        let head = prefix + 4 + 32 * (theirs[prefix] as usize);
                         assert_eq!(ours[..head], theirs[..head], "{what}");
                     }
                     Some((code, message)) => assert_error(&res.unwrap_err(), &code, &message, &what),
@@ -350,7 +348,13 @@ fn packets() {
             "decrypt" => {
                 let receiver = e["receiver"].as_i64().unwrap();
                 let call = calls.iter_mut().find(|c| c.user_id() == receiver).unwrap();
-                let res = call.decrypt(e["sender"].as_i64().unwrap(), &hex(&e["packet"]), 0);
+                let (sender, packet) = (e["sender"].as_i64().unwrap(), hex(&e["packet"]));
+                let res = if via_handles {
+                    let mut out = Vec::new();
+                    call.media_decryptor().decrypt_into(sender, &packet, 0, &mut out).map(|()| out)
+                } else {
+                    call.decrypt(sender, &packet, 0)
+                };
                 match expect_of(e) {
                     None => {
                         assert_eq!(res.unwrap_or_else(|err| panic!("{what}: {err}")), hex(&e["plaintext"]), "{what}")
@@ -362,6 +366,17 @@ fn packets() {
         }
         n += 1;
     }
+    n
+}
+
+#[test]
+fn packets() {
+    use confchain::packet::{self, EpochKey};
+    use confchain::Secret;
+    let v = load("tde2e/packets.json");
+    // Every event through the call, then again through the media handles: same outcomes.
+    let mut n = packet_events(&v, false);
+    n += packet_events(&v, true);
     for (i, d) in v["deterministic"].as_array().unwrap().iter().enumerate() {
         let signer = PrivateKey::from_slice(&hex(&d["signer_private_key"])).unwrap();
         let epochs: Vec<([u8; 32], Secret<32>)> = d["epochs"]

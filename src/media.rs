@@ -1,0 +1,278 @@
+//! Media handles: a frame encryptor and decryptor that media threads hold, `Send + Sync`, with
+//! `&self` methods, while the signalling thread applies blocks to the [`Call`](crate::Call).
+//!
+//! ```text
+//!  signalling thread: Call::apply_block ──▶ new epoch set ──(pointer swap)──▶ Snapshot (Arc)
+//!                                                                            ▲        ▲
+//!  media threads:  MediaEncryptor::encrypt_into ─ reads the snapshot ────────┘        │
+//!                  MediaDecryptor::decrypt_into ─ reads the snapshot, then the replay ┘
+//!                                                  shard of the sender (16 shards)
+//! ```
+//!
+//! No lock is held while the call applies a block: the call builds the new snapshot first and
+//! only swaps a pointer under a write lock that readers hold for the time of an `Arc` clone.
+//! Sequence numbers are atomics shared with the call; replay windows and decompressed sender keys
+//! live in 16 shards chosen by the sender's key, so different senders rarely contend. Epoch expiry
+//! is evaluated against the caller's `now` (the snapshot carries each epoch's deadline), so a
+//! handle never uses an epoch past its grace period even if the signalling thread has not run
+//! `handle_timeout` yet. Behaviour is exactly the call's packet path: the same codec, the same
+//! replay windows, the same checks in the same order.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ed25519_dalek::VerifyingKey;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRngCore, SeedableRng};
+
+use crate::crypto::{PrivateKey, PublicKey};
+use crate::error::{Error, ErrorKind, Result};
+use crate::limits::{MAX_CACHED_KEYS, MAX_CHANNEL};
+use crate::packet::{self, EpochKey};
+use crate::replay::ReplayWindow;
+use crate::wire::GroupState;
+
+/// Number of replay shards.
+const SHARDS: usize = 16;
+
+/// One epoch as the media path sees it.
+#[derive(Clone)]
+pub(crate) struct SnapEpoch {
+    pub(crate) height: i32,
+    pub(crate) key: EpochKey,
+    pub(crate) state: Arc<GroupState>,
+    pub(crate) retire_at: Option<u64>,
+}
+
+/// The epochs of a call at one moment, and whether we may encrypt.
+pub(crate) struct Snapshot {
+    /// Oldest first; the retiring ones have a deadline, never later than a newer one's.
+    pub(crate) epochs: Vec<SnapEpoch>,
+    /// `Ok` while we hold the current key; else the error encrypting gives.
+    pub(crate) can_encrypt: Result<()>,
+}
+
+impl Snapshot {
+    /// The epochs still usable at `now` (deadline after `now`), oldest first.
+    pub(crate) fn live(&self, now: u64) -> &[SnapEpoch] {
+        let start = self.epochs.iter().position(|e| e.retire_at.is_none_or(|t| t > now)).unwrap_or(self.epochs.len());
+        self.epochs.get(start..).unwrap_or_default()
+    }
+}
+
+/// Replay windows and decompressed keys of the senders of one shard.
+#[derive(Default, Clone)]
+struct Shard {
+    windows: HashMap<(PublicKey, i32), ReplayWindow>,
+    keys: HashMap<PublicKey, VerifyingKey>,
+}
+
+/// What a call shares with its media handles.
+pub(crate) struct Shared {
+    user_id: i64,
+    snapshot: RwLock<Arc<Snapshot>>,
+    seqnos: Box<[AtomicU32]>,
+    shards: [Mutex<Shard>; SHARDS],
+}
+
+fn shard_of(key: &PublicKey) -> usize {
+    usize::from(key.as_bytes().first().copied().unwrap_or(0)) % SHARDS
+}
+
+fn poisoned() -> Error {
+    Error::new(ErrorKind::InvalidInput, "a media thread panicked while holding the call's state")
+}
+
+impl Shared {
+    pub(crate) fn new(user_id: i64) -> Self {
+        Shared {
+            user_id,
+            snapshot: RwLock::new(Arc::new(Snapshot { epochs: Vec::new(), can_encrypt: Ok(()) })),
+            seqnos: (0..=MAX_CHANNEL).map(|_| AtomicU32::new(0)).collect(),
+            shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
+        }
+    }
+
+    /// Publishes a new snapshot (a pointer swap).
+    pub(crate) fn publish(&self, snapshot: Snapshot) {
+        let snapshot = Arc::new(snapshot);
+        match self.snapshot.write() {
+            Ok(mut slot) => *slot = snapshot,
+            Err(poison) => *poison.into_inner() = snapshot,
+        }
+    }
+
+    /// An independent copy (for `Call`'s hazmat `Clone`).
+    #[cfg(feature = "hazmat")]
+    pub(crate) fn deep_clone(&self) -> Shared {
+        let shards = std::array::from_fn(|i| {
+            let copy = self.shards.get(i).and_then(|s| s.lock().ok()).map(|s| s.clone()).unwrap_or_default();
+            Mutex::new(copy)
+        });
+        Shared {
+            user_id: self.user_id,
+            snapshot: RwLock::new(self.snapshot()),
+            seqnos: self.seqnos.iter().map(|s| AtomicU32::new(s.load(Ordering::Relaxed))).collect(),
+            shards,
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        match self.snapshot.read() {
+            Ok(s) => s.clone(),
+            Err(poison) => poison.into_inner().clone(),
+        }
+    }
+
+    /// The next sequence number of `channel`.
+    pub(crate) fn next_seqno(&self, channel: i32) -> Result<u32> {
+        packet::validate_channel(channel)?;
+        let slot = usize::try_from(channel)
+            .ok()
+            .and_then(|c| self.seqnos.get(c))
+            .ok_or_else(|| Error::bare(ErrorKind::InvalidCallChannelId))?;
+        let previous = slot
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| s.checked_add(1))
+            .map_err(|_| Error::new(ErrorKind::LimitExceeded, "Seqno overflow"))?;
+        Ok(previous.saturating_add(1))
+    }
+
+    /// The decompressed key of a sender (cached in its shard).
+    fn verifying_key(&self, key: &PublicKey) -> Result<VerifyingKey> {
+        let mut shard = self.shards.get(shard_of(key)).ok_or_else(poisoned)?.lock().map_err(|_| poisoned())?;
+        if let Some(k) = shard.keys.get(key) {
+            return Ok(*k);
+        }
+        let k = key.verifying_key().map_err(|_| Error::new(ErrorKind::WrongSignature, "Wrong signature"))?;
+        if shard.keys.len() >= MAX_CACHED_KEYS / SHARDS {
+            shard.keys.clear();
+        }
+        shard.keys.insert(*key, k);
+        Ok(k)
+    }
+
+    /// Accepts `seqno` from (`sender`, `channel`) once.
+    fn accept(&self, sender: PublicKey, channel: i32, seqno: u32) -> Result<()> {
+        let mut shard = self.shards.get(shard_of(&sender)).ok_or_else(poisoned)?.lock().map_err(|_| poisoned())?;
+        let window = shard.windows.entry((sender, channel)).or_default();
+        window.check(seqno)?;
+        window.mark(seqno);
+        Ok(())
+    }
+
+    /// The receive path over `epochs` (the caller's live epochs), with the shared replay state.
+    pub(crate) fn decrypt_into(
+        &self,
+        epochs: &[SnapEpoch],
+        sender_user_id: i64,
+        packet: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let start = out.len();
+        let lookup = |hash: &[u8; 32]| epochs.iter().find(|e| &e.key.hash == hash).map(|e| (&e.key, &*e.state));
+        let opened =
+            packet::decrypt_into(packet, self.user_id, sender_user_id, lookup, |k| self.verifying_key(k), out)?;
+        if let Err(e) = self.accept(opened.sender, opened.channel, opened.seqno) {
+            packet::discard_from(out, start);
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+/// Encrypts our own frames from any thread (`Send + Sync`, `&self`), with its own RNG.
+///
+/// ```
+/// use confchain::{build_zero_block, Call, GroupParticipant, GroupState, Permissions, PrivateKey};
+/// # use rand_core::SeedableRng;
+/// # let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+/// let (a, b) = (PrivateKey::generate(&mut rng), PrivateKey::generate(&mut rng));
+/// let member = |id, key: &PrivateKey| GroupParticipant { user_id: id, public_key: key.public_key(), flags: Permissions::ALL, version: 0 };
+/// let state = GroupState { participants: vec![member(1, &a), member(2, &b)], external_permissions: Permissions::NONE };
+/// let zero = build_zero_block(state, &a, &mut rng)?.to_server_form();
+/// let alice = Call::new(1, a, &zero, &mut rng)?;
+/// let bob = Call::new(2, b, &zero, &mut rng)?;
+///
+/// let encryptor = alice.media_encryptor(&mut rng); // seeded from our CSPRNG
+/// let decryptor = bob.media_decryptor();
+/// let (mut packet, mut frame) = (Vec::with_capacity(256), Vec::with_capacity(64));
+/// std::thread::scope(|s| {
+///     s.spawn(|| encryptor.encrypt_into(0, b"HDRopus", 3, 1_000, &mut packet)).join().unwrap()
+/// })?;
+/// decryptor.decrypt_into(1, &packet, 1_000, &mut frame)?;
+/// assert_eq!(frame, b"HDRopus");
+/// # Ok::<(), confchain::Error>(())
+/// ```
+pub struct MediaEncryptor {
+    shared: Arc<Shared>,
+    key: PrivateKey,
+    rng: Mutex<ChaCha20Rng>,
+}
+
+impl std::fmt::Debug for MediaEncryptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaEncryptor").field("user_id", &self.shared.user_id).finish_non_exhaustive()
+    }
+}
+
+impl MediaEncryptor {
+    pub(crate) fn new(shared: Arc<Shared>, key: PrivateKey, rng: &mut impl CryptoRngCore) -> Self {
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let handle = MediaEncryptor { shared, key, rng: Mutex::new(ChaCha20Rng::from_seed(seed)) };
+        zeroize::Zeroize::zeroize(&mut seed);
+        handle
+    }
+
+    /// Encrypts `frame` (its first `clear_prefix_len` bytes stay in clear) on `channel` for every
+    /// epoch live at `now`, appending the packet to `out` (no other allocation). Fails as
+    /// [`crate::Call::encrypt`] does, at once when our key ended or we were removed.
+    pub fn encrypt_into(
+        &self,
+        channel: i32,
+        frame: &[u8],
+        clear_prefix_len: usize,
+        now: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let snapshot = self.shared.snapshot();
+        packet::check_clear_prefix(frame.len(), clear_prefix_len)?;
+        snapshot.can_encrypt.clone()?;
+        let seqno = self.shared.next_seqno(channel)?;
+        let epochs = snapshot.live(now).iter().map(|e| &e.key);
+        let mut rng = self.rng.lock().map_err(|_| poisoned())?;
+        packet::encrypt_into(epochs, &self.key, channel, seqno, frame, clear_prefix_len, &mut *rng, out)
+    }
+}
+
+/// Decrypts other members' frames from any thread (`Send + Sync`, `&self`).
+#[derive(Clone)]
+pub struct MediaDecryptor {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MediaDecryptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaDecryptor").field("user_id", &self.shared.user_id).finish_non_exhaustive()
+    }
+}
+
+impl MediaDecryptor {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        MediaDecryptor { shared }
+    }
+
+    /// Decrypts a packet from `sender_user_id` with the epochs live at `now`, appending
+    /// `clear_prefix || payload` to `out` (left as it was on error). The replay windows are the
+    /// call's: a packet accepted here is refused as a replay by the call, and the other way round.
+    pub fn decrypt_into(&self, sender_user_id: i64, packet: &[u8], now: u64, out: &mut Vec<u8>) -> Result<()> {
+        let snapshot = self.shared.snapshot();
+        self.shared.decrypt_into(snapshot.live(now), sender_user_id, packet, out)
+    }
+
+    /// Heights of the epochs live at `now`.
+    pub fn live_epochs(&self, now: u64) -> Vec<i32> {
+        self.shared.snapshot().live(now).iter().map(|e| e.height).collect()
+    }
+}

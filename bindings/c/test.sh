@@ -46,6 +46,10 @@ cc -std=c99 -Wall -Wextra -Werror -I"$here/include" "$here/tests/conference.c" "
 cc -std=c99 -Wall -Wextra -Werror -I"$here/include" "$here/tests/session.c" "$lib/libconfchain.a" -lpthread -ldl -lm \
   -o "$work/session"
 "$work/session"
+# Media handles from several threads at once.
+cc -std=c99 -Wall -Wextra -Werror -pthread -I"$here/include" "$here/tests/media_threads.c" "$lib/libconfchain.a" \
+  -lpthread -ldl -lm -o "$work/media_threads"
+"$work/media_threads"
 # The README's C snippet compiles (C99, warnings as errors) and runs.
 python3 - "$root/README.md" > "$work/readme.c" <<'PY'
 import re, sys

@@ -237,6 +237,16 @@
 typedef struct confchain_call confchain_call;
 
 /**
+ * Decrypts other members' frames; safe to call from any thread, concurrently.
+ */
+typedef struct confchain_media_decryptor confchain_media_decryptor;
+
+/**
+ * Encrypts our frames; safe to call from any thread, concurrently.
+ */
+typedef struct confchain_media_encryptor confchain_media_encryptor;
+
+/**
  * A one-to-one call, called side.
  */
 typedef struct confchain_p2p_callee confchain_p2p_callee;
@@ -968,6 +978,65 @@ int32_t confchain_server_handle(struct confchain_server *server,
                                 struct confchain_updates **out_response,
                                 struct confchain_bytes *out_error,
                                 struct confchain_updates **out_pushes);
+
+/**
+ * The largest packet a frame of `frame_len` bytes can become (15 epochs, largest padding): a
+ * buffer this large always fits.
+ */
+size_t confchain_media_max_packet_size(size_t frame_len);
+
+/**
+ * A frame encryptor for media threads, sharing `call`'s sequence numbers and seeing its epoch
+ * changes at once; its RNG is seeded with 32 bytes from `rng`. Free with
+ * `confchain_media_encryptor_free` (it may outlive the call).
+ */
+int32_t confchain_call_media_encryptor(const struct confchain_call *call,
+                                       struct confchain_rng *rng,
+                                       struct confchain_media_encryptor **out_encryptor);
+
+/**
+ * A frame decryptor for media threads, sharing `call`'s replay windows and epochs.
+ */
+int32_t confchain_call_media_decryptor(const struct confchain_call *call,
+                                       struct confchain_media_decryptor **out_decryptor);
+
+/**
+ * Encrypts a frame (the first `clear_prefix_len` bytes stay in clear) into `out` (capacity
+ * `out_cap`; `confchain_media_max_packet_size(frame_len)` always fits); `*out_len` gets the
+ * packet's size. Thread-safe.
+ */
+int32_t confchain_media_encrypt(const struct confchain_media_encryptor *encryptor,
+                                int32_t channel_id,
+                                const uint8_t *frame,
+                                size_t frame_len,
+                                size_t clear_prefix_len,
+                                uint64_t now_ms,
+                                uint8_t *out_buf,
+                                size_t out_cap,
+                                size_t *out_len);
+
+/**
+ * Decrypts a frame from `user_id` into `out` (capacity `out_cap`; the packet's length always
+ * fits); `*out_len` gets the frame's size. Thread-safe.
+ */
+int32_t confchain_media_decrypt(const struct confchain_media_decryptor *decryptor,
+                                int64_t user_id,
+                                const uint8_t *packet,
+                                size_t packet_len,
+                                uint64_t now_ms,
+                                uint8_t *out_buf,
+                                size_t out_cap,
+                                size_t *out_len);
+
+/**
+ * Frees an encryptor.
+ */
+void confchain_media_encryptor_free(struct confchain_media_encryptor *encryptor);
+
+/**
+ * Frees a decryptor.
+ */
+void confchain_media_decryptor_free(struct confchain_media_decryptor *decryptor);
 
 #ifdef __cplusplus
 }  // extern "C"

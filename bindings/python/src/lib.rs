@@ -240,6 +240,16 @@ impl Call {
         py.allow_threads(|| self.0.apply_block(block, now_ms, &mut rng.0)).map_err(err)
     }
 
+    /// A thread-safe frame encryptor sharing this call's sequence numbers; seeded from `rng`.
+    fn media_encryptor(&self, rng: &mut Rng) -> MediaEncryptor {
+        MediaEncryptor(self.0.media_encryptor(&mut rng.0))
+    }
+
+    /// A thread-safe frame decryptor sharing this call's replay windows.
+    fn media_decryptor(&self) -> MediaDecryptor {
+        MediaDecryptor(self.0.media_decryptor())
+    }
+
     /// Whether the next block would be accepted, without applying it.
     fn check_block(&self, py: Python<'_>, block: &[u8]) -> PyResult<()> {
         py.allow_threads(|| self.0.check_block(block)).map_err(err)
@@ -526,6 +536,45 @@ impl P2PKey {
     /// The 256-byte key.
     fn key<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         bytes(py, self.0.key().expose())
+    }
+}
+
+// ---- media handles ----
+
+/// Encrypts our frames from any thread (obtained from `Call.media_encryptor(rng)`); the GIL is
+/// released while it works, so media threads run in parallel.
+#[pyclass(module = "confchain", frozen)]
+struct MediaEncryptor(engine::MediaEncryptor);
+
+#[pymethods]
+impl MediaEncryptor {
+    /// Encrypts a frame; `frame[:clear_prefix_len]` stays in clear.
+    #[pyo3(signature = (channel, frame, now_ms, clear_prefix_len = 0))]
+    fn encrypt<'py>(
+        &self,
+        py: Python<'py>,
+        channel: i32,
+        frame: &[u8],
+        now_ms: u64,
+        clear_prefix_len: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let mut out = Vec::new();
+        py.allow_threads(|| self.0.encrypt_into(channel, frame, clear_prefix_len, now_ms, &mut out)).map_err(err)?;
+        Ok(bytes(py, &out))
+    }
+}
+
+/// Decrypts other members' frames from any thread (obtained from `Call.media_decryptor()`).
+#[pyclass(module = "confchain", frozen)]
+struct MediaDecryptor(engine::MediaDecryptor);
+
+#[pymethods]
+impl MediaDecryptor {
+    /// Decrypts a frame from `user_id`.
+    fn decrypt<'py>(&self, py: Python<'py>, user_id: i64, packet: &[u8], now_ms: u64) -> PyResult<Bound<'py, PyBytes>> {
+        let mut out = Vec::new();
+        py.allow_threads(|| self.0.decrypt_into(user_id, packet, now_ms, &mut out)).map_err(err)?;
+        Ok(bytes(py, &out))
     }
 }
 
@@ -936,6 +985,8 @@ fn _confchain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<P2PCallee>()?;
     m.add_class::<P2PKey>()?;
     m.add_class::<Session>()?;
+    m.add_class::<MediaEncryptor>()?;
+    m.add_class::<MediaDecryptor>()?;
     m.add_class::<SessionEvent>()?;
     m.add_class::<Request>()?;
     m.add_class::<Update>()?;

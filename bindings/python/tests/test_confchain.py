@@ -229,3 +229,33 @@ def test_two_sessions_through_the_server_model():
     bob.leave(6)
     pump(server, [alice, bob], 6, rng)
     assert bob.state == "left"
+
+
+def test_media_handles_from_threads():
+    import threading
+
+    rng = Rng(bytes([9] * 32))
+    keys = [PrivateKey.generate(rng) for _ in range(3)]
+    members = [Participant(i + 1, k.public_key, 3) for i, k in enumerate(keys)]
+    zero = confchain.to_server_form(confchain.create_zero_block(keys[0], members, 0, rng))
+    calls = [Call(i + 1, k, zero, rng) for i, k in enumerate(keys)]
+    encryptors = [c.media_encryptor(rng) for c in calls]
+    decryptor = calls[0].media_decryptor()
+    packets = [(s + 1, encryptors[s].encrypt(0, b"frame %d" % n, 10, 2)) for s in (1, 2) for n in range(50)]
+    results = []
+
+    def work(chunk):
+        for sender, p in chunk:
+            results.append(decryptor.decrypt(sender, p, 10))
+
+    # One thread per sender (within a sender, order matters: the replay window refuses a frame
+    # older than the first one accepted).
+    threads = [threading.Thread(target=work, args=(packets[i * 50 : (i + 1) * 50],)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == sorted(b"frame %d" % n for _ in (1, 2) for n in range(50))
+    with pytest.raises(ConfchainError) as e:
+        decryptor.decrypt(2, packets[0][1], 10)
+    assert e.value.name == "REPLAY"

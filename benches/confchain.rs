@@ -5,7 +5,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 
 mod workloads;
 
-use workloads::{BlockApply, BlockBuild, PacketDecrypt, PacketEncrypt, Primitives, GROUP_SIZES, PACKET_SIZES};
+use workloads::{
+    media_decrypt_threads, BlockApply, BlockBuild, PacketDecrypt, PacketEncrypt, Primitives, GROUP_SIZES, PACKET_SIZES,
+};
 
 fn packets(c: &mut Criterion) {
     let mut g = c.benchmark_group("packet_encrypt");
@@ -69,5 +71,21 @@ fn primitives(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, packets, blocks, primitives);
+/// Frames of 100 senders through one shared decryptor, by 1 and 2 threads (time per frame).
+fn media(c: &mut Criterion) {
+    let mut g = c.benchmark_group("media_decrypt_threads");
+    g.sample_size(10);
+    for threads in [1, 2] {
+        g.bench_function(threads.to_string(), |b| {
+            b.iter_custom(|iters| {
+                let per_sender = (iters as usize).div_ceil(100).max(1);
+                let rate = media_decrypt_threads(threads, per_sender);
+                std::time::Duration::from_secs_f64(iters as f64 / rate)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, packets, blocks, primitives, media);
 criterion_main!(benches);

@@ -222,3 +222,124 @@ impl Default for Primitives {
         Self::new()
     }
 }
+
+/// The frames of one sender: (sender user id, packet).
+pub type Frames = Vec<(i64, Vec<u8>)>;
+
+/// A call of `senders + 1` members (user 1 receives) with `per_sender` 1 KiB frames from each
+/// sender, made in advance: `(receiver, frames by sender)`.
+pub fn media_setup(senders: usize, per_sender: usize, seed: u64) -> (Call, Vec<Frames>) {
+    let mut rng = rng(seed);
+    let keys: Vec<PrivateKey> = (0..=senders).map(|_| PrivateKey::generate(&mut rng)).collect();
+    let state = GroupState {
+        participants: keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| GroupParticipant {
+                user_id: i as i64 + 1,
+                public_key: k.public_key(),
+                flags: ADD_REMOVE,
+                version: 0,
+            })
+            .collect(),
+        external_permissions: Permissions::NONE,
+    };
+    let zero = build_zero_block(state, &keys[0], &mut rng).expect("zero block").to_server_form();
+    let receiver = Call::new(1, keys[0].clone(), &zero, &mut rng).expect("call");
+    let mut payload = vec![0u8; 1024];
+    rng.fill_bytes(&mut payload);
+    let frames = keys
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, k)| {
+            let call = Call::new(i as i64 + 1, k.clone(), &zero, &mut rng).expect("call");
+            let enc = call.media_encryptor(&mut rng);
+            (0..per_sender)
+                .map(|_| {
+                    let mut p = Vec::with_capacity(1400);
+                    enc.encrypt_into(0, &payload, 0, 0, &mut p).expect("encrypt");
+                    (i as i64 + 1, p)
+                })
+                .collect()
+        })
+        .collect();
+    (receiver, frames)
+}
+
+/// `media_decrypt_threads/{threads}`: frames of 100 senders decrypted through one shared
+/// `MediaDecryptor` by `threads` threads, each taking its own senders. Returns frames/s.
+pub fn media_decrypt_threads(threads: usize, per_sender: usize) -> f64 {
+    let (receiver, frames) = media_setup(100, per_sender, 11);
+    let decryptor = receiver.media_decryptor();
+    let total: usize = frames.iter().map(Vec::len).sum();
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (decryptor, frames) = (&decryptor, &frames);
+            s.spawn(move || {
+                let mut out = Vec::with_capacity(1400);
+                for sender in frames.iter().skip(t).step_by(threads) {
+                    for (id, p) in sender {
+                        out.clear();
+                        decryptor.decrypt_into(*id, p, 0, &mut out).expect("decrypt");
+                    }
+                }
+            });
+        }
+    });
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Latency of media operations (µs: p50, p99, p99.9, max) while another thread applies a block
+/// of a `group`-member call every `interval_ms` for `blocks` blocks: through the media handles,
+/// or (`locked`) through one `Mutex<Call>` shared by the media and signalling threads.
+pub fn media_latency_during_apply(group: usize, blocks: usize, interval_ms: u64, locked: bool) -> [f64; 4] {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    let mut rng = rng(12);
+    let (chain, signer, state) = group_chain(group, &mut rng);
+    let mut c = chain.clone();
+    let built: Vec<Vec<u8>> = (0..blocks)
+        .map(|_| {
+            let b = c.build_change_state(state.clone(), &signer, &mut rng).expect("build").to_server_form();
+            c.apply(&b).expect("apply");
+            b
+        })
+        .collect();
+    // The measured member is the signer (user `group`): its call applies the blocks while its
+    // media thread encrypts frames.
+    let call = Call::from_chain(group as i64, signer, chain, &mut rng).expect("member call");
+    let encryptor = call.media_encryptor(&mut rng);
+    let shared = Mutex::new(call);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut latencies: Vec<f64> = Vec::with_capacity(1 << 20);
+    std::thread::scope(|s| {
+        let (shared, stop, built) = (&shared, &stop, &built);
+        s.spawn(move || {
+            let mut rng = self::rng(14);
+            for (i, b) in built.iter().enumerate() {
+                std::thread::sleep(Duration::from_millis(interval_ms));
+                let now = (i as u64 + 1) * interval_ms;
+                shared.lock().expect("lock").apply_block(b, now, &mut rng).expect("apply");
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        let mut rng = self::rng(15);
+        let mut out = Vec::with_capacity(1400);
+        let frame = [7u8; 1024];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            out.clear();
+            let t = Instant::now();
+            if locked {
+                shared.lock().expect("lock").encrypt_into(0, &frame, 0, 0, &mut rng, &mut out).expect("encrypt");
+            } else {
+                encryptor.encrypt_into(0, &frame, 0, 0, &mut out).expect("encrypt");
+            }
+            latencies.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    });
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
+    [at(0.5), at(0.99), at(0.999), at(1.0)]
+}

@@ -269,7 +269,8 @@ pub struct Footprint {
     pub retries: usize,
     /// Updates kept while joining.
     pub buffered_updates: usize,
-    /// Blocks kept beyond a gap.
+    /// Blocks kept beyond a gap, both sub-chains together (at most `4 · max_buffered_updates`
+    /// each).
     pub early_blocks: usize,
     /// Message ids remembered for deduplication.
     pub remembered_messages: usize,

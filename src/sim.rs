@@ -719,7 +719,7 @@ impl World {
             let f = s.footprint();
             let epochs = s.call().map_or(0, |c| c.active_epochs().len());
             if f.buffered_updates > limits.max_buffered_updates
-                || f.early_blocks > limits.max_buffered_updates.saturating_mul(4)
+                || f.early_blocks > limits.max_buffered_updates.saturating_mul(8)
                 || f.remembered_messages > limits.max_remembered_messages
                 || f.requests_in_flight > 1_000
                 || epochs > crate::limits::MAX_EPOCHS

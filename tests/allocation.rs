@@ -9,24 +9,35 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use confchain::wire::id;
-use confchain::{Block, Broadcast};
+use confchain::{build_zero_block, Block, Broadcast, Call, GroupParticipant, GroupState, Permissions, PrivateKey};
+use rand_core::SeedableRng;
 
 struct Counting;
 
 thread_local! {
+    /// Bytes allocated by this thread, in total.
     static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+    /// Bytes this thread holds now (allocated minus freed).
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+}
+
+fn live(delta: isize) {
+    let _ = LIVE.try_with(|l| l.set(l.get() + delta));
 }
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let _ = ALLOCATED.try_with(|a| a.set(a.get() + layout.size()));
+        live(layout.size() as isize);
         System.alloc(layout)
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        live(-(layout.size() as isize));
         System.dealloc(ptr, layout)
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let _ = ALLOCATED.try_with(|a| a.set(a.get() + new_size));
+        live(new_size as isize - layout.size() as isize);
         System.realloc(ptr, layout, new_size)
     }
 }
@@ -100,4 +111,55 @@ fn oversized_broadcasts_are_not_copied() {
     let err = result.unwrap().unwrap_err();
     assert_eq!(err.message(), "Too much data to fetch at 144");
     assert!(used < 4096, "{used} bytes allocated for a 1 MiB broadcast");
+}
+
+/// Memory of a call, per participant and per sender of replay state, for 10, 100 and 1,000
+/// members (printed with `--nocapture`; the numbers in benches/README.md come from here).
+#[test]
+fn memory_per_participant_and_per_sender() {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+    let mut rows = Vec::new();
+    for n in [10usize, 100, 1000] {
+        let keys: Vec<PrivateKey> = (0..n).map(|_| PrivateKey::generate(&mut rng)).collect();
+        let state = GroupState {
+            participants: keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| GroupParticipant {
+                    user_id: i as i64 + 1,
+                    public_key: k.public_key(),
+                    flags: Permissions::ALL,
+                    version: 0,
+                })
+                .collect(),
+            external_permissions: Permissions::NONE,
+        };
+        let zero = build_zero_block(state, &keys[0], &mut rng).unwrap().to_server_form();
+        let senders: Vec<Call> = keys
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, k)| Call::new(i as i64 + 1, k.clone(), &zero, &mut rng).unwrap())
+            .collect();
+        let packets: Vec<Vec<u8>> =
+            senders.into_iter().map(|mut c| c.encrypt(0, b"frame", 0, 0, &mut rng).unwrap()).collect();
+        let before = LIVE.with(Cell::get);
+        let mut call = Call::new(1, keys[0].clone(), &zero, &mut rng).unwrap();
+        let call_bytes = LIVE.with(Cell::get) - before;
+        let before = LIVE.with(Cell::get);
+        for (i, p) in packets.iter().enumerate() {
+            call.decrypt(i as i64 + 2, p, 0).unwrap();
+        }
+        let replay_bytes = LIVE.with(Cell::get) - before;
+        let per_member = call_bytes as f64 / n as f64;
+        let per_sender = replay_bytes as f64 / (n - 1) as f64;
+        rows.push((n, call_bytes, per_member, per_sender));
+        // Generous bounds that catch a regression (a copy per epoch, a window per packet).
+        assert!(per_member < 2_000.0, "{n} members: {per_member} bytes per member");
+        assert!(per_sender < 1_500.0, "{n} senders: {per_sender} bytes per sender");
+        drop(call);
+    }
+    for (n, total, per_member, per_sender) in rows {
+        println!("{n:>5} members: call {total:>9} bytes ({per_member:.0} per member); replay state {per_sender:.0} bytes per sender");
+    }
 }

@@ -9,7 +9,10 @@ use crate::Failure;
 #[path = "../../../benches/workloads.rs"]
 mod workloads;
 
-use workloads::{BlockApply, BlockBuild, PacketDecrypt, PacketEncrypt, Primitives, GROUP_SIZES, PACKET_SIZES};
+use workloads::{
+    media_decrypt_threads, media_latency_during_apply, BlockApply, BlockBuild, PacketDecrypt, PacketEncrypt,
+    Primitives, GROUP_SIZES, PACKET_SIZES,
+};
 
 /// Arguments of `bench`.
 #[derive(clap::Args)]
@@ -104,6 +107,21 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let mut w = BlockApply::new(n);
         results.push((format!("block_apply/{n}"), measure(budget, || w.run()), None));
     }
+    // Media handles: 100 senders decrypted by 1 and 2 threads (median of three rounds each).
+    let per_sender = if args.quick { 20 } else { 100 };
+    for threads in [1, 2].into_iter().filter(|t| wanted(&format!("media_decrypt_threads/{t}"))) {
+        let mut rounds: Vec<f64> = (0..3).map(|_| media_decrypt_threads(threads, per_sender)).collect();
+        rounds.sort_by(f64::total_cmp);
+        results.push((format!("media_decrypt_threads/{threads}"), rounds[1], None));
+    }
+    // Latency of frame encryption while blocks of a 1000-member call are applied every 100 ms.
+    let mut latencies = Vec::new();
+    if wanted("media_latency") {
+        let blocks = if args.quick { 5 } else { 20 };
+        for (name, locked) in [("media_latency/handles", false), ("media_latency/mutex_call", true)] {
+            latencies.push((name, media_latency_during_apply(1000, blocks, 100, locked)));
+        }
+    }
     for (name, ops) in PRIMITIVES.into_iter().zip([sign, verify, x25519, aes_enc, aes_dec, hmac]) {
         if need_primitives {
             results.push((name.to_owned(), ops, None));
@@ -111,19 +129,25 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
 
     if args.json {
-        let list: Vec<_> = results
+        let mut list: Vec<_> = results
             .iter()
             .map(|(name, ops, ratio)| match ratio {
                 Some(r) => json!({"name": name, "ops_per_s": ops, "floor_ratio": 1.0 / r}),
                 None => json!({"name": name, "ops_per_s": ops}),
             })
             .collect();
+        for (name, [p50, p99, p999, max]) in &latencies {
+            list.push(json!({"name": name, "p50_us": p50, "p99_us": p99, "p999_us": p999, "max_us": max}));
+        }
         outln!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
     } else {
         outln!("{:<36} {:>14}  {}", "workload", "ops/s", "time vs. primitive floor");
         for (name, ops, ratio) in &results {
             let r = ratio.map(|r| format!("{:.2}x", 1.0 / r)).unwrap_or_default();
             outln!("{name:<36} {ops:>14.1}  {r}");
+        }
+        for (name, [p50, p99, p999, max]) in &latencies {
+            outln!("{name:<36} frame encryption latency: p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us, max {max:.1} us");
         }
     }
     Ok(())

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Runs OpenSSL's `openssl speed` and `confchain bench --json` in the same run on this machine and
+prints every packet and block workload against its best floor: the time its primitives must take
+with the fastest implementation of each primitive available here (confchain's own or OpenSSL's).
+
+Usage: python3 benches/compare_openssl.py [--quick]   (needs `openssl` on PATH; builds the CLI)
+"""
+import json
+import re
+import subprocess
+import sys
+
+quick = "--quick" in sys.argv
+secs = "1" if quick else "3"
+
+
+def speed(args):
+    out = subprocess.run(["openssl", "speed", "-seconds", secs, *args], capture_output=True, text=True).stdout
+    return out
+
+
+def evp_rate(name, decrypt=False):
+    """Bytes/s of the 16 KiB column."""
+    out = speed((["-decrypt"] if decrypt else []) + ["-evp", name])
+    line = [l for l in out.splitlines() if l.lower().startswith(name.lower())][-1]
+    return float(line.split()[-1].rstrip("k")) * 1000
+
+
+openssl = {
+    "aes_enc": evp_rate("aes-256-cbc"),
+    "aes_dec": evp_rate("aes-256-cbc", decrypt=True),
+    "sha256": evp_rate("sha256"),
+}
+ed = re.search(r"Ed25519\)\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)", speed(["ed25519"]))
+openssl["sign"], openssl["verify"] = float(ed.group(1)), float(ed.group(2))
+x = re.search(r"X25519\)\s+\S+\s+([\d.]+)", speed(["ecdhx25519"]))
+openssl["x25519"] = float(x.group(1))
+
+cmd = ["cargo", "run", "--release", "--quiet", "--features", "cli", "--", "bench", "--json"] + (["--quick"] if quick else [])
+ours = {w["name"]: w for w in json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)}
+mine = {
+    "sign": ours["primitives/ed25519_sign"]["ops_per_s"],
+    "verify": ours["primitives/ed25519_verify"]["ops_per_s"],
+    "x25519": ours["primitives/x25519_shared_secret"]["ops_per_s"],
+    "aes_enc": ours["primitives/aes256_cbc_encrypt_64k"]["ops_per_s"] * 65536,
+    "aes_dec": ours["primitives/aes256_cbc_decrypt_64k"]["ops_per_s"] * 65536,
+    "sha256": ours["primitives/hmac_sha256_64k"]["ops_per_s"] * 65536,
+}
+best = {k: max(mine[k], openssl[k]) for k in mine}
+
+print("| primitive | confchain | OpenSSL | best |")
+print("| --- | ---: | ---: | ---: |")
+units = {"sign": "/s", "verify": "/s", "x25519": "/s", "aes_enc": " MB/s", "aes_dec": " MB/s", "sha256": " MB/s"}
+for k in mine:
+    scale = 1e6 if units[k].endswith("MB/s") else 1
+    print(f"| {k} | {mine[k] / scale:,.0f}{units[k]} | {openssl[k] / scale:,.0f}{units[k]} | {'confchain' if mine[k] >= openssl[k] else 'OpenSSL'} |")
+
+print()
+print("| workload | confchain ops/s | best floor ops/s | time / best floor |")
+print("| --- | ---: | ---: | ---: |")
+for name, w in ours.items():
+    m = re.match(r"packet_(encrypt|decrypt)/(\d+)", name)
+    if not m:
+        continue
+    size = int(m.group(2))
+    sig, aes = ("sign", "aes_enc") if m.group(1) == "encrypt" else ("verify", "aes_dec")
+    floor_s = 1 / best[sig] + size / best[aes] + size / best["sha256"]
+    print(f"| `{name}` | {w['ops_per_s']:,.0f} | {1 / floor_s:,.0f} | {1 / (w['ops_per_s'] * floor_s):.2f}× |")
+for name, w in ours.items():
+    m = re.match(r"block_build/(\d+)", name)
+    if m:
+        n = int(m.group(1))
+        floor_s = n / best["x25519"] + 1 / best["sign"]
+        print(f"| `{name}` | {w['ops_per_s']:,.1f} | {1 / floor_s:,.1f} | {1 / (w['ops_per_s'] * floor_s):.2f}× |")

@@ -443,7 +443,7 @@ pub(crate) fn open_in_place(
     if buf.len() < 16 {
         return Err(decrypt_error("encrypted_data is less than 16 bytes"));
     }
-    if buf.len() % 16 != 0 {
+    if !buf.len().is_multiple_of(16) {
         return Err(decrypt_error("data size is not divisible by 16"));
     }
     let k = kdf(secret, b"tde2e_encrypt_data");

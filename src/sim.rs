@@ -326,7 +326,7 @@ impl World {
                     40..=54 => self.send_message(i)?,
                     55..=59 if !joined.is_empty() => {
                         let target = joined[self.pick(joined.len())];
-                        let kick = self.rng.next_u32() % 2 == 0;
+                        let kick = self.rng.next_u32().is_multiple_of(2);
                         self.with_session(i, |s, now, rng| s.remove(&[target], kick, now, rng));
                         self.note(format!("user {user} removes {target} (kick {kick})"));
                     }

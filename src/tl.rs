@@ -210,7 +210,7 @@ impl Writer {
         }
         self.raw(b);
         // Zero padding to a multiple of four from the field's start.
-        while self.buf.len().wrapping_sub(start) % 4 != 0 {
+        while !self.buf.len().wrapping_sub(start).is_multiple_of(4) {
             self.buf.push(0);
         }
     }

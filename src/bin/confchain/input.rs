@@ -33,7 +33,7 @@ pub fn decode(s: &str) -> Result<Vec<u8>, Failure> {
     let s: String = s.split_whitespace().collect();
     let s = s.trim_matches('"');
     let hex_part = s.strip_prefix("0x").unwrap_or(s);
-    if !hex_part.is_empty() && hex_part.len() % 2 == 0 && hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !hex_part.is_empty() && hex_part.len().is_multiple_of(2) && hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
         return hex::decode(hex_part).map_err(|e| Failure::bad(format!("bad hex: {e}")));
     }
     let engines = [

@@ -1,0 +1,79 @@
+// Type declarations of the confchain package (the generated pkg/confchain_js.d.ts plus the
+// friendly wrappers of index.js).
+import type {
+  Call as WasmCall,
+  PrivateKey as WasmPrivateKey,
+  Rng as WasmRng,
+  Server as WasmServer,
+  Session as WasmSession,
+} from "./pkg/confchain_js.js";
+
+/** Thrown by every confchain function: `code` is the reference's number, `name` its code name or kind. */
+export class ConfchainError extends Error {
+  readonly code: number;
+  readonly kind: string;
+  get name(): string;
+}
+
+export declare class Rng extends WasmRng {
+  constructor(seed: Uint8Array);
+  /** Seeded from `crypto.getRandomValues`. */
+  static fromCrypto(): Rng;
+}
+export declare const PrivateKey: typeof WasmPrivateKey;
+export type PrivateKey = WasmPrivateKey;
+export declare const Call: typeof WasmCall;
+export type Call = WasmCall;
+
+export declare const Session: typeof WasmSession;
+export type Session = WasmSession;
+export declare const Server: typeof WasmServer;
+export type Server = WasmServer;
+
+/** A request the session wants sent (`kind` names the TL method). */
+export interface Request {
+  id: number;
+  kind:
+    | "get_chain_blocks"
+    | "create_conference"
+    | "join"
+    | "delete_participants"
+    | "send_broadcast"
+    | "send_encrypted_message"
+    | "leave";
+  subChain?: number;
+  offset?: number;
+  limit?: number;
+  publicKey?: Uint8Array;
+  block?: Uint8Array;
+  userIds?: bigint[];
+  kick?: boolean;
+  encryptedMessage?: Uint8Array;
+}
+
+/** updateGroupCallChainBlocks or updateGroupCallEncryptedMessage. */
+export type Update =
+  | { subChain: number; blocks: Uint8Array[]; nextOffset: number }
+  | { from: bigint; encryptedMessage: Uint8Array };
+
+export interface Participant {
+  userId: bigint;
+  publicKey: Uint8Array;
+  flags: number;
+}
+
+export declare function createZeroBlock(
+  key: PrivateKey,
+  participants: Participant[],
+  externalPermissions: number,
+  rng: Rng,
+): Uint8Array;
+export declare function createSelfAddBlock(
+  key: PrivateKey,
+  lastBlock: Uint8Array,
+  userId: bigint,
+  flags: number,
+  rng: Rng,
+): Uint8Array;
+export declare function toServerForm(bytes: Uint8Array): Uint8Array;
+export declare function version(): string;

@@ -1,0 +1,39 @@
+// confchain for JavaScript (Node 20+ and browsers): an ES module over the WebAssembly build.
+// Loads the module at import (top-level await), then exposes the same surface as the Python
+// module: keys, blocks and builders, the call (packets, messages, verification, events, timers),
+// the session (a sans-IO client over the phone.* API) and the server model for tests.
+import * as wasm from "./pkg/confchain_js.js";
+import { ConfchainError } from "__ERRORS__";
+
+const wasmUrl = new URL("./pkg/confchain_js_bg.wasm", import.meta.url);
+if (typeof process !== "undefined" && process.versions && process.versions.node) {
+  const { readFile } = await import("node:fs/promises");
+  wasm.initSync({ module: await readFile(wasmUrl) });
+} else {
+  await wasm.default({ module_or_path: wasmUrl });
+}
+
+export { ConfchainError };
+export const { PrivateKey, Call, Session, Server, toServerForm, createSelfAddBlock, version } = wasm;
+
+/** A ChaCha20 CSPRNG. `new Rng(seed)` for tests; `Rng.fromCrypto()` seeds it from crypto.getRandomValues. */
+export class Rng extends wasm.Rng {
+  static fromCrypto() {
+    return new Rng(globalThis.crypto.getRandomValues(new Uint8Array(32)));
+  }
+}
+
+/**
+ * The zero block for createConferenceCall (plain form).
+ * @param {PrivateKey} key
+ * @param {{userId: bigint, publicKey: Uint8Array, flags: number}[]} participants
+ * @param {number} externalPermissions
+ * @param {Rng} rng
+ */
+export function createZeroBlock(key, participants, externalPermissions, rng) {
+  const ids = BigInt64Array.from(participants.map((p) => BigInt(p.userId)));
+  const keys = new Uint8Array(32 * participants.length);
+  participants.forEach((p, i) => keys.set(p.publicKey, 32 * i));
+  const flags = Int32Array.from(participants.map((p) => p.flags));
+  return wasm.createZeroBlockRaw(key, ids, keys, flags, externalPermissions, rng);
+}

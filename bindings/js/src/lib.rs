@@ -1,0 +1,620 @@
+//! WebAssembly bindings of confchain for Node and browsers (wasm-bindgen). `Uint8Array` in and
+//! out, errors as `ConfchainError` (a JS `Error` subclass with `code`, `name`, `message`).
+#![allow(clippy::new_without_default)]
+
+use engine::{Chain, GroupParticipant, GroupState, Permissions};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(module = "/src/errors.js")]
+extern "C" {
+    type ConfchainError;
+    #[wasm_bindgen(constructor)]
+    fn new(code: i32, kind: &str, message: &str) -> ConfchainError;
+}
+
+fn err(e: engine::Error) -> JsValue {
+    ConfchainError::new(e.numeric_code(), e.kind().name(), e.message()).into()
+}
+
+fn bad(message: &str) -> JsValue {
+    ConfchainError::new(100, "INVALID_INPUT", message).into()
+}
+
+/// A deterministic CSPRNG (ChaCha20) seeded with 32 bytes (`Rng.fromCrypto()` in the JS entry
+/// seeds it from `crypto.getRandomValues`).
+#[wasm_bindgen]
+pub struct Rng(ChaCha20Rng);
+
+#[wasm_bindgen]
+impl Rng {
+    /// From a 32-byte seed.
+    #[wasm_bindgen(constructor)]
+    pub fn new(seed: &[u8]) -> Result<Rng, JsValue> {
+        let seed: [u8; 32] = seed.try_into().map_err(|_| bad("seed must be 32 bytes"))?;
+        Ok(Rng(ChaCha20Rng::from_seed(seed)))
+    }
+}
+
+/// An Ed25519 identity key.
+#[wasm_bindgen]
+pub struct PrivateKey(engine::PrivateKey);
+
+#[wasm_bindgen]
+impl PrivateKey {
+    /// A fresh key.
+    pub fn generate(rng: &mut Rng) -> PrivateKey {
+        PrivateKey(engine::PrivateKey::generate(&mut rng.0))
+    }
+
+    /// From its 32-byte seed.
+    #[wasm_bindgen(js_name = fromBytes)]
+    pub fn from_bytes(seed: &[u8]) -> Result<PrivateKey, JsValue> {
+        engine::PrivateKey::from_slice(seed).map(PrivateKey).map_err(err)
+    }
+
+    /// The 32-byte public key.
+    #[wasm_bindgen(getter, js_name = publicKey)]
+    pub fn public_key(&self) -> Vec<u8> {
+        self.0.public_key().as_bytes().to_vec()
+    }
+}
+
+fn state(user_ids: &[i64], public_keys: &[u8], flags: &[i32], external: i32) -> Result<GroupState, JsValue> {
+    if public_keys.len() != 32 * user_ids.len() || flags.len() != user_ids.len() {
+        return Err(bad("participants: one 32-byte key and one flags value per user id"));
+    }
+    let participants = user_ids
+        .iter()
+        .zip(public_keys.chunks_exact(32))
+        .zip(flags)
+        .map(|((id, key), f)| GroupParticipant {
+            user_id: *id,
+            public_key: engine::PublicKey::from_bytes(key.try_into().unwrap_or([0; 32])),
+            flags: Permissions::from_bits_retain(*f),
+            version: 0,
+        })
+        .collect();
+    Ok(GroupState { participants, external_permissions: Permissions::from_bits_retain(external) })
+}
+
+/// The zero block for createConferenceCall (plain form); participants as parallel arrays (the JS
+/// entry takes `[{userId, publicKey, flags}]`).
+#[wasm_bindgen(js_name = createZeroBlockRaw)]
+pub fn create_zero_block(
+    key: &PrivateKey,
+    user_ids: &[i64],
+    public_keys: &[u8],
+    flags: &[i32],
+    external_permissions: i32,
+    rng: &mut Rng,
+) -> Result<Vec<u8>, JsValue> {
+    let state = state(user_ids, public_keys, flags, external_permissions)?;
+    Ok(engine::build_zero_block(state, &key.0, &mut rng.0).map_err(err)?.into_bytes())
+}
+
+/// The self-add block for joinGroupCall, built on the last block (server form).
+#[wasm_bindgen(js_name = createSelfAddBlock)]
+pub fn create_self_add_block(
+    key: &PrivateKey,
+    last_block: &[u8],
+    user_id: i64,
+    flags: i32,
+    rng: &mut Rng,
+) -> Result<Vec<u8>, JsValue> {
+    let me = GroupParticipant {
+        user_id,
+        public_key: key.0.public_key(),
+        flags: Permissions::from_bits_retain(flags),
+        version: 0,
+    };
+    let chain = Chain::from_server_block(last_block).map_err(err)?;
+    Ok(chain.build_self_add(me, &key.0, &mut rng.0).map_err(err)?.into_bytes())
+}
+
+/// Server form (constructor id + 1) of a plain-form block or broadcast.
+#[wasm_bindgen(js_name = toServerForm)]
+pub fn to_server_form(bytes: &[u8]) -> Result<Vec<u8>, JsValue> {
+    engine::to_server_form(bytes).map_err(err)
+}
+
+/// The library version.
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_owned()
+}
+
+/// One participant's conference call.
+#[wasm_bindgen]
+pub struct Call(engine::Call);
+
+#[wasm_bindgen]
+impl Call {
+    /// Creates the call from the last block (server form).
+    #[wasm_bindgen(constructor)]
+    pub fn new(user_id: i64, key: &PrivateKey, last_block: &[u8], rng: &mut Rng) -> Result<Call, JsValue> {
+        engine::Call::new(user_id, key.0.clone(), last_block, &mut rng.0).map(Call).map_err(err)
+    }
+
+    /// Applies the next block (server form).
+    #[wasm_bindgen(js_name = applyBlock)]
+    pub fn apply_block(&mut self, block: &[u8], now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
+        self.0.apply_block(block, now_ms as u64, &mut rng.0).map_err(err)
+    }
+
+    /// Adopts the server's last block in place (keeps key, sequence numbers, replay windows).
+    pub fn resync(&mut self, last_block: &[u8], now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
+        self.0.resync(last_block, now_ms as u64, &mut rng.0).map_err(err)
+    }
+
+    /// Encrypts a packet; `data[0..clearPrefixLen]` stays in clear.
+    pub fn encrypt(
+        &mut self,
+        channel: i32,
+        data: &[u8],
+        now_ms: f64,
+        rng: &mut Rng,
+        clear_prefix_len: Option<usize>,
+    ) -> Result<Vec<u8>, JsValue> {
+        self.0.encrypt(channel, data, clear_prefix_len.unwrap_or(0), now_ms as u64, &mut rng.0).map_err(err)
+    }
+
+    /// Decrypts a packet from `userId`.
+    pub fn decrypt(&mut self, user_id: i64, packet: &[u8], now_ms: f64) -> Result<Vec<u8>, JsValue> {
+        self.0.decrypt(user_id, packet, now_ms as u64).map_err(err)
+    }
+
+    /// Encrypts a sendGroupCallEncryptedMessage payload (JSON text).
+    #[wasm_bindgen(js_name = encryptMessage)]
+    pub fn encrypt_message(&mut self, json: &str, now_ms: f64, rng: &mut Rng) -> Result<Vec<u8>, JsValue> {
+        self.0.encrypt_message(json, now_ms as u64, &mut rng.0).map_err(err)
+    }
+
+    /// Decrypts an encrypted message into its JSON text.
+    #[wasm_bindgen(js_name = decryptMessage)]
+    pub fn decrypt_message(&mut self, user_id: i64, message: &[u8], now_ms: f64) -> Result<String, JsValue> {
+        self.0.decrypt_message(user_id, message, now_ms as u64).map_err(err)
+    }
+
+    /// Broadcasts to send with sendConferenceCallBroadcast (plain form).
+    #[wasm_bindgen(js_name = pullOutbound)]
+    pub fn pull_outbound(&mut self) -> js_sys::Array {
+        self.0.poll_outbound().into_iter().map(|b| JsValue::from(js_sys::Uint8Array::from(&b[..]))).collect()
+    }
+
+    /// Takes a broadcast (server form).
+    #[wasm_bindgen(js_name = receiveBroadcast)]
+    pub fn receive_broadcast(&mut self, message: &[u8]) -> Result<(), JsValue> {
+        self.0.receive_broadcast(message).map_err(err)
+    }
+
+    /// A block removing the given users (plain form).
+    #[wasm_bindgen(js_name = buildRemove)]
+    pub fn build_remove(&self, user_ids: &[i64], rng: &mut Rng) -> Result<Vec<u8>, JsValue> {
+        Ok(self.0.build_remove(user_ids, &mut rng.0).map_err(err)?.into_bytes())
+    }
+
+    /// A block re-keying the group (plain form).
+    #[wasm_bindgen(js_name = buildRekey)]
+    pub fn build_rekey(&self, rng: &mut Rng) -> Result<Vec<u8>, JsValue> {
+        Ok(self.0.build_rekey(&mut rng.0).map_err(err)?.into_bytes())
+    }
+
+    /// Forgets epochs whose grace period ended.
+    #[wasm_bindgen(js_name = handleTimeout)]
+    pub fn handle_timeout(&mut self, now_ms: f64) {
+        self.0.handle_timeout(now_ms as u64)
+    }
+
+    /// The next instant (ms) `handleTimeout` has work, or undefined.
+    #[wasm_bindgen(js_name = pollTimeout)]
+    pub fn poll_timeout(&self) -> Option<f64> {
+        self.0.poll_timeout().map(|t| t as f64)
+    }
+
+    /// The next event as `{kind, height, error?}`, or undefined.
+    #[wasm_bindgen(js_name = pollEvent)]
+    pub fn poll_event(&mut self) -> JsValue {
+        let Some(e) = self.0.poll_event() else { return JsValue::UNDEFINED };
+        let (kind, height, error) = match e {
+            engine::Event::BlockApplied { height } => ("block_applied", height, None),
+            engine::Event::Removed { height } => ("removed", height, None),
+            engine::Event::KeyUnavailable { height, error } => ("key_unavailable", height, Some(error.kind().name())),
+            engine::Event::EpochExpired { height } => ("epoch_expired", height, None),
+            engine::Event::VerificationDone { result } => ("verification_done", result.height, None),
+            _ => ("other", 0, None),
+        };
+        let o = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&o, &"kind".into(), &kind.into());
+        let _ = js_sys::Reflect::set(&o, &"height".into(), &height.into());
+        if let Some(e) = error {
+            let _ = js_sys::Reflect::set(&o, &"error".into(), &e.into());
+        }
+        o.into()
+    }
+
+    /// Height of the last applied block.
+    #[wasm_bindgen(getter)]
+    pub fn height(&self) -> i32 {
+        self.0.height()
+    }
+
+    /// Whether the last block lists us.
+    #[wasm_bindgen(getter, js_name = isMember)]
+    pub fn is_member(&self) -> bool {
+        self.0.is_member()
+    }
+
+    /// Participants' user ids.
+    #[wasm_bindgen(getter)]
+    pub fn participants(&self) -> Vec<i64> {
+        self.0.participants().iter().map(|p| p.user_id).collect()
+    }
+
+    /// Fingerprint of the current key.
+    #[wasm_bindgen(getter, js_name = keyFingerprint)]
+    pub fn key_fingerprint(&self) -> Option<String> {
+        self.0.key_fingerprint()
+    }
+
+    /// The four emojis once verification completed.
+    #[wasm_bindgen(getter)]
+    pub fn emojis(&self) -> Option<Vec<String>> {
+        self.0.emojis().map(|e| e.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    /// The 24 verification words.
+    #[wasm_bindgen(getter, js_name = verificationWords)]
+    pub fn verification_words(&self) -> Vec<String> {
+        self.0.verification_words().iter().map(|s| (*s).to_owned()).collect()
+    }
+}
+
+// ---- the session (sans-IO client over the phone.* API) and the server model ----
+
+use engine::session as sess;
+
+fn set(o: &js_sys::Object, key: &str, value: JsValue) {
+    let _ = js_sys::Reflect::set(o, &key.into(), &value);
+}
+
+fn bytes_value(b: &[u8]) -> JsValue {
+    js_sys::Uint8Array::from(b).into()
+}
+
+/// A request as a plain object: `{id, kind, subChain?, offset?, limit?, publicKey?, block?,
+/// userIds?, kick?, encryptedMessage?}`; `kind` names the TL method.
+fn request_value(id: u64, r: &sess::Request) -> JsValue {
+    let o = js_sys::Object::new();
+    set(&o, "id", JsValue::from_f64(id as f64));
+    let kind = match r {
+        sess::Request::GetChainBlocks { sub_chain, offset, limit } => {
+            set(&o, "subChain", sub_chain.id().into());
+            set(&o, "offset", (*offset).into());
+            set(&o, "limit", (*limit).into());
+            "get_chain_blocks"
+        }
+        sess::Request::CreateConference { public_key, block } => {
+            if let Some(k) = public_key {
+                set(&o, "publicKey", bytes_value(k.as_bytes()));
+            }
+            if let Some(b) = block {
+                set(&o, "block", bytes_value(b.as_bytes()));
+            }
+            "create_conference"
+        }
+        sess::Request::Join { public_key, block } => {
+            set(&o, "publicKey", bytes_value(public_key.as_bytes()));
+            set(&o, "block", bytes_value(block.as_bytes()));
+            "join"
+        }
+        sess::Request::DeleteParticipants { user_ids, block, kick } => {
+            let ids: js_sys::Array = user_ids.iter().map(|u| JsValue::from(*u)).collect();
+            set(&o, "userIds", ids.into());
+            set(&o, "block", bytes_value(block.as_bytes()));
+            set(&o, "kick", (*kick).into());
+            "delete_participants"
+        }
+        sess::Request::SendBroadcast { block } => {
+            set(&o, "block", bytes_value(block));
+            "send_broadcast"
+        }
+        sess::Request::SendEncryptedMessage { encrypted_message } => {
+            set(&o, "encryptedMessage", bytes_value(encrypted_message));
+            "send_encrypted_message"
+        }
+        sess::Request::Leave => "leave",
+        _ => "unknown",
+    };
+    set(&o, "kind", kind.into());
+    o.into()
+}
+
+fn get(o: &JsValue, key: &str) -> JsValue {
+    js_sys::Reflect::get(o, &key.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn bytes_of(v: &JsValue) -> Vec<u8> {
+    js_sys::Uint8Array::new(v).to_vec()
+}
+
+/// `{subChain, blocks, nextOffset}` (updateGroupCallChainBlocks) or `{from, encryptedMessage}`.
+fn update_of(v: &JsValue) -> Result<sess::Update, JsValue> {
+    if let Some(sub) = get(v, "subChain").as_f64() {
+        let blocks = js_sys::Array::from(&get(v, "blocks")).iter().map(|b| bytes_of(&b)).collect();
+        let next_offset = get(v, "nextOffset").as_f64().ok_or_else(|| bad("nextOffset"))? as i32;
+        return Ok(sess::Update::ChainBlocks { sub_chain_id: sub as i32, blocks, next_offset });
+    }
+    let from = js_sys::BigInt::new(&get(v, "from")).ok().and_then(|b| i64::try_from(b).ok());
+    let from = from.ok_or_else(|| bad("an update needs subChain or from (a bigint)"))?;
+    Ok(sess::Update::EncryptedMessage { from, encrypted_message: bytes_of(&get(v, "encryptedMessage")) })
+}
+
+fn update_value(u: &sess::Update) -> JsValue {
+    let o = js_sys::Object::new();
+    match u {
+        sess::Update::ChainBlocks { sub_chain_id, blocks, next_offset } => {
+            set(&o, "subChain", (*sub_chain_id).into());
+            let list: js_sys::Array = blocks.iter().map(|b| bytes_value(b)).collect();
+            set(&o, "blocks", list.into());
+            set(&o, "nextOffset", (*next_offset).into());
+        }
+        sess::Update::EncryptedMessage { from, encrypted_message } => {
+            set(&o, "from", JsValue::from(*from));
+            set(&o, "encryptedMessage", bytes_value(encrypted_message));
+        }
+    }
+    o.into()
+}
+
+fn request_of(v: &JsValue) -> Result<sess::Request, JsValue> {
+    let kind = get(v, "kind").as_string().unwrap_or_default();
+    let block = || engine::PlainBlock::from_plain_bytes(bytes_of(&get(v, "block"))).map_err(err);
+    let key = || {
+        let k: [u8; 32] = bytes_of(&get(v, "publicKey")).try_into().map_err(|_| bad("publicKey"))?;
+        Ok::<_, JsValue>(engine::PublicKey::from_bytes(k))
+    };
+    Ok(match kind.as_str() {
+        "get_chain_blocks" => sess::Request::GetChainBlocks {
+            sub_chain: if get(v, "subChain").as_f64() == Some(0.0) {
+                sess::SubChain::Blocks
+            } else {
+                sess::SubChain::Broadcasts
+            },
+            offset: get(v, "offset").as_f64().unwrap_or(-1.0) as i32,
+            limit: get(v, "limit").as_f64().unwrap_or(1.0) as i32,
+        },
+        "create_conference" if get(v, "block").is_undefined() => {
+            sess::Request::CreateConference { public_key: None, block: None }
+        }
+        "create_conference" => sess::Request::CreateConference { public_key: Some(key()?), block: Some(block()?) },
+        "join" => sess::Request::Join { public_key: key()?, block: block()? },
+        "delete_participants" => sess::Request::DeleteParticipants {
+            user_ids: js_sys::Array::from(&get(v, "userIds"))
+                .iter()
+                .filter_map(|u| js_sys::BigInt::new(&u).ok().and_then(|b| i64::try_from(b).ok()))
+                .collect(),
+            block: block()?,
+            kick: get(v, "kick").as_bool().unwrap_or(false),
+        },
+        "send_broadcast" => sess::Request::SendBroadcast { block: bytes_of(&get(v, "block")) },
+        "send_encrypted_message" => {
+            sess::Request::SendEncryptedMessage { encrypted_message: bytes_of(&get(v, "encryptedMessage")) }
+        }
+        "leave" => sess::Request::Leave,
+        _ => return Err(bad("unknown request kind")),
+    })
+}
+
+/// A sans-IO client of one conference over Telegram's phone.* API (SPEC.md §15).
+#[wasm_bindgen]
+pub struct Session(sess::Session);
+
+#[wasm_bindgen]
+impl Session {
+    /// A session for `userId`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(user_id: i64) -> Session {
+        Session(sess::Session::new(user_id, sess::SessionConfig::default()))
+    }
+
+    /// createConferenceCall (joining at once unless `join` is false).
+    pub fn create(&mut self, join: bool, now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
+        self.0.create(join, now_ms as u64, &mut rng.0).map_err(err)
+    }
+
+    /// Joins (or rejoins) with a new key.
+    pub fn join(&mut self, now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
+        self.0.join(now_ms as u64, &mut rng.0).map_err(err)
+    }
+
+    /// Leaves the call.
+    pub fn leave(&mut self, now_ms: f64) {
+        self.0.leave(now_ms as u64)
+    }
+
+    /// Sends a groupCallMessage (JSON).
+    #[wasm_bindgen(js_name = sendMessage)]
+    pub fn send_message(&mut self, json: &str, now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
+        self.0.send_message(json, now_ms as u64, &mut rng.0).map_err(err)
+    }
+
+    /// The next request to send, or undefined.
+    #[wasm_bindgen(js_name = pollRequest)]
+    pub fn poll_request(&mut self) -> JsValue {
+        match self.0.poll_request() {
+            Some((id, r)) => request_value(id, &r),
+            None => JsValue::UNDEFINED,
+        }
+    }
+
+    /// The outcome of request `id`: `updates` (an array) on success, or the API `error` string.
+    #[wasm_bindgen(js_name = handleResponse)]
+    pub fn handle_response(
+        &mut self,
+        id: f64,
+        updates: Option<js_sys::Array>,
+        error: Option<String>,
+        now_ms: f64,
+        rng: &mut Rng,
+    ) -> Result<(), JsValue> {
+        let response = match error {
+            Some(e) => sess::Response::Error(e),
+            None => sess::Response::Ok(
+                updates.map(|u| u.iter().map(|v| update_of(&v)).collect()).transpose()?.unwrap_or_default(),
+            ),
+        };
+        self.0.handle_response(id as u64, response, now_ms as u64, &mut rng.0);
+        Ok(())
+    }
+
+    /// A pushed update.
+    #[wasm_bindgen(js_name = handleUpdate)]
+    pub fn handle_update(&mut self, update: JsValue, now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
+        let u = update_of(&update)?;
+        self.0.handle_update(u, now_ms as u64, &mut rng.0);
+        Ok(())
+    }
+
+    /// Runs what is due at `nowMs`.
+    #[wasm_bindgen(js_name = handleTimeout)]
+    pub fn handle_timeout(&mut self, now_ms: f64, rng: &mut Rng) {
+        self.0.handle_timeout(now_ms as u64, &mut rng.0)
+    }
+
+    /// The next instant `handleTimeout` has work, or undefined.
+    #[wasm_bindgen(js_name = pollTimeout)]
+    pub fn poll_timeout(&self) -> Option<f64> {
+        self.0.poll_timeout().map(|t| t as f64)
+    }
+
+    /// The next event as `{kind, height?, text?, userIds?, emojis?, from?}`, or undefined.
+    #[wasm_bindgen(js_name = pollEvent)]
+    pub fn poll_event(&mut self) -> JsValue {
+        let Some(e) = self.0.poll_event() else { return JsValue::UNDEFINED };
+        let o = js_sys::Object::new();
+        let strings =
+            |v: &[&'static str]| -> JsValue { v.iter().map(|s| JsValue::from(*s)).collect::<js_sys::Array>().into() };
+        let kind = match e {
+            sess::SessionEvent::Created => "created",
+            sess::SessionEvent::Joined { height } => {
+                set(&o, "height", height.into());
+                "joined"
+            }
+            sess::SessionEvent::JoinFailed { reason } => {
+                set(&o, "text", format!("{reason:?}").into());
+                "join_failed"
+            }
+            sess::SessionEvent::KeyChanged { height, fingerprint } => {
+                set(&o, "height", height.into());
+                set(&o, "text", fingerprint.map_or(JsValue::UNDEFINED, JsValue::from));
+                "key_changed"
+            }
+            sess::SessionEvent::ParticipantsChanged { user_ids } => {
+                set(&o, "userIds", user_ids.iter().map(|u| JsValue::from(*u)).collect::<js_sys::Array>().into());
+                "participants_changed"
+            }
+            sess::SessionEvent::VerificationStarted { height, words } => {
+                set(&o, "height", height.into());
+                set(&o, "words", strings(&words));
+                "verification_started"
+            }
+            sess::SessionEvent::VerificationDone { height, emojis } => {
+                set(&o, "height", height.into());
+                set(&o, "emojis", strings(&emojis));
+                "verification_done"
+            }
+            sess::SessionEvent::MessageReceived { from, json } => {
+                set(&o, "from", JsValue::from(from));
+                set(&o, "text", json.into());
+                "message_received"
+            }
+            sess::SessionEvent::Removed { height } => {
+                set(&o, "height", height.map_or(JsValue::UNDEFINED, JsValue::from));
+                "removed"
+            }
+            sess::SessionEvent::Left => "left",
+            sess::SessionEvent::Error { message } => {
+                set(&o, "text", message.into());
+                "error"
+            }
+            _ => "other",
+        };
+        set(&o, "kind", kind.into());
+        o.into()
+    }
+
+    /// "idle", "joining", "joined", "resyncing", "removed", "leaving", "left" or "failed".
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        format!("{:?}", self.0.state()).to_lowercase()
+    }
+
+    /// Height of the call, or -1 before joining.
+    #[wasm_bindgen(getter)]
+    pub fn height(&self) -> i32 {
+        self.0.call().map_or(-1, engine::Call::height)
+    }
+
+    /// The four emojis once verified.
+    #[wasm_bindgen(getter)]
+    pub fn emojis(&self) -> Option<Vec<String>> {
+        self.0.call()?.emojis().map(|e| e.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    /// Encrypts a media frame with the session's call.
+    pub fn encrypt(&mut self, channel: i32, data: &[u8], now_ms: f64, rng: &mut Rng) -> Result<Vec<u8>, JsValue> {
+        let call = self.0.call_mut().ok_or_else(|| bad("not in a call"))?;
+        call.encrypt(channel, data, 0, now_ms as u64, &mut rng.0).map_err(err)
+    }
+
+    /// Decrypts a media frame from `userId` with the session's call.
+    pub fn decrypt(&mut self, user_id: i64, packet: &[u8], now_ms: f64) -> Result<Vec<u8>, JsValue> {
+        let call = self.0.call_mut().ok_or_else(|| bad("not in a call"))?;
+        call.decrypt(user_id, packet, now_ms as u64).map_err(err)
+    }
+}
+
+/// The in-memory model of Telegram's server for one conference (a test double).
+#[wasm_bindgen]
+pub struct Server(engine::server::Server);
+
+#[wasm_bindgen]
+impl Server {
+    /// A call that a create starts.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Server {
+        Server(engine::server::Server::new())
+    }
+
+    /// Handles a request from `from`: `{updates?, error?, pushes: [{to, update}]}`.
+    pub fn handle(&mut self, from: i64, request: JsValue) -> Result<JsValue, JsValue> {
+        let request = request_of(&request)?;
+        let (response, pushes) = self.0.handle(from, &request);
+        let o = js_sys::Object::new();
+        match response {
+            sess::Response::Ok(updates) => {
+                set(&o, "updates", updates.iter().map(update_value).collect::<js_sys::Array>().into())
+            }
+            sess::Response::Error(e) => set(&o, "error", e.into()),
+        }
+        let list: js_sys::Array = pushes
+            .iter()
+            .map(|(to, u)| {
+                let p = js_sys::Object::new();
+                set(&p, "to", JsValue::from(*to));
+                set(&p, "update", update_value(u));
+                JsValue::from(p)
+            })
+            .collect();
+        set(&o, "pushes", list.into());
+        Ok(o.into())
+    }
+
+    /// Height of the last block.
+    #[wasm_bindgen(getter)]
+    pub fn height(&self) -> i32 {
+        self.0.height()
+    }
+}

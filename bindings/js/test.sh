@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The JavaScript package: build (wasm-bindgen), Node's test runner (a conference, the reference's
+# packet and chain vectors, error codes), the TypeScript declarations type-checked, speed beside
+# the native numbers, and a real browser (Debian's chromium, driven by playwright-core) running a
+# conference in a page, checking that the emojis agree, with a screenshot.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$here"
+npm ci --no-audit --no-fund --silent
+bash build.sh
+node --test test/*.test.js
+npx tsc -p tsconfig.json
+echo "typescript: declarations type-check"
+# The README's JavaScript snippet runs as written (the package imports itself by name).
+python3 -c 'import re,sys; print(re.search(r"```js\n(.*?)```", open(sys.argv[1]).read(), re.S).group(1))' \
+  "$root/README.md" > "$here/.readme_snippet.mjs"
+echo 'console.log("README JavaScript snippet: ok, height", call.height);' >> "$here/.readme_snippet.mjs"
+node "$here/.readme_snippet.mjs"
+rm -f "$here/.readme_snippet.mjs"
+
+echo "speed, ops/s (WebAssembly in Node | native, same run):"
+native="$(cd "$root" && cargo run --release --quiet --features cli -- bench --quick --json packet_ 2>/dev/null)"
+node bench.mjs | NATIVE="$native" python3 speed.py
+
+if ! command -v chromium >/dev/null 2>&1; then
+  (apt-get update -qq && apt-get install -y -qq chromium fonts-noto-color-emoji) >/dev/null
+fi
+shot="${SCREENSHOT:-$(mktemp -d)/confchain-browser.png}"
+node test/browser.mjs "$shot"

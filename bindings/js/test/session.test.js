@@ -1,0 +1,45 @@
+// Two sessions through the server model, in JavaScript.
+import test from "node:test";
+import assert from "node:assert/strict";
+import { Rng, Server, Session } from "../index.js";
+
+function pump(server, sessions, now, rng) {
+  for (let busy = true; busy; ) {
+    busy = false;
+    for (const [userId, s] of sessions) {
+      for (let r = s.pollRequest(); r !== undefined; r = s.pollRequest()) {
+        busy = true;
+        const { updates, error, pushes } = server.handle(userId, r);
+        s.handleResponse(r.id, updates, error, now, rng);
+        for (const { to, update } of pushes) sessions.get(to).handleUpdate(update, now, rng);
+      }
+    }
+  }
+}
+
+test("two sessions join through the server model and agree", () => {
+  const rng = new Rng(new Uint8Array(32).fill(4));
+  const server = new Server();
+  const sessions = new Map([[1n, new Session(1n)], [2n, new Session(2n)]]);
+  sessions.get(1n).create(true, 0, rng);
+  pump(server, sessions, 0, rng);
+  sessions.get(2n).join(0, rng);
+  const tip = sessions.get(2n).pollRequest();
+  assert.deepEqual([tip.kind, tip.subChain, tip.offset, tip.limit], ["get_chain_blocks", 0, -1, 1]);
+  const { updates } = server.handle(2n, tip);
+  sessions.get(2n).handleResponse(tip.id, updates, undefined, 0, rng);
+  pump(server, sessions, 0, rng);
+  const [alice, bob] = [sessions.get(1n), sessions.get(2n)];
+  assert.equal(alice.state, "joined");
+  assert.equal(bob.state, "joined");
+  assert.equal(server.height, 1);
+  assert.deepEqual(alice.emojis, bob.emojis);
+  const packet = alice.encrypt(0, new Uint8Array([1, 2, 3]), 5, rng);
+  assert.deepEqual(bob.decrypt(1n, packet, 5), new Uint8Array([1, 2, 3]));
+  alice.sendMessage('{"_":"groupCallMessage","random_id":"1"}', 5, rng);
+  pump(server, sessions, 5, rng);
+  const got = [];
+  for (let e = bob.pollEvent(); e !== undefined; e = bob.pollEvent()) if (e.kind === "message_received") got.push(e);
+  assert.equal(got.length, 1);
+  assert.equal(got[0].from, 1n);
+});

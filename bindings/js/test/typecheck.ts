@@ -1,0 +1,22 @@
+// Type-checked with `tsc --noEmit` against index.d.ts and the generated declarations.
+import { Call, ConfchainError, PrivateKey, Rng, createZeroBlock, toServerForm } from "../index.js";
+
+const rng: Rng = Rng.fromCrypto();
+const key: PrivateKey = PrivateKey.generate(rng);
+const zero: Uint8Array = toServerForm(createZeroBlock(key, [{ userId: 1n, publicKey: key.publicKey, flags: 3 }], 0, rng));
+const call: Call = new Call(1n, key, zero, rng);
+const height: number = call.height;
+try {
+  call.applyBlock(zero, 0, rng);
+} catch (e) {
+  if (e instanceof ConfchainError) {
+    const code: number = e.code;
+    console.log(code, e.name, height);
+  }
+}
+
+import { Server, Session, type Request } from "../index.js";
+const session: Session = new Session(7n);
+session.join(0, rng);
+const request = session.pollRequest() as Request | undefined;
+if (request) console.log(request.kind, new Server().height);

@@ -497,7 +497,7 @@ impl Session {
     /// Creates a new conference (`createConferenceCall`). With `join`, our zero block goes with it
     /// and the response starts the call; without, the chain stays empty and whoever joins first
     /// (us included, with [`Session::join`]) sends the zero block to `joinGroupCall`.
-    pub fn create(&mut self, join: bool, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
+    pub fn create(&mut self, join: bool, _now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.check_can_join()?;
         if !join {
             self.state = SessionState::Joining;
@@ -505,17 +505,17 @@ impl Session {
             return Ok(());
         }
         self.state = SessionState::Joining;
-        self.start_join_attempt(0, true, now, rng);
+        self.start_join_attempt(0, true, rng);
         Ok(())
     }
 
     /// Joins the existing call (or rejoins after a removal, a failure or leaving), always with a
     /// new key: fetches the tip, then sends a zero block (empty chain) or a self-add block to
     /// `joinGroupCall`, retrying with a new tip on `CONF_WRITE_CHAIN_INVALID`.
-    pub fn join(&mut self, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
+    pub fn join(&mut self, _now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.check_can_join()?;
         self.state = SessionState::Joining;
-        self.start_join_attempt(0, false, now, rng);
+        self.start_join_attempt(0, false, rng);
         Ok(())
     }
 
@@ -533,14 +533,14 @@ impl Session {
     /// are users who already left. Users not in the chain are skipped; if none is left and this is
     /// not a ban, nothing is sent. Rebuilt on `CONF_WRITE_CHAIN_INVALID` (bounded, after the newer
     /// block arrived).
-    pub fn remove(&mut self, user_ids: &[i64], kick: bool, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
+    pub fn remove(&mut self, user_ids: &[i64], kick: bool, _now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         if self.state != SessionState::Joined {
             return Err(Error::new(ErrorKind::InvalidInput, "not in the call"));
         }
         if user_ids.contains(&self.user_id) {
             return Err(Error::new(ErrorKind::InvalidInput, "to remove ourselves, leave"));
         }
-        self.send_removal(user_ids.to_vec(), kick, 0, now, rng)
+        self.send_removal(user_ids.to_vec(), kick, 0, rng)
     }
 
     /// Re-keys the group, or gives `user_id` new permissions (`Some((user_id, permissions))`):
@@ -624,7 +624,7 @@ impl Session {
         for sub in [SubChain::Blocks, SubChain::Broadcasts] {
             if self.sync.get(sub).poll_at.is_some_and(|t| t <= now) {
                 self.sync.get_mut(sub).poll_at = None;
-                self.poll(sub, now);
+                self.poll(sub);
             }
         }
         let (due, later): (Vec<_>, Vec<_>) =
@@ -634,7 +634,7 @@ impl Session {
             match retry {
                 Retry::Join { attempt, create } => {
                     if self.state == SessionState::Joining {
-                        self.start_join_attempt(attempt, create, now, rng);
+                        self.start_join_attempt(attempt, create, rng);
                     }
                 }
                 Retry::Broadcast { block, attempt } => self.send_broadcast(block, attempt),
@@ -646,7 +646,7 @@ impl Session {
                     );
                 }
                 Retry::Delete { user_ids, kick, attempt } => {
-                    if let Err(e) = self.send_removal(user_ids, kick, attempt, now, rng) {
+                    if let Err(e) = self.send_removal(user_ids, kick, attempt, rng) {
                         self.log(format!("removal failed: {e}"));
                     }
                 }
@@ -662,7 +662,7 @@ impl Session {
             return; // a join the application abandoned (it left meanwhile)
         }
         match (pending, response) {
-            (Pending::JoinTip { attempt }, Response::Ok(updates)) => self.on_join_tip(attempt, updates, now, rng),
+            (Pending::JoinTip { attempt }, Response::Ok(updates)) => self.on_join_tip(attempt, updates, rng),
             (Pending::Join { key, .. }, Response::Ok(updates)) => self.on_joined(key, updates, now, rng),
             // createConferenceCall is never retried: a lost response may hide a created conference,
             // and a second create would make a second one.
@@ -742,7 +742,7 @@ impl Session {
                             && attempt.saturating_add(1) < self.config.max_attempts =>
                     {
                         // Someone else's block won: fetch it, rebuild once it is applied.
-                        self.poll(SubChain::Blocks, now);
+                        self.poll(SubChain::Blocks);
                         let at = now.saturating_add(self.backoff(attempt));
                         self.retries.push((at, Retry::Delete { user_ids, kick, attempt: attempt.saturating_add(1) }));
                     }
@@ -812,7 +812,7 @@ impl Session {
         }
     }
 
-    fn start_join_attempt(&mut self, attempt: u32, create: bool, _now: u64, rng: &mut impl CryptoRngCore) {
+    fn start_join_attempt(&mut self, attempt: u32, create: bool, rng: &mut impl CryptoRngCore) {
         if create {
             let key = PrivateKey::generate(rng);
             let state = GroupState {
@@ -844,7 +844,7 @@ impl Session {
         }
     }
 
-    fn on_join_tip(&mut self, attempt: u32, updates: Vec<Update>, now: u64, rng: &mut impl CryptoRngCore) {
+    fn on_join_tip(&mut self, attempt: u32, updates: Vec<Update>, rng: &mut impl CryptoRngCore) {
         let mut tip = None;
         for u in updates {
             match u {
@@ -878,10 +878,7 @@ impl Session {
                 let public_key = key.public_key();
                 self.send(Request::Join { public_key, block }, Pending::Join { attempt, key, create: false });
             }
-            Err(e) => {
-                let _ = now;
-                self.fail_join(JoinFailure::InvalidResponse(format!("cannot build on the tip: {e}")));
-            }
+            Err(e) => self.fail_join(JoinFailure::InvalidResponse(format!("cannot build on the tip: {e}"))),
         }
     }
 
@@ -937,12 +934,12 @@ impl Session {
         self.events.push_back(SessionEvent::Joined { height });
         for sub in [SubChain::Blocks, SubChain::Broadcasts] {
             if self.sync.get(sub).next_offset.is_none() {
-                self.poll(sub, now);
+                self.poll(sub);
             } else {
                 self.arm_poll(sub, now);
             }
         }
-        self.after_batch(now);
+        self.after_batch();
     }
 
     fn reset_call(&mut self) {
@@ -956,7 +953,7 @@ impl Session {
 
     // ---- sync ----
 
-    fn poll(&mut self, sub: SubChain, _now: u64) {
+    fn poll(&mut self, sub: SubChain) {
         let s = self.sync.get_mut(sub);
         if s.poll_in_flight {
             return;
@@ -989,13 +986,13 @@ impl Session {
                     let full = from_poll && i32::try_from(blocks.len()).is_ok_and(|n| n >= self.config.poll_limit);
                     self.chain_blocks(sub, blocks, next_offset, now, rng);
                     if full {
-                        self.poll(sub, now);
+                        self.poll(sub);
                     }
                 }
                 Update::EncryptedMessage { from, encrypted_message } => self.message(from, &encrypted_message, now),
             }
         }
-        self.after_batch(now);
+        self.after_batch();
     }
 
     /// One `updateGroupCallChainBlocks`: applies the new tail, buffers what lies beyond a gap.
@@ -1020,7 +1017,7 @@ impl Session {
             if held.saturating_add(blocks.len()) <= self.config.max_buffered_updates.saturating_mul(4) {
                 s.early.insert(first, blocks);
             }
-            self.poll(sub, now);
+            self.poll(sub);
             return;
         }
         // Only the blocks at offsets >= expected are new.
@@ -1084,7 +1081,7 @@ impl Session {
             }
             Err(e) => self.log(format!("cannot resync: {e}")),
         }
-        self.after_batch(now);
+        self.after_batch();
         self.arm_poll(SubChain::Blocks, now);
     }
 
@@ -1125,7 +1122,7 @@ impl Session {
     }
 
     /// After a batch: the call's events become session events, outbound broadcasts are sent.
-    fn after_batch(&mut self, _now: u64) {
+    fn after_batch(&mut self) {
         self.drain_call_events();
         let Some(call) = self.call.as_mut() else { return };
         let outbound = call.poll_outbound();
@@ -1208,7 +1205,6 @@ impl Session {
         user_ids: Vec<i64>,
         kick: bool,
         attempt: u32,
-        _now: u64,
         rng: &mut impl CryptoRngCore,
     ) -> Result<()> {
         let call = self.call.as_ref().ok_or_else(|| Error::new(ErrorKind::InvalidInput, "not in the call"))?;

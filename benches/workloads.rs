@@ -101,10 +101,9 @@ impl PacketDecrypt {
     }
 }
 
-/// A chain whose last block holds `n` members (all with add+remove), the signer's key, and the state.
-pub fn group_chain(n: usize, rng: &mut ChaCha20Rng) -> (Chain, PrivateKey, GroupState) {
-    let keys: Vec<PrivateKey> = (0..n).map(|_| PrivateKey::generate(rng)).collect();
-    let state = GroupState {
+/// Users 1, 2, ... holding `keys`, all with add+remove; closed to self-joins.
+pub fn members(keys: &[PrivateKey]) -> GroupState {
+    GroupState {
         participants: keys
             .iter()
             .enumerate()
@@ -116,7 +115,13 @@ pub fn group_chain(n: usize, rng: &mut ChaCha20Rng) -> (Chain, PrivateKey, Group
             })
             .collect(),
         external_permissions: Permissions::NONE,
-    };
+    }
+}
+
+/// A chain whose last block holds `n` members (all with add+remove), the signer's key, and the state.
+pub fn group_chain(n: usize, rng: &mut ChaCha20Rng) -> (Chain, PrivateKey, GroupState) {
+    let keys: Vec<PrivateKey> = (0..n).map(|_| PrivateKey::generate(rng)).collect();
+    let state = members(&keys);
     let zero = build_zero_block(state.clone(), &keys[0], rng).expect("zero block");
     let mut chain = Chain::empty();
     chain.apply(&zero.to_server_form()).expect("apply");
@@ -231,19 +236,7 @@ pub type Frames = Vec<(i64, Vec<u8>)>;
 pub fn media_setup(senders: usize, per_sender: usize, seed: u64) -> (Call, Vec<Frames>) {
     let mut rng = rng(seed);
     let keys: Vec<PrivateKey> = (0..=senders).map(|_| PrivateKey::generate(&mut rng)).collect();
-    let state = GroupState {
-        participants: keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| GroupParticipant {
-                user_id: i as i64 + 1,
-                public_key: k.public_key(),
-                flags: ADD_REMOVE,
-                version: 0,
-            })
-            .collect(),
-        external_permissions: Permissions::NONE,
-    };
+    let state = members(&keys);
     let zero = build_zero_block(state, &keys[0], &mut rng).expect("zero block").to_server_form();
     let receiver = Call::new(1, keys[0].clone(), &zero, &mut rng).expect("call");
     let mut payload = vec![0u8; 1024];

@@ -5,11 +5,13 @@
 //! The one place outside the C binding with `unsafe`: a global allocator implements an unsafe trait.
 #![allow(unsafe_code)]
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use confchain::wire::id;
-use confchain::{build_zero_block, Block, Broadcast, Call, GroupParticipant, GroupState, Permissions, PrivateKey};
+use confchain::{build_zero_block, Block, Broadcast, Call, Permissions, PrivateKey};
 use rand_core::SeedableRng;
 
 struct Counting;
@@ -121,19 +123,7 @@ fn memory_per_participant_and_per_sender() {
     let mut rows = Vec::new();
     for n in [10usize, 100, 1000] {
         let keys: Vec<PrivateKey> = (0..n).map(|_| PrivateKey::generate(&mut rng)).collect();
-        let state = GroupState {
-            participants: keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| GroupParticipant {
-                    user_id: i as i64 + 1,
-                    public_key: k.public_key(),
-                    flags: Permissions::ALL,
-                    version: 0,
-                })
-                .collect(),
-            external_permissions: Permissions::NONE,
-        };
+        let state = common::members(&keys, Permissions::ALL);
         let zero = build_zero_block(state, &keys[0], &mut rng).unwrap().to_server_form();
         let senders: Vec<Call> = keys
             .iter()

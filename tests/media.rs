@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use confchain::{ErrorKind, GroupParticipant, GroupState, MediaDecryptor, MediaEncryptor, Permissions, PrivateKey};
+use confchain::{ErrorKind, MediaDecryptor, MediaEncryptor, Permissions, PrivateKey};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -24,19 +24,7 @@ fn handles_are_send_and_sync() {
 fn concurrent_decryption_accepts_each_packet_once() {
     let mut rng = ChaCha20Rng::seed_from_u64(21);
     let keys: Vec<PrivateKey> = (0..12).map(|_| PrivateKey::generate(&mut rng)).collect();
-    let state = GroupState {
-        participants: keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| GroupParticipant {
-                user_id: i as i64 + 1,
-                public_key: k.public_key(),
-                flags: Permissions::ALL,
-                version: 0,
-            })
-            .collect(),
-        external_permissions: Permissions::NONE,
-    };
+    let state = common::members(&keys, Permissions::ALL);
     let zero = confchain::build_zero_block(state.clone(), &keys[0], &mut rng).unwrap().to_server_form();
     let mut calls: Vec<confchain::Call> = keys
         .iter()

@@ -76,6 +76,18 @@ pub fn report(file: &str, passed: usize) {
     println!("{file}: {passed} passed");
 }
 
+/// Users 1, 2, ... holding `keys`, all with `flags`; closed to self-joins.
+pub fn members(keys: &[PrivateKey], flags: Permissions) -> GroupState {
+    GroupState {
+        participants: keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| GroupParticipant { user_id: i as i64 + 1, public_key: k.public_key(), flags, version: 0 })
+            .collect(),
+        external_permissions: Permissions::NONE,
+    }
+}
+
 /// Add and remove permissions.
 pub const ADD_REMOVE: Permissions = Permissions::from_bits_retain(3);
 

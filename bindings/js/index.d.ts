@@ -2,6 +2,9 @@
 // friendly wrappers of index.js).
 import type {
   Call as WasmCall,
+  P2PCallee as WasmP2PCallee,
+  P2PCaller as WasmP2PCaller,
+  P2PKey as WasmP2PKey,
   PrivateKey as WasmPrivateKey,
   Rng as WasmRng,
   Server as WasmServer,
@@ -25,6 +28,12 @@ export type PrivateKey = WasmPrivateKey;
 export declare const Call: typeof WasmCall;
 export type Call = WasmCall;
 
+export declare const P2PCaller: typeof WasmP2PCaller;
+export type P2PCaller = WasmP2PCaller;
+export declare const P2PCallee: typeof WasmP2PCallee;
+export type P2PCallee = WasmP2PCallee;
+export declare const P2PKey: typeof WasmP2PKey;
+export type P2PKey = WasmP2PKey;
 export declare const Session: typeof WasmSession;
 export type Session = WasmSession;
 export declare const Server: typeof WasmServer;

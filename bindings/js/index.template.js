@@ -14,7 +14,8 @@ if (typeof process !== "undefined" && process.versions && process.versions.node)
 }
 
 export { ConfchainError };
-export const { PrivateKey, Call, Session, Server, toServerForm, createSelfAddBlock, version } = wasm;
+export const { PrivateKey, Call, Session, Server, P2PCaller, P2PCallee, P2PKey, toServerForm, createSelfAddBlock, version } =
+  wasm;
 
 /** A ChaCha20 CSPRNG. `new Rng(seed)` for tests; `Rng.fromCrypto()` seeds it from crypto.getRandomValues. */
 export class Rng extends wasm.Rng {

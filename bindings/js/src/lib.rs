@@ -195,6 +195,20 @@ impl Call {
         Ok(self.0.build_remove(user_ids, &mut rng.0).map_err(err)?.into_bytes())
     }
 
+    /// A block setting a new state with a fresh key (participants as parallel arrays; plain form).
+    #[wasm_bindgen(js_name = buildChangeStateRaw)]
+    pub fn build_change_state(
+        &self,
+        user_ids: &[i64],
+        public_keys: &[u8],
+        flags: &[i32],
+        external_permissions: i32,
+        rng: &mut Rng,
+    ) -> Result<Vec<u8>, JsValue> {
+        let state = state(user_ids, public_keys, flags, external_permissions)?;
+        Ok(self.0.build_change_state(state, &mut rng.0).map_err(err)?.into_bytes())
+    }
+
     /// A block re-keying the group (plain form).
     #[wasm_bindgen(js_name = buildRekey)]
     pub fn build_rekey(&self, rng: &mut Rng) -> Result<Vec<u8>, JsValue> {
@@ -238,6 +252,12 @@ impl Call {
     #[wasm_bindgen(getter)]
     pub fn height(&self) -> i32 {
         self.0.height()
+    }
+
+    /// Heights of the active epochs, ascending.
+    #[wasm_bindgen(getter, js_name = activeEpochs)]
+    pub fn active_epochs(&self) -> Vec<i32> {
+        self.0.active_epochs()
     }
 
     /// Whether the last block lists us.
@@ -616,5 +636,97 @@ impl Server {
     #[wasm_bindgen(getter)]
     pub fn height(&self) -> i32 {
         self.0.height()
+    }
+}
+
+// ---- one-to-one calls ----
+
+use engine::p2p;
+
+fn dh_config(g: i32, p: Option<Vec<u8>>) -> Result<p2p::DhConfig, JsValue> {
+    match p {
+        None => Ok(p2p::DhConfig::telegram()),
+        Some(p) => p2p::DhConfig::new(g, &p, &mut p2p::PrimeCache::new()).map_err(err),
+    }
+}
+
+/// The calling side of a one-to-one call (requestCall); `p` undefined uses Telegram's prime.
+#[wasm_bindgen]
+pub struct P2PCaller(p2p::Caller);
+
+#[wasm_bindgen]
+impl P2PCaller {
+    /// Draws the secret exponent from `rng`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(rng: &mut Rng, g: Option<i32>, p: Option<Vec<u8>>) -> Result<P2PCaller, JsValue> {
+        Ok(P2PCaller(p2p::Caller::new(dh_config(g.unwrap_or(3), p)?, &mut rng.0)))
+    }
+
+    /// SHA-256(g_a), for requestCall.
+    #[wasm_bindgen(getter, js_name = gAHash)]
+    pub fn g_a_hash(&self) -> Vec<u8> {
+        self.0.g_a_hash().to_vec()
+    }
+
+    /// g_a, for confirmCall.
+    #[wasm_bindgen(getter, js_name = gA)]
+    pub fn g_a(&self) -> Vec<u8> {
+        self.0.g_a()
+    }
+
+    /// On phoneCallAccepted: checks g_b and returns the key.
+    #[wasm_bindgen(js_name = onAccepted)]
+    pub fn on_accepted(&self, g_b: &[u8]) -> Result<P2PKey, JsValue> {
+        self.0.on_accepted(g_b).map(|c| P2PKey(c.key)).map_err(err)
+    }
+}
+
+/// The called side of a one-to-one call (acceptCall).
+#[wasm_bindgen]
+pub struct P2PCallee(p2p::Callee);
+
+#[wasm_bindgen]
+impl P2PCallee {
+    /// Given the caller's g_a_hash; draws the secret exponent from `rng`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(g_a_hash: &[u8], rng: &mut Rng, g: Option<i32>, p: Option<Vec<u8>>) -> Result<P2PCallee, JsValue> {
+        let hash: [u8; 32] = g_a_hash.try_into().map_err(|_| bad("g_a_hash must be 32 bytes"))?;
+        Ok(P2PCallee(p2p::Callee::new(dh_config(g.unwrap_or(3), p)?, hash, &mut rng.0)))
+    }
+
+    /// g_b, for acceptCall.
+    #[wasm_bindgen(getter, js_name = gB)]
+    pub fn g_b(&self) -> Vec<u8> {
+        self.0.g_b()
+    }
+
+    /// On phoneCall with g_a and key_fingerprint: checks everything and returns the key.
+    #[wasm_bindgen(js_name = onConfirmed)]
+    pub fn on_confirmed(&self, g_a: &[u8], key_fingerprint: i64) -> Result<P2PKey, JsValue> {
+        self.0.on_confirmed(g_a, key_fingerprint).map(P2PKey).map_err(err)
+    }
+}
+
+/// The agreed key of a one-to-one call.
+#[wasm_bindgen]
+pub struct P2PKey(p2p::DhKey);
+
+#[wasm_bindgen]
+impl P2PKey {
+    /// key_fingerprint, for confirmCall.
+    #[wasm_bindgen(getter)]
+    pub fn fingerprint(&self) -> i64 {
+        self.0.fingerprint()
+    }
+
+    /// The four emojis both sides show.
+    #[wasm_bindgen(getter)]
+    pub fn emojis(&self) -> Vec<String> {
+        self.0.emojis().iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// The 256-byte key.
+    pub fn key(&self) -> Vec<u8> {
+        self.0.key().expose().to_vec()
     }
 }

@@ -23,7 +23,7 @@ const heard = calls.slice(1).map((c, i) => new TextDecoder().decode(c.decrypt(1n
 const rows = document.getElementById("members");
 calls.forEach((c, i) => {
   const tr = document.createElement("tr");
-  for (const text of [names[i], String(c.height), c.keyFingerprint, c.emojis.join("")]) {
+  for (const text of [names[i], String(c.height), [...c.activeEpochs].join(", "), c.keyFingerprint, c.emojis.join("")]) {
     const td = document.createElement("td");
     td.textContent = text;
     tr.appendChild(td);

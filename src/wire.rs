@@ -163,9 +163,17 @@ fn with_magic(magic: u32, bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Whether `bytes` carries a server-form constructor of a block or broadcast.
-pub fn is_server_form(bytes: &[u8]) -> bool {
-    first_u32(bytes).is_some_and(|m| is_plain_magic(m.wrapping_sub(1)) && !is_plain_magic(m))
+/// The form of `bytes` if they start with the constructor of a block or broadcast (plain, or
+/// server form: plus one); `None` for anything else (a call packet, say).
+pub fn form_of(bytes: &[u8]) -> Option<Form> {
+    let magic = first_u32(bytes)?;
+    if is_plain_magic(magic) {
+        Some(Form::Plain)
+    } else if is_plain_magic(magic.wrapping_sub(1)) {
+        Some(Form::Server)
+    } else {
+        None
+    }
 }
 
 fn first_u32(bytes: &[u8]) -> Option<u32> {
@@ -203,13 +211,9 @@ pub enum Object {
 /// ```
 pub fn decode_any(bytes: &[u8]) -> Result<(Form, Object)> {
     let magic = first_u32(bytes).ok_or_else(|| Error::new(ErrorKind::Parse, "Block is too short"))?;
-    let (form, plain_magic) = if is_plain_magic(magic) {
-        (Form::Plain, magic)
-    } else if is_plain_magic(magic.wrapping_sub(1)) {
-        (Form::Server, magic.wrapping_sub(1))
-    } else {
-        return Err(Error::new(ErrorKind::Parse, format!("Unknown constructor found 0x{magic:08x} at 0")));
-    };
+    let form = form_of(bytes)
+        .ok_or_else(|| Error::new(ErrorKind::Parse, format!("Unknown constructor found 0x{magic:08x} at 0")))?;
+    let plain_magic = if form == Form::Server { magic.wrapping_sub(1) } else { magic };
     let object = match (form, plain_magic) {
         (Form::Plain, id::BLOCK) => Object::Block(Block::decode(bytes)?),
         (Form::Server, id::BLOCK) => Object::Block(Block::decode_server(bytes)?),

@@ -44,9 +44,7 @@ fn magic(bytes: &[u8]) -> Option<u32> {
 /// Decodes whatever `bytes` is into a JSON description: a block or broadcast in either form (one
 /// library function, `decode_any`, tells which), else a call packet.
 pub fn describe(bytes: &[u8], args: &Args) -> Result<Value, Failure> {
-    let objects = [id::BLOCK, id::NONCE_COMMIT, id::NONCE_REVEAL];
-    let is_object = magic(bytes).is_some_and(|m| objects.iter().any(|&k| m == k || m == k.wrapping_add(1)));
-    if !is_object {
+    if wire::form_of(bytes).is_none() {
         return describe_packet(bytes, args);
     }
     let (form, object) = wire::decode_any(bytes).map_err(|e| {

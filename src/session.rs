@@ -1137,15 +1137,12 @@ impl Session {
         while let Some(e) = call.poll_event() {
             events.push(e);
         }
-        let (height, fingerprint, words) = (call.height(), call.key_fingerprint(), call.verification_words());
-        let mut participants: Vec<i64> = call.participants().iter().map(|p| p.user_id).collect();
-        participants.sort_unstable();
+        let (current, fingerprint) = (call.height(), call.key_fingerprint());
         let mut removed = None;
         for e in events {
             match e {
                 Event::BlockApplied { height } => {
-                    let fingerprint =
-                        if height == self.call.as_ref().map_or(-1, Call::height) { fingerprint.clone() } else { None };
+                    let fingerprint = if height == current { fingerprint.clone() } else { None };
                     self.events.push_back(SessionEvent::KeyChanged { height, fingerprint });
                 }
                 Event::Removed { height } => removed = Some(height),
@@ -1160,13 +1157,20 @@ impl Session {
                 _ => {}
             }
         }
-        if participants != self.participants {
-            self.participants = participants.clone();
-            self.events.push_back(SessionEvent::ParticipantsChanged { user_ids: participants });
-        }
-        if self.announced_height != Some(height) {
-            self.announced_height = Some(height);
-            self.events.push_back(SessionEvent::VerificationStarted { height, words });
+        // Participants and verification words change only with the block: looked at once per
+        // new height, not on every batch of broadcasts.
+        if self.announced_height != Some(current) {
+            self.announced_height = Some(current);
+            if let Some(call) = self.call.as_ref() {
+                let mut participants: Vec<i64> = call.participants().iter().map(|p| p.user_id).collect();
+                participants.sort_unstable();
+                if participants != self.participants {
+                    self.participants = participants.clone();
+                    self.events.push_back(SessionEvent::ParticipantsChanged { user_ids: participants });
+                }
+                let words = call.verification_words();
+                self.events.push_back(SessionEvent::VerificationStarted { height: current, words });
+            }
         }
         if let Some(height) = removed {
             if self.state != SessionState::Removed {

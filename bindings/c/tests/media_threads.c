@@ -3,22 +3,13 @@
  * call. Each frame is offered to two threads: it is accepted at most once, every refusal is a
  * replay (a frame older than the first one accepted from its sender is "too old", the
  * reference's window rule, so a few may be refused by both), and nearly all are accepted. */
-#include "confchain.h"
+#include "check.h"
 
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void ok(int32_t code, const char *what) {
-  if (code != 0) {
-    char msg[512];
-    confchain_last_error((uint8_t *)msg, sizeof msg);
-    fprintf(stderr, "FATAL %s: %d %s\n", what, code, msg);
-    exit(1);
-  }
-}
 
 enum { MEMBERS = 8, ROUNDS = 200, THREADS = 4 };
 
@@ -109,13 +100,10 @@ int main(void) {
     pthread_join(threads[t], NULL);
     total_ok += accepted[t], total_replay += replays[t], total_other += other[t];
   }
-  int failures = 0, twice = 0;
+  int twice = 0;
   for (size_t i = 0; i < nframes; i++) twice += times_accepted[i] > 1;
-  if (twice || total_other || total_ok + total_replay != 2 * (int)nframes || total_ok < (int)nframes * 95 / 100) {
-    fprintf(stderr, "FAIL: %d accepted (%d twice), %d replays, %d other, of %zu frames\n", total_ok, twice, total_replay,
-            total_other, nframes);
-    failures = 1;
-  }
+  CHECK(!twice && !total_other && total_ok + total_replay == 2 * (int)nframes && total_ok >= (int)nframes * 95 / 100,
+        "%d accepted (%d twice), %d replays, %d other, of %zu frames", total_ok, twice, total_replay, total_other, nframes);
   /* A removed member's encryptor stops at once. */
   confchain_bytes removal;
   ok(confchain_call_create_change_state_block(calls[1], members, MEMBERS - 1, 0, rng, &removal), "removal");
@@ -124,10 +112,7 @@ int main(void) {
   uint8_t out[2000];
   size_t len;
   int32_t rc = confchain_media_encrypt(enc[MEMBERS - 1], 0, (const uint8_t *)"x", 1, 0, 200, out, sizeof out, &len);
-  if (rc != 300) {
-    fprintf(stderr, "FAIL: removed member still encrypts (%d)\n", rc);
-    failures = 1;
-  }
+  CHECK(rc == 300, "removed member still encrypts (%d)", rc);
   confchain_bytes_free(removal);
   confchain_bytes_free(zero);
   for (int i = 0; i < MEMBERS; i++) {
@@ -138,6 +123,5 @@ int main(void) {
   confchain_media_decryptor_free(decryptor);
   confchain_rng_free(rng);
   printf("media threads: %zu frames, %d accepted (none twice), %d replays refused\n", nframes, total_ok, total_replay);
-  printf("%d passed, %d failed\n", failures ? 0 : 2, failures);
-  return failures;
+  return report();
 }

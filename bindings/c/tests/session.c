@@ -1,33 +1,11 @@
 /* Two sessions through the server model, over the C ABI: create, join, verification, a packet, a
  * message, a removal and a rejoin. Usage: session (no arguments). */
-#include "confchain.h"
+#include "check.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures = 0, passed = 0;
-#define CHECK(cond, ...)                                                 \
-  do {                                                                   \
-    if (cond) {                                                          \
-      passed++;                                                          \
-    } else {                                                             \
-      failures++;                                                        \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);               \
-      fprintf(stderr, __VA_ARGS__);                                      \
-      fprintf(stderr, "\n");                                             \
-    }                                                                    \
-  } while (0)
-
-static void ok(int32_t code, const char *what) {
-  if (code != 0) {
-    char msg[512];
-    confchain_last_error((uint8_t *)msg, sizeof msg);
-    fprintf(stderr, "FATAL %s: %d %s\n", what, code, msg);
-    exit(1);
-  }
-}
 
 enum { N = 3 };
 static confchain_session *sessions[N];
@@ -155,6 +133,5 @@ int main(void) {
   for (int i = 0; i < N; i++) confchain_session_free(sessions[i]);
   confchain_server_free(server);
   confchain_rng_free(rng);
-  printf("%d passed, %d failed\n", passed, failures);
-  return failures == 0 ? 0 : 1;
+  return report();
 }

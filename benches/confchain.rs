@@ -26,7 +26,7 @@ fn packets(c: &mut Criterion) {
                 let mut total = std::time::Duration::ZERO;
                 let mut left = iters;
                 while left > 0 {
-                    let n = left.min(256);
+                    let n = left.min(workloads::decrypt_batch(size) as u64);
                     w.refill(n as usize);
                     let t = std::time::Instant::now();
                     for _ in 0..n {
@@ -68,6 +68,7 @@ fn primitives(c: &mut Criterion) {
     g.bench_function("aes256_cbc_encrypt_64k", |b| b.iter(|| p.aes_cbc_encrypt()));
     g.bench_function("aes256_cbc_decrypt_64k", |b| b.iter(|| p.aes_cbc_decrypt()));
     g.bench_function("hmac_sha256_64k", |b| b.iter(|| p.hmac_sha256()));
+    g.bench_function("sha512_64k", |b| b.iter(|| p.sha512()));
     g.finish();
 }
 

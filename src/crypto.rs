@@ -9,11 +9,12 @@
 use std::fmt;
 
 use aes::cipher::block_padding::NoPadding;
-use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use curve25519_dalek::montgomery::MontgomeryPoint;
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
-use hmac::{Hmac, Mac};
+use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use hmac::{Hmac, KeyInit, Mac};
 use rand_core::CryptoRngCore;
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
@@ -37,7 +38,7 @@ pub fn sha512(data: &[u8]) -> [u8; 64] {
 /// HMAC-SHA256 over the concatenation of `parts`.
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     #[allow(clippy::expect_used)] // HMAC accepts keys of every length: this cannot fail.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any size");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any size");
     for p in parts {
         mac.update(p);
     }
@@ -47,7 +48,7 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 /// HMAC-SHA512 over the concatenation of `parts`.
 pub fn hmac_sha512(key: &[u8], parts: &[&[u8]]) -> Secret<64> {
     #[allow(clippy::expect_used)] // HMAC accepts keys of every length: this cannot fail.
-    let mut mac = <Hmac<Sha512> as Mac>::new_from_slice(key).expect("HMAC takes keys of any size");
+    let mut mac = <Hmac<Sha512> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any size");
     for p in parts {
         mac.update(p);
     }
@@ -177,15 +178,21 @@ impl fmt::Debug for PublicKey {
 
 /// An Ed25519 private identity key (a 32-byte seed). Zeroized on drop; `Debug` shows only the
 /// public key.
-#[derive(Clone)]
 pub struct PrivateKey {
     signing: SigningKey,
+    /// `SHA-512(seed)` as signing uses it (the clamped scalar mod l and the nonce prefix), kept so
+    /// that a signature does not hash the seed again.
+    expanded: ExpandedSecretKey,
+    /// `SHA-512(seed)[0..32]`: the X25519 scalar (clamped where it is used).
+    x25519: Secret<32>,
 }
 
 impl PrivateKey {
     /// From the 32-byte seed (the format the reference exports).
     pub fn from_bytes(seed: &[u8; 32]) -> Self {
-        PrivateKey { signing: SigningKey::from_bytes(seed) }
+        let h = Secret(sha512(seed));
+        let x25519 = h.first_half();
+        PrivateKey { signing: SigningKey::from_bytes(seed), expanded: ExpandedSecretKey::from_bytes(&h.0), x25519 }
     }
 
     /// From a slice that must be exactly 32 bytes.
@@ -213,7 +220,7 @@ impl PrivateKey {
 
     /// Ed25519 signature of `message`.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
-        self.signing.sign(message).to_bytes()
+        raw_sign::<Sha512>(&self.expanded, message, &self.signing.verifying_key()).to_bytes()
     }
 
     /// `shared_secret(self, their_public)`: both keys converted to X25519, X25519, then
@@ -226,10 +233,7 @@ impl PrivateKey {
     /// split confchain clients from the official ones (SPEC.md §11). Fails with "Failed to compute
     /// modulo inverse" when y = 1 mod p, and "Failed to compute shared secret" when X25519 gives zero.
     pub fn shared_secret(&self, their_public: &PublicKey) -> Result<Secret<32>> {
-        let mut scalar = Secret(self.signing.to_scalar_bytes());
-        let x = x25519_any_key(&scalar.0, their_public);
-        scalar.zeroize();
-        let mut x = x?;
+        let mut x = x25519_any_key(self.x25519.expose(), their_public)?;
         if x.iter().all(|b| *b == 0) {
             return Err(Error::new(ErrorKind::SharedSecret, "Failed to compute shared secret"));
         }
@@ -285,8 +289,16 @@ fn montgomery_u(y: &[u8; 32]) -> [u8; 32] {
     (inverse * (one + y)).retrieve().to_le_bytes()
 }
 
-// `SigningKey` zeroizes its secret on drop (ed25519-dalek's `zeroize` feature).
+// `SigningKey` and `ExpandedSecretKey` zeroize on drop (ed25519-dalek's `zeroize` feature), and so
+// does `Secret`.
 impl ZeroizeOnDrop for PrivateKey {}
+
+impl Clone for PrivateKey {
+    fn clone(&self) -> Self {
+        let seed = self.to_bytes();
+        PrivateKey::from_bytes(seed.expose())
+    }
+}
 
 impl PartialEq for PrivateKey {
     fn eq(&self, other: &Self) -> bool {
@@ -316,9 +328,10 @@ pub fn prefix_len(data_len: usize) -> usize {
 }
 
 /// AES-256-CBC key (`h[0..32]`) and IV (`h[32..48]`) from a 64-byte hash.
-fn cbc_key_iv(h: &Secret<64>) -> (&[u8], &[u8]) {
-    let (key, rest) = h.halves();
-    (key, rest.split_at(16).0)
+fn cbc_key_iv(h: &Secret<64>) -> (&[u8; 32], &[u8; 16]) {
+    let (key, rest) = h.0.split_first_chunk::<32>().unwrap_or((&[0; 32], &[]));
+    let iv = rest.first_chunk::<16>().unwrap_or(&[0; 16]);
+    (key, iv)
 }
 
 /// AES-256-CBC in place, no padding. Fails (leaving `buf` untouched) unless `buf` is a whole
@@ -328,7 +341,7 @@ fn cbc_encrypt(h: &Secret<64>, buf: &mut [u8]) -> Result<()> {
     let (key, iv) = cbc_key_iv(h);
     let len = buf.len();
     Aes256CbcEnc::new(key.into(), iv.into())
-        .encrypt_padded_mut::<NoPadding>(buf, len)
+        .encrypt_padded::<NoPadding>(buf, len)
         .map(|_| ())
         .map_err(|_| Error::new(ErrorKind::InvalidInput, "AES-CBC input is not a whole number of blocks"))
 }
@@ -337,7 +350,7 @@ fn cbc_encrypt(h: &Secret<64>, buf: &mut [u8]) -> Result<()> {
 fn cbc_decrypt(h: &Secret<64>, buf: &mut [u8]) -> Result<()> {
     let (key, iv) = cbc_key_iv(h);
     Aes256CbcDec::new(key.into(), iv.into())
-        .decrypt_padded_mut::<NoPadding>(buf)
+        .decrypt_padded::<NoPadding>(buf)
         .map(|_| ())
         .map_err(|_| decrypt_error("data size is not divisible by 16"))
 }
@@ -466,7 +479,7 @@ pub(crate) fn open_in_place(
 /// data in parts.
 fn mac_of(mac_secret: &[u8], body: &[u8], extra: &[&[u8]]) -> [u8; 32] {
     #[allow(clippy::expect_used)] // HMAC accepts keys of every length: this cannot fail.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(mac_secret).expect("HMAC takes keys of any size");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(mac_secret).expect("HMAC takes keys of any size");
     mac.update(body);
     let mut len = 0usize;
     for part in extra {
@@ -482,20 +495,30 @@ fn decrypt_error(what: &str) -> Error {
 }
 
 /// The key of `encrypt_header`/`decrypt_header` under one secret, derived once:
-/// `kdf(secret, "tde2e_encrypt_header")[0..32]`. A call keeps one per epoch; it zeroizes on drop.
+/// `kdf(secret, "tde2e_encrypt_header")[0..32]`, kept as the HMAC-SHA512 state prepared with it
+/// (so each header costs two SHA-512 compressions, not four). A call keeps one per epoch; it
+/// zeroizes on drop (the `zeroize` features of `hmac` and `sha2`).
 #[derive(Clone)]
 pub struct HeaderKey {
-    key: Secret<32>,
+    mac: Hmac<Sha512>,
+    fingerprint: [u8; 4],
 }
 
 impl HeaderKey {
     /// Derives the header key of `secret`.
     pub fn new(secret: &[u8]) -> Self {
-        HeaderKey { key: kdf(secret, b"tde2e_encrypt_header").first_half() }
+        let key = kdf(secret, b"tde2e_encrypt_header").first_half();
+        #[allow(clippy::expect_used)] // HMAC accepts keys of every length: this cannot fail.
+        let mac = <Hmac<Sha512> as KeyInit>::new_from_slice(key.expose()).expect("HMAC takes keys of any size");
+        let mut fingerprint = [0u8; 4];
+        fingerprint.copy_from_slice(&sha256(key.expose())[..4]);
+        HeaderKey { mac, fingerprint }
     }
 
     fn cipher(&self, msg_id: &[u8]) -> Secret<64> {
-        hmac_sha512(self.key.expose(), &[msg_id])
+        let mut mac = self.mac.clone();
+        mac.update(msg_id);
+        Secret(mac.finalize().into_bytes().into())
     }
 
     /// `encrypt_header`: encrypts a 32-byte header (a one-time secret), bound to the first 16
@@ -519,12 +542,21 @@ impl HeaderKey {
     }
 }
 
-// The only field is a `Secret`, which zeroizes on drop.
+// The prepared HMAC state is two SHA-512 cores (the inner and outer states) and an empty block
+// buffer; with the `zeroize` features of `hmac` and `sha2` all of them wipe themselves on drop
+// (checked below, as `hmac` does not mark `Hmac` itself).
 impl ZeroizeOnDrop for HeaderKey {}
+const _: fn() = || {
+    fn wiped_on_drop<T: ZeroizeOnDrop>() {}
+    wiped_on_drop::<<Sha512 as sha2::digest::block_api::CoreProxy>::Core>();
+    wiped_on_drop::<sha2::digest::block_api::Buffer<<Sha512 as sha2::digest::block_api::CoreProxy>::Core>>();
+    wiped_on_drop::<ExpandedSecretKey>();
+    wiped_on_drop::<SigningKey>();
+};
 
 impl fmt::Debug for HeaderKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HeaderKey(fingerprint {})", self.key.fingerprint())
+        write!(f, "HeaderKey(fingerprint {})", hex4(&self.fingerprint))
     }
 }
 

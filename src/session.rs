@@ -323,7 +323,7 @@ enum Pending {
     /// The tip fetch that starts a join attempt.
     JoinTip { attempt: u32 },
     /// joinGroupCall (or createConferenceCall with join) of an attempt, with its key.
-    Join { attempt: u32, key: PrivateKey, create: bool },
+    Join { attempt: u32, key: Box<PrivateKey>, create: bool },
     /// createConferenceCall without join.
     CreateOnly,
     /// A poll of one sub-chain (offset -1 learns the next offset).
@@ -663,7 +663,7 @@ impl Session {
         }
         match (pending, response) {
             (Pending::JoinTip { attempt }, Response::Ok(updates)) => self.on_join_tip(attempt, updates, rng),
-            (Pending::Join { key, .. }, Response::Ok(updates)) => self.on_joined(key, updates, now, rng),
+            (Pending::Join { key, .. }, Response::Ok(updates)) => self.on_joined(&key, updates, now, rng),
             // createConferenceCall is never retried: a lost response may hide a created conference,
             // and a second create would make a second one.
             (Pending::Join { create: true, .. }, Response::Error(e)) => self.fail_join(JoinFailure::Api(e)),
@@ -824,7 +824,7 @@ impl Session {
                     let public_key = Some(key.public_key());
                     self.send(
                         Request::CreateConference { public_key, block: Some(block) },
-                        Pending::Join { attempt, key, create: true },
+                        Pending::Join { attempt, key: Box::new(key), create: true },
                     );
                 }
                 Err(e) => self.fail_join(JoinFailure::InvalidResponse(e.to_string())),
@@ -876,7 +876,10 @@ impl Session {
         match block {
             Ok(block) => {
                 let public_key = key.public_key();
-                self.send(Request::Join { public_key, block }, Pending::Join { attempt, key, create: false });
+                self.send(
+                    Request::Join { public_key, block },
+                    Pending::Join { attempt, key: Box::new(key), create: false },
+                );
             }
             Err(e) => self.fail_join(JoinFailure::InvalidResponse(format!("cannot build on the tip: {e}"))),
         }
@@ -898,7 +901,7 @@ impl Session {
     }
 
     /// The join (or create-with-join) response: sub-chain 0 starts with our own block.
-    fn on_joined(&mut self, key: PrivateKey, updates: Vec<Update>, now: u64, rng: &mut impl CryptoRngCore) {
+    fn on_joined(&mut self, key: &PrivateKey, updates: Vec<Update>, now: u64, rng: &mut impl CryptoRngCore) {
         let mut chain = None;
         let mut rest = Vec::new();
         for u in updates {
@@ -915,7 +918,7 @@ impl Session {
         let Some(first) = blocks.first() else {
             return self.fail_join(JoinFailure::InvalidResponse("no blocks in the join response".into()));
         };
-        let call = match Call::new(self.user_id, key, first, rng) {
+        let call = match Call::new(self.user_id, key.clone(), first, rng) {
             Ok(c) => c,
             Err(e) => return self.fail_join(JoinFailure::InvalidResponse(format!("our block: {e}"))),
         };

@@ -10,8 +10,8 @@ use crate::Failure;
 mod workloads;
 
 use workloads::{
-    media_decrypt_threads, media_latency_during_apply, BlockApply, BlockBuild, PacketDecrypt, PacketEncrypt,
-    Primitives, GROUP_SIZES, PACKET_SIZES,
+    decrypt_batch, media_decrypt_threads, media_latency_during_apply, BlockApply, BlockBuild, PacketDecrypt,
+    PacketEncrypt, Primitives, GROUP_SIZES, PACKET_FIXED_SHA512_BLOCKS, PACKET_SIZES,
 };
 
 /// Arguments of `bench`.
@@ -28,13 +28,14 @@ pub struct Args {
 }
 
 /// Names of the primitive workloads, in the order they are measured.
-const PRIMITIVES: [&str; 6] = [
+const PRIMITIVES: [&str; 7] = [
     "primitives/ed25519_sign",
     "primitives/ed25519_verify",
     "primitives/x25519_shared_secret",
     "primitives/aes256_cbc_encrypt_64k",
     "primitives/aes256_cbc_decrypt_64k",
     "primitives/hmac_sha256_64k",
+    "primitives/sha512_64k",
 ];
 
 /// Runs `op` for about `budget` (at least 3 times) and returns ops/s.
@@ -54,9 +55,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let mut results: Vec<(String, f64, Option<f64>)> = Vec::new();
 
     let wanted = |name: &str| args.filter.as_deref().is_none_or(|f| name.contains(f));
-    // The primitives set the floor of the packet workloads, so they run whenever those do.
+    // The primitives set the floor of the packet and block-building workloads, so they run
+    // whenever those do.
     let packet_names = PACKET_SIZES.iter().flat_map(|s| [format!("packet_encrypt/{s}"), format!("packet_decrypt/{s}")]);
-    let need_primitives = packet_names.chain(PRIMITIVES.iter().map(|p| p.to_string())).any(|n| wanted(&n));
+    let build_names = GROUP_SIZES.iter().map(|n| format!("block_build/{n}"));
+    let need_primitives =
+        packet_names.chain(build_names).chain(PRIMITIVES.iter().map(|p| p.to_string())).any(|n| wanted(&n));
     let budget_p = if need_primitives { budget } else { Duration::ZERO };
     let mut p = Primitives::new();
     let sign = measure(budget_p, || p.sign());
@@ -65,11 +69,14 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let aes_enc = measure(budget_p, || p.aes_cbc_encrypt());
     let aes_dec = measure(budget_p, || p.aes_cbc_decrypt());
     let hmac = measure(budget_p, || p.hmac_sha256());
+    let sha512 = measure(budget_p, || p.sha512());
     // Seconds a packet of `size` bytes must spend in its primitives: one signature (or
-    // verification), AES-CBC and HMAC-SHA256 over the payload.
+    // verification), AES-CBC and HMAC-SHA256 over the payload, and the SHA-512 compressions of
+    // its fixed key derivations.
     let floor = |sig_ops: f64, aes_ops: f64, size: usize| {
         let per_byte = (1.0 / aes_ops + 1.0 / hmac) / 65536.0;
-        1.0 / sig_ops + per_byte * size as f64
+        let fixed = PACKET_FIXED_SHA512_BLOCKS * 128.0 / (sha512 * 65536.0);
+        1.0 / sig_ops + per_byte * size as f64 + fixed
     };
 
     for size in PACKET_SIZES.into_iter().filter(|s| wanted(&format!("packet_encrypt/{s}"))) {
@@ -80,7 +87,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     for size in PACKET_SIZES.into_iter().filter(|s| wanted(&format!("packet_decrypt/{s}"))) {
         let mut w = PacketDecrypt::new(size);
         // Time decryption only: packets are made in untimed batches.
-        let batch = if size >= 16384 { 64 } else { 512 };
+        let batch = decrypt_batch(size);
         let start = Instant::now();
         let mut busy = Duration::ZERO;
         let mut n = 0u64;
@@ -101,7 +108,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
     for n in GROUP_SIZES.into_iter().filter(|n| wanted(&format!("block_build/{n}"))) {
         let mut w = BlockBuild::new(n);
-        results.push((format!("block_build/{n}"), measure(budget, || drop(w.run())), None));
+        let ops = measure(budget, || drop(w.run()));
+        // One shared secret per member, the ephemeral key pair (a fixed-base multiplication, priced
+        // as a signature) and the block's signature.
+        let floor = n as f64 / x25519 + 2.0 / sign;
+        results.push((format!("block_build/{n}"), ops, Some(floor * ops)));
     }
     for n in GROUP_SIZES.into_iter().filter(|n| wanted(&format!("block_apply/{n}"))) {
         let mut w = BlockApply::new(n);
@@ -122,7 +133,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             latencies.push((name, media_latency_during_apply(1000, blocks, 100, locked)));
         }
     }
-    for (name, ops) in PRIMITIVES.into_iter().zip([sign, verify, x25519, aes_enc, aes_dec, hmac]) {
+    for (name, ops) in PRIMITIVES.into_iter().zip([sign, verify, x25519, aes_enc, aes_dec, hmac, sha512]) {
         if need_primitives {
             results.push((name.to_owned(), ops, None));
         }

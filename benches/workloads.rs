@@ -17,6 +17,11 @@ pub const PACKET_SIZES: [usize; 4] = [16, 1024, 16384, 65536];
 /// each) and the header under the epoch's prepared key (two). They are part of a packet's floor.
 pub const PACKET_FIXED_SHA512_BLOCKS: f64 = 10.0;
 
+/// SHA-512 compressions of reading our key from a key-rotation block, besides the shared secret:
+/// the header's `kdf` and cipher key, then the key's `kdf` and cipher key (HMAC-SHA512 under fresh
+/// keys, four each).
+pub const BLOCK_APPLY_FIXED_SHA512_BLOCKS: f64 = 16.0;
+
 /// Packets decrypted per untimed batch of [`PacketDecrypt::refill`]: at most 256 KiB of them, so a
 /// packet is decrypted while it is still in the cache, as a client decrypts what it just received
 /// (a 64-packet batch of 64 KiB ones, 4 MiB, measured 10-13% slower here: the packets came from
@@ -176,6 +181,11 @@ impl BlockApply {
         let block = b.run().to_server_form();
         let member_id = n as i64;
         BlockApply { chain: b.chain, block, member: b.signer, member_id }
+    }
+
+    /// Size of the block (server form), which its signature and hash cover.
+    pub fn block_len(&self) -> usize {
+        self.block.len()
     }
 
     pub fn run(&mut self) {

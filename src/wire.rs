@@ -535,11 +535,17 @@ impl Block {
     /// Decodes a plain-form block, exactly as strictly as the reference: the constructor must be
     /// `e2e.chain.block` and nothing may follow the block.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
+        Block::decode_form(bytes, Form::Plain)
+    }
+
+    /// Decodes a block in either form, in place (the server form's constructor is the plain
+    /// one plus one).
+    fn decode_form(bytes: &[u8], form: Form) -> Result<Self> {
         if bytes.len() > limits::MAX_BLOCK_SIZE {
             return Err(limit("block", bytes.len(), limits::MAX_BLOCK_SIZE));
         }
         let mut r = Reader::new(bytes);
-        let magic = r.u32()?;
+        let magic = r.u32()?.wrapping_sub(u32::from(form == Form::Server));
         if magic != id::BLOCK {
             return Err(Error::new(
                 ErrorKind::Parse,
@@ -568,7 +574,11 @@ impl Block {
         if bytes.len() > limits::MAX_BLOCK_SIZE {
             return Err(limit("block", bytes.len(), limits::MAX_BLOCK_SIZE));
         }
-        Block::decode(&from_server_form(bytes)?)
+        let magic = first_u32(bytes).ok_or_else(|| Error::new(ErrorKind::Parse, "Block is too short"))?;
+        if is_plain_magic(magic) {
+            return Err(Error::new(ErrorKind::NotFromServer, "Trying to apply local block, not from server"));
+        }
+        Block::decode_form(bytes, Form::Server)
     }
 
     /// The canonical plain-form encoding (what a client sends, and what the hash covers).

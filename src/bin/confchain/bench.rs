@@ -11,7 +11,7 @@ mod workloads;
 
 use workloads::{
     decrypt_batch, media_decrypt_threads, media_latency_during_apply, BlockApply, BlockBuild, PacketDecrypt,
-    PacketEncrypt, Primitives, GROUP_SIZES, PACKET_FIXED_SHA512_BLOCKS, PACKET_SIZES,
+    PacketEncrypt, Primitives, BLOCK_APPLY_FIXED_SHA512_BLOCKS, GROUP_SIZES, PACKET_FIXED_SHA512_BLOCKS, PACKET_SIZES,
 };
 
 /// Arguments of `bench`.
@@ -53,12 +53,13 @@ fn measure(budget: Duration, mut op: impl FnMut()) -> f64 {
 pub fn run(args: Args) -> Result<(), Failure> {
     let budget = if args.quick { Duration::from_millis(250) } else { Duration::from_secs(2) };
     let mut results: Vec<(String, f64, Option<f64>)> = Vec::new();
+    let mut block_bytes: Vec<(String, usize)> = Vec::new();
 
     let wanted = |name: &str| args.filter.as_deref().is_none_or(|f| name.contains(f));
     // The primitives set the floor of the packet and block-building workloads, so they run
     // whenever those do.
     let packet_names = PACKET_SIZES.iter().flat_map(|s| [format!("packet_encrypt/{s}"), format!("packet_decrypt/{s}")]);
-    let build_names = GROUP_SIZES.iter().map(|n| format!("block_build/{n}"));
+    let build_names = GROUP_SIZES.iter().flat_map(|n| [format!("block_build/{n}"), format!("block_apply/{n}")]);
     let need_primitives =
         packet_names.chain(build_names).chain(PRIMITIVES.iter().map(|p| p.to_string())).any(|n| wanted(&n));
     let budget_p = if need_primitives { budget } else { Duration::ZERO };
@@ -116,7 +117,18 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
     for n in GROUP_SIZES.into_iter().filter(|n| wanted(&format!("block_apply/{n}"))) {
         let mut w = BlockApply::new(n);
-        results.push((format!("block_apply/{n}"), measure(budget, || w.run()), None));
+        let ops = measure(budget, || w.run());
+        // The signature's verification, which hashes the whole block with SHA-512, the block's
+        // SHA-256 hash, and our key: one shared secret and the 16 SHA-512 compressions that open
+        // its header and the key.
+        let bytes = w.block_len() as f64;
+        let per_byte = 1.0 / (sha512 * 65536.0) + 1.0 / (hmac * 65536.0);
+        let floor = 1.0 / verify
+            + bytes * per_byte
+            + 1.0 / x25519
+            + BLOCK_APPLY_FIXED_SHA512_BLOCKS * 128.0 / (sha512 * 65536.0);
+        block_bytes.push((format!("block_apply/{n}"), w.block_len()));
+        results.push((format!("block_apply/{n}"), ops, Some(floor * ops)));
     }
     // Media handles: 100 senders decrypted by 1 and 2 threads (median of three rounds each).
     let per_sender = if args.quick { 20 } else { 100 };
@@ -142,9 +154,15 @@ pub fn run(args: Args) -> Result<(), Failure> {
     if args.json {
         let mut list: Vec<_> = results
             .iter()
-            .map(|(name, ops, ratio)| match ratio {
-                Some(r) => json!({"name": name, "ops_per_s": ops, "floor_ratio": 1.0 / r}),
-                None => json!({"name": name, "ops_per_s": ops}),
+            .map(|(name, ops, ratio)| {
+                let mut o = json!({"name": name, "ops_per_s": ops});
+                if let Some(r) = ratio {
+                    o["floor_ratio"] = json!(1.0 / r);
+                }
+                if let Some((_, b)) = block_bytes.iter().find(|(n, _)| n == name) {
+                    o["block_bytes"] = json!(b);
+                }
+                o
             })
             .collect();
         for (name, [p50, p99, p999, max]) in &latencies {

@@ -63,6 +63,7 @@ fn primitives(c: &mut Criterion) {
     let mut g = c.benchmark_group("primitives");
     g.bench_function("ed25519_sign", |b| b.iter(|| p.sign()));
     g.bench_function("ed25519_verify", |b| b.iter(|| p.verify()));
+    g.bench_function("ed25519_verify_key_bytes", |b| b.iter(|| p.verify_key_bytes()));
     g.bench_function("x25519_shared_secret", |b| b.iter(|| p.x25519()));
     g.throughput(Throughput::Bytes(65536));
     g.bench_function("aes256_cbc_encrypt_64k", |b| b.iter(|| p.aes_cbc_encrypt()));

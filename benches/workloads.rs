@@ -225,6 +225,12 @@ impl Primitives {
         crypto::verify_with(&self.verifying, &self.message, &self.signature).expect("verify");
     }
 
+    /// Verification with the key given as its 32 bytes (decompressed each time), as a block's
+    /// signer's key arrives; OpenSSL's verification does the same.
+    pub fn verify_key_bytes(&mut self) {
+        self.key.public_key().verify(&self.message, &self.signature).expect("verify");
+    }
+
     pub fn x25519(&mut self) {
         std::hint::black_box(self.key.shared_secret(&self.other).expect("shared secret"));
     }

@@ -13,14 +13,20 @@ block's bytes, one X25519 and the 16 SHA-512 compressions that open our key. The
 arrives as bytes, so its verification is priced with the key's decoding (which OpenSSL's
 verification always includes).
 
-Usage: python3 benches/compare_openssl.py [--quick]   (needs `openssl` on PATH; builds the CLI)
+Every number is the median of three rounds (each round measures OpenSSL and confchain again), as
+this machine's speed drifts by a few percent between runs.
+
+Usage: python3 benches/compare_openssl.py [--quick] [--rounds N]   (needs `openssl` on PATH; builds
+the CLI)
 """
 import json
 import re
+import statistics
 import subprocess
 import sys
 
 quick = "--quick" in sys.argv
+rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
 secs = "1" if quick else "3"
 PACKET_FIXED_SHA512_BLOCKS = 10
 BLOCK_APPLY_FIXED_SHA512_BLOCKS = 16
@@ -38,61 +44,79 @@ def evp_rate(name, decrypt=False):
     return float(line.split()[-1].rstrip("k")) * 1000
 
 
-openssl = {
-    "aes_enc": evp_rate("aes-256-cbc"),
-    "aes_dec": evp_rate("aes-256-cbc", decrypt=True),
-    "sha256": evp_rate("sha256"),
-    "sha512": evp_rate("sha512"),
-}
-ed = re.search(r"Ed25519\)\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)", speed(["ed25519"]))
-openssl["sign"], openssl["verify"] = float(ed.group(1)), float(ed.group(2))
-# OpenSSL decodes the public key in every verification.
-openssl["verify_key_bytes"] = openssl["verify"]
-x = re.search(r"X25519\)\s+\S+\s+([\d.]+)", speed(["ecdhx25519"]))
-openssl["x25519"] = float(x.group(1))
+UNITS = {"sign": "/s", "verify": "/s", "verify_key_bytes": "/s", "x25519": "/s", "aes_enc": " MB/s", "aes_dec": " MB/s",
+         "sha256": " MB/s", "sha512": " MB/s"}
 
-cmd = ["cargo", "run", "--release", "--quiet", "--features", "cli", "--", "bench", "--json"] + (["--quick"] if quick else [])
-ours = {w["name"]: w for w in json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)}
-mine = {
-    "sign": ours["primitives/ed25519_sign"]["ops_per_s"],
-    "verify": ours["primitives/ed25519_verify"]["ops_per_s"],
-    "verify_key_bytes": ours["primitives/ed25519_verify_key_bytes"]["ops_per_s"],
-    "x25519": ours["primitives/x25519_shared_secret"]["ops_per_s"],
-    "aes_enc": ours["primitives/aes256_cbc_encrypt_64k"]["ops_per_s"] * 65536,
-    "aes_dec": ours["primitives/aes256_cbc_decrypt_64k"]["ops_per_s"] * 65536,
-    "sha256": ours["primitives/hmac_sha256_64k"]["ops_per_s"] * 65536,
-    "sha512": ours["primitives/sha512_64k"]["ops_per_s"] * 65536,
-}
-best = {k: max(mine[k], openssl[k]) for k in mine}
 
+def one_round():
+    """Primitive rates of both implementations and confchain's workloads, measured once."""
+    openssl = {
+        "aes_enc": evp_rate("aes-256-cbc"),
+        "aes_dec": evp_rate("aes-256-cbc", decrypt=True),
+        "sha256": evp_rate("sha256"),
+        "sha512": evp_rate("sha512"),
+    }
+    ed = re.search(r"Ed25519\)\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)", speed(["ed25519"]))
+    openssl["sign"], openssl["verify"] = float(ed.group(1)), float(ed.group(2))
+    # OpenSSL decodes the public key in every verification.
+    openssl["verify_key_bytes"] = openssl["verify"]
+    x = re.search(r"X25519\)\s+\S+\s+([\d.]+)", speed(["ecdhx25519"]))
+    openssl["x25519"] = float(x.group(1))
+
+    cmd = ["cargo", "run", "--release", "--quiet", "--features", "cli", "--", "bench", "--json"] + (["--quick"] if quick else [])
+    ours = {w["name"]: w for w in json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)}
+    mine = {
+        "sign": ours["primitives/ed25519_sign"]["ops_per_s"],
+        "verify": ours["primitives/ed25519_verify"]["ops_per_s"],
+        "verify_key_bytes": ours["primitives/ed25519_verify_key_bytes"]["ops_per_s"],
+        "x25519": ours["primitives/x25519_shared_secret"]["ops_per_s"],
+        "aes_enc": ours["primitives/aes256_cbc_encrypt_64k"]["ops_per_s"] * 65536,
+        "aes_dec": ours["primitives/aes256_cbc_decrypt_64k"]["ops_per_s"] * 65536,
+        "sha256": ours["primitives/hmac_sha256_64k"]["ops_per_s"] * 65536,
+        "sha512": ours["primitives/sha512_64k"]["ops_per_s"] * 65536,
+    }
+    best = {k: max(mine[k], openssl[k]) for k in mine}
+
+    floors = {}  # workload -> (ops/s, best floor in seconds, label)
+    for name, w in ours.items():
+        m = re.match(r"packet_(encrypt|decrypt)/(\d+)", name)
+        if m:
+            size = int(m.group(2))
+            sig, aes = ("sign", "aes_enc") if m.group(1) == "encrypt" else ("verify", "aes_dec")
+            fixed = PACKET_FIXED_SHA512_BLOCKS * 128 / best["sha512"]
+            floors[name] = (w["ops_per_s"], 1 / best[sig] + size / best[aes] + size / best["sha256"] + fixed, f"`{name}`")
+        m = re.match(r"block_build/(\d+)", name)
+        if m:
+            n = int(m.group(1))
+            floors[name] = (w["ops_per_s"], n / best["x25519"] + 2 / best["sign"], f"`{name}`")
+        if name.startswith("block_apply/"):
+            size = w["block_bytes"]
+            fixed = BLOCK_APPLY_FIXED_SHA512_BLOCKS * 128 / best["sha512"]
+            floor_s = 1 / best["verify_key_bytes"] + size / best["sha512"] + size / best["sha256"] + 1 / best["x25519"] + fixed
+            floors[name] = (w["ops_per_s"], floor_s, f"`{name}` ({size:,} B)")
+    return mine, openssl, floors
+
+
+results = [one_round() for _ in range(rounds)]
+med = statistics.median
+
+print(f"Primitives (median of {rounds} rounds):")
+print()
 print("| primitive | confchain | OpenSSL | best |")
 print("| --- | ---: | ---: | ---: |")
-units = {"sign": "/s", "verify": "/s", "verify_key_bytes": "/s", "x25519": "/s", "aes_enc": " MB/s", "aes_dec": " MB/s", "sha256": " MB/s", "sha512": " MB/s"}
-for k in mine:
-    scale = 1e6 if units[k].endswith("MB/s") else 1
-    print(f"| {k} | {mine[k] / scale:,.0f}{units[k]} | {openssl[k] / scale:,.0f}{units[k]} | {'confchain' if mine[k] >= openssl[k] else 'OpenSSL'} |")
+for k in UNITS:
+    scale = 1e6 if UNITS[k].endswith("MB/s") else 1
+    m, o = med(r[0][k] for r in results), med(r[1][k] for r in results)
+    print(f"| {k} | {m / scale:,.0f}{UNITS[k]} | {o / scale:,.0f}{UNITS[k]} | {'confchain' if m >= o else 'OpenSSL'} |")
 
 print()
-print("| workload | confchain ops/s | best floor ops/s | time / best floor |")
-print("| --- | ---: | ---: | ---: |")
-for name, w in ours.items():
-    m = re.match(r"packet_(encrypt|decrypt)/(\d+)", name)
-    if not m:
-        continue
-    size = int(m.group(2))
-    sig, aes = ("sign", "aes_enc") if m.group(1) == "encrypt" else ("verify", "aes_dec")
-    fixed = PACKET_FIXED_SHA512_BLOCKS * 128 / best["sha512"]
-    floor_s = 1 / best[sig] + size / best[aes] + size / best["sha256"] + fixed
-    print(f"| `{name}` | {w['ops_per_s']:,.0f} | {1 / floor_s:,.0f} | {1 / (w['ops_per_s'] * floor_s):.2f}× |")
-for name, w in ours.items():
-    m = re.match(r"block_build/(\d+)", name)
-    if m:
-        n = int(m.group(1))
-        floor_s = n / best["x25519"] + 2 / best["sign"]
-        print(f"| `{name}` | {w['ops_per_s']:,.1f} | {1 / floor_s:,.1f} | {1 / (w['ops_per_s'] * floor_s):.2f}× |")
-for name, w in ours.items():
-    if name.startswith("block_apply/"):
-        size = w["block_bytes"]
-        fixed = BLOCK_APPLY_FIXED_SHA512_BLOCKS * 128 / best["sha512"]
-        floor_s = 1 / best["verify_key_bytes"] + size / best["sha512"] + size / best["sha256"] + 1 / best["x25519"] + fixed
-        print(f"| `{name}` ({size:,} B) | {w['ops_per_s']:,.0f} | {1 / floor_s:,.0f} | {1 / (w['ops_per_s'] * floor_s):.2f}× |")
+print(f"Workloads (median of {rounds} rounds; the ratio is each round's own, then the median):")
+print()
+print("| workload | confchain ops/s | best floor ops/s | time / best floor | rounds |")
+print("| --- | ---: | ---: | ---: | --- |")
+for name, (_, _, label) in results[0][2].items():
+    ops = med(r[2][name][0] for r in results)
+    floor_ops = med(1 / r[2][name][1] for r in results)
+    ratios = [1 / (r[2][name][0] * r[2][name][1]) for r in results]
+    digits = 1 if ops < 1000 else 0
+    print(f"| {label} | {ops:,.{digits}f} | {floor_ops:,.{digits}f} | {med(ratios):.2f}× | {', '.join(f'{x:.2f}' for x in ratios)} |")

@@ -13,8 +13,9 @@ block's bytes, one X25519 and the 16 SHA-512 compressions that open our key. The
 arrives as bytes, so its verification is priced with the key's decoding (which OpenSSL's
 verification always includes).
 
-Every number is the median of three rounds (each round measures OpenSSL and confchain again), as
-this machine's speed drifts by a few percent between runs.
+This machine's speed drifts by several percent within a run, so each workload is priced with
+confchain's primitives measured right before and after it (`confchain bench` does that) and
+OpenSSL's measured before and after confchain's run; every number is the median of three rounds.
 
 Usage: python3 benches/compare_openssl.py [--quick] [--rounds N]   (needs `openssl` on PATH; builds
 the CLI)
@@ -48,37 +49,57 @@ UNITS = {"sign": "/s", "verify": "/s", "verify_key_bytes": "/s", "x25519": "/s",
          "sha256": " MB/s", "sha512": " MB/s"}
 
 
-def one_round():
-    """Primitive rates of both implementations and confchain's workloads, measured once."""
-    openssl = {
+def openssl_rates():
+    rates = {
         "aes_enc": evp_rate("aes-256-cbc"),
         "aes_dec": evp_rate("aes-256-cbc", decrypt=True),
         "sha256": evp_rate("sha256"),
         "sha512": evp_rate("sha512"),
     }
     ed = re.search(r"Ed25519\)\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)", speed(["ed25519"]))
-    openssl["sign"], openssl["verify"] = float(ed.group(1)), float(ed.group(2))
+    rates["sign"], rates["verify"] = float(ed.group(1)), float(ed.group(2))
     # OpenSSL decodes the public key in every verification.
-    openssl["verify_key_bytes"] = openssl["verify"]
+    rates["verify_key_bytes"] = rates["verify"]
     x = re.search(r"X25519\)\s+\S+\s+([\d.]+)", speed(["ecdhx25519"]))
-    openssl["x25519"] = float(x.group(1))
+    rates["x25519"] = float(x.group(1))
+    return rates
 
+
+# confchain's primitive names, and the factor from its ops/s to this script's unit.
+OURS = {
+    "sign": ("primitives/ed25519_sign", 1),
+    "verify": ("primitives/ed25519_verify", 1),
+    "verify_key_bytes": ("primitives/ed25519_verify_key_bytes", 1),
+    "x25519": ("primitives/x25519_shared_secret", 1),
+    "aes_enc": ("primitives/aes256_cbc_encrypt_64k", 65536),
+    "aes_dec": ("primitives/aes256_cbc_decrypt_64k", 65536),
+    "sha256": ("primitives/hmac_sha256_64k", 65536),
+    "sha512": ("primitives/sha512_64k", 65536),
+}
+
+
+def mean_rate(a, b):
+    """The rate of the mean time per operation of two measurements."""
+    return 2 / (1 / a + 1 / b)
+
+
+def one_round():
+    """Primitive rates of both implementations and confchain's workloads, measured once: OpenSSL
+    before and after confchain's run, confchain's primitives right before and after each workload."""
+    before = openssl_rates()
     cmd = ["cargo", "run", "--release", "--quiet", "--features", "cli", "--", "bench", "--json"] + (["--quick"] if quick else [])
-    ours = {w["name"]: w for w in json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)}
-    mine = {
-        "sign": ours["primitives/ed25519_sign"]["ops_per_s"],
-        "verify": ours["primitives/ed25519_verify"]["ops_per_s"],
-        "verify_key_bytes": ours["primitives/ed25519_verify_key_bytes"]["ops_per_s"],
-        "x25519": ours["primitives/x25519_shared_secret"]["ops_per_s"],
-        "aes_enc": ours["primitives/aes256_cbc_encrypt_64k"]["ops_per_s"] * 65536,
-        "aes_dec": ours["primitives/aes256_cbc_decrypt_64k"]["ops_per_s"] * 65536,
-        "sha256": ours["primitives/hmac_sha256_64k"]["ops_per_s"] * 65536,
-        "sha512": ours["primitives/sha512_64k"]["ops_per_s"] * 65536,
-    }
-    best = {k: max(mine[k], openssl[k]) for k in mine}
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"confchain bench failed:\n{run.stderr}")
+    ours = {w["name"]: w for w in json.loads(run.stdout)}
+    after = openssl_rates()
+    openssl = {k: mean_rate(before[k], after[k]) for k in before}
+    mine = {k: ours[name]["ops_per_s"] * unit for k, (name, unit) in OURS.items()}
 
     floors = {}  # workload -> (ops/s, best floor in seconds, label)
     for name, w in ours.items():
+        adjacent = w.get("adjacent_primitives", {})
+        best = {k: max(adjacent.get(OURS[k][0], mine[k] / unit) * unit, openssl[k]) for k, (_, unit) in OURS.items()}
         m = re.match(r"packet_(encrypt|decrypt)/(\d+)", name)
         if m:
             size = int(m.group(2))

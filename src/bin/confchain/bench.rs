@@ -39,6 +39,67 @@ const PRIMITIVES: [&str; 8] = [
     "primitives/sha512_64k",
 ];
 
+/// A primitive, by its index in [`PRIMITIVES`].
+#[derive(Clone, Copy)]
+struct Prim(usize);
+
+const SIGN: Prim = Prim(0);
+const VERIFY: Prim = Prim(1);
+const VERIFY_KEY_BYTES: Prim = Prim(2);
+const X25519: Prim = Prim(3);
+const AES_ENC: Prim = Prim(4);
+const AES_DEC: Prim = Prim(5);
+const HMAC: Prim = Prim(6);
+const SHA512: Prim = Prim(7);
+
+/// Rates (ops/s) of the primitives measured (NaN for the others).
+struct Rates([f64; PRIMITIVES.len()]);
+
+impl Rates {
+    fn get(&self, p: Prim) -> f64 {
+        self.0.get(p.0).copied().unwrap_or(f64::NAN)
+    }
+
+    /// The rate of the mean time per op of two measurements.
+    fn mean(a: &Rates, b: &Rates) -> Rates {
+        let mut r = [f64::NAN; PRIMITIVES.len()];
+        for (out, (x, y)) in r.iter_mut().zip(a.0.iter().zip(&b.0)) {
+            *out = 2.0 / (1.0 / x + 1.0 / y);
+        }
+        Rates(r)
+    }
+
+    /// Seconds a packet of `size` bytes must spend in its primitives: one signature (or
+    /// verification), AES-CBC and HMAC-SHA256 over the payload, and the SHA-512 compressions of
+    /// its fixed key derivations.
+    fn packet_floor(&self, sig: Prim, aes: Prim, size: usize) -> f64 {
+        let per_byte = (1.0 / self.get(aes) + 1.0 / self.get(HMAC)) / 65536.0;
+        let fixed = PACKET_FIXED_SHA512_BLOCKS * 128.0 / (self.get(SHA512) * 65536.0);
+        1.0 / self.get(sig) + per_byte * size as f64 + fixed
+    }
+}
+
+/// Measures the primitives in `which` for `budget` each.
+fn rates(p: &mut Primitives, which: &[Prim], budget: Duration) -> Rates {
+    let mut r = [f64::NAN; PRIMITIVES.len()];
+    for &Prim(i) in which {
+        let rate = match i {
+            0 => measure(budget, || p.sign()),
+            1 => measure(budget, || p.verify()),
+            2 => measure(budget, || p.verify_key_bytes()),
+            3 => measure(budget, || p.x25519()),
+            4 => measure(budget, || p.aes_cbc_encrypt()),
+            5 => measure(budget, || p.aes_cbc_decrypt()),
+            6 => measure(budget, || p.hmac_sha256()),
+            _ => measure(budget, || p.sha512()),
+        };
+        if let Some(slot) = r.get_mut(i) {
+            *slot = rate;
+        }
+    }
+    Rates(r)
+}
+
 /// Runs `op` for about `budget` (at least 3 times) and returns ops/s.
 fn measure(budget: Duration, mut op: impl FnMut()) -> f64 {
     op(); // warm up
@@ -55,6 +116,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let budget = if args.quick { Duration::from_millis(250) } else { Duration::from_secs(2) };
     let mut results: Vec<(String, f64, Option<f64>)> = Vec::new();
     let mut block_bytes: Vec<(String, usize)> = Vec::new();
+    // The primitive rates each priced workload was measured between (for compare_openssl.py).
+    let mut adjacent: Vec<(String, Rates)> = Vec::new();
 
     let wanted = |name: &str| args.filter.as_deref().is_none_or(|f| name.contains(f));
     // The primitives set the floor of the packet and block-building workloads, so they run
@@ -65,72 +128,73 @@ pub fn run(args: Args) -> Result<(), Failure> {
         packet_names.chain(build_names).chain(PRIMITIVES.iter().map(|p| p.to_string())).any(|n| wanted(&n));
     let budget_p = if need_primitives { budget } else { Duration::ZERO };
     let mut p = Primitives::new();
-    let sign = measure(budget_p, || p.sign());
-    let verify = measure(budget_p, || p.verify());
-    let verify_key_bytes = measure(budget_p, || p.verify_key_bytes());
-    let x25519 = measure(budget_p, || p.x25519());
-    let aes_enc = measure(budget_p, || p.aes_cbc_encrypt());
-    let aes_dec = measure(budget_p, || p.aes_cbc_decrypt());
-    let hmac = measure(budget_p, || p.hmac_sha256());
-    let sha512 = measure(budget_p, || p.sha512());
-    // Seconds a packet of `size` bytes must spend in its primitives: one signature (or
-    // verification), AES-CBC and HMAC-SHA256 over the payload, and the SHA-512 compressions of
-    // its fixed key derivations.
-    let floor = |sig_ops: f64, aes_ops: f64, size: usize| {
-        let per_byte = (1.0 / aes_ops + 1.0 / hmac) / 65536.0;
-        let fixed = PACKET_FIXED_SHA512_BLOCKS * 128.0 / (sha512 * 65536.0);
-        1.0 / sig_ops + per_byte * size as f64 + fixed
+    let all: Vec<Prim> = (0..PRIMITIVES.len()).map(Prim).collect();
+    let primitives = rates(&mut p, &all, budget_p);
+    // A workload is priced with its primitives measured right before and right after it (this
+    // machine's speed drifts by several percent over a run, so run-wide rates would not do).
+    let around = |p: &mut Primitives, need: &[Prim], op: &mut dyn FnMut() -> f64| {
+        let before = rates(p, need, budget / 4);
+        let ops = op();
+        let after = rates(p, need, budget / 4);
+        (ops, Rates::mean(&before, &after))
     };
 
     for size in PACKET_SIZES.into_iter().filter(|s| wanted(&format!("packet_encrypt/{s}"))) {
         let mut w = PacketEncrypt::new(size);
-        let ops = measure(budget, || w.run());
-        results.push((format!("packet_encrypt/{size}"), ops, Some(floor(sign, aes_enc, size) * ops)));
+        let (ops, r) = around(&mut p, &[SIGN, AES_ENC, HMAC, SHA512], &mut || measure(budget, || w.run()));
+        results.push((format!("packet_encrypt/{size}"), ops, Some(r.packet_floor(SIGN, AES_ENC, size) * ops)));
+        adjacent.push((format!("packet_encrypt/{size}"), r));
     }
     for size in PACKET_SIZES.into_iter().filter(|s| wanted(&format!("packet_decrypt/{s}"))) {
         let mut w = PacketDecrypt::new(size);
-        // Time decryption only: packets are made in untimed batches.
-        let batch = decrypt_batch(size);
-        let start = Instant::now();
-        let mut busy = Duration::ZERO;
-        let mut n = 0u64;
-        while n < 3 || busy < budget {
-            w.refill(batch);
-            let t = Instant::now();
-            while w.remaining() > 0 {
-                w.run();
-                n += 1;
+        let (ops, r) = around(&mut p, &[VERIFY, AES_DEC, HMAC, SHA512], &mut || {
+            // Time decryption only: packets are made in untimed batches.
+            let batch = decrypt_batch(size);
+            let start = Instant::now();
+            let mut busy = Duration::ZERO;
+            let mut n = 0u64;
+            while n < 3 || busy < budget {
+                w.refill(batch);
+                let t = Instant::now();
+                while w.remaining() > 0 {
+                    w.run();
+                    n += 1;
+                }
+                busy += t.elapsed();
+                if start.elapsed() > budget * 20 {
+                    break;
+                }
             }
-            busy += t.elapsed();
-            if start.elapsed() > budget * 20 {
-                break;
-            }
-        }
-        let ops = n as f64 / busy.as_secs_f64();
-        results.push((format!("packet_decrypt/{size}"), ops, Some(floor(verify, aes_dec, size) * ops)));
+            n as f64 / busy.as_secs_f64()
+        });
+        results.push((format!("packet_decrypt/{size}"), ops, Some(r.packet_floor(VERIFY, AES_DEC, size) * ops)));
+        adjacent.push((format!("packet_decrypt/{size}"), r));
     }
     for n in GROUP_SIZES.into_iter().filter(|n| wanted(&format!("block_build/{n}"))) {
         let mut w = BlockBuild::new(n);
-        let ops = measure(budget, || drop(w.run()));
+        let (ops, r) = around(&mut p, &[X25519, SIGN], &mut || measure(budget, || drop(w.run())));
         // One shared secret per member, the ephemeral key pair (a fixed-base multiplication, priced
         // as a signature) and the block's signature.
-        let floor = n as f64 / x25519 + 2.0 / sign;
+        let floor = n as f64 / r.get(X25519) + 2.0 / r.get(SIGN);
         results.push((format!("block_build/{n}"), ops, Some(floor * ops)));
+        adjacent.push((format!("block_build/{n}"), r));
     }
     for n in GROUP_SIZES.into_iter().filter(|n| wanted(&format!("block_apply/{n}"))) {
         let mut w = BlockApply::new(n);
-        let ops = measure(budget, || w.run());
+        let need = [VERIFY_KEY_BYTES, SHA512, HMAC, X25519];
+        let (ops, r) = around(&mut p, &need, &mut || measure(budget, || w.run()));
         // The signature's verification (the signer's key arrives as bytes), which hashes the
         // whole block with SHA-512, the block's SHA-256 hash, and our key: one shared secret and
         // the 16 SHA-512 compressions that open its header and the key.
         let bytes = w.block_len() as f64;
-        let per_byte = 1.0 / (sha512 * 65536.0) + 1.0 / (hmac * 65536.0);
-        let floor = 1.0 / verify_key_bytes
+        let per_byte = 1.0 / (r.get(SHA512) * 65536.0) + 1.0 / (r.get(HMAC) * 65536.0);
+        let floor = 1.0 / r.get(VERIFY_KEY_BYTES)
             + bytes * per_byte
-            + 1.0 / x25519
-            + BLOCK_APPLY_FIXED_SHA512_BLOCKS * 128.0 / (sha512 * 65536.0);
+            + 1.0 / r.get(X25519)
+            + BLOCK_APPLY_FIXED_SHA512_BLOCKS * 128.0 / (r.get(SHA512) * 65536.0);
         block_bytes.push((format!("block_apply/{n}"), w.block_len()));
         results.push((format!("block_apply/{n}"), ops, Some(floor * ops)));
+        adjacent.push((format!("block_apply/{n}"), r));
     }
     // Media handles: 100 senders decrypted by 1 and 2 threads (median of three rounds each).
     let per_sender = if args.quick { 20 } else { 100 };
@@ -147,11 +211,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
             latencies.push((name, media_latency_during_apply(1000, blocks, 100, locked)));
         }
     }
-    for (name, ops) in
-        PRIMITIVES.into_iter().zip([sign, verify, verify_key_bytes, x25519, aes_enc, aes_dec, hmac, sha512])
-    {
+    for (i, name) in PRIMITIVES.into_iter().enumerate() {
         if need_primitives {
-            results.push((name.to_owned(), ops, None));
+            results.push((name.to_owned(), primitives.get(Prim(i)), None));
         }
     }
 
@@ -165,6 +227,15 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 }
                 if let Some((_, b)) = block_bytes.iter().find(|(n, _)| n == name) {
                     o["block_bytes"] = json!(b);
+                }
+                if let Some((_, r)) = adjacent.iter().find(|(n, _)| n == name) {
+                    let rates: serde_json::Map<String, serde_json::Value> = PRIMITIVES
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| r.get(Prim(*i)).is_finite())
+                        .map(|(i, p)| (p.to_string(), json!(r.get(Prim(i)))))
+                        .collect();
+                    o["adjacent_primitives"] = json!(rates);
                 }
                 o
             })

@@ -17,7 +17,7 @@ use rand_core::CryptoRngCore;
 
 use crate::crypto::{self, PrivateKey, PublicKey, Secret};
 use crate::error::{Error, ErrorKind, Result};
-use crate::wire::{Block, Change, GroupParticipant, GroupState, Permissions, PlainBlock, SharedKey, StateProof};
+use crate::wire::{Block, Change, GroupParticipant, GroupState, KeyHeaders, Permissions, PlainBlock, SharedKey, StateProof};
 
 /// The state a block at height 0 is checked against: nobody is a participant and anyone may do
 /// anything (so the zero block can set the first group state and its key).
@@ -396,11 +396,16 @@ impl Chain {
     /// Applies a server-form block (as getGroupCallChainBlocks and updates deliver it).
     /// On error the chain is unchanged.
     pub fn apply(&mut self, server_bytes: &[u8]) -> Result<()> {
-        self.apply_block(Block::decode_server(server_bytes)?)
+        self.apply_sized(Block::decode_server(server_bytes)?, server_bytes.len())
     }
 
     /// Applies a decoded block with every client rule. On error the chain is unchanged.
     pub fn apply_block(&mut self, block: Block) -> Result<()> {
+        self.apply_sized(block, 256)
+    }
+
+    /// [`Chain::apply_block`] of a block whose encoding is about `encoded_len` bytes.
+    fn apply_sized(&mut self, block: Block, encoded_len: usize) -> Result<()> {
         if self.height.checked_add(1) != Some(block.height) {
             return Err(Error::new(
                 ErrorKind::HeightMismatch,
@@ -416,7 +421,7 @@ impl Chain {
             (None, Some(first)) => first.public_key,
             (None, None) => return Err(Error::new(ErrorKind::UnknownPublicKey, "Unknown public key")),
         };
-        let mut bytes = block.signing_bytes();
+        let mut bytes = block.signing_bytes_sized(encoded_len);
         signer.verify(&bytes, &block.signature).map_err(|e| Error::new(ErrorKind::InvalidSignature, e.message()))?;
         let Block { signature, prev_block_hash, changes, height, state_proof, .. } = block;
         let t = run_changes(group_state, self.shared_key.clone(), changes, &signer, SetValueRule::Count)?;
@@ -632,12 +637,12 @@ pub fn shared_key_changes(state: GroupState, rng: &mut impl CryptoRngCore) -> Re
     let (encrypted_shared_key, _) = crypto::encrypt_data(raw_key.expose(), one_time.expose(), &[], rng)?;
     // One X25519 per member dominates the cost of a block; with the `parallel` feature large
     // groups spread it over all cores (the RNG draws above are unaffected).
-    let header = |p: &GroupParticipant| -> Result<Vec<u8>> {
+    let header = |p: &GroupParticipant| -> Result<[u8; 32]> {
         let secret = ek.shared_secret(&p.public_key)?;
-        Ok(crypto::encrypt_header(one_time.expose(), &encrypted_shared_key, secret.expose())?.to_vec())
+        crypto::encrypt_header(one_time.expose(), &encrypted_shared_key, secret.expose())
     };
     #[cfg(feature = "parallel")]
-    let dest_header: Vec<Vec<u8>> = {
+    let dest_header: Vec<[u8; 32]> = {
         use rayon::prelude::*;
         if state.participants.len() >= PARALLEL_THRESHOLD {
             state.participants.par_iter().map(header).collect::<Result<_>>()?
@@ -646,7 +651,8 @@ pub fn shared_key_changes(state: GroupState, rng: &mut impl CryptoRngCore) -> Re
         }
     };
     #[cfg(not(feature = "parallel"))]
-    let dest_header: Vec<Vec<u8>> = state.participants.iter().map(header).collect::<Result<_>>()?;
+    let dest_header: Vec<[u8; 32]> = state.participants.iter().map(header).collect::<Result<_>>()?;
+    let dest_header: KeyHeaders = dest_header.iter().map(|h| &h[..]).collect();
     let dest_user_id: Vec<i64> = state.participants.iter().map(|p| p.user_id).collect();
     let key = SharedKey { ek: ek.public_key(), encrypted_shared_key, dest_user_id, dest_header };
     Ok(vec![Change::SetGroupState(state), Change::SetSharedKey(key)])

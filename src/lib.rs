@@ -75,8 +75,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use media::{MediaDecryptor, MediaEncryptor};
 pub use verification::{verification_words, Phase, VerificationResult};
 pub use wire::{
-    decode_any, to_server_form, Block, Broadcast, BroadcastPayload, Change, Form, GroupParticipant, GroupState, Object,
-    Permissions, PlainBlock, SharedKey, StateProof,
+    decode_any, to_server_form, Block, Broadcast, BroadcastPayload, Change, Form, GroupParticipant, GroupState,
+    KeyHeaders, Object, Permissions, PlainBlock, SharedKey, StateProof,
 };
 
 /// The README's example, compiled and run as a doctest.

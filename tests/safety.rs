@@ -60,7 +60,7 @@ impl Conf {
         for c in &mut changes {
             if let Change::SetSharedKey(k) = c {
                 let i = k.dest_user_id.iter().position(|u| *u == victim).unwrap();
-                k.dest_header[i] = vec![0x5a; 32];
+                k.dest_header.set(i, &[0x5a; 32]);
             }
         }
         self.server.build_block(changes, &self.keys[0]).unwrap()

@@ -193,6 +193,7 @@ pub enum Form {
 
 /// A decoded block or broadcast (see [`decode_any`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // a transient decode result: boxing would allocate per block
 pub enum Object {
     /// A participant block.
     Block(Block),

@@ -40,7 +40,7 @@ const PRIMITIVES: [&str; 8] = [
 ];
 
 /// A primitive, by its index in [`PRIMITIVES`].
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Prim(usize);
 
 const SIGN: Prim = Prim(0);
@@ -79,21 +79,43 @@ impl Rates {
     }
 }
 
+/// One measured workload.
+struct Row {
+    name: String,
+    ops: f64,
+    /// Its time over its floor (the time its primitives take), with the primitive rates measured
+    /// around it.
+    floor: Option<(f64, Rates)>,
+    /// The size of the block it applies.
+    block_bytes: Option<usize>,
+}
+
+impl Row {
+    fn plain(name: String, ops: f64) -> Self {
+        Row { name, ops, floor: None, block_bytes: None }
+    }
+
+    /// A workload of `ops` per second whose primitives take `floor` seconds at `rates`.
+    fn priced(name: String, ops: f64, floor: f64, rates: Rates) -> Self {
+        Row { name, ops, floor: Some((1.0 / (ops * floor), rates)), block_bytes: None }
+    }
+}
+
 /// Measures the primitives in `which` for `budget` each.
 fn rates(p: &mut Primitives, which: &[Prim], budget: Duration) -> Rates {
     let mut r = [f64::NAN; PRIMITIVES.len()];
-    for &Prim(i) in which {
-        let rate = match i {
-            0 => measure(budget, || p.sign()),
-            1 => measure(budget, || p.verify()),
-            2 => measure(budget, || p.verify_key_bytes()),
-            3 => measure(budget, || p.x25519()),
-            4 => measure(budget, || p.aes_cbc_encrypt()),
-            5 => measure(budget, || p.aes_cbc_decrypt()),
-            6 => measure(budget, || p.hmac_sha256()),
+    for &prim in which {
+        let rate = match prim {
+            SIGN => measure(budget, || p.sign()),
+            VERIFY => measure(budget, || p.verify()),
+            VERIFY_KEY_BYTES => measure(budget, || p.verify_key_bytes()),
+            X25519 => measure(budget, || p.x25519()),
+            AES_ENC => measure(budget, || p.aes_cbc_encrypt()),
+            AES_DEC => measure(budget, || p.aes_cbc_decrypt()),
+            HMAC => measure(budget, || p.hmac_sha256()),
             _ => measure(budget, || p.sha512()),
         };
-        if let Some(slot) = r.get_mut(i) {
+        if let Some(slot) = r.get_mut(prim.0) {
             *slot = rate;
         }
     }
@@ -114,10 +136,7 @@ fn measure(budget: Duration, mut op: impl FnMut()) -> f64 {
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let budget = if args.quick { Duration::from_millis(250) } else { Duration::from_secs(2) };
-    let mut results: Vec<(String, f64, Option<f64>)> = Vec::new();
-    let mut block_bytes: Vec<(String, usize)> = Vec::new();
-    // The primitive rates each priced workload was measured between (for compare_openssl.py).
-    let mut adjacent: Vec<(String, Rates)> = Vec::new();
+    let mut results: Vec<Row> = Vec::new();
 
     let wanted = |name: &str| args.filter.as_deref().is_none_or(|f| name.contains(f));
     // The primitives set the floor of the packet and block-building workloads, so they run
@@ -142,8 +161,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
     for size in PACKET_SIZES.into_iter().filter(|s| wanted(&format!("packet_encrypt/{s}"))) {
         let mut w = PacketEncrypt::new(size);
         let (ops, r) = around(&mut p, &[SIGN, AES_ENC, HMAC, SHA512], &mut || measure(budget, || w.run()));
-        results.push((format!("packet_encrypt/{size}"), ops, Some(r.packet_floor(SIGN, AES_ENC, size) * ops)));
-        adjacent.push((format!("packet_encrypt/{size}"), r));
+        let floor = r.packet_floor(SIGN, AES_ENC, size);
+        results.push(Row::priced(format!("packet_encrypt/{size}"), ops, floor, r));
     }
     for size in PACKET_SIZES.into_iter().filter(|s| wanted(&format!("packet_decrypt/{s}"))) {
         let mut w = PacketDecrypt::new(size);
@@ -167,8 +186,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
             }
             n as f64 / busy.as_secs_f64()
         });
-        results.push((format!("packet_decrypt/{size}"), ops, Some(r.packet_floor(VERIFY, AES_DEC, size) * ops)));
-        adjacent.push((format!("packet_decrypt/{size}"), r));
+        let floor = r.packet_floor(VERIFY, AES_DEC, size);
+        results.push(Row::priced(format!("packet_decrypt/{size}"), ops, floor, r));
     }
     for n in GROUP_SIZES.into_iter().filter(|n| wanted(&format!("block_build/{n}"))) {
         let mut w = BlockBuild::new(n);
@@ -176,8 +195,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         // One shared secret per member, the ephemeral key pair (a fixed-base multiplication, priced
         // as a signature) and the block's signature.
         let floor = n as f64 / r.get(X25519) + 2.0 / r.get(SIGN);
-        results.push((format!("block_build/{n}"), ops, Some(floor * ops)));
-        adjacent.push((format!("block_build/{n}"), r));
+        results.push(Row::priced(format!("block_build/{n}"), ops, floor, r));
     }
     for n in GROUP_SIZES.into_iter().filter(|n| wanted(&format!("block_apply/{n}"))) {
         let mut w = BlockApply::new(n);
@@ -192,16 +210,15 @@ pub fn run(args: Args) -> Result<(), Failure> {
             + bytes * per_byte
             + 1.0 / r.get(X25519)
             + BLOCK_APPLY_FIXED_SHA512_BLOCKS * 128.0 / (r.get(SHA512) * 65536.0);
-        block_bytes.push((format!("block_apply/{n}"), w.block_len()));
-        results.push((format!("block_apply/{n}"), ops, Some(floor * ops)));
-        adjacent.push((format!("block_apply/{n}"), r));
+        results
+            .push(Row { block_bytes: Some(w.block_len()), ..Row::priced(format!("block_apply/{n}"), ops, floor, r) });
     }
     // Media handles: 100 senders decrypted by 1 and 2 threads (median of three rounds each).
     let per_sender = if args.quick { 20 } else { 100 };
     for threads in [1, 2].into_iter().filter(|t| wanted(&format!("media_decrypt_threads/{t}"))) {
         let mut rounds: Vec<f64> = (0..3).map(|_| media_decrypt_threads(threads, per_sender)).collect();
         rounds.sort_by(f64::total_cmp);
-        results.push((format!("media_decrypt_threads/{threads}"), rounds[1], None));
+        results.push(Row::plain(format!("media_decrypt_threads/{threads}"), rounds[1]));
     }
     // Latency of frame encryption while blocks of a 1000-member call are applied every 100 ms.
     let mut latencies = Vec::new();
@@ -213,29 +230,28 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
     for (i, name) in PRIMITIVES.into_iter().enumerate() {
         if need_primitives {
-            results.push((name.to_owned(), primitives.get(Prim(i)), None));
+            results.push(Row::plain(name.to_owned(), primitives.get(Prim(i))));
         }
     }
 
     if args.json {
         let mut list: Vec<_> = results
             .iter()
-            .map(|(name, ops, ratio)| {
-                let mut o = json!({"name": name, "ops_per_s": ops});
-                if let Some(r) = ratio {
-                    o["floor_ratio"] = json!(1.0 / r);
-                }
-                if let Some((_, b)) = block_bytes.iter().find(|(n, _)| n == name) {
-                    o["block_bytes"] = json!(b);
-                }
-                if let Some((_, r)) = adjacent.iter().find(|(n, _)| n == name) {
-                    let rates: serde_json::Map<String, serde_json::Value> = PRIMITIVES
+            .map(|row| {
+                let mut o = json!({"name": row.name, "ops_per_s": row.ops});
+                if let Some((ratio, rates)) = &row.floor {
+                    o["floor_ratio"] = json!(ratio);
+                    // The primitive rates it was priced with (compare_openssl.py uses them).
+                    let adjacent: serde_json::Map<String, serde_json::Value> = PRIMITIVES
                         .iter()
                         .enumerate()
-                        .filter(|(i, _)| r.get(Prim(*i)).is_finite())
-                        .map(|(i, p)| (p.to_string(), json!(r.get(Prim(i)))))
+                        .filter(|(i, _)| rates.get(Prim(*i)).is_finite())
+                        .map(|(i, p)| (p.to_string(), json!(rates.get(Prim(i)))))
                         .collect();
-                    o["adjacent_primitives"] = json!(rates);
+                    o["adjacent_primitives"] = json!(adjacent);
+                }
+                if let Some(b) = row.block_bytes {
+                    o["block_bytes"] = json!(b);
                 }
                 o
             })
@@ -246,9 +262,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
         outln!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
     } else {
         outln!("{:<36} {:>14}  {}", "workload", "ops/s", "time vs. primitive floor");
-        for (name, ops, ratio) in &results {
-            let r = ratio.map(|r| format!("{:.2}x", 1.0 / r)).unwrap_or_default();
-            outln!("{name:<36} {ops:>14.1}  {r}");
+        for row in &results {
+            let r = row.floor.as_ref().map(|(ratio, _)| format!("{ratio:.2}x")).unwrap_or_default();
+            outln!("{:<36} {:>14.1}  {r}", row.name, row.ops);
         }
         for (name, [p50, p99, p999, max]) in &latencies {
             outln!("{name:<36} frame encryption latency: p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us, max {max:.1} us");

@@ -220,7 +220,7 @@ impl PrivateKey {
 
     /// Ed25519 signature of `message`.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
-        raw_sign::<Sha512>(&self.expanded, message, &self.signing.verifying_key()).to_bytes()
+        raw_sign::<Sha512>(&self.expanded, message, self.signing.as_ref()).to_bytes()
     }
 
     /// `shared_secret(self, their_public)`: both keys converted to X25519, X25519, then

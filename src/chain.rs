@@ -396,16 +396,26 @@ impl Chain {
     /// Applies a server-form block (as getGroupCallChainBlocks and updates deliver it).
     /// On error the chain is unchanged.
     pub fn apply(&mut self, server_bytes: &[u8]) -> Result<()> {
-        self.apply_sized(Block::decode_server(server_bytes)?, server_bytes.len())
+        let (block, canonical) = Block::decode_server_canonical(server_bytes)?;
+        // What the signature covers and the hash is taken of is the block's canonical encoding:
+        // the received bytes themselves when they are canonical (as every client writes them).
+        self.apply_signed(block, |block| {
+            if canonical {
+                Block::signing_bytes_of(server_bytes)
+            } else {
+                block.signing_bytes_sized(server_bytes.len())
+            }
+        })
     }
 
     /// Applies a decoded block with every client rule. On error the chain is unchanged.
     pub fn apply_block(&mut self, block: Block) -> Result<()> {
-        self.apply_sized(block, 256)
+        self.apply_signed(block, Block::signing_bytes)
     }
 
-    /// [`Chain::apply_block`] of a block whose encoding is about `encoded_len` bytes.
-    fn apply_sized(&mut self, block: Block, encoded_len: usize) -> Result<()> {
+    /// [`Chain::apply_block`], with the block's signed message made by `signing_bytes` once the
+    /// cheap checks have passed.
+    fn apply_signed(&mut self, block: Block, signing_bytes: impl FnOnce(&Block) -> Vec<u8>) -> Result<()> {
         if self.height.checked_add(1) != Some(block.height) {
             return Err(Error::new(
                 ErrorKind::HeightMismatch,
@@ -421,7 +431,8 @@ impl Chain {
             (None, Some(first)) => first.public_key,
             (None, None) => return Err(Error::new(ErrorKind::UnknownPublicKey, "Unknown public key")),
         };
-        let mut bytes = block.signing_bytes_sized(encoded_len);
+        let mut bytes = signing_bytes(&block);
+        debug_assert_eq!(bytes, block.signing_bytes(), "signed message of {block:?}");
         signer.verify(&bytes, &block.signature).map_err(|e| Error::new(ErrorKind::InvalidSignature, e.message()))?;
         let Block { signature, prev_block_hash, changes, height, state_proof, .. } = block;
         let t = run_changes(group_state, self.shared_key.clone(), changes, &signer, SetValueRule::Count)?;

@@ -13,12 +13,21 @@ use crate::error::{Error, ErrorKind, Result};
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    canonical: bool,
 }
 
 impl<'a> Reader<'a> {
     /// A reader over `buf`, positioned at its start.
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader { buf, pos: 0, canonical: true }
+    }
+
+    /// Whether everything read so far is exactly what [`Writer`] writes for the values read:
+    /// minimal `bytes` lengths, zero padding and no flag bits the reader ignores (see
+    /// [`Reader::flags_within`]). Decoding is as lenient as the reference's; this says when
+    /// re-encoding what was decoded would give the input back.
+    pub fn is_canonical(&self) -> bool {
+        self.canonical
     }
 
     /// Bytes not read yet.
@@ -78,6 +87,14 @@ impl<'a> Reader<'a> {
         Ok(v as u32)
     }
 
+    /// A `#` flags word of which only the bits in `known` mean anything: the others are
+    /// accepted (as the reference does) but make the input non-canonical.
+    pub fn flags_within(&mut self, known: u32) -> Result<u32> {
+        let v = self.flags()?;
+        self.canonical &= v & !known == 0;
+        Ok(v)
+    }
+
     /// Checks a boxed object's constructor id.
     pub fn expect_constructor(&mut self, id: u32) -> Result<()> {
         let got = self.i32()?;
@@ -117,6 +134,13 @@ impl<'a> Reader<'a> {
             return Err(self.error("Not enough data to read"));
         }
         let out = self.buf.get(data_start..data_start + len).ok_or_else(|| self.error("Not enough data to read"))?;
+        let minimal = match kind {
+            254 => len >= 254,
+            255 => len >= 1 << 24,
+            _ => true,
+        };
+        let padding = self.buf.get(data_start + len..padded_end).unwrap_or_default();
+        self.canonical &= minimal && padding.iter().all(|&b| b == 0);
         self.pos = padded_end;
         Ok(out)
     }
@@ -255,6 +279,35 @@ mod tests {
         let mut r = Reader::new(&v);
         assert_eq!(r.bytes().unwrap(), b"hello");
         r.finish().unwrap();
+    }
+
+    #[test]
+    fn canonical_is_what_the_writer_writes() {
+        for len in [0usize, 1, 3, 4, 253, 254, 255, 1000] {
+            let data = vec![7u8; len];
+            let mut w = Writer::new();
+            w.bytes(&data);
+            w.u32(3);
+            let encoded = w.into_bytes();
+            let mut r = Reader::new(&encoded);
+            assert_eq!(r.bytes().unwrap(), &data[..]);
+            assert_eq!(r.flags_within(3).unwrap(), 3);
+            assert!(r.is_canonical(), "length {len}");
+        }
+        // Accepted, but not canonical: a long length for short data, padding that is not zero,
+        // a flag bit nobody reads.
+        let non_canonical: [&[u8]; 4] =
+            [&[254, 1, 0, 0, 9, 0, 0, 0], &[255, 1, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0], &[1, 9, 0, 1], &[4, 0, 0, 0]];
+        for (i, input) in non_canonical.iter().enumerate() {
+            let mut r = Reader::new(input);
+            if i < 3 {
+                r.bytes().unwrap();
+            } else {
+                r.flags_within(3).unwrap();
+            }
+            r.finish().unwrap();
+            assert!(!r.is_canonical(), "case {i}");
+        }
     }
 
     #[test]

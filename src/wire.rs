@@ -569,7 +569,7 @@ pub struct StateProof {
 impl StateProof {
     fn decode(r: &mut Reader<'_>) -> Result<Self> {
         r.expect_constructor(id::STATE_PROOF)?;
-        let flags = r.flags()?;
+        let flags = r.flags_within(0b11)?;
         let kv_hash = r.array()?;
         let group_state = if flags & 1 != 0 { Some(GroupState::decode(r)?) } else { None };
         let shared_key = if flags & 2 != 0 { Some(SharedKey::decode(r)?) } else { None };
@@ -620,6 +620,23 @@ impl Block {
     /// Decodes a block in either form, in place (the server form's constructor is the plain
     /// one plus one).
     fn decode_form(bytes: &[u8], form: Form) -> Result<Self> {
+        Block::decode_canonical(bytes, form).map(|(block, _)| block)
+    }
+
+    /// Decodes a block in `form` and tells whether `bytes` are exactly its canonical encoding
+    /// in that form: minimal `bytes` lengths, zero padding, no flag bits that are ignored. Such
+    /// input is accepted either way, as the reference accepts it. The reference signs and hashes the
+    /// canonical encoding of what it decoded; when the input already is that encoding, its bytes
+    /// can be signed and hashed as they are, with no re-encoding (see [`Block::signing_bytes_of`]).
+    ///
+    /// ```
+    /// use confchain::wire::{Block, Form};
+    /// # let block = Block { signature: [0; 64], prev_block_hash: [0; 32], changes: vec![], height: 0,
+    /// #     state_proof: Default::default(), signature_public_key: None };
+    /// let bytes = block.encode();
+    /// assert_eq!(Block::decode_canonical(&bytes, Form::Plain).unwrap(), (block, true));
+    /// ```
+    pub fn decode_canonical(bytes: &[u8], form: Form) -> Result<(Self, bool)> {
         if bytes.len() > limits::MAX_BLOCK_SIZE {
             return Err(limit("block", bytes.len(), limits::MAX_BLOCK_SIZE));
         }
@@ -632,7 +649,7 @@ impl Block {
             ));
         }
         let signature = r.array()?;
-        let flags = r.flags()?;
+        let flags = r.flags_within(1)?;
         let prev_block_hash = r.array()?;
         let n = r.vec_len()?;
         // A change is at least 4 + 32 bytes (a noop); decoded ones may be larger in memory, but
@@ -645,11 +662,17 @@ impl Block {
         let state_proof = StateProof::decode(&mut r)?;
         let signature_public_key = if flags & 1 != 0 { Some(PublicKey::from_bytes(r.array()?)) } else { None };
         r.finish()?;
-        Ok(Block { signature, prev_block_hash, changes, height, state_proof, signature_public_key })
+        Ok((Block { signature, prev_block_hash, changes, height, state_proof, signature_public_key }, r.is_canonical()))
     }
 
     /// Decodes a server-form block (what getGroupCallChainBlocks and updates carry).
     pub fn decode_server(bytes: &[u8]) -> Result<Self> {
+        Block::decode_server_canonical(bytes).map(|(block, _)| block)
+    }
+
+    /// [`Block::decode_server`], telling whether the input is canonical (as
+    /// [`Block::decode_canonical`] does).
+    pub(crate) fn decode_server_canonical(bytes: &[u8]) -> Result<(Self, bool)> {
         if bytes.len() > limits::MAX_BLOCK_SIZE {
             return Err(limit("block", bytes.len(), limits::MAX_BLOCK_SIZE));
         }
@@ -657,7 +680,7 @@ impl Block {
         if is_plain_magic(magic) {
             return Err(Error::new(ErrorKind::NotFromServer, "Trying to apply local block, not from server"));
         }
-        Block::decode_form(bytes, Form::Server)
+        Block::decode_canonical(bytes, Form::Server)
     }
 
     /// The canonical plain-form encoding (what a client sends, and what the hash covers).
@@ -670,6 +693,17 @@ impl Block {
     /// The canonical encoding with the signature zeroed: the message that is signed.
     pub fn signing_bytes(&self) -> Vec<u8> {
         self.signing_bytes_sized(256)
+    }
+
+    /// The signed message of a block from its encoding, in either form, when that encoding is
+    /// canonical ([`Block::decode_canonical`] said so): the bytes with the plain constructor and
+    /// the signature zeroed, copied instead of re-encoded.
+    pub fn signing_bytes_of(canonical: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(canonical.len());
+        out.extend_from_slice(&id::BLOCK.to_le_bytes());
+        out.extend_from_slice(&[0; 64]);
+        out.extend_from_slice(canonical.get(SIGNATURE_OFFSET + 64..).unwrap_or_default());
+        out
     }
 
     /// [`Block::signing_bytes`] into a buffer of `capacity` bytes to start with (the size of the

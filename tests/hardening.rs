@@ -7,10 +7,10 @@ use confchain::limits::{
     MAX_HELD_BROADCASTS,
 };
 use confchain::tl::Writer;
-use confchain::wire::id;
+use confchain::wire::{id, Form};
 use confchain::{
-    to_server_form, Block, Broadcast, BroadcastPayload, Call, Chain, Change, ErrorKind, Event, GroupState, PrivateKey,
-    Secret,
+    build_zero_block, to_server_form, Block, Broadcast, BroadcastPayload, Call, Chain, Change, ErrorKind, Event,
+    GroupState, Permissions, PrivateKey, Secret,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -252,4 +252,43 @@ fn secret_types_zeroize_on_drop() {
     // Constant-time equality still compares correctly.
     assert_eq!(Secret::from_bytes([1u8; 32]), Secret::from_bytes([1u8; 32]));
     assert_ne!(Secret::from_bytes([1u8; 32]), Secret::from_bytes([2u8; 32]));
+}
+
+/// The signature and the hash cover a block's canonical encoding, whatever encoding arrived.
+/// Decoding is as lenient as the reference's (padding is not checked, long lengths and unknown
+/// flag bits are read), so a block that differs from its canonical encoding only there must apply
+/// exactly as the canonical one does; and confchain's shortcut of signing and hashing the received
+/// bytes must fire only when they are canonical. Every single-bit change of a real block is tried.
+#[test]
+fn non_canonical_encodings_apply_as_the_canonical_one() {
+    let mut rng = rng();
+    let keys: Vec<PrivateKey> = (0..3).map(|_| PrivateKey::generate(&mut rng)).collect();
+    let block =
+        build_zero_block(common::members(&keys, Permissions::ALL), &keys[0], &mut rng).unwrap().to_server_form();
+    let mut expected = Chain::empty();
+    expected.apply(&block).unwrap();
+    let mut non_canonical = 0;
+    for i in 0..block.len() {
+        for bit in 0..8 {
+            let mut mutated = block.clone();
+            mutated[i] ^= 1 << bit;
+            let Ok((decoded, canonical)) = Block::decode_canonical(&mutated, Form::Server) else { continue };
+            let reencoded = decoded.encode();
+            assert_eq!(canonical, reencoded[4..] == mutated[4..], "byte {i} bit {bit}");
+            if canonical {
+                continue;
+            }
+            non_canonical += 1;
+            let mut chain = Chain::empty();
+            let mut via_canonical = Chain::empty();
+            let result = chain.apply(&mutated).map_err(|e| e.code());
+            assert_eq!(result, via_canonical.apply(&to_server_form(&reencoded).unwrap()).map_err(|e| e.code()));
+            if decoded == Block::decode_server(&block).unwrap() {
+                assert_eq!(result, Ok(()), "byte {i} bit {bit}");
+                assert_eq!(chain.hash(), expected.hash());
+            }
+        }
+    }
+    // Padding of the shared key's bytes and the flags' unused bits, at least.
+    assert!(non_canonical > 20, "{non_canonical}");
 }

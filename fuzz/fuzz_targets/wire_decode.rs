@@ -1,12 +1,14 @@
 //! Any bytes: decode as a block, a broadcast (plain and server form) and a packet. Whatever
-//! decodes must re-encode canonically and decode again to the same value.
+//! decodes must re-encode canonically and decode again to the same value, and be reported as
+//! canonical exactly when it is its own re-encoding.
 #![no_main]
 
-use confchain::wire::{Block, Broadcast};
+use confchain::wire::{Block, Broadcast, Form};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(block) = Block::decode(data) {
+    if let Ok((block, canonical)) = Block::decode_canonical(data, Form::Plain) {
+        assert_eq!(canonical, block.encode() == data);
         let again = Block::decode(&block.encode()).expect("canonical encoding decodes");
         assert_eq!(again, block);
         assert_eq!(again.encode(), block.encode());

@@ -17,8 +17,9 @@ This machine's speed drifts by several percent within a run, so each workload is
 confchain's primitives measured right before and after it (`confchain bench` does that) and
 OpenSSL's measured before and after confchain's run; every number is the median of three rounds.
 
-Usage: python3 benches/compare_openssl.py [--quick] [--rounds N]   (needs `openssl` on PATH; builds
-the CLI)
+Usage: python3 benches/compare_openssl.py [--quick] [--rounds N] [--features F] [--only TEXT]
+(needs `openssl` on PATH; builds the CLI with the `cli` feature plus F, e.g. `openssl-sha512`; --only
+runs the workloads whose name contains TEXT)
 """
 import json
 import re
@@ -29,6 +30,8 @@ import sys
 quick = "--quick" in sys.argv
 rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
 secs = "1" if quick else "3"
+features = ",".join(["cli"] + ([sys.argv[sys.argv.index("--features") + 1]] if "--features" in sys.argv else []))
+only = [sys.argv[sys.argv.index("--only") + 1]] if "--only" in sys.argv else []
 PACKET_FIXED_SHA512_BLOCKS = 10
 BLOCK_APPLY_FIXED_SHA512_BLOCKS = 16
 
@@ -87,7 +90,7 @@ def one_round():
     """Primitive rates of both implementations and confchain's workloads, measured once: OpenSSL
     before and after confchain's run, confchain's primitives right before and after each workload."""
     before = openssl_rates()
-    cmd = ["cargo", "run", "--release", "--quiet", "--features", "cli", "--", "bench", "--json"] + (["--quick"] if quick else [])
+    cmd = ["cargo", "run", "--release", "--quiet", "--features", features, "--", "bench", "--json"] + (["--quick"] if quick else []) + only
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode != 0:
         sys.exit(f"confchain bench failed:\n{run.stderr}")

@@ -184,6 +184,7 @@ impl Call {
 
     /// Publishes the epochs and our key state to the media path (a pointer swap).
     fn publish(&self) {
+        debug_assert!(self.epochs.iter().len() <= crate::limits::MAX_EPOCHS, "published beyond MAX_EPOCHS");
         let epochs = self
             .epochs
             .iter()
@@ -243,14 +244,19 @@ impl Call {
     /// Drops epochs whose grace period is over (the reference's `forget_at <= now`), and the
     /// oldest retiring ones beyond [`crate::limits::MAX_EPOCHS`].
     pub fn handle_timeout(&mut self, now: u64) {
-        let expired = self.epochs.expire(now);
-        if expired.is_empty() {
-            return;
+        if self.expire_epochs(now) {
+            self.publish();
         }
+    }
+
+    /// [`Call::handle_timeout`] without publishing; whether any epoch went.
+    fn expire_epochs(&mut self, now: u64) -> bool {
+        let expired = self.epochs.expire(now);
+        let any = !expired.is_empty();
         for height in expired {
             self.events.push_back(Event::EpochExpired { height });
         }
-        self.publish();
+        any
     }
 
     /// When [`Call::handle_timeout`] next has work: the earliest instant an epoch is forgotten.
@@ -329,8 +335,11 @@ impl Call {
                 KeyState::Unavailable { height, error }
             }
         };
+        // Expire before publishing: media threads must never see the moment when the new epoch
+        // is open and the one it pushes beyond MAX_EPOCHS is not yet gone (their frames would
+        // fail with "Too many active epochs").
+        self.expire_epochs(now);
         self.publish();
-        self.handle_timeout(now);
         self.start_verification(rng);
     }
 

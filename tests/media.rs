@@ -114,3 +114,39 @@ fn handles_see_new_epochs_and_stop_when_removed() {
     let e = bob_enc.encrypt_into(1, b"after", 0, 2_000, &mut Vec::new()).unwrap_err();
     assert_eq!(e.code(), Some("INVALID_CALL_GROUP_STATE__NOT_PARTICIPANT"));
 }
+
+/// Blocks faster than the grace period keep MAX_EPOCHS epochs alive; a media thread encrypting
+/// meanwhile must never see the instant when a new epoch is open and the oldest one it pushes out
+/// is not yet gone (it once did, and frames failed with "Too many active epochs").
+#[test]
+fn frames_never_see_more_than_max_epochs() {
+    let mut rng = ChaCha20Rng::seed_from_u64(23);
+    let m = common::two_members(&mut rng);
+    let mut alice = m.alice;
+    let mut chain = confchain::Chain::from_server_block(&m.zero).unwrap();
+    let blocks: Vec<Vec<u8>> = (0..3 * confchain::limits::MAX_EPOCHS)
+        .map(|_| {
+            let b = chain.build_change_state(m.state.clone(), &m.alice_key, &mut rng).unwrap().to_server_form();
+            chain.apply(&b).unwrap();
+            b
+        })
+        .collect();
+    let encryptor = alice.media_encryptor(&mut rng);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let media = s.spawn(|| {
+            let mut out = Vec::new();
+            let mut frames = 0u32;
+            while !done.load(Ordering::Relaxed) || frames == 0 {
+                out.clear();
+                encryptor.encrypt_into(0, b"frame", 0, 0, &mut out).expect("every frame encrypts");
+                frames += 1;
+            }
+        });
+        for (i, b) in blocks.iter().enumerate() {
+            alice.apply_block(b, 100 * (i as u64 + 1), &mut rng).unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        media.join().unwrap();
+    });
+}

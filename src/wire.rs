@@ -627,7 +627,7 @@ impl Block {
     /// in that form: minimal `bytes` lengths, zero padding, no flag bits that are ignored. Such
     /// input is accepted either way, as the reference accepts it. The reference signs and hashes the
     /// canonical encoding of what it decoded; when the input already is that encoding, its bytes
-    /// can be signed and hashed as they are, with no re-encoding (see [`Block::signing_bytes_of`]).
+    /// can be signed and hashed as they are, with no re-encoding (what `Chain::apply` does).
     ///
     /// ```
     /// use confchain::wire::{Block, Form};
@@ -698,7 +698,7 @@ impl Block {
     /// The signed message of a block from its encoding, in either form, when that encoding is
     /// canonical ([`Block::decode_canonical`] said so): the bytes with the plain constructor and
     /// the signature zeroed, copied instead of re-encoded.
-    pub fn signing_bytes_of(canonical: &[u8]) -> Vec<u8> {
+    pub(crate) fn signing_bytes_of(canonical: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(canonical.len());
         out.extend_from_slice(&id::BLOCK.to_le_bytes());
         out.extend_from_slice(&[0; 64]);

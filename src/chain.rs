@@ -403,7 +403,7 @@ impl Chain {
             if canonical {
                 Block::signing_bytes_of(server_bytes)
             } else {
-                block.signing_bytes_sized(server_bytes.len())
+                block.signing_bytes()
             }
         })
     }

@@ -614,16 +614,11 @@ impl Block {
     /// Decodes a plain-form block, exactly as strictly as the reference: the constructor must be
     /// `e2e.chain.block` and nothing may follow the block.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        Block::decode_form(bytes, Form::Plain)
+        Block::decode_canonical(bytes, Form::Plain).map(|(block, _)| block)
     }
 
-    /// Decodes a block in either form, in place (the server form's constructor is the plain
-    /// one plus one).
-    fn decode_form(bytes: &[u8], form: Form) -> Result<Self> {
-        Block::decode_canonical(bytes, form).map(|(block, _)| block)
-    }
-
-    /// Decodes a block in `form` and tells whether `bytes` are exactly its canonical encoding
+    /// Decodes a block in `form`, in place (the server form's constructor is the plain one plus
+    /// one), and tells whether `bytes` are exactly its canonical encoding
     /// in that form: minimal `bytes` lengths, zero padding, no flag bits that are ignored. Such
     /// input is accepted either way, as the reference accepts it. The reference signs and hashes the
     /// canonical encoding of what it decoded; when the input already is that encoding, its bytes
@@ -685,14 +680,12 @@ impl Block {
 
     /// The canonical plain-form encoding (what a client sends, and what the hash covers).
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(256);
-        self.encode_into(&mut w, &self.signature);
-        w.into_bytes()
+        self.encode_with(&self.signature)
     }
 
     /// The canonical encoding with the signature zeroed: the message that is signed.
     pub fn signing_bytes(&self) -> Vec<u8> {
-        self.signing_bytes_sized(256)
+        self.encode_with(&[0u8; 64])
     }
 
     /// The signed message of a block from its encoding, in either form, when that encoding is
@@ -706,28 +699,22 @@ impl Block {
         out
     }
 
-    /// [`Block::signing_bytes`] into a buffer of `capacity` bytes to start with (the size of the
-    /// encoding it was decoded from, when known: no regrowth).
-    pub(crate) fn signing_bytes_sized(&self, capacity: usize) -> Vec<u8> {
-        let mut w = Writer::with_capacity(capacity);
-        self.encode_into(&mut w, &[0u8; 64]);
-        w.into_bytes()
-    }
-
-    fn encode_into(&self, w: &mut Writer, signature: &[u8; 64]) {
+    fn encode_with(&self, signature: &[u8; 64]) -> Vec<u8> {
+        let mut w = Writer::with_capacity(256);
         w.u32(id::BLOCK);
         w.raw(signature);
         w.u32(u32::from(self.signature_public_key.is_some()));
         w.raw(&self.prev_block_hash);
         w.u32(self.changes.len() as u32);
         for c in &self.changes {
-            c.encode(w);
+            c.encode(&mut w);
         }
         w.i32(self.height);
-        self.state_proof.encode(w);
+        self.state_proof.encode(&mut w);
         if let Some(k) = &self.signature_public_key {
             w.raw(k.as_bytes());
         }
+        w.into_bytes()
     }
 
     /// SHA-256 of the canonical encoding.

@@ -54,6 +54,7 @@ hazmat_modules! {
     replay;
 }
 
+pub mod api;
 mod call;
 mod emoji;
 mod epochs;

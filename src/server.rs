@@ -38,8 +38,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::api::{Request, Response, SubChain, Update};
 use crate::chain::Chain;
-use crate::session::{Request, Response, SubChain, Update};
 use crate::wire::{to_server_form, Block, Broadcast};
 
 /// The server's model of one conference call (see the module docs).

@@ -27,9 +27,10 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
+use crate::api::{Request, RequestId, Response, Update};
 use crate::limits::EPOCH_GRACE_MS;
 use crate::server::Server;
-use crate::session::{Request, RequestId, Response, Session, SessionConfig, SessionEvent, SessionState, Update};
+use crate::session::{Session, SessionConfig, SessionEvent, SessionState};
 use crate::wire::Permissions;
 
 /// How often each network fault happens (probabilities per message, in parts per thousand).

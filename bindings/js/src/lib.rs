@@ -384,6 +384,7 @@ fn update_value(u: &sess::Update) -> JsValue {
             set(&o, "from", JsValue::from(*from));
             set(&o, "encryptedMessage", bytes_value(encrypted_message));
         }
+        other => set(&o, "debug", format!("{other:?}").into()),
     }
     o.into()
 }

@@ -707,6 +707,7 @@ impl Update {
                 format!("Update.chain_blocks({sub_chain_id}, <{} blocks>, {next_offset})", blocks.len())
             }
             sess::Update::EncryptedMessage { from, .. } => format!("Update.encrypted_message({from}, ...)"),
+            other => format!("Update({other:?})"),
         }
     }
 }

@@ -101,6 +101,7 @@ pub enum Request {
 
 /// A pushed update, or one carried by a response's `Updates`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Update {
     /// `updateGroupCallChainBlocks(call, sub_chain_id, blocks, next_offset)`: `blocks[i]` has offset
     /// `next_offset - len(blocks) + i`; server form.
@@ -119,6 +120,114 @@ pub enum Update {
         /// The encrypted message.
         encrypted_message: Vec<u8>,
     },
+    /// `updateGroupCall(call: groupCall | groupCallDiscarded)`: the call's real identity (a join by
+    /// link or invite message learns it here; a create response carries it), or its end.
+    GroupCall {
+        /// `inputGroupCall(id, access_hash)` of the call.
+        call: CallIdentity,
+        /// `groupCallDiscarded`: the call has ended for everyone.
+        discarded: bool,
+        /// `groupCall.invite_link`, where present.
+        invite_link: Option<String>,
+    },
+    /// `updateGroupCallParticipants(call, participants, version)`: who is in the media call now,
+    /// and who left it (`groupCallParticipant.left`).
+    Participants {
+        /// One entry per participant the update names.
+        participants: Vec<CallParticipant>,
+    },
+}
+
+/// `inputGroupCall(id, access_hash)`: the identity every request about a call names once known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CallIdentity {
+    /// `id`.
+    pub id: i64,
+    /// `access_hash`.
+    pub access_hash: i64,
+}
+
+/// One `groupCallParticipant` of an `updateGroupCallParticipants`, as far as the chain cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CallParticipant {
+    /// The participant's user id (`peer`).
+    pub user_id: i64,
+    /// `left`: the participant has left the media call.
+    pub left: bool,
+}
+
+/// An API error, parsed once where it comes in (from [`Response::Error`]'s string).
+///
+/// ```
+/// use confchain::api::ApiError;
+/// assert_eq!(ApiError::parse("FLOOD_WAIT_30"), ApiError::FloodWait { seconds: 30 });
+/// assert_eq!(ApiError::parse("FLOOD_PREMIUM_WAIT_5"), ApiError::FloodWait { seconds: 5 });
+/// assert_eq!(ApiError::parse("CONF_WRITE_CHAIN_INVALID"), ApiError::ChainRace);
+/// assert!(ApiError::parse("TIMEOUT").is_transient());
+/// assert_eq!(ApiError::parse("PEER_ID_INVALID"), ApiError::Other("PEER_ID_INVALID".into()));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// `FLOOD_WAIT_X` / `FLOOD_PREMIUM_WAIT_X`: send no request of this kind for `seconds`.
+    FloodWait {
+        /// X.
+        seconds: u32,
+    },
+    /// `CONF_WRITE_CHAIN_INVALID...`: another block won the height.
+    ChainRace,
+    /// `GROUPCALL_FORBIDDEN`: we are not (or no longer) a member of the call.
+    Forbidden,
+    /// `GROUPCALL_JOIN_MISSING`: the server no longer holds our media participant.
+    JoinMissing,
+    /// `GROUPCALL_INVALID`: the call does not exist (it ended).
+    CallInvalid,
+    /// `GROUPCALL_SSRC_DUPLICATE_MUCH`: the join's media source clashes; rejoin.
+    SsrcDuplicate,
+    /// A failure worth retrying: `INTERNAL...`, `RPC_CALL_FAIL`, `RPC_MCGET_FAIL`, `-503`, or a
+    /// transport failure the application names (`TIMEOUT`, `NETWORK`).
+    Transient(String),
+    /// Anything else, as the server named it.
+    Other(String),
+}
+
+impl ApiError {
+    /// Sorts an error string into its kind.
+    pub fn parse(error: &str) -> ApiError {
+        const TRANSIENT: [&str; 6] = ["INTERNAL", "RPC_CALL_FAIL", "RPC_MCGET_FAIL", "TIMEOUT", "NETWORK", "-503"];
+        let flood = error.strip_prefix("FLOOD_WAIT_").or_else(|| error.strip_prefix("FLOOD_PREMIUM_WAIT_"));
+        if let Some(seconds) = flood.and_then(|x| x.parse::<u32>().ok()) {
+            return ApiError::FloodWait { seconds };
+        }
+        match error {
+            e if e.starts_with("CONF_WRITE_CHAIN_INVALID") => ApiError::ChainRace,
+            "GROUPCALL_FORBIDDEN" => ApiError::Forbidden,
+            "GROUPCALL_JOIN_MISSING" => ApiError::JoinMissing,
+            "GROUPCALL_INVALID" => ApiError::CallInvalid,
+            "GROUPCALL_SSRC_DUPLICATE_MUCH" => ApiError::SsrcDuplicate,
+            e if TRANSIENT.iter().any(|p| e.starts_with(p)) => ApiError::Transient(e.to_owned()),
+            e => ApiError::Other(e.to_owned()),
+        }
+    }
+
+    /// Whether the same request may well succeed later (a flood wait, after its wait).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ApiError::Transient(_) | ApiError::FloodWait { .. })
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::FloodWait { seconds } => write!(f, "FLOOD_WAIT_{seconds}"),
+            ApiError::ChainRace => f.write_str("CONF_WRITE_CHAIN_INVALID"),
+            ApiError::Forbidden => f.write_str("GROUPCALL_FORBIDDEN"),
+            ApiError::JoinMissing => f.write_str("GROUPCALL_JOIN_MISSING"),
+            ApiError::CallInvalid => f.write_str("GROUPCALL_INVALID"),
+            ApiError::SsrcDuplicate => f.write_str("GROUPCALL_SSRC_DUPLICATE_MUCH"),
+            ApiError::Transient(e) | ApiError::Other(e) => f.write_str(e),
+        }
+    }
 }
 
 /// The outcome of a request.

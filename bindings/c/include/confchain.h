@@ -117,6 +117,12 @@
 #define CONFCHAIN_KIND_PANIC 1017
 
 /**
+ * The most items a caller's array may hold (participants, user ids, blocks of an update): a
+ * larger count is refused as invalid input rather than trusted for an allocation.
+ */
+#define CONFCHAIN_MAX_LIST_LEN 65536
+
+/**
  * A block was applied (or adopted by resync).
  */
 #define CONFCHAIN_EVENT_BLOCK_APPLIED 1
@@ -267,7 +273,8 @@ typedef struct confchain_p2p_key confchain_p2p_key;
 typedef struct confchain_private_key confchain_private_key;
 
 /**
- * A deterministic CSPRNG (ChaCha20) seeded by the caller.
+ * A deterministic CSPRNG (ChaCha20) seeded by the caller. Its state (the key, which regenerates
+ * every secret it produced, and the buffered output) is wiped when it is freed.
  */
 typedef struct confchain_rng confchain_rng;
 
@@ -476,7 +483,7 @@ void confchain_bytes_free(struct confchain_bytes bytes);
 int32_t confchain_rng_new(const uint8_t *seed, struct confchain_rng **out_rng);
 
 /**
- * Frees an RNG.
+ * Frees (and wipes) an RNG.
  */
 void confchain_rng_free(struct confchain_rng *rng);
 
@@ -847,7 +854,8 @@ void confchain_updates_free(struct confchain_updates *updates);
 
 /**
  * Adds an `updateGroupCallChainBlocks(sub_chain, blocks, next_offset)`: `blocks[i]` of
- * `lens[i]` bytes, server form.
+ * `lens[i]` bytes, server form. At most `CONFCHAIN_MAX_LIST_LEN` blocks of at most 16 MiB each
+ * (the largest block TL can frame); anything larger is refused and the list is unchanged.
  */
 int32_t confchain_updates_add_chain_blocks(struct confchain_updates *updates,
                                            int32_t sub_chain,
@@ -986,6 +994,12 @@ int32_t confchain_server_handle(struct confchain_server *server,
 size_t confchain_media_max_packet_size(size_t frame_len);
 
 /**
+ * The largest frame a packet of `packet_len` bytes can hold: a buffer this large always fits
+ * what `confchain_media_decrypt` delivers.
+ */
+size_t confchain_media_max_frame_size(size_t packet_len);
+
+/**
  * A frame encryptor for media threads, sharing `call`'s sequence numbers and seeing its epoch
  * changes at once; its RNG is seeded with 32 bytes from `rng`. Free with
  * `confchain_media_encryptor_free` (it may outlive the call).
@@ -1001,9 +1015,10 @@ int32_t confchain_call_media_decryptor(const struct confchain_call *call,
                                        struct confchain_media_decryptor **out_decryptor);
 
 /**
- * Encrypts a frame (the first `clear_prefix_len` bytes stay in clear) into `out` (capacity
- * `out_cap`; `confchain_media_max_packet_size(frame_len)` always fits); `*out_len` gets the
- * packet's size. Thread-safe.
+ * Encrypts a frame (the first `clear_prefix_len` bytes stay in clear) into `out_buf` of capacity
+ * `out_cap`, which must be at least `confchain_media_max_packet_size(frame_len)`; `*out_len`
+ * gets the packet's size. A smaller buffer or a null `out_len` is refused before a sequence
+ * number is drawn (`*out_len` then holds the capacity needed). Thread-safe.
  */
 int32_t confchain_media_encrypt(const struct confchain_media_encryptor *encryptor,
                                 int32_t channel_id,
@@ -1016,8 +1031,11 @@ int32_t confchain_media_encrypt(const struct confchain_media_encryptor *encrypto
                                 size_t *out_len);
 
 /**
- * Decrypts a frame from `user_id` into `out` (capacity `out_cap`; the packet's length always
- * fits); `*out_len` gets the frame's size. Thread-safe.
+ * Decrypts a frame from `user_id` into `out_buf` of capacity `out_cap`, which must be at least
+ * `confchain_media_max_frame_size(packet_len)` (the packet's length always is); `*out_len` gets
+ * the frame's size. A smaller buffer or a null `out_len` is refused before the packet is
+ * decrypted or marked as seen (`*out_len` then holds the capacity needed), so the retry is not
+ * taken for a replay. Thread-safe.
  */
 int32_t confchain_media_decrypt(const struct confchain_media_decryptor *decryptor,
                                 int64_t user_id,

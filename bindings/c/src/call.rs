@@ -1,12 +1,10 @@
 //! One participant's call: blocks, packets, messages, verification, events and timers.
 
-use std::slice;
-
 use engine::{build_zero_block, Call, Chain, Event, GroupParticipant, GroupState, Permissions};
 
 use crate::error::{guard, invalid, kind_constant, OrCode};
 use crate::keys::{confchain_private_key, confchain_rng};
-use crate::memory::{confchain_bytes, free_handle, handle, handle_mut, input, out, to_bytes};
+use crate::memory::{confchain_bytes, free_handle, handle, handle_mut, input, list, out, to_bytes};
 
 // Events (`confchain_event.kind`).
 /// A block was applied (or adopted by resync).
@@ -64,13 +62,7 @@ pub(crate) unsafe fn state(
     n: usize,
     external_permissions: i32,
 ) -> Result<GroupState, i32> {
-    let list = if n == 0 {
-        &[][..]
-    } else if participants.is_null() {
-        return Err(invalid("null participants"));
-    } else {
-        slice::from_raw_parts(participants, n)
-    };
+    let list = list(participants, n, "participants")?;
     Ok(GroupState {
         participants: list
             .iter()
@@ -96,9 +88,10 @@ pub unsafe extern "C" fn confchain_call_create_zero_block(
     out_block: *mut confchain_bytes,
 ) -> i32 {
     guard(|| {
+        let out_block = out(out_block)?;
         let state = state(participants, participants_len, external_permissions)?;
         let block = build_zero_block(state, &handle(key)?.0, &mut handle_mut(rng)?.0).or_code()?;
-        *out(out_block)? = to_bytes(block.into_bytes());
+        *out_block = to_bytes(block.into_bytes());
         Ok(())
     })
 }
@@ -114,10 +107,11 @@ pub unsafe extern "C" fn confchain_call_create_self_add_block(
     out_block: *mut confchain_bytes,
 ) -> i32 {
     guard(|| {
+        let out_block = out(out_block)?;
         let chain = Chain::from_server_block(input(previous_block, previous_block_len)?).or_code()?;
         let me = state(handle(self_participant)?, 1, 0)?.participants.remove(0);
         let block = chain.build_self_add(me, &handle(key)?.0, &mut handle_mut(rng)?.0).or_code()?;
-        *out(out_block)? = to_bytes(block.into_bytes());
+        *out_block = to_bytes(block.into_bytes());
         Ok(())
     })
 }
@@ -133,9 +127,10 @@ pub unsafe extern "C" fn confchain_call_create(
     out_call: *mut *mut confchain_call,
 ) -> i32 {
     guard(|| {
+        let out_call = out(out_call)?;
         let block = input(last_block, last_block_len)?;
         let call = Call::new(user_id, handle(key)?.0.clone(), block, &mut handle_mut(rng)?.0).or_code()?;
-        *out(out_call)? = Box::into_raw(Box::new(confchain_call(call)));
+        *out_call = Box::into_raw(Box::new(confchain_call(call)));
         Ok(())
     })
 }
@@ -165,7 +160,8 @@ pub unsafe extern "C" fn confchain_call_apply_block(
 #[no_mangle]
 pub unsafe extern "C" fn confchain_call_get_height(call: *const confchain_call, out_height: *mut i32) -> i32 {
     guard(|| {
-        *out(out_height)? = handle(call)?.0.height();
+        let out_height = out(out_height)?;
+        *out_height = handle(call)?.0.height();
         Ok(())
     })
 }
@@ -177,7 +173,8 @@ pub unsafe extern "C" fn confchain_call_get_participant_count(
     out_count: *mut usize,
 ) -> i32 {
     guard(|| {
-        *out(out_count)? = handle(call)?.0.participants().len();
+        let out_count = out(out_count)?;
+        *out_count = handle(call)?.0.participants().len();
         Ok(())
     })
 }
@@ -190,8 +187,9 @@ pub unsafe extern "C" fn confchain_call_get_participant(
     out_participant: *mut confchain_participant,
 ) -> i32 {
     guard(|| {
+        let out_participant = out(out_participant)?;
         let p = handle(call)?.0.participants().get(index).ok_or_else(|| invalid("participant index"))?;
-        *out(out_participant)? = confchain_participant {
+        *out_participant = confchain_participant {
             user_id: p.user_id,
             public_key: *p.public_key.as_bytes(),
             flags: p.flags.bits(),
@@ -212,9 +210,10 @@ pub unsafe extern "C" fn confchain_call_create_change_state_block(
     out_block: *mut confchain_bytes,
 ) -> i32 {
     guard(|| {
+        let out_block = out(out_block)?;
         let state = state(participants, participants_len, external_permissions)?;
         let block = handle(call)?.0.build_change_state(state, &mut handle_mut(rng)?.0).or_code()?;
-        *out(out_block)? = to_bytes(block.into_bytes());
+        *out_block = to_bytes(block.into_bytes());
         Ok(())
     })
 }
@@ -233,10 +232,11 @@ pub unsafe extern "C" fn confchain_call_encrypt(
     out_packet: *mut confchain_bytes,
 ) -> i32 {
     guard(|| {
+        let out_packet = out(out_packet)?;
         let data = input(data, data_len)?;
         let call = handle_mut(call)?;
         let packet = call.0.encrypt(channel_id, data, clear_prefix_len, now_ms, &mut handle_mut(rng)?.0).or_code()?;
-        *out(out_packet)? = to_bytes(packet);
+        *out_packet = to_bytes(packet);
         Ok(())
     })
 }
@@ -252,9 +252,10 @@ pub unsafe extern "C" fn confchain_call_decrypt(
     out_data: *mut confchain_bytes,
 ) -> i32 {
     guard(|| {
+        let out_data = out(out_data)?;
         let packet = input(packet, packet_len)?;
         let data = handle_mut(call)?.0.decrypt(user_id, packet, now_ms).or_code()?;
-        *out(out_data)? = to_bytes(data);
+        *out_data = to_bytes(data);
         Ok(())
     })
 }
@@ -300,9 +301,10 @@ pub unsafe extern "C" fn confchain_call_get_verification_state(
     out_state: *mut confchain_verification_state,
 ) -> i32 {
     guard(|| {
+        let out_state = out(out_state)?;
         let call = &handle(call)?.0;
         let result = call.verification_result();
-        *out(out_state)? = confchain_verification_state {
+        *out_state = confchain_verification_state {
             height: call.height(),
             has_emoji_hash: u8::from(result.is_some()),
             emoji_hash: result.map(|r| r.emoji_hash).unwrap_or([0; 64]),
@@ -315,8 +317,9 @@ pub unsafe extern "C" fn confchain_call_get_verification_state(
 #[no_mangle]
 pub unsafe extern "C" fn confchain_call_get_emojis(call: *const confchain_call, out_text: *mut confchain_bytes) -> i32 {
     guard(|| {
+        let out_text = out(out_text)?;
         let text = handle(call)?.0.emojis().map(|e| e.concat()).unwrap_or_default();
-        *out(out_text)? = to_bytes(text.into_bytes());
+        *out_text = to_bytes(text.into_bytes());
         Ok(())
     })
 }
@@ -328,8 +331,9 @@ pub unsafe extern "C" fn confchain_call_get_verification_words(
     out_text: *mut confchain_bytes,
 ) -> i32 {
     guard(|| {
+        let out_text = out(out_text)?;
         let words = handle(call)?.0.verification_words().join(" ");
-        *out(out_text)? = to_bytes(words.into_bytes());
+        *out_text = to_bytes(words.into_bytes());
         Ok(())
     })
 }
@@ -342,6 +346,7 @@ pub unsafe extern "C" fn confchain_call_describe_block(
     out_text: *mut confchain_bytes,
 ) -> i32 {
     guard(|| {
+        let out_text = out(out_text)?;
         let bytes = input(block, block_len)?;
         let engine::Object::Block(block) = engine::decode_any(bytes).or_code()?.1 else {
             return Err(invalid("a broadcast, not a block"));
@@ -356,7 +361,7 @@ pub unsafe extern "C" fn confchain_call_describe_block(
             block.changes.len(),
             ids.join(", ")
         );
-        *out(out_text)? = to_bytes(text.into_bytes());
+        *out_text = to_bytes(text.into_bytes());
         Ok(())
     })
 }
@@ -365,6 +370,7 @@ pub unsafe extern "C" fn confchain_call_describe_block(
 #[no_mangle]
 pub unsafe extern "C" fn confchain_call_describe(call: *const confchain_call, out_text: *mut confchain_bytes) -> i32 {
     guard(|| {
+        let out_text = out(out_text)?;
         let c = &handle(call)?.0;
         let text = format!(
             "Call(user_id={}, height={}, member={}, epochs={:?}, participants={:?}, key={})",
@@ -375,7 +381,7 @@ pub unsafe extern "C" fn confchain_call_describe(call: *const confchain_call, ou
             c.participants().iter().map(|p| p.user_id).collect::<Vec<_>>(),
             c.key_fingerprint().unwrap_or_default()
         );
-        *out(out_text)? = to_bytes(text.into_bytes());
+        *out_text = to_bytes(text.into_bytes());
         Ok(())
     })
 }
@@ -404,9 +410,11 @@ pub unsafe extern "C" fn confchain_call_is_member(
     out_has_key: *mut u8,
 ) -> i32 {
     guard(|| {
+        let out_member = out(out_member)?;
+        let out_has_key = out(out_has_key)?;
         let c = &handle(call)?.0;
-        *out(out_member)? = u8::from(c.is_member());
-        *out(out_has_key)? = u8::from(c.has_current_key());
+        *out_member = u8::from(c.is_member());
+        *out_has_key = u8::from(c.has_current_key());
         Ok(())
     })
 }
@@ -454,9 +462,11 @@ pub unsafe extern "C" fn confchain_call_poll_timeout(
     out_at_ms: *mut u64,
 ) -> i32 {
     guard(|| {
+        let out_has = out(out_has)?;
+        let out_at_ms = out(out_at_ms)?;
         let at = handle(call)?.0.poll_timeout();
-        *out(out_has)? = u8::from(at.is_some());
-        *out(out_at_ms)? = at.unwrap_or(0);
+        *out_has = u8::from(at.is_some());
+        *out_at_ms = at.unwrap_or(0);
         Ok(())
     })
 }
@@ -481,9 +491,10 @@ pub unsafe extern "C" fn confchain_call_encrypt_message(
     out_message: *mut confchain_bytes,
 ) -> i32 {
     guard(|| {
+        let out_message = out(out_message)?;
         let text = std::str::from_utf8(input(json, json_len)?).map_err(|_| invalid("message is not UTF-8"))?;
         let m = handle_mut(call)?.0.encrypt_message(text, now_ms, &mut handle_mut(rng)?.0).or_code()?;
-        *out(out_message)? = to_bytes(m);
+        *out_message = to_bytes(m);
         Ok(())
     })
 }
@@ -499,9 +510,10 @@ pub unsafe extern "C" fn confchain_call_decrypt_message(
     out_json: *mut confchain_bytes,
 ) -> i32 {
     guard(|| {
+        let out_json = out(out_json)?;
         let m = input(message, message_len)?;
         let text = handle_mut(call)?.0.decrypt_message(user_id, m, now_ms).or_code()?;
-        *out(out_json)? = to_bytes(text.into_bytes());
+        *out_json = to_bytes(text.into_bytes());
         Ok(())
     })
 }

@@ -12,13 +12,18 @@
 //! * Inputs are `(pointer, length)` pairs and stay owned by the caller. Outputs of variable size are
 //!   `confchain_bytes`, allocated here and released with `confchain_bytes_free`; handles are
 //!   released with their `_free` function. Null handles and pointers are refused (kind
-//!   `CONFCHAIN_KIND_INVALID_INPUT`).
+//!   `CONFCHAIN_KIND_INVALID_INPUT`). Arrays hold at most `CONFCHAIN_MAX_LIST_LEN` items.
+//! * Outputs are checked before anything is consumed: a null output pointer, or a caller buffer
+//!   smaller than the bound of its function (`confchain_media_max_packet_size`,
+//!   `confchain_media_max_frame_size`), is refused before a sequence number is drawn, a packet
+//!   is marked as seen or a queued message or event is taken, so the retry succeeds.
 //! * Time is passed as milliseconds of the caller's monotonic clock; randomness comes from a
 //!   `confchain_rng` the caller seeds with 32 bytes from its own CSPRNG. confchain itself never
 //!   reads a clock or OS randomness.
 //! * No panic crosses the boundary: every entry point catches unwinding and reports code 100.
 //!
-//! This crate is the one place where confchain uses `unsafe`: to read the caller's pointers.
+//! This crate is the one place where confchain uses `unsafe`: to read the caller's pointers (and to
+//! wipe the RNG's state in place).
 #![allow(clippy::missing_safety_doc, non_camel_case_types)]
 
 // One module per concern, in the order of the generated header (cbindgen reads them in this

@@ -15,6 +15,11 @@ pub struct confchain_bytes {
     pub len: usize,
 }
 
+/// The most items a caller's array may hold (participants, user ids, blocks of an update): a
+/// larger count is refused as invalid input rather than trusted for an allocation.
+pub const CONFCHAIN_MAX_LIST_LEN: usize = 65536;
+
+/// The caller's `len` bytes at `data` (a length no object can have is refused).
 pub(crate) unsafe fn input<'a>(data: *const u8, len: usize) -> Result<&'a [u8], i32> {
     if len == 0 {
         return Ok(&[]);
@@ -22,7 +27,24 @@ pub(crate) unsafe fn input<'a>(data: *const u8, len: usize) -> Result<&'a [u8], 
     if data.is_null() {
         return Err(invalid("null input with non-zero length"));
     }
+    if isize::try_from(len).is_err() {
+        return Err(invalid("input length larger than any object"));
+    }
     Ok(slice::from_raw_parts(data, len))
+}
+
+/// The caller's array of `n` items at `p`, at most [`CONFCHAIN_MAX_LIST_LEN`] (`what` names it).
+pub(crate) unsafe fn list<'a, T>(p: *const T, n: usize, what: &str) -> Result<&'a [T], i32> {
+    if n == 0 {
+        return Ok(&[]);
+    }
+    if n > CONFCHAIN_MAX_LIST_LEN {
+        return Err(invalid(&format!("{what}: {n} items, at most {CONFCHAIN_MAX_LIST_LEN}")));
+    }
+    if p.is_null() {
+        return Err(invalid(&format!("null {what}")));
+    }
+    Ok(slice::from_raw_parts(p, n))
 }
 
 pub(crate) unsafe fn handle<'a, T>(p: *const T) -> Result<&'a T, i32> {

@@ -31,9 +31,10 @@ pub unsafe extern "C" fn confchain_p2p_caller_new(
     out_caller: *mut *mut confchain_p2p_caller,
 ) -> i32 {
     guard(|| {
+        let out_caller = out(out_caller)?;
         let config = dh_config(g, input(p, p_len)?)?;
         let caller = Caller::new(config, &mut handle_mut(rng)?.0);
-        *out(out_caller)? = Box::into_raw(Box::new(confchain_p2p_caller(caller)));
+        *out_caller = Box::into_raw(Box::new(confchain_p2p_caller(caller)));
         Ok(())
     })
 }
@@ -46,9 +47,11 @@ pub unsafe extern "C" fn confchain_p2p_caller_g_a(
     out_g_a: *mut confchain_bytes,
 ) -> i32 {
     guard(|| {
+        let out_g_a_hash = out(out_g_a_hash)?;
+        let out_g_a = out(out_g_a)?;
         let c = &handle(caller)?.0;
-        *out(out_g_a_hash)? = c.g_a_hash();
-        *out(out_g_a)? = to_bytes(c.g_a());
+        *out_g_a_hash = c.g_a_hash();
+        *out_g_a = to_bytes(c.g_a());
         Ok(())
     })
 }
@@ -62,8 +65,9 @@ pub unsafe extern "C" fn confchain_p2p_caller_on_accepted(
     out_key: *mut *mut confchain_p2p_key,
 ) -> i32 {
     guard(|| {
+        let out_key = out(out_key)?;
         let confirmation = handle(caller)?.0.on_accepted(input(g_b, g_b_len)?).or_code()?;
-        *out(out_key)? = Box::into_raw(Box::new(confchain_p2p_key(confirmation.key)));
+        *out_key = Box::into_raw(Box::new(confchain_p2p_key(confirmation.key)));
         Ok(())
     })
 }
@@ -86,10 +90,11 @@ pub unsafe extern "C" fn confchain_p2p_callee_new(
     out_callee: *mut *mut confchain_p2p_callee,
 ) -> i32 {
     guard(|| {
+        let out_callee = out(out_callee)?;
         let config = dh_config(g, input(p, p_len)?)?;
         let hash: [u8; 32] = input(g_a_hash, 32)?.try_into().map_err(|_| invalid("g_a_hash"))?;
         let callee = Callee::new(config, hash, &mut handle_mut(rng)?.0);
-        *out(out_callee)? = Box::into_raw(Box::new(confchain_p2p_callee(callee)));
+        *out_callee = Box::into_raw(Box::new(confchain_p2p_callee(callee)));
         Ok(())
     })
 }
@@ -101,7 +106,8 @@ pub unsafe extern "C" fn confchain_p2p_callee_g_b(
     out_g_b: *mut confchain_bytes,
 ) -> i32 {
     guard(|| {
-        *out(out_g_b)? = to_bytes(handle(callee)?.0.g_b());
+        let out_g_b = out(out_g_b)?;
+        *out_g_b = to_bytes(handle(callee)?.0.g_b());
         Ok(())
     })
 }
@@ -116,8 +122,9 @@ pub unsafe extern "C" fn confchain_p2p_callee_on_confirmed(
     out_key: *mut *mut confchain_p2p_key,
 ) -> i32 {
     guard(|| {
+        let out_key = out(out_key)?;
         let key = handle(callee)?.0.on_confirmed(input(g_a, g_a_len)?, key_fingerprint).or_code()?;
-        *out(out_key)? = Box::into_raw(Box::new(confchain_p2p_key(key)));
+        *out_key = Box::into_raw(Box::new(confchain_p2p_key(key)));
         Ok(())
     })
 }
@@ -138,10 +145,13 @@ pub unsafe extern "C" fn confchain_p2p_key_get(
     out_key: *mut confchain_bytes,
 ) -> i32 {
     guard(|| {
+        let out_fingerprint = out(out_fingerprint)?;
+        let out_emojis = out(out_emojis)?;
+        let out_key = out(out_key)?;
         let k = &handle(key)?.0;
-        *out(out_fingerprint)? = k.fingerprint();
-        *out(out_emojis)? = to_bytes(k.emojis().concat().into_bytes());
-        *out(out_key)? = to_bytes(k.key().expose().to_vec());
+        *out_fingerprint = k.fingerprint();
+        *out_emojis = to_bytes(k.emojis().concat().into_bytes());
+        *out_key = to_bytes(k.key().expose().to_vec());
         Ok(())
     })
 }

@@ -2,14 +2,14 @@
 //! server model.
 
 use std::ptr;
-use std::slice;
 
 use engine::Call;
 
 use crate::error::{guard, invalid, OrCode};
 use crate::keys::confchain_rng;
 use crate::memory::{
-    confchain_bytes, confchain_bytes_free, free_handle, handle, handle_mut, ids_free, ids_out, input, out, to_bytes,
+    confchain_bytes, confchain_bytes_free, free_handle, handle, handle_mut, ids_free, ids_out, input, list, out,
+    to_bytes,
 };
 
 use engine::server::Server;
@@ -176,13 +176,7 @@ unsafe fn request_in(r: &confchain_request) -> Result<Request, i32> {
         }
         CONFCHAIN_REQUEST_JOIN => Request::Join { public_key: key, block: block()? },
         CONFCHAIN_REQUEST_DELETE_PARTICIPANTS => {
-            let ids = if r.user_ids_len == 0 {
-                Vec::new()
-            } else if r.user_ids.is_null() {
-                return Err(invalid("null user_ids"));
-            } else {
-                slice::from_raw_parts(r.user_ids, r.user_ids_len).to_vec()
-            };
+            let ids = list(r.user_ids, r.user_ids_len, "user_ids")?.to_vec();
             Request::DeleteParticipants { user_ids: ids, block: block()?, kick: r.kick != 0 }
         }
         CONFCHAIN_REQUEST_SEND_BROADCAST => Request::SendBroadcast { block: data },
@@ -206,8 +200,8 @@ pub unsafe extern "C" fn confchain_request_free(request: *mut confchain_request)
 #[no_mangle]
 pub unsafe extern "C" fn confchain_session_new(user_id: i64, out_session: *mut *mut confchain_session) -> i32 {
     guard(|| {
-        *out(out_session)? =
-            Box::into_raw(Box::new(confchain_session(Session::new(user_id, SessionConfig::default()))));
+        let out_session = out(out_session)?;
+        *out_session = Box::into_raw(Box::new(confchain_session(Session::new(user_id, SessionConfig::default()))));
         Ok(())
     })
 }
@@ -259,7 +253,7 @@ pub unsafe extern "C" fn confchain_session_remove(
     rng: *mut confchain_rng,
 ) -> i32 {
     guard(|| {
-        let ids = if user_ids_len == 0 { &[][..] } else { slice::from_raw_parts(handle(user_ids)?, user_ids_len) };
+        let ids = list(user_ids, user_ids_len, "user_ids")?;
         handle_mut(session)?.0.remove(ids, kick != 0, now_ms, &mut handle_mut(rng)?.0).or_code()
     })
 }
@@ -308,7 +302,8 @@ pub unsafe extern "C" fn confchain_session_poll_request(
 #[no_mangle]
 pub unsafe extern "C" fn confchain_updates_new(out_updates: *mut *mut confchain_updates) -> i32 {
     guard(|| {
-        *out(out_updates)? = Box::into_raw(Box::new(confchain_updates(Vec::new())));
+        let out_updates = out(out_updates)?;
+        *out_updates = Box::into_raw(Box::new(confchain_updates(Vec::new())));
         Ok(())
     })
 }
@@ -320,7 +315,8 @@ pub unsafe extern "C" fn confchain_updates_free(updates: *mut confchain_updates)
 }
 
 /// Adds an `updateGroupCallChainBlocks(sub_chain, blocks, next_offset)`: `blocks[i]` of
-/// `lens[i]` bytes, server form.
+/// `lens[i]` bytes, server form. At most `CONFCHAIN_MAX_LIST_LEN` blocks of at most 16 MiB each
+/// (the largest block TL can frame); anything larger is refused and the list is unchanged.
 #[no_mangle]
 pub unsafe extern "C" fn confchain_updates_add_chain_blocks(
     updates: *mut confchain_updates,
@@ -331,16 +327,14 @@ pub unsafe extern "C" fn confchain_updates_add_chain_blocks(
     next_offset: i32,
 ) -> i32 {
     guard(|| {
-        let mut list = Vec::with_capacity(count);
-        if count > 0 {
-            let (ptrs, lens) =
-                (slice::from_raw_parts(handle(blocks)?, count), slice::from_raw_parts(handle(lens)?, count));
-            for (p, n) in ptrs.iter().zip(lens) {
-                list.push(input(*p, *n)?.to_vec());
-            }
+        let updates = handle_mut(updates)?;
+        let (ptrs, lens) = (list(blocks, count, "blocks")?, list(lens, count, "lens")?);
+        if let Some(n) = lens.iter().find(|n| **n > engine::limits::MAX_BLOCK_SIZE) {
+            return Err(invalid(&format!("a block of {n} bytes, at most {}", engine::limits::MAX_BLOCK_SIZE)));
         }
-        let update = Update::ChainBlocks { sub_chain_id: sub_chain, blocks: list, next_offset };
-        handle_mut(updates)?.0.push((0, update));
+        let blocks = ptrs.iter().zip(lens).map(|(p, n)| Ok(input(*p, *n)?.to_vec())).collect::<Result<_, i32>>()?;
+        let update = Update::ChainBlocks { sub_chain_id: sub_chain, blocks, next_offset };
+        updates.0.push((0, update));
         Ok(())
     })
 }
@@ -369,9 +363,11 @@ pub unsafe extern "C" fn confchain_updates_get(
     out_recipient: *mut i64,
 ) -> i32 {
     guard(|| {
+        let out_len = out(out_len)?;
+        let out_recipient = out(out_recipient)?;
         let u = &handle(updates)?.0;
-        *out(out_len)? = u.len();
-        *out(out_recipient)? = u.get(index).map_or(0, |(to, _)| *to);
+        *out_len = u.len();
+        *out_recipient = u.get(index).map_or(0, |(to, _)| *to);
         Ok(())
     })
 }
@@ -445,9 +441,11 @@ pub unsafe extern "C" fn confchain_session_poll_timeout(
     out_at_ms: *mut u64,
 ) -> i32 {
     guard(|| {
+        let out_has = out(out_has)?;
+        let out_at_ms = out(out_at_ms)?;
         let at = handle(session)?.0.poll_timeout();
-        *out(out_has)? = u8::from(at.is_some());
-        *out(out_at_ms)? = at.unwrap_or(0);
+        *out_has = u8::from(at.is_some());
+        *out_at_ms = at.unwrap_or(0);
         Ok(())
     })
 }
@@ -529,8 +527,10 @@ pub unsafe extern "C" fn confchain_session_get_state(
     out_height: *mut i32,
 ) -> i32 {
     guard(|| {
+        let out_state = out(out_state)?;
+        let out_height = out(out_height)?;
         let s = &handle(session)?.0;
-        *out(out_state)? = match s.state() {
+        *out_state = match s.state() {
             SessionState::Idle => 0,
             SessionState::Joining => 1,
             SessionState::Joined => 2,
@@ -540,7 +540,7 @@ pub unsafe extern "C" fn confchain_session_get_state(
             SessionState::Left => 6,
             SessionState::Failed => 7,
         };
-        *out(out_height)? = s.call().map_or(-1, Call::height);
+        *out_height = s.call().map_or(-1, Call::height);
         Ok(())
     })
 }
@@ -563,10 +563,11 @@ pub unsafe extern "C" fn confchain_session_encrypt(
     out_packet: *mut confchain_bytes,
 ) -> i32 {
     guard(|| {
+        let out_packet = out(out_packet)?;
         let data = input(data, data_len)?;
         let call = session_call(handle_mut(session)?)?;
         let packet = call.encrypt(channel_id, data, clear_prefix_len, now_ms, &mut handle_mut(rng)?.0).or_code()?;
-        *out(out_packet)? = to_bytes(packet);
+        *out_packet = to_bytes(packet);
         Ok(())
     })
 }
@@ -582,9 +583,10 @@ pub unsafe extern "C" fn confchain_session_decrypt(
     out_data: *mut confchain_bytes,
 ) -> i32 {
     guard(|| {
+        let out_data = out(out_data)?;
         let packet = input(packet, packet_len)?;
         let data = session_call(handle_mut(session)?)?.decrypt(user_id, packet, now_ms).or_code()?;
-        *out(out_data)? = to_bytes(data);
+        *out_data = to_bytes(data);
         Ok(())
     })
 }
@@ -596,8 +598,9 @@ pub unsafe extern "C" fn confchain_session_get_emojis(
     out_text: *mut confchain_bytes,
 ) -> i32 {
     guard(|| {
+        let out_text = out(out_text)?;
         let text = handle(session)?.0.call().and_then(Call::emojis).map(|e| e.concat()).unwrap_or_default();
-        *out(out_text)? = to_bytes(text.into_bytes());
+        *out_text = to_bytes(text.into_bytes());
         Ok(())
     })
 }
@@ -606,8 +609,9 @@ pub unsafe extern "C" fn confchain_session_get_emojis(
 #[no_mangle]
 pub unsafe extern "C" fn confchain_server_new(existing: u8, out_server: *mut *mut confchain_server) -> i32 {
     guard(|| {
+        let out_server = out(out_server)?;
         let server = if existing != 0 { Server::existing() } else { Server::new() };
-        *out(out_server)? = Box::into_raw(Box::new(confchain_server(server)));
+        *out_server = Box::into_raw(Box::new(confchain_server(server)));
         Ok(())
     })
 }
@@ -631,15 +635,18 @@ pub unsafe extern "C" fn confchain_server_handle(
     out_pushes: *mut *mut confchain_updates,
 ) -> i32 {
     guard(|| {
+        let out_response = out(out_response)?;
+        let out_error = out(out_error)?;
+        let out_pushes = out(out_pushes)?;
         let request = request_in(handle(request)?)?;
         let (response, pushes) = handle_mut(server)?.0.handle(from_user_id, &request);
         let (updates, error) = match response {
             Response::Ok(list) => (list.into_iter().map(|u| (0, u)).collect(), String::new()),
             Response::Error(e) => (Vec::new(), e),
         };
-        *out(out_response)? = Box::into_raw(Box::new(confchain_updates(updates)));
-        *out(out_error)? = to_bytes(error.into_bytes());
-        *out(out_pushes)? = Box::into_raw(Box::new(confchain_updates(pushes)));
+        *out_response = Box::into_raw(Box::new(confchain_updates(updates)));
+        *out_error = to_bytes(error.into_bytes());
+        *out_pushes = Box::into_raw(Box::new(confchain_updates(pushes)));
         Ok(())
     })
 }

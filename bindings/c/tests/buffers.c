@@ -102,6 +102,12 @@ static void call_outputs(confchain_call *alice, confchain_call *bob) {
   CHECK(confchain_call_media_encryptor(alice, rng, NULL) != 0, "null encryptor slot accepted");
   uint8_t hash[32] = {0};
   CHECK(confchain_p2p_callee_new(3, NULL, 0, hash, rng, NULL) != 0, "null callee slot accepted");
+  CHECK(confchain_p2p_caller_new(3, NULL, 0, rng, NULL) != 0, "null caller slot accepted");
+  confchain_participant me;
+  ok(confchain_call_get_participant(alice, 0, &me), "participant");
+  CHECK(confchain_call_create_change_state_block(alice, &me, 1, 0, rng, NULL) != 0, "null block slot accepted");
+  CHECK(confchain_call_describe(alice, NULL) != 0, "null text slot accepted");
+  CHECK(confchain_call_is_member(alice, &has, NULL) != 0, "null has_key slot accepted");
 }
 
 static void sizes(confchain_call *alice, const confchain_participant *members) {

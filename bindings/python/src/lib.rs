@@ -54,9 +54,13 @@ impl Rng {
 impl Drop for Rng {
     fn drop(&mut self) {
         // rand_chacha's RNG has no zeroize: overwrite it whole, in place, with the state of the
-        // all-zero seed (nothing buffered); black_box keeps the dead store.
-        self.0 = ChaCha20Rng::from_seed([0; 32]);
-        std::hint::black_box(&mut self.0);
+        // all-zero seed (nothing buffered), volatile so that the dead store is kept.
+        // SAFETY: `self.0` is a valid, aligned place; ChaCha20Rng has no drop glue to skip.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::ptr::write_volatile(&mut self.0, ChaCha20Rng::from_seed([0; 32]))
+        };
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -575,11 +575,12 @@ impl Session {
             };
             sess::Response::Ok(list)
         } else {
-            let e = error.as_string().ok_or_else(|| type_error("error", "a string", error))?;
-            if e.len() > args::MAX_BYTES {
-                return Err(bad("error: too long"));
+            // Its length is checked before the string is copied into the module's memory.
+            let e = error.dyn_ref::<js_sys::JsString>().ok_or_else(|| type_error("error", "a string", error))?;
+            if e.length() > 4096 {
+                return Err(bad(&format!("error: {} characters, at most 4096", e.length())));
             }
-            sess::Response::Error(e)
+            sess::Response::Error(String::from(e))
         };
         self.0.handle_response(id, response, now, &mut *rng.0);
         Ok(())

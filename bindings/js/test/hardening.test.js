@@ -80,6 +80,7 @@ test("malformed updates and responses: errors naming the field, session and rng 
   refused(response(1, [null]), TypeError, "updates[0]");
   refused(response(1, [{ subChain: 0, blocks: [2e9], nextOffset: 1 }]), TypeError, "updates[0].blocks[0]");
   refused(response(1, undefined, 5), TypeError, "error");
+  refused(response(1, undefined, "E".repeat(1 << 24)), ConfchainError, "error");
   refused(response(-1, []), ConfchainError, "id");
   refused(response(NaN, []), ConfchainError, "id");
 

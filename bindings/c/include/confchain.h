@@ -883,7 +883,7 @@ int32_t confchain_updates_get(const struct confchain_updates *updates,
 /**
  * Takes the outcome of request `id`: success when `error_len` is 0 (with the `updates` the
  * result carried, NULL for none), else the API error string of `error_len` bytes (e.g.
- * "CONF_WRITE_CHAIN_INVALID", or a transport failure such as "TIMEOUT").
+ * "CONF_WRITE_CHAIN_INVALID", or a transport failure such as "TIMEOUT"; at most 4,096 bytes).
  */
 int32_t confchain_session_handle_response(struct confchain_session *session,
                                           uint64_t id,

@@ -374,7 +374,7 @@ pub unsafe extern "C" fn confchain_updates_get(
 
 /// Takes the outcome of request `id`: success when `error_len` is 0 (with the `updates` the
 /// result carried, NULL for none), else the API error string of `error_len` bytes (e.g.
-/// "CONF_WRITE_CHAIN_INVALID", or a transport failure such as "TIMEOUT").
+/// "CONF_WRITE_CHAIN_INVALID", or a transport failure such as "TIMEOUT"; at most 4,096 bytes).
 #[no_mangle]
 pub unsafe extern "C" fn confchain_session_handle_response(
     session: *mut confchain_session,
@@ -389,6 +389,8 @@ pub unsafe extern "C" fn confchain_session_handle_response(
         let response = if error_len == 0 {
             let list = updates.as_ref().map(|u| u.0.iter().map(|(_, u)| u.clone()).collect()).unwrap_or_default();
             Response::Ok(list)
+        } else if error_len > 4096 {
+            return Err(invalid(&format!("error string of {error_len} bytes, at most 4096")));
         } else {
             Response::Error(String::from_utf8_lossy(input(error, error_len)?).into_owned())
         };

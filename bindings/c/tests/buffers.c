@@ -144,6 +144,9 @@ static void sizes(confchain_call *alice, const confchain_participant *members) {
   int64_t id = 2;
   rc = confchain_session_remove(s, &id, SIZE_MAX, 0, 5, rng);
   CHECK(rc != 0 && kind() == CONFCHAIN_KIND_INVALID_INPUT, "user_ids SIZE_MAX accepted (%d)", rc);
+  rc = confchain_session_handle_response(s, 1, NULL, (const uint8_t *)"TIMEOUT", SIZE_MAX, 5, rng);
+  CHECK(rc != 0 && kind() == CONFCHAIN_KIND_INVALID_INPUT, "error string of SIZE_MAX bytes accepted (%d)", rc);
+  ok(confchain_session_handle_response(s, 1, NULL, (const uint8_t *)"TIMEOUT", 7, 5, rng), "a sane error string");
   confchain_session_free(s);
 
   /* The last error is copied truncated, with its full length returned. */

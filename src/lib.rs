@@ -69,7 +69,7 @@ pub mod sim;
 pub mod wire;
 
 pub use call::{Call, Event};
-pub use chain::{build_zero_block, Chain, GroupKey};
+pub use chain::{build_zero_block, Chain, GroupKey, UnverifiedTip};
 pub use crypto::{PrivateKey, PublicKey, Secret};
 pub use emoji::{emoji_table, emojis_from_hash};
 pub use error::{Error, ErrorKind, Result};

@@ -2,7 +2,7 @@
 //! out, errors as `ConfchainError` (a JS `Error` subclass with `code`, `name`, `message`).
 #![allow(clippy::new_without_default)]
 
-use engine::{Chain, GroupParticipant, GroupState, Permissions};
+use engine::{GroupParticipant, GroupState, Permissions};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use wasm_bindgen::prelude::*;
@@ -109,8 +109,8 @@ pub fn create_self_add_block(
         flags: Permissions::from_bits_retain(flags),
         version: 0,
     };
-    let chain = Chain::from_server_block(last_block).map_err(err)?;
-    Ok(chain.build_self_add(me, &key.0, &mut rng.0).map_err(err)?.into_bytes())
+    let tip = engine::UnverifiedTip::from_server_block(last_block).map_err(err)?;
+    Ok(tip.build_self_add(me, &key.0, &mut rng.0).map_err(err)?.into_bytes())
 }
 
 /// Server form (constructor id + 1) of a plain-form block or broadcast.
@@ -145,7 +145,8 @@ impl Call {
 
     /// Adopts the server's last block in place (keeps key, sequence numbers, replay windows).
     pub fn resync(&mut self, last_block: &[u8], now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
-        self.0.resync(last_block, now_ms as u64, &mut rng.0).map_err(err)
+        let tip = engine::UnverifiedTip::from_server_block(last_block).map_err(err)?;
+        self.0.resync(tip, now_ms as u64, &mut rng.0).map_err(err)
     }
 
     /// Encrypts a packet; `data[0..clearPrefixLen]` stays in clear.
@@ -237,6 +238,7 @@ impl Call {
             engine::Event::KeyUnavailable { height, error } => ("key_unavailable", height, Some(error.kind().name())),
             engine::Event::EpochExpired { height } => ("epoch_expired", height, None),
             engine::Event::VerificationDone { result } => ("verification_done", result.height, None),
+            engine::Event::TipAdopted { height } => ("tip_adopted", height, None),
             _ => ("other", 0, None),
         };
         let o = js_sys::Object::new();

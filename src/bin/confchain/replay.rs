@@ -2,7 +2,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use confchain::chain::Chain;
+use confchain::chain::{Chain, UnverifiedTip};
 use confchain::{wire, Block, PrivateKey};
 use serde_json::{json, Value};
 
@@ -73,8 +73,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
                         chain = Some(c);
                         r
                     }
-                    Ok(b) => Chain::from_block(b).map(|c| {
-                        chain = Some(c);
+                    // A dump that starts mid-chain: its first block is trusted, as a join trusts it.
+                    Ok(b) => UnverifiedTip::from_block(b).map(|tip| {
+                        chain = Some(Chain::trust_tip(tip));
                     }),
                     Err(e) => Err(e),
                 }

@@ -326,23 +326,27 @@ fn off_curve_participant_keys_do_not_stall_the_call() {
     c.publish(&remove);
 }
 
-/// Puts into the call a participant whose key has no shared secret (`bad`), with a block built by
-/// hand: alice's builder cannot compute a header for it, so the block is built for a stand-in key
-/// and the key swapped afterwards (the rules check who is listed, not what the headers hold).
-fn add_keyless_participant(c: &mut Conf, bad: PublicKey) {
-    let stand_in = PrivateKey::generate(&mut c.rng);
+/// Puts into the call participants whose keys have no shared secret, with a block built by hand:
+/// alice's builder cannot compute a header for them, so the block is built for stand-in keys and
+/// the keys swapped afterwards (the rules check who is listed, not what the headers hold).
+fn add_keyless_participants(c: &mut Conf, keyless: &[(i64, PublicKey)]) {
     let mut state = c.state();
-    state.participants.push(GroupParticipant {
-        user_id: 10,
-        public_key: stand_in.public_key(),
-        flags: Permissions::NONE,
-        version: 0,
-    });
+    for (user_id, _) in keyless {
+        let stand_in = PrivateKey::generate(&mut c.rng);
+        state.participants.push(GroupParticipant {
+            user_id: *user_id,
+            public_key: stand_in.public_key(),
+            flags: Permissions::NONE,
+            version: 0,
+        });
+    }
     let built = c.server.build_change_state(state, &c.keys[0], &mut c.rng).unwrap();
     let mut changes = built.decode().unwrap().changes;
     for change in &mut changes {
         if let Change::SetGroupState(s) = change {
-            s.participants.last_mut().unwrap().public_key = bad;
+            for (user_id, bad) in keyless {
+                s.participants.iter_mut().find(|p| p.user_id == *user_id).unwrap().public_key = *bad;
+            }
         }
     }
     let block = c.server.build_block(changes, &c.keys[0]).unwrap();
@@ -350,7 +354,49 @@ fn add_keyless_participant(c: &mut Conf, bad: PublicKey) {
     for call in &mut c.calls {
         call.apply_block(&block, 0, &mut c.rng).unwrap();
     }
-    assert!(c.calls[1].participants().iter().any(|p| p.public_key == bad));
+    for (_, bad) in keyless {
+        assert!(c.calls[1].participants().iter().any(|p| p.public_key == *bad));
+    }
+}
+
+fn identity_key() -> PublicKey {
+    let mut y = [0u8; 32];
+    y[0] = 1;
+    PublicKey::from_bytes(y)
+}
+
+/// y = p - 1 = 2^255 - 20 (little-endian): the Edwards point of order 2, whose u is 0.
+fn order_two_key() -> PublicKey {
+    let mut y = [0xff; 32];
+    y[0] = 0xec;
+    y[31] = 0x7f;
+    PublicKey::from_bytes(y)
+}
+
+/// With two keyless participants, the error is the first listed one's, as in the reference's
+/// loop, also for groups large enough for the parallel key headers (feature `parallel`, 8+).
+#[test]
+fn the_first_keyless_participant_names_the_error() {
+    for (first, second, message) in [
+        (identity_key(), order_two_key(), "Failed to compute modulo inverse"),
+        (order_two_key(), identity_key(), "Failed to compute shared secret"),
+    ] {
+        let mut c = three();
+        for id in 20..25 {
+            let k = PrivateKey::generate(&mut c.rng);
+            let mut state = c.state();
+            state.participants.push(member(id, &k));
+            let b = c.server.build_change_state(state, &c.keys[0], &mut c.rng).unwrap();
+            let b = c.publish(&b);
+            for call in &mut c.calls {
+                call.apply_block(&b, 0, &mut c.rng).unwrap();
+            }
+        }
+        add_keyless_participants(&mut c, &[(10, first), (11, second)]);
+        assert!(c.calls[0].participants().len() >= 10);
+        let e = c.calls[0].build_rekey(&mut c.rng).unwrap_err();
+        assert_eq!((e.kind(), e.message()), (ErrorKind::SharedSecret, message));
+    }
 }
 
 /// Issue 23, item 4: builders compute the shared secrets first and check the rules after, as
@@ -361,20 +407,8 @@ fn add_keyless_participant(c: &mut Conf, bad: PublicKey) {
 /// INVALID_BLOCK__NO_PERMISSIONS (207): the same error the reference gives, whoever asks.
 #[test]
 fn builders_compute_shared_secrets_before_checking_permissions() {
-    let identity = {
-        let mut y = [0u8; 32];
-        y[0] = 1;
-        PublicKey::from_bytes(y)
-    };
-    let order_two = {
-        // y = p - 1 = 2^255 - 20, little-endian.
-        let mut y = [0xff; 32];
-        y[0] = 0xec;
-        y[31] = 0x7f;
-        PublicKey::from_bytes(y)
-    };
     for (bad, message) in
-        [(identity, "Failed to compute modulo inverse"), (order_two, "Failed to compute shared secret")]
+        [(identity_key(), "Failed to compute modulo inverse"), (order_two_key(), "Failed to compute shared secret")]
     {
         let mut c = three();
         // Bob loses his add/remove rights.
@@ -386,7 +420,7 @@ fn builders_compute_shared_secrets_before_checking_permissions() {
         // Control: over an ordinary group, bob's re-key is refused for permissions.
         let e = c.calls[1].build_rekey(&mut c.rng).unwrap_err();
         assert_eq!((e.code(), e.numeric_code()), (Some("INVALID_BLOCK__NO_PERMISSIONS"), 207));
-        add_keyless_participant(&mut c, bad);
+        add_keyless_participants(&mut c, &[(10, bad)]);
         // Over the keyless participant, the shared secret fails first, for bob as for alice.
         for signer in [1, 0] {
             let e = c.calls[signer].build_rekey(&mut c.rng).unwrap_err();

@@ -143,7 +143,9 @@ impl Call {
         self.0.apply_block(block, now_ms as u64, &mut rng.0).map_err(err)
     }
 
-    /// Adopts the server's last block in place (keeps key, sequence numbers, replay windows).
+    /// Adopts the server's last block in place, trusting it as creating a call does ("tip_adopted"; a
+    /// block that directly follows ours is checked by the rules instead), keeping key, sequence numbers
+    /// and replay windows. An explicit decision, never the answer to a refused block.
     pub fn resync(&mut self, last_block: &[u8], now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
         let tip = engine::UnverifiedTip::from_server_block(last_block).map_err(err)?;
         self.0.resync(tip, now_ms as u64, &mut rng.0).map_err(err)

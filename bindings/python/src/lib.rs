@@ -255,7 +255,9 @@ impl Call {
         py.allow_threads(|| self.0.check_block(block)).map_err(err)
     }
 
-    /// Adopts the server's last block in place, keeping key, sequence numbers and replay windows.
+    /// Adopts the server's last block in place, trusting it as creating a call does ("tip_adopted"; a
+    /// block that directly follows ours is checked by the rules instead), keeping key, sequence numbers
+    /// and replay windows. An explicit decision, never the answer to a refused block.
     fn resync(&mut self, py: Python<'_>, last_block: &[u8], now_ms: u64, rng: &mut Rng) -> PyResult<()> {
         py.allow_threads(|| self.0.resync(engine::UnverifiedTip::from_server_block(last_block)?, now_ms, &mut rng.0))
             .map_err(err)

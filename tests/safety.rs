@@ -476,3 +476,36 @@ fn verification_names_who_is_missing() {
     }
     assert_eq!(c.calls[0].verification_missing(), vec![3], "carol never committed");
 }
+
+/// A tip is verified against nothing, but it must be consistent on its own (SPEC.md §4.3): a
+/// negative height, a block with no group state or no shared key to read, or a state that breaks
+/// the structural rules is refused before anyone can trust it.
+#[test]
+fn an_unverified_tip_must_be_consistent_on_its_own() {
+    let mut c = three();
+    let rekey = c.server.build_change_state(c.state(), &c.keys[0], &mut c.rng).unwrap();
+    let tip_of = |b: &Block| UnverifiedTip::from_block(b.clone());
+    let good = rekey.decode().unwrap();
+    assert_eq!(tip_of(&good).unwrap().participants(), c.state().participants.as_slice());
+
+    let mut negative = good.clone();
+    negative.height = -1;
+    assert_eq!(tip_of(&negative).unwrap_err().message(), "INVALID_BLOCK: negative height");
+
+    // A set-value block that omits the shared key from its proof: nothing tells the key.
+    let set_value = c.server.build_set_value(b"k", b"v", [1; 32], &c.keys[0]).unwrap().decode().unwrap();
+    assert!(tip_of(&set_value).is_ok());
+    let mut keyless = set_value.clone();
+    keyless.state_proof.shared_key = None;
+    assert_eq!(tip_of(&keyless).unwrap_err().kind(), ErrorKind::InvalidStateProofSecret);
+    let mut stateless = set_value.clone();
+    stateless.state_proof.group_state = None;
+    assert_eq!(tip_of(&stateless).unwrap_err().kind(), ErrorKind::InvalidStateProofGroup);
+
+    // A proof whose state lists one user twice.
+    let mut duplicate = set_value;
+    let state = duplicate.state_proof.group_state.as_mut().unwrap();
+    let first = state.participants[0].clone();
+    state.participants[1].user_id = first.user_id;
+    assert_eq!(tip_of(&duplicate).unwrap_err().kind(), ErrorKind::InvalidGroupState);
+}

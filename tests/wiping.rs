@@ -21,7 +21,7 @@ struct Scanning;
 
 thread_local! {
     /// The bytes looked for (empty: not armed).
-    static NEEDLES: Cell<[[u8; 16]; 4]> = const { Cell::new([[0; 16]; 4]) };
+    static NEEDLES: Cell<[[u8; 16]; 8]> = const { Cell::new([[0; 16]; 8]) };
     static ARMED: Cell<bool> = const { Cell::new(false) };
     /// Freed blocks that held a needle.
     static HITS: Cell<usize> = const { Cell::new(0) };
@@ -54,16 +54,13 @@ unsafe impl GlobalAlloc for Scanning {
 #[global_allocator]
 static GLOBAL: Scanning = Scanning;
 
-/// Freed blocks that still held any half of one of `secrets` while `f` ran.
+/// Freed blocks that still held any half of one of `secrets` (at most 4) while `f` ran.
 fn leaks_while(secrets: &[[u8; 32]], f: impl FnOnce()) -> usize {
-    let mut needles = [[0xeeu8; 16]; 4];
-    for (i, s) in secrets.iter().take(2).enumerate() {
-        needles[2 * i].copy_from_slice(&s[..16]);
-        needles[2 * i + 1].copy_from_slice(&s[16..]);
-    }
-    if secrets.len() == 1 {
-        needles[2] = needles[0];
-        needles[3] = needles[1];
+    assert!((1..=4).contains(&secrets.len()));
+    let mut needles = [[0u8; 16]; 8];
+    for (i, needle) in needles.iter_mut().enumerate() {
+        let s = &secrets[(i / 2) % secrets.len()];
+        needle.copy_from_slice(if i % 2 == 0 { &s[..16] } else { &s[16..] });
     }
     NEEDLES.with(|n| n.set(needles));
     HITS.with(|h| h.set(0));
@@ -133,11 +130,13 @@ fn a_dropped_media_encryptor_leaves_no_rng_key_in_freed_memory() {
     }
 }
 
-/// The scan itself works: a freed buffer that held the seed is found.
+/// The scan itself works: a freed buffer that held the seed, or half of it, is found.
 #[test]
 fn the_scan_finds_an_unwiped_secret() {
     let copy = Box::new(ramp());
     assert_eq!(leaks_while(&[ramp()], || drop(copy)), 1);
+    let half = ramp()[16..].to_vec();
+    assert_eq!(leaks_while(&[[1; 32], [2; 32], [3; 32], ramp()], || drop(half)), 1);
     let wiped = Box::new(zeroize::Zeroizing::new(ramp()));
     assert_eq!(leaks_while(&[ramp()], || drop(wiped)), 0);
 }
@@ -149,4 +148,38 @@ fn a_dropped_call_leaves_no_private_key_in_freed_memory() {
     let (call, private_seed) = alice_call(&mut rng);
     let call = Box::new(call);
     assert_eq!(leaks_while(&[private_seed], || drop(call)), 0);
+}
+
+/// A call's whole life, armed throughout: creating it from the server's block, encrypting and
+/// decrypting, a re-key, its epochs expiring, and dropping it. No block freed on the way holds the
+/// private key's seed or a group key (the decrypted raw key, its copies, the epoch key state).
+#[test]
+fn a_calls_life_frees_no_private_key_or_group_key() {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(34);
+    let (a, b) = (PrivateKey::generate(&mut rng), PrivateKey::generate(&mut rng));
+    let state = common::members(&[a.clone(), b.clone()], confchain::Permissions::ALL);
+    let zero = build_zero_block(state.clone(), &a, &mut rng).unwrap().to_server_form();
+    let mut chain = confchain::Chain::empty();
+    chain.apply(&zero).unwrap();
+    let rekey = chain.build_change_state(state, &a, &mut rng).unwrap().to_server_form();
+    let mut next = chain.clone();
+    next.apply(&rekey).unwrap();
+    let keys = [*chain.group_key(1, &a).unwrap().expose(), *next.group_key(1, &a).unwrap().expose()];
+    let seeds = [*a.to_bytes().expose(), *b.to_bytes().expose()];
+    let mut bob = Call::new(2, b, &zero, &mut rng).unwrap();
+    bob.apply_block(&rekey, 10, &mut rng).unwrap();
+    let life = |rng: &mut rand_chacha::ChaCha20Rng| {
+        let mut alice = Call::new(1, a, &zero, rng).unwrap();
+        for now in 0..5 {
+            let p = alice.encrypt(0, b"frame", 0, now, rng).unwrap();
+            bob.decrypt(1, &p, now).unwrap();
+        }
+        alice.apply_block(&rekey, 10, rng).unwrap();
+        alice.handle_timeout(100_000);
+        let p = alice.encrypt(0, b"frame", 0, 100_000, rng).unwrap();
+        bob.decrypt(1, &p, 100_000).unwrap();
+        drop(alice);
+    };
+    let hits = leaks_while(&[seeds[0], seeds[1], keys[0], keys[1]], || life(&mut rng));
+    assert_eq!(hits, 0, "a private key's seed or a group key in freed memory");
 }

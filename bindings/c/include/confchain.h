@@ -123,7 +123,7 @@
 #define CONFCHAIN_MAX_LIST_LEN 65536
 
 /**
- * A block was applied (or adopted by resync).
+ * A block passed the chain rules and was applied.
  */
 #define CONFCHAIN_EVENT_BLOCK_APPLIED 1
 
@@ -146,6 +146,11 @@
  * Emoji verification completed for the block at `height`.
  */
 #define CONFCHAIN_EVENT_VERIFICATION_DONE 5
+
+/**
+ * `confchain_call_resync` adopted the server's tip at `height` on trust (not verified).
+ */
+#define CONFCHAIN_EVENT_TIP_ADOPTED 6
 
 /**
  * `phone.getGroupCallChainBlocks(sub_chain, offset, limit)`.
@@ -651,8 +656,10 @@ int32_t confchain_call_describe(const struct confchain_call *call,
                                 struct confchain_bytes *out_text);
 
 /**
- * Applies the server's last block in place, keeping our key, sequence numbers and replay windows
- * (after a refused or missed block; see SPEC.md §8.1).
+ * Adopts the server's last block in place, trusting it as creating a call does, keeping our key,
+ * sequence numbers and replay windows (`CONFCHAIN_EVENT_TIP_ADOPTED`; a block that directly
+ * follows ours is checked by the rules instead). An explicit decision, never the answer to a
+ * refused block; see SPEC.md §8.1.
  */
 int32_t confchain_call_resync(struct confchain_call *call,
                               const uint8_t *last_block,

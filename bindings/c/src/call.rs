@@ -1,13 +1,13 @@
 //! One participant's call: blocks, packets, messages, verification, events and timers.
 
-use engine::{build_zero_block, Call, Chain, Event, GroupParticipant, GroupState, Permissions};
+use engine::{build_zero_block, Call, Event, GroupParticipant, GroupState, Permissions, UnverifiedTip};
 
 use crate::error::{guard, invalid, kind_constant, OrCode};
 use crate::keys::{confchain_private_key, confchain_rng};
 use crate::memory::{confchain_bytes, free_handle, handle, handle_mut, input, list, out, to_bytes};
 
 // Events (`confchain_event.kind`).
-/// A block was applied (or adopted by resync).
+/// A block passed the chain rules and was applied.
 pub const CONFCHAIN_EVENT_BLOCK_APPLIED: i32 = 1;
 /// The block at `height` removed us.
 pub const CONFCHAIN_EVENT_REMOVED: i32 = 2;
@@ -17,6 +17,8 @@ pub const CONFCHAIN_EVENT_KEY_UNAVAILABLE: i32 = 3;
 pub const CONFCHAIN_EVENT_EPOCH_EXPIRED: i32 = 4;
 /// Emoji verification completed for the block at `height`.
 pub const CONFCHAIN_EVENT_VERIFICATION_DONE: i32 = 5;
+/// `confchain_call_resync` adopted the server's tip at `height` on trust (not verified).
+pub const CONFCHAIN_EVENT_TIP_ADOPTED: i32 = 6;
 
 /// One event of a call (see the `CONFCHAIN_EVENT_*` constants).
 #[repr(C)]
@@ -108,9 +110,9 @@ pub unsafe extern "C" fn confchain_call_create_self_add_block(
 ) -> i32 {
     guard(|| {
         let out_block = out(out_block)?;
-        let chain = Chain::from_server_block(input(previous_block, previous_block_len)?).or_code()?;
+        let tip = UnverifiedTip::from_server_block(input(previous_block, previous_block_len)?).or_code()?;
         let me = state(handle(self_participant)?, 1, 0)?.participants.remove(0);
-        let block = chain.build_self_add(me, &handle(key)?.0, &mut handle_mut(rng)?.0).or_code()?;
+        let block = tip.build_self_add(me, &handle(key)?.0, &mut handle_mut(rng)?.0).or_code()?;
         *out_block = to_bytes(block.into_bytes());
         Ok(())
     })
@@ -351,7 +353,7 @@ pub unsafe extern "C" fn confchain_call_describe_block(
         let engine::Object::Block(block) = engine::decode_any(bytes).or_code()?.1 else {
             return Err(invalid("a broadcast, not a block"));
         };
-        let ids: Vec<String> = Chain::from_block(block.clone())
+        let ids: Vec<String> = UnverifiedTip::from_block(block.clone())
             .map(|c| c.participants().iter().map(|p| format!("{}(flags={})", p.user_id, p.flags.bits())).collect())
             .unwrap_or_default();
         let text = format!(
@@ -386,8 +388,10 @@ pub unsafe extern "C" fn confchain_call_describe(call: *const confchain_call, ou
     })
 }
 
-/// Applies the server's last block in place, keeping our key, sequence numbers and replay windows
-/// (after a refused or missed block; see SPEC.md §8.1).
+/// Adopts the server's last block in place, trusting it as creating a call does, keeping our key,
+/// sequence numbers and replay windows (`CONFCHAIN_EVENT_TIP_ADOPTED`; a block that directly
+/// follows ours is checked by the rules instead). An explicit decision, never the answer to a
+/// refused block; see SPEC.md §8.1.
 #[no_mangle]
 pub unsafe extern "C" fn confchain_call_resync(
     call: *mut confchain_call,
@@ -398,7 +402,8 @@ pub unsafe extern "C" fn confchain_call_resync(
 ) -> i32 {
     guard(|| {
         let block = input(last_block, last_block_len)?;
-        handle_mut(call)?.0.resync(block, now_ms, &mut handle_mut(rng)?.0).or_code()
+        let tip = UnverifiedTip::from_server_block(block).or_code()?;
+        handle_mut(call)?.0.resync(tip, now_ms, &mut handle_mut(rng)?.0).or_code()
     })
 }
 
@@ -447,6 +452,9 @@ pub unsafe extern "C" fn confchain_call_poll_event(
             }
             Some(Event::VerificationDone { result }) => {
                 confchain_event { kind: CONFCHAIN_EVENT_VERIFICATION_DONE, height: result.height, error_kind: 0 }
+            }
+            Some(Event::TipAdopted { height }) => {
+                confchain_event { kind: CONFCHAIN_EVENT_TIP_ADOPTED, height, error_kind: 0 }
             }
             Some(_) => confchain_event { kind: 0, height: 0, error_kind: 0 },
         };

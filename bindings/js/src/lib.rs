@@ -5,7 +5,7 @@
 mod args;
 
 use args::{bytes, bytes32, time, Budget};
-use engine::{Chain, GroupParticipant, GroupState, Permissions};
+use engine::{GroupParticipant, GroupState, Permissions};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use wasm_bindgen::prelude::*;
@@ -137,8 +137,8 @@ pub fn create_self_add_block(
         flags: Permissions::from_bits_retain(flags),
         version: 0,
     };
-    let chain = Chain::from_server_block(&last_block).map_err(err)?;
-    Ok(chain.build_self_add(me, &key.0, &mut *rng.0).map_err(err)?.into_bytes())
+    let tip = engine::UnverifiedTip::from_server_block(&last_block).map_err(err)?;
+    Ok(tip.build_self_add(me, &key.0, &mut *rng.0).map_err(err)?.into_bytes())
 }
 
 /// Server form (constructor id + 1) of a plain-form block or broadcast.
@@ -191,7 +191,8 @@ impl Call {
         rng: &mut Rng,
     ) -> Result<(), JsValue> {
         let (block, now) = (bytes(last_block, "lastBlock")?, time(now_ms, "nowMs")?);
-        self.0.resync(&block, now, &mut *rng.0).map_err(err)
+        let tip = engine::UnverifiedTip::from_server_block(&block).map_err(err)?;
+        self.0.resync(tip, now, &mut *rng.0).map_err(err)
     }
 
     /// Encrypts a packet; `data[0..clearPrefixLen]` stays in clear.
@@ -300,6 +301,7 @@ impl Call {
             engine::Event::KeyUnavailable { height, error } => ("key_unavailable", height, Some(error.kind().name())),
             engine::Event::EpochExpired { height } => ("epoch_expired", height, None),
             engine::Event::VerificationDone { result } => ("verification_done", result.height, None),
+            engine::Event::TipAdopted { height } => ("tip_adopted", height, None),
             _ => ("other", 0, None),
         };
         let o = js_sys::Object::new();

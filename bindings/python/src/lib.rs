@@ -8,7 +8,7 @@
 //! the GIL, so other Python threads run meanwhile.
 
 use engine::p2p::{Callee, Caller, DhConfig, DhKey, PrimeCache};
-use engine::{build_zero_block, Chain, GroupParticipant, GroupState, Permissions};
+use engine::{build_zero_block, GroupParticipant, GroupState, Permissions};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -211,8 +211,8 @@ impl Block {
     /// The participants after this block (when the block is self-consistent).
     #[getter]
     fn participants(&self) -> PyResult<Vec<Participant>> {
-        let chain = Chain::from_block(self.0.clone()).map_err(err)?;
-        Ok(chain.participants().iter().map(Participant::from_core).collect())
+        let tip = engine::UnverifiedTip::from_block(self.0.clone()).map_err(err)?;
+        Ok(tip.participants().iter().map(Participant::from_core).collect())
     }
 
     /// The canonical plain-form encoding.
@@ -256,7 +256,7 @@ fn create_self_add_block<'py>(
 ) -> PyResult<Bound<'py, PyBytes>> {
     let me = me.to_core()?;
     let block = py
-        .allow_threads(|| Chain::from_server_block(last_block)?.build_self_add(me, &key.0, &mut rng.0))
+        .allow_threads(|| engine::UnverifiedTip::from_server_block(last_block)?.build_self_add(me, &key.0, &mut rng.0))
         .map_err(err)?;
     Ok(bytes(py, block.as_bytes()))
 }
@@ -295,9 +295,12 @@ impl Call {
         py.allow_threads(|| self.0.check_block(block)).map_err(err)
     }
 
-    /// Adopts the server's last block in place, keeping key, sequence numbers and replay windows.
+    /// Adopts the server's last block in place, trusting it as creating a call does ("tip_adopted"; a
+    /// block that directly follows ours is checked by the rules instead), keeping key, sequence numbers
+    /// and replay windows. An explicit decision, never the answer to a refused block.
     fn resync(&mut self, py: Python<'_>, last_block: &[u8], now_ms: Millis, rng: &mut Rng) -> PyResult<()> {
-        py.allow_threads(|| self.0.resync(last_block, now_ms.0, &mut rng.0)).map_err(err)
+        py.allow_threads(|| self.0.resync(engine::UnverifiedTip::from_server_block(last_block)?, now_ms.0, &mut rng.0))
+            .map_err(err)
     }
 
     /// The next event, or None.
@@ -480,6 +483,7 @@ impl Event {
             }
             engine::Event::EpochExpired { height } => ("epoch_expired", height, None),
             engine::Event::VerificationDone { result } => ("verification_done", result.height, None),
+            engine::Event::TipAdopted { height } => ("tip_adopted", height, None),
             _ => ("other", 0, None),
         };
         Event { kind: kind.to_owned(), height, error }

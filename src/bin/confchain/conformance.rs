@@ -28,7 +28,7 @@ pub struct Args {
     /// Write one self-contained reproducer per deviation into this directory.
     #[arg(long)]
     report: Option<PathBuf>,
-    /// Only the checks whose name starts with one of these prefixes (repeatable).
+    /// Only this check, or this group of checks (`mixed`, `vector.invalid_blocks`; repeatable).
     #[arg(long = "only")]
     only: Vec<String>,
     /// Vector directory (default: `$CONFCHAIN_VECTORS`, else `./vectors`, else the crate's).
@@ -81,6 +81,12 @@ struct Record {
     transcript: Vec<Value>,
 }
 
+/// Whether `--only pattern` selects the check `name`: the check itself or a group it belongs to.
+fn selects(pattern: &str, name: &str) -> bool {
+    let pattern = pattern.trim_end_matches(['.', '*']);
+    name == pattern || name.strip_prefix(pattern).is_some_and(|rest| rest.starts_with('.'))
+}
+
 fn vectors_dir(arg: Option<PathBuf>) -> PathBuf {
     if let Some(d) = arg {
         return d;
@@ -107,10 +113,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
     let vectors = vectors_dir(args.vectors.clone());
     let all = checks::all(&vectors).map_err(Failure::bad)?;
-    let selected: Vec<&checks::Check> = all
-        .iter()
-        .filter(|c| args.only.is_empty() || args.only.iter().any(|p| c.name.starts_with(p.as_str())))
-        .collect();
+    let selected: Vec<&checks::Check> =
+        all.iter().filter(|c| args.only.is_empty() || args.only.iter().any(|p| selects(p, &c.name))).collect();
     if args.list {
         for c in &selected {
             outln!("{:48} {}", c.name, c.rule);
@@ -275,6 +279,7 @@ fn write_reproducer(
         "#!/bin/sh\n# Reproduces one deviation of {implementation}: check {check} ({rule}).\n\
          # reference: {expected}\n# peer:      {got}\n\
          # transcript.jsonl holds every request the runner sent and every answer it got.\n\
+         cd {cwd} || exit 2\n\
          exec \"${{CONFCHAIN:-{exe}}}\" conformance --peer {peer} --only {check} --seed {seed} \
          --vectors {vectors} --timeout-ms {timeout}\n",
         check = r.check,
@@ -282,6 +287,7 @@ fn write_reproducer(
         expected = d.expected.replace('\n', " "),
         got = d.got.replace('\n', " "),
         exe = exe,
+        cwd = sh_quote(&std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| ".".into())),
         peer = sh_quote(command),
         seed = args.seed,
         vectors = sh_quote(&vectors_abs.display().to_string()),

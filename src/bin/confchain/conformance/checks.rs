@@ -306,6 +306,8 @@ struct Conf {
     keys: Vec<PrivateKey>,
     peers: Vec<(String, i64)>,
     now: u64,
+    /// Broadcasts relayed so far: the server's offset in sub-chain 1.
+    relayed: u64,
 }
 
 const PEER_USER: i64 = 42;
@@ -327,7 +329,16 @@ impl Conf {
         let mut server = Chain::empty();
         server.apply(&block)?;
         let call = Call::new(1001, key.clone(), &block, &mut rng)?;
-        Ok(Conf { rng, server, last: block, oracle: vec![call], keys: vec![key], peers: Vec::new(), now: 1_000 })
+        Ok(Conf {
+            rng,
+            server,
+            last: block,
+            oracle: vec![call],
+            keys: vec![key],
+            peers: Vec::new(),
+            now: 1_000,
+            relayed: 0,
+        })
     }
 
     /// The server accepts a block (plain form) or the oracle fails.
@@ -360,8 +371,9 @@ impl Conf {
     /// Delivers the server's last block to every peer member.
     fn deliver(&mut self, p: &mut Peer, step: &str) -> Result<(), Stop> {
         let block = hex::encode(&self.last);
+        let offset = i64::from(self.server.height()).saturating_add(1);
         for (name, _) in self.peers.clone() {
-            ok(p, "apply_block", json!({ "member": name, "block": block, "now": self.now }), step)?;
+            ok(p, "apply_block", json!({ "member": name, "block": block, "now": self.now, "offset": offset }), step)?;
         }
         Ok(())
     }
@@ -399,7 +411,12 @@ impl Conf {
         ok(
             p,
             "apply_block",
-            json!({ "member": name, "block": hex::encode(&self.last), "now": self.now }),
+            json!({
+                "member": name,
+                "block": hex::encode(&self.last),
+                "now": self.now,
+                "offset": i64::from(self.server.height()).saturating_add(1),
+            }),
             "apply own self-add",
         )?;
         Ok(())
@@ -442,6 +459,7 @@ impl Conf {
 
     fn relay(&mut self, p: &mut Peer, batch: &[(Option<String>, Vec<u8>)]) -> Result<(), Stop> {
         for (from, b) in batch {
+            self.relayed = self.relayed.saturating_add(1);
             for c in &mut self.oracle {
                 if let Err(e) = c.receive_broadcast(b) {
                     if from.is_some() {
@@ -458,7 +476,7 @@ impl Conf {
                     ok(
                         p,
                         "receive_broadcast",
-                        json!({ "member": name, "broadcast": hex::encode(b) }),
+                        json!({ "member": name, "broadcast": hex::encode(b), "offset": self.relayed }),
                         "receive_broadcast",
                     )?;
                 }
@@ -470,6 +488,7 @@ impl Conf {
     /// Compares what the peer member reports with the oracle.
     fn compare(&mut self, p: &mut Peer, name: &str, step: &str) -> Result<(), Stop> {
         need(p, &["state"])?;
+        self.pump(p)?;
         let s = ok(p, "state", json!({ "member": name }), step)?;
         let oracle = self.oracle.first().ok_or_else(|| Stop::Oracle("no oracle member".into()))?;
         if let Some(h) = s.get("height").and_then(Value::as_i64) {
@@ -501,7 +520,23 @@ impl Conf {
                 return Err(deviation(format!("{step}: is_member"), expected.to_string(), m.to_string()));
             }
         }
-        if let Some(got) = s.get("emojis") {
+        if p.supports("pull_outbound") && oracle.verification_result().is_none() {
+            let missing = oracle.verification_missing();
+            if missing.contains(&PEER_USER) {
+                let phase = format!("{:?}", oracle.verification_phase()).to_lowercase();
+                return Err(deviation(
+                    format!("{step}: emoji round of block {}", self.server.height()),
+                    "the peer sends its commit and reveal and the round completes".to_string(),
+                    format!(
+                        "the round stalls in the {phase} phase waiting for the peer (user {PEER_USER}); \
+                         every confchain member's broadcast was delivered to it"
+                    ),
+                ));
+            }
+        }
+        // A member the chain no longer lists takes no part in verification: what it shows is its own.
+        let listed = self.server.group_state().participant(PEER_USER).is_some();
+        if let Some(got) = s.get("emojis").filter(|_| listed) {
             let expected = oracle.emojis().map(|e| e.concat());
             let got = match got {
                 Value::Array(a) => Some(a.iter().filter_map(Value::as_str).collect::<String>()),
@@ -563,7 +598,12 @@ fn mixed_checks(out: &mut Vec<Check>) {
             if let Err(e) = chain.apply(&server) {
                 return Err(deviation("the reference applies the peer's zero block", "accepted", describe(&e)));
             }
-            ok(p, "apply_block", json!({ "member": "p", "block": hex::encode(&server) }), "apply own zero block")?;
+            ok(
+                p,
+                "apply_block",
+                json!({ "member": "p", "block": hex::encode(&server), "offset": 1 }),
+                "apply own zero block",
+            )?;
             let mut rng = ChaCha20Rng::seed_from_u64(seed);
             let key = PrivateKey::generate(&mut rng);
             let me = GroupParticipant {
@@ -587,6 +627,7 @@ fn mixed_checks(out: &mut Vec<Check>) {
                 keys: vec![key],
                 peers: vec![("p".into(), PEER_USER)],
                 now: 1_000,
+                relayed: 0,
             };
             conf.deliver(p, "apply a confchain member's self-add")?;
             conf.pump(p)?;

@@ -236,9 +236,44 @@ fn chain_checks(dir: &Path, file: &str, out: &mut Vec<Check>) -> Result<(), Stri
         let case =
             BlockCase { last: last.clone(), block: block.clone(), error: None, hash: Some(vector_hex(s, "hash")?) };
         out.push(block_case_check(format!("vector.{file}.{i:02}"), format!("§4.2 apply, §3 hash: {what}"), case)?);
+        out.push(hash_by_join_check(
+            format!("vector.{file}.{i:02}.join"),
+            what,
+            block.clone(),
+            vector_hex(s, "hash")?,
+        )?);
         last = Some(block);
     }
     Ok(())
+}
+
+/// The hash of a vector's block as a peer computes it, seen through the `prev_block_hash` of the
+/// self-add block it builds on top (for peers that cannot report hashes or check blocks).
+fn hash_by_join_check(name: String, what: &str, block: Vec<u8>, hash: Vec<u8>) -> Result<Check, String> {
+    let chain = Chain::from_server_block(&block).map_err(|e| format!("{name}: {e}"))?;
+    // Where the reference refuses to build a self-add (a call closed to joins), there is nothing to see.
+    let joinable = chain.group_state().external_permissions.contains(Permissions::ADD_USERS);
+    let rule = format!("§3 hash of a block (as the prev_block_hash of a self-add on it): {what}");
+    Ok(Check {
+        name,
+        rule,
+        run: Box::new(move |p, _| {
+            need(p, &["join"])?;
+            if !joinable {
+                return Err(Stop::Skip("the block closes the call to self-joins".into()));
+            }
+            let args = json!({ "member": "j", "user_id": PEER_USER, "last_block": hex::encode(&block) });
+            let m = ok(p, "join", args, "join on the vector's block")?;
+            let built = hex_field(&m, "block", "join")?;
+            let prev = wire::Block::decode(&built)
+                .map_err(|e| deviation("decode the self-add block", "a plain-form block", describe(&e)))?
+                .prev_block_hash;
+            if prev.as_slice() != hash.as_slice() {
+                return Err(deviation("prev_block_hash of the self-add block", hex::encode(&hash), hex::encode(prev)));
+            }
+            Ok(Outcome::Pass)
+        }),
+    })
 }
 
 fn join_checks(dir: &Path, out: &mut Vec<Check>) -> Result<(), String> {

@@ -213,9 +213,14 @@ fn invalid_block_checks(list: &Value, prefix: &str, default_rule: &str, out: &mu
             None => Some(Vec::new()),
         }
         .ok_or_else(|| format!("{prefix}.{i}: bad chain"))?;
+        let mut block = vector_hex(c, "block")?;
+        if let Some(n) = c.get("pad_to").and_then(Value::as_u64) {
+            // Zero bytes up to a size (the size limits), so the file need not hold 16 MiB blocks.
+            block.resize(usize::try_from(n).map_err(|_| format!("{prefix}.{i}: pad_to too large"))?, 0);
+        }
         let case = BlockCase {
             last: chain.last().cloned(),
-            block: vector_hex(c, "block")?,
+            block,
             error: error_of(c),
             hash: c.get("hash").and_then(Value::as_str).and_then(|s| hex::decode(s).ok()),
         };

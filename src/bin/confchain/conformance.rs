@@ -71,6 +71,9 @@ pub struct Deviation {
     pub expected: String,
     /// What the peer did.
     pub got: String,
+    /// What the peer's result is explained by, when the runner could tell (e.g. the hash of the
+    /// block re-encoded without permission bit 2).
+    pub cause: Option<String>,
 }
 
 /// The result of one check.
@@ -154,6 +157,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
                         step: "start".into(),
                         expected: "the peer starts and answers hello".into(),
                         got: e,
+                        cause: None,
                     }),
                     Vec::new(),
                 ),
@@ -164,6 +168,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
                             step: "protocol".into(),
                             expected: "an answer to every request".into(),
                             got: e,
+                            cause: None,
                         }),
                         Err(checks::Stop::Skip(why)) => Outcome::Skip(why),
                         Err(checks::Stop::Deviation(d)) => Outcome::Deviation(d),
@@ -217,7 +222,7 @@ fn record_json(r: &Record) -> Value {
         Outcome::Skip(why) => json!({ "check": r.check, "rule": r.rule, "result": "skip", "reason": why }),
         Outcome::Deviation(d) => json!({
             "check": r.check, "rule": r.rule, "result": "deviation",
-            "step": d.step, "expected": d.expected, "got": d.got,
+            "step": d.step, "expected": d.expected, "got": d.got, "cause": d.cause,
         }),
     }
 }
@@ -237,6 +242,26 @@ fn print_table(command: &str, implementation: &str, records: &[Record]) {
             outln!("    step:      {}", d.step);
             outln!("    reference: {}", d.expected);
             outln!("    peer:      {}", d.got);
+            if let Some(c) = &d.cause {
+                outln!("    cause:     {c}");
+            }
+        }
+    }
+    // The same cause behind several checks is one deviation of the implementation.
+    let mut causes: Vec<(String, usize)> = Vec::new();
+    for r in &deviations {
+        if let Outcome::Deviation(d) = &r.outcome {
+            let cause = d.cause.clone().unwrap_or_else(|| r.rule.clone());
+            match causes.iter_mut().find(|(c, _)| *c == cause) {
+                Some((_, n)) => *n = n.saturating_add(1),
+                None => causes.push((cause, 1)),
+            }
+        }
+    }
+    if !causes.is_empty() {
+        outln!("  deviations by cause:");
+        for (cause, n) in causes {
+            outln!("    {n:>4} check(s): {cause}");
         }
     }
     let mut reasons: Vec<(String, usize)> = Vec::new();

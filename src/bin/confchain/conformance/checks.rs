@@ -54,7 +54,45 @@ pub fn name_hash(name: &str) -> u64 {
 }
 
 fn deviation(step: impl Into<String>, expected: impl Into<String>, got: impl Into<String>) -> Stop {
-    Stop::Deviation(Deviation { step: step.into(), expected: expected.into(), got: got.into() })
+    Stop::Deviation(Deviation { step: step.into(), expected: expected.into(), got: got.into(), cause: None })
+}
+
+/// A deviation in the hash of `block` (server form): the peer's value is tested against known
+/// mistakes, and the one it matches becomes the cause.
+fn hash_deviation(step: impl Into<String>, block: &[u8], expected: &[u8], got: &[u8]) -> Stop {
+    let cause = diagnose_hash(block, got);
+    Stop::Deviation(Deviation { step: step.into(), expected: hex::encode(expected), got: hex::encode(got), cause })
+}
+
+const CAUSE_FLAG_BIT_2: &str =
+    "the block is re-encoded without permission bit 2 (set value) of its participants before hashing (§2.2, §2.5)";
+
+/// Which known mistake gives `got` as the hash of `block` (server form), if any.
+fn diagnose_hash(block: &[u8], got: &[u8]) -> Option<String> {
+    let decoded = wire::Block::decode_server(block).ok()?;
+    let mask = |s: &mut GroupState| {
+        for p in &mut s.participants {
+            p.flags = Permissions::from_bits_retain(p.flags.bits() & 3);
+        }
+    };
+    let mut masked = decoded.clone();
+    for c in &mut masked.changes {
+        if let confchain::Change::SetGroupState(s) = c {
+            mask(s);
+        }
+    }
+    if let Some(s) = &mut masked.state_proof.group_state {
+        mask(s);
+    }
+    if masked != decoded && masked.hash().as_slice() == got {
+        return Some(CAUSE_FLAG_BIT_2.into());
+    }
+    if confchain::crypto::sha256(block).as_slice() == got {
+        return Some(
+            "the hash covers the server-form bytes as received, not the plain canonical form (§2.3, §3)".into(),
+        );
+    }
+    None
 }
 
 fn need(p: &Peer, ops: &[&str]) -> Result<(), Stop> {
@@ -184,7 +222,8 @@ fn block_case_check(name: String, rule: String, case: BlockCase) -> Result<Check
                 let m = ok(p, "check_block", args, "check_block")?;
                 if let Some(h) = m.get("hash").and_then(Value::as_str) {
                     if h != hex::encode(hash) {
-                        return Err(deviation("hash of the applied block", hex::encode(hash), h));
+                        let got = hex::decode(h).unwrap_or_default();
+                        return Err(hash_deviation("hash of the applied block", &case.block, hash, &got));
                     }
                 }
                 if let Some(got) = m.get("height").and_then(Value::as_i64) {
@@ -274,7 +313,7 @@ fn hash_by_join_check(name: String, what: &str, block: Vec<u8>, hash: Vec<u8>) -
                 .map_err(|e| deviation("decode the self-add block", "a plain-form block", describe(&e)))?
                 .prev_block_hash;
             if prev.as_slice() != hash.as_slice() {
-                return Err(deviation("prev_block_hash of the self-add block", hex::encode(&hash), hex::encode(prev)));
+                return Err(hash_deviation("prev_block_hash of the self-add block", &block, &hash, &prev));
             }
             Ok(Outcome::Pass)
         }),
@@ -438,12 +477,18 @@ impl Conf {
         let block = hex_field(&m, "block", "join")?;
         let expected_prev = hex::encode(self.server.hash());
         if let Err(e) = wire::to_server_form(&block).and_then(|s| self.server.clone().apply(&s)) {
-            let prev = wire::Block::decode(&block).map(|b| hex::encode(b.prev_block_hash)).unwrap_or_default();
-            return Err(deviation(
-                "the reference applies the peer's self-add block",
-                format!("accepted (prev_block_hash {expected_prev}, the hash of the block joined)"),
-                format!("{} (its prev_block_hash is {prev})", describe(&e)),
-            ));
+            let prev = wire::Block::decode(&block).map(|b| b.prev_block_hash).unwrap_or_default();
+            let cause = diagnose_hash(&self.last, &prev);
+            return Err(Stop::Deviation(Deviation {
+                step: "the reference applies the peer's self-add block".into(),
+                expected: format!("accepted (prev_block_hash {expected_prev}, the hash of the block joined)"),
+                got: format!(
+                    "a block with prev_block_hash {}, which the reference refuses ({})",
+                    hex::encode(prev),
+                    e.message()
+                ),
+                cause,
+            }));
         }
         self.publish(&block)?;
         self.peers.push((name.to_owned(), PEER_USER));
@@ -564,6 +609,10 @@ impl Conf {
             let missing = oracle.verification_missing();
             if missing.contains(&PEER_USER) {
                 let phase = format!("{:?}", oracle.verification_phase()).to_lowercase();
+                if let Some(Stop::Deviation(mut d)) = self.probe_hash(p)? {
+                    d.step = format!("{step}: the round stalls; the peer's hash of block {}", self.server.height());
+                    return Err(Stop::Deviation(d));
+                }
                 return Err(deviation(
                     format!("{step}: emoji round of block {}", self.server.height()),
                     "the peer sends its commit and reveal and the round completes".to_string(),
@@ -593,6 +642,29 @@ impl Conf {
             }
         }
         Ok(())
+    }
+
+    /// The peer's hash of the last block, seen through a self-add built on it by a fresh member:
+    /// a hash deviation (with its cause) when it differs from the reference's.
+    fn probe_hash(&mut self, p: &mut Peer) -> Result<Option<Stop>, Stop> {
+        if !p.supports("join") {
+            return Ok(None);
+        }
+        let args = json!({ "member": "probe", "user_id": 4242, "last_block": hex::encode(&self.last) });
+        let Answer::Ok(m) = p.call("join", args)? else { return Ok(None) };
+        let Some(prev) = m
+            .get("block")
+            .and_then(Value::as_str)
+            .and_then(|b| hex::decode(b).ok())
+            .and_then(|b| wire::Block::decode(&b).ok())
+            .map(|b| b.prev_block_hash)
+        else {
+            return Ok(None);
+        };
+        if prev == *self.server.hash() {
+            return Ok(None);
+        }
+        Ok(Some(hash_deviation("hash of the last block", &self.last, self.server.hash(), &prev)))
     }
 
     fn state_with(&self, f: impl Fn(&mut Vec<GroupParticipant>)) -> GroupState {
@@ -735,7 +807,17 @@ fn mixed_checks(out: &mut Vec<Check>) {
             conf.relay(p, &early)?;
             conf.deliver(p, "apply the re-key after its commits")?;
             conf.pump(p)?;
-            conf.compare(p, "p", "after the re-key (commits delivered before the block)")
+            conf.compare(p, "p", "after the re-key (commits delivered before the block)").map_err(|stop| match stop {
+                Stop::Deviation(mut d) if d.cause.is_none() => {
+                    d.cause = Some(
+                        "broadcasts that arrive before their block are lost (§7.2: the reference holds them; \
+                         mixed.verification-in-order is the same round with the block first)"
+                            .into(),
+                    );
+                    Stop::Deviation(d)
+                }
+                other => other,
+            })
         },
     ));
     out.push(mixed("removal", "§4.2 removal; §8.1 a removed member cannot encrypt", |p, seed| {

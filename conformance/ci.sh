@@ -13,6 +13,7 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 venv="${CONFCHAIN_VENV:-$target/conformance-venv}"
 ntg_version="${NTGCALLS_VERSION:-3.0.5}"
 report="${REPORT_DIR:-$(mktemp -d)}"
+mkdir -p "$report"
 
 cargo build --release --quiet --features cli --bin confchain
 confchain="$target/release/confchain"

@@ -181,6 +181,9 @@ fn list_names_every_check_with_its_rule() {
     assert!(text.lines().all(|l| l.contains('§') || l.contains("rule")), "{text}");
     let out = runner(&["--serve", "--deviate", "nonsense"]);
     assert_eq!(out.status.code(), Some(2));
+    // No peer: a usage error, not a silent pass.
+    let out = runner(&[]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 // ---------------------------------------------------------------------------------------------

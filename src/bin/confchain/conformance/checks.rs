@@ -944,6 +944,26 @@ fn mixed_checks(out: &mut Vec<Check>) {
         conf.peer_join(p, "p")?;
         packets_both_ways(&mut conf, p, "after the join")
     }));
+    out.push(mixed(
+        "channel-limit",
+        "§6.2/§10 channels 0..=1023: 1023 is used, 1024 is INVALID_CALL_CHANNEL_ID",
+        |p, seed| {
+            need(p, &["encrypt"])?;
+            let mut conf = Conf::new(seed, 3, 7)?;
+            conf.peer_join(p, "p")?;
+            let now = conf.now;
+            let args = json!({ "member": "p", "channel": 1023, "data": hex::encode(b"top"), "now": now });
+            let m = ok(p, "encrypt", args, "encrypt on channel 1023")?;
+            let packet = hex_field(&m, "packet", "encrypt")?;
+            let oracle = conf.oracle.first_mut().ok_or_else(|| Stop::Oracle("no oracle member".into()))?;
+            if let Err(e) = oracle.decrypt(PEER_USER, &packet, now) {
+                return Err(deviation("the reference decrypts the channel-1023 packet", "accepted", describe(&e)));
+            }
+            let e = confchain::Error::bare(confchain::ErrorKind::InvalidCallChannelId);
+            let args = json!({ "member": "p", "channel": 1024, "data": hex::encode(b"past"), "now": now });
+            refused(p, "encrypt", args, "encrypt on channel 1024", &e)
+        },
+    ));
     out.push(mixed("messages", "§6.5 encrypted messages between implementations, both ways", |p, seed| {
         need(p, &["encrypt_message", "decrypt_message"])?;
         let mut conf = Conf::new(seed, 3, 7)?;

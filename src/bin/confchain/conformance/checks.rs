@@ -373,6 +373,136 @@ fn join_checks(dir: &Path, out: &mut Vec<Check>) -> Result<(), String> {
     Ok(())
 }
 
+/// `tde2e/broadcasts.json`: three members started with the reference's keys and nonces, then every
+/// broadcast event with its outcome, then the emojis.
+fn broadcasts_check(dir: &Path, out: &mut Vec<Check>) -> Result<(), String> {
+    let v = load(dir, "tde2e/broadcasts.json")?;
+    let keys: Vec<(i64, String)> = v["keys"]
+        .as_array()
+        .ok_or("broadcasts: no keys")?
+        .iter()
+        .map(|k| (k["user_id"].as_i64().unwrap_or(0), k["private_key"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    let blocks: Vec<Vec<u8>> = v["blocks"]
+        .as_array()
+        .ok_or("broadcasts: no blocks")?
+        .iter()
+        .map(|b| b.as_str().and_then(|s| hex::decode(s).ok()).ok_or("broadcasts: bad block"))
+        .collect::<Result<_, _>>()?;
+    let height = v["height"].as_i64().unwrap_or(0);
+    let nonce =
+        |uid: i64| v["nonces"].as_array().and_then(|n| n.iter().find(|x| x["user_id"].as_i64() == Some(uid))).cloned();
+    let nonces: Vec<(i64, String, String)> = keys
+        .iter()
+        .map(|(uid, _)| {
+            let n = nonce(*uid).unwrap_or(Value::Null);
+            (*uid, n["nonce"].as_str().unwrap_or("").to_owned(), n["commit"].as_str().unwrap_or("").to_owned())
+        })
+        .collect();
+    let events = v["events"].as_array().cloned().ok_or("broadcasts: no events")?;
+    // The expected outcome of each event, by the oracle (which must agree with the vector).
+    let mut expected_errors = Vec::new();
+    for e in &events {
+        expected_errors.push(match error_of(&e["expect"]) {
+            None => None,
+            Some((code, message)) => {
+                let text = if code.is_empty() || message.starts_with(&code) {
+                    format!("refused: {message}")
+                } else {
+                    format!("refused {code}: {message}")
+                };
+                Some((code, text))
+            }
+        });
+    }
+    let emojis: String =
+        v["emojis"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    out.push(Check {
+        name: "vector.broadcasts".into(),
+        rule: "§7.1-§7.3 every broadcast outcome of the reference, then its emojis".into(),
+        run: Box::new(move |p, _| {
+            need(p, &["start", "apply_block", "receive_broadcast", "pull_outbound", "state"])?;
+            need_cap(p, "keys", "the peer cannot take a given private key")?;
+            need_cap(p, "rng", "the peer cannot replay recorded randomness")?;
+            need_cap(p, "errors", "the peer does not report errors")?;
+            let mut started: Vec<i64> = Vec::new();
+            for block in &blocks {
+                let chain = Chain::from_server_block(block)?;
+                let rng_of = |uid: i64| {
+                    if i64::from(chain.height()) == height {
+                        nonces.iter().find(|n| n.0 == uid).map(|n| n.1.clone()).unwrap_or_default()
+                    } else {
+                        "55".repeat(32)
+                    }
+                };
+                for uid in started.clone() {
+                    let args = json!({ "member": uid.to_string(), "block": hex::encode(block), "rng": rng_of(uid),
+                                       "offset": chain.height().saturating_add(1) });
+                    ok(p, "apply_block", args, "apply the vector's block")?;
+                }
+                for (uid, key) in &keys {
+                    if chain.group_state().participant(*uid).is_some() && !started.contains(uid) {
+                        let args = json!({ "member": uid.to_string(), "user_id": uid, "private_key": key,
+                                           "last_block": hex::encode(block), "rng": rng_of(*uid) });
+                        ok(p, "start", args, "start on the vector's block")?;
+                        started.push(*uid);
+                    }
+                }
+            }
+            for (uid, _, commit) in &nonces {
+                let m = ok(p, "pull_outbound", json!({ "member": uid.to_string() }), "pull the commit")?;
+                let got: Vec<String> = m
+                    .get("broadcasts")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|b| b.as_str().and_then(|s| hex::decode(s).ok()))
+                            .filter_map(|b| wire::to_server_form(&b).ok().map(hex::encode))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if got.first() != Some(commit) {
+                    return Err(deviation(format!("commit of {uid} (server form)"), commit.clone(), got.join(" ")));
+                }
+            }
+            for (i, (e, expected)) in events.iter().zip(&expected_errors).enumerate() {
+                let member = e["receiver"].as_i64().unwrap_or(0).to_string();
+                let args = json!({ "member": member, "broadcast": e["broadcast"], "offset": i + 1 });
+                let step = format!("event {i}: {}", e["note"].as_str().unwrap_or(""));
+                match expected {
+                    None => {
+                        ok(p, "receive_broadcast", args, &step)?;
+                    }
+                    Some((code, err)) => match p.call("receive_broadcast", args)? {
+                        Answer::Ok(_) => return Err(deviation(step, err.clone(), "accepted")),
+                        Answer::Refused(got) => {
+                            let same = if code.is_empty() { got.code.is_empty() } else { got.code == *code };
+                            if !same {
+                                return Err(deviation(step, err.clone(), got.to_string()));
+                            }
+                        }
+                        Answer::Unsupported => return Err(Stop::Skip("no `receive_broadcast` operation".into())),
+                    },
+                }
+                let _ = p.call("pull_outbound", json!({ "member": member }))?;
+            }
+            for (uid, _, _) in &nonces {
+                let s = ok(p, "state", json!({ "member": uid.to_string() }), "state")?;
+                let got = match s.get("emojis") {
+                    Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect::<String>(),
+                    Some(Value::String(x)) => x.clone(),
+                    _ => String::new(),
+                };
+                if got != emojis {
+                    return Err(deviation(format!("emojis of {uid}"), emojis.clone(), got));
+                }
+            }
+            Ok(Outcome::Pass)
+        }),
+    });
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Mixed conferences
 
@@ -1072,6 +1202,7 @@ pub fn all(dir: &Path) -> Result<Vec<Check>, String> {
         chain_checks(dir, file, &mut out)?;
     }
     join_checks(dir, &mut out)?;
+    broadcasts_check(dir, &mut out)?;
     let rules = dir.join("rules");
     if rules.is_dir() {
         let mut files: Vec<_> = std::fs::read_dir(&rules)

@@ -107,6 +107,10 @@ fn each_injected_deviation_is_found_and_nothing_else() {
     let check = peer["checks"].as_array().unwrap().iter().find(|c| c["check"] == "mixed.plain-form-block").unwrap();
     assert_eq!(check["expected"], "refused NOT_FROM_SERVER: Trying to apply local block, not from server");
     assert_eq!(check["got"], "accepted");
+
+    // accept-unsigned-first (tweb): the reference's vector and the mixed check.
+    let (_, peer) = report(&serve("accept-unsigned-first"), &[]);
+    assert_eq!(deviating(&peer), ["vector.invalid_blocks.47", "mixed.first-block-without-signer"]);
 }
 
 #[test]

@@ -18,6 +18,7 @@ pub const DEVIATIONS: &[(&str, &str)] = &[
     ("lose-early-broadcasts", "drop broadcasts that arrive before their block"),
     ("refuse-off-curve", "refuse blocks listing a participant key that is not a curve point"),
     ("accept-plain-form", "accept plain-form blocks where server form is required"),
+    ("accept-unsigned-first", "accept a first block that has no signer key"),
 ];
 
 /// The operations the built-in peer implements.
@@ -333,7 +334,14 @@ impl Server {
 
     fn check_block(&mut self, req: &Value) -> Reply {
         let block = bytes_arg(req, "block")?;
-        let mut chain = match opt_bytes_arg(req, "last_block")? {
+        let last = opt_bytes_arg(req, "last_block")?;
+        if self.has("accept-unsigned-first") && last.is_none() {
+            let decoded = Block::decode_server(&self.ingest(&block)?)?;
+            if decoded.signature_public_key.is_none() {
+                return Ok(json!({ "height": decoded.height, "hash": hex::encode(decoded.hash()) }));
+            }
+        }
+        let mut chain = match last {
             Some(last) => self.chain_from(&last)?,
             None => Chain::empty(),
         };

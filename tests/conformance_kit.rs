@@ -157,7 +157,21 @@ fn broken_peers_never_hang_the_runner() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(deviating(&peer), ["mixed.join-plain-rights"]);
     assert!(peer["checks"][0]["got"].as_str().unwrap().contains("no answer to join within 300 ms"));
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    // Stops reading its stdin while the runner writes a 32 MiB request, and leaves a grandchild
+    // behind: the runner times out, and ends the peer's whole process group.
+    let pid_file = std::env::temp_dir().join(format!("confchain-kit-pid-{}", std::process::id()));
+    let hello = r#"{"id":1,"ok":{"version":1,"implementation":"deaf","ops":["check_block"],"errors":true}}"#;
+    let peer = format!("read l; echo '{hello}'; sleep 60 & echo $! > '{}'; wait", pid_file.display());
+    let (out, peer) = report(&peer, &["--timeout-ms", "500", "--only", "vector.rules.blocks.15"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(peer["checks"][0]["got"].as_str().unwrap().contains("no answer to check_block within 500 ms"));
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    // Gone, or a zombie waiting for a reaper (the runner is not its parent).
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    let alive = stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z') && !rest.is_empty());
+    assert!(!alive, "the peer's child {pid} outlived the runner");
+    let _ = std::fs::remove_file(&pid_file);
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //! JSON lines over its stdin/stdout, with a timeout on every answer and bounded output.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -55,7 +55,9 @@ pub struct Broken(pub String);
 /// A running peer process.
 pub struct Peer {
     child: Child,
-    stdin: Option<ChildStdin>,
+    /// Lines for the peer's stdin, written by a thread of their own (a peer that does not read
+    /// must not block the runner past its timeout).
+    stdin: Option<Sender<Vec<u8>>>,
     lines: Receiver<Result<String, String>>,
     stderr: Receiver<Vec<u8>>,
     timeout: Duration,
@@ -69,9 +71,12 @@ pub struct Peer {
 impl Peer {
     /// Starts `command` with `sh -c` and says hello.
     pub fn start(command: &str, timeout: Duration) -> Result<Peer, Broken> {
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(command)
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(command);
+        // Its own process group, so that a hung peer is ended with everything it started.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -122,7 +127,16 @@ impl Peer {
             }
             let _ = etx.send(tail);
         });
-        let stdin = child.stdin.take();
+        let mut raw_stdin = child.stdin.take().ok_or_else(|| Broken("no stdin".into()))?;
+        let (stdin, lines_in) = mpsc::channel::<Vec<u8>>();
+        std::thread::spawn(move || {
+            for line in lines_in {
+                if raw_stdin.write_all(&line).and_then(|()| raw_stdin.flush()).is_err() {
+                    return;
+                }
+            }
+        });
+        let stdin = Some(stdin);
         let mut peer = Peer {
             child,
             stdin,
@@ -176,11 +190,11 @@ impl Peer {
         let request = Value::Object(request);
         let line = request.to_string();
         self.transcript.push(json!({ "request": request }));
-        let stdin = self.stdin.as_mut().ok_or_else(|| Broken("peer stdin closed".into()))?;
-        if let Err(e) =
-            stdin.write_all(line.as_bytes()).and_then(|()| stdin.write_all(b"\n")).and_then(|()| stdin.flush())
-        {
-            return Err(self.broken(format!("cannot write to the peer: {e}")));
+        let stdin = self.stdin.as_ref().ok_or_else(|| Broken("peer stdin closed".into()))?;
+        let mut bytes = line.into_bytes();
+        bytes.push(b'\n');
+        if stdin.send(bytes).is_err() {
+            return Err(self.broken("cannot write to the peer: its stdin is closed".into()));
         }
         let text = match self.lines.recv_timeout(self.timeout) {
             Ok(Ok(text)) => text,
@@ -214,9 +228,23 @@ impl Peer {
         }
     }
 
-    fn broken(&mut self, what: String) -> Broken {
+    /// Ends the peer and every process it started.
+    fn kill(&mut self) {
+        #[cfg(unix)]
+        {
+            let group = format!("-{}", self.child.id());
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", group.as_str()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    fn broken(&mut self, what: String) -> Broken {
+        self.kill();
         let tail = self.stderr.recv_timeout(Duration::from_millis(500)).unwrap_or_default();
         let tail = String::from_utf8_lossy(&tail);
         let tail = tail.trim();
@@ -239,8 +267,7 @@ impl Drop for Peer {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 

@@ -755,6 +755,20 @@ impl Conf {
         }
         // A member the chain no longer lists takes no part in verification: what it shows is its own.
         let listed = self.server.group_state().participant(PEER_USER).is_some();
+        if let Some(Value::Array(words)) = s.get("words") {
+            let expected = confchain::verification_words(self.server.hash()).join(" ");
+            let got = words.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ");
+            if got != expected {
+                return Err(deviation(format!("{step}: verification words of the last block"), expected, got));
+            }
+        }
+        if let (Some(Value::String(got)), Some(expected), true) =
+            (s.get("key_fingerprint"), oracle.key_fingerprint(), listed)
+        {
+            if *got != expected {
+                return Err(deviation(format!("{step}: group key fingerprint"), expected, got.clone()));
+            }
+        }
         if let Some(got) = s.get("emojis").filter(|_| listed) {
             let expected = oracle.emojis().map(|e| e.concat());
             let got = match got {

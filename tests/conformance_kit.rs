@@ -147,6 +147,12 @@ fn broken_peers_never_hang_the_runner() {
     let out = runner(&["--only", "mixed.packets", "--peer", "while read l; do echo 'not json'; done"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("is not JSON"));
+    // Answers hello, then answers with another request's id.
+    let hello = r#"{"id":1,"ok":{"version":1,"implementation":"confused","ops":["join","apply_block"]}}"#;
+    let peer = format!("read l; echo '{hello}'; while read l; do echo '{{\"id\":999,\"ok\":{{}}}}'; done");
+    let (out, peer) = report(&peer, &["--only", "mixed.join-plain-rights"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(peer["checks"][0]["got"].as_str().unwrap().contains("has the wrong id"), "{peer}");
     // Exits at once.
     let out = runner(&["--only", "mixed.packets", "--peer", "true"]);
     assert_eq!(out.status.code(), Some(1));

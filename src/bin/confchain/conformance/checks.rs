@@ -520,6 +520,8 @@ struct Conf {
 }
 
 const PEER_USER: i64 = 42;
+/// The most broadcasts one pull may return (the checks apply a handful of blocks).
+const MAX_BROADCASTS_PER_PULL: usize = 64;
 
 impl Conf {
     /// A conference created by oracle member 1001 with these flags and external permissions.
@@ -649,7 +651,16 @@ impl Conf {
             if p.supports("pull_outbound") {
                 for (name, _) in self.peers.clone() {
                     let m = ok(p, "pull_outbound", json!({ "member": name }), "pull_outbound")?;
-                    for b in m.get("broadcasts").and_then(Value::as_array).cloned().unwrap_or_default() {
+                    let list = m.get("broadcasts").and_then(Value::as_array).cloned().unwrap_or_default();
+                    // A member sends a commit and a reveal per block: a flood is a deviation, not work.
+                    if list.len() > MAX_BROADCASTS_PER_PULL {
+                        return Err(deviation(
+                            "pull_outbound",
+                            format!("at most {MAX_BROADCASTS_PER_PULL} broadcasts (a commit and a reveal per block)"),
+                            format!("{} broadcasts", list.len()),
+                        ));
+                    }
+                    for b in list {
                         let bytes = b.as_str().and_then(|s| hex::decode(s).ok()).unwrap_or_default();
                         match wire::to_server_form(&bytes) {
                             Ok(s) => batch.push((Some(name.clone()), s)),

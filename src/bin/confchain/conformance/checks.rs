@@ -622,6 +622,34 @@ impl Conf {
                 cause,
             }));
         }
+        // A self-add changes nothing but the joiner's own entry (a peer that rewrites the state
+        // would otherwise turn the oracle's members out of their own call).
+        let mut after = self.server.clone();
+        after.apply(&wire::to_server_form(&block)?)?;
+        let public_key = hex_field(&m, "public_key", "join")?;
+        let mut expected: Vec<GroupParticipant> =
+            self.server.participants().iter().filter(|x| x.user_id != PEER_USER).cloned().collect();
+        let mine = after
+            .participants()
+            .last()
+            .filter(|x| x.user_id == PEER_USER && x.public_key.as_bytes()[..] == public_key[..]);
+        match mine {
+            Some(me) => expected.push(me.clone()),
+            None => {
+                return Err(deviation(
+                    "the self-add block lists the joiner last with its key",
+                    format!("user {PEER_USER} with public key {}", hex::encode(&public_key)),
+                    "another participant list",
+                ))
+            }
+        }
+        if after.participants() != expected.as_slice() {
+            return Err(deviation(
+                "the self-add block changes only the joiner's entry",
+                "the other participants unchanged",
+                "other participants changed",
+            ));
+        }
         self.publish(&block)?;
         self.peers.push((name.to_owned(), PEER_USER));
         // The server returns the block to its author too.

@@ -60,6 +60,8 @@ pub enum Outcome {
     Skip(String),
     /// The peer behaved differently from the reference.
     Deviation(Deviation),
+    /// confchain itself (the oracle) failed where it must not: a bug of confchain, not the peer's.
+    OracleFailure(String),
 }
 
 /// A difference from the reference's behaviour.
@@ -134,6 +136,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let mut documents = Vec::new();
     let mut deviations_total = 0usize;
     let mut broken_peers = 0usize;
+    let mut oracle_failures = 0usize;
     for command in &args.peers {
         // One hello first, to name the peer (and fail early when it cannot start at all).
         let implementation = match peer::Peer::start(command, timeout) {
@@ -172,12 +175,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
                         }),
                         Err(checks::Stop::Skip(why)) => Outcome::Skip(why),
                         Err(checks::Stop::Deviation(d)) => Outcome::Deviation(d),
-                        Err(checks::Stop::Oracle(e)) => {
-                            return Err(Failure::bad(format!(
-                                "check {}: the oracle (confchain) failed: {e}",
-                                check.name
-                            )))
-                        }
+                        Err(checks::Stop::Oracle(e)) => Outcome::OracleFailure(e),
                     };
                     (outcome, std::mem::take(&mut p.transcript))
                 }
@@ -186,6 +184,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }
         let deviations: Vec<&Record> = records.iter().filter(|r| matches!(r.outcome, Outcome::Deviation(_))).collect();
         deviations_total = deviations_total.saturating_add(deviations.len());
+        oracle_failures = oracle_failures
+            .saturating_add(records.iter().filter(|r| matches!(r.outcome, Outcome::OracleFailure(_))).count());
         if let Some(dir) = &args.report {
             for r in &deviations {
                 write_reproducer(dir, command, &implementation, r, &args, &vectors)?;
@@ -207,6 +207,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&json!({ "peers": documents })).unwrap_or_default());
     }
+    if oracle_failures > 0 {
+        return Err(Failure::bad(format!(
+            "the oracle (confchain) failed in {oracle_failures} check(s): a confchain bug"
+        )));
+    }
     if broken_peers > 0 {
         return Err(Failure::bad(format!("{broken_peers} peer(s) could not be run")));
     }
@@ -220,6 +225,9 @@ fn record_json(r: &Record) -> Value {
     match &r.outcome {
         Outcome::Pass => json!({ "check": r.check, "rule": r.rule, "result": "pass" }),
         Outcome::Skip(why) => json!({ "check": r.check, "rule": r.rule, "result": "skip", "reason": why }),
+        Outcome::OracleFailure(e) => {
+            json!({ "check": r.check, "rule": r.rule, "result": "oracle-failure", "error": e })
+        }
         Outcome::Deviation(d) => json!({
             "check": r.check, "rule": r.rule, "result": "deviation",
             "step": d.step, "expected": d.expected, "got": d.got, "cause": d.cause,
@@ -262,6 +270,11 @@ fn print_table(command: &str, implementation: &str, records: &[Record]) {
         outln!("  deviations by cause:");
         for (cause, n) in causes {
             outln!("    {n:>4} check(s): {cause}");
+        }
+    }
+    for r in records {
+        if let Outcome::OracleFailure(e) = &r.outcome {
+            outln!("  ORACLE FAILURE {} (confchain's own bug, not the peer's): {e}", r.check);
         }
     }
     let mut reasons: Vec<(String, usize)> = Vec::new();

@@ -21,6 +21,7 @@ pub fn write_line(args: std::fmt::Arguments<'_>) {
 }
 
 mod bench;
+mod conformance;
 mod demo;
 mod input;
 mod inspect;
@@ -32,7 +33,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "confchain", version, about = "Telegram E2E conference calls: demo, inspect, replay, bench, simulate")]
+#[command(
+    name = "confchain",
+    version,
+    about = "Telegram E2E conference calls: demo, inspect, replay, bench, simulate, conformance"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,6 +55,8 @@ enum Command {
     Bench(bench::Args),
     /// Simulate a whole conference under network faults, checking every invariant (deterministic per seed).
     Simulate(simulate::Args),
+    /// Check other implementations against the reference's behaviour (see conformance/PROTOCOL.md).
+    Conformance(conformance::Args),
 }
 
 /// A failure to report: message, and the exit code to use.
@@ -92,6 +99,7 @@ fn main() -> ExitCode {
         Command::Replay(a) => replay::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Conformance(a) => conformance::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,481 @@
+//! `confchain conformance --serve`: confchain itself as a peer of the conformance protocol, and with
+//! `--deviate` a deliberately deviant one (to prove the runner finds each kind of deviation).
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+
+use confchain::chain::Chain;
+use confchain::{wire, Block, Call, Change, Form, GroupParticipant, GroupState, Permissions, PrivateKey, PublicKey};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRng, RngCore, SeedableRng};
+use serde_json::{json, Map, Value};
+
+use super::PROTOCOL_VERSION;
+
+/// The deviations `--deviate` can inject (each one a behaviour seen in another implementation).
+pub const DEVIATIONS: &[(&str, &str)] = &[
+    ("drop-flag-bit-2", "re-encode a block dropping permission bit 2 (set value) before hashing it"),
+    ("lose-early-broadcasts", "drop broadcasts that arrive before their block"),
+    ("refuse-off-curve", "refuse blocks listing a participant key that is not a curve point"),
+    ("accept-plain-form", "accept plain-form blocks where server form is required"),
+    ("accept-unsigned-first", "accept a first block that has no signer key"),
+];
+
+/// The operations the built-in peer implements.
+const OPS: &[&str] = &[
+    "create",
+    "join",
+    "start",
+    "apply_block",
+    "check_block",
+    "receive_broadcast",
+    "pull_outbound",
+    "state",
+    "build_change_state",
+    "encrypt",
+    "decrypt",
+    "encrypt_message",
+    "decrypt_message",
+];
+
+/// Bytes the caller recorded, then a seeded stream (so `rng` in a request replays a vector).
+struct PeerRng {
+    recorded: Vec<u8>,
+    pos: usize,
+    rest: ChaCha20Rng,
+}
+
+impl RngCore for PeerRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for b in dest.iter_mut() {
+            match self.recorded.get(self.pos) {
+                Some(r) => {
+                    *b = *r;
+                    self.pos = self.pos.saturating_add(1);
+                }
+                None => {
+                    let mut one = [0u8; 1];
+                    self.rest.fill_bytes(&mut one);
+                    *b = one[0];
+                }
+            }
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+impl CryptoRng for PeerRng {}
+
+/// One member the peer plays.
+struct Member {
+    user_id: i64,
+    key: PrivateKey,
+    call: Option<Call>,
+}
+
+struct Server {
+    deviate: Vec<String>,
+    members: HashMap<String, Member>,
+    stream: ChaCha20Rng,
+}
+
+type Reply = Result<Value, confchain::Error>;
+
+fn err(kind: confchain::ErrorKind, message: &str) -> confchain::Error {
+    confchain::Error::new(kind, message)
+}
+
+fn bad_input(message: &str) -> confchain::Error {
+    err(confchain::ErrorKind::InvalidInput, message)
+}
+
+fn bytes_arg(req: &Value, key: &str) -> Result<Vec<u8>, confchain::Error> {
+    let s = req.get(key).and_then(Value::as_str).ok_or_else(|| bad_input(&format!("missing {key}")))?;
+    hex::decode(s).map_err(|_| bad_input(&format!("{key} is not hex")))
+}
+
+fn opt_bytes_arg(req: &Value, key: &str) -> Result<Option<Vec<u8>>, confchain::Error> {
+    match req.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => bytes_arg(req, key).map(Some),
+    }
+}
+
+fn int_arg(req: &Value, key: &str) -> Result<i64, confchain::Error> {
+    req.get(key).and_then(Value::as_i64).ok_or_else(|| bad_input(&format!("missing integer {key}")))
+}
+
+/// Reads a `participants` array of the protocol.
+pub fn participants_arg(v: &Value) -> Result<Vec<GroupParticipant>, confchain::Error> {
+    let list = v.as_array().ok_or_else(|| bad_input("participants must be an array"))?;
+    list.iter()
+        .map(|p| {
+            let key: [u8; 32] =
+                bytes_arg(p, "public_key")?.try_into().map_err(|_| bad_input("public_key: 32 bytes"))?;
+            Ok(GroupParticipant {
+                user_id: int_arg(p, "user_id")?,
+                public_key: PublicKey::from_bytes(key),
+                flags: Permissions::from_bits_retain(int_arg(p, "flags")? as i32),
+                version: int_arg(p, "version")? as i32,
+            })
+        })
+        .collect()
+}
+
+/// Writes participants as the protocol does.
+pub fn participants_json(list: &[GroupParticipant]) -> Value {
+    Value::Array(
+        list.iter()
+            .map(|p| {
+                json!({
+                    "user_id": p.user_id,
+                    "public_key": hex::encode(p.public_key.as_bytes()),
+                    "flags": p.flags.bits(),
+                    "version": p.version,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The error object of the protocol for a confchain error.
+pub fn error_json(e: &confchain::Error) -> Value {
+    json!({ "code": e.code().unwrap_or(""), "name": e.kind().name(), "message": e.message() })
+}
+
+impl Server {
+    fn has(&self, deviation: &str) -> bool {
+        self.deviate.iter().any(|d| d == deviation)
+    }
+
+    fn rng(&mut self, req: &Value) -> Result<PeerRng, confchain::Error> {
+        let recorded = opt_bytes_arg(req, "rng")?.unwrap_or_default();
+        let mut seed = [0u8; 32];
+        self.stream.fill_bytes(&mut seed);
+        Ok(PeerRng { recorded, pos: 0, rest: ChaCha20Rng::from_seed(seed) })
+    }
+
+    fn member_name(req: &Value) -> Result<String, confchain::Error> {
+        req.get("member").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| bad_input("missing member"))
+    }
+
+    fn new_member(&mut self, req: &Value) -> Result<(String, i64, PrivateKey), confchain::Error> {
+        let name = Self::member_name(req)?;
+        let user_id = int_arg(req, "user_id")?;
+        let key = match opt_bytes_arg(req, "private_key")? {
+            Some(k) => PrivateKey::from_slice(&k)?,
+            None => {
+                let mut seed = [0u8; 32];
+                self.stream.fill_bytes(&mut seed);
+                PrivateKey::from_bytes(&seed)
+            }
+        };
+        Ok((name, user_id, key))
+    }
+
+    fn call_of(&mut self, req: &Value) -> Result<&mut Call, confchain::Error> {
+        let name = Self::member_name(req)?;
+        self.members
+            .get_mut(&name)
+            .and_then(|m| m.call.as_mut())
+            .ok_or_else(|| bad_input(&format!("member {name} has no call yet")))
+    }
+
+    /// The bytes a deviant peer would make of a received server-form block.
+    fn ingest(&self, server: &[u8]) -> Result<Vec<u8>, confchain::Error> {
+        let mut bytes = server.to_vec();
+        if self.has("accept-plain-form") && wire::form_of(&bytes) == Some(Form::Plain) {
+            bytes = wire::to_server_form(&bytes)?;
+        }
+        if self.has("refuse-off-curve") {
+            if let Ok(block) = Block::decode_server(&bytes) {
+                let mut keys = Vec::new();
+                for c in &block.changes {
+                    if let Change::SetGroupState(s) = c {
+                        keys.extend(s.participants.iter().map(|p| p.public_key));
+                    }
+                }
+                if let Some(s) = &block.state_proof.group_state {
+                    keys.extend(s.participants.iter().map(|p| p.public_key));
+                }
+                if keys.iter().any(|k| k.verifying_key().is_err()) {
+                    return Err(err(
+                        confchain::ErrorKind::InvalidBlock,
+                        "INVALID_BLOCK: public key is not a curve point",
+                    ));
+                }
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// A chain started from one block, as a deviant peer would start it.
+    fn chain_from(&self, server: &[u8]) -> Result<Chain, confchain::Error> {
+        let bytes = self.ingest(server)?;
+        if !self.has("drop-flag-bit-2") {
+            return Chain::from_server_block(&bytes);
+        }
+        let mut block = Block::decode_server(&bytes)?;
+        let mask = |s: &mut GroupState| {
+            for p in &mut s.participants {
+                p.flags = Permissions::from_bits_retain(p.flags.bits() & 3);
+            }
+        };
+        for c in &mut block.changes {
+            if let Change::SetGroupState(s) = c {
+                mask(s);
+            }
+        }
+        if let Some(s) = &mut block.state_proof.group_state {
+            mask(s);
+        }
+        Chain::from_block(block)
+    }
+
+    fn handle(&mut self, op: &str, req: &Value) -> Option<Reply> {
+        Some(match op {
+            "create" => self.create(req),
+            "join" => self.join(req),
+            "start" => self.start(req),
+            "apply_block" => self.apply_block(req),
+            "check_block" => self.check_block(req),
+            "receive_broadcast" => self.receive_broadcast(req),
+            "pull_outbound" => self
+                .call_of(req)
+                .map(|c| json!({ "broadcasts": c.poll_outbound().iter().map(hex::encode).collect::<Vec<_>>() })),
+            "state" => self.state(req),
+            "build_change_state" => self.build_change_state(req),
+            "encrypt" => self.encrypt(req),
+            "decrypt" => self.decrypt(req),
+            "encrypt_message" => self.encrypt_message(req),
+            "decrypt_message" => self.decrypt_message(req),
+            _ => return None,
+        })
+    }
+
+    fn create(&mut self, req: &Value) -> Reply {
+        let (name, user_id, key) = self.new_member(req)?;
+        let flags = req.get("flags").and_then(Value::as_i64).unwrap_or(7) as i32;
+        let external = req.get("external_permissions").and_then(Value::as_i64).unwrap_or(3) as i32;
+        let me = GroupParticipant {
+            user_id,
+            public_key: key.public_key(),
+            flags: Permissions::from_bits_retain(flags),
+            version: req.get("version").and_then(Value::as_i64).unwrap_or(0) as i32,
+        };
+        let state =
+            GroupState { participants: vec![me], external_permissions: Permissions::from_bits_retain(external) };
+        let mut rng = self.rng(req)?;
+        let block = confchain::build_zero_block(state, &key, &mut rng)?;
+        let public_key = hex::encode(key.public_key().as_bytes());
+        self.members.insert(name, Member { user_id, key, call: None });
+        Ok(json!({ "public_key": public_key, "block": hex::encode(block.as_bytes()) }))
+    }
+
+    fn join(&mut self, req: &Value) -> Reply {
+        let (name, user_id, key) = self.new_member(req)?;
+        let last = bytes_arg(req, "last_block")?;
+        let chain = self.chain_from(&last)?;
+        let flags = req.get("flags").and_then(Value::as_i64).unwrap_or(3) as i32;
+        let me = GroupParticipant {
+            user_id,
+            public_key: key.public_key(),
+            flags: Permissions::from_bits_retain(flags),
+            version: req.get("version").and_then(Value::as_i64).unwrap_or(0) as i32,
+        };
+        let mut rng = self.rng(req)?;
+        let block = chain.build_self_add(me, &key, &mut rng)?;
+        let public_key = hex::encode(key.public_key().as_bytes());
+        self.members.insert(name, Member { user_id, key, call: None });
+        Ok(json!({ "public_key": public_key, "block": hex::encode(block.as_bytes()) }))
+    }
+
+    fn start(&mut self, req: &Value) -> Reply {
+        let (name, user_id, key) = self.new_member(req)?;
+        let last = bytes_arg(req, "last_block")?;
+        let chain = self.chain_from(&last)?;
+        let mut rng = self.rng(req)?;
+        let call = Call::from_chain(user_id, key.clone(), chain, &mut rng)?;
+        let public_key = hex::encode(key.public_key().as_bytes());
+        self.members.insert(name, Member { user_id, key, call: Some(call) });
+        Ok(json!({ "public_key": public_key }))
+    }
+
+    fn apply_block(&mut self, req: &Value) -> Reply {
+        let name = Self::member_name(req)?;
+        let block = bytes_arg(req, "block")?;
+        let now = req.get("now").and_then(Value::as_u64).unwrap_or(0);
+        let mut rng = self.rng(req)?;
+        let bytes = self.ingest(&block)?;
+        let first = self.members.get(&name).is_some_and(|m| m.call.is_none());
+        if first {
+            // The first block after create/join is the one the server returned: the call starts there.
+            let chain = self.chain_from(&block)?;
+            let m = self.members.get_mut(&name).ok_or_else(|| bad_input("unknown member"))?;
+            m.call = Some(Call::from_chain(m.user_id, m.key.clone(), chain, &mut rng)?);
+            return Ok(json!({}));
+        }
+        let call = self.call_of(req)?;
+        call.apply_block(&bytes, now, &mut rng)?;
+        Ok(json!({}))
+    }
+
+    fn check_block(&mut self, req: &Value) -> Reply {
+        let block = bytes_arg(req, "block")?;
+        let last = opt_bytes_arg(req, "last_block")?;
+        if self.has("accept-unsigned-first") && last.is_none() {
+            let decoded = Block::decode_server(&self.ingest(&block)?)?;
+            if decoded.signature_public_key.is_none() {
+                return Ok(json!({ "height": decoded.height, "hash": hex::encode(decoded.hash()) }));
+            }
+        }
+        let mut chain = match last {
+            Some(last) => self.chain_from(&last)?,
+            None => Chain::empty(),
+        };
+        let bytes = self.ingest(&block)?;
+        chain.apply(&bytes)?;
+        Ok(json!({ "height": chain.height(), "hash": hex::encode(chain.hash()) }))
+    }
+
+    fn receive_broadcast(&mut self, req: &Value) -> Reply {
+        let bytes = bytes_arg(req, "broadcast")?;
+        let lose = self.has("lose-early-broadcasts");
+        let call = self.call_of(req)?;
+        if lose {
+            if let Ok(b) = wire::Broadcast::decode_server(&bytes) {
+                if b.chain_height > call.height() {
+                    return Ok(json!({}));
+                }
+            }
+        }
+        call.receive_broadcast(&bytes)?;
+        Ok(json!({}))
+    }
+
+    fn state(&mut self, req: &Value) -> Reply {
+        let call = self.call_of(req)?;
+        Ok(json!({
+            "height": call.height(),
+            "hash": hex::encode(call.chain().hash()),
+            "participants": participants_json(call.participants()),
+            "is_member": call.is_member(),
+            "emojis": call.emojis().map(|e| e.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+            "words": call.verification_words(),
+            "key_fingerprint": call.key_fingerprint(),
+        }))
+    }
+
+    fn build_change_state(&mut self, req: &Value) -> Reply {
+        let participants = participants_arg(req.get("participants").unwrap_or(&Value::Null))?;
+        let external = int_arg(req, "external_permissions")? as i32;
+        let mut rng = self.rng(req)?;
+        let call = self.call_of(req)?;
+        let state = GroupState { participants, external_permissions: Permissions::from_bits_retain(external) };
+        let block = call.build_change_state(state, &mut rng)?;
+        Ok(json!({ "block": hex::encode(block.as_bytes()) }))
+    }
+
+    fn encrypt(&mut self, req: &Value) -> Reply {
+        let data = bytes_arg(req, "data")?;
+        let channel = int_arg(req, "channel")?;
+        let channel = i32::try_from(channel).map_err(|_| bad_input("channel out of range"))?;
+        let now = req.get("now").and_then(Value::as_u64).unwrap_or(0);
+        let mut rng = self.rng(req)?;
+        let call = self.call_of(req)?;
+        let packet = call.encrypt(channel, &data, 0, now, &mut rng)?;
+        Ok(json!({ "packet": hex::encode(packet) }))
+    }
+
+    fn decrypt(&mut self, req: &Value) -> Reply {
+        let packet = bytes_arg(req, "packet")?;
+        let sender = int_arg(req, "user_id")?;
+        let now = req.get("now").and_then(Value::as_u64).unwrap_or(0);
+        let call = self.call_of(req)?;
+        let data = call.decrypt(sender, &packet, now)?;
+        Ok(json!({ "data": hex::encode(data) }))
+    }
+
+    fn encrypt_message(&mut self, req: &Value) -> Reply {
+        let text = req.get("text").and_then(Value::as_str).ok_or_else(|| bad_input("missing text"))?.to_owned();
+        let now = req.get("now").and_then(Value::as_u64).unwrap_or(0);
+        let mut rng = self.rng(req)?;
+        let call = self.call_of(req)?;
+        let message = call.encrypt_message(&text, now, &mut rng)?;
+        Ok(json!({ "message": hex::encode(message) }))
+    }
+
+    fn decrypt_message(&mut self, req: &Value) -> Reply {
+        let message = bytes_arg(req, "message")?;
+        let sender = int_arg(req, "user_id")?;
+        let now = req.get("now").and_then(Value::as_u64).unwrap_or(0);
+        let call = self.call_of(req)?;
+        let text = call.decrypt_message(sender, &message, now)?;
+        Ok(json!({ "text": text }))
+    }
+}
+
+/// Serves the peer protocol on stdin/stdout until stdin closes.
+pub fn serve(deviate: Vec<String>, seed: u64) -> Result<(), crate::Failure> {
+    for d in &deviate {
+        if !DEVIATIONS.iter().any(|(name, _)| name == d) {
+            let known: Vec<&str> = DEVIATIONS.iter().map(|(n, _)| *n).collect();
+            return Err(crate::Failure::usage(format!("unknown deviation {d:?} (known: {})", known.join(", "))));
+        }
+    }
+    let implementation = if deviate.is_empty() {
+        "confchain".to_owned()
+    } else {
+        format!("confchain (deviant: {})", deviate.join(", "))
+    };
+    let mut server = Server { deviate, members: HashMap::new(), stream: ChaCha20Rng::seed_from_u64(seed) };
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let answer = match serde_json::from_str::<Value>(&line) {
+            Err(e) => {
+                json!({ "id": null, "error": { "code": "", "name": "INVALID_INPUT", "message": format!("bad JSON: {e}") } })
+            }
+            Ok(req) => {
+                let id = req.get("id").cloned().unwrap_or(Value::Null);
+                let op = req.get("op").and_then(Value::as_str).unwrap_or("");
+                if op == "hello" {
+                    let mut hello = Map::new();
+                    hello.insert("version".into(), json!(PROTOCOL_VERSION));
+                    hello.insert("implementation".into(), json!(implementation));
+                    hello.insert("ops".into(), json!(OPS));
+                    hello.insert("errors".into(), json!(true));
+                    hello.insert("keys".into(), json!(true));
+                    hello.insert("rng".into(), json!(true));
+                    json!({ "id": id, "ok": hello })
+                } else {
+                    match server.handle(op, &req) {
+                        None => json!({ "id": id, "unsupported": true }),
+                        Some(Ok(v)) => json!({ "id": id, "ok": v }),
+                        Some(Err(e)) => json!({ "id": id, "error": error_json(&e) }),
+                    }
+                }
+            }
+        };
+        if writeln!(out, "{answer}").and_then(|()| out.flush()).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}

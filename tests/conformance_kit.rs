@@ -264,7 +264,7 @@ mod rules {
         };
         let zero = build_zero_block(state.clone(), &a, &mut rng).unwrap();
         let zero_s = zero.to_server_form();
-        let chain = Chain::from_server_block(&zero_s).unwrap();
+        let chain = confchain::UnverifiedTip::from_server_block(&zero_s).map(Chain::trust_tip).unwrap();
         let rekey = chain.build_change_state(state.clone(), &a, &mut rng).unwrap();
         let rekey_s = rekey.to_server_form();
         let mut out = Vec::new();
@@ -351,7 +351,7 @@ mod rules {
             external_permissions: Permissions::NONE,
         };
         let z2 = build_zero_block(no_rights, &a, &mut rng).unwrap().to_server_form();
-        let c2 = Chain::from_server_block(&z2).unwrap();
+        let c2 = confchain::UnverifiedTip::from_server_block(&z2).map(Chain::trust_tip).unwrap();
         let sv = Block {
             signature: [0; 64],
             prev_block_hash: *c2.hash(),
@@ -455,7 +455,7 @@ mod rules {
                     block.resize(n, 0);
                 }
                 let mut chain = match c.chain.last() {
-                    Some(l) => Chain::from_server_block(l),
+                    Some(l) => confchain::UnverifiedTip::from_server_block(l).map(Chain::trust_tip),
                     None => Ok(Chain::empty()),
                 };
                 let result = chain.as_mut().map_err(|e| e.clone()).and_then(|ch| ch.apply(&block).map(|()| ch.clone()));

@@ -171,7 +171,7 @@ fn load(dir: &Path, rel: &str) -> Result<Value, String> {
 /// What the reference does with `block` on top of `last` (None: the empty chain).
 fn oracle_check(last: Option<&[u8]>, block: &[u8]) -> Result<Chain, confchain::Error> {
     let mut chain = match last {
-        Some(l) => Chain::from_server_block(l)?,
+        Some(l) => confchain::UnverifiedTip::from_server_block(l).map(Chain::trust_tip)?,
         None => Chain::empty(),
     };
     chain.apply(block)?;
@@ -294,7 +294,9 @@ fn chain_checks(dir: &Path, file: &str, out: &mut Vec<Check>) -> Result<(), Stri
 /// The hash of a vector's block as a peer computes it, seen through the `prev_block_hash` of the
 /// self-add block it builds on top (for peers that cannot report hashes or check blocks).
 fn hash_by_join_check(name: String, what: &str, block: Vec<u8>, hash: Vec<u8>) -> Result<Check, String> {
-    let chain = Chain::from_server_block(&block).map_err(|e| format!("{name}: {e}"))?;
+    let chain = confchain::UnverifiedTip::from_server_block(&block)
+        .map(Chain::trust_tip)
+        .map_err(|e| format!("{name}: {e}"))?;
     // Where the reference refuses to build a self-add (a call closed to joins), there is nothing to see.
     let joinable = chain.group_state().external_permissions.contains(Permissions::ADD_USERS);
     let rule = format!("§3 hash of a block (as the prev_block_hash of a self-add on it): {what}");
@@ -427,7 +429,7 @@ fn broadcasts_check(dir: &Path, out: &mut Vec<Check>) -> Result<(), String> {
             need_cap(p, "errors", "the peer does not report errors")?;
             let mut started: Vec<i64> = Vec::new();
             for block in &blocks {
-                let chain = Chain::from_server_block(block)?;
+                let chain = confchain::UnverifiedTip::from_server_block(block).map(Chain::trust_tip)?;
                 let rng_of = |uid: i64| {
                     if i64::from(chain.height()) == height {
                         nonces.iter().find(|n| n.0 == uid).map(|n| n.1.clone()).unwrap_or_default()

@@ -225,7 +225,7 @@ impl Server {
     fn chain_from(&self, server: &[u8]) -> Result<Chain, confchain::Error> {
         let bytes = self.ingest(server)?;
         if !self.has("drop-flag-bit-2") {
-            return Chain::from_server_block(&bytes);
+            return confchain::UnverifiedTip::from_server_block(&bytes).map(Chain::trust_tip);
         }
         let mut block = Block::decode_server(&bytes)?;
         let mask = |s: &mut GroupState| {
@@ -241,7 +241,7 @@ impl Server {
         if let Some(s) = &mut block.state_proof.group_state {
             mask(s);
         }
-        Chain::from_block(block)
+        confchain::UnverifiedTip::from_block(block).map(Chain::trust_tip)
     }
 
     fn handle(&mut self, op: &str, req: &Value) -> Option<Reply> {

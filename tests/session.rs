@@ -1,6 +1,7 @@
 //! The session, one scripted conversation per rule (SPEC.md §15), written as request/response
 //! transcripts against the server model, plus a property test of random deliveries.
 
+use confchain::api::ApiError;
 use confchain::server::Server;
 use confchain::session::{
     JoinFailure, Request, RequestId, Response, Session, SessionConfig, SessionEvent, SessionState, SubChain, Update,
@@ -29,7 +30,7 @@ struct Net {
 
 impl Net {
     fn new(server: Server, users: &[i64]) -> Net {
-        let sessions = users.iter().map(|u| Session::new(*u, SessionConfig::default())).collect();
+        let sessions = users.iter().map(|u| Session::new(*u, SessionConfig::default()).unwrap()).collect();
         Net { server, sessions, rng: rng(7), now: 0 }
     }
 
@@ -157,7 +158,7 @@ fn empty_tip_as_invitee_sends_the_zero_block_to_join() {
     let mut r = rng(2);
     net.s(1).create(false, 0, &mut r).unwrap();
     net.pump();
-    assert_eq!(net.events(1), vec![SessionEvent::Created]);
+    assert_eq!(net.events(1), vec![SessionEvent::Created { call: None, invite_link: None }]);
     assert_eq!(net.s(1).state(), SessionState::Idle);
     net.s(2).join(0, &mut r).unwrap();
     let (id, req) = request(net.s(2));
@@ -225,7 +226,7 @@ fn race_lost_then_won() {
 #[test]
 fn retries_are_bounded_with_growing_backoff() {
     let config = SessionConfig { max_attempts: 4, ..SessionConfig::default() };
-    let mut s = Session::new(5, config);
+    let mut s = Session::new(5, config).unwrap();
     let mut r = rng(4);
     let mut server = Server::existing();
     s.join(0, &mut r).unwrap();
@@ -255,11 +256,11 @@ fn retries_are_bounded_with_growing_backoff() {
     let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
     assert_eq!(events, vec![SessionEvent::JoinFailed { reason: JoinFailure::RetriesExhausted { attempts: 4 } }]);
     // Any other error ends the attempt at once with its reason.
-    let mut s = Session::new(5, SessionConfig::default());
+    let mut s = Session::new(5, SessionConfig::default()).unwrap();
     s.join(0, &mut r).unwrap();
     let (id, _) = request(&mut s);
     s.handle_response(id, Response::Error("GROUPCALL_INVALID".into()), 0, &mut r);
-    assert_eq!(s.poll_event(), Some(SessionEvent::JoinFailed { reason: JoinFailure::Api("GROUPCALL_INVALID".into()) }));
+    assert_eq!(s.poll_event(), Some(SessionEvent::JoinFailed { reason: JoinFailure::Api(ApiError::CallInvalid) }));
 }
 
 /// A conference of `n` members joined one after the other through the server.
@@ -339,7 +340,13 @@ fn duplicates_and_overlaps_apply_only_the_new_tail() {
         })
         .collect();
     assert_eq!(applied, vec![2, 3], "each block applied exactly once");
-    assert!(net.events(2).iter().all(|e| !matches!(e, SessionEvent::Error { .. })));
+    let faults = |e: &SessionEvent| {
+        matches!(
+            e,
+            SessionEvent::BlockRefused { .. } | SessionEvent::MessageDropped { .. } | SessionEvent::SendFailed { .. }
+        )
+    };
+    assert!(!net.events(2).iter().any(faults));
 }
 
 #[test]
@@ -359,7 +366,7 @@ fn a_full_page_is_followed_by_another_poll_at_once() {
     let _ = id;
     let config = SessionConfig { poll_limit: 2, ..SessionConfig::default() };
     let mut small = Net::new(Server::new(), &[1, 2]);
-    small.sessions[1] = Session::new(2, config);
+    small.sessions[1] = Session::new(2, config).unwrap();
     small.s(1).create(true, 0, &mut r).unwrap();
     small.pump();
     small.join(2);
@@ -395,7 +402,7 @@ fn polls_every_ten_seconds_and_reach_the_tip() {
 fn updates_during_the_join_are_kept() {
     let mut net = conference(&[1, 2]);
     let mut r = rng(8);
-    let mut carol = Session::new(3, SessionConfig::default());
+    let mut carol = Session::new(3, SessionConfig::default()).unwrap();
     carol.join(0, &mut r).unwrap();
     let (id, tip) = request(&mut carol);
     let (resp, _) = net.server.handle(3, &tip);
@@ -422,8 +429,10 @@ fn updates_during_the_join_are_kept() {
     assert_eq!(net.s(3).call().unwrap().key_fingerprint(), net.s(1).call().unwrap().key_fingerprint());
 }
 
+/// Issue 23: a refused push is never adopted. The session fetches from its own next height and
+/// applies what the server's chain holds one by one through the rules, keeping its key.
 #[test]
-fn a_refused_block_triggers_a_resync_that_keeps_the_key() {
+fn a_refused_push_refetches_from_our_own_height_and_keeps_the_key() {
     let mut net = conference(&[1, 2]);
     let mut r = rng(10);
     let key_before = net.s(2).call().unwrap().public_key();
@@ -434,13 +443,13 @@ fn a_refused_block_triggers_a_resync_that_keeps_the_key() {
     net.s(2).handle_update(blocks_update(0, &[junk], 3), 0, &mut r);
     assert_eq!(net.s(2).state(), SessionState::Resyncing);
     let events = net.events(2);
-    assert!(events.iter().any(|e| matches!(e, SessionEvent::Error { .. })), "{events:?}");
-    let (id, tip) = request(net.s(2));
-    assert_eq!(tip, Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 });
+    assert!(events.iter().any(|e| matches!(e, SessionEvent::BlockRefused { height: 2, .. })), "{events:?}");
+    let (id, poll) = request(net.s(2));
+    assert_eq!(poll, Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: 2, limit: 100 }, "our own height");
     // Meanwhile the real chain moved on.
     silent_rekey(&mut net, 1);
     silent_rekey(&mut net, 1);
-    let (resp, _) = net.server.handle(2, &tip);
+    let (resp, _) = net.server.handle(2, &poll);
     net.s(2).handle_response(id, resp, 0, &mut r);
     assert_eq!(net.s(2).state(), SessionState::Joined);
     assert_eq!(net.height(2), net.server.height());

@@ -1,0 +1,1337 @@
+//! The session: a sans-IO client of one conference call over Telegram's `phone.*` API, for the
+//! whole lifecycle (create or join, sync both sub-chains, recover, remove, prune, message, leave,
+//! rejoin).
+//!
+//! ```text
+//!          join() / create()                               leave() (from any state)
+//!  Idle ──────────────────▶ Joining ───ok───▶ Joined ──────────────────▶ Leaving ──▶ Left
+//!   ▲    tip, build, joinGroupCall;  │          │ ▲
+//!   │    CONF_WRITE_CHAIN_INVALID,   │          │ │ a pushed block refused: fetch from our own
+//!   │    transient, SSRC_DUPLICATE:  │          ▼ │ next height, apply one by one (backoff)
+//!   │    new tip, new key, backoff   │       Resyncing
+//!   │                                │          │  the server's own chain holds a refused block
+//!   │                       error    ▼          ▼
+//!   └──── join() ◀──── Failed    ChainRejected (fail closed)
+//!                                Removed   (a block removed us, GROUPCALL_FORBIDDEN; sends Leave)
+//!                                Ended     (call discarded, GROUPCALL_JOIN_MISSING / _INVALID)
+//!           every terminal state: join() rejoins with a new key (trusting the server's tip)
+//! ```
+//!
+//! Each state carries what it needs (`Phase`): a join in flight its buffered updates, a live
+//! call its [`Call`] and the sync of both sub-chains ([`sync`]), a terminal state its closed call.
+//! Leaving the live state closes the call ([`Call::close`]): encryption stops at once, in every
+//! media handle too. Requests in flight, retries and timers are one table ([`ops`]) where each
+//! entry has a deadline and belongs to a generation: a join, a leave and every terminal state
+//! start a new one, and nothing of an older one fires.
+//!
+//! Driven like quinn-proto's `Connection`: the application takes requests with
+//! [`Session::poll_request`] and performs them with its MTProto client (each [`Request`] maps to one
+//! TL method, see its docs), feeds back results with [`Session::handle_response`] and pushed updates
+//! with [`Session::handle_update`], calls [`Session::handle_timeout`] at [`Session::poll_timeout`],
+//! and reads what happened with [`Session::poll_event`]. Time (`now`, milliseconds) and randomness
+//! are passed in; nothing here touches the network or a clock. Media stays on the [`Call`]
+//! ([`Session::call_mut`], or media handles taken from it).
+//!
+//! Trust (SPEC.md §15): a join trusts the server's tip, as every first join does; from then on
+//! every block goes through the chain rules from our own verified state. A block the rules refuse
+//! is never adopted: the session refetches from its own next height, and if the server's chain
+//! itself holds the refused block it fails closed ([`SessionEvent::ChainRejected`]).
+
+mod config;
+mod events;
+mod ops;
+mod sync;
+
+use std::collections::{BTreeSet, HashSet, VecDeque};
+
+use rand_core::CryptoRngCore;
+
+use crate::api::ApiError;
+use crate::call::{Call, Event};
+use crate::chain::{build_zero_block, Chain};
+use crate::crypto::PrivateKey;
+use crate::error::{Error, ErrorKind, Result};
+use crate::wire::{Block, Broadcast, GroupParticipant, GroupState, Permissions};
+
+pub use self::config::SessionConfig;
+pub use self::events::{EndReason, JoinFailure, SendFailure, SessionEvent};
+use self::ops::{Action, InFlight, Op, Ops};
+use self::sync::{Receive, SubSync};
+pub use crate::api::{CallIdentity, CallParticipant, Request, RequestId, RequestKind, Response, SubChain, Update};
+
+/// The session's state (see the module diagram); [`Session::state`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionState {
+    /// Not in a call (new, or after a create without join).
+    Idle,
+    /// Creating or joining: requests in flight.
+    Joining,
+    /// In the call.
+    Joined,
+    /// In the call, recovering from a refused pushed block: fetching the blocks from our own next
+    /// height and applying them one by one (the call keeps its verified state meanwhile).
+    Resyncing,
+    /// Removed from the call (by a block, or `GROUPCALL_FORBIDDEN`); the call is closed.
+    Removed,
+    /// Leaving (the request is in flight); the call is closed.
+    Leaving,
+    /// Left.
+    Left,
+    /// The last join failed; [`Session::join`] tries again.
+    Failed,
+    /// Failed closed: the server's chain holds a block our rules refuse; the call is closed.
+    ChainRejected,
+    /// The call ended (discarded, or the server lost our participant or the call); closed.
+    Ended,
+}
+
+/// What a session holds, in counts ([`Session::footprint`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Requests sent and not answered (nor past their deadline).
+    pub requests_in_flight: usize,
+    /// Requests not taken by the application yet.
+    pub queued_requests: usize,
+    /// Scheduled actions (retries, join attempts, pruning).
+    pub retries: usize,
+    /// Updates kept while joining (at most `max_buffered_updates`).
+    pub buffered_updates: usize,
+    /// Blocks held beyond a gap, both sub-chains together (at most `max_buffered_updates` each).
+    pub early_blocks: usize,
+    /// Bytes of the buffered updates and held blocks (at most `max_buffered_bytes` for the
+    /// buffered updates and for each sub-chain).
+    pub held_bytes: usize,
+    /// Message ids remembered for deduplication.
+    pub remembered_messages: usize,
+    /// Events not taken by the application yet.
+    pub events: usize,
+}
+
+/// Where blocks came from: a refused block from the server's own chain (a poll, a join answer)
+/// ends trust; a refused push only starts a refetch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Push,
+    Server,
+}
+
+/// A join in flight, with what arrived meanwhile.
+#[derive(Debug, Default)]
+struct Joining {
+    buffered: VecDeque<Update>,
+    buffered_bytes: usize,
+}
+
+/// In the call.
+struct Live {
+    call: Call,
+    blocks: SubSync,
+    broadcasts: SubSync,
+    /// Recovering from a refused push (state `Resyncing`).
+    resyncing: bool,
+    /// The height whose verification words were last announced.
+    announced_height: Option<i32>,
+    verified_height: Option<i32>,
+    /// Users that left the media call, to prune (bounded, deduplicated).
+    prune: BTreeSet<i64>,
+    prune_scheduled: bool,
+}
+
+impl Live {
+    fn sync(&mut self, sub: SubChain) -> &mut SubSync {
+        match sub {
+            SubChain::Blocks => &mut self.blocks,
+            SubChain::Broadcasts => &mut self.broadcasts,
+        }
+    }
+
+    fn sync_ref(&self, sub: SubChain) -> &SubSync {
+        match sub {
+            SubChain::Blocks => &self.blocks,
+            SubChain::Broadcasts => &self.broadcasts,
+        }
+    }
+}
+
+/// The state with its data.
+enum Phase {
+    Idle,
+    Joining(Joining),
+    Live(Box<Live>),
+    Removed(Box<Call>),
+    Leaving,
+    Left,
+    Failed,
+    ChainRejected(Box<Call>),
+    Ended(Option<Box<Call>>),
+}
+
+/// Most users waiting to be pruned.
+const MAX_PRUNE: usize = 1_024;
+
+/// A sans-IO client of one conference call (see the module docs).
+///
+/// ```
+/// use confchain::session::{Request, Response, Session, SessionConfig, SessionEvent, SessionState, Update};
+/// # use rand_core::SeedableRng;
+/// # let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+/// let mut s = Session::new(7, SessionConfig::default())?;
+/// s.join(0, &mut rng)?;
+/// // First the tip: getGroupCallChainBlocks(sub_chain 0, offset -1, limit 1).
+/// let (id, req) = s.poll_request().unwrap();
+/// assert!(matches!(req, Request::GetChainBlocks { offset: -1, limit: 1, .. }));
+/// // An empty chain: the first joiner sends a zero block to joinGroupCall (never a new conference).
+/// s.handle_response(id, Response::Ok(vec![Update::ChainBlocks { sub_chain_id: 0, blocks: vec![], next_offset: 0 }]), 0, &mut rng);
+/// let (id, req) = s.poll_request().unwrap();
+/// let Request::Join { block, .. } = req else { panic!("a join") };
+/// // The server accepts it and returns it in server form, with the (empty) broadcast sub-chain.
+/// let updates = vec![
+///     Update::ChainBlocks { sub_chain_id: 0, blocks: vec![block.to_server_form()], next_offset: 1 },
+///     Update::ChainBlocks { sub_chain_id: 1, blocks: vec![], next_offset: 0 },
+/// ];
+/// s.handle_response(id, Response::Ok(updates), 10, &mut rng);
+/// assert_eq!(s.state(), SessionState::Joined);
+/// assert!(std::iter::from_fn(|| s.poll_event()).any(|e| e == SessionEvent::Joined { height: 0 }));
+/// # Ok::<(), confchain::Error>(())
+/// ```
+pub struct Session {
+    user_id: i64,
+    config: SessionConfig,
+    phase: Phase,
+    /// Bumped by a join, a create, a leave and every terminal state: what belongs to an older
+    /// generation never fires.
+    generation: u64,
+    next_id: RequestId,
+    outgoing: VecDeque<(RequestId, Request)>,
+    ops: Ops,
+    events: VecDeque<SessionEvent>,
+    seen_messages: HashSet<(i64, i64)>,
+    seen_order: VecDeque<(i64, i64)>,
+    participants: Vec<i64>,
+    identity: Option<CallIdentity>,
+    invite_link: Option<String>,
+    /// The latest time any entry point was given (requests queued by methods without `now`
+    /// take their deadline from it).
+    now: u64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("user_id", &self.user_id)
+            .field("state", &self.state())
+            .field("height", &self.call().map(Call::height))
+            .field("offsets", &[self.next_offset(SubChain::Blocks), self.next_offset(SubChain::Broadcasts)])
+            .finish_non_exhaustive()
+    }
+}
+
+/// Extracts `"random_id"` (a JSON string or number holding an int64) from a `groupCallMessage`.
+/// A deliberately small scanner: confchain has no JSON dependency, and only this field matters.
+fn random_id(json: &str) -> Option<i64> {
+    let at = json.find("\"random_id\"")?;
+    let rest = json.get(at.saturating_add(11)..)?.trim_start();
+    let rest = rest.strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"').unwrap_or(rest);
+    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '-')).unwrap_or(rest.len());
+    rest.get(..end)?.parse().ok()
+}
+
+fn not_in_call() -> Error {
+    Error::new(ErrorKind::InvalidInput, "not in the call")
+}
+
+/// The bytes an update holds (for the bound on buffered updates).
+fn update_bytes(u: &Update) -> usize {
+    match u {
+        Update::ChainBlocks { blocks, .. } => blocks.iter().map(Vec::len).sum(),
+        Update::EncryptedMessage { encrypted_message, .. } => encrypted_message.len(),
+        Update::GroupCall { invite_link, .. } => invite_link.as_ref().map_or(0, String::len),
+        Update::Participants { participants } => participants.len().saturating_mul(16),
+    }
+}
+
+impl Session {
+    /// A session for `user_id`, not in any call yet. Fails with [`ErrorKind::InvalidInput`] when
+    /// a field of `config` is out of its range ([`SessionConfig::validate`]).
+    pub fn new(user_id: i64, config: SessionConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Session {
+            user_id,
+            config,
+            phase: Phase::Idle,
+            generation: 0,
+            next_id: 1,
+            outgoing: VecDeque::new(),
+            ops: Ops::default(),
+            events: VecDeque::new(),
+            seen_messages: HashSet::new(),
+            seen_order: VecDeque::new(),
+            participants: Vec::new(),
+            identity: None,
+            invite_link: None,
+            now: 0,
+        })
+    }
+
+    // ---- the application's side ----
+
+    /// Creates a new conference (`createConferenceCall`). With `join`, our zero block goes with it
+    /// and the response starts the call; without, the chain stays empty and whoever joins first
+    /// (us included, with [`Session::join`]) sends the zero block to `joinGroupCall`.
+    pub fn create(&mut self, join: bool, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
+        self.tick(now);
+        self.check_can_join()?;
+        self.new_generation();
+        self.phase = Phase::Joining(Joining::default());
+        if !join {
+            self.send(Request::CreateConference { public_key: None, block: None }, Op::CreateOnly);
+            return Ok(());
+        }
+        self.start_join_attempt(0, true, rng);
+        Ok(())
+    }
+
+    /// Joins the existing call (or rejoins after a removal, a failure, an end, leaving or failing
+    /// closed), always with a new key: fetches the tip, then sends a zero block (empty chain) or a
+    /// self-add block to `joinGroupCall`, retrying with a new tip on `CONF_WRITE_CHAIN_INVALID`.
+    ///
+    /// **A join trusts the server's tip**, as every first join does (tdlib's too): the last block
+    /// cannot be checked against a chain we never followed. From the join on, every block is
+    /// checked by the chain rules. After [`SessionEvent::ChainRejected`], calling `join` is the
+    /// application's explicit decision to trust the server's chain again.
+    pub fn join(&mut self, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
+        self.tick(now);
+        self.check_can_join()?;
+        self.new_generation();
+        self.phase = Phase::Joining(Joining::default());
+        self.start_join_attempt(0, false, rng);
+        Ok(())
+    }
+
+    /// Leaves the call (`leaveGroupCall`), from any state: the call is closed at once, whatever
+    /// was scheduled or queued is dropped (a join still in flight that the server accepts later
+    /// is answered with another `leaveGroupCall`). No block is sent: the others prune us.
+    pub fn leave(&mut self, now: u64) {
+        self.tick(now);
+        if matches!(self.phase, Phase::Leaving | Phase::Left) {
+            return;
+        }
+        self.close_call();
+        self.new_generation();
+        self.phase = Phase::Leaving;
+        self.send(Request::Leave, Op::Leave { then_left: true });
+    }
+
+    /// Removes participants (`deleteConferenceCallParticipants`): `kick` bans them, otherwise they
+    /// are users who already left. Users not in the chain are skipped; if none is left and this is
+    /// not a ban, nothing is sent. Rebuilt on `CONF_WRITE_CHAIN_INVALID` (bounded, after the newer
+    /// block arrived).
+    pub fn remove(&mut self, user_ids: &[i64], kick: bool, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
+        self.tick(now);
+        if self.state() != SessionState::Joined {
+            return Err(not_in_call());
+        }
+        if user_ids.contains(&self.user_id) {
+            return Err(Error::new(ErrorKind::InvalidInput, "to remove ourselves, leave"));
+        }
+        self.send_removal(user_ids.to_vec(), kick, 0, rng)
+    }
+
+    /// Re-keys the group, or gives `user_id` new permissions (`Some((user_id, permissions))`):
+    /// a block with the same members and a fresh key. The API has no method of its own for this;
+    /// the block travels in `deleteConferenceCallParticipants` with no ids (*inferred* to be
+    /// accepted like any block that extends the chain). Not retried on a lost race: a newer block
+    /// re-keys anyway.
+    pub fn rekey(&mut self, permissions: Option<(i64, Permissions)>, rng: &mut impl CryptoRngCore) -> Result<()> {
+        if self.state() != SessionState::Joined {
+            return Err(not_in_call());
+        }
+        let call = self.live_call().ok_or_else(not_in_call)?;
+        let block = match permissions {
+            None => call.build_rekey(rng)?,
+            Some((user_id, p)) => call.build_set_permissions(user_id, p, rng)?,
+        };
+        let request = ops::delete_request(Vec::new(), block, false);
+        self.send(request, Op::Delete { user_ids: Vec::new(), kick: false, attempt: 0, rebuild: false });
+        Ok(())
+    }
+
+    /// Sends a `groupCallMessage` (JSON text) with `sendGroupCallEncryptedMessage`.
+    pub fn send_message(&mut self, json: &str, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
+        self.tick(now);
+        if json.len() > self.config.max_message_bytes {
+            return Err(Error::new(ErrorKind::LimitExceeded, "message too large"));
+        }
+        let Phase::Live(live) = &mut self.phase else { return Err(not_in_call()) };
+        let encrypted = live.call.encrypt_message(json, now, rng)?;
+        let request = Request::SendEncryptedMessage { encrypted_message: encrypted.clone() };
+        self.send(request, Op::Message { encrypted, attempt: 0 });
+        Ok(())
+    }
+
+    /// Counts of what the session holds (to check that memory stays bounded).
+    pub fn footprint(&self) -> Footprint {
+        let (buffered_updates, buffered_bytes) = match &self.phase {
+            Phase::Joining(j) => (j.buffered.len(), j.buffered_bytes),
+            _ => (0, 0),
+        };
+        let (held, held_bytes) = match &self.phase {
+            Phase::Live(l) => {
+                let (a, b) = (l.blocks.held(), l.broadcasts.held());
+                (a.0.saturating_add(b.0), a.1.saturating_add(b.1))
+            }
+            _ => (0, 0),
+        };
+        Footprint {
+            requests_in_flight: self.ops.in_flight.len(),
+            queued_requests: self.outgoing.len(),
+            retries: self.ops.timers.len(),
+            buffered_updates,
+            early_blocks: held,
+            held_bytes: held_bytes.saturating_add(buffered_bytes),
+            remembered_messages: self.seen_order.len(),
+            events: self.events.len(),
+        }
+    }
+
+    /// The next request to send, with its id (pass the id back with the response).
+    pub fn poll_request(&mut self) -> Option<(RequestId, Request)> {
+        self.outgoing.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next instant [`Session::handle_timeout`] has work: polls, retries, request deadlines,
+    /// epoch expiry.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let ops = self.ops.next_deadline(self.generation);
+        let (polls, call) = match &self.phase {
+            Phase::Live(l) => {
+                let flood = self.ops.flood_until(RequestKind::GetChainBlocks);
+                let at = |s: &SubSync| s.poll_at.filter(|_| s.poll_in_flight.is_none()).map(|t| t.max(flood));
+                (at(&l.blocks).into_iter().chain(at(&l.broadcasts)).min(), l.call.poll_timeout())
+            }
+            _ => (None, None),
+        };
+        [ops, polls, call].into_iter().flatten().min()
+    }
+
+    /// Runs what is due at `now`: request deadlines (as `TIMEOUT`), polls, retries, epoch expiry.
+    pub fn handle_timeout(&mut self, now: u64, rng: &mut impl CryptoRngCore) {
+        self.tick(now);
+        if let Phase::Live(live) = &mut self.phase {
+            live.call.handle_timeout(now);
+        }
+        self.drain_call_events();
+        for (id, f) in self.ops.take_expired(now) {
+            self.handle_outcome(id, f, Response::Error("TIMEOUT".into()), rng);
+        }
+        for action in self.ops.take_due(now, self.generation) {
+            self.run_action(action, rng);
+        }
+        self.fire_polls();
+    }
+
+    /// Takes the outcome of request `id`. Unknown ids (answered already, past their deadline, or
+    /// of a generation since ended) are ignored.
+    pub fn handle_response(&mut self, id: RequestId, response: Response, now: u64, rng: &mut impl CryptoRngCore) {
+        self.tick(now);
+        let Some(f) = self.ops.in_flight.remove(&id) else { return };
+        self.handle_outcome(id, f, response, rng);
+        self.fire_polls();
+    }
+
+    /// Takes a pushed update. Updates arriving while a join is in flight are kept (bounded by
+    /// entries and bytes) and processed once the join completes; `updateGroupCall` is taken at
+    /// once in every state.
+    pub fn handle_update(&mut self, update: Update, now: u64, rng: &mut impl CryptoRngCore) {
+        self.tick(now);
+        match &mut self.phase {
+            Phase::Joining(j) if !matches!(update, Update::GroupCall { .. }) => {
+                let bytes = update_bytes(&update);
+                let fits = j.buffered.len() < self.config.max_buffered_updates
+                    && j.buffered_bytes.saturating_add(bytes) <= self.config.max_buffered_bytes;
+                if fits {
+                    j.buffered_bytes = j.buffered_bytes.saturating_add(bytes);
+                    j.buffered.push_back(update);
+                }
+            }
+            _ => self.process_updates(vec![update], Source::Push, rng),
+        }
+        self.fire_polls();
+    }
+
+    // ---- reading ----
+
+    /// The session's state.
+    pub fn state(&self) -> SessionState {
+        match &self.phase {
+            Phase::Idle => SessionState::Idle,
+            Phase::Joining(_) => SessionState::Joining,
+            Phase::Live(l) if l.resyncing => SessionState::Resyncing,
+            Phase::Live(_) => SessionState::Joined,
+            Phase::Removed(_) => SessionState::Removed,
+            Phase::Leaving => SessionState::Leaving,
+            Phase::Left => SessionState::Left,
+            Phase::Failed => SessionState::Failed,
+            Phase::ChainRejected(_) => SessionState::ChainRejected,
+            Phase::Ended(_) => SessionState::Ended,
+        }
+    }
+
+    /// Our user id.
+    pub fn user_id(&self) -> i64 {
+        self.user_id
+    }
+
+    /// The call: live once joined; after a removal, an end or failing closed, the closed call
+    /// (every encrypt and decrypt refuses, see [`Call::is_closed`]).
+    pub fn call(&self) -> Option<&Call> {
+        match &self.phase {
+            Phase::Live(l) => Some(&l.call),
+            Phase::Removed(c) | Phase::ChainRejected(c) | Phase::Ended(Some(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The call, mutably (media encryption and decryption).
+    pub fn call_mut(&mut self) -> Option<&mut Call> {
+        match &mut self.phase {
+            Phase::Live(l) => Some(&mut l.call),
+            Phase::Removed(c) | Phase::ChainRejected(c) | Phase::Ended(Some(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The call's identity (`inputGroupCall(id, access_hash)`), once an `updateGroupCall` told it.
+    pub fn call_identity(&self) -> Option<CallIdentity> {
+        self.identity
+    }
+
+    /// The call's invite link, once an `updateGroupCall` told it.
+    pub fn invite_link(&self) -> Option<&str> {
+        self.invite_link.as_deref()
+    }
+
+    /// The next offset expected on a sub-chain, once known (in the call only).
+    pub fn next_offset(&self, sub: SubChain) -> Option<i32> {
+        match &self.phase {
+            Phase::Live(l) => l.sync_ref(sub).next(),
+            _ => None,
+        }
+    }
+
+    /// Requests sent and not answered yet.
+    pub fn requests_in_flight(&self) -> usize {
+        self.ops.in_flight.len()
+    }
+
+    // ---- plumbing ----
+
+    fn tick(&mut self, now: u64) {
+        self.now = self.now.max(now);
+    }
+
+    fn live_call(&self) -> Option<&Call> {
+        match &self.phase {
+            Phase::Live(l) => Some(&l.call),
+            _ => None,
+        }
+    }
+
+    /// Starts a new generation: timers of the old one die, queued requests (except leaves) are
+    /// dropped before the application sends them.
+    fn new_generation(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        self.ops.drop_stale_timers(self.generation);
+        let ops = &mut self.ops;
+        self.outgoing.retain(|(id, r)| {
+            let keep = matches!(r, Request::Leave);
+            if !keep {
+                ops.in_flight.remove(id);
+            }
+            keep
+        });
+    }
+
+    /// Closes the live call, if any, and returns it.
+    fn close_call(&mut self) -> Option<Box<Call>> {
+        let phase = std::mem::replace(&mut self.phase, Phase::Idle);
+        let call = match phase {
+            Phase::Live(live) => Some(Box::new(live.call)),
+            Phase::Removed(c) | Phase::ChainRejected(c) | Phase::Ended(Some(c)) => Some(c),
+            other => {
+                self.phase = other;
+                return None;
+            }
+        };
+        call.map(|mut c| {
+            c.close();
+            c
+        })
+    }
+
+    /// Queues a request with its deadline, or defers it to the end of its kind's flood wait.
+    fn send(&mut self, request: Request, op: Op) -> Option<RequestId> {
+        let wait = self.ops.flood_until(request.kind());
+        if wait > self.now {
+            self.ops.schedule(wait, self.generation, Action::Resend { request, op });
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let deadline = self.now.saturating_add(self.config.request_timeout_ms);
+        self.ops.in_flight.insert(id, InFlight { op, generation: self.generation, deadline });
+        self.outgoing.push_back((id, request));
+        Some(id)
+    }
+
+    fn backoff(&self, attempt: u32) -> u64 {
+        let factor = 1u64.checked_shl(attempt.min(20)).unwrap_or(u64::MAX);
+        self.config.backoff_ms.saturating_mul(factor).min(self.config.max_backoff_ms)
+    }
+
+    /// The flood wait in ms, or `None` when it is longer than the maximum.
+    fn flood_ms(&self, seconds: u32) -> Option<u64> {
+        (seconds <= self.config.max_flood_wait_s).then(|| u64::from(seconds).saturating_mul(1_000))
+    }
+
+    fn run_action(&mut self, action: Action, rng: &mut impl CryptoRngCore) {
+        match action {
+            Action::JoinAttempt { attempt, create } => {
+                if matches!(self.phase, Phase::Joining(_)) {
+                    self.start_join_attempt(attempt, create, rng);
+                }
+            }
+            Action::Resend { request, op } => self.resend(request, op),
+            Action::Remove { user_ids, kick, attempt } => {
+                if let Err(e) = self.send_removal(user_ids, kick, attempt, rng) {
+                    self.send_failed(RequestKind::DeleteParticipants, SendFailure::Local(e));
+                }
+            }
+            Action::Prune => self.prune(rng),
+        }
+    }
+
+    /// Sends again what a backoff or a flood wait deferred, if it still makes sense.
+    fn resend(&mut self, request: Request, op: Op) {
+        let live = self.live_call().is_some_and(|c| !c.is_closed());
+        let ok = match &op {
+            Op::JoinTip { .. } | Op::Join { .. } | Op::CreateOnly => matches!(self.phase, Phase::Joining(_)),
+            Op::Poll { sub } => {
+                // A poll goes through the poll schedule instead.
+                if let Phase::Live(l) = &mut self.phase {
+                    l.sync(*sub).poll_at = Some(self.now);
+                }
+                false
+            }
+            Op::Broadcast { block, .. } => live && self.broadcast_is_current(block),
+            Op::Message { .. } | Op::Delete { .. } => live,
+            Op::Leave { .. } => true,
+        };
+        if ok {
+            self.send(request, op);
+        }
+    }
+
+    fn send_failed(&mut self, kind: RequestKind, reason: SendFailure) {
+        self.events.push_back(SessionEvent::SendFailed { kind, reason });
+    }
+
+    // ---- outcomes ----
+
+    fn handle_outcome(&mut self, _id: RequestId, f: InFlight, response: Response, rng: &mut impl CryptoRngCore) {
+        if f.generation != self.generation {
+            // A join the server accepted after we left: leave again, so no ghost member stays.
+            let ghost = matches!(f.op, Op::Join { .. })
+                && matches!(response, Response::Ok(_))
+                && matches!(self.phase, Phase::Leaving | Phase::Left);
+            if ghost {
+                self.send(Request::Leave, Op::Leave { then_left: false });
+            }
+            return;
+        }
+        let now = self.now;
+        match (f.op, response) {
+            (Op::JoinTip { attempt }, Response::Ok(updates)) => self.on_join_tip(attempt, updates, rng),
+            (Op::Join { key, height, .. }, Response::Ok(updates)) => self.on_joined(*key, height, updates, rng),
+            (Op::JoinTip { attempt }, Response::Error(e)) => {
+                self.on_join_error(attempt, false, RequestKind::GetChainBlocks, ApiError::parse(&e))
+            }
+            (Op::Join { attempt, create, .. }, Response::Error(e)) => {
+                let kind = if create { RequestKind::CreateConference } else { RequestKind::Join };
+                self.on_join_error(attempt, create, kind, ApiError::parse(&e))
+            }
+            (Op::CreateOnly, Response::Ok(updates)) => {
+                self.process_updates(updates, Source::Server, rng);
+                self.phase = Phase::Idle;
+                let (call, invite_link) = (self.identity, self.invite_link.clone());
+                self.events.push_back(SessionEvent::Created { call, invite_link });
+            }
+            (Op::CreateOnly, Response::Error(e)) => self.fail_join(JoinFailure::Api(ApiError::parse(&e))),
+            (Op::Poll { sub }, response) => self.on_poll(sub, response, rng),
+            (Op::Broadcast { block, attempt }, Response::Ok(updates)) => {
+                let _ = (block, attempt);
+                self.process_updates(updates, Source::Push, rng);
+            }
+            (Op::Broadcast { block, attempt }, Response::Error(e)) => {
+                let request = Request::SendBroadcast { block: block.clone() };
+                self.on_send_error(request, Op::Broadcast { block, attempt: attempt.saturating_add(1) }, attempt, &e);
+            }
+            (Op::Message { .. }, Response::Ok(updates)) => self.process_updates(updates, Source::Push, rng),
+            (Op::Message { encrypted, attempt }, Response::Error(e)) => {
+                let request = Request::SendEncryptedMessage { encrypted_message: encrypted.clone() };
+                let op = Op::Message { encrypted, attempt: attempt.saturating_add(1) };
+                self.on_send_error(request, op, attempt, &e);
+            }
+            (Op::Delete { .. }, Response::Ok(updates)) => self.process_updates(updates, Source::Push, rng),
+            (Op::Delete { user_ids, kick, attempt, rebuild }, Response::Error(e)) => {
+                let error = ApiError::parse(&e);
+                if self.on_fatal(&error) {
+                    return;
+                }
+                let next = attempt.saturating_add(1);
+                let retry = rebuild && next < self.config.max_attempts;
+                match error {
+                    ApiError::FloodWait { seconds } if retry => match self.flood_ms(seconds) {
+                        Some(ms) => {
+                            self.ops.set_flood(RequestKind::DeleteParticipants, now.saturating_add(ms));
+                            let action = Action::Remove { user_ids, kick, attempt: next };
+                            self.ops.schedule(now.saturating_add(ms), self.generation, action);
+                        }
+                        None => self.send_failed(RequestKind::DeleteParticipants, SendFailure::Api(error)),
+                    },
+                    ApiError::ChainRace | ApiError::Transient(_) if retry => {
+                        // Someone else's block won: fetch it, rebuild once it is applied.
+                        self.schedule_poll(SubChain::Blocks, now);
+                        let at = now.saturating_add(self.backoff(attempt));
+                        self.ops.schedule(at, self.generation, Action::Remove { user_ids, kick, attempt: next });
+                    }
+                    error => self.send_failed(RequestKind::DeleteParticipants, SendFailure::Api(error)),
+                }
+            }
+            (Op::Leave { then_left }, _) => {
+                if then_left && matches!(self.phase, Phase::Leaving) {
+                    self.phase = Phase::Left;
+                    self.events.push_back(SessionEvent::Left);
+                }
+            }
+        }
+        self.after_batch();
+    }
+
+    /// Errors that take us out of the call, from any request of the live call. Whether it was one.
+    fn on_fatal(&mut self, error: &ApiError) -> bool {
+        match error {
+            ApiError::Forbidden => self.removed(None),
+            ApiError::JoinMissing => self.end(EndReason::JoinMissing),
+            ApiError::CallInvalid => self.end(EndReason::CallInvalid),
+            _ => return false,
+        }
+        true
+    }
+
+    /// A broadcast or message send failed: retry (bounded) after a backoff or the flood wait.
+    fn on_send_error(&mut self, request: Request, op: Op, attempt: u32, e: &str) {
+        let error = ApiError::parse(e);
+        if self.on_fatal(&error) {
+            return;
+        }
+        let kind = request.kind();
+        let can_retry = attempt.saturating_add(1) < self.config.max_send_attempts;
+        let now = self.now;
+        match error {
+            ApiError::FloodWait { seconds } if can_retry => match self.flood_ms(seconds) {
+                Some(ms) => {
+                    self.ops.set_flood(kind, now.saturating_add(ms));
+                    self.ops.schedule(now.saturating_add(ms), self.generation, Action::Resend { request, op });
+                }
+                None => self.send_failed(kind, SendFailure::Api(error)),
+            },
+            ApiError::Transient(_) if can_retry => {
+                let at = now.saturating_add(self.backoff(attempt));
+                self.ops.schedule(at, self.generation, Action::Resend { request, op });
+            }
+            error => self.send_failed(kind, SendFailure::Api(error)),
+        }
+    }
+
+    // ---- join ----
+
+    fn check_can_join(&self) -> Result<()> {
+        match self.phase {
+            Phase::Idle
+            | Phase::Removed(_)
+            | Phase::Left
+            | Phase::Failed
+            | Phase::ChainRejected(_)
+            | Phase::Ended(_) => Ok(()),
+            _ => Err(Error::new(ErrorKind::InvalidInput, "already joining, in the call or leaving")),
+        }
+    }
+
+    fn me(&self, key: &PrivateKey) -> GroupParticipant {
+        GroupParticipant {
+            user_id: self.user_id,
+            public_key: key.public_key(),
+            flags: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
+            version: 0,
+        }
+    }
+
+    fn start_join_attempt(&mut self, attempt: u32, create: bool, rng: &mut impl CryptoRngCore) {
+        if !create {
+            let request = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 };
+            self.send(request, Op::JoinTip { attempt });
+            return;
+        }
+        let key = PrivateKey::generate(rng);
+        let state = GroupState {
+            participants: vec![self.me(&key)],
+            external_permissions: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
+        };
+        match build_zero_block(state, &key, rng) {
+            Ok(block) => {
+                let public_key = Some(key.public_key());
+                let op = Op::Join { attempt, key: Box::new(key), height: 0, create: true };
+                self.send(Request::CreateConference { public_key, block: Some(block) }, op);
+            }
+            Err(e) => self.fail_join(JoinFailure::InvalidResponse(e.to_string())),
+        }
+    }
+
+    fn on_join_tip(&mut self, attempt: u32, updates: Vec<Update>, rng: &mut impl CryptoRngCore) {
+        let mut tip = None;
+        let mut rest = Vec::new();
+        for u in updates {
+            match u {
+                Update::ChainBlocks { sub_chain_id: 0, blocks, .. } if tip.is_none() => tip = Some(blocks),
+                other => rest.push(other),
+            }
+        }
+        for u in rest {
+            self.handle_update(u, self.now, rng);
+        }
+        let Some(blocks) = tip else {
+            return self.fail_join(JoinFailure::InvalidResponse("no sub-chain 0 in the tip response".into()));
+        };
+        // A fresh key per attempt: a key is never reused (replay windows are keyed by key).
+        let key = PrivateKey::generate(rng);
+        let block = match blocks.last() {
+            // The chain is empty: the first joiner sends the zero block to joinGroupCall of THIS
+            // call (never createConferenceCall, which would make a second conference).
+            None => {
+                let state = GroupState {
+                    participants: vec![self.me(&key)],
+                    external_permissions: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
+                };
+                build_zero_block(state, &key, rng)
+            }
+            // The join's trust on first use: the tip is the server's word.
+            Some(last) => Chain::from_server_block(last).and_then(|c| c.build_self_add(self.me(&key), &key, rng)),
+        };
+        let built = block.and_then(|b| b.decode().map(|d| (d.height, b)));
+        match built {
+            Ok((height, block)) => {
+                let public_key = key.public_key();
+                let op = Op::Join { attempt, key: Box::new(key), height, create: false };
+                self.send(Request::Join { public_key, block }, op);
+            }
+            Err(e) => self.fail_join(JoinFailure::InvalidResponse(format!("cannot build on the tip: {e}"))),
+        }
+    }
+
+    fn on_join_error(&mut self, attempt: u32, create: bool, kind: RequestKind, error: ApiError) {
+        match error {
+            ApiError::FloodWait { seconds } => match self.flood_ms(seconds) {
+                Some(ms) => {
+                    let until = self.now.saturating_add(ms);
+                    self.ops.set_flood(kind, until);
+                    self.retry_join(attempt, create, Some(ms));
+                }
+                None => self.fail_join(JoinFailure::FloodWait { seconds }),
+            },
+            // createConferenceCall is never retried on anything else: a lost response may hide
+            // a created conference, and a second create would make a second one.
+            error if create => self.fail_join(JoinFailure::Api(error)),
+            ApiError::ChainRace | ApiError::Transient(_) | ApiError::SsrcDuplicate => {
+                self.retry_join(attempt, create, None)
+            }
+            error => self.fail_join(JoinFailure::Api(error)),
+        }
+    }
+
+    fn retry_join(&mut self, attempt: u32, create: bool, delay: Option<u64>) {
+        let next = attempt.saturating_add(1);
+        if next >= self.config.max_attempts {
+            return self.fail_join(JoinFailure::RetriesExhausted { attempts: next });
+        }
+        let at = self.now.saturating_add(delay.unwrap_or_else(|| self.backoff(attempt)));
+        self.ops.schedule(at, self.generation, Action::JoinAttempt { attempt: next, create });
+    }
+
+    fn fail_join(&mut self, reason: JoinFailure) {
+        self.new_generation();
+        self.phase = Phase::Failed;
+        self.events.push_back(SessionEvent::JoinFailed { reason });
+    }
+
+    /// The join (or create-with-join) response: sub-chain 0 holds our own block (at the height
+    /// we built it for), possibly followed by later blocks; broadcasts may come along.
+    fn on_joined(&mut self, key: PrivateKey, height: i32, updates: Vec<Update>, rng: &mut impl CryptoRngCore) {
+        let mut chain = None;
+        let mut rest = Vec::new();
+        for u in updates {
+            match u {
+                Update::ChainBlocks { sub_chain_id: 0, blocks, next_offset } if chain.is_none() => {
+                    chain = Some((blocks, next_offset))
+                }
+                other => rest.push(other),
+            }
+        }
+        let Some((blocks, next_offset)) = chain else {
+            return self.fail_join(JoinFailure::InvalidResponse("no sub-chain 0 in the join response".into()));
+        };
+        let ours = blocks.iter().position(|b| Block::decode_server(b).is_ok_and(|d| d.height == height));
+        let Some((index, ours)) = ours.and_then(|i| Some((i, blocks.get(i)?))) else {
+            return self.fail_join(JoinFailure::InvalidResponse("the join response does not hold our block".into()));
+        };
+        let first = next_offset.saturating_sub(i32::try_from(blocks.len()).unwrap_or(i32::MAX));
+        let our_offset = first.saturating_add(i32::try_from(index).unwrap_or(i32::MAX));
+        if our_offset < 0 {
+            return self.fail_join(JoinFailure::InvalidResponse("negative offsets in the join response".into()));
+        }
+        let call = match Call::new(self.user_id, key, ours, rng) {
+            Ok(c) => c,
+            Err(e) => return self.fail_join(JoinFailure::InvalidResponse(format!("our block: {e}"))),
+        };
+        let buffered = match std::mem::replace(&mut self.phase, Phase::Idle) {
+            Phase::Joining(j) => j.buffered,
+            _ => VecDeque::new(),
+        };
+        let (max_blocks, max_bytes) = (self.config.max_buffered_updates, self.config.max_buffered_bytes);
+        let mut live = Live {
+            call,
+            blocks: SubSync::new(max_blocks, max_bytes),
+            broadcasts: SubSync::new(max_blocks, max_bytes),
+            resyncing: false,
+            announced_height: None,
+            verified_height: None,
+            prune: BTreeSet::new(),
+            prune_scheduled: false,
+        };
+        live.blocks.set_next(our_offset.saturating_add(1));
+        live.blocks.poll_at = Some(self.now.saturating_add(self.config.poll_interval_ms));
+        // The broadcast sub-chain's offset is learnt by a poll at -1 unless the response has it.
+        live.broadcasts.poll_at = Some(self.now);
+        self.phase = Phase::Live(Box::new(live));
+        // The rest of sub-chain 0 is the server's chain: through the rules (offsets filter ours).
+        let mut server = vec![Update::ChainBlocks { sub_chain_id: 0, blocks, next_offset }];
+        server.extend(rest);
+        self.process_updates(server, Source::Server, rng);
+        self.process_updates(buffered.into(), Source::Push, rng);
+        if let Phase::Live(l) = &mut self.phase {
+            if l.broadcasts.next().is_some() {
+                l.broadcasts.poll_at = Some(self.now.saturating_add(self.config.poll_interval_ms));
+            }
+            let height = l.call.height();
+            self.events.push_back(SessionEvent::Joined { height });
+        }
+    }
+
+    // ---- sync ----
+
+    fn process_updates(&mut self, updates: Vec<Update>, source: Source, rng: &mut impl CryptoRngCore) {
+        for u in updates {
+            match u {
+                Update::ChainBlocks { sub_chain_id, blocks, next_offset } => {
+                    if let Some(sub) = SubChain::from_id(sub_chain_id) {
+                        self.chain_blocks(sub, blocks, next_offset, source, rng);
+                    }
+                }
+                Update::EncryptedMessage { from, encrypted_message } => self.message(from, &encrypted_message),
+                Update::GroupCall { call, discarded, invite_link } => {
+                    if self.identity != Some(call) || (invite_link.is_some() && self.invite_link != invite_link) {
+                        self.identity = Some(call);
+                        if invite_link.is_some() {
+                            self.invite_link = invite_link.clone();
+                        }
+                        self.events.push_back(SessionEvent::CallIdentity { call, invite_link });
+                    }
+                    if discarded {
+                        self.end(EndReason::Discarded);
+                    }
+                }
+                Update::Participants { participants } => self.note_participants(&participants, rng),
+            }
+        }
+        self.after_batch();
+    }
+
+    /// One `updateGroupCallChainBlocks`: applies what extends our chain, holds what lies beyond a
+    /// gap, and schedules the poll that fills a gap (with a growing delay).
+    fn chain_blocks(
+        &mut self,
+        sub: SubChain,
+        blocks: Vec<Vec<u8>>,
+        next_offset: i32,
+        source: Source,
+        rng: &mut impl CryptoRngCore,
+    ) {
+        let Phase::Live(live) = &mut self.phase else { return };
+        let run = match live.sync(sub).receive(blocks, next_offset) {
+            Receive::Old => return,
+            Receive::Gap => return self.gap_poll(sub),
+            Receive::Apply(run) => run,
+        };
+        if !self.apply_run(sub, run, source, rng) {
+            return;
+        }
+        // Held runs that now connect (they arrived as pushes).
+        loop {
+            let Phase::Live(live) = &mut self.phase else { return };
+            let Some(run) = live.sync(sub).take_connected() else { break };
+            if !self.apply_run(sub, run, Source::Push, rng) {
+                return;
+            }
+        }
+        if let Phase::Live(live) = &mut self.phase {
+            if live.sync_ref(sub).held().0 > 0 {
+                self.gap_poll(sub);
+            }
+        }
+    }
+
+    /// Applies blocks at the next offset, one by one through the chain rules. Whether all were.
+    fn apply_run(&mut self, sub: SubChain, run: Vec<Vec<u8>>, source: Source, rng: &mut impl CryptoRngCore) -> bool {
+        let now = self.now;
+        let Phase::Live(live) = &mut self.phase else { return false };
+        for bytes in run {
+            if sub == SubChain::Broadcasts {
+                // Broadcasts that do not apply (older rounds, duplicates) are routine.
+                let _ = live.call.receive_broadcast(&bytes);
+                live.broadcasts.advance();
+                live.broadcasts.gap_delay = 0;
+                continue;
+            }
+            match live.call.apply_block(&bytes, now, rng) {
+                Ok(()) => {
+                    live.blocks.advance();
+                    live.blocks.gap_delay = 0;
+                    live.resyncing = false;
+                }
+                Err(error) => {
+                    let height = live.call.height().saturating_add(1);
+                    if source == Source::Server {
+                        self.fail_closed(height, error);
+                        return false;
+                    }
+                    // A refused push: never adopted; refetch from our own next height.
+                    live.blocks.clear_held();
+                    if !live.resyncing {
+                        live.resyncing = true;
+                        self.events.push_back(SessionEvent::BlockRefused { height, error });
+                    }
+                    self.gap_poll(SubChain::Blocks);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Schedules the poll that fills a gap (or recovers): at once the first time, then after a
+    /// delay doubling from 1 s to the poll interval; never earlier than an already scheduled one.
+    fn gap_poll(&mut self, sub: SubChain) {
+        let (now, interval) = (self.now, self.config.poll_interval_ms);
+        let Phase::Live(live) = &mut self.phase else { return };
+        let s = live.sync(sub);
+        let at = now.saturating_add(s.gap_delay);
+        s.gap_delay = s.gap_delay.saturating_mul(2).clamp(1_000, interval);
+        s.poll_at = Some(s.poll_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// Schedules a poll of `sub` at `at` (or earlier, if one is scheduled earlier).
+    fn schedule_poll(&mut self, sub: SubChain, at: u64) {
+        if let Phase::Live(live) = &mut self.phase {
+            let s = live.sync(sub);
+            s.poll_at = Some(s.poll_at.map_or(at, |t| t.min(at)));
+        }
+    }
+
+    /// Sends the polls that are due (and not in flight, nor in a flood wait).
+    fn fire_polls(&mut self) {
+        let now = self.now;
+        let flood = self.ops.flood_until(RequestKind::GetChainBlocks);
+        for sub in [SubChain::Blocks, SubChain::Broadcasts] {
+            let Phase::Live(live) = &mut self.phase else { return };
+            let s = live.sync(sub);
+            if s.poll_in_flight.is_some() || s.poll_at.is_none_or(|t| t > now) {
+                continue;
+            }
+            if flood > now {
+                s.poll_at = Some(flood);
+                continue;
+            }
+            s.poll_at = None;
+            let (offset, limit) = match s.next() {
+                Some(o) => (o, self.config.poll_limit),
+                None => (-1, 1),
+            };
+            let id = self.send(Request::GetChainBlocks { sub_chain: sub, offset, limit }, Op::Poll { sub });
+            if let Phase::Live(live) = &mut self.phase {
+                live.sync(sub).poll_in_flight = id;
+            }
+        }
+    }
+
+    fn on_poll(&mut self, sub: SubChain, response: Response, rng: &mut impl CryptoRngCore) {
+        let now = self.now;
+        let Phase::Live(live) = &mut self.phase else { return };
+        live.sync(sub).poll_in_flight = None;
+        let before = live.sync_ref(sub).next();
+        match response {
+            Response::Ok(updates) => {
+                // A full page may be followed by another poll at once, if it advanced the offset.
+                let full = updates.iter().any(|u| match u {
+                    Update::ChainBlocks { sub_chain_id, blocks, .. } => {
+                        *sub_chain_id == sub.id()
+                            && i32::try_from(blocks.len()).is_ok_and(|n| n >= self.config.poll_limit)
+                    }
+                    _ => false,
+                });
+                self.process_updates(updates, Source::Server, rng);
+                let Phase::Live(live) = &mut self.phase else { return };
+                let advanced = live.sync_ref(sub).next() != before;
+                if full && advanced {
+                    self.schedule_poll(sub, now);
+                }
+            }
+            Response::Error(e) => {
+                let error = ApiError::parse(&e);
+                if self.on_fatal(&error) {
+                    return;
+                }
+                if let ApiError::FloodWait { seconds } = error {
+                    let ms = u64::from(seconds).saturating_mul(1_000);
+                    self.ops.set_flood(RequestKind::GetChainBlocks, now.saturating_add(ms));
+                }
+                let Phase::Live(live) = &mut self.phase else { return };
+                if live.resyncing || live.sync_ref(sub).held().0 > 0 {
+                    self.gap_poll(sub);
+                }
+            }
+        }
+        if let Phase::Live(live) = &mut self.phase {
+            let s = live.sync(sub);
+            if s.poll_at.is_none() && s.poll_in_flight.is_none() {
+                s.poll_at = Some(now.saturating_add(self.config.poll_interval_ms));
+            }
+        }
+    }
+
+    // ---- leaving the call ----
+
+    /// Fails closed: the server's chain holds a block our rules refuse.
+    fn fail_closed(&mut self, height: i32, error: Error) {
+        let Some(call) = self.close_call() else { return };
+        self.new_generation();
+        self.phase = Phase::ChainRejected(call);
+        self.events.push_back(SessionEvent::ChainRejected { height, error });
+    }
+
+    /// We are no longer in the call: close, tell, and leave the media call as tdlib does.
+    fn removed(&mut self, height: Option<i32>) {
+        let Some(call) = self.close_call() else { return };
+        self.new_generation();
+        self.phase = Phase::Removed(call);
+        self.events.push_back(SessionEvent::Removed { height });
+        self.send(Request::Leave, Op::Leave { then_left: false });
+    }
+
+    /// The call ended for us.
+    fn end(&mut self, reason: EndReason) {
+        let joining = matches!(self.phase, Phase::Joining(_));
+        let call = self.close_call();
+        if call.is_none() && !joining {
+            return;
+        }
+        self.new_generation();
+        self.phase = Phase::Ended(call);
+        self.events.push_back(SessionEvent::Ended { reason });
+        if reason == EndReason::JoinMissing {
+            self.send(Request::Leave, Op::Leave { then_left: false });
+        }
+    }
+
+    // ---- messages, broadcasts, removals, pruning ----
+
+    fn message(&mut self, from: i64, encrypted: &[u8]) {
+        let now = self.now;
+        let Phase::Live(live) = &mut self.phase else { return };
+        let json = match live.call.decrypt_message(from, encrypted, now) {
+            Ok(j) => j,
+            // Our own echo, a replay or an old epoch: not for us to show.
+            Err(e) if matches!(e.kind(), ErrorKind::OwnPacket | ErrorKind::Replay) => return,
+            Err(error) => return self.events.push_back(SessionEvent::MessageDropped { from, error }),
+        };
+        if json.len() > self.config.max_message_bytes {
+            let error = Error::new(ErrorKind::LimitExceeded, "message too large");
+            return self.events.push_back(SessionEvent::MessageDropped { from, error });
+        }
+        if let Some(id) = random_id(&json) {
+            if !self.seen_messages.insert((from, id)) {
+                return;
+            }
+            self.seen_order.push_back((from, id));
+            while self.seen_order.len() > self.config.max_remembered_messages {
+                if let Some(old) = self.seen_order.pop_front() {
+                    self.seen_messages.remove(&old);
+                }
+            }
+        }
+        self.events.push_back(SessionEvent::MessageReceived { from, json });
+    }
+
+    fn broadcast_is_current(&self, block: &[u8]) -> bool {
+        let current = self.live_call().map(Call::height);
+        Broadcast::decode(block).map_or(true, |b| Some(b.chain_height) == current)
+    }
+
+    fn send_broadcast(&mut self, block: Vec<u8>) {
+        // A broadcast about a block we have moved past is pointless: drop it.
+        if self.broadcast_is_current(&block) {
+            self.send(Request::SendBroadcast { block: block.clone() }, Op::Broadcast { block, attempt: 0 });
+        }
+    }
+
+    fn send_removal(
+        &mut self,
+        user_ids: Vec<i64>,
+        kick: bool,
+        attempt: u32,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<()> {
+        let call = self.live_call().ok_or_else(not_in_call)?;
+        let present: Vec<i64> =
+            user_ids.iter().copied().filter(|u| call.participants().iter().any(|p| p.user_id == *u)).collect();
+        if present.is_empty() && !kick {
+            return Ok(()); // already gone: nothing to send
+        }
+        let block = if present.is_empty() { call.build_rekey(rng)? } else { call.build_remove(&present, rng)? };
+        let request = ops::delete_request(user_ids.clone(), block, kick);
+        self.send(request, Op::Delete { user_ids, kick, attempt, rebuild: true });
+        Ok(())
+    }
+
+    /// `updateGroupCallParticipants`: who left is pruned (bounded, deduplicated, after a small
+    /// random delay so that members do not all race for the same block); who is back is not.
+    fn note_participants(&mut self, participants: &[CallParticipant], rng: &mut impl CryptoRngCore) {
+        if !self.config.prune_left {
+            return;
+        }
+        let (me, now, max_delay) = (self.user_id, self.now, self.config.max_prune_delay_ms);
+        let Phase::Live(live) = &mut self.phase else { return };
+        for p in participants {
+            if !p.left {
+                live.prune.remove(&p.user_id);
+                continue;
+            }
+            let in_chain = live.call.participants().iter().any(|q| q.user_id == p.user_id);
+            if p.user_id != me && in_chain && live.prune.len() < MAX_PRUNE {
+                live.prune.insert(p.user_id);
+            }
+        }
+        if !live.prune.is_empty() && !live.prune_scheduled {
+            live.prune_scheduled = true;
+            let delay = rng.next_u64().checked_rem(max_delay.saturating_add(1)).unwrap_or(0);
+            self.ops.schedule(now.saturating_add(delay), self.generation, Action::Prune);
+        }
+    }
+
+    fn prune(&mut self, rng: &mut impl CryptoRngCore) {
+        let me = self.user_id;
+        let Phase::Live(live) = &mut self.phase else { return };
+        live.prune_scheduled = false;
+        let users: Vec<i64> = std::mem::take(&mut live.prune).into_iter().collect();
+        let may_remove =
+            live.call.participants().iter().any(|p| p.user_id == me && p.flags.contains(Permissions::REMOVE_USERS));
+        if users.is_empty() || !may_remove {
+            return;
+        }
+        if let Err(e) = self.send_removal(users, false, 0, rng) {
+            self.send_failed(RequestKind::DeleteParticipants, SendFailure::Local(e));
+        }
+    }
+
+    /// After a batch: the call's events become session events, outbound broadcasts are sent.
+    fn after_batch(&mut self) {
+        self.drain_call_events();
+        let Phase::Live(live) = &mut self.phase else { return };
+        for b in live.call.poll_outbound() {
+            self.send_broadcast(b);
+        }
+    }
+
+    fn drain_call_events(&mut self) {
+        let Phase::Live(live) = &mut self.phase else { return };
+        let mut events = Vec::new();
+        while let Some(e) = live.call.poll_event() {
+            events.push(e);
+        }
+        let (current, fingerprint) = (live.call.height(), live.call.key_fingerprint());
+        let mut removed = None;
+        for e in events {
+            match e {
+                Event::BlockApplied { height } => {
+                    let fingerprint = if height == current { fingerprint.clone() } else { None };
+                    self.events.push_back(SessionEvent::KeyChanged { height, fingerprint });
+                }
+                Event::Removed { height } => removed = Some(height),
+                Event::KeyUnavailable { height, error } => {
+                    self.events.push_back(SessionEvent::KeyUnavailable { height, error })
+                }
+                Event::VerificationDone { result } if live.verified_height != Some(result.height) => {
+                    live.verified_height = Some(result.height);
+                    self.events
+                        .push_back(SessionEvent::VerificationDone { height: result.height, emojis: result.emojis() });
+                }
+                _ => {}
+            }
+        }
+        // Participants and verification words change only with the block: looked at once per
+        // new height, not on every batch of broadcasts.
+        if live.announced_height != Some(current) {
+            live.announced_height = Some(current);
+            let mut participants: Vec<i64> = live.call.participants().iter().map(|p| p.user_id).collect();
+            participants.sort_unstable();
+            if participants != self.participants {
+                self.participants = participants.clone();
+                self.events.push_back(SessionEvent::ParticipantsChanged { user_ids: participants });
+            }
+            let words = live.call.verification_words();
+            self.events.push_back(SessionEvent::VerificationStarted { height: current, words });
+        }
+        if let Some(height) = removed {
+            self.removed(Some(height));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::random_id;
+
+    #[test]
+    fn random_ids_are_read_as_strings_or_numbers() {
+        assert_eq!(random_id(r#"{"_":"groupCallMessage","random_id":"-42","message":{}}"#), Some(-42));
+        assert_eq!(random_id(r#"{"random_id" : 7}"#), Some(7));
+        assert_eq!(random_id(r#"{"_":"groupCallMessage"}"#), None);
+        assert_eq!(random_id(r#"{"random_id":"x"}"#), None);
+    }
+}

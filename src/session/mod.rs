@@ -18,9 +18,9 @@
 //! ```
 //!
 //! Each state carries what it needs (`Phase`): a join in flight its buffered updates, a live
-//! call its [`Call`] and the sync of both sub-chains ([`sync`]), a terminal state its closed call.
+//! call its [`Call`] and the sync of both sub-chains (`session/sync.rs`), a terminal state its closed call.
 //! Leaving the live state closes the call ([`Call::close`]): encryption stops at once, in every
-//! media handle too. Requests in flight, retries and timers are one table ([`ops`]) where each
+//! media handle too. Requests in flight, retries and timers are one table (`session/ops.rs`) where each
 //! entry has a deadline and belongs to a generation: a join, a leave and every terminal state
 //! start a new one, and nothing of an older one fires.
 //!

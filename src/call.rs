@@ -483,6 +483,7 @@ impl Call {
         permissions: Permissions,
         rng: &mut impl CryptoRngCore,
     ) -> Result<PlainBlock> {
+        self.media.check_open()?;
         let mut state = self.chain.group_state().clone();
         let p = state
             .participants

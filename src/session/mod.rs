@@ -341,9 +341,11 @@ impl Session {
 
     /// Re-keys the group, or gives `user_id` new permissions (`Some((user_id, permissions))`):
     /// a block with the same members and a fresh key. The API has no method of its own for this;
-    /// the block travels in `deleteConferenceCallParticipants` with no ids (*inferred* to be
-    /// accepted like any block that extends the chain). Not retried on a lost race: a newer block
-    /// re-keys anyway.
+    /// the block travels in `deleteConferenceCallParticipants` with no ids. **Unverified against
+    /// the real server**: neither tdlib nor Telegram Desktop ever sends a block that removes
+    /// nobody (Desktop's `makeRemoveBlock` returns no block then; every removal re-keys anyway),
+    /// so no evidence shows the server accepts it; the server model does. Not retried on a lost
+    /// race: a newer block re-keys anyway.
     pub fn rekey(&mut self, permissions: Option<(i64, Permissions)>, rng: &mut impl CryptoRngCore) -> Result<()> {
         if self.state() != SessionState::Joined {
             return Err(not_in_call());

@@ -1177,3 +1177,53 @@ fn members_who_left_are_pruned() {
     s.handle_timeout(60_000, &mut r);
     assert!(!drain(&mut s).iter().any(|(_, r)| matches!(r, Request::DeleteParticipants { .. })));
 }
+
+/// A join that passed its deadline, then failed for good, but that the server accepted after all:
+/// the late answer is met with `leaveGroupCall`.
+#[test]
+fn a_join_accepted_after_its_deadline_is_left_when_out_of_the_call() {
+    let mut net = conference(&[1]);
+    let mut r = rng(39);
+    let config = SessionConfig { max_attempts: 1, ..SessionConfig::default() };
+    let mut s = Session::new(2, config.clone()).unwrap();
+    s.join(0, &mut r).unwrap();
+    let (id, tip) = request(&mut s);
+    s.handle_response(id, net.server.handle(2, &tip).0, 0, &mut r);
+    let (join_id, join) = request(&mut s);
+    s.handle_timeout(config.request_timeout_ms, &mut r);
+    assert_eq!(s.state(), SessionState::Failed);
+    let (late, _) = net.server.handle(2, &join);
+    s.handle_response(join_id, late, config.request_timeout_ms + 1, &mut r);
+    assert_eq!(request(&mut s).1, Request::Leave);
+}
+
+/// Recovering, the server withholds the refused block's offset (empty pages): the session keeps
+/// asking from its own height with backoff, never moves its offset, never adopts anything.
+#[test]
+fn withheld_blocks_while_recovering_are_asked_again() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(40);
+    let mut junk = net.server.blocks()[1].clone();
+    let n = junk.len();
+    junk[n / 2] ^= 0x55;
+    net.s(2).handle_update(blocks_update(0, &[junk], 3), 0, &mut r);
+    let mut now = 0;
+    let mut polls = 0;
+    while now < 30_000 {
+        for (id, req) in drain(net.s(2)) {
+            if let Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset, .. } = req {
+                assert_eq!(offset, 2);
+                polls += 1;
+                net.s(2).handle_response(id, Response::Ok(vec![blocks_update(0, &[], 2)]), now, &mut r);
+            } else {
+                let (resp, _) = net.server.handle(2, &req);
+                net.s(2).handle_response(id, resp, now, &mut r);
+            }
+        }
+        now = net.s(2).poll_timeout().unwrap().max(now);
+        net.s(2).handle_timeout(now, &mut r);
+    }
+    assert!((4..=20).contains(&polls), "{polls}");
+    assert_eq!(net.s(2).state(), SessionState::Resyncing);
+    assert_eq!(net.s(2).next_offset(SubChain::Blocks), Some(2));
+}

@@ -211,6 +211,9 @@ pub struct Session {
     participants: Vec<i64>,
     identity: Option<CallIdentity>,
     invite_link: Option<String>,
+    /// Joins that passed their deadline (the last few): if the server accepted one after all
+    /// and we are not in the call, we leave again (no ghost member).
+    expired_joins: VecDeque<RequestId>,
     /// The latest time any entry point was given (requests queued by methods without `now`
     /// take their deadline from it).
     now: u64,
@@ -271,6 +274,7 @@ impl Session {
             participants: Vec::new(),
             identity: None,
             invite_link: None,
+            expired_joins: VecDeque::new(),
             now: 0,
         })
     }
@@ -431,6 +435,12 @@ impl Session {
         }
         self.drain_call_events();
         for (id, f) in self.ops.take_expired(now) {
+            if matches!(f.op, Op::Join { .. }) {
+                if self.expired_joins.len() >= 16 {
+                    self.expired_joins.pop_front();
+                }
+                self.expired_joins.push_back(id);
+            }
             self.handle_outcome(id, f, Response::Error("TIMEOUT".into()), rng);
         }
         for action in self.ops.take_due(now, self.generation) {
@@ -443,7 +453,17 @@ impl Session {
     /// of a generation since ended) are ignored.
     pub fn handle_response(&mut self, id: RequestId, response: Response, now: u64, rng: &mut impl CryptoRngCore) {
         self.tick(now);
-        let Some(f) = self.ops.in_flight.remove(&id) else { return };
+        let Some(f) = self.ops.in_flight.remove(&id) else {
+            // A join accepted after its deadline while we are out of the call: leave again.
+            let out = matches!(self.phase, Phase::Idle | Phase::Failed | Phase::Leaving | Phase::Left);
+            if let Some(i) = self.expired_joins.iter().position(|j| *j == id) {
+                self.expired_joins.remove(i);
+                if out && matches!(response, Response::Ok(_)) {
+                    self.send(Request::Leave, Op::Leave { then_left: false });
+                }
+            }
+            return;
+        };
         self.handle_outcome(id, f, response, rng);
         self.fire_polls();
     }
@@ -819,6 +839,9 @@ impl Session {
         for u in rest {
             self.handle_update(u, self.now, rng);
         }
+        if !matches!(self.phase, Phase::Joining(_)) {
+            return; // the call ended meanwhile
+        }
         let Some(blocks) = tip else {
             return self.fail_join(JoinFailure::InvalidResponse("no sub-chain 0 in the tip response".into()));
         };
@@ -1112,6 +1135,9 @@ impl Session {
                 let advanced = live.sync_ref(sub).next() != before;
                 if full && advanced {
                     self.schedule_poll(sub, now);
+                } else if live.resyncing && sub == SubChain::Blocks && live.blocks.poll_at.is_none() {
+                    // Recovering and the server withheld the block: ask again, with backoff.
+                    self.gap_poll(sub);
                 }
             }
             Response::Error(e) => {
@@ -1239,13 +1265,13 @@ impl Session {
         }
         let (me, now, max_delay) = (self.user_id, self.now, self.config.max_prune_delay_ms);
         let Phase::Live(live) = &mut self.phase else { return };
+        let chain: HashSet<i64> = live.call.participants().iter().map(|q| q.user_id).collect();
         for p in participants {
             if !p.left {
                 live.prune.remove(&p.user_id);
                 continue;
             }
-            let in_chain = live.call.participants().iter().any(|q| q.user_id == p.user_id);
-            if p.user_id != me && in_chain && live.prune.len() < MAX_PRUNE {
+            if p.user_id != me && chain.contains(&p.user_id) && live.prune.len() < MAX_PRUNE {
                 live.prune.insert(p.user_id);
             }
         }

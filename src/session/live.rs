@@ -186,7 +186,9 @@ impl Session {
                     return;
                 }
                 if let ApiError::FloodWait { seconds } = error {
-                    let ms = u64::from(seconds).saturating_mul(1_000);
+                    // Polls wait it out, at most `max_flood_wait_s` (then ask again: a server
+                    // that still wants us to wait says so again; one request costs little).
+                    let ms = u64::from(seconds.min(self.config.max_flood_wait_s)).saturating_mul(1_000);
                     self.ops.set_flood(RequestKind::GetChainBlocks, now.saturating_add(ms));
                 }
                 let Phase::Live(live) = &mut self.phase else { return };

@@ -1368,3 +1368,17 @@ proptest! {
         }
     }
 }
+
+/// A removal queues `leaveGroupCall`; a rejoin before the application sent it drops it, so it can
+/// never remove the new participant.
+#[test]
+fn a_rejoin_drops_an_unsent_leave() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(41);
+    net.s(2).send_message(r#"{"random_id":"9"}"#, 0, &mut r).unwrap();
+    let (id, _) = request(net.s(2));
+    net.s(2).handle_response(id, Response::Error("GROUPCALL_FORBIDDEN".into()), 0, &mut r);
+    net.s(2).join(0, &mut r).unwrap();
+    let queued: Vec<_> = drain(net.s(2)).into_iter().map(|(_, r)| r).collect();
+    assert_eq!(queued, vec![Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 }]);
+}

@@ -297,7 +297,7 @@ impl Session {
     pub fn create(&mut self, join: bool, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.tick(now);
         self.check_can_join()?;
-        self.new_generation();
+        self.new_generation_for_join();
         self.phase = Phase::Joining(Joining::default());
         if !join {
             self.send(Request::CreateConference { public_key: None, block: None }, Op::CreateOnly);
@@ -318,7 +318,7 @@ impl Session {
     pub fn join(&mut self, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.tick(now);
         self.check_can_join()?;
-        self.new_generation();
+        self.new_generation_for_join();
         self.phase = Phase::Joining(Joining::default());
         self.start_join_attempt(0, false, rng);
         Ok(())
@@ -579,11 +579,21 @@ impl Session {
     /// Starts a new generation: timers of the old one die, queued requests (except leaves) are
     /// dropped before the application sends them.
     fn new_generation(&mut self) {
+        self.new_generation_keeping(true);
+    }
+
+    /// [`Session::new_generation`] for a join: queued leaves go too (the join replaces our
+    /// participant on the server; a leave sent after it would remove the new one).
+    fn new_generation_for_join(&mut self) {
+        self.new_generation_keeping(false);
+    }
+
+    fn new_generation_keeping(&mut self, leaves: bool) {
         self.generation = self.generation.wrapping_add(1);
         self.ops.drop_stale_timers(self.generation);
         let ops = &mut self.ops;
         self.outgoing.retain(|(id, r)| {
-            let keep = matches!(r, Request::Leave);
+            let keep = leaves && matches!(r, Request::Leave);
             if !keep {
                 ops.in_flight.remove(id);
             }

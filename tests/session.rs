@@ -1140,9 +1140,42 @@ fn last_block_only_answers_neither_loop_nor_are_misread() {
         now = t.max(now);
         net.s(2).handle_timeout(now, &mut r);
     }
-    assert!(polls <= 30, "{polls}");
+    assert!(polls <= 12, "{polls}");
     assert_eq!(net.height(2), 1, "the last block is never applied out of order");
-    assert_eq!(net.s(2).state(), SessionState::Joined);
+    // Answered as a non-member again and again: the server no longer holds us in the call.
+    assert_eq!(net.s(2).state(), SessionState::Ended);
+    assert!(net.events(2).contains(&SessionEvent::Ended { reason: confchain::session::EndReason::JoinMissing }));
+}
+
+/// A last-block-only answer whose block no longer lists our key: we were removed (a lost push).
+#[test]
+fn a_last_block_without_us_means_removed() {
+    let mut net = conference(&[1, 2, 3]);
+    let mut r = rng(42);
+    silent_rekey(&mut net, 1);
+    let block = net.s(1).call().unwrap().build_remove(&[2], &mut r).unwrap();
+    let req = Request::DeleteParticipants { user_ids: vec![2], block, kick: false };
+    let (resp, _lost) = net.server.handle(1, &req);
+    net.respond(1, 0, resp);
+    let t = net.s(2).poll_timeout().unwrap();
+    net.s(2).handle_timeout(t, &mut r);
+    let (id, _) = blocks_poll(net.s(2));
+    let all = net.server.blocks();
+    let last = blocks_update(0, &all[all.len() - 1..], all.len() as i32);
+    net.s(2).handle_response(id, Response::Ok(vec![last]), t, &mut r);
+    assert_eq!(net.s(2).state(), SessionState::Removed);
+    assert!(net.s(2).call().unwrap().is_closed());
+}
+
+/// `updateGroupCallParticipants` saying that we left: the server dropped us from the media call.
+#[test]
+fn told_that_we_left_ends_the_call() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(43);
+    let me = confchain::session::CallParticipant { user_id: 2, left: true };
+    net.s(2).handle_update(Update::Participants { participants: vec![me] }, 0, &mut r);
+    assert_eq!(net.s(2).state(), SessionState::Ended);
+    assert!(net.s(2).call().unwrap().is_closed());
 }
 
 /// Pruning: users who left are removed with `only_left`, bounded, deduplicated, after a small

@@ -171,6 +171,7 @@ impl Session {
             blocks: SubSync::new(max_blocks, max_bytes),
             broadcasts: SubSync::new(max_blocks, max_bytes),
             resyncing: false,
+            gap_answers: 0,
             announced_height: None,
             verified_height: None,
             prune: BTreeSet::new(),

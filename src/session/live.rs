@@ -170,9 +170,27 @@ impl Session {
                     }
                     _ => false,
                 });
+                // What the answer's last block says of us, when it lies beyond a gap.
+                let gap_tip = (sub == SubChain::Blocks)
+                    .then(|| gap_tip(&updates, before, self.user_id, &live.call.public_key()))
+                    .flatten();
                 self.process_updates(updates, Source::Server, rng);
                 let Phase::Live(live) = &mut self.phase else { return };
                 let advanced = live.sync_ref(sub).next() != before;
+                if sub == SubChain::Blocks {
+                    live.gap_answers =
+                        if advanced || gap_tip.is_none() { 0 } else { live.gap_answers.saturating_add(1) };
+                    if gap_tip == Some(false) {
+                        // The server's last block no longer lists our key: we were removed (only
+                        // our own participation ends on this unverified word, as on FORBIDDEN).
+                        return self.removed(None);
+                    }
+                    if live.gap_answers >= MAX_GAP_ANSWERS {
+                        // The server answers as to a non-member (the last block only, whatever
+                        // the offset): it no longer holds us in the call.
+                        return self.end(EndReason::JoinMissing);
+                    }
+                }
                 if full && advanced {
                     self.schedule_poll(sub, now);
                 } else if live.resyncing && sub == SubChain::Blocks && live.blocks.poll_at.is_none() {
@@ -238,4 +256,30 @@ impl Session {
             self.send(Request::Leave, Op::Leave { then_left: false });
         }
     }
+}
+
+/// Consecutive poll answers that leave sub-chain 0's gap unfilled before the session concludes
+/// that the server treats it as a non-member (which gets the last block only, whatever the offset).
+const MAX_GAP_ANSWERS: u32 = 8;
+
+/// For a poll answer of sub-chain 0 that lies beyond a gap (its first offset after `expected`):
+/// whether its last block's new group state, if it sets one, still lists `user_id` with `key`
+/// (`None`: no gap, or nothing to tell).
+fn gap_tip(updates: &[Update], expected: Option<i32>, user_id: i64, key: &crate::crypto::PublicKey) -> Option<bool> {
+    let expected = expected?;
+    updates.iter().find_map(|u| match u {
+        Update::ChainBlocks { sub_chain_id: 0, blocks, next_offset } => {
+            let first = next_offset.saturating_sub(i32::try_from(blocks.len()).unwrap_or(i32::MAX));
+            if first <= expected || blocks.is_empty() {
+                return None;
+            }
+            let block = Block::decode_server(blocks.last()?).ok()?;
+            let state = block.changes.iter().rev().find_map(|c| match c {
+                crate::wire::Change::SetGroupState(s) => Some(s),
+                _ => None,
+            });
+            Some(state.is_none_or(|s| s.participants.iter().any(|p| p.user_id == user_id && p.public_key == *key)))
+        }
+        _ => None,
+    })
 }

@@ -140,6 +140,8 @@ struct Live {
     broadcasts: SubSync,
     /// Recovering from a refused push (state `Resyncing`).
     resyncing: bool,
+    /// Consecutive poll answers of sub-chain 0 that left a gap.
+    gap_answers: u32,
     /// The height whose verification words were last announced.
     announced_height: Option<i32>,
     verified_height: Option<i32>,

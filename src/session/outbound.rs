@@ -65,6 +65,11 @@ impl Session {
     /// `updateGroupCallParticipants`: who left is pruned (bounded, deduplicated, after a small
     /// random delay so that members do not all race for the same block); who is back is not.
     pub(super) fn note_participants(&mut self, participants: &[CallParticipant], rng: &mut impl CryptoRngCore) {
+        // About ourselves: the server dropped us from the media call (tdlib leaves, to rejoin).
+        let me_left = participants.iter().any(|p| p.user_id == self.user_id && p.left);
+        if me_left && matches!(self.phase, Phase::Live(_)) {
+            return self.end(EndReason::JoinMissing);
+        }
         if !self.config.prune_left {
             return;
         }

@@ -1415,3 +1415,20 @@ fn a_rejoin_drops_an_unsent_leave() {
     let queued: Vec<_> = drain(net.s(2)).into_iter().map(|(_, r)| r).collect();
     assert_eq!(queued, vec![Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 }]);
 }
+
+/// A flood wait holds for its request kind whatever became of the operation that met it: a
+/// re-key told FLOOD_WAIT_30 gives up, and the next re-key waits for the end of the wait.
+#[test]
+fn a_flood_wait_holds_for_its_kind() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(44);
+    net.s(1).rekey(None, &mut r).unwrap();
+    let (id, _) = request(net.s(1));
+    net.s(1).handle_response(id, Response::Error("FLOOD_WAIT_30".into()), 1_000, &mut r);
+    net.s(1).rekey(None, &mut r).unwrap();
+    assert!(!drain(net.s(1)).iter().any(|(_, r)| matches!(r, Request::DeleteParticipants { .. })));
+    net.s(1).handle_timeout(30_999, &mut r);
+    assert!(!drain(net.s(1)).iter().any(|(_, r)| matches!(r, Request::DeleteParticipants { .. })));
+    net.s(1).handle_timeout(31_000, &mut r);
+    assert!(drain(net.s(1)).iter().any(|(_, r)| matches!(r, Request::DeleteParticipants { .. })));
+}

@@ -476,6 +476,19 @@ impl Session {
             }
             return;
         };
+        // A flood wait holds for its kind whatever became of the operation (polls wait at most
+        // `max_flood_wait_s`, then ask again).
+        if let Response::Error(e) = &response {
+            if let ApiError::FloodWait { seconds } = ApiError::parse(e) {
+                let capped = if f.kind == RequestKind::GetChainBlocks {
+                    seconds.min(self.config.max_flood_wait_s)
+                } else {
+                    seconds
+                };
+                let ms = u64::from(capped).saturating_mul(1_000);
+                self.ops.set_flood(f.kind, self.now.saturating_add(ms));
+            }
+        }
         self.handle_outcome(id, f, response, rng);
         self.fire_polls();
     }
@@ -622,15 +635,23 @@ impl Session {
 
     /// Queues a request with its deadline, or defers it to the end of its kind's flood wait.
     fn send(&mut self, request: Request, op: Op) -> Option<RequestId> {
-        let wait = self.ops.flood_until(request.kind());
+        let kind = request.kind();
+        let wait = self.ops.flood_until(kind);
         if wait > self.now {
+            let remaining = wait.saturating_sub(self.now);
+            let sends = matches!(op, Op::Broadcast { .. } | Op::Message { .. } | Op::Delete { .. });
+            if sends && remaining > self.flood_ms(self.config.max_flood_wait_s).unwrap_or(0) {
+                let seconds = u32::try_from(remaining.div_ceil(1_000)).unwrap_or(u32::MAX);
+                self.send_failed(kind, SendFailure::Api(ApiError::FloodWait { seconds }));
+                return None;
+            }
             self.ops.schedule(wait, self.generation, Action::Resend { request, op });
             return None;
         }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let deadline = self.now.saturating_add(self.config.request_timeout_ms);
-        self.ops.in_flight.insert(id, InFlight { op, generation: self.generation, deadline });
+        self.ops.in_flight.insert(id, InFlight { op, kind, generation: self.generation, deadline });
         self.outgoing.push_back((id, request));
         Some(id)
     }

@@ -40,6 +40,8 @@ pub(crate) enum Op {
 #[derive(Debug)]
 pub(crate) struct InFlight {
     pub(crate) op: Op,
+    /// The request's kind (flood waits are per kind).
+    pub(crate) kind: RequestKind,
     pub(crate) generation: u64,
     pub(crate) deadline: u64,
 }

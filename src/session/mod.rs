@@ -15,6 +15,7 @@
 //!                                Removed   (a block removed us, GROUPCALL_FORBIDDEN; sends Leave)
 //!                                Ended     (call discarded, GROUPCALL_JOIN_MISSING / _INVALID)
 //!           every terminal state: join() rejoins with a new key (trusting the server's tip)
+//!           (a discarded call also ends a join in flight: Joining ──▶ Ended)
 //! ```
 //!
 //! Each state carries what it needs (`Phase`): a join in flight its buffered updates, a live

@@ -300,6 +300,7 @@ impl Call {
     /// [`Event::Removed`] otherwise), and a verification round begins (drawing a 32-byte nonce
     /// from `rng`).
     pub fn apply_block(&mut self, server_bytes: &[u8], now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
+        self.media.check_open()?;
         self.handle_timeout(now);
         let block = Block::decode_server(server_bytes)?;
         let mut next = self.chain.clone();
@@ -330,6 +331,7 @@ impl Call {
     /// Everything else is as after [`Call::apply_block`]: the current epoch retires, the tip's
     /// epoch opens if we can read its key, a verification round begins.
     pub fn resync(&mut self, tip: UnverifiedTip, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
+        self.media.check_open()?;
         self.handle_timeout(now);
         if tip.height() == self.chain.height() && tip.hash() == self.chain.hash() {
             return Ok(());
@@ -385,6 +387,7 @@ impl Call {
 
     /// Takes an emoji-verification broadcast (server form, sub-chain 1).
     pub fn receive_broadcast(&mut self, server_bytes: &[u8]) -> Result<()> {
+        self.media.check_open()?;
         self.verification.receive(server_bytes, &self.key)?;
         self.note_verification();
         Ok(())
@@ -392,6 +395,9 @@ impl Call {
 
     /// Broadcasts to send with sendConferenceCallBroadcast (plain form).
     pub fn poll_outbound(&mut self) -> Vec<Vec<u8>> {
+        if self.media.is_closed() {
+            return Vec::new();
+        }
         self.verification.pull_outbound()
     }
 
@@ -433,6 +439,7 @@ impl Call {
         rng: &mut impl CryptoRngCore,
         out: &mut Vec<u8>,
     ) -> Result<()> {
+        self.media.check_open()?;
         self.handle_timeout(now);
         let snapshot = self.media.snapshot();
         packet::check_clear_prefix(data.len(), clear_prefix_len)?;
@@ -453,6 +460,7 @@ impl Call {
     /// [`Call::decrypt`] appending `clear_prefix || payload` to a caller-provided buffer (left
     /// as it was on error).
     pub fn decrypt_into(&mut self, sender_user_id: i64, packet: &[u8], now: u64, out: &mut Vec<u8>) -> Result<()> {
+        self.media.check_open()?;
         self.handle_timeout(now);
         let snapshot = self.media.snapshot();
         self.media.decrypt_into(snapshot.live(now), sender_user_id, packet, out)
@@ -472,12 +480,14 @@ impl Call {
     /// Builds a block that sets `new_state` with a fresh key (add/remove members, permissions,
     /// re-key with the same state), for deleteConferenceCallParticipants and friends.
     pub fn build_change_state(&self, new_state: GroupState, rng: &mut impl CryptoRngCore) -> Result<PlainBlock> {
+        self.media.check_open()?;
         self.chain.build_change_state(new_state, &self.key, rng)
     }
 
     /// A block removing the given users (deleteConferenceCallParticipants). Every one of them must
     /// be a participant ([`ErrorKind::ParticipantNotFound`] otherwise).
     pub fn build_remove(&self, user_ids: &[i64], rng: &mut impl CryptoRngCore) -> Result<PlainBlock> {
+        self.media.check_open()?;
         let mut state = self.chain.group_state().clone();
         if let Some(absent) = user_ids.iter().find(|u| state.participant(**u).is_none()) {
             return Err(Error::new(ErrorKind::ParticipantNotFound, format!("user {absent} is not a participant")));
@@ -491,6 +501,22 @@ impl Call {
         self.build_change_state(self.chain.group_state().clone(), rng)
     }
 
+    /// Closes the call for good (the session does it when we leave, are removed, the call ends or
+    /// the server's chain holds a block our rules refuse; dropping a `Call` does it too). From then
+    /// on every encrypt, decrypt, message, block, broadcast and build refuses with
+    /// [`ErrorKind::CallClosed`], and so does every [`MediaEncryptor`] and [`MediaDecryptor`] taken
+    /// from it, on any thread; the epoch keys are dropped and no broadcast goes out. Idempotent.
+    pub fn close(&mut self) {
+        self.media.close();
+        self.epochs = Epochs::default();
+        let _ = self.verification.pull_outbound();
+    }
+
+    /// Whether [`Call::close`] ran.
+    pub fn is_closed(&self) -> bool {
+        self.media.is_closed()
+    }
+
     /// A block giving `user_id` the permissions `permissions`.
     pub fn build_set_permissions(
         &self,
@@ -498,6 +524,7 @@ impl Call {
         permissions: Permissions,
         rng: &mut impl CryptoRngCore,
     ) -> Result<PlainBlock> {
+        self.media.check_open()?;
         let mut state = self.chain.group_state().clone();
         let p = state
             .participants
@@ -578,5 +605,13 @@ impl Call {
     /// The 24 verification words of the current block.
     pub fn verification_words(&self) -> Vec<&'static str> {
         self.verification.words()
+    }
+}
+
+/// A dropped call closes its media handles: a [`MediaEncryptor`] kept by a media thread never
+/// encrypts with the last key of a call the application let go.
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.media.close();
     }
 }

@@ -97,6 +97,9 @@ pub enum ErrorKind {
     SharedSecret,
     /// A one-to-one call's Diffie-Hellman check failed (configuration, range, hash, fingerprint).
     DhCheck,
+    /// The call was closed ([`crate::Call::close`]: left, removed, ended, its chain rejected, or
+    /// dropped): it and every media handle taken from it refuse to encrypt, decrypt or build.
+    CallClosed,
 }
 
 impl ErrorKind {
@@ -156,6 +159,7 @@ impl ErrorKind {
             SharedSecret => "SHARED_SECRET",
             KeyUnavailable => "KEY_UNAVAILABLE",
             DhCheck => "DH_CHECK",
+            CallClosed => "CALL_CLOSED",
             _ => "UNKNOWN_ERROR",
         }
     }

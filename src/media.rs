@@ -19,7 +19,7 @@
 //! replay windows, the same checks in the same order.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chacha20::rand_core::{SeedableRng as _, TryRng as _};
@@ -76,10 +76,16 @@ pub(crate) struct Shared {
     snapshot: RwLock<Arc<Snapshot>>,
     seqnos: Box<[AtomicU32]>,
     shards: [Mutex<Shard>; SHARDS],
+    /// Set once by [`Shared::close`]; never cleared.
+    closed: AtomicBool,
 }
 
 fn shard_of(key: &PublicKey) -> usize {
     usize::from(key.as_bytes().first().copied().unwrap_or(0)) % SHARDS
+}
+
+fn closed() -> Error {
+    Error::new(ErrorKind::CallClosed, "the call is closed (left, removed, ended or its chain rejected)")
 }
 
 fn poisoned() -> Error {
@@ -93,11 +99,39 @@ impl Shared {
             snapshot: RwLock::new(Arc::new(Snapshot { epochs: Vec::new(), can_encrypt: Ok(()) })),
             seqnos: (0..=MAX_CHANNEL).map(|_| AtomicU32::new(0)).collect(),
             shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
+            closed: AtomicBool::new(false),
         }
     }
 
-    /// Publishes a new snapshot (a pointer swap).
+    /// Closes the call for good: every later encrypt and decrypt, by the call or by any media
+    /// handle, fails with [`ErrorKind::CallClosed`]; the published epochs (and their keys) go.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let snapshot = Arc::new(Snapshot { epochs: Vec::new(), can_encrypt: Err(closed()) });
+        match self.snapshot.write() {
+            Ok(mut slot) => *slot = snapshot,
+            Err(poison) => *poison.into_inner() = snapshot,
+        }
+    }
+
+    /// Whether [`Shared::close`] ran.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// `Err(CallClosed)` once closed.
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(closed());
+        }
+        Ok(())
+    }
+
+    /// Publishes a new snapshot (a pointer swap); nothing once closed.
     pub(crate) fn publish(&self, snapshot: Snapshot) {
+        if self.is_closed() {
+            return;
+        }
         let snapshot = Arc::new(snapshot);
         match self.snapshot.write() {
             Ok(mut slot) => *slot = snapshot,
@@ -117,6 +151,7 @@ impl Shared {
             snapshot: RwLock::new(self.snapshot()),
             seqnos: self.seqnos.iter().map(|s| AtomicU32::new(s.load(Ordering::Relaxed))).collect(),
             shards,
+            closed: AtomicBool::new(self.is_closed()),
         }
     }
 
@@ -292,6 +327,7 @@ impl MediaEncryptor {
         now: u64,
         out: &mut Vec<u8>,
     ) -> Result<()> {
+        self.shared.check_open()?;
         let snapshot = self.shared.snapshot();
         packet::check_clear_prefix(frame.len(), clear_prefix_len)?;
         snapshot.can_encrypt.clone()?;
@@ -326,6 +362,7 @@ impl MediaDecryptor {
     /// `clear_prefix || payload` to `out` (left as it was on error). The replay windows are the
     /// call's: a packet accepted here is refused as a replay by the call, and the other way round.
     pub fn decrypt_into(&self, sender_user_id: i64, packet: &[u8], now: u64, out: &mut Vec<u8>) -> Result<()> {
+        self.shared.check_open()?;
         let snapshot = self.shared.snapshot();
         self.shared.decrypt_into(snapshot.live(now), sender_user_id, packet, out)
     }
@@ -333,6 +370,11 @@ impl MediaDecryptor {
     /// Heights of the epochs live at `now`.
     pub fn live_epochs(&self, now: u64) -> Vec<i32> {
         self.shared.snapshot().live(now).iter().map(|e| e.height).collect()
+    }
+
+    /// Whether the call was closed (then every decrypt fails with [`ErrorKind::CallClosed`]).
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
     }
 }
 

@@ -372,7 +372,7 @@ impl World {
         let user = self.members[i].user_id;
         let m = &mut self.members[i];
         if m.session.as_ref().is_none_or(|s| s.state() == SessionState::Left) {
-            m.session = Some(Session::new(user, SessionConfig::default()));
+            m.session = Session::new(user, SessionConfig::default()).ok();
             m.applied.clear();
         }
         m.removed_at = None;

@@ -11,7 +11,8 @@
 //! a participant counts its own commit only when the server echoes it back. Broadcasts for older
 //! heights are ignored; those for the next [`HELD_BROADCAST_HEIGHTS`] heights are held until their
 //! block (at most [`HELD_BROADCASTS_PER_SENDER`] per height, user and kind, and
-//! [`MAX_HELD_BROADCASTS`] in all); those further ahead are ignored (they cannot matter: the
+//! [`MAX_HELD_BROADCASTS`] in all, where a current participant's broadcast displaces one of a
+//! sender who is not); those further ahead are ignored (they cannot matter: the
 //! server relays a block before anyone can broadcast about it).
 
 use std::collections::{BTreeMap, HashMap};
@@ -207,7 +208,7 @@ impl Verification {
             return Ok(());
         }
         let full = || Error::new(ErrorKind::LimitExceeded, "too many broadcasts held for future blocks");
-        if self.held_count >= MAX_HELD_BROADCASTS {
+        if self.held_count >= MAX_HELD_BROADCASTS && !self.evict_for(b.user_id) {
             return Err(full());
         }
         let same_height = self.held.entry(b.chain_height).or_default();
@@ -222,6 +223,26 @@ impl Verification {
         same_height.push(b);
         self.held_count = self.held_count.saturating_add(1);
         Ok(())
+    }
+
+    /// When the held broadcasts are full: makes room for a broadcast of `user_id` if it is a
+    /// participant now, by dropping the newest held broadcast (furthest height first) of a sender
+    /// who is not. Senders of future broadcasts cannot be authenticated yet, so junk under many
+    /// made-up user ids could otherwise crowd out a genuine member's early commit; each sender
+    /// is bounded per height and kind, so what members hold stays bounded too.
+    fn evict_for(&mut self, user_id: i64) -> bool {
+        if !self.participants.contains_key(&user_id) {
+            return false;
+        }
+        let participants = &self.participants;
+        for list in self.held.values_mut().rev() {
+            if let Some(i) = list.iter().rposition(|h| !participants.contains_key(&h.user_id)) {
+                list.remove(i);
+                self.held_count = self.held_count.saturating_sub(1);
+                return true;
+            }
+        }
+        false
     }
 
     fn process(&mut self, b: Broadcast) -> Result<()> {

@@ -293,3 +293,21 @@ fn non_canonical_encodings_apply_as_the_canonical_one() {
     // Padding of the shared key's bytes and the flags' unused bits, at least.
     assert!(non_canonical > 20, "{non_canonical}");
 }
+
+/// Issue 23 item 10: junk for the next height under many made-up user ids fills the held
+/// broadcasts; a current member's early commit still displaces it (memory stays bounded).
+#[test]
+fn junk_from_many_user_ids_cannot_crowd_out_a_members_commit() {
+    let mut p = pair();
+    let junk_key = PrivateKey::generate(&mut p.rng);
+    for i in 0..(MAX_HELD_BROADCASTS as i64 + 100) {
+        let _ = p.bob.receive_broadcast(&commit(&junk_key, 1_000 + i, 1, [0; 32]));
+    }
+    let block = p.chain.build_change_state(p.state.clone(), &p.a_key, &mut p.rng).unwrap().to_server_form();
+    p.chain.apply(&block).unwrap();
+    p.alice.apply_block(&block, 0, &mut p.rng).unwrap();
+    let alice_commit = to_server_form(&p.alice.poll_outbound()[0]).unwrap();
+    p.bob.receive_broadcast(&alice_commit).unwrap();
+    p.bob.apply_block(&block, 0, &mut p.rng).unwrap();
+    assert_eq!(p.bob.verification_missing(), vec![2], "alice's early commit counted");
+}

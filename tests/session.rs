@@ -1,6 +1,7 @@
 //! The session, one scripted conversation per rule (SPEC.md §15), written as request/response
 //! transcripts against the server model, plus a property test of random deliveries.
 
+use confchain::api::ApiError;
 use confchain::server::Server;
 use confchain::session::{
     JoinFailure, Request, RequestId, Response, Session, SessionConfig, SessionEvent, SessionState, SubChain, Update,
@@ -29,7 +30,7 @@ struct Net {
 
 impl Net {
     fn new(server: Server, users: &[i64]) -> Net {
-        let sessions = users.iter().map(|u| Session::new(*u, SessionConfig::default())).collect();
+        let sessions = users.iter().map(|u| Session::new(*u, SessionConfig::default()).unwrap()).collect();
         Net { server, sessions, rng: rng(7), now: 0 }
     }
 
@@ -157,7 +158,7 @@ fn empty_tip_as_invitee_sends_the_zero_block_to_join() {
     let mut r = rng(2);
     net.s(1).create(false, 0, &mut r).unwrap();
     net.pump();
-    assert_eq!(net.events(1), vec![SessionEvent::Created]);
+    assert_eq!(net.events(1), vec![SessionEvent::Created { call: None, invite_link: None }]);
     assert_eq!(net.s(1).state(), SessionState::Idle);
     net.s(2).join(0, &mut r).unwrap();
     let (id, req) = request(net.s(2));
@@ -225,7 +226,7 @@ fn race_lost_then_won() {
 #[test]
 fn retries_are_bounded_with_growing_backoff() {
     let config = SessionConfig { max_attempts: 4, ..SessionConfig::default() };
-    let mut s = Session::new(5, config);
+    let mut s = Session::new(5, config).unwrap();
     let mut r = rng(4);
     let mut server = Server::existing();
     s.join(0, &mut r).unwrap();
@@ -255,11 +256,11 @@ fn retries_are_bounded_with_growing_backoff() {
     let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
     assert_eq!(events, vec![SessionEvent::JoinFailed { reason: JoinFailure::RetriesExhausted { attempts: 4 } }]);
     // Any other error ends the attempt at once with its reason.
-    let mut s = Session::new(5, SessionConfig::default());
+    let mut s = Session::new(5, SessionConfig::default()).unwrap();
     s.join(0, &mut r).unwrap();
     let (id, _) = request(&mut s);
     s.handle_response(id, Response::Error("GROUPCALL_INVALID".into()), 0, &mut r);
-    assert_eq!(s.poll_event(), Some(SessionEvent::JoinFailed { reason: JoinFailure::Api("GROUPCALL_INVALID".into()) }));
+    assert_eq!(s.poll_event(), Some(SessionEvent::JoinFailed { reason: JoinFailure::Api(ApiError::CallInvalid) }));
 }
 
 /// A conference of `n` members joined one after the other through the server.
@@ -339,7 +340,13 @@ fn duplicates_and_overlaps_apply_only_the_new_tail() {
         })
         .collect();
     assert_eq!(applied, vec![2, 3], "each block applied exactly once");
-    assert!(net.events(2).iter().all(|e| !matches!(e, SessionEvent::Error { .. })));
+    let faults = |e: &SessionEvent| {
+        matches!(
+            e,
+            SessionEvent::BlockRefused { .. } | SessionEvent::MessageDropped { .. } | SessionEvent::SendFailed { .. }
+        )
+    };
+    assert!(!net.events(2).iter().any(faults));
 }
 
 #[test]
@@ -359,7 +366,7 @@ fn a_full_page_is_followed_by_another_poll_at_once() {
     let _ = id;
     let config = SessionConfig { poll_limit: 2, ..SessionConfig::default() };
     let mut small = Net::new(Server::new(), &[1, 2]);
-    small.sessions[1] = Session::new(2, config);
+    small.sessions[1] = Session::new(2, config).unwrap();
     small.s(1).create(true, 0, &mut r).unwrap();
     small.pump();
     small.join(2);
@@ -395,7 +402,7 @@ fn polls_every_ten_seconds_and_reach_the_tip() {
 fn updates_during_the_join_are_kept() {
     let mut net = conference(&[1, 2]);
     let mut r = rng(8);
-    let mut carol = Session::new(3, SessionConfig::default());
+    let mut carol = Session::new(3, SessionConfig::default()).unwrap();
     carol.join(0, &mut r).unwrap();
     let (id, tip) = request(&mut carol);
     let (resp, _) = net.server.handle(3, &tip);
@@ -422,8 +429,10 @@ fn updates_during_the_join_are_kept() {
     assert_eq!(net.s(3).call().unwrap().key_fingerprint(), net.s(1).call().unwrap().key_fingerprint());
 }
 
+/// Issue 23: a refused push is never adopted. The session fetches from its own next height and
+/// applies what the server's chain holds one by one through the rules, keeping its key.
 #[test]
-fn a_refused_block_triggers_a_resync_that_keeps_the_key() {
+fn a_refused_push_refetches_from_our_own_height_and_keeps_the_key() {
     let mut net = conference(&[1, 2]);
     let mut r = rng(10);
     let key_before = net.s(2).call().unwrap().public_key();
@@ -434,13 +443,13 @@ fn a_refused_block_triggers_a_resync_that_keeps_the_key() {
     net.s(2).handle_update(blocks_update(0, &[junk], 3), 0, &mut r);
     assert_eq!(net.s(2).state(), SessionState::Resyncing);
     let events = net.events(2);
-    assert!(events.iter().any(|e| matches!(e, SessionEvent::Error { .. })), "{events:?}");
-    let (id, tip) = request(net.s(2));
-    assert_eq!(tip, Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 });
+    assert!(events.iter().any(|e| matches!(e, SessionEvent::BlockRefused { height: 2, .. })), "{events:?}");
+    let (id, poll) = request(net.s(2));
+    assert_eq!(poll, Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: 2, limit: 100 }, "our own height");
     // Meanwhile the real chain moved on.
     silent_rekey(&mut net, 1);
     silent_rekey(&mut net, 1);
-    let (resp, _) = net.server.handle(2, &tip);
+    let (resp, _) = net.server.handle(2, &poll);
     net.s(2).handle_response(id, resp, 0, &mut r);
     assert_eq!(net.s(2).state(), SessionState::Joined);
     assert_eq!(net.height(2), net.server.height());
@@ -631,4 +640,795 @@ proptest! {
         prop_assert_eq!(net.height(2), net.server.height());
         prop_assert_eq!(net.s(2).state(), SessionState::Joined);
     }
+}
+
+// ---- issue 23: a hostile server; issue 24: the real server's behaviours ----
+
+/// Takes every pending request of a session.
+fn drain(s: &mut Session) -> Vec<(RequestId, Request)> {
+    std::iter::from_fn(|| s.poll_request()).collect()
+}
+
+/// A block at bob's next height signed by an outsider (user 9, never a member) that adds itself
+/// with every permission: the chain rules refuse it (server form).
+fn outsider_block(net: &mut Net, outsider: &confchain::PrivateKey) -> Vec<u8> {
+    use confchain::wire::{to_server_form, Change, GroupParticipant};
+    let honest = rekey_block(net, 1);
+    let mut b = honest.decode().unwrap();
+    for c in &mut b.changes {
+        if let Change::SetGroupState(state) = c {
+            state.participants.push(GroupParticipant {
+                user_id: 9,
+                public_key: outsider.public_key(),
+                flags: confchain::Permissions::ALL,
+                version: 0,
+            });
+        }
+    }
+    b.signature_public_key = Some(outsider.public_key());
+    b.signature = outsider.sign(&b.signing_bytes());
+    let bytes = to_server_form(&b.encode()).unwrap();
+    assert!(net.s(2).call().unwrap().check_block(&bytes).is_err(), "the rules refuse it");
+    bytes
+}
+
+/// Issue 23 item 1: the server pushes an outsider's self-add, then serves it as its chain. The
+/// session never adopts it: it asks from its own next height (never the tip), and when the
+/// server's chain holds the refused block it fails closed: the call and every media handle stop.
+#[test]
+fn a_refused_block_in_the_servers_chain_fails_closed() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(20);
+    let outsider = confchain::PrivateKey::generate(&mut r);
+    let forged = outsider_block(&mut net, &outsider);
+    let encryptor = net.s(2).call().unwrap().media_encryptor(&mut r);
+    let decryptor = net.s(2).call().unwrap().media_decryptor();
+    let height = net.height(2);
+    // Pushed: refused, not adopted; a poll from our own next height.
+    net.s(2).handle_update(blocks_update(0, std::slice::from_ref(&forged), height + 2), 0, &mut r);
+    assert_eq!(net.s(2).state(), SessionState::Resyncing);
+    assert_eq!(net.height(2), height);
+    let (id, poll) = request(net.s(2));
+    assert_eq!(poll, Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: height + 1, limit: 100 });
+    // The server serves the same block as its chain (and as its tip): fail closed.
+    net.s(2).handle_response(id, Response::Ok(vec![blocks_update(0, &[forged], height + 2)]), 0, &mut r);
+    // (Offsets of sub-chain 0 are heights: the forged block sits at offset height + 1.)
+    assert_eq!(net.s(2).state(), SessionState::ChainRejected);
+    let events = net.events(2);
+    assert!(
+        events.iter().any(|e| matches!(e, SessionEvent::ChainRejected { height: h, .. } if *h == height + 1)),
+        "{events:?}"
+    );
+    assert_eq!(net.height(2), height, "the outsider's block was never applied");
+    assert!(!net.s(2).call().unwrap().participants().iter().any(|p| p.user_id == 9));
+    // Encryption stopped at once, everywhere; nothing more is sent or scheduled.
+    let closed = confchain::ErrorKind::CallClosed;
+    let call = net.s(2).call_mut().unwrap();
+    assert!(call.is_closed());
+    assert_eq!(call.encrypt(0, b"secret", 0, 0, &mut r).unwrap_err().kind(), closed);
+    assert_eq!(call.encrypt_message("{}", 0, &mut r).unwrap_err().kind(), closed);
+    assert_eq!(call.build_rekey(&mut r).unwrap_err().kind(), closed);
+    let mut out = Vec::new();
+    assert_eq!(encryptor.encrypt_into(0, b"frame", 0, 0, &mut out).unwrap_err().kind(), closed);
+    assert_eq!(decryptor.decrypt_into(1, b"anything", 0, &mut out).unwrap_err().kind(), closed);
+    assert!(net.s(2).send_message(r#"{"random_id":"1"}"#, 0, &mut r).is_err());
+    assert!(net.s(2).poll_request().is_none());
+    assert_eq!(net.s(2).poll_timeout(), None);
+    // Continuing is the application's explicit decision: a rejoin with a new key.
+    net.join(2);
+    assert_eq!(net.s(2).state(), SessionState::Joined);
+}
+
+/// Issue 23 item 2: GROUPCALL_FORBIDDEN stops encryption (the call, its media handles, queued
+/// messages) and leaves the media call.
+#[test]
+fn forbidden_closes_the_call_and_its_media_handles() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(21);
+    let encryptor = net.s(2).call().unwrap().media_encryptor(&mut r);
+    let mut out = Vec::new();
+    encryptor.encrypt_into(0, b"frame", 0, 0, &mut out).unwrap();
+    net.s(2).send_message(r#"{"random_id":"5"}"#, 0, &mut r).unwrap();
+    let (id, _) = request(net.s(2));
+    net.s(2).handle_response(id, Response::Error("GROUPCALL_FORBIDDEN".into()), 0, &mut r);
+    assert_eq!(net.s(2).state(), SessionState::Removed);
+    assert!(net.events(2).contains(&SessionEvent::Removed { height: None }));
+    let kind = encryptor.encrypt_into(0, b"frame", 0, 0, &mut out).unwrap_err().kind();
+    assert_eq!(kind, confchain::ErrorKind::CallClosed);
+    assert!(net.s(2).call_mut().unwrap().encrypt(0, b"x", 0, 0, &mut r).is_err());
+    assert!(net.s(2).send_message(r#"{"random_id":"6"}"#, 0, &mut r).is_err());
+    let sent: Vec<_> = drain(net.s(2)).into_iter().map(|(_, r)| r).collect();
+    assert_eq!(sent, vec![Request::Leave], "leaveGroupCall, and nothing else");
+}
+
+/// Issue 23 item 2: a media encryptor taken before leaving refuses after it (and after the call
+/// is dropped); a removal by a block closes the call and leaves the media call.
+#[test]
+fn leaving_removal_and_dropping_close_every_handle() {
+    let mut net = conference(&[1, 2, 3]);
+    let mut r = rng(22);
+    let encryptor = net.s(2).call().unwrap().media_encryptor(&mut r);
+    net.s(2).leave(0);
+    let mut out = Vec::new();
+    let err = encryptor.encrypt_into(0, b"an hour later", 0, 3_600_000, &mut out).unwrap_err();
+    assert_eq!(err.kind(), confchain::ErrorKind::CallClosed);
+    assert_eq!(err.kind().name(), "CALL_CLOSED");
+    // Removal by a block.
+    let decryptor = net.s(3).call().unwrap().media_decryptor();
+    let block = net.s(1).call().unwrap().build_remove(&[3], &mut r).unwrap().to_server_form();
+    let h = net.height(3);
+    net.s(3).handle_update(blocks_update(0, &[block], h + 2), 0, &mut r);
+    assert_eq!(net.s(3).state(), SessionState::Removed);
+    assert!(decryptor.is_closed());
+    assert!(drain(net.s(3)).iter().any(|(_, r)| *r == Request::Leave), "removal leaves the media call");
+    // A dropped call closes its handles.
+    let i = net.index(1);
+    let encryptor = net.sessions[i].call().unwrap().media_encryptor(&mut r);
+    net.sessions.remove(i);
+    assert_eq!(encryptor.encrypt_into(0, b"x", 0, 0, &mut out).unwrap_err().kind(), confchain::ErrorKind::CallClosed);
+}
+
+/// Issue 23 item 5: every request has a deadline; past it the session acts as on TIMEOUT, and a
+/// late response is ignored. `poll_timeout` includes the deadlines.
+#[test]
+fn requests_have_deadlines_and_late_responses_are_ignored() {
+    let mut r = rng(23);
+    let config = SessionConfig::default();
+    let mut s = Session::new(5, config.clone()).unwrap();
+    s.join(0, &mut r).unwrap();
+    let (id, _) = request(&mut s);
+    assert_eq!(s.poll_timeout(), Some(config.request_timeout_ms));
+    s.handle_timeout(config.request_timeout_ms, &mut r);
+    assert_eq!(s.requests_in_flight(), 0);
+    // The late answer does nothing; the retry comes after the backoff.
+    s.handle_response(id, Response::Ok(vec![blocks_update(0, &[], 0)]), config.request_timeout_ms, &mut r);
+    assert!(s.poll_request().is_none());
+    let at = s.poll_timeout().unwrap();
+    s.handle_timeout(at, &mut r);
+    assert!(matches!(request(&mut s).1, Request::GetChainBlocks { offset: -1, .. }));
+    // A poll that is never answered does not stop the polling.
+    let mut net = conference(&[1, 2]);
+    let t = net.s(2).poll_timeout().unwrap();
+    net.s(2).handle_timeout(t, &mut r);
+    let polls = drain(net.s(2));
+    assert!(!polls.is_empty());
+    net.now = t + config.request_timeout_ms + config.poll_interval_ms;
+    net.timeout(2);
+    let t = net.s(2).poll_timeout().unwrap();
+    net.now = t;
+    net.timeout(2);
+    assert!(drain(net.s(2)).iter().any(|(_, r)| matches!(r, Request::GetChainBlocks { .. })), "polls again");
+}
+
+/// Issue 23 item 6: a server answering every poll with a gap gets polls with a growing delay,
+/// never a hot loop; a full page re-polls at once only if it advanced the offset.
+#[test]
+fn gap_answers_back_off() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(24);
+    let mut polls = 0;
+    let mut now = net.now;
+    let end = now + 60_000;
+    while now <= end {
+        for (id, req) in drain(net.s(2)) {
+            if let Request::GetChainBlocks { sub_chain, offset, .. } = req {
+                polls += 1;
+                let answer = blocks_update(sub_chain.id(), &[], offset.max(0) + 5);
+                net.s(2).handle_response(id, Response::Ok(vec![answer]), now, &mut r);
+            }
+        }
+        match net.s(2).poll_timeout() {
+            Some(t) if t <= end => {
+                assert!(t >= now, "no timer in the past");
+                now = t.max(now);
+                net.s(2).handle_timeout(now, &mut r);
+            }
+            _ => break,
+        }
+    }
+    assert!(polls <= 30, "{polls} polls in 60 s");
+    assert_eq!(net.s(2).state(), SessionState::Joined);
+}
+
+/// Issue 23 item 6: out-of-range configuration is an error, not a hot loop.
+#[test]
+fn the_configuration_is_validated() {
+    let bad = [
+        SessionConfig { poll_limit: 0, ..SessionConfig::default() },
+        SessionConfig { poll_interval_ms: 0, ..SessionConfig::default() },
+        SessionConfig { max_attempts: 0, ..SessionConfig::default() },
+        SessionConfig { backoff_ms: 0, ..SessionConfig::default() },
+        SessionConfig { max_backoff_ms: 1, ..SessionConfig::default() },
+        SessionConfig { request_timeout_ms: 0, ..SessionConfig::default() },
+        SessionConfig { max_buffered_updates: 0, ..SessionConfig::default() },
+    ];
+    for config in bad {
+        let e = Session::new(1, config.clone()).unwrap_err();
+        assert_eq!(e.kind(), confchain::ErrorKind::InvalidInput, "{config:?}");
+    }
+    assert!(Session::new(1, SessionConfig::default()).is_ok());
+}
+
+/// Issue 23 item 7: while recovering, failed fetches are retried with backoff until they succeed;
+/// the offset never moves past the unapplied block.
+#[test]
+fn recovery_retries_until_it_succeeds() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(25);
+    let mut junk = net.server.blocks()[1].clone();
+    let n = junk.len();
+    junk[n / 2] ^= 0x55;
+    net.s(2).handle_update(blocks_update(0, &[junk], 3), 0, &mut r);
+    silent_rekey(&mut net, 1);
+    let mut now = 0;
+    let mut waits = Vec::new();
+    let mut last_poll = 0;
+    while waits.len() < 6 {
+        let mut polled = None;
+        for (id, req) in drain(net.s(2)) {
+            match req {
+                Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset, .. } => {
+                    assert_eq!(offset, 2, "our own next height, never the tip");
+                    polled = Some(id);
+                }
+                other => {
+                    let (resp, _) = net.server.handle(2, &other);
+                    net.s(2).handle_response(id, resp, now, &mut r);
+                }
+            }
+        }
+        if let Some(id) = polled {
+            waits.push(now - last_poll);
+            last_poll = now;
+            net.s(2).handle_response(id, Response::Error("INTERNAL".into()), now, &mut r);
+            assert_eq!(net.s(2).state(), SessionState::Resyncing);
+            assert_eq!(net.s(2).next_offset(SubChain::Blocks), Some(2));
+        }
+        now = net.s(2).poll_timeout().unwrap();
+        net.s(2).handle_timeout(now, &mut r);
+    }
+    waits.remove(0);
+    assert!(waits.windows(2).all(|w| w[0] <= w[1]), "the delay grows: {waits:?}");
+    let (id, poll) = loop {
+        if let Some(p) = drain(net.s(2))
+            .into_iter()
+            .find(|(_, r)| matches!(r, Request::GetChainBlocks { sub_chain: SubChain::Blocks, .. }))
+        {
+            break p;
+        }
+        now = net.s(2).poll_timeout().unwrap();
+        net.s(2).handle_timeout(now, &mut r);
+    };
+    let (resp, _) = net.server.handle(2, &poll);
+    net.s(2).handle_response(id, resp, now, &mut r);
+    assert_eq!(net.s(2).state(), SessionState::Joined);
+    assert_eq!(net.height(2), net.server.height());
+}
+
+/// Issue 23 item 8: a join retry scheduled before `leave()` dies with its attempt: it never fires
+/// inside the next join.
+#[test]
+fn a_retry_scheduled_before_leave_does_not_fire_in_the_next_join() {
+    let mut net = conference(&[1]);
+    let mut r = rng(26);
+    let mut s = Session::new(2, SessionConfig::default()).unwrap();
+    s.join(0, &mut r).unwrap();
+    let (id, tip) = request(&mut s);
+    s.handle_response(id, net.server.handle(2, &tip).0, 0, &mut r);
+    let (id, _) = request(&mut s);
+    s.handle_response(id, Response::Error("CONF_WRITE_CHAIN_INVALID".into()), 0, &mut r);
+    let retry_at = s.poll_timeout().unwrap();
+    s.leave(0);
+    for (id, _) in drain(&mut s) {
+        s.handle_response(id, Response::Ok(vec![]), 0, &mut r);
+    }
+    s.join(1, &mut r).unwrap();
+    let first = drain(&mut s);
+    assert_eq!(first.len(), 1, "one tip fetch");
+    s.handle_timeout(retry_at + 1, &mut r);
+    assert!(s.poll_request().is_none(), "the old attempt's retry is gone");
+    let _ = net.events(1);
+}
+
+/// Issue 23 item 9: held updates are bounded by entries and bytes, in linear time, and
+/// `footprint()` reports them.
+#[test]
+fn held_updates_are_bounded_by_entries_and_bytes() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(27);
+    let config = SessionConfig::default();
+    let started = std::time::Instant::now();
+    for k in 0..50_000 {
+        net.s(2).handle_update(blocks_update(0, &[], 100 + k), 0, &mut r);
+        net.s(2).handle_update(blocks_update(0, &[vec![7u8; 64 << 10]], 100_000 + k), 0, &mut r);
+    }
+    assert!(started.elapsed().as_secs() < 20, "linear time");
+    let f = net.s(2).footprint();
+    assert!(f.early_blocks <= 2 * config.max_buffered_updates, "{f:?}");
+    assert!(f.held_bytes <= 2 * config.max_buffered_bytes, "{f:?}");
+    assert!(f.held_bytes > 0);
+    assert!(f.queued_requests <= 2, "no flood of polls: {f:?}");
+}
+
+// ---- issue 24 ----
+
+/// FLOOD_WAIT_X: no request of that kind until the wait ends; a wait over the maximum ends the
+/// join with a reason that carries X.
+#[test]
+fn flood_waits_are_waited_out_or_end_the_join() {
+    let mut r = rng(30);
+    let server = Server::existing();
+    let mut s = Session::new(5, SessionConfig::default()).unwrap();
+    s.join(0, &mut r).unwrap();
+    let (id, tip) = request(&mut s);
+    let mut server = server;
+    s.handle_response(id, server.handle(5, &tip).0, 0, &mut r);
+    let (id, join) = request(&mut s);
+    assert!(matches!(join, Request::Join { .. }));
+    s.handle_response(id, Response::Error("FLOOD_WAIT_30".into()), 0, &mut r);
+    let mut now;
+    let mut join_sent_at = None;
+    while join_sent_at.is_none() {
+        now = s.poll_timeout().unwrap();
+        s.handle_timeout(now, &mut r);
+        for (id, req) in drain(&mut s) {
+            match req {
+                Request::Join { .. } => join_sent_at = Some(now),
+                other => s.handle_response(id, server.handle(5, &other).0, now, &mut r),
+            }
+        }
+    }
+    assert!(join_sent_at.unwrap() >= 30_000, "no join during the wait: {join_sent_at:?}");
+    let mut s = Session::new(5, SessionConfig::default()).unwrap();
+    s.join(0, &mut r).unwrap();
+    let (id, _) = request(&mut s);
+    s.handle_response(id, Response::Error("FLOOD_PREMIUM_WAIT_3600".into()), 0, &mut r);
+    assert_eq!(s.state(), SessionState::Failed);
+    assert_eq!(s.poll_event(), Some(SessionEvent::JoinFailed { reason: JoinFailure::FloodWait { seconds: 3600 } }));
+}
+
+/// JOIN_MISSING, GROUPCALL_INVALID and a discarded call end the call: a distinct state and event,
+/// encryption stops.
+#[test]
+fn the_end_of_the_call_is_distinct_from_removal_and_leaving() {
+    for (error, reason) in [
+        ("GROUPCALL_JOIN_MISSING", confchain::session::EndReason::JoinMissing),
+        ("GROUPCALL_INVALID", confchain::session::EndReason::CallInvalid),
+    ] {
+        let mut net = conference(&[1, 2]);
+        let mut r = rng(31);
+        let t = net.s(2).poll_timeout().unwrap();
+        net.s(2).handle_timeout(t, &mut r);
+        let (id, _) = blocks_poll(net.s(2));
+        net.s(2).handle_response(id, Response::Error(error.into()), t, &mut r);
+        assert_eq!(net.s(2).state(), SessionState::Ended);
+        assert!(net.events(2).contains(&SessionEvent::Ended { reason }));
+        assert!(net.s(2).call().unwrap().is_closed());
+    }
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(32);
+    let call = confchain::session::CallIdentity { id: 77, access_hash: -3 };
+    net.s(2).handle_update(Update::GroupCall { call, discarded: true, invite_link: None }, 0, &mut r);
+    assert_eq!(net.s(2).state(), SessionState::Ended);
+    let events = net.events(2);
+    assert!(events.contains(&SessionEvent::Ended { reason: confchain::session::EndReason::Discarded }));
+    assert_eq!(net.s(2).call_identity(), Some(call));
+    assert!(net.s(2).call().unwrap().is_closed());
+}
+
+/// GROUPCALL_SSRC_DUPLICATE_MUCH on a join means rejoin.
+#[test]
+fn ssrc_duplicate_rejoins() {
+    let mut r = rng(33);
+    let mut server = Server::existing();
+    let mut s = Session::new(5, SessionConfig::default()).unwrap();
+    s.join(0, &mut r).unwrap();
+    let (id, tip) = request(&mut s);
+    s.handle_response(id, server.handle(5, &tip).0, 0, &mut r);
+    let (id, _) = request(&mut s);
+    s.handle_response(id, Response::Error("GROUPCALL_SSRC_DUPLICATE_MUCH".into()), 0, &mut r);
+    assert_eq!(s.state(), SessionState::Joining);
+    let at = s.poll_timeout().unwrap();
+    s.handle_timeout(at, &mut r);
+    let (id, tip) = request(&mut s);
+    s.handle_response(id, server.handle(5, &tip).0, at, &mut r);
+    let (id, join) = request(&mut s);
+    let (resp, _) = server.handle(5, &join);
+    s.handle_response(id, resp, at, &mut r);
+    assert_eq!(s.state(), SessionState::Joined);
+}
+
+/// Leave while a join is in flight: when the server accepts the join after `leave()`, the session
+/// leaves again, so no ghost member stays.
+#[test]
+fn a_join_accepted_after_leave_is_left_again() {
+    let mut net = conference(&[1]);
+    let mut r = rng(34);
+    let mut s = Session::new(2, SessionConfig::default()).unwrap();
+    s.join(0, &mut r).unwrap();
+    let (id, tip) = request(&mut s);
+    s.handle_response(id, net.server.handle(2, &tip).0, 0, &mut r);
+    let (join_id, join) = request(&mut s);
+    s.leave(0);
+    let (leave_id, leave) = request(&mut s);
+    assert_eq!(leave, Request::Leave);
+    // The transport reorders: the leave is processed first, then the join.
+    let (left, _) = net.server.handle(2, &leave);
+    let (joined, _) = net.server.handle(2, &join);
+    s.handle_response(leave_id, left, 0, &mut r);
+    assert_eq!(s.state(), SessionState::Left);
+    s.handle_response(join_id, joined, 0, &mut r);
+    let (_, again) = request(&mut s);
+    assert_eq!(again, Request::Leave, "the ghost is removed");
+    net.server.handle(2, &again);
+    assert!(!net.server.members().any(|u| u == 2));
+    assert_eq!(s.state(), SessionState::Left);
+}
+
+/// `updateGroupCall` gives the call's identity (event and accessor); a create carries it.
+#[test]
+fn the_call_identity_is_surfaced() {
+    let mut r = rng(35);
+    let mut s = Session::new(1, SessionConfig::default()).unwrap();
+    s.create(false, 0, &mut r).unwrap();
+    let (id, _) = request(&mut s);
+    let call = confchain::session::CallIdentity { id: 10, access_hash: 20 };
+    let link = Some("https://t.me/call/abc".to_owned());
+    let update = Update::GroupCall { call, discarded: false, invite_link: link.clone() };
+    s.handle_response(id, Response::Ok(vec![update]), 0, &mut r);
+    let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert!(events.contains(&SessionEvent::CallIdentity { call, invite_link: link.clone() }));
+    assert!(events.contains(&SessionEvent::Created { call: Some(call), invite_link: link.clone() }));
+    assert_eq!(s.call_identity(), Some(call));
+    assert_eq!(s.invite_link(), link.as_deref());
+}
+
+/// The join response may carry later blocks (and broadcasts): they are applied through the rules.
+#[test]
+fn a_join_response_with_later_blocks_is_applied() {
+    let mut net = conference(&[1]);
+    let mut r = rng(36);
+    let mut s = Session::new(2, SessionConfig::default()).unwrap();
+    s.join(0, &mut r).unwrap();
+    let (id, tip) = request(&mut s);
+    s.handle_response(id, net.server.handle(2, &tip).0, 0, &mut r);
+    let (id, join) = request(&mut s);
+    let (resp, pushes) = net.server.handle(2, &join);
+    for (to, u) in pushes {
+        if to == 1 {
+            net.update(1, u);
+        }
+    }
+    silent_rekey(&mut net, 1);
+    let Response::Ok(mut updates) = resp else { panic!() };
+    // The server's answer holds our block (offset 1) and the re-key after it (offset 2).
+    updates.retain(|u| !matches!(u, Update::ChainBlocks { sub_chain_id: 0, .. }));
+    updates.insert(0, blocks_update(0, &net.server.blocks()[1..3], 3));
+    s.handle_response(id, Response::Ok(updates), 0, &mut r);
+    assert_eq!(s.state(), SessionState::Joined);
+    assert_eq!(s.call().unwrap().height(), 2);
+    assert_eq!(s.call().unwrap().key_fingerprint(), net.s(1).call().unwrap().key_fingerprint());
+}
+
+/// A non-member's poll is answered with the last block only, whatever the offset: the session
+/// neither loops nor takes it for the next block.
+#[test]
+fn last_block_only_answers_neither_loop_nor_are_misread() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(37);
+    for _ in 0..3 {
+        silent_rekey(&mut net, 1);
+    }
+    let mut polls = 0;
+    let mut now = net.now;
+    for _ in 0..200 {
+        for (id, req) in drain(net.s(2)) {
+            if let Request::GetChainBlocks { sub_chain: SubChain::Blocks, .. } = req {
+                polls += 1;
+                let all = net.server.blocks();
+                let last = blocks_update(0, &all[all.len() - 1..], all.len() as i32);
+                net.s(2).handle_response(id, Response::Ok(vec![last]), now, &mut r);
+            } else {
+                let (resp, _) = net.server.handle(2, &req);
+                net.s(2).handle_response(id, resp, now, &mut r);
+            }
+        }
+        let t = net.s(2).poll_timeout().unwrap();
+        if t > 60_000 {
+            break;
+        }
+        now = t.max(now);
+        net.s(2).handle_timeout(now, &mut r);
+    }
+    assert!(polls <= 12, "{polls}");
+    assert_eq!(net.height(2), 1, "the last block is never applied out of order");
+    // Answered as a non-member again and again: the server no longer holds us in the call.
+    assert_eq!(net.s(2).state(), SessionState::Ended);
+    assert!(net.events(2).contains(&SessionEvent::Ended { reason: confchain::session::EndReason::JoinMissing }));
+}
+
+/// A last-block-only answer whose block no longer lists our key: we were removed (a lost push).
+#[test]
+fn a_last_block_without_us_means_removed() {
+    let mut net = conference(&[1, 2, 3]);
+    let mut r = rng(42);
+    silent_rekey(&mut net, 1);
+    let block = net.s(1).call().unwrap().build_remove(&[2], &mut r).unwrap();
+    let req = Request::DeleteParticipants { user_ids: vec![2], block, kick: false };
+    let (resp, _lost) = net.server.handle(1, &req);
+    net.respond(1, 0, resp);
+    let t = net.s(2).poll_timeout().unwrap();
+    net.s(2).handle_timeout(t, &mut r);
+    let (id, _) = blocks_poll(net.s(2));
+    let all = net.server.blocks();
+    let last = blocks_update(0, &all[all.len() - 1..], all.len() as i32);
+    net.s(2).handle_response(id, Response::Ok(vec![last]), t, &mut r);
+    assert_eq!(net.s(2).state(), SessionState::Removed);
+    assert!(net.s(2).call().unwrap().is_closed());
+}
+
+/// `updateGroupCallParticipants` saying that we left: the server dropped us from the media call.
+#[test]
+fn told_that_we_left_ends_the_call() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(43);
+    let me = confchain::session::CallParticipant { user_id: 2, left: true };
+    net.s(2).handle_update(Update::Participants { participants: vec![me] }, 0, &mut r);
+    assert_eq!(net.s(2).state(), SessionState::Ended);
+    assert!(net.s(2).call().unwrap().is_closed());
+}
+
+/// Pruning: users who left are removed with `only_left`, bounded, deduplicated, after a small
+/// random delay; an option turns it off.
+#[test]
+fn members_who_left_are_pruned() {
+    use confchain::session::CallParticipant;
+    let mut net = conference(&[1, 2, 3]);
+    let mut r = rng(38);
+    let left = |user_id| CallParticipant { user_id, left: true };
+    let update = Update::Participants { participants: vec![left(3), left(3), left(42)] };
+    net.s(1).handle_update(update.clone(), 0, &mut r);
+    net.s(1).handle_update(update, 0, &mut r);
+    assert!(net.s(1).poll_request().is_none(), "not at once");
+    let at = net.s(1).poll_timeout().unwrap();
+    assert!(at <= SessionConfig::default().max_prune_delay_ms);
+    net.s(1).handle_timeout(at, &mut r);
+    let deletes: Vec<_> =
+        drain(net.s(1)).into_iter().filter(|(_, r)| matches!(r, Request::DeleteParticipants { .. })).collect();
+    assert_eq!(deletes.len(), 1);
+    let Request::DeleteParticipants { user_ids, kick, .. } = &deletes[0].1 else { panic!() };
+    assert_eq!((user_ids.as_slice(), *kick), (&[3][..], false));
+    // Turned off.
+    let mut s = Session::new(1, SessionConfig { prune_left: false, ..SessionConfig::default() }).unwrap();
+    s.create(true, 0, &mut r).unwrap();
+    let mut server = Server::new();
+    while let Some((id, req)) = s.poll_request() {
+        let (resp, _) = server.handle(1, &req);
+        s.handle_response(id, resp, 0, &mut r);
+    }
+    s.handle_update(Update::Participants { participants: vec![left(3)] }, 0, &mut r);
+    s.handle_timeout(60_000, &mut r);
+    assert!(!drain(&mut s).iter().any(|(_, r)| matches!(r, Request::DeleteParticipants { .. })));
+}
+
+/// A join that passed its deadline, then failed for good, but that the server accepted after all:
+/// the late answer is met with `leaveGroupCall`.
+#[test]
+fn a_join_accepted_after_its_deadline_is_left_when_out_of_the_call() {
+    let mut net = conference(&[1]);
+    let mut r = rng(39);
+    let config = SessionConfig { max_attempts: 1, ..SessionConfig::default() };
+    let mut s = Session::new(2, config.clone()).unwrap();
+    s.join(0, &mut r).unwrap();
+    let (id, tip) = request(&mut s);
+    s.handle_response(id, net.server.handle(2, &tip).0, 0, &mut r);
+    let (join_id, join) = request(&mut s);
+    s.handle_timeout(config.request_timeout_ms, &mut r);
+    assert_eq!(s.state(), SessionState::Failed);
+    let (late, _) = net.server.handle(2, &join);
+    s.handle_response(join_id, late, config.request_timeout_ms + 1, &mut r);
+    assert_eq!(request(&mut s).1, Request::Leave);
+}
+
+/// Recovering, the server withholds the refused block's offset (empty pages): the session keeps
+/// asking from its own height with backoff, never moves its offset, never adopts anything.
+#[test]
+fn withheld_blocks_while_recovering_are_asked_again() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(40);
+    let mut junk = net.server.blocks()[1].clone();
+    let n = junk.len();
+    junk[n / 2] ^= 0x55;
+    net.s(2).handle_update(blocks_update(0, &[junk], 3), 0, &mut r);
+    let mut now = 0;
+    let mut polls = 0;
+    while now < 30_000 {
+        for (id, req) in drain(net.s(2)) {
+            if let Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset, .. } = req {
+                assert_eq!(offset, 2);
+                polls += 1;
+                net.s(2).handle_response(id, Response::Ok(vec![blocks_update(0, &[], 2)]), now, &mut r);
+            } else {
+                let (resp, _) = net.server.handle(2, &req);
+                net.s(2).handle_response(id, resp, now, &mut r);
+            }
+        }
+        now = net.s(2).poll_timeout().unwrap().max(now);
+        net.s(2).handle_timeout(now, &mut r);
+    }
+    assert!((4..=20).contains(&polls), "{polls}");
+    assert_eq!(net.s(2).state(), SessionState::Resyncing);
+    assert_eq!(net.s(2).next_offset(SubChain::Blocks), Some(2));
+}
+
+// ---- property test: a hostile server ----
+
+#[derive(Clone, Debug)]
+enum Hostile {
+    /// Push honest blocks `[start, start + len)`, or junk at an offset.
+    Push { start: u8, len: u8, junk: bool },
+    /// Answer the oldest pending request: honestly, with a gap, with the last block only, with
+    /// an outsider's block, or with an error.
+    Answer { how: u8 },
+    /// A new honest block.
+    NewBlock,
+    /// Participants or the call's identity.
+    Meta { left: bool },
+    /// Time passes.
+    Wait { ms: u16 },
+}
+
+fn hostile() -> impl Strategy<Value = Hostile> {
+    prop_oneof![
+        3 => (0u8..12, 0u8..4, any::<bool>()).prop_map(|(start, len, junk)| Hostile::Push { start, len, junk }),
+        4 => (0u8..12).prop_map(|how| Hostile::Answer { how }),
+        1 => Just(Hostile::NewBlock),
+        1 => any::<bool>().prop_map(|left| Hostile::Meta { left }),
+        3 => (0u16..20_000).prop_map(|ms| Hostile::Wait { ms }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    /// One session against a hostile server: gaps, withheld offsets, last-block-only answers,
+    /// junk and an outsider's block, every kind of error, silence. It never panics, never adopts
+    /// a block the rules refuse (the outsider never enters its chain), sends a bounded number of
+    /// requests per virtual second, keeps its footprint bounded, and once it fails closed its call
+    /// stays closed. With an honest server afterwards it converges, or fails closed.
+    #[test]
+    fn a_hostile_server_never_breaks_the_invariants(seed in any::<u64>(), script in prop::collection::vec(hostile(), 1..80)) {
+        let mut net = conference(&[1, 2]);
+        net.rng = rng(seed);
+        let outsider = confchain::PrivateKey::generate(&mut net.rng);
+        let mut pending: Vec<(RequestId, Request)> = Vec::new();
+        let mut sent: Vec<u64> = Vec::new();
+        let config = SessionConfig::default();
+        let errors = ["TIMEOUT", "INTERNAL", "FLOOD_WAIT_2", "FLOOD_WAIT_100000", "CONF_WRITE_CHAIN_INVALID", "PEER_ID_INVALID", "GROUPCALL_SSRC_DUPLICATE_MUCH"];
+        for step in script {
+            while let Some(r) = net.s(2).poll_request() {
+                sent.push(net.now);
+                pending.push(r);
+            }
+            match step {
+                Hostile::Push { start, len, junk } => {
+                    let all = net.server.blocks().to_vec();
+                    let start = usize::from(start).min(all.len());
+                    let end = (start + usize::from(len)).min(all.len());
+                    let mut blocks = all[start..end].to_vec();
+                    if junk {
+                        for b in &mut blocks {
+                            let n = b.len();
+                            b[n / 3] ^= 0x21;
+                        }
+                    }
+                    net.update(2, blocks_update(0, &blocks, end as i32));
+                }
+                Hostile::Answer { how } => {
+                    if pending.is_empty() {
+                        continue;
+                    }
+                    let (id, req) = pending.remove(0);
+                    let response = match (how, &req) {
+                        (0..=4, _) => net.server.handle(2, &req).0,
+                        (5, Request::GetChainBlocks { sub_chain, offset, .. }) => {
+                            Response::Ok(vec![blocks_update(sub_chain.id(), &[], offset.max(&0) + 7)])
+                        }
+                        (6, Request::GetChainBlocks { sub_chain: SubChain::Blocks, .. }) => {
+                            let all = net.server.blocks();
+                            Response::Ok(vec![blocks_update(0, &all[all.len() - 1..], all.len() as i32)])
+                        }
+                        (7, Request::GetChainBlocks { sub_chain: SubChain::Blocks, .. })
+                            if net.s(2).state() == SessionState::Joined || net.s(2).state() == SessionState::Resyncing =>
+                        {
+                            let h = net.height(2);
+                            if net.server.height() == h {
+                                let forged = outsider_block(&mut net, &outsider);
+                                Response::Ok(vec![blocks_update(0, &[forged], h + 2)])
+                            } else {
+                                net.server.handle(2, &req).0
+                            }
+                        }
+                        (8, _) => continue, // silence: the deadline ends it
+                        (k, _) => Response::Error(errors[usize::from(k) % errors.len()].into()),
+                    };
+                    net.respond(2, id, response);
+                }
+                Hostile::NewBlock => {
+                    let alice_at_tip = net.height(1) == net.server.height() && net.server.members().any(|u| u == 1);
+                    if net.s(1).state() == SessionState::Joined && alice_at_tip {
+                        silent_rekey(&mut net, 1);
+                    }
+                }
+                Hostile::Meta { left } => {
+                    let p = confchain::session::CallParticipant { user_id: 1, left };
+                    net.update(2, Update::Participants { participants: vec![p] });
+                }
+                Hostile::Wait { ms } => {
+                    net.now += u64::from(ms);
+                    net.timeout(2);
+                }
+            }
+            // Invariants, every step.
+            if let Some(call) = net.s(2).call() {
+                prop_assert!(!call.participants().iter().any(|p| p.user_id == 9), "the outsider got in");
+            }
+            if matches!(net.s(2).state(), SessionState::ChainRejected | SessionState::Removed | SessionState::Ended) {
+                prop_assert!(net.s(2).call().is_none_or(|c| c.is_closed()));
+            }
+            let f = net.s(2).footprint();
+            prop_assert!(f.early_blocks <= 2 * config.max_buffered_updates, "{:?}", f);
+            prop_assert!(f.requests_in_flight + f.queued_requests <= 64, "{:?}", f);
+            prop_assert!(f.retries <= 64, "{:?}", f);
+            let now = net.now;
+            let recent = sent.iter().filter(|t| **t + 1_000 > now).count();
+            prop_assert!(recent <= 24, "{} requests in the last second", recent);
+        }
+        // An honest server from here on: converge, or stay failed closed.
+        for (id, req) in pending.drain(..) {
+            let response = net.server.handle(2, &req).0;
+            net.respond(2, id, response);
+        }
+        net.pump();
+        let t = net.now + 200_000;
+        net.advance_to(t);
+        match net.s(2).state() {
+            SessionState::Joined => prop_assert_eq!(net.height(2), net.server.height()),
+            SessionState::ChainRejected | SessionState::Removed | SessionState::Ended | SessionState::Failed | SessionState::Left => {
+                prop_assert!(net.s(2).call().is_none_or(|c| c.is_closed()));
+            }
+            other => prop_assert!(false, "stuck in {:?}", other),
+        }
+    }
+}
+
+/// A removal queues `leaveGroupCall`; a rejoin before the application sent it drops it, so it can
+/// never remove the new participant.
+#[test]
+fn a_rejoin_drops_an_unsent_leave() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(41);
+    net.s(2).send_message(r#"{"random_id":"9"}"#, 0, &mut r).unwrap();
+    let (id, _) = request(net.s(2));
+    net.s(2).handle_response(id, Response::Error("GROUPCALL_FORBIDDEN".into()), 0, &mut r);
+    net.s(2).join(0, &mut r).unwrap();
+    let queued: Vec<_> = drain(net.s(2)).into_iter().map(|(_, r)| r).collect();
+    assert_eq!(queued, vec![Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 }]);
+}
+
+/// A flood wait holds for its request kind whatever became of the operation that met it: a
+/// re-key told FLOOD_WAIT_30 gives up, and the next re-key waits for the end of the wait.
+#[test]
+fn a_flood_wait_holds_for_its_kind() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(44);
+    net.s(1).rekey(None, &mut r).unwrap();
+    let (id, _) = request(net.s(1));
+    net.s(1).handle_response(id, Response::Error("FLOOD_WAIT_30".into()), 1_000, &mut r);
+    net.s(1).rekey(None, &mut r).unwrap();
+    assert!(!drain(net.s(1)).iter().any(|(_, r)| matches!(r, Request::DeleteParticipants { .. })));
+    net.s(1).handle_timeout(30_999, &mut r);
+    assert!(!drain(net.s(1)).iter().any(|(_, r)| matches!(r, Request::DeleteParticipants { .. })));
+    net.s(1).handle_timeout(31_000, &mut r);
+    assert!(drain(net.s(1)).iter().any(|(_, r)| matches!(r, Request::DeleteParticipants { .. })));
 }

@@ -99,6 +99,54 @@ pub enum Request {
     Leave,
 }
 
+/// The kind of a [`Request`] (its TL method): flood waits apply per kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum RequestKind {
+    /// `getGroupCallChainBlocks`.
+    GetChainBlocks,
+    /// `createConferenceCall`.
+    CreateConference,
+    /// `joinGroupCall`.
+    Join,
+    /// `deleteConferenceCallParticipants`.
+    DeleteParticipants,
+    /// `sendConferenceCallBroadcast`.
+    SendBroadcast,
+    /// `sendGroupCallEncryptedMessage`.
+    SendEncryptedMessage,
+    /// `leaveGroupCall`.
+    Leave,
+}
+
+impl RequestKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [RequestKind; 7] = [
+        RequestKind::GetChainBlocks,
+        RequestKind::CreateConference,
+        RequestKind::Join,
+        RequestKind::DeleteParticipants,
+        RequestKind::SendBroadcast,
+        RequestKind::SendEncryptedMessage,
+        RequestKind::Leave,
+    ];
+}
+
+impl Request {
+    /// The request's kind (its TL method).
+    pub fn kind(&self) -> RequestKind {
+        match self {
+            Request::GetChainBlocks { .. } => RequestKind::GetChainBlocks,
+            Request::CreateConference { .. } => RequestKind::CreateConference,
+            Request::Join { .. } => RequestKind::Join,
+            Request::DeleteParticipants { .. } => RequestKind::DeleteParticipants,
+            Request::SendBroadcast { .. } => RequestKind::SendBroadcast,
+            Request::SendEncryptedMessage { .. } => RequestKind::SendEncryptedMessage,
+            Request::Leave => RequestKind::Leave,
+        }
+    }
+}
+
 /// A pushed update, or one carried by a response's `Updates`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -9,7 +9,7 @@
 //! # use rand_core::SeedableRng;
 //! # let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
 //! let mut server = Server::new();
-//! let mut alice = Session::new(1, SessionConfig::default());
+//! let mut alice = Session::new(1, SessionConfig::default())?;
 //! alice.create(true, 0, &mut rng)?;
 //! while let Some((id, request)) = alice.poll_request() {
 //!     let (response, pushes) = server.handle(1, &request);

@@ -238,9 +238,26 @@
 #define CONFCHAIN_SESSION_LEFT 10
 
 /**
- * Something to log: `text`.
+ * Something to log: `text` (a pushed block refused while the session refetches, a message
+ * dropped, a send given up, a block whose key we cannot read).
  */
 #define CONFCHAIN_SESSION_ERROR 11
+
+/**
+ * The call ended (`text`: `discarded`, `join_missing` or `call_invalid`); encryption stopped.
+ */
+#define CONFCHAIN_SESSION_ENDED 12
+
+/**
+ * Failed closed: the server's chain holds a block at `height` our rules refuse (`text` says
+ * which rule); the call and its media handles are closed. Only a new join continues.
+ */
+#define CONFCHAIN_SESSION_CHAIN_REJECTED 13
+
+/**
+ * The call's identity: `user_ids` holds `[id, access_hash]`, `text` the invite link (may be empty).
+ */
+#define CONFCHAIN_SESSION_CALL_IDENTITY 14
 
 /**
  * One participant's call.
@@ -938,7 +955,7 @@ void confchain_session_event_free(struct confchain_session_event *event);
 
 /**
  * The session's state: 0 idle, 1 joining, 2 joined, 3 resyncing, 4 removed, 5 leaving, 6 left,
- * 7 failed; and the height of its call (-1 when none).
+ * 7 failed, 8 chain rejected (failed closed), 9 ended; and the height of its call (-1 when none).
  */
 int32_t confchain_session_get_state(const struct confchain_session *session,
                                     int32_t *out_state,

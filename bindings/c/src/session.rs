@@ -50,8 +50,16 @@ pub const CONFCHAIN_SESSION_MESSAGE_RECEIVED: i32 = 8;
 pub const CONFCHAIN_SESSION_REMOVED: i32 = 9;
 /// We left.
 pub const CONFCHAIN_SESSION_LEFT: i32 = 10;
-/// Something to log: `text`.
+/// Something to log: `text` (a pushed block refused while the session refetches, a message
+/// dropped, a send given up, a block whose key we cannot read).
 pub const CONFCHAIN_SESSION_ERROR: i32 = 11;
+/// The call ended (`text`: `discarded`, `join_missing` or `call_invalid`); encryption stopped.
+pub const CONFCHAIN_SESSION_ENDED: i32 = 12;
+/// Failed closed: the server's chain holds a block at `height` our rules refuse (`text` says
+/// which rule); the call and its media handles are closed. Only a new join continues.
+pub const CONFCHAIN_SESSION_CHAIN_REJECTED: i32 = 13;
+/// The call's identity: `user_ids` holds `[id, access_hash]`, `text` the invite link (may be empty).
+pub const CONFCHAIN_SESSION_CALL_IDENTITY: i32 = 14;
 
 /// A request to send (see the `CONFCHAIN_REQUEST_*` kinds); free with `confchain_request_free`.
 #[repr(C)]
@@ -201,7 +209,8 @@ pub unsafe extern "C" fn confchain_request_free(request: *mut confchain_request)
 pub unsafe extern "C" fn confchain_session_new(user_id: i64, out_session: *mut *mut confchain_session) -> i32 {
     guard(|| {
         let out_session = out(out_session)?;
-        *out_session = Box::into_raw(Box::new(confchain_session(Session::new(user_id, SessionConfig::default()))));
+        let session = Session::new(user_id, SessionConfig::default()).map_err(|_| invalid("configuration"))?;
+        *out_session = Box::into_raw(Box::new(confchain_session(session)));
         Ok(())
     })
 }
@@ -476,7 +485,37 @@ pub unsafe extern "C" fn confchain_session_poll_event(
         let text = |t: String| to_bytes(t.into_bytes());
         match event {
             None => {}
-            Some(SessionEvent::Created) => e.kind = CONFCHAIN_SESSION_CREATED,
+            Some(SessionEvent::Created { invite_link, .. }) => {
+                (e.kind, e.text) = (CONFCHAIN_SESSION_CREATED, text(invite_link.unwrap_or_default()))
+            }
+            Some(SessionEvent::CallIdentity { call, invite_link }) => {
+                (e.kind, e.text) = (CONFCHAIN_SESSION_CALL_IDENTITY, text(invite_link.unwrap_or_default()));
+                (e.user_ids, e.user_ids_len) = ids_out(vec![call.id, call.access_hash]);
+            }
+            Some(SessionEvent::Ended { reason }) => {
+                let why = match reason {
+                    engine::session::EndReason::Discarded => "discarded",
+                    engine::session::EndReason::JoinMissing => "join_missing",
+                    engine::session::EndReason::CallInvalid => "call_invalid",
+                    _ => "ended",
+                };
+                (e.kind, e.text) = (CONFCHAIN_SESSION_ENDED, text(why.to_owned()))
+            }
+            Some(SessionEvent::ChainRejected { height, error }) => {
+                (e.kind, e.height, e.text) = (CONFCHAIN_SESSION_CHAIN_REJECTED, height, text(error.to_string()))
+            }
+            Some(SessionEvent::BlockRefused { height, error }) => {
+                (e.kind, e.height, e.text) = (CONFCHAIN_SESSION_ERROR, height, text(format!("block refused: {error}")))
+            }
+            Some(SessionEvent::KeyUnavailable { height, error }) => {
+                (e.kind, e.height, e.text) = (CONFCHAIN_SESSION_ERROR, height, text(format!("no key: {error}")))
+            }
+            Some(SessionEvent::MessageDropped { from, error }) => {
+                (e.kind, e.from_id, e.text) = (CONFCHAIN_SESSION_ERROR, from, text(format!("message dropped: {error}")))
+            }
+            Some(SessionEvent::SendFailed { kind, reason }) => {
+                (e.kind, e.text) = (CONFCHAIN_SESSION_ERROR, text(format!("{kind:?} not sent: {reason:?}")))
+            }
             Some(SessionEvent::Joined { height }) => (e.kind, e.height) = (CONFCHAIN_SESSION_JOINED, height),
             Some(SessionEvent::JoinFailed { reason }) => {
                 (e.kind, e.text) = (CONFCHAIN_SESSION_JOIN_FAILED, text(format!("{reason:?}")))
@@ -502,7 +541,6 @@ pub unsafe extern "C" fn confchain_session_poll_event(
                 (e.kind, e.height) = (CONFCHAIN_SESSION_REMOVED, height.unwrap_or(-1))
             }
             Some(SessionEvent::Left) => e.kind = CONFCHAIN_SESSION_LEFT,
-            Some(SessionEvent::Error { message }) => (e.kind, e.text) = (CONFCHAIN_SESSION_ERROR, text(message)),
             Some(_) => {}
         }
         *slot = e;
@@ -521,7 +559,7 @@ pub unsafe extern "C" fn confchain_session_event_free(event: *mut confchain_sess
 }
 
 /// The session's state: 0 idle, 1 joining, 2 joined, 3 resyncing, 4 removed, 5 leaving, 6 left,
-/// 7 failed; and the height of its call (-1 when none).
+/// 7 failed, 8 chain rejected (failed closed), 9 ended; and the height of its call (-1 when none).
 #[no_mangle]
 pub unsafe extern "C" fn confchain_session_get_state(
     session: *const confchain_session,
@@ -541,6 +579,9 @@ pub unsafe extern "C" fn confchain_session_get_state(
             SessionState::Leaving => 5,
             SessionState::Left => 6,
             SessionState::Failed => 7,
+            SessionState::ChainRejected => 8,
+            SessionState::Ended => 9,
+            _ => -1,
         };
         *out_height = s.call().map_or(-1, Call::height);
         Ok(())

@@ -515,8 +515,8 @@ pub struct Session(sess::Session);
 impl Session {
     /// A session for `userId`.
     #[wasm_bindgen(constructor)]
-    pub fn new(user_id: i64) -> Session {
-        Session(sess::Session::new(user_id, sess::SessionConfig::default()))
+    pub fn new(user_id: i64) -> Result<Session, JsValue> {
+        sess::Session::new(user_id, sess::SessionConfig::default()).map(Session).map_err(err)
     }
 
     /// createConferenceCall (joining at once unless `join` is false).
@@ -623,7 +623,54 @@ impl Session {
         let strings =
             |v: &[&'static str]| -> JsValue { v.iter().map(|s| JsValue::from(*s)).collect::<js_sys::Array>().into() };
         let kind = match e {
-            sess::SessionEvent::Created => "created",
+            sess::SessionEvent::Created { call, invite_link } => {
+                if let Some(c) = call {
+                    set(
+                        &o,
+                        "userIds",
+                        [c.id, c.access_hash].iter().map(|u| JsValue::from(*u)).collect::<js_sys::Array>().into(),
+                    );
+                }
+                set(&o, "text", invite_link.map_or(JsValue::UNDEFINED, JsValue::from));
+                "created"
+            }
+            sess::SessionEvent::CallIdentity { call, invite_link } => {
+                set(
+                    &o,
+                    "userIds",
+                    [call.id, call.access_hash].iter().map(|u| JsValue::from(*u)).collect::<js_sys::Array>().into(),
+                );
+                set(&o, "text", invite_link.map_or(JsValue::UNDEFINED, JsValue::from));
+                "call_identity"
+            }
+            sess::SessionEvent::Ended { reason } => {
+                set(&o, "text", format!("{reason:?}").into());
+                "ended"
+            }
+            sess::SessionEvent::ChainRejected { height, error } => {
+                set(&o, "height", height.into());
+                set(&o, "text", error.to_string().into());
+                "chain_rejected"
+            }
+            sess::SessionEvent::BlockRefused { height, error } => {
+                set(&o, "height", height.into());
+                set(&o, "text", format!("block refused: {error}").into());
+                "error"
+            }
+            sess::SessionEvent::KeyUnavailable { height, error } => {
+                set(&o, "height", height.into());
+                set(&o, "text", format!("no key: {error}").into());
+                "error"
+            }
+            sess::SessionEvent::MessageDropped { from, error } => {
+                set(&o, "from", JsValue::from(from));
+                set(&o, "text", format!("message dropped: {error}").into());
+                "error"
+            }
+            sess::SessionEvent::SendFailed { kind, reason } => {
+                set(&o, "text", format!("{kind:?} not sent: {reason:?}").into());
+                "error"
+            }
             sess::SessionEvent::Joined { height } => {
                 set(&o, "height", height.into());
                 "joined"
@@ -661,20 +708,20 @@ impl Session {
                 "removed"
             }
             sess::SessionEvent::Left => "left",
-            sess::SessionEvent::Error { message } => {
-                set(&o, "text", message.into());
-                "error"
-            }
             _ => "other",
         };
         set(&o, "kind", kind.into());
         o.into()
     }
 
-    /// "idle", "joining", "joined", "resyncing", "removed", "leaving", "left" or "failed".
+    /// "idle", "joining", "joined", "resyncing", "removed", "leaving", "left", "failed",
+    /// "chain_rejected" (failed closed) or "ended".
     #[wasm_bindgen(getter)]
     pub fn state(&self) -> String {
-        format!("{:?}", self.0.state()).to_lowercase()
+        match self.0.state() {
+            sess::SessionState::ChainRejected => "chain_rejected".to_owned(),
+            s => format!("{s:?}").to_lowercase(),
+        }
     }
 
     /// Height of the call, or -1 before joining.

@@ -780,7 +780,8 @@ impl Update {
 
 /// A session event: `kind` plus the fields it uses ("created", "joined", "join_failed",
 /// "key_changed", "participants_changed", "verification_started", "verification_done",
-/// "message_received", "removed", "left", "error").
+/// "message_received", "removed", "left", "ended", "chain_rejected", "call_identity" (`user_ids`
+/// = `[id, access_hash]`, `text` = invite link), "error").
 #[pyclass(module = "confchain", get_all)]
 struct SessionEvent {
     kind: String,
@@ -814,7 +815,39 @@ impl SessionEvent {
         };
         let strings = |v: &[&'static str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         let kind = match e {
-            sess::SessionEvent::Created => "created",
+            sess::SessionEvent::Created { call, invite_link } => {
+                out.user_ids = call.map(|c| vec![c.id, c.access_hash]);
+                out.text = invite_link;
+                "created"
+            }
+            sess::SessionEvent::CallIdentity { call, invite_link } => {
+                (out.user_ids, out.text) = (Some(vec![call.id, call.access_hash]), invite_link);
+                "call_identity"
+            }
+            sess::SessionEvent::Ended { reason } => {
+                out.text = Some(format!("{reason:?}"));
+                "ended"
+            }
+            sess::SessionEvent::ChainRejected { height, error } => {
+                (out.height, out.text) = (Some(height), Some(error.to_string()));
+                "chain_rejected"
+            }
+            sess::SessionEvent::BlockRefused { height, error } => {
+                (out.height, out.text) = (Some(height), Some(format!("block refused: {error}")));
+                "error"
+            }
+            sess::SessionEvent::KeyUnavailable { height, error } => {
+                (out.height, out.text) = (Some(height), Some(format!("no key: {error}")));
+                "error"
+            }
+            sess::SessionEvent::MessageDropped { from, error } => {
+                (out.from_id, out.text) = (Some(from), Some(format!("message dropped: {error}")));
+                "error"
+            }
+            sess::SessionEvent::SendFailed { kind, reason } => {
+                out.text = Some(format!("{kind:?} not sent: {reason:?}"));
+                "error"
+            }
             sess::SessionEvent::Joined { height } => {
                 out.height = Some(height);
                 "joined"
@@ -848,10 +881,6 @@ impl SessionEvent {
                 "removed"
             }
             sess::SessionEvent::Left => "left",
-            sess::SessionEvent::Error { message } => {
-                out.text = Some(message);
-                "error"
-            }
             _ => "other",
         };
         out.kind = kind.to_owned();
@@ -876,8 +905,8 @@ struct Session(sess::Session);
 #[pymethods]
 impl Session {
     #[new]
-    fn new(user_id: i64) -> Self {
-        Session(sess::Session::new(user_id, sess::SessionConfig::default()))
+    fn new(user_id: i64) -> PyResult<Self> {
+        sess::Session::new(user_id, sess::SessionConfig::default()).map(Session).map_err(err)
     }
 
     /// createConferenceCall, joining at once (`join=True`) or create only.
@@ -945,7 +974,8 @@ impl Session {
         self.0.poll_event().map(SessionEvent::from_core)
     }
 
-    /// "idle", "joining", "joined", "resyncing", "removed", "leaving", "left" or "failed".
+    /// "idle", "joining", "joined", "resyncing", "removed", "leaving", "left", "failed",
+    /// "chain_rejected" (failed closed) or "ended".
     #[getter]
     fn state(&self) -> &'static str {
         match self.0.state() {
@@ -957,6 +987,9 @@ impl Session {
             sess::SessionState::Leaving => "leaving",
             sess::SessionState::Left => "left",
             sess::SessionState::Failed => "failed",
+            sess::SessionState::ChainRejected => "chain_rejected",
+            sess::SessionState::Ended => "ended",
+            _ => "other",
         }
     }
 

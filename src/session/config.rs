@@ -1,0 +1,91 @@
+//! The session's tunables, validated once by [`crate::session::Session::new`].
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Tunables; the defaults follow tdlib where it is sound (SPEC.md §15). Out-of-range values are
+/// refused by [`crate::session::Session::new`] ([`SessionConfig::validate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Poll period of each sub-chain while nothing arrives (tdlib: 10 s); 1 s to 1 hour.
+    pub poll_interval_ms: u64,
+    /// Page size of polls (tdlib: 100), 1 to 1,000; a full page that advanced the offset is
+    /// followed by another poll at once.
+    pub poll_limit: i32,
+    /// Attempts of a join (or removal) against `CONF_WRITE_CHAIN_INVALID` (tdlib: unlimited); 1 to 1,000.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt up to `max_backoff_ms` (tdlib: none); at least 1 ms.
+    pub backoff_ms: u64,
+    /// Longest retry delay; at least `backoff_ms`, at most 1 hour.
+    pub max_backoff_ms: u64,
+    /// Attempts of a broadcast or message send on transient errors; 1 to 1,000.
+    pub max_send_attempts: u32,
+    /// Largest `groupCallMessage` JSON sent or accepted, in bytes; 1 byte to 1 MiB.
+    pub max_message_bytes: usize,
+    /// Updates (and messages) kept while a join is in flight, and blocks held beyond a gap per
+    /// sub-chain; 1 to 65,536.
+    pub max_buffered_updates: usize,
+    /// Bytes of those updates (and of the held blocks, per sub-chain); 1 KiB to 256 MiB.
+    pub max_buffered_bytes: usize,
+    /// Message `(sender, random_id)` pairs remembered for deduplication; at most 1,048,576.
+    pub max_remembered_messages: usize,
+    /// Deadline of every request: past it the session behaves as if `TIMEOUT` had come back, and a
+    /// late response is ignored; 1 s to 1 hour.
+    pub request_timeout_ms: u64,
+    /// Longest `FLOOD_WAIT_X` (and `FLOOD_PREMIUM_WAIT_X`) a join or send waits out, in seconds;
+    /// a longer one ends the operation with a reason that carries X. At most 1 day.
+    pub max_flood_wait_s: u32,
+    /// Remove chain participants that `updateGroupCallParticipants` says left the call, with
+    /// `only_left` (a member's duty, as tdlib does); off for applications that prune themselves.
+    pub prune_left: bool,
+    /// Most random delay before pruning, so that members do not all race for the same block; at
+    /// most 1 minute.
+    pub max_prune_delay_ms: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            poll_interval_ms: 10_000,
+            poll_limit: 100,
+            max_attempts: 8,
+            backoff_ms: 250,
+            max_backoff_ms: 8_000,
+            max_send_attempts: 5,
+            max_message_bytes: 8_192,
+            max_buffered_updates: 256,
+            max_buffered_bytes: 4 << 20,
+            max_remembered_messages: 4_096,
+            request_timeout_ms: 30_000,
+            max_flood_wait_s: 60,
+            prune_left: true,
+            max_prune_delay_ms: 2_000,
+        }
+    }
+}
+
+const HOUR_MS: u64 = 3_600_000;
+
+impl SessionConfig {
+    /// Checks every field against its range (see each field).
+    pub fn validate(&self) -> Result<()> {
+        let checks: [(bool, &str); 13] = [
+            ((1_000..=HOUR_MS).contains(&self.poll_interval_ms), "poll_interval_ms must be 1 s to 1 hour"),
+            ((1..=1_000).contains(&self.poll_limit), "poll_limit must be 1 to 1,000"),
+            ((1..=1_000).contains(&self.max_attempts), "max_attempts must be 1 to 1,000"),
+            (self.backoff_ms >= 1, "backoff_ms must be at least 1"),
+            ((self.backoff_ms..=HOUR_MS).contains(&self.max_backoff_ms), "max_backoff_ms must be backoff_ms to 1 hour"),
+            ((1..=1_000).contains(&self.max_send_attempts), "max_send_attempts must be 1 to 1,000"),
+            ((1..=1 << 20).contains(&self.max_message_bytes), "max_message_bytes must be 1 to 1 MiB"),
+            ((1..=65_536).contains(&self.max_buffered_updates), "max_buffered_updates must be 1 to 65,536"),
+            ((1_024..=256 << 20).contains(&self.max_buffered_bytes), "max_buffered_bytes must be 1 KiB to 256 MiB"),
+            (self.max_remembered_messages <= 1 << 20, "max_remembered_messages must be at most 1,048,576"),
+            ((1_000..=HOUR_MS).contains(&self.request_timeout_ms), "request_timeout_ms must be 1 s to 1 hour"),
+            (self.max_flood_wait_s <= 86_400, "max_flood_wait_s must be at most 1 day"),
+            (self.max_prune_delay_ms <= 60_000, "max_prune_delay_ms must be at most 1 minute"),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, why)) => Err(Error::new(ErrorKind::InvalidInput, format!("SessionConfig: {why}"))),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The join planner: the tip, a zero block or a self-add with a fresh key per attempt, retries
+//! (chain race, transient errors, flood waits, SSRC clashes), and the join response that starts
+//! the live call (trusting the server's tip, as every first join does).
+
+use super::*;
+
+impl Session {
+    pub(super) fn check_can_join(&self) -> Result<()> {
+        match self.phase {
+            Phase::Idle
+            | Phase::Removed(_)
+            | Phase::Left
+            | Phase::Failed
+            | Phase::ChainRejected(_)
+            | Phase::Ended(_) => Ok(()),
+            _ => Err(Error::new(ErrorKind::InvalidInput, "already joining, in the call or leaving")),
+        }
+    }
+
+    pub(super) fn me(&self, key: &PrivateKey) -> GroupParticipant {
+        GroupParticipant {
+            user_id: self.user_id,
+            public_key: key.public_key(),
+            flags: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
+            version: 0,
+        }
+    }
+
+    pub(super) fn start_join_attempt(&mut self, attempt: u32, create: bool, rng: &mut impl CryptoRngCore) {
+        if !create {
+            let request = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 };
+            self.send(request, Op::JoinTip { attempt });
+            return;
+        }
+        let key = PrivateKey::generate(rng);
+        let state = GroupState {
+            participants: vec![self.me(&key)],
+            external_permissions: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
+        };
+        match build_zero_block(state, &key, rng) {
+            Ok(block) => {
+                let public_key = Some(key.public_key());
+                let op = Op::Join { attempt, key: Box::new(key), height: 0, create: true };
+                self.send(Request::CreateConference { public_key, block: Some(block) }, op);
+            }
+            Err(e) => self.fail_join(JoinFailure::InvalidResponse(e.to_string())),
+        }
+    }
+
+    pub(super) fn on_join_tip(&mut self, attempt: u32, updates: Vec<Update>, rng: &mut impl CryptoRngCore) {
+        let mut tip = None;
+        let mut rest = Vec::new();
+        for u in updates {
+            match u {
+                Update::ChainBlocks { sub_chain_id: 0, blocks, .. } if tip.is_none() => tip = Some(blocks),
+                other => rest.push(other),
+            }
+        }
+        for u in rest {
+            self.handle_update(u, self.now, rng);
+        }
+        if !matches!(self.phase, Phase::Joining(_)) {
+            return; // the call ended meanwhile
+        }
+        let Some(blocks) = tip else {
+            return self.fail_join(JoinFailure::InvalidResponse("no sub-chain 0 in the tip response".into()));
+        };
+        // A fresh key per attempt: a key is never reused (replay windows are keyed by key).
+        let key = PrivateKey::generate(rng);
+        let block = match blocks.last() {
+            // The chain is empty: the first joiner sends the zero block to joinGroupCall of THIS
+            // call (never createConferenceCall, which would make a second conference).
+            None => {
+                let state = GroupState {
+                    participants: vec![self.me(&key)],
+                    external_permissions: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
+                };
+                build_zero_block(state, &key, rng)
+            }
+            // The join's trust on first use: the tip is the server's word.
+            Some(last) => {
+                UnverifiedTip::from_server_block(last).and_then(|t| t.build_self_add(self.me(&key), &key, rng))
+            }
+        };
+        let built = block.and_then(|b| b.decode().map(|d| (d.height, b)));
+        match built {
+            Ok((height, block)) => {
+                let public_key = key.public_key();
+                let op = Op::Join { attempt, key: Box::new(key), height, create: false };
+                self.send(Request::Join { public_key, block }, op);
+            }
+            Err(e) => self.fail_join(JoinFailure::InvalidResponse(format!("cannot build on the tip: {e}"))),
+        }
+    }
+
+    pub(super) fn on_join_error(&mut self, attempt: u32, create: bool, kind: RequestKind, error: ApiError) {
+        match error {
+            ApiError::FloodWait { seconds } => match self.flood_ms(seconds) {
+                Some(ms) => {
+                    let until = self.now.saturating_add(ms);
+                    self.ops.set_flood(kind, until);
+                    self.retry_join(attempt, create, Some(ms));
+                }
+                None => self.fail_join(JoinFailure::FloodWait { seconds }),
+            },
+            // createConferenceCall is never retried on anything else: a lost response may hide
+            // a created conference, and a second create would make a second one.
+            error if create => self.fail_join(JoinFailure::Api(error)),
+            ApiError::ChainRace | ApiError::Transient(_) | ApiError::SsrcDuplicate => {
+                self.retry_join(attempt, create, None)
+            }
+            error => self.fail_join(JoinFailure::Api(error)),
+        }
+    }
+
+    pub(super) fn retry_join(&mut self, attempt: u32, create: bool, delay: Option<u64>) {
+        let next = attempt.saturating_add(1);
+        if next >= self.config.max_attempts {
+            return self.fail_join(JoinFailure::RetriesExhausted { attempts: next });
+        }
+        let at = self.now.saturating_add(delay.unwrap_or_else(|| self.backoff(attempt)));
+        self.ops.schedule(at, self.generation, Action::JoinAttempt { attempt: next, create });
+    }
+
+    pub(super) fn fail_join(&mut self, reason: JoinFailure) {
+        self.new_generation();
+        self.phase = Phase::Failed;
+        self.events.push_back(SessionEvent::JoinFailed { reason });
+    }
+
+    /// The join (or create-with-join) response: sub-chain 0 holds our own block (at the height
+    /// we built it for), possibly followed by later blocks; broadcasts may come along.
+    pub(super) fn on_joined(
+        &mut self,
+        key: PrivateKey,
+        height: i32,
+        updates: Vec<Update>,
+        rng: &mut impl CryptoRngCore,
+    ) {
+        let mut chain = None;
+        let mut rest = Vec::new();
+        for u in updates {
+            match u {
+                Update::ChainBlocks { sub_chain_id: 0, blocks, next_offset } if chain.is_none() => {
+                    chain = Some((blocks, next_offset))
+                }
+                other => rest.push(other),
+            }
+        }
+        let Some((blocks, next_offset)) = chain else {
+            return self.fail_join(JoinFailure::InvalidResponse("no sub-chain 0 in the join response".into()));
+        };
+        let ours = blocks.iter().position(|b| Block::decode_server(b).is_ok_and(|d| d.height == height));
+        let Some((index, ours)) = ours.and_then(|i| Some((i, blocks.get(i)?))) else {
+            return self.fail_join(JoinFailure::InvalidResponse("the join response does not hold our block".into()));
+        };
+        let first = next_offset.saturating_sub(i32::try_from(blocks.len()).unwrap_or(i32::MAX));
+        let our_offset = first.saturating_add(i32::try_from(index).unwrap_or(i32::MAX));
+        if our_offset < 0 {
+            return self.fail_join(JoinFailure::InvalidResponse("negative offsets in the join response".into()));
+        }
+        let call = match Call::new(self.user_id, key, ours, rng) {
+            Ok(c) => c,
+            Err(e) => return self.fail_join(JoinFailure::InvalidResponse(format!("our block: {e}"))),
+        };
+        let buffered = match std::mem::replace(&mut self.phase, Phase::Idle) {
+            Phase::Joining(j) => j.buffered,
+            _ => VecDeque::new(),
+        };
+        let (max_blocks, max_bytes) = (self.config.max_buffered_updates, self.config.max_buffered_bytes);
+        let mut live = Live {
+            call,
+            blocks: SubSync::new(max_blocks, max_bytes),
+            broadcasts: SubSync::new(max_blocks, max_bytes),
+            resyncing: false,
+            gap_answers: 0,
+            announced_height: None,
+            verified_height: None,
+            prune: BTreeSet::new(),
+            prune_scheduled: false,
+        };
+        live.blocks.set_next(our_offset.saturating_add(1));
+        live.blocks.poll_at = Some(self.now.saturating_add(self.config.poll_interval_ms));
+        // The broadcast sub-chain's offset is learnt by a poll at -1 unless the response has it.
+        live.broadcasts.poll_at = Some(self.now);
+        self.phase = Phase::Live(Box::new(live));
+        // The rest of sub-chain 0 is the server's chain: through the rules (offsets filter ours).
+        let mut server = vec![Update::ChainBlocks { sub_chain_id: 0, blocks, next_offset }];
+        server.extend(rest);
+        self.process_updates(server, Source::Server, rng);
+        self.process_updates(buffered.into(), Source::Push, rng);
+        if let Phase::Live(l) = &mut self.phase {
+            if l.broadcasts.next().is_some() {
+                l.broadcasts.poll_at = Some(self.now.saturating_add(self.config.poll_interval_ms));
+            }
+            let height = l.call.height();
+            self.events.push_back(SessionEvent::Joined { height });
+        }
+    }
+}

@@ -1,0 +1,724 @@
+//! The session: a sans-IO client of one conference call over Telegram's `phone.*` API, for the
+//! whole lifecycle (create or join, sync both sub-chains, recover, remove, prune, message, leave,
+//! rejoin).
+//!
+//! ```text
+//!          join() / create()                               leave() (from any state)
+//!  Idle ──────────────────▶ Joining ───ok───▶ Joined ──────────────────▶ Leaving ──▶ Left
+//!   ▲    tip, build, joinGroupCall;  │          │ ▲
+//!   │    CONF_WRITE_CHAIN_INVALID,   │          │ │ a pushed block refused: fetch from our own
+//!   │    transient, SSRC_DUPLICATE:  │          ▼ │ next height, apply one by one (backoff)
+//!   │    new tip, new key, backoff   │       Resyncing
+//!   │                                │          │  the server's own chain holds a refused block
+//!   │                       error    ▼          ▼
+//!   └──── join() ◀──── Failed    ChainRejected (fail closed)
+//!                                Removed   (a block removed us, GROUPCALL_FORBIDDEN; sends Leave)
+//!                                Ended     (call discarded, GROUPCALL_JOIN_MISSING / _INVALID)
+//!           every terminal state: join() rejoins with a new key (trusting the server's tip)
+//!           (a discarded call also ends a join in flight: Joining ──▶ Ended)
+//! ```
+//!
+//! Each state carries what it needs (`Phase`): a join in flight its buffered updates, a live
+//! call its [`Call`] and the sync of both sub-chains, a terminal state its closed call. Leaving
+//! the live state closes the call ([`Call::close`]): encryption stops at once, in every media
+//! handle too. Requests in flight, retries and timers are one table where each entry has a
+//! deadline and belongs to a generation: a join, a leave and every terminal state start a new
+//! one, and nothing of an older one fires.
+//!
+//! One file per concern: `config.rs` (validated tunables), `events.rs` (typed events),
+//! `ops.rs` (operations in flight, timers, flood waits), `outcomes.rs` (responses and deadlines,
+//! parsed once into [`crate::api::ApiError`]), `join.rs` (the join planner), `sync.rs` (one
+//! sub-chain's offsets and gap buffer, tested alone), `live.rs` (applying both sub-chains,
+//! recovery, the ways out of the call), `outbound.rs` (messages, broadcasts, removals, pruning).
+//!
+//! Driven like quinn-proto's `Connection`: the application takes requests with
+//! [`Session::poll_request`] and performs them with its MTProto client (each [`Request`] maps to one
+//! TL method, see its docs), feeds back results with [`Session::handle_response`] and pushed updates
+//! with [`Session::handle_update`], calls [`Session::handle_timeout`] at [`Session::poll_timeout`],
+//! and reads what happened with [`Session::poll_event`]. Time (`now`, milliseconds) and randomness
+//! are passed in; nothing here touches the network or a clock. Media stays on the [`Call`]
+//! ([`Session::call_mut`], or media handles taken from it).
+//!
+//! Trust (SPEC.md §15): a join trusts the server's tip, as every first join does; from then on
+//! every block goes through the chain rules from our own verified state. A block the rules refuse
+//! is never adopted: the session refetches from its own next height, and if the server's chain
+//! itself holds the refused block it fails closed ([`SessionEvent::ChainRejected`]).
+
+mod config;
+mod events;
+mod join;
+mod live;
+mod ops;
+mod outbound;
+mod outcomes;
+mod sync;
+
+use std::collections::{BTreeSet, HashSet, VecDeque};
+
+use rand_core::CryptoRngCore;
+
+use crate::api::ApiError;
+use crate::call::{Call, Event};
+use crate::chain::{build_zero_block, UnverifiedTip};
+use crate::crypto::PrivateKey;
+use crate::error::{Error, ErrorKind, Result};
+use crate::wire::{Block, Broadcast, GroupParticipant, GroupState, Permissions};
+
+pub use self::config::SessionConfig;
+pub use self::events::{EndReason, JoinFailure, SendFailure, SessionEvent};
+use self::ops::{Action, InFlight, Op, Ops};
+use self::sync::{Receive, SubSync};
+pub use crate::api::{CallIdentity, CallParticipant, Request, RequestId, RequestKind, Response, SubChain, Update};
+
+/// The session's state (see the module diagram); [`Session::state`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionState {
+    /// Not in a call (new, or after a create without join).
+    Idle,
+    /// Creating or joining: requests in flight.
+    Joining,
+    /// In the call.
+    Joined,
+    /// In the call, recovering from a refused pushed block: fetching the blocks from our own next
+    /// height and applying them one by one (the call keeps its verified state meanwhile).
+    Resyncing,
+    /// Removed from the call (by a block, or `GROUPCALL_FORBIDDEN`); the call is closed.
+    Removed,
+    /// Leaving (the request is in flight); the call is closed.
+    Leaving,
+    /// Left.
+    Left,
+    /// The last join failed; [`Session::join`] tries again.
+    Failed,
+    /// Failed closed: the server's chain holds a block our rules refuse; the call is closed.
+    ChainRejected,
+    /// The call ended (discarded, or the server lost our participant or the call); closed.
+    Ended,
+}
+
+/// What a session holds, in counts ([`Session::footprint`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Requests sent and not answered (nor past their deadline).
+    pub requests_in_flight: usize,
+    /// Requests not taken by the application yet.
+    pub queued_requests: usize,
+    /// Scheduled actions (retries, join attempts, pruning).
+    pub retries: usize,
+    /// Updates kept while joining (at most `max_buffered_updates`).
+    pub buffered_updates: usize,
+    /// Blocks held beyond a gap, both sub-chains together (at most `max_buffered_updates` each).
+    pub early_blocks: usize,
+    /// Bytes of the buffered updates and held blocks (at most `max_buffered_bytes` for the
+    /// buffered updates and for each sub-chain).
+    pub held_bytes: usize,
+    /// Message ids remembered for deduplication.
+    pub remembered_messages: usize,
+    /// Events not taken by the application yet.
+    pub events: usize,
+}
+
+/// Where blocks came from: a refused block from the server's own chain (a poll, a join answer)
+/// ends trust; a refused push only starts a refetch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Push,
+    Server,
+}
+
+/// A join in flight, with what arrived meanwhile.
+#[derive(Debug, Default)]
+struct Joining {
+    buffered: VecDeque<Update>,
+    buffered_bytes: usize,
+}
+
+/// In the call.
+struct Live {
+    call: Call,
+    blocks: SubSync,
+    broadcasts: SubSync,
+    /// Recovering from a refused push (state `Resyncing`).
+    resyncing: bool,
+    /// Consecutive poll answers of sub-chain 0 that left a gap.
+    gap_answers: u32,
+    /// The height whose verification words were last announced.
+    announced_height: Option<i32>,
+    verified_height: Option<i32>,
+    /// Users that left the media call, to prune (bounded, deduplicated).
+    prune: BTreeSet<i64>,
+    prune_scheduled: bool,
+}
+
+impl Live {
+    fn sync(&mut self, sub: SubChain) -> &mut SubSync {
+        match sub {
+            SubChain::Blocks => &mut self.blocks,
+            SubChain::Broadcasts => &mut self.broadcasts,
+        }
+    }
+
+    fn sync_ref(&self, sub: SubChain) -> &SubSync {
+        match sub {
+            SubChain::Blocks => &self.blocks,
+            SubChain::Broadcasts => &self.broadcasts,
+        }
+    }
+}
+
+/// The state with its data.
+enum Phase {
+    Idle,
+    Joining(Joining),
+    Live(Box<Live>),
+    Removed(Box<Call>),
+    Leaving,
+    Left,
+    Failed,
+    ChainRejected(Box<Call>),
+    Ended(Option<Box<Call>>),
+}
+
+/// Most users waiting to be pruned.
+const MAX_PRUNE: usize = 1_024;
+
+/// A sans-IO client of one conference call (see the module docs).
+///
+/// ```
+/// use confchain::session::{Request, Response, Session, SessionConfig, SessionEvent, SessionState, Update};
+/// # use rand_core::SeedableRng;
+/// # let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+/// let mut s = Session::new(7, SessionConfig::default())?;
+/// s.join(0, &mut rng)?;
+/// // First the tip: getGroupCallChainBlocks(sub_chain 0, offset -1, limit 1).
+/// let (id, req) = s.poll_request().unwrap();
+/// assert!(matches!(req, Request::GetChainBlocks { offset: -1, limit: 1, .. }));
+/// // An empty chain: the first joiner sends a zero block to joinGroupCall (never a new conference).
+/// s.handle_response(id, Response::Ok(vec![Update::ChainBlocks { sub_chain_id: 0, blocks: vec![], next_offset: 0 }]), 0, &mut rng);
+/// let (id, req) = s.poll_request().unwrap();
+/// let Request::Join { block, .. } = req else { panic!("a join") };
+/// // The server accepts it and returns it in server form, with the (empty) broadcast sub-chain.
+/// let updates = vec![
+///     Update::ChainBlocks { sub_chain_id: 0, blocks: vec![block.to_server_form()], next_offset: 1 },
+///     Update::ChainBlocks { sub_chain_id: 1, blocks: vec![], next_offset: 0 },
+/// ];
+/// s.handle_response(id, Response::Ok(updates), 10, &mut rng);
+/// assert_eq!(s.state(), SessionState::Joined);
+/// assert!(std::iter::from_fn(|| s.poll_event()).any(|e| e == SessionEvent::Joined { height: 0 }));
+/// # Ok::<(), confchain::Error>(())
+/// ```
+pub struct Session {
+    user_id: i64,
+    config: SessionConfig,
+    phase: Phase,
+    /// Bumped by a join, a create, a leave and every terminal state: what belongs to an older
+    /// generation never fires.
+    generation: u64,
+    next_id: RequestId,
+    outgoing: VecDeque<(RequestId, Request)>,
+    ops: Ops,
+    events: VecDeque<SessionEvent>,
+    seen_messages: HashSet<(i64, i64)>,
+    seen_order: VecDeque<(i64, i64)>,
+    participants: Vec<i64>,
+    identity: Option<CallIdentity>,
+    invite_link: Option<String>,
+    /// Joins that passed their deadline (the last few): if the server accepted one after all
+    /// and we are not in the call, we leave again (no ghost member).
+    expired_joins: VecDeque<RequestId>,
+    /// The latest time any entry point was given (requests queued by methods without `now`
+    /// take their deadline from it).
+    now: u64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("user_id", &self.user_id)
+            .field("state", &self.state())
+            .field("height", &self.call().map(Call::height))
+            .field("offsets", &[self.next_offset(SubChain::Blocks), self.next_offset(SubChain::Broadcasts)])
+            .finish_non_exhaustive()
+    }
+}
+
+/// Extracts `"random_id"` (a JSON string or number holding an int64) from a `groupCallMessage`.
+/// A deliberately small scanner: confchain has no JSON dependency, and only this field matters.
+fn random_id(json: &str) -> Option<i64> {
+    let at = json.find("\"random_id\"")?;
+    let rest = json.get(at.saturating_add(11)..)?.trim_start();
+    let rest = rest.strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"').unwrap_or(rest);
+    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '-')).unwrap_or(rest.len());
+    rest.get(..end)?.parse().ok()
+}
+
+fn not_in_call() -> Error {
+    Error::new(ErrorKind::InvalidInput, "not in the call")
+}
+
+/// The bytes an update holds (for the bound on buffered updates).
+fn update_bytes(u: &Update) -> usize {
+    match u {
+        Update::ChainBlocks { blocks, .. } => blocks.iter().map(Vec::len).sum(),
+        Update::EncryptedMessage { encrypted_message, .. } => encrypted_message.len(),
+        Update::GroupCall { invite_link, .. } => invite_link.as_ref().map_or(0, String::len),
+        Update::Participants { participants } => participants.len().saturating_mul(16),
+    }
+}
+
+impl Session {
+    /// A session for `user_id`, not in any call yet. Fails with [`ErrorKind::InvalidInput`] when
+    /// a field of `config` is out of its range ([`SessionConfig::validate`]).
+    pub fn new(user_id: i64, config: SessionConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Session {
+            user_id,
+            config,
+            phase: Phase::Idle,
+            generation: 0,
+            next_id: 1,
+            outgoing: VecDeque::new(),
+            ops: Ops::default(),
+            events: VecDeque::new(),
+            seen_messages: HashSet::new(),
+            seen_order: VecDeque::new(),
+            participants: Vec::new(),
+            identity: None,
+            invite_link: None,
+            expired_joins: VecDeque::new(),
+            now: 0,
+        })
+    }
+
+    // ---- the application's side ----
+
+    /// Creates a new conference (`createConferenceCall`). With `join`, our zero block goes with it
+    /// and the response starts the call; without, the chain stays empty and whoever joins first
+    /// (us included, with [`Session::join`]) sends the zero block to `joinGroupCall`.
+    pub fn create(&mut self, join: bool, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
+        self.tick(now);
+        self.check_can_join()?;
+        self.new_generation_for_join();
+        self.phase = Phase::Joining(Joining::default());
+        if !join {
+            self.send(Request::CreateConference { public_key: None, block: None }, Op::CreateOnly);
+            return Ok(());
+        }
+        self.start_join_attempt(0, true, rng);
+        Ok(())
+    }
+
+    /// Joins the existing call (or rejoins after a removal, a failure, an end, leaving or failing
+    /// closed), always with a new key: fetches the tip, then sends a zero block (empty chain) or a
+    /// self-add block to `joinGroupCall`, retrying with a new tip on `CONF_WRITE_CHAIN_INVALID`.
+    ///
+    /// **A join trusts the server's tip**, as every first join does (tdlib's too): the last block
+    /// cannot be checked against a chain we never followed. From the join on, every block is
+    /// checked by the chain rules. After [`SessionEvent::ChainRejected`], calling `join` is the
+    /// application's explicit decision to trust the server's chain again.
+    pub fn join(&mut self, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
+        self.tick(now);
+        self.check_can_join()?;
+        self.new_generation_for_join();
+        self.phase = Phase::Joining(Joining::default());
+        self.start_join_attempt(0, false, rng);
+        Ok(())
+    }
+
+    /// Leaves the call (`leaveGroupCall`), from any state: the call is closed at once, whatever
+    /// was scheduled or queued is dropped (a join still in flight that the server accepts later
+    /// is answered with another `leaveGroupCall`). No block is sent: the others prune us.
+    pub fn leave(&mut self, now: u64) {
+        self.tick(now);
+        if matches!(self.phase, Phase::Leaving | Phase::Left) {
+            return;
+        }
+        self.close_call();
+        self.new_generation();
+        self.phase = Phase::Leaving;
+        self.send(Request::Leave, Op::Leave { then_left: true });
+    }
+
+    /// Removes participants (`deleteConferenceCallParticipants`): `kick` bans them, otherwise they
+    /// are users who already left. Users not in the chain are skipped; if none is left and this is
+    /// not a ban, nothing is sent. Rebuilt on `CONF_WRITE_CHAIN_INVALID` (bounded, after the newer
+    /// block arrived).
+    pub fn remove(&mut self, user_ids: &[i64], kick: bool, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
+        self.tick(now);
+        if self.state() != SessionState::Joined {
+            return Err(not_in_call());
+        }
+        if user_ids.contains(&self.user_id) {
+            return Err(Error::new(ErrorKind::InvalidInput, "to remove ourselves, leave"));
+        }
+        self.send_removal(user_ids.to_vec(), kick, 0, rng)
+    }
+
+    /// Re-keys the group, or gives `user_id` new permissions (`Some((user_id, permissions))`):
+    /// a block with the same members and a fresh key. The API has no method of its own for this;
+    /// the block travels in `deleteConferenceCallParticipants` with no ids. **Unverified against
+    /// the real server**: neither tdlib nor Telegram Desktop ever sends a block that removes
+    /// nobody (Desktop's `makeRemoveBlock` returns no block then; every removal re-keys anyway),
+    /// so no evidence shows the server accepts it; the server model does. Not retried on a lost
+    /// race: a newer block re-keys anyway.
+    pub fn rekey(&mut self, permissions: Option<(i64, Permissions)>, rng: &mut impl CryptoRngCore) -> Result<()> {
+        if self.state() != SessionState::Joined {
+            return Err(not_in_call());
+        }
+        let call = self.live_call().ok_or_else(not_in_call)?;
+        let block = match permissions {
+            None => call.build_rekey(rng)?,
+            Some((user_id, p)) => call.build_set_permissions(user_id, p, rng)?,
+        };
+        let request = ops::delete_request(Vec::new(), block, false);
+        self.send(request, Op::Delete { user_ids: Vec::new(), kick: false, attempt: 0, rebuild: false });
+        Ok(())
+    }
+
+    /// Sends a `groupCallMessage` (JSON text) with `sendGroupCallEncryptedMessage`.
+    pub fn send_message(&mut self, json: &str, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
+        self.tick(now);
+        if json.len() > self.config.max_message_bytes {
+            return Err(Error::new(ErrorKind::LimitExceeded, "message too large"));
+        }
+        let Phase::Live(live) = &mut self.phase else { return Err(not_in_call()) };
+        let encrypted = live.call.encrypt_message(json, now, rng)?;
+        let request = Request::SendEncryptedMessage { encrypted_message: encrypted.clone() };
+        self.send(request, Op::Message { encrypted, attempt: 0 });
+        Ok(())
+    }
+
+    /// Counts of what the session holds (to check that memory stays bounded).
+    pub fn footprint(&self) -> Footprint {
+        let (buffered_updates, buffered_bytes) = match &self.phase {
+            Phase::Joining(j) => (j.buffered.len(), j.buffered_bytes),
+            _ => (0, 0),
+        };
+        let (held, held_bytes) = match &self.phase {
+            Phase::Live(l) => {
+                let (a, b) = (l.blocks.held(), l.broadcasts.held());
+                (a.0.saturating_add(b.0), a.1.saturating_add(b.1))
+            }
+            _ => (0, 0),
+        };
+        Footprint {
+            requests_in_flight: self.ops.in_flight.len(),
+            queued_requests: self.outgoing.len(),
+            retries: self.ops.timers.len(),
+            buffered_updates,
+            early_blocks: held,
+            held_bytes: held_bytes.saturating_add(buffered_bytes),
+            remembered_messages: self.seen_order.len(),
+            events: self.events.len(),
+        }
+    }
+
+    /// The next request to send, with its id (pass the id back with the response).
+    pub fn poll_request(&mut self) -> Option<(RequestId, Request)> {
+        self.outgoing.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next instant [`Session::handle_timeout`] has work: polls, retries, request deadlines,
+    /// epoch expiry.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let ops = self.ops.next_deadline(self.generation);
+        let (polls, call) = match &self.phase {
+            Phase::Live(l) => {
+                let flood = self.ops.flood_until(RequestKind::GetChainBlocks);
+                let at = |s: &SubSync| s.poll_at.filter(|_| s.poll_in_flight.is_none()).map(|t| t.max(flood));
+                (at(&l.blocks).into_iter().chain(at(&l.broadcasts)).min(), l.call.poll_timeout())
+            }
+            _ => (None, None),
+        };
+        [ops, polls, call].into_iter().flatten().min()
+    }
+
+    /// Runs what is due at `now`: request deadlines (as `TIMEOUT`), polls, retries, epoch expiry.
+    pub fn handle_timeout(&mut self, now: u64, rng: &mut impl CryptoRngCore) {
+        self.tick(now);
+        if let Phase::Live(live) = &mut self.phase {
+            live.call.handle_timeout(now);
+        }
+        self.drain_call_events();
+        for (id, f) in self.ops.take_expired(now) {
+            if matches!(f.op, Op::Join { .. }) {
+                if self.expired_joins.len() >= 16 {
+                    self.expired_joins.pop_front();
+                }
+                self.expired_joins.push_back(id);
+            }
+            self.handle_outcome(id, f, Response::Error("TIMEOUT".into()), rng);
+        }
+        for action in self.ops.take_due(now, self.generation) {
+            self.run_action(action, rng);
+        }
+        self.fire_polls();
+    }
+
+    /// Takes the outcome of request `id`. Unknown ids (answered already, past their deadline, or
+    /// of a generation since ended) are ignored.
+    pub fn handle_response(&mut self, id: RequestId, response: Response, now: u64, rng: &mut impl CryptoRngCore) {
+        self.tick(now);
+        let Some(f) = self.ops.in_flight.remove(&id) else {
+            // A join accepted after its deadline while we are out of the call: leave again.
+            let out = matches!(self.phase, Phase::Idle | Phase::Failed | Phase::Leaving | Phase::Left);
+            if let Some(i) = self.expired_joins.iter().position(|j| *j == id) {
+                self.expired_joins.remove(i);
+                if out && matches!(response, Response::Ok(_)) {
+                    self.send(Request::Leave, Op::Leave { then_left: false });
+                }
+            }
+            return;
+        };
+        // A flood wait holds for its kind whatever became of the operation (polls wait at most
+        // `max_flood_wait_s`, then ask again).
+        if let Response::Error(e) = &response {
+            if let ApiError::FloodWait { seconds } = ApiError::parse(e) {
+                let capped = if f.kind == RequestKind::GetChainBlocks {
+                    seconds.min(self.config.max_flood_wait_s)
+                } else {
+                    seconds
+                };
+                let ms = u64::from(capped).saturating_mul(1_000);
+                self.ops.set_flood(f.kind, self.now.saturating_add(ms));
+            }
+        }
+        self.handle_outcome(id, f, response, rng);
+        self.fire_polls();
+    }
+
+    /// Takes a pushed update. Updates arriving while a join is in flight are kept (bounded by
+    /// entries and bytes) and processed once the join completes; `updateGroupCall` is taken at
+    /// once in every state.
+    pub fn handle_update(&mut self, update: Update, now: u64, rng: &mut impl CryptoRngCore) {
+        self.tick(now);
+        match &mut self.phase {
+            Phase::Joining(j) if !matches!(update, Update::GroupCall { .. }) => {
+                let bytes = update_bytes(&update);
+                let fits = j.buffered.len() < self.config.max_buffered_updates
+                    && j.buffered_bytes.saturating_add(bytes) <= self.config.max_buffered_bytes;
+                if fits {
+                    j.buffered_bytes = j.buffered_bytes.saturating_add(bytes);
+                    j.buffered.push_back(update);
+                }
+            }
+            _ => self.process_updates(vec![update], Source::Push, rng),
+        }
+        self.fire_polls();
+    }
+
+    // ---- reading ----
+
+    /// The session's state.
+    pub fn state(&self) -> SessionState {
+        match &self.phase {
+            Phase::Idle => SessionState::Idle,
+            Phase::Joining(_) => SessionState::Joining,
+            Phase::Live(l) if l.resyncing => SessionState::Resyncing,
+            Phase::Live(_) => SessionState::Joined,
+            Phase::Removed(_) => SessionState::Removed,
+            Phase::Leaving => SessionState::Leaving,
+            Phase::Left => SessionState::Left,
+            Phase::Failed => SessionState::Failed,
+            Phase::ChainRejected(_) => SessionState::ChainRejected,
+            Phase::Ended(_) => SessionState::Ended,
+        }
+    }
+
+    /// Our user id.
+    pub fn user_id(&self) -> i64 {
+        self.user_id
+    }
+
+    /// The call: live once joined; after a removal, an end or failing closed, the closed call
+    /// (every encrypt and decrypt refuses, see [`Call::is_closed`]).
+    pub fn call(&self) -> Option<&Call> {
+        match &self.phase {
+            Phase::Live(l) => Some(&l.call),
+            Phase::Removed(c) | Phase::ChainRejected(c) | Phase::Ended(Some(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The call, mutably (media encryption and decryption).
+    pub fn call_mut(&mut self) -> Option<&mut Call> {
+        match &mut self.phase {
+            Phase::Live(l) => Some(&mut l.call),
+            Phase::Removed(c) | Phase::ChainRejected(c) | Phase::Ended(Some(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The call's identity (`inputGroupCall(id, access_hash)`), once an `updateGroupCall` told it.
+    pub fn call_identity(&self) -> Option<CallIdentity> {
+        self.identity
+    }
+
+    /// The call's invite link, once an `updateGroupCall` told it.
+    pub fn invite_link(&self) -> Option<&str> {
+        self.invite_link.as_deref()
+    }
+
+    /// The next offset expected on a sub-chain, once known (in the call only).
+    pub fn next_offset(&self, sub: SubChain) -> Option<i32> {
+        match &self.phase {
+            Phase::Live(l) => l.sync_ref(sub).next(),
+            _ => None,
+        }
+    }
+
+    /// Requests sent and not answered yet.
+    pub fn requests_in_flight(&self) -> usize {
+        self.ops.in_flight.len()
+    }
+
+    // ---- plumbing ----
+
+    fn tick(&mut self, now: u64) {
+        self.now = self.now.max(now);
+    }
+
+    fn live_call(&self) -> Option<&Call> {
+        match &self.phase {
+            Phase::Live(l) => Some(&l.call),
+            _ => None,
+        }
+    }
+
+    /// Starts a new generation: timers of the old one die, queued requests (except leaves) are
+    /// dropped before the application sends them.
+    fn new_generation(&mut self) {
+        self.new_generation_keeping(true);
+    }
+
+    /// [`Session::new_generation`] for a join: queued leaves go too (the join replaces our
+    /// participant on the server; a leave sent after it would remove the new one).
+    fn new_generation_for_join(&mut self) {
+        self.new_generation_keeping(false);
+    }
+
+    fn new_generation_keeping(&mut self, leaves: bool) {
+        self.generation = self.generation.wrapping_add(1);
+        self.ops.drop_stale_timers(self.generation);
+        let ops = &mut self.ops;
+        self.outgoing.retain(|(id, r)| {
+            let keep = leaves && matches!(r, Request::Leave);
+            if !keep {
+                ops.in_flight.remove(id);
+            }
+            keep
+        });
+    }
+
+    /// Closes the live call, if any, and returns it.
+    fn close_call(&mut self) -> Option<Box<Call>> {
+        let phase = std::mem::replace(&mut self.phase, Phase::Idle);
+        let call = match phase {
+            Phase::Live(live) => Some(Box::new(live.call)),
+            Phase::Removed(c) | Phase::ChainRejected(c) | Phase::Ended(Some(c)) => Some(c),
+            other => {
+                self.phase = other;
+                return None;
+            }
+        };
+        call.map(|mut c| {
+            c.close();
+            c
+        })
+    }
+
+    /// Queues a request with its deadline, or defers it to the end of its kind's flood wait.
+    fn send(&mut self, request: Request, op: Op) -> Option<RequestId> {
+        let kind = request.kind();
+        let wait = self.ops.flood_until(kind);
+        if wait > self.now {
+            let remaining = wait.saturating_sub(self.now);
+            let sends = matches!(op, Op::Broadcast { .. } | Op::Message { .. } | Op::Delete { .. });
+            if sends && remaining > self.flood_ms(self.config.max_flood_wait_s).unwrap_or(0) {
+                let seconds = u32::try_from(remaining.div_ceil(1_000)).unwrap_or(u32::MAX);
+                self.send_failed(kind, SendFailure::Api(ApiError::FloodWait { seconds }));
+                return None;
+            }
+            self.ops.schedule(wait, self.generation, Action::Resend { request, op });
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let deadline = self.now.saturating_add(self.config.request_timeout_ms);
+        self.ops.in_flight.insert(id, InFlight { op, kind, generation: self.generation, deadline });
+        self.outgoing.push_back((id, request));
+        Some(id)
+    }
+
+    fn backoff(&self, attempt: u32) -> u64 {
+        let factor = 1u64.checked_shl(attempt.min(20)).unwrap_or(u64::MAX);
+        self.config.backoff_ms.saturating_mul(factor).min(self.config.max_backoff_ms)
+    }
+
+    /// The flood wait in ms, or `None` when it is longer than the maximum.
+    fn flood_ms(&self, seconds: u32) -> Option<u64> {
+        (seconds <= self.config.max_flood_wait_s).then(|| u64::from(seconds).saturating_mul(1_000))
+    }
+
+    fn run_action(&mut self, action: Action, rng: &mut impl CryptoRngCore) {
+        match action {
+            Action::JoinAttempt { attempt, create } => {
+                if matches!(self.phase, Phase::Joining(_)) {
+                    self.start_join_attempt(attempt, create, rng);
+                }
+            }
+            Action::Resend { request, op } => self.resend(request, op),
+            Action::Remove { user_ids, kick, attempt } => {
+                if let Err(e) = self.send_removal(user_ids, kick, attempt, rng) {
+                    self.send_failed(RequestKind::DeleteParticipants, SendFailure::Local(e));
+                }
+            }
+            Action::Prune => self.prune(rng),
+        }
+    }
+
+    /// Sends again what a backoff or a flood wait deferred, if it still makes sense.
+    fn resend(&mut self, request: Request, op: Op) {
+        let live = self.live_call().is_some_and(|c| !c.is_closed());
+        let ok = match &op {
+            Op::JoinTip { .. } | Op::Join { .. } | Op::CreateOnly => matches!(self.phase, Phase::Joining(_)),
+            Op::Poll { sub } => {
+                // A poll goes through the poll schedule instead.
+                if let Phase::Live(l) = &mut self.phase {
+                    l.sync(*sub).poll_at = Some(self.now);
+                }
+                false
+            }
+            Op::Broadcast { block, .. } => live && self.broadcast_is_current(block),
+            Op::Message { .. } | Op::Delete { .. } => live,
+            Op::Leave { .. } => true,
+        };
+        if ok {
+            self.send(request, op);
+        }
+    }
+
+    fn send_failed(&mut self, kind: RequestKind, reason: SendFailure) {
+        self.events.push_back(SessionEvent::SendFailed { kind, reason });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::random_id;
+
+    #[test]
+    fn random_ids_are_read_as_strings_or_numbers() {
+        assert_eq!(random_id(r#"{"_":"groupCallMessage","random_id":"-42","message":{}}"#), Some(-42));
+        assert_eq!(random_id(r#"{"random_id" : 7}"#), Some(7));
+        assert_eq!(random_id(r#"{"_":"groupCallMessage"}"#), None);
+        assert_eq!(random_id(r#"{"random_id":"x"}"#), None);
+    }
+}

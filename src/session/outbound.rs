@@ -1,0 +1,162 @@
+//! What the live call sends and receives besides blocks: messages, broadcasts, removals and
+//! pruning, and the call's events turned into session events.
+
+use super::*;
+
+impl Session {
+    pub(super) fn message(&mut self, from: i64, encrypted: &[u8]) {
+        let now = self.now;
+        let Phase::Live(live) = &mut self.phase else { return };
+        let json = match live.call.decrypt_message(from, encrypted, now) {
+            Ok(j) => j,
+            // Our own echo, a replay or an old epoch: not for us to show.
+            Err(e) if matches!(e.kind(), ErrorKind::OwnPacket | ErrorKind::Replay) => return,
+            Err(error) => return self.events.push_back(SessionEvent::MessageDropped { from, error }),
+        };
+        if json.len() > self.config.max_message_bytes {
+            let error = Error::new(ErrorKind::LimitExceeded, "message too large");
+            return self.events.push_back(SessionEvent::MessageDropped { from, error });
+        }
+        if let Some(id) = random_id(&json) {
+            if !self.seen_messages.insert((from, id)) {
+                return;
+            }
+            self.seen_order.push_back((from, id));
+            while self.seen_order.len() > self.config.max_remembered_messages {
+                if let Some(old) = self.seen_order.pop_front() {
+                    self.seen_messages.remove(&old);
+                }
+            }
+        }
+        self.events.push_back(SessionEvent::MessageReceived { from, json });
+    }
+
+    pub(super) fn broadcast_is_current(&self, block: &[u8]) -> bool {
+        let current = self.live_call().map(Call::height);
+        Broadcast::decode(block).map_or(true, |b| Some(b.chain_height) == current)
+    }
+
+    pub(super) fn send_broadcast(&mut self, block: Vec<u8>) {
+        // A broadcast about a block we have moved past is pointless: drop it.
+        if self.broadcast_is_current(&block) {
+            self.send(Request::SendBroadcast { block: block.clone() }, Op::Broadcast { block, attempt: 0 });
+        }
+    }
+
+    pub(super) fn send_removal(
+        &mut self,
+        user_ids: Vec<i64>,
+        kick: bool,
+        attempt: u32,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<()> {
+        let call = self.live_call().ok_or_else(not_in_call)?;
+        let present: Vec<i64> =
+            user_ids.iter().copied().filter(|u| call.participants().iter().any(|p| p.user_id == *u)).collect();
+        if present.is_empty() && !kick {
+            return Ok(()); // already gone: nothing to send
+        }
+        let block = if present.is_empty() { call.build_rekey(rng)? } else { call.build_remove(&present, rng)? };
+        let request = ops::delete_request(user_ids.clone(), block, kick);
+        self.send(request, Op::Delete { user_ids, kick, attempt, rebuild: true });
+        Ok(())
+    }
+
+    /// `updateGroupCallParticipants`: who left is pruned (bounded, deduplicated, after a small
+    /// random delay so that members do not all race for the same block); who is back is not.
+    pub(super) fn note_participants(&mut self, participants: &[CallParticipant], rng: &mut impl CryptoRngCore) {
+        // About ourselves: the server dropped us from the media call (tdlib leaves, to rejoin).
+        let me_left = participants.iter().any(|p| p.user_id == self.user_id && p.left);
+        if me_left && matches!(self.phase, Phase::Live(_)) {
+            return self.end(EndReason::JoinMissing);
+        }
+        if !self.config.prune_left {
+            return;
+        }
+        let (me, now, max_delay) = (self.user_id, self.now, self.config.max_prune_delay_ms);
+        let Phase::Live(live) = &mut self.phase else { return };
+        let chain: HashSet<i64> = live.call.participants().iter().map(|q| q.user_id).collect();
+        for p in participants {
+            if !p.left {
+                live.prune.remove(&p.user_id);
+                continue;
+            }
+            if p.user_id != me && chain.contains(&p.user_id) && live.prune.len() < MAX_PRUNE {
+                live.prune.insert(p.user_id);
+            }
+        }
+        if !live.prune.is_empty() && !live.prune_scheduled {
+            live.prune_scheduled = true;
+            let delay = rng.next_u64().checked_rem(max_delay.saturating_add(1)).unwrap_or(0);
+            self.ops.schedule(now.saturating_add(delay), self.generation, Action::Prune);
+        }
+    }
+
+    pub(super) fn prune(&mut self, rng: &mut impl CryptoRngCore) {
+        let me = self.user_id;
+        let Phase::Live(live) = &mut self.phase else { return };
+        live.prune_scheduled = false;
+        let users: Vec<i64> = std::mem::take(&mut live.prune).into_iter().collect();
+        let may_remove =
+            live.call.participants().iter().any(|p| p.user_id == me && p.flags.contains(Permissions::REMOVE_USERS));
+        if users.is_empty() || !may_remove {
+            return;
+        }
+        if let Err(e) = self.send_removal(users, false, 0, rng) {
+            self.send_failed(RequestKind::DeleteParticipants, SendFailure::Local(e));
+        }
+    }
+
+    /// After a batch: the call's events become session events, outbound broadcasts are sent.
+    pub(super) fn after_batch(&mut self) {
+        self.drain_call_events();
+        let Phase::Live(live) = &mut self.phase else { return };
+        for b in live.call.poll_outbound() {
+            self.send_broadcast(b);
+        }
+    }
+
+    pub(super) fn drain_call_events(&mut self) {
+        let Phase::Live(live) = &mut self.phase else { return };
+        let mut events = Vec::new();
+        while let Some(e) = live.call.poll_event() {
+            events.push(e);
+        }
+        let (current, fingerprint) = (live.call.height(), live.call.key_fingerprint());
+        let mut removed = None;
+        for e in events {
+            match e {
+                Event::BlockApplied { height } => {
+                    let fingerprint = if height == current { fingerprint.clone() } else { None };
+                    self.events.push_back(SessionEvent::KeyChanged { height, fingerprint });
+                }
+                Event::Removed { height } => removed = Some(height),
+                Event::KeyUnavailable { height, error } => {
+                    self.events.push_back(SessionEvent::KeyUnavailable { height, error })
+                }
+                Event::VerificationDone { result } if live.verified_height != Some(result.height) => {
+                    live.verified_height = Some(result.height);
+                    self.events
+                        .push_back(SessionEvent::VerificationDone { height: result.height, emojis: result.emojis() });
+                }
+                _ => {}
+            }
+        }
+        // Participants and verification words change only with the block: looked at once per
+        // new height, not on every batch of broadcasts.
+        if live.announced_height != Some(current) {
+            live.announced_height = Some(current);
+            let mut participants: Vec<i64> = live.call.participants().iter().map(|p| p.user_id).collect();
+            participants.sort_unstable();
+            if participants != self.participants {
+                self.participants = participants.clone();
+                self.events.push_back(SessionEvent::ParticipantsChanged { user_ids: participants });
+            }
+            let words = live.call.verification_words();
+            self.events.push_back(SessionEvent::VerificationStarted { height: current, words });
+        }
+        if let Some(height) = removed {
+            self.removed(Some(height));
+        }
+    }
+}

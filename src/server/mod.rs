@@ -36,20 +36,105 @@
 //! non-members get only the last block, and members that were removed get `GROUPCALL_FORBIDDEN`
 //! (*documented with low confidence*).
 
-use std::collections::BTreeSet;
+//!
+//! With [`Behaviour::real`] it also shows the behaviours of the real server that tdlib and
+//! Telegram Desktop handle (issue 24): `FLOOD_WAIT_X` (injected at random and enforced per method,
+//! with [`Server::handle_at`]), a ban on `kick` (the banned user's join gets
+//! `GROUPCALL_FORBIDDEN`), `GROUPCALL_JOIN_MISSING` for users who left the media call,
+//! `updateGroupCallParticipants` pushes (`left` when a member leaves or is dropped), a discarded
+//! call ([`Server::discard`]: `updateGroupCall` with `groupCallDiscarded` to everyone, then
+//! `GROUPCALL_INVALID`), `updateGroupCall` with the call's identity in join and create responses,
+//! recent broadcasts in the join response, and the last block only for a non-member's poll
+//! whatever its offset. [`hostile`] wraps the server with a hostile one.
 
-use crate::api::{Request, Response, SubChain, Update};
+pub mod hostile;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::api::{CallIdentity, CallParticipant, Request, Response, SubChain, Update};
 use crate::chain::Chain;
 use crate::wire::{to_server_form, Block, Broadcast};
 
+/// Which real-server behaviours the model shows. The default is the original model (none of
+/// them: every test written against it keeps its meaning); [`Behaviour::real`] shows them all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Behaviour {
+    /// `kick` bans the removed users: their later joins get `GROUPCALL_FORBIDDEN` (until
+    /// [`Server::unban`], as the owner may invite them back).
+    pub ban_on_kick: bool,
+    /// A non-member's poll gets the last block only, whatever its offset (the API documentation
+    /// says so and warns that this can create a gap); otherwise `GROUPCALL_FORBIDDEN`.
+    pub last_block_to_non_members: bool,
+    /// Member-only methods (broadcasts, messages, removals) from a user who is not in the media
+    /// call get `GROUPCALL_JOIN_MISSING` (a banned user still gets `GROUPCALL_FORBIDDEN`).
+    pub join_missing: bool,
+    /// Pushes `updateGroupCallParticipants` to the members when someone joins (`left: false`),
+    /// leaves, is dropped from the media call or is removed (`left: true`).
+    pub participant_updates: bool,
+    /// The call's identity, sent as `updateGroupCall` in join and create responses.
+    pub identity: Option<CallIdentity>,
+    /// The join response's sub-chain 1 carries up to this many of the latest broadcasts.
+    pub recent_broadcasts: usize,
+    /// Answers a request with `FLOOD_WAIT_X` with this probability (per thousand; needs
+    /// [`Server::handle_at`], which knows the time). Once a method is flood-waited, every request
+    /// of that method from that user gets `FLOOD_WAIT_<seconds left>` until the wait ends.
+    pub flood_per_mille: u32,
+    /// Largest X of an injected `FLOOD_WAIT_X` (at least 1).
+    pub flood_max_seconds: u32,
+}
+
+impl Behaviour {
+    /// Every real-server behaviour, with flood waits on 1% of requests of up to 30 s.
+    pub fn real() -> Self {
+        Behaviour {
+            ban_on_kick: true,
+            last_block_to_non_members: true,
+            join_missing: true,
+            participant_updates: true,
+            identity: Some(CallIdentity { id: 0x00c0_ffee, access_hash: -0x0123_4567_89ab }),
+            recent_broadcasts: 8,
+            flood_per_mille: 10,
+            flood_max_seconds: 30,
+        }
+    }
+}
+
+/// The TL method of a request (what a flood wait applies to).
+pub fn method(request: &Request) -> &'static str {
+    match request {
+        Request::GetChainBlocks { .. } => "phone.getGroupCallChainBlocks",
+        Request::CreateConference { .. } => "phone.createConferenceCall",
+        Request::Join { .. } => "phone.joinGroupCall",
+        Request::DeleteParticipants { .. } => "phone.deleteConferenceCallParticipants",
+        Request::SendBroadcast { .. } => "phone.sendConferenceCallBroadcast",
+        Request::SendEncryptedMessage { .. } => "phone.sendGroupCallEncryptedMessage",
+        Request::Leave => "phone.leaveGroupCall",
+    }
+}
+
 /// The server's model of one conference call (see the module docs).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Server {
     chain: Chain,
     blocks: Vec<Vec<u8>>,
     broadcasts: Vec<Vec<u8>>,
     members: BTreeSet<i64>,
     created: bool,
+    behaviour: Behaviour,
+    banned: BTreeSet<i64>,
+    discarded: bool,
+    /// Flood waits: (user, method) → the instant (ms) the wait ends.
+    flood_until: BTreeMap<(i64, &'static str), u64>,
+    rng: ChaCha20Rng,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server::with_behaviour(Behaviour::default(), 0)
+    }
 }
 
 /// Updates to push: (recipient user id, update).
@@ -75,9 +160,41 @@ impl Server {
         Server { created: true, ..Server::default() }
     }
 
+    /// A call that does not exist yet, with these behaviours; `seed` drives the injected flood
+    /// waits (same seed, same run).
+    pub fn with_behaviour(behaviour: Behaviour, seed: u64) -> Self {
+        Server {
+            chain: Chain::empty(),
+            blocks: Vec::new(),
+            broadcasts: Vec::new(),
+            members: BTreeSet::new(),
+            created: false,
+            behaviour,
+            banned: BTreeSet::new(),
+            discarded: false,
+            flood_until: BTreeMap::new(),
+            rng: ChaCha20Rng::seed_from_u64(seed),
+        }
+    }
+
+    /// The behaviours shown.
+    pub fn behaviour(&self) -> &Behaviour {
+        &self.behaviour
+    }
+
+    /// Changes the behaviours (e.g. no flood waits once a test's hostile phase is over).
+    pub fn set_behaviour(&mut self, behaviour: Behaviour) {
+        self.behaviour = behaviour;
+    }
+
     /// Whether the conference exists (created, with or without a first block).
     pub fn is_created(&self) -> bool {
         self.created
+    }
+
+    /// Whether the call was discarded ([`Server::discard`]).
+    pub fn is_discarded(&self) -> bool {
+        self.discarded
     }
 
     /// Height of the last block (-1 when empty).
@@ -105,8 +222,66 @@ impl Server {
         self.members.iter().copied()
     }
 
+    /// Users banned by a `kick` ([`Behaviour::ban_on_kick`]).
+    pub fn banned(&self) -> impl Iterator<Item = i64> + '_ {
+        self.banned.iter().copied()
+    }
+
+    /// Lifts a ban (the owner invites the user back).
+    pub fn unban(&mut self, user_id: i64) {
+        self.banned.remove(&user_id);
+    }
+
+    /// The server drops `user_id` from the media call (network loss, or the media stack left):
+    /// it is no longer a member (its member-only requests get `GROUPCALL_JOIN_MISSING` with
+    /// [`Behaviour::join_missing`]), and the others are told it left. Its chain entry stays: the
+    /// members must prune it.
+    pub fn drop_from_media(&mut self, user_id: i64) -> Pushes {
+        if !self.members.remove(&user_id) {
+            return Vec::new();
+        }
+        self.participants_left(&[user_id])
+    }
+
+    /// Ends the call for everyone (`phone.discardGroupCall`): every member is pushed
+    /// `updateGroupCall` with `groupCallDiscarded`; every later request gets `GROUPCALL_INVALID`.
+    pub fn discard(&mut self) -> Pushes {
+        self.discarded = true;
+        let identity = self.behaviour.identity.unwrap_or(CallIdentity { id: 0, access_hash: 0 });
+        let update = Update::GroupCall { call: identity, discarded: true, invite_link: None };
+        let pushes = self.push_to_members(None, &update);
+        self.members.clear();
+        pushes
+    }
+
+    /// The flood wait (seconds left) `user_id` is under for `method` at `now`, if any.
+    pub fn flood_wait(&self, user_id: i64, method: &'static str, now: u64) -> Option<u64> {
+        let until = *self.flood_until.get(&(user_id, method))?;
+        (until > now).then(|| until.saturating_sub(now).div_ceil(1000).max(1))
+    }
+
+    /// [`Server::handle`] at a time: enforces and injects flood waits ([`Behaviour::flood_per_mille`]).
+    pub fn handle_at(&mut self, from: i64, request: &Request, now: u64) -> (Response, Pushes) {
+        let method = method(request);
+        if let Some(seconds) = self.flood_wait(from, method, now) {
+            return error(&format!("FLOOD_WAIT_{seconds}"));
+        }
+        // Leaving is never flood-waited (the model's choice: a client must always be able to go).
+        let per_mille = self.behaviour.flood_per_mille;
+        if per_mille > 0 && !matches!(request, Request::Leave) && self.rng.next_u32() % 1000 < per_mille {
+            let max = u64::from(self.behaviour.flood_max_seconds.max(1));
+            let seconds = self.rng.next_u64() % max + 1;
+            self.flood_until.insert((from, method), now.saturating_add(seconds.saturating_mul(1000)));
+            return error(&format!("FLOOD_WAIT_{seconds}"));
+        }
+        self.handle(from, request)
+    }
+
     /// Handles one request from user `from`: the response for it, and the updates to push.
     pub fn handle(&mut self, from: i64, request: &Request) -> (Response, Pushes) {
+        if self.discarded {
+            return error("GROUPCALL_INVALID");
+        }
         match request {
             Request::GetChainBlocks { sub_chain, offset, limit } => self.get(from, *sub_chain, *offset, *limit),
             Request::CreateConference { block, .. } => {
@@ -115,7 +290,7 @@ impl Server {
                 }
                 self.created = true;
                 match block {
-                    None => (Response::Ok(Vec::new()), Vec::new()),
+                    None => (Response::Ok(self.identity_update().into_iter().collect()), Vec::new()),
                     Some(b) => self.join(from, b.as_bytes()),
                 }
             }
@@ -123,27 +298,37 @@ impl Server {
                 if !self.created {
                     return error("GROUPCALL_INVALID");
                 }
+                if self.banned.contains(&from) {
+                    return error("GROUPCALL_FORBIDDEN");
+                }
                 self.join(from, block.as_bytes())
             }
-            Request::DeleteParticipants { user_ids, block, .. } => {
-                if !self.members.contains(&from) {
-                    return error("GROUPCALL_FORBIDDEN");
+            Request::DeleteParticipants { user_ids, block, kick } => {
+                if let Some(refused) = self.refuse_non_member(from) {
+                    return refused;
                 }
                 match self.check_block(block.as_bytes()) {
                     Err(e) => error(e),
                     Ok((server, next)) => {
                         let update = self.commit(server, next);
+                        let mut gone = Vec::new();
                         for u in user_ids {
-                            self.members.remove(u);
+                            if self.members.remove(u) {
+                                gone.push(*u);
+                            }
+                            if *kick && self.behaviour.ban_on_kick {
+                                self.banned.insert(*u);
+                            }
                         }
-                        let pushes = self.push_to_members(Some(from), &update);
+                        let mut pushes = self.push_to_members(Some(from), &update);
+                        pushes.extend(self.participants_left(&gone));
                         (Response::Ok(vec![update]), pushes)
                     }
                 }
             }
             Request::SendBroadcast { block } => {
-                if !self.members.contains(&from) {
-                    return error("GROUPCALL_FORBIDDEN");
+                if let Some(refused) = self.refuse_non_member(from) {
+                    return refused;
                 }
                 // The sender must be who it claims (*inferred*: the server knows who sends).
                 let Ok(b) = Broadcast::decode(block) else { return error("BLOCK_INVALID") };
@@ -162,17 +347,30 @@ impl Server {
                 (Response::Ok(vec![update]), pushes)
             }
             Request::SendEncryptedMessage { encrypted_message } => {
-                if !self.members.contains(&from) {
-                    return error("GROUPCALL_FORBIDDEN");
+                if let Some(refused) = self.refuse_non_member(from) {
+                    return refused;
                 }
                 let update = Update::EncryptedMessage { from, encrypted_message: encrypted_message.clone() };
                 (Response::Ok(Vec::new()), self.push_to_members(Some(from), &update))
             }
             Request::Leave => {
-                self.members.remove(&from);
-                (Response::Ok(Vec::new()), Vec::new())
+                let pushes = if self.members.remove(&from) { self.participants_left(&[from]) } else { Vec::new() };
+                (Response::Ok(Vec::new()), pushes)
             }
         }
+    }
+
+    /// The refusal of a member-only method from a user who is not in the call, if it is not.
+    fn refuse_non_member(&self, from: i64) -> Option<(Response, Pushes)> {
+        if self.members.contains(&from) {
+            return None;
+        }
+        let banned = self.banned.contains(&from);
+        Some(error(if self.behaviour.join_missing && !banned {
+            "GROUPCALL_JOIN_MISSING"
+        } else {
+            "GROUPCALL_FORBIDDEN"
+        }))
     }
 
     fn get(&self, from: i64, sub: SubChain, offset: i32, limit: i32) -> (Response, Pushes) {
@@ -184,11 +382,15 @@ impl Server {
             SubChain::Broadcasts => &self.broadcasts,
         };
         let total = list.len();
-        let (start, end) = if offset < 0 {
+        let last_only = offset < 0
+            || (!self.members.contains(&from)
+                && self.behaviour.last_block_to_non_members
+                && !self.banned.contains(&from));
+        let (start, end) = if last_only {
             (total.saturating_sub(1), total)
         } else {
             if !self.members.contains(&from) {
-                // Non-members get only the last block; a removed member is refused.
+                // Without `last_block_to_non_members`, or banned: refused.
                 return error("GROUPCALL_FORBIDDEN");
             }
             let start = usize::try_from(offset).unwrap_or(0).min(total);
@@ -218,16 +420,57 @@ impl Server {
             return error("BLOCK_INVALID");
         }
         let update = self.commit(server, next);
+        let mut pushes = self.push_to_members(Some(from), &update);
+        if self.behaviour.participant_updates {
+            let joined = Update::Participants { participants: vec![CallParticipant { user_id: from, left: false }] };
+            pushes.extend(self.push_to_members(Some(from), &joined));
+        }
         self.members.insert(from);
-        let pushes = self.push_to_members(Some(from), &update);
-        // The join response: our block (sub-chain 0) and sub-chain 1 (no broadcast can be about
-        // the block just added yet, so it is empty, with the next offset).
+        // The join response: our block (sub-chain 0) and sub-chain 1: with `recent_broadcasts`,
+        // the latest broadcasts (the real server's choice is unknown; tdlib handles both), else
+        // empty with the next offset (no broadcast can be about the block just added yet).
+        let total = self.broadcasts.len();
+        let recent = self.broadcasts.get(total.saturating_sub(self.behaviour.recent_broadcasts)..).unwrap_or_default();
         let broadcasts = Update::ChainBlocks {
             sub_chain_id: SubChain::Broadcasts.id(),
-            blocks: Vec::new(),
-            next_offset: len_i32(self.broadcasts.len()),
+            blocks: recent.to_vec(),
+            next_offset: len_i32(total),
         };
-        (Response::Ok(vec![update, broadcasts]), pushes)
+        let mut response = vec![update, broadcasts];
+        response.extend(self.identity_update());
+        (Response::Ok(response), pushes)
+    }
+
+    /// `updateGroupCall` with the call's identity, when the behaviour sends it.
+    fn identity_update(&self) -> Option<Update> {
+        let call = self.behaviour.identity?;
+        Some(Update::GroupCall { call, discarded: false, invite_link: Some("https://t.me/call/model".into()) })
+    }
+
+    /// A join (or create) response as the server would write it now: its sub-chain 0 and 1
+    /// updates are extended with the blocks and broadcasts committed since it was made (the real
+    /// server's join response may carry later blocks; tdlib applies them). Other responses are
+    /// returned unchanged.
+    pub fn refresh_join_response(&self, response: Response) -> Response {
+        let Response::Ok(updates) = response else { return response };
+        let refreshed = updates
+            .into_iter()
+            .map(|u| match u {
+                Update::ChainBlocks { sub_chain_id, mut blocks, next_offset } => {
+                    let list = match SubChain::from_id(sub_chain_id) {
+                        Some(SubChain::Blocks) => &self.blocks,
+                        Some(SubChain::Broadcasts) => &self.broadcasts,
+                        None => return Update::ChainBlocks { sub_chain_id, blocks, next_offset },
+                    };
+                    let from = usize::try_from(next_offset).unwrap_or(usize::MAX);
+                    let later = list.get(from..).unwrap_or_default();
+                    blocks.extend(later.iter().cloned());
+                    Update::ChainBlocks { sub_chain_id, blocks, next_offset: len_i32(from.saturating_add(later.len())) }
+                }
+                other => other,
+            })
+            .collect();
+        Response::Ok(refreshed)
     }
 
     /// Whether a plain-form block extends the tip and is valid: its server form and the next state.
@@ -252,6 +495,16 @@ impl Server {
             blocks: vec![server],
             next_offset: len_i32(self.blocks.len()),
         }
+    }
+
+    /// `updateGroupCallParticipants` with `left` for these users, to the members (if the
+    /// behaviour sends them).
+    fn participants_left(&self, users: &[i64]) -> Pushes {
+        if !self.behaviour.participant_updates || users.is_empty() {
+            return Vec::new();
+        }
+        let participants = users.iter().map(|&user_id| CallParticipant { user_id, left: true }).collect();
+        self.push_to_members(None, &Update::Participants { participants })
     }
 
     fn push_to_members(&self, except: Option<i64>, update: &Update) -> Pushes {

@@ -243,6 +243,11 @@ struct Member {
 
 const TRANSCRIPT: usize = 40;
 
+/// Whether a session is in the call or on its way in or out (the application leaves it alone).
+fn busy(state: SessionState) -> bool {
+    matches!(state, SessionState::Joined | SessionState::Joining | SessionState::Resyncing | SessionState::Leaving)
+}
+
 /// Most requests one member may send in one second of virtual time: far above what the actions
 /// and timers need, far below a hot loop (issue 23 item 6).
 pub const MAX_REQUESTS_PER_SECOND: usize = 100;
@@ -446,9 +451,9 @@ impl World {
         let state = self.members[i].session.as_ref().map(Session::state);
         let roll = self.rng.next_u32() % 100;
         match state {
-            None | Some(SessionState::Idle | SessionState::Failed | SessionState::Left | SessionState::Removed)
-                if roll < 30 =>
-            {
+            // Out of the call (new, failed, left, removed, or any state the session adds, such as
+            // failing closed or the call's end): the application joins again.
+            s if roll < 30 && !s.is_some_and(busy) => {
                 self.start(i)?;
             }
             Some(SessionState::Joined) => {
@@ -1138,9 +1143,7 @@ impl World {
                 last_prune = self.now;
                 for i in 0..self.members.len() {
                     let state = self.members[i].session.as_ref().map(Session::state);
-                    let busy =
-                        [SessionState::Joined, SessionState::Joining, SessionState::Resyncing, SessionState::Leaving];
-                    if !state.is_some_and(|s| busy.contains(&s)) {
+                    if !state.is_some_and(busy) {
                         self.start(i)?;
                     }
                 }

@@ -184,7 +184,7 @@ impl HostileServer {
     pub fn handle_at(&mut self, from: i64, request: &Request, now: u64) -> (Option<Response>, Pushes) {
         let h = self.hostility;
         if self.chance(h.silent) {
-            let acted = self.rng.next_u32() % 2 == 0;
+            let acted = self.rng.next_u32().is_multiple_of(2);
             let pushes = if acted { self.server.handle_at(from, request, now).1 } else { Vec::new() };
             return (None, self.relay(pushes));
         }
@@ -228,7 +228,8 @@ impl HostileServer {
             out
         };
         if self.chance(h.replay) && !self.recent.is_empty() {
-            let i = usize::try_from(self.rng.next_u64() % self.recent.len() as u64).unwrap_or(0);
+            let i =
+                usize::try_from(self.rng.next_u64().checked_rem(self.recent.len() as u64).unwrap_or(0)).unwrap_or(0);
             if let Some(old) = self.recent.get(i) {
                 out.push(old.clone());
             }
@@ -269,7 +270,9 @@ impl HostileServer {
             let keep = blocks.len().saturating_sub(1);
             blocks.drain(..keep);
         } else if self.chance(h.gap) && !blocks.is_empty() {
-            let skip = usize::try_from(self.rng.next_u64() % blocks.len() as u64).unwrap_or(0).saturating_add(1);
+            let skip = usize::try_from(self.rng.next_u64().checked_rem(blocks.len() as u64).unwrap_or(0))
+                .unwrap_or(0)
+                .saturating_add(1);
             let skip = skip.min(blocks.len());
             blocks.drain(..skip);
         }
@@ -305,7 +308,7 @@ impl HostileServer {
         // Half the time: the outsider signs as itself and grants itself every permission (an
         // external signer may grant at most the external permissions). Otherwise it claims to be
         // a member (the signature does not verify under that key).
-        let as_member = self.rng.next_u32() % 2 == 0 && member_key.is_some();
+        let as_member = self.rng.next_u32().is_multiple_of(2) && member_key.is_some();
         let flags = if as_member { Permissions::ADD_USERS | Permissions::REMOVE_USERS } else { Permissions::ALL };
         state.participants.push(GroupParticipant {
             user_id: OUTSIDER,

@@ -116,7 +116,7 @@ pub fn method(request: &Request) -> &'static str {
 }
 
 /// The server's model of one conference call (see the module docs).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Server {
     chain: Chain,
     blocks: Vec<Vec<u8>>,
@@ -270,7 +270,7 @@ impl Server {
         let per_mille = self.behaviour.flood_per_mille;
         if per_mille > 0 && !matches!(request, Request::Leave) && self.rng.next_u32() % 1000 < per_mille {
             let max = u64::from(self.behaviour.flood_max_seconds.max(1));
-            let seconds = self.rng.next_u64() % max + 1;
+            let seconds = self.rng.next_u64().checked_rem(max).unwrap_or(0).saturating_add(1);
             self.flood_until.insert((from, method), now.saturating_add(seconds.saturating_mul(1000)));
             return error(&format!("FLOOD_WAIT_{seconds}"));
         }

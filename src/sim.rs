@@ -275,8 +275,11 @@ struct World {
     outsiders: VecDeque<Call>,
     /// Chain participants (user, key) not in the media call, since when.
     absent_since: HashMap<(i64, [u8; 32]), u64>,
-    /// Since when some caught-up member has been able to remove users (continuously).
-    remover_since: Option<u64>,
+    /// Since when some caught-up member told that the user left has been able to remove it
+    /// (continuously), by user.
+    remover_since: HashMap<i64, u64>,
+    /// Members (index, incarnation) pushed that a user left the media call, by user.
+    told_left: HashMap<i64, HashSet<(usize, u64)>>,
     incarnations: u64,
     members: Vec<Member>,
     network: BTreeMap<(u64, u64), Message>,
@@ -353,7 +356,8 @@ impl World {
             forged: HashSet::new(),
             outsiders: VecDeque::new(),
             absent_since: HashMap::new(),
-            remover_since: None,
+            remover_since: HashMap::new(),
+            told_left: HashMap::new(),
             incarnations: 0,
             members,
             network: BTreeMap::new(),
@@ -860,6 +864,13 @@ impl World {
                     return Ok(());
                 }
                 let now = self.now;
+                if let Update::Participants { participants } = &update {
+                    // Who could know that a user left: the pruning invariant asks only them.
+                    let incarnation = self.members[i].incarnation;
+                    for p in participants.iter().filter(|p| p.left) {
+                        self.told_left.entry(p.user_id).or_default().insert((i, incarnation));
+                    }
+                }
                 if let Some(s) = self.members[i].session.as_mut() {
                     s.handle_update(update, now, &mut self.rng);
                 }
@@ -1048,14 +1059,17 @@ impl World {
             return Ok(());
         }
         let now = self.now;
-        let removers = self.caught_up().into_iter().any(|i| {
-            self.members[i]
-                .session
-                .as_ref()
-                .and_then(Session::call)
-                .is_some_and(|c| c.chain().permissions_of(&c.public_key()).0.contains(Permissions::REMOVE_USERS))
-        });
-        self.remover_since = if removers { Some(self.remover_since.unwrap_or(now)) } else { None };
+        // Caught-up members able to remove users, as (index, incarnation).
+        let removers: HashSet<(usize, u64)> =
+            self.caught_up()
+                .into_iter()
+                .filter(|&i| {
+                    self.members[i].session.as_ref().and_then(Session::call).is_some_and(|c| {
+                        c.chain().permissions_of(&c.public_key()).0.contains(Permissions::REMOVE_USERS)
+                    })
+                })
+                .map(|i| (i, self.members[i].incarnation))
+                .collect();
         let in_call: HashSet<i64> = self.server().members().collect();
         let absent: HashSet<(i64, [u8; 32])> = self
             .server()
@@ -1069,12 +1083,28 @@ impl World {
         for k in absent {
             self.absent_since.entry(k).or_insert(now);
         }
-        let Some(removers_since) = self.remover_since else { return Ok(()) };
-        let overdue = self.absent_since.iter().find(|(_, since)| now >= (**since).max(removers_since) + PRUNE_BOUND_MS);
-        if let Some(((user, _), since)) = overdue {
+        // A user counts from when some caught-up remover was told it left (a lost push tells no
+        // one: the API has no way to fetch the news again).
+        let users: HashSet<i64> = self.absent_since.keys().map(|(u, _)| *u).collect();
+        self.told_left.retain(|u, _| users.contains(u));
+        self.remover_since.retain(|u, _| users.contains(u));
+        for u in users {
+            let told = self.told_left.get(&u).is_some_and(|t| t.iter().any(|r| removers.contains(r)));
+            if told {
+                self.remover_since.entry(u).or_insert(now);
+            } else {
+                self.remover_since.remove(&u);
+            }
+        }
+        let overdue = self.absent_since.iter().find_map(|((user, _), since)| {
+            let removers_since = *self.remover_since.get(user)?;
+            (now >= (*since).max(removers_since) + PRUNE_BOUND_MS).then_some((user, since, removers_since))
+        });
+        if let Some((user, since, removers_since)) = overdue {
             return Err(self.fail(format!(
                 "pruning (issue 24 item 4): user {user} left the media call at {since} and is still a chain \
-                 participant at {now}, though members able to remove it have been caught up since {removers_since}"
+                 participant at {now}, though members told it left and able to remove it have been caught up \
+                 since {removers_since}"
             )));
         }
         Ok(())

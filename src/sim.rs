@@ -844,6 +844,7 @@ impl World {
                         let until = at + u64::from(seconds) * 1_000;
                         let entry = self.members[i].flood_until.entry(method).or_insert(0);
                         *entry = (*entry).max(until);
+                        self.note(format!("user {to} is told FLOOD_WAIT_{seconds} for {method} (until {until})"));
                     }
                 }
                 // The real server writes a join response when it sends it: blocks and broadcasts
@@ -1176,6 +1177,12 @@ impl World {
                     if !state.is_some_and(busy) {
                         self.start(i)?;
                     }
+                }
+                // The owner invites banned users back (a kick sent before faults stopped may land
+                // after).
+                let banned: Vec<i64> = self.server().banned().collect();
+                for u in banned {
+                    self.server.server_mut().unban(u);
                 }
                 // With the real server's participant updates, pruning is the sessions' duty.
                 if !self.setup.is_real() {

@@ -54,6 +54,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
+#[cfg(test)]
+use crate::api::ApiError;
 use crate::api::{CallIdentity, CallParticipant, Request, Response, SubChain, Update};
 use crate::chain::Chain;
 use crate::wire::{to_server_form, Block, Broadcast};
@@ -234,13 +236,19 @@ impl Server {
 
     /// The server drops `user_id` from the media call (network loss, or the media stack left):
     /// it is no longer a member (its member-only requests get `GROUPCALL_JOIN_MISSING` with
-    /// [`Behaviour::join_missing`]), and the others are told it left. Its chain entry stays: the
-    /// members must prune it.
+    /// [`Behaviour::join_missing`]), and everyone, itself included, is told it left (tdlib
+    /// leaves with `need_rejoin` on such an update about itself: "kicked from the call because of
+    /// network loss"). Its chain entry stays: the members must prune it.
     pub fn drop_from_media(&mut self, user_id: i64) -> Pushes {
         if !self.members.remove(&user_id) {
             return Vec::new();
         }
-        self.participants_left(&[user_id])
+        let mut pushes = self.participants_left(&[user_id]);
+        if self.behaviour.participant_updates {
+            let left = CallParticipant { user_id, left: true };
+            pushes.push((user_id, Update::Participants { participants: vec![left] }));
+        }
+        pushes
     }
 
     /// Ends the call for everyone (`phone.discardGroupCall`): every member is pushed
@@ -509,5 +517,189 @@ impl Server {
 
     fn push_to_members(&self, except: Option<i64>, update: &Update) -> Pushes {
         self.members.iter().filter(|m| Some(**m) != except).map(|m| (*m, update.clone())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::hostile::{HostileServer, Hostility, OUTSIDER};
+    use super::*;
+    use crate::api::ApiError;
+    use crate::call::Call;
+    use crate::chain::build_zero_block;
+    use crate::crypto::PrivateKey;
+    use crate::wire::{GroupParticipant, GroupState, Permissions};
+
+    fn me(user_id: i64, key: &PrivateKey) -> GroupParticipant {
+        GroupParticipant {
+            user_id,
+            public_key: key.public_key(),
+            flags: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
+            version: 0,
+        }
+    }
+
+    /// A call created by user 1 and joined by the others, on a server with `behaviour`.
+    fn call(users: &[i64], behaviour: Behaviour) -> (Server, Vec<PrivateKey>, ChaCha20Rng) {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let mut server = Server::with_behaviour(behaviour, 3);
+        let mut keys = Vec::new();
+        for (i, &u) in users.iter().enumerate() {
+            let key = PrivateKey::generate(&mut rng);
+            let request = if i == 0 {
+                let state = GroupState {
+                    participants: vec![me(u, &key)],
+                    external_permissions: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
+                };
+                let block = build_zero_block(state, &key, &mut rng).unwrap();
+                Request::CreateConference { public_key: Some(key.public_key()), block: Some(block) }
+            } else {
+                let block = server.chain().build_self_add(me(u, &key), &key, &mut rng).unwrap();
+                Request::Join { public_key: key.public_key(), block }
+            };
+            let (response, _) = server.handle(u, &request);
+            assert!(matches!(response, Response::Ok(_)), "{response:?}");
+            keys.push(key);
+        }
+        (server, keys, rng)
+    }
+
+    fn err(response: &Response) -> &str {
+        match response {
+            Response::Error(e) => e,
+            Response::Ok(_) => "ok",
+        }
+    }
+
+    fn removal(server: &Server, key: &PrivateKey, gone: i64, rng: &mut ChaCha20Rng) -> crate::wire::PlainBlock {
+        let mut state = server.chain().group_state().clone();
+        state.participants.retain(|p| p.user_id != gone);
+        server.chain().build_change_state(state, key, rng).unwrap()
+    }
+
+    #[test]
+    fn a_kick_bans_and_tells_the_others_until_unbanned() {
+        let (mut server, keys, mut rng) = call(&[1, 2, 3], Behaviour::real());
+        let block = removal(&server, &keys[0], 2, &mut rng);
+        let (response, pushes) =
+            server.handle(1, &Request::DeleteParticipants { user_ids: vec![2], block, kick: true });
+        assert_eq!(err(&response), "ok");
+        let left = Update::Participants { participants: vec![CallParticipant { user_id: 2, left: true }] };
+        assert!(pushes.contains(&(3, left.clone())) && pushes.contains(&(1, left)), "{pushes:?}");
+        let key = PrivateKey::generate(&mut rng);
+        let block = server.chain().build_self_add(me(2, &key), &key, &mut rng).unwrap();
+        let join = Request::Join { public_key: key.public_key(), block };
+        assert_eq!(err(&server.handle(2, &join).0), "GROUPCALL_FORBIDDEN");
+        let poll = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: 0, limit: 100 };
+        assert_eq!(err(&server.handle(2, &poll).0), "GROUPCALL_FORBIDDEN");
+        server.unban(2);
+        assert_eq!(err(&server.handle(2, &join).0), "ok");
+    }
+
+    #[test]
+    fn a_dropped_member_gets_join_missing_and_the_last_block_only() {
+        let (mut server, _, _) = call(&[1, 2, 3], Behaviour::real());
+        let pushes = server.drop_from_media(2);
+        let left = Update::Participants { participants: vec![CallParticipant { user_id: 2, left: true }] };
+        for u in [1, 2, 3] {
+            assert!(pushes.contains(&(u, left.clone())), "{u}: {pushes:?}");
+        }
+        let message = Request::SendEncryptedMessage { encrypted_message: vec![1, 2, 3] };
+        assert_eq!(err(&server.handle(2, &message).0), "GROUPCALL_JOIN_MISSING");
+        let poll = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: 0, limit: 100 };
+        let (response, _) = server.handle(2, &poll);
+        let last = server.blocks().last().cloned().unwrap();
+        assert_eq!(
+            response,
+            Response::Ok(vec![Update::ChainBlocks { sub_chain_id: 0, blocks: vec![last], next_offset: 3 }])
+        );
+        // The original model refuses instead.
+        let (mut model, _, _) = call(&[1, 2], Behaviour::default());
+        model.drop_from_media(2);
+        assert_eq!(err(&model.handle(2, &poll).0), "GROUPCALL_FORBIDDEN");
+    }
+
+    #[test]
+    fn a_discarded_call_is_pushed_to_everyone_then_invalid() {
+        let (mut server, _, _) = call(&[1, 2], Behaviour::real());
+        let pushes = server.discard();
+        assert_eq!(pushes.len(), 2);
+        assert!(pushes.iter().all(|(_, u)| matches!(u, Update::GroupCall { discarded: true, .. })));
+        let poll = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 };
+        assert_eq!(err(&server.handle(1, &poll).0), "GROUPCALL_INVALID");
+        assert_eq!(err(&server.handle(1, &Request::Leave).0), "GROUPCALL_INVALID");
+    }
+
+    #[test]
+    fn flood_waits_hold_per_method_until_they_end() {
+        let (mut server, _, _) = call(&[1], Behaviour::real());
+        server.set_behaviour(Behaviour { flood_per_mille: 1000, flood_max_seconds: 5, ..Behaviour::real() });
+        let poll = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 };
+        let (response, _) = server.handle_at(1, &poll, 1_000);
+        let Some(ApiError::FloodWait { seconds }) = Some(ApiError::parse(err(&response))) else { panic!() };
+        assert!((1..=5).contains(&seconds));
+        assert_eq!(err(&server.handle_at(1, &Request::Leave, 1_000).0), "ok", "leaving is never flood-waited");
+        server.set_behaviour(Behaviour { flood_per_mille: 0, ..Behaviour::real() });
+        let end = 1_000 + u64::from(seconds) * 1_000;
+        assert!(err(&server.handle_at(1, &poll, end - 1).0).starts_with("FLOOD_WAIT_"));
+        assert_eq!(err(&server.handle_at(1, &poll, end).0), "ok");
+    }
+
+    #[test]
+    fn join_responses_carry_the_identity_recent_broadcasts_and_later_blocks() {
+        let (mut server, keys, mut rng) = call(&[1], Behaviour::real());
+        let key = PrivateKey::generate(&mut rng);
+        let block = server.chain().build_self_add(me(2, &key), &key, &mut rng).unwrap();
+        let (response, _) = server.handle(2, &Request::Join { public_key: key.public_key(), block });
+        let Response::Ok(updates) = &response else { panic!("{response:?}") };
+        assert!(updates.iter().any(|u| matches!(u, Update::GroupCall { discarded: false, .. })));
+        // A block committed before the response is delivered is in it.
+        let rekey = server.chain().build_change_state(server.chain().group_state().clone(), &keys[0], &mut rng);
+        let request = Request::DeleteParticipants { user_ids: vec![], block: rekey.unwrap(), kick: false };
+        assert_eq!(err(&server.handle(1, &request).0), "ok");
+        let Response::Ok(updates) = server.refresh_join_response(response) else { panic!() };
+        let Some(Update::ChainBlocks { blocks, next_offset, .. }) = updates.first() else { panic!() };
+        assert_eq!((blocks.len(), *next_offset), (2, 3));
+    }
+
+    #[test]
+    fn the_hostile_server_forges_refused_blocks_the_outsider_can_read() {
+        let (server, _, mut rng) = call(&[1, 2], Behaviour::real());
+        let mut hostile = HostileServer::new(server, Hostility::refused_blocks(), 9);
+        for _ in 0..6 {
+            let pushes = hostile.forge();
+            assert_eq!(pushes.len(), 2, "pushed to every member");
+            let forged = hostile.forged().last().cloned().unwrap();
+            assert_eq!(forged.height, 2);
+            assert!(hostile.server().chain().clone().apply(&forged.block).is_err(), "the rules refuse it");
+            let outsider = Call::new(OUTSIDER, hostile.outsider_key().clone(), &forged.block, &mut rng).unwrap();
+            assert!(outsider.has_current_key(), "the outsider holds its key");
+            // It is served as the tip.
+            let tip = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 };
+            let (response, _) = hostile.handle_at(1, &tip, 0);
+            let expected = Update::ChainBlocks { sub_chain_id: 0, blocks: vec![forged.block.clone()], next_offset: 3 };
+            assert_eq!(response, Some(Response::Ok(vec![expected])));
+        }
+    }
+
+    #[test]
+    fn the_hostile_server_withholds_offsets_and_stays_silent() {
+        let (server, _, _) = call(&[1, 2], Behaviour::default());
+        let withhold = Hostility { withhold: 1000, ..Hostility::none() };
+        let mut hostile = HostileServer::new(server, withhold, 9);
+        let poll = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: 1, limit: 100 };
+        for now in [0, 1_000, 4_999] {
+            let (response, _) = hostile.handle_at(1, &poll, now);
+            let Some(Response::Ok(updates)) = response else { panic!() };
+            let Some(Update::ChainBlocks { blocks, next_offset, .. }) = updates.first() else { panic!() };
+            assert!(blocks.is_empty() && *next_offset > 1, "{updates:?}");
+        }
+        hostile.set_hostility(Hostility { silent: 1000, ..Hostility::none() });
+        assert_eq!(hostile.handle_at(1, &poll, 6_000).0, None);
+        hostile.set_hostility(Hostility::none());
+        assert!(matches!(hostile.handle_at(1, &poll, 7_000).0, Some(Response::Ok(_))));
     }
 }

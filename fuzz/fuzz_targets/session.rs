@@ -114,6 +114,29 @@ struct Script {
     ops: Vec<Op>,
 }
 
+/// `Session::new` as it is (infallible) or as the session rewrite makes it (a `Result`: the
+/// default configuration is valid).
+trait IntoSession {
+    fn into_session(self) -> Session;
+}
+
+impl IntoSession for Session {
+    fn into_session(self) -> Session {
+        self
+    }
+}
+
+#[allow(dead_code)]
+impl IntoSession for confchain::Result<Session> {
+    fn into_session(self) -> Session {
+        self.unwrap()
+    }
+}
+
+fn new_session(user_id: i64) -> Session {
+    Session::new(user_id, SessionConfig::default()).into_session()
+}
+
 /// A conference of users 2 and 3 on the server model, and its blocks and broadcasts.
 struct World {
     server: Server,
@@ -126,7 +149,7 @@ fn world() -> &'static World {
     WORLD.get_or_init(|| {
         let mut rng = common::rng(7);
         let mut server = Server::new();
-        let mut sessions = vec![Session::new(2, SessionConfig::default()), Session::new(3, SessionConfig::default())];
+        let mut sessions = vec![new_session(2), new_session(3)];
         sessions[0].create(true, 0, &mut rng).unwrap();
         for round in 0..4 {
             if round == 1 {
@@ -196,7 +219,7 @@ fuzz_target!(|script: Script| {
     let mut rng = common::rng(script.seed);
     let mut server = w.server.clone();
     let config = SessionConfig::default();
-    let mut session = Session::new(1, config.clone());
+    let mut session = new_session(1);
     let mut now: u64 = 1_000;
     session.join(now, &mut rng).unwrap();
     let mut outstanding: VecDeque<(RequestId, Request)> = VecDeque::new();

@@ -1209,9 +1209,10 @@ impl World {
             })
             .collect();
         Err(self.fail(format!(
-            "no convergence {} ms after faults stopped: server at {}, members {states:?}",
+            "no convergence {} ms after faults stopped: server at {}, members {states:?}, in the media call {:?}",
             deadline,
-            self.server().height()
+            self.server().height(),
+            self.server().members().collect::<Vec<_>>()
         )))
     }
 

@@ -54,8 +54,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-#[cfg(test)]
-use crate::api::ApiError;
 use crate::api::{CallIdentity, CallParticipant, Request, Response, SubChain, Update};
 use crate::chain::Chain;
 use crate::wire::{to_server_form, Block, Broadcast};

@@ -1282,3 +1282,65 @@ impl World {
         self.server().chain().participants().len() == self.members.len() && tip >= 0 && EPOCH_GRACE_MS > 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A world of three members run (honest model, no faults) until one is joined.
+    fn joined_world() -> (World, usize) {
+        let config = SimConfig { members: 3, steps: 0, faults: Faults::none(), seed: 5, server: ServerSetup::model() };
+        let mut w = World::new(&config);
+        for step in 0..400 {
+            w.step = step;
+            w.act().unwrap();
+            w.advance(50).unwrap();
+            w.check().unwrap();
+            let joined = w.members.iter().position(|m| {
+                m.session.as_ref().is_some_and(|s| s.state() == SessionState::Joined && s.call().is_some())
+            });
+            if let Some(i) = joined {
+                return (w, i);
+            }
+        }
+        panic!("no one joined");
+    }
+
+    #[test]
+    fn the_chain_invariant_names_a_block_the_rules_did_not_accept() {
+        let (mut w, i) = joined_world();
+        let height = w.members[i].session.as_ref().and_then(Session::call).unwrap().height() as usize;
+        w.honest[height][0] ^= 1;
+        let failure = w.check().unwrap_err();
+        assert!(failure.invariant.contains("issue 23 item 1"), "{failure}");
+    }
+
+    #[test]
+    fn the_rate_invariant_fails_a_burst() {
+        let (mut w, i) = joined_world();
+        let now = w.now;
+        let json = r#"{"_":"groupCallMessage","random_id":"1","message":{}}"#;
+        for _ in 0..=MAX_REQUESTS_PER_SECOND {
+            let _ = w.members[i].session.as_mut().unwrap().send_message(json, now, &mut w.rng);
+        }
+        let failure = w.flush(i).unwrap_err();
+        assert!(failure.invariant.contains("request rate"), "{failure}");
+    }
+
+    #[test]
+    fn the_deadline_invariant_fails_a_request_awaited_for_ever() {
+        let (mut w, i) = joined_world();
+        let now = w.now;
+        let json = r#"{"_":"groupCallMessage","random_id":"1","message":{}}"#;
+        w.members[i].session.as_mut().unwrap().send_message(json, now, &mut w.rng).unwrap();
+        w.flush(i).unwrap();
+        // The server never answers: the request leaves the network, and is marked silent.
+        w.network.clear();
+        for o in w.members[i].outstanding.values_mut() {
+            o.1 = Some(now);
+        }
+        w.now += REQUEST_DEADLINE_BOUND_MS;
+        let failure = w.check().unwrap_err();
+        assert!(failure.invariant.contains("request deadline"), "{failure}");
+    }
+}

@@ -239,6 +239,8 @@ struct Member {
     outstanding: BTreeMap<RequestId, (u64, Option<u64>, &'static str)>,
     /// Flood waits this incarnation was told of: method → end (ms).
     flood_until: HashMap<&'static str, u64>,
+    /// Since when this member's session has been `Left` (continuously).
+    left_since: Option<u64>,
 }
 
 const TRANSCRIPT: usize = 40;
@@ -256,6 +258,8 @@ pub const REQUEST_DEADLINE_BOUND_MS: u64 = 90_000;
 /// Users who left the media call are pruned from the chain within this long of there being a
 /// live member able to do it (issue 24 item 4).
 pub const PRUNE_BOUND_MS: u64 = 60_000;
+/// A member whose session left is out of the media call within this long (issue 24 item 3).
+pub const GHOST_BOUND_MS: u64 = 60_000;
 /// After the call is discarded, every member is out of it within this long (issue 24 item 2).
 pub const DISCARD_BOUND_MS: u64 = 30_000;
 /// Outsider calls kept to try on members' packets.
@@ -343,6 +347,7 @@ impl World {
                 recent_requests: VecDeque::new(),
                 outstanding: BTreeMap::new(),
                 flood_until: HashMap::new(),
+                left_since: None,
             })
             .collect();
         let server = Server::with_behaviour(config.server.behaviour, config.seed);
@@ -459,6 +464,14 @@ impl World {
             // failing closed or the call's end): the application joins again.
             s if roll < 30 && !s.is_some_and(busy) => {
                 self.start(i)?;
+            }
+            // With the real server: the application leaves while its join is in flight (the
+            // join's response may come after; the server must not keep a ghost member).
+            Some(SessionState::Joining) if self.setup.is_real() && roll < 5 => {
+                if let Some(s) = self.members[i].session.as_mut() {
+                    s.leave(now);
+                }
+                self.note(format!("user {user} leaves while joining"));
             }
             Some(SessionState::Joined) => {
                 let joined: Vec<i64> = self.joined_members().into_iter().filter(|u| *u != user).collect();
@@ -939,6 +952,7 @@ impl World {
         self.check_chains()?;
         self.check_deadlines()?;
         self.check_pruning()?;
+        self.check_ghosts()?;
         let caught = self.caught_up();
         // Caught-up members agree on the block hash and the key.
         let mut seen: Option<(i64, [u8; 32], Option<String>)> = None;
@@ -1047,6 +1061,31 @@ impl World {
                     REQUEST_DEADLINE_BOUND_MS,
                     s.state()
                 )));
+            }
+        }
+        Ok(())
+    }
+
+    /// With the real server, a member whose session has left is out of the media call within
+    /// `GHOST_BOUND_MS` (issue 24 item 3: a join answered after `leave()` must not leave a ghost).
+    fn check_ghosts(&mut self) -> Result<(), Failure> {
+        if !self.setup.is_real() {
+            return Ok(());
+        }
+        let now = self.now;
+        let in_call: HashSet<i64> = self.server().members().collect();
+        for i in 0..self.members.len() {
+            let left = self.members[i].session.as_ref().is_some_and(|s| s.state() == SessionState::Left);
+            let m = &mut self.members[i];
+            m.left_since = if left { Some(m.left_since.unwrap_or(now)) } else { None };
+            if let Some(since) = m.left_since.filter(|t| now >= t + GHOST_BOUND_MS) {
+                if in_call.contains(&m.user_id) {
+                    let user = m.user_id;
+                    return Err(self.fail(format!(
+                        "ghost member (issue 24 item 3): user {user} left at {since}, and the server still holds it \
+                         in the media call at {now}"
+                    )));
+                }
             }
         }
         Ok(())

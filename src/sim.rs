@@ -1189,14 +1189,10 @@ impl World {
     /// clients prune users who left); every live member must reach the tip and the same emojis.
     fn calm(&mut self, members: usize) -> Result<(), Failure> {
         self.faults = Faults::none();
-        // The server turns honest, stops flood waits, and the owner lifts every ban.
+        // The server turns honest and stops flood waits.
         self.server.set_hostility(Hostility::none());
         let behaviour = Behaviour { flood_per_mille: 0, ..*self.server().behaviour() };
         self.server.server_mut().set_behaviour(behaviour);
-        let banned: Vec<i64> = self.server().banned().collect();
-        for u in banned {
-            self.server.server_mut().unban(u);
-        }
         self.step += 1;
         self.note("faults stop".into());
         for m in &mut self.members {
@@ -1214,14 +1210,11 @@ impl World {
                 for i in 0..self.members.len() {
                     let state = self.members[i].session.as_ref().map(Session::state);
                     if !state.is_some_and(busy) {
+                        // The owner invites a banned user back when it wants to rejoin.
+                        let user = self.members[i].user_id;
+                        self.server.server_mut().unban(user);
                         self.start(i)?;
                     }
-                }
-                // The owner invites banned users back (a kick sent before faults stopped may land
-                // after).
-                let banned: Vec<i64> = self.server().banned().collect();
-                for u in banned {
-                    self.server.server_mut().unban(u);
                 }
                 // With the real server's participant updates, pruning is the sessions' duty.
                 if !self.setup.is_real() {

@@ -2,7 +2,8 @@
 //! every push, as a compromised or malicious server would (issue 23). It cannot sign as a member,
 //! but it can:
 //!
-//! * relay blocks the chain rules refuse, as pushes and as the tip ([`HostileServer::forge`]): an
+//! * relay blocks the chain rules refuse, as pushes, as the tip and at the end of a join response
+//!   ([`HostileServer::forge`]): an
 //!   outsider ([`OUTSIDER`]) adds itself on top of the real tip, either granting itself
 //!   permissions an external signer may not grant (`NO_PERMISSIONS`) or signing in a member's
 //!   name (`INVALID_SIGNATURE`); both blocks are internally consistent, so a client that trusts
@@ -190,8 +191,21 @@ impl HostileServer {
         }
         let (mut response, pushes) = self.server.handle_at(from, request, now);
         let mut pushes = self.relay(pushes);
+        let join = matches!(request, Request::Join { .. } | Request::CreateConference { block: Some(_), .. });
         if self.chance(h.refused_push) {
-            pushes.extend(self.forge());
+            let forged = self.forge();
+            // A join response carries later blocks: the forged one rides along.
+            if let (true, Some(tip), Response::Ok(updates)) = (join, self.tip.clone(), &mut response) {
+                if let Some(Update::ChainBlocks { blocks, next_offset, .. }) =
+                    updates.iter_mut().find(|u| matches!(u, Update::ChainBlocks { sub_chain_id: 0, .. }))
+                {
+                    if *next_offset == tip.height {
+                        blocks.push(tip.block);
+                        *next_offset = next_offset.saturating_add(1);
+                    }
+                }
+            }
+            pushes.extend(forged);
         }
         if let (Request::GetChainBlocks { sub_chain, offset, .. }, Response::Ok(updates)) = (request, &mut response) {
             self.withholding.retain(|_, until| *until > now);

@@ -4,9 +4,9 @@
 //! the steps per run (default 600).
 //!
 //! The `real_server_*` and `hostile_server_*` runs meet the real server's behaviours (issue 24)
-//! and a hostile server (issue 23). Today's session fails them (each test's doc says which
-//! invariant fails, at which seed and step, with 6 members, 600 steps and light faults): they
-//! are ignored until the session rewrite lands.
+//! and a hostile server (issue 23). The session before the rewrite failed them (each test's doc
+//! says which invariant failed, at which seed and step, with 6 members, 600 steps and light
+//! faults): they are ignored on this branch until the session rewrite lands.
 
 use confchain::server::hostile::Hostility;
 use confchain::server::Behaviour;
@@ -79,7 +79,7 @@ fn stalls() -> ServerSetup {
 }
 
 /// Issue 23 item 1: no member ever adopts a refused block (chain invariant, outsider key).
-/// Today: fails at seed 0 step 49 ("refused block adopted": user 2 holds the forged block at
+/// Before the rewrite: failed at seed 0 step 49 ("refused block adopted": user 2 holds the forged block at
 /// height 4, installed by `Call::resync` from the forged tip). With no faults and 5 members it
 /// fails within a few dozen steps too.
 #[test]
@@ -90,7 +90,7 @@ fn hostile_server_refused_blocks_are_never_adopted() {
 }
 
 /// Issue 23 items 5 to 7: gaps, last-only pages, withheld offsets and silence neither stall nor
-/// loop. Today: fails at seed 1 step 600 ("request deadline": a removal the server never
+/// loop. Before the rewrite: failed at seed 1 step 600 ("request deadline": a removal the server never
 /// answered is still awaited 90 s later); with no network delay (`Faults::none()`), 5 members,
 /// seed 0, by the request rate (a withheld offset re-polled in a hot loop).
 #[test]
@@ -106,7 +106,7 @@ fn real_without_floods() -> ServerSetup {
 }
 
 /// Issue 24 without flood waits: members prune who left, the call's end takes everyone out.
-/// Today: fails by the request rate (a removed member's poll answered with the last block only
+/// Before the rewrite: failed by the request rate (a removed member's poll answered with the last block only
 /// is re-polled in a hot loop, issue 24 item 6), e.g. seed 0 step 600 with 6 members.
 #[test]
 #[ignore = "needs session rewrite (issue 24)"]
@@ -115,7 +115,7 @@ fn real_server_without_flood_waits() {
 }
 
 /// Issue 24: flood waits, bans, JOIN_MISSING, participant updates (members prune who left),
-/// last-block-only answers to non-members, the call's end. Today: fails at seed 0 step 18
+/// last-block-only answers to non-members, the call's end. Before the rewrite: failed at seed 0 step 18
 /// ("flood wait": a verification broadcast re-sent 250 ms into a 26 s wait).
 #[test]
 #[ignore = "needs session rewrite (issue 24)"]
@@ -125,7 +125,7 @@ fn real_server_behaviours() {
 }
 
 /// Everything at once: the real server, hostile while faults last, then honest; every member
-/// converges (those that failed closed after rejoining). Today: fails at seed 0 step 17 ("flood
+/// converges (those that failed closed after rejoining). Before the rewrite: failed at seed 0 step 17 ("flood
 /// wait").
 #[test]
 #[ignore = "needs session rewrite (issues 23 and 24)"]

@@ -8,6 +8,8 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 python3 seed_corpus.py
 cargo fuzz build -O
 seconds="${FUZZ_SECONDS:-60}"
+# Every target of fuzz/Cargo.toml: wire_decode, chain_apply, packet_decrypt, broadcast_receive,
+# chain_histories and session (one Session under arbitrary responses, updates and timeouts).
 for target in $(cargo fuzz list); do
   mkdir -p "corpus/$target"
   echo "fuzzing $target for ${seconds}s"

@@ -8,12 +8,15 @@
 //!                       messages, crash + rejoin, go offline)
 //!                      faults (delay, reorder, duplicate, drop pushes, transient errors,
 //!                       partitions)
+//!                      server (the model, the real server's behaviours, or a hostile server:
+//!                       refused blocks, forged tips, gaps, withheld offsets, silence, ...)
 //!          ───────────▶ invariants after every step; liveness once faults stop
 //! ```
 //!
 //! ```
-//! use confchain::sim::{run, Faults, SimConfig};
-//! let report = run(&SimConfig { members: 5, steps: 300, faults: Faults::light(), seed: 7 })?;
+//! use confchain::sim::{run, Faults, ServerSetup, SimConfig};
+//! let config = SimConfig { members: 5, steps: 300, faults: Faults::light(), seed: 7, server: ServerSetup::model() };
+//! let report = run(&config)?;
 //! assert!(report.blocks > 0 && report.invariant_checks > 0);
 //! # Ok::<(), confchain::sim::Failure>(())
 //! ```
@@ -27,9 +30,11 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::api::{Request, RequestId, Response, Update};
+use crate::api::{ApiError, Request, RequestId, Response, Update};
+use crate::call::Call;
 use crate::limits::EPOCH_GRACE_MS;
-use crate::server::Server;
+use crate::server::hostile::{HostileServer, Hostility, OUTSIDER};
+use crate::server::{method, Behaviour, Server};
 use crate::session::{Session, SessionConfig, SessionEvent, SessionState};
 use crate::wire::Permissions;
 
@@ -77,6 +82,50 @@ impl Faults {
     }
 }
 
+/// Which server the members meet (SPEC.md §16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerSetup {
+    /// The real server's behaviours shown (issue 24). With `participant_updates` on, the
+    /// members must prune users who left by themselves (the simulator no longer does it for
+    /// them), users are dropped from the media call now and then, and the call is discarded at
+    /// the end of the run.
+    pub behaviour: Behaviour,
+    /// The server's hostility during the faulty phase (issue 23); none once faults stop.
+    pub hostility: Hostility,
+}
+
+impl ServerSetup {
+    /// The original server model, honest.
+    pub fn model() -> Self {
+        ServerSetup { behaviour: Behaviour::default(), hostility: Hostility::none() }
+    }
+
+    /// The real server's behaviours (flood waits, bans, JOIN_MISSING, participant updates, the
+    /// call's end, last-block-only answers to non-members), honest.
+    pub fn real() -> Self {
+        ServerSetup { behaviour: Behaviour::real(), hostility: Hostility::none() }
+    }
+
+    /// The real server's behaviours under every hostile behaviour.
+    pub fn hostile() -> Self {
+        ServerSetup { behaviour: Behaviour::real(), hostility: Hostility::all() }
+    }
+
+    /// By name: `model`, `real` or `hostile`.
+    pub fn by_name(name: &str) -> Option<Self> {
+        match name {
+            "model" => Some(ServerSetup::model()),
+            "real" => Some(ServerSetup::real()),
+            "hostile" => Some(ServerSetup::hostile()),
+            _ => None,
+        }
+    }
+
+    fn is_real(&self) -> bool {
+        self.behaviour.participant_updates
+    }
+}
+
 /// One run.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -88,6 +137,8 @@ pub struct SimConfig {
     pub faults: Faults,
     /// The seed: same seed, same run.
     pub seed: u64,
+    /// The server.
+    pub server: ServerSetup,
 }
 
 /// What a run did.
@@ -119,6 +170,16 @@ pub struct Report {
     pub crashes: u64,
     /// Invariant checks made.
     pub invariant_checks: u64,
+    /// Requests the server never answered.
+    pub silent_requests: u64,
+    /// Refused blocks the hostile server forged (pushed and served as the tip).
+    pub forged_blocks: u64,
+    /// Flood waits the server imposed.
+    pub flood_waits: u64,
+    /// Members dropped from the media call by the server.
+    pub media_drops: u64,
+    /// Decryptions the outsider tried on members' packets and messages (all must fail).
+    pub outsider_attempts: u64,
     /// Virtual time at the end, ms.
     pub virtual_ms: u64,
 }
@@ -143,7 +204,7 @@ impl std::fmt::Display for Failure {
         for line in &self.transcript {
             writeln!(f, "  {line}")?;
         }
-        write!(f, "reproduce: confchain simulate --seed {} (same members, steps and faults)", self.seed)
+        write!(f, "reproduce: confchain simulate --seed {} (same members, steps, faults and server)", self.seed)
     }
 }
 
@@ -154,8 +215,8 @@ impl std::error::Error for Failure {}
 enum Message {
     /// A request on its way to the server.
     ToServer { from: i64, id: RequestId, request: Request, generation: u64 },
-    /// A response on its way back.
-    Response { to: i64, id: RequestId, response: Response, generation: u64 },
+    /// A response on its way back (`at`: when the server answered; `method`: what it answers).
+    Response { to: i64, id: RequestId, response: Response, generation: u64, at: u64, method: &'static str },
     /// A pushed update.
     Push { to: i64, update: Update, generation: u64 },
 }
@@ -170,15 +231,60 @@ struct Member {
     applied: HashSet<i32>,
     /// The height of the block that removed this incarnation, once it did.
     removed_at: Option<i32>,
+    /// Which session object this is (bumped whenever a new `Session` is made).
+    incarnation: u64,
+    /// Times of this member's requests in the last second.
+    recent_requests: VecDeque<u64>,
+    /// Requests of this incarnation sent and not answered: id → (sent at, silenced at, method).
+    outstanding: BTreeMap<RequestId, (u64, Option<u64>, &'static str)>,
+    /// Flood waits this incarnation was told of: method → end (ms).
+    flood_until: HashMap<&'static str, u64>,
+    /// Since when this member's session has been `Left` (continuously).
+    left_since: Option<u64>,
 }
 
 const TRANSCRIPT: usize = 40;
 
+/// Whether a session is in the call or on its way in or out (the application leaves it alone).
+fn busy(state: SessionState) -> bool {
+    matches!(state, SessionState::Joined | SessionState::Joining | SessionState::Resyncing | SessionState::Leaving)
+}
+
+/// Most requests one member may send in one second of virtual time: far above what the actions
+/// and timers need, far below a hot loop (issue 23 item 6).
+pub const MAX_REQUESTS_PER_SECOND: usize = 100;
+/// A request the server never answered must be given up within this long (its deadline).
+pub const REQUEST_DEADLINE_BOUND_MS: u64 = 90_000;
+/// Users who left the media call are pruned from the chain within this long of there being a
+/// live member able to do it (issue 24 item 4).
+pub const PRUNE_BOUND_MS: u64 = 60_000;
+/// A member whose session left is out of the media call within this long (issue 24 item 3).
+pub const GHOST_BOUND_MS: u64 = 60_000;
+/// After the call is discarded, every member is out of it within this long (issue 24 item 2).
+pub const DISCARD_BOUND_MS: u64 = 30_000;
+/// Outsider calls kept to try on members' packets.
+const OUTSIDERS: usize = 8;
+
 struct World {
     rng: ChaCha20Rng,
     faults: Faults,
+    setup: ServerSetup,
     now: u64,
-    server: Server,
+    server: HostileServer,
+    /// The honest chain's block hashes, by height (the ground truth).
+    honest: Vec<[u8; 32]>,
+    /// Hashes of the refused blocks the hostile server forged.
+    forged: HashSet<[u8; 32]>,
+    /// The outsider's view of each forged block: the key it would read with.
+    outsiders: VecDeque<Call>,
+    /// Chain participants (user, key) not in the media call, since when.
+    absent_since: HashMap<(i64, [u8; 32]), u64>,
+    /// Since when some caught-up member told that the user left has been able to remove it
+    /// (continuously), by user.
+    remover_since: HashMap<i64, u64>,
+    /// Members (index, incarnation) pushed that a user left the media call, by user.
+    told_left: HashMap<i64, HashSet<(usize, u64)>>,
+    incarnations: u64,
     members: Vec<Member>,
     network: BTreeMap<(u64, u64), Message>,
     sequence: u64,
@@ -215,11 +321,14 @@ pub fn run_with_progress(config: &SimConfig, mut progress: impl FnMut(u64, &Repo
         w.advance(50)?;
         w.check()?;
         if step % 100 == 0 {
-            w.report.blocks = w.server.blocks().len() as u64;
+            w.report.blocks = w.server.server().blocks().len() as u64;
             progress(step, &w.report);
         }
     }
     w.calm(config.members)?;
+    if config.server.is_real() {
+        w.discard()?;
+    }
     w.report.virtual_ms = w.now;
     Ok(w.report)
 }
@@ -234,13 +343,27 @@ impl World {
                 offline_until: 0,
                 applied: HashSet::new(),
                 removed_at: None,
+                incarnation: 0,
+                recent_requests: VecDeque::new(),
+                outstanding: BTreeMap::new(),
+                flood_until: HashMap::new(),
+                left_since: None,
             })
             .collect();
+        let server = Server::with_behaviour(config.server.behaviour, config.seed);
         World {
             rng: ChaCha20Rng::seed_from_u64(config.seed),
             faults: config.faults,
+            setup: config.server,
             now: 0,
-            server: Server::new(),
+            server: HostileServer::new(server, config.server.hostility, config.seed),
+            honest: Vec::new(),
+            forged: HashSet::new(),
+            outsiders: VecDeque::new(),
+            absent_since: HashMap::new(),
+            remover_since: HashMap::new(),
+            told_left: HashMap::new(),
+            incarnations: 0,
             members,
             network: BTreeMap::new(),
             sequence: 0,
@@ -257,6 +380,10 @@ impl World {
             self.transcript.pop_front();
         }
         self.transcript.push_back(format!("[{:>4} t={:>7}] {line}", self.step, self.now));
+    }
+
+    fn server(&self) -> &Server {
+        self.server.server()
     }
 
     fn fail(&self, invariant: String) -> Failure {
@@ -299,9 +426,27 @@ impl World {
             m.generation += 1;
             m.applied.clear();
             m.removed_at = None;
+            m.outstanding.clear();
             self.report.crashes += 1;
             let u = self.members[i].user_id;
             self.note(format!("user {u} crashes (all state lost)"));
+            if self.setup.is_real() {
+                // The server notices the lost connection and drops it from the media call.
+                let pushes = self.server.server_mut().drop_from_media(u);
+                self.push_all(pushes);
+            }
+            return Ok(());
+        }
+        if self.setup.is_real() && self.chance(self.faults.partition) {
+            // The media stack lost the call (network loss): the server drops the member from the
+            // media call while its session still believes it is in (GROUPCALL_JOIN_MISSING).
+            let u = self.members[i].user_id;
+            let pushes = self.server.server_mut().drop_from_media(u);
+            if !pushes.is_empty() || self.server().members().all(|m| m != u) {
+                self.report.media_drops += 1;
+                self.note(format!("the server drops user {u} from the media call"));
+            }
+            self.push_all(pushes);
             return Ok(());
         }
         if self.chance(self.faults.partition) {
@@ -315,10 +460,18 @@ impl World {
         let state = self.members[i].session.as_ref().map(Session::state);
         let roll = self.rng.next_u32() % 100;
         match state {
-            None | Some(SessionState::Idle | SessionState::Failed | SessionState::Left | SessionState::Removed)
-                if roll < 30 =>
-            {
+            // Out of the call (new, failed, left, removed, or any state the session adds, such as
+            // failing closed or the call's end): the application joins again.
+            s if roll < 30 && !s.is_some_and(busy) => {
                 self.start(i)?;
+            }
+            // With the real server: the application leaves while its join is in flight (the
+            // join's response may come after; the server must not keep a ghost member).
+            Some(SessionState::Joining) if self.setup.is_real() && roll < 5 => {
+                if let Some(s) = self.members[i].session.as_mut() {
+                    s.leave(now);
+                }
+                self.note(format!("user {user} leaves while joining"));
             }
             Some(SessionState::Joined) => {
                 let joined: Vec<i64> = self.joined_members().into_iter().filter(|u| *u != user).collect();
@@ -354,8 +507,7 @@ impl World {
             }
             _ => {}
         }
-        self.flush(i);
-        Ok(())
+        self.flush(i)
     }
 
     fn with_session(&mut self, i: usize, f: impl FnOnce(&mut Session, u64, &mut ChaCha20Rng) -> crate::Result<()>) {
@@ -374,17 +526,22 @@ impl World {
         if m.session.as_ref().is_none_or(|s| s.state() == SessionState::Left) {
             m.session = Session::new(user, SessionConfig::default()).ok();
             m.applied.clear();
+            // Responses and pushes meant for the session replaced are not for this one.
+            m.generation += 1;
+            self.incarnations += 1;
+            m.incarnation = self.incarnations;
+            m.outstanding.clear();
+            m.flood_until.clear();
         }
         m.removed_at = None;
-        let create = !self.server.is_created();
+        let create = !self.server.server().is_created();
         let Some(s) = m.session.as_mut() else { return Ok(()) };
         let r = if create { s.create(true, now, &mut self.rng) } else { s.join(now, &mut self.rng) };
         if r.is_ok() {
             self.members[i].applied.clear();
             self.note(format!("user {user} {}", if create { "creates the call" } else { "joins" }));
         }
-        self.flush(i);
-        Ok(())
+        self.flush(i)
     }
 
     fn joined_members(&self) -> Vec<i64> {
@@ -397,7 +554,7 @@ impl World {
 
     /// Live, caught-up members: joined, online, at the server's tip.
     fn caught_up(&self) -> Vec<usize> {
-        let tip = self.server.height();
+        let tip = self.server().height();
         (0..self.members.len())
             .filter(|&i| {
                 let m = &self.members[i];
@@ -420,6 +577,7 @@ impl World {
         let sender_height = call.height();
         let Ok(packet) = call.encrypt(0, &frame, 4, now, &mut self.rng) else { return Ok(()) };
         self.report.packets += 1;
+        self.outsider_tries(sender, &packet, "packet")?;
         // Media goes through the SFU: every member gets it now. Caught-up members at the sender's
         // height must read it; removed members must not, once the packet lists no epoch of theirs.
         let caught = self.caught_up();
@@ -466,7 +624,11 @@ impl World {
         // sender's height (the API has no way to recover a lost message push, so with faults only
         // integrity and deduplication are checked).
         let sender_height = s.call().map(crate::Call::height);
-        let reliable = self.faults.drop_push == 0 && self.faults.fail_request == 0 && self.faults.partition == 0;
+        let reliable = self.faults.drop_push == 0
+            && self.faults.fail_request == 0
+            && self.faults.partition == 0
+            && self.server().behaviour().flood_per_mille == 0
+            && self.server.hostility() == Hostility::none();
         let caught = self.caught_up();
         let expected: HashSet<i64> = if reliable && caught.contains(&i) {
             caught
@@ -485,9 +647,12 @@ impl World {
     }
 
     /// Sends a member's queued requests into the network.
-    fn flush(&mut self, i: usize) {
+    /// Sends a member's queued requests into the network, checking the request rate, the flood
+    /// waits it was told of, and that the outsider cannot read its encrypted messages.
+    fn flush(&mut self, i: usize) -> Result<(), Failure> {
         let generation = self.members[i].generation;
         let from = self.members[i].user_id;
+        let now = self.now;
         let mut out = Vec::new();
         if let Some(s) = self.members[i].session.as_mut() {
             while let Some((id, request)) = s.poll_request() {
@@ -495,10 +660,81 @@ impl World {
             }
         }
         for (id, request) in out {
+            let method = method(&request);
             if matches!(request, Request::GetChainBlocks { .. }) {
                 self.report.polls += 1;
             }
+            let m = &mut self.members[i];
+            while m.recent_requests.front().is_some_and(|t| *t + 1_000 <= now) {
+                m.recent_requests.pop_front();
+            }
+            m.recent_requests.push_back(now);
+            if m.recent_requests.len() > MAX_REQUESTS_PER_SECOND {
+                return Err(self.fail(format!(
+                    "request rate (issue 23 item 6, issue 24 item 6): user {from} sent more than {MAX_REQUESTS_PER_SECOND} requests \
+                     within one second (the last: {request:?})"
+                )));
+            }
+            if let Some(until) = m.flood_until.get(method).copied().filter(|u| now < *u) {
+                return Err(self.fail(format!(
+                    "flood wait (issue 24 item 1): user {from} sent {method} at {now} during its flood wait, \
+                     which ends at {until}"
+                )));
+            }
+            m.outstanding.insert(id, (now, None, method));
+            if let Request::SendEncryptedMessage { encrypted_message } = &request {
+                self.outsider_tries(from, encrypted_message, "message")?;
+            }
             self.send(Message::ToServer { from, id, request, generation });
+        }
+        Ok(())
+    }
+
+    /// Pushes from the server (outside a request) into the network.
+    fn push_all(&mut self, pushes: Vec<(i64, Update)>) {
+        for (to, update) in pushes {
+            let Some(j) = self.index(to) else { continue };
+            let generation = self.members[j].generation;
+            self.send(Message::Push { to, update, generation });
+        }
+    }
+
+    /// The outsider tries every forged block's key on a member's packet or message: a member
+    /// that encrypts under a key the outsider holds has adopted a block the rules refuse.
+    fn outsider_tries(&mut self, sender: i64, bytes: &[u8], what: &str) -> Result<(), Failure> {
+        let now = self.now;
+        for o in self.outsiders.iter_mut() {
+            self.report.outsider_attempts += 1;
+            if o.decrypt(sender, bytes, now).is_ok() {
+                let height = o.height();
+                return Err(self.fail(format!(
+                    "outsider key (issue 23 item 1): the outsider read a {what} of member {sender} with the key of \
+                     the refused block it forged at height {height}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records what the server did: the honest chain's new block, the hostile server's new forgeries.
+    fn record_server(&mut self) {
+        let height = self.server().height();
+        if height >= 0 && self.honest.len() <= height as usize {
+            let hash = *self.server().chain().hash();
+            self.honest.push(hash);
+        }
+        let new: Vec<_> = self.server.forged().filter(|f| !self.forged.contains(&f.hash)).cloned().collect();
+        for f in new {
+            self.forged.insert(f.hash);
+            self.report.forged_blocks += 1;
+            self.note(format!("the server forges a refused block at height {} and pushes it", f.height));
+            let key = self.server.outsider_key().clone();
+            if let Ok(call) = Call::new(OUTSIDER, key, &f.block, &mut self.rng) {
+                if self.outsiders.len() == OUTSIDERS {
+                    self.outsiders.pop_front();
+                }
+                self.outsiders.push_back(call);
+            }
         }
     }
 
@@ -558,23 +794,44 @@ impl World {
                 let offline = self.members[i].offline_until > self.now;
                 // A request may fail before the server sees it, or after (the response is lost).
                 let fail_before = offline || self.chance(self.faults.fail_request / 2);
+                let (now, method) = (self.now, method(&request));
                 if fail_before {
                     self.report.failed_requests += 1;
                     let response = Response::Error("TIMEOUT".into());
-                    self.send(Message::Response { to: from, id, response, generation });
+                    self.send(Message::Response { to: from, id, response, generation, at: now, method });
                     return Ok(());
                 }
-                let (mut response, pushes) = self.server.handle(from, &request);
-                if let (Request::Join { .. }, Response::Error(e)) = (&request, &response) {
-                    if e.starts_with("CONF_WRITE_CHAIN_INVALID") {
-                        self.report.races_lost += 1;
+                let (response, pushes) = self.server.handle_at(from, &request, now);
+                self.record_server();
+                match response {
+                    None => {
+                        // The server stays silent: this request is never answered.
+                        self.report.silent_requests += 1;
+                        if self.members[i].generation == generation {
+                            if let Some(o) = self.members[i].outstanding.get_mut(&id) {
+                                o.1 = Some(now);
+                            }
+                        }
+                        self.note(format!("the server never answers user {from}'s request {id} ({method})"));
+                    }
+                    Some(mut response) => {
+                        if let (Request::Join { .. }, Response::Error(e)) = (&request, &response) {
+                            if e.starts_with("CONF_WRITE_CHAIN_INVALID") {
+                                self.report.races_lost += 1;
+                            }
+                        }
+                        if let Response::Error(e) = &response {
+                            if matches!(ApiError::parse(e), ApiError::FloodWait { .. }) {
+                                self.report.flood_waits += 1;
+                            }
+                        }
+                        if self.chance(self.faults.fail_request / 2) {
+                            self.report.failed_requests += 1;
+                            response = Response::Error("TIMEOUT".into());
+                        }
+                        self.send(Message::Response { to: from, id, response, generation, at: now, method });
                     }
                 }
-                if self.chance(self.faults.fail_request / 2) {
-                    self.report.failed_requests += 1;
-                    response = Response::Error("TIMEOUT".into());
-                }
-                self.send(Message::Response { to: from, id, response, generation });
                 for (to, update) in pushes {
                     let Some(j) = self.index(to) else { continue };
                     let generation = self.members[j].generation;
@@ -588,12 +845,27 @@ impl World {
                     self.send(Message::Push { to, update, generation });
                 }
             }
-            Message::Response { to, id, response, generation } => {
+            Message::Response { to, id, mut response, generation, at, method } => {
                 let Some(i) = self.index(to) else { return Ok(()) };
                 if self.members[i].generation != generation {
                     return Ok(());
                 }
                 let now = self.now;
+                self.members[i].outstanding.remove(&id);
+                if let Response::Error(e) = &response {
+                    if let ApiError::FloodWait { seconds } = ApiError::parse(e) {
+                        let until = at + u64::from(seconds) * 1_000;
+                        let entry = self.members[i].flood_until.entry(method).or_insert(0);
+                        *entry = (*entry).max(until);
+                        self.note(format!("user {to} is told FLOOD_WAIT_{seconds} for {method} (until {until})"));
+                    }
+                }
+                // The real server writes a join response when it sends it: blocks and broadcasts
+                // committed since the join are in it (tdlib applies them).
+                let join = matches!(method, "phone.joinGroupCall" | "phone.createConferenceCall");
+                if join && self.setup.is_real() {
+                    response = self.server().refresh_join_response(response);
+                }
                 if let Some(s) = self.members[i].session.as_mut() {
                     s.handle_response(id, response, now, &mut self.rng);
                 }
@@ -606,6 +878,13 @@ impl World {
                     return Ok(());
                 }
                 let now = self.now;
+                if let Update::Participants { participants } = &update {
+                    // Who could know that a user left: the pruning invariant asks only them.
+                    let incarnation = self.members[i].incarnation;
+                    for p in participants.iter().filter(|p| p.left) {
+                        self.told_left.entry(p.user_id).or_default().insert((i, incarnation));
+                    }
+                }
                 if let Some(s) = self.members[i].session.as_mut() {
                     s.handle_update(update, now, &mut self.rng);
                 }
@@ -638,7 +917,7 @@ impl World {
                     self.note(format!("user {user} joined at height {height}"));
                 }
                 SessionEvent::Removed { height } => {
-                    let h = height.unwrap_or_else(|| self.server.height());
+                    let h = height.unwrap_or_else(|| self.server().height());
                     self.members[i].removed_at = Some(h);
                     self.note(format!("user {user} removed (height {height:?})"));
                 }
@@ -663,14 +942,17 @@ impl World {
                 _ => {}
             }
         }
-        self.flush(i);
-        Ok(())
+        self.flush(i)
     }
 
     // ---- invariants ----
 
     fn check(&mut self) -> Result<(), Failure> {
         self.report.invariant_checks += 1;
+        self.check_chains()?;
+        self.check_deadlines()?;
+        self.check_pruning()?;
+        self.check_ghosts()?;
         let caught = self.caught_up();
         // Caught-up members agree on the block hash and the key.
         let mut seen: Option<(i64, [u8; 32], Option<String>)> = None;
@@ -706,7 +988,7 @@ impl World {
                 let still_in =
                     self.members.iter().any(|m| {
                         m.user_id == *u && m.session.as_ref().is_some_and(|s| s.state() == SessionState::Joined)
-                    }) && self.server.members().any(|m| m == *u);
+                    }) && self.server().members().any(|m| m == *u);
                 if still_in {
                     return Err(self.fail(format!("message {id} from {from} never reached member {u}")));
                 }
@@ -731,10 +1013,186 @@ impl World {
         Ok(())
     }
 
+    /// Every member's chain only ever holds blocks of the honest chain: blocks that passed the
+    /// rules from the state before them. A member holding any other block (a forged one) has
+    /// adopted a block the rules refuse.
+    fn check_chains(&self) -> Result<(), Failure> {
+        for m in &self.members {
+            let Some(call) = m.session.as_ref().and_then(Session::call) else { continue };
+            let (height, hash) = (call.height(), *call.chain().hash());
+            if height < 0 {
+                continue;
+            }
+            if self.honest.get(height as usize) != Some(&hash) {
+                let what = if self.forged.contains(&hash) { "the refused block the server forged" } else { "a block" };
+                return Err(self.fail(format!(
+                    "refused block adopted (issue 23 item 1): user {} holds {what} at height {height}, which is not \
+                     the block the rules accepted there (state {:?})",
+                    m.user_id,
+                    m.session.as_ref().map(Session::state)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every request ends by a response or by its deadline: a request the server never answered
+    /// is no longer awaited `REQUEST_DEADLINE_BOUND_MS` after it was sent.
+    fn check_deadlines(&self) -> Result<(), Failure> {
+        for m in &self.members {
+            let Some(s) = m.session.as_ref() else { continue };
+            let expired: Vec<(RequestId, &str)> = m
+                .outstanding
+                .iter()
+                .filter(|(_, (sent, silenced, _))| silenced.is_some() && self.now >= sent + REQUEST_DEADLINE_BOUND_MS)
+                .map(|(id, (_, _, method))| (*id, *method))
+                .collect();
+            if expired.is_empty() {
+                continue;
+            }
+            let f = s.footprint();
+            let live = m.outstanding.len() - expired.len();
+            if f.requests_in_flight > live + f.queued_requests {
+                return Err(self.fail(format!(
+                    "request deadline (issue 23 item 5): user {} still awaits {} requests {} ms after they were \
+                     sent, the server never answered them: {expired:?} (state {:?})",
+                    m.user_id,
+                    f.requests_in_flight - live - f.queued_requests,
+                    REQUEST_DEADLINE_BOUND_MS,
+                    s.state()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// With the real server, a member whose session has left is out of the media call within
+    /// `GHOST_BOUND_MS` (issue 24 item 3: a join answered after `leave()` must not leave a ghost).
+    fn check_ghosts(&mut self) -> Result<(), Failure> {
+        if !self.setup.is_real() {
+            return Ok(());
+        }
+        let now = self.now;
+        let in_call: HashSet<i64> = self.server().members().collect();
+        for i in 0..self.members.len() {
+            let left = self.members[i].session.as_ref().is_some_and(|s| s.state() == SessionState::Left);
+            let m = &mut self.members[i];
+            m.left_since = if left { Some(m.left_since.unwrap_or(now)) } else { None };
+            if let Some(since) = m.left_since.filter(|t| now >= t + GHOST_BOUND_MS) {
+                if in_call.contains(&m.user_id) {
+                    let user = m.user_id;
+                    return Err(self.fail(format!(
+                        "ghost member (issue 24 item 3): user {user} left at {since}, and the server still holds it \
+                         in the media call at {now}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// With the real server's participant updates, users who left the media call are pruned
+    /// from the chain within `PRUNE_BOUND_MS` of there being a caught-up member able to remove
+    /// them (issue 24 item 4).
+    fn check_pruning(&mut self) -> Result<(), Failure> {
+        if !self.setup.is_real() || self.server().is_discarded() {
+            return Ok(());
+        }
+        let now = self.now;
+        // Caught-up members able to remove users, as (index, incarnation).
+        let removers: HashSet<(usize, u64)> =
+            self.caught_up()
+                .into_iter()
+                .filter(|&i| {
+                    self.members[i].session.as_ref().and_then(Session::call).is_some_and(|c| {
+                        c.chain().permissions_of(&c.public_key()).0.contains(Permissions::REMOVE_USERS)
+                    })
+                })
+                .map(|i| (i, self.members[i].incarnation))
+                .collect();
+        let in_call: HashSet<i64> = self.server().members().collect();
+        let absent: HashSet<(i64, [u8; 32])> = self
+            .server()
+            .chain()
+            .participants()
+            .iter()
+            .filter(|p| !in_call.contains(&p.user_id))
+            .map(|p| (p.user_id, *p.public_key.as_bytes()))
+            .collect();
+        self.absent_since.retain(|k, _| absent.contains(k));
+        for k in absent {
+            self.absent_since.entry(k).or_insert(now);
+        }
+        // A user counts from when some caught-up remover was told it left (a lost push tells no
+        // one: the API has no way to fetch the news again).
+        let users: HashSet<i64> = self.absent_since.keys().map(|(u, _)| *u).collect();
+        self.told_left.retain(|u, _| users.contains(u));
+        self.remover_since.retain(|u, _| users.contains(u));
+        for u in users {
+            let told = self.told_left.get(&u).is_some_and(|t| t.iter().any(|r| removers.contains(r)));
+            if told {
+                self.remover_since.entry(u).or_insert(now);
+            } else {
+                self.remover_since.remove(&u);
+            }
+        }
+        let overdue = self.absent_since.iter().find_map(|((user, _), since)| {
+            let removers_since = *self.remover_since.get(user)?;
+            (now >= (*since).max(removers_since) + PRUNE_BOUND_MS).then_some((user, since, removers_since))
+        });
+        if let Some((user, since, removers_since)) = overdue {
+            return Err(self.fail(format!(
+                "pruning (issue 24 item 4): user {user} left the media call at {since} and is still a chain \
+                 participant at {now}, though members told it left and able to remove it have been caught up \
+                 since {removers_since}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The call is discarded (`updateGroupCall` with `groupCallDiscarded` to everyone): within
+    /// `DISCARD_BOUND_MS` every member is out of the call and encrypts nothing (issue 24 item 2).
+    fn discard(&mut self) -> Result<(), Failure> {
+        self.step += 1;
+        self.note("the call is discarded".into());
+        let pushes = self.server.server_mut().discard();
+        self.push_all(pushes);
+        let deadline = self.now + DISCARD_BOUND_MS;
+        while self.now < deadline {
+            self.advance(500)?;
+            self.check()?;
+        }
+        let now = self.now;
+        for i in 0..self.members.len() {
+            let user = self.members[i].user_id;
+            let Some(s) = self.members[i].session.as_mut() else { continue };
+            let state = s.state();
+            if matches!(state, SessionState::Joining | SessionState::Joined | SessionState::Resyncing) {
+                return Err(self.fail(format!(
+                    "call ended (issue 24 item 2): user {user} is still {state:?} {DISCARD_BOUND_MS} ms after the \
+                     call was discarded"
+                )));
+            }
+            if let Some(call) = s.call_mut() {
+                if call.encrypt(0, b"after the end", 0, now, &mut self.rng).is_ok() {
+                    return Err(self.fail(format!(
+                        "call ended (issue 24 item 2): user {user} ({state:?}) still encrypts {DISCARD_BOUND_MS} ms \
+                         after the call was discarded"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Faults stop; members who are still in the chain but gone are pruned by the others (as
     /// clients prune users who left); every live member must reach the tip and the same emojis.
     fn calm(&mut self, members: usize) -> Result<(), Failure> {
         self.faults = Faults::none();
+        // The server turns honest and stops flood waits.
+        self.server.set_hostility(Hostility::none());
+        let behaviour = Behaviour { flood_per_mille: 0, ..*self.server().behaviour() };
+        self.server.server_mut().set_behaviour(behaviour);
         self.step += 1;
         self.note("faults stop".into());
         for m in &mut self.members {
@@ -751,17 +1209,21 @@ impl World {
                 last_prune = self.now;
                 for i in 0..self.members.len() {
                     let state = self.members[i].session.as_ref().map(Session::state);
-                    let busy =
-                        [SessionState::Joined, SessionState::Joining, SessionState::Resyncing, SessionState::Leaving];
-                    if !state.is_some_and(|s| busy.contains(&s)) {
+                    if !state.is_some_and(busy) {
+                        // The owner invites a banned user back when it wants to rejoin.
+                        let user = self.members[i].user_id;
+                        self.server.server_mut().unban(user);
                         self.start(i)?;
                     }
                 }
-                self.prune();
+                // With the real server's participant updates, pruning is the sessions' duty.
+                if !self.setup.is_real() {
+                    self.prune()?;
+                }
             }
             if self.converged() {
-                self.report.blocks = self.server.blocks().len() as u64;
-                self.report.broadcasts = self.server.broadcasts().len() as u64;
+                self.report.blocks = self.server().blocks().len() as u64;
+                self.report.broadcasts = self.server().broadcasts().len() as u64;
                 return Ok(());
             }
         }
@@ -779,21 +1241,22 @@ impl World {
             })
             .collect();
         Err(self.fail(format!(
-            "no convergence {} ms after faults stopped: server at {}, members {states:?}",
+            "no convergence {} ms after faults stopped: server at {}, members {states:?}, in the media call {:?}",
             deadline,
-            self.server.height()
+            self.server().height(),
+            self.server().members().collect::<Vec<_>>()
         )))
     }
 
     /// A joined member removes chain participants whose key no live session holds.
-    fn prune(&mut self) {
+    fn prune(&mut self) -> Result<(), Failure> {
         let live: HashSet<(i64, [u8; 32])> = self
             .members
             .iter()
             .filter_map(|m| m.session.as_ref()?.call().map(|c| (m.user_id, *c.public_key().as_bytes())))
             .collect();
         let stale: Vec<i64> = self
-            .server
+            .server()
             .chain()
             .participants()
             .iter()
@@ -801,7 +1264,7 @@ impl World {
             .map(|p| p.user_id)
             .collect();
         if stale.is_empty() {
-            return;
+            return Ok(());
         }
         // Someone caught up who may remove.
         let removers: Vec<usize> =
@@ -814,7 +1277,7 @@ impl World {
                 })
                 .collect();
         if removers.is_empty() {
-            return;
+            return Ok(());
         }
         let i = removers[self.pick(removers.len())];
         let now = self.now;
@@ -823,12 +1286,12 @@ impl World {
         }
         let user = self.members[i].user_id;
         self.note(format!("user {user} prunes {stale:?}"));
-        self.flush(i);
+        self.flush(i)
     }
 
     fn converged(&self) -> bool {
-        let tip = self.server.height();
-        let hash = *self.server.chain().hash();
+        let tip = self.server().height();
+        let hash = *self.server().chain().hash();
         let mut emojis = None;
         for m in &self.members {
             let Some(call) = m.session.as_ref().filter(|s| s.state() == SessionState::Joined).and_then(Session::call)
@@ -843,7 +1306,73 @@ impl World {
                 return false;
             }
         }
+        // With the real server, every member is in the media call too.
+        if self.setup.is_real() && self.server().members().count() != self.members.len() {
+            return false;
+        }
         // Every chain participant is a live member (verification needs them all).
-        self.server.chain().participants().len() == self.members.len() && tip >= 0 && EPOCH_GRACE_MS > 0
+        self.server().chain().participants().len() == self.members.len() && tip >= 0 && EPOCH_GRACE_MS > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A world of three members run (honest model, no faults) until one is joined.
+    fn joined_world() -> (World, usize) {
+        let config = SimConfig { members: 3, steps: 0, faults: Faults::none(), seed: 5, server: ServerSetup::model() };
+        let mut w = World::new(&config);
+        for step in 0..400 {
+            w.step = step;
+            w.act().unwrap();
+            w.advance(50).unwrap();
+            w.check().unwrap();
+            let joined = w.members.iter().position(|m| {
+                m.session.as_ref().is_some_and(|s| s.state() == SessionState::Joined && s.call().is_some())
+            });
+            if let Some(i) = joined {
+                return (w, i);
+            }
+        }
+        panic!("no one joined");
+    }
+
+    #[test]
+    fn the_chain_invariant_names_a_block_the_rules_did_not_accept() {
+        let (mut w, i) = joined_world();
+        let height = w.members[i].session.as_ref().and_then(Session::call).unwrap().height() as usize;
+        w.honest[height][0] ^= 1;
+        let failure = w.check().unwrap_err();
+        assert!(failure.invariant.contains("issue 23 item 1"), "{failure}");
+    }
+
+    #[test]
+    fn the_rate_invariant_fails_a_burst() {
+        let (mut w, i) = joined_world();
+        let now = w.now;
+        let json = r#"{"_":"groupCallMessage","random_id":"1","message":{}}"#;
+        for _ in 0..=MAX_REQUESTS_PER_SECOND {
+            let _ = w.members[i].session.as_mut().unwrap().send_message(json, now, &mut w.rng);
+        }
+        let failure = w.flush(i).unwrap_err();
+        assert!(failure.invariant.contains("request rate"), "{failure}");
+    }
+
+    #[test]
+    fn the_deadline_invariant_fails_a_request_awaited_for_ever() {
+        let (mut w, i) = joined_world();
+        let now = w.now;
+        let json = r#"{"_":"groupCallMessage","random_id":"1","message":{}}"#;
+        w.members[i].session.as_mut().unwrap().send_message(json, now, &mut w.rng).unwrap();
+        w.flush(i).unwrap();
+        // The server never answers: the request leaves the network, and is marked silent.
+        w.network.clear();
+        for o in w.members[i].outstanding.values_mut() {
+            o.1 = Some(now);
+        }
+        w.now += REQUEST_DEADLINE_BOUND_MS;
+        let failure = w.check().unwrap_err();
+        assert!(failure.invariant.contains("request deadline"), "{failure}");
     }
 }

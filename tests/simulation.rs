@@ -2,21 +2,42 @@
 //! every invariant after every step, liveness once faults stop, and the same seed gives the same
 //! run. `CONFCHAIN_SIM_SEEDS=N` runs N seeds per fault level (default 6), `CONFCHAIN_SIM_STEPS`
 //! the steps per run (default 600).
+//!
+//! The `real_server_*` and `hostile_server_*` runs meet the real server's behaviours (issue 24)
+//! and a hostile server (issue 23). The session before the rewrite failed them (each test's doc
+//! says which invariant failed, at which seed and step, with 6 members, 600 steps and light
+//! faults): they are ignored on this branch until the session rewrite lands.
 
-use confchain::sim::{run, Faults, SimConfig};
+use confchain::server::hostile::Hostility;
+use confchain::server::Behaviour;
+use confchain::sim::{run, Faults, Report, ServerSetup, SimConfig};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn seeds(faults: Faults, members: usize) {
+/// Runs the seeds; the reports summed.
+fn seeds_with(faults: Faults, members: usize, server: ServerSetup) -> Report {
     let (n, steps) = (env("CONFCHAIN_SIM_SEEDS", 6), env("CONFCHAIN_SIM_STEPS", 600));
+    let mut total = Report::default();
     for seed in 0..n {
-        let config = SimConfig { members, steps, faults, seed };
-        if let Err(failure) = run(&config) {
-            panic!("{failure}");
+        let config = SimConfig { members, steps, faults, seed, server };
+        match run(&config) {
+            Err(failure) => panic!("{failure}"),
+            Ok(r) => {
+                total.forged_blocks += r.forged_blocks;
+                total.outsider_attempts += r.outsider_attempts;
+                total.silent_requests += r.silent_requests;
+                total.flood_waits += r.flood_waits;
+                total.media_drops += r.media_drops;
+            }
         }
     }
+    total
+}
+
+fn seeds(faults: Faults, members: usize) {
+    seeds_with(faults, members, ServerSetup::model());
 }
 
 #[test]
@@ -36,6 +57,79 @@ fn heavy_faults() {
 
 #[test]
 fn a_seed_replays_exactly() {
-    let config = SimConfig { members: 8, steps: 400, faults: Faults::heavy(), seed: 42 };
+    let config = SimConfig { members: 8, steps: 400, faults: Faults::heavy(), seed: 42, server: ServerSetup::model() };
     assert_eq!(run(&config), run(&config));
+}
+
+#[test]
+fn a_hostile_seed_replays_exactly() {
+    let config =
+        SimConfig { members: 6, steps: 300, faults: Faults::light(), seed: 42, server: ServerSetup::hostile() };
+    assert_eq!(run(&config), run(&config));
+}
+
+/// Refused blocks pushed and served as the tip, with nothing else hostile.
+fn refused_blocks() -> ServerSetup {
+    ServerSetup { behaviour: Behaviour::default(), hostility: Hostility::refused_blocks() }
+}
+
+/// Gaps, last-only pages, withheld offsets and silence, with nothing else hostile.
+fn stalls() -> ServerSetup {
+    ServerSetup { behaviour: Behaviour::default(), hostility: Hostility::stalls() }
+}
+
+/// Issue 23 item 1: no member ever adopts a refused block (chain invariant, outsider key).
+/// Before the rewrite: failed at seed 0 step 49 ("refused block adopted": user 2 holds the forged block at
+/// height 4, installed by `Call::resync` from the forged tip). With no faults and 5 members it
+/// fails within a few dozen steps too.
+#[test]
+#[ignore = "needs session rewrite (issue 23)"]
+fn hostile_server_refused_blocks_are_never_adopted() {
+    let r = seeds_with(Faults::light(), 6, refused_blocks());
+    assert!(r.forged_blocks > 0 && r.outsider_attempts > 0, "the attack was made and tried: {r:?}");
+}
+
+/// Issue 23 items 5 to 7: gaps, last-only pages, withheld offsets and silence neither stall nor
+/// loop. Before the rewrite: failed at seed 1 step 600 ("request deadline": a removal the server never
+/// answered is still awaited 90 s later); with no network delay (`Faults::none()`), 5 members,
+/// seed 0, by the request rate (a withheld offset re-polled in a hot loop).
+#[test]
+#[ignore = "needs session rewrite (issue 23)"]
+fn hostile_server_stalls_neither_stall_nor_loop() {
+    let r = seeds_with(Faults::light(), 6, stalls());
+    assert!(r.silent_requests > 0, "{r:?}");
+}
+
+/// The real server without flood waits (so that the other behaviours show).
+fn real_without_floods() -> ServerSetup {
+    ServerSetup { behaviour: Behaviour { flood_per_mille: 0, ..Behaviour::real() }, hostility: Hostility::none() }
+}
+
+/// Issue 24 without flood waits: members prune who left, the call's end takes everyone out.
+/// Before the rewrite: failed by the request rate (a removed member's poll answered with the last block only
+/// is re-polled in a hot loop, issue 24 item 6), e.g. seed 0 step 600 with 6 members.
+#[test]
+#[ignore = "needs session rewrite (issue 24)"]
+fn real_server_without_flood_waits() {
+    seeds_with(Faults::light(), 6, real_without_floods());
+}
+
+/// Issue 24: flood waits, bans, JOIN_MISSING, participant updates (members prune who left),
+/// last-block-only answers to non-members, the call's end. Before the rewrite: failed at seed 0 step 18
+/// ("flood wait": a verification broadcast re-sent 250 ms into a 26 s wait).
+#[test]
+#[ignore = "needs session rewrite (issue 24)"]
+fn real_server_behaviours() {
+    let r = seeds_with(Faults::light(), 6, ServerSetup::real());
+    assert!(r.flood_waits > 0 && r.media_drops > 0, "{r:?}");
+}
+
+/// Everything at once: the real server, hostile while faults last, then honest; every member
+/// converges (those that failed closed after rejoining). Before the rewrite: failed at seed 0 step 17 ("flood
+/// wait").
+#[test]
+#[ignore = "needs session rewrite (issues 23 and 24)"]
+fn hostile_server_everything() {
+    seeds_with(Faults::light(), 6, ServerSetup::hostile());
+    seeds_with(Faults::heavy(), 6, ServerSetup::hostile());
 }

@@ -36,20 +36,105 @@
 //! non-members get only the last block, and members that were removed get `GROUPCALL_FORBIDDEN`
 //! (*documented with low confidence*).
 
-use std::collections::BTreeSet;
+//!
+//! With [`Behaviour::real`] it also shows the behaviours of the real server that tdlib and
+//! Telegram Desktop handle (issue 24): `FLOOD_WAIT_X` (injected at random and enforced per method,
+//! with [`Server::handle_at`]), a ban on `kick` (the banned user's join gets
+//! `GROUPCALL_FORBIDDEN`), `GROUPCALL_JOIN_MISSING` for users who left the media call,
+//! `updateGroupCallParticipants` pushes (`left` when a member leaves or is dropped), a discarded
+//! call ([`Server::discard`]: `updateGroupCall` with `groupCallDiscarded` to everyone, then
+//! `GROUPCALL_INVALID`), `updateGroupCall` with the call's identity in join and create responses,
+//! recent broadcasts in the join response, and the last block only for a non-member's poll
+//! whatever its offset. [`hostile`] wraps the server with a hostile one.
 
-use crate::api::{Request, Response, SubChain, Update};
+pub mod hostile;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::api::{CallIdentity, CallParticipant, Request, Response, SubChain, Update};
 use crate::chain::Chain;
 use crate::wire::{to_server_form, Block, Broadcast};
 
+/// Which real-server behaviours the model shows. The default is the original model (none of
+/// them: every test written against it keeps its meaning); [`Behaviour::real`] shows them all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Behaviour {
+    /// `kick` bans the removed users: their later joins get `GROUPCALL_FORBIDDEN` (until
+    /// [`Server::unban`], as the owner may invite them back).
+    pub ban_on_kick: bool,
+    /// A non-member's poll gets the last block only, whatever its offset (the API documentation
+    /// says so and warns that this can create a gap); otherwise `GROUPCALL_FORBIDDEN`.
+    pub last_block_to_non_members: bool,
+    /// Member-only methods (broadcasts, messages, removals) from a user who is not in the media
+    /// call get `GROUPCALL_JOIN_MISSING` (a banned user still gets `GROUPCALL_FORBIDDEN`).
+    pub join_missing: bool,
+    /// Pushes `updateGroupCallParticipants` to the members when someone joins (`left: false`),
+    /// leaves, is dropped from the media call or is removed (`left: true`).
+    pub participant_updates: bool,
+    /// The call's identity, sent as `updateGroupCall` in join and create responses.
+    pub identity: Option<CallIdentity>,
+    /// The join response's sub-chain 1 carries up to this many of the latest broadcasts.
+    pub recent_broadcasts: usize,
+    /// Answers a request with `FLOOD_WAIT_X` with this probability (per thousand; needs
+    /// [`Server::handle_at`], which knows the time). Once a method is flood-waited, every request
+    /// of that method from that user gets `FLOOD_WAIT_<seconds left>` until the wait ends.
+    pub flood_per_mille: u32,
+    /// Largest X of an injected `FLOOD_WAIT_X` (at least 1).
+    pub flood_max_seconds: u32,
+}
+
+impl Behaviour {
+    /// Every real-server behaviour, with flood waits on 1% of requests of up to 30 s.
+    pub fn real() -> Self {
+        Behaviour {
+            ban_on_kick: true,
+            last_block_to_non_members: true,
+            join_missing: true,
+            participant_updates: true,
+            identity: Some(CallIdentity { id: 0x00c0_ffee, access_hash: -0x0123_4567_89ab }),
+            recent_broadcasts: 8,
+            flood_per_mille: 10,
+            flood_max_seconds: 30,
+        }
+    }
+}
+
+/// The TL method of a request (what a flood wait applies to).
+pub fn method(request: &Request) -> &'static str {
+    match request {
+        Request::GetChainBlocks { .. } => "phone.getGroupCallChainBlocks",
+        Request::CreateConference { .. } => "phone.createConferenceCall",
+        Request::Join { .. } => "phone.joinGroupCall",
+        Request::DeleteParticipants { .. } => "phone.deleteConferenceCallParticipants",
+        Request::SendBroadcast { .. } => "phone.sendConferenceCallBroadcast",
+        Request::SendEncryptedMessage { .. } => "phone.sendGroupCallEncryptedMessage",
+        Request::Leave => "phone.leaveGroupCall",
+    }
+}
+
 /// The server's model of one conference call (see the module docs).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Server {
     chain: Chain,
     blocks: Vec<Vec<u8>>,
     broadcasts: Vec<Vec<u8>>,
     members: BTreeSet<i64>,
     created: bool,
+    behaviour: Behaviour,
+    banned: BTreeSet<i64>,
+    discarded: bool,
+    /// Flood waits: (user, method) → the instant (ms) the wait ends.
+    flood_until: BTreeMap<(i64, &'static str), u64>,
+    rng: ChaCha20Rng,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server::with_behaviour(Behaviour::default(), 0)
+    }
 }
 
 /// Updates to push: (recipient user id, update).
@@ -75,9 +160,41 @@ impl Server {
         Server { created: true, ..Server::default() }
     }
 
+    /// A call that does not exist yet, with these behaviours; `seed` drives the injected flood
+    /// waits (same seed, same run).
+    pub fn with_behaviour(behaviour: Behaviour, seed: u64) -> Self {
+        Server {
+            chain: Chain::empty(),
+            blocks: Vec::new(),
+            broadcasts: Vec::new(),
+            members: BTreeSet::new(),
+            created: false,
+            behaviour,
+            banned: BTreeSet::new(),
+            discarded: false,
+            flood_until: BTreeMap::new(),
+            rng: ChaCha20Rng::seed_from_u64(seed),
+        }
+    }
+
+    /// The behaviours shown.
+    pub fn behaviour(&self) -> &Behaviour {
+        &self.behaviour
+    }
+
+    /// Changes the behaviours (e.g. no flood waits once a test's hostile phase is over).
+    pub fn set_behaviour(&mut self, behaviour: Behaviour) {
+        self.behaviour = behaviour;
+    }
+
     /// Whether the conference exists (created, with or without a first block).
     pub fn is_created(&self) -> bool {
         self.created
+    }
+
+    /// Whether the call was discarded ([`Server::discard`]).
+    pub fn is_discarded(&self) -> bool {
+        self.discarded
     }
 
     /// Height of the last block (-1 when empty).
@@ -105,8 +222,72 @@ impl Server {
         self.members.iter().copied()
     }
 
+    /// Users banned by a `kick` ([`Behaviour::ban_on_kick`]).
+    pub fn banned(&self) -> impl Iterator<Item = i64> + '_ {
+        self.banned.iter().copied()
+    }
+
+    /// Lifts a ban (the owner invites the user back).
+    pub fn unban(&mut self, user_id: i64) {
+        self.banned.remove(&user_id);
+    }
+
+    /// The server drops `user_id` from the media call (network loss, or the media stack left):
+    /// it is no longer a member (its member-only requests get `GROUPCALL_JOIN_MISSING` with
+    /// [`Behaviour::join_missing`]), and everyone, itself included, is told it left (tdlib
+    /// leaves with `need_rejoin` on such an update about itself: "kicked from the call because of
+    /// network loss"). Its chain entry stays: the members must prune it.
+    pub fn drop_from_media(&mut self, user_id: i64) -> Pushes {
+        if !self.members.remove(&user_id) {
+            return Vec::new();
+        }
+        let mut pushes = self.participants_left(&[user_id]);
+        if self.behaviour.participant_updates {
+            let left = CallParticipant { user_id, left: true };
+            pushes.push((user_id, Update::Participants { participants: vec![left] }));
+        }
+        pushes
+    }
+
+    /// Ends the call for everyone (`phone.discardGroupCall`): every member is pushed
+    /// `updateGroupCall` with `groupCallDiscarded`; every later request gets `GROUPCALL_INVALID`.
+    pub fn discard(&mut self) -> Pushes {
+        self.discarded = true;
+        let identity = self.behaviour.identity.unwrap_or(CallIdentity { id: 0, access_hash: 0 });
+        let update = Update::GroupCall { call: identity, discarded: true, invite_link: None };
+        let pushes = self.push_to_members(None, &update);
+        self.members.clear();
+        pushes
+    }
+
+    /// The flood wait (seconds left) `user_id` is under for `method` at `now`, if any.
+    pub fn flood_wait(&self, user_id: i64, method: &'static str, now: u64) -> Option<u64> {
+        let until = *self.flood_until.get(&(user_id, method))?;
+        (until > now).then(|| until.saturating_sub(now).div_ceil(1000).max(1))
+    }
+
+    /// [`Server::handle`] at a time: enforces and injects flood waits ([`Behaviour::flood_per_mille`]).
+    pub fn handle_at(&mut self, from: i64, request: &Request, now: u64) -> (Response, Pushes) {
+        let method = method(request);
+        if let Some(seconds) = self.flood_wait(from, method, now) {
+            return error(&format!("FLOOD_WAIT_{seconds}"));
+        }
+        // Leaving is never flood-waited (the model's choice: a client must always be able to go).
+        let per_mille = self.behaviour.flood_per_mille;
+        if per_mille > 0 && !matches!(request, Request::Leave) && self.rng.next_u32() % 1000 < per_mille {
+            let max = u64::from(self.behaviour.flood_max_seconds.max(1));
+            let seconds = self.rng.next_u64().checked_rem(max).unwrap_or(0).saturating_add(1);
+            self.flood_until.insert((from, method), now.saturating_add(seconds.saturating_mul(1000)));
+            return error(&format!("FLOOD_WAIT_{seconds}"));
+        }
+        self.handle(from, request)
+    }
+
     /// Handles one request from user `from`: the response for it, and the updates to push.
     pub fn handle(&mut self, from: i64, request: &Request) -> (Response, Pushes) {
+        if self.discarded {
+            return error("GROUPCALL_INVALID");
+        }
         match request {
             Request::GetChainBlocks { sub_chain, offset, limit } => self.get(from, *sub_chain, *offset, *limit),
             Request::CreateConference { block, .. } => {
@@ -115,7 +296,7 @@ impl Server {
                 }
                 self.created = true;
                 match block {
-                    None => (Response::Ok(Vec::new()), Vec::new()),
+                    None => (Response::Ok(self.identity_update().into_iter().collect()), Vec::new()),
                     Some(b) => self.join(from, b.as_bytes()),
                 }
             }
@@ -123,27 +304,37 @@ impl Server {
                 if !self.created {
                     return error("GROUPCALL_INVALID");
                 }
+                if self.banned.contains(&from) {
+                    return error("GROUPCALL_FORBIDDEN");
+                }
                 self.join(from, block.as_bytes())
             }
-            Request::DeleteParticipants { user_ids, block, .. } => {
-                if !self.members.contains(&from) {
-                    return error("GROUPCALL_FORBIDDEN");
+            Request::DeleteParticipants { user_ids, block, kick } => {
+                if let Some(refused) = self.refuse_non_member(from) {
+                    return refused;
                 }
                 match self.check_block(block.as_bytes()) {
                     Err(e) => error(e),
                     Ok((server, next)) => {
                         let update = self.commit(server, next);
+                        let mut gone = Vec::new();
                         for u in user_ids {
-                            self.members.remove(u);
+                            if self.members.remove(u) {
+                                gone.push(*u);
+                            }
+                            if *kick && self.behaviour.ban_on_kick {
+                                self.banned.insert(*u);
+                            }
                         }
-                        let pushes = self.push_to_members(Some(from), &update);
+                        let mut pushes = self.push_to_members(Some(from), &update);
+                        pushes.extend(self.participants_left(&gone));
                         (Response::Ok(vec![update]), pushes)
                     }
                 }
             }
             Request::SendBroadcast { block } => {
-                if !self.members.contains(&from) {
-                    return error("GROUPCALL_FORBIDDEN");
+                if let Some(refused) = self.refuse_non_member(from) {
+                    return refused;
                 }
                 // The sender must be who it claims (*inferred*: the server knows who sends).
                 let Ok(b) = Broadcast::decode(block) else { return error("BLOCK_INVALID") };
@@ -162,17 +353,30 @@ impl Server {
                 (Response::Ok(vec![update]), pushes)
             }
             Request::SendEncryptedMessage { encrypted_message } => {
-                if !self.members.contains(&from) {
-                    return error("GROUPCALL_FORBIDDEN");
+                if let Some(refused) = self.refuse_non_member(from) {
+                    return refused;
                 }
                 let update = Update::EncryptedMessage { from, encrypted_message: encrypted_message.clone() };
                 (Response::Ok(Vec::new()), self.push_to_members(Some(from), &update))
             }
             Request::Leave => {
-                self.members.remove(&from);
-                (Response::Ok(Vec::new()), Vec::new())
+                let pushes = if self.members.remove(&from) { self.participants_left(&[from]) } else { Vec::new() };
+                (Response::Ok(Vec::new()), pushes)
             }
         }
+    }
+
+    /// The refusal of a member-only method from a user who is not in the call, if it is not.
+    fn refuse_non_member(&self, from: i64) -> Option<(Response, Pushes)> {
+        if self.members.contains(&from) {
+            return None;
+        }
+        let banned = self.banned.contains(&from);
+        Some(error(if self.behaviour.join_missing && !banned {
+            "GROUPCALL_JOIN_MISSING"
+        } else {
+            "GROUPCALL_FORBIDDEN"
+        }))
     }
 
     fn get(&self, from: i64, sub: SubChain, offset: i32, limit: i32) -> (Response, Pushes) {
@@ -184,11 +388,15 @@ impl Server {
             SubChain::Broadcasts => &self.broadcasts,
         };
         let total = list.len();
-        let (start, end) = if offset < 0 {
+        let last_only = offset < 0
+            || (!self.members.contains(&from)
+                && self.behaviour.last_block_to_non_members
+                && !self.banned.contains(&from));
+        let (start, end) = if last_only {
             (total.saturating_sub(1), total)
         } else {
             if !self.members.contains(&from) {
-                // Non-members get only the last block; a removed member is refused.
+                // Without `last_block_to_non_members`, or banned: refused.
                 return error("GROUPCALL_FORBIDDEN");
             }
             let start = usize::try_from(offset).unwrap_or(0).min(total);
@@ -218,16 +426,57 @@ impl Server {
             return error("BLOCK_INVALID");
         }
         let update = self.commit(server, next);
+        let mut pushes = self.push_to_members(Some(from), &update);
+        if self.behaviour.participant_updates {
+            let joined = Update::Participants { participants: vec![CallParticipant { user_id: from, left: false }] };
+            pushes.extend(self.push_to_members(Some(from), &joined));
+        }
         self.members.insert(from);
-        let pushes = self.push_to_members(Some(from), &update);
-        // The join response: our block (sub-chain 0) and sub-chain 1 (no broadcast can be about
-        // the block just added yet, so it is empty, with the next offset).
+        // The join response: our block (sub-chain 0) and sub-chain 1: with `recent_broadcasts`,
+        // the latest broadcasts (the real server's choice is unknown; tdlib handles both), else
+        // empty with the next offset (no broadcast can be about the block just added yet).
+        let total = self.broadcasts.len();
+        let recent = self.broadcasts.get(total.saturating_sub(self.behaviour.recent_broadcasts)..).unwrap_or_default();
         let broadcasts = Update::ChainBlocks {
             sub_chain_id: SubChain::Broadcasts.id(),
-            blocks: Vec::new(),
-            next_offset: len_i32(self.broadcasts.len()),
+            blocks: recent.to_vec(),
+            next_offset: len_i32(total),
         };
-        (Response::Ok(vec![update, broadcasts]), pushes)
+        let mut response = vec![update, broadcasts];
+        response.extend(self.identity_update());
+        (Response::Ok(response), pushes)
+    }
+
+    /// `updateGroupCall` with the call's identity, when the behaviour sends it.
+    fn identity_update(&self) -> Option<Update> {
+        let call = self.behaviour.identity?;
+        Some(Update::GroupCall { call, discarded: false, invite_link: Some("https://t.me/call/model".into()) })
+    }
+
+    /// A join (or create) response as the server would write it now: its sub-chain 0 and 1
+    /// updates are extended with the blocks and broadcasts committed since it was made (the real
+    /// server's join response may carry later blocks; tdlib applies them). Other responses are
+    /// returned unchanged.
+    pub fn refresh_join_response(&self, response: Response) -> Response {
+        let Response::Ok(updates) = response else { return response };
+        let refreshed = updates
+            .into_iter()
+            .map(|u| match u {
+                Update::ChainBlocks { sub_chain_id, mut blocks, next_offset } => {
+                    let list = match SubChain::from_id(sub_chain_id) {
+                        Some(SubChain::Blocks) => &self.blocks,
+                        Some(SubChain::Broadcasts) => &self.broadcasts,
+                        None => return Update::ChainBlocks { sub_chain_id, blocks, next_offset },
+                    };
+                    let from = usize::try_from(next_offset).unwrap_or(usize::MAX);
+                    let later = list.get(from..).unwrap_or_default();
+                    blocks.extend(later.iter().cloned());
+                    Update::ChainBlocks { sub_chain_id, blocks, next_offset: len_i32(from.saturating_add(later.len())) }
+                }
+                other => other,
+            })
+            .collect();
+        Response::Ok(refreshed)
     }
 
     /// Whether a plain-form block extends the tip and is valid: its server form and the next state.
@@ -254,7 +503,201 @@ impl Server {
         }
     }
 
+    /// `updateGroupCallParticipants` with `left` for these users, to the members (if the
+    /// behaviour sends them).
+    fn participants_left(&self, users: &[i64]) -> Pushes {
+        if !self.behaviour.participant_updates || users.is_empty() {
+            return Vec::new();
+        }
+        let participants = users.iter().map(|&user_id| CallParticipant { user_id, left: true }).collect();
+        self.push_to_members(None, &Update::Participants { participants })
+    }
+
     fn push_to_members(&self, except: Option<i64>, update: &Update) -> Pushes {
         self.members.iter().filter(|m| Some(**m) != except).map(|m| (*m, update.clone())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::hostile::{HostileServer, Hostility, OUTSIDER};
+    use super::*;
+    use crate::api::ApiError;
+    use crate::call::Call;
+    use crate::chain::build_zero_block;
+    use crate::crypto::PrivateKey;
+    use crate::wire::{GroupParticipant, GroupState, Permissions};
+
+    fn me(user_id: i64, key: &PrivateKey) -> GroupParticipant {
+        GroupParticipant {
+            user_id,
+            public_key: key.public_key(),
+            flags: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
+            version: 0,
+        }
+    }
+
+    /// A call created by user 1 and joined by the others, on a server with `behaviour`.
+    fn call(users: &[i64], behaviour: Behaviour) -> (Server, Vec<PrivateKey>, ChaCha20Rng) {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let mut server = Server::with_behaviour(behaviour, 3);
+        let mut keys = Vec::new();
+        for (i, &u) in users.iter().enumerate() {
+            let key = PrivateKey::generate(&mut rng);
+            let request = if i == 0 {
+                let state = GroupState {
+                    participants: vec![me(u, &key)],
+                    external_permissions: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
+                };
+                let block = build_zero_block(state, &key, &mut rng).unwrap();
+                Request::CreateConference { public_key: Some(key.public_key()), block: Some(block) }
+            } else {
+                let block = server.chain().build_self_add(me(u, &key), &key, &mut rng).unwrap();
+                Request::Join { public_key: key.public_key(), block }
+            };
+            let (response, _) = server.handle(u, &request);
+            assert!(matches!(response, Response::Ok(_)), "{response:?}");
+            keys.push(key);
+        }
+        (server, keys, rng)
+    }
+
+    fn err(response: &Response) -> &str {
+        match response {
+            Response::Error(e) => e,
+            Response::Ok(_) => "ok",
+        }
+    }
+
+    fn removal(server: &Server, key: &PrivateKey, gone: i64, rng: &mut ChaCha20Rng) -> crate::wire::PlainBlock {
+        let mut state = server.chain().group_state().clone();
+        state.participants.retain(|p| p.user_id != gone);
+        server.chain().build_change_state(state, key, rng).unwrap()
+    }
+
+    #[test]
+    fn a_kick_bans_and_tells_the_others_until_unbanned() {
+        let (mut server, keys, mut rng) = call(&[1, 2, 3], Behaviour::real());
+        let block = removal(&server, &keys[0], 2, &mut rng);
+        let (response, pushes) =
+            server.handle(1, &Request::DeleteParticipants { user_ids: vec![2], block, kick: true });
+        assert_eq!(err(&response), "ok");
+        let left = Update::Participants { participants: vec![CallParticipant { user_id: 2, left: true }] };
+        assert!(pushes.contains(&(3, left.clone())) && pushes.contains(&(1, left)), "{pushes:?}");
+        let key = PrivateKey::generate(&mut rng);
+        let block = server.chain().build_self_add(me(2, &key), &key, &mut rng).unwrap();
+        let join = Request::Join { public_key: key.public_key(), block };
+        assert_eq!(err(&server.handle(2, &join).0), "GROUPCALL_FORBIDDEN");
+        let poll = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: 0, limit: 100 };
+        assert_eq!(err(&server.handle(2, &poll).0), "GROUPCALL_FORBIDDEN");
+        server.unban(2);
+        assert_eq!(err(&server.handle(2, &join).0), "ok");
+    }
+
+    #[test]
+    fn a_dropped_member_gets_join_missing_and_the_last_block_only() {
+        let (mut server, _, _) = call(&[1, 2, 3], Behaviour::real());
+        let pushes = server.drop_from_media(2);
+        let left = Update::Participants { participants: vec![CallParticipant { user_id: 2, left: true }] };
+        for u in [1, 2, 3] {
+            assert!(pushes.contains(&(u, left.clone())), "{u}: {pushes:?}");
+        }
+        let message = Request::SendEncryptedMessage { encrypted_message: vec![1, 2, 3] };
+        assert_eq!(err(&server.handle(2, &message).0), "GROUPCALL_JOIN_MISSING");
+        let poll = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: 0, limit: 100 };
+        let (response, _) = server.handle(2, &poll);
+        let last = server.blocks().last().cloned().unwrap();
+        assert_eq!(
+            response,
+            Response::Ok(vec![Update::ChainBlocks { sub_chain_id: 0, blocks: vec![last], next_offset: 3 }])
+        );
+        // The original model refuses instead.
+        let (mut model, _, _) = call(&[1, 2], Behaviour::default());
+        model.drop_from_media(2);
+        assert_eq!(err(&model.handle(2, &poll).0), "GROUPCALL_FORBIDDEN");
+    }
+
+    #[test]
+    fn a_discarded_call_is_pushed_to_everyone_then_invalid() {
+        let (mut server, _, _) = call(&[1, 2], Behaviour::real());
+        let pushes = server.discard();
+        assert_eq!(pushes.len(), 2);
+        assert!(pushes.iter().all(|(_, u)| matches!(u, Update::GroupCall { discarded: true, .. })));
+        let poll = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 };
+        assert_eq!(err(&server.handle(1, &poll).0), "GROUPCALL_INVALID");
+        assert_eq!(err(&server.handle(1, &Request::Leave).0), "GROUPCALL_INVALID");
+    }
+
+    #[test]
+    fn flood_waits_hold_per_method_until_they_end() {
+        let (mut server, _, _) = call(&[1], Behaviour::real());
+        server.set_behaviour(Behaviour { flood_per_mille: 1000, flood_max_seconds: 5, ..Behaviour::real() });
+        let poll = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 };
+        let (response, _) = server.handle_at(1, &poll, 1_000);
+        let Some(ApiError::FloodWait { seconds }) = Some(ApiError::parse(err(&response))) else { panic!() };
+        assert!((1..=5).contains(&seconds));
+        assert_eq!(err(&server.handle_at(1, &Request::Leave, 1_000).0), "ok", "leaving is never flood-waited");
+        server.set_behaviour(Behaviour { flood_per_mille: 0, ..Behaviour::real() });
+        let end = 1_000 + u64::from(seconds) * 1_000;
+        assert!(err(&server.handle_at(1, &poll, end - 1).0).starts_with("FLOOD_WAIT_"));
+        assert_eq!(err(&server.handle_at(1, &poll, end).0), "ok");
+    }
+
+    #[test]
+    fn join_responses_carry_the_identity_recent_broadcasts_and_later_blocks() {
+        let (mut server, keys, mut rng) = call(&[1], Behaviour::real());
+        let key = PrivateKey::generate(&mut rng);
+        let block = server.chain().build_self_add(me(2, &key), &key, &mut rng).unwrap();
+        let (response, _) = server.handle(2, &Request::Join { public_key: key.public_key(), block });
+        let Response::Ok(updates) = &response else { panic!("{response:?}") };
+        assert!(updates.iter().any(|u| matches!(u, Update::GroupCall { discarded: false, .. })));
+        // A block committed before the response is delivered is in it.
+        let rekey = server.chain().build_change_state(server.chain().group_state().clone(), &keys[0], &mut rng);
+        let request = Request::DeleteParticipants { user_ids: vec![], block: rekey.unwrap(), kick: false };
+        assert_eq!(err(&server.handle(1, &request).0), "ok");
+        let Response::Ok(updates) = server.refresh_join_response(response) else { panic!() };
+        let Some(Update::ChainBlocks { blocks, next_offset, .. }) = updates.first() else { panic!() };
+        assert_eq!((blocks.len(), *next_offset), (2, 3));
+    }
+
+    #[test]
+    fn the_hostile_server_forges_refused_blocks_the_outsider_can_read() {
+        let (server, _, mut rng) = call(&[1, 2], Behaviour::real());
+        let mut hostile = HostileServer::new(server, Hostility::refused_blocks(), 9);
+        for _ in 0..6 {
+            let pushes = hostile.forge();
+            assert_eq!(pushes.len(), 2, "pushed to every member");
+            let forged = hostile.forged().last().cloned().unwrap();
+            assert_eq!(forged.height, 2);
+            assert!(hostile.server().chain().clone().apply(&forged.block).is_err(), "the rules refuse it");
+            let outsider = Call::new(OUTSIDER, hostile.outsider_key().clone(), &forged.block, &mut rng).unwrap();
+            assert!(outsider.has_current_key(), "the outsider holds its key");
+            // It is served as the tip.
+            let tip = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 };
+            let (response, _) = hostile.handle_at(1, &tip, 0);
+            let expected = Update::ChainBlocks { sub_chain_id: 0, blocks: vec![forged.block.clone()], next_offset: 3 };
+            assert_eq!(response, Some(Response::Ok(vec![expected])));
+        }
+    }
+
+    #[test]
+    fn the_hostile_server_withholds_offsets_and_stays_silent() {
+        let (server, _, _) = call(&[1, 2], Behaviour::default());
+        let withhold = Hostility { withhold: 1000, ..Hostility::none() };
+        let mut hostile = HostileServer::new(server, withhold, 9);
+        let poll = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: 1, limit: 100 };
+        for now in [0, 1_000, 4_999] {
+            let (response, _) = hostile.handle_at(1, &poll, now);
+            let Some(Response::Ok(updates)) = response else { panic!() };
+            let Some(Update::ChainBlocks { blocks, next_offset, .. }) = updates.first() else { panic!() };
+            assert!(blocks.is_empty() && *next_offset > 1, "{updates:?}");
+        }
+        hostile.set_hostility(Hostility { silent: 1000, ..Hostility::none() });
+        assert_eq!(hostile.handle_at(1, &poll, 6_000).0, None);
+        hostile.set_hostility(Hostility::none());
+        assert!(matches!(hostile.handle_at(1, &poll, 7_000).0, Some(Response::Ok(_))));
     }
 }

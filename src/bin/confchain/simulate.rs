@@ -1,10 +1,11 @@
-//! `confchain simulate`: a deterministic simulation of a whole conference under network faults
-//! (see `confchain::sim`).
+//! `confchain simulate`: a deterministic simulation of a whole conference under network faults,
+//! against the server model, the real server's behaviours or a hostile server (see
+//! `confchain::sim`).
 
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
-use confchain::sim::{run_with_progress, Faults, SimConfig};
+use confchain::sim::{run_with_progress, Faults, ServerSetup, SimConfig};
 use serde_json::json;
 
 use crate::Failure;
@@ -21,6 +22,11 @@ pub struct Args {
     /// Fault level: none, light or heavy.
     #[arg(long, default_value = "light")]
     faults: String,
+    /// Server: model (the original model, honest), real (the real server's behaviours: flood
+    /// waits, bans, JOIN_MISSING, participant updates, the call's end) or hostile (real, plus
+    /// refused blocks, forged tips, gaps, withheld offsets, replays and silence while faults last).
+    #[arg(long, default_value = "model")]
+    server: String,
     /// Seed: the same seed gives the same run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -32,10 +38,12 @@ pub struct Args {
 pub fn run(args: Args) -> Result<(), Failure> {
     let faults = Faults::by_name(&args.faults)
         .ok_or_else(|| Failure::usage(format!("unknown fault level {:?} (none, light, heavy)", args.faults)))?;
+    let server = ServerSetup::by_name(&args.server)
+        .ok_or_else(|| Failure::usage(format!("unknown server {:?} (model, real, hostile)", args.server)))?;
     if args.members == 0 || args.members > 100_000 {
         return Err(Failure::usage("--members must be 1..=100000"));
     }
-    let config = SimConfig { members: args.members, steps: args.steps, faults, seed: args.seed };
+    let config = SimConfig { members: args.members, steps: args.steps, faults, seed: args.seed, server };
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal();
     let total = args.steps.max(1);
@@ -64,6 +72,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
             "{}",
             json!({
                 "members": args.members, "steps": args.steps, "faults": args.faults, "seed": args.seed,
+                "server": args.server, "silent_requests": report.silent_requests,
+                "forged_blocks": report.forged_blocks, "flood_waits": report.flood_waits,
+                "media_drops": report.media_drops, "outsider_attempts": report.outsider_attempts,
                 "blocks": report.blocks, "broadcasts": report.broadcasts, "joins": report.joins,
                 "races_lost": report.races_lost, "polls": report.polls,
                 "failed_requests": report.failed_requests, "dropped_pushes": report.dropped_pushes,
@@ -76,10 +87,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
         return Ok(());
     }
     outln!(
-        "confchain simulate: {} members, {} steps, {} faults, seed {}",
+        "confchain simulate: {} members, {} steps, {} faults, {} server, seed {}",
         args.members,
         args.steps,
         args.faults,
+        args.server,
         args.seed
     );
     outln!("  blocks            {:>8}   broadcasts {:>8}", report.blocks, report.broadcasts);
@@ -93,6 +105,16 @@ pub fn run(args: Args) -> Result<(), Failure> {
     outln!("  packets           {:>8}   decryptions checked {}", report.packets, report.decryptions);
     outln!("  messages          {:>8}   crashes {}", report.messages, report.crashes);
     outln!("  verification rounds completed {}", report.verifications);
+    if args.server != "model" {
+        outln!(
+            "  server            forged blocks {}, silent requests {}, flood waits {}, media drops {}",
+            report.forged_blocks,
+            report.silent_requests,
+            report.flood_waits,
+            report.media_drops
+        );
+        outln!("  outsider decryptions tried {} (none read)", report.outsider_attempts);
+    }
     outln!("  invariant checks  {:>8}   all held; every member converged once faults stopped", report.invariant_checks);
     outln!("  virtual time {:.1} s, real time {:.2} s", report.virtual_ms as f64 / 1000.0, real);
     Ok(())

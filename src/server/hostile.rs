@@ -1,0 +1,352 @@
+//! A hostile server: the [`Server`] model wrapped by an adversary that controls every answer and
+//! every push, as a compromised or malicious server would (issue 23). It cannot sign as a member,
+//! but it can:
+//!
+//! * relay blocks the chain rules refuse, as pushes, as the tip and at the end of a join response
+//!   ([`HostileServer::forge`]): an
+//!   outsider ([`OUTSIDER`]) adds itself on top of the real tip, either granting itself
+//!   permissions an external signer may not grant (`NO_PERMISSIONS`) or signing in a member's
+//!   name (`INVALID_SIGNATURE`); both blocks are internally consistent, so a client that trusts
+//!   them without the rules (`Chain::from_server_block`, `Call::resync`) hands the outsider the
+//!   group key;
+//! * forge tips: answer `offset = -1` (and pages reaching the tip) with the forged block;
+//! * answer polls with gaps (a page starting after the offset asked), with the last block only,
+//!   or withhold offsets (`blocks: []` with `next_offset` jumping ahead);
+//! * replay old pushes and reorder pushes (hold them back past later ones);
+//! * stay silent: never answer a request (having acted on it or not).
+//!
+//! Everything is drawn from one seeded ChaCha20 RNG: the same seed and requests give the same
+//! answers. The honest chain underneath only ever holds blocks that pass the rules, so
+//! [`HostileServer::server`] is the ground truth a test compares members with.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use super::{Pushes, Server};
+use crate::api::{Request, Response, SubChain, Update};
+use crate::chain::{shared_key_changes, Chain};
+use crate::crypto::PrivateKey;
+use crate::wire::{to_server_form, Block, GroupParticipant, Permissions, StateProof};
+
+/// The user id of the outsider whose key the hostile server slips into forged blocks.
+pub const OUTSIDER: i64 = 666_000_666;
+
+/// How often each hostile behaviour happens, in parts per thousand of the requests handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Hostility {
+    /// A refused block is forged on top of the tip and pushed to every member.
+    pub refused_push: u32,
+    /// While a forged block sits on top of the tip, a tip request (or a page reaching the tip) is
+    /// answered with it.
+    pub forged_tip: u32,
+    /// A page of sub-chain 0 or 1 starts after the offset asked (a gap).
+    pub gap: u32,
+    /// A poll is answered with the last entry only, whatever its offset.
+    pub last_only: u32,
+    /// A poll starts an episode of [`WITHHOLD_MS`] during which every poll of that user and
+    /// sub-chain is answered with no entries and a `next_offset` jumping past the offset asked.
+    pub withhold: u32,
+    /// An old push is replayed to its recipient.
+    pub replay: u32,
+    /// A request's pushes are held back and delivered after later ones.
+    pub reorder: u32,
+    /// A request is never answered (the server acts on it half of the time).
+    pub silent: u32,
+}
+
+impl Hostility {
+    /// No hostility: an honest server.
+    pub fn none() -> Self {
+        Hostility::default()
+    }
+
+    /// Every hostile behaviour, often enough to meet each many times in a few hundred steps.
+    pub fn all() -> Self {
+        Hostility {
+            refused_push: 15,
+            forged_tip: 500,
+            gap: 60,
+            last_only: 60,
+            withhold: 60,
+            replay: 40,
+            reorder: 40,
+            silent: 20,
+        }
+    }
+
+    /// Only the attack of issue 23 item 1: refused blocks pushed and served as the tip.
+    pub fn refused_blocks() -> Self {
+        Hostility { refused_push: 15, forged_tip: 1000, ..Hostility::none() }
+    }
+
+    /// Only the liveness attacks: gaps, last-only pages, withheld offsets, silence.
+    pub fn stalls() -> Self {
+        Hostility { gap: 100, last_only: 100, withhold: 150, silent: 30, ..Hostility::none() }
+    }
+}
+
+/// A refused block the hostile server made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forged {
+    /// Its height (one above the real tip when it was made).
+    pub height: i32,
+    /// Its hash (as a chain that adopted it would hold it).
+    pub hash: [u8; 32],
+    /// The block, server form.
+    pub block: Vec<u8>,
+}
+
+/// How long a withholding episode lasts (ms).
+pub const WITHHOLD_MS: u64 = 5_000;
+
+/// Pushes kept for replay.
+const REPLAYABLE: usize = 64;
+/// Forged blocks kept.
+const FORGED_KEPT: usize = 64;
+
+/// The honest [`Server`] model under a hostile relay (see the module docs).
+#[derive(Debug)]
+pub struct HostileServer {
+    server: Server,
+    hostility: Hostility,
+    rng: ChaCha20Rng,
+    outsider: PrivateKey,
+    forged: VecDeque<Forged>,
+    /// The forged block served as the tip while it sits one above the real tip.
+    tip: Option<Forged>,
+    recent: VecDeque<(i64, Update)>,
+    held: Pushes,
+    /// Withholding episodes: (user, sub-chain) → end (ms).
+    withholding: BTreeMap<(i64, SubChain), u64>,
+}
+
+impl HostileServer {
+    /// Wraps `server`; `seed` drives every hostile choice.
+    pub fn new(server: Server, hostility: Hostility, seed: u64) -> Self {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x686f_7374_696c_6521);
+        let outsider = PrivateKey::generate(&mut rng);
+        HostileServer {
+            server,
+            hostility,
+            rng,
+            outsider,
+            forged: VecDeque::new(),
+            tip: None,
+            recent: VecDeque::new(),
+            held: Vec::new(),
+            withholding: BTreeMap::new(),
+        }
+    }
+
+    /// The honest server underneath (the ground truth).
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// The honest server underneath, mutably (to discard the call, drop a member, ...).
+    pub fn server_mut(&mut self) -> &mut Server {
+        &mut self.server
+    }
+
+    /// The hostility in force.
+    pub fn hostility(&self) -> Hostility {
+        self.hostility
+    }
+
+    /// Changes the hostility (e.g. [`Hostility::none`] once a test's hostile phase is over; the
+    /// forged tip and held pushes are dropped then).
+    pub fn set_hostility(&mut self, hostility: Hostility) {
+        self.hostility = hostility;
+        if hostility == Hostility::none() {
+            self.tip = None;
+            self.held.clear();
+            self.withholding.clear();
+        }
+    }
+
+    /// The outsider's private key (what the adversary holds: a test tries it on members' packets).
+    pub fn outsider_key(&self) -> &PrivateKey {
+        &self.outsider
+    }
+
+    /// The latest refused blocks made (at most 64).
+    pub fn forged(&self) -> impl Iterator<Item = &Forged> {
+        self.forged.iter()
+    }
+
+    fn chance(&mut self, per_mille: u32) -> bool {
+        per_mille > 0 && self.rng.next_u32() % 1000 < per_mille
+    }
+
+    /// Handles a request at `now`: the response (`None`: the server stays silent, never
+    /// answering) and the pushes.
+    pub fn handle_at(&mut self, from: i64, request: &Request, now: u64) -> (Option<Response>, Pushes) {
+        let h = self.hostility;
+        if self.chance(h.silent) {
+            let acted = self.rng.next_u32().is_multiple_of(2);
+            let pushes = if acted { self.server.handle_at(from, request, now).1 } else { Vec::new() };
+            return (None, self.relay(pushes));
+        }
+        let (mut response, pushes) = self.server.handle_at(from, request, now);
+        let mut pushes = self.relay(pushes);
+        let join = matches!(request, Request::Join { .. } | Request::CreateConference { block: Some(_), .. });
+        if self.chance(h.refused_push) {
+            let forged = self.forge();
+            // A join response carries later blocks: the forged one rides along.
+            if let (true, Some(tip), Response::Ok(updates)) = (join, self.tip.clone(), &mut response) {
+                if let Some(Update::ChainBlocks { blocks, next_offset, .. }) =
+                    updates.iter_mut().find(|u| matches!(u, Update::ChainBlocks { sub_chain_id: 0, .. }))
+                {
+                    if *next_offset == tip.height {
+                        blocks.push(tip.block);
+                        *next_offset = next_offset.saturating_add(1);
+                    }
+                }
+            }
+            pushes.extend(forged);
+        }
+        if let (Request::GetChainBlocks { sub_chain, offset, .. }, Response::Ok(updates)) = (request, &mut response) {
+            self.withholding.retain(|_, until| *until > now);
+            let withheld = if self.withholding.contains_key(&(from, *sub_chain)) {
+                true
+            } else if *offset >= 0 && self.chance(h.withhold) {
+                self.withholding.insert((from, *sub_chain), now.saturating_add(WITHHOLD_MS));
+                true
+            } else {
+                false
+            };
+            for u in updates.iter_mut() {
+                self.distort_page(*sub_chain, *offset, withheld, u);
+            }
+        }
+        (Some(response), pushes)
+    }
+
+    /// Replays, reorders and records pushes.
+    fn relay(&mut self, pushes: Pushes) -> Pushes {
+        let h = self.hostility;
+        for p in &pushes {
+            if self.recent.len() == REPLAYABLE {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(p.clone());
+        }
+        let mut out = if self.chance(h.reorder) {
+            // These go out after the next request's pushes.
+            std::mem::replace(&mut self.held, pushes)
+        } else {
+            let mut out = std::mem::take(&mut self.held);
+            out.extend(pushes);
+            out
+        };
+        if self.chance(h.replay) && !self.recent.is_empty() {
+            let i =
+                usize::try_from(self.rng.next_u64().checked_rem(self.recent.len() as u64).unwrap_or(0)).unwrap_or(0);
+            if let Some(old) = self.recent.get(i) {
+                out.push(old.clone());
+            }
+        }
+        out
+    }
+
+    /// Rewrites a page the honest server gave.
+    fn distort_page(&mut self, sub: SubChain, offset: i32, withheld: bool, update: &mut Update) {
+        let Update::ChainBlocks { sub_chain_id, blocks, next_offset } = update else { return };
+        if *sub_chain_id != sub.id() {
+            return;
+        }
+        let h = self.hostility;
+        let real_height = self.server.height();
+        // A forged block sitting on the real tip is served as the tip (and as the end of pages
+        // that reach it).
+        if sub == SubChain::Blocks && *next_offset == real_height.saturating_add(1) {
+            if let Some(tip) = self.tip.clone().filter(|t| t.height == real_height.saturating_add(1)) {
+                if self.chance(h.forged_tip) {
+                    if offset < 0 {
+                        blocks.clear();
+                    }
+                    blocks.push(tip.block);
+                    *next_offset = next_offset.saturating_add(1);
+                    return;
+                }
+            }
+        }
+        if offset < 0 {
+            return;
+        }
+        if withheld {
+            blocks.clear();
+            let jump = i32::try_from(self.rng.next_u32() % 8).unwrap_or(0).saturating_add(1);
+            *next_offset = offset.saturating_add(jump);
+        } else if self.chance(h.last_only) {
+            let keep = blocks.len().saturating_sub(1);
+            blocks.drain(..keep);
+        } else if self.chance(h.gap) && !blocks.is_empty() {
+            let skip = usize::try_from(self.rng.next_u64().checked_rem(blocks.len() as u64).unwrap_or(0))
+                .unwrap_or(0)
+                .saturating_add(1);
+            let skip = skip.min(blocks.len());
+            blocks.drain(..skip);
+        }
+    }
+
+    /// Forges a refused block on top of the real tip (see the module docs), pushes it to every
+    /// member and serves it as the tip until the real chain moves. Nothing when the chain is
+    /// empty.
+    pub fn forge(&mut self) -> Pushes {
+        let Some(forged) = self.make_refused_block() else { return Vec::new() };
+        if self.forged.len() == FORGED_KEPT {
+            self.forged.pop_front();
+        }
+        self.forged.push_back(forged.clone());
+        self.tip = Some(forged.clone());
+        let update = Update::ChainBlocks {
+            sub_chain_id: SubChain::Blocks.id(),
+            blocks: vec![forged.block],
+            next_offset: forged.height.saturating_add(1),
+        };
+        self.server.members().map(|m| (m, update.clone())).collect()
+    }
+
+    fn make_refused_block(&mut self) -> Option<Forged> {
+        let tip = self.server.chain();
+        if tip.height() < 0 {
+            return None;
+        }
+        let height = tip.height().checked_add(1)?;
+        let mut state = tip.group_state().clone();
+        state.participants.retain(|p| p.user_id != OUTSIDER);
+        let member_key = state.participants.first().map(|p| p.public_key);
+        // Half the time: the outsider signs as itself and grants itself every permission (an
+        // external signer may grant at most the external permissions). Otherwise it claims to be
+        // a member (the signature does not verify under that key).
+        let as_member = self.rng.next_u32().is_multiple_of(2) && member_key.is_some();
+        let flags = if as_member { Permissions::ADD_USERS | Permissions::REMOVE_USERS } else { Permissions::ALL };
+        state.participants.push(GroupParticipant {
+            user_id: OUTSIDER,
+            public_key: self.outsider.public_key(),
+            flags,
+            version: 0,
+        });
+        let changes = shared_key_changes(state, &mut self.rng).ok()?;
+        let signer = if as_member { member_key? } else { self.outsider.public_key() };
+        let mut block = Block {
+            signature: [0; 64],
+            prev_block_hash: *tip.hash(),
+            changes,
+            height,
+            state_proof: StateProof { kv_hash: *tip.kv_hash(), group_state: None, shared_key: None },
+            signature_public_key: Some(signer),
+        };
+        block.signature = self.outsider.sign(&block.signing_bytes());
+        let server = to_server_form(&block.encode()).ok()?;
+        // It must be refused by the rules (else it is no attack) and readable alone.
+        if tip.clone().apply(&server).is_ok() {
+            return None;
+        }
+        let hash = *Chain::from_server_block(&server).ok()?.hash();
+        Some(Forged { height, hash, block: server })
+    }
+}

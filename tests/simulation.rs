@@ -83,7 +83,6 @@ fn stalls() -> ServerSetup {
 /// height 4, installed by `Call::resync` from the forged tip). With no faults and 5 members it
 /// fails within a few dozen steps too.
 #[test]
-#[ignore = "needs session rewrite (issue 23)"]
 fn hostile_server_refused_blocks_are_never_adopted() {
     let r = seeds_with(Faults::light(), 6, refused_blocks());
     assert!(r.forged_blocks > 0 && r.outsider_attempts > 0, "the attack was made and tried: {r:?}");
@@ -94,7 +93,6 @@ fn hostile_server_refused_blocks_are_never_adopted() {
 /// answered is still awaited 90 s later); with no network delay (`Faults::none()`), 5 members,
 /// seed 0, by the request rate (a withheld offset re-polled in a hot loop).
 #[test]
-#[ignore = "needs session rewrite (issue 23)"]
 fn hostile_server_stalls_neither_stall_nor_loop() {
     let r = seeds_with(Faults::light(), 6, stalls());
     assert!(r.silent_requests > 0, "{r:?}");
@@ -109,7 +107,6 @@ fn real_without_floods() -> ServerSetup {
 /// Before the rewrite: failed by the request rate (a removed member's poll answered with the last block only
 /// is re-polled in a hot loop, issue 24 item 6), e.g. seed 0 step 600 with 6 members.
 #[test]
-#[ignore = "needs session rewrite (issue 24)"]
 fn real_server_without_flood_waits() {
     seeds_with(Faults::light(), 6, real_without_floods());
 }
@@ -118,7 +115,6 @@ fn real_server_without_flood_waits() {
 /// last-block-only answers to non-members, the call's end. Before the rewrite: failed at seed 0 step 18
 /// ("flood wait": a verification broadcast re-sent 250 ms into a 26 s wait).
 #[test]
-#[ignore = "needs session rewrite (issue 24)"]
 fn real_server_behaviours() {
     let r = seeds_with(Faults::light(), 6, ServerSetup::real());
     assert!(r.flood_waits > 0 && r.media_drops > 0, "{r:?}");
@@ -128,7 +124,6 @@ fn real_server_behaviours() {
 /// converges (those that failed closed after rejoining). Before the rewrite: failed at seed 0 step 17 ("flood
 /// wait").
 #[test]
-#[ignore = "needs session rewrite (issues 23 and 24)"]
 fn hostile_server_everything() {
     seeds_with(Faults::light(), 6, ServerSetup::hostile());
     seeds_with(Faults::heavy(), 6, ServerSetup::hostile());

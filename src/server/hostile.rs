@@ -7,7 +7,7 @@
 //!   outsider ([`OUTSIDER`]) adds itself on top of the real tip, either granting itself
 //!   permissions an external signer may not grant (`NO_PERMISSIONS`) or signing in a member's
 //!   name (`INVALID_SIGNATURE`); both blocks are internally consistent, so a client that trusts
-//!   them without the rules (`Chain::from_server_block`, `Call::resync`) hands the outsider the
+//!   them without the rules (`UnverifiedTip`, `Call::resync`) hands the outsider the
 //!   group key;
 //! * forge tips: answer `offset = -1` (and pages reaching the tip) with the forged block;
 //! * answer polls with gaps (a page starting after the offset asked), with the last block only,
@@ -26,7 +26,7 @@ use rand_core::{RngCore, SeedableRng};
 
 use super::{Pushes, Server};
 use crate::api::{Request, Response, SubChain, Update};
-use crate::chain::{shared_key_changes, Chain};
+use crate::chain::{shared_key_changes, UnverifiedTip};
 use crate::crypto::PrivateKey;
 use crate::wire::{to_server_form, Block, GroupParticipant, Permissions, StateProof};
 
@@ -346,7 +346,7 @@ impl HostileServer {
         if tip.clone().apply(&server).is_ok() {
             return None;
         }
-        let hash = *Chain::from_server_block(&server).ok()?.hash();
+        let hash = *UnverifiedTip::from_server_block(&server).ok()?.hash();
         Some(Forged { height, hash, block: server })
     }
 }

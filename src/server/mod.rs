@@ -36,6 +36,8 @@
 //! non-members get only the last block, and members that were removed get `GROUPCALL_FORBIDDEN`
 //! (*documented with low confidence*).
 
+pub mod tl;
+
 use std::collections::BTreeSet;
 
 use crate::api::{Request, Response, SubChain, Update};

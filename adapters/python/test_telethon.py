@@ -250,8 +250,8 @@ def test_discarded_call_is_mapped():
     conf.call = types.InputGroupCall(CALL_ID, ACCESS_HASH)
     ended = types.UpdateGroupCall(call=types.GroupCallDiscarded(CALL_ID, ACCESS_HASH, 10))
     parsed = BinaryReader(bytes(ended)).tgread_object()
-    mapped = conf._take([parsed])
+    mapped = conf.take([parsed])
     assert len(mapped) == 1 and "discarded: true" in repr(mapped[0])
     # Someone else's call ending is not ours.
     other = types.UpdateGroupCall(call=types.GroupCallDiscarded(CALL_ID + 1, ACCESS_HASH, 10))
-    assert conf._take([BinaryReader(bytes(other)).tgread_object()]) == []
+    assert conf.take([BinaryReader(bytes(other)).tgread_object()]) == []

@@ -366,6 +366,9 @@ fn update_of(v: &JsValue) -> Result<sess::Update, JsValue> {
         let next_offset = get(v, "nextOffset").as_f64().ok_or_else(|| bad("nextOffset"))? as i32;
         return Ok(sess::Update::ChainBlocks { sub_chain_id: sub as i32, blocks, next_offset });
     }
+    if let Some(u) = call_update_of(v)? {
+        return Ok(u);
+    }
     let from = js_sys::BigInt::new(&get(v, "from")).ok().and_then(|b| i64::try_from(b).ok());
     let from = from.ok_or_else(|| bad("an update needs subChain or from (a bigint)"))?;
     Ok(sess::Update::EncryptedMessage { from, encrypted_message: bytes_of(&get(v, "encryptedMessage")) })
@@ -729,5 +732,83 @@ impl P2PKey {
     /// The 256-byte key.
     pub fn key(&self) -> Vec<u8> {
         self.0.key().expose().to_vec()
+    }
+}
+
+// ---- for the MTProto adapters (mtcute) ----
+
+fn bigint_of(v: &JsValue, what: &str) -> Result<i64, JsValue> {
+    js_sys::BigInt::new(v).ok().and_then(|b| i64::try_from(b).ok()).ok_or_else(|| bad(what))
+}
+
+/// `{call: {id, accessHash}, discarded, inviteLink?}` (updateGroupCall) or
+/// `{participants: [{userId, left}]}` (updateGroupCallParticipants); ids are bigints.
+fn call_update_of(v: &JsValue) -> Result<Option<sess::Update>, JsValue> {
+    let participants = get(v, "participants");
+    if js_sys::Array::is_array(&participants) {
+        let mut out = Vec::new();
+        for p in js_sys::Array::from(&participants).iter() {
+            let user_id = bigint_of(&get(&p, "userId"), "participants[].userId (a bigint)")?;
+            out.push(engine::api::CallParticipant { user_id, left: get(&p, "left").as_bool().unwrap_or(false) });
+        }
+        return Ok(Some(sess::Update::Participants { participants: out }));
+    }
+    let call = get(v, "call");
+    if call.is_object() {
+        let call = engine::api::CallIdentity {
+            id: bigint_of(&get(&call, "id"), "call.id (a bigint)")?,
+            access_hash: bigint_of(&get(&call, "accessHash"), "call.accessHash (a bigint)")?,
+        };
+        let discarded = get(v, "discarded").as_bool().unwrap_or(false);
+        let invite_link = get(v, "inviteLink").as_string();
+        return Ok(Some(sess::Update::GroupCall { call, discarded, invite_link }));
+    }
+    Ok(None)
+}
+
+/// The server model's TL front for one call: `handle(server, from, functionBytes)` returns
+/// `{result, pushes: [{to, updates}]}`, the bytes an MTProto library serialized in and the
+/// `Updates` / `Bool` / `rpc_error` bytes it parses out.
+#[wasm_bindgen]
+pub struct TlFront(engine::server::tl::TlFront);
+
+#[wasm_bindgen]
+impl TlFront {
+    /// A front for the call `(id, accessHash)`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(id: i64, access_hash: i64) -> TlFront {
+        TlFront(engine::server::tl::TlFront::new(engine::api::CallIdentity { id, access_hash }))
+    }
+
+    /// Answers function bytes from user `from`.
+    pub fn handle(&self, server: &mut Server, from: i64, function: &[u8]) -> JsValue {
+        let (result, pushes) = self.0.handle(&mut server.0, from, function);
+        let o = js_sys::Object::new();
+        set(&o, "result", bytes_value(&result));
+        let list: js_sys::Array = pushes
+            .iter()
+            .map(|(to, u)| {
+                let p = js_sys::Object::new();
+                set(&p, "to", JsValue::from(*to));
+                set(&p, "updates", bytes_value(u));
+                JsValue::from(p)
+            })
+            .collect();
+        set(&o, "pushes", list.into());
+        o.into()
+    }
+
+    /// The call's invite link.
+    #[wasm_bindgen(getter, js_name = inviteLink)]
+    pub fn invite_link(&self) -> String {
+        self.0.invite_link.clone()
+    }
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// Removes `userIds` (bigints) from the call: a ban (`kick`) or pruning users who left.
+    pub fn remove(&mut self, user_ids: Vec<i64>, kick: bool, now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
+        self.0.remove(&user_ids, kick, now_ms as u64, &mut rng.0).map_err(err)
     }
 }

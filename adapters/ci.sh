@@ -9,6 +9,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+export PYTHONDONTWRITEBYTECODE=1
 
 echo "== adapters: TL codec and server front (Rust)"
 cargo test --lib --quiet -- api::tl server::tl
@@ -16,6 +17,7 @@ cargo test --doc --quiet -- server::tl
 
 echo "== adapters: grammers (grammers-tl-types / grammers-mtsender =0.11.0)"
 cargo test -p confchain-grammers --quiet
+cargo build -p confchain-grammers --example join --features client --quiet
 
 echo "== adapters: Telethon 1.45.0 and Kurigram 2.2.26"
 venv="${CONFCHAIN_ADAPTERS_VENV:-${TMPDIR:-/tmp}/confchain-adapters-venv}"
@@ -23,7 +25,11 @@ venv="${CONFCHAIN_ADAPTERS_VENV:-${TMPDIR:-/tmp}/confchain-adapters-venv}"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin>=1.5,<2" pytest \
   "telethon==1.45.0" "kurigram==2.2.26"
 (cd bindings/python && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --release --quiet)
-(cd adapters/python && "$venv/bin/python" -m pytest -q test_telethon.py test_pyrogram.py)
+(cd adapters/python && "$venv/bin/python" -m pytest -q -p no:cacheprovider test_telethon.py test_pyrogram.py)
+# The examples import and compile (they need a Telegram account to run).
+"$venv/bin/python" -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' \
+  adapters/examples/telethon_join.py adapters/examples/pyrogram_join.py
+echo "python examples: compile"
 
 if [ "${SKIP_JS:-0}" != 1 ]; then
   echo "== adapters: mtcute (@mtcute/core 0.30.3, @mtcute/tl 223.0.0)"
@@ -32,4 +38,5 @@ if [ "${SKIP_JS:-0}" != 1 ]; then
   # build.sh finds the wasm under bindings/js/target.
   env -u CARGO_TARGET_DIR bash build.sh >/dev/null
   node --test test/mtcute.test.js
+  node --check examples/mtcute-join.mjs
 fi

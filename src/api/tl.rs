@@ -342,7 +342,7 @@ pub fn encode_request(request: &Request, ctx: &Context) -> Result<Vec<u8>> {
             w.i32(*offset);
             w.i32(*limit);
         }
-        Request::CreateConference { public_key, block } => {
+        Request::CreateConference { public_key, block, .. } => {
             w.u32(id::CREATE_CONFERENCE_CALL);
             // join, public_key, block and params share flags.3: all four or none.
             let joining = match (public_key, block) {

@@ -187,7 +187,7 @@ impl Conference {
     /// and no call is known yet (create it first, or set `call`).
     pub fn function(&self, request: &Request) -> Option<Function> {
         use tl::functions::phone;
-        if let Request::CreateConference { public_key, block } = request {
+        if let Request::CreateConference { public_key, block, .. } = request {
             let joining = public_key.zip(block.as_ref());
             return Some(Function::Create(phone::CreateConferenceCall {
                 muted: self.muted,

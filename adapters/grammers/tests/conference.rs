@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use confchain::api::tl::{encode_request, Context, InputGroupCall};
 use confchain::api::{CallIdentity, Response};
 use confchain::server::tl::TlFront;
 use confchain::server::Server;
@@ -74,6 +75,25 @@ impl Invoke for FakeClient {
     }
 }
 
+/// The application's part of the functions, as `confchain::api::tl` takes it.
+fn context_of(conf: &Conference) -> Context {
+    let call = conf.call.as_ref().map(|c| match c {
+        tl::enums::InputGroupCall::Call(c) => InputGroupCall::Id(CallIdentity { id: c.id, access_hash: c.access_hash }),
+        tl::enums::InputGroupCall::Slug(s) => InputGroupCall::Slug(s.slug.clone()),
+        tl::enums::InputGroupCall::InviteMessage(m) => InputGroupCall::InviteMessage(m.msg_id),
+    });
+    Context {
+        call,
+        params: conf.params.clone(),
+        random_id: conf.random_id,
+        source: conf.source,
+        invite_hash: conf.invite_hash.clone(),
+        muted: conf.muted,
+        video_stopped: conf.video_stopped,
+        ..Context::default()
+    }
+}
+
 struct Member {
     client: FakeClient,
     session: Session,
@@ -102,6 +122,8 @@ impl Member {
         let mut n = 0;
         while let Some((id, request)) = self.session.poll_request() {
             let function = self.conf.function(&request).expect("the call is known");
+            // grammers' bytes are confchain's codec's bytes for the same request and context.
+            assert_eq!(function.to_bytes(), encode_request(&request, &context_of(&self.conf)).unwrap());
             self.sent.push(function);
             let (response, other) = self.conf.send(&self.client, &request).await.unwrap();
             for r in other {
@@ -131,6 +153,7 @@ async fn settle(net: &Arc<Mutex<Net>>, members: &mut [&mut Member], now: &mut u6
         for (to, bytes) in pending {
             // grammers parses the pushed Updates; the adapter routes each update.
             let updates = tl::enums::Updates::from_bytes(&bytes).unwrap();
+            assert_eq!(updates.to_bytes(), bytes, "grammers writes back the front's bytes exactly");
             for m in members.iter_mut().filter(|m| m.client.user == to) {
                 for u in confchain_grammers::updates_of(updates.clone()) {
                     if let Routed::Session(u) = m.conf.route(u, false) {

@@ -86,6 +86,7 @@ class FakeClient:
     async def push(self, data):
         updates = read(data)
         assert isinstance(updates, types.Updates)
+        assert updates.write() == bytes(data), "the library writes back the front's bytes exactly"
         for u in updates.updates:  # Pyrogram hands raw handlers one update at a time
             for h in list(self.handlers):
                 await h.callback(self, u, {}, {})

@@ -71,6 +71,7 @@ class FakeClient:
     async def push(self, data):
         updates = BinaryReader(data).tgread_object()  # Telethon's parser
         assert isinstance(updates, types.Updates)
+        assert bytes(updates) == bytes(data), "the library writes back the front's bytes exactly"
         for u in updates.updates:  # Telethon hands events.Raw handlers one update at a time
             for h in list(self.handlers):
                 await h(u)

@@ -91,6 +91,7 @@ async function settle(net, members, clock, rounds = 40) {
     const pending = net.pending.splice(0);
     for (const { to, updates } of pending) {
       const parsed = parse(updates); // mtcute's parser
+      assert.deepEqual(serialize(parsed), updates, "mtcute writes back the front's bytes exactly");
       for (const m of members.filter((m) => m.client.userId === to)) {
         for (const u of updatesOf(parsed)) m.conf.handleUpdate(u);
       }

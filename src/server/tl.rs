@@ -189,6 +189,46 @@ mod tests {
         assert_eq!(by_link.call, Some(InputGroupCall::Id(CALL)), "the join by link learned the identity");
     }
 
+    /// Hostile bytes from a member: never a panic, and an answer that is an error never changes
+    /// the call.
+    #[test]
+    fn mutated_functions_never_panic_or_corrupt() {
+        use rand_core::RngCore;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+        let front = TlFront::new(CALL);
+        let mut server = Server::new();
+        let mut alice = Session::new(1, SessionConfig::default());
+        alice.create(true, 0, &mut rng).unwrap();
+        let mut ctx = Context::default();
+        drive(&front, &mut server, &mut alice, &mut ctx, &mut rng);
+        let mut bob = Session::new(2, SessionConfig::default());
+        bob.join(0, &mut rng).unwrap();
+        let mut valid = Vec::new();
+        while let Some((id, request)) = bob.poll_request() {
+            let bytes = encode_request(&request, &ctx).unwrap();
+            valid.push(bytes.clone());
+            let (result, _) = front.handle(&mut server, 2, &bytes);
+            let (response, _) = decode_result(&result).unwrap().into_response();
+            bob.handle_response(id, response, 0, &mut rng);
+        }
+        for _ in 0..3000 {
+            let seed = &valid[(rng.next_u32() as usize) % valid.len()];
+            let mut b = seed.clone();
+            for _ in 0..1 + rng.next_u32() % 3 {
+                let i = (rng.next_u32() as usize) % b.len();
+                b[i] = rng.next_u32() as u8;
+            }
+            if rng.next_u32() % 8 == 0 {
+                b.truncate((rng.next_u32() as usize) % b.len());
+            }
+            let before = (server.height(), server.blocks().len(), server.members().count());
+            let (result, _) = front.handle(&mut server, 2, &b);
+            if let Answer::Error { .. } = decode_result(&result).unwrap() {
+                assert_eq!((server.height(), server.blocks().len(), server.members().count()), before);
+            }
+        }
+    }
+
     #[test]
     fn wrong_call_and_bad_bytes() {
         let front = TlFront::new(CALL);

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use rand_core::CryptoRngCore;
 
-use crate::chain::{Chain, GroupKey};
+use crate::chain::{Chain, GroupKey, UnverifiedTip};
 use crate::crypto::{PrivateKey, PublicKey};
 use crate::epochs::Epochs;
 use crate::error::{Error, ErrorKind, Result};
@@ -40,9 +40,18 @@ use crate::wire::{Block, GroupParticipant, GroupState, Permissions, PlainBlock};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// A block was applied (or adopted by [`Call::resync`]); a new epoch is open if we hold its key.
+    /// A block passed every rule of the chain from our verified state and was applied; a new
+    /// epoch is open if we hold its key.
     BlockApplied {
         /// Its height.
+        height: i32,
+    },
+    /// [`Call::resync`] adopted the server's tip **on trust**, without verifying it (an
+    /// [`UnverifiedTip`]), as a first join does; a new epoch is open if we hold its key. Never
+    /// reported as [`Event::BlockApplied`]: what the call verified and what it took on the
+    /// server's word stay apart.
+    TipAdopted {
+        /// The tip's height.
         height: i32,
     },
     /// The block at `height` no longer lists us: we can no longer encrypt.
@@ -153,16 +162,28 @@ impl std::fmt::Debug for Call {
 
 impl Call {
     /// Creates the call from the last block of the chain (server form, as getGroupCallChainBlocks
-    /// returns it). We must be a participant of that block under `user_id`, and `key` must be new
-    /// (a key that sent packets before would restart its sequence numbers, and its packets would
-    /// be refused as replays). Draws the verification nonce (32 bytes) from `rng`.
+    /// or joinGroupCall return it), **trusting it**: [`Call::from_tip`] with
+    /// [`UnverifiedTip::from_server_block`]. We must be a participant of that block under
+    /// `user_id`, and `key` must be new (a key that sent packets before would restart its
+    /// sequence numbers, and its packets would be refused as replays). Draws the verification
+    /// nonce (32 bytes) from `rng`.
     pub fn new(user_id: i64, key: PrivateKey, last_block_server: &[u8], rng: &mut impl CryptoRngCore) -> Result<Self> {
-        let chain = Chain::from_server_block(last_block_server)?;
-        Call::from_chain(user_id, key, chain, rng)
+        Call::from_tip(user_id, key, UnverifiedTip::from_server_block(last_block_server)?, rng)
     }
 
-    /// Creates the call from a chain the caller already validated. Nothing here depends on the
-    /// time: the first epoch lasts until the next block.
+    /// Creates the call from the server's tip, trusting it: its signature and its history cannot
+    /// be checked, so its state is the server's word, as it is for every first join (tdlib's
+    /// `Call::create` does the same). From here on the call verifies every block against that
+    /// state ([`Call::apply_block`]). What the trust costs: a server that forges the tip can
+    /// make us encrypt for a group of its choosing, so the application shows the participants
+    /// and the emoji verification ([`Call::emojis`]) compares what every member holds.
+    pub fn from_tip(user_id: i64, key: PrivateKey, tip: UnverifiedTip, rng: &mut impl CryptoRngCore) -> Result<Self> {
+        Call::from_chain(user_id, key, Chain::trust_tip(tip), rng)
+    }
+
+    /// Creates the call from a chain state: one verified block by block ([`Chain::apply`] from
+    /// [`Chain::empty`]), or one the caller chose to trust ([`Chain::trust_tip`]). Nothing here
+    /// depends on the time: the first epoch lasts until the next block.
     pub fn from_chain(user_id: i64, key: PrivateKey, chain: Chain, rng: &mut impl CryptoRngCore) -> Result<Self> {
         let group_key = chain.group_key(user_id, &key)?;
         let mut call = Call {
@@ -283,44 +304,63 @@ impl Call {
         let block = Block::decode_server(server_bytes)?;
         let mut next = self.chain.clone();
         next.apply_block(block)?;
-        self.advance(next, now, rng);
+        let height = next.height();
+        self.advance(next, Event::BlockApplied { height }, now, rng);
         Ok(())
     }
 
-    /// Adopts a newer last block from the server in place (trusted as [`Call::new`] trusts it),
-    /// keeping our key, sequence numbers and replay windows, so our packets keep being accepted.
+    /// Adopts the server's tip in place, **trusting it** as [`Call::from_tip`] does, keeping our
+    /// key, sequence numbers and replay windows, so our packets keep being accepted. Reported as
+    /// [`Event::TipAdopted`], never [`Event::BlockApplied`].
     ///
-    /// Use it when the call cannot follow the chain block by block: a block was refused (e.g. it
-    /// was built on a state we never saw), blocks were missed beyond what the server still
-    /// returns, or the application restored a stale call. Creating a new `Call` with the same key
-    /// instead would restart sequence numbers at 1, and every packet would be refused as too old.
-    /// The block must be higher than ours (the same block again is accepted and changes nothing).
-    /// Everything else is as after [`Call::apply_block`]: the current epoch retires, the block's
+    /// This is an explicit application decision, never a reaction to a refused block: a member
+    /// holds a verified chain, and a block our rules refuse means the server's chain is not one
+    /// our verified state allows, so trusting the server's tip then would adopt what the rules
+    /// refused (an outsider's self-add, say). It is for the case where the application has
+    /// decided to trust the server again as a join does (blocks missed beyond what the server
+    /// still returns, a stale call restored) and wants to keep this key; creating a new `Call`
+    /// with the same key would restart sequence numbers at 1, and every packet would be refused
+    /// as too old.
+    ///
+    /// The tip must be higher than our block (the same block again is accepted and changes
+    /// nothing; anything else lower or equal is [`ErrorKind::InvalidInput`]). A tip that directly
+    /// follows our block (height + 1, built on our hash) is not trusted but checked: it is
+    /// applied by the chain rules exactly as [`Call::apply_block`] would (reported as
+    /// [`Event::BlockApplied`]), or refused with the rules' error and nothing changes.
+    /// Everything else is as after [`Call::apply_block`]: the current epoch retires, the tip's
     /// epoch opens if we can read its key, a verification round begins.
-    pub fn resync(&mut self, last_block_server: &[u8], now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
+    pub fn resync(&mut self, tip: UnverifiedTip, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.handle_timeout(now);
-        let next = Chain::from_server_block(last_block_server)?;
-        if next.height() == self.chain.height() && next.hash() == self.chain.hash() {
+        if tip.height() == self.chain.height() && tip.hash() == self.chain.hash() {
             return Ok(());
         }
-        if next.height() <= self.chain.height() {
+        if tip.height() <= self.chain.height() {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!("resync needs a block above height {}, got height {}", self.chain.height(), next.height()),
+                format!("resync needs a block above height {}, got height {}", self.chain.height(), tip.height()),
             ));
         }
-        self.advance(next, now, rng);
+        let (trusted, block) = tip.into_parts();
+        if self.chain.height().checked_add(1) == Some(block.height) && block.prev_block_hash == *self.chain.hash() {
+            let mut next = self.chain.clone();
+            next.apply_block(block)?;
+            self.advance(next, Event::BlockApplied { height: trusted.height() }, now, rng);
+            return Ok(());
+        }
+        let height = trusted.height();
+        self.advance(trusted, Event::TipAdopted { height }, now, rng);
         Ok(())
     }
 
-    /// Moves to `next`, a chain state that is valid: from here on nothing fails.
-    fn advance(&mut self, next: Chain, now: u64, rng: &mut impl CryptoRngCore) {
+    /// Moves to `next` (a chain state that passed the rules, or a tip trusted explicitly, as
+    /// `how` says: [`Event::BlockApplied`] or [`Event::TipAdopted`]): from here on nothing fails.
+    fn advance(&mut self, next: Chain, how: Event, now: u64, rng: &mut impl CryptoRngCore) {
         // As the reference does, the old key starts retiring BEFORE we try to read the new one:
         // a block we cannot read must never leave us encrypting under a key it replaced.
         self.epochs.retire_current(now);
         self.chain = next;
         let height = self.chain.height();
-        self.events.push_back(Event::BlockApplied { height });
+        self.events.push_back(how);
         self.key_state = match self.chain.group_key(self.user_id, &self.key) {
             Ok(key) => {
                 self.open_epoch(&key);

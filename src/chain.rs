@@ -4,6 +4,10 @@
 //!  server-form bytes ─▶ Block::decode_server ─▶ Chain::apply_block ─▶ height, hash, GroupState,
 //!                                               (all-or-nothing)      SharedKey, group key
 //!  GroupState + signer + rng ─▶ Chain::build_* ─▶ plain-form bytes to send
+//!
+//!  the server's last block ─▶ UnverifiedTip (consistent, verified against nothing)
+//!                               ├─▶ build_self_add (a join: the members check it)
+//!                               └─▶ Call::from_tip / Call::resync / Chain::trust_tip (trusted, explicitly)
 //! ```
 //!
 //! [`Chain::apply`] checks every rule of SPEC.md §4 and either accepts the block, replacing the
@@ -336,61 +340,12 @@ impl Chain {
         }
     }
 
-    /// Starts a chain from a single server-form block (the last block getGroupCallChainBlocks
-    /// returns): its group state and shared key come from its changes or its proof.
-    pub fn from_server_block(bytes: &[u8]) -> Result<Self> {
-        Chain::from_block(Block::decode_server(bytes)?)
-    }
-
-    /// Starts a chain from a single decoded block. Its signature cannot be checked (the previous
-    /// state is unknown); the block must be internally consistent.
-    pub fn from_block(block: Block) -> Result<Self> {
-        if block.height < 0 {
-            return Err(Error::new(ErrorKind::InvalidBlock, "negative height"));
-        }
-        let mut group_state = (block.height == 0).then(genesis_state);
-        let mut shared_key = None;
-        let (mut has_set_value, mut has_group_change, mut has_shared_key_change) = (false, false, false);
-        for change in &block.changes {
-            match change {
-                Change::Noop { .. } => {}
-                Change::SetValue { .. } => has_set_value = true,
-                Change::SetGroupState(s) => {
-                    group_state = Some(s.clone());
-                    shared_key = Some(SharedKey::default());
-                    has_group_change = true;
-                }
-                Change::SetSharedKey(k) => {
-                    shared_key = Some(k.clone());
-                    has_shared_key_change = true;
-                }
-            }
-        }
-        if let Some(s) = &block.state_proof.group_state {
-            group_state = Some(s.clone());
-        }
-        if let Some(k) = &block.state_proof.shared_key {
-            shared_key = Some(k.clone());
-        }
-        let group_state =
-            group_state.ok_or_else(|| Error::new(ErrorKind::InvalidStateProofGroup, "no group state proof"))?;
-        let shared_key = shared_key.ok_or_else(|| Error::new(ErrorKind::InvalidStateProofSecret, "no shared key"))?;
-        let t = Transition {
-            group_state: Arc::new(group_state),
-            shared_key: Arc::new(shared_key),
-            has_set_value,
-            has_group_change,
-            has_shared_key_change,
-        };
-        check_proof(&t, &block.state_proof, FinalCheck::Revalidate)?;
-        Ok(Chain {
-            height: block.height,
-            hash: block.hash(),
-            prev_hash: block.prev_block_hash,
-            kv_hash: block.state_proof.kv_hash,
-            group_state: t.group_state,
-            shared_key: t.shared_key,
-        })
+    /// Adopts a tip the server handed out as accepted state, **without verifying it**: what
+    /// [`Call::new`](crate::Call::new) does for the block a call starts from. Use it only where
+    /// trusting the server's word is the explicit decision (starting to follow a chain, e.g.
+    /// replaying a dump that begins mid-chain); to follow a chain, [`Chain::apply`] every block.
+    pub fn trust_tip(tip: UnverifiedTip) -> Self {
+        tip.chain
     }
 
     /// Applies a server-form block (as getGroupCallChainBlocks and updates deliver it).
@@ -578,17 +533,21 @@ impl Chain {
     /// A block that sets `new_state` with a fresh shared key for all its participants: adding or
     /// removing members (deleteConferenceCallParticipants), permission changes, or a plain re-key
     /// (the same state again). Draws from `rng` in the reference's order (SPEC.md §4.5).
+    ///
+    /// As in the reference, the key headers are computed before the block's rules are checked: a
+    /// participant key with no shared secret fails with [`ErrorKind::SharedSecret`] even for a
+    /// signer without the rights, who otherwise gets `INVALID_BLOCK__NO_PERMISSIONS`.
     pub fn build_change_state(
         &self,
         new_state: GroupState,
         signer: &PrivateKey,
         rng: &mut impl CryptoRngCore,
     ) -> Result<PlainBlock> {
-        // Permissions first, as the reference does: a change the signer may not make is refused
-        // with INVALID_BLOCK__NO_PERMISSIONS before any key header is computed.
-        let group_state = self.state_under(self.next_height()?);
-        let check = vec![Change::SetGroupState(new_state.clone())];
-        run_changes(group_state, self.shared_key.clone(), check, &signer.public_key(), SetValueRule::RequirePermission)?;
+        // Key headers first, then the rules, as the reference does (tde2e's
+        // Call::build_change_state computes a shared secret with every participant's key, then
+        // Blockchain::build_block checks permissions): a participant key with no shared secret
+        // (the identity, an order-2 point) fails with SHARED_SECRET whoever signs, and a signer
+        // without the rights gets INVALID_BLOCK__NO_PERMISSIONS only over keys that have one.
         let changes = shared_key_changes(new_state, rng)?;
         self.build_block(changes, signer)
     }
@@ -618,6 +577,174 @@ impl Chain {
         let change = Change::SetValue { key: key.to_vec(), value: value.to_vec() };
         self.build_block_with_kv(vec![change], signer, new_kv_hash)
     }
+}
+
+/// The last block of a call's chain as the server hands it out (getGroupCallChainBlocks with
+/// offset -1, the block joinGroupCall returns): decoded and checked for internal consistency
+/// (SPEC.md §4.3: a non-negative height, a group state and shared key that its changes or its
+/// proof give, a proof that matches them, a valid state and key), but **verified against no
+/// history**. Its signature cannot be checked, because the state it was built on is unknown: it
+/// is the server's word for what the call's state is.
+///
+/// Every first join trusts that word (tdlib's `Call::create` and `create_self_add_block` do the
+/// same): there is nothing else to start from. A member that already follows the chain has
+/// something better, its own verified state, and takes the next blocks only through the rules
+/// ([`Chain::apply`], [`Call::apply_block`](crate::Call::apply_block)). So this type is kept
+/// apart from [`Chain`], the accepted state, as openmls keeps a `VerifiableGroupInfo` apart from a
+/// verified group: only the entry points that trust the server by design take it,
+/// [`Call::from_tip`](crate::Call::from_tip) (and [`Call::new`](crate::Call::new), which decodes
+/// one), [`Call::resync`](crate::Call::resync) (reported as
+/// [`Event::TipAdopted`](crate::Event::TipAdopted), never as a verified block) and
+/// [`Chain::trust_tip`]. What it can safely do on its own is describe the state and build the
+/// block that joins it ([`UnverifiedTip::build_self_add`]): that block is checked by the server
+/// and by every member against their own chain, so a forged tip only makes the join fail.
+///
+/// ```
+/// use confchain::{build_zero_block, GroupParticipant, GroupState, Permissions, PrivateKey, UnverifiedTip};
+/// # use rand_core::SeedableRng;
+/// # let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+/// let (alice, bob) = (PrivateKey::generate(&mut rng), PrivateKey::generate(&mut rng));
+/// let member = |id, key: &PrivateKey| GroupParticipant { user_id: id, public_key: key.public_key(), flags: Permissions::ALL, version: 0 };
+/// let zero = build_zero_block(GroupState { participants: vec![member(1, &alice)], external_permissions: Permissions::ALL }, &alice, &mut rng)?;
+///
+/// // The server's tip: what a join builds on.
+/// let tip = UnverifiedTip::from_server_block(&zero.to_server_form())?;
+/// assert_eq!((tip.height(), tip.participants().len()), (0, 1));
+/// let join = tip.build_self_add(member(2, &bob), &bob, &mut rng)?;
+/// # let _ = join;
+/// # Ok::<(), confchain::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct UnverifiedTip {
+    block: Block,
+    chain: Chain,
+}
+
+impl UnverifiedTip {
+    /// Decodes a server-form block (the last block getGroupCallChainBlocks returns) and checks it
+    /// for internal consistency. Nothing is verified against a history (see the type).
+    pub fn from_server_block(bytes: &[u8]) -> Result<Self> {
+        UnverifiedTip::from_block(Block::decode_server(bytes)?)
+    }
+
+    /// [`UnverifiedTip::from_server_block`] for a block already decoded.
+    pub fn from_block(block: Block) -> Result<Self> {
+        let chain = chain_from_block(&block)?;
+        Ok(UnverifiedTip { block, chain })
+    }
+
+    /// The block itself.
+    pub fn block(&self) -> &Block {
+        &self.block
+    }
+
+    /// Its height.
+    pub fn height(&self) -> i32 {
+        self.chain.height
+    }
+
+    /// Its hash (SHA-256 of its canonical encoding).
+    pub fn hash(&self) -> &[u8; 32] {
+        &self.chain.hash
+    }
+
+    /// The hash of the block it claims to follow.
+    pub fn prev_hash(&self) -> &[u8; 32] {
+        &self.chain.prev_hash
+    }
+
+    /// The key/value hash it commits to.
+    pub fn kv_hash(&self) -> &[u8; 32] {
+        &self.chain.kv_hash
+    }
+
+    /// The group state it claims.
+    pub fn group_state(&self) -> &GroupState {
+        &self.chain.group_state
+    }
+
+    /// The shared key it claims.
+    pub fn shared_key(&self) -> &SharedKey {
+        &self.chain.shared_key
+    }
+
+    /// The participants it claims.
+    pub fn participants(&self) -> &[GroupParticipant] {
+        self.chain.participants()
+    }
+
+    /// The group's protocol version in the state it claims.
+    pub fn group_version(&self) -> i32 {
+        self.chain.group_version()
+    }
+
+    /// The block joinGroupCall sends: this state with `me` appended (replacing an older entry
+    /// with the same user id), and a fresh shared key ([`Chain::build_self_add`]). Safe on an
+    /// unverified tip: the block is checked by the server and by every member.
+    pub fn build_self_add(
+        &self,
+        me: GroupParticipant,
+        signer: &PrivateKey,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<PlainBlock> {
+        self.chain.build_self_add(me, signer, rng)
+    }
+
+    /// The adopted state and the block (for [`Call::resync`](crate::Call::resync)).
+    pub(crate) fn into_parts(self) -> (Chain, Block) {
+        (self.chain, self.block)
+    }
+}
+
+/// The state a single block leads to, from its changes and its proof (SPEC.md §4.3). Its signature
+/// cannot be checked (the previous state is unknown); the block must be internally consistent.
+fn chain_from_block(block: &Block) -> Result<Chain> {
+    if block.height < 0 {
+        return Err(Error::new(ErrorKind::InvalidBlock, "negative height"));
+    }
+    let mut group_state = (block.height == 0).then(genesis_state);
+    let mut shared_key = None;
+    let (mut has_set_value, mut has_group_change, mut has_shared_key_change) = (false, false, false);
+    for change in &block.changes {
+        match change {
+            Change::Noop { .. } => {}
+            Change::SetValue { .. } => has_set_value = true,
+            Change::SetGroupState(s) => {
+                group_state = Some(s.clone());
+                shared_key = Some(SharedKey::default());
+                has_group_change = true;
+            }
+            Change::SetSharedKey(k) => {
+                shared_key = Some(k.clone());
+                has_shared_key_change = true;
+            }
+        }
+    }
+    if let Some(s) = &block.state_proof.group_state {
+        group_state = Some(s.clone());
+    }
+    if let Some(k) = &block.state_proof.shared_key {
+        shared_key = Some(k.clone());
+    }
+    let group_state =
+        group_state.ok_or_else(|| Error::new(ErrorKind::InvalidStateProofGroup, "no group state proof"))?;
+    let shared_key = shared_key.ok_or_else(|| Error::new(ErrorKind::InvalidStateProofSecret, "no shared key"))?;
+    let t = Transition {
+        group_state: Arc::new(group_state),
+        shared_key: Arc::new(shared_key),
+        has_set_value,
+        has_group_change,
+        has_shared_key_change,
+    };
+    check_proof(&t, &block.state_proof, FinalCheck::Revalidate)?;
+    Ok(Chain {
+        height: block.height,
+        hash: block.hash(),
+        prev_hash: block.prev_block_hash,
+        kv_hash: block.state_proof.kv_hash,
+        group_state: t.group_state,
+        shared_key: t.shared_key,
+    })
 }
 
 /// Writes `signature` into an encoded block (whose signature field was zeroed for signing).
@@ -656,7 +783,10 @@ pub fn shared_key_changes(state: GroupState, rng: &mut impl CryptoRngCore) -> Re
     let dest_header: Vec<[u8; 32]> = {
         use rayon::prelude::*;
         if state.participants.len() >= PARALLEL_THRESHOLD {
-            state.participants.par_iter().map(header).collect::<Result<_>>()?
+            // Collected in order before looking for errors, so that the error is the first
+            // participant's, as in the sequential path (and the reference).
+            let headers: Vec<Result<[u8; 32]>> = state.participants.par_iter().map(header).collect();
+            headers.into_iter().collect::<Result<_>>()?
         } else {
             state.participants.iter().map(header).collect::<Result<_>>()?
         }

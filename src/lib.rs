@@ -10,7 +10,8 @@
 //! ([`Call::apply_block`]) and broadcasts ([`Call::receive_broadcast`]), encrypt and decrypt
 //! packets, and pull what it wants sent ([`Call::poll_outbound`]) and what happened
 //! ([`Call::poll_event`]). Blocks to send are built by [`build_zero_block`],
-//! [`Chain::build_self_add`] and the `build_*` methods of [`Call`]; they come out as
+//! [`UnverifiedTip::build_self_add`] (a join, on the server's tip: the one state confchain takes on
+//! trust, and only where the API says so) and the `build_*` methods of [`Call`]; they come out as
 //! [`PlainBlock`]s (what the API methods take), while everything the server returns is server
 //! form (`&[u8]`). Time (`now`, in milliseconds) and randomness (`&mut impl CryptoRngCore`) are
 //! always passed in. One-to-one calls are in [`p2p`]. The protocol and every rule are described in
@@ -69,7 +70,7 @@ pub mod sim;
 pub mod wire;
 
 pub use call::{Call, Event};
-pub use chain::{build_zero_block, Chain, GroupKey};
+pub use chain::{build_zero_block, Chain, GroupKey, UnverifiedTip};
 pub use crypto::{PrivateKey, PublicKey, Secret};
 pub use emoji::{emoji_table, emojis_from_hash};
 pub use error::{Error, ErrorKind, Result};

@@ -22,9 +22,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use chacha20::rand_core::{SeedableRng as _, TryRng as _};
+use chacha20::ChaCha20Rng;
 use ed25519_dalek::VerifyingKey;
-use rand_chacha::ChaCha20Rng;
-use rand_core::{CryptoRngCore, SeedableRng};
+use rand_core::CryptoRngCore;
+use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use crate::crypto::{PrivateKey, PublicKey};
 use crate::error::{Error, ErrorKind, Result};
@@ -181,6 +183,59 @@ impl Shared {
     }
 }
 
+/// The media encryptor's own CSPRNG: ChaCha20 keyed with 32 bytes from the caller's RNG.
+///
+/// Its key regenerates every one-time secret it ever drew, and through them the packets they
+/// protect. So: the state and the output buffer wipe themselves on drop (`chacha20`'s
+/// `ChaCha20Rng` with its `zeroize` feature; `rand_chacha`'s does not), and after every packet the
+/// key is replaced by 32 bytes of its own output ([`MediaRng::ratchet`], "fast key erasure"), so
+/// not even the live state can regenerate a secret already used. The encryptor keeps it boxed:
+/// moving the encryptor moves a pointer, not a copy of the state.
+pub(crate) struct MediaRng(ChaCha20Rng);
+
+impl MediaRng {
+    pub(crate) fn from_seed(seed: &Zeroizing<[u8; 32]>) -> Self {
+        MediaRng(ChaCha20Rng::from_seed(**seed))
+    }
+
+    /// Re-keys from its own output; the previous state is wiped as it is dropped.
+    pub(crate) fn ratchet(&mut self) {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rand_core::RngCore::fill_bytes(self, &mut *seed);
+        *self = MediaRng::from_seed(&seed);
+    }
+}
+
+impl rand_core::RngCore for MediaRng {
+    fn next_u32(&mut self) -> u32 {
+        let Ok(v) = self.0.try_next_u32();
+        v
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let Ok(v) = self.0.try_next_u64();
+        v
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        let Ok(()) = self.0.try_fill_bytes(dest);
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> std::result::Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for MediaRng {}
+
+// The ChaCha20 state and its output buffer wipe themselves on drop (checked at compile time).
+impl ZeroizeOnDrop for MediaRng {}
+const _: fn() = || {
+    fn wiped_on_drop<T: ZeroizeOnDrop>() {}
+    wiped_on_drop::<ChaCha20Rng>();
+};
+
 /// Encrypts our own frames from any thread (`Send + Sync`, `&self`), with its own RNG.
 ///
 /// ```
@@ -207,8 +262,11 @@ impl Shared {
 pub struct MediaEncryptor {
     shared: Arc<Shared>,
     key: PrivateKey,
-    rng: Mutex<ChaCha20Rng>,
+    rng: Mutex<Box<MediaRng>>,
 }
+
+// Its secrets (the private key and the RNG) wipe themselves on drop.
+impl ZeroizeOnDrop for MediaEncryptor {}
 
 impl std::fmt::Debug for MediaEncryptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -218,11 +276,9 @@ impl std::fmt::Debug for MediaEncryptor {
 
 impl MediaEncryptor {
     pub(crate) fn new(shared: Arc<Shared>, key: PrivateKey, rng: &mut impl CryptoRngCore) -> Self {
-        let mut seed = [0u8; 32];
-        rng.fill_bytes(&mut seed);
-        let handle = MediaEncryptor { shared, key, rng: Mutex::new(ChaCha20Rng::from_seed(seed)) };
-        zeroize::Zeroize::zeroize(&mut seed);
-        handle
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut *seed);
+        MediaEncryptor { shared, key, rng: Mutex::new(Box::new(MediaRng::from_seed(&seed))) }
     }
 
     /// Encrypts `frame` (its first `clear_prefix_len` bytes stay in clear) on `channel` for every
@@ -242,7 +298,10 @@ impl MediaEncryptor {
         let seqno = self.shared.next_seqno(channel)?;
         let epochs = snapshot.live(now).iter().map(|e| &e.key);
         let mut rng = self.rng.lock().map_err(|_| poisoned())?;
-        packet::encrypt_into(epochs, &self.key, channel, seqno, frame, clear_prefix_len, &mut *rng, out)
+        let result = packet::encrypt_into(epochs, &self.key, channel, seqno, frame, clear_prefix_len, &mut **rng, out);
+        // What this packet drew can no longer be regenerated from the RNG's state.
+        rng.ratchet();
+        result
     }
 }
 
@@ -274,5 +333,32 @@ impl MediaDecryptor {
     /// Heights of the epochs live at `now`.
     pub fn live_epochs(&self, now: u64) -> Vec<i32> {
         self.shared.snapshot().live(now).iter().map(|e| e.height).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::RngCore;
+
+    /// Fast key erasure: after a ratchet the key is 32 bytes of the old stream that were never
+    /// handed out, and the old stream (whose key regenerates what was drawn) is gone.
+    #[test]
+    fn the_media_rng_ratchets_its_key_from_its_own_output() {
+        let seed = Zeroizing::new([7u8; 32]);
+        let (mut a, mut b) = (MediaRng::from_seed(&seed), MediaRng::from_seed(&seed));
+        let (mut x, mut y) = ([0u8; 64], [0u8; 64]);
+        a.fill_bytes(&mut x);
+        b.fill_bytes(&mut y);
+        assert_eq!(x, y, "deterministic from its seed");
+        a.ratchet();
+        let mut next_key = Zeroizing::new([0u8; 32]);
+        b.fill_bytes(&mut *next_key);
+        let (mut after, mut expected) = ([0u8; 32], [0u8; 32]);
+        a.fill_bytes(&mut after);
+        MediaRng::from_seed(&next_key).fill_bytes(&mut expected);
+        assert_eq!(after, expected);
+        b.fill_bytes(&mut expected);
+        assert_ne!(after, expected, "the old stream does not go on");
     }
 }

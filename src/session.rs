@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use rand_core::CryptoRngCore;
 
 use crate::call::{Call, Event};
-use crate::chain::{build_zero_block, Chain};
+use crate::chain::{build_zero_block, UnverifiedTip};
 use crate::crypto::PrivateKey;
 use crate::error::{Error, ErrorKind, Result};
 use crate::wire::{Broadcast, GroupParticipant, GroupState, Permissions};
@@ -748,7 +748,9 @@ impl Session {
                 };
                 build_zero_block(state, &key, rng)
             }
-            Some(last) => Chain::from_server_block(last).and_then(|c| c.build_self_add(self.me(&key), &key, rng)),
+            Some(last) => {
+                UnverifiedTip::from_server_block(last).and_then(|t| t.build_self_add(self.me(&key), &key, rng))
+            }
         };
         match block {
             Ok(block) => {
@@ -956,7 +958,7 @@ impl Session {
         self.state = SessionState::Joined;
         let Some((blocks, next_offset)) = tip else { return };
         let (Some(last), Some(call)) = (blocks.last(), self.call.as_mut()) else { return };
-        match call.resync(last, now, rng) {
+        match UnverifiedTip::from_server_block(last).and_then(|tip| call.resync(tip, now, rng)) {
             Ok(()) => {
                 self.sync.get_mut(SubChain::Blocks).next_offset = Some(next_offset);
                 self.sync.get_mut(SubChain::Blocks).early.clear();
@@ -1023,7 +1025,7 @@ impl Session {
         let mut removed = None;
         for e in events {
             match e {
-                Event::BlockApplied { height } => {
+                Event::BlockApplied { height } | Event::TipAdopted { height } => {
                     let fingerprint = if height == current { fingerprint.clone() } else { None };
                     self.events.push_back(SessionEvent::KeyChanged { height, fingerprint });
                 }

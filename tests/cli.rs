@@ -162,9 +162,18 @@ fn replay_reports_each_block() {
     let last: serde_json::Value = serde_json::from_str(stdout(&o).lines().last().unwrap()).unwrap();
     assert_eq!(last["hash"], v["steps"][7]["hash"]);
 
-    // A dump may start mid-chain: the first block is taken as the starting point.
+    assert!(stdout(&o).lines().all(|l| l.contains("\"verified_from_zero_block\":true")));
+
+    // A dump may start mid-chain: the first block is taken as the starting point, on trust, and
+    // says so.
     let path = tmp_file("tail.txt", &blocks[3..].join("\n"));
-    assert!(confchain(&["replay", path.to_str().unwrap()]).status.success());
+    let o = confchain(&["replay", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.lines().next().unwrap().ends_with("(taken on trust: the dump starts mid-chain)"), "{out}");
+    assert!(!out.lines().skip(1).any(|l| l.contains("on trust")), "{out}");
+    let o = confchain(&["replay", "--json", path.to_str().unwrap()]);
+    assert!(stdout(&o).lines().all(|l| l.contains("\"verified_from_zero_block\":false")));
 }
 
 #[test]

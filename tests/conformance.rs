@@ -4,7 +4,7 @@
 mod common;
 
 use common::{hex, hex32, load, report, ReplayRng};
-use confchain::chain::{build_zero_block, Chain};
+use confchain::chain::{build_zero_block, Chain, UnverifiedTip};
 use confchain::crypto::{self, PrivateKey, PublicKey};
 use confchain::wire::{self, Block, Change, GroupParticipant, GroupState};
 use confchain::ErrorKind;
@@ -197,7 +197,7 @@ fn check_chain_file(name: &str) -> usize {
         assert_eq!(step["group_keys"].as_array().unwrap().len(), chain.participants().len(), "{what}");
 
         // Starting from this single block gives the same state.
-        let single = Chain::from_server_block(&server).unwrap_or_else(|e| panic!("{what}: from block: {e}"));
+        let single = UnverifiedTip::from_server_block(&server).unwrap_or_else(|e| panic!("{what}: from block: {e}"));
         assert_eq!(
             (single.height(), single.hash(), single.group_state()),
             (chain.height(), chain.hash(), chain.group_state())
@@ -251,7 +251,7 @@ fn join() {
     let mut n = 0;
     for case in v["self_add"].as_array().unwrap() {
         let what = case["name"].as_str().unwrap();
-        let chain = Chain::from_server_block(&hex(&case["last_block"])).unwrap();
+        let tip = UnverifiedTip::from_server_block(&hex(&case["last_block"])).unwrap();
         let sk = PrivateKey::from_slice(&hex(&case["private_key"])).unwrap();
         let me = GroupParticipant {
             user_id: case["user_id"].as_i64().unwrap(),
@@ -260,10 +260,10 @@ fn join() {
             version: case["version"].as_i64().unwrap() as i32,
         };
         let mut rng = ReplayRng::new(hex(&case["rng"]));
-        let built = chain.build_self_add(me, &sk, &mut rng).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let built = tip.build_self_add(me, &sk, &mut rng).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert!(rng.exhausted(), "{what}");
         assert_eq!(hex::encode(&built), hex::encode(wire::from_server_form(&hex(&case["block"])).unwrap()), "{what}");
-        let mut next = chain.clone();
+        let mut next = Chain::trust_tip(tip);
         next.apply(&built.to_server_form()).unwrap();
         assert_eq!(*next.group_state(), state_from_json(&case["state"]), "{what}");
         n += 1;
@@ -314,7 +314,7 @@ fn packet_events(v: &Value, via_handles: bool) -> usize {
                 for call in &mut calls {
                     call.apply_block(block, 0, &mut rng).unwrap_or_else(|err| panic!("{what}: {err}"));
                 }
-                let state = Chain::from_server_block(block).unwrap();
+                let state = UnverifiedTip::from_server_block(block).unwrap();
                 for (uid, sk) in &keys {
                     let present = state.group_state().participant(*uid).is_some();
                     if present && !calls.iter().any(|c| c.user_id() == *uid) {
@@ -418,7 +418,7 @@ fn broadcasts() {
     let mut calls: Vec<Call> = Vec::new();
     let mut n = 0;
     for block in &blocks {
-        let chain = Chain::from_server_block(block).unwrap();
+        let chain = UnverifiedTip::from_server_block(block).unwrap();
         // The last block's verification nonce is the recorded one; earlier ones are arbitrary.
         let rng_for = |uid: i64| {
             if chain.height() == height {

@@ -249,6 +249,7 @@ fn secret_types_zeroize_on_drop() {
     zeroize_on_drop::<PrivateKey>();
     zeroize_on_drop::<confchain::GroupKey>();
     zeroize_on_drop::<confchain::crypto::HeaderKey>();
+    zeroize_on_drop::<confchain::MediaEncryptor>();
     // Constant-time equality still compares correctly.
     assert_eq!(Secret::from_bytes([1u8; 32]), Secret::from_bytes([1u8; 32]));
     assert_ne!(Secret::from_bytes([1u8; 32]), Secret::from_bytes([2u8; 32]));

@@ -36,7 +36,8 @@ fn concurrent_decryption_accepts_each_packet_once() {
     let decryptor = receiver.media_decryptor();
     // 11 senders, 60 packets each, sent over 6 s of virtual time with a re-key every 100 ms of it.
     let mut packets = Vec::new();
-    let mut chain = confchain::Chain::from_server_block(&zero).unwrap();
+    let mut chain = confchain::Chain::empty();
+    chain.apply(&zero).unwrap();
     for round in 0..60u64 {
         let now = round * 100;
         for (s, enc) in encryptors.iter().enumerate().skip(1) {
@@ -89,7 +90,8 @@ fn handles_see_new_epochs_and_stop_when_removed() {
     let (mut alice, mut bob) = (m.alice, m.bob);
     let bob_enc = bob.media_encryptor(&mut rng);
     let alice_dec = alice.media_decryptor();
-    let mut chain = confchain::Chain::from_server_block(&m.zero).unwrap();
+    let mut chain = confchain::Chain::empty();
+    chain.apply(&m.zero).unwrap();
     let mut packet = Vec::new();
     bob_enc.encrypt_into(1, b"before", 0, 0, &mut packet).unwrap();
     let mut out = Vec::new();
@@ -123,7 +125,8 @@ fn frames_never_see_more_than_max_epochs() {
     let mut rng = ChaCha20Rng::seed_from_u64(23);
     let m = common::two_members(&mut rng);
     let mut alice = m.alice;
-    let mut chain = confchain::Chain::from_server_block(&m.zero).unwrap();
+    let mut chain = confchain::Chain::empty();
+    chain.apply(&m.zero).unwrap();
     let blocks: Vec<Vec<u8>> = (0..3 * confchain::limits::MAX_EPOCHS)
         .map(|_| {
             let b = chain.build_change_state(m.state.clone(), &m.alice_key, &mut rng).unwrap().to_server_form();

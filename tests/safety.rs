@@ -1,6 +1,8 @@
 //! The failure policy and recovery (SPEC.md §8.1): a valid block we cannot read ends our old key;
 //! a later good block gives us a key again; a call resyncs in place keeping its key, sequence
-//! numbers and replay windows; caller time never overflows; the epoch boundary is the reference's.
+//! numbers and replay windows, reporting a trusted tip apart from a verified block and never
+//! adopting a tip its own rules can check and refuse; caller time never overflows; the epoch
+//! boundary is the reference's.
 
 mod common;
 
@@ -8,7 +10,7 @@ use common::ADD_REMOVE;
 use confchain::limits::EPOCH_GRACE_MS;
 use confchain::{
     build_zero_block, Block, Call, Chain, Change, ErrorKind, Event, GroupParticipant, GroupState, Permissions,
-    PlainBlock, PrivateKey, PublicKey,
+    PlainBlock, PrivateKey, PublicKey, UnverifiedTip,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -171,14 +173,21 @@ fn resync_in_place_keeps_sequence_numbers_and_windows() {
         c.calls[0].apply_block(&b, now, &mut c.rng).unwrap();
         c.calls[2].apply_block(&b, now, &mut c.rng).unwrap();
     }
-    let last = c.blocks.last().unwrap().clone();
+    let tip = |b: &Vec<u8>| UnverifiedTip::from_server_block(b).unwrap();
+    let last = tip(c.blocks.last().unwrap());
     // The block we already have is a no-op; the server's last one is adopted; an older one then
     // cannot be.
-    c.calls[1].resync(&c.blocks[0].clone(), now, &mut c.rng).unwrap();
+    c.events(1);
+    c.calls[1].resync(tip(&c.blocks[0]), now, &mut c.rng).unwrap();
     assert_eq!(c.calls[1].height(), 0);
-    c.calls[1].resync(&last, now, &mut c.rng).unwrap();
-    c.calls[1].resync(&last, now, &mut c.rng).unwrap();
-    assert_eq!(c.calls[1].resync(&c.blocks[1].clone(), now, &mut c.rng).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert!(c.events(1).is_empty(), "the same block again changes nothing");
+    c.calls[1].resync(last.clone(), now, &mut c.rng).unwrap();
+    // Adopted on trust: reported as such, never as a verified block.
+    let events = c.events(1);
+    assert!(events.contains(&Event::TipAdopted { height: 2 }), "{events:?}");
+    assert!(!events.iter().any(|e| matches!(e, Event::BlockApplied { .. })), "{events:?}");
+    c.calls[1].resync(last, now, &mut c.rng).unwrap();
+    assert_eq!(c.calls[1].resync(tip(&c.blocks[1]), now, &mut c.rng).unwrap_err().kind(), ErrorKind::InvalidInput);
     assert_eq!(c.calls[1].height(), 2);
     assert_eq!(c.calls[1].key_fingerprint(), c.calls[0].key_fingerprint());
     for i in 0..100u32 {
@@ -233,6 +242,57 @@ fn epoch_boundary_matches_the_reference() {
     }
 }
 
+/// Issue 23, item 1, at the call's level: an outsider signs the next block, adding itself. The
+/// rules refuse it (it has no rights), and a resync to that very block, which directly follows
+/// ours and so can be checked, must refuse it too: trusting the tip would give the outsider every
+/// key we use from then on. Nothing changes, and we keep encrypting for the real members only.
+#[test]
+fn resync_refuses_a_tip_that_the_rules_refuse() {
+    let mut c = three();
+    let outsider = PrivateKey::generate(&mut c.rng);
+    let mut state = c.state();
+    state.participants.push(GroupParticipant {
+        user_id: 66,
+        public_key: outsider.public_key(),
+        flags: Permissions::ALL,
+        version: 0,
+    });
+    // Built by hand (the builders refuse it): a genuine add with a valid key for everyone,
+    // re-signed by the outsider, who has no right to add anyone.
+    let mut forged = c.server.build_change_state(state, &c.keys[0], &mut c.rng).unwrap().decode().unwrap();
+    forged.signature_public_key = Some(outsider.public_key());
+    forged.signature = outsider.sign(&forged.signing_bytes());
+    let forged = confchain::to_server_form(&forged.encode()).unwrap();
+    let refused = c.calls[1].check_block(&forged).unwrap_err();
+    assert_eq!(refused.code(), Some("INVALID_BLOCK__NO_PERMISSIONS"));
+    c.events(1);
+    let before = (c.calls[1].height(), c.calls[1].key_fingerprint(), c.calls[1].participants().to_vec());
+    let tip = UnverifiedTip::from_server_block(&forged).expect("consistent on its own");
+    let e = c.calls[1].resync(tip, 5, &mut c.rng).unwrap_err();
+    assert_eq!(e, refused, "the rules' own error");
+    assert_eq!((c.calls[1].height(), c.calls[1].key_fingerprint(), c.calls[1].participants().to_vec()), before);
+    assert!(c.events(1).is_empty());
+    // Our packets are still for the real members only: the outsider's key reads none of them.
+    let p = c.calls[1].encrypt(0, b"members only", 0, 5, &mut c.rng).unwrap();
+    assert_eq!(c.calls[0].decrypt(2, &p, 5).unwrap(), b"members only");
+    assert!(c.calls[1].participants().iter().all(|p| p.user_id != 66));
+}
+
+/// A tip that directly follows our block and passes the rules is applied as a verified block.
+#[test]
+fn resync_to_the_next_block_verifies_it() {
+    let mut c = three();
+    let b = c.server.build_change_state(c.state(), &c.keys[2], &mut c.rng).unwrap();
+    let b = c.publish(&b);
+    c.events(1);
+    c.calls[1].resync(UnverifiedTip::from_server_block(&b).unwrap(), 5, &mut c.rng).unwrap();
+    let events = c.events(1);
+    assert!(events.contains(&Event::BlockApplied { height: 1 }), "{events:?}");
+    assert!(!events.iter().any(|e| matches!(e, Event::TipAdopted { .. })), "{events:?}");
+    c.calls[0].apply_block(&b, 5, &mut c.rng).unwrap();
+    assert_eq!(c.calls[1].key_fingerprint(), c.calls[0].key_fingerprint());
+}
+
 /// A participant key that is not a curve point: the reference accepts the block and keeps
 /// re-keying over it; so does confchain (same shared-secret bytes, SPEC.md §11).
 #[test]
@@ -264,22 +324,124 @@ fn off_curve_participant_keys_do_not_stall_the_call() {
     assert_eq!(c.calls[0].key_fingerprint(), c.calls[2].key_fingerprint());
     let remove = c.calls[0].build_remove(&[9], &mut c.rng).unwrap();
     c.publish(&remove);
-    // A signer without permission is refused for permissions, before any key header is computed
-    // (the identity key y = 1 has no shared secret at all).
-    let mut identity = [0u8; 32];
-    identity[0] = 1;
+}
+
+/// Puts into the call participants whose keys have no shared secret, with a block built by hand:
+/// alice's builder cannot compute a header for them, so the block is built for stand-in keys and
+/// the keys swapped afterwards (the rules check who is listed, not what the headers hold).
+fn add_keyless_participants(c: &mut Conf, keyless: &[(i64, PublicKey)]) {
     let mut state = c.state();
-    state.participants.push(GroupParticipant {
-        user_id: 10,
-        public_key: PublicKey::from_bytes(identity),
-        flags: Permissions::NONE,
-        version: 0,
-    });
-    let outsider = PrivateKey::generate(&mut c.rng);
-    let e = c.server.build_change_state(state.clone(), &outsider, &mut c.rng).unwrap_err();
-    assert_eq!(e.code(), Some("INVALID_BLOCK__NO_PERMISSIONS"));
-    let e = c.server.build_change_state(state, &c.keys[0], &mut c.rng).unwrap_err();
-    assert_eq!((e.kind(), e.message()), (ErrorKind::SharedSecret, "Failed to compute modulo inverse"));
+    for (user_id, _) in keyless {
+        let stand_in = PrivateKey::generate(&mut c.rng);
+        state.participants.push(GroupParticipant {
+            user_id: *user_id,
+            public_key: stand_in.public_key(),
+            flags: Permissions::NONE,
+            version: 0,
+        });
+    }
+    let built = c.server.build_change_state(state, &c.keys[0], &mut c.rng).unwrap();
+    let mut changes = built.decode().unwrap().changes;
+    for change in &mut changes {
+        if let Change::SetGroupState(s) = change {
+            for (user_id, bad) in keyless {
+                s.participants.iter_mut().find(|p| p.user_id == *user_id).unwrap().public_key = *bad;
+            }
+        }
+    }
+    let block = c.server.build_block(changes, &c.keys[0]).unwrap();
+    let block = c.publish(&block);
+    for call in &mut c.calls {
+        call.apply_block(&block, 0, &mut c.rng).unwrap();
+    }
+    for (_, bad) in keyless {
+        assert!(c.calls[1].participants().iter().any(|p| p.public_key == *bad));
+    }
+}
+
+fn identity_key() -> PublicKey {
+    let mut y = [0u8; 32];
+    y[0] = 1;
+    PublicKey::from_bytes(y)
+}
+
+/// y = p - 1 = 2^255 - 20 (little-endian): the Edwards point of order 2, whose u is 0.
+fn order_two_key() -> PublicKey {
+    let mut y = [0xff; 32];
+    y[0] = 0xec;
+    y[31] = 0x7f;
+    PublicKey::from_bytes(y)
+}
+
+/// With two keyless participants, the error is the first listed one's, as in the reference's
+/// loop, also for groups large enough for the parallel key headers (feature `parallel`, 8+).
+#[test]
+fn the_first_keyless_participant_names_the_error() {
+    for (first, second, message) in [
+        (identity_key(), order_two_key(), "Failed to compute modulo inverse"),
+        (order_two_key(), identity_key(), "Failed to compute shared secret"),
+    ] {
+        let mut c = three();
+        for id in 20..25 {
+            let k = PrivateKey::generate(&mut c.rng);
+            let mut state = c.state();
+            state.participants.push(member(id, &k));
+            let b = c.server.build_change_state(state, &c.keys[0], &mut c.rng).unwrap();
+            let b = c.publish(&b);
+            for call in &mut c.calls {
+                call.apply_block(&b, 0, &mut c.rng).unwrap();
+            }
+        }
+        add_keyless_participants(&mut c, &[(10, first), (11, second)]);
+        assert!(c.calls[0].participants().len() >= 10);
+        let e = c.calls[0].build_rekey(&mut c.rng).unwrap_err();
+        assert_eq!((e.kind(), e.message()), (ErrorKind::SharedSecret, message));
+    }
+}
+
+/// Issue 23, item 4: builders compute the shared secrets first and check the rules after, as
+/// tde2e does (Call::build_change_state builds the key headers, then Blockchain::build_block
+/// checks permissions). A member without add/remove rights re-keying over a group that holds the
+/// identity key (y = 1: "Failed to compute modulo inverse") or an order-2 point (y = -1, u = 0:
+/// "Failed to compute shared secret") gets the shared-secret error (numeric 100), not
+/// INVALID_BLOCK__NO_PERMISSIONS (207): the same error the reference gives, whoever asks.
+#[test]
+fn builders_compute_shared_secrets_before_checking_permissions() {
+    for (bad, message) in
+        [(identity_key(), "Failed to compute modulo inverse"), (order_two_key(), "Failed to compute shared secret")]
+    {
+        let mut c = three();
+        // Bob loses his add/remove rights.
+        let demote = c.calls[0].build_set_permissions(2, Permissions::NONE, &mut c.rng).unwrap();
+        let demote = c.publish(&demote);
+        for call in &mut c.calls {
+            call.apply_block(&demote, 0, &mut c.rng).unwrap();
+        }
+        // Control: over an ordinary group, bob's re-key is refused for permissions.
+        let e = c.calls[1].build_rekey(&mut c.rng).unwrap_err();
+        assert_eq!((e.code(), e.numeric_code()), (Some("INVALID_BLOCK__NO_PERMISSIONS"), 207));
+        add_keyless_participants(&mut c, &[(10, bad)]);
+        // Over the keyless participant, the shared secret fails first, for bob as for alice.
+        for signer in [1, 0] {
+            let e = c.calls[signer].build_rekey(&mut c.rng).unwrap_err();
+            assert_eq!((e.kind(), e.message(), e.numeric_code()), (ErrorKind::SharedSecret, message, 100), "{signer}");
+        }
+        // The same through every builder that re-keys, and for a non-member's self-add.
+        let e = c.calls[1].build_remove(&[3], &mut c.rng).unwrap_err();
+        assert_eq!((e.kind(), e.message()), (ErrorKind::SharedSecret, message));
+        let e = c.calls[1].build_set_permissions(3, Permissions::NONE, &mut c.rng).unwrap_err();
+        assert_eq!((e.kind(), e.message()), (ErrorKind::SharedSecret, message));
+        let outsider = PrivateKey::generate(&mut c.rng);
+        let e = c.server.build_self_add(member(50, &outsider), &outsider, &mut c.rng).unwrap_err();
+        assert_eq!((e.kind(), e.message()), (ErrorKind::SharedSecret, message));
+        // Once the keyless participant is gone, bob is refused for permissions again, and alice
+        // may re-key.
+        let mut state = c.state();
+        state.participants.retain(|p| p.user_id != 10);
+        let e = c.calls[1].build_change_state(state.clone(), &mut c.rng).unwrap_err();
+        assert_eq!(e.code(), Some("INVALID_BLOCK__NO_PERMISSIONS"));
+        assert!(c.calls[0].build_change_state(state, &mut c.rng).is_ok());
+    }
 }
 
 /// Where confchain is deliberately more robust than the reference (which aborts): a set-value
@@ -313,4 +475,37 @@ fn verification_names_who_is_missing() {
         c.calls[0].receive_broadcast(&confchain::to_server_form(b).unwrap()).unwrap();
     }
     assert_eq!(c.calls[0].verification_missing(), vec![3], "carol never committed");
+}
+
+/// A tip is verified against nothing, but it must be consistent on its own (SPEC.md §4.3): a
+/// negative height, a block with no group state or no shared key to read, or a state that breaks
+/// the structural rules is refused before anyone can trust it.
+#[test]
+fn an_unverified_tip_must_be_consistent_on_its_own() {
+    let mut c = three();
+    let rekey = c.server.build_change_state(c.state(), &c.keys[0], &mut c.rng).unwrap();
+    let tip_of = |b: &Block| UnverifiedTip::from_block(b.clone());
+    let good = rekey.decode().unwrap();
+    assert_eq!(tip_of(&good).unwrap().participants(), c.state().participants.as_slice());
+
+    let mut negative = good.clone();
+    negative.height = -1;
+    assert_eq!(tip_of(&negative).unwrap_err().message(), "INVALID_BLOCK: negative height");
+
+    // A set-value block that omits the shared key from its proof: nothing tells the key.
+    let set_value = c.server.build_set_value(b"k", b"v", [1; 32], &c.keys[0]).unwrap().decode().unwrap();
+    assert!(tip_of(&set_value).is_ok());
+    let mut keyless = set_value.clone();
+    keyless.state_proof.shared_key = None;
+    assert_eq!(tip_of(&keyless).unwrap_err().kind(), ErrorKind::InvalidStateProofSecret);
+    let mut stateless = set_value.clone();
+    stateless.state_proof.group_state = None;
+    assert_eq!(tip_of(&stateless).unwrap_err().kind(), ErrorKind::InvalidStateProofGroup);
+
+    // A proof whose state lists one user twice.
+    let mut duplicate = set_value;
+    let state = duplicate.state_proof.group_state.as_mut().unwrap();
+    let first = state.participants[0].clone();
+    state.participants[1].user_id = first.user_id;
+    assert_eq!(tip_of(&duplicate).unwrap_err().kind(), ErrorKind::InvalidGroupState);
 }

@@ -5,7 +5,7 @@ use confchain::server::Server;
 use confchain::session::{
     JoinFailure, Request, RequestId, Response, Session, SessionConfig, SessionEvent, SessionState, SubChain, Update,
 };
-use confchain::Chain;
+use confchain::UnverifiedTip;
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -140,7 +140,7 @@ fn creator_joins_on_create() {
     let (id, req) = request(net.s(1));
     let Request::CreateConference { public_key: Some(_), block: Some(block) } = &req else { panic!("{req:?}") };
     let (response, _) = net.server.handle(1, &req);
-    assert_eq!(Chain::from_server_block(&block.to_server_form()).unwrap().height(), 0);
+    assert_eq!(UnverifiedTip::from_server_block(&block.to_server_form()).unwrap().height(), 0);
     net.s(1).handle_response(id, response, 0, &mut r);
     assert_eq!(net.s(1).state(), SessionState::Joined);
     let events = net.events(1);

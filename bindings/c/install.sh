@@ -26,7 +26,7 @@ cargo rustc --release -p confchain-c --crate-type cdylib -- \
   -C link-arg=-Wl,-soname,libconfchain.so."$soversion" \
   -C link-arg=-Wl,--version-script="$here/confchain.map"
 cargo rustc --release -p confchain-c --crate-type staticlib
-lib="$root/target/release"
+lib="${CARGO_TARGET_DIR:-$root/target}/release"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

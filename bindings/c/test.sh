@@ -7,7 +7,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
 cargo build --release -p confchain-c
-lib="$root/target/release"
+# The crate's own tests (freed RNG memory scanned for the key; media buffer bounds).
+cargo test --release -p confchain-c --quiet
+lib="${CARGO_TARGET_DIR:-$root/target}/release"
 
 command -v cbindgen >/dev/null 2>&1 || cargo install cbindgen --locked
 generated="$(mktemp)"
@@ -46,6 +48,10 @@ cc -std=c99 -Wall -Wextra -Werror -I"$here/include" "$here/tests/conference.c" "
 cc -std=c99 -Wall -Wextra -Werror -I"$here/include" "$here/tests/session.c" "$lib/libconfchain.a" -lpthread -ldl -lm \
   -o "$work/session"
 "$work/session"
+# Outputs checked before anything is consumed; absurd counts and lengths refused.
+cc -std=c99 -Wall -Wextra -Werror -I"$here/include" "$here/tests/buffers.c" "$lib/libconfchain.a" -lpthread -ldl -lm \
+  -o "$work/buffers"
+"$work/buffers"
 # Media handles from several threads at once.
 cc -std=c99 -Wall -Wextra -Werror -pthread -I"$here/include" "$here/tests/media_threads.c" "$lib/libconfchain.a" \
   -lpthread -ldl -lm -o "$work/media_threads"

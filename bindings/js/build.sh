@@ -12,7 +12,7 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q "$wbg_version"; then
 fi
 cargo build --release --target wasm32-unknown-unknown --quiet
 rm -rf pkg
-wasm-bindgen --target web --out-dir pkg target/wasm32-unknown-unknown/release/confchain_js.wasm
+wasm-bindgen --target web --out-dir pkg "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/confchain_js.wasm"
 # wasm-opt from the npm registry's binaryen package (devDependency): -Oz.
 [ -x node_modules/.bin/wasm-opt ] || npm ci --no-audit --no-fund --silent
 before=$(stat -c %s pkg/confchain_js_bg.wasm)

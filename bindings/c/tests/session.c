@@ -32,6 +32,8 @@ static void pump(uint64_t now) {
         busy = 1;
         confchain_updates *response, *pushes;
         confchain_bytes error;
+        /* A null output is refused before the server acts: the request is handled once, below. */
+        CHECK(confchain_server_handle(server, users[i], &req, &response, &error, NULL) != 0, "null pushes accepted");
         ok(confchain_server_handle(server, users[i], &req, &response, &error, &pushes), "server");
         ok(confchain_session_handle_response(sessions[i], req.id, response, error.data, error.len, now, rng), "response");
         size_t n = 0;
@@ -96,7 +98,10 @@ int main(void) {
 
   /* A media frame and a message. */
   confchain_bytes packet, plain;
+  CHECK(confchain_session_encrypt(sessions[0], 0, (const uint8_t *)"frame", 5, 0, 10, rng, NULL) != 0, "null slot");
   ok(confchain_session_encrypt(sessions[0], 0, (const uint8_t *)"frame", 5, 0, 10, rng, &packet), "encrypt");
+  /* A null output is refused before the packet is marked as seen: the retry is no replay. */
+  CHECK(confchain_session_decrypt(sessions[1], 1, packet.data, packet.len, 10, NULL) != 0, "null frame slot");
   ok(confchain_session_decrypt(sessions[1], 1, packet.data, packet.len, 10, &plain), "decrypt");
   CHECK(plain.len == 5 && !memcmp(plain.data, "frame", 5), "frame decrypted");
   confchain_bytes_free(packet);

@@ -2,7 +2,10 @@
 //! out, errors as `ConfchainError` (a JS `Error` subclass with `code`, `name`, `message`).
 #![allow(clippy::new_without_default)]
 
-use engine::{Chain, GroupParticipant, GroupState, Permissions};
+mod args;
+
+use args::{bytes, bytes32, time, Budget};
+use engine::{GroupParticipant, GroupState, Permissions};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use wasm_bindgen::prelude::*;
@@ -23,17 +26,36 @@ fn bad(message: &str) -> JsValue {
 }
 
 /// A deterministic CSPRNG (ChaCha20) seeded with 32 bytes (`Rng.fromCrypto()` in the JS entry
-/// seeds it from `crypto.getRandomValues`).
+/// seeds it from `crypto.getRandomValues`). Its state (the key, which regenerates every secret
+/// it produced, and the buffered output) is wiped by `free()`.
+///
+/// The state lives in a box of its own: wasm-bindgen's `free()` moves the object out of its cell
+/// before dropping it, so only state behind a pointer is wiped where it lived.
 #[wasm_bindgen]
-pub struct Rng(ChaCha20Rng);
+pub struct Rng(Box<ChaCha20Rng>);
 
 #[wasm_bindgen]
 impl Rng {
-    /// From a 32-byte seed.
+    /// From a 32-byte seed (copied straight into the RNG; the copy on the way is wiped).
     #[wasm_bindgen(constructor)]
-    pub fn new(seed: &[u8]) -> Result<Rng, JsValue> {
-        let seed: [u8; 32] = seed.try_into().map_err(|_| bad("seed must be 32 bytes"))?;
-        Ok(Rng(ChaCha20Rng::from_seed(seed)))
+    pub fn new(#[wasm_bindgen(unchecked_param_type = "Uint8Array")] seed: &JsValue) -> Result<Rng, JsValue> {
+        let mut seed = bytes32(seed, "seed")?;
+        let rng = Rng(Box::new(ChaCha20Rng::from_seed(seed)));
+        zeroize::Zeroize::zeroize(&mut seed);
+        Ok(rng)
+    }
+}
+
+impl Drop for Rng {
+    fn drop(&mut self) {
+        // rand_chacha's RNG has no zeroize: overwrite it whole, in place, with the state of the
+        // all-zero seed (nothing buffered), volatile so that the dead store is kept.
+        // SAFETY: `*self.0` is a valid, aligned place; ChaCha20Rng has no drop glue to skip.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::ptr::write_volatile(&mut *self.0, ChaCha20Rng::from_seed([0; 32]))
+        };
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -45,13 +67,18 @@ pub struct PrivateKey(engine::PrivateKey);
 impl PrivateKey {
     /// A fresh key.
     pub fn generate(rng: &mut Rng) -> PrivateKey {
-        PrivateKey(engine::PrivateKey::generate(&mut rng.0))
+        PrivateKey(engine::PrivateKey::generate(&mut *rng.0))
     }
 
     /// From its 32-byte seed.
     #[wasm_bindgen(js_name = fromBytes)]
-    pub fn from_bytes(seed: &[u8]) -> Result<PrivateKey, JsValue> {
-        engine::PrivateKey::from_slice(seed).map(PrivateKey).map_err(err)
+    pub fn from_bytes(
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] seed: &JsValue,
+    ) -> Result<PrivateKey, JsValue> {
+        let mut seed = bytes32(seed, "seed")?;
+        let key = engine::PrivateKey::from_slice(&seed).map(PrivateKey).map_err(err);
+        zeroize::Zeroize::zeroize(&mut seed);
+        key
     }
 
     /// The 32-byte public key.
@@ -91,32 +118,33 @@ pub fn create_zero_block(
     rng: &mut Rng,
 ) -> Result<Vec<u8>, JsValue> {
     let state = state(user_ids, public_keys, flags, external_permissions)?;
-    Ok(engine::build_zero_block(state, &key.0, &mut rng.0).map_err(err)?.into_bytes())
+    Ok(engine::build_zero_block(state, &key.0, &mut *rng.0).map_err(err)?.into_bytes())
 }
 
 /// The self-add block for joinGroupCall, built on the last block (server form).
 #[wasm_bindgen(js_name = createSelfAddBlock)]
 pub fn create_self_add_block(
     key: &PrivateKey,
-    last_block: &[u8],
+    #[wasm_bindgen(unchecked_param_type = "Uint8Array")] last_block: &JsValue,
     user_id: i64,
     flags: i32,
     rng: &mut Rng,
 ) -> Result<Vec<u8>, JsValue> {
+    let last_block = bytes(last_block, "lastBlock")?;
     let me = GroupParticipant {
         user_id,
         public_key: key.0.public_key(),
         flags: Permissions::from_bits_retain(flags),
         version: 0,
     };
-    let chain = Chain::from_server_block(last_block).map_err(err)?;
-    Ok(chain.build_self_add(me, &key.0, &mut rng.0).map_err(err)?.into_bytes())
+    let tip = engine::UnverifiedTip::from_server_block(&last_block).map_err(err)?;
+    Ok(tip.build_self_add(me, &key.0, &mut *rng.0).map_err(err)?.into_bytes())
 }
 
 /// Server form (constructor id + 1) of a plain-form block or broadcast.
 #[wasm_bindgen(js_name = toServerForm)]
-pub fn to_server_form(bytes: &[u8]) -> Result<Vec<u8>, JsValue> {
-    engine::to_server_form(bytes).map_err(err)
+pub fn to_server_form(#[wasm_bindgen(unchecked_param_type = "Uint8Array")] data: &JsValue) -> Result<Vec<u8>, JsValue> {
+    engine::to_server_form(&bytes(data, "bytes")?).map_err(err)
 }
 
 /// The library version.
@@ -133,48 +161,80 @@ pub struct Call(engine::Call);
 impl Call {
     /// Creates the call from the last block (server form).
     #[wasm_bindgen(constructor)]
-    pub fn new(user_id: i64, key: &PrivateKey, last_block: &[u8], rng: &mut Rng) -> Result<Call, JsValue> {
-        engine::Call::new(user_id, key.0.clone(), last_block, &mut rng.0).map(Call).map_err(err)
+    pub fn new(
+        user_id: i64,
+        key: &PrivateKey,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] last_block: &JsValue,
+        rng: &mut Rng,
+    ) -> Result<Call, JsValue> {
+        let last_block = bytes(last_block, "lastBlock")?;
+        engine::Call::new(user_id, key.0.clone(), &last_block, &mut *rng.0).map(Call).map_err(err)
     }
 
     /// Applies the next block (server form).
     #[wasm_bindgen(js_name = applyBlock)]
-    pub fn apply_block(&mut self, block: &[u8], now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
-        self.0.apply_block(block, now_ms as u64, &mut rng.0).map_err(err)
+    pub fn apply_block(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] block: &JsValue,
+        now_ms: f64,
+        rng: &mut Rng,
+    ) -> Result<(), JsValue> {
+        let (block, now) = (bytes(block, "block")?, time(now_ms, "nowMs")?);
+        self.0.apply_block(&block, now, &mut *rng.0).map_err(err)
     }
 
     /// Adopts the server's last block in place (keeps key, sequence numbers, replay windows).
-    pub fn resync(&mut self, last_block: &[u8], now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
-        self.0.resync(last_block, now_ms as u64, &mut rng.0).map_err(err)
+    pub fn resync(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] last_block: &JsValue,
+        now_ms: f64,
+        rng: &mut Rng,
+    ) -> Result<(), JsValue> {
+        let (block, now) = (bytes(last_block, "lastBlock")?, time(now_ms, "nowMs")?);
+        let tip = engine::UnverifiedTip::from_server_block(&block).map_err(err)?;
+        self.0.resync(tip, now, &mut *rng.0).map_err(err)
     }
 
     /// Encrypts a packet; `data[0..clearPrefixLen]` stays in clear.
     pub fn encrypt(
         &mut self,
         channel: i32,
-        data: &[u8],
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] data: &JsValue,
         now_ms: f64,
         rng: &mut Rng,
         clear_prefix_len: Option<usize>,
     ) -> Result<Vec<u8>, JsValue> {
-        self.0.encrypt(channel, data, clear_prefix_len.unwrap_or(0), now_ms as u64, &mut rng.0).map_err(err)
+        let (data, now) = (bytes(data, "data")?, time(now_ms, "nowMs")?);
+        self.0.encrypt(channel, &data, clear_prefix_len.unwrap_or(0), now, &mut *rng.0).map_err(err)
     }
 
     /// Decrypts a packet from `userId`.
-    pub fn decrypt(&mut self, user_id: i64, packet: &[u8], now_ms: f64) -> Result<Vec<u8>, JsValue> {
-        self.0.decrypt(user_id, packet, now_ms as u64).map_err(err)
+    pub fn decrypt(
+        &mut self,
+        user_id: i64,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] packet: &JsValue,
+        now_ms: f64,
+    ) -> Result<Vec<u8>, JsValue> {
+        let (packet, now) = (bytes(packet, "packet")?, time(now_ms, "nowMs")?);
+        self.0.decrypt(user_id, &packet, now).map_err(err)
     }
 
     /// Encrypts a sendGroupCallEncryptedMessage payload (JSON text).
     #[wasm_bindgen(js_name = encryptMessage)]
     pub fn encrypt_message(&mut self, json: &str, now_ms: f64, rng: &mut Rng) -> Result<Vec<u8>, JsValue> {
-        self.0.encrypt_message(json, now_ms as u64, &mut rng.0).map_err(err)
+        self.0.encrypt_message(json, time(now_ms, "nowMs")?, &mut *rng.0).map_err(err)
     }
 
     /// Decrypts an encrypted message into its JSON text.
     #[wasm_bindgen(js_name = decryptMessage)]
-    pub fn decrypt_message(&mut self, user_id: i64, message: &[u8], now_ms: f64) -> Result<String, JsValue> {
-        self.0.decrypt_message(user_id, message, now_ms as u64).map_err(err)
+    pub fn decrypt_message(
+        &mut self,
+        user_id: i64,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] message: &JsValue,
+        now_ms: f64,
+    ) -> Result<String, JsValue> {
+        let (message, now) = (bytes(message, "message")?, time(now_ms, "nowMs")?);
+        self.0.decrypt_message(user_id, &message, now).map_err(err)
     }
 
     /// Broadcasts to send with sendConferenceCallBroadcast (plain form).
@@ -185,14 +245,17 @@ impl Call {
 
     /// Takes a broadcast (server form).
     #[wasm_bindgen(js_name = receiveBroadcast)]
-    pub fn receive_broadcast(&mut self, message: &[u8]) -> Result<(), JsValue> {
-        self.0.receive_broadcast(message).map_err(err)
+    pub fn receive_broadcast(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] message: &JsValue,
+    ) -> Result<(), JsValue> {
+        self.0.receive_broadcast(&bytes(message, "message")?).map_err(err)
     }
 
     /// A block removing the given users (plain form).
     #[wasm_bindgen(js_name = buildRemove)]
     pub fn build_remove(&self, user_ids: &[i64], rng: &mut Rng) -> Result<Vec<u8>, JsValue> {
-        Ok(self.0.build_remove(user_ids, &mut rng.0).map_err(err)?.into_bytes())
+        Ok(self.0.build_remove(user_ids, &mut *rng.0).map_err(err)?.into_bytes())
     }
 
     /// A block setting a new state with a fresh key (participants as parallel arrays; plain form).
@@ -206,19 +269,20 @@ impl Call {
         rng: &mut Rng,
     ) -> Result<Vec<u8>, JsValue> {
         let state = state(user_ids, public_keys, flags, external_permissions)?;
-        Ok(self.0.build_change_state(state, &mut rng.0).map_err(err)?.into_bytes())
+        Ok(self.0.build_change_state(state, &mut *rng.0).map_err(err)?.into_bytes())
     }
 
     /// A block re-keying the group (plain form).
     #[wasm_bindgen(js_name = buildRekey)]
     pub fn build_rekey(&self, rng: &mut Rng) -> Result<Vec<u8>, JsValue> {
-        Ok(self.0.build_rekey(&mut rng.0).map_err(err)?.into_bytes())
+        Ok(self.0.build_rekey(&mut *rng.0).map_err(err)?.into_bytes())
     }
 
     /// Forgets epochs whose grace period ended.
     #[wasm_bindgen(js_name = handleTimeout)]
-    pub fn handle_timeout(&mut self, now_ms: f64) {
-        self.0.handle_timeout(now_ms as u64)
+    pub fn handle_timeout(&mut self, now_ms: f64) -> Result<(), JsValue> {
+        self.0.handle_timeout(time(now_ms, "nowMs")?);
+        Ok(())
     }
 
     /// The next instant (ms) `handleTimeout` has work, or undefined.
@@ -237,6 +301,7 @@ impl Call {
             engine::Event::KeyUnavailable { height, error } => ("key_unavailable", height, Some(error.kind().name())),
             engine::Event::EpochExpired { height } => ("epoch_expired", height, None),
             engine::Event::VerificationDone { result } => ("verification_done", result.height, None),
+            engine::Event::TipAdopted { height } => ("tip_adopted", height, None),
             _ => ("other", 0, None),
         };
         let o = js_sys::Object::new();
@@ -351,27 +416,35 @@ fn request_value(id: u64, r: &sess::Request) -> JsValue {
     o.into()
 }
 
-fn get(o: &JsValue, key: &str) -> JsValue {
-    js_sys::Reflect::get(o, &key.into()).unwrap_or(JsValue::UNDEFINED)
-}
+use args::{get, int, items, type_error, user_id};
 
-fn bytes_of(v: &JsValue) -> Vec<u8> {
-    js_sys::Uint8Array::new(v).to_vec()
-}
-
-/// `{subChain, blocks, nextOffset}` (updateGroupCallChainBlocks) or `{from, encryptedMessage}`.
-fn update_of(v: &JsValue) -> Result<sess::Update, JsValue> {
-    if let Some(sub) = get(v, "subChain").as_f64() {
-        let blocks = js_sys::Array::from(&get(v, "blocks")).iter().map(|b| bytes_of(&b)).collect();
-        let next_offset = get(v, "nextOffset").as_f64().ok_or_else(|| bad("nextOffset"))? as i32;
-        return Ok(sess::Update::ChainBlocks { sub_chain_id: sub as i32, blocks, next_offset });
+/// `{subChain, blocks, nextOffset}` (updateGroupCallChainBlocks) or `{from, encryptedMessage}`;
+/// `field` names it in errors. Checked whole before anything is copied past `budget`.
+fn update_of(v: &JsValue, field: &str, budget: &mut Budget) -> Result<sess::Update, JsValue> {
+    if !v.is_object() {
+        return Err(type_error(field, "an update object", v));
     }
-    if let Some(u) = call_update_of(v)? {
+    let sub = get(v, "subChain");
+    if !sub.is_undefined() {
+        let sub_chain_id = int(&sub, &format!("{field}.subChain"))?;
+        let next_offset = int(&get(v, "nextOffset"), &format!("{field}.nextOffset"))?;
+        let blocks = items(&get(v, "blocks"), &format!("{field}.blocks"))?
+            .iter()
+            .enumerate()
+            .map(|(i, b)| budget.bytes(b, &format!("{field}.blocks[{i}]")))
+            .collect::<Result<_, _>>()?;
+        return Ok(sess::Update::ChainBlocks { sub_chain_id, blocks, next_offset });
+    }
+    if let Some(u) = call_update_of(v, field)? {
         return Ok(u);
     }
-    let from = js_sys::BigInt::new(&get(v, "from")).ok().and_then(|b| i64::try_from(b).ok());
-    let from = from.ok_or_else(|| bad("an update needs subChain or from (a bigint)"))?;
-    Ok(sess::Update::EncryptedMessage { from, encrypted_message: bytes_of(&get(v, "encryptedMessage")) })
+    let from = get(v, "from");
+    if from.is_undefined() {
+        return Err(type_error(field, "{subChain, blocks, nextOffset} or {from, encryptedMessage}", v));
+    }
+    let from = user_id(&from, &format!("{field}.from"))?;
+    let encrypted_message = budget.bytes(&get(v, "encryptedMessage"), &format!("{field}.encryptedMessage"))?;
+    Ok(sess::Update::EncryptedMessage { from, encrypted_message })
 }
 
 fn update_value(u: &sess::Update) -> JsValue {
@@ -393,11 +466,16 @@ fn update_value(u: &sess::Update) -> JsValue {
 }
 
 fn request_of(v: &JsValue) -> Result<sess::Request, JsValue> {
-    let kind = get(v, "kind").as_string().unwrap_or_default();
-    let block = || engine::PlainBlock::from_plain_bytes(bytes_of(&get(v, "block"))).map_err(err);
-    let key = || {
-        let k: [u8; 32] = bytes_of(&get(v, "publicKey")).try_into().map_err(|_| bad("publicKey"))?;
-        Ok::<_, JsValue>(engine::PublicKey::from_bytes(k))
+    if !v.is_object() {
+        return Err(type_error("request", "a request object", v));
+    }
+    let kind = get(v, "kind");
+    let kind = kind.as_string().ok_or_else(|| type_error("request.kind", "a string", &kind))?;
+    let block = || engine::PlainBlock::from_plain_bytes(bytes(&get(v, "block"), "request.block")?).map_err(err);
+    let key = || Ok::<_, JsValue>(engine::PublicKey::from_bytes(bytes32(&get(v, "publicKey"), "request.publicKey")?));
+    let int_or = |key: &str, default: i32| match get(v, key) {
+        u if u.is_undefined() => Ok(default),
+        n => int(&n, &format!("request.{key}")),
     };
     Ok(match kind.as_str() {
         "get_chain_blocks" => sess::Request::GetChainBlocks {
@@ -406,8 +484,8 @@ fn request_of(v: &JsValue) -> Result<sess::Request, JsValue> {
             } else {
                 sess::SubChain::Broadcasts
             },
-            offset: get(v, "offset").as_f64().unwrap_or(-1.0) as i32,
-            limit: get(v, "limit").as_f64().unwrap_or(1.0) as i32,
+            offset: int_or("offset", -1)?,
+            limit: int_or("limit", 1)?,
         },
         "create_conference" if get(v, "block").is_undefined() => {
             sess::Request::CreateConference { public_key: None, block: None }
@@ -415,19 +493,20 @@ fn request_of(v: &JsValue) -> Result<sess::Request, JsValue> {
         "create_conference" => sess::Request::CreateConference { public_key: Some(key()?), block: Some(block()?) },
         "join" => sess::Request::Join { public_key: key()?, block: block()? },
         "delete_participants" => sess::Request::DeleteParticipants {
-            user_ids: js_sys::Array::from(&get(v, "userIds"))
+            user_ids: items(&get(v, "userIds"), "request.userIds")?
                 .iter()
-                .filter_map(|u| js_sys::BigInt::new(&u).ok().and_then(|b| i64::try_from(b).ok()))
-                .collect(),
+                .enumerate()
+                .map(|(i, u)| user_id(u, &format!("request.userIds[{i}]")))
+                .collect::<Result<_, _>>()?,
             block: block()?,
             kick: get(v, "kick").as_bool().unwrap_or(false),
         },
-        "send_broadcast" => sess::Request::SendBroadcast { block: bytes_of(&get(v, "block")) },
-        "send_encrypted_message" => {
-            sess::Request::SendEncryptedMessage { encrypted_message: bytes_of(&get(v, "encryptedMessage")) }
-        }
+        "send_broadcast" => sess::Request::SendBroadcast { block: bytes(&get(v, "block"), "request.block")? },
+        "send_encrypted_message" => sess::Request::SendEncryptedMessage {
+            encrypted_message: bytes(&get(v, "encryptedMessage"), "request.encryptedMessage")?,
+        },
         "leave" => sess::Request::Leave,
-        _ => return Err(bad("unknown request kind")),
+        other => return Err(bad(&format!("request.kind: unknown kind {other:?}"))),
     })
 }
 
@@ -445,23 +524,24 @@ impl Session {
 
     /// createConferenceCall (joining at once unless `join` is false).
     pub fn create(&mut self, join: bool, now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
-        self.0.create(join, now_ms as u64, &mut rng.0).map_err(err)
+        self.0.create(join, time(now_ms, "nowMs")?, &mut *rng.0).map_err(err)
     }
 
     /// Joins (or rejoins) with a new key.
     pub fn join(&mut self, now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
-        self.0.join(now_ms as u64, &mut rng.0).map_err(err)
+        self.0.join(time(now_ms, "nowMs")?, &mut *rng.0).map_err(err)
     }
 
     /// Leaves the call.
-    pub fn leave(&mut self, now_ms: f64) {
-        self.0.leave(now_ms as u64)
+    pub fn leave(&mut self, now_ms: f64) -> Result<(), JsValue> {
+        self.0.leave(time(now_ms, "nowMs")?);
+        Ok(())
     }
 
     /// Sends a groupCallMessage (JSON).
     #[wasm_bindgen(js_name = sendMessage)]
     pub fn send_message(&mut self, json: &str, now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
-        self.0.send_message(json, now_ms as u64, &mut rng.0).map_err(err)
+        self.0.send_message(json, time(now_ms, "nowMs")?, &mut *rng.0).map_err(err)
     }
 
     /// The next request to send, or undefined.
@@ -473,38 +553,63 @@ impl Session {
         }
     }
 
-    /// The outcome of request `id`: `updates` (an array) on success, or the API `error` string.
+    /// The outcome of request `id`: `updates` (an array, or undefined for none) on success, or
+    /// the API `error` string. Every argument is checked first: a malformed one is an error that
+    /// leaves the session and the Rng as they were.
     #[wasm_bindgen(js_name = handleResponse)]
     pub fn handle_response(
         &mut self,
         id: f64,
-        updates: Option<js_sys::Array>,
-        error: Option<String>,
+        #[wasm_bindgen(unchecked_param_type = "object[] | undefined")] updates: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string | undefined")] error: &JsValue,
         now_ms: f64,
         rng: &mut Rng,
     ) -> Result<(), JsValue> {
-        let response = match error {
-            Some(e) => sess::Response::Error(e),
-            None => sess::Response::Ok(
-                updates.map(|u| u.iter().map(|v| update_of(&v)).collect()).transpose()?.unwrap_or_default(),
-            ),
+        let id = time(id, "id")?;
+        let now = time(now_ms, "nowMs")?;
+        let response = if error.is_undefined() || error.is_null() {
+            let list = if updates.is_undefined() || updates.is_null() {
+                Vec::new()
+            } else {
+                let mut budget = Budget::new();
+                items(updates, "updates")?
+                    .iter()
+                    .enumerate()
+                    .map(|(i, u)| update_of(u, &format!("updates[{i}]"), &mut budget))
+                    .collect::<Result<_, _>>()?
+            };
+            sess::Response::Ok(list)
+        } else {
+            // Its length is checked before the string is copied into the module's memory.
+            let e = error.dyn_ref::<js_sys::JsString>().ok_or_else(|| type_error("error", "a string", error))?;
+            if e.length() > 4096 {
+                return Err(bad(&format!("error: {} characters, at most 4096", e.length())));
+            }
+            sess::Response::Error(String::from(e))
         };
-        self.0.handle_response(id as u64, response, now_ms as u64, &mut rng.0);
+        self.0.handle_response(id, response, now, &mut *rng.0);
         Ok(())
     }
 
-    /// A pushed update.
+    /// A pushed update (checked whole first, as in `handleResponse`).
     #[wasm_bindgen(js_name = handleUpdate)]
-    pub fn handle_update(&mut self, update: JsValue, now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
-        let u = update_of(&update)?;
-        self.0.handle_update(u, now_ms as u64, &mut rng.0);
+    pub fn handle_update(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "object")] update: &JsValue,
+        now_ms: f64,
+        rng: &mut Rng,
+    ) -> Result<(), JsValue> {
+        let now = time(now_ms, "nowMs")?;
+        let u = update_of(update, "update", &mut Budget::new())?;
+        self.0.handle_update(u, now, &mut *rng.0);
         Ok(())
     }
 
     /// Runs what is due at `nowMs`.
     #[wasm_bindgen(js_name = handleTimeout)]
-    pub fn handle_timeout(&mut self, now_ms: f64, rng: &mut Rng) {
-        self.0.handle_timeout(now_ms as u64, &mut rng.0)
+    pub fn handle_timeout(&mut self, now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
+        self.0.handle_timeout(time(now_ms, "nowMs")?, &mut *rng.0);
+        Ok(())
     }
 
     /// The next instant `handleTimeout` has work, or undefined.
@@ -588,15 +693,28 @@ impl Session {
     }
 
     /// Encrypts a media frame with the session's call.
-    pub fn encrypt(&mut self, channel: i32, data: &[u8], now_ms: f64, rng: &mut Rng) -> Result<Vec<u8>, JsValue> {
+    pub fn encrypt(
+        &mut self,
+        channel: i32,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] data: &JsValue,
+        now_ms: f64,
+        rng: &mut Rng,
+    ) -> Result<Vec<u8>, JsValue> {
+        let (data, now) = (bytes(data, "data")?, time(now_ms, "nowMs")?);
         let call = self.0.call_mut().ok_or_else(|| bad("not in a call"))?;
-        call.encrypt(channel, data, 0, now_ms as u64, &mut rng.0).map_err(err)
+        call.encrypt(channel, &data, 0, now, &mut *rng.0).map_err(err)
     }
 
     /// Decrypts a media frame from `userId` with the session's call.
-    pub fn decrypt(&mut self, user_id: i64, packet: &[u8], now_ms: f64) -> Result<Vec<u8>, JsValue> {
+    pub fn decrypt(
+        &mut self,
+        user_id: i64,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] packet: &JsValue,
+        now_ms: f64,
+    ) -> Result<Vec<u8>, JsValue> {
+        let (packet, now) = (bytes(packet, "packet")?, time(now_ms, "nowMs")?);
         let call = self.0.call_mut().ok_or_else(|| bad("not in a call"))?;
-        call.decrypt(user_id, packet, now_ms as u64).map_err(err)
+        call.decrypt(user_id, &packet, now).map_err(err)
     }
 }
 
@@ -613,8 +731,12 @@ impl Server {
     }
 
     /// Handles a request from `from`: `{updates?, error?, pushes: [{to, update}]}`.
-    pub fn handle(&mut self, from: i64, request: JsValue) -> Result<JsValue, JsValue> {
-        let request = request_of(&request)?;
+    pub fn handle(
+        &mut self,
+        from: i64,
+        #[wasm_bindgen(unchecked_param_type = "object")] request: &JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let request = request_of(request)?;
         let (response, pushes) = self.0.handle(from, &request);
         let o = js_sys::Object::new();
         match response {
@@ -663,7 +785,7 @@ impl P2PCaller {
     /// Draws the secret exponent from `rng`.
     #[wasm_bindgen(constructor)]
     pub fn new(rng: &mut Rng, g: Option<i32>, p: Option<Vec<u8>>) -> Result<P2PCaller, JsValue> {
-        Ok(P2PCaller(p2p::Caller::new(dh_config(g.unwrap_or(3), p)?, &mut rng.0)))
+        Ok(P2PCaller(p2p::Caller::new(dh_config(g.unwrap_or(3), p)?, &mut *rng.0)))
     }
 
     /// SHA-256(g_a), for requestCall.
@@ -680,8 +802,11 @@ impl P2PCaller {
 
     /// On phoneCallAccepted: checks g_b and returns the key.
     #[wasm_bindgen(js_name = onAccepted)]
-    pub fn on_accepted(&self, g_b: &[u8]) -> Result<P2PKey, JsValue> {
-        self.0.on_accepted(g_b).map(|c| P2PKey(c.key)).map_err(err)
+    pub fn on_accepted(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] g_b: &JsValue,
+    ) -> Result<P2PKey, JsValue> {
+        self.0.on_accepted(&bytes(g_b, "gB")?).map(|c| P2PKey(c.key)).map_err(err)
     }
 }
 
@@ -693,9 +818,14 @@ pub struct P2PCallee(p2p::Callee);
 impl P2PCallee {
     /// Given the caller's g_a_hash; draws the secret exponent from `rng`.
     #[wasm_bindgen(constructor)]
-    pub fn new(g_a_hash: &[u8], rng: &mut Rng, g: Option<i32>, p: Option<Vec<u8>>) -> Result<P2PCallee, JsValue> {
-        let hash: [u8; 32] = g_a_hash.try_into().map_err(|_| bad("g_a_hash must be 32 bytes"))?;
-        Ok(P2PCallee(p2p::Callee::new(dh_config(g.unwrap_or(3), p)?, hash, &mut rng.0)))
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] g_a_hash: &JsValue,
+        rng: &mut Rng,
+        g: Option<i32>,
+        p: Option<Vec<u8>>,
+    ) -> Result<P2PCallee, JsValue> {
+        let hash = bytes32(g_a_hash, "gAHash")?;
+        Ok(P2PCallee(p2p::Callee::new(dh_config(g.unwrap_or(3), p)?, hash, &mut *rng.0)))
     }
 
     /// g_b, for acceptCall.
@@ -706,8 +836,12 @@ impl P2PCallee {
 
     /// On phoneCall with g_a and key_fingerprint: checks everything and returns the key.
     #[wasm_bindgen(js_name = onConfirmed)]
-    pub fn on_confirmed(&self, g_a: &[u8], key_fingerprint: i64) -> Result<P2PKey, JsValue> {
-        self.0.on_confirmed(g_a, key_fingerprint).map(P2PKey).map_err(err)
+    pub fn on_confirmed(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] g_a: &JsValue,
+        key_fingerprint: i64,
+    ) -> Result<P2PKey, JsValue> {
+        self.0.on_confirmed(&bytes(g_a, "gA")?, key_fingerprint).map(P2PKey).map_err(err)
     }
 }
 
@@ -737,27 +871,23 @@ impl P2PKey {
 
 // ---- for the MTProto adapters (mtcute) ----
 
-fn bigint_of(v: &JsValue, what: &str) -> Result<i64, JsValue> {
-    js_sys::BigInt::new(v).ok().and_then(|b| i64::try_from(b).ok()).ok_or_else(|| bad(what))
-}
-
 /// `{call: {id, accessHash}, discarded, inviteLink?}` (updateGroupCall) or
 /// `{participants: [{userId, left}]}` (updateGroupCallParticipants); ids are bigints.
-fn call_update_of(v: &JsValue) -> Result<Option<sess::Update>, JsValue> {
+fn call_update_of(v: &JsValue, field: &str) -> Result<Option<sess::Update>, JsValue> {
     let participants = get(v, "participants");
-    if js_sys::Array::is_array(&participants) {
+    if !participants.is_undefined() {
         let mut out = Vec::new();
-        for p in js_sys::Array::from(&participants).iter() {
-            let user_id = bigint_of(&get(&p, "userId"), "participants[].userId (a bigint)")?;
-            out.push(engine::api::CallParticipant { user_id, left: get(&p, "left").as_bool().unwrap_or(false) });
+        for (i, p) in items(&participants, &format!("{field}.participants"))?.iter().enumerate() {
+            let user_id = user_id(&get(p, "userId"), &format!("{field}.participants[{i}].userId"))?;
+            out.push(engine::api::CallParticipant { user_id, left: get(p, "left").as_bool().unwrap_or(false) });
         }
         return Ok(Some(sess::Update::Participants { participants: out }));
     }
     let call = get(v, "call");
     if call.is_object() {
         let call = engine::api::CallIdentity {
-            id: bigint_of(&get(&call, "id"), "call.id (a bigint)")?,
-            access_hash: bigint_of(&get(&call, "accessHash"), "call.accessHash (a bigint)")?,
+            id: user_id(&get(&call, "id"), &format!("{field}.call.id"))?,
+            access_hash: user_id(&get(&call, "accessHash"), &format!("{field}.call.accessHash"))?,
         };
         let discarded = get(v, "discarded").as_bool().unwrap_or(false);
         let invite_link = get(v, "inviteLink").as_string();
@@ -781,8 +911,14 @@ impl TlFront {
     }
 
     /// Answers function bytes from user `from`.
-    pub fn handle(&self, server: &mut Server, from: i64, function: &[u8]) -> JsValue {
-        let (result, pushes) = self.0.handle(&mut server.0, from, function);
+    pub fn handle(
+        &self,
+        server: &mut Server,
+        from: i64,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] function: &JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let function = bytes(function, "function")?;
+        let (result, pushes) = self.0.handle(&mut server.0, from, &function);
         let o = js_sys::Object::new();
         set(&o, "result", bytes_value(&result));
         let list: js_sys::Array = pushes
@@ -795,7 +931,7 @@ impl TlFront {
             })
             .collect();
         set(&o, "pushes", list.into());
-        o.into()
+        Ok(o.into())
     }
 
     /// The call's invite link.
@@ -809,6 +945,6 @@ impl TlFront {
 impl Session {
     /// Removes `userIds` (bigints) from the call: a ban (`kick`) or pruning users who left.
     pub fn remove(&mut self, user_ids: Vec<i64>, kick: bool, now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
-        self.0.remove(&user_ids, kick, now_ms as u64, &mut rng.0).map_err(err)
+        self.0.remove(&user_ids, kick, time(now_ms, "nowMs")?, &mut *rng.0).map_err(err)
     }
 }

@@ -8,7 +8,7 @@
 //! the GIL, so other Python threads run meanwhile.
 
 use engine::p2p::{Callee, Caller, DhConfig, DhKey, PrimeCache};
-use engine::{build_zero_block, Chain, GroupParticipant, GroupState, Permissions};
+use engine::{build_zero_block, GroupParticipant, GroupState, Permissions};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -34,6 +34,8 @@ fn bytes<'py>(py: Python<'py>, v: &[u8]) -> Bound<'py, PyBytes> {
 }
 
 /// A deterministic CSPRNG (ChaCha20) seeded with 32 bytes (`Rng.from_os()` uses `os.urandom`).
+/// Its state (the key, which regenerates every secret it produced, and the buffered output) is
+/// wiped when the object is freed.
 #[pyclass(module = "confchain")]
 struct Rng(ChaCha20Rng);
 
@@ -41,11 +43,49 @@ struct Rng(ChaCha20Rng);
 impl Rng {
     #[new]
     fn new(seed: &[u8]) -> PyResult<Self> {
-        let seed: [u8; 32] =
+        let mut seed: [u8; 32] =
             seed.try_into().map_err(|_| pyo3::exceptions::PyValueError::new_err("seed must be 32 bytes"))?;
-        Ok(Rng(ChaCha20Rng::from_seed(seed)))
+        let rng = Rng(ChaCha20Rng::from_seed(seed));
+        zeroize::Zeroize::zeroize(&mut seed);
+        Ok(rng)
     }
 }
+
+impl Drop for Rng {
+    fn drop(&mut self) {
+        // rand_chacha's RNG has no zeroize: overwrite it whole, in place, with the state of the
+        // all-zero seed (nothing buffered), volatile so that the dead store is kept.
+        // SAFETY: `self.0` is a valid, aligned place; ChaCha20Rng has no drop glue to skip.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::ptr::write_volatile(&mut self.0, ChaCha20Rng::from_seed([0; 32]))
+        };
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A time argument in milliseconds: a non-negative integer below 2**64. Anything else is refused
+/// naming the argument (pyo3 names it only for type errors): a `TypeError` for a float (NaN and
+/// infinities included), a string or None, a `ValueError` for a negative or too large int.
+#[derive(Clone, Copy)]
+struct Millis(u64);
+
+impl<'py> FromPyObject<'py> for Millis {
+    fn extract_bound(ob: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if !ob.is_instance_of::<pyo3::types::PyInt>() {
+            let kind = ob.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!("expected an int of milliseconds, got {kind}")));
+        }
+        ob.extract::<u64>().map(Millis).map_err(|_| {
+            pyo3::exceptions::PyValueError::new_err(format!(
+                "now_ms: expected 0 <= now_ms < 2**64 milliseconds, got {ob}"
+            ))
+        })
+    }
+}
+
+/// The most items one list argument may hold (blocks of an update).
+const MAX_ITEMS: usize = 65_536;
 
 /// An Ed25519 identity key.
 #[pyclass(module = "confchain")]
@@ -171,8 +211,8 @@ impl Block {
     /// The participants after this block (when the block is self-consistent).
     #[getter]
     fn participants(&self) -> PyResult<Vec<Participant>> {
-        let chain = Chain::from_block(self.0.clone()).map_err(err)?;
-        Ok(chain.participants().iter().map(Participant::from_core).collect())
+        let tip = engine::UnverifiedTip::from_block(self.0.clone()).map_err(err)?;
+        Ok(tip.participants().iter().map(Participant::from_core).collect())
     }
 
     /// The canonical plain-form encoding.
@@ -216,7 +256,7 @@ fn create_self_add_block<'py>(
 ) -> PyResult<Bound<'py, PyBytes>> {
     let me = me.to_core()?;
     let block = py
-        .allow_threads(|| Chain::from_server_block(last_block)?.build_self_add(me, &key.0, &mut rng.0))
+        .allow_threads(|| engine::UnverifiedTip::from_server_block(last_block)?.build_self_add(me, &key.0, &mut rng.0))
         .map_err(err)?;
     Ok(bytes(py, block.as_bytes()))
 }
@@ -236,8 +276,8 @@ impl Call {
 
     /// Applies the next block (server form). A block invalid for the chain raises and changes
     /// nothing; a valid block we cannot read our key from is applied (see `poll_event`).
-    fn apply_block(&mut self, py: Python<'_>, block: &[u8], now_ms: u64, rng: &mut Rng) -> PyResult<()> {
-        py.allow_threads(|| self.0.apply_block(block, now_ms, &mut rng.0)).map_err(err)
+    fn apply_block(&mut self, py: Python<'_>, block: &[u8], now_ms: Millis, rng: &mut Rng) -> PyResult<()> {
+        py.allow_threads(|| self.0.apply_block(block, now_ms.0, &mut rng.0)).map_err(err)
     }
 
     /// A thread-safe frame encryptor sharing this call's sequence numbers; seeded from `rng`.
@@ -255,9 +295,12 @@ impl Call {
         py.allow_threads(|| self.0.check_block(block)).map_err(err)
     }
 
-    /// Adopts the server's last block in place, keeping key, sequence numbers and replay windows.
-    fn resync(&mut self, py: Python<'_>, last_block: &[u8], now_ms: u64, rng: &mut Rng) -> PyResult<()> {
-        py.allow_threads(|| self.0.resync(last_block, now_ms, &mut rng.0)).map_err(err)
+    /// Adopts the server's last block in place, trusting it as creating a call does ("tip_adopted"; a
+    /// block that directly follows ours is checked by the rules instead), keeping key, sequence numbers
+    /// and replay windows. An explicit decision, never the answer to a refused block.
+    fn resync(&mut self, py: Python<'_>, last_block: &[u8], now_ms: Millis, rng: &mut Rng) -> PyResult<()> {
+        py.allow_threads(|| self.0.resync(engine::UnverifiedTip::from_server_block(last_block)?, now_ms.0, &mut rng.0))
+            .map_err(err)
     }
 
     /// The next event, or None.
@@ -288,12 +331,12 @@ impl Call {
         py: Python<'py>,
         channel: i32,
         data: &[u8],
-        now_ms: u64,
+        now_ms: Millis,
         rng: &mut Rng,
         clear_prefix_len: usize,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let p =
-            py.allow_threads(|| self.0.encrypt(channel, data, clear_prefix_len, now_ms, &mut rng.0)).map_err(err)?;
+            py.allow_threads(|| self.0.encrypt(channel, data, clear_prefix_len, now_ms.0, &mut rng.0)).map_err(err)?;
         Ok(bytes(py, &p))
     }
 
@@ -303,9 +346,9 @@ impl Call {
         py: Python<'py>,
         user_id: i64,
         packet: &[u8],
-        now_ms: u64,
+        now_ms: Millis,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let plain = py.allow_threads(|| self.0.decrypt(user_id, packet, now_ms)).map_err(err)?;
+        let plain = py.allow_threads(|| self.0.decrypt(user_id, packet, now_ms.0)).map_err(err)?;
         Ok(bytes(py, &plain))
     }
 
@@ -314,16 +357,16 @@ impl Call {
         &mut self,
         py: Python<'py>,
         json: &str,
-        now_ms: u64,
+        now_ms: Millis,
         rng: &mut Rng,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let m = py.allow_threads(|| self.0.encrypt_message(json, now_ms, &mut rng.0)).map_err(err)?;
+        let m = py.allow_threads(|| self.0.encrypt_message(json, now_ms.0, &mut rng.0)).map_err(err)?;
         Ok(bytes(py, &m))
     }
 
     /// Decrypts an encrypted message into its JSON text.
-    fn decrypt_message(&mut self, py: Python<'_>, user_id: i64, message: &[u8], now_ms: u64) -> PyResult<String> {
-        py.allow_threads(|| self.0.decrypt_message(user_id, message, now_ms)).map_err(err)
+    fn decrypt_message(&mut self, py: Python<'_>, user_id: i64, message: &[u8], now_ms: Millis) -> PyResult<String> {
+        py.allow_threads(|| self.0.decrypt_message(user_id, message, now_ms.0)).map_err(err)
     }
 
     /// Broadcasts to send with sendConferenceCallBroadcast (plain form).
@@ -362,8 +405,8 @@ impl Call {
     }
 
     /// Drops epochs whose grace period ended.
-    fn handle_timeout(&mut self, now_ms: u64) {
-        self.0.handle_timeout(now_ms)
+    fn handle_timeout(&mut self, now_ms: Millis) {
+        self.0.handle_timeout(now_ms.0)
     }
 
     #[getter]
@@ -440,6 +483,7 @@ impl Event {
             }
             engine::Event::EpochExpired { height } => ("epoch_expired", height, None),
             engine::Event::VerificationDone { result } => ("verification_done", result.height, None),
+            engine::Event::TipAdopted { height } => ("tip_adopted", height, None),
             _ => ("other", 0, None),
         };
         Event { kind: kind.to_owned(), height, error }
@@ -555,11 +599,11 @@ impl MediaEncryptor {
         py: Python<'py>,
         channel: i32,
         frame: &[u8],
-        now_ms: u64,
+        now_ms: Millis,
         clear_prefix_len: usize,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let mut out = Vec::new();
-        py.allow_threads(|| self.0.encrypt_into(channel, frame, clear_prefix_len, now_ms, &mut out)).map_err(err)?;
+        py.allow_threads(|| self.0.encrypt_into(channel, frame, clear_prefix_len, now_ms.0, &mut out)).map_err(err)?;
         Ok(bytes(py, &out))
     }
 }
@@ -571,9 +615,15 @@ struct MediaDecryptor(engine::MediaDecryptor);
 #[pymethods]
 impl MediaDecryptor {
     /// Decrypts a frame from `user_id`.
-    fn decrypt<'py>(&self, py: Python<'py>, user_id: i64, packet: &[u8], now_ms: u64) -> PyResult<Bound<'py, PyBytes>> {
+    fn decrypt<'py>(
+        &self,
+        py: Python<'py>,
+        user_id: i64,
+        packet: &[u8],
+        now_ms: Millis,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let mut out = Vec::new();
-        py.allow_threads(|| self.0.decrypt_into(user_id, packet, now_ms, &mut out)).map_err(err)?;
+        py.allow_threads(|| self.0.decrypt_into(user_id, packet, now_ms.0, &mut out)).map_err(err)?;
         Ok(bytes(py, &out))
     }
 }
@@ -691,9 +741,25 @@ struct Update(sess::Update);
 
 #[pymethods]
 impl Update {
+    /// At most 65,536 blocks of at most 16 MiB each (the largest block TL can frame); the count
+    /// is checked before anything is copied.
     #[staticmethod]
-    fn chain_blocks(sub_chain: i32, blocks: Vec<Vec<u8>>, next_offset: i32) -> Self {
-        Update(sess::Update::ChainBlocks { sub_chain_id: sub_chain, blocks, next_offset })
+    fn chain_blocks(sub_chain: i32, blocks: &Bound<'_, PyAny>, next_offset: i32) -> PyResult<Self> {
+        let wrong =
+            |e: PyErr| pyo3::exceptions::PyTypeError::new_err(format!("blocks: expected a list of bytes ({e})"));
+        let n = blocks.len().map_err(wrong)?;
+        if n > MAX_ITEMS {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!("blocks: {n} items, at most {MAX_ITEMS}")));
+        }
+        let blocks: Vec<Vec<u8>> = blocks.extract().map_err(wrong)?;
+        if let Some(b) = blocks.iter().find(|b| b.len() > engine::limits::MAX_BLOCK_SIZE) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "blocks: a block of {} bytes, at most {}",
+                b.len(),
+                engine::limits::MAX_BLOCK_SIZE
+            )));
+        }
+        Ok(Update(sess::Update::ChainBlocks { sub_chain_id: sub_chain, blocks, next_offset }))
     }
 
     #[staticmethod]
@@ -816,26 +882,33 @@ impl Session {
 
     /// createConferenceCall, joining at once (`join=True`) or create only.
     #[pyo3(signature = (now_ms, rng, join = true))]
-    fn create(&mut self, py: Python<'_>, now_ms: u64, rng: &mut Rng, join: bool) -> PyResult<()> {
-        py.allow_threads(|| self.0.create(join, now_ms, &mut rng.0)).map_err(err)
+    fn create(&mut self, py: Python<'_>, now_ms: Millis, rng: &mut Rng, join: bool) -> PyResult<()> {
+        py.allow_threads(|| self.0.create(join, now_ms.0, &mut rng.0)).map_err(err)
     }
 
     /// Joins (or rejoins) with a new key.
-    fn join(&mut self, py: Python<'_>, now_ms: u64, rng: &mut Rng) -> PyResult<()> {
-        py.allow_threads(|| self.0.join(now_ms, &mut rng.0)).map_err(err)
+    fn join(&mut self, py: Python<'_>, now_ms: Millis, rng: &mut Rng) -> PyResult<()> {
+        py.allow_threads(|| self.0.join(now_ms.0, &mut rng.0)).map_err(err)
     }
 
-    fn leave(&mut self, now_ms: u64) {
-        self.0.leave(now_ms)
+    fn leave(&mut self, now_ms: Millis) {
+        self.0.leave(now_ms.0)
     }
 
     #[pyo3(signature = (user_ids, now_ms, rng, kick = false))]
-    fn remove(&mut self, py: Python<'_>, user_ids: Vec<i64>, now_ms: u64, rng: &mut Rng, kick: bool) -> PyResult<()> {
-        py.allow_threads(|| self.0.remove(&user_ids, kick, now_ms, &mut rng.0)).map_err(err)
+    fn remove(
+        &mut self,
+        py: Python<'_>,
+        user_ids: Vec<i64>,
+        now_ms: Millis,
+        rng: &mut Rng,
+        kick: bool,
+    ) -> PyResult<()> {
+        py.allow_threads(|| self.0.remove(&user_ids, kick, now_ms.0, &mut rng.0)).map_err(err)
     }
 
-    fn send_message(&mut self, py: Python<'_>, json: &str, now_ms: u64, rng: &mut Rng) -> PyResult<()> {
-        py.allow_threads(|| self.0.send_message(json, now_ms, &mut rng.0)).map_err(err)
+    fn send_message(&mut self, py: Python<'_>, json: &str, now_ms: Millis, rng: &mut Rng) -> PyResult<()> {
+        py.allow_threads(|| self.0.send_message(json, now_ms.0, &mut rng.0)).map_err(err)
     }
 
     fn poll_request(&mut self) -> Option<Request> {
@@ -847,21 +920,21 @@ impl Session {
         &mut self,
         py: Python<'_>,
         id: u64,
-        now_ms: u64,
+        now_ms: Millis,
         rng: &mut Rng,
         updates: Option<Vec<Update>>,
         error: Option<String>,
     ) {
         let r = response(updates, error);
-        py.allow_threads(|| self.0.handle_response(id, r, now_ms, &mut rng.0))
+        py.allow_threads(|| self.0.handle_response(id, r, now_ms.0, &mut rng.0))
     }
 
-    fn handle_update(&mut self, py: Python<'_>, update: Update, now_ms: u64, rng: &mut Rng) {
-        py.allow_threads(|| self.0.handle_update(update.0, now_ms, &mut rng.0))
+    fn handle_update(&mut self, py: Python<'_>, update: Update, now_ms: Millis, rng: &mut Rng) {
+        py.allow_threads(|| self.0.handle_update(update.0, now_ms.0, &mut rng.0))
     }
 
-    fn handle_timeout(&mut self, py: Python<'_>, now_ms: u64, rng: &mut Rng) {
-        py.allow_threads(|| self.0.handle_timeout(now_ms, &mut rng.0))
+    fn handle_timeout(&mut self, py: Python<'_>, now_ms: Millis, rng: &mut Rng) {
+        py.allow_threads(|| self.0.handle_timeout(now_ms.0, &mut rng.0))
     }
 
     fn poll_timeout(&self) -> Option<u64> {
@@ -914,12 +987,13 @@ impl Session {
         py: Python<'py>,
         channel: i32,
         data: &[u8],
-        now_ms: u64,
+        now_ms: Millis,
         rng: &mut Rng,
         clear_prefix_len: usize,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let call = self.0.call_mut().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("not in a call"))?;
-        let p = py.allow_threads(|| call.encrypt(channel, data, clear_prefix_len, now_ms, &mut rng.0)).map_err(err)?;
+        let p =
+            py.allow_threads(|| call.encrypt(channel, data, clear_prefix_len, now_ms.0, &mut rng.0)).map_err(err)?;
         Ok(bytes(py, &p))
     }
 
@@ -929,10 +1003,10 @@ impl Session {
         py: Python<'py>,
         user_id: i64,
         packet: &[u8],
-        now_ms: u64,
+        now_ms: Millis,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let call = self.0.call_mut().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("not in a call"))?;
-        let p = py.allow_threads(|| call.decrypt(user_id, packet, now_ms)).map_err(err)?;
+        let p = py.allow_threads(|| call.decrypt(user_id, packet, now_ms.0)).map_err(err)?;
         Ok(bytes(py, &p))
     }
 }

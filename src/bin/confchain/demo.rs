@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use confchain::{
     build_zero_block, wire, Call, Chain, Error, Event, GroupParticipant, GroupState, Permissions, PlainBlock,
-    PrivateKey,
+    PrivateKey, UnverifiedTip,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -244,9 +244,9 @@ impl Demo {
     fn join(&mut self, i: usize, flags: Permissions) -> Result<(), Failure> {
         let m = &self.members[i];
         let me = GroupParticipant { user_id: m.user_id, public_key: m.key.public_key(), flags, version: 0 };
-        let chain =
-            Chain::from_server_block(self.server.last_block()).map_err(|e| fail("reading the last block", e))?;
-        let block = chain.build_self_add(me, &m.key, &mut self.rng).map_err(|e| fail("building a self-add", e))?;
+        let tip = UnverifiedTip::from_server_block(self.server.last_block())
+            .map_err(|e| fail("reading the last block", e))?;
+        let block = tip.build_self_add(me, &m.key, &mut self.rng).map_err(|e| fail("building a self-add", e))?;
         self.server.submit_block(&block).map_err(|e| fail("submitting a join", e))?;
         let call = Call::new(m.user_id, m.key.clone(), self.server.last_block(), &mut self.rng)
             .map_err(|e| fail("creating a call", e))?;

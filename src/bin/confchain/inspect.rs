@@ -1,6 +1,6 @@
 //! `confchain inspect`: decode a block, broadcast or call packet.
 
-use confchain::chain::Chain;
+use confchain::chain::UnverifiedTip;
 use confchain::crypto::{self, PublicKey};
 use confchain::packet;
 use confchain::wire::{
@@ -127,8 +127,8 @@ fn describe_block(b: &Block, form: &str, size: usize) -> Value {
         "state_proof": proof(&b.state_proof),
     });
     // A block can be read alone: show the state it leads to, when it is self-consistent.
-    if let Ok(chain) = Chain::from_block(b.clone()) {
-        v["resulting_state"] = group_state(chain.group_state());
+    if let Ok(tip) = UnverifiedTip::from_block(b.clone()) {
+        v["resulting_state"] = group_state(tip.group_state());
     }
     if let Some(k) = b.signature_public_key {
         v["signature_valid_for_signer"] = json!(k.verify(&b.signing_bytes(), &b.signature).is_ok());

@@ -2,7 +2,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use confchain::chain::Chain;
+use confchain::chain::{Chain, UnverifiedTip};
 use confchain::{wire, Block, PrivateKey};
 use serde_json::{json, Value};
 
@@ -59,6 +59,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
     };
     let progress = blocks.len() >= 100 && std::io::stderr().is_terminal();
     let mut chain: Option<Chain> = None;
+    // Whether the current state came through the rules from the zero block, or rests on a first
+    // block taken on trust (a dump that starts mid-chain; every later block is checked against it).
+    let mut verified = true;
     for (i, text) in blocks.iter().enumerate() {
         let bytes = input::decode(text).map_err(|f| Failure::bad(format!("block #{i}: {}", f_message(&f))))?;
         let result = match chain.as_mut() {
@@ -73,8 +76,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
                         chain = Some(c);
                         r
                     }
-                    Ok(b) => Chain::from_block(b).map(|c| {
-                        chain = Some(c);
+                    // A dump that starts mid-chain: its first block is trusted, as a join trusts it.
+                    Ok(b) => UnverifiedTip::from_block(b).map(|tip| {
+                        verified = false;
+                        chain = Some(Chain::trust_tip(tip));
                     }),
                     Err(e) => Err(e),
                 }
@@ -99,13 +104,14 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 "index": i, "height": c.height(), "hash": hex::encode(c.hash()),
                 "members": members, "group_version": c.group_version(),
                 "external_permissions": c.group_state().external_permissions.bits(),
-                "key_fingerprint": key,
+                "key_fingerprint": key, "verified_from_zero_block": verified,
             });
             outln!("{v}");
         } else {
             let key = key.map(|k| format!(" key={k}")).unwrap_or_default();
+            let trust = if verified || i > 0 { "" } else { " (taken on trust: the dump starts mid-chain)" };
             outln!(
-                "#{i} height={} hash={} members={members:?} version={}{key}",
+                "#{i} height={} hash={} members={members:?} version={}{key}{trust}",
                 c.height(),
                 &hex::encode(c.hash())[..16],
                 c.group_version()

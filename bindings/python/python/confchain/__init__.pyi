@@ -50,7 +50,8 @@ __version__: str
 
 class Event:
     kind: str
-    """block_applied, removed, key_unavailable, epoch_expired or verification_done."""
+    """block_applied, tip_adopted (resync trusted the server's tip), removed, key_unavailable, epoch_expired or
+    verification_done."""
     height: int
     error: Optional[str]
 

@@ -213,7 +213,8 @@ pub enum Answer {
 
 impl Answer {
     /// The session's [`Response`](crate::api::Response), and the updates it does not take
-    /// (`updateGroupCallConnection`, updates about other calls are up to the caller).
+    /// (`updateGroupCallConnection`). Every [`TlUpdate::Session`] goes into the response whatever
+    /// call it names: where one connection serves several calls, check `call` first.
     pub fn into_response(self) -> (crate::api::Response, Vec<TlUpdate>) {
         use crate::api::Response;
         match self {
@@ -402,7 +403,8 @@ pub fn encode_request(request: &Request, ctx: &Context) -> Result<Vec<u8>> {
 /// Reads function bytes back into the session's [`Request`] and the application's part
 /// (`call` is `None` for `createConferenceCall`). A block argument that is not a plain-form block
 /// fails with [`ErrorKind::InvalidInput`] (`BLOCK_INVALID`); anything else malformed, or another
-/// function, with [`ErrorKind::Parse`]. Trailing bytes are an error.
+/// function, with [`ErrorKind::Parse`]. Trailing bytes are an error. `params` is empty for a
+/// function that carries none.
 pub fn decode_request(bytes: &[u8]) -> Result<(Request, Context)> {
     let mut r = Reader::new(bytes);
     let mut ctx = Context { params: String::new(), ..Context::default() };

@@ -9,6 +9,7 @@ import type {
   Rng as WasmRng,
   Server as WasmServer,
   Session as WasmSession,
+  TlFront as WasmTlFront,
 } from "./pkg/confchain_js.js";
 
 /** Thrown by every confchain function: `code` is the reference's number, `name` its code name or kind. */
@@ -38,6 +39,9 @@ export declare const Session: typeof WasmSession;
 export type Session = WasmSession;
 export declare const Server: typeof WasmServer;
 export type Server = WasmServer;
+/** The server model's TL front: `handle(server, from, functionBytes)` -> `{result, pushes: [{to, updates}]}`. */
+export declare const TlFront: typeof WasmTlFront;
+export type TlFront = WasmTlFront;
 
 /** A request the session wants sent (`kind` names the TL method). */
 export interface Request {

@@ -14,7 +14,7 @@ if (typeof process !== "undefined" && process.versions && process.versions.node)
 }
 
 export { ConfchainError };
-export const { PrivateKey, Call, Session, Server, P2PCaller, P2PCallee, P2PKey, toServerForm, createSelfAddBlock, version } =
+export const { PrivateKey, Call, Session, Server, TlFront, P2PCaller, P2PCallee, P2PKey, toServerForm, createSelfAddBlock, version } =
   wasm;
 
 /** A ChaCha20 CSPRNG. `new Rng(seed)` for tests; `Rng.fromCrypto()` seeds it from crypto.getRandomValues. */

@@ -2,6 +2,8 @@
 //! updates the server pushes, and the outcome of a request. Both the client ([`crate::session`])
 //! and the server model ([`crate::server`]) speak them; neither owns them.
 
+pub mod tl;
+
 use crate::crypto::PublicKey;
 use crate::wire::PlainBlock;
 

@@ -35,7 +35,6 @@
 //! broadcasts to their sender too (*inferred*); encrypted messages are relayed to the other members;
 //! non-members get only the last block, and members that were removed get `GROUPCALL_FORBIDDEN`
 //! (*documented with low confidence*).
-
 //!
 //! With [`Behaviour::real`] it also shows the behaviours of the real server that tdlib and
 //! Telegram Desktop handle (issue 24): `FLOOD_WAIT_X` (injected at random and enforced per method,
@@ -48,6 +47,7 @@
 //! whatever its offset. [`hostile`] wraps the server with a hostile one.
 
 pub mod hostile;
+pub mod tl;
 
 use std::collections::{BTreeMap, BTreeSet};
 

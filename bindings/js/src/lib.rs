@@ -435,6 +435,9 @@ fn update_of(v: &JsValue, field: &str, budget: &mut Budget) -> Result<sess::Upda
             .collect::<Result<_, _>>()?;
         return Ok(sess::Update::ChainBlocks { sub_chain_id, blocks, next_offset });
     }
+    if let Some(u) = call_update_of(v, field)? {
+        return Ok(u);
+    }
     let from = get(v, "from");
     if from.is_undefined() {
         return Err(type_error(field, "{subChain, blocks, nextOffset} or {from, encryptedMessage}", v));
@@ -910,5 +913,85 @@ impl P2PKey {
     /// The 256-byte key.
     pub fn key(&self) -> Vec<u8> {
         self.0.key().expose().to_vec()
+    }
+}
+
+// ---- for the MTProto adapters (mtcute) ----
+
+/// `{call: {id, accessHash}, discarded, inviteLink?}` (updateGroupCall) or
+/// `{participants: [{userId, left}]}` (updateGroupCallParticipants); ids are bigints.
+fn call_update_of(v: &JsValue, field: &str) -> Result<Option<sess::Update>, JsValue> {
+    let participants = get(v, "participants");
+    if !participants.is_undefined() {
+        let mut out = Vec::new();
+        for (i, p) in items(&participants, &format!("{field}.participants"))?.iter().enumerate() {
+            let user_id = user_id(&get(p, "userId"), &format!("{field}.participants[{i}].userId"))?;
+            out.push(engine::api::CallParticipant { user_id, left: get(p, "left").as_bool().unwrap_or(false) });
+        }
+        return Ok(Some(sess::Update::Participants { participants: out }));
+    }
+    let call = get(v, "call");
+    if call.is_object() {
+        let call = engine::api::CallIdentity {
+            id: user_id(&get(&call, "id"), &format!("{field}.call.id"))?,
+            access_hash: user_id(&get(&call, "accessHash"), &format!("{field}.call.accessHash"))?,
+        };
+        let discarded = get(v, "discarded").as_bool().unwrap_or(false);
+        let invite_link = get(v, "inviteLink").as_string();
+        return Ok(Some(sess::Update::GroupCall { call, discarded, invite_link }));
+    }
+    Ok(None)
+}
+
+/// The server model's TL front for one call: `handle(server, from, functionBytes)` returns
+/// `{result, pushes: [{to, updates}]}`, the bytes an MTProto library serialized in and the
+/// `Updates` / `Bool` / `rpc_error` bytes it parses out.
+#[wasm_bindgen]
+pub struct TlFront(engine::server::tl::TlFront);
+
+#[wasm_bindgen]
+impl TlFront {
+    /// A front for the call `(id, accessHash)`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(id: i64, access_hash: i64) -> TlFront {
+        TlFront(engine::server::tl::TlFront::new(engine::api::CallIdentity { id, access_hash }))
+    }
+
+    /// Answers function bytes from user `from`.
+    pub fn handle(
+        &self,
+        server: &mut Server,
+        from: i64,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] function: &JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let function = bytes(function, "function")?;
+        let (result, pushes) = self.0.handle(&mut server.0, from, &function);
+        let o = js_sys::Object::new();
+        set(&o, "result", bytes_value(&result));
+        let list: js_sys::Array = pushes
+            .iter()
+            .map(|(to, u)| {
+                let p = js_sys::Object::new();
+                set(&p, "to", JsValue::from(*to));
+                set(&p, "updates", bytes_value(u));
+                JsValue::from(p)
+            })
+            .collect();
+        set(&o, "pushes", list.into());
+        Ok(o.into())
+    }
+
+    /// The call's invite link.
+    #[wasm_bindgen(getter, js_name = inviteLink)]
+    pub fn invite_link(&self) -> String {
+        self.0.invite_link.clone()
+    }
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// Removes `userIds` (bigints) from the call: a ban (`kick`) or pruning users who left.
+    pub fn remove(&mut self, user_ids: Vec<i64>, kick: bool, now_ms: f64, rng: &mut Rng) -> Result<(), JsValue> {
+        self.0.remove(&user_ids, kick, time(now_ms, "nowMs")?, &mut *rng.0).map_err(err)
     }
 }

@@ -20,3 +20,9 @@ const session: Session = new Session(7n);
 session.join(0, rng);
 const request = session.pollRequest() as Request | undefined;
 if (request) console.log(request.kind, new Server().height);
+
+// The TL front (for MTProto-library tests).
+import { TlFront } from "../index.js";
+const front: TlFront = new TlFront(1n, 2n);
+const link: string = front.inviteLink;
+void link;

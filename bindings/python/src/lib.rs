@@ -1103,5 +1103,71 @@ fn _confchain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(to_server_form, m)?)?;
     m.add_function(wrap_pyfunction!(create_zero_block, m)?)?;
     m.add_function(wrap_pyfunction!(create_self_add_block, m)?)?;
+    register_tl(m)?;
+    Ok(())
+}
+
+// ---- for the MTProto adapters (confchain.telethon, confchain.pyrogram) ----
+
+/// `Update.group_call`'s form as a function: `updateGroupCall` with `groupCall(id, access_hash,
+/// invite_link)` or, when `discarded`, `groupCallDiscarded`.
+#[pyfunction]
+#[pyo3(signature = (call_id, access_hash, discarded = false, invite_link = None))]
+fn update_group_call(call_id: i64, access_hash: i64, discarded: bool, invite_link: Option<String>) -> Update {
+    let call = engine::api::CallIdentity { id: call_id, access_hash };
+    Update(sess::Update::GroupCall { call, discarded, invite_link })
+}
+
+/// `updateGroupCallParticipants`: `[(user_id, left)]`, one pair per `groupCallParticipant`.
+#[pyfunction]
+fn update_participants(participants: Vec<(i64, bool)>) -> Update {
+    let participants =
+        participants.into_iter().map(|(user_id, left)| engine::api::CallParticipant { user_id, left }).collect();
+    Update(sess::Update::Participants { participants })
+}
+
+/// The server model's TL front for the call `(call_id, access_hash)`: `handle(server,
+/// from_user_id, function_bytes)` returns `(result_bytes, [(to_user_id, updates_bytes)])`, the
+/// bytes an MTProto library serialized in and the bytes it parses out (`Updates`, `Bool`,
+/// `rpc_error`).
+#[pyclass(module = "confchain")]
+struct TlFront(engine::server::tl::TlFront);
+
+#[pymethods]
+impl TlFront {
+    #[new]
+    fn new(call_id: i64, access_hash: i64) -> Self {
+        TlFront(engine::server::tl::TlFront::new(engine::api::CallIdentity { id: call_id, access_hash }))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn handle<'py>(
+        &self,
+        py: Python<'py>,
+        server: &mut Server,
+        from_user_id: i64,
+        function: &[u8],
+    ) -> (Bound<'py, PyBytes>, Vec<(i64, Bound<'py, PyBytes>)>) {
+        let (result, pushes) = py.allow_threads(|| self.0.handle(&mut server.0, from_user_id, function));
+        (bytes(py, &result), pushes.into_iter().map(|(to, u)| (to, bytes(py, &u))).collect())
+    }
+
+    /// The call's invite link (a join may name the call by its slug).
+    #[getter]
+    fn invite_link(&self) -> String {
+        self.0.invite_link.clone()
+    }
+
+    /// The `updateGroupCallConnection.params` a join's result carries.
+    #[getter]
+    fn connection_params(&self) -> String {
+        self.0.connection_params.clone()
+    }
+}
+
+fn register_tl(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<TlFront>()?;
+    m.add_function(wrap_pyfunction!(update_group_call, m)?)?;
+    m.add_function(wrap_pyfunction!(update_participants, m)?)?;
     Ok(())
 }

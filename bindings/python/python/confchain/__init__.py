@@ -24,10 +24,13 @@ from ._confchain import (  # noqa: F401
     Server,
     Session,
     SessionEvent,
+    TlFront,
     Update,
     create_self_add_block,
     create_zero_block,
     to_server_form,
+    update_group_call,
+    update_participants,
 )
 
 
@@ -54,8 +57,11 @@ __all__ = [
     "Server",
     "Session",
     "SessionEvent",
+    "TlFront",
     "Update",
     "create_self_add_block",
     "create_zero_block",
     "to_server_form",
+    "update_group_call",
+    "update_participants",
 ]

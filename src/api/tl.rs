@@ -1,0 +1,1040 @@
+//! The API messages in Telegram's TL (layer 228 and later): the `phone.*` functions a session's
+//! [`Request`]s become, and the `Updates` / `Bool` / `rpc_error` results they get back.
+//!
+//! ```text
+//!  Request + Context ─▶ encode_request ─▶ function bytes ─▶ (MTProto) ─▶ decode_request   (server)
+//!  Vec<Update>       ─▶ encode_updates ─▶ Updates bytes  ─▶ (MTProto) ─▶ decode_result    (client)
+//! ```
+//!
+//! A session's [`Request`] names only what the protocol decides (keys, blocks, offsets); the
+//! [`Context`] adds what the application owns: the call (`InputGroupCall`), whom to join as, the
+//! media stack's `params` JSON, `random_id`, the media `source`. MTProto libraries serialize the
+//! functions with their own generated code; this codec is for applications that speak raw MTProto,
+//! for the server model's TL front ([`crate::server::tl`]) and for tests that check a library's bytes.
+//!
+//! Decoding is bounded: every length and count is checked against the bytes that remain, nothing
+//! recurses, and an unknown constructor is an error, never a panic.
+
+use crate::api::{CallIdentity, CallParticipant, Request, SubChain, Update};
+use crate::crypto::PublicKey;
+use crate::error::{Error, ErrorKind, Result};
+use crate::tl::{Reader, Writer};
+use crate::wire::PlainBlock;
+
+/// Constructor ids of the functions and types this codec reads and writes.
+pub mod id {
+    /// `phone.getGroupCallChainBlocks`.
+    pub const GET_GROUP_CALL_CHAIN_BLOCKS: u32 = 0xee9f88a6;
+    /// `phone.createConferenceCall`.
+    pub const CREATE_CONFERENCE_CALL: u32 = 0x7d0444bb;
+    /// `phone.joinGroupCall`.
+    pub const JOIN_GROUP_CALL: u32 = 0x8fb53057;
+    /// `phone.deleteConferenceCallParticipants`.
+    pub const DELETE_CONFERENCE_CALL_PARTICIPANTS: u32 = 0x8ca60525;
+    /// `phone.sendConferenceCallBroadcast`.
+    pub const SEND_CONFERENCE_CALL_BROADCAST: u32 = 0xc6701900;
+    /// `phone.sendGroupCallEncryptedMessage`.
+    pub const SEND_GROUP_CALL_ENCRYPTED_MESSAGE: u32 = 0xe5afa56d;
+    /// `phone.leaveGroupCall`.
+    pub const LEAVE_GROUP_CALL: u32 = 0x500377f9;
+    /// `inputGroupCall`.
+    pub const INPUT_GROUP_CALL: u32 = 0xd8aa840f;
+    /// `inputGroupCallSlug`.
+    pub const INPUT_GROUP_CALL_SLUG: u32 = 0xfe06823f;
+    /// `inputGroupCallInviteMessage`.
+    pub const INPUT_GROUP_CALL_INVITE_MESSAGE: u32 = 0x8c10603f;
+    /// `inputPeerEmpty`.
+    pub const INPUT_PEER_EMPTY: u32 = 0x7f3b18ea;
+    /// `inputPeerSelf`.
+    pub const INPUT_PEER_SELF: u32 = 0x7da07ec9;
+    /// `inputPeerChat`.
+    pub const INPUT_PEER_CHAT: u32 = 0x35a95cb9;
+    /// `inputPeerUser`.
+    pub const INPUT_PEER_USER: u32 = 0xdde8a54c;
+    /// `inputPeerChannel`.
+    pub const INPUT_PEER_CHANNEL: u32 = 0x27bcbbfc;
+    /// `peerUser`.
+    pub const PEER_USER: u32 = 0x59511722;
+    /// `peerChat`.
+    pub const PEER_CHAT: u32 = 0x36c6019a;
+    /// `peerChannel`.
+    pub const PEER_CHANNEL: u32 = 0xa2a5371e;
+    /// `dataJSON`.
+    pub const DATA_JSON: u32 = 0x7d748d04;
+    /// `vector`.
+    pub const VECTOR: u32 = 0x1cb5c415;
+    /// `boolTrue`.
+    pub const BOOL_TRUE: u32 = 0x997275b5;
+    /// `boolFalse`.
+    pub const BOOL_FALSE: u32 = 0xbc799737;
+    /// `rpc_error`.
+    pub const RPC_ERROR: u32 = 0x2144ca19;
+    /// `updates`.
+    pub const UPDATES: u32 = 0x74ae4240;
+    /// `updatesCombined`.
+    pub const UPDATES_COMBINED: u32 = 0x725b04c3;
+    /// `updateShort`.
+    pub const UPDATE_SHORT: u32 = 0x78d4dec1;
+    /// `updatesTooLong`.
+    pub const UPDATES_TOO_LONG: u32 = 0xe317af7e;
+    /// `updateGroupCallChainBlocks`.
+    pub const UPDATE_GROUP_CALL_CHAIN_BLOCKS: u32 = 0xa477288f;
+    /// `updateGroupCallEncryptedMessage`.
+    pub const UPDATE_GROUP_CALL_ENCRYPTED_MESSAGE: u32 = 0xc957a766;
+    /// `updateGroupCall`.
+    pub const UPDATE_GROUP_CALL: u32 = 0x9d2216e0;
+    /// `updateGroupCallParticipants`.
+    pub const UPDATE_GROUP_CALL_PARTICIPANTS: u32 = 0xf2ebdb4e;
+    /// `updateGroupCallConnection`.
+    pub const UPDATE_GROUP_CALL_CONNECTION: u32 = 0x0b783982;
+    /// `groupCall`.
+    pub const GROUP_CALL: u32 = 0xefb2b617;
+    /// `groupCallDiscarded`.
+    pub const GROUP_CALL_DISCARDED: u32 = 0x7780bcb4;
+    /// `groupCallParticipant`.
+    pub const GROUP_CALL_PARTICIPANT: u32 = 0x2a3dc7ac;
+    /// `groupCallParticipantVideo`.
+    pub const GROUP_CALL_PARTICIPANT_VIDEO: u32 = 0x67753ac8;
+    /// `groupCallParticipantVideoSourceGroup`.
+    pub const GROUP_CALL_PARTICIPANT_VIDEO_SOURCE_GROUP: u32 = 0xdcb118b7;
+}
+
+/// `InputGroupCall`: how a request names the call.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum InputGroupCall {
+    /// `inputGroupCall(id, access_hash)`: the call's identity, once known.
+    Id(CallIdentity),
+    /// `inputGroupCallSlug(slug)`: the slug of an invite link (`t.me/call/<slug>`).
+    Slug(String),
+    /// `inputGroupCallInviteMessage(msg_id)`: the message that invited us.
+    InviteMessage(i32),
+}
+
+/// `InputPeer`: whom to join as (`join_as`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum InputPeer {
+    /// `inputPeerSelf`: the user the connection is logged in as (what conference calls use).
+    #[default]
+    SelfUser,
+    /// `inputPeerUser(user_id, access_hash)`.
+    User {
+        /// `user_id`.
+        user_id: i64,
+        /// `access_hash`.
+        access_hash: i64,
+    },
+    /// `inputPeerChannel(channel_id, access_hash)`.
+    Channel {
+        /// `channel_id`.
+        channel_id: i64,
+        /// `access_hash`.
+        access_hash: i64,
+    },
+    /// `inputPeerChat(chat_id)`.
+    Chat {
+        /// `chat_id`.
+        chat_id: i64,
+    },
+    /// `inputPeerEmpty`.
+    Empty,
+}
+
+/// What a function needs beyond the session's [`Request`]: the application's part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// The call every function but `createConferenceCall` names.
+    pub call: Option<InputGroupCall>,
+    /// `joinGroupCall.join_as`.
+    pub join_as: InputPeer,
+    /// The media stack's `params` JSON (`DataJSON.data`) for `joinGroupCall` and a joining
+    /// `createConferenceCall`.
+    pub params: String,
+    /// `createConferenceCall.random_id` (a fresh random number per new call).
+    pub random_id: i32,
+    /// `leaveGroupCall.source`: our audio SSRC.
+    pub source: i32,
+    /// `joinGroupCall.invite_hash` (flags.1).
+    pub invite_hash: Option<String>,
+    /// `muted` (flags.0) of create and join.
+    pub muted: bool,
+    /// `video_stopped` (flags.2) of create and join.
+    pub video_stopped: bool,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context {
+            call: None,
+            join_as: InputPeer::SelfUser,
+            params: "{}".to_owned(),
+            random_id: 0,
+            source: 0,
+            invite_hash: None,
+            muted: false,
+            video_stopped: false,
+        }
+    }
+}
+
+/// One update of an `Updates` result, as far as a conference cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlUpdate {
+    /// An update for the session, about `call` (check it is yours before feeding it).
+    Session {
+        /// The call it is about (`updateGroupCall`: the call's own identity).
+        call: InputGroupCall,
+        /// The update.
+        update: Update,
+    },
+    /// `updateGroupCallConnection(presentation, params)`: for the application's media stack.
+    Connection {
+        /// `presentation`: the screen-sharing connection.
+        presentation: bool,
+        /// The transport parameters JSON (`DataJSON.data`).
+        params: String,
+    },
+}
+
+/// The result of a function, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// `Updates` (`updates`, `updatesCombined`, `updateShort`, `updatesTooLong`).
+    Updates(Vec<TlUpdate>),
+    /// `Bool`.
+    Bool(bool),
+    /// `rpc_error(error_code, error_message)`.
+    Error {
+        /// `error_code` (400, 403, 420, 500, ...).
+        code: i32,
+        /// `error_message` (`FLOOD_WAIT_30`, `GROUPCALL_FORBIDDEN`, ...).
+        message: String,
+    },
+}
+
+impl Answer {
+    /// The session's [`Response`](crate::api::Response), and the updates it does not take
+    /// (`updateGroupCallConnection`). Every [`TlUpdate::Session`] goes into the response whatever
+    /// call it names: where one connection serves several calls, check `call` first.
+    pub fn into_response(self) -> (crate::api::Response, Vec<TlUpdate>) {
+        use crate::api::Response;
+        match self {
+            Answer::Bool(_) => (Response::Ok(Vec::new()), Vec::new()),
+            Answer::Error { message, .. } => (Response::Error(message), Vec::new()),
+            Answer::Updates(all) => {
+                let mut session = Vec::new();
+                let mut other = Vec::new();
+                for u in all {
+                    match u {
+                        TlUpdate::Session { update, .. } => session.push(update),
+                        u => other.push(u),
+                    }
+                }
+                (Response::Ok(session), other)
+            }
+        }
+    }
+}
+
+fn parse_error(what: &str) -> Error {
+    Error::new(ErrorKind::Parse, what)
+}
+
+fn write_input_group_call(w: &mut Writer, call: &InputGroupCall) {
+    match call {
+        InputGroupCall::Id(c) => {
+            w.u32(id::INPUT_GROUP_CALL);
+            w.i64(c.id);
+            w.i64(c.access_hash);
+        }
+        InputGroupCall::Slug(s) => {
+            w.u32(id::INPUT_GROUP_CALL_SLUG);
+            w.bytes(s.as_bytes());
+        }
+        InputGroupCall::InviteMessage(m) => {
+            w.u32(id::INPUT_GROUP_CALL_INVITE_MESSAGE);
+            w.i32(*m);
+        }
+    }
+}
+
+fn read_input_group_call(r: &mut Reader<'_>) -> Result<InputGroupCall> {
+    match r.u32()? {
+        id::INPUT_GROUP_CALL => Ok(InputGroupCall::Id(CallIdentity { id: r.i64()?, access_hash: r.i64()? })),
+        id::INPUT_GROUP_CALL_SLUG => Ok(InputGroupCall::Slug(string(r)?)),
+        id::INPUT_GROUP_CALL_INVITE_MESSAGE => Ok(InputGroupCall::InviteMessage(r.i32()?)),
+        _ => Err(r.error("Unknown InputGroupCall constructor")),
+    }
+}
+
+fn write_input_peer(w: &mut Writer, peer: &InputPeer) {
+    match *peer {
+        InputPeer::SelfUser => w.u32(id::INPUT_PEER_SELF),
+        InputPeer::Empty => w.u32(id::INPUT_PEER_EMPTY),
+        InputPeer::Chat { chat_id } => {
+            w.u32(id::INPUT_PEER_CHAT);
+            w.i64(chat_id);
+        }
+        InputPeer::User { user_id, access_hash } => {
+            w.u32(id::INPUT_PEER_USER);
+            w.i64(user_id);
+            w.i64(access_hash);
+        }
+        InputPeer::Channel { channel_id, access_hash } => {
+            w.u32(id::INPUT_PEER_CHANNEL);
+            w.i64(channel_id);
+            w.i64(access_hash);
+        }
+    }
+}
+
+fn read_input_peer(r: &mut Reader<'_>) -> Result<InputPeer> {
+    match r.u32()? {
+        id::INPUT_PEER_SELF => Ok(InputPeer::SelfUser),
+        id::INPUT_PEER_EMPTY => Ok(InputPeer::Empty),
+        id::INPUT_PEER_CHAT => Ok(InputPeer::Chat { chat_id: r.i64()? }),
+        id::INPUT_PEER_USER => Ok(InputPeer::User { user_id: r.i64()?, access_hash: r.i64()? }),
+        id::INPUT_PEER_CHANNEL => Ok(InputPeer::Channel { channel_id: r.i64()?, access_hash: r.i64()? }),
+        _ => Err(r.error("Unknown InputPeer constructor")),
+    }
+}
+
+/// A `Peer`: (is a user, id).
+fn read_peer(r: &mut Reader<'_>) -> Result<(bool, i64)> {
+    match r.u32()? {
+        id::PEER_USER => Ok((true, r.i64()?)),
+        id::PEER_CHAT | id::PEER_CHANNEL => Ok((false, r.i64()?)),
+        _ => Err(r.error("Unknown Peer constructor")),
+    }
+}
+
+fn string(r: &mut Reader<'_>) -> Result<String> {
+    Ok(String::from_utf8_lossy(r.bytes()?).into_owned())
+}
+
+fn write_data_json(w: &mut Writer, data: &str) {
+    w.u32(id::DATA_JSON);
+    w.bytes(data.as_bytes());
+}
+
+fn read_data_json(r: &mut Reader<'_>) -> Result<String> {
+    r.expect_constructor(id::DATA_JSON)?;
+    string(r)
+}
+
+fn block_arg(r: &mut Reader<'_>) -> Result<PlainBlock> {
+    let bytes = r.bytes()?;
+    PlainBlock::from_plain_bytes(bytes.to_vec()).map_err(|_| Error::new(ErrorKind::InvalidInput, "BLOCK_INVALID"))
+}
+
+fn need_call(ctx: &Context) -> Result<&InputGroupCall> {
+    ctx.call.as_ref().ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the context names no call"))
+}
+
+/// The function bytes of `request` (the boxed `phone.*` method), with the application's part
+/// from `ctx`. Fails only when `ctx.call` is missing for a function that names the call.
+pub fn encode_request(request: &Request, ctx: &Context) -> Result<Vec<u8>> {
+    let mut w = Writer::new();
+    let media_flags = u32::from(ctx.muted) | u32::from(ctx.video_stopped) << 2;
+    match request {
+        Request::GetChainBlocks { sub_chain, offset, limit } => {
+            w.u32(id::GET_GROUP_CALL_CHAIN_BLOCKS);
+            write_input_group_call(&mut w, need_call(ctx)?);
+            w.i32(sub_chain.id());
+            w.i32(*offset);
+            w.i32(*limit);
+        }
+        Request::CreateConference { public_key, block, .. } => {
+            w.u32(id::CREATE_CONFERENCE_CALL);
+            // join, public_key, block and params share flags.3: all four or none.
+            let joining = match (public_key, block) {
+                (Some(k), Some(b)) => Some((k, b)),
+                _ => None,
+            };
+            w.u32(media_flags | u32::from(joining.is_some()) << 3);
+            w.i32(ctx.random_id);
+            if let Some((key, block)) = joining {
+                w.raw(key.as_bytes());
+                w.bytes(block.as_bytes());
+                write_data_json(&mut w, &ctx.params);
+            }
+        }
+        Request::Join { public_key, block } => {
+            w.u32(id::JOIN_GROUP_CALL);
+            w.u32(media_flags | u32::from(ctx.invite_hash.is_some()) << 1 | 1 << 3);
+            write_input_group_call(&mut w, need_call(ctx)?);
+            write_input_peer(&mut w, &ctx.join_as);
+            if let Some(hash) = &ctx.invite_hash {
+                w.bytes(hash.as_bytes());
+            }
+            w.raw(public_key.as_bytes());
+            w.bytes(block.as_bytes());
+            write_data_json(&mut w, &ctx.params);
+        }
+        Request::DeleteParticipants { user_ids, block, kick } => {
+            w.u32(id::DELETE_CONFERENCE_CALL_PARTICIPANTS);
+            w.u32(if *kick { 1 << 1 } else { 1 });
+            write_input_group_call(&mut w, need_call(ctx)?);
+            w.u32(id::VECTOR);
+            w.u32(u32::try_from(user_ids.len()).unwrap_or(u32::MAX));
+            for u in user_ids {
+                w.i64(*u);
+            }
+            w.bytes(block.as_bytes());
+        }
+        Request::SendBroadcast { block } => {
+            w.u32(id::SEND_CONFERENCE_CALL_BROADCAST);
+            write_input_group_call(&mut w, need_call(ctx)?);
+            w.bytes(block);
+        }
+        Request::SendEncryptedMessage { encrypted_message } => {
+            w.u32(id::SEND_GROUP_CALL_ENCRYPTED_MESSAGE);
+            write_input_group_call(&mut w, need_call(ctx)?);
+            w.bytes(encrypted_message);
+        }
+        Request::Leave => {
+            w.u32(id::LEAVE_GROUP_CALL);
+            write_input_group_call(&mut w, need_call(ctx)?);
+            w.i32(ctx.source);
+        }
+    }
+    Ok(w.into_bytes())
+}
+
+/// Reads function bytes back into the session's [`Request`] and the application's part
+/// (`call` is `None` for `createConferenceCall`). A block argument that is not a plain-form block
+/// fails with [`ErrorKind::InvalidInput`] (`BLOCK_INVALID`); anything else malformed, or another
+/// function, with [`ErrorKind::Parse`]. Trailing bytes are an error. `params` is empty for a
+/// function that carries none.
+pub fn decode_request(bytes: &[u8]) -> Result<(Request, Context)> {
+    let mut r = Reader::new(bytes);
+    let mut ctx = Context { params: String::new(), ..Context::default() };
+    let request = match r.u32()? {
+        id::GET_GROUP_CALL_CHAIN_BLOCKS => {
+            ctx.call = Some(read_input_group_call(&mut r)?);
+            let sub = r.i32()?;
+            let sub_chain = SubChain::from_id(sub).ok_or_else(|| r.error("Unknown sub_chain_id"))?;
+            Request::GetChainBlocks { sub_chain, offset: r.i32()?, limit: r.i32()? }
+        }
+        id::CREATE_CONFERENCE_CALL => {
+            let flags = r.flags()?;
+            (ctx.muted, ctx.video_stopped) = (flags & 1 != 0, flags & 1 << 2 != 0);
+            ctx.random_id = r.i32()?;
+            if flags & 1 << 3 != 0 {
+                let key = PublicKey::from_bytes(r.array()?);
+                let block = block_arg(&mut r)?;
+                ctx.params = read_data_json(&mut r)?;
+                Request::CreateConference { public_key: Some(key), block: Some(block) }
+            } else {
+                Request::CreateConference { public_key: None, block: None }
+            }
+        }
+        id::JOIN_GROUP_CALL => {
+            let flags = r.flags()?;
+            (ctx.muted, ctx.video_stopped) = (flags & 1 != 0, flags & 1 << 2 != 0);
+            ctx.call = Some(read_input_group_call(&mut r)?);
+            ctx.join_as = read_input_peer(&mut r)?;
+            if flags & 1 << 1 != 0 {
+                ctx.invite_hash = Some(string(&mut r)?);
+            }
+            if flags & 1 << 3 == 0 {
+                // A join without a key and block is a plain (unencrypted) group call's.
+                return Err(r.error("joinGroupCall without public_key and block"));
+            }
+            let public_key = PublicKey::from_bytes(r.array()?);
+            let block = block_arg(&mut r)?;
+            ctx.params = read_data_json(&mut r)?;
+            Request::Join { public_key, block }
+        }
+        id::DELETE_CONFERENCE_CALL_PARTICIPANTS => {
+            let flags = r.flags()?;
+            ctx.call = Some(read_input_group_call(&mut r)?);
+            r.expect_constructor(id::VECTOR)?;
+            let n = r.vec_len()?;
+            let mut user_ids = Vec::with_capacity(n.min(r.remaining() / 8));
+            for _ in 0..n {
+                user_ids.push(r.i64()?);
+            }
+            let block = block_arg(&mut r)?;
+            Request::DeleteParticipants { user_ids, block, kick: flags & 1 << 1 != 0 }
+        }
+        id::SEND_CONFERENCE_CALL_BROADCAST => {
+            ctx.call = Some(read_input_group_call(&mut r)?);
+            Request::SendBroadcast { block: r.bytes()?.to_vec() }
+        }
+        id::SEND_GROUP_CALL_ENCRYPTED_MESSAGE => {
+            ctx.call = Some(read_input_group_call(&mut r)?);
+            Request::SendEncryptedMessage { encrypted_message: r.bytes()?.to_vec() }
+        }
+        id::LEAVE_GROUP_CALL => {
+            ctx.call = Some(read_input_group_call(&mut r)?);
+            ctx.source = r.i32()?;
+            Request::Leave
+        }
+        other => return Err(parse_error(&format!("Unknown function {other:#010x}"))),
+    };
+    r.finish()?;
+    Ok((request, ctx))
+}
+
+fn write_call_of(w: &mut Writer, call: &CallIdentity) {
+    write_input_group_call(w, &InputGroupCall::Id(*call));
+}
+
+fn write_update(w: &mut Writer, call: &CallIdentity, update: &Update) {
+    match update {
+        Update::ChainBlocks { sub_chain_id, blocks, next_offset } => {
+            w.u32(id::UPDATE_GROUP_CALL_CHAIN_BLOCKS);
+            write_call_of(w, call);
+            w.i32(*sub_chain_id);
+            w.u32(id::VECTOR);
+            w.u32(u32::try_from(blocks.len()).unwrap_or(u32::MAX));
+            for b in blocks {
+                w.bytes(b);
+            }
+            w.i32(*next_offset);
+        }
+        Update::EncryptedMessage { from, encrypted_message } => {
+            w.u32(id::UPDATE_GROUP_CALL_ENCRYPTED_MESSAGE);
+            write_call_of(w, call);
+            w.u32(id::PEER_USER);
+            w.i64(*from);
+            w.bytes(encrypted_message);
+        }
+        Update::GroupCall { call: this, discarded, invite_link } => {
+            w.u32(id::UPDATE_GROUP_CALL);
+            w.u32(0);
+            if *discarded {
+                w.u32(id::GROUP_CALL_DISCARDED);
+                w.i64(this.id);
+                w.i64(this.access_hash);
+                w.i32(0); // duration
+            } else {
+                w.u32(id::GROUP_CALL);
+                // conference (flags.14), invite_link (flags.16)
+                w.u32(1 << 14 | u32::from(invite_link.is_some()) << 16);
+                w.i64(this.id);
+                w.i64(this.access_hash);
+                w.i32(0); // participants_count
+                w.i32(0); // unmuted_video_limit
+                w.i32(0); // version
+                if let Some(link) = invite_link {
+                    w.bytes(link.as_bytes());
+                }
+            }
+        }
+        Update::Participants { participants } => {
+            w.u32(id::UPDATE_GROUP_CALL_PARTICIPANTS);
+            write_call_of(w, call);
+            w.u32(id::VECTOR);
+            w.u32(u32::try_from(participants.len()).unwrap_or(u32::MAX));
+            for p in participants {
+                w.u32(id::GROUP_CALL_PARTICIPANT);
+                w.u32(u32::from(p.left) << 1);
+                w.u32(id::PEER_USER);
+                w.i64(p.user_id);
+                w.i32(0); // date
+                w.i32(0); // source
+            }
+            w.i32(0); // version
+        }
+    }
+}
+
+/// `updates(updates, users: [], chats: [], date, seq: 0)` carrying `updates` about `call` (the
+/// `call` argument of each update but `updateGroupCall`, which names its own).
+pub fn encode_updates(call: &CallIdentity, updates: &[Update], date: i32) -> Vec<u8> {
+    encode_updates_with(call, updates, &[], date)
+}
+
+/// [`encode_updates`] followed by `updateGroupCallConnection(presentation: false, params)` for
+/// each of `connections` (what a join's result carries for the media stack).
+pub fn encode_updates_with(call: &CallIdentity, updates: &[Update], connections: &[&str], date: i32) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u32(id::UPDATES);
+    w.u32(id::VECTOR);
+    let n = updates.len().saturating_add(connections.len());
+    w.u32(u32::try_from(n).unwrap_or(u32::MAX));
+    for u in updates {
+        write_update(&mut w, call, u);
+    }
+    for params in connections {
+        w.u32(id::UPDATE_GROUP_CALL_CONNECTION);
+        w.u32(0);
+        write_data_json(&mut w, params);
+    }
+    for _ in 0..2 {
+        // users, chats
+        w.u32(id::VECTOR);
+        w.u32(0);
+    }
+    w.i32(date);
+    w.i32(0);
+    w.into_bytes()
+}
+
+/// `boolTrue` / `boolFalse`.
+pub fn encode_bool(value: bool) -> Vec<u8> {
+    (if value { id::BOOL_TRUE } else { id::BOOL_FALSE }).to_le_bytes().to_vec()
+}
+
+/// `rpc_error(error_code, error_message)`.
+pub fn encode_rpc_error(code: i32, message: &str) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u32(id::RPC_ERROR);
+    w.i32(code);
+    w.bytes(message.as_bytes());
+    w.into_bytes()
+}
+
+/// The `error_code` Telegram uses for an error message: 420 for flood waits, 403 for
+/// `GROUPCALL_FORBIDDEN`, 500 for internal failures, 400 otherwise.
+pub fn error_code(message: &str) -> i32 {
+    if message.starts_with("FLOOD_WAIT_") || message.starts_with("FLOOD_PREMIUM_WAIT_") {
+        420
+    } else if message == "GROUPCALL_FORBIDDEN" {
+        403
+    } else if message.starts_with("INTERNAL") || message.starts_with("RPC_CALL_FAIL") {
+        500
+    } else {
+        400
+    }
+}
+
+fn skip_participant_video(r: &mut Reader<'_>) -> Result<()> {
+    r.expect_constructor(id::GROUP_CALL_PARTICIPANT_VIDEO)?;
+    let flags = r.flags()?;
+    r.bytes()?; // endpoint
+    r.expect_constructor(id::VECTOR)?;
+    let groups = r.vec_len()?;
+    for _ in 0..groups {
+        r.expect_constructor(id::GROUP_CALL_PARTICIPANT_VIDEO_SOURCE_GROUP)?;
+        r.bytes()?; // semantics
+        r.expect_constructor(id::VECTOR)?;
+        let sources = r.vec_len()?;
+        r.take(sources.checked_mul(4).ok_or_else(|| r.error("Wrong vector length"))?)?;
+    }
+    if flags & 1 << 1 != 0 {
+        r.i32()?; // audio_source
+    }
+    Ok(())
+}
+
+/// A `groupCallParticipant`: the participant, if it is a user.
+fn read_participant(r: &mut Reader<'_>) -> Result<Option<CallParticipant>> {
+    r.expect_constructor(id::GROUP_CALL_PARTICIPANT)?;
+    let flags = r.flags()?;
+    let (is_user, peer_id) = read_peer(r)?;
+    r.i32()?; // date
+    if flags & 1 << 3 != 0 {
+        r.i32()?; // active_date
+    }
+    r.i32()?; // source
+    if flags & 1 << 7 != 0 {
+        r.i32()?; // volume
+    }
+    if flags & 1 << 11 != 0 {
+        r.bytes()?; // about
+    }
+    if flags & 1 << 13 != 0 {
+        r.i64()?; // raise_hand_rating
+    }
+    if flags & 1 << 6 != 0 {
+        skip_participant_video(r)?;
+    }
+    if flags & 1 << 14 != 0 {
+        skip_participant_video(r)?;
+    }
+    if flags & 1 << 16 != 0 {
+        r.i64()?; // paid_stars_total
+    }
+    Ok(is_user.then_some(CallParticipant { user_id: peer_id, left: flags & 1 << 1 != 0 }))
+}
+
+/// A `GroupCall`: its identity, whether it was discarded, its invite link.
+fn read_group_call(r: &mut Reader<'_>) -> Result<Update> {
+    match r.u32()? {
+        id::GROUP_CALL_DISCARDED => {
+            let call = CallIdentity { id: r.i64()?, access_hash: r.i64()? };
+            r.i32()?; // duration
+            Ok(Update::GroupCall { call, discarded: true, invite_link: None })
+        }
+        id::GROUP_CALL => {
+            let flags = r.flags()?;
+            let call = CallIdentity { id: r.i64()?, access_hash: r.i64()? };
+            r.i32()?; // participants_count
+            if flags & 1 << 3 != 0 {
+                r.bytes()?; // title
+            }
+            for bit in [4, 5, 7, 10] {
+                // stream_dc_id, record_start_date, schedule_date, unmuted_video_count
+                if flags & 1 << bit != 0 {
+                    r.i32()?;
+                }
+            }
+            r.i32()?; // unmuted_video_limit
+            r.i32()?; // version
+            let invite_link = if flags & 1 << 16 != 0 { Some(string(r)?) } else { None };
+            if flags & 1 << 20 != 0 {
+                r.i64()?; // send_paid_messages_stars
+            }
+            if flags & 1 << 21 != 0 {
+                read_peer(r)?; // default_send_as
+            }
+            Ok(Update::GroupCall { call, discarded: false, invite_link })
+        }
+        _ => Err(r.error("Unknown GroupCall constructor")),
+    }
+}
+
+fn read_update(r: &mut Reader<'_>) -> Result<Option<TlUpdate>> {
+    let session = |call, update| Ok(Some(TlUpdate::Session { call, update }));
+    match r.u32()? {
+        id::UPDATE_GROUP_CALL_CHAIN_BLOCKS => {
+            let call = read_input_group_call(r)?;
+            let sub_chain_id = r.i32()?;
+            r.expect_constructor(id::VECTOR)?;
+            let n = r.vec_len()?;
+            let mut blocks = Vec::with_capacity(n.min(r.remaining() / 4));
+            for _ in 0..n {
+                blocks.push(r.bytes()?.to_vec());
+            }
+            let next_offset = r.i32()?;
+            session(call, Update::ChainBlocks { sub_chain_id, blocks, next_offset })
+        }
+        id::UPDATE_GROUP_CALL_ENCRYPTED_MESSAGE => {
+            let call = read_input_group_call(r)?;
+            let (_, from) = read_peer(r)?;
+            session(call, Update::EncryptedMessage { from, encrypted_message: r.bytes()?.to_vec() })
+        }
+        id::UPDATE_GROUP_CALL => {
+            let flags = r.flags()?;
+            if flags & 1 << 1 != 0 {
+                read_peer(r)?;
+            }
+            let update = read_group_call(r)?;
+            let Update::GroupCall { call, .. } = &update else { return Ok(None) };
+            session(InputGroupCall::Id(*call), update)
+        }
+        id::UPDATE_GROUP_CALL_PARTICIPANTS => {
+            let call = read_input_group_call(r)?;
+            r.expect_constructor(id::VECTOR)?;
+            let n = r.vec_len()?;
+            let mut participants = Vec::with_capacity(n.min(r.remaining() / 4));
+            for _ in 0..n {
+                if let Some(p) = read_participant(r)? {
+                    participants.push(p);
+                }
+            }
+            r.i32()?; // version
+            session(call, Update::Participants { participants })
+        }
+        id::UPDATE_GROUP_CALL_CONNECTION => {
+            let flags = r.flags()?;
+            Ok(Some(TlUpdate::Connection { presentation: flags & 1 != 0, params: read_data_json(r)? }))
+        }
+        other => Err(parse_error(&format!("Unknown Update constructor {other:#010x}"))),
+    }
+}
+
+fn read_updates_vector(r: &mut Reader<'_>) -> Result<Vec<TlUpdate>> {
+    r.expect_constructor(id::VECTOR)?;
+    let n = r.vec_len()?;
+    let mut out = Vec::with_capacity(n.min(r.remaining() / 4));
+    for _ in 0..n {
+        out.extend(read_update(r)?);
+    }
+    Ok(out)
+}
+
+/// `users` and `chats` of an `Updates`: this codec reads only empty ones (a `User` or `Chat`
+/// needs the whole schema; MTProto libraries parse those).
+fn read_empty_vector(r: &mut Reader<'_>) -> Result<()> {
+    r.expect_constructor(id::VECTOR)?;
+    if r.u32()? != 0 {
+        return Err(r.error("Users and chats are not supported"));
+    }
+    Ok(())
+}
+
+/// Reads the result of a function: `Updates` (the conference's updates; any other update is an
+/// error, as are non-empty `users`/`chats`), `Bool`, or `rpc_error`. Trailing bytes are an error.
+pub fn decode_result(bytes: &[u8]) -> Result<Answer> {
+    let mut r = Reader::new(bytes);
+    let answer = match r.u32()? {
+        id::BOOL_TRUE => Answer::Bool(true),
+        id::BOOL_FALSE => Answer::Bool(false),
+        id::RPC_ERROR => Answer::Error { code: r.i32()?, message: string(&mut r)? },
+        id::UPDATES_TOO_LONG => Answer::Updates(Vec::new()),
+        id::UPDATE_SHORT => {
+            let update = read_update(&mut r)?;
+            r.i32()?; // date
+            Answer::Updates(update.into_iter().collect())
+        }
+        kind @ (id::UPDATES | id::UPDATES_COMBINED) => {
+            let updates = read_updates_vector(&mut r)?;
+            read_empty_vector(&mut r)?;
+            read_empty_vector(&mut r)?;
+            r.i32()?; // date
+            if kind == id::UPDATES_COMBINED {
+                r.i32()?; // seq_start
+            }
+            r.i32()?; // seq
+            Answer::Updates(updates)
+        }
+        other => return Err(parse_error(&format!("Unknown result constructor {other:#010x}"))),
+    };
+    r.finish()?;
+    Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    const CALL: CallIdentity = CallIdentity { id: 0x0102030405060708, access_hash: -2 };
+
+    fn ctx() -> Context {
+        Context { call: Some(InputGroupCall::Id(CALL)), ..Context::default() }
+    }
+
+    #[test]
+    fn get_chain_blocks_known_bytes() {
+        let req = Request::GetChainBlocks { sub_chain: SubChain::Broadcasts, offset: -1, limit: 1 };
+        let bytes = encode_request(&req, &ctx()).unwrap();
+        assert_eq!(
+            hex(&bytes),
+            concat!(
+                "a6889fee",         // getGroupCallChainBlocks
+                "0f84aad8",         // inputGroupCall
+                "0807060504030201", // id
+                "feffffffffffffff", // access_hash
+                "01000000",
+                "ffffffff",
+                "01000000" // sub_chain_id, offset, limit
+            )
+        );
+        assert_eq!(decode_request(&bytes).unwrap(), (req, ctx_decoded(ctx())));
+    }
+
+    /// What decoding gives back for a context (the params of functions that carry none are empty).
+    fn ctx_decoded(c: Context) -> Context {
+        Context { params: String::new(), ..c }
+    }
+
+    #[test]
+    fn leave_and_messages_known_bytes() {
+        let c = Context { source: 7, call: Some(InputGroupCall::InviteMessage(9)), ..Context::default() };
+        let bytes = encode_request(&Request::Leave, &c).unwrap();
+        assert_eq!(hex(&bytes), "f9770350".to_owned() + "3f60108c" + "09000000" + "07000000");
+        assert_eq!(decode_request(&bytes).unwrap(), (Request::Leave, ctx_decoded(c)));
+
+        let c = Context { call: Some(InputGroupCall::Slug("abc".into())), ..Context::default() };
+        let req = Request::SendEncryptedMessage { encrypted_message: vec![1, 2, 3, 4, 5] };
+        let bytes = encode_request(&req, &c).unwrap();
+        assert_eq!(hex(&bytes), "6da5afe5".to_owned() + "3f8206fe" + "03616263" + "0501020304050000");
+        assert_eq!(decode_request(&bytes).unwrap(), (req, ctx_decoded(c)));
+        assert!(encode_request(&Request::Leave, &Context::default()).is_err(), "a call is needed");
+    }
+
+    fn zero_block() -> (PublicKey, PlainBlock) {
+        use rand_core::SeedableRng;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let key = crate::PrivateKey::generate(&mut rng);
+        let me = crate::GroupParticipant {
+            user_id: 1,
+            public_key: key.public_key(),
+            flags: crate::Permissions::ALL,
+            version: 0,
+        };
+        let state = crate::GroupState { participants: vec![me], external_permissions: crate::Permissions::NONE };
+        let block = crate::build_zero_block(state, &key, &mut rng).unwrap();
+        (key.public_key(), block)
+    }
+
+    #[test]
+    fn create_shares_flags_3() {
+        let (key, block) = zero_block();
+        let c = Context { random_id: 0x11223344, params: "{\"ufrag\":1}".into(), muted: true, ..Context::default() };
+        let req = Request::CreateConference { public_key: Some(key), block: Some(block.clone()) };
+        let bytes = encode_request(&req, &c).unwrap();
+        assert_eq!(hex(&bytes[..12]), "bb44047d".to_owned() + "09000000" + "44332211");
+        assert_eq!(&bytes[12..44], key.as_bytes());
+        let (back, back_ctx) = decode_request(&bytes).unwrap();
+        assert_eq!(back, req);
+        assert_eq!((back_ctx.params.as_str(), back_ctx.random_id, back_ctx.muted), ("{\"ufrag\":1}", 0x11223344, true));
+
+        // Create only: no flags.3, so no key, block or params at all.
+        let only = Request::CreateConference { public_key: None, block: None };
+        let bytes = encode_request(&only, &c).unwrap();
+        assert_eq!(hex(&bytes), "bb44047d".to_owned() + "01000000" + "44332211");
+        assert_eq!(decode_request(&bytes).unwrap().0, only);
+    }
+
+    #[test]
+    fn join_with_invite_hash_and_delete() {
+        let (key, block) = zero_block();
+        let c = Context { invite_hash: Some("h".into()), params: "{}".into(), ..ctx() };
+        let req = Request::Join { public_key: key, block: block.clone() };
+        let bytes = encode_request(&req, &c).unwrap();
+        // flags: invite_hash (1) and the shared flags.3.
+        assert_eq!(hex(&bytes[..8]), "5730b58f".to_owned() + "0a000000");
+        assert_eq!(decode_request(&bytes).unwrap(), (req, c.clone()));
+
+        let del = Request::DeleteParticipants { user_ids: vec![5, -6], block, kick: false };
+        let bytes = encode_request(&del, &ctx()).unwrap();
+        // only_left (flags.0) for a prune; the ids vector follows the call.
+        assert_eq!(hex(&bytes[..8]), "2505a68c".to_owned() + "01000000");
+        assert_eq!(hex(&bytes[28..52]), "15c4b51c".to_owned() + "02000000" + "0500000000000000" + "faffffffffffffff");
+        assert_eq!(decode_request(&bytes).unwrap().0, del);
+    }
+
+    #[test]
+    fn bad_requests_are_errors() {
+        let (key, block) = zero_block();
+        let req = Request::Join { public_key: key, block };
+        let bytes = encode_request(&req, &ctx()).unwrap();
+        for cut in 0..bytes.len() {
+            assert!(decode_request(&bytes[..cut]).is_err(), "truncated at {cut}");
+        }
+        let mut long = bytes.clone();
+        long.extend_from_slice(&[0; 4]);
+        assert!(decode_request(&long).is_err(), "trailing bytes");
+        // A block argument that is no block: BLOCK_INVALID, not a parse error.
+        let bad = Request::SendBroadcast { block: vec![0xff; 8] };
+        let mut b = encode_request(&bad, &ctx()).unwrap();
+        b[..4].copy_from_slice(&id::DELETE_CONFERENCE_CALL_PARTICIPANTS.to_le_bytes());
+        assert!(decode_request(&b).is_err());
+        let mut w = Writer::new();
+        w.u32(id::DELETE_CONFERENCE_CALL_PARTICIPANTS);
+        w.u32(0);
+        write_input_group_call(&mut w, &InputGroupCall::Id(CALL));
+        w.u32(id::VECTOR);
+        w.u32(0);
+        w.bytes(&[1, 2, 3]);
+        let e = decode_request(&w.into_bytes()).unwrap_err();
+        assert_eq!((e.kind(), e.message()), (ErrorKind::InvalidInput, "BLOCK_INVALID"));
+        // A huge ids count cannot allocate.
+        let mut w = Writer::new();
+        w.u32(id::DELETE_CONFERENCE_CALL_PARTICIPANTS);
+        w.u32(0);
+        write_input_group_call(&mut w, &InputGroupCall::Id(CALL));
+        w.u32(id::VECTOR);
+        w.u32(u32::MAX);
+        assert!(decode_request(&w.into_bytes()).is_err());
+        assert!(decode_request(&0x12345678u32.to_le_bytes()).is_err(), "another function");
+    }
+
+    #[test]
+    fn updates_round_trip() {
+        let updates = vec![
+            Update::ChainBlocks { sub_chain_id: 0, blocks: vec![vec![1; 5], vec![]], next_offset: 2 },
+            Update::EncryptedMessage { from: 42, encrypted_message: vec![9; 300] },
+            Update::GroupCall { call: CALL, discarded: false, invite_link: Some("https://t.me/call/x".into()) },
+            Update::GroupCall { call: CALL, discarded: true, invite_link: None },
+            Update::Participants {
+                participants: vec![
+                    CallParticipant { user_id: 1, left: false },
+                    CallParticipant { user_id: 2, left: true },
+                ],
+            },
+        ];
+        let bytes = encode_updates_with(&CALL, &updates, &["{\"transport\":{}}"], 1700000000);
+        assert_eq!(hex(&bytes[..12]), "4042ae74".to_owned() + "15c4b51c" + "06000000");
+        let Answer::Updates(back) = decode_result(&bytes).unwrap() else { panic!("updates") };
+        let (mut session, mut other) = (Vec::new(), Vec::new());
+        for u in back {
+            match u {
+                TlUpdate::Session { call, update } => {
+                    assert_eq!(call, InputGroupCall::Id(CALL));
+                    session.push(update);
+                }
+                u => other.push(u),
+            }
+        }
+        assert_eq!(session, updates);
+        assert_eq!(other, vec![TlUpdate::Connection { presentation: false, params: "{\"transport\":{}}".into() }]);
+        for cut in 0..bytes.len() {
+            assert!(decode_result(&bytes[..cut]).is_err(), "truncated at {cut}");
+        }
+    }
+
+    #[test]
+    fn bool_and_rpc_error() {
+        assert_eq!(hex(&encode_bool(true)), "b5757299");
+        assert_eq!(decode_result(&encode_bool(false)).unwrap(), Answer::Bool(false));
+        let e = encode_rpc_error(420, "FLOOD_WAIT_30");
+        assert_eq!(hex(&e[..8]), "19ca4421a4010000");
+        assert_eq!(decode_result(&e).unwrap(), Answer::Error { code: 420, message: "FLOOD_WAIT_30".into() });
+        assert_eq!(error_code("FLOOD_PREMIUM_WAIT_5"), 420);
+        assert_eq!(error_code("GROUPCALL_FORBIDDEN"), 403);
+        assert_eq!(error_code("CONF_WRITE_CHAIN_INVALID"), 400);
+        let (resp, _) = decode_result(&e).unwrap().into_response();
+        assert_eq!(resp, crate::api::Response::Error("FLOOD_WAIT_30".into()));
+    }
+
+    #[test]
+    fn participants_with_video_and_non_users() {
+        // A participant with every optional field, and a channel participant (dropped).
+        let mut w = Writer::new();
+        w.u32(id::UPDATE_SHORT);
+        w.u32(id::UPDATE_GROUP_CALL_PARTICIPANTS);
+        write_input_group_call(&mut w, &InputGroupCall::Id(CALL));
+        w.u32(id::VECTOR);
+        w.u32(2);
+        w.u32(id::GROUP_CALL_PARTICIPANT);
+        w.u32(1 << 1 | 1 << 3 | 1 << 6 | 1 << 7 | 1 << 11 | 1 << 13 | 1 << 14 | 1 << 16);
+        w.u32(id::PEER_USER);
+        w.i64(77);
+        w.i32(1); // date
+        w.i32(2); // active_date
+        w.i32(3); // source
+        w.i32(4); // volume
+        w.bytes(b"about");
+        w.i64(5); // raise_hand_rating
+        for _ in 0..2 {
+            w.u32(id::GROUP_CALL_PARTICIPANT_VIDEO);
+            w.u32(1 << 1);
+            w.bytes(b"endpoint");
+            w.u32(id::VECTOR);
+            w.u32(1);
+            w.u32(id::GROUP_CALL_PARTICIPANT_VIDEO_SOURCE_GROUP);
+            w.bytes(b"SIM");
+            w.u32(id::VECTOR);
+            w.u32(2);
+            w.i32(10);
+            w.i32(11);
+            w.i32(12); // audio_source
+        }
+        w.i64(6); // paid_stars_total
+        w.u32(id::GROUP_CALL_PARTICIPANT);
+        w.u32(0);
+        w.u32(id::PEER_CHANNEL);
+        w.i64(88);
+        w.i32(1);
+        w.i32(3);
+        w.i32(9); // version
+        w.i32(0); // date
+        let answer = decode_result(&w.into_bytes()).unwrap();
+        let want = Update::Participants { participants: vec![CallParticipant { user_id: 77, left: true }] };
+        assert_eq!(answer, Answer::Updates(vec![TlUpdate::Session { call: InputGroupCall::Id(CALL), update: want }]));
+    }
+
+    #[test]
+    fn hostile_results_never_panic() {
+        use rand_core::{RngCore, SeedableRng};
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+        let seed =
+            encode_updates(&CALL, &[Update::ChainBlocks { sub_chain_id: 1, blocks: vec![vec![1]], next_offset: 1 }], 0);
+        for _ in 0..2000 {
+            let mut b = seed.clone();
+            let i = (rng.next_u32() as usize) % b.len();
+            b[i] = rng.next_u32() as u8;
+            let _ = decode_result(&b);
+            let _ = decode_request(&b);
+        }
+    }
+}

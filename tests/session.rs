@@ -288,7 +288,7 @@ fn rekey_block(net: &mut Net, by: i64) -> confchain::PlainBlock {
 /// response, everyone else's push is lost. Returns its server form.
 fn silent_rekey(net: &mut Net, by: i64) -> Vec<u8> {
     let block = rekey_block(net, by);
-    let req = Request::DeleteParticipants { user_ids: vec![], block: block.clone(), kick: false };
+    let req = Request::DeleteParticipants { user_ids: vec![], block: block.clone(), kick: true };
     let (resp, _lost) = net.server.handle(by, &req);
     let Response::Ok(updates) = resp else { panic!("{resp:?}") };
     let (now, i) = (net.now, net.index(by));
@@ -415,7 +415,7 @@ fn updates_during_the_join_are_kept() {
     }
     // Before carol's join response arrives, alice re-keys and the push reaches carol first.
     let block = rekey_block(&mut net, 1);
-    let (ok, pushes) = net.server.handle(1, &Request::DeleteParticipants { user_ids: vec![], block, kick: false });
+    let (ok, pushes) = net.server.handle(1, &Request::DeleteParticipants { user_ids: vec![], block, kick: true });
     let Response::Ok(own) = ok else { panic!("{ok:?}") };
     for u in own {
         net.update(1, u); // alice learns of her block from the response
@@ -1431,4 +1431,17 @@ fn a_flood_wait_holds_for_its_kind() {
     assert!(!drain(net.s(1)).iter().any(|(_, r)| matches!(r, Request::DeleteParticipants { .. })));
     net.s(1).handle_timeout(31_000, &mut r);
     assert!(drain(net.s(1)).iter().any(|(_, r)| matches!(r, Request::DeleteParticipants { .. })));
+}
+
+/// Issue 24 item 7: a re-key removes nobody, and travels in the form of the one request an
+/// official client sends for such a block (tdlib's ban of users already gone): `kick`, never
+/// `only_left` with no ids; the block keeps every member and the server model applies it.
+#[test]
+fn a_rekey_travels_as_a_kick_that_removes_nobody() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(45);
+    net.s(1).rekey(None, &mut r).unwrap();
+    let (_, req) = request(net.s(1));
+    let Request::DeleteParticipants { user_ids, kick, .. } = req else { panic!("{req:?}") };
+    assert!(user_ids.is_empty() && kick, "a re-key is sent as kick with no ids");
 }

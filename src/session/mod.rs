@@ -358,11 +358,11 @@ impl Session {
 
     /// Re-keys the group, or gives `user_id` new permissions (`Some((user_id, permissions))`):
     /// a block with the same members and a fresh key. The API has no method of its own for this;
-    /// the block travels in `deleteConferenceCallParticipants` with no ids. **Unverified against
-    /// the real server**: neither tdlib nor Telegram Desktop ever sends a block that removes
-    /// nobody (Desktop's `makeRemoveBlock` returns no block then; every removal re-keys anyway),
-    /// so no evidence shows the server accepts it; the server model does. Not retried on a lost
-    /// race: a newer block re-keys anyway.
+    /// the block travels in `deleteConferenceCallParticipants` with `kick` and no ids, the form of
+    /// the one request an official client sends for a block removing nobody (tdlib's ban of users
+    /// already gone re-keys with `kick`; SPEC.md §15). Neither tdlib nor Telegram Desktop re-keys
+    /// alone or changes permissions, so acceptance of an empty id list is *inferred*, not observed.
+    /// Not retried on a lost race: a newer block re-keys anyway.
     pub fn rekey(&mut self, permissions: Option<(i64, Permissions)>, rng: &mut impl CryptoRngCore) -> Result<()> {
         if self.state() != SessionState::Joined {
             return Err(not_in_call());
@@ -372,8 +372,8 @@ impl Session {
             None => call.build_rekey(rng)?,
             Some((user_id, p)) => call.build_set_permissions(user_id, p, rng)?,
         };
-        let request = ops::delete_request(Vec::new(), block, false);
-        self.send(request, Op::Delete { user_ids: Vec::new(), kick: false, attempt: 0, rebuild: false });
+        let request = ops::delete_request(Vec::new(), block, true);
+        self.send(request, Op::Delete { user_ids: Vec::new(), kick: true, attempt: 0, rebuild: false });
         Ok(())
     }
 

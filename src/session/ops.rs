@@ -29,7 +29,7 @@ pub(crate) enum Op {
     Broadcast { block: Vec<u8>, attempt: u32 },
     /// An encrypted message send.
     Message { encrypted: Vec<u8>, attempt: u32 },
-    /// A removal, a prune (`kick: false` with users) or a re-key (no users; never rebuilt).
+    /// A removal, a prune (`kick: false` with users) or a re-key (`kick` with no users, as tdlib's ban of users already gone; never rebuilt).
     Delete { user_ids: Vec<i64>, kick: bool, attempt: u32, rebuild: bool },
     /// leaveGroupCall: after [`crate::session::Session::leave`] (`then_left`), or after a removal,
     /// an end or a ghost join (nothing follows).

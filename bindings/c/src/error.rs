@@ -50,6 +50,9 @@ pub const CONFCHAIN_KIND_SHARED_SECRET: i32 = 1015;
 pub const CONFCHAIN_KIND_KEY_UNAVAILABLE: i32 = 1016;
 /// A panic was caught (a bug in confchain).
 pub const CONFCHAIN_KIND_PANIC: i32 = 1017;
+/// The call was closed (left, removed, ended, failed closed or dropped): it and every media handle
+/// taken from it refuse to encrypt, decrypt or build.
+pub const CONFCHAIN_KIND_CALL_CLOSED: i32 = 1018;
 
 thread_local! {
     static LAST_ERROR: RefCell<(i32, String)> = const { RefCell::new((0, String::new())) };
@@ -75,6 +78,7 @@ pub(crate) fn kind_constant(kind: ErrorKind) -> i32 {
         DhCheck => CONFCHAIN_KIND_DH_CHECK,
         SharedSecret => CONFCHAIN_KIND_SHARED_SECRET,
         KeyUnavailable => CONFCHAIN_KIND_KEY_UNAVAILABLE,
+        CallClosed => CONFCHAIN_KIND_CALL_CLOSED,
         coded => coded.numeric_code(),
     }
 }
@@ -188,6 +192,7 @@ pub extern "C" fn confchain_error_name(code: i32) -> *const std::ffi::c_char {
         1015 => c"SHARED_SECRET",
         1016 => c"KEY_UNAVAILABLE",
         1017 => c"PANIC",
+        1018 => c"CALL_CLOSED",
         _ => c"UNKNOWN_ERROR",
     };
     name.as_ptr()

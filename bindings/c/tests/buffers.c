@@ -178,11 +178,30 @@ int main(void) {
   call_outputs(calls[0], calls[1]);
   sizes(calls[0], members);
 
+  /* Issue 23 item 2: media handles outlive their call but refuse once it is gone (CALL_CLOSED). */
+  confchain_media_encryptor *enc;
+  confchain_media_decryptor *dec;
+  ok(confchain_call_media_encryptor(calls[0], rng, &enc), "encryptor before the call is freed");
+  ok(confchain_call_media_decryptor(calls[1], &dec), "decryptor before the call is freed");
+  uint8_t frame[16] = {1}, packet[512], plain[512];
+  size_t plen = 0, flen = 0;
+  ok(confchain_media_encrypt(enc, 0, frame, sizeof frame, 0, 5, packet, sizeof packet, &plen), "encrypt while open");
+
   confchain_bytes_free(zero);
   for (int i = 0; i < 2; i++) {
     confchain_call_free(calls[i]);
     confchain_private_key_free(keys[i]);
   }
+  uint8_t again[512];
+  size_t alen = 0;
+  CHECK(confchain_media_encrypt(enc, 0, frame, sizeof frame, 0, 5, again, sizeof again, &alen) != 0 &&
+            kind() == CONFCHAIN_KIND_CALL_CLOSED && !strcmp(confchain_error_name(kind()), "CALL_CLOSED"),
+        "an encryptor of a freed call refuses (kind %d)", kind());
+  CHECK(confchain_media_decrypt(dec, 1, packet, plen, 5, plain, sizeof plain, &flen) != 0 &&
+            kind() == CONFCHAIN_KIND_CALL_CLOSED,
+        "a decryptor of a freed call refuses (kind %d)", kind());
+  confchain_media_encryptor_free(enc);
+  confchain_media_decryptor_free(dec);
   confchain_rng_free(rng);
   printf("buffers: ");
   return report();

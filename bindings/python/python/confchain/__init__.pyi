@@ -145,7 +145,11 @@ class Request:
 class SessionEvent:
     kind: str
     """created, joined, join_failed, key_changed, participants_changed, verification_started,
-    verification_done, message_received, removed, left, error."""
+    verification_done, message_received, removed, left, ended (the call ended: text names why),
+    chain_rejected (failed closed: the server's chain holds a block the rules refuse at height;
+    the call and its media handles are closed, only a new join continues), call_identity
+    (user_ids = [id, access_hash], text = invite link), error (a refused push, a dropped message,
+    a send given up)."""
     height: Optional[int]
     fingerprint: Optional[str]
     user_ids: Optional[List[int]]
@@ -170,7 +174,8 @@ class Session:
     def poll_timeout(self) -> Optional[int]: ...
     def poll_event(self) -> Optional[SessionEvent]: ...
     @property
-    def state(self) -> str: ...
+    def state(self) -> str:
+        """idle, joining, joined, resyncing, removed, leaving, left, failed, chain_rejected, ended."""
     @property
     def user_id(self) -> int: ...
     @property

@@ -92,18 +92,33 @@ enum Answer {
 #[derive(Arbitrary, Debug)]
 enum Op {
     /// Answers one of the requests still waiting.
-    Respond { pick: u8, answer: Answer },
+    Respond {
+        pick: u8,
+        answer: Answer,
+    },
     /// Forgets one request: it is never answered.
-    Silence { pick: u8 },
+    Silence {
+        pick: u8,
+    },
     Push(Page),
-    Message { from: u8, bytes: Vec<u8> },
-    CallEnded { discarded: bool },
+    Message {
+        from: u8,
+        bytes: Vec<u8>,
+    },
+    CallEnded {
+        discarded: bool,
+    },
     Participants(Vec<(u8, bool)>),
     /// Advances virtual time and fires what is due.
-    Wait { ms: u16 },
+    Wait {
+        ms: u16,
+    },
     Join,
     Leave,
-    Remove { user: u8, kick: bool },
+    Remove {
+        user: u8,
+        kick: bool,
+    },
     Rekey,
     SendMessage,
 }

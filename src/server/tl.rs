@@ -142,15 +142,19 @@ mod tests {
             let bytes = encode_request(&request, ctx).unwrap();
             let (result, pushes) = front.handle(server, s.user_id(), &bytes);
             let answer = decode_result(&result).unwrap();
-            // The create's (or a join by link's) result names the call: later requests use it.
-            if let Answer::Updates(us) = &answer {
-                for u in us {
-                    if let TlUpdate::Session { update: Update::GroupCall { call, .. }, .. } = u {
-                        ctx.call = Some(InputGroupCall::Id(*call));
-                    }
+            // The create's (or a join by link's) result names the call: later requests use it,
+            // and only updates about it reach the session.
+            let known = match &ctx.call {
+                Some(InputGroupCall::Id(c)) => Some(*c),
+                _ => answer.call_named(),
+            };
+            let (response, other) = match known {
+                Some(call) => {
+                    ctx.call = Some(InputGroupCall::Id(call));
+                    answer.into_response_for(&call)
                 }
-            }
-            let (response, other) = answer.into_response();
+                None => answer.into_response(),
+            };
             if matches!(request, Request::Join { .. }) {
                 assert!(matches!(other.as_slice(), [TlUpdate::Connection { .. }]), "a join gets its connection");
             }

@@ -145,6 +145,10 @@ def test_error_strings_through_telethon_errors():
         assert error_string(exc) == message, (message, type(exc))
     assert isinstance(errors.rpc_message_to_error(types.RpcError(420, "FLOOD_WAIT_30"), request), errors.FloodWaitError)
     assert error_string(errors.rpc_message_to_error(types.RpcError(-503, "Timeout"), request)) == "TIMEOUT"
+    # -503 with another text is still no answer in time (transient), not an unknown error.
+    assert error_string(errors.rpc_message_to_error(types.RpcError(-503, "Timedout"), request)) == "TIMEOUT"
+    # An error Telethon does not know keeps its text: the session does not retry it as transient.
+    assert error_string(errors.rpc_message_to_error(types.RpcError(400, "SOMETHING_NEW"), request)) == "SOMETHING_NEW"
     assert error_string(ConnectionError("reset")) == "TIMEOUT"
     assert error_string(asyncio.TimeoutError()) == "TIMEOUT"
     with pytest.raises(ValueError):

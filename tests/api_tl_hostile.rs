@@ -208,6 +208,13 @@ fn error_codes_map_as_the_adapters_do() {
     let flood = decode_result(&encode_rpc_error(420, "FLOOD_WAIT_30")).unwrap();
     let (Response::Error(e), _) = flood.into_response_for(&CALL) else { panic!() };
     assert_eq!(ApiError::parse(&e), ApiError::FloodWait { seconds: 30 });
+    // A hostile X: too long for a u32 is the longest wait (the typed reason still ends the
+    // operation); no digits, or signs, are not a flood wait.
+    assert_eq!(ApiError::parse("FLOOD_WAIT_99999999999999999999"), ApiError::FloodWait { seconds: u32::MAX });
+    assert_eq!(ApiError::parse("FLOOD_PREMIUM_WAIT_4294967296"), ApiError::FloodWait { seconds: u32::MAX });
+    for not_flood in ["FLOOD_WAIT_", "FLOOD_WAIT_+5", "FLOOD_WAIT_-5", "FLOOD_WAIT_5s"] {
+        assert_eq!(ApiError::parse(not_flood), ApiError::Other(not_flood.into()));
+    }
     for unknown in ["PEER_ID_INVALID", "Timeout_not", "FLOOD", "BAD_REQUEST", "GROUPCALL_ALREADY_STARTED"] {
         let (Response::Error(e), _) = decode_result(&encode_rpc_error(400, unknown)).unwrap().into_response() else {
             panic!()

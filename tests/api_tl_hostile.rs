@@ -408,3 +408,17 @@ proptest! {
         }
     }
 }
+
+/// `updateGroupCallEncryptedMessage` from a chat or channel whose number is a member's user id is
+/// not that member's message: dropped, as the adapters drop it.
+#[test]
+fn messages_from_non_users_are_dropped() {
+    for (peer, kept) in [(id::PEER_USER, true), (id::PEER_CHANNEL, false), (id::PEER_CHAT, false)] {
+        let mut w = W::default();
+        w.u32(id::UPDATE_GROUP_CALL_ENCRYPTED_MESSAGE).call(&CALL).u32(peer).i64(2).str(b"msg");
+        let Answer::Updates(u) = decode_result(&updates(1, &w.bytes())).unwrap() else { panic!() };
+        let want = Update::EncryptedMessage { from: 2, encrypted_message: b"msg".to_vec() };
+        let want = if kept { vec![TlUpdate::Session { call: InputGroupCall::Id(CALL), update: want }] } else { vec![] };
+        assert_eq!(u, want);
+    }
+}

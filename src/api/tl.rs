@@ -745,8 +745,13 @@ fn read_update(r: &mut Reader<'_>) -> Result<Option<TlUpdate>> {
         }
         id::UPDATE_GROUP_CALL_ENCRYPTED_MESSAGE => {
             let call = read_input_group_call(r)?;
-            let (_, from) = read_peer(r)?;
-            session(call, Update::EncryptedMessage { from, encrypted_message: r.bytes()?.to_vec() })
+            let (is_user, from) = read_peer(r)?;
+            let encrypted_message = r.bytes()?.to_vec();
+            if !is_user {
+                // Only users are members: a chat or channel with the same number is not one.
+                return Ok(None);
+            }
+            session(call, Update::EncryptedMessage { from, encrypted_message })
         }
         id::UPDATE_GROUP_CALL => {
             let flags = r.flags()?;

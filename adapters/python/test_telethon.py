@@ -260,3 +260,23 @@ def test_discarded_call_is_mapped():
     # Someone else's call ending is not ours.
     other = types.UpdateGroupCall(call=types.GroupCallDiscarded(CALL_ID + 1, ACCESS_HASH, 10))
     assert conf.take([BinaryReader(bytes(other)).tgread_object()]) == []
+
+
+def test_pushes_never_teach_or_reach_with_only_a_slug():
+    """Known only by slug, a pushed update about any call is not ours and teaches no identity;
+    with the identity known, another call's blocks and end stay out of the session."""
+    conf = TelethonConference(None, confchain.Session(1), confchain.Rng(b"\x06" * 32))
+    conf.call = types.InputGroupCallSlug("abc")
+    other = types.UpdateGroupCall(call=types.GroupCallDiscarded(CALL_ID + 1, ACCESS_HASH, 10))
+    assert conf.take([BinaryReader(bytes(other)).tgread_object()]) == []
+    assert isinstance(conf.call, types.InputGroupCallSlug), "a push teaches nothing"
+    conf.call = types.InputGroupCall(CALL_ID, ACCESS_HASH)
+    blocks = types.UpdateGroupCallChainBlocks(
+        call=types.InputGroupCall(CALL_ID, ACCESS_HASH + 1), sub_chain_id=0, blocks=[b"x"], next_offset=1
+    )
+    slug_blocks = types.UpdateGroupCallChainBlocks(
+        call=types.InputGroupCallSlug("abc"), sub_chain_id=0, blocks=[b"x"], next_offset=1
+    )
+    items = [BinaryReader(bytes(u)).tgread_object() for u in (other, blocks, slug_blocks)]
+    assert conf.take(items, result=True) == []
+    assert (conf.call.id, conf.call.access_hash) == (CALL_ID, ACCESS_HASH)

@@ -164,6 +164,10 @@ def test_error_strings_through_pyrogram_errors():
     with pytest.raises(errors.RPCError) as exc:
         errors.RPCError.raise_it(types.RpcError(error_code=-503, error_message="Timeout"), type(request))
     assert error_string(exc.value) == "TIMEOUT"
+    # -503 with another text is still no answer in time (transient), not an unknown error.
+    with pytest.raises(errors.RPCError) as exc:
+        errors.RPCError.raise_it(types.RpcError(error_code=-503, error_message="Timedout"), type(request))
+    assert error_string(exc.value) == "TIMEOUT"
     assert error_string(ConnectionError("reset")) == "TIMEOUT"
     assert error_string(asyncio.TimeoutError()) == "TIMEOUT"
     with pytest.raises(ValueError):

@@ -145,6 +145,10 @@ def test_error_strings_through_telethon_errors():
         assert error_string(exc) == message, (message, type(exc))
     assert isinstance(errors.rpc_message_to_error(types.RpcError(420, "FLOOD_WAIT_30"), request), errors.FloodWaitError)
     assert error_string(errors.rpc_message_to_error(types.RpcError(-503, "Timeout"), request)) == "TIMEOUT"
+    # -503 with another text is still no answer in time (transient), not an unknown error.
+    assert error_string(errors.rpc_message_to_error(types.RpcError(-503, "Timedout"), request)) == "TIMEOUT"
+    # An error Telethon does not know keeps its text: the session does not retry it as transient.
+    assert error_string(errors.rpc_message_to_error(types.RpcError(400, "SOMETHING_NEW"), request)) == "SOMETHING_NEW"
     assert error_string(ConnectionError("reset")) == "TIMEOUT"
     assert error_string(asyncio.TimeoutError()) == "TIMEOUT"
     with pytest.raises(ValueError):
@@ -256,3 +260,23 @@ def test_discarded_call_is_mapped():
     # Someone else's call ending is not ours.
     other = types.UpdateGroupCall(call=types.GroupCallDiscarded(CALL_ID + 1, ACCESS_HASH, 10))
     assert conf.take([BinaryReader(bytes(other)).tgread_object()]) == []
+
+
+def test_pushes_never_teach_or_reach_with_only_a_slug():
+    """Known only by slug, a pushed update about any call is not ours and teaches no identity;
+    with the identity known, another call's blocks and end stay out of the session."""
+    conf = TelethonConference(None, confchain.Session(1), confchain.Rng(b"\x06" * 32))
+    conf.call = types.InputGroupCallSlug("abc")
+    other = types.UpdateGroupCall(call=types.GroupCallDiscarded(CALL_ID + 1, ACCESS_HASH, 10))
+    assert conf.take([BinaryReader(bytes(other)).tgread_object()]) == []
+    assert isinstance(conf.call, types.InputGroupCallSlug), "a push teaches nothing"
+    conf.call = types.InputGroupCall(CALL_ID, ACCESS_HASH)
+    blocks = types.UpdateGroupCallChainBlocks(
+        call=types.InputGroupCall(CALL_ID, ACCESS_HASH + 1), sub_chain_id=0, blocks=[b"x"], next_offset=1
+    )
+    slug_blocks = types.UpdateGroupCallChainBlocks(
+        call=types.InputGroupCallSlug("abc"), sub_chain_id=0, blocks=[b"x"], next_offset=1
+    )
+    items = [BinaryReader(bytes(u)).tgread_object() for u in (other, blocks, slug_blocks)]
+    assert conf.take(items, result=True) == []
+    assert (conf.call.id, conf.call.access_hash) == (CALL_ID, ACCESS_HASH)

@@ -246,8 +246,10 @@ impl ApiError {
     pub fn parse(error: &str) -> ApiError {
         const TRANSIENT: [&str; 6] = ["INTERNAL", "RPC_CALL_FAIL", "RPC_MCGET_FAIL", "TIMEOUT", "NETWORK", "-503"];
         let flood = error.strip_prefix("FLOOD_WAIT_").or_else(|| error.strip_prefix("FLOOD_PREMIUM_WAIT_"));
-        if let Some(seconds) = flood.and_then(|x| x.parse::<u32>().ok()) {
-            return ApiError::FloodWait { seconds };
+        // X is digits only; a wait too long for a u32 is the longest wait (it still ends the
+        // operation with the typed reason, where a parse failure would make it another error).
+        if let Some(x) = flood.filter(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit())) {
+            return ApiError::FloodWait { seconds: x.parse().unwrap_or(u32::MAX) };
         }
         match error {
             e if e.starts_with("CONF_WRITE_CHAIN_INVALID") => ApiError::ChainRace,

@@ -211,20 +211,56 @@ pub enum Answer {
     },
 }
 
+impl TlUpdate {
+    /// The call identity the update names: `updateGroupCall`'s own, or the `inputGroupCall` of
+    /// the others; `None` for a slug, an invite message or `updateGroupCallConnection`.
+    pub fn call_identity(&self) -> Option<CallIdentity> {
+        match self {
+            TlUpdate::Session { update: Update::GroupCall { call, .. }, .. } => Some(*call),
+            TlUpdate::Session { call: InputGroupCall::Id(call), .. } => Some(*call),
+            _ => None,
+        }
+    }
+}
+
 impl Answer {
+    /// The first call identity the updates name: what a create's result (or that of a join by
+    /// slug or invite message) tells about the call; `None` for `Bool` and `rpc_error`.
+    pub fn call_named(&self) -> Option<CallIdentity> {
+        match self {
+            Answer::Updates(all) => all.iter().find_map(TlUpdate::call_identity),
+            _ => None,
+        }
+    }
+
     /// The session's [`Response`](crate::api::Response), and the updates it does not take
     /// (`updateGroupCallConnection`). Every [`TlUpdate::Session`] goes into the response whatever
-    /// call it names: where one connection serves several calls, check `call` first.
+    /// call it names: use [`Answer::into_response_for`] wherever the connection may carry
+    /// updates about another call (a user's connection always may). `rpc_error` `-503` (Telegram's
+    /// "Timeout": no answer in time) becomes `TIMEOUT`, as the adapters map it.
     pub fn into_response(self) -> (crate::api::Response, Vec<TlUpdate>) {
+        self.split(|_| true)
+    }
+
+    /// [`Answer::into_response`] for the call `call`: a [`TlUpdate::Session`] about any other
+    /// call (or naming it only by slug or invite message) goes with the updates the session does
+    /// not take, so that it can neither rename nor end the session's call.
+    pub fn into_response_for(self, call: &CallIdentity) -> (crate::api::Response, Vec<TlUpdate>) {
+        self.split(|u| u.call_identity() == Some(*call))
+    }
+
+    fn split(self, ours: impl Fn(&TlUpdate) -> bool) -> (crate::api::Response, Vec<TlUpdate>) {
         use crate::api::Response;
         match self {
             Answer::Bool(_) => (Response::Ok(Vec::new()), Vec::new()),
+            Answer::Error { code: -503, .. } => (Response::Error("TIMEOUT".to_owned()), Vec::new()),
             Answer::Error { message, .. } => (Response::Error(message), Vec::new()),
             Answer::Updates(all) => {
                 let mut session = Vec::new();
                 let mut other = Vec::new();
                 for u in all {
                     match u {
+                        u if !ours(&u) => other.push(u),
                         TlUpdate::Session { update, .. } => session.push(update),
                         u => other.push(u),
                     }
@@ -455,7 +491,13 @@ pub fn decode_request(bytes: &[u8]) -> Result<(Request, Context)> {
                 user_ids.push(r.i64()?);
             }
             let block = block_arg(&mut r)?;
-            Request::DeleteParticipants { user_ids, block, kick: flags & 1 << 1 != 0 }
+            // Exactly one of only_left (flags.0) and kick (flags.1): the two removals differ.
+            let kick = match flags & 3 {
+                1 => false,
+                2 => true,
+                _ => return Err(r.error("deleteConferenceCallParticipants needs one of only_left and kick")),
+            };
+            Request::DeleteParticipants { user_ids, block, kick }
         }
         id::SEND_CONFERENCE_CALL_BROADCAST => {
             ctx.call = Some(read_input_group_call(&mut r)?);
@@ -703,8 +745,13 @@ fn read_update(r: &mut Reader<'_>) -> Result<Option<TlUpdate>> {
         }
         id::UPDATE_GROUP_CALL_ENCRYPTED_MESSAGE => {
             let call = read_input_group_call(r)?;
-            let (_, from) = read_peer(r)?;
-            session(call, Update::EncryptedMessage { from, encrypted_message: r.bytes()?.to_vec() })
+            let (is_user, from) = read_peer(r)?;
+            let encrypted_message = r.bytes()?.to_vec();
+            if !is_user {
+                // Only users are members: a chat or channel with the same number is not one.
+                return Ok(None);
+            }
+            session(call, Update::EncryptedMessage { from, encrypted_message })
         }
         id::UPDATE_GROUP_CALL => {
             let flags = r.flags()?;

@@ -25,7 +25,9 @@
 //! create or a join carries `updateGroupCall` (the call's identity and invite link) and
 //! `updateGroupCallConnection` (the media transport's `params`); `sendGroupCallEncryptedMessage`
 //! answers `Bool`; errors are `rpc_error` with Telegram's codes (420 for flood waits); bytes that
-//! do not decode get `INPUT_FETCH_ERROR`, a block that is no block `BLOCK_INVALID`.
+//! do not decode get `INPUT_FETCH_ERROR`, a block that is no block `BLOCK_INVALID`. Every
+//! `updateGroupCall` (results and pushes, [`TlFront::pushes`]) names the front's call and link,
+//! whatever identity the model's behaviour has.
 
 use crate::api::tl::{
     decode_request, encode_bool, encode_rpc_error, encode_updates, encode_updates_with, error_code, InputGroupCall,
@@ -76,6 +78,26 @@ impl TlFront {
         }
     }
 
+    /// The model's `updateGroupCall` names the call as this front presents it, identity and
+    /// link (whatever [`Behaviour::identity`](crate::server::Behaviour::identity) says): a client
+    /// must never learn an identity or slug the front then refuses.
+    fn present(&self, update: Update) -> Update {
+        match update {
+            Update::GroupCall { discarded, .. } => Update::GroupCall {
+                call: self.call,
+                discarded,
+                invite_link: (!discarded).then(|| self.invite_link.clone()),
+            },
+            u => u,
+        }
+    }
+
+    /// The model's pushes (from [`Server::handle`], [`Server::discard`],
+    /// [`Server::drop_from_media`]) as `Updates` bytes about this front's call.
+    pub fn pushes(&self, pushes: crate::server::Pushes) -> TlPushes {
+        pushes.into_iter().map(|(to, u)| (to, encode_updates(&self.call, &[self.present(u)], self.date))).collect()
+    }
+
     fn error(message: &str) -> (Vec<u8>, TlPushes) {
         (encode_rpc_error(error_code(message), message), Vec::new())
     }
@@ -92,10 +114,10 @@ impl TlFront {
             return Self::error("GROUPCALL_INVALID");
         }
         let (response, pushes) = server.handle(from, &request);
-        let pushes = pushes.into_iter().map(|(to, u)| (to, encode_updates(&self.call, &[u], self.date))).collect();
+        let pushes = self.pushes(pushes);
         let mut updates = match response {
             Response::Error(e) => return (encode_rpc_error(error_code(&e), &e), pushes),
-            Response::Ok(updates) => updates,
+            Response::Ok(updates) => updates.into_iter().map(|u| self.present(u)).collect::<Vec<_>>(),
         };
         let result = match request {
             Request::SendEncryptedMessage { .. } => encode_bool(true),
@@ -142,15 +164,19 @@ mod tests {
             let bytes = encode_request(&request, ctx).unwrap();
             let (result, pushes) = front.handle(server, s.user_id(), &bytes);
             let answer = decode_result(&result).unwrap();
-            // The create's (or a join by link's) result names the call: later requests use it.
-            if let Answer::Updates(us) = &answer {
-                for u in us {
-                    if let TlUpdate::Session { update: Update::GroupCall { call, .. }, .. } = u {
-                        ctx.call = Some(InputGroupCall::Id(*call));
-                    }
+            // The create's (or a join by link's) result names the call: later requests use it,
+            // and only updates about it reach the session.
+            let known = match &ctx.call {
+                Some(InputGroupCall::Id(c)) => Some(*c),
+                _ => answer.call_named(),
+            };
+            let (response, other) = match known {
+                Some(call) => {
+                    ctx.call = Some(InputGroupCall::Id(call));
+                    answer.into_response_for(&call)
                 }
-            }
-            let (response, other) = answer.into_response();
+                None => answer.into_response(),
+            };
             if matches!(request, Request::Join { .. }) {
                 assert!(matches!(other.as_slice(), [TlUpdate::Connection { .. }]), "a join gets its connection");
             }
@@ -227,6 +253,33 @@ mod tests {
                 assert_eq!((server.height(), server.blocks().len(), server.members().count()), before);
             }
         }
+    }
+
+    /// With the real server's behaviour (its own identity), the front still presents its call:
+    /// the create's result names it, later requests naming it are served, and the end of the call
+    /// reaches a client that keeps only updates about its call.
+    #[test]
+    fn the_front_presents_its_own_identity() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+        let front = TlFront::new(CALL);
+        let behaviour = crate::server::Behaviour { flood_per_mille: 0, ..crate::server::Behaviour::real() };
+        assert_ne!(behaviour.identity, Some(CALL));
+        let mut server = Server::with_behaviour(behaviour, 1);
+        let mut alice = Session::new(1, SessionConfig::default()).unwrap();
+        alice.create(true, 0, &mut rng).unwrap();
+        let mut ctx = Context::default();
+        drive(&front, &mut server, &mut alice, &mut ctx, &mut rng);
+        assert_eq!((alice.state(), alice.call_identity()), (SessionState::Joined, Some(CALL)));
+        assert_eq!(alice.invite_link(), Some(front.invite_link.as_str()));
+        let poll = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 };
+        let (result, _) = front.handle(&mut server, 1, &encode_request(&poll, &ctx).unwrap());
+        assert!(matches!(decode_result(&result).unwrap(), Answer::Updates(_)), "the learned identity is served");
+        for (to, bytes) in front.pushes(server.discard()) {
+            assert_eq!(to, 1);
+            let (Response::Ok(us), _) = decode_result(&bytes).unwrap().into_response_for(&CALL) else { panic!() };
+            us.into_iter().for_each(|u| alice.handle_update(u, 0, &mut rng));
+        }
+        assert_eq!(alice.state(), SessionState::Ended);
     }
 
     #[test]

@@ -15,6 +15,12 @@ impl Session {
                 }
                 Update::EncryptedMessage { from, encrypted_message } => self.message(from, &encrypted_message),
                 Update::GroupCall { call, discarded, invite_link } => {
+                    // A call's identity never changes: once known, an updateGroupCall naming
+                    // another call (one connection carries all of the account's calls) is not
+                    // about this one and may neither rename nor end it.
+                    if self.identity.is_some_and(|known| known != call) {
+                        continue;
+                    }
                     if self.identity != Some(call) || (invite_link.is_some() && self.invite_link != invite_link) {
                         self.identity = Some(call);
                         if invite_link.is_some() {

@@ -91,9 +91,11 @@ pub fn updates_of(result: tl::enums::Updates) -> Vec<tl::enums::Update> {
 
 /// The API error string the session takes for a failed invocation: `rpc_error`s by their name
 /// (grammers splits `FLOOD_WAIT_30` into name `FLOOD_WAIT` and value 30; they are joined back),
-/// and anything that got no answer from Telegram as `TIMEOUT`.
+/// and anything that got no answer from Telegram as `TIMEOUT`, Telegram's own `-503 Timeout`
+/// (the server did not answer in time) among them.
 pub fn error_string(error: &InvocationError) -> String {
     match error {
+        InvocationError::Rpc(e) if e.code == -503 || e.name.eq_ignore_ascii_case("timeout") => "TIMEOUT".to_owned(),
         InvocationError::Rpc(e) => match e.value {
             Some(v) => format!("{}_{v}", e.name),
             None => e.name.clone(),

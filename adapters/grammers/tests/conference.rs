@@ -276,6 +276,20 @@ fn errors_through_grammers_types() {
         let e = InvocationError::Rpc(RpcError::from(rpc));
         assert_eq!(error_string(&e), message);
     }
+    // Telegram's -503 "Timeout" is no answer in time: TIMEOUT (transient), as the other adapters
+    // map it, not an unknown error that ends the operation. Unknown errors stay what they are.
+    for (code, message, want) in [
+        (-503, "Timeout", "TIMEOUT"),
+        (-503, "Timedout", "TIMEOUT"),
+        (400, "PEER_ID_INVALID", "PEER_ID_INVALID"),
+        (420, "FLOOD_WAIT_7", "FLOOD_WAIT_7"),
+    ] {
+        let bytes = confchain::api::tl::encode_rpc_error(code, message);
+        let tl::enums::RpcError::Error(rpc) = tl::enums::RpcError::from_bytes(&bytes).unwrap();
+        let e = error_string(&InvocationError::Rpc(RpcError::from(rpc)));
+        assert_eq!(e, want);
+        assert_eq!(confchain::api::ApiError::parse(&e).is_transient(), want != "PEER_ID_INVALID");
+    }
     assert_eq!(error_string(&InvocationError::Dropped("gone")), "TIMEOUT");
     assert_eq!(error_string(&InvocationError::Io(std::io::ErrorKind::ConnectionReset.into())), "TIMEOUT");
     let (r, _) = Conference::new(None, "{}".into(), 1).response(Err(InvocationError::Dropped("x")));
@@ -295,4 +309,34 @@ fn discarded_call_reaches_the_session() {
         conf.route(parsed, false),
         Routed::Session(confchain::api::Update::GroupCall { call: CALL, discarded: true, invite_link: None })
     );
+}
+
+/// Updates about another call, or pushes while the call is known only by slug, never reach the
+/// session: not a discarded other call (which would end ours), not its blocks.
+#[test]
+fn other_calls_never_reach_the_session() {
+    let other = CallIdentity { id: CALL.id, access_hash: CALL.access_hash + 1 };
+    let discarded = |c: CallIdentity| {
+        let u = tl::enums::Update::GroupCall(tl::types::UpdateGroupCall {
+            live_story: false,
+            peer: None,
+            call: tl::types::GroupCallDiscarded { id: c.id, access_hash: c.access_hash, duration: 5 }.into(),
+        });
+        tl::enums::Update::from_bytes(&u.to_bytes()).unwrap()
+    };
+    let mut known = Conference::new(Some(input_group_call(CALL)), "{}".into(), 1);
+    for from_result in [false, true] {
+        assert!(matches!(known.route(discarded(other), from_result), Routed::Other(_)));
+    }
+    assert_eq!(known.identity(), Some(CALL), "the identity is not replaced");
+    // Known only by slug: a push names no call of ours and teaches nothing.
+    let slug: tl::enums::InputGroupCall = tl::types::InputGroupCallSlug { slug: "abc".into() }.into();
+    let mut by_link = Conference::new(Some(slug), "{}".into(), 1);
+    assert!(matches!(by_link.route(discarded(other), false), Routed::Other(_)));
+    assert_eq!(by_link.identity(), None);
+    let (r, _) = by_link.response(Err(InvocationError::Rpc(RpcError::from(tl::types::RpcError {
+        error_code: -503,
+        error_message: "Timeout".into(),
+    }))));
+    assert_eq!(r, Response::Error("TIMEOUT".into()));
 }

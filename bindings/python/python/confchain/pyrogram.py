@@ -42,7 +42,7 @@ def error_string(exc: BaseException) -> str:
             # A class for the code only: the value is "[400 CONF_WRITE_CHAIN_INVALID]".
             m = _UNKNOWN.match(str(value)) if value is not None else None
             return m.group(1) if m else exc.NAME
-        if ident == "Timeout":  # rpc_error -503
+        if ident == "Timeout" or exc.CODE == 503:  # rpc_error -503 ("Timeout", or any other text)
             return "TIMEOUT"
         if value is not None and _PARAMETER.search(ident):
             return _PARAMETER.sub("_%s" % value, ident, count=1)

@@ -43,7 +43,7 @@ def error_string(exc: BaseException) -> str:
         return "FLOOD_PREMIUM_WAIT_%d" % exc.seconds
     if isinstance(exc, errors.FloodWaitError):
         return "FLOOD_WAIT_%d" % exc.seconds
-    if isinstance(exc, errors.TimeoutError):  # rpc_error -503 "Timeout"
+    if isinstance(exc, errors.TimedOutError):  # rpc_error -503 ("Timeout", or any other text)
         return "TIMEOUT"
     if isinstance(exc, errors.RPCError):
         # Generated classes keep a generic `message` ("BAD_REQUEST"): name them by their table entry.

@@ -640,10 +640,10 @@ impl Session {
         let wait = self.ops.flood_until(kind);
         if wait > self.now {
             let remaining = wait.saturating_sub(self.now);
-            let sends = matches!(op, Op::Broadcast { .. } | Op::Message { .. } | Op::Delete { .. });
-            if sends && remaining > self.flood_ms(self.config.max_flood_wait_s).unwrap_or(0) {
+            // No operation waits longer than the maximum (polls never do: their waits are capped).
+            if remaining > self.flood_ms(self.config.max_flood_wait_s).unwrap_or(0) && !matches!(op, Op::Poll { .. }) {
                 let seconds = u32::try_from(remaining.div_ceil(1_000)).unwrap_or(u32::MAX);
-                self.send_failed(kind, SendFailure::Api(ApiError::FloodWait { seconds }));
+                self.flood_too_long(kind, op, seconds);
                 return None;
             }
             self.ops.schedule(wait, self.generation, Action::Resend { request, op });
@@ -655,6 +655,25 @@ impl Session {
         self.ops.in_flight.insert(id, InFlight { op, kind, generation: self.generation, deadline });
         self.outgoing.push_back((id, request));
         Some(id)
+    }
+
+    /// An operation that would have to wait out a flood wait longer than the maximum ends now,
+    /// with the reason its kind reports (as when the server's error names the wait).
+    fn flood_too_long(&mut self, kind: RequestKind, op: Op, seconds: u32) {
+        match op {
+            Op::JoinTip { .. } | Op::Join { .. } | Op::CreateOnly => self.fail_join(JoinFailure::FloodWait { seconds }),
+            // Any answer to a leave ends it (the server drops a member it no longer hears from).
+            Op::Leave { then_left: true } => {
+                if matches!(self.phase, Phase::Leaving) {
+                    self.phase = Phase::Left;
+                    self.events.push_back(SessionEvent::Left);
+                }
+            }
+            Op::Leave { then_left: false } | Op::Poll { .. } => {}
+            Op::Broadcast { .. } | Op::Message { .. } | Op::Delete { .. } => {
+                self.send_failed(kind, SendFailure::Api(ApiError::FloodWait { seconds }))
+            }
+        }
     }
 
     fn backoff(&self, attempt: u32) -> u64 {

@@ -1,0 +1,210 @@
+//! The session attacked: a hostile server (crafted offsets, overlapping pages, flood waits of
+//! every size), an unreliable network and hostile values. Each test names the harm it rules out.
+
+use confchain::api::ApiError;
+use confchain::session::{
+    JoinFailure, Request, RequestId, Response, Session, SessionConfig, SessionEvent, SessionState, SubChain, Update,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+fn drain(s: &mut Session) -> Vec<(RequestId, Request)> {
+    std::iter::from_fn(|| s.poll_request()).collect()
+}
+
+fn events(s: &mut Session) -> Vec<SessionEvent> {
+    std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+fn chain(sub: i32, blocks: Vec<Vec<u8>>, next_offset: i32) -> Update {
+    Update::ChainBlocks { sub_chain_id: sub, blocks, next_offset }
+}
+
+/// A session that joined an empty call alone at `now` (no server model: the answers are ours).
+/// Returns it with its pending requests (the broadcast sub-chain's first poll).
+fn joined_alone(user: i64, now: u64, r: &mut ChaCha20Rng) -> (Session, Vec<(RequestId, Request)>) {
+    let mut s = Session::new(user, SessionConfig::default()).unwrap();
+    s.join(now, r).unwrap();
+    let (id, _) = s.poll_request().expect("the tip");
+    s.handle_response(id, Response::Ok(vec![chain(0, vec![], 0)]), now, r);
+    let (id, req) = s.poll_request().expect("the join");
+    let Request::Join { block, .. } = req else { panic!("a join: {req:?}") };
+    let updates = vec![chain(0, vec![block.to_server_form()], 1)];
+    s.handle_response(id, Response::Ok(updates), now, r);
+    assert_eq!(s.state(), SessionState::Joined);
+    let pending = drain(&mut s);
+    (s, pending)
+}
+
+/// Answers a pending poll of `sub` (among `pending`) with `response`; whether there was one.
+fn answer_poll(
+    s: &mut Session,
+    pending: &mut Vec<(RequestId, Request)>,
+    sub: SubChain,
+    response: impl FnOnce(i32) -> Response,
+    now: u64,
+    r: &mut ChaCha20Rng,
+) -> bool {
+    let Some(i) =
+        pending.iter().position(|(_, q)| matches!(q, Request::GetChainBlocks { sub_chain, .. } if *sub_chain == sub))
+    else {
+        return false;
+    };
+    let (id, req) = pending.remove(i);
+    let Request::GetChainBlocks { offset, .. } = req else { unreachable!() };
+    s.handle_response(id, response(offset), now, r);
+    pending.extend(drain(s));
+    true
+}
+
+/// Hostile server, overlapping pages: every poll of the broadcast sub-chain is answered with a
+/// full page (`poll_limit` blocks) of which only the last is new. The page is "full" and the
+/// offset "advanced", but by one block: the session must not re-poll at once, or a server makes
+/// it send a poll per block at the same instant (a request storm).
+#[test]
+fn overlapping_full_pages_do_not_make_a_request_storm() {
+    let mut r = rng(1);
+    let (mut s, mut pending) = joined_alone(1, 0, &mut r);
+    // The first poll (offset -1) learns a high offset, so that overlapping pages stay non-negative.
+    assert!(answer_poll(
+        &mut s,
+        &mut pending,
+        SubChain::Broadcasts,
+        |_| Response::Ok(vec![chain(1, vec![], 1_000)]),
+        0,
+        &mut r
+    ));
+    let now = s.poll_timeout().unwrap();
+    s.handle_timeout(now, &mut r);
+    pending.extend(drain(&mut s));
+    let limit = SessionConfig::default().poll_limit;
+    let mut polls = 0;
+    while answer_poll(
+        &mut s,
+        &mut pending,
+        SubChain::Broadcasts,
+        |offset| {
+            let page = (0..limit).map(|k| vec![0xB0, k as u8]).collect();
+            Response::Ok(vec![chain(1, page, offset + 1)])
+        },
+        now,
+        &mut r,
+    ) {
+        polls += 1;
+        assert!(polls <= 5, "{polls} polls of one sub-chain at the same instant");
+    }
+    assert_eq!(s.next_offset(SubChain::Broadcasts), Some(1_000 + polls));
+}
+
+/// Hostile server, flood wait longer than the maximum: after a join failed on it, a new `join()`
+/// must not sit in Joining, silent, for the rest of the server's wait (a wait that never ends in
+/// practice): it ends at once with the typed reason, as the first one did.
+#[test]
+fn a_join_inside_a_flood_wait_longer_than_the_maximum_ends_at_once() {
+    let mut r = rng(2);
+    let mut s = Session::new(3, SessionConfig::default()).unwrap();
+    s.join(0, &mut r).unwrap();
+    let (id, _) = s.poll_request().unwrap();
+    s.handle_response(id, Response::Ok(vec![chain(0, vec![], 0)]), 0, &mut r);
+    let (id, _) = s.poll_request().unwrap();
+    s.handle_response(id, Response::Error("FLOOD_WAIT_100000".into()), 0, &mut r);
+    assert_eq!(s.state(), SessionState::Failed);
+    events(&mut s);
+    // The application tries again a minute later.
+    s.join(60_000, &mut r).unwrap();
+    let (id, _) = s.poll_request().unwrap();
+    s.handle_response(id, Response::Ok(vec![chain(0, vec![], 0)]), 60_000, &mut r);
+    let queued = drain(&mut s);
+    let stuck = s.state() == SessionState::Joining && queued.is_empty();
+    assert!(!stuck, "joining for {:?} ms more with nothing sent", s.poll_timeout().map(|t| t - 60_000));
+    assert_eq!(s.state(), SessionState::Failed);
+    let e = events(&mut s);
+    assert!(
+        e.iter().any(|e| matches!(e, SessionEvent::JoinFailed { reason: JoinFailure::FloodWait { seconds } } if *seconds > 86_000)),
+        "{e:?}"
+    );
+}
+
+/// Hostile server, flood wait on leaveGroupCall longer than the maximum: a later `leave()` must not
+/// keep the session in Leaving (where `join()` is refused) for the rest of the wait.
+#[test]
+fn a_leave_inside_a_flood_wait_longer_than_the_maximum_does_not_hang() {
+    let mut r = rng(3);
+    let (mut s, _) = joined_alone(4, 0, &mut r);
+    s.leave(0);
+    let (id, req) = s.poll_request().unwrap();
+    assert_eq!(req, Request::Leave);
+    s.handle_response(id, Response::Error("FLOOD_WAIT_100000".into()), 0, &mut r);
+    assert_eq!(s.state(), SessionState::Left);
+    // Rejoin, then leave again a minute later.
+    let mut s2 = s;
+    s2.join(60_000, &mut r).unwrap();
+    let (id, _) = s2.poll_request().unwrap();
+    s2.handle_response(id, Response::Ok(vec![chain(0, vec![], 0)]), 60_000, &mut r);
+    let (id, req) = s2.poll_request().unwrap();
+    let Request::Join { block, .. } = req else { panic!() };
+    s2.handle_response(id, Response::Ok(vec![chain(0, vec![block.to_server_form()], 1)]), 60_000, &mut r);
+    assert_eq!(s2.state(), SessionState::Joined);
+    drain(&mut s2);
+    s2.leave(61_000);
+    let queued = drain(&mut s2);
+    assert!(
+        s2.state() == SessionState::Left || queued.iter().any(|(_, q)| *q == Request::Leave),
+        "Leaving with nothing sent: {:?}",
+        s2.state()
+    );
+    // Whatever it does, it must be able to join again within the maximum wait.
+    let later = 61_000 + 60_000 + 30_000;
+    s2.handle_timeout(later, &mut r);
+    for (id, _) in drain(&mut s2) {
+        s2.handle_response(id, Response::Ok(vec![]), later, &mut r);
+    }
+    assert!(s2.join(later, &mut r).is_ok(), "state {:?}", s2.state());
+}
+
+/// Hostile values: extreme offsets, `u64::MAX` and backwards time never panic, and hold nothing.
+#[test]
+fn hostile_offsets_and_times_never_panic_nor_hold() {
+    let mut r = rng(4);
+    let (mut s, mut pending) = joined_alone(5, 0, &mut r);
+    for &o in &[i32::MIN, -1, 0, 1, i32::MAX - 1, i32::MAX] {
+        for sub in [0, 1, 2, -1, i32::MIN, i32::MAX] {
+            s.handle_update(chain(sub, vec![vec![1, 2, 3]], o), 5, &mut r);
+            s.handle_update(chain(sub, vec![], o), 5, &mut r);
+            s.handle_update(chain(sub, vec![vec![0; 4]; 3], o), 5, &mut r);
+        }
+    }
+    answer_poll(
+        &mut s,
+        &mut pending,
+        SubChain::Broadcasts,
+        |_| Response::Ok(vec![chain(1, vec![vec![7]], i32::MAX)]),
+        5,
+        &mut r,
+    );
+    assert!(s.footprint().early_blocks <= 2 * SessionConfig::default().max_buffered_updates);
+    for now in [u64::MAX - 1, u64::MAX, 3, 0, u64::MAX] {
+        s.handle_timeout(now, &mut r);
+        for (id, req) in drain(&mut s) {
+            let response = match req {
+                Request::GetChainBlocks { .. } => {
+                    Response::Ok(vec![chain(0, vec![], i32::MAX), chain(1, vec![], i32::MIN)])
+                }
+                _ => Response::Error("FLOOD_WAIT_4294967295".into()),
+            };
+            s.handle_response(id, response, now, &mut r);
+        }
+        let _ = s.send_message(r#"{"random_id":"1"}"#, now, &mut r);
+        let _ = s.poll_timeout();
+    }
+    assert!(
+        matches!(s.state(), SessionState::Joined | SessionState::Resyncing | SessionState::Ended),
+        "{:?}",
+        s.state()
+    );
+    assert!(ApiError::parse("FLOOD_WAIT_99999999999999999999") != ApiError::FloodWait { seconds: 0 });
+}

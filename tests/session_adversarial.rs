@@ -208,3 +208,41 @@ fn hostile_offsets_and_times_never_panic_nor_hold() {
     );
     assert!(ApiError::parse("FLOOD_WAIT_99999999999999999999") != ApiError::FloodWait { seconds: 0 });
 }
+
+/// Hostile server, gap pushes between junk broadcasts: anyone's junk broadcast at the next offset
+/// advances sub-chain 1 (broadcasts are checked by the call, not by the offset), and a push beyond
+/// a gap asks for a poll. Alternating the two at one instant must not buy a poll per push pair:
+/// gap polls of a sub-chain stay a few per second whatever arrives.
+#[test]
+fn junk_and_gap_pushes_do_not_make_a_request_storm() {
+    let mut r = rng(5);
+    let (mut s, mut pending) = joined_alone(6, 0, &mut r);
+    assert!(answer_poll(
+        &mut s,
+        &mut pending,
+        SubChain::Broadcasts,
+        |_| Response::Ok(vec![chain(1, vec![], 10)]),
+        0,
+        &mut r
+    ));
+    let now = 20_000;
+    s.handle_timeout(now, &mut r);
+    pending.extend(drain(&mut s));
+    // Whatever is pending is answered with nothing new.
+    let mut polls = 0;
+    for _ in 0..200 {
+        while let Some((id, req)) = pending.pop() {
+            if let Request::GetChainBlocks { sub_chain: SubChain::Broadcasts, .. } = req {
+                polls += 1;
+            }
+            s.handle_response(id, Response::Ok(vec![]), now, &mut r);
+            pending.extend(drain(&mut s));
+        }
+        let next = s.next_offset(SubChain::Broadcasts).unwrap();
+        s.handle_update(chain(1, vec![vec![0xEE; 8]], next + 1), now, &mut r);
+        s.handle_update(chain(1, vec![vec![0xEF; 8]], next + 10), now, &mut r);
+        pending.extend(drain(&mut s));
+    }
+    assert!(polls <= 5, "{polls} polls of sub-chain 1 at one instant");
+    assert!(s.footprint().early_blocks <= SessionConfig::default().max_buffered_updates);
+}

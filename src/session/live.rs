@@ -111,12 +111,14 @@ impl Session {
     }
 
     /// Schedules the poll that fills a gap (or recovers): at once the first time, then after a
-    /// delay doubling from 1 s to the poll interval; never earlier than an already scheduled one.
+    /// delay doubling from 1 s to the poll interval; never earlier than an already scheduled one,
+    /// nor within [`MIN_GAP_POLL_SPACING_MS`] of the last poll of the sub-chain.
     pub(super) fn gap_poll(&mut self, sub: SubChain) {
         let (now, interval) = (self.now, self.config.poll_interval_ms);
         let Phase::Live(live) = &mut self.phase else { return };
         let s = live.sync(sub);
-        let at = now.saturating_add(s.gap_delay);
+        let spaced = s.last_poll.map_or(0, |t| t.saturating_add(MIN_GAP_POLL_SPACING_MS));
+        let at = now.saturating_add(s.gap_delay).max(spaced);
         s.gap_delay = s.gap_delay.saturating_mul(2).clamp(1_000, interval);
         s.poll_at = Some(s.poll_at.map_or(at, |t| t.min(at)));
     }
@@ -144,6 +146,7 @@ impl Session {
                 continue;
             }
             s.poll_at = None;
+            s.last_poll = Some(now);
             let (offset, limit) = match s.next() {
                 Some(o) => (o, self.config.poll_limit),
                 None => (-1, 1),

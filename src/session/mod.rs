@@ -67,7 +67,7 @@ use crate::wire::{Block, Broadcast, GroupParticipant, GroupState, Permissions};
 pub use self::config::SessionConfig;
 pub use self::events::{EndReason, JoinFailure, SendFailure, SessionEvent};
 use self::ops::{Action, InFlight, Op, Ops};
-use self::sync::{Receive, SubSync};
+use self::sync::{Receive, SubSync, MIN_GAP_POLL_SPACING_MS};
 pub use crate::api::{CallIdentity, CallParticipant, Request, RequestId, RequestKind, Response, SubChain, Update};
 
 /// The session's state (see the module diagram); [`Session::state`].

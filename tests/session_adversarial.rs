@@ -246,3 +246,75 @@ fn junk_and_gap_pushes_do_not_make_a_request_storm() {
     assert!(polls <= 5, "{polls} polls of sub-chain 1 at one instant");
     assert!(s.footprint().early_blocks <= SessionConfig::default().max_buffered_updates);
 }
+
+/// Sessions of `users` joined through the server model, one after another, at time 0.
+fn conference(users: &[i64], r: &mut ChaCha20Rng) -> (confchain::server::Server, Vec<Session>) {
+    let mut server = confchain::server::Server::new();
+    let mut sessions: Vec<Session> = Vec::new();
+    for (k, &u) in users.iter().enumerate() {
+        let mut s = Session::new(u, SessionConfig::default()).unwrap();
+        if k == 0 {
+            s.create(true, 0, r).unwrap();
+        } else {
+            s.join(0, r).unwrap();
+        }
+        sessions.push(s);
+        pump(&mut server, &mut sessions, 0, r);
+    }
+    (server, sessions)
+}
+
+/// Runs every pending request through the server until all is quiet.
+fn pump(server: &mut confchain::server::Server, sessions: &mut [Session], now: u64, r: &mut ChaCha20Rng) {
+    loop {
+        let mut any = false;
+        for i in 0..sessions.len() {
+            while let Some((id, request)) = sessions[i].poll_request() {
+                any = true;
+                let (response, pushes) = server.handle(sessions[i].user_id(), &request);
+                sessions[i].handle_response(id, response, now, r);
+                for (to, update) in pushes {
+                    if let Some(j) = sessions.iter().position(|s| s.user_id() == to) {
+                        sessions[j].handle_update(update, now, r);
+                    }
+                }
+            }
+        }
+        if !any {
+            return;
+        }
+    }
+}
+
+/// Hostile server, participant updates repeated: "user 2 left" pushed ten times a second while
+/// every removal loses a race (`CONF_WRITE_CHAIN_INVALID`). One removal of a user is enough at a
+/// time: the session must not start a new one (each with its own retries) per update.
+#[test]
+fn repeated_left_updates_do_not_multiply_removals() {
+    let mut r = rng(6);
+    let (mut server, mut sessions) = conference(&[1, 2], &mut r);
+    assert!(sessions.iter().all(|s| s.state() == SessionState::Joined));
+    let mut s = sessions.remove(0);
+    drain(&mut s);
+    let left =
+        Update::Participants { participants: vec![confchain::session::CallParticipant { user_id: 2, left: true }] };
+    let mut deletes = 0;
+    let mut now = 1_000;
+    while now < 21_000 {
+        s.handle_update(left.clone(), now, &mut r);
+        s.handle_timeout(now, &mut r);
+        for (id, req) in drain(&mut s) {
+            let response = match &req {
+                Request::DeleteParticipants { .. } => {
+                    deletes += 1;
+                    Response::Error("CONF_WRITE_CHAIN_INVALID".into())
+                }
+                other => server.handle(1, other).0,
+            };
+            s.handle_response(id, response, now, &mut r);
+        }
+        now += 100;
+    }
+    // One removal with its bounded retries (max_attempts 8), perhaps a second after it gave up.
+    assert!(deletes <= 2 * SessionConfig::default().max_attempts as usize, "{deletes} removals in 20 s");
+}

@@ -318,3 +318,106 @@ fn repeated_left_updates_do_not_multiply_removals() {
     // One removal with its bounded retries (max_attempts 8), perhaps a second after it gave up.
     assert!(deletes <= 2 * SessionConfig::default().max_attempts as usize, "{deletes} removals in 20 s");
 }
+
+/// A hostile server and network at random (seeded): junk and gap pushes on both sub-chains,
+/// overlapping and empty pages, odd offsets, every error, flood waits of 0 s and of days,
+/// silence, and time that jumps. A driver that sleeps until `poll_timeout()` never spins (a
+/// timeout that is due is consumed), polls of a sub-chain stay a few per virtual second, and
+/// the footprint stays bounded.
+#[test]
+fn a_random_hostile_server_never_makes_a_hot_loop() {
+    use rand_core::RngCore;
+    let errors = [
+        "TIMEOUT",
+        "INTERNAL",
+        "FLOOD_WAIT_0",
+        "FLOOD_WAIT_1",
+        "FLOOD_PREMIUM_WAIT_4294967295",
+        "FLOOD_WAIT_99999999999",
+        "CONF_WRITE_CHAIN_INVALID",
+        "GROUPCALL_SSRC_DUPLICATE_MUCH",
+        "PEER_ID_INVALID",
+        "",
+    ];
+    for seed in 0..24u64 {
+        let mut r = rng(100 + seed);
+        let mut h = rng(200 + seed);
+        let (mut s, mut pending) = joined_alone(7, 0, &mut r);
+        let mut now = 0u64;
+        let mut polls: Vec<(u64, SubChain)> = Vec::new();
+        let config = SessionConfig::default();
+        for _step in 0..3_000 {
+            for (id, req) in drain(&mut s) {
+                if let Request::GetChainBlocks { sub_chain, .. } = req {
+                    polls.push((now, sub_chain));
+                }
+                pending.push((id, req));
+            }
+            match h.next_u32() % 8 {
+                // Answer a pending request (any order).
+                0..=2 if !pending.is_empty() => {
+                    let i = h.next_u32() as usize % pending.len();
+                    let (id, req) = pending.remove(i);
+                    let response = match (h.next_u32() % 6, &req) {
+                        (0, Request::GetChainBlocks { sub_chain, offset, limit }) => {
+                            // A page: overlapping, empty, beyond a gap or at an odd offset.
+                            let n = (h.next_u32() % (*limit as u32 + 1)) as usize;
+                            let page = (0..n).map(|k| vec![0xA0, k as u8, h.next_u32() as u8]).collect();
+                            let next = match h.next_u32() % 5 {
+                                0 => offset.saturating_add(n as i32),
+                                1 => offset.saturating_add(1),
+                                2 => offset.saturating_add(h.next_u32() as i32 % 50),
+                                3 => i32::MAX,
+                                _ => h.next_u32() as i32,
+                            };
+                            Response::Ok(vec![chain(sub_chain.id(), page, next)])
+                        }
+                        (1, _) => Response::Ok(vec![]),
+                        (2, _) => continue, // silence
+                        _ => Response::Error(errors[h.next_u32() as usize % errors.len()].into()),
+                    };
+                    s.handle_response(id, response, now, &mut r);
+                }
+                3 | 4 => {
+                    let sub = (h.next_u32() % 2) as i32;
+                    let next =
+                        s.next_offset(if sub == 0 { SubChain::Blocks } else { SubChain::Broadcasts }).unwrap_or(0);
+                    let n = (h.next_u32() % 4) as usize;
+                    let page = (0..n).map(|k| vec![0xB0, k as u8]).collect();
+                    let at = next.saturating_add((h.next_u32() % 6) as i32);
+                    s.handle_update(chain(sub, page, at), now, &mut r);
+                }
+                5 => now = now.saturating_add(u64::from(h.next_u32() % 3_000)),
+                _ => {
+                    // The driver: sleep until the session's next timeout, run it.
+                    let mut spins = 0;
+                    while let Some(t) = s.poll_timeout() {
+                        if t > now {
+                            break;
+                        }
+                        s.handle_timeout(now, &mut r);
+                        spins += 1;
+                        assert!(spins < 50, "seed {seed}: poll_timeout {t} stays due at {now} ({:?})", s.state());
+                        for (id, req) in drain(&mut s) {
+                            if let Request::GetChainBlocks { sub_chain, .. } = req {
+                                polls.push((now, sub_chain));
+                            }
+                            pending.push((id, req));
+                        }
+                    }
+                }
+            }
+            for sub in [SubChain::Blocks, SubChain::Broadcasts] {
+                let recent = polls.iter().filter(|(t, q)| *q == sub && t + 1_000 > now).count();
+                assert!(recent <= 8, "seed {seed}: {recent} polls of {sub:?} in the last second ({:?})", s.state());
+            }
+            let f = s.footprint();
+            assert!(f.early_blocks <= 2 * config.max_buffered_updates, "seed {seed}: {f:?}");
+            assert!(f.requests_in_flight + f.queued_requests <= 64, "seed {seed}: {f:?}");
+            assert!(f.retries <= 64, "seed {seed}: {f:?}");
+            if s.state() != SessionState::Joined && s.state() != SessionState::Resyncing {
+                break;
+            }
+        }
+    }
+}

@@ -641,13 +641,26 @@ impl Session {
         if wait > self.now {
             let remaining = wait.saturating_sub(self.now);
             // No operation waits longer than the maximum (polls never do: their waits are capped).
-            if remaining > self.flood_ms(self.config.max_flood_wait_s).unwrap_or(0) && !matches!(op, Op::Poll { .. }) {
-                let seconds = u32::try_from(remaining.div_ceil(1_000)).unwrap_or(u32::MAX);
-                self.flood_too_long(kind, op, seconds);
-                return None;
+            let too_long = remaining > self.flood_ms(self.config.max_flood_wait_s).unwrap_or(0);
+            match op {
+                // A leave goes anyway: one request, and the server must not keep a ghost member
+                // (any answer, another flood wait included, ends it).
+                Op::Leave { .. } if too_long => {}
+                Op::JoinTip { .. } | Op::Join { .. } | Op::CreateOnly if too_long => {
+                    let seconds = u32::try_from(remaining.div_ceil(1_000)).unwrap_or(u32::MAX);
+                    self.fail_join(JoinFailure::FloodWait { seconds });
+                    return None;
+                }
+                Op::Broadcast { .. } | Op::Message { .. } | Op::Delete { .. } if too_long => {
+                    let seconds = u32::try_from(remaining.div_ceil(1_000)).unwrap_or(u32::MAX);
+                    self.send_failed(kind, SendFailure::Api(ApiError::FloodWait { seconds }));
+                    return None;
+                }
+                op => {
+                    self.ops.schedule(wait, self.generation, Action::Resend { request, op });
+                    return None;
+                }
             }
-            self.ops.schedule(wait, self.generation, Action::Resend { request, op });
-            return None;
         }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
@@ -655,25 +668,6 @@ impl Session {
         self.ops.in_flight.insert(id, InFlight { op, kind, generation: self.generation, deadline });
         self.outgoing.push_back((id, request));
         Some(id)
-    }
-
-    /// An operation that would have to wait out a flood wait longer than the maximum ends now,
-    /// with the reason its kind reports (as when the server's error names the wait).
-    fn flood_too_long(&mut self, kind: RequestKind, op: Op, seconds: u32) {
-        match op {
-            Op::JoinTip { .. } | Op::Join { .. } | Op::CreateOnly => self.fail_join(JoinFailure::FloodWait { seconds }),
-            // Any answer to a leave ends it (the server drops a member it no longer hears from).
-            Op::Leave { then_left: true } => {
-                if matches!(self.phase, Phase::Leaving) {
-                    self.phase = Phase::Left;
-                    self.events.push_back(SessionEvent::Left);
-                }
-            }
-            Op::Leave { then_left: false } | Op::Poll { .. } => {}
-            Op::Broadcast { .. } | Op::Message { .. } | Op::Delete { .. } => {
-                self.send_failed(kind, SendFailure::Api(ApiError::FloodWait { seconds }))
-            }
-        }
     }
 
     fn backoff(&self, attempt: u32) -> u64 {

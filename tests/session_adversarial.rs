@@ -421,3 +421,55 @@ fn a_random_hostile_server_never_makes_a_hot_loop() {
         }
     }
 }
+
+/// Unreliable network: the server accepts our join but its answer is late. The deadline passes,
+/// the session retries with a fresh key on the new tip (which already lists our old key): it must
+/// end in the call, listed once with its new key, and the late answer must not make it leave.
+#[test]
+fn a_lost_join_answer_is_recovered_by_the_next_attempt() {
+    let mut r = rng(8);
+    let (mut server, mut sessions) = conference(&[1], &mut r);
+    let mut s = Session::new(2, SessionConfig::default()).unwrap();
+    s.join(0, &mut r).unwrap();
+    let mut now = 0;
+    let mut late = None;
+    for _ in 0..200 {
+        while let Some((id, req)) = s.poll_request() {
+            let (response, pushes) = server.handle(2, &req);
+            for (to, u) in pushes {
+                if to == 1 {
+                    sessions[0].handle_update(u, now, &mut r);
+                }
+            }
+            if matches!(req, Request::Join { .. }) && late.is_none() {
+                late = Some((id, response)); // the server took it; the answer comes too late
+                continue;
+            }
+            s.handle_response(id, response, now, &mut r);
+        }
+        pump(&mut server, &mut sessions, now, &mut r);
+        if s.state() == SessionState::Joined {
+            break;
+        }
+        let Some(t) = s.poll_timeout() else { panic!("nothing to wait for in {:?}: {:?}", s.state(), events(&mut s)) };
+        now = t.max(now);
+        s.handle_timeout(now, &mut r);
+    }
+    assert_eq!(s.state(), SessionState::Joined, "{:?}", events(&mut s));
+    // The late answer of the first attempt changes nothing (no leave: we are in the call).
+    let (id, response) = late.expect("a join was lost");
+    s.handle_response(id, response, now, &mut r);
+    assert_eq!(s.state(), SessionState::Joined);
+    assert!(!drain(&mut s).iter().any(|(_, q)| *q == Request::Leave), "a leave would drop our new participant");
+    assert!(now <= 60_000, "joined at {now}");
+    let key = s.call().unwrap().public_key();
+    let listed = s
+        .call()
+        .unwrap()
+        .participants()
+        .iter()
+        .filter(|p| p.user_id == 2)
+        .map(|p| p.public_key.clone())
+        .collect::<Vec<_>>();
+    assert_eq!(listed, vec![key], "listed once, with the new key");
+}

@@ -463,13 +463,7 @@ fn a_lost_join_answer_is_recovered_by_the_next_attempt() {
     assert!(!drain(&mut s).iter().any(|(_, q)| *q == Request::Leave), "a leave would drop our new participant");
     assert!(now <= 60_000, "joined at {now}");
     let key = s.call().unwrap().public_key();
-    let listed = s
-        .call()
-        .unwrap()
-        .participants()
-        .iter()
-        .filter(|p| p.user_id == 2)
-        .map(|p| p.public_key.clone())
-        .collect::<Vec<_>>();
+    let listed =
+        s.call().unwrap().participants().iter().filter(|p| p.user_id == 2).map(|p| p.public_key).collect::<Vec<_>>();
     assert_eq!(listed, vec![key], "listed once, with the new key");
 }

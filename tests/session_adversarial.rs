@@ -467,3 +467,21 @@ fn a_lost_join_answer_is_recovered_by_the_next_attempt() {
         s.call().unwrap().participants().iter().filter(|p| p.user_id == 2).map(|p| p.public_key).collect::<Vec<_>>();
     assert_eq!(listed, vec![key], "listed once, with the new key");
 }
+
+/// Hostile (or broken) server: it accepts the join (`Ok`) but its answer does not hold our block.
+/// The join fails, but the server holds us as a member: the session must leave the media call, or
+/// it stays a ghost member the application believes gone.
+#[test]
+fn an_accepted_join_with_an_unusable_answer_is_left() {
+    let mut r = rng(9);
+    let mut s = Session::new(3, SessionConfig::default()).unwrap();
+    s.join(0, &mut r).unwrap();
+    let (id, _) = s.poll_request().unwrap();
+    s.handle_response(id, Response::Ok(vec![chain(0, vec![], 0)]), 0, &mut r);
+    let (id, req) = s.poll_request().unwrap();
+    assert!(matches!(req, Request::Join { .. }));
+    s.handle_response(id, Response::Ok(vec![chain(0, vec![vec![1, 2, 3]], 1)]), 0, &mut r);
+    assert_eq!(s.state(), SessionState::Failed);
+    assert!(drain(&mut s).iter().any(|(_, q)| *q == Request::Leave), "no leaveGroupCall: a ghost member");
+    assert!(s.join(0, &mut r).is_ok(), "the application can try again at once");
+}

@@ -485,3 +485,26 @@ fn an_accepted_join_with_an_unusable_answer_is_left() {
     assert!(drain(&mut s).iter().any(|(_, q)| *q == Request::Leave), "no leaveGroupCall: a ghost member");
     assert!(s.join(0, &mut r).is_ok(), "the application can try again at once");
 }
+
+/// Unreliable network: after a leave, the server's `updateGroupCallParticipants` saying we left
+/// arrives late, while the application's rejoin is in flight. It is about the old participant:
+/// the new join must not end on it (it would end every quick rejoin).
+#[test]
+fn a_late_notice_that_we_left_does_not_end_the_rejoin() {
+    let mut r = rng(10);
+    let (mut s, _) = joined_alone(11, 0, &mut r);
+    s.leave(1_000);
+    let (id, _) = s.poll_request().unwrap();
+    s.handle_response(id, Response::Ok(vec![]), 1_000, &mut r);
+    assert_eq!(s.state(), SessionState::Left);
+    s.join(1_000, &mut r).unwrap();
+    let me_left =
+        Update::Participants { participants: vec![confchain::session::CallParticipant { user_id: 11, left: true }] };
+    s.handle_update(me_left, 1_010, &mut r);
+    let (id, _) = s.poll_request().unwrap();
+    s.handle_response(id, Response::Ok(vec![chain(0, vec![], 0)]), 1_020, &mut r);
+    let (id, req) = s.poll_request().unwrap();
+    let Request::Join { block, .. } = req else { panic!("{req:?}") };
+    s.handle_response(id, Response::Ok(vec![chain(0, vec![block.to_server_form()], 1)]), 1_030, &mut r);
+    assert_eq!(s.state(), SessionState::Joined, "{:?}", events(&mut s));
+}

@@ -495,12 +495,23 @@ impl Session {
     }
 
     /// Takes a pushed update. Updates arriving while a join is in flight are kept (bounded by
-    /// entries and bytes) and processed once the join completes; `updateGroupCall` is taken at
-    /// once in every state.
+    /// entries and bytes) and processed once the join completes (except a notice that we left,
+    /// which is about our participant before this join); `updateGroupCall` is taken at once in
+    /// every state.
     pub fn handle_update(&mut self, update: Update, now: u64, rng: &mut impl CryptoRngCore) {
         self.tick(now);
+        let me = self.user_id;
         match &mut self.phase {
             Phase::Joining(j) if !matches!(update, Update::GroupCall { .. }) => {
+                let update = match update {
+                    // That we left is about our participant before this join (a late notice of a
+                    // leave): it must not end the new one once joined.
+                    Update::Participants { mut participants } => {
+                        participants.retain(|p| !(p.user_id == me && p.left));
+                        Update::Participants { participants }
+                    }
+                    other => other,
+                };
                 let bytes = update_bytes(&update);
                 let fits = j.buffered.len() < self.config.max_buffered_updates
                     && j.buffered_bytes.saturating_add(bytes) <= self.config.max_buffered_bytes;

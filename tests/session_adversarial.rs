@@ -508,3 +508,23 @@ fn a_late_notice_that_we_left_does_not_end_the_rejoin() {
     s.handle_response(id, Response::Ok(vec![chain(0, vec![block.to_server_form()], 1)]), 1_030, &mut r);
     assert_eq!(s.state(), SessionState::Joined, "{:?}", events(&mut s));
 }
+
+/// Glue that forwards every `updateGroupCall` (or a hostile server): once our call's id is known,
+/// the end of another call must not end ours, nor its identity replace ours.
+#[test]
+fn another_calls_update_is_not_ours() {
+    use confchain::session::CallIdentity;
+    let mut r = rng(12);
+    let (mut s, _) = joined_alone(13, 0, &mut r);
+    let ours = CallIdentity { id: 100, access_hash: 1 };
+    s.handle_update(Update::GroupCall { call: ours, discarded: false, invite_link: None }, 1, &mut r);
+    assert_eq!(s.call_identity(), Some(ours));
+    let other = CallIdentity { id: 200, access_hash: 2 };
+    s.handle_update(Update::GroupCall { call: other, discarded: true, invite_link: Some("x".into()) }, 2, &mut r);
+    assert_eq!(s.state(), SessionState::Joined);
+    assert_eq!(s.call_identity(), Some(ours));
+    assert_eq!(s.invite_link(), None);
+    // Our own call's end does end it.
+    s.handle_update(Update::GroupCall { call: ours, discarded: true, invite_link: None }, 3, &mut r);
+    assert_eq!(s.state(), SessionState::Ended);
+}

@@ -14,6 +14,9 @@ impl Session {
                     }
                 }
                 Update::EncryptedMessage { from, encrypted_message } => self.message(from, &encrypted_message),
+                // Once our call's id is known, another call's update is not ours (its end must
+                // not end our call, its identity must not replace ours).
+                Update::GroupCall { call, .. } if self.identity.is_some_and(|i| i.id != call.id) => {}
                 Update::GroupCall { call, discarded, invite_link } => {
                     if self.identity != Some(call) || (invite_link.is_some() && self.invite_link != invite_link) {
                         self.identity = Some(call);

@@ -301,6 +301,9 @@ impl Session {
         self.tick(now);
         self.check_can_join()?;
         self.new_generation_for_join();
+        // A new conference: a new identity, learnt from the response.
+        self.identity = None;
+        self.invite_link = None;
         self.phase = Phase::Joining(Joining::default());
         if !join {
             self.send(Request::CreateConference { public_key: None, block: None }, Op::CreateOnly);

@@ -528,3 +528,35 @@ fn another_calls_update_is_not_ours() {
     s.handle_update(Update::GroupCall { call: ours, discarded: true, invite_link: None }, 3, &mut r);
     assert_eq!(s.state(), SessionState::Ended);
 }
+
+/// Unreliable network: a poll of an earlier call generation is answered after a rejoin, with a
+/// block the rules would refuse. It belongs to a generation that ended: ignored, neither applied
+/// nor taken as the server's chain (no fail closed), and the new call keeps its key.
+#[test]
+fn a_poll_answer_of_an_earlier_generation_is_ignored() {
+    let mut r = rng(14);
+    let (mut s, _) = joined_alone(15, 0, &mut r);
+    s.handle_timeout(10_000, &mut r);
+    let (old_poll, _) = drain(&mut s)
+        .into_iter()
+        .find(|(_, q)| matches!(q, Request::GetChainBlocks { sub_chain: SubChain::Blocks, .. }))
+        .expect("a poll of sub-chain 0");
+    s.leave(10_000);
+    let (id, _) = s.poll_request().unwrap();
+    s.handle_response(id, Response::Ok(vec![]), 10_000, &mut r);
+    s.join(10_000, &mut r).unwrap();
+    let (id, _) = s.poll_request().unwrap();
+    s.handle_response(id, Response::Ok(vec![chain(0, vec![], 0)]), 10_000, &mut r);
+    let (id, req) = s.poll_request().unwrap();
+    let Request::Join { block, .. } = req else { panic!("{req:?}") };
+    s.handle_response(id, Response::Ok(vec![chain(0, vec![block.to_server_form()], 1)]), 10_000, &mut r);
+    assert_eq!(s.state(), SessionState::Joined);
+    let key = s.call().unwrap().public_key();
+    events(&mut s);
+    s.handle_response(old_poll, Response::Ok(vec![chain(0, vec![vec![0x55; 200]], 2)]), 10_001, &mut r);
+    s.handle_response(old_poll, Response::Error("GROUPCALL_FORBIDDEN".into()), 10_002, &mut r);
+    assert_eq!(s.state(), SessionState::Joined);
+    assert_eq!(s.call().unwrap().public_key(), key);
+    assert_eq!(s.next_offset(SubChain::Blocks), Some(1));
+    assert_eq!(events(&mut s), vec![]);
+}

@@ -560,3 +560,48 @@ fn a_poll_answer_of_an_earlier_generation_is_ignored() {
     assert_eq!(s.next_offset(SubChain::Blocks), Some(1));
     assert_eq!(events(&mut s), vec![]);
 }
+
+/// Hostile server, `FLOOD_WAIT_0` on every request: a wait of zero must not turn the bounded
+/// retries into a burst at one instant (every join attempt, every resend at once). Retries after
+/// a flood wait keep at least the backoff.
+#[test]
+fn flood_waits_of_zero_do_not_burst() {
+    let mut r = rng(16);
+    let mut s = Session::new(17, SessionConfig::default()).unwrap();
+    s.join(0, &mut r).unwrap();
+    let mut sent: Vec<u64> = Vec::new();
+    let mut now = 0;
+    for _ in 0..100 {
+        for (id, _) in drain(&mut s) {
+            sent.push(now);
+            s.handle_response(id, Response::Error("FLOOD_WAIT_0".into()), now, &mut r);
+        }
+        let Some(t) = s.poll_timeout() else { break };
+        now = t.max(now);
+        s.handle_timeout(now, &mut r);
+    }
+    assert_eq!(s.state(), SessionState::Failed);
+    let at_once = sent.iter().filter(|t| **t == 0).count();
+    assert!(at_once <= 2, "{at_once} requests at the first instant: {sent:?}");
+    // A live call's message sends likewise.
+    let (mut s, _) = joined_alone(18, 0, &mut r);
+    s.send_message(r#"{"random_id":"5"}"#, 0, &mut r).unwrap();
+    let mut sends = Vec::new();
+    let mut now = 0;
+    for _ in 0..100 {
+        for (id, req) in drain(&mut s) {
+            if matches!(req, Request::SendEncryptedMessage { .. }) {
+                sends.push(now);
+                s.handle_response(id, Response::Error("FLOOD_WAIT_0".into()), now, &mut r);
+            }
+        }
+        let Some(t) = s.poll_timeout() else { break };
+        if t > 60_000 {
+            break;
+        }
+        now = t.max(now);
+        s.handle_timeout(now, &mut r);
+    }
+    let at_once = sends.iter().filter(|t| **t == 0).count();
+    assert!(at_once <= 2, "{at_once} sends at the first instant: {sends:?}");
+}

@@ -99,7 +99,8 @@ impl Session {
                 Some(ms) => {
                     let until = self.now.saturating_add(ms);
                     self.ops.set_flood(kind, until);
-                    self.retry_join(attempt, create, Some(ms));
+                    // Never sooner than the backoff: a wait of 0 s must not retry at once.
+                    self.retry_join(attempt, create, Some(ms.max(self.backoff(attempt))));
                 }
                 None => self.fail_join(JoinFailure::FloodWait { seconds }),
             },

@@ -60,8 +60,10 @@ pub enum SessionEvent {
         /// The invite link, if the response carried one.
         invite_link: Option<String>,
     },
-    /// The call's identity, learnt (or changed) from `updateGroupCall`: name it in every later
-    /// request ([`crate::session::Session::call_identity`]).
+    /// The call's identity, learnt (or its access hash or invite link changed) from
+    /// `updateGroupCall`: name it in every later request
+    /// ([`crate::session::Session::call_identity`]). Once the call's id is known, updates naming
+    /// another call id are ignored; [`crate::session::Session::create`] forgets it.
     CallIdentity {
         /// `inputGroupCall(id, access_hash)`.
         call: CallIdentity,

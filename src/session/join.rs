@@ -99,7 +99,8 @@ impl Session {
                 Some(ms) => {
                     let until = self.now.saturating_add(ms);
                     self.ops.set_flood(kind, until);
-                    self.retry_join(attempt, create, Some(ms));
+                    // Never sooner than the backoff: a wait of 0 s must not retry at once.
+                    self.retry_join(attempt, create, Some(ms.max(self.backoff(attempt))));
                 }
                 None => self.fail_join(JoinFailure::FloodWait { seconds }),
             },
@@ -128,6 +129,13 @@ impl Session {
         self.events.push_back(SessionEvent::JoinFailed { reason });
     }
 
+    /// A join the server accepted (`Ok`) but whose answer we cannot use: the join fails, and we
+    /// leave the media call the server put us in (no ghost member).
+    fn fail_accepted_join(&mut self, reason: JoinFailure) {
+        self.fail_join(reason);
+        self.send(Request::Leave, Op::Leave { then_left: false });
+    }
+
     /// The join (or create-with-join) response: sub-chain 0 holds our own block (at the height
     /// we built it for), possibly followed by later blocks; broadcasts may come along.
     pub(super) fn on_joined(
@@ -148,20 +156,22 @@ impl Session {
             }
         }
         let Some((blocks, next_offset)) = chain else {
-            return self.fail_join(JoinFailure::InvalidResponse("no sub-chain 0 in the join response".into()));
+            return self.fail_accepted_join(JoinFailure::InvalidResponse("no sub-chain 0 in the join response".into()));
         };
         let ours = blocks.iter().position(|b| Block::decode_server(b).is_ok_and(|d| d.height == height));
         let Some((index, ours)) = ours.and_then(|i| Some((i, blocks.get(i)?))) else {
-            return self.fail_join(JoinFailure::InvalidResponse("the join response does not hold our block".into()));
+            return self
+                .fail_accepted_join(JoinFailure::InvalidResponse("the join response does not hold our block".into()));
         };
         let first = next_offset.saturating_sub(i32::try_from(blocks.len()).unwrap_or(i32::MAX));
         let our_offset = first.saturating_add(i32::try_from(index).unwrap_or(i32::MAX));
         if our_offset < 0 {
-            return self.fail_join(JoinFailure::InvalidResponse("negative offsets in the join response".into()));
+            return self
+                .fail_accepted_join(JoinFailure::InvalidResponse("negative offsets in the join response".into()));
         }
         let call = match Call::new(self.user_id, key, ours, rng) {
             Ok(c) => c,
-            Err(e) => return self.fail_join(JoinFailure::InvalidResponse(format!("our block: {e}"))),
+            Err(e) => return self.fail_accepted_join(JoinFailure::InvalidResponse(format!("our block: {e}"))),
         };
         let buffered = match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Joining(j) => j.buffered,

@@ -117,12 +117,14 @@ impl Session {
     }
 
     /// Schedules the poll that fills a gap (or recovers): at once the first time, then after a
-    /// delay doubling from 1 s to the poll interval; never earlier than an already scheduled one.
+    /// delay doubling from 1 s to the poll interval; never earlier than an already scheduled one,
+    /// nor within [`MIN_GAP_POLL_SPACING_MS`] of the last poll of the sub-chain.
     pub(super) fn gap_poll(&mut self, sub: SubChain) {
         let (now, interval) = (self.now, self.config.poll_interval_ms);
         let Phase::Live(live) = &mut self.phase else { return };
         let s = live.sync(sub);
-        let at = now.saturating_add(s.gap_delay);
+        let spaced = s.last_poll.map_or(0, |t| t.saturating_add(MIN_GAP_POLL_SPACING_MS));
+        let at = now.saturating_add(s.gap_delay).max(spaced);
         s.gap_delay = s.gap_delay.saturating_mul(2).clamp(1_000, interval);
         s.poll_at = Some(s.poll_at.map_or(at, |t| t.min(at)));
     }
@@ -150,6 +152,7 @@ impl Session {
                 continue;
             }
             s.poll_at = None;
+            s.last_poll = Some(now);
             let (offset, limit) = match s.next() {
                 Some(o) => (o, self.config.poll_limit),
                 None => (-1, 1),
@@ -168,21 +171,18 @@ impl Session {
         let before = live.sync_ref(sub).next();
         match response {
             Response::Ok(updates) => {
-                // A full page may be followed by another poll at once, if it advanced the offset.
-                let full = updates.iter().any(|u| match u {
-                    Update::ChainBlocks { sub_chain_id, blocks, .. } => {
-                        *sub_chain_id == sub.id()
-                            && i32::try_from(blocks.len()).is_ok_and(|n| n >= self.config.poll_limit)
-                    }
-                    _ => false,
-                });
+                // Another poll at once only after a full page of progress: the offset advanced by
+                // `poll_limit` (a page of old blocks with one new one at its end is no progress
+                // worth a poll per block at the same instant).
                 // What the answer's last block says of us, when it lies beyond a gap.
                 let gap_tip = (sub == SubChain::Blocks)
                     .then(|| gap_tip(&updates, before, self.user_id, &live.call.public_key()))
                     .flatten();
                 self.process_updates(updates, Source::Server, rng);
                 let Phase::Live(live) = &mut self.phase else { return };
-                let advanced = live.sync_ref(sub).next() != before;
+                let after = live.sync_ref(sub).next();
+                let advanced = after != before;
+                let full = before.zip(after).is_some_and(|(b, a)| a.saturating_sub(b) >= self.config.poll_limit);
                 if sub == SubChain::Blocks {
                     live.gap_answers =
                         if advanced || gap_tip.is_none() { 0 } else { live.gap_answers.saturating_add(1) };
@@ -197,7 +197,7 @@ impl Session {
                         return self.end(EndReason::JoinMissing);
                     }
                 }
-                if full && advanced {
+                if full {
                     self.schedule_poll(sub, now);
                 } else if live.resyncing && sub == SubChain::Blocks && live.blocks.poll_at.is_none() {
                     // Recovering and the server withheld the block: ask again, with backoff.

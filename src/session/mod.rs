@@ -67,7 +67,7 @@ use crate::wire::{Block, Broadcast, GroupParticipant, GroupState, Permissions};
 pub use self::config::SessionConfig;
 pub use self::events::{EndReason, JoinFailure, SendFailure, SessionEvent};
 use self::ops::{Action, InFlight, Op, Ops};
-use self::sync::{Receive, SubSync};
+use self::sync::{Receive, SubSync, MIN_GAP_POLL_SPACING_MS};
 pub use crate::api::{CallIdentity, CallParticipant, Request, RequestId, RequestKind, Response, SubChain, Update};
 
 /// The session's state (see the module diagram); [`Session::state`].
@@ -301,6 +301,9 @@ impl Session {
         self.tick(now);
         self.check_can_join()?;
         self.new_generation_for_join();
+        // A new conference: a new identity, learnt from the response.
+        self.identity = None;
+        self.invite_link = None;
         self.phase = Phase::Joining(Joining::default());
         if !join {
             self.send(Request::CreateConference { public_key: None, block: None }, Op::CreateOnly);
@@ -495,12 +498,23 @@ impl Session {
     }
 
     /// Takes a pushed update. Updates arriving while a join is in flight are kept (bounded by
-    /// entries and bytes) and processed once the join completes; `updateGroupCall` is taken at
-    /// once in every state.
+    /// entries and bytes) and processed once the join completes (except a notice that we left,
+    /// which is about our participant before this join); `updateGroupCall` is taken at once in
+    /// every state.
     pub fn handle_update(&mut self, update: Update, now: u64, rng: &mut impl CryptoRngCore) {
         self.tick(now);
+        let me = self.user_id;
         match &mut self.phase {
             Phase::Joining(j) if !matches!(update, Update::GroupCall { .. }) => {
+                let update = match update {
+                    // That we left is about our participant before this join (a late notice of a
+                    // leave): it must not end the new one once joined.
+                    Update::Participants { mut participants } => {
+                        participants.retain(|p| !(p.user_id == me && p.left));
+                        Update::Participants { participants }
+                    }
+                    other => other,
+                };
                 let bytes = update_bytes(&update);
                 let fits = j.buffered.len() < self.config.max_buffered_updates
                     && j.buffered_bytes.saturating_add(bytes) <= self.config.max_buffered_bytes;
@@ -640,14 +654,27 @@ impl Session {
         let wait = self.ops.flood_until(kind);
         if wait > self.now {
             let remaining = wait.saturating_sub(self.now);
-            let sends = matches!(op, Op::Broadcast { .. } | Op::Message { .. } | Op::Delete { .. });
-            if sends && remaining > self.flood_ms(self.config.max_flood_wait_s).unwrap_or(0) {
-                let seconds = u32::try_from(remaining.div_ceil(1_000)).unwrap_or(u32::MAX);
-                self.send_failed(kind, SendFailure::Api(ApiError::FloodWait { seconds }));
-                return None;
+            // No operation waits longer than the maximum (polls never do: their waits are capped).
+            let too_long = remaining > self.flood_ms(self.config.max_flood_wait_s).unwrap_or(0);
+            match op {
+                // A leave goes anyway: one request, and the server must not keep a ghost member
+                // (any answer, another flood wait included, ends it).
+                Op::Leave { .. } if too_long => {}
+                Op::JoinTip { .. } | Op::Join { .. } | Op::CreateOnly if too_long => {
+                    let seconds = u32::try_from(remaining.div_ceil(1_000)).unwrap_or(u32::MAX);
+                    self.fail_join(JoinFailure::FloodWait { seconds });
+                    return None;
+                }
+                Op::Broadcast { .. } | Op::Message { .. } | Op::Delete { .. } if too_long => {
+                    let seconds = u32::try_from(remaining.div_ceil(1_000)).unwrap_or(u32::MAX);
+                    self.send_failed(kind, SendFailure::Api(ApiError::FloodWait { seconds }));
+                    return None;
+                }
+                op => {
+                    self.ops.schedule(wait, self.generation, Action::Resend { request, op });
+                    return None;
+                }
             }
-            self.ops.schedule(wait, self.generation, Action::Resend { request, op });
-            return None;
         }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);

@@ -122,6 +122,22 @@ impl Ops {
         timers.chain(self.in_flight.values().map(|f| f.deadline)).min()
     }
 
+    /// The users a removal of `generation` is in flight or scheduled for (a prune skips them: one
+    /// removal with its bounded retries at a time, however often the server says they left).
+    pub(crate) fn removing(&self, generation: u64) -> std::collections::HashSet<i64> {
+        let ids = |op: &Op| match op {
+            Op::Delete { user_ids, .. } => user_ids.clone(),
+            _ => Vec::new(),
+        };
+        let flying = self.in_flight.values().filter(|f| f.generation == generation).flat_map(|f| ids(&f.op));
+        let timers = self.timers.iter().filter(|t| t.generation == generation).flat_map(|t| match &t.action {
+            Action::Remove { user_ids, .. } => user_ids.clone(),
+            Action::Resend { op, .. } => ids(op),
+            Action::JoinAttempt { .. } | Action::Prune => Vec::new(),
+        });
+        flying.chain(timers).collect()
+    }
+
     /// Forgets the timers of older generations.
     pub(crate) fn drop_stale_timers(&mut self, generation: u64) {
         self.timers.retain(|t| t.generation == generation);

@@ -63,7 +63,8 @@ impl Session {
     }
 
     /// `updateGroupCallParticipants`: who left is pruned (bounded, deduplicated, after a small
-    /// random delay so that members do not all race for the same block); who is back is not.
+    /// random delay so that members do not all race for the same block; not while a removal of
+    /// theirs is in flight or scheduled); who is back is not.
     pub(super) fn note_participants(&mut self, participants: &[CallParticipant], rng: &mut impl CryptoRngCore) {
         // About ourselves: the server dropped us from the media call (tdlib leaves, to rejoin).
         let me_left = participants.iter().any(|p| p.user_id == self.user_id && p.left);
@@ -74,6 +75,7 @@ impl Session {
             return;
         }
         let (me, now, max_delay) = (self.user_id, self.now, self.config.max_prune_delay_ms);
+        let removing = self.ops.removing(self.generation);
         let Phase::Live(live) = &mut self.phase else { return };
         let chain: HashSet<i64> = live.call.participants().iter().map(|q| q.user_id).collect();
         for p in participants {
@@ -81,7 +83,8 @@ impl Session {
                 live.prune.remove(&p.user_id);
                 continue;
             }
-            if p.user_id != me && chain.contains(&p.user_id) && live.prune.len() < MAX_PRUNE {
+            let fresh = !removing.contains(&p.user_id);
+            if p.user_id != me && fresh && chain.contains(&p.user_id) && live.prune.len() < MAX_PRUNE {
                 live.prune.insert(p.user_id);
             }
         }

@@ -67,7 +67,8 @@ impl Session {
                         Some(ms) => {
                             self.ops.set_flood(RequestKind::DeleteParticipants, now.saturating_add(ms));
                             let action = Action::Remove { user_ids, kick, attempt: next };
-                            self.ops.schedule(now.saturating_add(ms), self.generation, action);
+                            let at = now.saturating_add(ms.max(self.backoff(attempt)));
+                            self.ops.schedule(at, self.generation, action);
                         }
                         None => self.send_failed(RequestKind::DeleteParticipants, SendFailure::Api(error)),
                     },
@@ -114,7 +115,9 @@ impl Session {
             ApiError::FloodWait { seconds } if can_retry => match self.flood_ms(seconds) {
                 Some(ms) => {
                     self.ops.set_flood(kind, now.saturating_add(ms));
-                    self.ops.schedule(now.saturating_add(ms), self.generation, Action::Resend { request, op });
+                    // Never sooner than the backoff: a wait of 0 s must not resend at once.
+                    let at = now.saturating_add(ms.max(self.backoff(attempt)));
+                    self.ops.schedule(at, self.generation, Action::Resend { request, op });
                 }
                 None => self.send_failed(kind, SendFailure::Api(error)),
             },

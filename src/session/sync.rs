@@ -43,7 +43,14 @@ pub(crate) struct SubSync {
     pub(crate) poll_at: Option<u64>,
     /// The delay of the next gap poll (0: the first gap polls at once).
     pub(crate) gap_delay: u64,
+    /// When the last poll was sent (gap polls keep [`MIN_GAP_POLL_SPACING_MS`] from it).
+    pub(crate) last_poll: Option<u64>,
 }
+
+/// Least time between a poll of a sub-chain and a gap (or recovery) poll after it: whatever
+/// arrives (junk broadcasts advance sub-chain 1 and reset the gap delay), gap polls stay at most
+/// one per second per sub-chain.
+pub(crate) const MIN_GAP_POLL_SPACING_MS: u64 = 1_000;
 
 fn len_i32(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)

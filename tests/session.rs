@@ -712,8 +712,10 @@ fn a_refused_block_in_the_servers_chain_fails_closed() {
     assert_eq!(encryptor.encrypt_into(0, b"frame", 0, 0, &mut out).unwrap_err().kind(), closed);
     assert_eq!(decryptor.decrypt_into(1, b"anything", 0, &mut out).unwrap_err().kind(), closed);
     assert!(net.s(2).send_message(r#"{"random_id":"1"}"#, 0, &mut r).is_err());
+    // The media call is left (no ghost member), and nothing else is sent or scheduled.
+    assert_eq!(request(net.s(2)).1, Request::Leave);
     assert!(net.s(2).poll_request().is_none());
-    assert_eq!(net.s(2).poll_timeout(), None);
+    assert_eq!(net.s(2).poll_timeout(), Some(SessionConfig::default().request_timeout_ms), "the leave's deadline only");
     // Continuing is the application's explicit decision: a rejoin with a new key.
     net.join(2);
     assert_eq!(net.s(2).state(), SessionState::Joined);

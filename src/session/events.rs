@@ -137,8 +137,8 @@ pub enum SessionEvent {
         error: Error,
     },
     /// The server's own chain (a poll or join answer) holds a block our rules refuse: the session
-    /// **failed closed**. The call is closed (every media handle too), nothing more is sent; only
-    /// an explicit [`crate::session::Session::join`] (a new key, trusting the server's tip as
+    /// **failed closed**. The call is closed (every media handle too), the media call is left
+    /// (`leaveGroupCall`, so no ghost member stays) and nothing else is sent; only an explicit [`crate::session::Session::join`] (a new key, trusting the server's tip as
     /// every first join does) continues.
     ChainRejected {
         /// The height of the refused block (our height + 1).

@@ -231,12 +231,15 @@ impl Session {
 
     // ---- leaving the call ----
 
-    /// Fails closed: the server's chain holds a block our rules refuse.
+    /// Fails closed: the server's chain holds a block our rules refuse. The media call is left
+    /// too: a member that can no longer encrypt or decrypt must not stay in it as a ghost (the
+    /// others then prune it from the chain); a rejoin drops the leave if it is still unsent.
     pub(super) fn fail_closed(&mut self, height: i32, error: Error) {
         let Some(call) = self.close_call() else { return };
         self.new_generation();
         self.phase = Phase::ChainRejected(call);
         self.events.push_back(SessionEvent::ChainRejected { height, error });
+        self.send(Request::Leave, Op::Leave { then_left: false });
     }
 
     /// We are no longer in the call: close, tell, and leave the media call as tdlib does.

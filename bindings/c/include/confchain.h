@@ -117,6 +117,12 @@
 #define CONFCHAIN_KIND_PANIC 1017
 
 /**
+ * The call was closed (left, removed, ended, failed closed or dropped): it and every media handle
+ * taken from it refuse to encrypt, decrypt or build.
+ */
+#define CONFCHAIN_KIND_CALL_CLOSED 1018
+
+/**
  * The most items a caller's array may hold (participants, user ids, blocks of an update): a
  * larger count is refused as invalid input rather than trusted for an allocation.
  */

@@ -136,8 +136,6 @@ async def settle(net, members, clock, rounds=60, step=300):
         for m in members:
             m.session.handle_timeout(clock.ms, m.rng)
             m.drain_events()
-        if not moved and all(m.session.poll_request() is None for m in members):
-            pass
     for m in members:
         m.drain_events()
 

@@ -183,7 +183,7 @@ int main(void) {
   confchain_media_decryptor *dec;
   ok(confchain_call_media_encryptor(calls[0], rng, &enc), "encryptor before the call is freed");
   ok(confchain_call_media_decryptor(calls[1], &dec), "decryptor before the call is freed");
-  uint8_t frame[16] = {1}, packet[512], plain[512];
+  uint8_t frame[16] = {1}, packet[4096], plain[4096];
   size_t plen = 0, flen = 0;
   ok(confchain_media_encrypt(enc, 0, frame, sizeof frame, 0, 5, packet, sizeof packet, &plen), "encrypt while open");
 
@@ -192,7 +192,7 @@ int main(void) {
     confchain_call_free(calls[i]);
     confchain_private_key_free(keys[i]);
   }
-  uint8_t again[512];
+  uint8_t again[4096];
   size_t alen = 0;
   CHECK(confchain_media_encrypt(enc, 0, frame, sizeof frame, 0, 5, again, sizeof again, &alen) != 0 &&
             kind() == CONFCHAIN_KIND_CALL_CLOSED && !strcmp(confchain_error_name(kind()), "CALL_CLOSED"),

@@ -29,3 +29,28 @@ class Network:
     @property
     def slug(self):
         return self.front.invite_link.rsplit("/", 1)[-1]
+
+
+class Clock:
+    def __init__(self):
+        self.ms = 1_000
+
+    def __call__(self):
+        return self.ms
+
+
+async def settle(net, members, clock, rounds=60, step=300):
+    """Sends, delivers and ticks for `rounds` rounds of `step` virtual milliseconds."""
+    for _ in range(rounds):
+        for m in members:
+            await m.conf.flush()
+        for to, data in net.take_pending():
+            for m in members:
+                if m.client.user_id == to:
+                    await m.client.push(data)
+        clock.ms += step
+        for m in members:
+            m.session.handle_timeout(clock.ms, m.rng)
+            m.drain_events()
+    for m in members:
+        m.drain_events()

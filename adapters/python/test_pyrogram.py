@@ -19,7 +19,7 @@ from pyrogram.raw.core import TLObject  # noqa: E402
 
 import confchain  # noqa: E402
 from confchain.pyrogram import PyrogramConference, error_string  # noqa: E402
-from harness import ACCESS_HASH, CALL_ID, Network  # noqa: E402
+from harness import ACCESS_HASH, CALL_ID, Clock, Network, settle  # noqa: E402
 
 types = raw.types
 phone = raw.functions.phone
@@ -39,14 +39,6 @@ def test_pinned_version(tmp_path, monkeypatch):
 def _cwd(tmp_path, monkeypatch):
     # Pyrogram appends errors it has no class for to ./unknown_errors.txt.
     monkeypatch.chdir(tmp_path)
-
-
-class Clock:
-    def __init__(self):
-        self.ms = 1_000
-
-    def __call__(self):
-        return self.ms
 
 
 class FakeClient:
@@ -119,25 +111,6 @@ class Member:
 
     def kinds(self):
         return [e.kind for e in self.events]
-
-
-async def settle(net, members, clock, rounds=60, step=300):
-    """Sends, delivers and ticks until nothing moves (or `rounds` pass)."""
-    for _ in range(rounds):
-        moved = 0
-        for m in members:
-            moved += await m.conf.flush()
-        for to, data in net.take_pending():
-            moved += 1
-            for m in members:
-                if m.client.user_id == to:
-                    await m.client.push(data)
-        clock.ms += step
-        for m in members:
-            m.session.handle_timeout(clock.ms, m.rng)
-            m.drain_events()
-    for m in members:
-        m.drain_events()
 
 
 def test_error_strings_through_pyrogram_errors():

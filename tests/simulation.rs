@@ -79,9 +79,8 @@ fn stalls() -> ServerSetup {
 }
 
 /// Issue 23 item 1: no member ever adopts a refused block (chain invariant, outsider key).
-/// Before the rewrite: failed at seed 0 step 49 ("refused block adopted": user 2 holds the forged block at
-/// height 4, installed by `Call::resync` from the forged tip). With no faults and 5 members it
-/// fails within a few dozen steps too.
+/// Before the rewrite: failed at seed 0 step 49 ("refused block adopted": user 2 held the
+/// forged block at height 4, installed by `Call::resync` from the forged tip).
 #[test]
 fn hostile_server_refused_blocks_are_never_adopted() {
     let r = seeds_with(Faults::light(), 6, refused_blocks());
@@ -89,9 +88,10 @@ fn hostile_server_refused_blocks_are_never_adopted() {
 }
 
 /// Issue 23 items 5 to 7: gaps, last-only pages, withheld offsets and silence neither stall nor
-/// loop. Before the rewrite: failed at seed 1 step 600 ("request deadline": a removal the server never
-/// answered is still awaited 90 s later); with no network delay (`Faults::none()`), 5 members,
-/// seed 0, by the request rate (a withheld offset re-polled in a hot loop).
+/// loop. Before the rewrite: failed at seed 1 step 600 ("request deadline": a removal the
+/// server never answered was still awaited 90 s later); with no network delay
+/// (`Faults::none()`), 5 members, seed 0, by the request rate (a withheld offset re-polled in a
+/// hot loop).
 #[test]
 fn hostile_server_stalls_neither_stall_nor_loop() {
     let r = seeds_with(Faults::light(), 6, stalls());
@@ -104,16 +104,16 @@ fn real_without_floods() -> ServerSetup {
 }
 
 /// Issue 24 without flood waits: members prune who left, the call's end takes everyone out.
-/// Before the rewrite: failed by the request rate (a removed member's poll answered with the last block only
-/// is re-polled in a hot loop, issue 24 item 6), e.g. seed 0 step 600 with 6 members.
+/// Before the rewrite: failed by the request rate (a removed member's poll answered with the
+/// last block only was re-polled in a hot loop, issue 24 item 6), e.g. seed 0 step 600.
 #[test]
 fn real_server_without_flood_waits() {
     seeds_with(Faults::light(), 6, real_without_floods());
 }
 
 /// Issue 24: flood waits, bans, JOIN_MISSING, participant updates (members prune who left),
-/// last-block-only answers to non-members, the call's end. Before the rewrite: failed at seed 0 step 18
-/// ("flood wait": a verification broadcast re-sent 250 ms into a 26 s wait).
+/// last-block-only answers to non-members, the call's end. Before the rewrite: failed at seed 0
+/// step 18 ("flood wait": a verification broadcast re-sent 250 ms into a 26 s wait).
 #[test]
 fn real_server_behaviours() {
     let r = seeds_with(Faults::light(), 6, ServerSetup::real());
@@ -121,8 +121,8 @@ fn real_server_behaviours() {
 }
 
 /// Everything at once: the real server, hostile while faults last, then honest; every member
-/// converges (those that failed closed after rejoining). Before the rewrite: failed at seed 0 step 17 ("flood
-/// wait").
+/// converges (those that failed closed after rejoining). Before the rewrite: failed at seed 0
+/// step 17 ("flood wait").
 #[test]
 fn hostile_server_everything() {
     seeds_with(Faults::light(), 6, ServerSetup::hostile());

@@ -189,6 +189,7 @@ fn world() -> &'static World {
             }
         }
         let (blocks, broadcasts) = (server.blocks().to_vec(), server.broadcasts().to_vec());
+        assert!(blocks.len() >= 3 && !broadcasts.is_empty(), "the fixture conference was built");
         World { server, blocks, broadcasts }
     })
 }
@@ -215,7 +216,7 @@ fn page(w: &World, p: &Page) -> Update {
         .take(8)
         .filter_map(|e| match e {
             Entry::Block { index, mutation } => {
-                w.blocks.get(usize::from(*index) % w.blocks.len()).map(|b| mutate(b.clone(), mutation))
+                w.blocks.get(usize::from(*index) % w.blocks.len().max(1)).map(|b| mutate(b.clone(), mutation))
             }
             Entry::Broadcast { index, mutation } => {
                 let n = w.broadcasts.len().max(1);

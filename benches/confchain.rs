@@ -6,7 +6,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 mod workloads;
 
 use workloads::{
-    media_decrypt_threads, BlockApply, BlockBuild, PacketDecrypt, PacketEncrypt, Primitives, GROUP_SIZES, PACKET_SIZES,
+    media_decrypt_threads, BlockApply, BlockBuild, FrameDecrypt, FrameEncrypt, PacketDecrypt, PacketEncrypt,
+    Primitives, FRAME_KINDS, GROUP_SIZES, PACKET_SIZES,
 };
 
 fn packets(c: &mut Criterion) {
@@ -40,6 +41,45 @@ fn packets(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// The frame layer against the bare packet of the same bytes, per kind (issue 29's budget: at
+/// most 3% for video, 5% for audio).
+fn frames(c: &mut Criterion) {
+    for (what, bare) in [("frame_encrypt", false), ("frame_encrypt_bare", true)] {
+        let mut g = c.benchmark_group(what);
+        for (name, codec, size) in FRAME_KINDS {
+            let mut w = FrameEncrypt::new(codec, size, bare);
+            g.throughput(Throughput::Bytes(size as u64));
+            g.bench_function(name, |b| b.iter(|| w.run()));
+        }
+        g.finish();
+    }
+    for (what, bare) in [("frame_decrypt", false), ("frame_decrypt_bare", true)] {
+        let mut g = c.benchmark_group(what);
+        for (name, codec, size) in FRAME_KINDS {
+            let mut w = FrameDecrypt::new(codec, size, bare);
+            g.throughput(Throughput::Bytes(size as u64));
+            g.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    let mut total = std::time::Duration::ZERO;
+                    let mut left = iters;
+                    while left > 0 {
+                        let n = left.min(workloads::decrypt_batch(size) as u64);
+                        w.refill(n as usize);
+                        let t = std::time::Instant::now();
+                        for _ in 0..n {
+                            w.run();
+                        }
+                        total += t.elapsed();
+                        left -= n;
+                    }
+                    total
+                })
+            });
+        }
+        g.finish();
+    }
 }
 
 fn blocks(c: &mut Criterion) {
@@ -89,5 +129,5 @@ fn media(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, packets, blocks, primitives, media);
+criterion_group!(benches, packets, frames, blocks, primitives, media);
 criterion_main!(benches);

@@ -3,6 +3,7 @@
 #![allow(dead_code, missing_docs)]
 
 use confchain::crypto;
+use confchain::frame::{self, AudioLevel, Codec};
 use confchain::{
     build_zero_block, Call, Chain, GroupParticipant, GroupState, Permissions, PlainBlock, PrivateKey, PublicKey,
 };
@@ -116,6 +117,140 @@ impl PacketDecrypt {
         let p = self.packets.pop().expect("refill first");
         self.out.clear();
         self.receiver.decrypt_into(1, &p, 0, &mut self.out).expect("decrypt");
+    }
+}
+
+/// The frame workloads: name, codec, frame size (issue 29's kinds: an Opus packet, VP8 delta and
+/// key frames, an H.264 IDR access unit with SPS, PPS and SEI).
+pub const FRAME_KINDS: [(&str, Codec, usize); 4] = [
+    ("opus_60", Codec::Opus, 60),
+    ("vp8_delta_2k", Codec::Vp8, 2_048),
+    ("vp8_key_20k", Codec::Vp8, 20_480),
+    ("h264_idr_50k", Codec::H264, 51_200),
+];
+
+/// A frame of `codec` of `size` bytes as an encoder would emit it: an H.264 IDR access unit
+/// (3-byte start codes, which the layer widens; SPS, PPS and a 64-byte SEI; the slice data without
+/// start codes), a VP8 key or delta frame, random Opus bytes.
+pub fn media_frame(codec: Codec, size: usize, rng: &mut ChaCha20Rng) -> Vec<u8> {
+    let mut body = vec![0u8; size];
+    rng.fill_bytes(&mut body);
+    for b in &mut body {
+        if *b == 0 {
+            *b = 0x80; // no start code in the slice data
+        }
+    }
+    let head: Vec<u8> = match codec {
+        Codec::H264 => {
+            let mut h =
+                vec![0, 0, 1, 0x67, 0x42, 0xc0, 0x1f, 0xda, 0x01, 0x40, 0x16, 0xe8, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80];
+            h.extend([0, 0, 1, 0x06, 0x05, 0x3c]);
+            h.extend([0x5a; 60]);
+            h.extend([0x80, 0, 0, 1, 0x65, 0x88, 0x84, 0x21]);
+            h
+        }
+        Codec::Vp8 if size > 4_096 => vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01],
+        Codec::Vp8 => vec![0x31],
+        _ => Vec::new(),
+    };
+    body.splice(..head.len().min(size), head);
+    body.truncate(size);
+    body
+}
+
+/// `frame_encrypt/{kind}`: member 1 encrypts frames through the frame layer
+/// (`Call::encrypt_frame_into`), or (`bare`) the same laid-out bytes with the same clear prefix
+/// as a bare packet (`Call::encrypt_into`): the layer's own cost is the difference.
+pub struct FrameEncrypt {
+    call: Call,
+    rng: ChaCha20Rng,
+    codec: Codec,
+    frame: Vec<u8>,
+    laid_out: (Vec<u8>, usize),
+    bare: bool,
+    out: Vec<u8>,
+}
+
+impl FrameEncrypt {
+    pub fn new(codec: Codec, size: usize, bare: bool) -> Self {
+        let mut rng = rng(3);
+        let (call, _) = two_member_calls(&mut rng);
+        let frame = media_frame(codec, size, &mut rng);
+        let mut data = Vec::new();
+        let prefix = frame::plaintext_into(codec, &frame, AudioLevel::default(), &mut data);
+        FrameEncrypt { call, rng, codec, frame, laid_out: (data, prefix), bare, out: Vec::with_capacity(size + 1024) }
+    }
+
+    pub fn run(&mut self) {
+        self.out.clear();
+        if self.bare {
+            let (data, prefix) = &self.laid_out;
+            self.call.encrypt_into(0, data, *prefix, 0, &mut self.rng, &mut self.out).expect("encrypt");
+        } else {
+            let level = AudioLevel { level: 30, speech: true };
+            self.call
+                .encrypt_frame_into(0, self.codec, &self.frame, level, 0, &mut self.rng, &mut self.out)
+                .expect("frame");
+        }
+    }
+}
+
+/// `frame_decrypt/{kind}`: member 2 decrypts fresh frames (`Call::decrypt_frame_into`), or
+/// (`bare`) the same packets with `Call::decrypt_into`.
+pub struct FrameDecrypt {
+    sender: Call,
+    receiver: Call,
+    rng: ChaCha20Rng,
+    codec: Codec,
+    frame: Vec<u8>,
+    bare: bool,
+    packets: Vec<Vec<u8>>,
+    out: Vec<u8>,
+}
+
+impl FrameDecrypt {
+    pub fn new(codec: Codec, size: usize, bare: bool) -> Self {
+        let mut rng = rng(4);
+        let (sender, receiver) = two_member_calls(&mut rng);
+        let frame = media_frame(codec, size, &mut rng);
+        FrameDecrypt {
+            sender,
+            receiver,
+            rng,
+            codec,
+            frame,
+            bare,
+            packets: Vec::new(),
+            out: Vec::with_capacity(size + 1024),
+        }
+    }
+
+    /// Makes `n` fresh packets (untimed).
+    pub fn refill(&mut self, n: usize) {
+        self.packets.clear();
+        for _ in 0..n {
+            let p = self.sender.encrypt_frame(0, self.codec, &self.frame, AudioLevel::default(), 0, &mut self.rng);
+            self.packets.push(p.expect("encrypt"));
+        }
+        self.packets.reverse();
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.packets.len()
+    }
+
+    pub fn size(&self) -> usize {
+        self.frame.len()
+    }
+
+    pub fn run(&mut self) {
+        let p = self.packets.pop().expect("refill first");
+        self.out.clear();
+        if self.bare {
+            self.receiver.decrypt_into(1, &p, 0, &mut self.out).expect("decrypt");
+        } else {
+            self.receiver.decrypt_frame_into(1, self.codec, &p, 0, &mut self.out).expect("decrypt");
+        }
     }
 }
 

@@ -75,6 +75,19 @@ pub enum Event {
         /// Its height.
         height: i32,
     },
+    /// The active epochs black out H.264 video (`now`), or will once the block at `height` is the
+    /// oldest active one: every H.264 packet would hold a NAL start code right after its clear
+    /// prefix (an epoch hash starting `01`, `00 01` or `00 00 01`, about 1 block in 256), so
+    /// [`Call::encrypt_frame`] drops every H.264 frame ([`ErrorKind::FrameStartCode`]), as the
+    /// official apps do, for as long as that epoch is listed. Reported when the block is applied,
+    /// before it bites: a re-key now (the session does it by itself) replaces it, and the older
+    /// epochs' grace periods end about when its own does. VP8 and audio are unaffected.
+    VideoBlackout {
+        /// Height of the current block.
+        height: i32,
+        /// Whether H.264 is blacked out already ([`Call::video_blackout`]).
+        now: bool,
+    },
     /// Emoji verification completed for the block at `height`.
     VerificationDone {
         /// The result (emoji hash; [`VerificationResult::emojis`]).
@@ -129,6 +142,10 @@ pub struct Call {
     verification: Verification,
     events: VecDeque<Event>,
     verified_height: Option<i32>,
+    /// Whether the published epochs black out H.264 ([`frame::epochs_block_h264`]).
+    video_blackout: bool,
+    /// The height [`Event::VideoBlackout`] was last reported for.
+    blackout_reported: Option<i32>,
 }
 
 /// With `hazmat` (fuzzing), a `Call` can be cloned into an independent copy: its replay windows
@@ -146,6 +163,8 @@ impl Clone for Call {
             verification: self.verification.clone(),
             events: self.events.clone(),
             verified_height: self.verified_height,
+            video_blackout: self.video_blackout,
+            blackout_reported: self.blackout_reported,
         }
     }
 }
@@ -197,6 +216,8 @@ impl Call {
             verification: Verification::new(user_id),
             events: VecDeque::new(),
             verified_height: None,
+            video_blackout: false,
+            blackout_reported: None,
         };
         call.open_epoch(&group_key);
         call.publish();
@@ -204,8 +225,18 @@ impl Call {
         Ok(call)
     }
 
-    /// Publishes the epochs and our key state to the media path (a pointer swap).
-    fn publish(&self) {
+    /// Publishes the epochs and our key state to the media path (a pointer swap), and reports
+    /// when the epoch set starts or stops blacking out H.264.
+    fn publish(&mut self) {
+        // The epoch set blacks out H.264 now, or the current block will once it is the oldest
+        // (found the moment it is applied, so that a re-key can replace it before then).
+        self.video_blackout = frame::epochs_block_h264(self.epochs.iter().map(|e| &e.key.hash));
+        let height = self.chain.height();
+        let ahead = self.epochs.iter().last().is_some_and(|e| frame::hash_blocks_h264(&e.key.hash));
+        if (self.video_blackout || ahead) && self.blackout_reported != Some(height) {
+            self.blackout_reported = Some(height);
+            self.events.push_back(Event::VideoBlackout { height, now: self.video_blackout });
+        }
         debug_assert!(self.epochs.iter().len() <= crate::limits::MAX_EPOCHS, "published beyond MAX_EPOCHS");
         let epochs = self
             .epochs
@@ -624,6 +655,11 @@ impl Call {
             .ok_or_else(|| Error::new(ErrorKind::ParticipantNotFound, "Participant not found"))?;
         p.flags = permissions;
         self.build_change_state(state, rng)
+    }
+
+    /// Whether the active epochs black out H.264 video ([`Event::VideoBlackout`]).
+    pub fn video_blackout(&self) -> bool {
+        self.video_blackout
     }
 
     /// Our user id.

@@ -139,12 +139,17 @@ impl AudioLevel {
         (u8::from(self.speech) << 7) | (self.level & 0x7f)
     }
 
-    /// From a linear level (1.0 = the reference peak), as tgcalls does: `-20·log10(level)`
-    /// truncated and clamped to 0..=127; 127 for a level of zero (or less, or NaN).
+    /// From a linear level (1.0 = the reference peak), as tgcalls does: `-20·log10f(level)`
+    /// truncated and clamped to 0..=127; 127 for a level of zero (or less, or NaN). `log10f` is
+    /// the one tgcalls' vectors were made with (glibc's, fdlibm's algorithm), computed here the
+    /// same way on every target: a platform's own `log10f` lands a level off at values such as
+    /// 10^(-12/20) (wasm32's does).
     pub fn from_linear(level: f32, speech: bool) -> AudioLevel {
-        let level = if level > 0.0 {
-            // `as` saturates (and maps NaN to 0); the clamp keeps 0..=127.
-            (-(20.0 * level.log10()) as i32).clamp(0, 127) as u8
+        let level = if level > 0.0 && level.is_finite() {
+            // `as` saturates; the clamp keeps 0..=127.
+            (-(20.0 * log10f(level)) as i32).clamp(0, 127) as u8
+        } else if level > 0.0 {
+            0 // +infinity: as loud as it gets
         } else {
             127
         };
@@ -157,10 +162,37 @@ impl AudioLevel {
         AudioLevel::from_linear(f32::from(peak) / 4000.0, speech)
     }
 
-    /// The linear level a receiver reports, as tgcalls does: `10^(-level / 20)` (1.0 for level 0).
+    /// The linear level a receiver reports, as tgcalls does: `powf(10, -level / 20)` (1.0 for
+    /// level 0), correctly rounded (taken in f64) as the `powf` of tgcalls' vectors is, on every
+    /// target.
     pub fn to_linear(self) -> f32 {
-        10f32.powf(-f32::from(self.level & 0x7f) / 20.0)
+        10f64.powf(f64::from(-f32::from(self.level & 0x7f) / 20.0)) as f32
     }
+}
+
+/// fdlibm's `__ieee754_log10f` (glibc's up to 2.39) for finite `x > 0`: `k·log10(2)` plus
+/// `log(m)/ln(10)` in f32, with `log(m)` correctly rounded (taken in f64). Bit for bit the
+/// `log10f` of tgcalls' level vectors, on every target.
+#[allow(clippy::arithmetic_side_effects)] // exponents of an f32
+fn log10f(x: f32) -> f32 {
+    // fdlibm's constants, by their bits: 1/ln(10), and log10(2) split in a high and a low part.
+    const IVLN10: f32 = f32::from_bits(0x3ede_5bd9);
+    const LOG10_2HI: f32 = f32::from_bits(0x3e9a_2080);
+    const LOG10_2LO: f32 = f32::from_bits(0x3554_27db);
+    let mut hx = x.to_bits() as i32;
+    let mut k: i32 = 0;
+    if hx < 0x0080_0000 {
+        // Subnormal: scale by 2^25.
+        k -= 25;
+        hx = (x * 33_554_432.0).to_bits() as i32;
+    }
+    k += (hx >> 23) - 127;
+    let i = i32::from(k < 0);
+    let m = f32::from_bits(((hx & 0x007f_ffff) | ((0x7f - i) << 23)) as u32);
+    let y = (k + i) as f32;
+    let log_m = f64::from(m).ln() as f32;
+    let z = y * LOG10_2LO + IVLN10 * log_m;
+    z + y * LOG10_2HI
 }
 
 /// What [`crate::Call::encrypt_frame_into`] and its media-handle twin did.
@@ -197,6 +229,34 @@ pub fn is_valid_encrypted(codec: Codec, packet: &[u8], clear_prefix: usize) -> b
         return true;
     }
     start_codes(packet, clear_prefix.saturating_sub(2)).next().is_none()
+}
+
+/// Whether every H.264 packet over these epochs (oldest first, as packets list them) is
+/// dropped: the bytes right after the clear prefix, `le32(count) || hashes`, the same in every
+/// packet of the epoch set, hold a NAL start code, so no re-encryption can pass
+/// [`is_valid_encrypted`] (about 1 epoch in 256, when a hash starts `01`, `00 01` or
+/// `00 00 01`; SPEC.md "Media frames"). The official apps send no video for as long as such an
+/// epoch is the oldest active one; confchain reports it ([`crate::Event::VideoBlackout`]) and
+/// its session ends it with a re-key.
+#[allow(clippy::arithmetic_side_effects)] // count <= 15
+pub fn epochs_block_h264<'a>(hashes: impl ExactSizeIterator<Item = &'a [u8; 32]>) -> bool {
+    let count = hashes.len();
+    if count == 0 || count > crate::limits::MAX_EPOCHS {
+        return false;
+    }
+    let mut head = [0u8; 4 + 32 * crate::limits::MAX_EPOCHS];
+    head[0] = count as u8;
+    for (slot, hash) in head[4..].chunks_exact_mut(32).zip(hashes) {
+        slot.copy_from_slice(hash);
+    }
+    let listed = head.get(..4 + 32 * count).unwrap_or_default();
+    memmem::find(listed, b"\x00\x00\x01").is_some()
+}
+
+/// Whether a block hash, alone as the only active epoch, would black out H.264
+/// ([`epochs_block_h264`]): what a builder avoids by drawing the block's key again.
+pub fn hash_blocks_h264(hash: &[u8; 32]) -> bool {
+    epochs_block_h264(std::iter::once(hash))
 }
 
 /// The receive side of a decrypted frame, in place: for Opus, strips the trailer (2 bytes when
@@ -631,6 +691,10 @@ mod tests {
         assert_eq!(AudioLevel::from_linear(0.0, false).level, 127);
         assert_eq!(AudioLevel::from_linear(f32::NAN, false).level, 127);
         assert_eq!(AudioLevel::from_linear(1e-9, false).level, 127);
+        assert_eq!(AudioLevel::from_linear(f32::INFINITY, false).level, 0);
+        assert_eq!(AudioLevel::from_linear(f32::from_bits(1), false).level, 127, "subnormal");
+        // 10^(-12/20): glibc's log10f gives 12 (a platform's own may give 11).
+        assert_eq!(AudioLevel::from_linear(10f32.powf(-0.6), false).level, 12);
         assert_eq!(AudioLevel::from_peak(4000, true), AudioLevel { level: 0, speech: true });
         assert_eq!(AudioLevel::from_byte(0xff), AudioLevel { level: 127, speech: true });
         assert!((AudioLevel { level: 20, speech: false }.to_linear() - 0.1).abs() < 1e-6);

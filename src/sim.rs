@@ -32,6 +32,8 @@ use rand_core::{RngCore, SeedableRng};
 
 use crate::api::{ApiError, Request, RequestId, Response, Update};
 use crate::call::Call;
+use crate::error::ErrorKind;
+use crate::frame::{AudioLevel, Codec};
 use crate::limits::EPOCH_GRACE_MS;
 use crate::server::hostile::{HostileServer, Hostility, OUTSIDER};
 use crate::server::{method, Behaviour, Server};
@@ -180,6 +182,12 @@ pub struct Report {
     pub media_drops: u64,
     /// Decryptions the outsider tried on members' packets and messages (all must fail).
     pub outsider_attempts: u64,
+    /// H.264 blackouts reported ([`SessionEvent::VideoBlackout`], summed over members).
+    pub video_blackouts: u64,
+    /// H.264 frames dropped because the epochs blacked them out.
+    pub h264_blackout_drops: u64,
+    /// The longest a member's H.264 video stayed blacked out, ms.
+    pub longest_blackout_ms: u64,
     /// Virtual time at the end, ms.
     pub virtual_ms: u64,
 }
@@ -241,9 +249,26 @@ struct Member {
     flood_until: HashMap<&'static str, u64>,
     /// Since when this member's session has been `Left` (continuously).
     left_since: Option<u64>,
+    /// Since when this member's call has blacked out H.264 (continuously).
+    blackout_since: Option<u64>,
 }
 
 const TRANSCRIPT: usize = 40;
+
+/// Every third member behaves as the official apps do about H.264 blackouts (never avoids or
+/// ends one: [`SessionConfig::end_video_blackouts`] off); the others end them.
+fn member_config(i: usize) -> SessionConfig {
+    SessionConfig { end_video_blackouts: i % 3 != 2, ..SessionConfig::default() }
+}
+
+/// An H.264 access unit as encoders emit it (4-byte start codes: SPS, PPS, an IDR slice), with
+/// `payload` after the slice header; no start code can appear in it (bytes 0 and 1 are mapped).
+fn h264_frame(payload: &[u8]) -> Vec<u8> {
+    let mut f =
+        vec![0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1f, 0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80, 0, 0, 0, 1, 0x65, 0x88, 0x84];
+    f.extend(payload.iter().map(|b| b | 2));
+    f
+}
 
 /// Whether a session is in the call or on its way in or out (the application leaves it alone).
 fn busy(state: SessionState) -> bool {
@@ -348,6 +373,7 @@ impl World {
                 outstanding: BTreeMap::new(),
                 flood_until: HashMap::new(),
                 left_since: None,
+                blackout_since: None,
             })
             .collect();
         let server = Server::with_behaviour(config.server.behaviour, config.seed);
@@ -524,7 +550,7 @@ impl World {
         let user = self.members[i].user_id;
         let m = &mut self.members[i];
         if m.session.as_ref().is_none_or(|s| s.state() == SessionState::Left) {
-            m.session = Session::new(user, SessionConfig::default()).ok();
+            m.session = Session::new(user, member_config(i)).ok();
             m.applied.clear();
             // Responses and pushes meant for the session replaced are not for this one.
             m.generation += 1;
@@ -570,12 +596,29 @@ impl World {
     fn send_packet(&mut self, i: usize) -> Result<(), Failure> {
         let now = self.now;
         let sender = self.members[i].user_id;
-        let mut frame = [0u8; 48];
-        self.rng.fill_bytes(&mut frame);
+        let mut payload = [0u8; 48];
+        self.rng.fill_bytes(&mut payload);
+        // A frame of each codec in turn, through the frame layer as the official apps lay it out.
+        let codec = [Codec::Opus, Codec::Vp8, Codec::H264][(payload[0] % 3) as usize];
+        let frame = if codec == Codec::H264 { h264_frame(&payload) } else { payload.to_vec() };
+        let level = AudioLevel::from_byte(payload[1]);
         let Some(call) = self.members[i].session.as_mut().and_then(Session::call_mut) else { return Ok(()) };
         let epochs = call.active_epochs();
         let sender_height = call.height();
-        let Ok(packet) = call.encrypt(0, &frame, 4, now, &mut self.rng) else { return Ok(()) };
+        let packet = match call.encrypt_frame(0, codec, &frame, level, now, &mut self.rng) {
+            Ok(packet) => packet,
+            Err(e) if e.kind() == ErrorKind::FrameStartCode => {
+                // Only a blackout drops a frame: a start code by chance in 4 ciphertexts of this
+                // size is a 1-in-2^90 event.
+                if !call.video_blackout() {
+                    return Err(self
+                        .fail(format!("user {sender}'s H.264 frame dropped outside a blackout (epochs {epochs:?})")));
+                }
+                self.report.h264_blackout_drops += 1;
+                return Ok(());
+            }
+            Err(_) => return Ok(()),
+        };
         self.report.packets += 1;
         self.outsider_tries(sender, &packet, "packet")?;
         // Media goes through the SFU: every member gets it now. Caught-up members at the sender's
@@ -588,13 +631,15 @@ impl World {
             let removed_at = self.members[j].removed_at;
             let Some(call) = self.members[j].session.as_mut().and_then(Session::call_mut) else { continue };
             let same_height = call.height() == sender_height;
-            let result = call.decrypt(sender, &packet, now);
+            let result = call.decrypt_frame(sender, codec, &packet, now);
             self.report.decryptions += 1;
             let receiver = self.members[j].user_id;
             let must_read = caught.contains(&j) && caught.contains(&i) && same_height;
-            if must_read && result.as_deref() != Ok(&frame[..]) {
+            let expected_level = (codec == Codec::Opus).then_some(level);
+            let read = matches!(&result, Ok((f, r)) if *f == frame && r.level == expected_level);
+            if must_read && !read {
                 return Err(self.fail(format!(
-                    "packet from {sender} (epochs {epochs:?}) not readable by caught-up member {receiver}: {result:?}"
+                    "{codec:?} frame from {sender} (epochs {epochs:?}) not readable by caught-up member {receiver}: {result:?}"
                 )));
             }
             if let Some(hr) = removed_at {
@@ -922,6 +967,10 @@ impl World {
                     self.note(format!("user {user} removed (height {height:?})"));
                 }
                 SessionEvent::VerificationDone { .. } => self.report.verifications += 1,
+                SessionEvent::VideoBlackout { height, now } => {
+                    self.report.video_blackouts += 1;
+                    self.note(format!("user {user}: the block at height {height} blacks out H.264 (now: {now})"));
+                }
                 SessionEvent::MessageReceived { from, json } => {
                     let id = json
                         .split("\"random_id\":\"")
@@ -947,12 +996,25 @@ impl World {
 
     // ---- invariants ----
 
+    /// How long each member's H.264 video has been blacked out (the longest goes to the report).
+    fn note_blackouts(&mut self) {
+        let now = self.now;
+        for m in &mut self.members {
+            let dark = m.session.as_ref().and_then(Session::call).is_some_and(Call::video_blackout);
+            m.blackout_since = if dark { Some(m.blackout_since.unwrap_or(now)) } else { None };
+            if let Some(since) = m.blackout_since {
+                self.report.longest_blackout_ms = self.report.longest_blackout_ms.max(now.saturating_sub(since));
+            }
+        }
+    }
+
     fn check(&mut self) -> Result<(), Failure> {
         self.report.invariant_checks += 1;
         self.check_chains()?;
         self.check_deadlines()?;
         self.check_pruning()?;
         self.check_ghosts()?;
+        self.note_blackouts();
         let caught = self.caught_up();
         // Caught-up members agree on the block hash and the key.
         let mut seen: Option<(i64, [u8; 32], Option<String>)> = None;
@@ -1303,6 +1365,11 @@ impl World {
             }
             let Some(e) = call.emojis() else { return false };
             if *emojis.get_or_insert(e) != e {
+                return false;
+            }
+            // A blackout (now, or ahead: the tip's hash) is ended by a member who ends them.
+            let ends_them = (0..self.members.len()).any(|i| member_config(i).end_video_blackouts);
+            if ends_them && (call.video_blackout() || crate::frame::hash_blocks_h264(&hash)) {
                 return false;
             }
         }

@@ -40,6 +40,12 @@ pub struct SessionConfig {
     /// Most random delay before pruning, so that members do not all race for the same block; at
     /// most 1 minute.
     pub max_prune_delay_ms: u64,
+    /// End H.264 blackouts ([`crate::Event::VideoBlackout`]): blocks this session builds are
+    /// built again while their hash would black out H.264 video (a few tries: 1 build in 256 needs
+    /// a second), and a member with the rights re-keys (after a random delay of at most
+    /// `max_prune_delay_ms`) when a block from anyone else would. Off, the session behaves as the
+    /// official apps do (which never avoid one).
+    pub end_video_blackouts: bool,
 }
 
 impl Default for SessionConfig {
@@ -59,6 +65,7 @@ impl Default for SessionConfig {
             max_flood_wait_s: 60,
             prune_left: true,
             max_prune_delay_ms: 2_000,
+            end_video_blackouts: true,
         }
     }
 }

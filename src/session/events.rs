@@ -114,6 +114,16 @@ pub enum SessionEvent {
         /// The four emojis.
         emojis: [&'static str; 4],
     },
+    /// The call's epochs black out H.264 video (`now`), or will once the block at `height` is
+    /// the oldest active one ([`crate::Event::VideoBlackout`]). With
+    /// [`crate::session::SessionConfig::end_video_blackouts`], a member with the rights re-keys
+    /// after a short random delay (unless someone did first).
+    VideoBlackout {
+        /// Height of the block.
+        height: i32,
+        /// Whether H.264 frames are dropped already.
+        now: bool,
+    },
     /// A `groupCallMessage` arrived (deduplicated by sender and `random_id`).
     MessageReceived {
         /// The sender.

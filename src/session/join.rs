@@ -37,7 +37,7 @@ impl Session {
             participants: vec![self.me(&key)],
             external_permissions: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
         };
-        match build_zero_block(state, &key, rng) {
+        match self.build(|rng| build_zero_block(state.clone(), &key, rng), rng) {
             Ok(block) => {
                 let public_key = Some(key.public_key());
                 let op = Op::Join { attempt, key: Box::new(key), height: 0, create: true };
@@ -75,11 +75,13 @@ impl Session {
                     participants: vec![self.me(&key)],
                     external_permissions: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
                 };
-                build_zero_block(state, &key, rng)
+                self.build(|rng| build_zero_block(state.clone(), &key, rng), rng)
             }
             // The join's trust on first use: the tip is the server's word.
             Some(last) => {
-                UnverifiedTip::from_server_block(last).and_then(|t| t.build_self_add(self.me(&key), &key, rng))
+                let me = self.me(&key);
+                UnverifiedTip::from_server_block(last)
+                    .and_then(|t| self.build(|rng| t.build_self_add(me.clone(), &key, rng), rng))
             }
         };
         let built = block.and_then(|b| b.decode().map(|d| (d.height, b)));

@@ -62,7 +62,7 @@ use crate::call::{Call, Event};
 use crate::chain::{build_zero_block, UnverifiedTip};
 use crate::crypto::PrivateKey;
 use crate::error::{Error, ErrorKind, Result};
-use crate::wire::{Block, Broadcast, GroupParticipant, GroupState, Permissions};
+use crate::wire::{Block, Broadcast, GroupParticipant, GroupState, Permissions, PlainBlock};
 
 pub use self::config::SessionConfig;
 pub use self::events::{EndReason, JoinFailure, SendFailure, SessionEvent};
@@ -182,6 +182,8 @@ enum Phase {
 
 /// Most users waiting to be pruned.
 const MAX_PRUNE: usize = 1_024;
+/// Most builds of one block while its hash would black out H.264 (each is 1 in 256).
+const BLACKOUT_BUILDS: usize = 8;
 
 /// A sans-IO client of one conference call (see the module docs).
 ///
@@ -372,12 +374,46 @@ impl Session {
         }
         let call = self.live_call().ok_or_else(not_in_call)?;
         let block = match permissions {
-            None => call.build_rekey(rng)?,
-            Some((user_id, p)) => call.build_set_permissions(user_id, p, rng)?,
+            None => self.build(|rng| call.build_rekey(rng), rng)?,
+            Some((user_id, p)) => self.build(|rng| call.build_set_permissions(user_id, p, rng), rng)?,
         };
         let request = ops::delete_request(Vec::new(), block, true);
         self.send(request, Op::Delete { user_ids: Vec::new(), kick: true, attempt: 0, rebuild: false });
         Ok(())
+    }
+
+    /// Builds a block with `build`, again while its hash would black out H.264 video (at most
+    /// [`BLACKOUT_BUILDS`] builds; [`SessionConfig::end_video_blackouts`]).
+    fn build<R: CryptoRngCore>(
+        &self,
+        mut build: impl FnMut(&mut R) -> Result<PlainBlock>,
+        rng: &mut R,
+    ) -> Result<PlainBlock> {
+        let mut block = build(rng)?;
+        if self.config.end_video_blackouts {
+            for _ in 1..BLACKOUT_BUILDS {
+                match block.decode() {
+                    Ok(b) if crate::frame::hash_blocks_h264(&b.hash()) => block = build(rng)?,
+                    _ => break,
+                }
+            }
+        }
+        Ok(block)
+    }
+
+    /// The block at `height` blacks out H.264: re-key, if nobody did meanwhile and we may.
+    fn end_blackout(&mut self, height: i32, rng: &mut impl CryptoRngCore) {
+        let me = self.user_id;
+        let Some(call) = self.live_call() else { return };
+        let may = call.participants().iter().any(|p| {
+            p.user_id == me && (p.flags.contains(Permissions::ADD_USERS) || p.flags.contains(Permissions::REMOVE_USERS))
+        });
+        if call.height() != height || !may || self.state() != SessionState::Joined {
+            return;
+        }
+        if let Err(e) = self.rekey(None, rng) {
+            self.send_failed(RequestKind::DeleteParticipants, SendFailure::Local(e));
+        }
     }
 
     /// Sends a `groupCallMessage` (JSON text) with `sendGroupCallEncryptedMessage`.
@@ -708,6 +744,7 @@ impl Session {
                 }
             }
             Action::Prune => self.prune(rng),
+            Action::EndBlackout { height } => self.end_blackout(height, rng),
         }
     }
 

@@ -57,6 +57,8 @@ pub(crate) enum Action {
     Remove { user_ids: Vec<i64>, kick: bool, attempt: u32 },
     /// Prune the users who left.
     Prune,
+    /// Re-key away from the block at this height, whose hash blacks out H.264.
+    EndBlackout { height: i32 },
 }
 
 /// A scheduled action.
@@ -133,7 +135,7 @@ impl Ops {
         let timers = self.timers.iter().filter(|t| t.generation == generation).flat_map(|t| match &t.action {
             Action::Remove { user_ids, .. } => user_ids.clone(),
             Action::Resend { op, .. } => ids(op),
-            Action::JoinAttempt { .. } | Action::Prune => Vec::new(),
+            Action::JoinAttempt { .. } | Action::Prune | Action::EndBlackout { .. } => Vec::new(),
         });
         flying.chain(timers).collect()
     }

@@ -56,7 +56,11 @@ impl Session {
         if present.is_empty() && !kick {
             return Ok(()); // already gone: nothing to send
         }
-        let block = if present.is_empty() { call.build_rekey(rng)? } else { call.build_remove(&present, rng)? };
+        let block = if present.is_empty() {
+            self.build(|rng| call.build_rekey(rng), rng)?
+        } else {
+            self.build(|rng| call.build_remove(&present, rng), rng)?
+        };
         let request = ops::delete_request(user_ids.clone(), block, kick);
         self.send(request, Op::Delete { user_ids, kick, attempt, rebuild: true });
         Ok(())
@@ -119,6 +123,15 @@ impl Session {
         }
     }
 
+    /// A delay before re-keying away from a blackout, spread over members (up to
+    /// `max_prune_delay_ms`) so that they do not all race for the same height; drawn from our
+    /// user id and the height, not from an RNG (there is none here).
+    fn blackout_delay(&self, height: i32) -> u64 {
+        let max = self.config.max_prune_delay_ms.min(2_000);
+        let mix = (self.user_id as u64 ^ (height as u64).rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mix >> 11).checked_rem(max.saturating_add(1)).unwrap_or(0)
+    }
+
     pub(super) fn drain_call_events(&mut self) {
         let Phase::Live(live) = &mut self.phase else { return };
         let mut events = Vec::new();
@@ -127,6 +140,7 @@ impl Session {
         }
         let (current, fingerprint) = (live.call.height(), live.call.key_fingerprint());
         let mut removed = None;
+        let mut blackouts = Vec::new();
         for e in events {
             match e {
                 Event::BlockApplied { height } => {
@@ -136,6 +150,10 @@ impl Session {
                 Event::Removed { height } => removed = Some(height),
                 Event::KeyUnavailable { height, error } => {
                     self.events.push_back(SessionEvent::KeyUnavailable { height, error })
+                }
+                Event::VideoBlackout { height, now: blackout } => {
+                    self.events.push_back(SessionEvent::VideoBlackout { height, now: blackout });
+                    blackouts.push(height);
                 }
                 Event::VerificationDone { result } if live.verified_height != Some(result.height) => {
                     live.verified_height = Some(result.height);
@@ -157,6 +175,12 @@ impl Session {
             }
             let words = live.call.verification_words();
             self.events.push_back(SessionEvent::VerificationStarted { height: current, words });
+        }
+        if self.config.end_video_blackouts {
+            for height in blackouts {
+                let delay = self.blackout_delay(height);
+                self.ops.schedule(self.now.saturating_add(delay), self.generation, Action::EndBlackout { height });
+            }
         }
         if let Some(height) = removed {
             self.removed(Some(height));

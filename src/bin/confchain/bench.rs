@@ -10,8 +10,9 @@ use crate::Failure;
 mod workloads;
 
 use workloads::{
-    decrypt_batch, media_decrypt_threads, media_latency_during_apply, BlockApply, BlockBuild, PacketDecrypt,
-    PacketEncrypt, Primitives, BLOCK_APPLY_FIXED_SHA512_BLOCKS, GROUP_SIZES, PACKET_FIXED_SHA512_BLOCKS, PACKET_SIZES,
+    decrypt_batch, media_decrypt_threads, media_latency_during_apply, BlockApply, BlockBuild, FrameDecrypt,
+    FrameEncrypt, PacketDecrypt, PacketEncrypt, Primitives, BLOCK_APPLY_FIXED_SHA512_BLOCKS, FRAME_KINDS, GROUP_SIZES,
+    PACKET_FIXED_SHA512_BLOCKS, PACKET_SIZES,
 };
 
 /// Arguments of `bench`.
@@ -213,6 +214,59 @@ pub fn run(args: Args) -> Result<(), Failure> {
         results
             .push(Row { block_bytes: Some(w.block_len()), ..Row::priced(format!("block_apply/{n}"), ops, floor, r) });
     }
+    // The frame layer against the bare packet of the same bytes: the two alternate in short
+    // slices (five rounds), so drift of the machine's speed hits both alike.
+    let mut layer_costs = Vec::new();
+    for (name, codec, size) in FRAME_KINDS {
+        for dir in ["encrypt", "decrypt"] {
+            let full = format!("frame_{dir}/{name}");
+            if !wanted(&full) {
+                continue;
+            }
+            let slice = budget / 5;
+            let (mut t_frame, mut t_bare, mut n_frame, mut n_bare) = (0f64, 0f64, 0f64, 0f64);
+            if dir == "encrypt" {
+                let (mut framed, mut bare) =
+                    (FrameEncrypt::new(codec, size, false), FrameEncrypt::new(codec, size, true));
+                for _ in 0..5 {
+                    let r = measure(slice, || framed.run());
+                    (t_frame, n_frame) = (t_frame + slice.as_secs_f64(), n_frame + r * slice.as_secs_f64());
+                    let r = measure(slice, || bare.run());
+                    (t_bare, n_bare) = (t_bare + slice.as_secs_f64(), n_bare + r * slice.as_secs_f64());
+                }
+            } else {
+                let (mut framed, mut bare) =
+                    (FrameDecrypt::new(codec, size, false), FrameDecrypt::new(codec, size, true));
+                let batch = decrypt_batch(size);
+                let timed = |w: &mut FrameDecrypt| {
+                    let (start, mut busy, mut n) = (Instant::now(), Duration::ZERO, 0u64);
+                    while n < 3 || busy < slice {
+                        w.refill(batch);
+                        let t = Instant::now();
+                        while w.remaining() > 0 {
+                            w.run();
+                            n += 1;
+                        }
+                        busy += t.elapsed();
+                        if start.elapsed() > slice * 20 {
+                            break;
+                        }
+                    }
+                    (busy.as_secs_f64(), n as f64)
+                };
+                for _ in 0..5 {
+                    let (t, n) = timed(&mut framed);
+                    (t_frame, n_frame) = (t_frame + t, n_frame + n);
+                    let (t, n) = timed(&mut bare);
+                    (t_bare, n_bare) = (t_bare + t, n_bare + n);
+                }
+            }
+            let (ops, bare_ops) = (n_frame / t_frame, n_bare / t_bare);
+            results.push(Row::plain(full.clone(), ops));
+            results.push(Row::plain(format!("frame_{dir}_bare/{name}"), bare_ops));
+            layer_costs.push((full, bare_ops / ops - 1.0));
+        }
+    }
     // Media handles: 100 senders decrypted by 1 and 2 threads (median of three rounds each).
     let per_sender = if args.quick { 20 } else { 100 };
     for threads in [1, 2].into_iter().filter(|t| wanted(&format!("media_decrypt_threads/{t}"))) {
@@ -256,6 +310,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 o
             })
             .collect();
+        for (name, cost) in &layer_costs {
+            list.push(json!({"name": format!("{name}/layer_cost"), "over_bare_packet": cost}));
+        }
         for (name, [p50, p99, p999, max]) in &latencies {
             list.push(json!({"name": name, "p50_us": p50, "p99_us": p99, "p999_us": p999, "max_us": max}));
         }
@@ -265,6 +322,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
         for row in &results {
             let r = row.floor.as_ref().map(|(ratio, _)| format!("{ratio:.2}x")).unwrap_or_default();
             outln!("{:<36} {:>14.1}  {r}", row.name, row.ops);
+        }
+        for (name, cost) in &layer_costs {
+            outln!("{name:<36} frame layer over the bare packet of the same bytes: {:+.1}%", cost * 100.0);
         }
         for (name, [p50, p99, p999, max]) in &latencies {
             outln!("{name:<36} frame encryption latency: p50 {p50:.1} us, p99 {p99:.1} us, p99.9 {p999:.1} us, max {max:.1} us");

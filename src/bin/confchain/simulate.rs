@@ -80,6 +80,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 "failed_requests": report.failed_requests, "dropped_pushes": report.dropped_pushes,
                 "packets": report.packets, "decryptions": report.decryptions, "messages": report.messages,
                 "verifications": report.verifications, "crashes": report.crashes,
+                "video_blackouts": report.video_blackouts, "h264_blackout_drops": report.h264_blackout_drops,
+                "longest_blackout_ms": report.longest_blackout_ms,
                 "invariant_checks": report.invariant_checks, "virtual_ms": report.virtual_ms,
                 "real_s": real, "converged": true,
             })
@@ -105,6 +107,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
     outln!("  packets           {:>8}   decryptions checked {}", report.packets, report.decryptions);
     outln!("  messages          {:>8}   crashes {}", report.messages, report.crashes);
     outln!("  verification rounds completed {}", report.verifications);
+    outln!(
+        "  H.264 blackouts   {:>8}   frames dropped in them {}, longest {} ms (every 3rd member builds as the official apps do)",
+        report.video_blackouts, report.h264_blackout_drops, report.longest_blackout_ms
+    );
     if args.server != "model" {
         outln!(
             "  server            forged blocks {}, silent requests {}, flood waits {}, media drops {}",

@@ -22,7 +22,10 @@ export interface TransformStats {
     /** H.264 frames dropped because all 4 attempts held a start code. */
     startCodeDrops: number;
   };
-  receive: SideStats;
+  receive: SideStats & {
+    /** Empty frames the browser handed over: dropped without decrypting, not counted in `dropped`. */
+    empty: number;
+  };
 }
 
 /** What the worker forwards of each encoded frame. */

@@ -22,7 +22,7 @@ const now = () => Date.now();
 
 function emptyStats() {
   const side = () => ({ frames: 0, ok: 0, dropped: 0, bytesIn: 0, bytesOut: 0, cryptoMs: 0, byCodec: {}, errors: {} });
-  return { send: { ...side(), retries: 0, retriedFrames: 0, startCodeDrops: 0 }, receive: side() };
+  return { send: { ...side(), retries: 0, retriedFrames: 0, startCodeDrops: 0 }, receive: { ...side(), empty: 0 } };
 }
 
 /** Frames per second the crypto of `side` ran at (frames / time spent in it). */
@@ -177,6 +177,12 @@ export class MediaTransform {
     const codec = this.#codec(receiver, m);
     const packet = new Uint8Array(m.data);
     s.frames++;
+    if (packet.length === 0) {
+      // Empty frames (Chromium hands some to receive transforms, e.g. for audio packets without
+      // payload) carry nothing to decrypt: dropped, counted apart from the failures.
+      s.empty++;
+      return null;
+    }
     s.bytesIn += packet.length;
     const t = performance.now();
     try {

@@ -74,7 +74,10 @@ const timer = setInterval(() => {
   if (r.byCodec.opus > 50 && r.ok > 100 && video.videoWidth > 0) {
     clearInterval(timer);
     log(`alice encrypted ${s.ok} frames (${JSON.stringify(s.byCodec)}), dropped ${s.dropped}`);
-    log(`bob decrypted ${r.ok} frames (${JSON.stringify(r.byCodec)}), dropped ${r.dropped}; video ${video.videoWidth}x${video.videoHeight}`);
-    document.body.dataset.done = r.dropped === 0 ? "ok" : "drops";
+    log(`bob decrypted ${r.ok} frames (${JSON.stringify(r.byCodec)}), dropped ${r.dropped} ${JSON.stringify(r.errors)}; video ${video.videoWidth}x${video.videoHeight}`);
+    // The only drops expected here are duplicates: Chromium sometimes hands a receive transform
+    // the same frame twice (a key frame completed again by a retransmission); the second is a
+    // replay of the first and is dropped.
+    document.body.dataset.done = Object.keys(r.errors).every((e) => e === "REPLAY") ? "ok" : "drops";
   }
 }, 200);

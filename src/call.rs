@@ -31,8 +31,9 @@ use crate::chain::{Chain, GroupKey, UnverifiedTip};
 use crate::crypto::{PrivateKey, PublicKey};
 use crate::epochs::Epochs;
 use crate::error::{Error, ErrorKind, Result};
+use crate::frame::{self, AudioLevel, Codec, ReceivedFrame, SentFrame};
 use crate::media::{MediaDecryptor, MediaEncryptor, Shared, SnapEpoch, Snapshot};
-use crate::packet;
+use crate::packet::{self, Plaintext};
 use crate::verification::{Phase, Verification, VerificationResult};
 use crate::wire::{Block, GroupParticipant, GroupState, Permissions, PlainBlock};
 
@@ -439,14 +440,76 @@ impl Call {
         rng: &mut impl CryptoRngCore,
         out: &mut Vec<u8>,
     ) -> Result<()> {
+        packet::check_clear_prefix(data.len(), clear_prefix_len)?;
+        self.encrypt_plaintext(channel, &(data, clear_prefix_len), now, rng, out)
+    }
+
+    /// Encrypts one encoded frame of `codec` as Telegram's apps do ([`crate::frame`]): laid out
+    /// for the codec (the audio trailer with `level`, VP8's and H.264's clear prefixes, start
+    /// codes widened), an H.264 packet re-encrypted while it holds a start code (at most
+    /// [`frame::MAX_ATTEMPTS`] times, each with its own sequence number and secret).
+    ///
+    /// ```
+    /// # use confchain::{build_zero_block, Call, GroupParticipant, GroupState, Permissions, PrivateKey};
+    /// use confchain::frame::{AudioLevel, Codec, CHANNEL_MAIN};
+    /// # use rand_core::SeedableRng;
+    /// # let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+    /// # let (a, b) = (PrivateKey::generate(&mut rng), PrivateKey::generate(&mut rng));
+    /// # let member = |id, key: &PrivateKey| GroupParticipant { user_id: id, public_key: key.public_key(), flags: Permissions::ALL, version: 0 };
+    /// # let state = GroupState { participants: vec![member(1, &a), member(2, &b)], external_permissions: Permissions::NONE };
+    /// # let zero = build_zero_block(state, &a, &mut rng)?.to_server_form();
+    /// # let mut alice = Call::new(1, a, &zero, &mut rng)?;
+    /// # let mut bob = Call::new(2, b, &zero, &mut rng)?;
+    /// let level = AudioLevel { level: 12, speech: true };
+    /// let packet = alice.encrypt_frame(CHANNEL_MAIN, Codec::Opus, b"opus frame", level, 1_000, &mut rng)?;
+    /// let (frame, received) = bob.decrypt_frame(1, Codec::Opus, &packet, 1_000)?;
+    /// assert_eq!((frame.as_slice(), received.level), (&b"opus frame"[..], Some(level)));
+    /// # Ok::<(), confchain::Error>(())
+    /// ```
+    pub fn encrypt_frame(
+        &mut self,
+        channel: i32,
+        codec: Codec,
+        frame: &[u8],
+        level: AudioLevel,
+        now: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.encrypt_frame_into(channel, codec, frame, level, now, rng, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Call::encrypt_frame`] appending to a caller-provided buffer (no other allocation); on
+    /// any error `out` is left as it was and the frame must be dropped.
+    #[allow(clippy::too_many_arguments)]
+    pub fn encrypt_frame_into(
+        &mut self,
+        channel: i32,
+        codec: Codec,
+        frame: &[u8],
+        level: AudioLevel,
+        now: u64,
+        rng: &mut impl CryptoRngCore,
+        out: &mut Vec<u8>,
+    ) -> Result<SentFrame> {
+        frame::encrypt_with(codec, frame, level, out, |plain, out| {
+            self.encrypt_plaintext(channel, plain, now, rng, out)
+        })
+    }
+
+    fn encrypt_plaintext(
+        &mut self,
+        channel: i32,
+        plaintext: &impl Plaintext,
+        now: u64,
+        rng: &mut impl CryptoRngCore,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         self.media.check_open()?;
         self.handle_timeout(now);
         let snapshot = self.media.snapshot();
-        packet::check_clear_prefix(data.len(), clear_prefix_len)?;
-        snapshot.can_encrypt.clone()?;
-        let seqno = self.media.next_seqno(channel)?;
-        let epochs = snapshot.live(now).iter().map(|e| &e.key);
-        packet::encrypt_into(epochs, &self.key, channel, seqno, data, clear_prefix_len, rng, out)
+        self.media.encrypt_into(&snapshot, &self.key, channel, plaintext, now, rng, out)
     }
 
     /// Decrypts a packet from `sender_user_id`. The channel is the one inside the packet
@@ -464,6 +527,34 @@ impl Call {
         self.handle_timeout(now);
         let snapshot = self.media.snapshot();
         self.media.decrypt_into(snapshot.live(now), sender_user_id, packet, out)
+    }
+
+    /// Decrypts one frame of `codec` from `sender_user_id` as Telegram's apps do
+    /// ([`crate::frame`]): an Opus frame's trailer is stripped and its level returned; an empty
+    /// plaintext is refused ([`ErrorKind::FrameEmpty`]).
+    pub fn decrypt_frame(
+        &mut self,
+        sender_user_id: i64,
+        codec: Codec,
+        packet: &[u8],
+        now: u64,
+    ) -> Result<(Vec<u8>, ReceivedFrame)> {
+        let mut out = Vec::new();
+        let received = self.decrypt_frame_into(sender_user_id, codec, packet, now, &mut out)?;
+        Ok((out, received))
+    }
+
+    /// [`Call::decrypt_frame`] appending the frame to a caller-provided buffer (left as it was
+    /// on error).
+    pub fn decrypt_frame_into(
+        &mut self,
+        sender_user_id: i64,
+        codec: Codec,
+        packet: &[u8],
+        now: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<ReceivedFrame> {
+        frame::decrypt_with(codec, out, |out| self.decrypt_into(sender_user_id, packet, now, out))
     }
 
     /// Encrypts a `sendGroupCallEncryptedMessage` payload: the JSON text on channel 0, no clear prefix.

@@ -100,6 +100,13 @@ pub enum ErrorKind {
     /// The call was closed ([`crate::Call::close`]: left, removed, ended, its chain rejected, or
     /// dropped): it and every media handle taken from it refuse to encrypt, decrypt or build.
     CallClosed,
+    /// An H.264 frame was dropped: each of its [`crate::frame::MAX_ATTEMPTS`] encryptions put a NAL
+    /// start code (`00 00 01`) in the ciphertext, which WebRTC's packetizer would split the frame
+    /// at (confchain's own name, `FRAME__START_CODE`; tgcalls drops such a frame silently).
+    FrameStartCode,
+    /// A frame decrypted to nothing: the official apps treat an empty result as a failure and
+    /// drop the frame (confchain's own name, `FRAME__EMPTY`).
+    FrameEmpty,
 }
 
 impl ErrorKind {
@@ -160,6 +167,8 @@ impl ErrorKind {
             KeyUnavailable => "KEY_UNAVAILABLE",
             DhCheck => "DH_CHECK",
             CallClosed => "CALL_CLOSED",
+            FrameStartCode => "FRAME__START_CODE",
+            FrameEmpty => "FRAME__EMPTY",
             _ => "UNKNOWN_ERROR",
         }
     }

@@ -60,6 +60,7 @@ mod call;
 mod emoji;
 mod epochs;
 mod error;
+pub mod frame;
 pub mod limits;
 mod media;
 pub mod p2p;

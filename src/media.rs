@@ -30,8 +30,9 @@ use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use crate::crypto::{PrivateKey, PublicKey};
 use crate::error::{Error, ErrorKind, Result};
+use crate::frame::{self, AudioLevel, Codec, ReceivedFrame, SentFrame};
 use crate::limits::{MAX_CACHED_KEYS, MAX_CHANNEL};
-use crate::packet::{self, EpochKey};
+use crate::packet::{self, EpochKey, Plaintext};
 use crate::replay::ReplayWindow;
 use crate::wire::GroupState;
 
@@ -173,6 +174,28 @@ impl Shared {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| s.checked_add(1))
             .map_err(|_| Error::new(ErrorKind::LimitExceeded, "Seqno overflow"))?;
         Ok(previous.saturating_add(1))
+    }
+
+    /// The send path: one packet of `plaintext` on `channel` for the epochs live at `now`, signed
+    /// with `key`, appended to `out`. Checks come before the sequence number is taken, in the
+    /// reference's order (prefix size, our key, channel).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn encrypt_into(
+        &self,
+        snapshot: &Snapshot,
+        key: &PrivateKey,
+        channel: i32,
+        plaintext: &impl Plaintext,
+        now: u64,
+        rng: &mut impl CryptoRngCore,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let prefix = plaintext.clear_prefix_len();
+        packet::check_clear_prefix(prefix.saturating_add(plaintext.payload_len()), prefix)?;
+        snapshot.can_encrypt.clone()?;
+        let seqno = self.next_seqno(channel)?;
+        let epochs = snapshot.live(now).iter().map(|e| &e.key);
+        packet::encrypt_plaintext_into(epochs, key, channel, seqno, plaintext, rng, out)
     }
 
     /// The decompressed key of a sender (cached in its shard).
@@ -327,14 +350,47 @@ impl MediaEncryptor {
         now: u64,
         out: &mut Vec<u8>,
     ) -> Result<()> {
+        packet::check_clear_prefix(frame.len(), clear_prefix_len)?;
+        self.encrypt_plaintext(channel, &(frame, clear_prefix_len), now, out)
+    }
+
+    /// Encrypts one encoded frame of `codec` as Telegram's apps do ([`crate::frame`]): laid out
+    /// for the codec (the audio trailer with `level`, VP8's and H.264's clear prefixes, start
+    /// codes widened), an H.264 packet re-encrypted while it holds a start code (at most
+    /// [`frame::MAX_ATTEMPTS`] times, each with its own sequence number). Appends the packet to
+    /// `out` (nothing else is allocated); on any error `out` is left as it was and the frame must
+    /// be dropped.
+    pub fn encrypt_frame_into(
+        &self,
+        channel: i32,
+        codec: Codec,
+        frame: &[u8],
+        level: AudioLevel,
+        now: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<SentFrame> {
+        frame::encrypt_with(codec, frame, level, out, |plain, out| self.encrypt_plaintext(channel, plain, now, out))
+    }
+
+    /// [`MediaEncryptor::encrypt_frame_into`] into a new buffer.
+    pub fn encrypt_frame(
+        &self,
+        channel: i32,
+        codec: Codec,
+        frame: &[u8],
+        level: AudioLevel,
+        now: u64,
+    ) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.encrypt_frame_into(channel, codec, frame, level, now, &mut out)?;
+        Ok(out)
+    }
+
+    fn encrypt_plaintext(&self, channel: i32, plaintext: &impl Plaintext, now: u64, out: &mut Vec<u8>) -> Result<()> {
         self.shared.check_open()?;
         let snapshot = self.shared.snapshot();
-        packet::check_clear_prefix(frame.len(), clear_prefix_len)?;
-        snapshot.can_encrypt.clone()?;
-        let seqno = self.shared.next_seqno(channel)?;
-        let epochs = snapshot.live(now).iter().map(|e| &e.key);
         let mut rng = self.rng.lock().map_err(|_| poisoned())?;
-        let result = packet::encrypt_into(epochs, &self.key, channel, seqno, frame, clear_prefix_len, &mut **rng, out);
+        let result = self.shared.encrypt_into(&snapshot, &self.key, channel, plaintext, now, &mut **rng, out);
         // What this packet drew can no longer be regenerated from the RNG's state.
         rng.ratchet();
         result
@@ -365,6 +421,34 @@ impl MediaDecryptor {
         self.shared.check_open()?;
         let snapshot = self.shared.snapshot();
         self.shared.decrypt_into(snapshot.live(now), sender_user_id, packet, out)
+    }
+
+    /// Decrypts one frame of `codec` from `sender_user_id` as Telegram's apps do
+    /// ([`crate::frame`]): an Opus frame's trailer is stripped and its level returned; an empty
+    /// plaintext is refused ([`ErrorKind::FrameEmpty`]). Appends the frame to `out` (left as it
+    /// was on error).
+    pub fn decrypt_frame_into(
+        &self,
+        sender_user_id: i64,
+        codec: Codec,
+        packet: &[u8],
+        now: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<ReceivedFrame> {
+        frame::decrypt_with(codec, out, |out| self.decrypt_into(sender_user_id, packet, now, out))
+    }
+
+    /// [`MediaDecryptor::decrypt_frame_into`] into a new buffer.
+    pub fn decrypt_frame(
+        &self,
+        sender_user_id: i64,
+        codec: Codec,
+        packet: &[u8],
+        now: u64,
+    ) -> Result<(Vec<u8>, ReceivedFrame)> {
+        let mut out = Vec::new();
+        let received = self.decrypt_frame_into(sender_user_id, codec, packet, now, &mut out)?;
+        Ok((out, received))
     }
 
     /// Heights of the epochs live at `now`.

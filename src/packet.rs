@@ -53,11 +53,42 @@ impl EpochKey {
     }
 }
 
+/// What a packet carries, written straight into the packet: a clear prefix and a payload.
+///
+/// Plain bytes (`(data, clear_prefix_len)`) are one; the frame layer's plaintexts
+/// ([`crate::frame`]) are others, which widen H.264 start codes or append the audio trailer as
+/// they are written, so no frame is copied to a scratch buffer first.
+pub trait Plaintext {
+    /// Bytes of the clear prefix.
+    fn clear_prefix_len(&self) -> usize;
+    /// Bytes of the payload (encrypted).
+    fn payload_len(&self) -> usize;
+    /// Appends the clear prefix (exactly [`Plaintext::clear_prefix_len`] bytes).
+    fn write_clear_prefix(&self, out: &mut Vec<u8>);
+    /// Appends the payload (exactly [`Plaintext::payload_len`] bytes).
+    fn write_payload(&self, out: &mut Vec<u8>);
+}
+
+/// Bytes whose first `clear_prefix_len` stay in clear (checked by [`encrypt_into`] first).
+impl Plaintext for (&[u8], usize) {
+    fn clear_prefix_len(&self) -> usize {
+        self.1
+    }
+    fn payload_len(&self) -> usize {
+        self.0.len().saturating_sub(self.1)
+    }
+    fn write_clear_prefix(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0.get(..self.1).unwrap_or_default());
+    }
+    fn write_payload(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0.get(self.1..).unwrap_or_default());
+    }
+}
+
 /// Encrypts `data` (whose first `clear_prefix_len` bytes stay in clear) for every epoch in
 /// `epochs`, appending the packet to `out`. Draws the 32-byte one-time secret, then the prefix
 /// bytes of `encrypt_data`, from `rng`.
 #[allow(clippy::too_many_arguments)]
-#[allow(clippy::arithmetic_side_effects)] // lengths of slices (<= isize::MAX), count <= 15
 pub fn encrypt_into<'a>(
     epochs: impl ExactSizeIterator<Item = &'a EpochKey> + Clone,
     signer: &PrivateKey,
@@ -69,6 +100,23 @@ pub fn encrypt_into<'a>(
     out: &mut Vec<u8>,
 ) -> Result<()> {
     check_clear_prefix(data.len(), clear_prefix_len)?;
+    encrypt_plaintext_into(epochs, signer, channel, seqno, &(data, clear_prefix_len), rng, out)
+}
+
+/// [`encrypt_into`] for any [`Plaintext`]: the packet is written into `out` in one pass, the
+/// plaintext directly into its place. On error `out` is left as it was.
+#[allow(clippy::arithmetic_side_effects)] // lengths of slices (<= isize::MAX), count <= 15
+pub fn encrypt_plaintext_into<'a>(
+    epochs: impl ExactSizeIterator<Item = &'a EpochKey> + Clone,
+    signer: &PrivateKey,
+    channel: i32,
+    seqno: u32,
+    plaintext: &impl Plaintext,
+    rng: &mut impl CryptoRngCore,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let (prefix_len, payload_len) = (plaintext.clear_prefix_len(), plaintext.payload_len());
+    check_clear_prefix(prefix_len.saturating_add(payload_len), prefix_len)?;
     if epochs.len() == 0 {
         return Err(Error::bare(ErrorKind::EncryptUnknownEpoch));
     }
@@ -77,14 +125,14 @@ pub fn encrypt_into<'a>(
     }
     let one_time = Secret::<32>::random(rng);
     validate_channel(channel)?;
-    let (prefix, payload) = data.split_at(clear_prefix_len);
     let count = epochs.len();
-    let pad = crypto::prefix_len(8 + payload.len());
+    let pad = crypto::prefix_len(8 + payload_len);
 
     // Layout, written in one pass into `out`:
     //   clear_prefix | head | hashes | headers (filled last) | msg_id | pad | channel | seqno | payload | sig | trailer
-    out.reserve(prefix.len() + 4 + 64 * count + 16 + pad + 8 + payload.len() + 64 + 4);
-    out.extend_from_slice(prefix);
+    let start = out.len();
+    out.reserve(prefix_len + 4 + 64 * count + 16 + pad + 8 + payload_len + 64 + 4);
+    plaintext.write_clear_prefix(out);
     let head_at = out.len();
     out.extend_from_slice(&(count as u32).to_le_bytes());
     for e in epochs.clone() {
@@ -98,19 +146,30 @@ pub fn encrypt_into<'a>(
     }
     out.extend_from_slice(&channel.to_le_bytes());
     out.extend_from_slice(&seqno.to_le_bytes());
-    out.extend_from_slice(payload);
+    plaintext.write_payload(out);
 
     // extra = magic || head_and_hashes || clear_prefix, read in place (no copy, no allocation).
     let (front, sealed) = out.split_at_mut(body_at);
     let (prefix_and_head, headers) = front.split_at_mut(headers_at);
-    let (clear, head) = prefix_and_head.split_at(head_at);
+    let (before, head) = prefix_and_head.split_at(head_at);
+    let clear = before.get(start..).unwrap_or_default();
     let magic = id::CALL_PACKET.to_le_bytes();
-    let large_msg_id = crypto::seal_in_place(sealed, pad, one_time.expose(), &[&magic, head, clear])?;
-    for (slot, e) in headers.chunks_exact_mut(32).zip(epochs) {
-        slot.copy_from_slice(&e.header_key.encrypt(one_time.expose(), sealed)?);
-    }
+    let sealed_result = crypto::seal_in_place(sealed, pad, one_time.expose(), &[&magic, head, clear]).and_then(|id| {
+        for (slot, e) in headers.chunks_exact_mut(32).zip(epochs) {
+            slot.copy_from_slice(&e.header_key.encrypt(one_time.expose(), sealed)?);
+        }
+        Ok(id)
+    });
+    let large_msg_id = match sealed_result {
+        Ok(id) => id,
+        Err(e) => {
+            // Never leave a half-built packet (with plaintext in it) behind.
+            discard_from(out, start);
+            return Err(e);
+        }
+    };
     out.extend_from_slice(&signer.sign(&signed_message(&large_msg_id)));
-    out.extend_from_slice(&(clear_prefix_len as u32).to_le_bytes());
+    out.extend_from_slice(&(prefix_len as u32).to_le_bytes());
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 // Type declarations of confchain/transform (transform.js).
-import type { Call, MediaDecryptor, MediaEncryptor, Rng } from "./index.js";
+import type { Call, MediaDecryptor, MediaEncryptor, Rng, Session } from "./index.js";
 
 /** One side's counters. `cryptoMs`: time spent in encryptFrame/decryptFrame. */
 export interface SideStats {
@@ -39,7 +39,8 @@ export interface FrameInfo {
 }
 
 export interface MediaTransformOptions {
-  call?: Call | (() => Call);
+  /** The member's call, or its session (frames go through the session's current call), or a function returning either. */
+  call?: Call | Session | (() => Call | Session);
   rng?: Rng;
   encryptor?: MediaEncryptor;
   decryptor?: MediaDecryptor;

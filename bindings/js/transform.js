@@ -33,8 +33,8 @@ export function framesPerSecond(side) {
 export class MediaTransform {
   /**
    * @param {object} o
-   * @param {import("./index.js").Call | (() => import("./index.js").Call)} [o.call] the member's call
-   *   (or a function returning the current one); with `o.rng`
+   * @param {import("./index.js").Call | import("./index.js").Session | (() => any)} [o.call] the
+   *   member's call or session (or a function returning the current one); with `o.rng`
    * @param {import("./index.js").Rng} [o.rng]
    * @param {import("./index.js").MediaEncryptor} [o.encryptor] instead of `call`/`rng` for sending
    * @param {import("./index.js").MediaDecryptor} [o.decryptor] instead of `call` for receiving

@@ -12,7 +12,7 @@ use engine::frame::{self as fr, AudioLevel, Codec};
 use wasm_bindgen::prelude::*;
 
 use crate::args::{bytes, time, type_error};
-use crate::{bad, err, set, Call, Rng};
+use crate::{bad, err, set, Call, Rng, Session};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
@@ -147,6 +147,67 @@ impl Call {
     #[wasm_bindgen(js_name = mediaDecryptor)]
     pub fn media_decryptor(&self) -> MediaDecryptor {
         MediaDecryptor(self.0.media_decryptor())
+    }
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// `Call.encryptFrame` with the session's call (throws `INVALID_INPUT` when not in a call).
+    #[wasm_bindgen(js_name = encryptFrame)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn encrypt_frame(
+        &mut self,
+        channel: i32,
+        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] frame: &JsValue,
+        now_ms: f64,
+        rng: &mut Rng,
+        level: Option<f64>,
+        speech: Option<bool>,
+    ) -> Result<Vec<u8>, JsValue> {
+        let (c, frame, now, l) =
+            (codec_of(codec)?, bytes(frame, "frame")?, time(now_ms, "nowMs")?, level_of(level, speech)?);
+        let call = self.0.call_mut().ok_or_else(|| bad("not in a call"))?;
+        let mut out = Vec::new();
+        call.encrypt_frame_into(channel, c, &frame, l, now, &mut *rng.0, &mut out).map_err(err)?;
+        Ok(out)
+    }
+
+    /// `Call.encryptFrameDetailed` with the session's call: `{packet, clearPrefix, attempts}`.
+    #[wasm_bindgen(js_name = encryptFrameDetailed, unchecked_return_type = "SentFrame")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn encrypt_frame_detailed(
+        &mut self,
+        channel: i32,
+        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] frame: &JsValue,
+        now_ms: f64,
+        rng: &mut Rng,
+        level: Option<f64>,
+        speech: Option<bool>,
+    ) -> Result<JsValue, JsValue> {
+        let (c, frame, now, l) =
+            (codec_of(codec)?, bytes(frame, "frame")?, time(now_ms, "nowMs")?, level_of(level, speech)?);
+        let call = self.0.call_mut().ok_or_else(|| bad("not in a call"))?;
+        let mut out = Vec::new();
+        let info = call.encrypt_frame_into(channel, c, &frame, l, now, &mut *rng.0, &mut out).map_err(err)?;
+        Ok(sent(&out, &info))
+    }
+
+    /// `Call.decryptFrame` with the session's call: `{data, level, speech}`.
+    #[wasm_bindgen(js_name = decryptFrame, unchecked_return_type = "ReceivedFrame")]
+    pub fn decrypt_frame(
+        &mut self,
+        sender_user_id: i64,
+        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] packet: &JsValue,
+        now_ms: f64,
+    ) -> Result<JsValue, JsValue> {
+        let (c, packet, now) = (codec_of(codec)?, bytes(packet, "packet")?, time(now_ms, "nowMs")?);
+        let call = self.0.call_mut().ok_or_else(|| bad("not in a call"))?;
+        let mut out = Vec::new();
+        let info = call.decrypt_frame_into(sender_user_id, c, &packet, now, &mut out).map_err(err)?;
+        Ok(received(&out, &info))
     }
 }
 

@@ -38,4 +38,6 @@ const dec: MediaDecryptor = call.mediaDecryptor();
 const prefix: number = framePlaintext(104, new Uint8Array(4), 0, false).clearPrefix;
 const transform = new MediaTransform({ call, rng, now: () => 0 });
 const fps: number = framesPerSecond(transform.stats.send);
+const viaSession = new MediaTransform({ call: session, rng });
+void viaSession;
 void [level, enc, dec, prefix, fps];

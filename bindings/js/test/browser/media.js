@@ -302,7 +302,8 @@ try {
   results.naturalRetries = natural;
   log(
     `H.264 retries in normal running: ${natural.retried} of ${natural.frames} frames needed more than one attempt ` +
-      `(${natural.retries} extra encryptions; ${(h264Send.stats.send.bytesIn / Math.max(1, natural.frames)).toFixed(0)} bytes per frame on average)`,
+      `(${natural.retries} extra encryptions; ${(h264Send.stats.send.bytesIn / Math.max(1, natural.frames)).toFixed(0)} bytes per frame on average, ` +
+      `so about ${(h264Send.stats.send.bytesIn / 2 ** 24).toFixed(3)} expected)`,
   );
 
   // ---- 2. a forced H.264 blackout, counted, and ended by a re-key ----

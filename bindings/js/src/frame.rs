@@ -391,9 +391,10 @@ fn level_of_linear(linear: f32) -> u8 {
 
 /// fdlibm's `__ieee754_log10f` (glibc's up to 2.39) for finite `x > 0`.
 fn log10f(x: f32) -> f32 {
-    const IVLN10: f32 = 4.342_944_9e-1;
-    const LOG10_2HI: f32 = 3.010_292e-1;
-    const LOG10_2LO: f32 = 7.903_415e-7;
+    // fdlibm's constants, by their bits: 1/ln(10), and log10(2) split in a high and a low part.
+    const IVLN10: f32 = f32::from_bits(0x3ede_5bd9);
+    const LOG10_2HI: f32 = f32::from_bits(0x3e9a_2080);
+    const LOG10_2LO: f32 = f32::from_bits(0x3554_27db);
     let mut hx = x.to_bits() as i32;
     let mut k: i32 = 0;
     if hx < 0x0080_0000 {

@@ -54,7 +54,7 @@ try {
     const done = await page.getAttribute("body", "data-done");
     const text = await page.$eval("#log", (e) => e.textContent);
     console.log(`--- ${name} (${path}): ${done}`);
-    process.stdout.write(text.replace(/^/gm, "  "));
+    console.log(text.trimEnd().replace(/^/gm, "  "));
     if (name === "media") {
       await page.screenshot({ path: shot, fullPage: true });
       console.log(`  screenshot: ${shot}`);

@@ -6,7 +6,7 @@
 // start code in every ciphertext: every attempt fails, retries counted), its end by a re-key, and
 // Bob's removal: he keeps decoding through the grace period and nothing after it. Time is the
 // calls' `now`: a virtual clock the page advances.
-import { Call, PrivateKey, Rng, createZeroBlock, toServerForm, version } from "confchain";
+import { Call, PrivateKey, Rng, audioLevelFromLinear, createZeroBlock, toServerForm, version } from "confchain";
 import { MediaTransform, framesPerSecond } from "confchain/transform";
 
 const TONE = 440;
@@ -103,8 +103,8 @@ results.offered = offered;
 // ---- loopback pairs ----
 const worker = new Worker(new URL("../../transform-worker.js", import.meta.url), { name: "confchain-transform" });
 const transforms = [];
-function transform(call, name) {
-  const t = new MediaTransform({ call, rng, now, worker });
+function transform(call, name, options = {}) {
+  const t = new MediaTransform({ call, rng, now, worker, ...options });
   t.name = name;
   transforms.push(t);
   return t;
@@ -139,14 +139,25 @@ async function pair({ name, tracks, video, sendWith, receiveWith, mode = "script
   return got;
 }
 
-const vp8Send = transform(alice, "alice vp8+opus");
+// The level trailer from what Alice's microphone plays (the peak of the oscillator's samples).
+const micLevel = new AnalyserNode(audioCtx, { fftSize: 2048 });
+gain.connect(micLevel);
+const samples = new Float32Array(micLevel.fftSize);
+function levelNow() {
+  micLevel.getFloatTimeDomainData(samples);
+  let peak = 0;
+  for (const v of samples) peak = Math.max(peak, Math.abs(v));
+  return { level: audioLevelFromLinear(peak), speech: peak > 0.1 };
+}
+const vp8Send = transform(alice, "alice vp8+opus", { audioLevel: levelNow });
 const bobVp8 = transform(bob, "bob vp8+opus");
 const h264Send = transform(alice, "alice h264");
 const bobH264 = transform(bob, "bob h264");
 const eveSend = transform(alice, "alice to eve");
 const eveRecv = transform(eve, "eve");
-const streamsSend = transform(alice, "alice (createEncodedStreams)");
-const streamsRecv = transform(bob, "bob (createEncodedStreams)");
+// This pair goes through the media handles instead of the calls.
+const streamsSend = transform(undefined, "alice (createEncodedStreams, MediaEncryptor)", { encryptor: alice.mediaEncryptor(rng) });
+const streamsRecv = transform(undefined, "bob (createEncodedStreams, MediaDecryptor)", { decryptor: bob.mediaDecryptor() });
 
 const pVp8 = await pair({ name: "vp8", tracks: [audioTrack, videoTrack.clone()], video: "VP8", sendWith: vp8Send, receiveWith: bobVp8 });
 const pH264 = await pair({ name: "h264", tracks: [videoTrack.clone()], video: "H264", sendWith: h264Send, receiveWith: bobH264 });
@@ -270,6 +281,10 @@ try {
   results.tone = tone;
   log(`bob hears ${tone.hz.toFixed(1)} Hz at ${tone.db.toFixed(1)} dB (sent ${TONE} Hz); eve's loudest bin ${eveTone.db.toFixed(1)} dB`);
   if (Math.abs(tone.hz - TONE) > 15 || tone.db < -60) fail("bob does not hear the tone");
+  const heard = bobVp8.lastLevel;
+  results.level = heard;
+  log(`bob's last audio level trailer: level ${heard?.level} speech ${heard?.speech} (alice's microphone: ${JSON.stringify(levelNow())})`);
+  if (!heard || Math.abs(heard.level - levelNow().level) > 1 || !heard.speech) fail("the level trailer did not arrive");
   if (eveTone.db > -100 && Math.abs(eveTone.hz - TONE) < 15) fail("eve hears the tone");
 
   for (const [p, codec] of [[pVp8, "VP8"], [pH264, "H.264"]]) {
@@ -293,7 +308,7 @@ try {
     await until("video through createEncodedStreams", async () => (await framesDecoded(pStreams)) > 10, 10000);
     const l = look(pStreams.video);
     log(
-      `createEncodedStreams path: ${streamsRecv.stats.receive.ok} frames decrypted, ${await framesDecoded(pStreams)} video frames ` +
+      `createEncodedStreams path (media handles): ${streamsRecv.stats.receive.ok} frames decrypted, ${await framesDecoded(pStreams)} video frames ` +
         `decoded at ${l.width}x${l.height}, worst colour channel off by ${l.worst}, tone at ${peak(pStreams.analyser).hz.toFixed(1)} Hz`,
     );
     if (l.worst > 48 || l.width !== W) fail("createEncodedStreams: wrong picture");

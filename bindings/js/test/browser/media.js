@@ -401,6 +401,7 @@ try {
   );
   if (results.removed.decrypted !== 0 || results.removed.dropped < 20 || results.removed.decoded > 1) fail("bob still decodes after the grace period");
   if (after.db > -100 && Math.abs(after.hz - TONE) < 15) fail("bob still hears the tone");
+  for (const p of [pVp8, pH264, pStreams].filter(Boolean)) p.caption.textContent += "; removed: frozen since the grace period ended ✓";
 
   // ---- speed: the transform's frames per second, beside the bare packets ----
   const fps = {};

@@ -412,9 +412,23 @@ try {
   results.fps = fps;
   log("transform crypto, frames/s (frames / time in encryptFrame|decryptFrame):");
   for (const [k, v] of Object.entries(fps)) log(`  ${k}: ${v.toFixed(0)}`);
+  // The bench without the encoders and decoders competing for the CPU: the receivers' last
+  // pictures kept as stills, then the connections closed.
+  await videoStats();
+  for (const p of [pVp8, pH264, pEve, pStreams].filter(Boolean)) {
+    const still = document.createElement("canvas");
+    still.width = W;
+    still.height = H;
+    if (p.video.videoWidth) still.getContext("2d").drawImage(p.video, 0, 0, W, H);
+    p.video.replaceWith(still);
+    p.a.close();
+    p.b.close();
+  }
+  clearInterval(drawTimer);
+  await sleep(300);
   const speed = bench();
   results.bench = speed;
-  log("in-page bench, ops/s (frame layer | bare packet of the same size):");
+  log("in-page bench, encryptions/s, best of 3 (frame layer | bare packet of the same size):");
   for (const s of speed) log(`  ${s.name}: ${s.frame.toFixed(0)} | ${s.packet.toFixed(0)}`);
   const elapsed = (performance.now() - t1) / 1000;
   const total = transforms.reduce((n, t) => n + t.stats.send.frames + t.stats.receive.frames, 0);
@@ -428,7 +442,6 @@ try {
   document.getElementById("status").className = "fail";
   document.body.dataset.done = "fail";
 } finally {
-  await videoStats().catch(() => {});
   for (const t of transforms) {
     const { send: s, receive: r } = t.stats;
     const side = (x) => `${x.frames} frames (${Object.entries(x.byCodec).map(([k, v]) => `${k} ${v}`).join(", ")}), ${x.dropped} dropped ${JSON.stringify(x.errors)}`;
@@ -471,7 +484,7 @@ function bench() {
     attempt(f);
     let n = 0;
     const t = performance.now();
-    while (performance.now() - t < 300) {
+    while (performance.now() - t < 120) {
       attempt(f);
       n++;
     }
@@ -482,9 +495,14 @@ function bench() {
     ["opus 60 B", "opus", opus],
     ["vp8 delta 2 KB", "vp8", vp8],
     ["h264 idr 50 KB", "h264", idr],
-  ].map(([name, codec, f]) => ({
-    name,
-    frame: ops(() => a.encryptFrame(0, codec, f, t, rng)),
-    packet: ops(() => a.encrypt(0, f, t, rng)),
-  }));
+  ].map(([name, codec, f]) => {
+    // Alternating rounds, best of each: the machine is shared, a single round is noise.
+    let frame = 0;
+    let packet = 0;
+    for (let round = 0; round < 3; round++) {
+      frame = Math.max(frame, ops(() => a.encryptFrame(0, codec, f, t, rng)));
+      packet = Math.max(packet, ops(() => a.encrypt(0, f, t, rng)));
+    }
+    return { name, frame, packet };
+  });
 }

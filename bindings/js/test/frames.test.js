@@ -229,6 +229,9 @@ test("bad input: errors name the field, the objects stay usable", () => {
   invalid(() => alice.encryptFrame(0, "opus", frame, -1, rng), "nowMs");
   invalid(() => bob.decryptFrame(1n, "opus", "packet", 0), "packet");
   invalid(() => isValidEncryptedFrame("h264", frame, -1), "clearPrefix");
+  const hostile = { valueOf() { throw new Error("hostile valueOf"); } };
+  assert.throws(() => alice.encryptFrame(0, "opus", frame, 0, rng, hostile), /hostile/);
+  assert.throws(() => alice.encryptFrame(0, "opus", frame, hostile, rng), /hostile/);
   const p = alice.encryptFrame(0, "opus", frame, 0, rng);
-  assert.deepEqual(bob.decryptFrame(1n, "opus", p, 0).data, frame);
+  assert.deepEqual(bob.decryptFrame(1n, "opus", p, 0).data, frame, "the call and the rng stay usable");
 });

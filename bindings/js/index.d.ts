@@ -10,6 +10,24 @@ import type {
   Server as WasmServer,
   Session as WasmSession,
   TlFront as WasmTlFront,
+  MediaEncryptor as WasmMediaEncryptor,
+  MediaDecryptor as WasmMediaDecryptor,
+  Codec,
+  SentFrame,
+  ReceivedFrame,
+  FramePlaintext,
+} from "./pkg/confchain_js.js";
+export type { Codec, SentFrame, ReceivedFrame, FramePlaintext };
+export {
+  framePlaintext,
+  isValidEncryptedFrame,
+  stripReceivedFrame,
+  codecName,
+  audioLevelFromLinear,
+  audioLevelFromPeak,
+  audioLevelToLinear,
+  audioLevelToByte,
+  audioLevelFromByte,
 } from "./pkg/confchain_js.js";
 
 /** Thrown by every confchain function: `code` is the reference's number, `name` its code name or kind. */
@@ -90,3 +108,20 @@ export declare function createSelfAddBlock(
 ): Uint8Array;
 export declare function toServerForm(bytes: Uint8Array): Uint8Array;
 export declare function version(): string;
+
+/** Encrypts our media frames with the call's current epochs (`call.mediaEncryptor(rng)`). */
+export declare const MediaEncryptor: typeof WasmMediaEncryptor;
+export type MediaEncryptor = WasmMediaEncryptor;
+/** Decrypts other members' media frames with the call's live epochs (`call.mediaDecryptor()`). */
+export declare const MediaDecryptor: typeof WasmMediaDecryptor;
+export type MediaDecryptor = WasmMediaDecryptor;
+/** tgcalls' payload types (browsers negotiate their own: see codecFromMimeType). */
+export declare const PayloadType: { readonly OPUS: 111; readonly VP8: 100; readonly VP9: 102; readonly H264: 104 };
+/** Camera and microphone (every app; screencast too on Desktop and Android). */
+export declare const CHANNEL_MAIN: 0;
+/** Screencast on iOS and TDLib clients. */
+export declare const CHANNEL_SCREENCAST: 1;
+/** H.264 encryptions of one frame before it is dropped with FRAME__START_CODE. */
+export declare const MAX_FRAME_ATTEMPTS: 4;
+/** "audio/opus" → "opus", "video/VP8" → "vp8", "video/H264" → "h264", anything else → "unknown". */
+export declare function codecFromMimeType(mimeType: string): Codec;

@@ -17,6 +17,49 @@ export { ConfchainError };
 export const { PrivateKey, Call, Session, Server, TlFront, P2PCaller, P2PCallee, P2PKey, toServerForm, createSelfAddBlock, version } =
   wasm;
 
+// Media frames (the layer tgcalls puts between WebRTC and call_encrypt; see transform.js for the
+// browser's Encoded Transform).
+export const {
+  MediaEncryptor,
+  MediaDecryptor,
+  framePlaintext,
+  isValidEncryptedFrame,
+  stripReceivedFrame,
+  codecName,
+  audioLevelFromLinear,
+  audioLevelFromPeak,
+  audioLevelToLinear,
+  audioLevelToByte,
+  audioLevelFromByte,
+} = wasm;
+
+/** tgcalls' payload types (what it assigns; browsers negotiate their own, see codecFromMimeType). */
+export const PayloadType = Object.freeze({ OPUS: 111, VP8: 100, VP9: 102, H264: 104 });
+/** Camera and microphone (every app); screencast on Desktop and Android too. */
+export const CHANNEL_MAIN = 0;
+/** Screencast on iOS and TDLib clients. */
+export const CHANNEL_SCREENCAST = 1;
+/** H.264 encryptions of one frame before it is dropped (FRAME__START_CODE). */
+export const MAX_FRAME_ATTEMPTS = 4;
+
+/**
+ * The codec of a negotiated mimeType ("audio/opus", "video/VP8", "video/H264"; any other is
+ * "unknown", which tgcalls sends through the audio path and receives raw).
+ * @param {string} mimeType
+ */
+export function codecFromMimeType(mimeType) {
+  switch (String(mimeType).toLowerCase()) {
+    case "audio/opus":
+      return "opus";
+    case "video/vp8":
+      return "vp8";
+    case "video/h264":
+      return "h264";
+    default:
+      return "unknown";
+  }
+}
+
 /** A ChaCha20 CSPRNG. `new Rng(seed)` for tests; `Rng.fromCrypto()` seeds it from crypto.getRandomValues. */
 export class Rng extends wasm.Rng {
   static fromCrypto() {

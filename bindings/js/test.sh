@@ -2,7 +2,9 @@
 # The JavaScript package: build (wasm-bindgen), Node's test runner (a conference, the reference's
 # packet and chain vectors, error codes), the TypeScript declarations type-checked, speed beside
 # the native numbers, and a real browser (Debian's chromium, driven by playwright-core) running a
-# conference in a page, checking that the emojis agree, with a screenshot.
+# conference in a page, checking that the emojis agree, with a screenshot; then encrypted media in
+# the same browser (test/media.mjs): the example examples/browser-media and the media test page,
+# real Opus, VP8 and H.264 encoders through the Encoded Transform, with a second screenshot.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -28,3 +30,4 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 shot="${SCREENSHOT:-$(mktemp -d)/confchain-browser.png}"
 node test/browser.mjs "$shot"
+node test/media.mjs "${MEDIA_SCREENSHOT:-$(dirname "$shot")/confchain-media.png}"

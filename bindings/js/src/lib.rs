@@ -3,6 +3,7 @@
 #![allow(clippy::new_without_default)]
 
 mod args;
+mod frame;
 
 use args::{bytes, bytes32, time, Budget};
 use engine::{GroupParticipant, GroupState, Permissions};

@@ -36,6 +36,12 @@ test("two sessions join through the server model and agree", () => {
   assert.deepEqual(alice.emojis, bob.emojis);
   const packet = alice.encrypt(0, new Uint8Array([1, 2, 3]), 5, rng);
   assert.deepEqual(bob.decrypt(1n, packet, 5), new Uint8Array([1, 2, 3]));
+  // Media frames with the session's call (what the browser transform can be given instead of a Call).
+  const sent = alice.encryptFrameDetailed(0, "opus", new Uint8Array([9, 9]), 5, rng, 3, true);
+  assert.equal(sent.attempts, 1);
+  assert.deepEqual(bob.decryptFrame(1n, "opus", sent.packet, 5), { data: new Uint8Array([9, 9]), level: 3, speech: true });
+  assert.deepEqual(bob.decryptFrame(1n, 100, alice.encryptFrame(0, "video/VP8", new Uint8Array([1, 2]), 5, rng), 5).data, new Uint8Array([1, 2]));
+  assert.throws(() => new Session(3n).encryptFrame(0, "opus", new Uint8Array(1), 5, rng), (e) => e.name === "INVALID_INPUT");
   alice.sendMessage('{"_":"groupCallMessage","random_id":"1"}', 5, rng);
   pump(server, sessions, 5, rng);
   const got = [];

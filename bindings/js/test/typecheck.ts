@@ -26,3 +26,18 @@ import { TlFront } from "../index.js";
 const front: TlFront = new TlFront(1n, 2n);
 const link: string = front.inviteLink;
 void link;
+
+// Media frames and the browser's Encoded Transform.
+import { MediaDecryptor, MediaEncryptor, framePlaintext, type ReceivedFrame, type SentFrame } from "../index.js";
+import { MediaTransform, framesPerSecond } from "../transform.js";
+const sent: SentFrame = call.encryptFrameDetailed(0, "h264", new Uint8Array(8), 0, rng);
+const got: ReceivedFrame = call.decryptFrame(1n, "opus", sent.packet, 0);
+const level: number | null = got.level;
+const enc: MediaEncryptor = call.mediaEncryptor(rng);
+const dec: MediaDecryptor = call.mediaDecryptor();
+const prefix: number = framePlaintext(104, new Uint8Array(4), 0, false).clearPrefix;
+const transform = new MediaTransform({ call, rng, now: () => 0 });
+const fps: number = framesPerSecond(transform.stats.send);
+const viaSession = new MediaTransform({ call: session, rng });
+void viaSession;
+void [level, enc, dec, prefix, fps];

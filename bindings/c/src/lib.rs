@@ -41,3 +41,5 @@ pub mod p2p;
 pub mod session;
 
 pub mod media;
+
+pub mod frame;

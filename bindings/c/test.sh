@@ -91,6 +91,10 @@ PY
 cc -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -I"$here/include" "$here/tests/frames.c" \
   "$lib/libconfchain.a" -lpthread -ldl -lm -o "$work/frames"
 "$work/frames" "$work/frames.txt"
+# The C++ header for tgcalls-based apps: tgcalls' e2eEncryptDecrypt callback over a call.
+c++ -std=c++17 -Wall -Wextra -Werror -pedantic -pthread -I"$here/include" -I"$here/tests" "$here/tests/tgcalls.cpp" \
+  "$lib/libconfchain.a" -lpthread -ldl -lm -o "$work/tgcalls"
+"$work/tgcalls"
 # The README's C snippet compiles (C99, warnings as errors) and runs.
 python3 - "$root/README.md" > "$work/readme.c" <<'PY'
 import re, sys

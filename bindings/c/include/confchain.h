@@ -1313,6 +1313,37 @@ int32_t confchain_call_decrypt_frame(struct confchain_call *call,
                                      struct confchain_received_frame *info);
 
 /**
+ * `confchain_call_encrypt_frame` with the session's call.
+ */
+int32_t confchain_session_encrypt_frame(struct confchain_session *session,
+                                        int32_t channel_id,
+                                        int32_t codec,
+                                        uint8_t level,
+                                        uint8_t speech,
+                                        const uint8_t *frame,
+                                        size_t frame_len,
+                                        uint64_t now_ms,
+                                        struct confchain_rng *rng,
+                                        uint8_t *out_buf,
+                                        size_t out_cap,
+                                        size_t *out_len,
+                                        struct confchain_sent_frame *info);
+
+/**
+ * `confchain_call_decrypt_frame` with the session's call.
+ */
+int32_t confchain_session_decrypt_frame(struct confchain_session *session,
+                                        int64_t sender_user_id,
+                                        int32_t codec,
+                                        const uint8_t *packet,
+                                        size_t packet_len,
+                                        uint64_t now_ms,
+                                        uint8_t *out_buf,
+                                        size_t out_cap,
+                                        size_t *out_len,
+                                        struct confchain_received_frame *info);
+
+/**
  * `confchain_call_encrypt_frame` on a media encryptor: thread-safe.
  */
 int32_t confchain_media_encrypt_frame(const struct confchain_media_encryptor *encryptor,

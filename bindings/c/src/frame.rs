@@ -18,6 +18,7 @@ use crate::media::{
     confchain_media_decryptor, confchain_media_encryptor, confchain_media_max_packet_size, Sink, SCRATCH,
 };
 use crate::memory::{handle, handle_mut, input, out};
+use crate::session::{confchain_session, session_call};
 
 // The constants are literals for cbindgen; a test holds them to the core's.
 
@@ -343,6 +344,55 @@ pub unsafe extern "C" fn confchain_call_decrypt_frame(
         let sink = Sink::new(out_buf, out_cap, out_len, confchain_frame_max_frame_size(packet_len))?;
         let (codec, packet, call) = (self::codec(codec)?, input(packet, packet_len)?, handle_mut(call)?);
         decrypt_with(sink, info, |s| call.0.decrypt_frame_into(sender_user_id, codec, packet, now_ms, s))
+    })
+}
+
+/// `confchain_call_encrypt_frame` with the session's call.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn confchain_session_encrypt_frame(
+    session: *mut confchain_session,
+    channel_id: i32,
+    codec: i32,
+    level: u8,
+    speech: u8,
+    frame: *const u8,
+    frame_len: usize,
+    now_ms: u64,
+    rng: *mut confchain_rng,
+    out_buf: *mut u8,
+    out_cap: usize,
+    out_len: *mut usize,
+    info: *mut confchain_sent_frame,
+) -> i32 {
+    guard(|| {
+        let sink = Sink::new(out_buf, out_cap, out_len, confchain_frame_max_packet_size(frame_len))?;
+        let (codec, level, frame) = (self::codec(codec)?, self::level(level, speech), input(frame, frame_len)?);
+        let (call, rng) = (session_call(handle_mut(session)?)?, handle_mut(rng)?);
+        encrypt_with(sink, info, |s| call.encrypt_frame_into(channel_id, codec, frame, level, now_ms, &mut rng.0, s))
+    })
+}
+
+/// `confchain_call_decrypt_frame` with the session's call.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn confchain_session_decrypt_frame(
+    session: *mut confchain_session,
+    sender_user_id: i64,
+    codec: i32,
+    packet: *const u8,
+    packet_len: usize,
+    now_ms: u64,
+    out_buf: *mut u8,
+    out_cap: usize,
+    out_len: *mut usize,
+    info: *mut confchain_received_frame,
+) -> i32 {
+    guard(|| {
+        let sink = Sink::new(out_buf, out_cap, out_len, confchain_frame_max_frame_size(packet_len))?;
+        let (codec, packet) = (self::codec(codec)?, input(packet, packet_len)?);
+        let call = session_call(handle_mut(session)?)?;
+        decrypt_with(sink, info, |s| call.decrypt_frame_into(sender_user_id, codec, packet, now_ms, s))
     })
 }
 

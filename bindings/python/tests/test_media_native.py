@@ -160,6 +160,12 @@ def test_h264_frames_through_x264_rtp_and_decoder(members):
             assert (d.width, d.height) == (W, H)
             assert mean_abs_diff(decoded_luma(d), y) < 2, "the picture sent"
             assert mean_abs_diff(decoded_luma(d), pictures[(i + 1) % len(pictures)]) > 40, "not another one"
+    # A member of another call decodes nothing.
+    other_key = PrivateKey.generate(rng)
+    other_zero = confchain.create_zero_block(other_key, [Participant(3, other_key.public_key, 3)], 0, rng)
+    carol = Call(3, other_key, confchain.to_server_form(other_zero), rng)
+    with pytest.raises(ConfchainError):
+        carol.decrypt_frame(1, "h264", through_h264_rtp(alice.encrypt_frame(0, "h264", frame, 100, rng))[0], 100)
     report("h264", {"frames": sizes, "rtp_packets": packets, "clear_prefixes": prefixes, "bytes_widened": widened})
     # x264 writes 3-byte start codes before SEI and slices: the layer widened them (the receiver's
     # depacketizer rebuilds 4-byte codes, so without widening the clear prefix would not match).
@@ -270,6 +276,19 @@ def test_h264_start_code_naive_breaks_the_layer_delivers(members):
     broken = [r for r in naive_results if r["outcome"] != "decrypted"]
     assert broken, naive_results
 
+    # Naive without widening (as tgcalls before May 2025): the raw frame with the same clear NALs and
+    # no start code after the prefix. The depacketizer rebuilds 3-byte start codes as 4 bytes, the
+    # authenticated clear prefix changes, and the frame does not decrypt.
+    unwidened_prefix = prefix - (len(data) - len(frame))
+    while True:
+        packet = alice.encrypt(0, frame, 1500, rng, clear_prefix_len=unwidened_prefix)
+        if confchain.frame_is_valid_encrypted("h264", packet, unwidened_prefix):
+            break
+    received, _ = through_h264_rtp(packet)
+    assert len(received) > len(packet)  # the depacketizer widened the clear start codes itself
+    with pytest.raises(ConfchainError) as unwidened:
+        bob.decrypt_frame(1, "h264", received, 1500)
+
     # The layer: the same frame, encrypted until one needed a retry; every packet arrives and decodes.
     dec = av.CodecContext.create("h264", "r")
     layer_frames, retried, attempts_seen = 0, None, {}
@@ -293,6 +312,7 @@ def test_h264_start_code_naive_breaks_the_layer_delivers(members):
             "frame_bytes": len(frame),
             "clear_prefix": prefix,
             "naive": naive_results,
+            "naive_unwidened": {"clear_prefix": unwidened_prefix, "outcome": unwidened.value.name},
             "layer_frames_until_retry": retried,
             "layer_attempts": attempts_seen,
             "seconds": round(time.monotonic() - started, 2),

@@ -179,14 +179,16 @@ def test_vp8_frames_through_libvpx_rtp_and_decoder(members):
     dec = av.CodecContext.create("libvpx", "r")
     pictures = [luma(200 + i, 8) for i in range(6)]
     sizes, prefixes = [], []
+    # Through the thread-safe media handles this time (what a media thread holds).
+    encryptor, decryptor = alice.media_encryptor(rng), bob.media_decryptor()
     for i, y in enumerate(pictures):
         for frame in (bytes(p) for p in enc.encode(video_frame(y, i))):
             sizes.append(len(frame))
-            packet, prefix, attempts = alice.encrypt_frame_info(0, 100, frame, 10 * i, rng)
+            packet, prefix, attempts = encryptor.encrypt_frame_info(0, 100, frame, 10 * i)
             assert attempts == 1 and packet[:prefix] == frame[:prefix]
             prefixes.append(prefix)
             received, _ = through_vp8_rtp(packet)
-            plain, _, _ = bob.decrypt_frame(1, 100, received, 10 * i)
+            plain, _, _ = decryptor.decrypt_frame(1, 100, received, 10 * i)
             assert plain == frame
             (d,) = dec.decode(av.Packet(plain))
             assert (d.width, d.height) == (W, H)

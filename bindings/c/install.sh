@@ -4,7 +4,7 @@
 #   PREFIX/lib/libconfchain.so.MAJOR.MINOR.PATCH  (soname libconfchain.so.0.MINOR for 0.x)
 #   PREFIX/lib/libconfchain.so -> ..., libconfchain.so.<soname version> -> ...
 #   PREFIX/lib/libconfchain.a                      (only confchain_* symbols are global)
-#   PREFIX/include/confchain.h
+#   PREFIX/include/confchain.h, confchain_tgcalls.hpp (C++17: tgcalls' e2eEncryptDecrypt callback)
 #   PREFIX/lib/pkgconfig/confchain.pc
 #   PREFIX/lib/cmake/confchain/confchainConfig.cmake, confchainConfigVersion.cmake
 # Both libraries export only the confchain_* functions: the shared one through a version script,
@@ -46,6 +46,7 @@ ln -sf "libconfchain.so.$version" "$prefix/lib/libconfchain.so.$soversion"
 ln -sf "libconfchain.so.$soversion" "$prefix/lib/libconfchain.so"
 install -m 0644 "$work/libconfchain.a" "$prefix/lib/libconfchain.a"
 install -m 0644 "$here/include/confchain.h" "$prefix/include/confchain.h"
+install -m 0644 "$here/include/confchain_tgcalls.hpp" "$prefix/include/confchain_tgcalls.hpp"
 
 cat > "$prefix/lib/pkgconfig/confchain.pc" <<PC
 prefix=$prefix

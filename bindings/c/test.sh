@@ -56,6 +56,45 @@ cc -std=c99 -Wall -Wextra -Werror -I"$here/include" "$here/tests/buffers.c" "$li
 cc -std=c99 -Wall -Wextra -Werror -pthread -I"$here/include" "$here/tests/media_threads.c" "$lib/libconfchain.a" \
   -lpthread -ldl -lm -o "$work/media_threads"
 "$work/media_threads"
+# The media frame layer: tgcalls' vectors (vectors/frames/, as lines; whichever files exist), frames
+# of every codec through a call and the media handles, the typed drops.
+python3 - "$root/vectors/frames" > "$work/frames.txt" <<'PY'
+import json, os, struct, sys
+d = sys.argv[1]
+def h(s):
+    return "null" if s is None else (s or "-")
+def load(name):
+    p = os.path.join(d, name)
+    return json.load(open(p)) if os.path.exists(p) else None
+send = load("send.json")
+for c in send["cases"] if send else []:
+    calls = c["calls"]
+    assert all(x == calls[0] for x in calls), c["name"]
+    first = calls[0] if calls else {"data": "", "prefix": -1}
+    fakes = c["fake_outputs"]
+    print("send", c["name"].replace(" ", "_"), c["payload_type"], c["codec"], c.get("audio_level", 0),
+          int(c.get("has_speech", False)), h(c["frame"]), h(first["data"]), first["prefix"], len(calls), len(fakes),
+          *[h(f) for f in fakes], h(c["sent"]))
+receive = load("receive.json")
+for c in receive["cases"] if receive else []:
+    print("recv", c["name"].replace(" ", "_"), c["payload_type"], c["codec"], h(c["decrypted"]), h(c["delivered"]),
+          -1 if c["level"] is None else c["level"], -1 if c["speech"] is None else int(c["speech"]))
+levels = load("levels.json")
+# Linear amplitudes as the f32 bits tgcalls computed with.
+bits = lambda c: c.get("linear_f32_bits") or struct.pack(">f", c["linear"]).hex()
+for c in levels["to_byte"] if levels else []:
+    print("to_byte", bits(c), int(c.get("speech", False)), c.get("level", -1), c["byte"])
+for c in levels["from_byte"] if levels else []:
+    print("from_byte", c["byte"], bits(c))
+print("vector files:", [n for n in ("send.json", "receive.json", "levels.json") if load(n)], file=sys.stderr)
+PY
+cc -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -I"$here/include" "$here/tests/frames.c" \
+  "$lib/libconfchain.a" -lpthread -ldl -lm -o "$work/frames"
+"$work/frames" "$work/frames.txt"
+# The C++ header for tgcalls-based apps: tgcalls' e2eEncryptDecrypt callback over a call.
+c++ -std=c++17 -Wall -Wextra -Werror -pedantic -pthread -I"$here/include" -I"$here/tests" "$here/tests/tgcalls.cpp" \
+  "$lib/libconfchain.a" -lpthread -ldl -lm -o "$work/tgcalls"
+"$work/tgcalls"
 # The README's C snippet compiles (C99, warnings as errors) and runs.
 python3 - "$root/README.md" > "$work/readme.c" <<'PY'
 import re, sys

@@ -59,7 +59,25 @@ def round_trip() -> bytes:
     return bob.decrypt(1, packet, 0)
 
 
+def media_frames() -> None:
+    rng = confchain.Rng.from_os()
+    keys = [confchain.PrivateKey.generate(rng) for _ in range(2)]
+    members = [confchain.Participant(i + 1, k.public_key, 3) for i, k in enumerate(keys)]
+    zero = confchain.to_server_form(confchain.create_zero_block(keys[0], members, 0, rng))
+    alice = confchain.Call(1, keys[0], zero, rng)
+    bob = confchain.Call(2, keys[1], zero, rng)
+    decryptor = bob.media_decryptor()  # closed with the call: keep bob
+    level: int = confchain.audio_level_from_peak(2000)
+    packet: bytes = alice.encrypt_frame(confchain.CHANNEL_MAIN, "opus", b"\x78\x01", 0, rng, level=level, speech=True)
+    frame, got_level, speech = decryptor.decrypt_frame(1, confchain.PAYLOAD_TYPE_OPUS, packet, 0)
+    assert (frame, got_level, speech) == (b"\x78\x01", level, True)
+    sent, prefix, attempts = alice.media_encryptor(rng).encrypt_frame_info(0, "vp8", b"\x11abc", 1)
+    data, clear = confchain.frame_plaintext("h264", b"\x00\x00\x00\x01\x65\x88\x84\x21")
+    assert confchain.frame_is_valid_encrypted("h264", data, clear) and attempts == 1 and prefix == 1
+
+
 assert round_trip() == b"frame"
+media_frames()
 PY
 PATH="$clean_path" "$venv/bin/python" -m mypy --strict --no-incremental "$build/typed_use.py"
 PATH="$clean_path" "$venv/bin/python" "$build/typed_use.py"

@@ -5,6 +5,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 venv="${CONFCHAIN_VENV:-$here/.venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin>=1.5,<2" pytest
+# The native media test (tests/test_media_native.py): real encoders (PyAV's wheels bundle libx264,
+# libvpx and libopus) and aiortc's RTP packetizers; binary wheels only, nothing is compiled.
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary=:all: "av>=14,<19" "aiortc>=1.9,<2"
 cd "$here"
 VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --release --quiet
 "$venv/bin/python" -m pytest -q tests

@@ -1,5 +1,6 @@
 // A C++17 program that uses confchain as an installed package (find_package(confchain)).
 #include <confchain.h>
+#include <confchain_tgcalls.hpp>
 
 #include <cstdio>
 #include <cstring>
@@ -76,6 +77,11 @@ int main() {
     check(confchain_call_decrypt(calls[1].get(), 1, p.data(), p.size(), 0, &plain), "decrypt");
     std::vector<uint8_t> out = take(plain);
     std::printf("confchain %s from C++17: %s\n", confchain_version(), std::string(out.begin(), out.end()).c_str());
+    // The installed C++ header: tgcalls' e2eEncryptDecrypt callback over each call.
+    auto alice = confchain::tgcalls::makeE2eEncryptDecrypt(calls[0].get(), rng.get());
+    auto bob = confchain::tgcalls::makeE2eEncryptDecrypt(calls[1].get(), rng.get());
+    const std::vector<uint8_t> data(frame.begin(), frame.end());
+    if (!alice || !bob || bob(alice(data, 0, true, 3), 1, false, 0) != data) return 1;
     return std::string(out.begin(), out.end()) == frame ? 0 : 1;
   } catch (const std::exception &e) {
     std::fprintf(stderr, "%s\n", e.what());

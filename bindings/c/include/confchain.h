@@ -123,6 +123,17 @@
 #define CONFCHAIN_KIND_CALL_CLOSED 1018
 
 /**
+ * A media frame dropped on send: every H.264 encryption (`CONFCHAIN_FRAME_MAX_ATTEMPTS`) put a
+ * NAL start code in the ciphertext (`FRAME__START_CODE`).
+ */
+#define CONFCHAIN_KIND_FRAME_START_CODE 1019
+
+/**
+ * A media frame dropped on receive: its plaintext is empty (`FRAME__EMPTY`; tgcalls drops it).
+ */
+#define CONFCHAIN_KIND_FRAME_EMPTY 1020
+
+/**
  * The most items a caller's array may hold (participants, user ids, blocks of an update): a
  * larger count is refused as invalid input rather than trusted for an allocation.
  */
@@ -264,6 +275,62 @@
  * The call's identity: `user_ids` holds `[id, access_hash]`, `text` the invite link (may be empty).
  */
 #define CONFCHAIN_SESSION_CALL_IDENTITY 14
+
+/**
+ * Opus (payload type 111): the frame and a level trailer, encrypted whole.
+ */
+#define CONFCHAIN_CODEC_OPUS 0
+
+/**
+ * VP8 (payload type 100): 10 bytes in clear on a key frame, 1 on a delta frame.
+ */
+#define CONFCHAIN_CODEC_VP8 1
+
+/**
+ * H.264 (payload type 104): start codes, NAL headers, SPS/PPS/SEI and the first slice header in
+ * clear; no start code in the ciphertext.
+ */
+#define CONFCHAIN_CODEC_H264 2
+
+/**
+ * Any other payload type (VP9, AV1, ...): the audio path on send, the raw path on receive.
+ */
+#define CONFCHAIN_CODEC_UNKNOWN 3
+
+/**
+ * tgcalls' RTP payload type of Opus.
+ */
+#define CONFCHAIN_PAYLOAD_TYPE_OPUS 111
+
+/**
+ * tgcalls' RTP payload type of VP8.
+ */
+#define CONFCHAIN_PAYLOAD_TYPE_VP8 100
+
+/**
+ * tgcalls' RTP payload type of VP9 (an unknown codec to the frame layer).
+ */
+#define CONFCHAIN_PAYLOAD_TYPE_VP9 102
+
+/**
+ * tgcalls' RTP payload type of H.264.
+ */
+#define CONFCHAIN_PAYLOAD_TYPE_H264 104
+
+/**
+ * The channel of camera and microphone (every app).
+ */
+#define CONFCHAIN_CHANNEL_MAIN 0
+
+/**
+ * The screencast channel of iOS and TDLib clients (Desktop and Android use 0).
+ */
+#define CONFCHAIN_CHANNEL_SCREENCAST 1
+
+/**
+ * H.264 encryptions before a frame is dropped.
+ */
+#define CONFCHAIN_FRAME_MAX_ATTEMPTS 4
 
 /**
  * One participant's call.
@@ -472,6 +539,39 @@ typedef struct confchain_session_event {
    */
   size_t user_ids_len;
 } confchain_session_event;
+
+/**
+ * What a decryption found.
+ */
+typedef struct confchain_received_frame {
+  /**
+   * 1 when an Opus frame carried the level trailer (then `level` and `speech` are set), else 0.
+   */
+  uint8_t has_level;
+  /**
+   * The sender's audio level: 0 (loud) ..= 127 (silent).
+   */
+  uint8_t level;
+  /**
+   * 1 when the sender's voice activity detection saw speech.
+   */
+  uint8_t speech;
+} confchain_received_frame;
+
+/**
+ * What an encryption did.
+ */
+typedef struct confchain_sent_frame {
+  /**
+   * Bytes of the (widened) frame left in clear at the packet's start.
+   */
+  size_t clear_prefix;
+  /**
+   * Encryptions made, at least 1; more when H.264 ciphertexts with a start code were discarded
+   * (each consumed a sequence number).
+   */
+  uint32_t attempts;
+} confchain_sent_frame;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1085,6 +1185,193 @@ void confchain_media_encryptor_free(struct confchain_media_encryptor *encryptor)
  * Frees a decryptor.
  */
 void confchain_media_decryptor_free(struct confchain_media_decryptor *decryptor);
+
+/**
+ * The `CONFCHAIN_CODEC_*` of an RTP payload type as tgcalls maps it: 111 Opus, 100 VP8,
+ * 104 H.264, anything else `CONFCHAIN_CODEC_UNKNOWN`.
+ */
+int32_t confchain_frame_codec_from_payload_type(uint8_t payload_type);
+
+/**
+ * The name of a codec: "opus", "vp8", "h264" or "unknown" (static, never freed).
+ */
+const char *confchain_frame_codec_name(int32_t codec);
+
+/**
+ * The largest plaintext a frame of `frame_len` bytes becomes (H.264 start codes widened, the Opus
+ * trailer): a buffer this large always fits `confchain_frame_plaintext`.
+ */
+size_t confchain_frame_max_plaintext_size(size_t frame_len);
+
+/**
+ * The largest packet a frame of `frame_len` bytes can become: the output buffer of the
+ * `*_encrypt_frame` functions must hold this much.
+ */
+size_t confchain_frame_max_packet_size(size_t frame_len);
+
+/**
+ * The largest frame a packet of `packet_len` bytes can deliver: the output buffer of the
+ * `*_decrypt_frame` functions must hold this much (the packet's own length always does).
+ */
+size_t confchain_frame_max_frame_size(size_t packet_len);
+
+/**
+ * What tgcalls passes to `call_encrypt` for a frame (no keys involved): the data into `out_buf`
+ * of capacity `out_cap` (at least `confchain_frame_max_plaintext_size(frame_len)`), its size
+ * into `*out_len` and the clear prefix size into `*out_clear_prefix`. `level` is 0 (loud) ..= 127
+ * (silent; only the low 7 bits are sent, as tgcalls does) and `speech` 0 or 1; both only go into the Opus (and unknown codec) trailer.
+ */
+int32_t confchain_frame_plaintext(int32_t codec,
+                                  const uint8_t *frame,
+                                  size_t frame_len,
+                                  uint8_t level,
+                                  uint8_t speech,
+                                  uint8_t *out_buf,
+                                  size_t out_cap,
+                                  size_t *out_len,
+                                  size_t *out_clear_prefix);
+
+/**
+ * tgcalls' ValidateEncryptedFrame: `*out_valid` = 0 when an H.264 packet carries a NAL start
+ * code after its clear prefix of `clear_prefix` bytes (WebRTC's packetizer would split it),
+ * else 1 (always 1 for the other codecs).
+ */
+int32_t confchain_frame_is_valid_encrypted(int32_t codec,
+                                           const uint8_t *packet,
+                                           size_t packet_len,
+                                           size_t clear_prefix,
+                                           uint8_t *out_valid);
+
+/**
+ * The receive side after a bare decryption, in place: strips the Opus trailer from the `len`
+ * bytes at `data` (`*out_len` gets the frame's new length) and reports its level into `*info`
+ * (may be null). Video frames are left as they are.
+ */
+int32_t confchain_frame_strip_received(int32_t codec,
+                                       uint8_t *data,
+                                       size_t len,
+                                       size_t *out_len,
+                                       struct confchain_received_frame *info);
+
+/**
+ * The trailer's level byte: `speech << 7 | level & 0x7f`.
+ */
+uint8_t confchain_audio_level_to_byte(uint8_t level, uint8_t speech);
+
+/**
+ * The level (0 loud ..= 127 silent) of a linear amplitude as tgcalls computes it
+ * (`-20 log10(linear)` clamped; 127 for 0 or less).
+ */
+uint8_t confchain_audio_level_from_linear(float linear);
+
+/**
+ * The level of a 16-bit peak amplitude, as tgcalls computes it (`peak / 4000` as linear).
+ */
+uint8_t confchain_audio_level_from_peak(uint16_t peak);
+
+/**
+ * The linear amplitude tgcalls reports for a received level: `10^(-level/20)`.
+ */
+float confchain_audio_level_to_linear(uint8_t level);
+
+/**
+ * Encrypts a media frame as tgcalls does (codec prefix, H.264 start codes widened and
+ * ciphertexts with a start code re-encrypted, Opus trailer with `level` 0..=127 and `speech`)
+ * into `out_buf` of capacity `out_cap`, at least `confchain_frame_max_packet_size(frame_len)`;
+ * `*out_len` gets the packet's size and `*info` (may be null) the clear prefix and attempts. A
+ * smaller buffer or a null `out_len` is refused before a sequence number is drawn.
+ */
+int32_t confchain_call_encrypt_frame(struct confchain_call *call,
+                                     int32_t channel_id,
+                                     int32_t codec,
+                                     uint8_t level,
+                                     uint8_t speech,
+                                     const uint8_t *frame,
+                                     size_t frame_len,
+                                     uint64_t now_ms,
+                                     struct confchain_rng *rng,
+                                     uint8_t *out_buf,
+                                     size_t out_cap,
+                                     size_t *out_len,
+                                     struct confchain_sent_frame *info);
+
+/**
+ * Decrypts a media frame from `sender_user_id` into `out_buf` of capacity `out_cap`, at least
+ * `confchain_frame_max_frame_size(packet_len)` (the packet's length always is): the Opus trailer
+ * is stripped and reported in `*info` (may be null). `*out_len` gets the frame's size. A smaller
+ * buffer or a null `out_len` is refused before the packet is decrypted or marked as seen.
+ */
+int32_t confchain_call_decrypt_frame(struct confchain_call *call,
+                                     int64_t sender_user_id,
+                                     int32_t codec,
+                                     const uint8_t *packet,
+                                     size_t packet_len,
+                                     uint64_t now_ms,
+                                     uint8_t *out_buf,
+                                     size_t out_cap,
+                                     size_t *out_len,
+                                     struct confchain_received_frame *info);
+
+/**
+ * `confchain_call_encrypt_frame` with the session's call.
+ */
+int32_t confchain_session_encrypt_frame(struct confchain_session *session,
+                                        int32_t channel_id,
+                                        int32_t codec,
+                                        uint8_t level,
+                                        uint8_t speech,
+                                        const uint8_t *frame,
+                                        size_t frame_len,
+                                        uint64_t now_ms,
+                                        struct confchain_rng *rng,
+                                        uint8_t *out_buf,
+                                        size_t out_cap,
+                                        size_t *out_len,
+                                        struct confchain_sent_frame *info);
+
+/**
+ * `confchain_call_decrypt_frame` with the session's call.
+ */
+int32_t confchain_session_decrypt_frame(struct confchain_session *session,
+                                        int64_t sender_user_id,
+                                        int32_t codec,
+                                        const uint8_t *packet,
+                                        size_t packet_len,
+                                        uint64_t now_ms,
+                                        uint8_t *out_buf,
+                                        size_t out_cap,
+                                        size_t *out_len,
+                                        struct confchain_received_frame *info);
+
+/**
+ * `confchain_call_encrypt_frame` on a media encryptor: thread-safe.
+ */
+int32_t confchain_media_encrypt_frame(const struct confchain_media_encryptor *encryptor,
+                                      int32_t channel_id,
+                                      int32_t codec,
+                                      uint8_t level,
+                                      uint8_t speech,
+                                      const uint8_t *frame,
+                                      size_t frame_len,
+                                      uint64_t now_ms,
+                                      uint8_t *out_buf,
+                                      size_t out_cap,
+                                      size_t *out_len,
+                                      struct confchain_sent_frame *info);
+
+/**
+ * `confchain_call_decrypt_frame` on a media decryptor: thread-safe.
+ */
+int32_t confchain_media_decrypt_frame(const struct confchain_media_decryptor *decryptor,
+                                      int64_t sender_user_id,
+                                      int32_t codec,
+                                      const uint8_t *packet,
+                                      size_t packet_len,
+                                      uint64_t now_ms,
+                                      uint8_t *out_buf,
+                                      size_t out_cap,
+                                      size_t *out_len,
+                                      struct confchain_received_frame *info);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -53,6 +53,11 @@ pub const CONFCHAIN_KIND_PANIC: i32 = 1017;
 /// The call was closed (left, removed, ended, failed closed or dropped): it and every media handle
 /// taken from it refuse to encrypt, decrypt or build.
 pub const CONFCHAIN_KIND_CALL_CLOSED: i32 = 1018;
+/// A media frame dropped on send: every H.264 encryption (`CONFCHAIN_FRAME_MAX_ATTEMPTS`) put a
+/// NAL start code in the ciphertext (`FRAME__START_CODE`).
+pub const CONFCHAIN_KIND_FRAME_START_CODE: i32 = 1019;
+/// A media frame dropped on receive: its plaintext is empty (`FRAME__EMPTY`; tgcalls drops it).
+pub const CONFCHAIN_KIND_FRAME_EMPTY: i32 = 1020;
 
 thread_local! {
     static LAST_ERROR: RefCell<(i32, String)> = const { RefCell::new((0, String::new())) };
@@ -79,6 +84,8 @@ pub(crate) fn kind_constant(kind: ErrorKind) -> i32 {
         SharedSecret => CONFCHAIN_KIND_SHARED_SECRET,
         KeyUnavailable => CONFCHAIN_KIND_KEY_UNAVAILABLE,
         CallClosed => CONFCHAIN_KIND_CALL_CLOSED,
+        FrameStartCode => CONFCHAIN_KIND_FRAME_START_CODE,
+        FrameEmpty => CONFCHAIN_KIND_FRAME_EMPTY,
         coded => coded.numeric_code(),
     }
 }
@@ -193,6 +200,8 @@ pub extern "C" fn confchain_error_name(code: i32) -> *const std::ffi::c_char {
         1016 => c"KEY_UNAVAILABLE",
         1017 => c"PANIC",
         1018 => c"CALL_CLOSED",
+        1019 => c"FRAME__START_CODE",
+        1020 => c"FRAME__EMPTY",
         _ => c"UNKNOWN_ERROR",
     };
     name.as_ptr()

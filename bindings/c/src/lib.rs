@@ -15,11 +15,15 @@
 //!   `CONFCHAIN_KIND_INVALID_INPUT`). Arrays hold at most `CONFCHAIN_MAX_LIST_LEN` items.
 //! * Outputs are checked before anything is consumed: a null output pointer, or a caller buffer
 //!   smaller than the bound of its function (`confchain_media_max_packet_size`,
-//!   `confchain_media_max_frame_size`), is refused before a sequence number is drawn, a packet
+//!   `confchain_media_max_frame_size`, and for media frames `confchain_frame_max_packet_size`,
+//!   `confchain_frame_max_frame_size`), is refused before a sequence number is drawn, a packet
 //!   is marked as seen or a queued message or event is taken, so the retry succeeds.
 //! * Time is passed as milliseconds of the caller's monotonic clock; randomness comes from a
 //!   `confchain_rng` the caller seeds with 32 bytes from its own CSPRNG. confchain itself never
 //!   reads a clock or OS randomness.
+//! * Media frames (`confchain_*_encrypt_frame`, `confchain_*_decrypt_frame`) are laid out as
+//!   Telegram's apps (tgcalls) do: see the frame section of the header; a C++ program built on
+//!   tgcalls gets its `e2eEncryptDecrypt` callback from `include/confchain_tgcalls.hpp`.
 //! * No panic crosses the boundary: every entry point catches unwinding and reports code 100.
 //!
 //! This crate is the one place where confchain uses `unsafe`: to read the caller's pointers (and to
@@ -41,3 +45,5 @@ pub mod p2p;
 pub mod session;
 
 pub mod media;
+
+pub mod frame;

@@ -19,13 +19,13 @@ pub struct confchain_media_decryptor(pub(crate) MediaDecryptor);
 thread_local! {
     /// Per-thread scratch buffer: the media path allocates only when a frame is larger than any
     /// before it on this thread.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    pub(crate) static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The caller's output buffer of a media function, checked before anything is consumed (a
 /// sequence number drawn, a packet marked in the replay window): a buffer that cannot hold the
 /// largest possible result, or a null `out_len`, is refused while the input can still be retried.
-struct Sink<'a> {
+pub(crate) struct Sink<'a> {
     buf: *mut u8,
     cap: usize,
     len: &'a mut usize,
@@ -34,7 +34,7 @@ struct Sink<'a> {
 impl<'a> Sink<'a> {
     /// Checks `out_len` and that `cap` bytes at `buf` hold `needed`; else `*out_len` (when not
     /// null) gets `needed`, the size to retry with.
-    unsafe fn new(buf: *mut u8, cap: usize, out_len: *mut usize, needed: usize) -> Result<Sink<'a>, i32> {
+    pub(crate) unsafe fn new(buf: *mut u8, cap: usize, out_len: *mut usize, needed: usize) -> Result<Sink<'a>, i32> {
         let len = out(out_len)?;
         *len = needed;
         if cap < needed {
@@ -47,7 +47,7 @@ impl<'a> Sink<'a> {
     }
 
     /// Copies `result` into the buffer and its length into `*out_len`.
-    unsafe fn deliver(self, result: &[u8]) -> Result<(), i32> {
+    pub(crate) unsafe fn deliver(self, result: &[u8]) -> Result<(), i32> {
         *self.len = result.len();
         if result.len() > self.cap {
             // Unreachable when `needed` was a true bound; refused rather than overflowing.

@@ -588,7 +588,7 @@ pub unsafe extern "C" fn confchain_session_get_state(
     })
 }
 
-fn session_call(s: &mut confchain_session) -> Result<&mut Call, i32> {
+pub(crate) fn session_call(s: &mut confchain_session) -> Result<&mut Call, i32> {
     s.0.call_mut().ok_or_else(|| invalid("not in a call"))
 }
 

@@ -106,6 +106,19 @@ int main(void) {
   CHECK(plain.len == 5 && !memcmp(plain.data, "frame", 5), "frame decrypted");
   confchain_bytes_free(packet);
   confchain_bytes_free(plain);
+  /* A media frame through the frame layer: Opus with its level. */
+  uint8_t frame_packet[2048], frame_out[2048];
+  size_t frame_len = 0;
+  confchain_received_frame info = {0, 0, 0};
+  ok(confchain_session_encrypt_frame(sessions[0], CONFCHAIN_CHANNEL_MAIN, CONFCHAIN_CODEC_OPUS, 9, 1,
+                                     (const uint8_t *)"opus", 4, 10, rng, frame_packet, sizeof frame_packet, &frame_len,
+                                     NULL),
+     "encrypt frame");
+  ok(confchain_session_decrypt_frame(sessions[1], 1, CONFCHAIN_CODEC_OPUS, frame_packet, frame_len, 10, frame_out,
+                                     sizeof frame_out, &frame_len, &info),
+     "decrypt frame");
+  CHECK(frame_len == 4 && !memcmp(frame_out, "opus", 4) && info.has_level && info.level == 9 && info.speech,
+        "frame decrypted with its level");
   const char *json = "{\"_\":\"groupCallMessage\",\"random_id\":\"5\"}";
   ok(confchain_session_send_message(sessions[1], (const uint8_t *)json, strlen(json), 10, rng), "message");
   pump(10);

@@ -16,6 +16,8 @@ use pyo3::types::PyBytes;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
+mod frame;
+
 create_exception!(confchain, ConfchainError, PyException, "An error of confchain: `code`, `name`, `message`.");
 
 fn err(e: engine::Error) -> PyErr {
@@ -352,6 +354,68 @@ impl Call {
         Ok(bytes(py, &plain))
     }
 
+    /// Encrypts a media frame as tgcalls does (see `frame_plaintext`): the codec's clear prefix,
+    /// H.264 start codes widened and re-encrypted (up to `FRAME_MAX_ATTEMPTS` times) until no start
+    /// code follows the prefix, the Opus trailer with `level` (0 loud ..= 127 silent) and
+    /// `speech`. `codec` is a name or an RTP payload type. Raises `FRAME__START_CODE` when every
+    /// attempt put a start code in the ciphertext (drop the frame).
+    #[pyo3(signature = (channel, codec, frame, now_ms, rng, level = 0, speech = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn encrypt_frame<'py>(
+        &mut self,
+        py: Python<'py>,
+        channel: i32,
+        codec: frame::CodecArg,
+        frame: &[u8],
+        now_ms: Millis,
+        rng: &mut Rng,
+        level: u8,
+        speech: bool,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(self.encrypt_frame_info(py, channel, codec, frame, now_ms, rng, level, speech)?.0)
+    }
+
+    /// `encrypt_frame`, returning `(packet, clear_prefix, attempts)`: attempts > 1 when H.264
+    /// ciphertexts with a start code were discarded (each consumed a sequence number).
+    #[pyo3(signature = (channel, codec, frame, now_ms, rng, level = 0, speech = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn encrypt_frame_info<'py>(
+        &mut self,
+        py: Python<'py>,
+        channel: i32,
+        codec: frame::CodecArg,
+        frame: &[u8],
+        now_ms: Millis,
+        rng: &mut Rng,
+        level: u8,
+        speech: bool,
+    ) -> PyResult<frame::Sent<'py>> {
+        let level = frame::level(level, speech);
+        let mut out = Vec::new();
+        let s = py
+            .allow_threads(|| self.0.encrypt_frame_into(channel, codec.0, frame, level, now_ms.0, &mut rng.0, &mut out))
+            .map_err(err)?;
+        Ok(frame::sent(py, &out, &s))
+    }
+
+    /// Decrypts a media frame from `sender_user_id`: `(frame, level, speech)`, the Opus trailer
+    /// stripped (level and speech None without one, and for video). Raises `FRAME__EMPTY` for an
+    /// empty plaintext (tgcalls drops it) and every error of `decrypt`.
+    fn decrypt_frame<'py>(
+        &mut self,
+        py: Python<'py>,
+        sender_user_id: i64,
+        codec: frame::CodecArg,
+        packet: &[u8],
+        now_ms: Millis,
+    ) -> PyResult<frame::Received<'py>> {
+        let mut out = Vec::new();
+        let r = py
+            .allow_threads(|| self.0.decrypt_frame_into(sender_user_id, codec.0, packet, now_ms.0, &mut out))
+            .map_err(err)?;
+        Ok(frame::received(py, &out, r.level))
+    }
+
     /// Encrypts a sendGroupCallEncryptedMessage payload (JSON text).
     fn encrypt_message<'py>(
         &mut self,
@@ -606,6 +670,43 @@ impl MediaEncryptor {
         py.allow_threads(|| self.0.encrypt_into(channel, frame, clear_prefix_len, now_ms.0, &mut out)).map_err(err)?;
         Ok(bytes(py, &out))
     }
+
+    /// Encrypts a media frame as `Call.encrypt_frame` does.
+    #[pyo3(signature = (channel, codec, frame, now_ms, level = 0, speech = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn encrypt_frame<'py>(
+        &self,
+        py: Python<'py>,
+        channel: i32,
+        codec: frame::CodecArg,
+        frame: &[u8],
+        now_ms: Millis,
+        level: u8,
+        speech: bool,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(self.encrypt_frame_info(py, channel, codec, frame, now_ms, level, speech)?.0)
+    }
+
+    /// `encrypt_frame`, returning `(packet, clear_prefix, attempts)`.
+    #[pyo3(signature = (channel, codec, frame, now_ms, level = 0, speech = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn encrypt_frame_info<'py>(
+        &self,
+        py: Python<'py>,
+        channel: i32,
+        codec: frame::CodecArg,
+        frame: &[u8],
+        now_ms: Millis,
+        level: u8,
+        speech: bool,
+    ) -> PyResult<frame::Sent<'py>> {
+        let level = frame::level(level, speech);
+        let mut out = Vec::new();
+        let s = py
+            .allow_threads(|| self.0.encrypt_frame_into(channel, codec.0, frame, level, now_ms.0, &mut out))
+            .map_err(err)?;
+        Ok(frame::sent(py, &out, &s))
+    }
 }
 
 /// Decrypts other members' frames from any thread (obtained from `Call.media_decryptor()`).
@@ -625,6 +726,22 @@ impl MediaDecryptor {
         let mut out = Vec::new();
         py.allow_threads(|| self.0.decrypt_into(user_id, packet, now_ms.0, &mut out)).map_err(err)?;
         Ok(bytes(py, &out))
+    }
+
+    /// Decrypts a media frame as `Call.decrypt_frame` does: `(frame, level, speech)`.
+    fn decrypt_frame<'py>(
+        &self,
+        py: Python<'py>,
+        sender_user_id: i64,
+        codec: frame::CodecArg,
+        packet: &[u8],
+        now_ms: Millis,
+    ) -> PyResult<frame::Received<'py>> {
+        let mut out = Vec::new();
+        let r = py
+            .allow_threads(|| self.0.decrypt_frame_into(sender_user_id, codec.0, packet, now_ms.0, &mut out))
+            .map_err(err)?;
+        Ok(frame::received(py, &out, r.level))
     }
 }
 
@@ -1042,6 +1159,64 @@ impl Session {
         let p = py.allow_threads(|| call.decrypt(user_id, packet, now_ms.0)).map_err(err)?;
         Ok(bytes(py, &p))
     }
+
+    /// Encrypts a media frame with the call's current key, as `Call.encrypt_frame_info` does:
+    /// `(packet, clear_prefix, attempts)`.
+    #[pyo3(signature = (channel, codec, frame, now_ms, rng, level = 0, speech = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn encrypt_frame_info<'py>(
+        &mut self,
+        py: Python<'py>,
+        channel: i32,
+        codec: frame::CodecArg,
+        frame: &[u8],
+        now_ms: Millis,
+        rng: &mut Rng,
+        level: u8,
+        speech: bool,
+    ) -> PyResult<frame::Sent<'py>> {
+        let level = frame::level(level, speech);
+        let call = self.0.call_mut().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("not in a call"))?;
+        let mut out = Vec::new();
+        let s = py
+            .allow_threads(|| call.encrypt_frame_into(channel, codec.0, frame, level, now_ms.0, &mut rng.0, &mut out))
+            .map_err(err)?;
+        Ok(frame::sent(py, &out, &s))
+    }
+
+    /// Encrypts a media frame with the call's current key, as `Call.encrypt_frame` does.
+    #[pyo3(signature = (channel, codec, frame, now_ms, rng, level = 0, speech = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn encrypt_frame<'py>(
+        &mut self,
+        py: Python<'py>,
+        channel: i32,
+        codec: frame::CodecArg,
+        frame: &[u8],
+        now_ms: Millis,
+        rng: &mut Rng,
+        level: u8,
+        speech: bool,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(self.encrypt_frame_info(py, channel, codec, frame, now_ms, rng, level, speech)?.0)
+    }
+
+    /// Decrypts a media frame from `sender_user_id`, as `Call.decrypt_frame` does.
+    fn decrypt_frame<'py>(
+        &mut self,
+        py: Python<'py>,
+        sender_user_id: i64,
+        codec: frame::CodecArg,
+        packet: &[u8],
+        now_ms: Millis,
+    ) -> PyResult<frame::Received<'py>> {
+        let call = self.0.call_mut().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("not in a call"))?;
+        let mut out = Vec::new();
+        let r = py
+            .allow_threads(|| call.decrypt_frame_into(sender_user_id, codec.0, packet, now_ms.0, &mut out))
+            .map_err(err)?;
+        Ok(frame::received(py, &out, r.level))
+    }
 }
 
 /// The in-memory model of Telegram's server for one conference (a test double: no network).
@@ -1104,6 +1279,7 @@ fn _confchain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create_zero_block, m)?)?;
     m.add_function(wrap_pyfunction!(create_self_add_block, m)?)?;
     register_tl(m)?;
+    frame::register(m)?;
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 """Type stubs of confchain's Python module."""
 
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 class ConfchainError(Exception):
     code: int
@@ -73,17 +73,70 @@ class P2PCallee:
     def g_b(self) -> bytes: ...
     def on_confirmed(self, g_a: bytes, key_fingerprint: int) -> P2PKey: ...
 
+# ---- media frames as Telegram's apps (tgcalls) write them ----
+
+Codec = Union[str, int]
+"""A codec name ("opus", "vp8", "h264", or an SDP/MIME name such as "video/H264", any case; any other
+name is the unknown path) or an RTP payload type as tgcalls maps it (111 Opus, 100 VP8, 104 H.264,
+anything else the unknown path: VP9, AV1, ...)."""
+ReceivedFrame = Tuple[bytes, Optional[int], Optional[bool]]
+"""(frame, level, speech): level (0 loud ..= 127 silent) and speech are None unless an Opus frame
+carried the level trailer."""
+SentFrame = Tuple[bytes, int, int]
+"""(packet, clear_prefix, attempts): attempts > 1 when H.264 ciphertexts with a start code were
+discarded (each consumed a sequence number)."""
+
+PAYLOAD_TYPE_OPUS: int  # 111
+PAYLOAD_TYPE_VP8: int  # 100
+PAYLOAD_TYPE_VP9: int  # 102 (an unknown codec to the frame layer)
+PAYLOAD_TYPE_H264: int  # 104
+CHANNEL_MAIN: int  # 0: camera and microphone (every app)
+CHANNEL_SCREENCAST: int  # 1: screencast on iOS and TDLib clients (Desktop and Android use 0)
+FRAME_MAX_ATTEMPTS: int  # 4: H.264 encryptions before a frame is dropped (FRAME__START_CODE)
+
+def codec_from_payload_type(payload_type: int) -> str: ...
+def frame_plaintext(codec: Codec, frame: bytes, level: int = 0, speech: bool = False) -> Tuple[bytes, int]:
+    """What tgcalls passes to call_encrypt: (data, clear_prefix). No keys involved."""
+def frame_is_valid_encrypted(codec: Codec, packet: bytes, clear_prefix: int) -> bool:
+    """tgcalls' ValidateEncryptedFrame: False when an H.264 packet has a NAL start code after its prefix."""
+def frame_strip_received(codec: Codec, plain: bytes) -> ReceivedFrame:
+    """The receive side after a bare decryption: the Opus trailer stripped and its level."""
+def audio_level_to_byte(level: int, speech: bool = False) -> int: ...
+def audio_level_from_byte(byte: int) -> Tuple[int, bool]: ...
+def audio_level_from_linear(linear: float) -> int: ...
+def audio_level_from_peak(peak: int) -> int: ...
+def audio_level_to_linear(level: int) -> float: ...
+
 class MediaEncryptor:
     def encrypt(self, channel: int, frame: bytes, now_ms: int, clear_prefix_len: int = 0) -> bytes: ...
+    def encrypt_frame(
+        self, channel: int, codec: Codec, frame: bytes, now_ms: int, level: int = 0, speech: bool = False
+    ) -> bytes: ...
+    def encrypt_frame_info(
+        self, channel: int, codec: Codec, frame: bytes, now_ms: int, level: int = 0, speech: bool = False
+    ) -> SentFrame: ...
 
 class MediaDecryptor:
     def decrypt(self, user_id: int, packet: bytes, now_ms: int) -> bytes: ...
+    def decrypt_frame(self, sender_user_id: int, codec: Codec, packet: bytes, now_ms: int) -> ReceivedFrame: ...
 
 class Call:
     def __init__(self, user_id: int, key: PrivateKey, last_block: bytes, rng: Rng) -> None: ...
     def apply_block(self, block: bytes, now_ms: int, rng: Rng) -> None: ...
     def encrypt(self, channel: int, data: bytes, now_ms: int, rng: Rng, clear_prefix_len: int = 0) -> bytes: ...
     def decrypt(self, user_id: int, packet: bytes, now_ms: int) -> bytes: ...
+    def encrypt_frame(
+        self, channel: int, codec: Codec, frame: bytes, now_ms: int, rng: Rng, level: int = 0, speech: bool = False
+    ) -> bytes:
+        """A media frame as tgcalls encrypts it (codec prefix, H.264 start codes widened and
+        re-encrypted, Opus level trailer). Raises ConfchainError FRAME__START_CODE when every
+        H.264 attempt had a start code in the ciphertext (drop the frame)."""
+    def encrypt_frame_info(
+        self, channel: int, codec: Codec, frame: bytes, now_ms: int, rng: Rng, level: int = 0, speech: bool = False
+    ) -> SentFrame: ...
+    def decrypt_frame(self, sender_user_id: int, codec: Codec, packet: bytes, now_ms: int) -> ReceivedFrame:
+        """A media frame from sender_user_id, the Opus trailer stripped. Raises ConfchainError
+        FRAME__EMPTY for an empty plaintext (tgcalls drops it) and every error of decrypt."""
     def check_block(self, block: bytes) -> None: ...
     def media_encryptor(self, rng: Rng) -> "MediaEncryptor": ...
     def media_decryptor(self) -> "MediaDecryptor": ...
@@ -186,6 +239,18 @@ class Session:
     def key_fingerprint(self) -> Optional[str]: ...
     def encrypt(self, channel: int, data: bytes, now_ms: int, rng: Rng, clear_prefix_len: int = 0) -> bytes: ...
     def decrypt(self, user_id: int, packet: bytes, now_ms: int) -> bytes: ...
+    def encrypt_frame(
+        self, channel: int, codec: Codec, frame: bytes, now_ms: int, rng: Rng, level: int = 0, speech: bool = False
+    ) -> bytes:
+        """A media frame as tgcalls encrypts it (codec prefix, H.264 start codes widened and
+        re-encrypted, Opus level trailer). Raises ConfchainError FRAME__START_CODE when every
+        H.264 attempt had a start code in the ciphertext (drop the frame)."""
+    def encrypt_frame_info(
+        self, channel: int, codec: Codec, frame: bytes, now_ms: int, rng: Rng, level: int = 0, speech: bool = False
+    ) -> SentFrame: ...
+    def decrypt_frame(self, sender_user_id: int, codec: Codec, packet: bytes, now_ms: int) -> ReceivedFrame:
+        """A media frame from sender_user_id, the Opus trailer stripped. Raises ConfchainError
+        FRAME__EMPTY for an empty plaintext (tgcalls drops it) and every error of decrypt."""
 
 class Server:
     def __init__(self, existing: bool = False) -> None: ...

@@ -277,6 +277,12 @@
 #define CONFCHAIN_SESSION_CALL_IDENTITY 14
 
 /**
+ * The call's epochs black out H.264 video, or will once the block at `height` is the oldest
+ * (SPEC §17.6); `text` is "now" or "ahead". The session re-keys it away by itself.
+ */
+#define CONFCHAIN_SESSION_VIDEO_BLACKOUT 15
+
+/**
  * Opus (payload type 111): the frame and a level trailer, encrypted whole.
  */
 #define CONFCHAIN_CODEC_OPUS 0

@@ -60,6 +60,9 @@ pub const CONFCHAIN_SESSION_ENDED: i32 = 12;
 pub const CONFCHAIN_SESSION_CHAIN_REJECTED: i32 = 13;
 /// The call's identity: `user_ids` holds `[id, access_hash]`, `text` the invite link (may be empty).
 pub const CONFCHAIN_SESSION_CALL_IDENTITY: i32 = 14;
+/// The call's epochs black out H.264 video, or will once the block at `height` is the oldest
+/// (SPEC §17.6); `text` is "now" or "ahead". The session re-keys it away by itself.
+pub const CONFCHAIN_SESSION_VIDEO_BLACKOUT: i32 = 15;
 
 /// A request to send (see the `CONFCHAIN_REQUEST_*` kinds); free with `confchain_request_free`.
 #[repr(C)]
@@ -541,6 +544,10 @@ pub unsafe extern "C" fn confchain_session_poll_event(
                 (e.kind, e.height) = (CONFCHAIN_SESSION_REMOVED, height.unwrap_or(-1))
             }
             Some(SessionEvent::Left) => e.kind = CONFCHAIN_SESSION_LEFT,
+            Some(SessionEvent::VideoBlackout { height, now }) => {
+                let when = if now { "now" } else { "ahead" };
+                (e.kind, e.height, e.text) = (CONFCHAIN_SESSION_VIDEO_BLACKOUT, height, text(when.to_owned()))
+            }
             Some(_) => {}
         }
         *slot = e;

@@ -376,39 +376,9 @@ pub fn audio_level_from_linear(linear: f32) -> u8 {
     level_of_linear(linear)
 }
 
-/// `AudioLevel::from_linear`, reproducing tgcalls' `log10f` bit for bit on every target. The
-/// vectors were made with glibc's `log10f` (the fdlibm algorithm: `k·log10(2)` plus
-/// `logf(m)/ln(10)` in f32); wasm32's software libm computes it another way and lands one level
-/// off at values such as 10^(-12/20). Here: that algorithm, with `logf` correctly rounded (taken
-/// in f64), which matches all of tgcalls' level vectors.
+/// `AudioLevel::from_linear` (the core computes tgcalls' `log10f` bit for bit on every target).
 fn level_of_linear(linear: f32) -> u8 {
-    if linear > 0.0 {
-        (-(20.0 * log10f(linear)) as i32).clamp(0, 127) as u8
-    } else {
-        127
-    }
-}
-
-/// fdlibm's `__ieee754_log10f` (glibc's up to 2.39) for finite `x > 0`.
-fn log10f(x: f32) -> f32 {
-    // fdlibm's constants, by their bits: 1/ln(10), and log10(2) split in a high and a low part.
-    const IVLN10: f32 = f32::from_bits(0x3ede_5bd9);
-    const LOG10_2HI: f32 = f32::from_bits(0x3e9a_2080);
-    const LOG10_2LO: f32 = f32::from_bits(0x3554_27db);
-    let mut hx = x.to_bits() as i32;
-    let mut k: i32 = 0;
-    if hx < 0x0080_0000 {
-        // subnormal: scale by 2^25
-        k -= 25;
-        hx = (x * 33_554_432.0).to_bits() as i32;
-    }
-    k += (hx >> 23) - 127;
-    let i = i32::from(k < 0);
-    let m = f32::from_bits(((hx & 0x007f_ffff) | ((0x7f - i) << 23)) as u32);
-    let y = (k + i) as f32;
-    let logf = f64::from(m).ln() as f32;
-    let z = y * LOG10_2LO + IVLN10 * logf;
-    z + y * LOG10_2HI
+    AudioLevel::from_linear(linear, false).level
 }
 
 /// The level of a peak sample amplitude (`fromLinear(peak / 4000)`, tgcalls' noise-suppression path).
@@ -420,9 +390,7 @@ pub fn audio_level_from_peak(peak: u16) -> u8 {
 /// The linear level a receiver reports for a trailer's level: `10^(-level/20)`.
 #[wasm_bindgen(js_name = audioLevelToLinear)]
 pub fn audio_level_to_linear(level: u8) -> f32 {
-    // `powf` through f64, correctly rounded like the `powf` the vectors were made with (wasm32's
-    // software `powf` is not).
-    10f64.powf(f64::from(-f32::from(level & 0x7f) / 20.0)) as f32
+    AudioLevel { level, speech: false }.to_linear()
 }
 
 /// The trailer's byte: `speech << 7 | level & 0x7f`.

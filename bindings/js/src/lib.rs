@@ -712,6 +712,11 @@ impl Session {
                 "removed"
             }
             sess::SessionEvent::Left => "left",
+            sess::SessionEvent::VideoBlackout { height, now } => {
+                set(&o, "height", height.into());
+                set(&o, "now", now.into());
+                "video_blackout"
+            }
             _ => "other",
         };
         set(&o, "kind", kind.into());

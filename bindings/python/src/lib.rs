@@ -998,6 +998,10 @@ impl SessionEvent {
                 "removed"
             }
             sess::SessionEvent::Left => "left",
+            sess::SessionEvent::VideoBlackout { height, now } => {
+                (out.height, out.text) = (Some(height), Some(if now { "now" } else { "ahead" }.to_owned()));
+                "video_blackout"
+            }
             _ => "other",
         };
         out.kind = kind.to_owned();

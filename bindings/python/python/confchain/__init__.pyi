@@ -201,8 +201,9 @@ class SessionEvent:
     verification_done, message_received, removed, left, ended (the call ended: text names why),
     chain_rejected (failed closed: the server's chain holds a block the rules refuse at height;
     the call and its media handles are closed, only a new join continues), call_identity
-    (user_ids = [id, access_hash], text = invite link), error (a refused push, a dropped message,
-    a send given up)."""
+    (user_ids = [id, access_hash], text = invite link), video_blackout (the block at height
+    blacks out H.264 video, text "now" or "ahead"; the session re-keys it away), error (a refused
+    push, a dropped message, a send given up)."""
     height: Optional[int]
     fingerprint: Optional[str]
     user_ids: Optional[List[int]]

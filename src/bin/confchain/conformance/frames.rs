@@ -65,6 +65,9 @@ pub const CAUSE_PLAYS_UNDECRYPTABLE: &str =
 /// Android's refactor on a trailer-only Opus frame.
 pub const CAUSE_DROP_TRAILER_ONLY: &str = "an Opus frame that is only its trailer is dropped and its level not \
      reported (Android's refactor c8480176); tgcalls delivers it empty with its level";
+/// The level read but not reported.
+pub const CAUSE_LEVEL_NOT_REPORTED: &str =
+    "the receiver strips the Opus trailer but does not report the level it carries (none, or another)";
 /// Levels in f64.
 pub const CAUSE_LEVEL_F64: &str =
     "the level is computed in f64 (tgcalls computes 20·log10 and the power of 10 in f32, \
@@ -308,6 +311,10 @@ fn diagnose_receive(
     got: &Option<Vec<u8>>,
 ) -> Option<String> {
     let got_frame = got.as_deref()?;
+    if got == expected {
+        // The right frame: only the level differs.
+        return (codec == Codec::Opus).then(|| CAUSE_LEVEL_NOT_REPORTED.into());
+    }
     if decrypted.is_empty() {
         return Some(CAUSE_PLAYS_UNDECRYPTABLE.into());
     }

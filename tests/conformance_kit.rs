@@ -202,6 +202,25 @@ fn each_frame_deviation_is_found_with_its_cause() {
             4,
             &["frame.receive.opus-callback-failure", "frame.receive.h264-callback-failure", "frame.live.undecryptable"],
         ),
+        (
+            "fixed-level-byte",
+            "the audio trailer does not carry the sender's level",
+            9,
+            &["frame.send.opus-real-level-speech", "frame.live.send.opus"],
+        ),
+        (
+            "strict-start-code-search",
+            "the start-code check also counts a code whose 01 is the packet's last byte",
+            1,
+            &["frame.send.val-last-three-bytes"],
+        ),
+        (
+            "drop-trailer-only",
+            "an Opus frame that is only its trailer is dropped",
+            1,
+            &["frame.receive.opus-only-trailer"],
+        ),
+        ("levels-f64", "the level is computed in f64", 2, &["frame.levels.to_byte", "frame.levels.from_byte"]),
     ];
     for (deviation, cause, count, must) in cases {
         let (out, peer) = report(&serve(deviation), &["--only", "frame"]);

@@ -238,6 +238,8 @@ pub enum Receive {
     KeepTrailer,
     /// A failed decryption passes the packet on.
     PlayUndecryptable,
+    /// Android's refactor: an Opus frame that is only its trailer is dropped, no level.
+    DropTrailerOnly,
 }
 
 /// What a receiver delivers from `decrypted` (empty: the decryption failed) of `packet`: the
@@ -251,7 +253,22 @@ pub fn receive(rule: Receive, codec: Codec, decrypted: &[u8], packet: &[u8]) -> 
         return (Some(out), None);
     }
     let level = frame::strip_received(codec, &mut out);
+    if rule == Receive::DropTrailerOnly && codec == Codec::Opus && out.is_empty() {
+        return (None, None);
+    }
     (Some(out), level)
+}
+
+/// The trailer's level byte from a linear level, computed in f64 (a mistake).
+pub fn level_to_byte_f64(linear: f32, speech: bool) -> u8 {
+    let x = f64::from(linear);
+    let level = if x > 0.0 { (-(20.0 * x.log10())).clamp(0.0, 127.0) as u8 } else { 127 };
+    (u8::from(speech) << 7) | level
+}
+
+/// The linear level of a trailer byte, computed in f64 then rounded (a mistake).
+pub fn level_from_byte_f64(byte: u8) -> f32 {
+    10f64.powf(-f64::from(byte & 0x7f) / 20.0) as f32
 }
 
 /// Which known mistake gives `(got, got_prefix)` as the layout of `frame`.
@@ -619,9 +636,7 @@ fn level_checks(v: &Value, out: &mut Vec<Check>) -> Result<(), String> {
                 let m = ok(p, "level_to_byte", args, "level_to_byte")?;
                 let got = m.get("byte").and_then(Value::as_u64);
                 if got != Some(byte) {
-                    let x = f64::from(linear);
-                    let level64 = if x > 0.0 { (-(20.0 * x.log10())).clamp(0.0, 127.0) as u64 } else { 127 };
-                    f64_explains &= got == Some(u64::from(speech) << 7 | level64);
+                    f64_explains &= got == Some(u64::from(level_to_byte_f64(linear, speech)));
                     wrong.push((linear, byte, got));
                 }
             }
@@ -647,8 +662,7 @@ fn level_checks(v: &Value, out: &mut Vec<Check>) -> Result<(), String> {
                 let m = ok(p, "level_from_byte", json!({ "byte": byte }), "level_from_byte")?;
                 let got = m.get("linear").and_then(Value::as_f64).map(|g| g as f32);
                 if got.map(f32::to_bits) != Some(linear.to_bits()) {
-                    let x64 = 10f64.powf(-f64::from(byte) / 20.0) as f32;
-                    f64_explains &= got.map(f32::to_bits) == Some(x64.to_bits());
+                    f64_explains &= got.map(f32::to_bits) == Some(level_from_byte_f64(byte).to_bits());
                     wrong.push((byte, linear, got));
                 }
             }

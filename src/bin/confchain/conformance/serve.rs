@@ -31,6 +31,10 @@ pub const DEVIATIONS: &[(&str, &str)] = &[
     ("clear-without-epoch", "frames: send the frame in clear when it cannot be encrypted (MadelineProto)"),
     ("keep-trailer", "frames: deliver Opus frames without stripping the trailer"),
     ("play-undecryptable", "frames: pass a frame that does not decrypt on unchanged (tweb)"),
+    ("fixed-level-byte", "frames: write the audio trailer as 01 00 whatever the level (tweb)"),
+    ("strict-start-code-search", "frames: count a start code ending at the packet's last byte (MadelineProto)"),
+    ("drop-trailer-only", "frames: drop an Opus frame that is only its trailer (Android's refactor)"),
+    ("levels-f64", "frames: compute the audio level conversions in f64"),
 ];
 
 /// The frame deviations (they change the frame operations only).
@@ -42,6 +46,9 @@ const FRAME_DEVIATIONS: &[&str] = &[
     "clear-without-epoch",
     "keep-trailer",
     "play-undecryptable",
+    "fixed-level-byte",
+    "strict-start-code-search",
+    "drop-trailer-only",
 ];
 
 /// The operations the built-in peer implements.
@@ -296,8 +303,8 @@ impl Server {
             "frame_send" => self.frame_send(req),
             "frame_validate" => self.frame_validate(req),
             "frame_receive" => self.frame_receive(req),
-            "level_to_byte" => level_to_byte(req),
-            "level_from_byte" => level_from_byte(req),
+            "level_to_byte" => level_to_byte(req, self.has("levels-f64")),
+            "level_from_byte" => level_from_byte(req, self.has("levels-f64")),
             "encrypt_frame" => self.encrypt_frame(req),
             "decrypt_frame" => self.decrypt_frame(req),
             _ => return None,
@@ -488,18 +495,21 @@ fn level_json(level: Option<AudioLevel>) -> (Value, Value) {
     }
 }
 
-fn level_to_byte(req: &Value) -> Reply {
+fn level_to_byte(req: &Value, in_f64: bool) -> Reply {
     let linear = match req.get("linear_f32_bits").and_then(Value::as_str) {
         Some(bits) => f32::from_bits(u32::from_str_radix(bits, 16).map_err(|_| bad_input("bad linear_f32_bits"))?),
         None => req.get("linear").and_then(Value::as_f64).ok_or_else(|| bad_input("missing linear"))? as f32,
     };
     let speech = req.get("speech").and_then(Value::as_bool).unwrap_or(false);
+    if in_f64 {
+        return Ok(json!({ "byte": frames::level_to_byte_f64(linear, speech) }));
+    }
     Ok(json!({ "byte": AudioLevel::from_linear(linear, speech).to_byte() }))
 }
 
-fn level_from_byte(req: &Value) -> Reply {
+fn level_from_byte(req: &Value, in_f64: bool) -> Reply {
     let byte = u8::try_from(int_arg(req, "byte")?).map_err(|_| bad_input("byte out of range"))?;
-    let linear = AudioLevel::from_byte(byte).to_linear();
+    let linear = if in_f64 { frames::level_from_byte_f64(byte) } else { AudioLevel::from_byte(byte).to_linear() };
     Ok(json!({ "linear": f64::from(linear), "linear_f32_bits": format!("{:08x}", linear.to_bits()) }))
 }
 
@@ -520,6 +530,8 @@ impl Server {
         let mut rules = frames::SendRules::REFERENCE;
         if self.has("no-validation") {
             rules.validation = frames::Validation::None;
+        } else if self.has("strict-start-code-search") {
+            rules.validation = frames::Validation::Strict;
         }
         rules.clear_on_failure = self.has("clear-without-epoch");
         rules
@@ -530,19 +542,27 @@ impl Server {
             frames::Receive::KeepTrailer
         } else if self.has("play-undecryptable") {
             frames::Receive::PlayUndecryptable
+        } else if self.has("drop-trailer-only") {
+            frames::Receive::DropTrailerOnly
         } else {
             frames::Receive::Reference
         }
     }
 
-    fn frame_layout(&mut self, req: &Value) -> Reply {
+    /// The frame arguments, with the level a deviant sender writes.
+    fn frame_arg(&self, req: &Value) -> Result<(Codec, Vec<u8>, AudioLevel), confchain::Error> {
         let (codec, frame, level) = frame_arg(req)?;
+        Ok((codec, frame, if self.has("fixed-level-byte") { AudioLevel::default() } else { level }))
+    }
+
+    fn frame_layout(&mut self, req: &Value) -> Reply {
+        let (codec, frame, level) = self.frame_arg(req)?;
         let (data, prefix) = frames::layout(self.frame_layout_rule(), codec, &frame, level);
         Ok(json!({ "data": hex::encode(data), "prefix": prefix }))
     }
 
     fn frame_send(&mut self, req: &Value) -> Reply {
-        let (codec, frame, level) = frame_arg(req)?;
+        let (codec, frame, level) = self.frame_arg(req)?;
         let outputs = req
             .get("outputs")
             .and_then(Value::as_array)
@@ -573,7 +593,7 @@ impl Server {
     }
 
     fn encrypt_frame(&mut self, req: &Value) -> Reply {
-        let (codec, frame, level) = frame_arg(req)?;
+        let (codec, frame, level) = self.frame_arg(req)?;
         let channel = i32::try_from(int_arg(req, "channel")?).map_err(|_| bad_input("channel out of range"))?;
         let now = req.get("now").and_then(Value::as_u64).unwrap_or(0);
         let mut rng = self.rng(req)?;

@@ -4,6 +4,7 @@
 //! the oracle of the reference's behaviour. `--serve` makes confchain itself such a peer.
 
 mod checks;
+mod frames;
 mod peer;
 mod serve;
 

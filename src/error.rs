@@ -100,6 +100,10 @@ pub enum ErrorKind {
     /// The call was closed ([`crate::Call::close`]: left, removed, ended, its chain rejected, or
     /// dropped): it and every media handle taken from it refuse to encrypt, decrypt or build.
     CallClosed,
+    /// The session's outbox holds `SessionConfig::max_queued_messages` undelivered messages
+    /// already: the message is refused (not queued, not dropped later); send it again once some
+    /// were delivered or given up ([`crate::session::Session::queued_messages`]).
+    OutboxFull,
 }
 
 impl ErrorKind {
@@ -160,6 +164,7 @@ impl ErrorKind {
             KeyUnavailable => "KEY_UNAVAILABLE",
             DhCheck => "DH_CHECK",
             CallClosed => "CALL_CLOSED",
+            OutboxFull => "OUTBOX_FULL",
             _ => "UNKNOWN_ERROR",
         }
     }

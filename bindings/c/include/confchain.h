@@ -123,6 +123,12 @@
 #define CONFCHAIN_KIND_CALL_CLOSED 1018
 
 /**
+ * A session's outbox holds its most undelivered messages: the message was refused (send it again
+ * later).
+ */
+#define CONFCHAIN_KIND_OUTBOX_FULL 1019
+
+/**
  * The most items a caller's array may hold (participants, user ids, blocks of an update): a
  * larger count is refused as invalid input rather than trusted for an allocation.
  */

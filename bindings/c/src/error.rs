@@ -53,6 +53,9 @@ pub const CONFCHAIN_KIND_PANIC: i32 = 1017;
 /// The call was closed (left, removed, ended, failed closed or dropped): it and every media handle
 /// taken from it refuse to encrypt, decrypt or build.
 pub const CONFCHAIN_KIND_CALL_CLOSED: i32 = 1018;
+/// A session's outbox holds its most undelivered messages: the message was refused (send it again
+/// later).
+pub const CONFCHAIN_KIND_OUTBOX_FULL: i32 = 1019;
 
 thread_local! {
     static LAST_ERROR: RefCell<(i32, String)> = const { RefCell::new((0, String::new())) };
@@ -79,6 +82,7 @@ pub(crate) fn kind_constant(kind: ErrorKind) -> i32 {
         SharedSecret => CONFCHAIN_KIND_SHARED_SECRET,
         KeyUnavailable => CONFCHAIN_KIND_KEY_UNAVAILABLE,
         CallClosed => CONFCHAIN_KIND_CALL_CLOSED,
+        OutboxFull => CONFCHAIN_KIND_OUTBOX_FULL,
         coded => coded.numeric_code(),
     }
 }
@@ -193,6 +197,7 @@ pub extern "C" fn confchain_error_name(code: i32) -> *const std::ffi::c_char {
         1016 => c"KEY_UNAVAILABLE",
         1017 => c"PANIC",
         1018 => c"CALL_CLOSED",
+        1019 => c"OUTBOX_FULL",
         _ => c"UNKNOWN_ERROR",
     };
     name.as_ptr()

@@ -9,7 +9,7 @@
 # fuzz/README.md: date, commit, seconds, executions, coverage (`cov:` edges, `ft:` features) at the
 # end, corpus files after the merge, and findings (artifacts, named). A finding stops that target
 # (the run goes on with the next); its input stays in artifacts/<target>. Commit the corpus and the
-# README line afterwards. The bar before a change to a target's code is called done: 3600 s.
+# README line afterwards. Inputs that once failed keep their artifact names in the corpus. The bar before a change to a target's code is called done: 3600 s.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:?usage: fuzz/long.sh SECONDS [TARGET...]}"
@@ -40,7 +40,13 @@ for target in "${targets[@]}"; do
   # Merge: what the run kept, and the seeds, into the committed corpus, then minimize it.
   cp -n "$work"/* "corpus/$target"/ 2>/dev/null || true
   cp -n "seeds/$target"/* "corpus/$target"/ 2>/dev/null || true
+  # Inputs that once failed (crash-*, oom-*, ...) stay by name, whatever their coverage.
+  kept="$(mktemp -d)"
+  find "corpus/$target" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'oom-*' -o -name 'leak-*' \
+    -o -name 'timeout-*' -o -name 'slow-unit-*' \) -exec mv {} "$kept"/ \;
   cargo fuzz cmin -O "$target" "corpus/$target" >>"$log" 2>&1
+  mv "$kept"/* "corpus/$target"/ 2>/dev/null || true
+  rm -rf "$kept"
   files="$(ls "corpus/$target" | wc -l)"
   bytes="$(du -sb "corpus/$target" | cut -f1)"
   rm -rf "$work"

@@ -13,7 +13,8 @@ cargo fuzz build -O
 seconds="${FUZZ_SECONDS:-60}"
 # Every target of fuzz/Cargo.toml: wire_decode, chain_apply, packet_decrypt, broadcast_receive,
 # chain_histories, session (one Session under arbitrary responses, updates and timeouts) and
-# api_tl_decode (the API's TL results and functions, with an allocation bound).
+# api_tl_decode (the API's TL results and functions, with an allocation bound) and frame (the media
+# frame layer: H.264 layouts of any shape, frame packets).
 for target in $(cargo fuzz list); do
   mkdir -p "corpus/$target" "seeds/$target"
   work="$(mktemp -d)"

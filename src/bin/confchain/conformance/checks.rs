@@ -1043,24 +1043,62 @@ fn mixed_checks(out: &mut Vec<Check>) {
             })
         },
     ));
-    out.push(mixed("removal", "§4.2 removal; §8.1 a removed member cannot encrypt", |p, seed| {
-        let mut conf = Conf::new(seed, 3, 7)?;
-        conf.peer_join(p, "p")?;
-        let state = conf.state_with(|l| l.retain(|x| x.user_id != PEER_USER));
-        conf.change(p, 0, state, "apply the block removing the peer")?;
-        conf.compare(p, "p", "after the removal")?;
-        if p.supports("encrypt") {
-            let e = confchain::Error::bare(confchain::ErrorKind::NotParticipant);
-            refused(
-                p,
-                "encrypt",
-                json!({ "member": "p", "channel": 1, "data": "00", "now": conf.now }),
-                "encrypt after removal",
-                &e,
-            )?;
-        }
-        Ok(())
-    }));
+    out.push(Check {
+        name: "mixed.removal".into(),
+        rule: "§4.2 removal; §8.1/§11 a removed member cannot encrypt (documented difference: the reference fails the call)".into(),
+        run: Box::new(|p, seed| {
+            let mut conf = Conf::new(seed, 3, 7)?;
+            conf.peer_join(p, "p")?;
+            let state = conf.state_with(|l| l.retain(|x| x.user_id != PEER_USER));
+            let call = conf.oracle.first().ok_or_else(|| Stop::Oracle("no oracle member".into()))?;
+            let block = call.build_change_state(state, &mut conf.rng)?;
+            conf.publish(block.as_bytes())?;
+            let args = json!({ "member": "p", "block": hex::encode(&conf.last), "now": conf.now,
+                               "offset": i64::from(conf.server.height()).saturating_add(1) });
+            // Either behaviour is the protocol's: the reference refuses the block that removes us
+            // with CALL_FAILED (NOT_PARTICIPANT) and fails the call; confchain applies it and
+            // refuses to encrypt (SPEC §11).
+            let fails_the_call = match p.call("apply_block", args)? {
+                Answer::Unsupported => return Err(Stop::Skip("no `apply_block` operation".into())),
+                Answer::Ok(_) => false,
+                Answer::Refused(e) if ["CALL_FAILED", "INVALID_CALL_GROUP_STATE__NOT_PARTICIPANT"].contains(&e.code.as_str()) => true,
+                Answer::Refused(e) => {
+                    return Err(deviation(
+                        "apply the block removing the peer",
+                        "accepted (confchain), or refused CALL_FAILED / NOT_PARTICIPANT (the reference)",
+                        e.to_string(),
+                    ))
+                }
+            };
+            if !fails_the_call {
+                conf.compare(p, "p", "after the removal")?;
+            }
+            if p.supports("encrypt") {
+                need_cap(p, "errors", "the peer does not report errors")?;
+                let args = json!({ "member": "p", "channel": 1, "data": "00", "now": conf.now });
+                match p.call("encrypt", args)? {
+                    Answer::Refused(e) if ["CALL_FAILED", "INVALID_CALL_GROUP_STATE__NOT_PARTICIPANT"].contains(&e.code.as_str()) => {}
+                    Answer::Unsupported => {}
+                    other => {
+                        return Err(deviation(
+                            "encrypt after removal",
+                            "refused NOT_PARTICIPANT (confchain) or CALL_FAILED (the reference)",
+                            match other {
+                                Answer::Ok(_) => "accepted".to_owned(),
+                                Answer::Refused(e) => e.to_string(),
+                                Answer::Unsupported => String::new(),
+                            },
+                        ))
+                    }
+                }
+            }
+            Ok(Outcome::Documented(if fails_the_call {
+                "the reference's behaviour: the removal fails the call (CALL_FAILED)".into()
+            } else {
+                "confchain's behaviour (SPEC §11): the removal is applied, encryption refused".into()
+            }))
+        }),
+    });
     out.push(mixed("permissions-change", "§4.2 7.3 flags changed by a member with add+remove; the peer loses its rights", |p, seed| {
         let mut conf = Conf::new(seed, 3, 7)?;
         conf.peer_join(p, "p")?;
@@ -1073,7 +1111,7 @@ fn mixed_checks(out: &mut Vec<Check>) {
         conf.compare(p, "p", "after the permission change")?;
         if p.supports("build_change_state") {
             let state = conf.state_with(|l| l.retain(|x| x.user_id != 1001));
-            let e = confchain::Error::new(confchain::ErrorKind::NoPermissions, "INVALID_BLOCK__NO_PERMISSIONS: Can't remove users");
+            let e = confchain::Error::new(confchain::ErrorKind::NoPermissions, "Can't remove users");
             refused(
                 p,
                 "build_change_state",

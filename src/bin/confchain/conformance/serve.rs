@@ -35,6 +35,10 @@ pub const DEVIATIONS: &[(&str, &str)] = &[
     ("strict-start-code-search", "frames: count a start code ending at the packet's last byte (MadelineProto)"),
     ("drop-trailer-only", "frames: drop an Opus frame that is only its trailer (Android's refactor)"),
     ("levels-f64", "frames: compute the audio level conversions in f64"),
+    (
+        "fail-call-on-removal",
+        "the reference's own behaviour (tde2e, tweb): refuse the block that removes us with CALL_FAILED and fail the call (a documented difference: passes)",
+    ),
 ];
 
 /// The frame deviations (they change the frame operations only).
@@ -373,8 +377,13 @@ impl Server {
             m.call = Some(Call::from_chain(m.user_id, m.key.clone(), chain, &mut rng)?);
             return Ok(json!({}));
         }
+        let fail_on_removal = self.has("fail-call-on-removal");
         let call = self.call_of(req)?;
         call.apply_block(&bytes, now, &mut rng)?;
+        if fail_on_removal && !call.is_member() {
+            call.close();
+            return Err(confchain::Error::new(confchain::ErrorKind::CallFailed, "NOT_PARTICIPANT"));
+        }
         Ok(json!({}))
     }
 
@@ -440,7 +449,11 @@ impl Server {
         let channel = i32::try_from(channel).map_err(|_| bad_input("channel out of range"))?;
         let now = req.get("now").and_then(Value::as_u64).unwrap_or(0);
         let mut rng = self.rng(req)?;
+        let fail_on_removal = self.has("fail-call-on-removal");
         let call = self.call_of(req)?;
+        if fail_on_removal && call.is_closed() {
+            return Err(confchain::Error::new(confchain::ErrorKind::CallFailed, "the call failed"));
+        }
         let packet = call.encrypt(channel, &data, 0, now, &mut rng)?;
         Ok(json!({ "packet": hex::encode(packet) }))
     }

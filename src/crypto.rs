@@ -316,14 +316,14 @@ impl Table {
                 points.push(acc);
             }
             for _ in 0..step {
-                base = &base + &base;
+                base = base + base;
             }
         }
         Table { w, half, points: points.into_boxed_slice() }
     }
 
     fn bytes(&self) -> usize {
-        self.points.len() * std::mem::size_of::<EdwardsPoint>()
+        self.points.len().saturating_mul(std::mem::size_of::<EdwardsPoint>())
     }
 
     /// `acc += [digit · 2^(w·position)]P` (`-=` when `negate`) for the stored `row`.
@@ -372,7 +372,7 @@ fn combine(b: &Table, s: &Scalar, a: &Table, k: &Scalar) -> EdwardsPoint {
         let w = if a.half { a.w } else { b.w };
         acc = acc.mul_by_cofactor();
         for _ in 3..w {
-            acc = &acc + &acc;
+            acc = acc + acc;
         }
     }
     b.add_digits(&mut acc, sd, false, false);

@@ -204,7 +204,7 @@ impl Shared {
     }
 
     /// The prepared key of a sender (cached in its shard; its tables are built outside the lock).
-    fn verifying_key(&self, key: &PublicKey) -> Result<Arc<PreparedKey>> {
+    pub(crate) fn prepared_key(&self, key: &PublicKey) -> Result<Arc<PreparedKey>> {
         let shard_lock = self.shards.get(shard_of(key)).ok_or_else(poisoned)?;
         let with_tables = {
             let shard = shard_lock.lock().map_err(|_| poisoned())?;
@@ -272,8 +272,7 @@ impl Shared {
     ) -> Result<()> {
         let start = out.len();
         let lookup = |hash: &[u8; 32]| epochs.iter().find(|e| &e.key.hash == hash).map(|e| (&e.key, &*e.state));
-        let opened =
-            packet::decrypt_into(packet, self.user_id, sender_user_id, lookup, |k| self.verifying_key(k), out)?;
+        let opened = packet::decrypt_into(packet, self.user_id, sender_user_id, lookup, |k| self.prepared_key(k), out)?;
         if let Err(e) = self.accept(opened.sender, opened.channel, opened.seqno) {
             packet::discard_from(out, start);
             return Err(e);

@@ -14,7 +14,7 @@
 //! An H.264 packet must not contain a NAL start code after its clear prefix (WebRTC's packetizer
 //! would split the frame there): each of up to [`MAX_ATTEMPTS`] encryptions is checked, each
 //! consuming a sequence number, and a frame whose every attempt failed is dropped with
-//! [`ErrorKind::FrameStartCode`](crate::ErrorKind::FrameStartCode). Nothing is ever sent or
+//! [`ErrorKind::FrameStartCode`]. Nothing is ever sent or
 //! delivered in clear: every failure is an error and leaves the output buffer as it was.
 //!
 //! The functions here are pure (no keys): [`plaintext_into`] shows what goes into the packet,

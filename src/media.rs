@@ -236,6 +236,11 @@ impl Shared {
         Ok(prepared)
     }
 
+    /// The prepared key of a sender if the packet path already cached it (nothing is built).
+    pub(crate) fn cached_prepared_key(&self, key: &PublicKey) -> Option<Arc<PreparedKey>> {
+        self.shards.get(shard_of(key))?.lock().ok()?.keys.get(key).cloned()
+    }
+
     /// Drops the cached keys (and tables) of senders that are in none of `epochs`' group states:
     /// a member's tables go when the last epoch it belongs to does.
     fn prune_keys(&self, epochs: &[SnapEpoch]) {

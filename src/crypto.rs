@@ -229,7 +229,7 @@ pub struct PreparedKey {
 
 impl PreparedKey {
     /// Bytes of the tables one prepared key holds (32 × 8 extended points of 160 bytes).
-    pub const TABLE_BYTES: usize = 32 * 8 * std::mem::size_of::<EdwardsPoint>();
+    pub const TABLE_BYTES: usize = digit_count(KEY_W).div_ceil(2) * (1 << (KEY_W - 1)) * std::mem::size_of::<EdwardsPoint>();
 
     /// Prepares `key`: decompresses it and builds its tables.
     pub fn new(key: &PublicKey) -> Result<Self> {
@@ -382,10 +382,15 @@ fn combine(b: &Table, s: &Scalar, a: &Table, k: &Scalar) -> EdwardsPoint {
 
 /// How many signed radix-`2^w` digits a number below 2^253 (a reduced scalar) needs.
 #[allow(clippy::arithmetic_side_effects)] // small constants
-fn digit_count(w: u32) -> usize {
+const fn digit_count(w: u32) -> usize {
     // 253 bits, plus one digit position for the final carry when w divides 253 exactly (never for
     // 4..=8, but kept general).
-    (253usize).div_ceil(w as usize) + usize::from(253 % w == 0)
+    let n = 253usize.div_ceil(w as usize);
+    if 253 % w == 0 {
+        n + 1
+    } else {
+        n
+    }
 }
 
 /// The signed radix-`2^w` digits (`-2^(w-1)..=2^(w-1)`) of a number below 2^253, least significant

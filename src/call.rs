@@ -153,14 +153,17 @@ pub struct Call {
 #[cfg(feature = "hazmat")]
 impl Clone for Call {
     fn clone(&self) -> Self {
+        let media = Arc::new(self.media.deep_clone());
+        let mut verification = self.verification.clone();
+        verification.use_key_cache(media.clone());
         Call {
             user_id: self.user_id,
             key: self.key.clone(),
             chain: self.chain.clone(),
             epochs: self.epochs.clone(),
             key_state: self.key_state.clone(),
-            media: Arc::new(self.media.deep_clone()),
-            verification: self.verification.clone(),
+            media,
+            verification,
             events: self.events.clone(),
             verified_height: self.verified_height,
             video_blackout: self.video_blackout,
@@ -206,14 +209,17 @@ impl Call {
     /// depends on the time: the first epoch lasts until the next block.
     pub fn from_chain(user_id: i64, key: PrivateKey, chain: Chain, rng: &mut impl CryptoRngCore) -> Result<Self> {
         let group_key = chain.group_key(user_id, &key)?;
+        let media = Arc::new(Shared::new(user_id));
+        let mut verification = Verification::new(user_id);
+        verification.use_key_cache(media.clone());
         let mut call = Call {
             user_id,
             key,
             chain,
             epochs: Epochs::default(),
             key_state: KeyState::Current,
-            media: Arc::new(Shared::new(user_id)),
-            verification: Verification::new(user_id),
+            media,
+            verification,
             events: VecDeque::new(),
             verified_height: None,
             video_blackout: false,

@@ -10,7 +10,9 @@ use std::fmt;
 
 use aes::cipher::block_padding::NoPadding;
 use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
-use curve25519_dalek::edwards::CompressedEdwardsY;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::Identity;
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use ed25519_dalek::hazmat::{raw_sign, raw_verify, ExpandedSecretKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -205,6 +207,226 @@ mod openssl_sha512 {
             out.copy_from_slice(&self.0.finish());
         }
     }
+}
+
+/// A participant's key prepared for verifying many signatures: the decompressed key and tables
+/// of its multiples, so a verification costs about 120 point additions and no doublings instead
+/// of a variable-base double-scalar multiplication (~250 doublings). Built once when a sender's
+/// key enters a call's key cache ([`PreparedKey::new`], about as long as 1.5 verifications) and
+/// dropped with it; [`PreparedKey::TABLE_BYTES`] bytes each.
+///
+/// The verdicts are exactly [`verify_with`]'s (ed25519-dalek's cofactorless `verify`): `s` must
+/// be canonical (`s < l`), `k = SHA-512(R || A || M) mod l` over the key's bytes as received, and
+/// the signature holds iff the canonical encoding of `[s]B - [k]A` equals the 32 bytes of `R`
+/// (so a non-canonical `R` never verifies, and small-order or mixed-order keys verify exactly as
+/// there). Only the way `[s]B - [k]A` is computed differs: as a sum of precomputed multiples, by
+/// the complete Edwards addition, which gives the same group element for every key, including
+/// those with a torsion component (tests/prepared_keys.rs checks the two agree).
+pub struct PreparedKey {
+    key: VerifyingKey,
+    table: Option<Table>,
+}
+
+impl PreparedKey {
+    /// Bytes of the tables one prepared key holds (32 × 8 extended points of 160 bytes).
+    pub const TABLE_BYTES: usize = digit_count(KEY_W).div_ceil(2) * (1 << (KEY_W - 1)) * std::mem::size_of::<EdwardsPoint>();
+
+    /// Prepares `key`: decompresses it and builds its tables.
+    pub fn new(key: &PublicKey) -> Result<Self> {
+        let key = key.verifying_key()?;
+        Ok(PreparedKey { table: Some(Table::new(&key.to_edwards(), KEY_W, true)), key })
+    }
+
+    /// The decompressed key only, without tables (verifies as [`verify_with`] does): for caches
+    /// that have reached their bound of tables.
+    pub fn without_tables(key: &PublicKey) -> Result<Self> {
+        Ok(PreparedKey { key: key.verifying_key()?, table: None })
+    }
+
+    /// Whether this key has its tables.
+    pub fn has_tables(&self) -> bool {
+        self.table.is_some()
+    }
+
+    /// The decompressed key.
+    pub fn verifying_key(&self) -> &VerifyingKey {
+        &self.key
+    }
+
+    /// Verifies an Ed25519 signature, with exactly [`verify_with`]'s verdicts; fails with "Wrong
+    /// signature" ([`ErrorKind::WrongSignature`]).
+    pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> Result<()> {
+        let Some(table) = &self.table else {
+            return verify_with(&self.key, message, signature);
+        };
+        let (r, s) = signature.split_at(32);
+        let s: [u8; 32] = s.try_into().map_err(|_| wrong_signature())?;
+        // ed25519-dalek's check (without its `legacy_compatibility` feature): s < l.
+        let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s)).ok_or_else(wrong_signature)?;
+        let mut h = VerifySha512::new();
+        h.update(r);
+        h.update(self.key.as_bytes());
+        h.update(message);
+        let k = Scalar::from_hash(h);
+        debug_assert_eq!(table.bytes(), Self::TABLE_BYTES);
+        let expected = combine(base_table(), &s, table, &k).compress();
+        if expected.as_bytes()[..] == *r {
+            Ok(())
+        } else {
+            Err(wrong_signature())
+        }
+    }
+}
+
+impl fmt::Debug for PreparedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PreparedKey({}…, tables: {})", hex4(self.key.as_bytes()), self.table.is_some())
+    }
+}
+
+/// Multiples of a point for variable-time multiplication without doublings: with a number
+/// written in signed radix `2^w` (digits `d_i` in `-2^(w-1)..=2^(w-1)`), `[x]P = sum [d_i · 2^(w·i)]P`,
+/// so the table holds `[j · 2^(w·i)]P` for `j` in `1..=2^(w-1)` and every digit position `i` (one
+/// point addition per nonzero digit), or with `half`, only the even positions: then
+/// `[x]P = sum_even + 2^w · sum_odd` (`w` more doublings, half the memory; the layout of
+/// curve25519-dalek's fixed-base tables). Variable time: every value involved is public.
+struct Table {
+    /// Window width in bits (4..=8).
+    w: u32,
+    /// Only the even digit positions.
+    half: bool,
+    /// Row after row (one per stored digit position), `2^(w-1)` entries each.
+    points: Box<[EdwardsPoint]>,
+}
+
+impl Table {
+    #[allow(clippy::arithmetic_side_effects)] // group operations and small counts: no overflow
+    fn new(point: &EdwardsPoint, w: u32, half: bool) -> Self {
+        let per_row = 1usize << (w - 1);
+        let positions = digit_count(w);
+        let rows = if half { positions.div_ceil(2) } else { positions };
+        let step = if half { 2 * w } else { w };
+        let mut points = Vec::with_capacity(rows * per_row);
+        let mut base = *point;
+        for _ in 0..rows {
+            let mut acc = base;
+            points.push(acc);
+            for _ in 1..per_row {
+                acc += &base;
+                points.push(acc);
+            }
+            for _ in 0..step {
+                base = base + base;
+            }
+        }
+        Table { w, half, points: points.into_boxed_slice() }
+    }
+
+    fn bytes(&self) -> usize {
+        self.points.len().saturating_mul(std::mem::size_of::<EdwardsPoint>())
+    }
+
+    /// `acc += [digit · 2^(w·position)]P` (`-=` when `negate`) for the stored `row`.
+    #[allow(clippy::arithmetic_side_effects)] // group operations on curve points: they cannot overflow
+    fn add(&self, acc: &mut EdwardsPoint, row: usize, digit: i16, negate: bool) {
+        let per_row = 1usize << (self.w - 1);
+        let index = usize::from(digit.unsigned_abs()).checked_sub(1).map(|j| row * per_row + j);
+        let Some(entry) = index.and_then(|i| self.points.get(i)) else {
+            return; // digit 0
+        };
+        if (digit < 0) != negate {
+            *acc -= entry;
+        } else {
+            *acc += entry;
+        }
+    }
+
+    /// `acc += [x]P` (`-=` when `negate`) for the digit positions of the pass: all of them for a
+    /// full table; the odd ones (`odd`) or the even ones for a half table.
+    fn add_digits(&self, acc: &mut EdwardsPoint, digits: &[i16], odd: bool, negate: bool) {
+        if self.half {
+            let skip = usize::from(odd);
+            for (row, d) in digits.iter().skip(skip).step_by(2).enumerate() {
+                self.add(acc, row, *d, negate);
+            }
+        } else if !odd {
+            for (row, d) in digits.iter().enumerate() {
+                self.add(acc, row, *d, negate);
+            }
+        }
+    }
+}
+
+/// `[s]B - [k]A` from the tables of B and A.
+#[allow(clippy::arithmetic_side_effects)] // group operations on curve points: they cannot overflow
+fn combine(b: &Table, s: &Scalar, a: &Table, k: &Scalar) -> EdwardsPoint {
+    let sd = signed_digits(s.as_bytes(), b.w);
+    let kd = signed_digits(k.as_bytes(), a.w);
+    let sd = sd.get(..digit_count(b.w)).unwrap_or_default();
+    let kd = kd.get(..digit_count(a.w)).unwrap_or_default();
+    let mut acc = EdwardsPoint::identity();
+    if a.half || b.half {
+        // The odd positions, then times 2^w (both halved tables share one w).
+        b.add_digits(&mut acc, sd, true, false);
+        a.add_digits(&mut acc, kd, true, true);
+        let w = if a.half { a.w } else { b.w };
+        acc = acc.mul_by_cofactor();
+        for _ in 3..w {
+            acc = acc + acc;
+        }
+    }
+    b.add_digits(&mut acc, sd, false, false);
+    a.add_digits(&mut acc, kd, false, true);
+    acc
+}
+
+/// How many signed radix-`2^w` digits a number below 2^253 (a reduced scalar) needs.
+#[allow(clippy::arithmetic_side_effects)] // small constants
+const fn digit_count(w: u32) -> usize {
+    // 253 bits, plus one digit position for the final carry when w divides 253 exactly (never for
+    // 4..=8, but kept general).
+    let n = 253usize.div_ceil(w as usize);
+    if 253 % w == 0 {
+        n + 1
+    } else {
+        n
+    }
+}
+
+/// The signed radix-`2^w` digits (`-2^(w-1)..=2^(w-1)`) of a number below 2^253, least significant
+/// first: `x = sum digit[i] · 2^(w·i)` exactly. `w` in 4..=8.
+#[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)] // bit arithmetic on bounded values
+fn signed_digits(bytes: &[u8; 32], w: u32) -> [i16; 64] {
+    let mut digits = [0i16; 64];
+    let n = digit_count(w);
+    let mask = (1u32 << w) - 1;
+    let half = 1i16 << (w - 1);
+    let mut carry = 0i16;
+    for (i, d) in digits.iter_mut().enumerate().take(n) {
+        let bit = i * w as usize;
+        let (byte, shift) = (bit / 8, bit % 8);
+        let lo = u32::from(bytes.get(byte).copied().unwrap_or(0));
+        let hi = u32::from(bytes.get(byte + 1).copied().unwrap_or(0));
+        let v = (((lo | (hi << 8)) >> shift) & mask) as i16 + carry;
+        carry = (v + half) >> w;
+        *d = v - (carry << w);
+    }
+    // Below 2^253 the carry out of the last position is 0: the top digit is small.
+    debug_assert_eq!(carry, 0);
+    digits
+}
+
+/// Window width and layout of the base point's table: 2^8, every position (32 rows of 128 points,
+/// 640 KiB, built on first use, once per process): one addition per digit of `s`.
+const BASE_W: u32 = 8;
+/// Window width and layout of a key's table: 2^4, even positions (32 rows of 8 points, 40 KiB).
+const KEY_W: u32 = 4;
+
+/// The base point's table, built on first use.
+fn base_table() -> &'static Table {
+    static TABLE: std::sync::LazyLock<Table> =
+        std::sync::LazyLock::new(|| Table::new(&curve25519_dalek::constants::ED25519_BASEPOINT_POINT, BASE_W, false));
+    &TABLE
 }
 
 fn wrong_signature() -> Error {
@@ -635,6 +857,34 @@ mod tests {
         let signature = key.sign(&data);
         key.public_key().verify(&data, &signature).unwrap();
         assert!(key.public_key().verify(&data[1..], &signature).is_err());
+    }
+
+    /// Signed digits: in range, and they sum back to the number (checked mod l, for numbers below
+    /// 2^253, every width).
+    #[test]
+    fn signed_digits_sum_back() {
+        let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(3);
+        for w in 4..=8u32 {
+            for round in 0..500 {
+                let mut x = [0u8; 32];
+                rand_core::RngCore::fill_bytes(&mut rng, &mut x);
+                x[31] &= 0x1f;
+                if round == 0 {
+                    x = [0xff; 32];
+                    x[31] = 0x1f;
+                }
+                let digits = signed_digits(&x, w);
+                let mut sum = Scalar::ZERO;
+                let radix = Scalar::from(1u64 << w);
+                for d in digits.iter().take(digit_count(w)).rev() {
+                    assert!(d.unsigned_abs() <= 1 << (w - 1), "w {w} digit {d}");
+                    let term = Scalar::from(u64::from(d.unsigned_abs()));
+                    sum = sum * radix + if *d < 0 { -term } else { term };
+                }
+                assert!(digits.iter().skip(digit_count(w)).all(|d| *d == 0));
+                assert_eq!(sum, Scalar::from_bytes_mod_order(x), "w {w}");
+            }
+        }
     }
 
     #[test]

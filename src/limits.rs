@@ -39,3 +39,9 @@ pub const MAX_HELD_BROADCASTS: usize = 4_096;
 
 /// Most decompressed Ed25519 keys of packet senders a call caches.
 pub const MAX_CACHED_KEYS: usize = 4_096;
+/// Most of those keys a call keeps verification tables for (40 KiB each, SPEC.md §6.3): 512, 32 per shard of
+/// the key cache, so a call at the size limit (200 members) has a table for every member even when
+/// the members' keys spread unevenly over the 16 shards, and a hostile chain listing thousands of
+/// senders costs at most ~21 MB of tables. Senders beyond it are verified without tables (same
+/// verdicts, the plain speed).
+pub const MAX_PREPARED_KEYS: usize = 512;

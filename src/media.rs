@@ -24,14 +24,13 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use chacha20::rand_core::{SeedableRng as _, TryRng as _};
 use chacha20::ChaCha20Rng;
-use ed25519_dalek::VerifyingKey;
 use rand_core::CryptoRngCore;
 use zeroize::{ZeroizeOnDrop, Zeroizing};
 
-use crate::crypto::{PrivateKey, PublicKey};
+use crate::crypto::{PreparedKey, PrivateKey, PublicKey};
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{self, AudioLevel, Codec, ReceivedFrame, SentFrame};
-use crate::limits::{MAX_CACHED_KEYS, MAX_CHANNEL};
+use crate::limits::{MAX_CACHED_KEYS, MAX_CHANNEL, MAX_PREPARED_KEYS};
 use crate::packet::{self, EpochKey, Plaintext};
 use crate::replay::ReplayWindow;
 use crate::wire::GroupState;
@@ -64,11 +63,15 @@ impl Snapshot {
     }
 }
 
-/// Replay windows and decompressed keys of the senders of one shard.
+/// Replay windows and prepared keys of the senders of one shard.
 #[derive(Default, Clone)]
 struct Shard {
     windows: HashMap<(PublicKey, i32), ReplayWindow>,
-    keys: HashMap<PublicKey, VerifyingKey>,
+    /// Senders' keys, decompressed and (the first [`MAX_PREPARED_KEYS`] / [`SHARDS`]) with their
+    /// verification tables; shared with the verifications running on them.
+    keys: HashMap<PublicKey, Arc<PreparedKey>>,
+    /// How many of `keys` have tables.
+    tables: usize,
 }
 
 /// What a call shares with its media handles.
@@ -128,11 +131,13 @@ impl Shared {
         Ok(())
     }
 
-    /// Publishes a new snapshot (a pointer swap); nothing once closed.
+    /// Publishes a new snapshot (a pointer swap), then drops the keys of senders no epoch has any
+    /// more; nothing once closed.
     pub(crate) fn publish(&self, snapshot: Snapshot) {
         if self.is_closed() {
             return;
         }
+        self.prune_keys(&snapshot.epochs);
         let snapshot = Arc::new(snapshot);
         match self.snapshot.write() {
             Ok(mut slot) => *slot = snapshot,
@@ -198,18 +203,59 @@ impl Shared {
         packet::encrypt_plaintext_into(epochs, key, channel, seqno, plaintext, rng, out)
     }
 
-    /// The decompressed key of a sender (cached in its shard).
-    fn verifying_key(&self, key: &PublicKey) -> Result<VerifyingKey> {
-        let mut shard = self.shards.get(shard_of(key)).ok_or_else(poisoned)?.lock().map_err(|_| poisoned())?;
+    /// The prepared key of a sender (cached in its shard; its tables are built outside the lock).
+    pub(crate) fn prepared_key(&self, key: &PublicKey) -> Result<Arc<PreparedKey>> {
+        let shard_lock = self.shards.get(shard_of(key)).ok_or_else(poisoned)?;
+        let with_tables = {
+            let shard = shard_lock.lock().map_err(|_| poisoned())?;
+            if let Some(k) = shard.keys.get(key) {
+                return Ok(k.clone());
+            }
+            shard.tables < MAX_PREPARED_KEYS / SHARDS
+        };
+        let wrong = |_| Error::new(ErrorKind::WrongSignature, "Wrong signature");
+        let prepared = Arc::new(
+            if with_tables { PreparedKey::new(key) } else { PreparedKey::without_tables(key) }.map_err(wrong)?,
+        );
+        let mut shard = shard_lock.lock().map_err(|_| poisoned())?;
         if let Some(k) = shard.keys.get(key) {
-            return Ok(*k);
+            return Ok(k.clone()); // another thread prepared it meanwhile
         }
-        let k = key.verifying_key().map_err(|_| Error::new(ErrorKind::WrongSignature, "Wrong signature"))?;
         if shard.keys.len() >= MAX_CACHED_KEYS / SHARDS {
             shard.keys.clear();
+            shard.tables = 0;
         }
-        shard.keys.insert(*key, k);
-        Ok(k)
+        if prepared.has_tables() {
+            if shard.tables >= MAX_PREPARED_KEYS / SHARDS {
+                // Filled meanwhile: keep the bound (the verdicts are the same without tables).
+                return Ok(prepared);
+            }
+            shard.tables = shard.tables.saturating_add(1);
+        }
+        shard.keys.insert(*key, prepared.clone());
+        Ok(prepared)
+    }
+
+    /// The prepared key of a sender if the packet path already cached it (nothing is built).
+    pub(crate) fn cached_prepared_key(&self, key: &PublicKey) -> Option<Arc<PreparedKey>> {
+        self.shards.get(shard_of(key))?.lock().ok()?.keys.get(key).cloned()
+    }
+
+    /// Drops the cached keys (and tables) of senders that are in none of `epochs`' group states:
+    /// a member's tables go when the last epoch it belongs to does.
+    fn prune_keys(&self, epochs: &[SnapEpoch]) {
+        let mut members: Option<std::collections::HashSet<&PublicKey>> = None;
+        for shard in &self.shards {
+            let Ok(mut shard) = shard.lock() else { continue };
+            if shard.keys.is_empty() {
+                continue;
+            }
+            let members = members.get_or_insert_with(|| {
+                epochs.iter().flat_map(|e| e.state.participants.iter().map(|p| &p.public_key)).collect()
+            });
+            shard.keys.retain(|key, _| members.contains(key));
+            shard.tables = shard.keys.values().filter(|k| k.has_tables()).count();
+        }
     }
 
     /// Accepts `seqno` from (`sender`, `channel`) once.
@@ -231,8 +277,7 @@ impl Shared {
     ) -> Result<()> {
         let start = out.len();
         let lookup = |hash: &[u8; 32]| epochs.iter().find(|e| &e.key.hash == hash).map(|e| (&e.key, &*e.state));
-        let opened =
-            packet::decrypt_into(packet, self.user_id, sender_user_id, lookup, |k| self.verifying_key(k), out)?;
+        let opened = packet::decrypt_into(packet, self.user_id, sender_user_id, lookup, |k| self.prepared_key(k), out)?;
         if let Err(e) = self.accept(opened.sender, opened.channel, opened.seqno) {
             packet::discard_from(out, start);
             return Err(e);

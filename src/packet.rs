@@ -17,10 +17,9 @@
 
 use rand_core::CryptoRngCore;
 
-use ed25519_dalek::VerifyingKey;
 use zeroize::Zeroize;
 
-use crate::crypto::{self, PrivateKey, PublicKey, Secret};
+use crate::crypto::{self, PreparedKey, PrivateKey, PublicKey, Secret};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::{MAX_CHANNEL, MAX_CLEAR_PREFIX, MAX_EPOCHS};
 use crate::wire::{id, GroupState};
@@ -278,7 +277,7 @@ pub struct Opened {
 fn open_into(
     p: &ParsedPacket<'_>,
     one_time: &Secret<32>,
-    sender: (PublicKey, &VerifyingKey),
+    sender: (PublicKey, &PreparedKey),
     out: &mut Vec<u8>,
 ) -> Result<Opened> {
     let (sealed, signature) = p.body.split_last_chunk::<64>().ok_or_else(|| invalid("Not enough encryption data"))?;
@@ -313,11 +312,11 @@ fn open_body(
     sealed: &mut [u8],
     one_time: &Secret<32>,
     extra: &[&[u8]],
-    (sender, verifying): (PublicKey, &VerifyingKey),
+    (sender, verifying): (PublicKey, &PreparedKey),
     signature: &[u8; 64],
 ) -> Result<(Opened, std::ops::Range<usize>)> {
     let (range, large_msg_id) = crypto::open_in_place(sealed, one_time.expose(), extra)?;
-    crypto::verify_with(verifying, &signed_message(&large_msg_id), signature)?;
+    verifying.verify(&signed_message(&large_msg_id), signature)?;
     let mut r = crate::tl::Reader::new(sealed.get(range.clone()).unwrap_or_default());
     let channel = r.i32()?;
     validate_channel(channel)?;
@@ -346,7 +345,7 @@ pub(crate) fn decrypt_into<'e>(
     me: i64,
     sender_user_id: i64,
     lookup: impl Fn(&[u8; 32]) -> Option<EpochView<'e>>,
-    mut verifying_key: impl FnMut(&PublicKey) -> Result<VerifyingKey>,
+    mut verifying_key: impl FnMut(&PublicKey) -> Result<std::sync::Arc<PreparedKey>>,
     out: &mut Vec<u8>,
 ) -> Result<Opened> {
     let (clear_prefix, encrypted) = split_trailer(packet)?;

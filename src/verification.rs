@@ -102,6 +102,33 @@ pub struct Verification {
     held: BTreeMap<i32, Vec<Broadcast>>,
     held_count: usize,
     outbound: Vec<Vec<u8>>,
+    /// The call's cache of prepared sender keys (its packet path's), if any: a broadcast whose
+    /// sender's key is there is verified from its tables (same verdicts, SPEC.md §7.2).
+    keys: KeySource,
+}
+
+/// Where [`Verification`] takes prepared keys from.
+#[derive(Clone, Default)]
+struct KeySource(Option<std::sync::Arc<crate::media::Shared>>);
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeySource({})", if self.0.is_some() { "call's key cache" } else { "none" })
+    }
+}
+
+impl KeySource {
+    /// Verifies with the sender's prepared key when the packet path has one, else with the key's
+    /// bytes; the same verdicts either way. Broadcasts never build tables themselves: a round
+    /// verifies each member's key twice, fewer than a table costs (~2.5 verifications) unless it
+    /// is kept, and keeping one per member in every call (a simulation holds hundreds of calls)
+    /// is memory the packet path already bounds.
+    fn verify(&self, key: &PublicKey, message: &[u8], signature: &[u8; 64]) -> Result<()> {
+        match self.0.as_ref().and_then(|cache| cache.cached_prepared_key(key)) {
+            Some(prepared) => prepared.verify(message, signature),
+            None => key.verify(message, signature),
+        }
+    }
 }
 
 impl Verification {
@@ -122,7 +149,13 @@ impl Verification {
             held: BTreeMap::new(),
             held_count: 0,
             outbound: Vec::new(),
+            keys: KeySource::default(),
         }
+    }
+
+    /// Verifies broadcasts with the prepared keys of `cache` (the call's packet-path cache).
+    pub(crate) fn use_key_cache(&mut self, cache: std::sync::Arc<crate::media::Shared>) {
+        self.keys = KeySource(Some(cache));
     }
 
     /// Starts the round for a new block: draws a 32-byte nonce from `rng`, queues our commit if we
@@ -257,7 +290,8 @@ impl Verification {
             return Err(Error::bare(expected_phase.1));
         }
         let key = *self.participants.get(&b.user_id).ok_or_else(|| Error::bare(ErrorKind::BroadcastUnknownUserId))?;
-        key.verify(&b.signing_bytes(), &b.signature)
+        self.keys
+            .verify(&key, &b.signing_bytes(), &b.signature)
             .map_err(|e| Error::new(ErrorKind::InvalidSignature, e.message()))?;
         match b.payload {
             BroadcastPayload::Commit(hash) => {

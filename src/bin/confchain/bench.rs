@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 /// Names of the primitive workloads, in the order they are measured.
-const PRIMITIVES: [&str; 8] = [
+const PRIMITIVES: [&str; 10] = [
     "primitives/ed25519_sign",
     "primitives/ed25519_verify",
     "primitives/ed25519_verify_key_bytes",
@@ -38,6 +38,8 @@ const PRIMITIVES: [&str; 8] = [
     "primitives/aes256_cbc_decrypt_64k",
     "primitives/hmac_sha256_64k",
     "primitives/sha512_64k",
+    "primitives/ed25519_verify_prepared",
+    "primitives/ed25519_prepare_key",
 ];
 
 /// A primitive, by its index in [`PRIMITIVES`].
@@ -52,6 +54,9 @@ const AES_ENC: Prim = Prim(4);
 const AES_DEC: Prim = Prim(5);
 const HMAC: Prim = Prim(6);
 const SHA512: Prim = Prim(7);
+/// Verification with a prepared key (informational: floors keep the plain verification).
+const VERIFY_PREPARED: Prim = Prim(8);
+const PREPARE_KEY: Prim = Prim(9);
 
 /// Rates (ops/s) of the primitives measured (NaN for the others).
 struct Rates([f64; PRIMITIVES.len()]);
@@ -114,6 +119,8 @@ fn rates(p: &mut Primitives, which: &[Prim], budget: Duration) -> Rates {
             AES_ENC => measure(budget, || p.aes_cbc_encrypt()),
             AES_DEC => measure(budget, || p.aes_cbc_decrypt()),
             HMAC => measure(budget, || p.hmac_sha256()),
+            VERIFY_PREPARED => measure(budget, || p.verify_prepared()),
+            PREPARE_KEY => measure(budget, || p.prepare_key()),
             _ => measure(budget, || p.sha512()),
         };
         if let Some(slot) = r.get_mut(prim.0) {

@@ -605,3 +605,74 @@ fn flood_waits_of_zero_do_not_burst() {
     let at_once = sends.iter().filter(|t| **t == 0).count();
     assert!(at_once <= 2, "{at_once} sends at the first instant: {sends:?}");
 }
+
+/// Runs the sessions' timers every 100 ms from `from` to `to`, pumping the server after each.
+fn run(server: &mut confchain::server::Server, sessions: &mut [Session], from: u64, to: u64, r: &mut ChaCha20Rng) {
+    let mut now = from;
+    while now <= to {
+        for s in sessions.iter_mut() {
+            s.handle_timeout(now, r);
+        }
+        pump(server, sessions, now, r);
+        now += 100;
+    }
+}
+
+/// Issue 30 item 1, poisoned key: a joiner self-adds with the identity point as its key (its
+/// signature trivially valid, the block accepted by the rules as by the reference's) and garbage
+/// key headers. No block that keeps the entry can be built, so every later join, re-key and
+/// removal failed for good. A member with the rights removes the entry (a typed event says why),
+/// the call gets a usable key again, and the next joiner gets in.
+#[test]
+fn a_poisoned_key_is_removed_by_a_member_and_joins_work_again() {
+    let mut r = rng(30_1);
+    let (mut server, mut sessions) = conference(&[1, 2], &mut r);
+    let block = confchain::server::hostile::poisoned_self_add(server.chain(), 9, true, &mut r).expect("poisoned");
+    let key = confchain::PublicKey::from_bytes(confchain::server::hostile::UNUSABLE_KEYS[0]);
+    let (response, pushes) = server.handle(9, &Request::Join { public_key: key, block });
+    assert!(matches!(response, Response::Ok(_)), "the rules accept it: {response:?}");
+    for (to, update) in pushes {
+        if let Some(s) = sessions.iter_mut().find(|s| s.user_id() == to) {
+            s.handle_update(update, 100, &mut r);
+        }
+    }
+    run(&mut server, &mut sessions, 100, 5_000, &mut r);
+    let told: Vec<SessionEvent> = sessions.iter_mut().flat_map(|s| events(s)).collect();
+    assert!(
+        told.iter().any(|e| matches!(e, SessionEvent::UnusableKey { user_id: 9, .. })),
+        "a typed event names the poisoned entry: {told:?}"
+    );
+    assert!(server.chain().participants().iter().all(|p| p.user_id != 9), "the poisoned entry is removed");
+    for s in &sessions {
+        assert_eq!(s.state(), SessionState::Joined);
+        assert!(s.call().unwrap().has_current_key(), "user {} holds the key again", s.user_id());
+    }
+    // The next joiner gets in.
+    let mut carol = Session::new(3, SessionConfig::default()).unwrap();
+    carol.join(5_000, &mut r).unwrap();
+    sessions.push(carol);
+    run(&mut server, &mut sessions, 5_000, 10_000, &mut r);
+    assert_eq!(sessions[2].state(), SessionState::Joined, "{:?}", events(&mut sessions[2]));
+}
+
+/// Issue 30 item 1, the joiner's side: while a poisoned entry sits in the tip, a self-add cannot
+/// be built; the join retries (a member may remove the entry meanwhile) and, if it stays, fails
+/// with a reason that names the entry.
+#[test]
+fn a_join_over_a_poisoned_key_fails_naming_it() {
+    let mut r = rng(30_2);
+    let (mut server, _sessions) = conference(&[1], &mut r);
+    let block = confchain::server::hostile::poisoned_self_add(server.chain(), 9, false, &mut r).expect("poisoned");
+    let key = confchain::PublicKey::from_bytes(confchain::server::hostile::UNUSABLE_KEYS[0]);
+    assert!(matches!(server.handle(9, &Request::Join { public_key: key, block }).0, Response::Ok(_)));
+    // Alice (who would remove it) is gone: the joiner alone.
+    let mut sessions = vec![Session::new(3, SessionConfig::default()).unwrap()];
+    sessions[0].join(0, &mut r).unwrap();
+    run(&mut server, &mut sessions, 0, 120_000, &mut r);
+    let told = events(&mut sessions[0]);
+    assert_eq!(sessions[0].state(), SessionState::Failed);
+    assert!(
+        told.iter().any(|e| *e == SessionEvent::JoinFailed { reason: JoinFailure::UnusableKey { user_id: 9 } }),
+        "{told:?}"
+    );
+}

@@ -350,3 +350,82 @@ impl HostileServer {
         Some(Forged { height, hash, block: server })
     }
 }
+
+/// Keys no one can compute a shared secret with: the Ed25519 identity (y = 1: "Failed to compute
+/// modulo inverse") and the point of order 2 (y = -1, u = 0: "Failed to compute shared secret").
+/// A participant holding one makes every later key-changing block unbuildable (issue 30 item 1).
+pub const UNUSABLE_KEYS: [[u8; 32]; 2] = {
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut order_two = [0xff; 32];
+    order_two[0] = 0xec;
+    order_two[31] = 0x7f;
+    [identity, order_two]
+};
+
+/// The signature that verifies for the identity key over any message: R = identity, S = 0
+/// ([S]B = R + [k]A holds for A = identity whatever k).
+fn identity_signature() -> [u8; 64] {
+    let mut s = [0u8; 64];
+    s[0] = 1;
+    s
+}
+
+/// A poisoned self-add (issue 30 item 1): `user_id` joins on top of `tip` with the identity key
+/// (a small-order point) as its public key, signed with the signature that verifies for it. The
+/// chain rules accept it, as the reference's do; the key headers of the others are honest or,
+/// with `garbage_headers`, random (the members then sit in `KEY_UNAVAILABLE`). From then on no
+/// block that keeps the entry can be built. `None` if the tip's external permissions do not let
+/// a joiner add itself.
+pub fn poisoned_self_add(
+    tip: &crate::chain::Chain,
+    user_id: i64,
+    garbage_headers: bool,
+    rng: &mut impl rand_core::CryptoRngCore,
+) -> Option<crate::wire::PlainBlock> {
+    use crate::wire::Change;
+    let poison = crate::crypto::PublicKey::from_bytes(UNUSABLE_KEYS[0]);
+    let mut state = tip.group_state().clone();
+    state.participants.retain(|p| p.user_id != user_id);
+    // The stand-in's header is replaced; the stand-in itself never appears.
+    let stand_in = PrivateKey::generate(rng).public_key();
+    state.participants.push(GroupParticipant {
+        user_id,
+        public_key: stand_in,
+        flags: state.external_permissions,
+        version: 0,
+    });
+    let mut changes = shared_key_changes(state, rng).ok()?;
+    for change in &mut changes {
+        match change {
+            Change::SetGroupState(s) => {
+                for p in s.participants.iter_mut().filter(|p| p.user_id == user_id) {
+                    p.public_key = poison;
+                }
+            }
+            Change::SetSharedKey(k) if garbage_headers => {
+                let headers: Vec<[u8; 32]> = (0..k.dest_user_id.len())
+                    .map(|_| {
+                        let mut h = [0u8; 32];
+                        rng.fill_bytes(&mut h);
+                        h
+                    })
+                    .collect();
+                k.dest_header = headers.iter().map(|h| &h[..]).collect();
+            }
+            _ => {}
+        }
+    }
+    let mut block = Block {
+        signature: [0; 64],
+        prev_block_hash: *tip.hash(),
+        changes,
+        height: tip.height().checked_add(1)?,
+        state_proof: StateProof { kv_hash: *tip.kv_hash(), group_state: None, shared_key: None },
+        signature_public_key: Some(poison),
+    };
+    block.signature = identity_signature();
+    let plain = crate::wire::PlainBlock::new(block.encode());
+    tip.clone().apply(&to_server_form(plain.as_bytes()).ok()?).ok()?;
+    Some(plain)
+}

@@ -149,6 +149,11 @@ struct Live {
     /// Users that left the media call, to prune (bounded, deduplicated).
     prune: BTreeSet<i64>,
     prune_scheduled: bool,
+    /// Participants' keys found usable (rebuilt per height from the participants: bounded).
+    usable_keys: BTreeSet<crate::crypto::PublicKey>,
+    /// Entries whose keys no one can use, already told (issue 30 item 1).
+    unusable: BTreeSet<(i64, crate::crypto::PublicKey)>,
+    unusable_scheduled: bool,
 }
 
 impl Live {
@@ -373,7 +378,13 @@ impl Session {
             return Err(not_in_call());
         }
         let call = self.live_call().ok_or_else(not_in_call)?;
+        // An entry no one can build a key header for blocks every re-key: a member who may remove
+        // re-keys by removing it (issue 30 item 1).
+        let unusable = self.unusable_entries();
         let block = match permissions {
+            None if !unusable.is_empty() && self.may(Permissions::REMOVE_USERS) => {
+                self.build(|rng| call.build_remove(&unusable, rng), rng)?
+            }
             None => self.build(|rng| call.build_rekey(rng), rng)?,
             Some((user_id, p)) => self.build(|rng| call.build_set_permissions(user_id, p, rng), rng)?,
         };
@@ -745,6 +756,7 @@ impl Session {
             }
             Action::Prune => self.prune(rng),
             Action::EndBlackout { height } => self.end_blackout(height, rng),
+            Action::RemoveUnusable => self.remove_unusable(rng),
         }
     }
 

@@ -50,11 +50,23 @@ impl Session {
         attempt: u32,
         rng: &mut impl CryptoRngCore,
     ) -> Result<()> {
+        let unusable = self.unusable_entries();
         let call = self.live_call().ok_or_else(not_in_call)?;
-        let present: Vec<i64> =
+        let mut present: Vec<i64> =
             user_ids.iter().copied().filter(|u| call.participants().iter().any(|p| p.user_id == *u)).collect();
         if present.is_empty() && !kick {
             return Ok(()); // already gone: nothing to send
+        }
+        // Entries whose keys no one can use block every block that keeps them: a removal takes
+        // them along (it needs the remove permission anyway; issue 30 item 1).
+        let mut user_ids = user_ids;
+        for u in unusable {
+            if !present.contains(&u) {
+                present.push(u);
+            }
+            if !user_ids.contains(&u) {
+                user_ids.push(u);
+            }
         }
         let block = if present.is_empty() {
             self.build(|rng| call.build_rekey(rng), rng)?
@@ -114,6 +126,72 @@ impl Session {
         }
     }
 
+    /// Whether we hold `permission` in the live call's state.
+    pub(super) fn may(&self, permission: Permissions) -> bool {
+        let me = self.user_id;
+        self.live_call()
+            .is_some_and(|c| c.participants().iter().any(|p| p.user_id == me && p.flags.contains(permission)))
+    }
+
+    /// The live call's entries (other than us) whose keys no one can use, as last checked.
+    pub(super) fn unusable_entries(&self) -> Vec<i64> {
+        let Phase::Live(live) = &self.phase else { return Vec::new() };
+        let me = self.user_id;
+        live.call
+            .participants()
+            .iter()
+            .filter(|p| p.user_id != me && live.unusable.contains(&(p.user_id, p.public_key)))
+            .map(|p| p.user_id)
+            .collect()
+    }
+
+    /// Checks the keys of a new height's participants (each key once): an entry whose key no one
+    /// can use is told ([`SessionEvent::UnusableKey`]) and, if we may remove, removed after a
+    /// delay spread over members (issue 30 item 1).
+    fn check_keys(&mut self, height: i32) {
+        let me = self.user_id;
+        let Phase::Live(live) = &mut self.phase else { return };
+        let mut usable = BTreeSet::new();
+        let mut found = false;
+        for p in live.call.participants() {
+            if live.usable_keys.contains(&p.public_key) || p.user_id == me {
+                usable.insert(p.public_key);
+            } else if live.unusable.contains(&(p.user_id, p.public_key)) {
+                found = true;
+            } else if p.public_key.is_usable() {
+                usable.insert(p.public_key);
+            } else {
+                found = true;
+                live.unusable.insert((p.user_id, p.public_key));
+                self.events.push_back(SessionEvent::UnusableKey { user_id: p.user_id, height });
+            }
+        }
+        live.usable_keys = usable;
+        let participants = live.call.participants();
+        live.unusable.retain(|(u, k)| participants.iter().any(|p| p.user_id == *u && p.public_key == *k));
+        if found && !live.unusable_scheduled && self.may(Permissions::REMOVE_USERS) {
+            if let Phase::Live(live) = &mut self.phase {
+                live.unusable_scheduled = true;
+            }
+            let delay = self.blackout_delay(height);
+            self.ops.schedule(self.now.saturating_add(delay), self.generation, Action::RemoveUnusable);
+        }
+    }
+
+    /// Removes the entries whose keys no one can use, if they are still there and we may.
+    pub(super) fn remove_unusable(&mut self, rng: &mut impl CryptoRngCore) {
+        let Phase::Live(live) = &mut self.phase else { return };
+        live.unusable_scheduled = false;
+        let users = self.unusable_entries();
+        let removing = self.ops.removing(self.generation);
+        if users.is_empty() || users.iter().all(|u| removing.contains(u)) || self.state() != SessionState::Joined {
+            return;
+        }
+        if let Err(e) = self.send_removal(users, true, 0, rng) {
+            self.send_failed(RequestKind::DeleteParticipants, SendFailure::Local(e));
+        }
+    }
+
     /// After a batch: the call's events become session events, outbound broadcasts are sent.
     pub(super) fn after_batch(&mut self) {
         self.drain_call_events();
@@ -141,6 +219,7 @@ impl Session {
         let (current, fingerprint) = (live.call.height(), live.call.key_fingerprint());
         let mut removed = None;
         let mut blackouts = Vec::new();
+        let mut new_height = false;
         for e in events {
             match e {
                 Event::BlockApplied { height } => {
@@ -175,6 +254,7 @@ impl Session {
             }
             let words = live.call.verification_words();
             self.events.push_back(SessionEvent::VerificationStarted { height: current, words });
+            new_height = true;
         }
         if self.config.end_video_blackouts {
             for height in blackouts {
@@ -184,6 +264,8 @@ impl Session {
         }
         if let Some(height) = removed {
             self.removed(Some(height));
+        } else if new_height {
+            self.check_keys(current);
         }
     }
 }

@@ -676,3 +676,45 @@ fn a_join_over_a_poisoned_key_fails_naming_it() {
         "{told:?}"
     );
 }
+
+/// Issue 30 item 2, locked call: a joiner's self-add that lowers `external_permissions` to none
+/// passes the rules (they only forbid raising them), and from then on no one could join, not even
+/// members who drop and rejoin; no member can raise them back (the rules forbid it to everyone:
+/// the protocol's own attack). The server model refuses a self-add that changes anything but
+/// adding the joiner (*inferred* of the real server), so the next joiner gets in.
+#[test]
+fn a_self_add_lowering_external_permissions_is_refused_and_joins_still_work() {
+    use confchain::{GroupParticipant, Permissions, PrivateKey};
+    let mut r = rng(30_3);
+    let (mut server, mut sessions) = conference(&[1, 2], &mut r);
+    let key = PrivateKey::generate(&mut r);
+    let mut state = server.chain().group_state().clone();
+    state.external_permissions = Permissions::NONE;
+    state.participants.push(GroupParticipant {
+        user_id: 9,
+        public_key: key.public_key(),
+        flags: Permissions::ADD_USERS,
+        version: 0,
+    });
+    let block = server.chain().build_change_state(state.clone(), &key, &mut r).expect("the rules allow it");
+    let (response, _) = server.handle(9, &Request::Join { public_key: key.public_key(), block });
+    assert_eq!(response, Response::Error("BLOCK_INVALID".into()), "the server refuses a self-add that locks the call");
+    // The evidence that no member could undo it: the rules refuse raising the external
+    // permissions to anyone, a member with every right included (the reference's check too).
+    let owner = PrivateKey::generate(&mut r);
+    let me = GroupParticipant { user_id: 1, public_key: owner.public_key(), flags: Permissions::ALL, version: 0 };
+    let closed = confchain::GroupState { participants: vec![me], external_permissions: Permissions::NONE };
+    let zero = confchain::build_zero_block(closed.clone(), &owner, &mut r).unwrap();
+    let mut locked = confchain::Chain::empty();
+    locked.apply(&zero.to_server_form()).unwrap();
+    let mut raise = closed;
+    raise.external_permissions = Permissions::ADD_USERS | Permissions::REMOVE_USERS;
+    let e = locked.build_change_state(raise, &owner, &mut r).unwrap_err();
+    assert_eq!(e.message(), "INVALID_BLOCK__NO_PERMISSIONS: Can't increase external permissions");
+    // The call is not locked: the next joiner gets in.
+    let mut carol = Session::new(3, SessionConfig::default()).unwrap();
+    carol.join(0, &mut r).unwrap();
+    sessions.push(carol);
+    run(&mut server, &mut sessions, 0, 2_000, &mut r);
+    assert_eq!(sessions[2].state(), SessionState::Joined, "{:?}", events(&mut sessions[2]));
+}

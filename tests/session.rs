@@ -287,6 +287,13 @@ fn rekey_block(net: &mut Net, by: i64) -> confchain::PlainBlock {
 /// Sends a re-key by `by` (who must be at the tip) to the server; `by` learns of it from the
 /// response, everyone else's push is lost. Returns its server form.
 fn silent_rekey(net: &mut Net, by: i64) -> Vec<u8> {
+    // Brought to the tip first: another member may have re-keyed meanwhile (e.g. away from an
+    // H.264 blackout, `SessionConfig::end_video_blackouts`).
+    let (h, all) = (net.height(by), net.server.blocks().to_vec());
+    let next = usize::try_from(h + 1).unwrap();
+    if next < all.len() {
+        net.update(by, blocks_update(0, &all[next..], all.len() as i32));
+    }
     let block = rekey_block(net, by);
     let req = Request::DeleteParticipants { user_ids: vec![], block: block.clone(), kick: true };
     let (resp, _lost) = net.server.handle(by, &req);

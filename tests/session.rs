@@ -26,12 +26,14 @@ struct Net {
     sessions: Vec<Session>,
     rng: ChaCha20Rng,
     now: u64,
+    /// Broadcasts from this user fail with `NETWORK` before this time (a short outage).
+    broadcast_outage: Option<(i64, u64)>,
 }
 
 impl Net {
     fn new(server: Server, users: &[i64]) -> Net {
         let sessions = users.iter().map(|u| Session::new(*u, SessionConfig::default()).unwrap()).collect();
-        Net { server, sessions, rng: rng(7), now: 0 }
+        Net { server, sessions, rng: rng(7), now: 0, broadcast_outage: None }
     }
 
     fn index(&self, user: i64) -> usize {
@@ -46,7 +48,12 @@ impl Net {
                 while let Some((id, request)) = self.sessions[i].poll_request() {
                     any = true;
                     let from = self.sessions[i].user_id();
-                    let (response, pushes) = self.server.handle(from, &request);
+                    let out = self.broadcast_outage.is_some_and(|(u, until)| u == from && self.now < until);
+                    let (response, pushes) = if out && matches!(request, Request::SendBroadcast { .. }) {
+                        (Response::Error("NETWORK".into()), Vec::new())
+                    } else {
+                        self.server.handle(from, &request)
+                    };
                     self.sessions[i].handle_response(id, response, self.now, &mut self.rng);
                     for (to, update) in pushes {
                         let j = self.index(to);
@@ -550,6 +557,25 @@ fn verification_completes_for_everyone() {
     let emojis: Vec<_> = [1, 2, 3].iter().map(|u| net.s(*u).call().unwrap().emojis()).collect();
     assert!(emojis[0].is_some());
     assert!(emojis.windows(2).all(|w| w[0] == w[1]), "{emojis:?}");
+}
+
+/// Issue 30 item 4: a commit lost to a short outage. Alice's broadcasts fail with `NETWORK` for
+/// 10 s (longer than `max_send_attempts` fast retries): every member needs every commit, so a
+/// commit given up stalled the round for everyone. Resent (with backoff) until the round completes
+/// or the height moves, it gets through once the network is back.
+#[test]
+fn a_commit_lost_to_a_short_outage_is_resent_until_the_round_completes() {
+    let mut net = conference(&[1, 2]);
+    net.broadcast_outage = Some((1, 10_000));
+    let mut r = rng(30_4);
+    net.s(2).rekey(None, &mut r).unwrap();
+    net.pump();
+    assert_eq!(net.height(1), net.height(2));
+    net.advance_to(10_000);
+    assert!(net.s(1).call().unwrap().emojis().is_none(), "the outage holds the round");
+    net.advance_to(60_000);
+    let emojis: Vec<_> = [1, 2].iter().map(|u| net.s(*u).call().unwrap().emojis()).collect();
+    assert!(emojis[0].is_some() && emojis[0] == emojis[1], "{emojis:?}");
 }
 
 #[test]

@@ -772,7 +772,7 @@ impl Session {
                 }
                 false
             }
-            Op::Broadcast { block, .. } => live && self.broadcast_is_current(block),
+            Op::Broadcast { block, .. } => live && self.broadcast_is_current(block) && !self.round_done(),
             Op::Message { .. } | Op::Delete { .. } => live,
             Op::Leave { .. } => true,
         };

@@ -36,6 +36,11 @@ impl Session {
         Broadcast::decode(block).map_or(true, |b| Some(b.chain_height) == current)
     }
 
+    /// Whether the live call's verification round of its current height completed.
+    pub(super) fn round_done(&self) -> bool {
+        self.live_call().is_some_and(|c| c.verification_phase() == crate::verification::Phase::Done)
+    }
+
     pub(super) fn send_broadcast(&mut self, block: Vec<u8>) {
         // A broadcast about a block we have moved past is pointless: drop it.
         if self.broadcast_is_current(&block) {

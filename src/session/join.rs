@@ -203,6 +203,7 @@ impl Session {
             usable_keys: BTreeSet::new(),
             unusable: BTreeSet::new(),
             unusable_scheduled: false,
+            ahead_stop: None,
         };
         live.blocks.set_next(our_offset.saturating_add(1));
         live.blocks.poll_at = Some(self.now.saturating_add(self.config.poll_interval_ms));

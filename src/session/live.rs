@@ -84,8 +84,24 @@ impl Session {
         let Phase::Live(live) = &mut self.phase else { return false };
         for bytes in run {
             if sub == SubChain::Broadcasts {
+                // A broadcast too far ahead of our height for the call to hold (or beyond its
+                // bound on held broadcasts) is about blocks we have not fetched yet: stop at it,
+                // catch up on blocks and fetch it again (issue 30 item 3), once per offset and
+                // height of ours (a junk height never stalls the sub-chain for long).
+                let (offset, height) = (live.broadcasts.next(), live.call.height());
+                let ahead = Broadcast::decode_server(&bytes).is_ok_and(|b| {
+                    i64::from(b.chain_height) > i64::from(height) + i64::from(crate::limits::HELD_BROADCAST_HEIGHTS)
+                });
+                let stopped_here = offset.is_some() && live.ahead_stop == offset.map(|o| (o, height));
+                let result = if ahead { Ok(()) } else { live.call.receive_broadcast(&bytes) };
+                let full = result.is_err_and(|e| e.kind() == ErrorKind::LimitExceeded);
+                if (ahead || full) && !stopped_here {
+                    live.ahead_stop = offset.map(|o| (o, height));
+                    self.schedule_poll(SubChain::Blocks, now);
+                    self.gap_poll(SubChain::Broadcasts);
+                    return false;
+                }
                 // Broadcasts that do not apply (older rounds, duplicates) are routine.
-                let _ = live.call.receive_broadcast(&bytes);
                 live.broadcasts.advance();
                 live.broadcasts.gap_delay = 0;
                 continue;

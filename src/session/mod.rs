@@ -154,6 +154,9 @@ struct Live {
     /// Entries whose keys no one can use, already told (issue 30 item 1).
     unusable: BTreeSet<(i64, crate::crypto::PublicKey)>,
     unusable_scheduled: bool,
+    /// The sub-chain 1 offset we stopped at for a broadcast too far ahead, and our height then
+    /// (issue 30 item 3).
+    ahead_stop: Option<(i32, i32)>,
 }
 
 impl Live {

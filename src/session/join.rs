@@ -199,6 +199,7 @@ impl Session {
             announced_height: None,
             verified_height: None,
             prune: BTreeSet::new(),
+            left_keys: std::collections::BTreeMap::new(),
             prune_scheduled: false,
             usable_keys: BTreeSet::new(),
             unusable: BTreeSet::new(),

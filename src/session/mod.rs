@@ -148,6 +148,9 @@ struct Live {
     verified_height: Option<i32>,
     /// Users that left the media call, to prune (bounded, deduplicated).
     prune: BTreeSet<i64>,
+    /// The chain key of each user whose departure we saw (bounded like `prune`): a prune removes
+    /// that entry only, never a newer one of the same user (a rejoin; issue 30 item 6).
+    left_keys: std::collections::BTreeMap<i64, crate::crypto::PublicKey>,
     prune_scheduled: bool,
     /// Participants' keys found usable (rebuilt per height from the participants: bounded).
     usable_keys: BTreeSet<crate::crypto::PublicKey>,

@@ -56,9 +56,19 @@ impl Session {
         rng: &mut impl CryptoRngCore,
     ) -> Result<()> {
         let unusable = self.unusable_entries();
-        let call = self.live_call().ok_or_else(not_in_call)?;
-        let mut present: Vec<i64> =
-            user_ids.iter().copied().filter(|u| call.participants().iter().any(|p| p.user_id == *u)).collect();
+        let Phase::Live(live) = &self.phase else { return Err(not_in_call()) };
+        let (call, left_keys) = (&live.call, &live.left_keys);
+        // A removal of users who left (`only_left`) removes the entry whose departure we saw, not
+        // a newer one of the same user (a rejoin whose notice we missed; issue 30 item 6).
+        let mut present: Vec<i64> = user_ids
+            .iter()
+            .copied()
+            .filter(|u| {
+                call.participants()
+                    .iter()
+                    .any(|p| p.user_id == *u && (kick || left_keys.get(u).is_none_or(|k| *k == p.public_key)))
+            })
+            .collect();
         if present.is_empty() && !kick {
             return Ok(()); // already gone: nothing to send
         }
@@ -98,15 +108,16 @@ impl Session {
         let (me, now, max_delay) = (self.user_id, self.now, self.config.max_prune_delay_ms);
         let removing = self.ops.removing(self.generation);
         let Phase::Live(live) = &mut self.phase else { return };
-        let chain: HashSet<i64> = live.call.participants().iter().map(|q| q.user_id).collect();
         for p in participants {
             if !p.left {
                 live.prune.remove(&p.user_id);
                 continue;
             }
             let fresh = !removing.contains(&p.user_id);
-            if p.user_id != me && fresh && chain.contains(&p.user_id) && live.prune.len() < MAX_PRUNE {
+            let entry = live.call.participants().iter().find(|q| q.user_id == p.user_id).map(|q| q.public_key);
+            if let Some(key) = entry.filter(|_| p.user_id != me && fresh && live.prune.len() < MAX_PRUNE) {
                 live.prune.insert(p.user_id);
+                live.left_keys.insert(p.user_id, key);
             }
         }
         if !live.prune.is_empty() && !live.prune_scheduled {
@@ -174,6 +185,16 @@ impl Session {
         live.usable_keys = usable;
         let participants = live.call.participants();
         live.unusable.retain(|(u, k)| participants.iter().any(|p| p.user_id == *u && p.public_key == *k));
+        // A departure whose entry was replaced (a rejoin) is no longer to prune; its key is kept
+        // while the user is in the chain, so that a removal rebuilt later still spares the new
+        // entry. Users gone from the chain are forgotten.
+        let prune = &mut live.prune;
+        live.left_keys.retain(|u, k| {
+            if !participants.iter().any(|p| p.user_id == *u && p.public_key == *k) {
+                prune.remove(u);
+            }
+            participants.iter().any(|p| p.user_id == *u)
+        });
         if found && !live.unusable_scheduled && self.may(Permissions::REMOVE_USERS) {
             if let Phase::Live(live) = &mut self.phase {
                 live.unusable_scheduled = true;

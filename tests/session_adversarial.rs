@@ -738,3 +738,33 @@ fn a_prune_removes_only_the_entry_whose_departure_it_saw() {
     assert_eq!(sessions[1].state(), SessionState::Joined, "{:?}", events(&mut sessions[1]));
     assert!(server.chain().participants().iter().any(|p| p.user_id == 2), "bob's new entry stays");
 }
+
+/// Issue 30 items 1 and 2 in the hostile server: its joiners make both attacks through the honest
+/// model; the poisoned self-add is accepted (the rules accept it) and removed by a member, the
+/// self-add lowering the external permissions is refused.
+#[test]
+fn the_hostile_servers_joiners_attack_and_the_call_survives() {
+    use confchain::server::hostile::{HostileServer, Hostility, JoinerAttack};
+    let mut r = rng(30_12);
+    let (server, mut sessions) = conference(&[1, 2], &mut r);
+    let mut hostile = HostileServer::new(server, Hostility::none(), 1);
+    let lock = hostile.joiner_attack(false, 0);
+    assert!(lock.is_empty());
+    let poison = hostile.joiner_attack(true, 0);
+    let attacks: Vec<JoinerAttack> = hostile.attacks().copied().collect();
+    assert!(
+        matches!(
+            attacks[..],
+            [JoinerAttack::LoweredPermissions { accepted: false, .. }, JoinerAttack::PoisonedKey { .. }]
+        ),
+        "{attacks:?}"
+    );
+    for (to, update) in poison {
+        if let Some(s) = sessions.iter_mut().find(|s| s.user_id() == to) {
+            s.handle_update(update, 0, &mut r);
+        }
+    }
+    let mut server = hostile.server().clone();
+    run(&mut server, &mut sessions, 0, 5_000, &mut r);
+    assert!(server.chain().participants().iter().all(|p| p.public_key.is_usable()), "the poisoned entry is removed");
+}

@@ -54,6 +54,13 @@ pub struct Hostility {
     pub reorder: u32,
     /// A request is never answered (the server acts on it half of the time).
     pub silent: u32,
+    /// A joiner with the call's link (a new user id from [`ATTACKERS`] on) self-adds with a key no
+    /// one can use ([`poisoned_self_add`], garbage key headers half the time): the rules accept it,
+    /// and no block keeping the entry can be built until a member removes it (issue 30 item 1).
+    pub poisoned_key: u32,
+    /// A joiner self-adds lowering the external permissions to none, which would lock the call to
+    /// every later join for good (issue 30 item 2); the honest model refuses it.
+    pub lowered_permissions: u32,
 }
 
 impl Hostility {
@@ -73,7 +80,14 @@ impl Hostility {
             replay: 40,
             reorder: 40,
             silent: 20,
+            poisoned_key: 4,
+            lowered_permissions: 4,
         }
+    }
+
+    /// Only the attacks of joiners with the call's link (issue 30 items 1 and 2).
+    pub fn joiners() -> Self {
+        Hostility { poisoned_key: 10, lowered_permissions: 10, ..Hostility::none() }
     }
 
     /// Only the attack of issue 23 item 1: refused blocks pushed and served as the tip.
@@ -101,6 +115,29 @@ pub struct Forged {
 /// How long a withholding episode lasts (ms).
 pub const WITHHOLD_MS: u64 = 5_000;
 
+/// The first user id of the joiners the adversary sends with the call's link (each attack a new
+/// one: a kick bans the last).
+pub const ATTACKERS: i64 = 666_000_700;
+
+/// A joiner's attack the hostile server made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinerAttack {
+    /// A self-add with a key no one can use, accepted at this height.
+    PoisonedKey {
+        /// The attacker's user id.
+        user_id: i64,
+        /// The height of its block.
+        height: i32,
+    },
+    /// A self-add lowering the external permissions, and whether the server accepted it.
+    LoweredPermissions {
+        /// The attacker's user id.
+        user_id: i64,
+        /// Whether the (honest) server accepted it: it must not.
+        accepted: bool,
+    },
+}
+
 /// Pushes kept for replay.
 const REPLAYABLE: usize = 64;
 /// Forged blocks kept.
@@ -120,6 +157,9 @@ pub struct HostileServer {
     held: Pushes,
     /// Withholding episodes: (user, sub-chain) → end (ms).
     withholding: BTreeMap<(i64, SubChain), u64>,
+    /// The joiners' attacks made (the latest 64).
+    attacks: VecDeque<JoinerAttack>,
+    next_attacker: i64,
 }
 
 impl HostileServer {
@@ -137,7 +177,67 @@ impl HostileServer {
             recent: VecDeque::new(),
             held: Vec::new(),
             withholding: BTreeMap::new(),
+            attacks: VecDeque::new(),
+            next_attacker: ATTACKERS,
         }
+    }
+
+    /// The joiners' attacks made (the latest 64).
+    pub fn attacks(&self) -> impl Iterator<Item = &JoinerAttack> {
+        self.attacks.iter()
+    }
+
+    /// A joiner with the call's link attacks (see [`Hostility::poisoned_key`] and
+    /// [`Hostility::lowered_permissions`]) through the honest server; the pushes of an accepted
+    /// join.
+    pub fn joiner_attack(&mut self, poison: bool, now: u64) -> Pushes {
+        let tip = self.server.chain().clone();
+        // Only while a member who may remove it is in the call: once every member left, an entry
+        // no one can use makes the call unjoinable for everyone (official apps included), which
+        // no client can undo (SPEC §12).
+        let remover = self.server.members().any(|m| {
+            m < ATTACKERS
+                && tip.participants().iter().any(|p| p.user_id == m && p.flags.contains(Permissions::REMOVE_USERS))
+        });
+        if tip.height() < 0 || self.server.is_discarded() || !remover {
+            return Vec::new();
+        }
+        let user_id = self.next_attacker;
+        self.next_attacker = self.next_attacker.wrapping_add(1);
+        let key = PrivateKey::generate(&mut self.rng);
+        let (public_key, block) = if poison {
+            let garbage = self.rng.next_u32().is_multiple_of(2);
+            let Some(block) = poisoned_self_add(&tip, user_id, garbage, &mut self.rng) else { return Vec::new() };
+            (crate::crypto::PublicKey::from_bytes(UNUSABLE_KEYS[0]), block)
+        } else {
+            let mut state = tip.group_state().clone();
+            state.external_permissions = Permissions::NONE;
+            state.participants.retain(|p| p.user_id != user_id);
+            state.participants.push(GroupParticipant {
+                user_id,
+                public_key: key.public_key(),
+                // The joiner needs a right of its own to set the shared key.
+                flags: tip.group_state().external_permissions,
+                version: 0,
+            });
+            let Ok(block) = tip.build_change_state(state, &key, &mut self.rng) else { return Vec::new() };
+            (key.public_key(), block)
+        };
+        let (response, pushes) = self.server.handle_at(user_id, &Request::Join { public_key, block }, now);
+        let accepted = matches!(response, Response::Ok(_));
+        let attack = if poison {
+            if !accepted {
+                return Vec::new();
+            }
+            JoinerAttack::PoisonedKey { user_id, height: self.server.height() }
+        } else {
+            JoinerAttack::LoweredPermissions { user_id, accepted }
+        };
+        if self.attacks.len() == FORGED_KEPT {
+            self.attacks.pop_front();
+        }
+        self.attacks.push_back(attack);
+        pushes
     }
 
     /// The honest server underneath (the ground truth).
@@ -189,7 +289,13 @@ impl HostileServer {
             let pushes = if acted { self.server.handle_at(from, request, now).1 } else { Vec::new() };
             return (None, self.relay(pushes));
         }
-        let (mut response, pushes) = self.server.handle_at(from, request, now);
+        let (mut response, mut pushes) = self.server.handle_at(from, request, now);
+        for poison in [true, false] {
+            let rate = if poison { h.poisoned_key } else { h.lowered_permissions };
+            if self.chance(rate) {
+                pushes.extend(self.joiner_attack(poison, now));
+            }
+        }
         let mut pushes = self.relay(pushes);
         let join = matches!(request, Request::Join { .. } | Request::CreateConference { block: Some(_), .. });
         if self.chance(h.refused_push) {

@@ -394,8 +394,10 @@ impl Session {
             None => self.build(|rng| call.build_rekey(rng), rng)?,
             Some((user_id, p)) => self.build(|rng| call.build_set_permissions(user_id, p, rng), rng)?,
         };
-        let request = ops::delete_request(Vec::new(), block, true);
-        self.send(request, Op::Delete { user_ids: Vec::new(), kick: true, attempt: 0, rebuild: false });
+        // Entries removed along are named, so that the server drops them from the media call too.
+        let user_ids = if permissions.is_none() && self.may(Permissions::REMOVE_USERS) { unusable } else { Vec::new() };
+        let request = ops::delete_request(user_ids.clone(), block, true);
+        self.send(request, Op::Delete { user_ids, kick: true, attempt: 0, rebuild: false });
         Ok(())
     }
 

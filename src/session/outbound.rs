@@ -209,8 +209,18 @@ impl Session {
         let Phase::Live(live) = &mut self.phase else { return };
         live.unusable_scheduled = false;
         let users = self.unusable_entries();
+        if users.is_empty() || !self.may(Permissions::REMOVE_USERS) {
+            return;
+        }
+        // Until it is gone, look again later: a removal given up (lost races, a hostile server)
+        // must not leave the entry for good, since no other block can be built meanwhile.
+        if let Phase::Live(live) = &mut self.phase {
+            live.unusable_scheduled = true;
+        }
+        let at = self.now.saturating_add(self.config.poll_interval_ms);
+        self.ops.schedule(at, self.generation, Action::RemoveUnusable);
         let removing = self.ops.removing(self.generation);
-        if users.is_empty() || users.iter().all(|u| removing.contains(u)) || self.state() != SessionState::Joined {
+        if users.iter().all(|u| removing.contains(u)) || self.state() != SessionState::Joined {
             return;
         }
         if let Err(e) = self.send_removal(users, true, 0, rng) {

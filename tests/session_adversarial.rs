@@ -768,3 +768,64 @@ fn the_hostile_servers_joiners_attack_and_the_call_survives() {
     run(&mut server, &mut sessions, 0, 5_000, &mut r);
     assert!(server.chain().participants().iter().all(|p| p.public_key.is_usable()), "the poisoned entry is removed");
 }
+
+/// Issue 30 item 8, hot loop on sub-chain 1: nothing checks sub-chain 1 entries and each moves the
+/// offset, so a server answering every broadcast poll with a full page of new junk was polled
+/// again at once, as fast as it answered. Full-page polls of sub-chain 1 keep the 1 s spacing.
+#[test]
+fn full_pages_of_new_junk_broadcasts_do_not_make_a_hot_loop() {
+    let mut r = rng(30_8);
+    let (mut s, mut pending) = joined_alone(1, 0, &mut r);
+    assert!(answer_poll(
+        &mut s,
+        &mut pending,
+        SubChain::Broadcasts,
+        |_| Response::Ok(vec![chain(1, vec![], 0)]),
+        0,
+        &mut r
+    ));
+    let now = s.poll_timeout().unwrap();
+    s.handle_timeout(now, &mut r);
+    pending.extend(drain(&mut s));
+    let limit = SessionConfig::default().poll_limit;
+    let mut polls = 0;
+    while polls < 50
+        && answer_poll(
+            &mut s,
+            &mut pending,
+            SubChain::Broadcasts,
+            |offset| {
+                let page = (0..limit).map(|k| vec![0xB0, k as u8, (offset % 251) as u8]).collect();
+                Response::Ok(vec![chain(1, page, offset + limit)])
+            },
+            now,
+            &mut r,
+        )
+    {
+        polls += 1;
+    }
+    assert!(polls <= 2, "{polls} polls of sub-chain 1 at one instant");
+    // Time goes on: at most about one poll per second.
+    let mut t = now;
+    let mut later = 0;
+    while t < now + 10_000 {
+        t += 100;
+        s.handle_timeout(t, &mut r);
+        pending.extend(drain(&mut s));
+        while answer_poll(
+            &mut s,
+            &mut pending,
+            SubChain::Broadcasts,
+            |offset| {
+                let page = (0..limit).map(|k| vec![0xB0, k as u8, (offset % 251) as u8]).collect();
+                Response::Ok(vec![chain(1, page, offset + limit)])
+            },
+            t,
+            &mut r,
+        ) {
+            later += 1;
+            assert!(later < 1_000, "a hot loop");
+        }
+    }
+    assert!(later <= 12, "{later} polls in 10 s");
+}

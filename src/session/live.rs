@@ -213,7 +213,13 @@ impl Session {
                         return self.end(EndReason::JoinMissing);
                     }
                 }
-                if full {
+                if full && sub == SubChain::Broadcasts {
+                    // Nothing checks sub-chain 1 entries before they move the offset: a full page
+                    // of junk is no progress worth a poll at once (issue 30 item 8). The next page
+                    // keeps the 1 s spacing of gap polls.
+                    let spaced = live.broadcasts.last_poll.map_or(now, |t| t.saturating_add(MIN_GAP_POLL_SPACING_MS));
+                    self.schedule_poll(sub, spaced.max(now));
+                } else if full {
                     self.schedule_poll(sub, now);
                 } else if live.resyncing && sub == SubChain::Blocks && live.blocks.poll_at.is_none() {
                     // Recovering and the server withheld the block: ask again, with backoff.

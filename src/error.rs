@@ -107,6 +107,10 @@ pub enum ErrorKind {
     /// A frame decrypted to nothing: the official apps treat an empty result as a failure and
     /// drop the frame (confchain's own name, `FRAME__EMPTY`).
     FrameEmpty,
+    /// The session's outbox holds `SessionConfig::max_queued_messages` undelivered messages
+    /// already: the message is refused (not queued, not dropped later); send it again once some
+    /// were delivered or given up ([`crate::session::Session::queued_messages`]).
+    OutboxFull,
 }
 
 impl ErrorKind {
@@ -169,6 +173,7 @@ impl ErrorKind {
             CallClosed => "CALL_CLOSED",
             FrameStartCode => "FRAME__START_CODE",
             FrameEmpty => "FRAME__EMPTY",
+            OutboxFull => "OUTBOX_FULL",
             _ => "UNKNOWN_ERROR",
         }
     }

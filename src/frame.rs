@@ -14,7 +14,7 @@
 //! An H.264 packet must not contain a NAL start code after its clear prefix (WebRTC's packetizer
 //! would split the frame there): each of up to [`MAX_ATTEMPTS`] encryptions is checked, each
 //! consuming a sequence number, and a frame whose every attempt failed is dropped with
-//! [`ErrorKind::FrameStartCode`](crate::ErrorKind::FrameStartCode). Nothing is ever sent or
+//! [`ErrorKind::FrameStartCode`]. Nothing is ever sent or
 //! delivered in clear: every failure is an error and leaves the output buffer as it was.
 //!
 //! The functions here are pure (no keys): [`plaintext_into`] shows what goes into the packet,
@@ -486,13 +486,21 @@ impl<'a> H264Layout<'a> {
         let mut max_offset = 0usize;
         while let Some((start, payload_start)) = nalus.next() {
             layout.last_examined = start;
-            let payload_end = nalus.peek().map_or(frame.len(), |&(next, _)| next);
-            let payload = frame.get(payload_start..payload_end).unwrap_or_default();
             if payload_start - start == 3 {
                 layout.widened += 1;
             }
             let mut end = payload_start + 1;
-            if let Some(&header) = payload.first() {
+            let header = frame.get(payload_start).copied();
+            if header.is_some_and(|h| matches!(h & 0x1f, nal::SLICE | nal::IDR)) {
+                // Only the slice header's first bytes matter: its NAL is looked at up to
+                // SLICE_WINDOW bytes (the rest of the frame is not scanned again).
+                let payload = slice_window(frame, payload_start);
+                max_offset = max_offset.max(payload_start + slice_header_bytes(payload));
+                break;
+            }
+            let payload_end = nalus.peek().map_or(frame.len(), |&(next, _)| next);
+            let payload = frame.get(payload_start..payload_end).unwrap_or_default();
+            if let Some(header) = header {
                 match header & 0x1f {
                     nal::FU_A if payload.len() >= 2 => {
                         end = payload_start + 2;
@@ -506,10 +514,6 @@ impl<'a> H264Layout<'a> {
                         if payload.get(3).is_some_and(|t| matches!(t & 0x1f, nal::SLICE | nal::IDR)) {
                             end += 4;
                         }
-                    }
-                    nal::SLICE | nal::IDR => {
-                        max_offset = max_offset.max(payload_start + slice_header_bytes(payload));
-                        break;
                     }
                     nal::SEI | nal::SPS | nal::PPS => end = payload_end,
                     _ => {}
@@ -530,17 +534,45 @@ impl<'a> H264Layout<'a> {
     fn write_prefix(&self, out: &mut Vec<u8>) {
         let mut from = 0;
         for (start, payload_start) in start_codes(self.frame, 0) {
-            if start > self.last_examined {
-                break;
-            }
             if payload_start.saturating_sub(start) == 3 {
                 out.extend_from_slice(self.frame.get(from..start).unwrap_or_default());
                 out.push(0);
                 from = start;
             }
+            if start >= self.last_examined {
+                break; // (asking for the next code would scan the rest of the frame)
+            }
         }
         out.extend_from_slice(self.frame.get(from..self.prefix_source_len()).unwrap_or_default());
     }
+}
+
+/// Raw bytes of a slice NAL that decide [`slice_header_bytes`]: it reads at most 34 unescaped
+/// bytes, at most 51 raw ones.
+const SLICE_WINDOW: usize = 64;
+
+/// The slice NAL whose payload starts at `payload_start`, as [`slice_header_bytes`] needs it: up
+/// to the next start code (as WebRTC's scan finds it) if that comes within [`SLICE_WINDOW`]
+/// bytes, else its first `SLICE_WINDOW` bytes (which give the same result as the whole NAL).
+#[allow(clippy::arithmetic_side_effects)] // offsets inside `frame` plus a window
+fn slice_window(frame: &[u8], payload_start: usize) -> &[u8] {
+    // A code starting up to 3 bytes past the window still ends the NAL inside it (a 4-byte code's
+    // first zero): search a little further, with the frame's own end rule.
+    let search_end = frame.len().min(payload_start + SLICE_WINDOW + 4);
+    let last = frame.len().saturating_sub(1);
+    let hay = frame.get(payload_start..search_end.min(last)).unwrap_or_default();
+    let end = match memmem::find(hay, b"\x00\x00\x01") {
+        Some(i) => {
+            let i = payload_start + i;
+            if i > payload_start && frame.get(i - 1) == Some(&0) {
+                i - 1
+            } else {
+                i
+            }
+        }
+        None => frame.len(),
+    };
+    frame.get(payload_start..end.min(payload_start + SLICE_WINDOW)).unwrap_or_default()
 }
 
 /// tgcalls' `calculateSliceHeaderBytesForPpsId`: how many bytes of a slice NAL (header byte
@@ -631,6 +663,33 @@ mod tests {
         assert_eq!(slice_header_bytes(&[0x65]), 0, "a one-byte slice: nothing");
         assert_eq!(slice_header_bytes(&[0x65, 0x00]), 4, "runs out of bits");
         assert_eq!(slice_header_bytes(&[0x65, 0, 0, 0, 0, 0]), 4, "32 leading zeros");
+    }
+
+    /// The slice header is read from a window of its NAL, never past the next start code: the
+    /// same result as from the whole NAL, for NALs of every length around the window's edge.
+    #[test]
+    fn the_slice_window_gives_the_whole_nals_result() {
+        let mut x = 0x2545_f491_u32;
+        let mut byte = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            // Many zeros: escapes, long ue(v) prefixes and start codes.
+            if x.is_multiple_of(3) {
+                0
+            } else {
+                (x >> 8) as u8 % 4
+            }
+        };
+        for len in 0..140usize {
+            for _ in 0..40 {
+                let mut frame = vec![0, 0, 1, 0x65];
+                frame.extend((0..len).map(|_| byte()));
+                let whole_end = start_codes(&frame, 3).next().map_or(frame.len(), |(s, _)| s);
+                let whole = slice_header_bytes(&frame[3..whole_end]);
+                assert_eq!(slice_header_bytes(slice_window(&frame, 3)), whole, "{frame:02x?}");
+            }
+        }
     }
 
     #[test]

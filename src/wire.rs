@@ -279,7 +279,7 @@ impl std::fmt::Debug for PlainBlock {
 
 /// Capacity to reserve for `n` decoded elements of at least `min_size` encoded bytes each when
 /// `remaining` bytes are left: never more than the input could hold, whatever the count claims.
-fn capacity(n: usize, remaining: usize, min_size: usize) -> usize {
+pub(crate) fn capacity(n: usize, remaining: usize, min_size: usize) -> usize {
     n.min(remaining.checked_div(min_size).unwrap_or(remaining))
 }
 

@@ -104,6 +104,51 @@ fn hostile_counts_allocate_in_proportion_to_the_input() {
     }
 }
 
+/// The API's TL results too (issue 30 item 9): a vector of updates whose count the bytes left pass
+/// reserved one 72-byte entry per 4 bytes, 18 times the input; blocks and participants likewise
+/// stay within the bound.
+#[test]
+fn hostile_api_counts_allocate_in_proportion_to_the_input() {
+    use confchain::api::tl::{decode_result, id as tl};
+    let n = (SIZE - 200) as u32;
+    let call = [&le(tl::INPUT_GROUP_CALL)[..], &[0; 16]].concat();
+    let padded = |mut b: Vec<u8>| {
+        b.resize(SIZE, 0xff);
+        b
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("updates", padded([le(tl::UPDATES), le(tl::VECTOR), le(n)].concat())),
+        ("combined", padded([le(tl::UPDATES_COMBINED), le(tl::VECTOR), le(n)].concat())),
+        (
+            "blocks",
+            padded(
+                [
+                    &le(tl::UPDATE_SHORT)[..],
+                    &le(tl::UPDATE_GROUP_CALL_CHAIN_BLOCKS),
+                    &call,
+                    &le(0),
+                    &le(tl::VECTOR),
+                    &le(n),
+                ]
+                .concat(),
+            ),
+        ),
+        (
+            "participants",
+            padded(
+                [&le(tl::UPDATE_SHORT)[..], &le(tl::UPDATE_GROUP_CALL_PARTICIPANTS), &call, &le(tl::VECTOR), &le(n)]
+                    .concat(),
+            ),
+        ),
+    ];
+    for (what, input) in cases {
+        let mut result = None;
+        let used = allocated_by(|| result = Some(decode_result(&input)));
+        assert!(result.unwrap().is_err(), "{what}: hostile input must not decode");
+        assert!(used <= BOUND, "{what}: {used} bytes allocated for a {SIZE}-byte input (bound {BOUND})");
+    }
+}
+
 #[test]
 fn oversized_broadcasts_are_not_copied() {
     let mut input = vec![0u8; 1 << 20];

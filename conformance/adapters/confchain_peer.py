@@ -4,6 +4,11 @@
 Speaks conformance/PROTOCOL.md (version 1) on stdin/stdout. The module cannot replay recorded
 randomness nor start a chain without a member key, so `rng` is false and `check_block` is not
 offered: the runner skips what needs them and says so.
+
+The frame operations are offered when the module has the frame layer (`frame_plaintext`, ...):
+`frame_layout` and `frame_validate` (the module's send loop runs inside `Call.encrypt_frame` and
+takes no fake encryption results, so `frame_send` is not offered), `frame_receive`, the levels,
+`encrypt_frame` and `decrypt_frame`. A module without them runs every other check.
 """
 import json
 import os
@@ -15,6 +20,13 @@ OPS = [
     "create", "join", "apply_block", "receive_broadcast", "pull_outbound", "state",
     "build_change_state", "encrypt", "decrypt", "encrypt_message", "decrypt_message",
 ]
+
+FRAME_OPS = [
+    "frame_layout", "frame_validate", "frame_receive", "level_to_byte", "level_from_byte",
+    "encrypt_frame", "decrypt_frame",
+]
+if hasattr(cc, "frame_plaintext"):
+    OPS += FRAME_OPS
 
 
 class Member:
@@ -106,6 +118,41 @@ class Peer:
 
     def op_decrypt_message(self, req):
         return {"text": self.call(req).decrypt_message(req["user_id"], bytes.fromhex(req["message"]), req.get("now", 0))}
+
+    # ---- frame operations (the module's frame layer)
+
+    def op_frame_layout(self, req):
+        data, prefix = cc.frame_plaintext(req["codec"], bytes.fromhex(req["frame"]), req["level"], req["speech"])
+        return {"data": data.hex(), "prefix": prefix}
+
+    def op_frame_validate(self, req):
+        return {"valid": cc.frame_is_valid_encrypted(req["codec"], bytes.fromhex(req["packet"]), req["prefix"])}
+
+    def op_frame_receive(self, req):
+        decrypted = bytes.fromhex(req["decrypted"])
+        if not decrypted:  # the decryption failed: the frame is dropped
+            return {"frame": None, "level": None, "speech": None}
+        frame, level, speech = cc.frame_strip_received(req["codec"], decrypted)
+        return {"frame": frame.hex(), "level": level, "speech": speech}
+
+    def op_level_to_byte(self, req):
+        return {"byte": cc.audio_level_to_byte(cc.audio_level_from_linear(req["linear"]), req["speech"])}
+
+    def op_level_from_byte(self, req):
+        return {"linear": cc.audio_level_to_linear(req["byte"])}
+
+    def op_encrypt_frame(self, req):
+        packet = self.call(req).encrypt_frame(
+            req["channel"], req["codec"], bytes.fromhex(req["frame"]), req.get("now", 0), self.rng,
+            req["level"], req["speech"],
+        )
+        return {"packet": packet.hex()}
+
+    def op_decrypt_frame(self, req):
+        frame, level, speech = self.call(req).decrypt_frame(
+            req["user_id"], req["codec"], bytes.fromhex(req["packet"]), req.get("now", 0)
+        )
+        return {"frame": frame.hex(), "level": level, "speech": speech}
 
 
 def main():

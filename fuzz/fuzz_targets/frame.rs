@@ -22,10 +22,16 @@ static FIXTURE: OnceLock<common::Fixture> = OnceLock::new();
 #[derive(Arbitrary, Debug)]
 enum Part {
     /// A start code (3 or 4 bytes) and a NAL header byte.
-    Nal { four: bool, header: u8 },
+    Nal {
+        four: bool,
+        header: u8,
+    },
     Bytes(Vec<u8>),
     /// A run of one byte (zeros make emulation-prevention and start-code edge cases).
-    Run { byte: u8, len: u16 },
+    Run {
+        byte: u8,
+        len: u16,
+    },
 }
 
 #[derive(Arbitrary, Debug)]

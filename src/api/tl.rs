@@ -19,7 +19,18 @@ use crate::api::{CallIdentity, CallParticipant, Request, SubChain, Update};
 use crate::crypto::PublicKey;
 use crate::error::{Error, ErrorKind, Result};
 use crate::tl::{Reader, Writer};
-use crate::wire::PlainBlock;
+use crate::wire::{capacity, PlainBlock};
+
+/// The smallest encoding of an update this codec reads: `updateGroupCallConnection` with no
+/// flags and an empty `dataJSON` (constructor, flags, `dataJSON`, empty `bytes`). A vector of
+/// updates reserves no more entries than the bytes left can hold at this size (an entry takes
+/// 72 bytes of memory: at most 4.5 times the input, SPEC.md §10).
+const MIN_UPDATE_BYTES: usize = 16;
+/// The smallest encoding of a block in a vector: an empty TL `bytes`.
+const MIN_BLOCK_BYTES: usize = 4;
+/// The smallest encoding of a `groupCallParticipant`: constructor, flags, `peerUser`, `date`,
+/// `source`.
+const MIN_PARTICIPANT_BYTES: usize = 28;
 
 /// Constructor ids of the functions and types this codec reads and writes.
 pub mod id {
@@ -736,7 +747,7 @@ fn read_update(r: &mut Reader<'_>) -> Result<Option<TlUpdate>> {
             let sub_chain_id = r.i32()?;
             r.expect_constructor(id::VECTOR)?;
             let n = r.vec_len()?;
-            let mut blocks = Vec::with_capacity(n.min(r.remaining() / 4));
+            let mut blocks = Vec::with_capacity(capacity(n, r.remaining(), MIN_BLOCK_BYTES));
             for _ in 0..n {
                 blocks.push(r.bytes()?.to_vec());
             }
@@ -766,7 +777,7 @@ fn read_update(r: &mut Reader<'_>) -> Result<Option<TlUpdate>> {
             let call = read_input_group_call(r)?;
             r.expect_constructor(id::VECTOR)?;
             let n = r.vec_len()?;
-            let mut participants = Vec::with_capacity(n.min(r.remaining() / 4));
+            let mut participants = Vec::with_capacity(capacity(n, r.remaining(), MIN_PARTICIPANT_BYTES));
             for _ in 0..n {
                 if let Some(p) = read_participant(r)? {
                     participants.push(p);
@@ -786,7 +797,7 @@ fn read_update(r: &mut Reader<'_>) -> Result<Option<TlUpdate>> {
 fn read_updates_vector(r: &mut Reader<'_>) -> Result<Vec<TlUpdate>> {
     r.expect_constructor(id::VECTOR)?;
     let n = r.vec_len()?;
-    let mut out = Vec::with_capacity(n.min(r.remaining() / 4));
+    let mut out = Vec::with_capacity(capacity(n, r.remaining(), MIN_UPDATE_BYTES));
     for _ in 0..n {
         out.extend(read_update(r)?);
     }
@@ -846,6 +857,30 @@ mod tests {
 
     fn ctx() -> Context {
         Context { call: Some(InputGroupCall::Id(CALL)), ..Context::default() }
+    }
+
+    /// The reservation constants are the smallest encodings (issue 30 item 9: a vector of
+    /// updates reserved one 72-byte entry per 4 bytes left, 18 times the input).
+    #[test]
+    fn vectors_reserve_by_the_smallest_encoding_of_an_entry() {
+        let connection = encode_updates_with(&CALL, &[], &[""], 0);
+        // updates, vector, count, the update, then users, chats, date, seq.
+        assert_eq!(connection.len() - 4 * 3 - (8 + 8 + 4 + 4), MIN_UPDATE_BYTES);
+        let Ok(Answer::Updates(u)) = decode_result(&connection) else { panic!("decodes") };
+        assert!(matches!(&u[..], [TlUpdate::Connection { params, .. }] if params.is_empty()));
+        let mut w = Writer::new();
+        w.u32(id::GROUP_CALL_PARTICIPANT);
+        w.u32(0);
+        w.u32(id::PEER_USER);
+        w.i64(1);
+        w.i32(0);
+        w.i32(0);
+        let bytes = w.into_bytes();
+        assert_eq!(bytes.len(), MIN_PARTICIPANT_BYTES);
+        assert!(read_participant(&mut Reader::new(&bytes)).unwrap().is_some());
+        // A hostile count over 1,000 bytes left: at most 62 updates are reserved, not 250.
+        assert_eq!(capacity(u32::MAX as usize, 1_000, MIN_UPDATE_BYTES), 62);
+        assert!(std::mem::size_of::<TlUpdate>() * 1_000 / MIN_UPDATE_BYTES <= 8 * 1_000);
     }
 
     #[test]

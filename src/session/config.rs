@@ -46,6 +46,18 @@ pub struct SessionConfig {
     /// `max_prune_delay_ms`) when a block from anyone else would. Off, the session behaves as the
     /// official apps do (which never avoid one).
     pub end_video_blackouts: bool,
+    /// Pace of the outbox: requests per second the session lets out once its burst is spent
+    /// (SPEC.md §15.2); 1 to 50. Every request waits for it (a leave excepted: it goes at once and
+    /// delays the rest), so what piled up during an outage leaves at this rate, not in one burst.
+    pub max_requests_per_second: u32,
+    /// Requests the outbox lets out at one instant after a quiet spell; 1 to 50. Within any one
+    /// second at most `max_request_burst + max_requests_per_second` requests leave (defaults: 30,
+    /// a third of the simulator's bound of 100).
+    pub max_request_burst: u32,
+    /// Messages of the application the session holds undelivered (waiting for the pace, not taken
+    /// yet, in flight, or waiting for a retry); `send_message` refuses one more with
+    /// [`ErrorKind::OutboxFull`]. 1 to 4,096.
+    pub max_queued_messages: usize,
 }
 
 impl Default for SessionConfig {
@@ -66,6 +78,9 @@ impl Default for SessionConfig {
             prune_left: true,
             max_prune_delay_ms: 2_000,
             end_video_blackouts: true,
+            max_requests_per_second: 10,
+            max_request_burst: 20,
+            max_queued_messages: 64,
         }
     }
 }
@@ -75,7 +90,7 @@ const HOUR_MS: u64 = 3_600_000;
 impl SessionConfig {
     /// Checks every field against its range (see each field).
     pub fn validate(&self) -> Result<()> {
-        let checks: [(bool, &str); 13] = [
+        let checks: [(bool, &str); 16] = [
             ((1_000..=HOUR_MS).contains(&self.poll_interval_ms), "poll_interval_ms must be 1 s to 1 hour"),
             ((1..=1_000).contains(&self.poll_limit), "poll_limit must be 1 to 1,000"),
             ((1..=1_000).contains(&self.max_attempts), "max_attempts must be 1 to 1,000"),
@@ -89,6 +104,9 @@ impl SessionConfig {
             ((1_000..=HOUR_MS).contains(&self.request_timeout_ms), "request_timeout_ms must be 1 s to 1 hour"),
             (self.max_flood_wait_s <= 86_400, "max_flood_wait_s must be at most 1 day"),
             (self.max_prune_delay_ms <= 60_000, "max_prune_delay_ms must be at most 1 minute"),
+            ((1..=50).contains(&self.max_requests_per_second), "max_requests_per_second must be 1 to 50"),
+            ((1..=50).contains(&self.max_request_burst), "max_request_burst must be 1 to 50"),
+            ((1..=4_096).contains(&self.max_queued_messages), "max_queued_messages must be 1 to 4,096"),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, why)) => Err(Error::new(ErrorKind::InvalidInput, format!("SessionConfig: {why}"))),

@@ -28,7 +28,8 @@
 //! One file per concern: `config.rs` (validated tunables), `events.rs` (typed events),
 //! `ops.rs` (operations in flight, timers, flood waits), `outcomes.rs` (responses and deadlines,
 //! parsed once into [`crate::api::ApiError`]), `join.rs` (the join planner), `sync.rs` (one
-//! sub-chain's offsets and gap buffer, tested alone), `live.rs` (applying both sub-chains,
+//! sub-chain's offsets and gap buffer, tested alone), `pacer.rs` (the outbox's token bucket,
+//! tested alone), `live.rs` (applying both sub-chains,
 //! recovery, the ways out of the call), `outbound.rs` (messages, broadcasts, removals, pruning).
 //!
 //! Driven like quinn-proto's `Connection`: the application takes requests with
@@ -51,6 +52,7 @@ mod live;
 mod ops;
 mod outbound;
 mod outcomes;
+mod pacer;
 mod sync;
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
@@ -67,6 +69,7 @@ use crate::wire::{Block, Broadcast, GroupParticipant, GroupState, Permissions, P
 pub use self::config::SessionConfig;
 pub use self::events::{EndReason, JoinFailure, SendFailure, SessionEvent};
 use self::ops::{Action, InFlight, Op, Ops};
+use self::pacer::{Class, Pacer};
 use self::sync::{Receive, SubSync, MIN_GAP_POLL_SPACING_MS};
 pub use crate::api::{CallIdentity, CallParticipant, Request, RequestId, RequestKind, Response, SubChain, Update};
 
@@ -102,7 +105,7 @@ pub enum SessionState {
 pub struct Footprint {
     /// Requests sent and not answered (nor past their deadline).
     pub requests_in_flight: usize,
-    /// Requests not taken by the application yet.
+    /// Requests not taken by the application yet (released, or waiting for the outbox's pace).
     pub queued_requests: usize,
     /// Scheduled actions (retries, join attempts, pruning).
     pub retries: usize,
@@ -196,6 +199,10 @@ const MAX_PRUNE: usize = 1_024;
 /// Most builds of one block while its hash would black out H.264 (each is 1 in 256).
 const BLACKOUT_BUILDS: usize = 8;
 
+/// The deadline of a request still waiting for the outbox's pace: its deadline starts when it
+/// leaves.
+const WAITING: u64 = u64::MAX;
+
 /// A sans-IO client of one conference call (see the module docs).
 ///
 /// ```
@@ -229,7 +236,10 @@ pub struct Session {
     /// generation never fires.
     generation: u64,
     next_id: RequestId,
+    /// Requests the pace let out, for [`Session::poll_request`].
     outgoing: VecDeque<(RequestId, Request)>,
+    /// Requests waiting for the pace (their `InFlight` has the deadline [`WAITING`]).
+    pacer: Pacer,
     ops: Ops,
     events: VecDeque<SessionEvent>,
     seen_messages: HashSet<(i64, i64)>,
@@ -288,6 +298,7 @@ impl Session {
         config.validate()?;
         Ok(Session {
             user_id,
+            pacer: Pacer::new(config.max_requests_per_second, config.max_request_burst),
             config,
             phase: Phase::Idle,
             generation: 0,
@@ -436,10 +447,18 @@ impl Session {
     }
 
     /// Sends a `groupCallMessage` (JSON text) with `sendGroupCallEncryptedMessage`.
+    /// Sends a `groupCallMessage` (JSON text) with `sendGroupCallEncryptedMessage`. The request
+    /// leaves at the outbox's pace (`max_requests_per_second`); with `max_queued_messages`
+    /// undelivered already the message is refused with [`ErrorKind::OutboxFull`] (nothing is
+    /// dropped silently later).
     pub fn send_message(&mut self, json: &str, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.tick(now);
         if json.len() > self.config.max_message_bytes {
             return Err(Error::new(ErrorKind::LimitExceeded, "message too large"));
+        }
+        if self.queued_messages() >= self.config.max_queued_messages {
+            let max = self.config.max_queued_messages;
+            return Err(Error::new(ErrorKind::OutboxFull, format!("{max} messages are waiting to be delivered")));
         }
         let Phase::Live(live) = &mut self.phase else { return Err(not_in_call()) };
         let encrypted = live.call.encrypt_message(json, now, rng)?;
@@ -463,7 +482,7 @@ impl Session {
         };
         Footprint {
             requests_in_flight: self.ops.in_flight.len(),
-            queued_requests: self.outgoing.len(),
+            queued_requests: self.outgoing.len().saturating_add(self.pacer.len()),
             retries: self.ops.timers.len(),
             buffered_updates,
             early_blocks: held,
@@ -495,7 +514,7 @@ impl Session {
             }
             _ => (None, None),
         };
-        [ops, polls, call].into_iter().flatten().min()
+        [ops, polls, call, self.pacer.next_release()].into_iter().flatten().min()
     }
 
     /// Runs what is due at `now`: request deadlines (as `TIMEOUT`), polls, retries, epoch expiry.
@@ -524,6 +543,9 @@ impl Session {
     /// of a generation since ended) are ignored.
     pub fn handle_response(&mut self, id: RequestId, response: Response, now: u64, rng: &mut impl CryptoRngCore) {
         self.tick(now);
+        if self.ops.in_flight.get(&id).is_some_and(|f| f.deadline == WAITING) {
+            return; // not sent yet: it cannot have been answered
+        }
         let Some(f) = self.ops.in_flight.remove(&id) else {
             // A join accepted after its deadline while we are out of the call: leave again.
             let out = matches!(self.phase, Phase::Idle | Phase::Failed | Phase::Leaving | Phase::Left);
@@ -648,10 +670,35 @@ impl Session {
         self.ops.in_flight.len()
     }
 
+    /// The application's messages the session holds undelivered: waiting for the outbox's pace,
+    /// not taken yet, in flight, or waiting for a retry (at most `max_queued_messages`).
+    pub fn queued_messages(&self) -> usize {
+        let generation = self.generation;
+        let flying =
+            self.ops.in_flight.values().filter(|f| f.generation == generation && matches!(f.op, Op::Message { .. }));
+        let retrying = self.ops.timers.iter().filter(|t| {
+            t.generation == generation && matches!(t.action, Action::Resend { op: Op::Message { .. }, .. })
+        });
+        flying.count().saturating_add(retrying.count())
+    }
+
     // ---- plumbing ----
 
     fn tick(&mut self, now: u64) {
         self.now = self.now.max(now);
+        self.pace();
+    }
+
+    /// Lets out what the outbox's pace allows at `now`; each request's deadline starts as it
+    /// leaves.
+    fn pace(&mut self) {
+        let (now, timeout) = (self.now, self.config.request_timeout_ms);
+        while let Some((id, request)) = self.pacer.pop(now) {
+            if let Some(f) = self.ops.in_flight.get_mut(&id) {
+                f.deadline = now.saturating_add(timeout);
+            }
+            self.outgoing.push_back((id, request));
+        }
     }
 
     fn live_call(&self) -> Option<&Call> {
@@ -684,6 +731,11 @@ impl Session {
             }
             keep
         });
+        // Nothing waiting for the pace is a leave (leaves go at once).
+        self.pacer.retain(|id, _| {
+            ops.in_flight.remove(&id);
+            false
+        });
     }
 
     /// Closes the live call, if any, and returns it.
@@ -703,7 +755,8 @@ impl Session {
         })
     }
 
-    /// Queues a request with its deadline, or defers it to the end of its kind's flood wait.
+    /// Queues a request for the outbox's pace (a leave goes at once), or defers it to the end of
+    /// its kind's flood wait.
     fn send(&mut self, request: Request, op: Op) -> Option<RequestId> {
         let kind = request.kind();
         let wait = self.ops.flood_until(kind);
@@ -733,9 +786,18 @@ impl Session {
         }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        let deadline = self.now.saturating_add(self.config.request_timeout_ms);
-        self.ops.in_flight.insert(id, InFlight { op, kind, generation: self.generation, deadline });
-        self.outgoing.push_back((id, request));
+        let class = if matches!(op, Op::Message { .. }) { Class::Message } else { Class::Protocol };
+        if matches!(op, Op::Leave { .. }) {
+            // No ghost member: a leave does not wait; it takes a token all the same.
+            self.pacer.charge(self.now);
+            let deadline = self.now.saturating_add(self.config.request_timeout_ms);
+            self.ops.in_flight.insert(id, InFlight { op, kind, generation: self.generation, deadline });
+            self.outgoing.push_back((id, request));
+        } else {
+            self.ops.in_flight.insert(id, InFlight { op, kind, generation: self.generation, deadline: WAITING });
+            self.pacer.push(class, id, request);
+            self.pace();
+        }
         Some(id)
     }
 

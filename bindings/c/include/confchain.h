@@ -134,6 +134,12 @@
 #define CONFCHAIN_KIND_FRAME_EMPTY 1020
 
 /**
+ * A session's outbox holds its most undelivered messages: the message was refused (send it again
+ * later).
+ */
+#define CONFCHAIN_KIND_OUTBOX_FULL 1021
+
+/**
  * The most items a caller's array may hold (participants, user ids, blocks of an update): a
  * larger count is refused as invalid input rather than trusted for an allocation.
  */

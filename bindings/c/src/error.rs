@@ -58,6 +58,9 @@ pub const CONFCHAIN_KIND_CALL_CLOSED: i32 = 1018;
 pub const CONFCHAIN_KIND_FRAME_START_CODE: i32 = 1019;
 /// A media frame dropped on receive: its plaintext is empty (`FRAME__EMPTY`; tgcalls drops it).
 pub const CONFCHAIN_KIND_FRAME_EMPTY: i32 = 1020;
+/// A session's outbox holds its most undelivered messages: the message was refused (send it again
+/// later).
+pub const CONFCHAIN_KIND_OUTBOX_FULL: i32 = 1021;
 
 thread_local! {
     static LAST_ERROR: RefCell<(i32, String)> = const { RefCell::new((0, String::new())) };
@@ -86,6 +89,7 @@ pub(crate) fn kind_constant(kind: ErrorKind) -> i32 {
         CallClosed => CONFCHAIN_KIND_CALL_CLOSED,
         FrameStartCode => CONFCHAIN_KIND_FRAME_START_CODE,
         FrameEmpty => CONFCHAIN_KIND_FRAME_EMPTY,
+        OutboxFull => CONFCHAIN_KIND_OUTBOX_FULL,
         coded => coded.numeric_code(),
     }
 }
@@ -202,6 +206,7 @@ pub extern "C" fn confchain_error_name(code: i32) -> *const std::ffi::c_char {
         1018 => c"CALL_CLOSED",
         1019 => c"FRAME__START_CODE",
         1020 => c"FRAME__EMPTY",
+        1021 => c"OUTBOX_FULL",
         _ => c"UNKNOWN_ERROR",
     };
     name.as_ptr()

@@ -4,6 +4,7 @@
 //! the oracle of the reference's behaviour. `--serve` makes confchain itself such a peer.
 
 mod checks;
+mod frames;
 mod peer;
 mod serve;
 
@@ -56,6 +57,9 @@ pub struct Args {
 pub enum Outcome {
     /// Same behaviour as the reference.
     Pass,
+    /// One of the behaviours a documented difference allows (the reference's or confchain's,
+    /// SPEC §11): passed, and the report says which one the peer showed.
+    Documented(String),
     /// The peer cannot express the check (an operation or capability it does not have).
     Skip(String),
     /// The peer behaved differently from the reference.
@@ -195,7 +199,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             documents.push(json!({
                 "peer": command,
                 "implementation": implementation,
-                "passed": records.iter().filter(|r| matches!(r.outcome, Outcome::Pass)).count(),
+                "passed": records.iter().filter(|r| matches!(r.outcome, Outcome::Pass | Outcome::Documented(_))).count(),
                 "skipped": records.iter().filter(|r| matches!(r.outcome, Outcome::Skip(_))).count(),
                 "deviations": deviations.len(),
                 "checks": records.iter().map(record_json).collect::<Vec<_>>(),
@@ -224,6 +228,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
 fn record_json(r: &Record) -> Value {
     match &r.outcome {
         Outcome::Pass => json!({ "check": r.check, "rule": r.rule, "result": "pass" }),
+        Outcome::Documented(shown) => json!({ "check": r.check, "rule": r.rule, "result": "pass", "shown": shown }),
         Outcome::Skip(why) => json!({ "check": r.check, "rule": r.rule, "result": "skip", "reason": why }),
         Outcome::OracleFailure(e) => {
             json!({ "check": r.check, "rule": r.rule, "result": "oracle-failure", "error": e })
@@ -236,7 +241,7 @@ fn record_json(r: &Record) -> Value {
 }
 
 fn print_table(command: &str, implementation: &str, records: &[Record]) {
-    let passed = records.iter().filter(|r| matches!(r.outcome, Outcome::Pass)).count();
+    let passed = records.iter().filter(|r| matches!(r.outcome, Outcome::Pass | Outcome::Documented(_))).count();
     let skipped: Vec<&Record> = records.iter().filter(|r| matches!(r.outcome, Outcome::Skip(_))).collect();
     let deviations: Vec<&Record> = records.iter().filter(|r| matches!(r.outcome, Outcome::Deviation(_))).collect();
     outln!("peer: {implementation}  ({command})");
@@ -248,7 +253,7 @@ fn print_table(command: &str, implementation: &str, records: &[Record]) {
         if let Outcome::Deviation(d) = &r.outcome {
             outln!("  DEVIATION {}  [{}]", r.check, r.rule);
             outln!("    step:      {}", d.step);
-            outln!("    reference: {}", d.expected);
+            outln!("    expected:  {}", d.expected);
             outln!("    peer:      {}", d.got);
             if let Some(c) = &d.cause {
                 outln!("    cause:     {c}");
@@ -270,6 +275,11 @@ fn print_table(command: &str, implementation: &str, records: &[Record]) {
         outln!("  deviations by cause:");
         for (cause, n) in causes {
             outln!("    {n:>4} check(s): {cause}");
+        }
+    }
+    for r in records {
+        if let Outcome::Documented(shown) = &r.outcome {
+            outln!("  documented difference {}: the peer showed {shown}", r.check);
         }
     }
     for r in records {
@@ -315,7 +325,7 @@ fn write_reproducer(
     let vectors_abs = std::fs::canonicalize(vectors).unwrap_or_else(|_| vectors.to_path_buf());
     let script = format!(
         "#!/bin/sh\n# Reproduces one deviation of {implementation}: check {check} ({rule}).\n\
-         # reference: {expected}\n# peer:      {got}\n\
+         # expected:  {expected}\n# peer:      {got}\n\
          # transcript.jsonl holds every request the runner sent and every answer it got.\n\
          cd {cwd} || exit 2\n\
          exec \"${{CONFCHAIN:-{exe}}}\" conformance --peer {peer} --only {check} --seed {seed} \

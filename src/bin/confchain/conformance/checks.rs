@@ -36,7 +36,7 @@ impl From<confchain::Error> for Stop {
     }
 }
 
-type Run = Box<dyn Fn(&mut Peer, u64) -> Result<Outcome, Stop>>;
+pub(super) type Run = Box<dyn Fn(&mut Peer, u64) -> Result<Outcome, Stop>>;
 
 /// One check: a name, the rule it exercises, and what it does to a peer given a seed.
 pub struct Check {
@@ -53,7 +53,7 @@ pub fn name_hash(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-fn deviation(step: impl Into<String>, expected: impl Into<String>, got: impl Into<String>) -> Stop {
+pub(super) fn deviation(step: impl Into<String>, expected: impl Into<String>, got: impl Into<String>) -> Stop {
     Stop::Deviation(Deviation { step: step.into(), expected: expected.into(), got: got.into(), cause: None })
 }
 
@@ -95,7 +95,7 @@ fn diagnose_hash(block: &[u8], got: &[u8]) -> Option<String> {
     None
 }
 
-fn need(p: &Peer, ops: &[&str]) -> Result<(), Stop> {
+pub(super) fn need(p: &Peer, ops: &[&str]) -> Result<(), Stop> {
     for op in ops {
         if !p.supports(op) {
             return Err(Stop::Skip(format!("no `{op}` operation")));
@@ -113,7 +113,7 @@ fn need_cap(p: &Peer, cap: &str, why: &str) -> Result<(), Stop> {
 }
 
 /// Calls `op` and requires success.
-fn ok(p: &mut Peer, op: &str, args: Value, step: &str) -> Result<Map<String, Value>, Stop> {
+pub(super) fn ok(p: &mut Peer, op: &str, args: Value, step: &str) -> Result<Map<String, Value>, Stop> {
     match p.call(op, args)? {
         Answer::Ok(m) => Ok(m),
         Answer::Refused(e) => Err(deviation(step, "accepted", e.to_string())),
@@ -121,7 +121,7 @@ fn ok(p: &mut Peer, op: &str, args: Value, step: &str) -> Result<Map<String, Val
     }
 }
 
-fn describe(e: &confchain::Error) -> String {
+pub(super) fn describe(e: &confchain::Error) -> String {
     if e.message().starts_with(e.kind().name()) {
         format!("refused: {}", e.message())
     } else {
@@ -149,7 +149,7 @@ fn refused(p: &mut Peer, op: &str, args: Value, step: &str, expected: &confchain
     }
 }
 
-fn hex_field(m: &Map<String, Value>, key: &str, step: &str) -> Result<Vec<u8>, Stop> {
+pub(super) fn hex_field(m: &Map<String, Value>, key: &str, step: &str) -> Result<Vec<u8>, Stop> {
     let s = m.get(key).and_then(Value::as_str).ok_or_else(|| deviation(step, format!("a hex `{key}`"), "none"))?;
     hex::decode(s).map_err(|_| deviation(step, format!("a hex `{key}`"), format!("{s:?}")))
 }
@@ -162,7 +162,7 @@ fn vector_hex(v: &Value, key: &str) -> Result<Vec<u8>, String> {
 // ---------------------------------------------------------------------------------------------
 // Vectors
 
-fn load(dir: &Path, rel: &str) -> Result<Value, String> {
+pub(super) fn load(dir: &Path, rel: &str) -> Result<Value, String> {
     let path = dir.join(rel);
     let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("bad JSON in {}: {e}", path.display()))
@@ -509,25 +509,25 @@ fn broadcasts_check(dir: &Path, out: &mut Vec<Check>) -> Result<(), String> {
 // Mixed conferences
 
 /// A conference run by the oracle: the server's chain, confchain members, and peer members.
-struct Conf {
+pub(super) struct Conf {
     rng: ChaCha20Rng,
     server: Chain,
     last: Vec<u8>,
     oracle: Vec<Call>,
     keys: Vec<PrivateKey>,
     peers: Vec<(String, i64)>,
-    now: u64,
+    pub(super) now: u64,
     /// Broadcasts relayed so far: the server's offset in sub-chain 1.
     relayed: u64,
 }
 
-const PEER_USER: i64 = 42;
+pub(super) const PEER_USER: i64 = 42;
 /// The most broadcasts one pull may return (the checks apply a handful of blocks).
 const MAX_BROADCASTS_PER_PULL: usize = 64;
 
 impl Conf {
     /// A conference created by oracle member 1001 with these flags and external permissions.
-    fn new(seed: u64, flags: i32, external: i32) -> Result<Conf, Stop> {
+    pub(super) fn new(seed: u64, flags: i32, external: i32) -> Result<Conf, Stop> {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let key = PrivateKey::generate(&mut rng);
         let me = GroupParticipant {
@@ -600,7 +600,7 @@ impl Conf {
     }
 
     /// The peer member `name` joins with its own self-add block, which the server must accept.
-    fn peer_join(&mut self, p: &mut Peer, name: &str) -> Result<(), Stop> {
+    pub(super) fn peer_join(&mut self, p: &mut Peer, name: &str) -> Result<(), Stop> {
         need(p, &["join", "apply_block"])?;
         let m = ok(
             p,
@@ -857,6 +857,44 @@ impl Conf {
         f(&mut state.participants);
         state
     }
+
+    /// The first confchain member.
+    fn first_oracle(&mut self) -> Result<&mut Call, Stop> {
+        self.oracle.first_mut().ok_or_else(|| Stop::Oracle("no oracle member".into()))
+    }
+
+    /// The first confchain member decrypts a packet of `sender` (clear prefix and payload).
+    pub(super) fn oracle_decrypt(
+        &mut self,
+        sender: i64,
+        packet: &[u8],
+    ) -> Result<Result<Vec<u8>, confchain::Error>, Stop> {
+        let now = self.now;
+        Ok(self.first_oracle()?.decrypt(sender, packet, now))
+    }
+
+    /// The first confchain member encrypts bytes with a clear prefix on the main channel.
+    pub(super) fn oracle_encrypt(&mut self, data: &[u8], prefix: usize) -> Result<Vec<u8>, Stop> {
+        let call = self.oracle.first_mut().ok_or_else(|| Stop::Oracle("no oracle member".into()))?;
+        Ok(call.encrypt(confchain::frame::CHANNEL_MAIN, data, prefix, self.now, &mut self.rng)?)
+    }
+
+    /// The first confchain member encrypts a frame on the main channel.
+    pub(super) fn oracle_encrypt_frame(
+        &mut self,
+        codec: confchain::frame::Codec,
+        frame: &[u8],
+        level: confchain::frame::AudioLevel,
+    ) -> Result<Vec<u8>, Stop> {
+        let call = self.oracle.first_mut().ok_or_else(|| Stop::Oracle("no oracle member".into()))?;
+        Ok(call.encrypt_frame(confchain::frame::CHANNEL_MAIN, codec, frame, level, self.now, &mut self.rng)?)
+    }
+
+    /// The first confchain member removes the peer's member from the call.
+    pub(super) fn remove_peer(&mut self, p: &mut Peer) -> Result<(), Stop> {
+        let state = self.state_with(|l| l.retain(|x| x.user_id != PEER_USER));
+        self.change(p, 0, state, "apply the block removing the peer")
+    }
 }
 
 /// An Ed25519 public key that is not a curve point but gives a shared secret.
@@ -1005,24 +1043,62 @@ fn mixed_checks(out: &mut Vec<Check>) {
             })
         },
     ));
-    out.push(mixed("removal", "§4.2 removal; §8.1 a removed member cannot encrypt", |p, seed| {
-        let mut conf = Conf::new(seed, 3, 7)?;
-        conf.peer_join(p, "p")?;
-        let state = conf.state_with(|l| l.retain(|x| x.user_id != PEER_USER));
-        conf.change(p, 0, state, "apply the block removing the peer")?;
-        conf.compare(p, "p", "after the removal")?;
-        if p.supports("encrypt") {
-            let e = confchain::Error::bare(confchain::ErrorKind::NotParticipant);
-            refused(
-                p,
-                "encrypt",
-                json!({ "member": "p", "channel": 1, "data": "00", "now": conf.now }),
-                "encrypt after removal",
-                &e,
-            )?;
-        }
-        Ok(())
-    }));
+    out.push(Check {
+        name: "mixed.removal".into(),
+        rule: "§4.2 removal; §8.1/§11 a removed member cannot encrypt (documented difference: the reference fails the call)".into(),
+        run: Box::new(|p, seed| {
+            let mut conf = Conf::new(seed, 3, 7)?;
+            conf.peer_join(p, "p")?;
+            let state = conf.state_with(|l| l.retain(|x| x.user_id != PEER_USER));
+            let call = conf.oracle.first().ok_or_else(|| Stop::Oracle("no oracle member".into()))?;
+            let block = call.build_change_state(state, &mut conf.rng)?;
+            conf.publish(block.as_bytes())?;
+            let args = json!({ "member": "p", "block": hex::encode(&conf.last), "now": conf.now,
+                               "offset": i64::from(conf.server.height()).saturating_add(1) });
+            // Either behaviour is the protocol's: the reference refuses the block that removes us
+            // with CALL_FAILED (NOT_PARTICIPANT) and fails the call; confchain applies it and
+            // refuses to encrypt (SPEC §11).
+            let fails_the_call = match p.call("apply_block", args)? {
+                Answer::Unsupported => return Err(Stop::Skip("no `apply_block` operation".into())),
+                Answer::Ok(_) => false,
+                Answer::Refused(e) if ["CALL_FAILED", "INVALID_CALL_GROUP_STATE__NOT_PARTICIPANT"].contains(&e.code.as_str()) => true,
+                Answer::Refused(e) => {
+                    return Err(deviation(
+                        "apply the block removing the peer",
+                        "accepted (confchain), or refused CALL_FAILED / NOT_PARTICIPANT (the reference)",
+                        e.to_string(),
+                    ))
+                }
+            };
+            if !fails_the_call {
+                conf.compare(p, "p", "after the removal")?;
+            }
+            if p.supports("encrypt") {
+                need_cap(p, "errors", "the peer does not report errors")?;
+                let args = json!({ "member": "p", "channel": 1, "data": "00", "now": conf.now });
+                match p.call("encrypt", args)? {
+                    Answer::Refused(e) if ["CALL_FAILED", "INVALID_CALL_GROUP_STATE__NOT_PARTICIPANT"].contains(&e.code.as_str()) => {}
+                    Answer::Unsupported => {}
+                    other => {
+                        return Err(deviation(
+                            "encrypt after removal",
+                            "refused NOT_PARTICIPANT (confchain) or CALL_FAILED (the reference)",
+                            match other {
+                                Answer::Ok(_) => "accepted".to_owned(),
+                                Answer::Refused(e) => e.to_string(),
+                                Answer::Unsupported => String::new(),
+                            },
+                        ))
+                    }
+                }
+            }
+            Ok(Outcome::Documented(if fails_the_call {
+                "the reference's behaviour: the removal fails the call (CALL_FAILED)".into()
+            } else {
+                "confchain's behaviour (SPEC §11): the removal is applied, encryption refused".into()
+            }))
+        }),
+    });
     out.push(mixed("permissions-change", "§4.2 7.3 flags changed by a member with add+remove; the peer loses its rights", |p, seed| {
         let mut conf = Conf::new(seed, 3, 7)?;
         conf.peer_join(p, "p")?;
@@ -1035,7 +1111,7 @@ fn mixed_checks(out: &mut Vec<Check>) {
         conf.compare(p, "p", "after the permission change")?;
         if p.supports("build_change_state") {
             let state = conf.state_with(|l| l.retain(|x| x.user_id != 1001));
-            let e = confchain::Error::new(confchain::ErrorKind::NoPermissions, "INVALID_BLOCK__NO_PERMISSIONS: Can't remove users");
+            let e = confchain::Error::new(confchain::ErrorKind::NoPermissions, "Can't remove users");
             refused(
                 p,
                 "build_change_state",
@@ -1274,5 +1350,6 @@ pub fn all(dir: &Path) -> Result<Vec<Check>, String> {
         }
     }
     mixed_checks(&mut out);
+    super::frames::all(dir, &mut out)?;
     Ok(out)
 }

@@ -10,7 +10,9 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, RngCore, SeedableRng};
 use serde_json::{json, Map, Value};
 
-use super::PROTOCOL_VERSION;
+use confchain::frame::{AudioLevel, Codec};
+
+use super::{frames, PROTOCOL_VERSION};
 
 /// The deviations `--deviate` can inject (each one a behaviour seen in another implementation).
 pub const DEVIATIONS: &[(&str, &str)] = &[
@@ -19,6 +21,38 @@ pub const DEVIATIONS: &[(&str, &str)] = &[
     ("refuse-off-curve", "refuse blocks listing a participant key that is not a curve point"),
     ("accept-plain-form", "accept plain-form blocks where server form is required"),
     ("accept-unsigned-first", "accept a first block that has no signer key"),
+    ("video-no-prefix", "frames: encrypt VP8 and H.264 whole, with no clear prefix (tweb)"),
+    (
+        "no-widening",
+        "frames: leave H.264 3-byte start codes unwidened (tgcalls before May 2025, Android before its refactor)",
+    ),
+    ("widen-uint8", "frames: keep H.264 widening offsets in a uint8 (ntgcalls)"),
+    ("no-validation", "frames: send H.264 packets without the start-code check and retry"),
+    ("clear-without-epoch", "frames: send the frame in clear when it cannot be encrypted (MadelineProto)"),
+    ("keep-trailer", "frames: deliver Opus frames without stripping the trailer"),
+    ("play-undecryptable", "frames: pass a frame that does not decrypt on unchanged (tweb)"),
+    ("fixed-level-byte", "frames: write the audio trailer as 01 00 whatever the level (tweb)"),
+    ("strict-start-code-search", "frames: count a start code ending at the packet's last byte (MadelineProto)"),
+    ("drop-trailer-only", "frames: drop an Opus frame that is only its trailer (Android's refactor)"),
+    ("levels-f64", "frames: compute the audio level conversions in f64"),
+    (
+        "fail-call-on-removal",
+        "the reference's own behaviour (tde2e, tweb): refuse the block that removes us with CALL_FAILED and fail the call (a documented difference: passes)",
+    ),
+];
+
+/// The frame deviations (they change the frame operations only).
+const FRAME_DEVIATIONS: &[&str] = &[
+    "video-no-prefix",
+    "no-widening",
+    "widen-uint8",
+    "no-validation",
+    "clear-without-epoch",
+    "keep-trailer",
+    "play-undecryptable",
+    "fixed-level-byte",
+    "strict-start-code-search",
+    "drop-trailer-only",
 ];
 
 /// The operations the built-in peer implements.
@@ -36,6 +70,14 @@ const OPS: &[&str] = &[
     "decrypt",
     "encrypt_message",
     "decrypt_message",
+    "frame_layout",
+    "frame_send",
+    "frame_validate",
+    "frame_receive",
+    "level_to_byte",
+    "level_from_byte",
+    "encrypt_frame",
+    "decrypt_frame",
 ];
 
 /// Bytes the caller recorded, then a seeded stream (so `rng` in a request replays a vector).
@@ -261,6 +303,14 @@ impl Server {
             "decrypt" => self.decrypt(req),
             "encrypt_message" => self.encrypt_message(req),
             "decrypt_message" => self.decrypt_message(req),
+            "frame_layout" => self.frame_layout(req),
+            "frame_send" => self.frame_send(req),
+            "frame_validate" => self.frame_validate(req),
+            "frame_receive" => self.frame_receive(req),
+            "level_to_byte" => level_to_byte(req, self.has("levels-f64")),
+            "level_from_byte" => level_from_byte(req, self.has("levels-f64")),
+            "encrypt_frame" => self.encrypt_frame(req),
+            "decrypt_frame" => self.decrypt_frame(req),
             _ => return None,
         })
     }
@@ -327,8 +377,13 @@ impl Server {
             m.call = Some(Call::from_chain(m.user_id, m.key.clone(), chain, &mut rng)?);
             return Ok(json!({}));
         }
+        let fail_on_removal = self.has("fail-call-on-removal");
         let call = self.call_of(req)?;
         call.apply_block(&bytes, now, &mut rng)?;
+        if fail_on_removal && !call.is_member() {
+            call.close();
+            return Err(confchain::Error::new(confchain::ErrorKind::CallFailed, "NOT_PARTICIPANT"));
+        }
         Ok(json!({}))
     }
 
@@ -394,7 +449,11 @@ impl Server {
         let channel = i32::try_from(channel).map_err(|_| bad_input("channel out of range"))?;
         let now = req.get("now").and_then(Value::as_u64).unwrap_or(0);
         let mut rng = self.rng(req)?;
+        let fail_on_removal = self.has("fail-call-on-removal");
         let call = self.call_of(req)?;
+        if fail_on_removal && call.is_closed() {
+            return Err(confchain::Error::new(confchain::ErrorKind::CallFailed, "the call failed"));
+        }
         let packet = call.encrypt(channel, &data, 0, now, &mut rng)?;
         Ok(json!({ "packet": hex::encode(packet) }))
     }
@@ -424,6 +483,176 @@ impl Server {
         let call = self.call_of(req)?;
         let text = call.decrypt_message(sender, &message, now)?;
         Ok(json!({ "text": text }))
+    }
+}
+
+/// The codec, frame and level arguments of a frame operation.
+fn frame_arg(req: &Value) -> Result<(Codec, Vec<u8>, AudioLevel), confchain::Error> {
+    let codec = Codec::from_name(req.get("codec").and_then(Value::as_str).ok_or_else(|| bad_input("missing codec"))?);
+    let frame = bytes_arg(req, "frame")?;
+    let level = AudioLevel {
+        level: u8::try_from(req.get("level").and_then(Value::as_u64).unwrap_or(0) & 0x7f).unwrap_or(0),
+        speech: req.get("speech").and_then(Value::as_bool).unwrap_or(false),
+    };
+    Ok((codec, frame, level))
+}
+
+fn codec_arg(req: &Value) -> Result<Codec, confchain::Error> {
+    Ok(Codec::from_name(req.get("codec").and_then(Value::as_str).ok_or_else(|| bad_input("missing codec"))?))
+}
+
+fn level_json(level: Option<AudioLevel>) -> (Value, Value) {
+    match level {
+        Some(l) => (json!(l.level), json!(l.speech)),
+        None => (Value::Null, Value::Null),
+    }
+}
+
+fn level_to_byte(req: &Value, in_f64: bool) -> Reply {
+    let linear = match req.get("linear_f32_bits").and_then(Value::as_str) {
+        Some(bits) => f32::from_bits(u32::from_str_radix(bits, 16).map_err(|_| bad_input("bad linear_f32_bits"))?),
+        None => req.get("linear").and_then(Value::as_f64).ok_or_else(|| bad_input("missing linear"))? as f32,
+    };
+    let speech = req.get("speech").and_then(Value::as_bool).unwrap_or(false);
+    if in_f64 {
+        return Ok(json!({ "byte": frames::level_to_byte_f64(linear, speech) }));
+    }
+    Ok(json!({ "byte": AudioLevel::from_linear(linear, speech).to_byte() }))
+}
+
+fn level_from_byte(req: &Value, in_f64: bool) -> Reply {
+    let byte = u8::try_from(int_arg(req, "byte")?).map_err(|_| bad_input("byte out of range"))?;
+    let linear = if in_f64 { frames::level_from_byte_f64(byte) } else { AudioLevel::from_byte(byte).to_linear() };
+    Ok(json!({ "linear": f64::from(linear), "linear_f32_bits": format!("{:08x}", linear.to_bits()) }))
+}
+
+impl Server {
+    fn frame_layout_rule(&self) -> frames::Layout {
+        if self.has("video-no-prefix") {
+            frames::Layout::VideoNoPrefix
+        } else if self.has("no-widening") {
+            frames::Layout::NoWidening
+        } else if self.has("widen-uint8") {
+            frames::Layout::WidenUint8
+        } else {
+            frames::Layout::Reference
+        }
+    }
+
+    fn send_rules(&self) -> frames::SendRules {
+        let mut rules = frames::SendRules::REFERENCE;
+        if self.has("no-validation") {
+            rules.validation = frames::Validation::None;
+        } else if self.has("strict-start-code-search") {
+            rules.validation = frames::Validation::Strict;
+        }
+        rules.clear_on_failure = self.has("clear-without-epoch");
+        rules
+    }
+
+    fn receive_rule(&self) -> frames::Receive {
+        if self.has("keep-trailer") {
+            frames::Receive::KeepTrailer
+        } else if self.has("play-undecryptable") {
+            frames::Receive::PlayUndecryptable
+        } else if self.has("drop-trailer-only") {
+            frames::Receive::DropTrailerOnly
+        } else {
+            frames::Receive::Reference
+        }
+    }
+
+    /// The frame arguments, with the level a deviant sender writes.
+    fn frame_arg(&self, req: &Value) -> Result<(Codec, Vec<u8>, AudioLevel), confchain::Error> {
+        let (codec, frame, level) = frame_arg(req)?;
+        Ok((codec, frame, if self.has("fixed-level-byte") { AudioLevel::default() } else { level }))
+    }
+
+    fn frame_layout(&mut self, req: &Value) -> Reply {
+        let (codec, frame, level) = self.frame_arg(req)?;
+        let (data, prefix) = frames::layout(self.frame_layout_rule(), codec, &frame, level);
+        Ok(json!({ "data": hex::encode(data), "prefix": prefix }))
+    }
+
+    fn frame_send(&mut self, req: &Value) -> Reply {
+        let (codec, frame, level) = self.frame_arg(req)?;
+        let outputs = req
+            .get("outputs")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad_input("missing outputs"))?
+            .iter()
+            .map(|o| o.as_str().and_then(|s| hex::decode(s).ok()).ok_or_else(|| bad_input("outputs are not hex")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (data, prefix) = frames::layout(self.frame_layout_rule(), codec, &frame, level);
+        let (calls, sent) = frames::send(self.send_rules(), codec, &data, prefix, &outputs);
+        let call = json!({ "data": hex::encode(&data), "prefix": prefix });
+        Ok(json!({ "calls": vec![call; calls], "sent": sent.map(hex::encode) }))
+    }
+
+    fn frame_validate(&mut self, req: &Value) -> Reply {
+        let codec = codec_arg(req)?;
+        let packet = bytes_arg(req, "packet")?;
+        let prefix = usize::try_from(int_arg(req, "prefix")?).map_err(|_| bad_input("bad prefix"))?;
+        Ok(json!({ "valid": frames::valid(self.send_rules().validation, codec, &packet, prefix) }))
+    }
+
+    fn frame_receive(&mut self, req: &Value) -> Reply {
+        let codec = codec_arg(req)?;
+        let decrypted = bytes_arg(req, "decrypted")?;
+        let packet = opt_bytes_arg(req, "packet")?.unwrap_or_default();
+        let (frame, level) = frames::receive(self.receive_rule(), codec, &decrypted, &packet);
+        let (level, speech) = level_json(level);
+        Ok(json!({ "frame": frame.map(hex::encode), "level": level, "speech": speech }))
+    }
+
+    fn encrypt_frame(&mut self, req: &Value) -> Reply {
+        let (codec, frame, level) = self.frame_arg(req)?;
+        let channel = i32::try_from(int_arg(req, "channel")?).map_err(|_| bad_input("channel out of range"))?;
+        let now = req.get("now").and_then(Value::as_u64).unwrap_or(0);
+        let mut rng = self.rng(req)?;
+        let deviant = self.deviate.iter().any(|d| FRAME_DEVIATIONS.contains(&d.as_str()));
+        if !deviant {
+            let packet = self.call_of(req)?.encrypt_frame(channel, codec, &frame, level, now, &mut rng)?;
+            return Ok(json!({ "packet": hex::encode(packet) }));
+        }
+        // The deviant send loop, over the call's packet encryption.
+        let (data, prefix) = frames::layout(self.frame_layout_rule(), codec, &frame, level);
+        let rules = self.send_rules();
+        let call = self.call_of(req)?;
+        let attempts = if codec == Codec::H264 { confchain::frame::MAX_ATTEMPTS } else { 1 };
+        for _ in 0..attempts {
+            match call.encrypt(channel, &data, prefix, now, &mut rng) {
+                Err(_) if rules.clear_on_failure => return Ok(json!({ "packet": hex::encode(&data) })),
+                Err(e) => return Err(e),
+                Ok(packet) if frames::valid(rules.validation, codec, &packet, prefix) => {
+                    return Ok(json!({ "packet": hex::encode(packet) }))
+                }
+                Ok(_) => {}
+            }
+        }
+        Err(err(confchain::ErrorKind::FrameStartCode, "every encryption put a NAL start code after the clear prefix"))
+    }
+
+    fn decrypt_frame(&mut self, req: &Value) -> Reply {
+        let codec = codec_arg(req)?;
+        let packet = bytes_arg(req, "packet")?;
+        let sender = int_arg(req, "user_id")?;
+        let now = req.get("now").and_then(Value::as_u64).unwrap_or(0);
+        let rule = self.receive_rule();
+        let call = self.call_of(req)?;
+        let (frame, level) = match rule {
+            frames::Receive::Reference => {
+                let (frame, received) = call.decrypt_frame(sender, codec, &packet, now)?;
+                (Some(frame), received.level)
+            }
+            _ => {
+                let decrypted = call.decrypt(sender, &packet, now).unwrap_or_default();
+                frames::receive(rule, codec, &decrypted, &packet)
+            }
+        };
+        let frame = frame.ok_or_else(|| err(confchain::ErrorKind::FrameEmpty, "the frame is dropped"))?;
+        let (level, speech) = level_json(level);
+        Ok(json!({ "frame": hex::encode(frame), "level": level, "speech": speech }))
     }
 }
 

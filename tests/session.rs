@@ -579,7 +579,7 @@ fn verification_completes_for_everyone() {
 fn a_commit_lost_to_a_short_outage_is_resent_until_the_round_completes() {
     let mut net = conference(&[1, 2]);
     net.broadcast_outage = Some((1, 10_000));
-    let mut r = rng(30_4);
+    let mut r = rng(304);
     net.s(2).rekey(None, &mut r).unwrap();
     net.pump();
     assert_eq!(net.height(1), net.height(2));
@@ -600,7 +600,7 @@ fn broadcasts_too_far_ahead_are_fetched_again_once_the_blocks_caught_up() {
     let mut net = conference(&[1, 2]);
     net.advance_to(net.now + 1);
     net.offline = Some(2);
-    let mut r = rng(30_3);
+    let mut r = rng(303);
     for _ in 0..20 {
         net.s(1).rekey(None, &mut r).unwrap();
         net.pump();

@@ -625,7 +625,7 @@ fn run(server: &mut confchain::server::Server, sessions: &mut [Session], from: u
 /// the call gets a usable key again, and the next joiner gets in.
 #[test]
 fn a_poisoned_key_is_removed_by_a_member_and_joins_work_again() {
-    let mut r = rng(30_1);
+    let mut r = rng(301);
     let (mut server, mut sessions) = conference(&[1, 2], &mut r);
     let block = confchain::server::hostile::poisoned_self_add(server.chain(), 9, true, &mut r).expect("poisoned");
     let key = confchain::PublicKey::from_bytes(confchain::server::hostile::UNUSABLE_KEYS[0]);
@@ -637,7 +637,7 @@ fn a_poisoned_key_is_removed_by_a_member_and_joins_work_again() {
         }
     }
     run(&mut server, &mut sessions, 100, 5_000, &mut r);
-    let told: Vec<SessionEvent> = sessions.iter_mut().flat_map(|s| events(s)).collect();
+    let told: Vec<SessionEvent> = sessions.iter_mut().flat_map(events).collect();
     assert!(
         told.iter().any(|e| matches!(e, SessionEvent::UnusableKey { user_id: 9, .. })),
         "a typed event names the poisoned entry: {told:?}"
@@ -660,7 +660,7 @@ fn a_poisoned_key_is_removed_by_a_member_and_joins_work_again() {
 /// with a reason that names the entry.
 #[test]
 fn a_join_over_a_poisoned_key_fails_naming_it() {
-    let mut r = rng(30_2);
+    let mut r = rng(302);
     let (mut server, _sessions) = conference(&[1], &mut r);
     let block = confchain::server::hostile::poisoned_self_add(server.chain(), 9, false, &mut r).expect("poisoned");
     let key = confchain::PublicKey::from_bytes(confchain::server::hostile::UNUSABLE_KEYS[0]);
@@ -671,10 +671,7 @@ fn a_join_over_a_poisoned_key_fails_naming_it() {
     run(&mut server, &mut sessions, 0, 120_000, &mut r);
     let told = events(&mut sessions[0]);
     assert_eq!(sessions[0].state(), SessionState::Failed);
-    assert!(
-        told.iter().any(|e| *e == SessionEvent::JoinFailed { reason: JoinFailure::UnusableKey { user_id: 9 } }),
-        "{told:?}"
-    );
+    assert!(told.contains(&SessionEvent::JoinFailed { reason: JoinFailure::UnusableKey { user_id: 9 } }), "{told:?}");
 }
 
 /// Issue 30 item 2, locked call: a joiner's self-add that lowers `external_permissions` to none
@@ -685,7 +682,7 @@ fn a_join_over_a_poisoned_key_fails_naming_it() {
 #[test]
 fn a_self_add_lowering_external_permissions_is_refused_and_joins_still_work() {
     use confchain::{GroupParticipant, Permissions, PrivateKey};
-    let mut r = rng(30_3);
+    let mut r = rng(303);
     let (mut server, mut sessions) = conference(&[1, 2], &mut r);
     let key = PrivateKey::generate(&mut r);
     let mut state = server.chain().group_state().clone();
@@ -724,7 +721,7 @@ fn a_self_add_lowering_external_permissions_is_refused_and_joins_still_work() {
 /// Alice's prune removed Bob's new entry. A prune removes only the entry whose departure it saw.
 #[test]
 fn a_prune_removes_only_the_entry_whose_departure_it_saw() {
-    let mut r = rng(30_6);
+    let mut r = rng(306);
     let (mut server, mut sessions) = conference(&[1, 2], &mut r);
     let left = confchain::session::CallParticipant { user_id: 2, left: true };
     sessions[0].handle_update(Update::Participants { participants: vec![left] }, 0, &mut r);
@@ -745,7 +742,7 @@ fn a_prune_removes_only_the_entry_whose_departure_it_saw() {
 #[test]
 fn the_hostile_servers_joiners_attack_and_the_call_survives() {
     use confchain::server::hostile::{HostileServer, Hostility, JoinerAttack};
-    let mut r = rng(30_12);
+    let mut r = rng(3012);
     let (server, mut sessions) = conference(&[1, 2], &mut r);
     let mut hostile = HostileServer::new(server, Hostility::none(), 1);
     let lock = hostile.joiner_attack(false, 0);
@@ -774,7 +771,7 @@ fn the_hostile_servers_joiners_attack_and_the_call_survives() {
 /// again at once, as fast as it answered. Full-page polls of sub-chain 1 keep the 1 s spacing.
 #[test]
 fn full_pages_of_new_junk_broadcasts_do_not_make_a_hot_loop() {
-    let mut r = rng(30_8);
+    let mut r = rng(308);
     let (mut s, mut pending) = joined_alone(1, 0, &mut r);
     assert!(answer_poll(
         &mut s,

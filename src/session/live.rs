@@ -90,7 +90,8 @@ impl Session {
                 // height of ours (a junk height never stalls the sub-chain for long).
                 let (offset, height) = (live.broadcasts.next(), live.call.height());
                 let ahead = Broadcast::decode_server(&bytes).is_ok_and(|b| {
-                    i64::from(b.chain_height) > i64::from(height) + i64::from(crate::limits::HELD_BROADCAST_HEIGHTS)
+                    i64::from(b.chain_height)
+                        > i64::from(height).saturating_add(i64::from(crate::limits::HELD_BROADCAST_HEIGHTS))
                 });
                 let stopped_here = offset.is_some() && live.ahead_stop == offset.map(|o| (o, height));
                 let result = if ahead { Ok(()) } else { live.call.receive_broadcast(&bytes) };

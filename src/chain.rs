@@ -776,7 +776,7 @@ pub fn shared_key_changes(state: GroupState, rng: &mut impl CryptoRngCore) -> Re
     // One X25519 per member dominates the cost of a block; with the `parallel` feature large
     // groups spread it over all cores (the RNG draws above are unaffected).
     let header = |p: &GroupParticipant| -> Result<[u8; 32]> {
-        let secret = ek.shared_secret(&p.public_key)?;
+        let secret = ek.shared_secret(&p.public_key).map_err(|e| e.with_participant(p.user_id))?;
         crypto::encrypt_header(one_time.expose(), &encrypted_shared_key, secret.expose())
     };
     #[cfg(feature = "parallel")]

@@ -150,6 +150,16 @@ impl PublicKey {
         VerifyingKey::from_bytes(&self.0).map_err(|_| Error::new(ErrorKind::InvalidInput, "Invalid public key"))
     }
 
+    /// Whether anyone can compute a shared secret with this key, so that a block keeping it as a
+    /// participant can be built (issue 30 item 1). False for the identity (y = 1 mod p) and for
+    /// every key of small order, on the curve or its twist: X25519 with any clamped scalar gives
+    /// zero for those, so one X25519 with a fixed scalar tells. The chain rules accept such keys
+    /// (as the reference's do); the session removes them ([`crate::session`]).
+    pub fn is_usable(&self) -> bool {
+        const PROBE: [u8; 32] = [0x5a; 32];
+        x25519_any_key(&PROBE, self).is_ok_and(|x| x.iter().any(|b| *b != 0))
+    }
+
     /// Verifies an Ed25519 signature; fails with "Wrong signature" ([`ErrorKind::WrongSignature`]).
     pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> Result<()> {
         let key = self.verifying_key().map_err(|_| wrong_signature())?;

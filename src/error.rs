@@ -221,6 +221,7 @@ pub const UNKNOWN_ERROR: i32 = 100;
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    participant: Option<i64>,
 }
 
 impl Error {
@@ -233,7 +234,21 @@ impl Error {
             Some(code) => format!("{code}: {message}"),
             None => message,
         };
-        Error { kind, message }
+        Error { kind, message, participant: None }
+    }
+
+    /// The same error, naming the participant (user id) it is about: a builder that cannot
+    /// compute a key header names the entry whose key blocks it (the message stays the
+    /// reference's).
+    pub fn with_participant(mut self, user_id: i64) -> Self {
+        self.participant = Some(user_id);
+        self
+    }
+
+    /// The participant the error is about, when one is named ([`Error::with_participant`]): for
+    /// [`ErrorKind::SharedSecret`] from a builder, the entry whose key no one can use.
+    pub fn participant(&self) -> Option<i64> {
+        self.participant
     }
 
     /// An error of `kind` whose message is just its name.

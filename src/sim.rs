@@ -35,10 +35,10 @@ use crate::call::Call;
 use crate::error::ErrorKind;
 use crate::frame::{AudioLevel, Codec};
 use crate::limits::EPOCH_GRACE_MS;
-use crate::server::hostile::{HostileServer, Hostility, OUTSIDER};
+use crate::server::hostile::{HostileServer, Hostility, JoinerAttack, ATTACKERS, OUTSIDER};
 use crate::server::{method, Behaviour, Server};
 use crate::session::{Session, SessionConfig, SessionEvent, SessionState};
-use crate::wire::Permissions;
+use crate::wire::{Block, Permissions};
 
 /// How often each network fault happens (probabilities per message, in parts per thousand).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +176,10 @@ pub struct Report {
     pub silent_requests: u64,
     /// Refused blocks the hostile server forged (pushed and served as the tip).
     pub forged_blocks: u64,
+    /// Self-adds with a key no one can use that the hostile server's joiners got into the chain.
+    pub poisoned_keys: u64,
+    /// Self-adds lowering the external permissions the hostile server's joiners tried.
+    pub lock_attempts: u64,
     /// Flood waits the server imposed.
     pub flood_waits: u64,
     /// Members dropped from the media call by the server.
@@ -283,6 +287,9 @@ pub const REQUEST_DEADLINE_BOUND_MS: u64 = 90_000;
 /// Users who left the media call are pruned from the chain within this long of there being a
 /// live member able to do it (issue 24 item 4).
 pub const PRUNE_BOUND_MS: u64 = 60_000;
+/// How soon an entry whose key no one can use must leave the chain once a caught-up member may
+/// remove it (issue 30 item 1), ms.
+pub const POISON_BOUND_MS: u64 = 60_000;
 /// A member whose session left is out of the media call within this long (issue 24 item 3).
 pub const GHOST_BOUND_MS: u64 = 60_000;
 /// After the call is discarded, every member is out of it within this long (issue 24 item 2).
@@ -304,6 +311,11 @@ struct World {
     outsiders: VecDeque<Call>,
     /// Chain participants (user, key) not in the media call, since when.
     absent_since: HashMap<(i64, [u8; 32]), u64>,
+    /// Since when a poisoned entry (a key no one can use, issue 30 item 1) has been in the chain
+    /// while some caught-up member could remove it (continuously), by user.
+    poisoned_since: HashMap<i64, u64>,
+    /// Joiners' attacks already counted.
+    attacks_seen: usize,
     /// Since when some caught-up member told that the user left has been able to remove it
     /// (continuously), by user.
     remover_since: HashMap<i64, u64>,
@@ -387,6 +399,8 @@ impl World {
             forged: HashSet::new(),
             outsiders: VecDeque::new(),
             absent_since: HashMap::new(),
+            poisoned_since: HashMap::new(),
+            attacks_seen: 0,
             remover_since: HashMap::new(),
             told_left: HashMap::new(),
             incarnations: 0,
@@ -763,11 +777,15 @@ impl World {
 
     /// Records what the server did: the honest chain's new block, the hostile server's new forgeries.
     fn record_server(&mut self) {
-        let height = self.server().height();
-        if height >= 0 && self.honest.len() <= height as usize {
-            let hash = *self.server().chain().hash();
-            self.honest.push(hash);
-        }
+        // Every block committed since (a request may commit two: a member's and, on the
+        // hostile server, a joiner's attack right after it).
+        let blocks = self.server().blocks();
+        let new: Vec<[u8; 32]> = blocks
+            .iter()
+            .skip(self.honest.len())
+            .map(|b| Block::decode_server(b).map(|b| b.hash()).unwrap_or_default())
+            .collect();
+        self.honest.extend(new);
         let new: Vec<_> = self.server.forged().filter(|f| !self.forged.contains(&f.hash)).cloned().collect();
         for f in new {
             self.forged.insert(f.hash);
@@ -1013,6 +1031,7 @@ impl World {
         self.check_chains()?;
         self.check_deadlines()?;
         self.check_pruning()?;
+        self.check_joiner_attacks()?;
         self.check_ghosts()?;
         self.note_blackouts();
         let caught = self.caught_up();
@@ -1156,6 +1175,64 @@ impl World {
     /// With the real server's participant updates, users who left the media call are pruned
     /// from the chain within `PRUNE_BOUND_MS` of there being a caught-up member able to remove
     /// them (issue 24 item 4).
+    /// The joiners' attacks (issue 30 items 1 and 2): a self-add lowering the external
+    /// permissions is never accepted (*locked call*), and an entry whose key no one can use leaves
+    /// the chain within `POISON_BOUND_MS` of there being a caught-up member able to remove it
+    /// (*poisoned key*).
+    fn check_joiner_attacks(&mut self) -> Result<(), Failure> {
+        let attacks: Vec<JoinerAttack> = self.server.attacks().copied().collect();
+        let total = attacks.len();
+        for a in attacks.iter().skip(self.attacks_seen.min(total)) {
+            match *a {
+                JoinerAttack::PoisonedKey { user_id, height } => {
+                    self.report.poisoned_keys += 1;
+                    self.note(format!("joiner {user_id} self-adds with an unusable key at height {height}"));
+                }
+                JoinerAttack::LoweredPermissions { user_id, accepted } => {
+                    self.report.lock_attempts += 1;
+                    self.note(format!("joiner {user_id} self-adds lowering the external permissions"));
+                    if accepted {
+                        return Err(self.fail(format!(
+                            "locked call (issue 30 item 2): the server accepted joiner {user_id}'s self-add \
+                             lowering the external permissions"
+                        )));
+                    }
+                }
+            }
+        }
+        self.attacks_seen = total;
+        let now = self.now;
+        let removers = self.caught_up().into_iter().any(|i| {
+            self.members[i]
+                .session
+                .as_ref()
+                .and_then(Session::call)
+                .is_some_and(|c| c.chain().permissions_of(&c.public_key()).0.contains(Permissions::REMOVE_USERS))
+        });
+        let poisoned: HashSet<i64> = self
+            .server()
+            .chain()
+            .participants()
+            .iter()
+            .filter(|p| p.user_id >= ATTACKERS && !p.public_key.is_usable())
+            .map(|p| p.user_id)
+            .collect();
+        self.poisoned_since.retain(|u, _| poisoned.contains(u) && removers);
+        if removers {
+            for u in poisoned {
+                self.poisoned_since.entry(u).or_insert(now);
+            }
+        }
+        let overdue = self.poisoned_since.iter().find(|(_, since)| now >= **since + POISON_BOUND_MS);
+        if let Some((user, since)) = overdue {
+            return Err(self.fail(format!(
+                "poisoned key (issue 30 item 1): joiner {user}'s unusable key is still in the chain at {now}, \
+                 though caught-up members able to remove it have been there since {since}"
+            )));
+        }
+        Ok(())
+    }
+
     fn check_pruning(&mut self) -> Result<(), Failure> {
         if !self.setup.is_real() || self.server().is_discarded() {
             return Ok(());

@@ -10,10 +10,10 @@
 //! Broadcasts travel through the server (sub-chain 1 of getGroupCallChainBlocks), our own included:
 //! a participant counts its own commit only when the server echoes it back. Broadcasts for older
 //! heights are ignored; those for the next [`HELD_BROADCAST_HEIGHTS`] heights are held until their
-//! block (at most [`HELD_BROADCASTS_PER_SENDER`] per height, user and kind, and
-//! [`MAX_HELD_BROADCASTS`] in all, where a current participant's broadcast displaces one of a
-//! sender who is not); those further ahead are ignored (they cannot matter: the
-//! server relays a block before anyone can broadcast about it).
+//! block (at most [`HELD_BROADCASTS_PER_SENDER`] per height, user and kind, where one signed with
+//! the user's current key displaces one that is not, and [`MAX_HELD_BROADCASTS`] in all, where a
+//! current participant's broadcast displaces one of a sender who is not); those further ahead are
+//! ignored (the session fetches them again once its blocks caught up).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -244,14 +244,23 @@ impl Verification {
         if self.held_count >= MAX_HELD_BROADCASTS && !self.evict_for(b.user_id) {
             return Err(full());
         }
+        let current_key = self.participants.get(&b.user_id).copied();
         let same_height = self.held.entry(b.chain_height).or_default();
         let is_commit = matches!(b.payload, BroadcastPayload::Commit(_));
-        let same_sender = same_height
-            .iter()
-            .filter(|h| h.user_id == b.user_id && matches!(h.payload, BroadcastPayload::Commit(_)) == is_commit)
-            .count();
+        let same_slot = |h: &Broadcast| h.user_id == b.user_id && matches!(h.payload, BroadcastPayload::Commit(_)) == is_commit;
+        let same_sender = same_height.iter().filter(|h| same_slot(h)).count();
         if same_sender >= HELD_BROADCASTS_PER_SENDER {
-            return Err(full());
+            // The slot is full. Future broadcasts cannot be authenticated yet, but one signed
+            // with the sender's current key is the member's own (unless its key changes at that
+            // height): it displaces one that is not, so junk under a member's id cannot crowd out
+            // its real broadcast (issue 30 item 7). At most one verification per held broadcast of
+            // the slot, only when it is full.
+            let signed = |h: &Broadcast, key: &PublicKey| key.verify(&h.signing_bytes(), &h.signature).is_ok();
+            let key = current_key.filter(|k| signed(&b, k)).ok_or_else(full)?;
+            let junk = same_height.iter().rposition(|h| same_slot(h) && !signed(h, &key)).ok_or_else(full)?;
+            same_height.remove(junk);
+            same_height.push(b);
+            return Ok(());
         }
         same_height.push(b);
         self.held_count = self.held_count.saturating_add(1);

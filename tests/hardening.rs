@@ -311,3 +311,26 @@ fn junk_from_many_user_ids_cannot_crowd_out_a_members_commit() {
     p.bob.apply_block(&block, 0, &mut p.rng).unwrap();
     assert_eq!(p.bob.verification_missing(), vec![2], "alice's early commit counted");
 }
+
+/// Issue 30 item 7: junk under a member's own id filling the per-(height, user, kind) bound
+/// refused the member's real early commit (`LIMIT_EXCEEDED`), and both rounds stalled. A
+/// broadcast signed with the member's current key displaces one that is not (what SPEC §7.2
+/// claims, for a member whose key does not change at that height).
+#[test]
+fn junk_under_a_members_own_id_cannot_crowd_out_its_commit() {
+    let mut p = pair();
+    let junk_key = PrivateKey::generate(&mut p.rng);
+    for _ in 0..HELD_BROADCASTS_PER_SENDER {
+        p.bob.receive_broadcast(&commit(&junk_key, 1, 1, [0; 32])).unwrap();
+    }
+    let block = p.chain.build_change_state(p.state.clone(), &p.a_key, &mut p.rng).unwrap().to_server_form();
+    p.chain.apply(&block).unwrap();
+    p.alice.apply_block(&block, 0, &mut p.rng).unwrap();
+    let alice_commit = to_server_form(&p.alice.poll_outbound()[0]).unwrap();
+    p.bob.receive_broadcast(&alice_commit).unwrap();
+    // More junk is still refused: the bound holds.
+    let e = p.bob.receive_broadcast(&commit(&junk_key, 1, 1, [0; 32])).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+    p.bob.apply_block(&block, 0, &mut p.rng).unwrap();
+    assert_eq!(p.bob.verification_missing(), vec![2], "alice's early commit counted");
+}

@@ -396,6 +396,8 @@ fn the_first_keyless_participant_names_the_error() {
         assert!(c.calls[0].participants().len() >= 10);
         let e = c.calls[0].build_rekey(&mut c.rng).unwrap_err();
         assert_eq!((e.kind(), e.message()), (ErrorKind::SharedSecret, message));
+        // Issue 30 item 1: the builder says which entry blocks it.
+        assert_eq!(e.participant(), Some(10));
     }
 }
 

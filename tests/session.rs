@@ -26,12 +26,16 @@ struct Net {
     sessions: Vec<Session>,
     rng: ChaCha20Rng,
     now: u64,
+    /// Broadcasts from this user fail with `NETWORK` before this time (a short outage).
+    broadcast_outage: Option<(i64, u64)>,
+    /// This user is offline: its requests wait, its pushes are lost, its timers do not run.
+    offline: Option<i64>,
 }
 
 impl Net {
     fn new(server: Server, users: &[i64]) -> Net {
         let sessions = users.iter().map(|u| Session::new(*u, SessionConfig::default()).unwrap()).collect();
-        Net { server, sessions, rng: rng(7), now: 0 }
+        Net { server, sessions, rng: rng(7), now: 0, broadcast_outage: None, offline: None }
     }
 
     fn index(&self, user: i64) -> usize {
@@ -43,12 +47,23 @@ impl Net {
         loop {
             let mut any = false;
             for i in 0..self.sessions.len() {
+                if self.offline == Some(self.sessions[i].user_id()) {
+                    continue;
+                }
                 while let Some((id, request)) = self.sessions[i].poll_request() {
                     any = true;
                     let from = self.sessions[i].user_id();
-                    let (response, pushes) = self.server.handle(from, &request);
+                    let out = self.broadcast_outage.is_some_and(|(u, until)| u == from && self.now < until);
+                    let (response, pushes) = if out && matches!(request, Request::SendBroadcast { .. }) {
+                        (Response::Error("NETWORK".into()), Vec::new())
+                    } else {
+                        self.server.handle(from, &request)
+                    };
                     self.sessions[i].handle_response(id, response, self.now, &mut self.rng);
                     for (to, update) in pushes {
+                        if self.offline == Some(to) {
+                            continue;
+                        }
                         let j = self.index(to);
                         self.sessions[j].handle_update(update, self.now, &mut self.rng);
                     }
@@ -63,12 +78,16 @@ impl Net {
     /// Advances time to `t`, firing due timers, pumping after each.
     fn advance_to(&mut self, t: u64) {
         loop {
-            let next = self.sessions.iter().filter_map(Session::poll_timeout).min();
+            let offline = self.offline;
+            let next =
+                self.sessions.iter().filter(|s| Some(s.user_id()) != offline).filter_map(Session::poll_timeout).min();
             match next {
                 Some(at) if at <= t => {
                     self.now = self.now.max(at);
                     for i in 0..self.sessions.len() {
-                        self.sessions[i].handle_timeout(self.now, &mut self.rng);
+                        if Some(self.sessions[i].user_id()) != offline {
+                            self.sessions[i].handle_timeout(self.now, &mut self.rng);
+                        }
                     }
                     self.pump();
                 }
@@ -287,6 +306,13 @@ fn rekey_block(net: &mut Net, by: i64) -> confchain::PlainBlock {
 /// Sends a re-key by `by` (who must be at the tip) to the server; `by` learns of it from the
 /// response, everyone else's push is lost. Returns its server form.
 fn silent_rekey(net: &mut Net, by: i64) -> Vec<u8> {
+    // Brought to the tip first: another member may have re-keyed meanwhile (e.g. away from an
+    // H.264 blackout, `SessionConfig::end_video_blackouts`).
+    let (h, all) = (net.height(by), net.server.blocks().to_vec());
+    let next = usize::try_from(h + 1).unwrap();
+    if next < all.len() {
+        net.update(by, blocks_update(0, &all[next..], all.len() as i32));
+    }
     let block = rekey_block(net, by);
     let req = Request::DeleteParticipants { user_ids: vec![], block: block.clone(), kick: true };
     let (resp, _lost) = net.server.handle(by, &req);
@@ -543,6 +569,65 @@ fn verification_completes_for_everyone() {
     let emojis: Vec<_> = [1, 2, 3].iter().map(|u| net.s(*u).call().unwrap().emojis()).collect();
     assert!(emojis[0].is_some());
     assert!(emojis.windows(2).all(|w| w[0] == w[1]), "{emojis:?}");
+}
+
+/// Issue 30 item 4: a commit lost to a short outage. Alice's broadcasts fail with `NETWORK` for
+/// 10 s (longer than `max_send_attempts` fast retries): every member needs every commit, so a
+/// commit given up stalled the round for everyone. Resent (with backoff) until the round completes
+/// or the height moves, it gets through once the network is back.
+#[test]
+fn a_commit_lost_to_a_short_outage_is_resent_until_the_round_completes() {
+    let mut net = conference(&[1, 2]);
+    net.broadcast_outage = Some((1, 10_000));
+    let mut r = rng(304);
+    net.s(2).rekey(None, &mut r).unwrap();
+    net.pump();
+    assert_eq!(net.height(1), net.height(2));
+    net.advance_to(10_000);
+    assert!(net.s(1).call().unwrap().emojis().is_none(), "the outage holds the round");
+    net.advance_to(60_000);
+    let emojis: Vec<_> = [1, 2].iter().map(|u| net.s(*u).call().unwrap().emojis()).collect();
+    assert!(emojis[0].is_some() && emojis[0] == emojis[1], "{emojis:?}");
+}
+
+/// Issue 30 item 3: a verification deadlock after a lag. Bob is offline for 20 re-keys; back, his
+/// broadcast poll lands before his block poll: the broadcasts more than 16 heights ahead of him are
+/// dropped, and the sub-chain 1 offset moved past them, so alice's commit of the last height was
+/// never fetched again: bob waited in Commit for it, alice in Reveal for his reveal, for good. The
+/// session stops at a broadcast too far ahead, catches up on blocks, and fetches it again.
+#[test]
+fn broadcasts_too_far_ahead_are_fetched_again_once_the_blocks_caught_up() {
+    let mut net = conference(&[1, 2]);
+    net.advance_to(net.now + 1);
+    net.offline = Some(2);
+    let mut r = rng(303);
+    for _ in 0..20 {
+        net.s(1).rekey(None, &mut r).unwrap();
+        net.pump();
+        // The outbox's pace (issue 35) lets the re-key out.
+        let t = net.now + 1_000;
+        net.advance_to(t);
+    }
+    assert_eq!(net.height(1), net.height(2) + 20);
+    // Back: both polls are due; the broadcast poll is answered first.
+    net.offline = None;
+    net.now += 30_000;
+    net.timeout(2);
+    let mut pending: Vec<(RequestId, Request)> = drain(net.s(2));
+    pending.sort_by_key(|(_, q)| !matches!(q, Request::GetChainBlocks { sub_chain: SubChain::Broadcasts, .. }));
+    for (id, req) in pending {
+        let (response, pushes) = net.server.handle(2, &req);
+        net.respond(2, id, response);
+        for (to, u) in pushes {
+            net.update(to, u);
+        }
+    }
+    net.pump();
+    let t = net.now + 60_000;
+    net.advance_to(t);
+    assert_eq!(net.height(1), net.height(2));
+    let emojis: Vec<_> = [1, 2].iter().map(|u| net.s(*u).call().unwrap().emojis()).collect();
+    assert!(emojis[0].is_some() && emojis[0] == emojis[1], "{emojis:?}");
 }
 
 #[test]

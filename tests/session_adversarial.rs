@@ -605,3 +605,224 @@ fn flood_waits_of_zero_do_not_burst() {
     let at_once = sends.iter().filter(|t| **t == 0).count();
     assert!(at_once <= 2, "{at_once} sends at the first instant: {sends:?}");
 }
+
+/// Runs the sessions' timers every 100 ms from `from` to `to`, pumping the server after each.
+fn run(server: &mut confchain::server::Server, sessions: &mut [Session], from: u64, to: u64, r: &mut ChaCha20Rng) {
+    let mut now = from;
+    while now <= to {
+        for s in sessions.iter_mut() {
+            s.handle_timeout(now, r);
+        }
+        pump(server, sessions, now, r);
+        now += 100;
+    }
+}
+
+/// Issue 30 item 1, poisoned key: a joiner self-adds with the identity point as its key (its
+/// signature trivially valid, the block accepted by the rules as by the reference's) and garbage
+/// key headers. No block that keeps the entry can be built, so every later join, re-key and
+/// removal failed for good. A member with the rights removes the entry (a typed event says why),
+/// the call gets a usable key again, and the next joiner gets in.
+#[test]
+fn a_poisoned_key_is_removed_by_a_member_and_joins_work_again() {
+    let mut r = rng(301);
+    let (mut server, mut sessions) = conference(&[1, 2], &mut r);
+    let block = confchain::server::hostile::poisoned_self_add(server.chain(), 9, true, &mut r).expect("poisoned");
+    let key = confchain::PublicKey::from_bytes(confchain::server::hostile::UNUSABLE_KEYS[0]);
+    let (response, pushes) = server.handle(9, &Request::Join { public_key: key, block });
+    assert!(matches!(response, Response::Ok(_)), "the rules accept it: {response:?}");
+    for (to, update) in pushes {
+        if let Some(s) = sessions.iter_mut().find(|s| s.user_id() == to) {
+            s.handle_update(update, 100, &mut r);
+        }
+    }
+    run(&mut server, &mut sessions, 100, 5_000, &mut r);
+    let told: Vec<SessionEvent> = sessions.iter_mut().flat_map(events).collect();
+    assert!(
+        told.iter().any(|e| matches!(e, SessionEvent::UnusableKey { user_id: 9, .. })),
+        "a typed event names the poisoned entry: {told:?}"
+    );
+    assert!(server.chain().participants().iter().all(|p| p.user_id != 9), "the poisoned entry is removed");
+    for s in &sessions {
+        assert_eq!(s.state(), SessionState::Joined);
+        assert!(s.call().unwrap().has_current_key(), "user {} holds the key again", s.user_id());
+    }
+    // The next joiner gets in.
+    let mut carol = Session::new(3, SessionConfig::default()).unwrap();
+    carol.join(5_000, &mut r).unwrap();
+    sessions.push(carol);
+    run(&mut server, &mut sessions, 5_000, 10_000, &mut r);
+    assert_eq!(sessions[2].state(), SessionState::Joined, "{:?}", events(&mut sessions[2]));
+}
+
+/// Issue 30 item 1, the joiner's side: while a poisoned entry sits in the tip, a self-add cannot
+/// be built; the join retries (a member may remove the entry meanwhile) and, if it stays, fails
+/// with a reason that names the entry.
+#[test]
+fn a_join_over_a_poisoned_key_fails_naming_it() {
+    let mut r = rng(302);
+    let (mut server, _sessions) = conference(&[1], &mut r);
+    let block = confchain::server::hostile::poisoned_self_add(server.chain(), 9, false, &mut r).expect("poisoned");
+    let key = confchain::PublicKey::from_bytes(confchain::server::hostile::UNUSABLE_KEYS[0]);
+    assert!(matches!(server.handle(9, &Request::Join { public_key: key, block }).0, Response::Ok(_)));
+    // Alice (who would remove it) is gone: the joiner alone.
+    let mut sessions = vec![Session::new(3, SessionConfig::default()).unwrap()];
+    sessions[0].join(0, &mut r).unwrap();
+    run(&mut server, &mut sessions, 0, 120_000, &mut r);
+    let told = events(&mut sessions[0]);
+    assert_eq!(sessions[0].state(), SessionState::Failed);
+    assert!(told.contains(&SessionEvent::JoinFailed { reason: JoinFailure::UnusableKey { user_id: 9 } }), "{told:?}");
+}
+
+/// Issue 30 item 2, locked call: a joiner's self-add that lowers `external_permissions` to none
+/// passes the rules (they only forbid raising them), and from then on no one could join, not even
+/// members who drop and rejoin; no member can raise them back (the rules forbid it to everyone:
+/// the protocol's own attack). The server model refuses a self-add that changes anything but
+/// adding the joiner (*inferred* of the real server), so the next joiner gets in.
+#[test]
+fn a_self_add_lowering_external_permissions_is_refused_and_joins_still_work() {
+    use confchain::{GroupParticipant, Permissions, PrivateKey};
+    let mut r = rng(303);
+    let (mut server, mut sessions) = conference(&[1, 2], &mut r);
+    let key = PrivateKey::generate(&mut r);
+    let mut state = server.chain().group_state().clone();
+    state.external_permissions = Permissions::NONE;
+    state.participants.push(GroupParticipant {
+        user_id: 9,
+        public_key: key.public_key(),
+        flags: Permissions::ADD_USERS,
+        version: 0,
+    });
+    let block = server.chain().build_change_state(state.clone(), &key, &mut r).expect("the rules allow it");
+    let (response, _) = server.handle(9, &Request::Join { public_key: key.public_key(), block });
+    assert_eq!(response, Response::Error("BLOCK_INVALID".into()), "the server refuses a self-add that locks the call");
+    // The evidence that no member could undo it: the rules refuse raising the external
+    // permissions to anyone, a member with every right included (the reference's check too).
+    let owner = PrivateKey::generate(&mut r);
+    let me = GroupParticipant { user_id: 1, public_key: owner.public_key(), flags: Permissions::ALL, version: 0 };
+    let closed = confchain::GroupState { participants: vec![me], external_permissions: Permissions::NONE };
+    let zero = confchain::build_zero_block(closed.clone(), &owner, &mut r).unwrap();
+    let mut locked = confchain::Chain::empty();
+    locked.apply(&zero.to_server_form()).unwrap();
+    let mut raise = closed;
+    raise.external_permissions = Permissions::ADD_USERS | Permissions::REMOVE_USERS;
+    let e = locked.build_change_state(raise, &owner, &mut r).unwrap_err();
+    assert_eq!(e.message(), "INVALID_BLOCK__NO_PERMISSIONS: Can't increase external permissions");
+    // The call is not locked: the next joiner gets in.
+    let mut carol = Session::new(3, SessionConfig::default()).unwrap();
+    carol.join(0, &mut r).unwrap();
+    sessions.push(carol);
+    run(&mut server, &mut sessions, 0, 2_000, &mut r);
+    assert_eq!(sessions[2].state(), SessionState::Joined, "{:?}", events(&mut sessions[2]));
+}
+
+/// Issue 30 item 6, a rejoiner pruned again: Bob leaves, Alice queues a prune, Bob rejoins at once
+/// with a new key and the "joined" push to Alice is lost. Pruning was keyed by user id, so
+/// Alice's prune removed Bob's new entry. A prune removes only the entry whose departure it saw.
+#[test]
+fn a_prune_removes_only_the_entry_whose_departure_it_saw() {
+    let mut r = rng(306);
+    let (mut server, mut sessions) = conference(&[1, 2], &mut r);
+    let left = confchain::session::CallParticipant { user_id: 2, left: true };
+    sessions[0].handle_update(Update::Participants { participants: vec![left] }, 0, &mut r);
+    // Bob leaves and rejoins at once (a new key); Alice gets his new block, not the "joined" push.
+    sessions[1].leave(0);
+    pump(&mut server, &mut sessions, 0, &mut r);
+    sessions[1].join(0, &mut r).unwrap();
+    pump(&mut server, &mut sessions, 0, &mut r);
+    assert_eq!(sessions[1].state(), SessionState::Joined);
+    run(&mut server, &mut sessions, 0, 10_000, &mut r);
+    assert_eq!(sessions[1].state(), SessionState::Joined, "{:?}", events(&mut sessions[1]));
+    assert!(server.chain().participants().iter().any(|p| p.user_id == 2), "bob's new entry stays");
+}
+
+/// Issue 30 items 1 and 2 in the hostile server: its joiners make both attacks through the honest
+/// model; the poisoned self-add is accepted (the rules accept it) and removed by a member, the
+/// self-add lowering the external permissions is refused.
+#[test]
+fn the_hostile_servers_joiners_attack_and_the_call_survives() {
+    use confchain::server::hostile::{HostileServer, Hostility, JoinerAttack};
+    let mut r = rng(3012);
+    let (server, mut sessions) = conference(&[1, 2], &mut r);
+    let mut hostile = HostileServer::new(server, Hostility::none(), 1);
+    let lock = hostile.joiner_attack(false, 0);
+    assert!(lock.is_empty());
+    let poison = hostile.joiner_attack(true, 0);
+    let attacks: Vec<JoinerAttack> = hostile.attacks().copied().collect();
+    assert!(
+        matches!(
+            attacks[..],
+            [JoinerAttack::LoweredPermissions { accepted: false, .. }, JoinerAttack::PoisonedKey { .. }]
+        ),
+        "{attacks:?}"
+    );
+    for (to, update) in poison {
+        if let Some(s) = sessions.iter_mut().find(|s| s.user_id() == to) {
+            s.handle_update(update, 0, &mut r);
+        }
+    }
+    let mut server = hostile.server().clone();
+    run(&mut server, &mut sessions, 0, 5_000, &mut r);
+    assert!(server.chain().participants().iter().all(|p| p.public_key.is_usable()), "the poisoned entry is removed");
+}
+
+/// Issue 30 item 8, hot loop on sub-chain 1: nothing checks sub-chain 1 entries and each moves the
+/// offset, so a server answering every broadcast poll with a full page of new junk was polled
+/// again at once, as fast as it answered. Full-page polls of sub-chain 1 keep the 1 s spacing.
+#[test]
+fn full_pages_of_new_junk_broadcasts_do_not_make_a_hot_loop() {
+    let mut r = rng(308);
+    let (mut s, mut pending) = joined_alone(1, 0, &mut r);
+    assert!(answer_poll(
+        &mut s,
+        &mut pending,
+        SubChain::Broadcasts,
+        |_| Response::Ok(vec![chain(1, vec![], 0)]),
+        0,
+        &mut r
+    ));
+    let now = s.poll_timeout().unwrap();
+    s.handle_timeout(now, &mut r);
+    pending.extend(drain(&mut s));
+    let limit = SessionConfig::default().poll_limit;
+    let mut polls = 0;
+    while polls < 50
+        && answer_poll(
+            &mut s,
+            &mut pending,
+            SubChain::Broadcasts,
+            |offset| {
+                let page = (0..limit).map(|k| vec![0xB0, k as u8, (offset % 251) as u8]).collect();
+                Response::Ok(vec![chain(1, page, offset + limit)])
+            },
+            now,
+            &mut r,
+        )
+    {
+        polls += 1;
+    }
+    assert!(polls <= 2, "{polls} polls of sub-chain 1 at one instant");
+    // Time goes on: at most about one poll per second.
+    let mut t = now;
+    let mut later = 0;
+    while t < now + 10_000 {
+        t += 100;
+        s.handle_timeout(t, &mut r);
+        pending.extend(drain(&mut s));
+        while answer_poll(
+            &mut s,
+            &mut pending,
+            SubChain::Broadcasts,
+            |offset| {
+                let page = (0..limit).map(|k| vec![0xB0, k as u8, (offset % 251) as u8]).collect();
+                Response::Ok(vec![chain(1, page, offset + limit)])
+            },
+            t,
+            &mut r,
+        ) {
+            later += 1;
+            assert!(later < 1_000, "a hot loop");
+        }
+    }
+    assert!(later <= 12, "{later} polls in 10 s");
+}

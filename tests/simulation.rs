@@ -26,6 +26,8 @@ fn seeds_with(faults: Faults, members: usize, server: ServerSetup) -> Report {
             Err(failure) => panic!("{failure}"),
             Ok(r) => {
                 total.forged_blocks += r.forged_blocks;
+                total.poisoned_keys += r.poisoned_keys;
+                total.lock_attempts += r.lock_attempts;
                 total.outsider_attempts += r.outsider_attempts;
                 total.silent_requests += r.silent_requests;
                 total.flood_waits += r.flood_waits;
@@ -149,4 +151,15 @@ fn real_server_behaviours() {
 fn hostile_server_everything() {
     seeds_with(Faults::light(), 6, ServerSetup::hostile());
     seeds_with(Faults::heavy(), 6, ServerSetup::hostile());
+}
+
+/// Issue 30 items 1 and 2: joiners with the call's link self-add with a key no one can use (the
+/// rules accept it: members must remove it, invariant *poisoned key*) or lowering the external
+/// permissions (the server must refuse it, invariant *locked call*); once faults stop, joins
+/// succeed and every round completes (liveness).
+#[test]
+fn hostile_joiners_neither_poison_nor_lock_the_call() {
+    let setup = ServerSetup { behaviour: Behaviour::real(), hostility: Hostility::joiners() };
+    let r = seeds_with(Faults::light(), 6, setup);
+    assert!(r.poisoned_keys > 0 && r.lock_attempts > 0, "the attacks were made: {r:?}");
 }

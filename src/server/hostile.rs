@@ -54,6 +54,13 @@ pub struct Hostility {
     pub reorder: u32,
     /// A request is never answered (the server acts on it half of the time).
     pub silent: u32,
+    /// A joiner with the call's link (a new user id from [`ATTACKERS`] on) self-adds with a key no
+    /// one can use ([`poisoned_self_add`], garbage key headers half the time): the rules accept it,
+    /// and no block keeping the entry can be built until a member removes it (issue 30 item 1).
+    pub poisoned_key: u32,
+    /// A joiner self-adds lowering the external permissions to none, which would lock the call to
+    /// every later join for good (issue 30 item 2); the honest model refuses it.
+    pub lowered_permissions: u32,
 }
 
 impl Hostility {
@@ -73,7 +80,14 @@ impl Hostility {
             replay: 40,
             reorder: 40,
             silent: 20,
+            poisoned_key: 4,
+            lowered_permissions: 4,
         }
+    }
+
+    /// Only the attacks of joiners with the call's link (issue 30 items 1 and 2).
+    pub fn joiners() -> Self {
+        Hostility { poisoned_key: 10, lowered_permissions: 10, ..Hostility::none() }
     }
 
     /// Only the attack of issue 23 item 1: refused blocks pushed and served as the tip.
@@ -101,6 +115,29 @@ pub struct Forged {
 /// How long a withholding episode lasts (ms).
 pub const WITHHOLD_MS: u64 = 5_000;
 
+/// The first user id of the joiners the adversary sends with the call's link (each attack a new
+/// one: a kick bans the last).
+pub const ATTACKERS: i64 = 666_000_700;
+
+/// A joiner's attack the hostile server made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinerAttack {
+    /// A self-add with a key no one can use, accepted at this height.
+    PoisonedKey {
+        /// The attacker's user id.
+        user_id: i64,
+        /// The height of its block.
+        height: i32,
+    },
+    /// A self-add lowering the external permissions, and whether the server accepted it.
+    LoweredPermissions {
+        /// The attacker's user id.
+        user_id: i64,
+        /// Whether the (honest) server accepted it: it must not.
+        accepted: bool,
+    },
+}
+
 /// Pushes kept for replay.
 const REPLAYABLE: usize = 64;
 /// Forged blocks kept.
@@ -120,6 +157,9 @@ pub struct HostileServer {
     held: Pushes,
     /// Withholding episodes: (user, sub-chain) → end (ms).
     withholding: BTreeMap<(i64, SubChain), u64>,
+    /// The joiners' attacks made (the latest 64).
+    attacks: VecDeque<JoinerAttack>,
+    next_attacker: i64,
 }
 
 impl HostileServer {
@@ -137,7 +177,67 @@ impl HostileServer {
             recent: VecDeque::new(),
             held: Vec::new(),
             withholding: BTreeMap::new(),
+            attacks: VecDeque::new(),
+            next_attacker: ATTACKERS,
         }
+    }
+
+    /// The joiners' attacks made (the latest 64).
+    pub fn attacks(&self) -> impl Iterator<Item = &JoinerAttack> {
+        self.attacks.iter()
+    }
+
+    /// A joiner with the call's link attacks (see [`Hostility::poisoned_key`] and
+    /// [`Hostility::lowered_permissions`]) through the honest server; the pushes of an accepted
+    /// join.
+    pub fn joiner_attack(&mut self, poison: bool, now: u64) -> Pushes {
+        let tip = self.server.chain().clone();
+        // Only while a member who may remove it is in the call: once every member left, an entry
+        // no one can use makes the call unjoinable for everyone (official apps included), which
+        // no client can undo (SPEC §12).
+        let remover = self.server.members().any(|m| {
+            m < ATTACKERS
+                && tip.participants().iter().any(|p| p.user_id == m && p.flags.contains(Permissions::REMOVE_USERS))
+        });
+        if tip.height() < 0 || self.server.is_discarded() || !remover {
+            return Vec::new();
+        }
+        let user_id = self.next_attacker;
+        self.next_attacker = self.next_attacker.wrapping_add(1);
+        let key = PrivateKey::generate(&mut self.rng);
+        let (public_key, block) = if poison {
+            let garbage = self.rng.next_u32().is_multiple_of(2);
+            let Some(block) = poisoned_self_add(&tip, user_id, garbage, &mut self.rng) else { return Vec::new() };
+            (crate::crypto::PublicKey::from_bytes(UNUSABLE_KEYS[0]), block)
+        } else {
+            let mut state = tip.group_state().clone();
+            state.external_permissions = Permissions::NONE;
+            state.participants.retain(|p| p.user_id != user_id);
+            state.participants.push(GroupParticipant {
+                user_id,
+                public_key: key.public_key(),
+                // The joiner needs a right of its own to set the shared key.
+                flags: tip.group_state().external_permissions,
+                version: 0,
+            });
+            let Ok(block) = tip.build_change_state(state, &key, &mut self.rng) else { return Vec::new() };
+            (key.public_key(), block)
+        };
+        let (response, pushes) = self.server.handle_at(user_id, &Request::Join { public_key, block }, now);
+        let accepted = matches!(response, Response::Ok(_));
+        let attack = if poison {
+            if !accepted {
+                return Vec::new();
+            }
+            JoinerAttack::PoisonedKey { user_id, height: self.server.height() }
+        } else {
+            JoinerAttack::LoweredPermissions { user_id, accepted }
+        };
+        if self.attacks.len() == FORGED_KEPT {
+            self.attacks.pop_front();
+        }
+        self.attacks.push_back(attack);
+        pushes
     }
 
     /// The honest server underneath (the ground truth).
@@ -189,7 +289,13 @@ impl HostileServer {
             let pushes = if acted { self.server.handle_at(from, request, now).1 } else { Vec::new() };
             return (None, self.relay(pushes));
         }
-        let (mut response, pushes) = self.server.handle_at(from, request, now);
+        let (mut response, mut pushes) = self.server.handle_at(from, request, now);
+        for poison in [true, false] {
+            let rate = if poison { h.poisoned_key } else { h.lowered_permissions };
+            if self.chance(rate) {
+                pushes.extend(self.joiner_attack(poison, now));
+            }
+        }
         let mut pushes = self.relay(pushes);
         let join = matches!(request, Request::Join { .. } | Request::CreateConference { block: Some(_), .. });
         if self.chance(h.refused_push) {
@@ -349,4 +455,83 @@ impl HostileServer {
         let hash = *UnverifiedTip::from_server_block(&server).ok()?.hash();
         Some(Forged { height, hash, block: server })
     }
+}
+
+/// Keys no one can compute a shared secret with: the Ed25519 identity (y = 1: "Failed to compute
+/// modulo inverse") and the point of order 2 (y = -1, u = 0: "Failed to compute shared secret").
+/// A participant holding one makes every later key-changing block unbuildable (issue 30 item 1).
+pub const UNUSABLE_KEYS: [[u8; 32]; 2] = {
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut order_two = [0xff; 32];
+    order_two[0] = 0xec;
+    order_two[31] = 0x7f;
+    [identity, order_two]
+};
+
+/// The signature that verifies for the identity key over any message: R = identity, S = 0
+/// ([S]B = R + [k]A holds for A = identity whatever k).
+fn identity_signature() -> [u8; 64] {
+    let mut s = [0u8; 64];
+    s[0] = 1;
+    s
+}
+
+/// A poisoned self-add (issue 30 item 1): `user_id` joins on top of `tip` with the identity key
+/// (a small-order point) as its public key, signed with the signature that verifies for it. The
+/// chain rules accept it, as the reference's do; the key headers of the others are honest or,
+/// with `garbage_headers`, random (the members then sit in `KEY_UNAVAILABLE`). From then on no
+/// block that keeps the entry can be built. `None` if the tip's external permissions do not let
+/// a joiner add itself.
+pub fn poisoned_self_add(
+    tip: &crate::chain::Chain,
+    user_id: i64,
+    garbage_headers: bool,
+    rng: &mut impl rand_core::CryptoRngCore,
+) -> Option<crate::wire::PlainBlock> {
+    use crate::wire::Change;
+    let poison = crate::crypto::PublicKey::from_bytes(UNUSABLE_KEYS[0]);
+    let mut state = tip.group_state().clone();
+    state.participants.retain(|p| p.user_id != user_id);
+    // The stand-in's header is replaced; the stand-in itself never appears.
+    let stand_in = PrivateKey::generate(rng).public_key();
+    state.participants.push(GroupParticipant {
+        user_id,
+        public_key: stand_in,
+        flags: state.external_permissions,
+        version: 0,
+    });
+    let mut changes = shared_key_changes(state, rng).ok()?;
+    for change in &mut changes {
+        match change {
+            Change::SetGroupState(s) => {
+                for p in s.participants.iter_mut().filter(|p| p.user_id == user_id) {
+                    p.public_key = poison;
+                }
+            }
+            Change::SetSharedKey(k) if garbage_headers => {
+                let headers: Vec<[u8; 32]> = (0..k.dest_user_id.len())
+                    .map(|_| {
+                        let mut h = [0u8; 32];
+                        rng.fill_bytes(&mut h);
+                        h
+                    })
+                    .collect();
+                k.dest_header = headers.iter().map(|h| &h[..]).collect();
+            }
+            _ => {}
+        }
+    }
+    let mut block = Block {
+        signature: [0; 64],
+        prev_block_hash: *tip.hash(),
+        changes,
+        height: tip.height().checked_add(1)?,
+        state_proof: StateProof { kv_hash: *tip.kv_hash(), group_state: None, shared_key: None },
+        signature_public_key: Some(poison),
+    };
+    block.signature = identity_signature();
+    let plain = crate::wire::PlainBlock::new(block.encode());
+    tip.clone().apply(&to_server_form(plain.as_bytes()).ok()?).ok()?;
+    Some(plain)
 }

@@ -28,7 +28,8 @@
 //! What it models (SPEC.md §15 lists the sources; *inferred* marks what no code or document
 //! shows): blocks come back in server form (constructor id + 1); a block is accepted only if it
 //! extends the current tip and passes every chain rule, else `CONF_WRITE_CHAIN_INVALID`; a join
-//! block may only add (or replace) the joiner (*inferred* beyond "only adds the new user"); offsets
+//! block may only add (or replace) the joiner, leaving the external permissions as they were
+//! (*inferred* beyond "only adds the new user"); offsets
 //! of sub-chain 0 equal heights; `offset = -1` returns the last block; pages hold at most `limit`
 //! entries; join and create responses carry both sub-chains (sub-chain 1 from the broadcasts of the
 //! current height, *inferred*); every new block and broadcast is pushed to the joined members,
@@ -422,7 +423,13 @@ impl Server {
             v
         };
         let joiner = next.participants().iter().find(|p| p.user_id == from);
-        if others(&self.chain) != others(&next) || joiner.map(|p| Some(p.public_key)) != Some(signer) {
+        // Nor the external permissions (issue 30 item 2): the rules let a self-add lower them, and
+        // lowered to none they lock the call for good (no one may raise them again). *Inferred*
+        // of the real server, as the rest of this check ("only adds the new user"). The zero
+        // block sets them.
+        let locks = self.chain.height() >= 0
+            && next.group_state().external_permissions != self.chain.group_state().external_permissions;
+        if locks || others(&self.chain) != others(&next) || joiner.map(|p| Some(p.public_key)) != Some(signer) {
             return error("BLOCK_INVALID");
         }
         let update = self.commit(server, next);

@@ -23,6 +23,13 @@ pub enum JoinFailure {
     /// The server's answer was unusable (no tip, a tip we cannot build on, a join response that
     /// does not hold our block).
     InvalidResponse(String),
+    /// The call's state holds an entry whose key no one can compute a shared secret with (the
+    /// identity or another small-order point, issue 30 item 1), so no self-add can be built on
+    /// it; the join retried while a member could remove it, and it stayed.
+    UnusableKey {
+        /// The user id of the entry.
+        user_id: i64,
+    },
 }
 
 /// Why the call ended for us (distinct from being removed and from leaving).
@@ -155,6 +162,18 @@ pub enum SessionEvent {
         height: i32,
         /// The rule it broke.
         error: Error,
+    },
+    /// The chain holds an entry whose key no one can compute a shared secret with (the identity
+    /// or another small-order point: a poisoned self-add, issue 30 item 1). The chain rules accept
+    /// it, as the reference's do, but no block that keeps it can be built: no join, re-key or
+    /// removal succeeds until it is removed. A member with the remove permission removes it
+    /// (with `kick`, after a short delay spread over members); the others wait. Told once per
+    /// entry.
+    UnusableKey {
+        /// The user id of the entry.
+        user_id: i64,
+        /// The height at which it was seen.
+        height: i32,
     },
     /// A send was given up.
     SendFailed {

@@ -91,6 +91,16 @@ impl Session {
                 let op = Op::Join { attempt, key: Box::new(key), height, create: false };
                 self.send(Request::Join { public_key, block }, op);
             }
+            // An entry of the tip whose key no one can use (issue 30 item 1): a member may remove
+            // it, so try again on a newer tip; if it stays, fail naming it.
+            Err(e) if e.kind() == ErrorKind::SharedSecret && e.participant().is_some() => {
+                let user_id = e.participant().unwrap_or_default();
+                if attempt.saturating_add(1) >= self.config.max_attempts {
+                    self.fail_join(JoinFailure::UnusableKey { user_id });
+                } else {
+                    self.retry_join(attempt, false, None);
+                }
+            }
             Err(e) => self.fail_join(JoinFailure::InvalidResponse(format!("cannot build on the tip: {e}"))),
         }
     }
@@ -189,7 +199,12 @@ impl Session {
             announced_height: None,
             verified_height: None,
             prune: BTreeSet::new(),
+            left_keys: std::collections::BTreeMap::new(),
             prune_scheduled: false,
+            usable_keys: BTreeSet::new(),
+            unusable: BTreeSet::new(),
+            unusable_scheduled: false,
+            ahead_stop: None,
         };
         live.blocks.set_next(our_offset.saturating_add(1));
         live.blocks.poll_at = Some(self.now.saturating_add(self.config.poll_interval_ms));

@@ -84,8 +84,25 @@ impl Session {
         let Phase::Live(live) = &mut self.phase else { return false };
         for bytes in run {
             if sub == SubChain::Broadcasts {
+                // A broadcast too far ahead of our height for the call to hold (or beyond its
+                // bound on held broadcasts) is about blocks we have not fetched yet: stop at it,
+                // catch up on blocks and fetch it again (issue 30 item 3), once per offset and
+                // height of ours (a junk height never stalls the sub-chain for long).
+                let (offset, height) = (live.broadcasts.next(), live.call.height());
+                let ahead = Broadcast::decode_server(&bytes).is_ok_and(|b| {
+                    i64::from(b.chain_height)
+                        > i64::from(height).saturating_add(i64::from(crate::limits::HELD_BROADCAST_HEIGHTS))
+                });
+                let stopped_here = offset.is_some() && live.ahead_stop == offset.map(|o| (o, height));
+                let result = if ahead { Ok(()) } else { live.call.receive_broadcast(&bytes) };
+                let full = result.is_err_and(|e| e.kind() == ErrorKind::LimitExceeded);
+                if (ahead || full) && !stopped_here {
+                    live.ahead_stop = offset.map(|o| (o, height));
+                    self.schedule_poll(SubChain::Blocks, now);
+                    self.gap_poll(SubChain::Broadcasts);
+                    return false;
+                }
                 // Broadcasts that do not apply (older rounds, duplicates) are routine.
-                let _ = live.call.receive_broadcast(&bytes);
                 live.broadcasts.advance();
                 live.broadcasts.gap_delay = 0;
                 continue;
@@ -197,7 +214,13 @@ impl Session {
                         return self.end(EndReason::JoinMissing);
                     }
                 }
-                if full {
+                if full && sub == SubChain::Broadcasts {
+                    // Nothing checks sub-chain 1 entries before they move the offset: a full page
+                    // of junk is no progress worth a poll at once (issue 30 item 8). The next page
+                    // keeps the 1 s spacing of gap polls.
+                    let spaced = live.broadcasts.last_poll.map_or(now, |t| t.saturating_add(MIN_GAP_POLL_SPACING_MS));
+                    self.schedule_poll(sub, spaced.max(now));
+                } else if full {
                     self.schedule_poll(sub, now);
                 } else if live.resyncing && sub == SubChain::Blocks && live.blocks.poll_at.is_none() {
                     // Recovering and the server withheld the block: ask again, with backoff.

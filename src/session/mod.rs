@@ -151,7 +151,18 @@ struct Live {
     verified_height: Option<i32>,
     /// Users that left the media call, to prune (bounded, deduplicated).
     prune: BTreeSet<i64>,
+    /// The chain key of each user whose departure we saw (bounded like `prune`): a prune removes
+    /// that entry only, never a newer one of the same user (a rejoin; issue 30 item 6).
+    left_keys: std::collections::BTreeMap<i64, crate::crypto::PublicKey>,
     prune_scheduled: bool,
+    /// Participants' keys found usable (rebuilt per height from the participants: bounded).
+    usable_keys: BTreeSet<crate::crypto::PublicKey>,
+    /// Entries whose keys no one can use, already told (issue 30 item 1).
+    unusable: BTreeSet<(i64, crate::crypto::PublicKey)>,
+    unusable_scheduled: bool,
+    /// The sub-chain 1 offset we stopped at for a broadcast too far ahead, and our height then
+    /// (issue 30 item 3).
+    ahead_stop: Option<(i32, i32)>,
 }
 
 impl Live {
@@ -384,12 +395,20 @@ impl Session {
             return Err(not_in_call());
         }
         let call = self.live_call().ok_or_else(not_in_call)?;
+        // An entry no one can build a key header for blocks every re-key: a member who may remove
+        // re-keys by removing it (issue 30 item 1).
+        let unusable = self.unusable_entries();
         let block = match permissions {
+            None if !unusable.is_empty() && self.may(Permissions::REMOVE_USERS) => {
+                self.build(|rng| call.build_remove(&unusable, rng), rng)?
+            }
             None => self.build(|rng| call.build_rekey(rng), rng)?,
             Some((user_id, p)) => self.build(|rng| call.build_set_permissions(user_id, p, rng), rng)?,
         };
-        let request = ops::delete_request(Vec::new(), block, true);
-        self.send(request, Op::Delete { user_ids: Vec::new(), kick: true, attempt: 0, rebuild: false });
+        // Entries removed along are named, so that the server drops them from the media call too.
+        let user_ids = if permissions.is_none() && self.may(Permissions::REMOVE_USERS) { unusable } else { Vec::new() };
+        let request = ops::delete_request(user_ids.clone(), block, true);
+        self.send(request, Op::Delete { user_ids, kick: true, attempt: 0, rebuild: false });
         Ok(())
     }
 
@@ -807,6 +826,7 @@ impl Session {
             }
             Action::Prune => self.prune(rng),
             Action::EndBlackout { height } => self.end_blackout(height, rng),
+            Action::RemoveUnusable => self.remove_unusable(rng),
         }
     }
 
@@ -822,7 +842,7 @@ impl Session {
                 }
                 false
             }
-            Op::Broadcast { block, .. } => live && self.broadcast_is_current(block),
+            Op::Broadcast { block, .. } => live && self.broadcast_is_current(block) && !self.round_done(),
             Op::Message { .. } | Op::Delete { .. } => live,
             Op::Leave { .. } => true,
         };

@@ -59,6 +59,8 @@ pub(crate) enum Action {
     Prune,
     /// Re-key away from the block at this height, whose hash blacks out H.264.
     EndBlackout { height: i32 },
+    /// Remove the entries whose keys no one can use (issue 30 item 1).
+    RemoveUnusable,
 }
 
 /// A scheduled action.
@@ -135,7 +137,9 @@ impl Ops {
         let timers = self.timers.iter().filter(|t| t.generation == generation).flat_map(|t| match &t.action {
             Action::Remove { user_ids, .. } => user_ids.clone(),
             Action::Resend { op, .. } => ids(op),
-            Action::JoinAttempt { .. } | Action::Prune | Action::EndBlackout { .. } => Vec::new(),
+            Action::JoinAttempt { .. } | Action::Prune | Action::EndBlackout { .. } | Action::RemoveUnusable => {
+                Vec::new()
+            }
         });
         flying.chain(timers).collect()
     }

@@ -36,6 +36,11 @@ impl Session {
         Broadcast::decode(block).map_or(true, |b| Some(b.chain_height) == current)
     }
 
+    /// Whether the live call's verification round of its current height completed.
+    pub(super) fn round_done(&self) -> bool {
+        self.live_call().is_some_and(|c| c.verification_phase() == crate::verification::Phase::Done)
+    }
+
     pub(super) fn send_broadcast(&mut self, block: Vec<u8>) {
         // A broadcast about a block we have moved past is pointless: drop it.
         if self.broadcast_is_current(&block) {
@@ -50,11 +55,33 @@ impl Session {
         attempt: u32,
         rng: &mut impl CryptoRngCore,
     ) -> Result<()> {
-        let call = self.live_call().ok_or_else(not_in_call)?;
-        let present: Vec<i64> =
-            user_ids.iter().copied().filter(|u| call.participants().iter().any(|p| p.user_id == *u)).collect();
+        let unusable = self.unusable_entries();
+        let Phase::Live(live) = &self.phase else { return Err(not_in_call()) };
+        let (call, left_keys) = (&live.call, &live.left_keys);
+        // A removal of users who left (`only_left`) removes the entry whose departure we saw, not
+        // a newer one of the same user (a rejoin whose notice we missed; issue 30 item 6).
+        let mut present: Vec<i64> = user_ids
+            .iter()
+            .copied()
+            .filter(|u| {
+                call.participants()
+                    .iter()
+                    .any(|p| p.user_id == *u && (kick || left_keys.get(u).is_none_or(|k| *k == p.public_key)))
+            })
+            .collect();
         if present.is_empty() && !kick {
             return Ok(()); // already gone: nothing to send
+        }
+        // Entries whose keys no one can use block every block that keeps them: a removal takes
+        // them along (it needs the remove permission anyway; issue 30 item 1).
+        let mut user_ids = user_ids;
+        for u in unusable {
+            if !present.contains(&u) {
+                present.push(u);
+            }
+            if !user_ids.contains(&u) {
+                user_ids.push(u);
+            }
         }
         let block = if present.is_empty() {
             self.build(|rng| call.build_rekey(rng), rng)?
@@ -81,15 +108,16 @@ impl Session {
         let (me, now, max_delay) = (self.user_id, self.now, self.config.max_prune_delay_ms);
         let removing = self.ops.removing(self.generation);
         let Phase::Live(live) = &mut self.phase else { return };
-        let chain: HashSet<i64> = live.call.participants().iter().map(|q| q.user_id).collect();
         for p in participants {
             if !p.left {
                 live.prune.remove(&p.user_id);
                 continue;
             }
             let fresh = !removing.contains(&p.user_id);
-            if p.user_id != me && fresh && chain.contains(&p.user_id) && live.prune.len() < MAX_PRUNE {
+            let entry = live.call.participants().iter().find(|q| q.user_id == p.user_id).map(|q| q.public_key);
+            if let Some(key) = entry.filter(|_| p.user_id != me && fresh && live.prune.len() < MAX_PRUNE) {
                 live.prune.insert(p.user_id);
+                live.left_keys.insert(p.user_id, key);
             }
         }
         if !live.prune.is_empty() && !live.prune_scheduled {
@@ -110,6 +138,92 @@ impl Session {
             return;
         }
         if let Err(e) = self.send_removal(users, false, 0, rng) {
+            self.send_failed(RequestKind::DeleteParticipants, SendFailure::Local(e));
+        }
+    }
+
+    /// Whether we hold `permission` in the live call's state.
+    pub(super) fn may(&self, permission: Permissions) -> bool {
+        let me = self.user_id;
+        self.live_call()
+            .is_some_and(|c| c.participants().iter().any(|p| p.user_id == me && p.flags.contains(permission)))
+    }
+
+    /// The live call's entries (other than us) whose keys no one can use, as last checked.
+    pub(super) fn unusable_entries(&self) -> Vec<i64> {
+        let Phase::Live(live) = &self.phase else { return Vec::new() };
+        let me = self.user_id;
+        live.call
+            .participants()
+            .iter()
+            .filter(|p| p.user_id != me && live.unusable.contains(&(p.user_id, p.public_key)))
+            .map(|p| p.user_id)
+            .collect()
+    }
+
+    /// Checks the keys of a new height's participants (each key once): an entry whose key no one
+    /// can use is told ([`SessionEvent::UnusableKey`]) and, if we may remove, removed after a
+    /// delay spread over members (issue 30 item 1).
+    fn check_keys(&mut self, height: i32) {
+        let me = self.user_id;
+        let Phase::Live(live) = &mut self.phase else { return };
+        let mut usable = BTreeSet::new();
+        let mut found = false;
+        for p in live.call.participants() {
+            if live.usable_keys.contains(&p.public_key) || p.user_id == me {
+                usable.insert(p.public_key);
+            } else if live.unusable.contains(&(p.user_id, p.public_key)) {
+                found = true;
+            } else if p.public_key.is_usable() {
+                usable.insert(p.public_key);
+            } else {
+                found = true;
+                live.unusable.insert((p.user_id, p.public_key));
+                self.events.push_back(SessionEvent::UnusableKey { user_id: p.user_id, height });
+            }
+        }
+        live.usable_keys = usable;
+        let participants = live.call.participants();
+        live.unusable.retain(|(u, k)| participants.iter().any(|p| p.user_id == *u && p.public_key == *k));
+        // A departure whose entry was replaced (a rejoin) is no longer to prune; its key is kept
+        // while the user is in the chain, so that a removal rebuilt later still spares the new
+        // entry. Users gone from the chain are forgotten.
+        let prune = &mut live.prune;
+        live.left_keys.retain(|u, k| {
+            if !participants.iter().any(|p| p.user_id == *u && p.public_key == *k) {
+                prune.remove(u);
+            }
+            participants.iter().any(|p| p.user_id == *u)
+        });
+        if found && !live.unusable_scheduled && self.may(Permissions::REMOVE_USERS) {
+            if let Phase::Live(live) = &mut self.phase {
+                live.unusable_scheduled = true;
+            }
+            let delay = self.blackout_delay(height);
+            self.ops.schedule(self.now.saturating_add(delay), self.generation, Action::RemoveUnusable);
+        }
+    }
+
+    /// Removes the entries whose keys no one can use, if they are still there and we may.
+    pub(super) fn remove_unusable(&mut self, rng: &mut impl CryptoRngCore) {
+        let Phase::Live(live) = &mut self.phase else { return };
+        live.unusable_scheduled = false;
+        let users = self.unusable_entries();
+        if users.is_empty() || !self.may(Permissions::REMOVE_USERS) {
+            return;
+        }
+        // Until it is gone, look again later: a removal given up (lost races, a hostile server)
+        // must not leave the entry for good, since no other block can be built meanwhile.
+        if let Phase::Live(live) = &mut self.phase {
+            live.unusable_scheduled = true;
+        }
+        let at = self.now.saturating_add(self.config.poll_interval_ms);
+        self.ops.schedule(at, self.generation, Action::RemoveUnusable);
+        let removing = self.ops.removing(self.generation);
+        if users.iter().all(|u| removing.contains(u)) || self.state() != SessionState::Joined {
+            return;
+        }
+        if let Err(e) = self.send_removal(users, true, 0, rng) {
             self.send_failed(RequestKind::DeleteParticipants, SendFailure::Local(e));
         }
     }
@@ -141,6 +255,7 @@ impl Session {
         let (current, fingerprint) = (live.call.height(), live.call.key_fingerprint());
         let mut removed = None;
         let mut blackouts = Vec::new();
+        let mut new_height = false;
         for e in events {
             match e {
                 Event::BlockApplied { height } => {
@@ -175,6 +290,7 @@ impl Session {
             }
             let words = live.call.verification_words();
             self.events.push_back(SessionEvent::VerificationStarted { height: current, words });
+            new_height = true;
         }
         if self.config.end_video_blackouts {
             for height in blackouts {
@@ -184,6 +300,8 @@ impl Session {
         }
         if let Some(height) = removed {
             self.removed(Some(height));
+        } else if new_height {
+            self.check_keys(current);
         }
     }
 }

@@ -109,7 +109,12 @@ impl Session {
             return;
         }
         let kind = request.kind();
-        let can_retry = attempt.saturating_add(1) < self.config.max_send_attempts;
+        // Every member needs every commit and reveal of the round: a broadcast is resent (with
+        // backoff up to `max_backoff_ms`) until the round completes or the height moves, however
+        // long the outage (issue 30 item 4; duplicates are harmless: ALREADY_APPLIED). Other sends
+        // give up after `max_send_attempts`.
+        let persistent = matches!(op, Op::Broadcast { .. });
+        let can_retry = persistent || attempt.saturating_add(1) < self.config.max_send_attempts;
         let now = self.now;
         match error {
             ApiError::FloodWait { seconds } if can_retry => match self.flood_ms(seconds) {

@@ -73,7 +73,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
             json!({
                 "members": args.members, "steps": args.steps, "faults": args.faults, "seed": args.seed,
                 "server": args.server, "silent_requests": report.silent_requests,
-                "forged_blocks": report.forged_blocks, "flood_waits": report.flood_waits,
+                "forged_blocks": report.forged_blocks, "poisoned_keys": report.poisoned_keys,
+                "lock_attempts": report.lock_attempts, "flood_waits": report.flood_waits,
                 "media_drops": report.media_drops, "outsider_attempts": report.outsider_attempts,
                 "blocks": report.blocks, "broadcasts": report.broadcasts, "joins": report.joins,
                 "races_lost": report.races_lost, "polls": report.polls,
@@ -120,6 +121,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
             report.media_drops
         );
         outln!("  outsider decryptions tried {} (none read)", report.outsider_attempts);
+        outln!(
+            "  joiners' attacks  poisoned keys {} (removed), self-adds locking the call {} (refused)",
+            report.poisoned_keys,
+            report.lock_attempts
+        );
     }
     outln!("  invariant checks  {:>8}   all held; every member converged once faults stopped", report.invariant_checks);
     outln!("  virtual time {:.1} s, real time {:.2} s", report.virtual_ms as f64 / 1000.0, real);

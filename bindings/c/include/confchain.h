@@ -289,6 +289,12 @@
 #define CONFCHAIN_SESSION_VIDEO_BLACKOUT 15
 
 /**
+ * The chain holds an entry whose key no one can use (a poisoned self-add): `from_id` is its user
+ * id, `height` where it was seen. A member with the remove permission removes it by itself.
+ */
+#define CONFCHAIN_SESSION_UNUSABLE_KEY 16
+
+/**
  * Opus (payload type 111): the frame and a level trailer, encrypted whole.
  */
 #define CONFCHAIN_CODEC_OPUS 0

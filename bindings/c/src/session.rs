@@ -63,6 +63,9 @@ pub const CONFCHAIN_SESSION_CALL_IDENTITY: i32 = 14;
 /// The call's epochs black out H.264 video, or will once the block at `height` is the oldest
 /// (SPEC §17.6); `text` is "now" or "ahead". The session re-keys it away by itself.
 pub const CONFCHAIN_SESSION_VIDEO_BLACKOUT: i32 = 15;
+/// The chain holds an entry whose key no one can use (a poisoned self-add): `from_id` is its user
+/// id, `height` where it was seen. A member with the remove permission removes it by itself.
+pub const CONFCHAIN_SESSION_UNUSABLE_KEY: i32 = 16;
 
 /// A request to send (see the `CONFCHAIN_REQUEST_*` kinds); free with `confchain_request_free`.
 #[repr(C)]
@@ -544,6 +547,9 @@ pub unsafe extern "C" fn confchain_session_poll_event(
                 (e.kind, e.height) = (CONFCHAIN_SESSION_REMOVED, height.unwrap_or(-1))
             }
             Some(SessionEvent::Left) => e.kind = CONFCHAIN_SESSION_LEFT,
+            Some(SessionEvent::UnusableKey { user_id, height }) => {
+                (e.kind, e.from_id, e.height) = (CONFCHAIN_SESSION_UNUSABLE_KEY, user_id, height)
+            }
             Some(SessionEvent::VideoBlackout { height, now }) => {
                 let when = if now { "now" } else { "ahead" };
                 (e.kind, e.height, e.text) = (CONFCHAIN_SESSION_VIDEO_BLACKOUT, height, text(when.to_owned()))

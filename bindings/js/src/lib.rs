@@ -712,6 +712,11 @@ impl Session {
                 "removed"
             }
             sess::SessionEvent::Left => "left",
+            sess::SessionEvent::UnusableKey { user_id, height } => {
+                set(&o, "from", JsValue::from(user_id));
+                set(&o, "height", height.into());
+                "unusable_key"
+            }
             sess::SessionEvent::VideoBlackout { height, now } => {
                 set(&o, "height", height.into());
                 set(&o, "now", now.into());

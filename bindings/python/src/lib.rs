@@ -998,6 +998,10 @@ impl SessionEvent {
                 "removed"
             }
             sess::SessionEvent::Left => "left",
+            sess::SessionEvent::UnusableKey { user_id, height } => {
+                (out.from_id, out.height) = (Some(user_id), Some(height));
+                "unusable_key"
+            }
             sess::SessionEvent::VideoBlackout { height, now } => {
                 (out.height, out.text) = (Some(height), Some(if now { "now" } else { "ahead" }.to_owned()));
                 "video_blackout"

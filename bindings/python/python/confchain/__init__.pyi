@@ -202,7 +202,9 @@ class SessionEvent:
     chain_rejected (failed closed: the server's chain holds a block the rules refuse at height;
     the call and its media handles are closed, only a new join continues), call_identity
     (user_ids = [id, access_hash], text = invite link), video_blackout (the block at height
-    blacks out H.264 video, text "now" or "ahead"; the session re-keys it away), error (a refused
+    blacks out H.264 video, text "now" or "ahead"; the session re-keys it away), unusable_key
+    (from_id's entry has a key no one can use, seen at height; a member with the rights removes
+    it), error (a refused
     push, a dropped message, a send given up)."""
     height: Optional[int]
     fingerprint: Optional[str]

@@ -18,8 +18,11 @@ echo "pkg-config: confchain $(pkg-config --modversion confchain)"
 cc -std=c99 -Wall -Werror $(pkg-config --cflags confchain) "$here/../tests/conference.c" -o "$work/conference" \
   $(pkg-config --libs confchain)
 LD_LIBRARY_PATH="$prefix/lib" "$work/conference" | tail -n 1
-LD_LIBRARY_PATH="$prefix/lib" ldd "$work/conference" | grep -q "$prefix/lib/libconfchain.so.0" \
-  || { echo "not linked against the installed shared library" >&2; exit 1; }
+# (ldd's output goes to a file first: `ldd | grep -q` fails under pipefail whenever grep exits
+# before ldd has written everything and ldd dies of SIGPIPE.)
+LD_LIBRARY_PATH="$prefix/lib" ldd "$work/conference" >"$work/ldd.txt"
+grep -q "$prefix/lib/libconfchain.so.0" "$work/ldd.txt" \
+  || { echo "not linked against the installed shared library:" >&2; cat "$work/ldd.txt" >&2; exit 1; }
 
 cmake -S "$here" -B "$work/cmake" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$work/cmake" >/dev/null

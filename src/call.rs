@@ -477,7 +477,6 @@ impl Call {
         rng: &mut impl CryptoRngCore,
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        packet::check_clear_prefix(data.len(), clear_prefix_len)?;
         self.encrypt_plaintext(channel, &(data, clear_prefix_len), now, rng, out)
     }
 

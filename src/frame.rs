@@ -397,11 +397,11 @@ impl Plaintext for FramePlaintext<'_> {
         }
     }
 
-    fn payload_len(&self) -> usize {
+    fn total_len(&self) -> usize {
         match self {
             FramePlaintext::Audio { frame, .. } => frame.len().saturating_add(2),
-            FramePlaintext::Bytes { frame, clear_prefix } => frame.len().saturating_sub(*clear_prefix),
-            FramePlaintext::H264(l) => l.frame.len().saturating_sub(l.prefix_source_len()),
+            FramePlaintext::Bytes { frame, .. } => frame.len(),
+            FramePlaintext::H264(l) => l.frame.len().saturating_add(l.widened),
         }
     }
 

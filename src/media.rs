@@ -195,8 +195,7 @@ impl Shared {
         rng: &mut impl CryptoRngCore,
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        let prefix = plaintext.clear_prefix_len();
-        packet::check_clear_prefix(prefix.saturating_add(plaintext.payload_len()), prefix)?;
+        packet::check_clear_prefix(plaintext.total_len(), plaintext.clear_prefix_len())?;
         snapshot.can_encrypt.clone()?;
         let seqno = self.next_seqno(channel)?;
         let epochs = snapshot.live(now).iter().map(|e| &e.key);
@@ -395,7 +394,6 @@ impl MediaEncryptor {
         now: u64,
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        packet::check_clear_prefix(frame.len(), clear_prefix_len)?;
         self.encrypt_plaintext(channel, &(frame, clear_prefix_len), now, out)
     }
 

@@ -57,24 +57,32 @@ impl EpochKey {
 /// Plain bytes (`(data, clear_prefix_len)`) are one; the frame layer's plaintexts
 /// ([`crate::frame`]) are others, which widen H.264 start codes or append the audio trailer as
 /// they are written, so no frame is copied to a scratch buffer first.
+///
+/// Nothing trusts the two lengths to agree: the send path checks `clear_prefix_len() <=
+/// total_len()` (and the prefix limit) with [`check_clear_prefix`] before anything is
+/// written.
 pub trait Plaintext {
     /// Bytes of the clear prefix.
     fn clear_prefix_len(&self) -> usize;
+    /// Bytes of the whole plaintext: the clear prefix and the payload.
+    fn total_len(&self) -> usize;
     /// Bytes of the payload (encrypted).
-    fn payload_len(&self) -> usize;
+    fn payload_len(&self) -> usize {
+        self.total_len().saturating_sub(self.clear_prefix_len())
+    }
     /// Appends the clear prefix (exactly [`Plaintext::clear_prefix_len`] bytes).
     fn write_clear_prefix(&self, out: &mut Vec<u8>);
     /// Appends the payload (exactly [`Plaintext::payload_len`] bytes).
     fn write_payload(&self, out: &mut Vec<u8>);
 }
 
-/// Bytes whose first `clear_prefix_len` stay in clear (checked by [`encrypt_into`] first).
+/// Bytes whose first `clear_prefix_len` stay in clear.
 impl Plaintext for (&[u8], usize) {
     fn clear_prefix_len(&self) -> usize {
         self.1
     }
-    fn payload_len(&self) -> usize {
-        self.0.len().saturating_sub(self.1)
+    fn total_len(&self) -> usize {
+        self.0.len()
     }
     fn write_clear_prefix(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.0.get(..self.1).unwrap_or_default());
@@ -98,7 +106,6 @@ pub fn encrypt_into<'a>(
     rng: &mut impl CryptoRngCore,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    check_clear_prefix(data.len(), clear_prefix_len)?;
     encrypt_plaintext_into(epochs, signer, channel, seqno, &(data, clear_prefix_len), rng, out)
 }
 
@@ -114,8 +121,9 @@ pub fn encrypt_plaintext_into<'a>(
     rng: &mut impl CryptoRngCore,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    let (prefix_len, payload_len) = (plaintext.clear_prefix_len(), plaintext.payload_len());
-    check_clear_prefix(prefix_len.saturating_add(payload_len), prefix_len)?;
+    let prefix_len = plaintext.clear_prefix_len();
+    check_clear_prefix(plaintext.total_len(), prefix_len)?;
+    let payload_len = plaintext.payload_len();
     if epochs.len() == 0 {
         return Err(Error::bare(ErrorKind::EncryptUnknownEpoch));
     }

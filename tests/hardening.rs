@@ -160,6 +160,31 @@ fn packet_limits() {
     assert_eq!(p.bob.decrypt(1, &bad, 0).unwrap_err().message(), "Unencrypted prefix size is too large");
 }
 
+/// A clear prefix longer than the data is refused on every send path (the call, the thread-safe
+/// encryptor) before anything is written or a sequence number is used; a closed call says so
+/// first, as the reference's status check does.
+#[test]
+fn a_clear_prefix_past_the_data_is_refused_everywhere() {
+    let mut p = pair();
+    let encryptor = p.alice.media_encryptor(&mut p.rng);
+    let mut out = b"kept".to_vec();
+    let e = p.alice.encrypt_into(0, b"abc", 4, 0, &mut p.rng, &mut out).unwrap_err();
+    assert_eq!((e.kind(), e.message()), (ErrorKind::InvalidInput, "Unencrypted header length is too large"));
+    let e = encryptor.encrypt_into(0, b"abc", 4, 0, &mut out).unwrap_err();
+    assert_eq!((e.kind(), e.message()), (ErrorKind::InvalidInput, "Unencrypted header length is too large"));
+    assert_eq!(out, b"kept");
+    // No sequence number was used: the next packets decrypt in order.
+    let packet = p.alice.encrypt(0, b"abc", 3, 0, &mut p.rng).unwrap();
+    assert_eq!(p.bob.decrypt(1, &packet, 0).unwrap(), b"abc");
+    let mut packet = Vec::new();
+    encryptor.encrypt_into(0, b"abc", 3, 0, &mut packet).unwrap();
+    assert_eq!(p.bob.decrypt(1, &packet, 0).unwrap(), b"abc");
+
+    p.alice.close();
+    let e = p.alice.encrypt_into(0, b"abc", 4, 0, &mut p.rng, &mut out).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CallClosed);
+}
+
 /// A commit for `height` claiming to be from `user_id`, signed by `key` (server form).
 fn commit(key: &PrivateKey, user_id: i64, height: i32, hash: [u8; 32]) -> Vec<u8> {
     let mut b = Broadcast {

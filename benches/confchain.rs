@@ -6,8 +6,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 mod workloads;
 
 use workloads::{
-    media_decrypt_threads, BlockApply, BlockBuild, FrameDecrypt, FrameEncrypt, PacketDecrypt, PacketEncrypt,
-    Primitives, FRAME_KINDS, GROUP_SIZES, PACKET_SIZES,
+    media_decrypt_threads, BlockApply, BlockBuild, CallAtSize, FrameDecrypt, FrameEncrypt, PacketDecrypt,
+    PacketEncrypt, Primitives, CALL_SIZE, FRAME_KINDS, GROUP_SIZES, PACKET_SIZES,
 };
 
 fn packets(c: &mut Criterion) {
@@ -129,5 +129,40 @@ fn media(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, packets, frames, blocks, primitives, media);
+/// What one client of a call at the real size pays (issue 32), each op on a fresh call.
+fn call_size(c: &mut Criterion) {
+    let mut w = CallAtSize::new(CALL_SIZE);
+    let mut g = c.benchmark_group("call_size");
+    g.sample_size(10);
+    g.bench_function(format!("join_apply/{CALL_SIZE}"), |b| {
+        b.iter_batched(|| w.fresh(true), |mut call| w.apply_join(&mut call), BatchSize::PerIteration)
+    });
+    g.bench_function(format!("removal_apply/{CALL_SIZE}"), |b| {
+        b.iter_batched(|| w.fresh(false), |mut call| w.apply_removal(&mut call), BatchSize::PerIteration)
+    });
+    g.bench_function(format!("verification_round/{CALL_SIZE}"), |b| {
+        b.iter_batched(|| w.fresh(false), |mut call| w.verification_round(&mut call), BatchSize::PerIteration)
+    });
+    let mut call = w.fresh(false);
+    g.bench_function(format!("message_decrypt/{CALL_SIZE}"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(256);
+                w.refill_messages(n as usize);
+                let t = std::time::Instant::now();
+                for _ in 0..n {
+                    w.decrypt_message(&mut call);
+                }
+                total += t.elapsed();
+                left -= n;
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, packets, frames, blocks, primitives, media, call_size);
 criterion_main!(benches);

@@ -518,3 +518,133 @@ pub fn media_latency_during_apply(group: usize, blocks: usize, interval_ms: u64,
     let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
     [at(0.5), at(0.99), at(0.999), at(1.0)]
 }
+
+/// The call size of Telegram's public app configs (`conference_call_size_limit`).
+pub const CALL_SIZE: usize = 200;
+
+/// What one client of a call of `n` members pays (`call_size/*/{n}`): applying a join (a
+/// self-add making it `n` members, with a new key for all), applying a removal (`n` to `n - 1`),
+/// a whole verification round (`n` commits and `n` reveals, every one verified) and decrypting
+/// a `sendGroupCallEncryptedMessage` payload. The measured member is user 1; each operation
+/// starts from a fresh `Call` made outside the timed part ([`CallAtSize::fresh`]).
+pub struct CallAtSize {
+    n: usize,
+    keys: Vec<PrivateKey>,
+    /// `n - 1` members, open to self-adds.
+    before_join: Chain,
+    /// The self-add of user `n` on `before_join`.
+    join: Vec<u8>,
+    /// `n` members.
+    full: Chain,
+    /// The removal of user 2 from `full`.
+    removal: Vec<u8>,
+    /// The `n` commits, then the `n` reveals, of `full`'s height (server form).
+    broadcasts: Vec<Vec<u8>>,
+    /// Messages from user 2 (fresh ones, made by [`CallAtSize::refill_messages`]).
+    sender: Call,
+    messages: Vec<Vec<u8>>,
+    rng: ChaCha20Rng,
+}
+
+/// The seed each member's call is made with: the same member makes the same commit every time.
+fn member_rng(user_id: i64) -> ChaCha20Rng {
+    rng(10_000 + user_id as u64)
+}
+
+impl CallAtSize {
+    pub fn new(n: usize) -> Self {
+        let mut rng = rng(21);
+        let keys: Vec<PrivateKey> = (0..n).map(|_| PrivateKey::generate(&mut rng)).collect();
+        let mut state = members(&keys);
+        state.external_permissions = ADD_REMOVE;
+        let joiner = state.participants.pop().expect("n >= 2");
+        let zero = build_zero_block(state.clone(), &keys[0], &mut rng).expect("zero block");
+        let mut before_join = Chain::empty();
+        before_join.apply(&zero.to_server_form()).expect("apply");
+        let join = before_join
+            .build_self_add(joiner, keys.last().expect("n >= 2"), &mut rng)
+            .expect("self-add")
+            .to_server_form();
+        let mut full = before_join.clone();
+        full.apply(&join).expect("apply join");
+        let mut remaining = full.group_state().clone();
+        remaining.participants.retain(|p| p.user_id != 2);
+        let removal = full.build_change_state(remaining, &keys[0], &mut rng).expect("removal").to_server_form();
+
+        // Every member's commit, delivered to everyone, then every member's reveal.
+        let mut calls: Vec<Call> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let id = i as i64 + 1;
+                Call::from_chain(id, k.clone(), full.clone(), &mut member_rng(id)).expect("member call")
+            })
+            .collect();
+        let server = |plain: Vec<u8>| confchain::to_server_form(&plain).expect("server form");
+        let commits: Vec<Vec<u8>> = calls.iter_mut().flat_map(|c| c.poll_outbound()).map(server).collect();
+        assert_eq!(commits.len(), n, "one commit per member");
+        for c in &mut calls {
+            for b in &commits {
+                c.receive_broadcast(b).expect("commit");
+            }
+        }
+        let reveals: Vec<Vec<u8>> = calls.iter_mut().flat_map(|c| c.poll_outbound()).map(server).collect();
+        assert_eq!(reveals.len(), n, "one reveal per member");
+        let broadcasts = commits.into_iter().chain(reveals).collect();
+        let sender = calls.swap_remove(1);
+        CallAtSize { n, keys, before_join, join, full, removal, broadcasts, sender, messages: Vec::new(), rng }
+    }
+
+    /// User 1's call on the full chain, or (`before_join`) on the chain before the join.
+    pub fn fresh(&self, before_join: bool) -> Call {
+        let chain = if before_join { &self.before_join } else { &self.full };
+        Call::from_chain(1, self.keys[0].clone(), chain.clone(), &mut member_rng(1)).expect("call")
+    }
+
+    /// Sizes of the join and removal blocks (server form).
+    pub fn block_lens(&self) -> (usize, usize) {
+        (self.join.len(), self.removal.len())
+    }
+
+    pub fn members(&self) -> usize {
+        self.n
+    }
+
+    pub fn apply_join(&self, call: &mut Call) {
+        call.apply_block(&self.join, 0, &mut rng(22)).expect("apply join");
+    }
+
+    pub fn apply_removal(&self, call: &mut Call) {
+        call.apply_block(&self.removal, 0, &mut rng(23)).expect("apply removal");
+    }
+
+    /// The whole round: every commit, then every reveal; the emojis are there at the end.
+    pub fn verification_round(&self, call: &mut Call) {
+        for b in &self.broadcasts {
+            call.receive_broadcast(b).expect("broadcast");
+        }
+        assert!(call.emojis().is_some(), "the round completes");
+    }
+
+    /// The message every decryption opens: the payload of a typical call update (about 100 bytes).
+    pub const MESSAGE: &'static str =
+        r#"{"_":"groupCallMessage","text":"hello from a member of a large call","id":42}"#;
+
+    /// Makes `count` fresh messages from user 2 (untimed).
+    pub fn refill_messages(&mut self, count: usize) {
+        self.messages.clear();
+        for _ in 0..count {
+            self.messages.push(self.sender.encrypt_message(Self::MESSAGE, 0, &mut self.rng).expect("message"));
+        }
+        self.messages.reverse();
+    }
+
+    pub fn messages_left(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub fn decrypt_message(&mut self, call: &mut Call) {
+        let m = self.messages.pop().expect("refill first");
+        std::hint::black_box(call.decrypt_message(2, &m, 0).expect("decrypt"));
+    }
+}

@@ -33,7 +33,7 @@ use crate::epochs::Epochs;
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{self, AudioLevel, Codec, ReceivedFrame, SentFrame};
 use crate::media::{MediaDecryptor, MediaEncryptor, Shared, SnapEpoch, Snapshot};
-use crate::packet::{self, Plaintext};
+use crate::packet::Plaintext;
 use crate::verification::{Phase, Verification, VerificationResult};
 use crate::wire::{Block, GroupParticipant, GroupState, Permissions, PlainBlock};
 

@@ -10,9 +10,9 @@ use crate::Failure;
 mod workloads;
 
 use workloads::{
-    decrypt_batch, media_decrypt_threads, media_latency_during_apply, BlockApply, BlockBuild, FrameDecrypt,
-    FrameEncrypt, PacketDecrypt, PacketEncrypt, Primitives, BLOCK_APPLY_FIXED_SHA512_BLOCKS, FRAME_KINDS, GROUP_SIZES,
-    PACKET_FIXED_SHA512_BLOCKS, PACKET_SIZES,
+    decrypt_batch, media_decrypt_threads, media_latency_during_apply, BlockApply, BlockBuild, CallAtSize, FrameDecrypt,
+    FrameEncrypt, PacketDecrypt, PacketEncrypt, Primitives, BLOCK_APPLY_FIXED_SHA512_BLOCKS, CALL_SIZE, FRAME_KINDS,
+    GROUP_SIZES, PACKET_FIXED_SHA512_BLOCKS, PACKET_SIZES,
 };
 
 /// Arguments of `bench`.
@@ -83,6 +83,18 @@ impl Rates {
         let fixed = PACKET_FIXED_SHA512_BLOCKS * 128.0 / (self.get(SHA512) * 65536.0);
         1.0 / self.get(sig) + per_byte * size as f64 + fixed
     }
+
+    /// Seconds applying a block of `bytes` must spend in its primitives: the signature's
+    /// verification (the signer's key arrives as bytes), which hashes the whole block with
+    /// SHA-512, the block's SHA-256 hash, and our key: one shared secret and the 16 SHA-512
+    /// compressions that open its header and the key.
+    fn block_apply_floor(&self, bytes: usize) -> f64 {
+        let per_byte = 1.0 / (self.get(SHA512) * 65536.0) + 1.0 / (self.get(HMAC) * 65536.0);
+        1.0 / self.get(VERIFY_KEY_BYTES)
+            + bytes as f64 * per_byte
+            + 1.0 / self.get(X25519)
+            + BLOCK_APPLY_FIXED_SHA512_BLOCKS * 128.0 / (self.get(SHA512) * 65536.0)
+    }
 }
 
 /// One measured workload.
@@ -142,6 +154,24 @@ fn measure(budget: Duration, mut op: impl FnMut()) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Like [`measure`], each op on a fresh value from `setup`, which is not timed.
+fn measure_fresh<T>(budget: Duration, mut setup: impl FnMut() -> T, mut op: impl FnMut(&mut T)) -> f64 {
+    let (mut busy, mut n) = (Duration::ZERO, 0u64);
+    let start = Instant::now();
+    while n < 3 || busy < budget {
+        let mut value = setup();
+        let t = Instant::now();
+        op(&mut value);
+        busy += t.elapsed();
+        n += 1;
+        drop(value);
+        if start.elapsed() > budget * 20 {
+            break;
+        }
+    }
+    n as f64 / busy.as_secs_f64()
+}
+
 pub fn run(args: Args) -> Result<(), Failure> {
     let budget = if args.quick { Duration::from_millis(250) } else { Duration::from_secs(2) };
     let mut results: Vec<Row> = Vec::new();
@@ -151,8 +181,13 @@ pub fn run(args: Args) -> Result<(), Failure> {
     // whenever those do.
     let packet_names = PACKET_SIZES.iter().flat_map(|s| [format!("packet_encrypt/{s}"), format!("packet_decrypt/{s}")]);
     let build_names = GROUP_SIZES.iter().flat_map(|n| [format!("block_build/{n}"), format!("block_apply/{n}")]);
-    let need_primitives =
-        packet_names.chain(build_names).chain(PRIMITIVES.iter().map(|p| p.to_string())).any(|n| wanted(&n));
+    let call_names = ["join_apply", "removal_apply", "verification_round", "message_decrypt"]
+        .map(|w| format!("call_size/{w}/{CALL_SIZE}"));
+    let need_primitives = packet_names
+        .chain(build_names)
+        .chain(call_names.iter().cloned())
+        .chain(PRIMITIVES.iter().map(|p| p.to_string()))
+        .any(|n| wanted(&n));
     let budget_p = if need_primitives { budget } else { Duration::ZERO };
     let mut p = Primitives::new();
     let all: Vec<Prim> = (0..PRIMITIVES.len()).map(Prim).collect();
@@ -209,17 +244,54 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let mut w = BlockApply::new(n);
         let need = [VERIFY_KEY_BYTES, SHA512, HMAC, X25519];
         let (ops, r) = around(&mut p, &need, &mut || measure(budget, || w.run()));
-        // The signature's verification (the signer's key arrives as bytes), which hashes the
-        // whole block with SHA-512, the block's SHA-256 hash, and our key: one shared secret and
-        // the 16 SHA-512 compressions that open its header and the key.
-        let bytes = w.block_len() as f64;
-        let per_byte = 1.0 / (r.get(SHA512) * 65536.0) + 1.0 / (r.get(HMAC) * 65536.0);
-        let floor = 1.0 / r.get(VERIFY_KEY_BYTES)
-            + bytes * per_byte
-            + 1.0 / r.get(X25519)
-            + BLOCK_APPLY_FIXED_SHA512_BLOCKS * 128.0 / (r.get(SHA512) * 65536.0);
+        let floor = r.block_apply_floor(w.block_len());
         results
             .push(Row { block_bytes: Some(w.block_len()), ..Row::priced(format!("block_apply/{n}"), ops, floor, r) });
+    }
+    // What one client of a call at the real size pays (issue 32): each operation on a fresh call
+    // made outside the timed part.
+    if call_names.iter().any(|n| wanted(n)) {
+        let mut w = CallAtSize::new(CALL_SIZE);
+        let n = w.members();
+        let (join_len, removal_len) = w.block_lens();
+        let need = [VERIFY, VERIFY_KEY_BYTES, SHA512, HMAC, X25519, AES_DEC];
+        for name in call_names.iter().filter(|n| wanted(n)) {
+            let (ops, r) = if name.contains("message_decrypt") {
+                let mut call = w.fresh(false);
+                around(&mut p, &need, &mut || {
+                    let (mut busy, mut done) = (Duration::ZERO, 0u64);
+                    while done < 3 || busy < budget {
+                        w.refill_messages(256);
+                        let t = Instant::now();
+                        while w.messages_left() > 0 {
+                            w.decrypt_message(&mut call);
+                            done += 1;
+                        }
+                        busy += t.elapsed();
+                    }
+                    done as f64 / busy.as_secs_f64()
+                })
+            } else {
+                let before_join = name.contains("join_apply");
+                let op = |call: &mut confchain::Call| {
+                    if before_join {
+                        w.apply_join(call);
+                    } else if name.contains("removal_apply") {
+                        w.apply_removal(call);
+                    } else {
+                        w.verification_round(call);
+                    }
+                };
+                around(&mut p, &need, &mut || measure_fresh(budget, || w.fresh(before_join), op))
+            };
+            let floor = match name.split('/').nth(1) {
+                Some("join_apply") => r.block_apply_floor(join_len),
+                Some("removal_apply") => r.block_apply_floor(removal_len),
+                Some("verification_round") => 2.0 * n as f64 / r.get(VERIFY),
+                _ => r.packet_floor(VERIFY, AES_DEC, CallAtSize::MESSAGE.len()),
+            };
+            results.push(Row::priced(name.clone(), ops, floor, r));
+        }
     }
     // The frame layer against the bare packet of the same bytes: the two alternate in short
     // slices (five rounds), so drift of the machine's speed hits both alike.

@@ -6,7 +6,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 mod workloads;
 
 use workloads::{
-    media_decrypt_threads, BlockApply, BlockBuild, CallAtSize, FrameDecrypt, FrameEncrypt, PacketDecrypt,
+    media_decrypt_threads, time_iters, BlockApply, BlockBuild, CallAtSize, FrameDecrypt, FrameEncrypt, PacketDecrypt,
     PacketEncrypt, Primitives, CALL_SIZE, FRAME_KINDS, GROUP_SIZES, PACKET_SIZES,
 };
 
@@ -23,21 +23,7 @@ fn packets(c: &mut Criterion) {
         let mut w = PacketDecrypt::new(size);
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_function(size.to_string(), |b| {
-            b.iter_custom(|iters| {
-                let mut total = std::time::Duration::ZERO;
-                let mut left = iters;
-                while left > 0 {
-                    let n = left.min(workloads::decrypt_batch(size) as u64);
-                    w.refill(n as usize);
-                    let t = std::time::Instant::now();
-                    for _ in 0..n {
-                        w.run();
-                    }
-                    total += t.elapsed();
-                    left -= n;
-                }
-                total
-            })
+            b.iter_custom(|iters| workloads::time_iters(&mut w, iters, workloads::decrypt_batch(size)))
         });
     }
     g.finish();
@@ -61,21 +47,7 @@ fn frames(c: &mut Criterion) {
             let mut w = FrameDecrypt::new(codec, size, bare);
             g.throughput(Throughput::Bytes(size as u64));
             g.bench_function(name, |b| {
-                b.iter_custom(|iters| {
-                    let mut total = std::time::Duration::ZERO;
-                    let mut left = iters;
-                    while left > 0 {
-                        let n = left.min(workloads::decrypt_batch(size) as u64);
-                        w.refill(n as usize);
-                        let t = std::time::Instant::now();
-                        for _ in 0..n {
-                            w.run();
-                        }
-                        total += t.elapsed();
-                        left -= n;
-                    }
-                    total
-                })
+                b.iter_custom(|iters| workloads::time_iters(&mut w, iters, workloads::decrypt_batch(size)))
             });
         }
         g.finish();
@@ -131,7 +103,7 @@ fn media(c: &mut Criterion) {
 
 /// What one client of a call at the real size pays (issue 32), each op on a fresh call.
 fn call_size(c: &mut Criterion) {
-    let mut w = CallAtSize::new(CALL_SIZE);
+    let w = CallAtSize::new(CALL_SIZE);
     let mut g = c.benchmark_group("call_size");
     g.sample_size(10);
     g.bench_function(format!("join_apply/{CALL_SIZE}"), |b| {
@@ -143,24 +115,8 @@ fn call_size(c: &mut Criterion) {
     g.bench_function(format!("verification_round/{CALL_SIZE}"), |b| {
         b.iter_batched(|| w.fresh(false), |mut call| w.verification_round(&mut call), BatchSize::PerIteration)
     });
-    let mut call = w.fresh(false);
-    g.bench_function(format!("message_decrypt/{CALL_SIZE}"), |b| {
-        b.iter_custom(|iters| {
-            let mut total = std::time::Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(256);
-                w.refill_messages(n as usize);
-                let t = std::time::Instant::now();
-                for _ in 0..n {
-                    w.decrypt_message(&mut call);
-                }
-                total += t.elapsed();
-                left -= n;
-            }
-            total
-        })
-    });
+    let mut m = w.message_decrypt();
+    g.bench_function(format!("message_decrypt/{CALL_SIZE}"), |b| b.iter_custom(|iters| time_iters(&mut m, iters, 256)));
     g.finish();
 }
 

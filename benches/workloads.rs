@@ -30,6 +30,47 @@ pub const BLOCK_APPLY_FIXED_SHA512_BLOCKS: f64 = 16.0;
 pub fn decrypt_batch(size: usize) -> usize {
     (262_144 / size.max(1)).clamp(4, 512)
 }
+/// A workload whose inputs are made in untimed batches: a packet decrypts only once, so every
+/// op needs a fresh one.
+pub trait Batched {
+    /// Makes `n` fresh inputs (untimed).
+    fn refill(&mut self, n: usize);
+    /// Runs one op on the next input (after [`Batched::refill`]).
+    fn run(&mut self);
+}
+
+/// Time `iters` ops take, inputs made in untimed batches of at most `batch` (criterion's
+/// `iter_custom`).
+pub fn time_iters(w: &mut impl Batched, iters: u64, batch: usize) -> std::time::Duration {
+    let (mut total, mut left) = (std::time::Duration::ZERO, iters);
+    while left > 0 {
+        let n = left.min(batch.max(1) as u64);
+        w.refill(n as usize);
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            w.run();
+        }
+        total += t.elapsed();
+        left -= n;
+    }
+    total
+}
+
+/// Runs batches until `budget` of timed work (at least 3 ops; at most 20 budgets of wall time)
+/// and returns (time spent in ops, ops).
+pub fn time_for(w: &mut impl Batched, budget: std::time::Duration, batch: usize) -> (std::time::Duration, u64) {
+    let start = std::time::Instant::now();
+    let (mut busy, mut n) = (std::time::Duration::ZERO, 0u64);
+    while n < 3 || busy < budget {
+        busy += time_iters(w, batch as u64, batch);
+        n += batch.max(1) as u64;
+        if start.elapsed() > budget * 20 {
+            break;
+        }
+    }
+    (busy, n)
+}
+
 /// Group sizes of the block workloads.
 pub const GROUP_SIZES: [usize; 3] = [10, 100, 1000];
 
@@ -98,9 +139,10 @@ impl PacketDecrypt {
         rng.fill_bytes(&mut payload);
         PacketDecrypt { sender, receiver, rng, payload, packets: Vec::new(), out: Vec::with_capacity(size + 512) }
     }
+}
 
-    /// Makes `n` fresh packets (untimed).
-    pub fn refill(&mut self, n: usize) {
+impl Batched for PacketDecrypt {
+    fn refill(&mut self, n: usize) {
         self.packets.clear();
         for _ in 0..n {
             self.packets.push(self.sender.encrypt(0, &self.payload, 0, 0, &mut self.rng).expect("encrypt"));
@@ -108,12 +150,7 @@ impl PacketDecrypt {
         self.packets.reverse();
     }
 
-    /// Packets left before a refill is needed.
-    pub fn remaining(&self) -> usize {
-        self.packets.len()
-    }
-
-    pub fn run(&mut self) {
+    fn run(&mut self) {
         let p = self.packets.pop().expect("refill first");
         self.out.clear();
         self.receiver.decrypt_into(1, &p, 0, &mut self.out).expect("decrypt");
@@ -225,8 +262,13 @@ impl FrameDecrypt {
         }
     }
 
-    /// Makes `n` fresh packets (untimed).
-    pub fn refill(&mut self, n: usize) {
+    pub fn size(&self) -> usize {
+        self.frame.len()
+    }
+}
+
+impl Batched for FrameDecrypt {
+    fn refill(&mut self, n: usize) {
         self.packets.clear();
         for _ in 0..n {
             let p = self.sender.encrypt_frame(0, self.codec, &self.frame, AudioLevel::default(), 0, &mut self.rng);
@@ -235,15 +277,7 @@ impl FrameDecrypt {
         self.packets.reverse();
     }
 
-    pub fn remaining(&self) -> usize {
-        self.packets.len()
-    }
-
-    pub fn size(&self) -> usize {
-        self.frame.len()
-    }
-
-    pub fn run(&mut self) {
+    fn run(&mut self) {
         let p = self.packets.pop().expect("refill first");
         self.out.clear();
         if self.bare {
@@ -540,10 +574,6 @@ pub struct CallAtSize {
     removal: Vec<u8>,
     /// The `n` commits, then the `n` reveals, of `full`'s height (server form).
     broadcasts: Vec<Vec<u8>>,
-    /// Messages from user 2 (fresh ones, made by [`CallAtSize::refill_messages`]).
-    sender: Call,
-    messages: Vec<Vec<u8>>,
-    rng: ChaCha20Rng,
 }
 
 /// The seed each member's call is made with: the same member makes the same commit every time.
@@ -591,8 +621,7 @@ impl CallAtSize {
         let reveals: Vec<Vec<u8>> = calls.iter_mut().flat_map(|c| c.poll_outbound()).map(server).collect();
         assert_eq!(reveals.len(), n, "one reveal per member");
         let broadcasts = commits.into_iter().chain(reveals).collect();
-        let sender = calls.swap_remove(1);
-        CallAtSize { n, keys, before_join, join, full, removal, broadcasts, sender, messages: Vec::new(), rng }
+        CallAtSize { n, keys, before_join, join, full, removal, broadcasts }
     }
 
     /// User 1's call on the full chain, or (`before_join`) on the chain before the join.
@@ -626,25 +655,38 @@ impl CallAtSize {
         assert!(call.emojis().is_some(), "the round completes");
     }
 
+    /// User 1 decrypting `sendGroupCallEncryptedMessage` payloads from user 2.
+    pub fn message_decrypt(&self) -> MessageDecrypt {
+        let sender = Call::from_chain(2, self.keys[1].clone(), self.full.clone(), &mut member_rng(2)).expect("call");
+        MessageDecrypt { sender, receiver: self.fresh(false), messages: Vec::new(), rng: rng(24) }
+    }
+}
+
+/// `call_size/message_decrypt/{n}`: see [`CallAtSize::message_decrypt`].
+pub struct MessageDecrypt {
+    sender: Call,
+    receiver: Call,
+    messages: Vec<Vec<u8>>,
+    rng: ChaCha20Rng,
+}
+
+impl MessageDecrypt {
     /// The message every decryption opens: the payload of a typical call update (about 100 bytes).
     pub const MESSAGE: &'static str =
         r#"{"_":"groupCallMessage","text":"hello from a member of a large call","id":42}"#;
+}
 
-    /// Makes `count` fresh messages from user 2 (untimed).
-    pub fn refill_messages(&mut self, count: usize) {
+impl Batched for MessageDecrypt {
+    fn refill(&mut self, n: usize) {
         self.messages.clear();
-        for _ in 0..count {
+        for _ in 0..n {
             self.messages.push(self.sender.encrypt_message(Self::MESSAGE, 0, &mut self.rng).expect("message"));
         }
         self.messages.reverse();
     }
 
-    pub fn messages_left(&self) -> usize {
-        self.messages.len()
-    }
-
-    pub fn decrypt_message(&mut self, call: &mut Call) {
+    fn run(&mut self) {
         let m = self.messages.pop().expect("refill first");
-        std::hint::black_box(call.decrypt_message(2, &m, 0).expect("decrypt"));
+        std::hint::black_box(self.receiver.decrypt_message(2, &m, 0).expect("decrypt"));
     }
 }

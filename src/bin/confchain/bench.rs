@@ -10,9 +10,9 @@ use crate::Failure;
 mod workloads;
 
 use workloads::{
-    decrypt_batch, media_decrypt_threads, media_latency_during_apply, BlockApply, BlockBuild, CallAtSize, FrameDecrypt,
-    FrameEncrypt, PacketDecrypt, PacketEncrypt, Primitives, BLOCK_APPLY_FIXED_SHA512_BLOCKS, CALL_SIZE, FRAME_KINDS,
-    GROUP_SIZES, PACKET_FIXED_SHA512_BLOCKS, PACKET_SIZES,
+    decrypt_batch, media_decrypt_threads, media_latency_during_apply, time_for, BlockApply, BlockBuild, CallAtSize,
+    FrameDecrypt, FrameEncrypt, MessageDecrypt, PacketDecrypt, PacketEncrypt, Primitives,
+    BLOCK_APPLY_FIXED_SHA512_BLOCKS, CALL_SIZE, FRAME_KINDS, GROUP_SIZES, PACKET_FIXED_SHA512_BLOCKS, PACKET_SIZES,
 };
 
 /// Arguments of `bench`.
@@ -211,22 +211,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let mut w = PacketDecrypt::new(size);
         let (ops, r) = around(&mut p, &[VERIFY, AES_DEC, HMAC, SHA512], &mut || {
             // Time decryption only: packets are made in untimed batches.
-            let batch = decrypt_batch(size);
-            let start = Instant::now();
-            let mut busy = Duration::ZERO;
-            let mut n = 0u64;
-            while n < 3 || busy < budget {
-                w.refill(batch);
-                let t = Instant::now();
-                while w.remaining() > 0 {
-                    w.run();
-                    n += 1;
-                }
-                busy += t.elapsed();
-                if start.elapsed() > budget * 20 {
-                    break;
-                }
-            }
+            let (busy, n) = time_for(&mut w, budget, decrypt_batch(size));
             n as f64 / busy.as_secs_f64()
         });
         let floor = r.packet_floor(VERIFY, AES_DEC, size);
@@ -251,25 +236,16 @@ pub fn run(args: Args) -> Result<(), Failure> {
     // What one client of a call at the real size pays (issue 32): each operation on a fresh call
     // made outside the timed part.
     if call_names.iter().any(|n| wanted(n)) {
-        let mut w = CallAtSize::new(CALL_SIZE);
+        let w = CallAtSize::new(CALL_SIZE);
         let n = w.members();
         let (join_len, removal_len) = w.block_lens();
         let need = [VERIFY, VERIFY_KEY_BYTES, SHA512, HMAC, X25519, AES_DEC];
         for name in call_names.iter().filter(|n| wanted(n)) {
             let (ops, r) = if name.contains("message_decrypt") {
-                let mut call = w.fresh(false);
+                let mut m = w.message_decrypt();
                 around(&mut p, &need, &mut || {
-                    let (mut busy, mut done) = (Duration::ZERO, 0u64);
-                    while done < 3 || busy < budget {
-                        w.refill_messages(256);
-                        let t = Instant::now();
-                        while w.messages_left() > 0 {
-                            w.decrypt_message(&mut call);
-                            done += 1;
-                        }
-                        busy += t.elapsed();
-                    }
-                    done as f64 / busy.as_secs_f64()
+                    let (busy, n) = time_for(&mut m, budget, 256);
+                    n as f64 / busy.as_secs_f64()
                 })
             } else {
                 let before_join = name.contains("join_apply");
@@ -288,7 +264,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 Some("join_apply") => r.block_apply_floor(join_len),
                 Some("removal_apply") => r.block_apply_floor(removal_len),
                 Some("verification_round") => 2.0 * n as f64 / r.get(VERIFY),
-                _ => r.packet_floor(VERIFY, AES_DEC, CallAtSize::MESSAGE.len()),
+                _ => r.packet_floor(VERIFY, AES_DEC, MessageDecrypt::MESSAGE.len()),
             };
             results.push(Row::priced(name.clone(), ops, floor, r));
         }
@@ -317,27 +293,11 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 let (mut framed, mut bare) =
                     (FrameDecrypt::new(codec, size, false), FrameDecrypt::new(codec, size, true));
                 let batch = decrypt_batch(size);
-                let timed = |w: &mut FrameDecrypt| {
-                    let (start, mut busy, mut n) = (Instant::now(), Duration::ZERO, 0u64);
-                    while n < 3 || busy < slice {
-                        w.refill(batch);
-                        let t = Instant::now();
-                        while w.remaining() > 0 {
-                            w.run();
-                            n += 1;
-                        }
-                        busy += t.elapsed();
-                        if start.elapsed() > slice * 20 {
-                            break;
-                        }
-                    }
-                    (busy.as_secs_f64(), n as f64)
-                };
                 for _ in 0..5 {
-                    let (t, n) = timed(&mut framed);
-                    (t_frame, n_frame) = (t_frame + t, n_frame + n);
-                    let (t, n) = timed(&mut bare);
-                    (t_bare, n_bare) = (t_bare + t, n_bare + n);
+                    let (t, n) = time_for(&mut framed, slice, batch);
+                    (t_frame, n_frame) = (t_frame + t.as_secs_f64(), n_frame + n as f64);
+                    let (t, n) = time_for(&mut bare, slice, batch);
+                    (t_bare, n_bare) = (t_bare + t.as_secs_f64(), n_bare + n as f64);
                 }
             }
             let (ops, bare_ops) = (n_frame / t_frame, n_bare / t_bare);

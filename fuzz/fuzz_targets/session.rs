@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
 use confchain::api::{CallIdentity, CallParticipant, Request, RequestId, Response, Update};
+use confchain::server::hostile::poisoned_self_add;
 use confchain::server::Server;
 use confchain::session::{Session, SessionConfig, SessionState};
 use libfuzzer_sys::fuzz_target;
@@ -55,12 +56,14 @@ impl Error {
     }
 }
 
-/// An entry of a page or push: a real block or broadcast, maybe mutated, or raw bytes.
+/// An entry of a page or push: a real block or broadcast, maybe mutated, raw bytes, or a
+/// joiner's self-add on the real tip with a key of small order (issue 30 item 1).
 #[derive(Arbitrary, Debug)]
 enum Entry {
     Block { index: u8, mutation: Mutation },
     Broadcast { index: u8, mutation: Mutation },
     Raw(Vec<u8>),
+    Poisoned { index: u8 },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -75,6 +78,9 @@ enum Mutation {
 struct Page {
     sub_chain_id: i8,
     entries: Vec<Entry>,
+    /// The entries repeated to fill a page of this many (modulo 1,001: up to the largest page
+    /// size a session polls with), or the first 8 of them as they are when 0.
+    fill: u16,
     /// Relative to the real chain's length (so that offsets land near the real ones).
     next_offset_delta: i8,
 }
@@ -152,11 +158,13 @@ fn new_session(user_id: i64) -> Session {
     Session::new(user_id, SessionConfig::default()).into_session()
 }
 
-/// A conference of users 2 and 3 on the server model, and its blocks and broadcasts.
+/// A conference of users 2 and 3 on the server model, its blocks and broadcasts, and poisoned
+/// self-adds on its tip (users 1 and 4, honest and garbage key headers).
 struct World {
     server: Server,
     blocks: Vec<Vec<u8>>,
     broadcasts: Vec<Vec<u8>>,
+    poisoned: Vec<Vec<u8>>,
 }
 
 fn world() -> &'static World {
@@ -190,7 +198,17 @@ fn world() -> &'static World {
         }
         let (blocks, broadcasts) = (server.blocks().to_vec(), server.broadcasts().to_vec());
         assert!(blocks.len() >= 3 && !broadcasts.is_empty(), "the fixture conference was built");
-        World { server, blocks, broadcasts }
+        let mut tip = confchain::Chain::empty();
+        for b in &blocks {
+            tip.apply(b).unwrap();
+        }
+        let poisoned: Vec<Vec<u8>> = [(1, false), (1, true), (4, false), (4, true)]
+            .into_iter()
+            .filter_map(|(user, garbage)| poisoned_self_add(&tip, user, garbage, &mut rng))
+            .map(|b| b.to_server_form())
+            .collect();
+        assert_eq!(poisoned.len(), 4, "the fixture call lets joiners add themselves");
+        World { server, blocks, broadcasts, poisoned }
     })
 }
 
@@ -210,10 +228,15 @@ fn mutate(mut bytes: Vec<u8>, m: &Mutation) -> Vec<u8> {
 }
 
 fn page(w: &World, p: &Page) -> Update {
+    let size = match usize::from(p.fill) % 1_001 {
+        0 => p.entries.len().min(8),
+        n => n,
+    };
     let blocks: Vec<Vec<u8>> = p
         .entries
         .iter()
-        .take(8)
+        .cycle()
+        .take(size)
         .filter_map(|e| match e {
             Entry::Block { index, mutation } => {
                 w.blocks.get(usize::from(*index) % w.blocks.len().max(1)).map(|b| mutate(b.clone(), mutation))
@@ -223,6 +246,7 @@ fn page(w: &World, p: &Page) -> Update {
                 w.broadcasts.get(usize::from(*index) % n).map(|b| mutate(b.clone(), mutation))
             }
             Entry::Raw(bytes) => Some(bytes.iter().take(512).copied().collect()),
+            Entry::Poisoned { index } => w.poisoned.get(usize::from(*index) % w.poisoned.len()).cloned(),
         })
         .collect();
     let base = if p.sub_chain_id.rem_euclid(2) == 0 { w.blocks.len() } else { w.broadcasts.len() };

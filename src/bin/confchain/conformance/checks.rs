@@ -185,6 +185,34 @@ struct BlockCase {
     block: Vec<u8>,
     error: Option<(String, String)>,
     hash: Option<Vec<u8>>,
+    /// The reference's own refusal where it differs from confchain's (a documented difference,
+    /// SPEC §11): either refusal passes, and the report says which one the peer showed.
+    reference: Option<PeerError>,
+}
+
+/// A refusal of a documented difference: confchain's (`ours`) or the reference's (`theirs`), told
+/// apart by code and kind, or by message for a peer that names no kind. Another codeless refusal
+/// without a kind still refuses the block as the rule asks; a refusal with another code or kind is
+/// a deviation.
+fn documented_refusal(got: &PeerError, ours: &confchain::Error, theirs: &PeerError) -> Result<Outcome, Stop> {
+    let shows = |code: &str, kind: &str, message: &str| {
+        got.code == code && (got.name == kind || (got.name.is_empty() && got.message.starts_with(message)))
+    };
+    let our_message = ours.message().split(':').next().unwrap_or_default();
+    if shows(ours.code().unwrap_or(""), ours.kind().name(), our_message) {
+        return Ok(Outcome::Documented(format!("confchain's behaviour: {}", describe(ours))));
+    }
+    if shows(&theirs.code, &theirs.name, &theirs.message) {
+        return Ok(Outcome::Documented(format!("the reference's behaviour: {got}")));
+    }
+    if got.code.is_empty() && got.name.is_empty() {
+        return Ok(Outcome::Documented(format!("another refusal without code or kind: {got}")));
+    }
+    Err(deviation(
+        "check_block",
+        format!("{} (confchain) or {theirs} (the reference)", describe(ours)),
+        got.to_string(),
+    ))
 }
 
 fn block_case_check(name: String, rule: String, case: BlockCase) -> Result<Check, String> {
@@ -216,9 +244,21 @@ fn block_case_check(name: String, rule: String, case: BlockCase) -> Result<Check
             "last_block": case.last.as_ref().map(hex::encode),
             "block": hex::encode(&case.block),
         });
-        match &expected {
-            Err(e) => refused(p, "check_block", args, "check_block", e)?,
-            Ok((height, hash)) => {
+        match (&expected, &case.reference) {
+            (Err(e), Some(theirs)) => {
+                need_cap(p, "errors", "the peer does not report errors")?;
+                return match p.call("check_block", args)? {
+                    Answer::Ok(_) => Err(deviation(
+                        "check_block",
+                        format!("{} (confchain) or {theirs} (the reference)", describe(e)),
+                        "accepted",
+                    )),
+                    Answer::Refused(got) => documented_refusal(&got, e, theirs),
+                    Answer::Unsupported => Err(Stop::Skip("no `check_block` operation".into())),
+                };
+            }
+            (Err(e), None) => refused(p, "check_block", args, "check_block", e)?,
+            (Ok((height, hash)), _) => {
                 let m = ok(p, "check_block", args, "check_block")?;
                 if let Some(h) = m.get("hash").and_then(Value::as_str) {
                     if h != hex::encode(hash) {
@@ -262,6 +302,11 @@ fn invalid_block_checks(list: &Value, prefix: &str, default_rule: &str, out: &mu
             block,
             error: error_of(c),
             hash: c.get("hash").and_then(Value::as_str).and_then(|s| hex::decode(s).ok()),
+            reference: c.get("reference").and_then(|r| {
+                let (code, message) = error_of(r)?;
+                let name = r.get("kind").and_then(Value::as_str).unwrap_or("").to_owned();
+                Some(PeerError { code, name, message })
+            }),
         };
         let what = c.get("name").and_then(Value::as_str).unwrap_or("");
         let rule = c.get("rule").and_then(Value::as_str).unwrap_or(default_rule);
@@ -277,8 +322,13 @@ fn chain_checks(dir: &Path, file: &str, out: &mut Vec<Check>) -> Result<(), Stri
     for (i, s) in steps.iter().enumerate() {
         let block = vector_hex(s, "block")?;
         let what = s.get("description").and_then(Value::as_str).unwrap_or("");
-        let case =
-            BlockCase { last: last.clone(), block: block.clone(), error: None, hash: Some(vector_hex(s, "hash")?) };
+        let case = BlockCase {
+            last: last.clone(),
+            block: block.clone(),
+            error: None,
+            hash: Some(vector_hex(s, "hash")?),
+            reference: None,
+        };
         out.push(block_case_check(format!("vector.{file}.{i:02}"), format!("§4.2 apply, §3 hash: {what}"), case)?);
         out.push(hash_by_join_check(
             format!("vector.{file}.{i:02}.join"),

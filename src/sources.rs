@@ -220,11 +220,10 @@ impl SourceTable {
             }
             if let Some(prev) = previous.filter(|p| p.user_id != user_id) {
                 // The SSRC moves: it is no longer the other participant's.
+                // Its participation keeps its name (its audio SSRC), so that its leave still
+                // ends what remains of it.
                 if let Some(other) = self.by_user.get_mut(&prev.user_id) {
                     other.sources.retain(|(s, _)| *s != ssrc);
-                    if other.audio == ssrc {
-                        other.audio = 0;
-                    }
                 }
             }
             changes.push(SourceChange::Mapped { ssrc, source, previous });
@@ -260,12 +259,6 @@ pub struct SourceMap {
 struct MapInner {
     snapshot: ArcSwap<HashMap<u32, Source>>,
     misses: Mutex<Vec<u32>>,
-}
-
-impl Default for SourceMap {
-    fn default() -> Self {
-        SourceMap::new()
-    }
 }
 
 impl SourceMap {

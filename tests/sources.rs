@@ -95,8 +95,16 @@ fn leave_ends_only_its_participation_and_rejoin_moves_ssrcs() {
             previous: src(2, MediaKind::Audio)
         }]
     );
-    // User 2's leave names the SSRC it no longer has: user 3 keeps it.
-    t.apply(&[left(2, 20)]);
+    // User 2's leave names the SSRC it no longer has: user 3 keeps it, and user 2's other
+    // sources go.
+    t.apply(&[record(2, 20, &[21], None)]);
+    assert_eq!(t.get(20), src(2, MediaKind::Audio));
+    t.apply(&[record(3, 20, &[], None)]);
+    let changes = t.apply(&[left(2, 20)]);
+    assert_eq!(
+        changes,
+        vec![SourceChange::Unmapped { ssrc: 21, source: Source { user_id: 2, kind: MediaKind::Video } }]
+    );
     assert_eq!(t.get(20), src(3, MediaKind::Audio));
     // User 1's real leave removes all its sources.
     let changes = t.apply(&[left(1, 12)]);

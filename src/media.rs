@@ -499,10 +499,7 @@ impl MediaDecryptor {
         now: u64,
         out: &mut Vec<u8>,
     ) -> Result<(Source, ReceivedFrame)> {
-        let Some(source) = sources.get(ssrc) else {
-            sources.report_unknown(ssrc);
-            return Err(Error::new(ErrorKind::FrameUnknownSource, format!("no member sends on SSRC {ssrc}")));
-        };
+        let source = sources.sender(ssrc)?;
         let frame = self.decrypt_frame_into(source.user_id, codec, packet, now, out)?;
         Ok((source, frame))
     }

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::api::{ParticipantSources, SourceLookup};
+use crate::error::{Error, ErrorKind, Result};
 use crate::limits::{
     LOOKUP_DEADLINE_MS, LOOKUP_INTERVAL_MS, LOOKUP_NEGATIVE_MS, MAX_LOOKUP_BATCH, MAX_PENDING_LOOKUPS,
     MAX_REPORTED_MISSES, MAX_SOURCES_PER_PARTICIPANT, MAX_SOURCE_PARTICIPANTS,
@@ -279,6 +280,16 @@ impl SourceMap {
     /// The sender of `ssrc` in the latest published table (lock-free).
     pub fn get(&self, ssrc: u32) -> Option<Source> {
         self.inner.snapshot.load().get(&ssrc).copied()
+    }
+
+    /// The sender of `ssrc`, or, for an SSRC the table does not map, the frame's typed drop
+    /// ([`ErrorKind::FrameUnknownSource`]) after reporting it ([`SourceMap::report_unknown`]):
+    /// what every decryption by SSRC starts with.
+    pub fn sender(&self, ssrc: u32) -> Result<Source> {
+        self.get(ssrc).ok_or_else(|| {
+            self.report_unknown(ssrc);
+            Error::new(ErrorKind::FrameUnknownSource, format!("no member sends on SSRC {ssrc}"))
+        })
     }
 
     /// How many SSRCs the latest published table maps.

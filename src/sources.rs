@@ -120,6 +120,16 @@ pub struct SourceTable {
     map: SourceMap,
 }
 
+/// A clone is an independent table with its own [`SourceMap`] (holding the same mappings):
+/// what one applies, the other's readers do not see.
+impl Clone for SourceTable {
+    fn clone(&self) -> Self {
+        let map = SourceMap::new();
+        map.publish(self.by_ssrc.clone());
+        SourceTable { by_ssrc: self.by_ssrc.clone(), by_user: self.by_user.clone(), counter: self.counter, map }
+    }
+}
+
 impl Default for SourceTable {
     fn default() -> Self {
         SourceTable::new()

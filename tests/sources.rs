@@ -335,3 +335,15 @@ fn the_map_is_send_and_sync_and_misses_are_bounded() {
     assert_eq!(map.take_misses().len(), confchain::limits::MAX_REPORTED_MISSES);
     assert!(map.take_misses().is_empty());
 }
+
+/// A clone is an independent table: what one applies, the other's readers do not see.
+#[test]
+fn a_cloned_table_has_its_own_map() {
+    let mut a = SourceTable::new();
+    a.apply(&[record(1, 5, &[], None)]);
+    let mut b = a.clone();
+    let (ma, mb) = (a.map(), b.map());
+    assert_eq!(mb.get(5), src(1, MediaKind::Audio), "the clone starts with the same mappings");
+    b.apply(&[record(2, 6, &[], None)]);
+    assert_eq!((ma.get(6), mb.get(6)), (None, src(2, MediaKind::Audio)));
+}

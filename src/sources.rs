@@ -142,7 +142,8 @@ impl SourceTable {
         SourceTable { by_ssrc: HashMap::new(), by_user: HashMap::new(), counter: 0, map: SourceMap::new() }
     }
 
-    /// The shared handle media threads read (clones share the table's snapshots).
+    /// The shared handle media threads read: it and its clones see what each
+    /// [`SourceTable::apply`] publishes.
     pub fn map(&self) -> SourceMap {
         self.map.clone()
     }

@@ -349,9 +349,8 @@ pub enum UnresolvedReason {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum LookupEvent {
-    /// `ssrc` was given up: frames on it are dropped (typed
-    /// [`ErrorKind::FrameUnknownSource`](crate::ErrorKind::FrameUnknownSource)) until a
-    /// participant record names it.
+    /// `ssrc` was given up: frames on it are dropped (typed [`ErrorKind::FrameUnknownSource`])
+    /// until a participant record names it.
     Unresolved {
         /// The SSRC.
         ssrc: u32,

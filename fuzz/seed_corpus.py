@@ -102,6 +102,25 @@ discarded = u32(UPDATE_GROUP_CALL) + u32(0) + u32(GROUP_CALL_DISCARDED) + i64(1)
 participant = u32(GROUP_CALL_PARTICIPANT) + u32(1 << 1) + u32(PEER_USER) + i64(4) + i32(0) + i32(0)
 participants = u32(PARTICIPANTS) + call + vector([participant]) + i32(1)
 connection = u32(CONNECTION) + u32(0) + u32(DATA_JSON) + tl_bytes(b"{}")
+# A participant with its media sources (audio, camera, screencast with its audio), in an update,
+# in a phone.groupParticipants answer, and the phone.getGroupParticipants lookup asking for them.
+VIDEO, SOURCE_GROUP, GROUP_PARTICIPANTS, GET_GROUP_PARTICIPANTS = 0x67753AC8, 0xDCB118B7, 0xF47751B6, 0xC558D8AB
+
+
+def video(ssrcs, audio=None):
+    groups = [u32(SOURCE_GROUP) + tl_bytes(b"SIM") + vector([u32(x) for x in ssrcs]),
+              u32(SOURCE_GROUP) + tl_bytes(b"FID") + vector([u32(ssrcs[0]), u32(ssrcs[0] + 1)])]
+    flags = 0 if audio is None else 1 << 1
+    return u32(VIDEO) + u32(flags) + tl_bytes(b"endpoint") + vector(groups) + (b"" if audio is None else u32(audio))
+
+
+sourced = (u32(GROUP_CALL_PARTICIPANT) + u32(1 << 6 | 1 << 14) + u32(PEER_USER) + i64(5) + i32(0) + u32(10)
+           + video([20, 30, 40]) + video([50], audio=0xFFFFFFF0))
+sourced_update = u32(PARTICIPANTS) + call + vector([sourced, participant]) + i32(2)
+group_participants = (u32(GROUP_PARTICIPANTS) + i32(2) + vector([sourced]) + tl_bytes(b"") + vector([]) + vector([])
+                      + i32(1))
+lookup = (u32(GET_GROUP_PARTICIPANTS) + call + vector([]) + vector([u32(10), u32(20), u32(0xFFFFFFF0)]) + tl_bytes(b"")
+          + i32(3))
 for x in [
     updates([chain, message, group_call, participants, connection]),
     updates([chain, discarded], combined=True),
@@ -110,6 +129,9 @@ for x in [
     u32(BOOL_TRUE),
     u32(BOOL_FALSE),
     u32(RPC_ERROR) + i32(420) + tl_bytes(b"FLOOD_WAIT_3"),
+    updates([sourced_update]),
+    group_participants,
+    lookup,
 ]:
     put("api_tl_decode", x)
 print(f"seed inputs written under {seeds}", file=sys.stderr)

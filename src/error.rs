@@ -111,6 +111,10 @@ pub enum ErrorKind {
     /// already: the message is refused (not queued, not dropped later); send it again once some
     /// were delivered or given up ([`crate::session::Session::queued_messages`]).
     OutboxFull,
+    /// A frame came on an RTP SSRC the source table ([`crate::sources`]) does not map to a
+    /// member (not known yet, or stale: its participant left or moved it): it is dropped, never
+    /// tried against every key (confchain's own name, `FRAME__UNKNOWN_SOURCE`).
+    FrameUnknownSource,
 }
 
 impl ErrorKind {
@@ -174,6 +178,7 @@ impl ErrorKind {
             FrameStartCode => "FRAME__START_CODE",
             FrameEmpty => "FRAME__EMPTY",
             OutboxFull => "OUTBOX_FULL",
+            FrameUnknownSource => "FRAME__UNKNOWN_SOURCE",
             _ => "UNKNOWN_ERROR",
         }
     }

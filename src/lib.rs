@@ -68,6 +68,7 @@ pub mod server;
 pub mod session;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod sources;
 pub mod wire;
 
 pub use call::{Call, Event};

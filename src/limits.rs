@@ -45,3 +45,32 @@ pub const MAX_CACHED_KEYS: usize = 4_096;
 /// senders costs at most ~21 MB of tables. Senders beyond it are verified without tables (same
 /// verdicts, the plain speed).
 pub const MAX_PREPARED_KEYS: usize = 512;
+
+/// Most source groups kept per `groupCallParticipantVideo` (the official apps send one `SIM`
+/// group and one `FID` pair per simulcast layer: 4 at most); more are read and ignored.
+pub const MAX_SOURCE_GROUPS: usize = 8;
+/// Most SSRCs kept per source group (a `SIM` group lists one per layer, 3 at most; a `FID`
+/// group 2); more are read and ignored.
+pub const MAX_GROUP_SOURCES: usize = 8;
+/// Most SSRCs the source table ([`crate::sources`]) maps to one participant: audio, a camera's
+/// 3 layers with their retransmission streams, a screencast's pair and its audio make 10.
+/// Further SSRCs of a record are ignored.
+pub const MAX_SOURCES_PER_PARTICIPANT: usize = 16;
+/// Most participants the source table holds: five times the default call size limit (app config
+/// `conference_call_size_limit`, 200), which servers may raise. Past it the participant updated
+/// least recently is forgotten (its SSRCs become unknown and are looked up again if they send).
+pub const MAX_SOURCE_PARTICIPANTS: usize = 1_000;
+/// Most SSRCs asked about in one `phone.getGroupParticipants`.
+pub const MAX_LOOKUP_BATCH: usize = 32;
+/// Most unknown SSRCs waiting for a lookup (queued or asked about); more are refused at once
+/// (`Unresolved { reason: PendingFull }`) and asked about when they send again.
+pub const MAX_PENDING_LOOKUPS: usize = 128;
+/// Shortest time between two `phone.getGroupParticipants`, in milliseconds: at most one lookup
+/// a second whatever frames arrive.
+pub const LOOKUP_INTERVAL_MS: u64 = 1_000;
+/// How long an unknown SSRC waits for its lookup before it is given up, in milliseconds.
+pub const LOOKUP_DEADLINE_MS: u64 = 5_000;
+/// How long an SSRC that a lookup did not resolve is not asked about again, in milliseconds.
+pub const LOOKUP_NEGATIVE_MS: u64 = 10_000;
+/// Most SSRCs media threads report as unknown between two drains of the shared map.
+pub const MAX_REPORTED_MISSES: usize = 64;

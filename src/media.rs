@@ -33,6 +33,7 @@ use crate::frame::{self, AudioLevel, Codec, ReceivedFrame, SentFrame};
 use crate::limits::{MAX_CACHED_KEYS, MAX_CHANNEL, MAX_PREPARED_KEYS};
 use crate::packet::{self, EpochKey, Plaintext};
 use crate::replay::ReplayWindow;
+use crate::sources::{Source, SourceMap};
 use crate::wire::GroupState;
 
 /// Number of replay shards.
@@ -479,6 +480,26 @@ impl MediaDecryptor {
         out: &mut Vec<u8>,
     ) -> Result<ReceivedFrame> {
         frame::decrypt_with(codec, out, |out| self.decrypt_into(sender_user_id, packet, now, out))
+    }
+
+    /// Decrypts one frame that came on RTP SSRC `ssrc`, as [`MediaDecryptor::decrypt_frame_into`]
+    /// does for the member `sources` maps it to (the SSRC table of the call,
+    /// [`crate::sources::SourceTable::map`]); returns that sender with the frame. An SSRC the map
+    /// does not know (not yet, or no longer) fails with [`ErrorKind::FrameUnknownSource`] at
+    /// once, without trying any key, and is reported to the map for a lookup
+    /// ([`SourceMap::report_unknown`]): hold the frame briefly or drop it.
+    pub fn decrypt_frame_from_source_into(
+        &self,
+        sources: &SourceMap,
+        ssrc: u32,
+        codec: Codec,
+        packet: &[u8],
+        now: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(Source, ReceivedFrame)> {
+        let source = sources.sender(ssrc)?;
+        let frame = self.decrypt_frame_into(source.user_id, codec, packet, now, out)?;
+        Ok((source, frame))
     }
 
     /// [`MediaDecryptor::decrypt_frame_into`] into a new buffer.

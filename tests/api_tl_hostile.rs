@@ -4,10 +4,14 @@
 //! (`createConferenceCall`'s shared flags.3, exactly one of `only_left` / `kick`).
 
 use confchain::api::tl::{
-    decode_request, decode_result, encode_request, encode_rpc_error, encode_updates, id, Answer, Context,
+    decode_request, decode_result, decode_source_lookup, encode_group_participants, encode_participants,
+    encode_request, encode_rpc_error, encode_source_lookup, encode_updates, id, Answer, Context, GroupParticipants,
     InputGroupCall, TlUpdate,
 };
-use confchain::api::{ApiError, CallIdentity, Request, Response, SubChain, Update};
+use confchain::api::{
+    ApiError, CallIdentity, MediaSources, ParticipantSources, Request, Response, SourceGroup, SourceLookup, SubChain,
+    Update, VideoSources,
+};
 use confchain::server::tl::TlFront;
 use confchain::server::Server;
 use confchain::session::{Session, SessionConfig, SessionState};
@@ -361,7 +365,73 @@ fn seeds() -> Vec<Vec<u8>> {
     ] {
         out.push(encode_request(&req, &ctx).unwrap());
     }
+    let sources = sourced(5);
+    out.push(encode_participants(&CALL, std::slice::from_ref(&sources), 3, 0));
+    let answer = GroupParticipants { count: 2, participants: vec![sources], next_offset: "x".into() };
+    out.push(encode_group_participants(&answer, 1));
+    out.push(encode_source_lookup(&SourceLookup { sources: vec![1, 2, 3] }, &ctx).unwrap());
     out
+}
+
+/// A participant with audio, camera and screencast sources.
+fn sourced(user_id: i64) -> ParticipantSources {
+    let video = |ssrcs: Vec<u32>, audio_source| VideoSources {
+        endpoint: "endpoint".into(),
+        source_groups: vec![
+            SourceGroup { semantics: "SIM".into(), sources: ssrcs.clone() },
+            SourceGroup { semantics: "FID".into(), sources: ssrcs.iter().map(|s| s + 1).collect() },
+        ],
+        audio_source,
+    };
+    let sources = MediaSources {
+        audio: 10,
+        video: Some(video(vec![20, 30], None)),
+        presentation: Some(video(vec![40], Some(u32::MAX))),
+    };
+    ParticipantSources { user_id, left: false, sources }
+}
+
+/// The sources of participants: counts beyond the input are errors without allocating (in an
+/// update and in a lookup's answer); a lookup request names few sources, by source only.
+#[test]
+fn participant_sources_and_lookups_are_bounded() {
+    // phone.groupParticipants with u32::MAX participants, and one whose video claims 2^30 groups.
+    let mut w = W::default();
+    w.u32(id::GROUP_PARTICIPANTS).i32(1).u32(id::VECTOR).u32(u32::MAX).str(b"");
+    parse_err(&w.bytes());
+    let mut w = W::default();
+    w.u32(id::GROUP_PARTICIPANTS).i32(1).u32(id::VECTOR).u32(1);
+    w.u32(id::GROUP_CALL_PARTICIPANT).u32(1 << 14).u32(id::PEER_USER).i64(5).i32(0).i32(0);
+    w.u32(id::GROUP_CALL_PARTICIPANT_VIDEO).u32(0).str(b"e").u32(id::VECTOR).u32(0x4000_0000);
+    parse_err(&w.bytes());
+    // Round trips, and the sources are the session-facing update's companions.
+    let Answer::Updates(u) = decode_result(&seeds()[6]).unwrap() else { panic!() };
+    let [TlUpdate::Session { update: Update::Participants { participants }, .. }, TlUpdate::Sources { participants: with, call }] =
+        &u[..]
+    else {
+        panic!("{u:?}")
+    };
+    assert_eq!((participants[0].user_id, &with[..], call), (5, &[sourced(5)][..], &InputGroupCall::Id(CALL)));
+    assert_eq!(u[1].call_identity(), Some(CALL), "an application can check whose sources they are");
+    let (response, other) = decode_result(&seeds()[6]).unwrap().into_response_for(&CALL);
+    assert!(matches!(response, Response::Ok(ref u) if u.len() == 1));
+    assert!(matches!(&other[..], [TlUpdate::Sources { .. }]), "the session does not take the sources");
+    let Answer::Participants(p) = decode_result(&seeds()[7]).unwrap() else { panic!() };
+    assert_eq!(p.participants, vec![sourced(5)]);
+    assert_eq!(decode_result(&seeds()[7]).unwrap().into_response(), (Response::Ok(vec![]), vec![]));
+    // A lookup by peer, with an offset, or naming too many sources is not read.
+    let lookup = &seeds()[8];
+    assert_eq!(decode_source_lookup(lookup).unwrap().0.sources, vec![1, 2, 3]);
+    let mut by_peer = W::default();
+    by_peer.u32(id::GET_GROUP_PARTICIPANTS).call(&CALL).u32(id::VECTOR).u32(1).u32(id::INPUT_PEER_SELF);
+    by_peer.u32(id::VECTOR).u32(0).str(b"").i32(1);
+    assert!(decode_source_lookup(&by_peer.bytes()).is_err());
+    let mut offset = W::default();
+    offset.u32(id::GET_GROUP_PARTICIPANTS).call(&CALL).u32(id::VECTOR).u32(0).u32(id::VECTOR).u32(0).str(b"o").i32(1);
+    assert!(decode_source_lookup(&offset.bytes()).is_err());
+    let mut many = W::default();
+    many.u32(id::GET_GROUP_PARTICIPANTS).call(&CALL).u32(id::VECTOR).u32(0).u32(id::VECTOR).u32(u32::MAX);
+    assert!(decode_source_lookup(&many.bytes()).is_err());
 }
 
 proptest! {
@@ -372,13 +442,14 @@ proptest! {
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let _ = decode_result(&bytes);
         let _ = decode_request(&bytes);
+        let _ = decode_source_lookup(&bytes);
     }
 
     /// Valid messages with a few bytes changed, cut or extended never panic; what still decodes
     /// re-encodes (requests) to something that decodes to the same.
     #[test]
     fn mutated_messages_never_panic(
-        which in 0usize..6,
+        which in 0usize..9,
         edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
         cut in proptest::option::of(any::<usize>()),
         word in proptest::option::of(any::<u32>()),
@@ -399,6 +470,10 @@ proptest! {
             }
         }
         let _ = decode_result(&b);
+        if let Ok((lookup, call)) = decode_source_lookup(&b) {
+            let ctx = Context { call: Some(call), ..Context::default() };
+            prop_assert_eq!(decode_source_lookup(&encode_source_lookup(&lookup, &ctx).unwrap()).unwrap().0, lookup);
+        }
         if let Ok((req, ctx)) = decode_request(&b) {
             let again = encode_request(&req, &ctx);
             if let Ok(again) = again {

@@ -12,12 +12,30 @@ import type {
   TlFront as WasmTlFront,
   MediaEncryptor as WasmMediaEncryptor,
   MediaDecryptor as WasmMediaDecryptor,
+  SourceTable as WasmSourceTable,
   Codec,
   SentFrame,
   ReceivedFrame,
   FramePlaintext,
+  MediaKind,
+  Source,
+  SourceChange,
+  ParticipantVideo,
+  ParticipantRecord,
+  SourcedFrame,
 } from "./pkg/confchain_js.js";
-export type { Codec, SentFrame, ReceivedFrame, FramePlaintext };
+export type {
+  Codec,
+  SentFrame,
+  ReceivedFrame,
+  FramePlaintext,
+  MediaKind,
+  Source,
+  SourceChange,
+  ParticipantVideo,
+  ParticipantRecord,
+  SourcedFrame,
+};
 export {
   framePlaintext,
   isValidEncryptedFrame,
@@ -115,6 +133,9 @@ export type MediaEncryptor = WasmMediaEncryptor;
 /** Decrypts other members' media frames with the call's live epochs (`call.mediaDecryptor()`). */
 export declare const MediaDecryptor: typeof WasmMediaDecryptor;
 export type MediaDecryptor = WasmMediaDecryptor;
+/** Who sends on each RTP SSRC of a call: fed with participants, read by decryptFrameFromSource. */
+export declare const SourceTable: typeof WasmSourceTable;
+export type SourceTable = WasmSourceTable;
 /** tgcalls' payload types (browsers negotiate their own: see codecFromMimeType). */
 export declare const PayloadType: { readonly OPUS: 111; readonly VP8: 100; readonly VP9: 102; readonly H264: 104 };
 /** Camera and microphone (every app; screencast too on Desktop and Android). */

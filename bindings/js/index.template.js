@@ -22,6 +22,7 @@ export const { PrivateKey, Call, Session, Server, TlFront, P2PCaller, P2PCallee,
 export const {
   MediaEncryptor,
   MediaDecryptor,
+  SourceTable,
   framePlaintext,
   isValidEncryptedFrame,
   stripReceivedFrame,

@@ -74,7 +74,9 @@ export class MtcuteConference {
    * @param {object} options  `params` (string or () => string), `call` (an mtcute InputGroupCall,
    *   or inputGroupCallSlug / inputGroupCallInviteMessage before the identity is known), `joinAs`,
    *   `randomId`, `source`, `inviteHash`, `muted`, `videoStopped`, `onConnection(params, presentation)`,
-   *   `onOther(update)`, `clock()` (milliseconds)
+   *   `onOther(update)`, `clock()` (milliseconds), `sources` (a SourceTable: every participant
+   *   update about the call is applied to it, with mtcute's own `source`, `video` and
+   *   `presentation`; `onSources(changes)` hears what changed)
    */
   constructor(client, session, rng, options = {}) {
     this.client = client;
@@ -92,6 +94,8 @@ export class MtcuteConference {
     this.onConnection = options.onConnection;
     this.onOther = options.onOther;
     this.clock = options.clock ?? (() => performance.now());
+    this.sources = options.sources;
+    this.onSources = options.onSources;
   }
 
   #params() {
@@ -176,13 +180,25 @@ export class MtcuteConference {
         case "updateGroupCallEncryptedMessage":
           if (u.fromId._ === "peerUser") out.push({ from: BigInt(u.fromId.userId), encryptedMessage: u.encryptedMessage });
           break;
-        case "updateGroupCallParticipants":
-          out.push({
-            participants: u.participants
-              .filter((p) => p.peer._ === "peerUser")
-              .map((p) => ({ userId: BigInt(p.peer.userId), left: Boolean(p.left) })),
-          });
+        case "updateGroupCallParticipants": {
+          // mtcute's groupCallParticipant as it is, with its user id: `source` (audio SSRC),
+          // `video` and `presentation` ({endpoint, sourceGroups: [{semantics, sources}], audioSource}).
+          const participants = u.participants
+            .filter((p) => p.peer._ === "peerUser")
+            .map((p) => ({
+              userId: BigInt(p.peer.userId),
+              left: Boolean(p.left),
+              source: p.source,
+              video: p.video,
+              presentation: p.presentation,
+            }));
+          if (this.sources) {
+            const changes = this.sources.apply(participants);
+            if (changes.length > 0) this.onSources?.(changes);
+          }
+          out.push({ participants });
           break;
+        }
         default:
           this.onOther?.(u);
       }

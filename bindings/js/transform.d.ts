@@ -1,5 +1,5 @@
 // Type declarations of confchain/transform (transform.js).
-import type { Call, MediaDecryptor, MediaEncryptor, Rng, Session } from "./index.js";
+import type { Call, MediaDecryptor, MediaEncryptor, Rng, Session, SourceTable } from "./index.js";
 
 /** One side's counters. `cryptoMs`: time spent in encryptFrame/decryptFrame. */
 export interface SideStats {
@@ -61,7 +61,9 @@ export declare class MediaTransform {
   attachSender(sender: RTCRtpSender, options?: { channel?: number; mode?: "script" | "streams" }): "script" | "streams";
   attachReceiver(
     receiver: RTCRtpReceiver,
-    options: { userId: bigint | ((info: FrameInfo) => bigint); mode?: "script" | "streams" },
+    options:
+      | { userId: bigint | ((info: FrameInfo) => bigint); mode?: "script" | "streams" }
+      | { sources: SourceTable; mode?: "script" | "streams" },
   ): "script" | "streams";
   close(): void;
 }

@@ -87,11 +87,15 @@ export class MediaTransform {
 
   /**
    * Decrypts what `receiver` receives, as frames of `userId` (a bigint: the member whose SSRC this
-   * is; or a function of `{ssrc, csrcs}` returning it).
+   * is; or a function of `{ssrc, csrcs}` returning it), or, with `sources` (a SourceTable), of the
+   * member the table maps each frame's RTP SSRC to: a frame on an SSRC the table does not map is
+   * dropped (`FRAME__UNKNOWN_SOURCE` in the stats) and the SSRC kept for `sources.takeMisses()`.
    */
-  attachReceiver(receiver, { userId, mode } = {}) {
-    if (userId === undefined) throw new TypeError("attachReceiver: userId is required");
-    return this.#attach(receiver, mode, (m) => this.#decrypt(receiver, userId, m));
+  attachReceiver(receiver, { userId, sources, mode } = {}) {
+    if ((userId === undefined) === (sources === undefined)) {
+      throw new TypeError("attachReceiver: exactly one of userId and sources is required");
+    }
+    return this.#attach(receiver, mode, (m) => this.#decrypt(receiver, userId, sources, m));
   }
 
   #attach(endpoint, mode, handle) {
@@ -172,7 +176,7 @@ export class MediaTransform {
     }
   }
 
-  #decrypt(receiver, userId, m) {
+  #decrypt(receiver, userId, sources, m) {
     const s = this.stats.receive;
     const codec = this.#codec(receiver, m);
     const packet = new Uint8Array(m.data);
@@ -186,11 +190,20 @@ export class MediaTransform {
     s.bytesIn += packet.length;
     const t = performance.now();
     try {
-      const from = typeof userId === "function" ? userId(m) : userId;
       const time = this.now();
-      const r = this.decryptor
-        ? this.decryptor.decryptFrame(from, codec, packet, time)
-        : this.#currentCall().decryptFrame(from, codec, packet, time);
+      let r, from;
+      if (sources !== undefined) {
+        // The sender from the frame's RTP SSRC: never tried against every key.
+        r = this.decryptor
+          ? this.decryptor.decryptFrameFromSource(sources, m.ssrc >>> 0, codec, packet, time)
+          : this.#currentCall().decryptFrameFromSource(sources, m.ssrc >>> 0, codec, packet, time);
+        from = r.userId;
+      } else {
+        from = typeof userId === "function" ? userId(m) : userId;
+        r = this.decryptor
+          ? this.decryptor.decryptFrame(from, codec, packet, time)
+          : this.#currentCall().decryptFrame(from, codec, packet, time);
+      }
       s.cryptoMs += performance.now() - t;
       if (r.level !== null) this.lastLevel = { userId: from, level: r.level, speech: r.speech };
       s.bytesOut += r.data.length;

@@ -1,6 +1,7 @@
 //! The API's TL decoding (`confchain::api::tl`): any bytes as a function's result (`updates`,
 //! `updatesCombined`, `updateShort`, `updatesTooLong`, `boolTrue`/`boolFalse`, `rpc_error`, with
-//! every update the codec reads) and as a function (the server model's side). Invariants: never
+//! every update the codec reads, and `phone.groupParticipants`) and as a function (the server
+//! model's side, `phone.getGroupParticipants` lookups included). Invariants: never
 //! panics; no single allocation while decoding is larger than `ALLOCATION_FACTOR` times the input
 //! (plus a constant): a count field that makes the decoder reserve more than the bytes left can
 //! hold is a crash at any input size (fuzz/ci.sh also runs it with `-malloc_limit_mb`); a request
@@ -12,7 +13,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use confchain::api::tl::{decode_request, decode_result, encode_request, Answer};
+use confchain::api::tl::{
+    decode_request, decode_result, decode_source_lookup, encode_request, encode_source_lookup, Answer, Context,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// The largest allocation may be this many times the input: a `Vec<Vec<u8>>` of blocks reserved
@@ -64,5 +67,10 @@ fuzz_target!(|data: &[u8]| {
             let (req2, _) = decode_request(&again).expect("a re-encoded request decodes");
             assert_eq!(req2, req);
         }
+    }
+    if let Ok((lookup, call)) = bounded("decode_source_lookup", data, || decode_source_lookup(data)) {
+        let ctx = Context { call: Some(call), ..Context::default() };
+        let again = encode_source_lookup(&lookup, &ctx).expect("a lookup with its call encodes");
+        assert_eq!(decode_source_lookup(&again).expect("a re-encoded lookup decodes").0, lookup);
     }
 });

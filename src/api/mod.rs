@@ -119,11 +119,13 @@ pub enum RequestKind {
     SendEncryptedMessage,
     /// `leaveGroupCall`.
     Leave,
+    /// `getGroupParticipants`: a [`SourceLookup`] (who sends on these SSRCs).
+    GetGroupParticipants,
 }
 
 impl RequestKind {
     /// Every kind, in declaration order.
-    pub const ALL: [RequestKind; 7] = [
+    pub const ALL: [RequestKind; 8] = [
         RequestKind::GetChainBlocks,
         RequestKind::CreateConference,
         RequestKind::Join,
@@ -131,6 +133,7 @@ impl RequestKind {
         RequestKind::SendBroadcast,
         RequestKind::SendEncryptedMessage,
         RequestKind::Leave,
+        RequestKind::GetGroupParticipants,
     ];
 }
 
@@ -204,6 +207,74 @@ pub struct CallParticipant {
     pub user_id: i64,
     /// `left`: the participant has left the media call.
     pub left: bool,
+}
+
+/// The media sources (RTP SSRCs) of one `groupCallParticipant`: what a media stack sees a
+/// participant's frames arrive on. SSRCs are the TL `int`s read as unsigned 32-bit numbers (as RTP
+/// carries them); `0` is "none", as in Telegram's apps.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MediaSources {
+    /// `source`: the audio SSRC (0: none).
+    pub audio: u32,
+    /// `video` (flags.6): the camera's source groups.
+    pub video: Option<VideoSources>,
+    /// `presentation` (flags.14): the screencast's source groups and its audio.
+    pub presentation: Option<VideoSources>,
+}
+
+/// A `groupCallParticipantVideo(endpoint, source_groups, audio_source)`, bounded: at most
+/// [`MAX_SOURCE_GROUPS`](crate::limits::MAX_SOURCE_GROUPS) groups of at most
+/// [`MAX_GROUP_SOURCES`](crate::limits::MAX_GROUP_SOURCES) SSRCs are kept (the official apps
+/// send one `SIM` group of up to 3 and a `FID` pair per simulcast layer); the rest is read and
+/// ignored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VideoSources {
+    /// `endpoint`: the SFU's name for the stream (what video requests name).
+    pub endpoint: String,
+    /// `source_groups`.
+    pub source_groups: Vec<SourceGroup>,
+    /// `audio_source` (flags.1): a presentation's audio SSRC.
+    pub audio_source: Option<u32>,
+}
+
+/// A `groupCallParticipantVideoSourceGroup(semantics, sources)`: `SIM` (simulcast layers) or
+/// `FID` (a stream and its retransmission stream).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SourceGroup {
+    /// `semantics`.
+    pub semantics: String,
+    /// `sources`.
+    pub sources: Vec<u32>,
+}
+
+/// One `groupCallParticipant` with its media sources: what the SSRC table
+/// ([`crate::sources::SourceTable`]) is fed from (`updateGroupCallParticipants` and
+/// `phone.groupParticipants`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ParticipantSources {
+    /// The participant's user id (`peer`).
+    pub user_id: i64,
+    /// `left`: the participation named by `sources.audio` has ended.
+    pub left: bool,
+    /// Its SSRCs.
+    pub sources: MediaSources,
+}
+
+impl From<&ParticipantSources> for CallParticipant {
+    fn from(p: &ParticipantSources) -> Self {
+        CallParticipant { user_id: p.user_id, left: p.left }
+    }
+}
+
+/// `phone.getGroupParticipants(call, ids: [], sources, offset: "", limit)`: who sends on these
+/// SSRCs (what tgcalls' `requestMediaChannelDescriptions` makes Telegram's apps ask). Built by
+/// [`crate::sources::LookupScheduler`]; the answer is a `phone.groupParticipants`
+/// ([`tl::Answer::Participants`]). `limit` is the number of sources (each names at most one
+/// participant).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SourceLookup {
+    /// The SSRCs, at most [`MAX_LOOKUP_BATCH`](crate::limits::MAX_LOOKUP_BATCH).
+    pub sources: Vec<u32>,
 }
 
 /// An API error, parsed once where it comes in (from [`Response::Error`]'s string).

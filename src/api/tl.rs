@@ -15,9 +15,13 @@
 //! Decoding is bounded: every length and count is checked against the bytes that remain, nothing
 //! recurses, and an unknown constructor is an error, never a panic.
 
-use crate::api::{CallIdentity, CallParticipant, Request, SubChain, Update};
+use crate::api::{
+    CallIdentity, CallParticipant, MediaSources, ParticipantSources, Request, SourceGroup, SourceLookup, SubChain,
+    Update, VideoSources,
+};
 use crate::crypto::PublicKey;
 use crate::error::{Error, ErrorKind, Result};
+use crate::limits::{MAX_GROUP_SOURCES, MAX_LOOKUP_BATCH, MAX_SOURCE_GROUPS};
 use crate::tl::{Reader, Writer};
 use crate::wire::{capacity, PlainBlock};
 
@@ -108,6 +112,10 @@ pub mod id {
     pub const GROUP_CALL_PARTICIPANT_VIDEO: u32 = 0x67753ac8;
     /// `groupCallParticipantVideoSourceGroup`.
     pub const GROUP_CALL_PARTICIPANT_VIDEO_SOURCE_GROUP: u32 = 0xdcb118b7;
+    /// `phone.getGroupParticipants`.
+    pub const GET_GROUP_PARTICIPANTS: u32 = 0xc558d8ab;
+    /// `phone.groupParticipants`.
+    pub const GROUP_PARTICIPANTS: u32 = 0xf47751b6;
 }
 
 /// `InputGroupCall`: how a request names the call.
@@ -197,6 +205,16 @@ pub enum TlUpdate {
         /// The update.
         update: Update,
     },
+    /// The participants of an `updateGroupCallParticipants` with their media sources (SSRCs):
+    /// for the SSRC table ([`crate::sources::SourceTable`]). It follows the
+    /// [`TlUpdate::Session`] carrying the same participants as [`Update::Participants`]; it is
+    /// about `call` (check it is yours before feeding it).
+    Sources {
+        /// The call it is about.
+        call: InputGroupCall,
+        /// The participants who are users, in the update's order.
+        participants: Vec<ParticipantSources>,
+    },
     /// `updateGroupCallConnection(presentation, params)`: for the application's media stack.
     Connection {
         /// `presentation`: the screen-sharing connection.
@@ -220,6 +238,21 @@ pub enum Answer {
         /// `error_message` (`FLOOD_WAIT_30`, `GROUPCALL_FORBIDDEN`, ...).
         message: String,
     },
+    /// `phone.groupParticipants`: the answer of a [`SourceLookup`].
+    Participants(GroupParticipants),
+}
+
+/// `phone.groupParticipants(count, participants, next_offset, chats, users, version)`, as far as
+/// the SSRC table cares: `chats`, `users` and `version`, which follow, are not read (a `User`
+/// needs the whole schema; MTProto libraries parse those).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupParticipants {
+    /// `count`: the call's participant count.
+    pub count: i32,
+    /// The participants who are users, with their sources.
+    pub participants: Vec<ParticipantSources>,
+    /// `next_offset`.
+    pub next_offset: String,
 }
 
 impl TlUpdate {
@@ -229,6 +262,7 @@ impl TlUpdate {
         match self {
             TlUpdate::Session { update: Update::GroupCall { call, .. }, .. } => Some(*call),
             TlUpdate::Session { call: InputGroupCall::Id(call), .. } => Some(*call),
+            TlUpdate::Sources { call: InputGroupCall::Id(call), .. } => Some(*call),
             _ => None,
         }
     }
@@ -263,7 +297,7 @@ impl Answer {
     fn split(self, ours: impl Fn(&TlUpdate) -> bool) -> (crate::api::Response, Vec<TlUpdate>) {
         use crate::api::Response;
         match self {
-            Answer::Bool(_) => (Response::Ok(Vec::new()), Vec::new()),
+            Answer::Bool(_) | Answer::Participants(_) => (Response::Ok(Vec::new()), Vec::new()),
             Answer::Error { code: -503, .. } => (Response::Error("TIMEOUT".to_owned()), Vec::new()),
             Answer::Error { message, .. } => (Response::Error(message), Vec::new()),
             Answer::Updates(all) => {
@@ -581,12 +615,8 @@ fn write_update(w: &mut Writer, call: &CallIdentity, update: &Update) {
             w.u32(id::VECTOR);
             w.u32(u32::try_from(participants.len()).unwrap_or(u32::MAX));
             for p in participants {
-                w.u32(id::GROUP_CALL_PARTICIPANT);
-                w.u32(u32::from(p.left) << 1);
-                w.u32(id::PEER_USER);
-                w.i64(p.user_id);
-                w.i32(0); // date
-                w.i32(0); // source
+                let p = ParticipantSources { user_id: p.user_id, left: p.left, ..ParticipantSources::default() };
+                write_participant(w, &p);
             }
             w.i32(0); // version
         }
@@ -625,6 +655,105 @@ pub fn encode_updates_with(call: &CallIdentity, updates: &[Update], connections:
     w.into_bytes()
 }
 
+/// `updates` with one `updateGroupCallParticipants(call, participants, version)` carrying each
+/// participant's sources (what [`encode_updates`] writes without them).
+pub fn encode_participants(
+    call: &CallIdentity,
+    participants: &[ParticipantSources],
+    version: i32,
+    date: i32,
+) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u32(id::UPDATES);
+    w.u32(id::VECTOR);
+    w.u32(1);
+    w.u32(id::UPDATE_GROUP_CALL_PARTICIPANTS);
+    write_call_of(&mut w, call);
+    write_participants(&mut w, participants);
+    w.i32(version);
+    for _ in 0..2 {
+        // users, chats
+        w.u32(id::VECTOR);
+        w.u32(0);
+    }
+    w.i32(date);
+    w.i32(0);
+    w.into_bytes()
+}
+
+fn write_participants(w: &mut Writer, participants: &[ParticipantSources]) {
+    w.u32(id::VECTOR);
+    w.u32(u32::try_from(participants.len()).unwrap_or(u32::MAX));
+    for p in participants {
+        write_participant(w, p);
+    }
+}
+
+/// `phone.groupParticipants(count, participants, next_offset, chats: [], users: [], version)`:
+/// the answer of a [`SourceLookup`], as the server model gives it.
+pub fn encode_group_participants(answer: &GroupParticipants, version: i32) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u32(id::GROUP_PARTICIPANTS);
+    w.i32(answer.count);
+    write_participants(&mut w, &answer.participants);
+    w.bytes(answer.next_offset.as_bytes());
+    for _ in 0..2 {
+        // chats, users
+        w.u32(id::VECTOR);
+        w.u32(0);
+    }
+    w.i32(version);
+    w.into_bytes()
+}
+
+/// The function bytes of `lookup`: `phone.getGroupParticipants(call, ids: [], sources,
+/// offset: "", limit: sources.len())`. Fails only when `ctx.call` is missing.
+pub fn encode_source_lookup(lookup: &SourceLookup, ctx: &Context) -> Result<Vec<u8>> {
+    let mut w = Writer::new();
+    w.u32(id::GET_GROUP_PARTICIPANTS);
+    write_input_group_call(&mut w, need_call(ctx)?);
+    w.u32(id::VECTOR);
+    w.u32(0); // ids
+    w.u32(id::VECTOR);
+    let n = u32::try_from(lookup.sources.len()).unwrap_or(u32::MAX);
+    w.u32(n);
+    for s in &lookup.sources {
+        w.u32(*s);
+    }
+    w.bytes(b""); // offset
+    w.u32(n); // limit
+    Ok(w.into_bytes())
+}
+
+/// Reads `phone.getGroupParticipants` bytes back (the server model's side): the lookup and the
+/// call. Only lookups by source are read: `ids` must be empty, `offset` empty, and at most
+/// [`MAX_LOOKUP_BATCH`] sources are named (Telegram's apps ask for a few at a time); anything
+/// else is an error. Trailing bytes are an error.
+pub fn decode_source_lookup(bytes: &[u8]) -> Result<(SourceLookup, InputGroupCall)> {
+    let mut r = Reader::new(bytes);
+    r.expect_constructor(id::GET_GROUP_PARTICIPANTS)?;
+    let call = read_input_group_call(&mut r)?;
+    r.expect_constructor(id::VECTOR)?;
+    if r.u32()? != 0 {
+        return Err(r.error("Lookups by peer are not supported"));
+    }
+    r.expect_constructor(id::VECTOR)?;
+    let n = r.vec_len()?;
+    if n > MAX_LOOKUP_BATCH {
+        return Err(r.error("Too many sources"));
+    }
+    let mut sources = Vec::with_capacity(n);
+    for _ in 0..n {
+        sources.push(r.i32()?.cast_unsigned());
+    }
+    if !r.bytes()?.is_empty() {
+        return Err(r.error("Lookups with an offset are not supported"));
+    }
+    r.i32()?; // limit
+    r.finish()?;
+    Ok((SourceLookup { sources }, call))
+}
+
 /// `boolTrue` / `boolFalse`.
 pub fn encode_bool(value: bool) -> Vec<u8> {
     (if value { id::BOOL_TRUE } else { id::BOOL_FALSE }).to_le_bytes().to_vec()
@@ -653,27 +782,74 @@ pub fn error_code(message: &str) -> i32 {
     }
 }
 
-fn skip_participant_video(r: &mut Reader<'_>) -> Result<()> {
+/// A `groupCallParticipantVideo`, keeping at most [`MAX_SOURCE_GROUPS`] groups of at most
+/// [`MAX_GROUP_SOURCES`] SSRCs (the rest is read and ignored).
+fn read_participant_video(r: &mut Reader<'_>) -> Result<VideoSources> {
     r.expect_constructor(id::GROUP_CALL_PARTICIPANT_VIDEO)?;
     let flags = r.flags()?;
-    r.bytes()?; // endpoint
+    let endpoint = string(r)?;
     r.expect_constructor(id::VECTOR)?;
     let groups = r.vec_len()?;
+    let mut source_groups = Vec::with_capacity(groups.min(MAX_SOURCE_GROUPS));
     for _ in 0..groups {
         r.expect_constructor(id::GROUP_CALL_PARTICIPANT_VIDEO_SOURCE_GROUP)?;
-        r.bytes()?; // semantics
+        let semantics = string(r)?;
         r.expect_constructor(id::VECTOR)?;
-        let sources = r.vec_len()?;
-        r.take(sources.checked_mul(4).ok_or_else(|| r.error("Wrong vector length"))?)?;
+        let n = r.vec_len()?;
+        let mut sources = Vec::with_capacity(n.min(MAX_GROUP_SOURCES));
+        for _ in 0..n {
+            let ssrc = r.i32()?.cast_unsigned();
+            if sources.len() < MAX_GROUP_SOURCES {
+                sources.push(ssrc);
+            }
+        }
+        if source_groups.len() < MAX_SOURCE_GROUPS {
+            source_groups.push(SourceGroup { semantics, sources });
+        }
     }
-    if flags & 1 << 1 != 0 {
-        r.i32()?; // audio_source
-    }
-    Ok(())
+    let audio_source = if flags & 1 << 1 != 0 { Some(r.i32()?.cast_unsigned()) } else { None };
+    Ok(VideoSources { endpoint, source_groups, audio_source })
 }
 
-/// A `groupCallParticipant`: the participant, if it is a user.
-fn read_participant(r: &mut Reader<'_>) -> Result<Option<CallParticipant>> {
+fn write_participant_video(w: &mut Writer, video: &VideoSources) {
+    w.u32(id::GROUP_CALL_PARTICIPANT_VIDEO);
+    w.u32(u32::from(video.audio_source.is_some()) << 1);
+    w.bytes(video.endpoint.as_bytes());
+    w.u32(id::VECTOR);
+    w.u32(u32::try_from(video.source_groups.len()).unwrap_or(u32::MAX));
+    for g in &video.source_groups {
+        w.u32(id::GROUP_CALL_PARTICIPANT_VIDEO_SOURCE_GROUP);
+        w.bytes(g.semantics.as_bytes());
+        w.u32(id::VECTOR);
+        w.u32(u32::try_from(g.sources.len()).unwrap_or(u32::MAX));
+        for s in &g.sources {
+            w.u32(*s);
+        }
+    }
+    if let Some(a) = video.audio_source {
+        w.u32(a);
+    }
+}
+
+/// A `groupCallParticipant` (a user, `date` 0) with its sources.
+fn write_participant(w: &mut Writer, p: &ParticipantSources) {
+    let MediaSources { audio, video, presentation } = &p.sources;
+    w.u32(id::GROUP_CALL_PARTICIPANT);
+    w.u32(u32::from(p.left) << 1 | u32::from(video.is_some()) << 6 | u32::from(presentation.is_some()) << 14);
+    w.u32(id::PEER_USER);
+    w.i64(p.user_id);
+    w.i32(0); // date
+    w.u32(*audio);
+    if let Some(v) = video {
+        write_participant_video(w, v);
+    }
+    if let Some(v) = presentation {
+        write_participant_video(w, v);
+    }
+}
+
+/// A `groupCallParticipant`: the participant with its sources, if it is a user.
+fn read_participant(r: &mut Reader<'_>) -> Result<Option<ParticipantSources>> {
     r.expect_constructor(id::GROUP_CALL_PARTICIPANT)?;
     let flags = r.flags()?;
     let (is_user, peer_id) = read_peer(r)?;
@@ -681,7 +857,7 @@ fn read_participant(r: &mut Reader<'_>) -> Result<Option<CallParticipant>> {
     if flags & 1 << 3 != 0 {
         r.i32()?; // active_date
     }
-    r.i32()?; // source
+    let audio = r.i32()?.cast_unsigned();
     if flags & 1 << 7 != 0 {
         r.i32()?; // volume
     }
@@ -691,16 +867,24 @@ fn read_participant(r: &mut Reader<'_>) -> Result<Option<CallParticipant>> {
     if flags & 1 << 13 != 0 {
         r.i64()?; // raise_hand_rating
     }
-    if flags & 1 << 6 != 0 {
-        skip_participant_video(r)?;
-    }
-    if flags & 1 << 14 != 0 {
-        skip_participant_video(r)?;
-    }
+    let video = if flags & 1 << 6 != 0 { Some(read_participant_video(r)?) } else { None };
+    let presentation = if flags & 1 << 14 != 0 { Some(read_participant_video(r)?) } else { None };
     if flags & 1 << 16 != 0 {
         r.i64()?; // paid_stars_total
     }
-    Ok(is_user.then_some(CallParticipant { user_id: peer_id, left: flags & 1 << 1 != 0 }))
+    let sources = MediaSources { audio, video, presentation };
+    Ok(is_user.then_some(ParticipantSources { user_id: peer_id, left: flags & 1 << 1 != 0, sources }))
+}
+
+/// A vector of `groupCallParticipant`s: the users among them.
+fn read_participants(r: &mut Reader<'_>) -> Result<Vec<ParticipantSources>> {
+    r.expect_constructor(id::VECTOR)?;
+    let n = r.vec_len()?;
+    let mut participants = Vec::with_capacity(capacity(n, r.remaining(), MIN_PARTICIPANT_BYTES));
+    for _ in 0..n {
+        participants.extend(read_participant(r)?);
+    }
+    Ok(participants)
 }
 
 /// A `GroupCall`: its identity, whether it was discarded, its invite link.
@@ -739,9 +923,10 @@ fn read_group_call(r: &mut Reader<'_>) -> Result<Update> {
     }
 }
 
-fn read_update(r: &mut Reader<'_>) -> Result<Option<TlUpdate>> {
-    let session = |call, update| Ok(Some(TlUpdate::Session { call, update }));
-    match r.u32()? {
+/// Reads one update, appending what it gives to `out` (nothing, one, or for
+/// `updateGroupCallParticipants` the session's update and its [`TlUpdate::Sources`]).
+fn read_update(r: &mut Reader<'_>, out: &mut Vec<TlUpdate>) -> Result<()> {
+    let update = match r.u32()? {
         id::UPDATE_GROUP_CALL_CHAIN_BLOCKS => {
             let call = read_input_group_call(r)?;
             let sub_chain_id = r.i32()?;
@@ -752,7 +937,7 @@ fn read_update(r: &mut Reader<'_>) -> Result<Option<TlUpdate>> {
                 blocks.push(r.bytes()?.to_vec());
             }
             let next_offset = r.i32()?;
-            session(call, Update::ChainBlocks { sub_chain_id, blocks, next_offset })
+            TlUpdate::Session { call, update: Update::ChainBlocks { sub_chain_id, blocks, next_offset } }
         }
         id::UPDATE_GROUP_CALL_ENCRYPTED_MESSAGE => {
             let call = read_input_group_call(r)?;
@@ -760,9 +945,9 @@ fn read_update(r: &mut Reader<'_>) -> Result<Option<TlUpdate>> {
             let encrypted_message = r.bytes()?.to_vec();
             if !is_user {
                 // Only users are members: a chat or channel with the same number is not one.
-                return Ok(None);
+                return Ok(());
             }
-            session(call, Update::EncryptedMessage { from, encrypted_message })
+            TlUpdate::Session { call, update: Update::EncryptedMessage { from, encrypted_message } }
         }
         id::UPDATE_GROUP_CALL => {
             let flags = r.flags()?;
@@ -770,28 +955,25 @@ fn read_update(r: &mut Reader<'_>) -> Result<Option<TlUpdate>> {
                 read_peer(r)?;
             }
             let update = read_group_call(r)?;
-            let Update::GroupCall { call, .. } = &update else { return Ok(None) };
-            session(InputGroupCall::Id(*call), update)
+            let Update::GroupCall { call, .. } = &update else { return Ok(()) };
+            TlUpdate::Session { call: InputGroupCall::Id(*call), update }
         }
         id::UPDATE_GROUP_CALL_PARTICIPANTS => {
             let call = read_input_group_call(r)?;
-            r.expect_constructor(id::VECTOR)?;
-            let n = r.vec_len()?;
-            let mut participants = Vec::with_capacity(capacity(n, r.remaining(), MIN_PARTICIPANT_BYTES));
-            for _ in 0..n {
-                if let Some(p) = read_participant(r)? {
-                    participants.push(p);
-                }
-            }
+            let sources = read_participants(r)?;
             r.i32()?; // version
-            session(call, Update::Participants { participants })
+            let participants = sources.iter().map(CallParticipant::from).collect();
+            out.push(TlUpdate::Session { call: call.clone(), update: Update::Participants { participants } });
+            TlUpdate::Sources { call, participants: sources }
         }
         id::UPDATE_GROUP_CALL_CONNECTION => {
             let flags = r.flags()?;
-            Ok(Some(TlUpdate::Connection { presentation: flags & 1 != 0, params: read_data_json(r)? }))
+            TlUpdate::Connection { presentation: flags & 1 != 0, params: read_data_json(r)? }
         }
-        other => Err(parse_error(&format!("Unknown Update constructor {other:#010x}"))),
-    }
+        other => return Err(parse_error(&format!("Unknown Update constructor {other:#010x}"))),
+    };
+    out.push(update);
+    Ok(())
 }
 
 fn read_updates_vector(r: &mut Reader<'_>) -> Result<Vec<TlUpdate>> {
@@ -799,7 +981,7 @@ fn read_updates_vector(r: &mut Reader<'_>) -> Result<Vec<TlUpdate>> {
     let n = r.vec_len()?;
     let mut out = Vec::with_capacity(capacity(n, r.remaining(), MIN_UPDATE_BYTES));
     for _ in 0..n {
-        out.extend(read_update(r)?);
+        read_update(r, &mut out)?;
     }
     Ok(out)
 }
@@ -815,7 +997,8 @@ fn read_empty_vector(r: &mut Reader<'_>) -> Result<()> {
 }
 
 /// Reads the result of a function: `Updates` (the conference's updates; any other update is an
-/// error, as are non-empty `users`/`chats`), `Bool`, or `rpc_error`. Trailing bytes are an error.
+/// error, as are non-empty `users`/`chats`), `Bool`, `rpc_error`, or `phone.groupParticipants`
+/// (read up to `next_offset`; what follows is not read). Trailing bytes are an error.
 pub fn decode_result(bytes: &[u8]) -> Result<Answer> {
     let mut r = Reader::new(bytes);
     let answer = match r.u32()? {
@@ -824,9 +1007,10 @@ pub fn decode_result(bytes: &[u8]) -> Result<Answer> {
         id::RPC_ERROR => Answer::Error { code: r.i32()?, message: string(&mut r)? },
         id::UPDATES_TOO_LONG => Answer::Updates(Vec::new()),
         id::UPDATE_SHORT => {
-            let update = read_update(&mut r)?;
+            let mut updates = Vec::new();
+            read_update(&mut r, &mut updates)?;
             r.i32()?; // date
-            Answer::Updates(update.into_iter().collect())
+            Answer::Updates(updates)
         }
         kind @ (id::UPDATES | id::UPDATES_COMBINED) => {
             let updates = read_updates_vector(&mut r)?;
@@ -838,6 +1022,13 @@ pub fn decode_result(bytes: &[u8]) -> Result<Answer> {
             }
             r.i32()?; // seq
             Answer::Updates(updates)
+        }
+        id::GROUP_PARTICIPANTS => {
+            let count = r.i32()?;
+            let participants = read_participants(&mut r)?;
+            let next_offset = string(&mut r)?;
+            // chats, users and version follow: not read (see `GroupParticipants`).
+            return Ok(Answer::Participants(GroupParticipants { count, participants, next_offset }));
         }
         other => return Err(parse_error(&format!("Unknown result constructor {other:#010x}"))),
     };
@@ -878,6 +1069,8 @@ mod tests {
         let bytes = w.into_bytes();
         assert_eq!(bytes.len(), MIN_PARTICIPANT_BYTES);
         assert!(read_participant(&mut Reader::new(&bytes)).unwrap().is_some());
+        // A participant with its sources takes at most 8 times its smallest encoding.
+        assert!(std::mem::size_of::<ParticipantSources>() <= 8 * MIN_PARTICIPANT_BYTES);
         // A hostile count over 1,000 bytes left: at most 62 updates are reserved, not 250.
         assert_eq!(capacity(u32::MAX as usize, 1_000, MIN_UPDATE_BYTES), 62);
         assert!(std::mem::size_of::<TlUpdate>() * 1_000 / MIN_UPDATE_BYTES <= 8 * 1_000);
@@ -1038,7 +1231,13 @@ mod tests {
             }
         }
         assert_eq!(session, updates);
-        assert_eq!(other, vec![TlUpdate::Connection { presentation: false, params: "{\"transport\":{}}".into() }]);
+        let no_sources = |user_id, left| ParticipantSources { user_id, left, ..ParticipantSources::default() };
+        let sources = TlUpdate::Sources {
+            call: InputGroupCall::Id(CALL),
+            participants: vec![no_sources(1, false), no_sources(2, true)],
+        };
+        let connection = TlUpdate::Connection { presentation: false, params: "{\"transport\":{}}".into() };
+        assert_eq!(other, vec![sources, connection]);
         for cut in 0..bytes.len() {
             assert!(decode_result(&bytes[..cut]).is_err(), "truncated at {cut}");
         }
@@ -1102,7 +1301,100 @@ mod tests {
         w.i32(0); // date
         let answer = decode_result(&w.into_bytes()).unwrap();
         let want = Update::Participants { participants: vec![CallParticipant { user_id: 77, left: true }] };
-        assert_eq!(answer, Answer::Updates(vec![TlUpdate::Session { call: InputGroupCall::Id(CALL), update: want }]));
+        let video = VideoSources {
+            endpoint: "endpoint".into(),
+            source_groups: vec![SourceGroup { semantics: "SIM".into(), sources: vec![10, 11] }],
+            audio_source: Some(12),
+        };
+        let sources = ParticipantSources {
+            user_id: 77,
+            left: true,
+            sources: MediaSources { audio: 3, video: Some(video.clone()), presentation: Some(video) },
+        };
+        let call = InputGroupCall::Id(CALL);
+        assert_eq!(
+            answer,
+            Answer::Updates(vec![
+                TlUpdate::Session { call: call.clone(), update: want },
+                TlUpdate::Sources { call, participants: vec![sources.clone()] }
+            ])
+        );
+        // What the codec writes reads back the same, in an update and in a lookup's answer.
+        let bytes = encode_participants(&CALL, std::slice::from_ref(&sources), 4, 0);
+        let Answer::Updates(u) = decode_result(&bytes).unwrap() else { panic!("updates") };
+        assert!(
+            matches!(&u[..], [_, TlUpdate::Sources { participants, .. }] if participants == std::slice::from_ref(&sources))
+        );
+        let answer = GroupParticipants { count: 3, participants: vec![sources], next_offset: "n".into() };
+        let bytes = encode_group_participants(&answer, 1);
+        assert_eq!(decode_result(&bytes).unwrap(), Answer::Participants(answer));
+    }
+
+    /// Negative SSRCs on the wire (TL `int`) are the RTP SSRCs above 2^31; a hostile participant
+    /// keeps at most `MAX_SOURCE_GROUPS` groups of at most `MAX_GROUP_SOURCES` sources.
+    #[test]
+    fn participant_sources_are_bounded() {
+        let mut w = Writer::new();
+        w.u32(id::UPDATE_SHORT);
+        w.u32(id::UPDATE_GROUP_CALL_PARTICIPANTS);
+        write_input_group_call(&mut w, &InputGroupCall::Id(CALL));
+        w.u32(id::VECTOR);
+        w.u32(1);
+        w.u32(id::GROUP_CALL_PARTICIPANT);
+        w.u32(1 << 6);
+        w.u32(id::PEER_USER);
+        w.i64(5);
+        w.i32(0);
+        w.i32(-1); // source: 0xffffffff
+        w.u32(id::GROUP_CALL_PARTICIPANT_VIDEO);
+        w.u32(0);
+        w.bytes(b"e");
+        w.u32(id::VECTOR);
+        w.u32(100);
+        for _ in 0..100 {
+            w.u32(id::GROUP_CALL_PARTICIPANT_VIDEO_SOURCE_GROUP);
+            w.bytes(b"SIM");
+            w.u32(id::VECTOR);
+            w.u32(50);
+            for i in 0..50 {
+                w.i32(i);
+            }
+        }
+        w.i32(0); // version
+        w.i32(0); // date
+        let Answer::Updates(u) = decode_result(&w.into_bytes()).unwrap() else { panic!("updates") };
+        let [_, TlUpdate::Sources { participants, .. }] = &u[..] else { panic!("sources") };
+        let s = &participants[0].sources;
+        assert_eq!(s.audio, u32::MAX);
+        let groups = &s.video.as_ref().unwrap().source_groups;
+        assert_eq!(groups.len(), MAX_SOURCE_GROUPS);
+        assert!(groups.iter().all(|g| g.sources.len() == MAX_GROUP_SOURCES));
+    }
+
+    #[test]
+    fn source_lookup_known_bytes() {
+        let lookup = SourceLookup { sources: vec![1, u32::MAX] };
+        let bytes = encode_source_lookup(&lookup, &ctx()).unwrap();
+        assert_eq!(
+            hex(&bytes),
+            concat!(
+                "abd858c5",                         // getGroupParticipants
+                "0f84aad8",                         // inputGroupCall
+                "0807060504030201feffffffffffffff", // id, access_hash
+                "15c4b51c00000000",                 // ids: []
+                "15c4b51c02000000",                 // sources
+                "01000000ffffffff",
+                "00000000", // offset ""
+                "02000000"  // limit
+            )
+        );
+        assert_eq!(decode_source_lookup(&bytes).unwrap(), (lookup, InputGroupCall::Id(CALL)));
+        for cut in 0..bytes.len() {
+            assert!(decode_source_lookup(&bytes[..cut]).is_err(), "truncated at {cut}");
+        }
+        let many = SourceLookup { sources: vec![7; MAX_LOOKUP_BATCH + 1] };
+        assert!(decode_source_lookup(&encode_source_lookup(&many, &ctx()).unwrap()).is_err());
+        assert!(encode_source_lookup(&many, &Context::default()).is_err(), "a call is needed");
     }
 
     #[test]

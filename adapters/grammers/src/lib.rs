@@ -13,7 +13,11 @@
 //! stack and its `params` JSON, showing the emojis, and when to rejoin (see the example
 //! `grammers_join`).
 
-use confchain::api::{CallIdentity, CallParticipant, Request, Response, Update};
+use confchain::api::{
+    CallIdentity, CallParticipant, MediaSources, ParticipantSources, Request, Response, SourceGroup, Update,
+    VideoSources,
+};
+use confchain::sources::SourceTable;
 use grammers_mtsender::InvocationError;
 use grammers_tl_types as tl;
 use tl::RemoteCall;
@@ -140,6 +144,42 @@ pub struct Conference {
     pub muted: bool,
     /// Join with video stopped.
     pub video_stopped: bool,
+    /// Who sends on each SSRC of the call: every `updateGroupCallParticipants` about the call is
+    /// applied to it, with grammers' own `source`, `video` and `presentation`. Media threads read
+    /// it through `sources.map()` (`MediaDecryptor::decrypt_frame_from_source_into`).
+    pub sources: SourceTable,
+}
+
+/// A grammers `groupCallParticipantVideo`'s SSRCs.
+fn video_sources(v: &tl::enums::GroupCallParticipantVideo) -> VideoSources {
+    let tl::enums::GroupCallParticipantVideo::Video(v) = v;
+    VideoSources {
+        endpoint: v.endpoint.clone(),
+        source_groups: v
+            .source_groups
+            .iter()
+            .map(|g| {
+                let tl::enums::GroupCallParticipantVideoSourceGroup::Group(g) = g;
+                SourceGroup {
+                    semantics: g.semantics.clone(),
+                    sources: g.sources.iter().map(|s| s.cast_unsigned()).collect(),
+                }
+            })
+            .collect(),
+        audio_source: v.audio_source.map(i32::cast_unsigned),
+    }
+}
+
+/// A grammers `groupCallParticipant` with its media sources, if it is a user (what
+/// [`SourceTable::apply`] takes).
+pub fn participant_sources(p: &tl::enums::GroupCallParticipant) -> Option<ParticipantSources> {
+    let tl::enums::GroupCallParticipant::Participant(p) = p;
+    let sources = MediaSources {
+        audio: p.source.cast_unsigned(),
+        video: p.video.as_ref().map(video_sources),
+        presentation: p.presentation.as_ref().map(video_sources),
+    };
+    user_of(&p.peer).map(|user_id| ParticipantSources { user_id, left: p.left, sources })
 }
 
 /// The call's identity in grammers' form.
@@ -173,6 +213,7 @@ impl Conference {
             invite_hash: None,
             muted: false,
             video_stopped: false,
+            sources: SourceTable::new(),
         }
     }
 
@@ -292,16 +333,11 @@ impl Conference {
                 Some(from) => Update::EncryptedMessage { from, encrypted_message: u.encrypted_message },
                 None => return Routed::Other(Box::new(U::GroupCallEncryptedMessage(u))),
             },
-            U::GroupCallParticipants(u) => Update::Participants {
-                participants: u
-                    .participants
-                    .iter()
-                    .filter_map(|p| {
-                        let tl::enums::GroupCallParticipant::Participant(p) = p;
-                        user_of(&p.peer).map(|user_id| CallParticipant { user_id, left: p.left })
-                    })
-                    .collect(),
-            },
+            U::GroupCallParticipants(u) => {
+                let records: Vec<ParticipantSources> = u.participants.iter().filter_map(participant_sources).collect();
+                self.sources.apply(&records);
+                Update::Participants { participants: records.iter().map(CallParticipant::from).collect() }
+            }
             other => return Routed::Other(Box::new(other)),
         };
         Routed::Session(mapped)

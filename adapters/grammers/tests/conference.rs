@@ -340,3 +340,73 @@ fn other_calls_never_reach_the_session() {
     }))));
     assert_eq!(r, Response::Error("TIMEOUT".into()));
 }
+
+/// Participant updates carry grammers' own `source`, `video` and `presentation` into the
+/// conference's SSRC table (issue 34); a leave unmaps its participation's SSRCs.
+#[test]
+fn participant_sources_reach_the_ssrc_table() {
+    use confchain::sources::{MediaKind, Source};
+    let group = |semantics: &str, sources: Vec<i32>| -> tl::enums::GroupCallParticipantVideoSourceGroup {
+        tl::types::GroupCallParticipantVideoSourceGroup { semantics: semantics.into(), sources }.into()
+    };
+    let video = |endpoint: &str, groups, audio_source| -> tl::enums::GroupCallParticipantVideo {
+        tl::types::GroupCallParticipantVideo {
+            paused: false,
+            endpoint: endpoint.into(),
+            source_groups: groups,
+            audio_source,
+        }
+        .into()
+    };
+    let participant = |user_id: i64, source: i32, left: bool, v, p| -> tl::enums::GroupCallParticipant {
+        tl::types::GroupCallParticipant {
+            muted: false,
+            left,
+            can_self_unmute: true,
+            just_joined: false,
+            versioned: false,
+            min: false,
+            muted_by_you: false,
+            volume_by_admin: false,
+            is_self: false,
+            video_joined: false,
+            peer: tl::types::PeerUser { user_id }.into(),
+            date: 0,
+            active_date: None,
+            source,
+            volume: None,
+            about: None,
+            raise_hand_rating: None,
+            video: v,
+            presentation: p,
+            paid_stars_total: None,
+        }
+        .into()
+    };
+    let update = |participants| {
+        let u = tl::enums::Update::GroupCallParticipants(tl::types::UpdateGroupCallParticipants {
+            call: input_group_call(CALL),
+            participants,
+            version: 1,
+        });
+        tl::enums::Update::from_bytes(&u.to_bytes()).unwrap()
+    };
+    let mut conf = Conference::new(Some(input_group_call(CALL)), "{}".into(), 1);
+    let map = conf.sources.map();
+    let cam = video("e", vec![group("SIM", vec![10, 11]), group("FID", vec![10, 12])], None);
+    let screen = video("p", vec![group("SIM", vec![20])], Some(21));
+    let routed = conf.route(
+        update(vec![participant(2, -5, false, Some(cam), Some(screen)), participant(3, 30, false, None, None)]),
+        false,
+    );
+    let Routed::Session(confchain::api::Update::Participants { participants }) = routed else { panic!("{routed:?}") };
+    assert_eq!(participants.len(), 2);
+    let source = |user_id, kind| Some(Source { user_id, kind });
+    assert_eq!(map.get(u32::MAX - 4), source(2, MediaKind::Audio), "a negative TL int is the SSRC above 2^31");
+    assert_eq!(map.get(12), source(2, MediaKind::Video));
+    assert_eq!(map.get(20), source(2, MediaKind::Screencast));
+    assert_eq!(map.get(21), source(2, MediaKind::ScreencastAudio));
+    assert_eq!(map.get(30), source(3, MediaKind::Audio));
+    conf.route(update(vec![participant(3, 30, true, None, None)]), false);
+    assert_eq!(map.get(30), None);
+}

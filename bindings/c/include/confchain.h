@@ -140,6 +140,12 @@
 #define CONFCHAIN_KIND_OUTBOX_FULL 1021
 
 /**
+ * A media frame dropped on receive: its RTP SSRC maps to no member (not known yet, or stale;
+ * `FRAME__UNKNOWN_SOURCE`).
+ */
+#define CONFCHAIN_KIND_FRAME_UNKNOWN_SOURCE 1022
+
+/**
  * The most items a caller's array may hold (participants, user ids, blocks of an update): a
  * larger count is refused as invalid input rather than trusted for an allocation.
  */

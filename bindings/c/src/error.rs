@@ -61,6 +61,9 @@ pub const CONFCHAIN_KIND_FRAME_EMPTY: i32 = 1020;
 /// A session's outbox holds its most undelivered messages: the message was refused (send it again
 /// later).
 pub const CONFCHAIN_KIND_OUTBOX_FULL: i32 = 1021;
+/// A media frame dropped on receive: its RTP SSRC maps to no member (not known yet, or stale;
+/// `FRAME__UNKNOWN_SOURCE`).
+pub const CONFCHAIN_KIND_FRAME_UNKNOWN_SOURCE: i32 = 1022;
 
 thread_local! {
     static LAST_ERROR: RefCell<(i32, String)> = const { RefCell::new((0, String::new())) };
@@ -90,6 +93,7 @@ pub(crate) fn kind_constant(kind: ErrorKind) -> i32 {
         FrameStartCode => CONFCHAIN_KIND_FRAME_START_CODE,
         FrameEmpty => CONFCHAIN_KIND_FRAME_EMPTY,
         OutboxFull => CONFCHAIN_KIND_OUTBOX_FULL,
+        FrameUnknownSource => CONFCHAIN_KIND_FRAME_UNKNOWN_SOURCE,
         coded => coded.numeric_code(),
     }
 }
@@ -207,6 +211,7 @@ pub extern "C" fn confchain_error_name(code: i32) -> *const std::ffi::c_char {
         1019 => c"FRAME__START_CODE",
         1020 => c"FRAME__EMPTY",
         1021 => c"OUTBOX_FULL",
+        1022 => c"FRAME__UNKNOWN_SOURCE",
         _ => c"UNKNOWN_ERROR",
     };
     name.as_ptr()

@@ -27,7 +27,7 @@ export interface FramePlaintext { data: Uint8Array; clearPrefix: number }
 "#;
 
 /// A codec from its name or tgcalls' payload type.
-fn codec_of(v: &JsValue) -> Result<Codec, JsValue> {
+pub(crate) fn codec_of(v: &JsValue) -> Result<Codec, JsValue> {
     if let Some(name) = v.as_string() {
         // A MIME type ("audio/opus", "video/VP9") maps as tgcalls maps codecs: anything but Opus,
         // VP8 and H.264 is unknown. A bare name must be one of the four (a typo is not "unknown").
@@ -56,7 +56,7 @@ fn level_of(level: Option<f64>, speech: Option<bool>) -> Result<AudioLevel, JsVa
 }
 
 /// `{data, level, speech}`: `level`/`speech` are null without a level trailer.
-fn received(data: &[u8], info: &fr::ReceivedFrame) -> JsValue {
+pub(crate) fn received(data: &[u8], info: &fr::ReceivedFrame) -> JsValue {
     let o = js_sys::Object::new();
     set(&o, "data", crate::bytes_value(data));
     set(&o, "level", info.level.map_or(JsValue::NULL, |l| l.level.into()));
@@ -270,7 +270,7 @@ impl MediaEncryptor {
 
 /// Decrypts other members' frames with the call's live epochs (taken with `call.mediaDecryptor()`).
 #[wasm_bindgen]
-pub struct MediaDecryptor(engine::MediaDecryptor);
+pub struct MediaDecryptor(pub(crate) engine::MediaDecryptor);
 
 #[wasm_bindgen]
 impl MediaDecryptor {

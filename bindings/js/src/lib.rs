@@ -4,6 +4,7 @@
 
 mod args;
 mod frame;
+mod sources;
 
 use args::{bytes, bytes32, time, Budget};
 use engine::{GroupParticipant, GroupState, Permissions};

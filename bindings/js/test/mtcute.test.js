@@ -9,7 +9,7 @@ import { Long, tl, MtTimeoutError } from "@mtcute/core";
 import { TlBinaryReader, TlBinaryWriter } from "@mtcute/tl-runtime";
 import { __tlWriterMap } from "@mtcute/tl/binary/writer.js";
 import { __tlReaderMap } from "@mtcute/tl/binary/reader.js";
-import { Rng, Server, Session, TlFront } from "../index.js";
+import { Rng, Server, Session, SourceTable, TlFront } from "../index.js";
 import { MtcuteConference, errorString, updatesOf } from "../mtcute.js";
 
 const CALL_ID = 0x12345678n;
@@ -202,3 +202,56 @@ test("a discarded call reaches the session", () => {
 function big(l) {
   return BigInt(l.toString());
 }
+
+test("participants' sources reach the SSRC table through mtcute's own types", () => {
+  const sources = new SourceTable();
+  const heard = [];
+  const conf = new MtcuteConference(null, new Session(1n), new Rng(new Uint8Array(32)), {
+    call: inputCall(CALL_ID, ACCESS_HASH),
+    sources,
+    onSources: (c) => heard.push(...c),
+  });
+  const group = (semantics, s) => ({ _: "groupCallParticipantVideoSourceGroup", semantics, sources: s });
+  const participant = (userId, source, extra = {}) => ({
+    _: "groupCallParticipant",
+    peer: { _: "peerUser", userId },
+    date: 0,
+    source,
+    ...extra,
+  });
+  const update = parse(
+    serialize({
+      _: "updateGroupCallParticipants",
+      call: inputCall(CALL_ID, ACCESS_HASH),
+      participants: [
+        participant(2, -5, {
+          video: { _: "groupCallParticipantVideo", endpoint: "e", sourceGroups: [group("SIM", [10, 11]), group("FID", [10, 12])] },
+          presentation: { _: "groupCallParticipantVideo", endpoint: "p", sourceGroups: [group("SIM", [20])], audioSource: 21 },
+        }),
+        participant(3, 30),
+      ],
+      version: 1,
+    }),
+  );
+  const [mapped] = conf.take([update]);
+  assert.deepEqual(mapped.participants.map((p) => [p.userId, p.left]), [[2n, false], [3n, false]]);
+  assert.deepEqual(sources.get(2 ** 32 - 5), { userId: 2n, kind: "audio" }, "a negative TL int is the SSRC above 2^31");
+  assert.deepEqual(sources.get(12), { userId: 2n, kind: "video" });
+  assert.deepEqual(sources.get(20), { userId: 2n, kind: "screencast" });
+  assert.deepEqual(sources.get(21), { userId: 2n, kind: "screencastAudio" });
+  assert.deepEqual(sources.get(30), { userId: 3n, kind: "audio" });
+  assert.equal(heard.length, 7);
+  assert.equal(sources.size, 7);
+  // User 3 leaves: its SSRC is nobody's.
+  const left = parse(
+    serialize({
+      _: "updateGroupCallParticipants",
+      call: inputCall(CALL_ID, ACCESS_HASH),
+      participants: [participant(3, 30, { left: true })],
+      version: 2,
+    }),
+  );
+  conf.take([left]);
+  assert.equal(sources.get(30), undefined);
+  assert.deepEqual(heard.at(-1), { userId: 3n, kind: "audio", ssrc: 30, unmapped: true });
+});

@@ -41,3 +41,14 @@ const fps: number = framesPerSecond(transform.stats.send);
 const viaSession = new MediaTransform({ call: session, rng });
 void viaSession;
 void [level, enc, dec, prefix, fps];
+
+// Who sent a frame: the SSRC table, decryption by SSRC, receivers attached by SSRC.
+import { SourceTable, type SourceChange, type SourcedFrame } from "../index.js";
+const sources: SourceTable = new SourceTable();
+const changes: SourceChange[] = sources.apply([{ userId: 1n, source: 5, video: { sourceGroups: [{ sources: [6] }] } }]);
+const byIt: SourcedFrame = call.decryptFrameFromSource(sources, 5, "opus", sent.packet, 0);
+const fromDec: SourcedFrame = dec.decryptFrameFromSource(sources, 5, "opus", sent.packet, 0);
+const misses: Uint32Array = sources.takeMisses();
+declare const receiver: RTCRtpReceiver;
+if (Math.random() > 2) transform.attachReceiver(receiver, { sources });
+void [changes, byIt.userId, fromDec.kind, misses];

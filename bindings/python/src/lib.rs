@@ -17,6 +17,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 mod frame;
+mod sources;
 
 create_exception!(confchain, ConfchainError, PyException, "An error of confchain: `code`, `name`, `message`.");
 
@@ -416,6 +417,22 @@ impl Call {
         Ok(frame::received(py, &out, r.level))
     }
 
+    /// `decrypt_frame` for the member `table` maps `ssrc` to: `(frame, level, speech, user_id,
+    /// kind)`. An SSRC the table does not map raises `FRAME__UNKNOWN_SOURCE` (no key is tried).
+    fn decrypt_frame_from_source<'py>(
+        &mut self,
+        py: Python<'py>,
+        table: &sources::SourceTable,
+        ssrc: u32,
+        codec: frame::CodecArg,
+        packet: &[u8],
+        now_ms: Millis,
+    ) -> PyResult<sources::Sourced<'py>> {
+        let source = sources::sender(table, ssrc)?;
+        let (data, level, speech) = self.decrypt_frame(py, source.user_id, codec, packet, now_ms)?;
+        Ok((data, level, speech, source.user_id, sources::kind_name(source.kind)))
+    }
+
     /// Encrypts a sendGroupCallEncryptedMessage payload (JSON text).
     fn encrypt_message<'py>(
         &mut self,
@@ -742,6 +759,25 @@ impl MediaDecryptor {
             .allow_threads(|| self.0.decrypt_frame_into(sender_user_id, codec.0, packet, now_ms.0, &mut out))
             .map_err(err)?;
         Ok(frame::received(py, &out, r.level))
+    }
+
+    /// `Call.decrypt_frame_from_source` without the call.
+    fn decrypt_frame_from_source<'py>(
+        &self,
+        py: Python<'py>,
+        table: &sources::SourceTable,
+        ssrc: u32,
+        codec: frame::CodecArg,
+        packet: &[u8],
+        now_ms: Millis,
+    ) -> PyResult<sources::Sourced<'py>> {
+        let map = table.0.map();
+        let mut out = Vec::new();
+        let (source, r) = py
+            .allow_threads(|| self.0.decrypt_frame_from_source_into(&map, ssrc, codec.0, packet, now_ms.0, &mut out))
+            .map_err(err)?;
+        let (data, level, speech) = frame::received(py, &out, r.level);
+        Ok((data, level, speech, source.user_id, sources::kind_name(source.kind)))
     }
 }
 
@@ -1225,6 +1261,21 @@ impl Session {
             .map_err(err)?;
         Ok(frame::received(py, &out, r.level))
     }
+
+    /// `Call.decrypt_frame_from_source` with the session's call.
+    fn decrypt_frame_from_source<'py>(
+        &mut self,
+        py: Python<'py>,
+        table: &sources::SourceTable,
+        ssrc: u32,
+        codec: frame::CodecArg,
+        packet: &[u8],
+        now_ms: Millis,
+    ) -> PyResult<sources::Sourced<'py>> {
+        let source = sources::sender(table, ssrc)?;
+        let (data, level, speech) = self.decrypt_frame(py, source.user_id, codec, packet, now_ms)?;
+        Ok((data, level, speech, source.user_id, sources::kind_name(source.kind)))
+    }
 }
 
 /// The in-memory model of Telegram's server for one conference (a test double: no network).
@@ -1288,6 +1339,7 @@ fn _confchain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create_self_add_block, m)?)?;
     register_tl(m)?;
     frame::register(m)?;
+    sources::register(m)?;
     Ok(())
 }
 

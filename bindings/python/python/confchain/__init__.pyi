@@ -116,9 +116,32 @@ class MediaEncryptor:
         self, channel: int, codec: Codec, frame: bytes, now_ms: int, level: int = 0, speech: bool = False
     ) -> SentFrame: ...
 
+# (ssrcs of each source group, audio_source) of a groupCallParticipantVideo.
+VideoSourcesArg = Tuple[List[List[int]], Optional[int]]
+# (frame, level, speech, user_id, kind): a decrypted frame and who sent it.
+SourcedFrame = Tuple[bytes, Optional[int], Optional[bool], int, str]
+
+class SourceTable:
+    """Who sends on each RTP SSRC of a call; kind is "audio", "video", "screencast" or
+    "screencast_audio"."""
+    def __init__(self) -> None: ...
+    def apply(
+        self,
+        participants: List[Tuple[int, bool, int, Optional[VideoSourcesArg], Optional[VideoSourcesArg]]],
+    ) -> List[Tuple[int, int, str, bool, Optional[int]]]:
+        """(user_id, left, source, video, presentation) records in order; returns the changes:
+        (ssrc, user_id, kind, unmapped, previous_user_id)."""
+    def get(self, ssrc: int) -> Optional[Tuple[int, str]]: ...
+    def take_misses(self) -> List[int]:
+        """SSRCs frames came on that the table did not map (to look up)."""
+    def __len__(self) -> int: ...
+
 class MediaDecryptor:
     def decrypt(self, user_id: int, packet: bytes, now_ms: int) -> bytes: ...
     def decrypt_frame(self, sender_user_id: int, codec: Codec, packet: bytes, now_ms: int) -> ReceivedFrame: ...
+    def decrypt_frame_from_source(
+        self, table: SourceTable, ssrc: int, codec: Codec, packet: bytes, now_ms: int
+    ) -> SourcedFrame: ...
 
 class Call:
     def __init__(self, user_id: int, key: PrivateKey, last_block: bytes, rng: Rng) -> None: ...
@@ -137,6 +160,11 @@ class Call:
     def decrypt_frame(self, sender_user_id: int, codec: Codec, packet: bytes, now_ms: int) -> ReceivedFrame:
         """A media frame from sender_user_id, the Opus trailer stripped. Raises ConfchainError
         FRAME__EMPTY for an empty plaintext (tgcalls drops it) and every error of decrypt."""
+    def decrypt_frame_from_source(
+        self, table: SourceTable, ssrc: int, codec: Codec, packet: bytes, now_ms: int
+    ) -> SourcedFrame:
+        """decrypt_frame for the member table maps ssrc to. Raises ConfchainError
+        FRAME__UNKNOWN_SOURCE for an SSRC the table does not map (no key is tried)."""
     def check_block(self, block: bytes) -> None: ...
     def media_encryptor(self, rng: Rng) -> "MediaEncryptor": ...
     def media_decryptor(self) -> "MediaDecryptor": ...
@@ -254,6 +282,11 @@ class Session:
     def decrypt_frame(self, sender_user_id: int, codec: Codec, packet: bytes, now_ms: int) -> ReceivedFrame:
         """A media frame from sender_user_id, the Opus trailer stripped. Raises ConfchainError
         FRAME__EMPTY for an empty plaintext (tgcalls drops it) and every error of decrypt."""
+    def decrypt_frame_from_source(
+        self, table: SourceTable, ssrc: int, codec: Codec, packet: bytes, now_ms: int
+    ) -> SourcedFrame:
+        """decrypt_frame for the member table maps ssrc to. Raises ConfchainError
+        FRAME__UNKNOWN_SOURCE for an SSRC the table does not map (no key is tried)."""
 
 class Server:
     def __init__(self, existing: bool = False) -> None: ...

@@ -41,14 +41,33 @@ def call_id(call: Any) -> Optional[Tuple[int, int]]:
     return None
 
 
+def _video(v: Any) -> Optional[Tuple[List[List[int]], Optional[int]]]:
+    """A ``groupCallParticipantVideo`` as :meth:`confchain.SourceTable.apply` takes it."""
+    if v is None:
+        return None
+    return ([list(g.sources) for g in v.source_groups], getattr(v, "audio_source", None))
+
+
+def participant_sources(p: Any) -> Tuple[int, bool, int, Any, Any]:
+    """A user's ``groupCallParticipant`` (the library's own object) as a record of
+    :meth:`confchain.SourceTable.apply`: ``(user_id, left, source, video, presentation)``."""
+    return (p.peer.user_id, bool(p.left), p.source, _video(p.video), _video(p.presentation))
+
+
 def to_confchain_updates(
-    items: List[Any], call: Optional[Tuple[int, int]], learn: bool = False
+    items: List[Any],
+    call: Optional[Tuple[int, int]],
+    learn: bool = False,
+    sources: Optional[confchain.SourceTable] = None,
 ) -> Tuple[List[confchain.Update], List[Any], Optional[Tuple[int, int]]]:
     """Sorts update objects: those about the call ``(id, access_hash)`` as
     :class:`confchain.Update` values, the rest (``updateGroupCallConnection`` and anything else) as
     they are, and the call's identity. With ``call`` None (not known yet) and ``learn`` (the
     result of our own create, or of a request that named the call by link), the first call named
-    is taken as ours; pushes (``learn`` False) about an unknown call are left out."""
+    is taken as ours; pushes (``learn`` False) about an unknown call are left out. With
+    ``sources`` (a :class:`confchain.SourceTable`), the participants of the call's
+    ``updateGroupCallParticipants`` are applied to it with their ``source``, ``video`` and
+    ``presentation``."""
     mapped: List[confchain.Update] = []
     other: List[Any] = []
     for u in items:
@@ -76,8 +95,10 @@ def to_confchain_updates(
             if _name(u.from_id) == "PeerUser":
                 mapped.append(confchain.Update.encrypted_message(u.from_id.user_id, u.encrypted_message))
         elif kind == "UpdateGroupCallParticipants":
-            pairs = [(p.peer.user_id, bool(p.left)) for p in u.participants if _name(p.peer) == "PeerUser"]
-            mapped.append(confchain.update_participants(pairs))
+            users = [p for p in u.participants if _name(p.peer) == "PeerUser"]
+            if sources is not None:
+                sources.apply([participant_sources(p) for p in users])
+            mapped.append(confchain.update_participants([(p.peer.user_id, bool(p.left)) for p in users]))
         else:
             other.append(u)
     return mapped, other, call
@@ -103,6 +124,9 @@ class Conference:
     ``InputGroupCallInviteMessage`` for a join by link or invitation: the real identity is learned
     from the result and used after). ``on_connection(params_json, presentation)`` receives
     ``updateGroupCallConnection``; ``on_other(update)`` gets updates that are not the session's.
+    ``sources`` (a :class:`confchain.SourceTable`) is fed every participant update about the call
+    with the library's own ``source``, ``video`` and ``presentation``: media code finds a frame's
+    sender from its RTP SSRC (``Call.decrypt_frame_from_source``).
     """
 
     #: The library's ``types`` namespace and function classes by layer name (set by subclasses).
@@ -134,6 +158,7 @@ class Conference:
         on_connection: Optional[Callable[[str, bool], None]] = None,
         on_other: Optional[Callable[[Any], None]] = None,
         clock: Callable[[], int] = lambda: int(time.monotonic() * 1000),
+        sources: Optional[confchain.SourceTable] = None,
     ) -> None:
         self.client = client
         self.session = session
@@ -150,6 +175,8 @@ class Conference:
         self.on_connection = on_connection
         self.on_other = on_other
         self.clock = clock
+        #: Who sends on each SSRC: every participant update about the call is applied to it.
+        self.sources = sources
         self._wake = asyncio.Event()
 
     # ---- pure mappings ----
@@ -211,7 +238,7 @@ class Conference:
 
     def take(self, items: List[Any], result: bool = False) -> List[confchain.Update]:
         """Maps update objects to the session's, routing the others to the callbacks."""
-        mapped, other, call = to_confchain_updates(items, call_id(self.call), learn=result)
+        mapped, other, call = to_confchain_updates(items, call_id(self.call), learn=result, sources=self.sources)
         if call is not None and call_id(self.call) != call:
             # A create or a join by link learned the call's identity: name it so from now on.
             self.call = self.types.InputGroupCall(id=call[0], access_hash=call[1])

@@ -1,0 +1,243 @@
+//! Who sent a frame (`engine::sources`): the SSRC table the browser transform reads to find a
+//! frame's sender from its RTP SSRC (`getMetadata().synchronizationSource`), fed with
+//! participants as MTProto libraries give them, and decryption by SSRC on `Call`, `Session` and
+//! `MediaDecryptor`. An SSRC the table does not map fails with `FRAME__UNKNOWN_SOURCE` and is
+//! kept for `takeMisses()` (what to look up with `phone.getGroupParticipants`).
+
+use engine::api::{MediaSources, ParticipantSources, SourceGroup, VideoSources};
+use engine::limits::{MAX_GROUP_SOURCES, MAX_SOURCE_GROUPS};
+use engine::sources::{self as src, MediaKind, Source, SourceChange};
+use wasm_bindgen::prelude::*;
+
+use crate::args::{bytes, get, items, time, type_error, user_id};
+use crate::frame::MediaDecryptor;
+use crate::frame::{codec_of, received};
+use crate::{bad, err, set, Call, Session};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** What a source carries. */
+export type MediaKind = "audio" | "video" | "screencast" | "screencastAudio";
+/** The sender of an SSRC. */
+export interface Source { userId: bigint; kind: MediaKind }
+/** One SSRC that changed: now `userId`'s (previousUserId: whose it was), or nobody's (unmapped). */
+export interface SourceChange { ssrc: number; userId: bigint; kind: MediaKind; unmapped: boolean; previousUserId?: bigint }
+/** A groupCallParticipantVideo as mtcute gives it. */
+export interface ParticipantVideo { endpoint?: string; sourceGroups: { semantics?: string; sources: number[] }[]; audioSource?: number }
+/** A participant with its sources (mtcute's groupCallParticipant with the user id taken out). */
+export interface ParticipantRecord { userId: bigint; left?: boolean; source: number; video?: ParticipantVideo; presentation?: ParticipantVideo }
+/** A decrypted frame and who sent it. */
+export interface SourcedFrame extends ReceivedFrame { userId: bigint; kind: MediaKind }
+"#;
+
+fn kind_name(kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Audio => "audio",
+        MediaKind::Video => "video",
+        MediaKind::Screencast => "screencast",
+        MediaKind::ScreencastAudio => "screencastAudio",
+    }
+}
+
+/// An SSRC: a number 0..=2^32-1, or a negative 32-bit one (a TL `int` as mtcute gives it).
+fn ssrc(v: &JsValue, field: &str) -> Result<u32, JsValue> {
+    let n = v.as_f64().ok_or_else(|| type_error(field, "a number", v))?;
+    if n.fract() != 0.0 || !(f64::from(i32::MIN)..=f64::from(u32::MAX)).contains(&n) {
+        return Err(bad(&format!("{field}: expected a 32-bit SSRC, got {n}")));
+    }
+    Ok(if n < 0.0 { (n as i32).cast_unsigned() } else { n as u32 })
+}
+
+fn video(v: &JsValue, field: &str) -> Result<Option<VideoSources>, JsValue> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    let mut source_groups = Vec::new();
+    for (i, g) in
+        items(&get(v, "sourceGroups"), &format!("{field}.sourceGroups"))?.iter().enumerate().take(MAX_SOURCE_GROUPS)
+    {
+        let f = format!("{field}.sourceGroups[{i}].sources");
+        let sources = items(&get(g, "sources"), &f)?
+            .iter()
+            .take(MAX_GROUP_SOURCES)
+            .map(|s| ssrc(s, &f))
+            .collect::<Result<_, _>>()?;
+        source_groups.push(SourceGroup { semantics: get(g, "semantics").as_string().unwrap_or_default(), sources });
+    }
+    let audio = get(v, "audioSource");
+    let audio_source = if audio.is_undefined() || audio.is_null() {
+        None
+    } else {
+        Some(ssrc(&audio, &format!("{field}.audioSource"))?)
+    };
+    Ok(Some(VideoSources { endpoint: get(v, "endpoint").as_string().unwrap_or_default(), source_groups, audio_source }))
+}
+
+fn record(p: &JsValue, field: &str) -> Result<ParticipantSources, JsValue> {
+    let audio = get(p, "source");
+    let sources = MediaSources {
+        audio: if audio.is_undefined() { 0 } else { ssrc(&audio, &format!("{field}.source"))? },
+        video: video(&get(p, "video"), &format!("{field}.video"))?,
+        presentation: video(&get(p, "presentation"), &format!("{field}.presentation"))?,
+    };
+    Ok(ParticipantSources {
+        user_id: user_id(&get(p, "userId"), &format!("{field}.userId"))?,
+        left: get(p, "left").as_bool().unwrap_or(false),
+        sources,
+    })
+}
+
+fn source_value(s: &Source) -> js_sys::Object {
+    let o = js_sys::Object::new();
+    set(&o, "userId", js_sys::BigInt::from(s.user_id).into());
+    set(&o, "kind", kind_name(s.kind).into());
+    o
+}
+
+/// The SSRC → sender table of one call (`confchain::sources::SourceTable`).
+#[wasm_bindgen]
+pub struct SourceTable(src::SourceTable);
+
+impl Default for SourceTable {
+    fn default() -> Self {
+        SourceTable::new()
+    }
+}
+
+#[wasm_bindgen]
+impl SourceTable {
+    /// An empty table.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> SourceTable {
+        SourceTable(src::SourceTable::new())
+    }
+
+    /// Applies participant records in order (an updateGroupCallParticipants, or the answer of a
+    /// lookup): `[{userId, left, source, video?, presentation?}]`. Returns what changed.
+    #[wasm_bindgen(unchecked_return_type = "SourceChange[]")]
+    pub fn apply(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "ParticipantRecord[]")] participants: &JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let records = items(participants, "participants")?
+            .iter()
+            .enumerate()
+            .map(|(i, p)| record(p, &format!("participants[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = js_sys::Array::new();
+        for change in self.0.apply(&records) {
+            let (ssrc, source, previous, unmapped) = match change {
+                SourceChange::Mapped { ssrc, source, previous } => (ssrc, source, previous, false),
+                SourceChange::Unmapped { ssrc, source } => (ssrc, source, None, true),
+            };
+            let o = source_value(&source);
+            set(&o, "ssrc", ssrc.into());
+            set(&o, "unmapped", unmapped.into());
+            if let Some(p) = previous.filter(|p| p.user_id != source.user_id) {
+                set(&o, "previousUserId", js_sys::BigInt::from(p.user_id).into());
+            }
+            out.push(&o);
+        }
+        Ok(out.into())
+    }
+
+    /// The sender of `ssrc`, or undefined.
+    #[wasm_bindgen(unchecked_return_type = "Source | undefined")]
+    pub fn get(&self, ssrc: u32) -> JsValue {
+        self.0.get(ssrc).map_or(JsValue::UNDEFINED, |s| source_value(&s).into())
+    }
+
+    /// The SSRCs frames came on that the table did not map, since the last call (to look up).
+    #[wasm_bindgen(js_name = takeMisses)]
+    pub fn take_misses(&self) -> Vec<u32> {
+        self.0.map().take_misses()
+    }
+
+    /// How many SSRCs are mapped.
+    #[wasm_bindgen(getter)]
+    pub fn size(&self) -> u32 {
+        u32::try_from(self.0.len()).unwrap_or(u32::MAX)
+    }
+}
+
+/// The sender of `ssrc` in `table` and the frame `decrypt` gives for it: `{data, level, speech,
+/// userId, kind}`.
+fn from_source(
+    table: &SourceTable,
+    ssrc: u32,
+    decrypt: impl FnOnce(i64) -> Result<(Vec<u8>, engine::frame::ReceivedFrame), engine::Error>,
+) -> Result<JsValue, JsValue> {
+    let source = table.0.map().sender(ssrc).map_err(err)?;
+    let (out, info) = decrypt(source.user_id).map_err(err)?;
+    let o = received(&out, &info);
+    set(o.unchecked_ref(), "userId", js_sys::BigInt::from(source.user_id).into());
+    set(o.unchecked_ref(), "kind", kind_name(source.kind).into());
+    Ok(o)
+}
+
+#[wasm_bindgen]
+impl Call {
+    /// `decryptFrame` for the member `table` maps `ssrc` to: `{data, level, speech, userId,
+    /// kind}`. An SSRC the table does not map throws `FRAME__UNKNOWN_SOURCE` (no key is tried).
+    #[wasm_bindgen(js_name = decryptFrameFromSource, unchecked_return_type = "SourcedFrame")]
+    pub fn decrypt_frame_from_source(
+        &mut self,
+        table: &SourceTable,
+        ssrc: u32,
+        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] packet: &JsValue,
+        now_ms: f64,
+    ) -> Result<JsValue, JsValue> {
+        let (c, packet, now) = (codec_of(codec)?, bytes(packet, "packet")?, time(now_ms, "nowMs")?);
+        from_source(table, ssrc, |user| {
+            let mut out = Vec::new();
+            let info = self.0.decrypt_frame_into(user, c, &packet, now, &mut out)?;
+            Ok((out, info))
+        })
+    }
+}
+
+#[wasm_bindgen]
+impl Session {
+    /// `Call.decryptFrameFromSource` with the session's call.
+    #[wasm_bindgen(js_name = decryptFrameFromSource, unchecked_return_type = "SourcedFrame")]
+    pub fn decrypt_frame_from_source(
+        &mut self,
+        table: &SourceTable,
+        ssrc: u32,
+        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] packet: &JsValue,
+        now_ms: f64,
+    ) -> Result<JsValue, JsValue> {
+        let (c, packet, now) = (codec_of(codec)?, bytes(packet, "packet")?, time(now_ms, "nowMs")?);
+        let call = self.0.call_mut().ok_or_else(|| bad("not in a call"))?;
+        from_source(table, ssrc, |user| {
+            let mut out = Vec::new();
+            let info = call.decrypt_frame_into(user, c, &packet, now, &mut out)?;
+            Ok((out, info))
+        })
+    }
+}
+
+#[wasm_bindgen]
+impl MediaDecryptor {
+    /// `Call.decryptFrameFromSource` without the call.
+    #[wasm_bindgen(js_name = decryptFrameFromSource, unchecked_return_type = "SourcedFrame")]
+    pub fn decrypt_frame_from_source(
+        &self,
+        table: &SourceTable,
+        ssrc: u32,
+        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] packet: &JsValue,
+        now_ms: f64,
+    ) -> Result<JsValue, JsValue> {
+        let (c, packet, now) = (codec_of(codec)?, bytes(packet, "packet")?, time(now_ms, "nowMs")?);
+        let mut out = Vec::new();
+        let (source, info) =
+            self.0.decrypt_frame_from_source_into(&table.0.map(), ssrc, c, &packet, now, &mut out).map_err(err)?;
+        let o = received(&out, &info);
+        set(o.unchecked_ref(), "userId", js_sys::BigInt::from(source.user_id).into());
+        set(o.unchecked_ref(), "kind", kind_name(source.kind).into());
+        Ok(o)
+    }
+}

@@ -108,20 +108,62 @@ fn each_injected_deviation_is_found_and_nothing_else() {
     let (_, peer) = report(&serve("lose-early-broadcasts"), &[]);
     assert_eq!(deviating(&peer), ["mixed.broadcasts-before-block"]);
 
-    // refuse-off-curve (tweb): only the off-curve member.
-    let (_, peer) = report(&serve("refuse-off-curve"), &[]);
-    assert_eq!(deviating(&peer), ["mixed.off-curve-key"]);
-
-    // accept-plain-form (tweb): the reference's vector and the mixed check, with the reference's error named.
-    let (_, peer) = report(&serve("accept-plain-form"), &[]);
-    assert_eq!(deviating(&peer), ["vector.invalid_blocks.00", "mixed.plain-form-block"]);
-    let check = peer["checks"].as_array().unwrap().iter().find(|c| c["check"] == "mixed.plain-form-block").unwrap();
+    // tweb's mistakes: each found in exactly its checks, every one named by the same cause.
+    for (deviate, checks, cause) in [
+        // It applies blocks listing an off-curve key; it cannot build a key header for one.
+        ("no-off-curve-header", &["mixed.build-over-off-curve-key"][..], "no key header can be built"),
+        ("accept-plain-form", &["vector.invalid_blocks.00", "mixed.plain-form-block"], "plain-form (local) blocks"),
+        (
+            "accept-unsigned-first",
+            &["vector.invalid_blocks.47", "mixed.first-block-without-signer"],
+            "a first block without signature_public_key",
+        ),
+        ("accept-negative-flags", &["vector.rules.blocks.02"], "a negative `#` flags field"),
+        ("build-without-rights", &["mixed.permissions-change"], "a member without the rights builds"),
+        ("no-broadcast-errors", &["vector.broadcasts"], "broadcast errors are never reported"),
+    ] {
+        let (out, peer) = report(&serve(deviate), &[]);
+        assert_eq!(out.status.code(), Some(1), "{deviate}");
+        assert_eq!(deviating(&peer), checks, "{deviate}");
+        for c in peer["checks"].as_array().unwrap().iter().filter(|c| c["result"] == "deviation") {
+            assert!(c["cause"].as_str().unwrap_or("").starts_with(cause), "{deviate}: {c}");
+        }
+    }
+    let (_, peer) = report(&serve("accept-plain-form"), &["--only", "mixed.plain-form-block"]);
+    let check = &peer["checks"][0];
     assert_eq!(check["expected"], "refused NOT_FROM_SERVER: Trying to apply local block, not from server");
     assert_eq!(check["got"], "accepted");
+    // The expected text names the code once.
+    let (_, peer) = report(&serve("build-without-rights"), &["--only", "mixed.permissions-change"]);
+    assert_eq!(peer["checks"][0]["expected"], "refused: INVALID_BLOCK__NO_PERMISSIONS: Can't remove users");
 
-    // accept-unsigned-first (tweb): the reference's vector and the mixed check.
-    let (_, peer) = report(&serve("accept-unsigned-first"), &[]);
-    assert_eq!(deviating(&peer), ["vector.invalid_blocks.47", "mixed.first-block-without-signer"]);
+    // Every broadcast outcome is listed, not only the first wrong one.
+    let (_, peer) = report(&serve("no-broadcast-errors"), &["--only", "vector.broadcasts"]);
+    let got = peer["checks"][0]["got"].as_str().unwrap();
+    assert!(got.starts_with("event 0 (reveal during commit phase): accepted;"), "{got}");
+    assert!(got.contains("event 8 (local-form commit): accepted") && got.contains("event 29 "), "{got}");
+    // A peer that says it does not report broadcast errors is judged on the rest, and passes.
+    let hides = format!(
+        "{} | sed -u 's/\"errors\":true/\"errors\":{{\"blocks\":true,\"broadcasts\":false}}/'",
+        serve("no-broadcast-errors")
+    );
+    let (out, peer) = report(&hides, &["--only", "vector.broadcasts"]);
+    assert!(out.status.success(), "{peer}");
+    assert_eq!(peer["checks"][0]["result"], "pass", "{peer}");
+
+    // A refusal with another code is named as such (here every INVALID_SHARED_SECRET answered as
+    // a state-proof error).
+    let other = format!(
+        "{} | sed -u 's/INVALID_BLOCK__INVALID_SHARED_SECRET/INVALID_BLOCK__INVALID_STATE_PROOF__GROUP/g'",
+        serve("")
+    );
+    let (out, peer) = report(&other, &["--only", "vector"]);
+    assert_eq!(out.status.code(), Some(1));
+    let found = deviating(&peer);
+    assert!(found.contains(&"vector.invalid_blocks.28".to_owned()), "{found:?}");
+    for c in peer["checks"].as_array().unwrap().iter().filter(|c| c["result"] == "deviation") {
+        assert!(c["cause"].as_str().unwrap_or("").starts_with("refuses, but with another code"), "{c}");
+    }
 }
 
 /// A documented difference accepts either behaviour and says which one the peer showed: the

@@ -121,11 +121,13 @@ pub(super) fn ok(p: &mut Peer, op: &str, args: Value, step: &str) -> Result<Map<
     }
 }
 
+/// "refused CODE: message", naming the code (or the kind of a codeless error) once.
 pub(super) fn describe(e: &confchain::Error) -> String {
-    if e.message().starts_with(e.kind().name()) {
+    let label = e.code().unwrap_or(e.kind().name());
+    if e.message().starts_with(label) {
         format!("refused: {}", e.message())
     } else {
-        format!("refused {}: {}", e.kind().name(), e.message())
+        format!("refused {label}: {}", e.message())
     }
 }
 
@@ -138,15 +140,109 @@ fn same_error(got: &PeerError, expected: &confchain::Error) -> bool {
     }
 }
 
-/// Calls `op` and requires the reference's refusal.
+const CAUSE_OTHER_CODE: &str =
+    "refuses, but with another code than the reference's (the refusal is right; the rule it names differs)";
+
+/// Calls `op` and requires the reference's refusal. A refusal with another code is named as such.
 fn refused(p: &mut Peer, op: &str, args: Value, step: &str, expected: &confchain::Error) -> Result<(), Stop> {
-    need_cap(p, "errors", "the peer does not report errors")?;
+    if !p.reports_errors(op) {
+        return Err(Stop::Skip(format!("the peer does not report errors of `{op}`")));
+    }
     match p.call(op, args)? {
         Answer::Ok(_) => Err(deviation(step, describe(expected), "accepted")),
         Answer::Refused(e) if same_error(&e, expected) => Ok(()),
-        Answer::Refused(e) => Err(deviation(step, describe(expected), e.to_string())),
+        Answer::Refused(e) => Err(Stop::Deviation(Deviation {
+            step: step.into(),
+            expected: describe(expected),
+            got: e.to_string(),
+            cause: Some(CAUSE_OTHER_CODE.into()),
+        })),
         Answer::Unsupported => Err(Stop::Skip(format!("no `{op}` operation"))),
     }
+}
+
+/// [`refused`] for a block (server form expected) on top of `last`: when the peer accepts it,
+/// the block is read again under each known mistake, and the one under which the reference
+/// accepts it too is the cause.
+fn block_refused(
+    p: &mut Peer,
+    op: &str,
+    args: Value,
+    step: &str,
+    expected: &confchain::Error,
+    last: Option<&[u8]>,
+    block: &[u8],
+) -> Result<(), Stop> {
+    refused(p, op, args, step, expected).map_err(|stop| match stop {
+        Stop::Deviation(mut d) if d.got == "accepted" => {
+            d.cause = diagnose_acceptance(last, block);
+            Stop::Deviation(d)
+        }
+        other => other,
+    })
+}
+
+/// Known mistakes in reading a block, as `--deviate` names them, with the cause the report gives.
+pub(super) const CAUSE_PLAIN_FORM: &str =
+    "plain-form (local) blocks are accepted where the server form is required (§2.3: NOT_FROM_SERVER)";
+pub(super) const CAUSE_UNSIGNED_FIRST: &str = "a first block without signature_public_key is accepted, its signer \
+     taken from its first participant (§4.2 4: Unknown public key)";
+pub(super) const CAUSE_NEGATIVE_FLAGS: &str =
+    "a negative `#` flags field is read as a bit mask instead of refused (§2.4: Variable of type # can't be negative)";
+
+pub(super) const CAUSE_BUILD_WITHOUT_RIGHTS: &str = "a member without the rights builds (and signs) a change the \
+     chain refuses: the builder does not check its own permissions (§4.2 7.3; the reference refuses \
+     NO_PERMISSIONS: Can't remove users)";
+pub(super) const CAUSE_NO_OFF_CURVE_HEADER: &str = "no key header can be built for a participant key that is not \
+     a curve point (tweb: \"invalid key\"), though blocks listing one are applied (§3, §5.2)";
+
+/// Which known mistake makes `block` (on `last`; None: the empty chain) acceptable, if any.
+fn diagnose_acceptance(last: Option<&[u8]>, block: &[u8]) -> Option<String> {
+    if wire::form_of(block) == Some(wire::Form::Plain)
+        && wire::to_server_form(block).is_ok_and(|b| oracle_check(last, &b).is_ok())
+    {
+        return Some(CAUSE_PLAIN_FORM.into());
+    }
+    if last.is_none() && signed_by_first_participant(block).is_some() {
+        return Some(CAUSE_UNSIGNED_FIRST.into());
+    }
+    if clear_negative_flags(block).is_some_and(|b| oracle_check(last, &b).is_ok()) {
+        return Some(CAUSE_NEGATIVE_FLAGS.into());
+    }
+    None
+}
+
+/// A first block (server form) without signer key, decoded, when its signature verifies under
+/// the key of the first participant it lists (what a reader that takes the signer from there sees).
+pub(super) fn signed_by_first_participant(block: &[u8]) -> Option<wire::Block> {
+    let decoded = wire::Block::decode_server(block).ok()?;
+    if decoded.signature_public_key.is_some() {
+        return None;
+    }
+    let listed = decoded.changes.iter().find_map(|c| match c {
+        confchain::Change::SetGroupState(s) => s.participants.first(),
+        _ => None,
+    });
+    let first = listed.or_else(|| decoded.state_proof.group_state.as_ref().and_then(|s| s.participants.first()))?;
+    first.public_key.verify(&decoded.signing_bytes(), &decoded.signature).ok()?;
+    Some(decoded)
+}
+
+/// The block with bit 31 of every negative `#` flags field cleared (what a reader that takes the
+/// field as a bit mask of its known flags sees), when it has one.
+pub(super) fn clear_negative_flags(block: &[u8]) -> Option<Vec<u8>> {
+    let mut bytes = block.to_vec();
+    for _ in 0..16 {
+        let e = match wire::Block::decode_server(&bytes) {
+            Ok(_) => return (bytes != block).then_some(bytes),
+            Err(e) => e,
+        };
+        let at = e.message().strip_prefix("Variable of type # can't be negative at ")?;
+        let end: usize = at.parse().ok()?;
+        let high = bytes.get_mut(end.checked_sub(1)?)?;
+        *high &= 0x7f;
+    }
+    None
 }
 
 pub(super) fn hex_field(m: &Map<String, Value>, key: &str, step: &str) -> Result<Vec<u8>, Stop> {
@@ -238,27 +334,44 @@ fn block_case_check(name: String, rule: String, case: BlockCase) -> Result<Check
         (Err(e), None) => return Err(format!("{name}: confchain refuses ({e}), the vector accepts")),
     }
     let expected = oracle.map(|c| (c.height(), *c.hash()));
+    // A rule naming a documented difference (SPEC §11: confchain's own limits) accepts any refusal.
+    let documented = rule
+        .split_once("documented difference: ")
+        .map(|(_, d)| d.split(')').next().unwrap_or(d).to_owned())
+        .filter(|_| expected.is_err());
     let run: Run = Box::new(move |p, _seed| {
         need(p, &["check_block"])?;
         let args = json!({
             "last_block": case.last.as_ref().map(hex::encode),
             "block": hex::encode(&case.block),
         });
-        match (&expected, &case.reference) {
-            (Err(e), Some(theirs)) => {
-                need_cap(p, "errors", "the peer does not report errors")?;
-                return match p.call("check_block", args)? {
-                    Answer::Ok(_) => Err(deviation(
-                        "check_block",
-                        format!("{} (confchain) or {theirs} (the reference)", describe(e)),
-                        "accepted",
-                    )),
-                    Answer::Refused(got) => documented_refusal(&got, e, theirs),
-                    Answer::Unsupported => Err(Stop::Skip("no `check_block` operation".into())),
-                };
+        if let (Err(e), Some(theirs)) = (&expected, &case.reference) {
+            if !p.reports_errors("check_block") {
+                return Err(Stop::Skip("the peer does not report errors of `check_block`".into()));
             }
-            (Err(e), None) => refused(p, "check_block", args, "check_block", e)?,
-            (Ok((height, hash)), _) => {
+            return match p.call("check_block", args)? {
+                Answer::Ok(_) => Err(deviation(
+                    "check_block",
+                    format!("{} (confchain) or {theirs} (the reference)", describe(e)),
+                    "accepted",
+                )),
+                Answer::Refused(got) => documented_refusal(&got, e, theirs),
+                Answer::Unsupported => Err(Stop::Skip("no `check_block` operation".into())),
+            };
+        }
+        if let (Some(difference), Err(e)) = (&documented, &expected) {
+            if !p.reports_errors("check_block") {
+                return Err(Stop::Skip("the peer does not report errors of `check_block`".into()));
+            }
+            return match p.call("check_block", args)? {
+                Answer::Refused(got) => Ok(Outcome::Documented(format!("{got} (documented difference: {difference})"))),
+                Answer::Ok(_) => Err(deviation("check_block", format!("{} (or any refusal)", describe(e)), "accepted")),
+                Answer::Unsupported => Err(Stop::Skip("no `check_block` operation".into())),
+            };
+        }
+        match &expected {
+            Err(e) => block_refused(p, "check_block", args, "check_block", e, case.last.as_deref(), &case.block)?,
+            Ok((height, hash)) => {
                 let m = ok(p, "check_block", args, "check_block")?;
                 if let Some(h) = m.get("hash").and_then(Value::as_str) {
                     if h != hex::encode(hash) {
@@ -476,7 +589,6 @@ fn broadcasts_check(dir: &Path, out: &mut Vec<Check>) -> Result<(), String> {
             need(p, &["start", "apply_block", "receive_broadcast", "pull_outbound", "state"])?;
             need_cap(p, "keys", "the peer cannot take a given private key")?;
             need_cap(p, "rng", "the peer cannot replay recorded randomness")?;
-            need_cap(p, "errors", "the peer does not report errors")?;
             let mut started: Vec<i64> = Vec::new();
             for block in &blocks {
                 let chain = confchain::UnverifiedTip::from_server_block(block).map(Chain::trust_tip)?;
@@ -517,24 +629,33 @@ fn broadcasts_check(dir: &Path, out: &mut Vec<Check>) -> Result<(), String> {
                     return Err(deviation(format!("commit of {uid} (server form)"), commit.clone(), got.join(" ")));
                 }
             }
+            // Every event runs and its outcome is listed: one wrong outcome does not hide the next.
+            // A peer that does not report broadcast errors is judged on the accepted events only.
+            let judge_refusals = p.reports_errors("receive_broadcast");
+            let mut wrong: Vec<(String, String, String)> = Vec::new();
+            let (mut refusals, mut accepted_refusals) = (0usize, 0usize);
             for (i, (e, expected)) in events.iter().zip(&expected_errors).enumerate() {
                 let member = e["receiver"].as_i64().unwrap_or(0).to_string();
                 let args = json!({ "member": member, "broadcast": e["broadcast"], "offset": i + 1 });
-                let step = format!("event {i}: {}", e["note"].as_str().unwrap_or(""));
-                match expected {
-                    None => {
-                        ok(p, "receive_broadcast", args, &step)?;
+                let step = format!("event {i} ({})", e["note"].as_str().unwrap_or(""));
+                let answer = p.call("receive_broadcast", args)?;
+                match (expected, answer) {
+                    (_, Answer::Unsupported) => return Err(Stop::Skip("no `receive_broadcast` operation".into())),
+                    (None, Answer::Ok(_)) => {}
+                    (None, Answer::Refused(got)) => wrong.push((step, "accepted".into(), got.to_string())),
+                    (Some(_), Answer::Ok(_)) if !judge_refusals => {}
+                    (Some((_, err)), Answer::Ok(_)) => {
+                        refusals = refusals.saturating_add(1);
+                        accepted_refusals = accepted_refusals.saturating_add(1);
+                        wrong.push((step, err.clone(), "accepted".into()));
                     }
-                    Some((code, err)) => match p.call("receive_broadcast", args)? {
-                        Answer::Ok(_) => return Err(deviation(step, err.clone(), "accepted")),
-                        Answer::Refused(got) => {
-                            let same = if code.is_empty() { got.code.is_empty() } else { got.code == *code };
-                            if !same {
-                                return Err(deviation(step, err.clone(), got.to_string()));
-                            }
+                    (Some((code, err)), Answer::Refused(got)) => {
+                        refusals = refusals.saturating_add(1);
+                        let same = if code.is_empty() { got.code.is_empty() } else { got.code == *code };
+                        if !same {
+                            wrong.push((step, err.clone(), got.to_string()));
                         }
-                        Answer::Unsupported => return Err(Stop::Skip("no `receive_broadcast` operation".into())),
-                    },
+                    }
                 }
                 let _ = p.call("pull_outbound", json!({ "member": member }))?;
             }
@@ -546,10 +667,33 @@ fn broadcasts_check(dir: &Path, out: &mut Vec<Check>) -> Result<(), String> {
                     _ => String::new(),
                 };
                 if got != emojis {
-                    return Err(deviation(format!("emojis of {uid}"), emojis.clone(), got));
+                    wrong.push((format!("emojis of {uid}"), emojis.clone(), got));
                 }
             }
-            Ok(Outcome::Pass)
+            if wrong.is_empty() {
+                return Ok(Outcome::Pass);
+            }
+            let cause =
+                (refusals > 0 && accepted_refusals == refusals && wrong.len() == accepted_refusals).then(|| {
+                    format!(
+                        "broadcast errors are never reported: all {refusals} broadcasts the reference refuses are \
+                     accepted (§7.1-§7.3; an adapter that cannot see them says errors.broadcasts false)"
+                    )
+                });
+            let list = |f: &dyn Fn(&(String, String, String)) -> String| {
+                wrong.iter().map(|w| format!("{}: {}", w.0, f(w))).collect::<Vec<_>>().join("; ")
+            };
+            Err(Stop::Deviation(Deviation {
+                step: format!(
+                    "{} of {} outcomes: {}",
+                    wrong.len(),
+                    events.len().saturating_add(nonces.len()),
+                    wrong.iter().map(|w| w.0.split(" (").next().unwrap_or(&w.0)).collect::<Vec<_>>().join(", ")
+                ),
+                expected: list(&|w| w.1.clone()),
+                got: list(&|w| w.2.clone()),
+                cause,
+            }))
         }),
     });
     Ok(())
@@ -1124,7 +1268,9 @@ fn mixed_checks(out: &mut Vec<Check>) {
                 conf.compare(p, "p", "after the removal")?;
             }
             if p.supports("encrypt") {
-                need_cap(p, "errors", "the peer does not report errors")?;
+                if !p.reports_errors("encrypt") {
+                    return Err(Stop::Skip("the peer does not report errors of `encrypt`".into()));
+                }
                 let args = json!({ "member": "p", "channel": 1, "data": "00", "now": conf.now });
                 match p.call("encrypt", args)? {
                     Answer::Refused(e) if ["CALL_FAILED", "INVALID_CALL_GROUP_STATE__NOT_PARTICIPANT"].contains(&e.code.as_str()) => {}
@@ -1149,29 +1295,61 @@ fn mixed_checks(out: &mut Vec<Check>) {
             }))
         }),
     });
-    out.push(mixed("permissions-change", "§4.2 7.3 flags changed by a member with add+remove; the peer loses its rights", |p, seed| {
-        let mut conf = Conf::new(seed, 3, 7)?;
-        conf.peer_join(p, "p")?;
-        let state = conf.state_with(|l| {
-            for x in l.iter_mut().filter(|x| x.user_id == PEER_USER) {
-                x.flags = Permissions::NONE;
+    out.push(mixed(
+        "permissions-change",
+        "§4.2 7.3 flags changed by a member with add+remove; the peer loses its rights",
+        |p, seed| {
+            let mut conf = Conf::new(seed, 3, 7)?;
+            conf.peer_join(p, "p")?;
+            let state = conf.state_with(|l| {
+                for x in l.iter_mut().filter(|x| x.user_id == PEER_USER) {
+                    x.flags = Permissions::NONE;
+                }
+            });
+            conf.change(p, 0, state, "apply the permission change")?;
+            conf.compare(p, "p", "after the permission change")?;
+            if p.supports("build_change_state") {
+                let state = conf.state_with(|l| l.retain(|x| x.user_id != 1001));
+                let e = confchain::Error::new(confchain::ErrorKind::NoPermissions, "Can't remove users");
+                let step = "a member without rights builds a removal";
+                if !p.reports_errors("build_change_state") {
+                    return Err(Stop::Skip("the peer does not report errors of `build_change_state`".into()));
+                }
+                let args = json!({ "member": "p", "participants": participants_json(&state.participants),
+                               "external_permissions": state.external_permissions.bits() });
+                match p.call("build_change_state", args)? {
+                    Answer::Unsupported => {}
+                    Answer::Refused(got) if same_error(&got, &e) => {}
+                    Answer::Refused(got) => {
+                        return Err(Stop::Deviation(Deviation {
+                            step: step.into(),
+                            expected: describe(&e),
+                            got: got.to_string(),
+                            cause: Some(CAUSE_OTHER_CODE.into()),
+                        }))
+                    }
+                    Answer::Ok(m) => {
+                        // The block the peer built is one its own chain (and everyone's) refuses.
+                        let built = hex_field(&m, "block", "build_change_state")?;
+                        let applied = wire::to_server_form(&built).and_then(|b| conf.server.clone().apply(&b));
+                        let cause = match applied {
+                            Err(a) if a.kind() == confchain::ErrorKind::NoPermissions => {
+                                Some(CAUSE_BUILD_WITHOUT_RIGHTS.into())
+                            }
+                            _ => None,
+                        };
+                        return Err(Stop::Deviation(Deviation {
+                            step: step.into(),
+                            expected: describe(&e),
+                            got: "a block (signed by the peer)".into(),
+                            cause,
+                        }));
+                    }
+                }
             }
-        });
-        conf.change(p, 0, state, "apply the permission change")?;
-        conf.compare(p, "p", "after the permission change")?;
-        if p.supports("build_change_state") {
-            let state = conf.state_with(|l| l.retain(|x| x.user_id != 1001));
-            let e = confchain::Error::new(confchain::ErrorKind::NoPermissions, "Can't remove users");
-            refused(
-                p,
-                "build_change_state",
-                json!({ "member": "p", "participants": participants_json(&state.participants), "external_permissions": state.external_permissions.bits() }),
-                "a member without rights builds a removal",
-                &e,
-            )?;
-        }
-        Ok(())
-    }));
+            Ok(())
+        },
+    ));
     out.push(mixed(
         "version-change",
         "§4.4 group version 1: the key is re-hashed with every block's hash",
@@ -1199,6 +1377,42 @@ fn mixed_checks(out: &mut Vec<Check>) {
             conf.compare(p, "p", "after the block")
         },
     ));
+    out.push(mixed(
+        "build-over-off-curve-key",
+        "§4.2/§5.2 a member builds a re-key for a call listing an off-curve key (its key header is computed as for any key)",
+        |p, seed| {
+            need(p, &["build_change_state"])?;
+            let mut conf = Conf::new(seed, 3, 7)?;
+            conf.peer_join(p, "p")?;
+            let odd = off_curve_key(&mut conf.rng)?;
+            let state = conf.state_with(|l| {
+                l.push(GroupParticipant { user_id: 1009, public_key: odd, flags: Permissions::NONE, version: 0 })
+            });
+            conf.change(p, 0, state, "apply a block listing an off-curve key")?;
+            conf.pump(p)?;
+            let state = conf.server.group_state().clone();
+            let args = json!({ "member": "p", "participants": participants_json(&state.participants),
+                               "external_permissions": state.external_permissions.bits() });
+            let built = match p.call("build_change_state", args)? {
+                Answer::Ok(m) => hex_field(&m, "block", "build_change_state")?,
+                Answer::Unsupported => return Err(Stop::Skip("no `build_change_state` operation".into())),
+                Answer::Refused(got) => {
+                    return Err(Stop::Deviation(Deviation {
+                        step: "build a re-key over the off-curve key".into(),
+                        expected: "a block with a key header for every participant".into(),
+                        got: got.to_string(),
+                        cause: Some(CAUSE_NO_OFF_CURVE_HEADER.into()),
+                    }))
+                }
+            };
+            if let Err(e) = conf.publish(&built) {
+                return Err(deviation("the reference applies the peer's re-key", "accepted", describe(&e)));
+            }
+            conf.deliver(p, "apply own re-key")?;
+            conf.compare(p, "p", "after the re-key")?;
+            packets_both_ways(&mut conf, p, "after the re-key")
+        },
+    ));
     out.push(mixed("plain-form-block", "§2.3 a block must come in server form (NOT_FROM_SERVER)", |p, seed| {
         let mut conf = Conf::new(seed, 3, 7)?;
         conf.peer_join(p, "p")?;
@@ -1207,12 +1421,15 @@ fn mixed_checks(out: &mut Vec<Check>) {
         let block = block.ok_or_else(|| Stop::Oracle("no oracle member".into()))?;
         let e =
             confchain::Error::new(confchain::ErrorKind::NotFromServer, "Trying to apply local block, not from server");
-        refused(
+        let last = conf.last.clone();
+        block_refused(
             p,
             "apply_block",
             json!({ "member": "p", "block": hex::encode(block.as_bytes()), "now": conf.now }),
             "apply a plain-form block",
             &e,
+            Some(&last),
+            block.as_bytes(),
         )?;
         conf.publish(block.as_bytes())?;
         conf.deliver(p, "apply the same block in server form")?;
@@ -1241,12 +1458,14 @@ fn mixed_checks(out: &mut Vec<Check>) {
                 Err(e) => e,
                 Ok(_) => return Err(Stop::Oracle("confchain accepts a first block without signer".into())),
             };
-            refused(
+            block_refused(
                 p,
                 "check_block",
-                json!({ "last_block": null, "block": hex::encode(server) }),
+                json!({ "last_block": null, "block": hex::encode(&server) }),
                 "check the first block",
                 &expected,
+                None,
+                &server,
             )
         },
     ));

@@ -172,9 +172,25 @@ impl Peer {
         self.hello.get("ops").and_then(Value::as_array).is_some_and(|ops| ops.iter().any(|o| o.as_str() == Some(op)))
     }
 
-    /// A boolean capability of the hello answer (`errors`, `keys`, `rng`).
+    /// A boolean capability of the hello answer (`keys`, `rng`).
     pub fn can(&self, capability: &str) -> bool {
         self.hello.get(capability).and_then(Value::as_bool).unwrap_or(false)
+    }
+
+    /// Whether the peer reports refusals of `op`: `errors` is a boolean for every operation, or an
+    /// object naming the areas it reports (`blocks`, `broadcasts`, `packets`; a missing area is false).
+    pub fn reports_errors(&self, op: &str) -> bool {
+        let area = match op {
+            "receive_broadcast" => "broadcasts",
+            "encrypt" | "decrypt" | "encrypt_message" | "decrypt_message" => "packets",
+            _ if op.contains("frame") || op.starts_with("level_") => "packets",
+            _ => "blocks",
+        };
+        match self.hello.get("errors") {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Object(m)) => m.get(area).and_then(Value::as_bool).unwrap_or(false),
+            _ => false,
+        }
     }
 
     /// Sends one request and waits for its answer.

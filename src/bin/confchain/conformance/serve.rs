@@ -12,15 +12,21 @@ use serde_json::{json, Map, Value};
 
 use confchain::frame::{AudioLevel, Codec};
 
-use super::{frames, PROTOCOL_VERSION};
+use super::{checks, frames, PROTOCOL_VERSION};
 
 /// The deviations `--deviate` can inject (each one a behaviour seen in another implementation).
 pub const DEVIATIONS: &[(&str, &str)] = &[
     ("drop-flag-bit-2", "re-encode a block dropping permission bit 2 (set value) before hashing it"),
     ("lose-early-broadcasts", "drop broadcasts that arrive before their block"),
-    ("refuse-off-curve", "refuse blocks listing a participant key that is not a curve point"),
-    ("accept-plain-form", "accept plain-form blocks where server form is required"),
-    ("accept-unsigned-first", "accept a first block that has no signer key"),
+    (
+        "no-off-curve-header",
+        "build no key header for a participant key that is not a curve point, though blocks listing one are applied (tweb: \"invalid key\")",
+    ),
+    ("accept-plain-form", "accept plain-form blocks where server form is required (tweb)"),
+    ("accept-unsigned-first", "accept a first block that has no signer key, signed by its first participant (tweb)"),
+    ("accept-negative-flags", "read a negative `#` flags field as a bit mask instead of refusing it (tweb)"),
+    ("build-without-rights", "build and sign a change-state block whatever the member's permissions (tweb)"),
+    ("no-broadcast-errors", "report no broadcast error: every broadcast is accepted (tweb's receiveInbound)"),
     ("video-no-prefix", "frames: encrypt VP8 and H.264 whole, with no clear prefix (tweb)"),
     (
         "no-widening",
@@ -241,23 +247,9 @@ impl Server {
         if self.has("accept-plain-form") && wire::form_of(&bytes) == Some(Form::Plain) {
             bytes = wire::to_server_form(&bytes)?;
         }
-        if self.has("refuse-off-curve") {
-            if let Ok(block) = Block::decode_server(&bytes) {
-                let mut keys = Vec::new();
-                for c in &block.changes {
-                    if let Change::SetGroupState(s) = c {
-                        keys.extend(s.participants.iter().map(|p| p.public_key));
-                    }
-                }
-                if let Some(s) = &block.state_proof.group_state {
-                    keys.extend(s.participants.iter().map(|p| p.public_key));
-                }
-                if keys.iter().any(|k| k.verifying_key().is_err()) {
-                    return Err(err(
-                        confchain::ErrorKind::InvalidBlock,
-                        "INVALID_BLOCK: public key is not a curve point",
-                    ));
-                }
+        if self.has("accept-negative-flags") {
+            if let Some(read) = checks::clear_negative_flags(&bytes) {
+                bytes = read;
             }
         }
         Ok(bytes)
@@ -391,8 +383,7 @@ impl Server {
         let block = bytes_arg(req, "block")?;
         let last = opt_bytes_arg(req, "last_block")?;
         if self.has("accept-unsigned-first") && last.is_none() {
-            let decoded = Block::decode_server(&self.ingest(&block)?)?;
-            if decoded.signature_public_key.is_none() {
+            if let Some(decoded) = checks::signed_by_first_participant(&self.ingest(&block)?) {
                 return Ok(json!({ "height": decoded.height, "hash": hex::encode(decoded.hash()) }));
             }
         }
@@ -408,7 +399,12 @@ impl Server {
     fn receive_broadcast(&mut self, req: &Value) -> Reply {
         let bytes = bytes_arg(req, "broadcast")?;
         let lose = self.has("lose-early-broadcasts");
+        let silent = self.has("no-broadcast-errors");
         let call = self.call_of(req)?;
+        if silent {
+            let _ = call.receive_broadcast(&bytes);
+            return Ok(json!({}));
+        }
         if lose {
             if let Ok(b) = wire::Broadcast::decode_server(&bytes) {
                 if b.chain_height > call.height() {
@@ -437,10 +433,36 @@ impl Server {
         let participants = participants_arg(req.get("participants").unwrap_or(&Value::Null))?;
         let external = int_arg(req, "external_permissions")? as i32;
         let mut rng = self.rng(req)?;
+        let (no_off_curve, without_rights) = (self.has("no-off-curve-header"), self.has("build-without-rights"));
+        let name = Self::member_name(req)?;
+        let key = self.members.get(&name).map(|m| m.key.clone());
         let call = self.call_of(req)?;
         let state = GroupState { participants, external_permissions: Permissions::from_bits_retain(external) };
-        let block = call.build_change_state(state, &mut rng)?;
-        Ok(json!({ "block": hex::encode(block.as_bytes()) }))
+        if no_off_curve && state.participants.iter().any(|p| p.public_key.verifying_key().is_err()) {
+            return Err(err(confchain::ErrorKind::InvalidInput, "invalid key"));
+        }
+        match call.build_change_state(state.clone(), &mut rng) {
+            Err(e) if without_rights && e.kind() == confchain::ErrorKind::NoPermissions => {
+                // Built and signed with no permission check, as a builder that does not run the rules.
+                let key = key.ok_or_else(|| bad_input("unknown member"))?;
+                let chain = call.chain();
+                let mut block = Block {
+                    signature: [0; 64],
+                    prev_block_hash: *chain.hash(),
+                    changes: confchain::chain::shared_key_changes(state, &mut rng)?,
+                    height: chain.height().saturating_add(1),
+                    state_proof: confchain::StateProof {
+                        kv_hash: *chain.kv_hash(),
+                        group_state: None,
+                        shared_key: None,
+                    },
+                    signature_public_key: Some(key.public_key()),
+                };
+                block.signature = key.sign(&block.signing_bytes());
+                Ok(json!({ "block": hex::encode(block.encode()) }))
+            }
+            other => Ok(json!({ "block": hex::encode(other?.as_bytes()) })),
+        }
     }
 
     fn encrypt(&mut self, req: &Value) -> Reply {

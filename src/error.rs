@@ -111,6 +111,10 @@ pub enum ErrorKind {
     /// already: the message is refused (not queued, not dropped later); send it again once some
     /// were delivered or given up ([`crate::session::Session::queued_messages`]).
     OutboxFull,
+    /// A session call made in a state that does not allow it (`SESSION__WRONG_STATE`): sending a
+    /// message, removing or re-keying outside the call, joining while joining, in the call or
+    /// leaving. The message names the call and the state ([`crate::session::Session::state`]).
+    WrongState,
 }
 
 impl ErrorKind {
@@ -174,6 +178,7 @@ impl ErrorKind {
             FrameStartCode => "FRAME__START_CODE",
             FrameEmpty => "FRAME__EMPTY",
             OutboxFull => "OUTBOX_FULL",
+            WrongState => "SESSION__WRONG_STATE",
             _ => "UNKNOWN_ERROR",
         }
     }

@@ -5,7 +5,7 @@
 use super::*;
 
 impl Session {
-    pub(super) fn check_can_join(&self) -> Result<()> {
+    pub(super) fn check_can_join(&self, call: &str) -> Result<()> {
         match self.phase {
             Phase::Idle
             | Phase::Removed(_)
@@ -13,7 +13,7 @@ impl Session {
             | Phase::Failed
             | Phase::ChainRejected(_)
             | Phase::Ended(_) => Ok(()),
-            _ => Err(Error::new(ErrorKind::InvalidInput, "already joining, in the call or leaving")),
+            _ => Err(wrong_state(call, "to be out of the call (not joining, in it or leaving)", self.state())),
         }
     }
 

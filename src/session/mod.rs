@@ -277,8 +277,9 @@ fn random_id(json: &str) -> Option<i64> {
     rest.get(..end)?.parse().ok()
 }
 
-fn not_in_call() -> Error {
-    Error::new(ErrorKind::InvalidInput, "not in the call")
+/// [`ErrorKind::WrongState`]: `call` needs `needs`, and the session is in `state`.
+fn wrong_state(call: &str, needs: &str, state: SessionState) -> Error {
+    Error::new(ErrorKind::WrongState, format!("{call} needs {needs}; the session is {state:?}"))
 }
 
 /// The bytes an update holds (for the bound on buffered updates).
@@ -320,10 +321,11 @@ impl Session {
 
     /// Creates a new conference (`createConferenceCall`). With `join`, our zero block goes with it
     /// and the response starts the call; without, the chain stays empty and whoever joins first
-    /// (us included, with [`Session::join`]) sends the zero block to `joinGroupCall`.
+    /// (us included, with [`Session::join`]) sends the zero block to `joinGroupCall`. Fails with
+    /// [`ErrorKind::WrongState`] while joining, in the call or leaving.
     pub fn create(&mut self, join: bool, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.tick(now);
-        self.check_can_join()?;
+        self.check_can_join("create")?;
         self.new_generation_for_join();
         // A new conference: a new identity, learnt from the response.
         self.identity = None;
@@ -345,9 +347,11 @@ impl Session {
     /// cannot be checked against a chain we never followed. From the join on, every block is
     /// checked by the chain rules. After [`SessionEvent::ChainRejected`], calling `join` is the
     /// application's explicit decision to trust the server's chain again.
+    ///
+    /// Fails with [`ErrorKind::WrongState`] while joining, in the call or leaving.
     pub fn join(&mut self, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.tick(now);
-        self.check_can_join()?;
+        self.check_can_join("join")?;
         self.new_generation_for_join();
         self.phase = Phase::Joining(Joining::default());
         self.start_join_attempt(0, false, rng);
@@ -371,11 +375,11 @@ impl Session {
     /// Removes participants (`deleteConferenceCallParticipants`): `kick` bans them, otherwise they
     /// are users who already left. Users not in the chain are skipped; if none is left and this is
     /// not a ban, nothing is sent. Rebuilt on `CONF_WRITE_CHAIN_INVALID` (bounded, after the newer
-    /// block arrived).
+    /// block arrived). Fails with [`ErrorKind::WrongState`] outside [`SessionState::Joined`].
     pub fn remove(&mut self, user_ids: &[i64], kick: bool, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.tick(now);
         if self.state() != SessionState::Joined {
-            return Err(not_in_call());
+            return Err(wrong_state("remove", "the call (Joined)", self.state()));
         }
         if user_ids.contains(&self.user_id) {
             return Err(Error::new(ErrorKind::InvalidInput, "to remove ourselves, leave"));
@@ -389,12 +393,13 @@ impl Session {
     /// the one request an official client sends for a block removing nobody (tdlib's ban of users
     /// already gone re-keys with `kick`; SPEC.md §15). Neither tdlib nor Telegram Desktop re-keys
     /// alone or changes permissions, so acceptance of an empty id list is *inferred*, not observed.
-    /// Not retried on a lost race: a newer block re-keys anyway.
+    /// Not retried on a lost race: a newer block re-keys anyway. Fails with
+    /// [`ErrorKind::WrongState`] outside [`SessionState::Joined`].
     pub fn rekey(&mut self, permissions: Option<(i64, Permissions)>, rng: &mut impl CryptoRngCore) -> Result<()> {
-        if self.state() != SessionState::Joined {
-            return Err(not_in_call());
-        }
-        let call = self.live_call().ok_or_else(not_in_call)?;
+        let state = self.state();
+        let Some(call) = self.live_call().filter(|_| state == SessionState::Joined) else {
+            return Err(wrong_state("rekey", "the call (Joined)", state));
+        };
         // An entry no one can build a key header for blocks every re-key: a member who may remove
         // re-keys by removing it (issue 30 item 1).
         let unusable = self.unusable_entries();
@@ -446,11 +451,10 @@ impl Session {
         }
     }
 
-    /// Sends a `groupCallMessage` (JSON text) with `sendGroupCallEncryptedMessage`.
     /// Sends a `groupCallMessage` (JSON text) with `sendGroupCallEncryptedMessage`. The request
     /// leaves at the outbox's pace (`max_requests_per_second`); with `max_queued_messages`
     /// undelivered already the message is refused with [`ErrorKind::OutboxFull`] (nothing is
-    /// dropped silently later).
+    /// dropped silently later). Fails with [`ErrorKind::WrongState`] outside the call.
     pub fn send_message(&mut self, json: &str, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.tick(now);
         if json.len() > self.config.max_message_bytes {
@@ -460,7 +464,10 @@ impl Session {
             let max = self.config.max_queued_messages;
             return Err(Error::new(ErrorKind::OutboxFull, format!("{max} messages are waiting to be delivered")));
         }
-        let Phase::Live(live) = &mut self.phase else { return Err(not_in_call()) };
+        let state = self.state();
+        let Phase::Live(live) = &mut self.phase else {
+            return Err(wrong_state("send_message", "the call (Joined or Resyncing)", state));
+        };
         let encrypted = live.call.encrypt_message(json, now, rng)?;
         let request = Request::SendEncryptedMessage { encrypted_message: encrypted.clone() };
         self.send(request, Op::Message { encrypted, attempt: 0 });

@@ -56,7 +56,9 @@ impl Session {
         rng: &mut impl CryptoRngCore,
     ) -> Result<()> {
         let unusable = self.unusable_entries();
-        let Phase::Live(live) = &self.phase else { return Err(not_in_call()) };
+        let Phase::Live(live) = &self.phase else {
+            return Err(wrong_state("a removal", "the call", self.state()));
+        };
         let (call, left_keys) = (&live.call, &live.left_keys);
         // A removal of users who left (`only_left`) removes the entry whose departure we saw, not
         // a newer one of the same user (a rejoin whose notice we missed; issue 30 item 6).

@@ -61,6 +61,9 @@ pub const CONFCHAIN_KIND_FRAME_EMPTY: i32 = 1020;
 /// A session's outbox holds its most undelivered messages: the message was refused (send it again
 /// later).
 pub const CONFCHAIN_KIND_OUTBOX_FULL: i32 = 1021;
+/// A session call made in a state that does not allow it (`SESSION__WRONG_STATE`: e.g. sending a
+/// message outside the call, joining while in it).
+pub const CONFCHAIN_KIND_SESSION_WRONG_STATE: i32 = 1022;
 
 thread_local! {
     static LAST_ERROR: RefCell<(i32, String)> = const { RefCell::new((0, String::new())) };
@@ -90,6 +93,7 @@ pub(crate) fn kind_constant(kind: ErrorKind) -> i32 {
         FrameStartCode => CONFCHAIN_KIND_FRAME_START_CODE,
         FrameEmpty => CONFCHAIN_KIND_FRAME_EMPTY,
         OutboxFull => CONFCHAIN_KIND_OUTBOX_FULL,
+        WrongState => CONFCHAIN_KIND_SESSION_WRONG_STATE,
         coded => coded.numeric_code(),
     }
 }
@@ -207,6 +211,7 @@ pub extern "C" fn confchain_error_name(code: i32) -> *const std::ffi::c_char {
         1019 => c"FRAME__START_CODE",
         1020 => c"FRAME__EMPTY",
         1021 => c"OUTBOX_FULL",
+        1022 => c"SESSION__WRONG_STATE",
         _ => c"UNKNOWN_ERROR",
     };
     name.as_ptr()

@@ -29,7 +29,7 @@ impl Session {
     pub(super) fn start_join_attempt(&mut self, attempt: u32, create: bool, rng: &mut impl CryptoRngCore) {
         if !create {
             let request = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 };
-            self.send(request, Op::JoinTip { attempt });
+            self.send(request, Purpose::JoinTip { attempt });
             return;
         }
         let key = PrivateKey::generate(rng);
@@ -40,8 +40,8 @@ impl Session {
         match self.build(|rng| build_zero_block(state.clone(), &key, rng), rng) {
             Ok(block) => {
                 let public_key = Some(key.public_key());
-                let op = Op::Join { attempt, key: Box::new(key), height: 0, create: true };
-                self.send(Request::CreateConference { public_key, block: Some(block) }, op);
+                let purpose = Purpose::Create { attempt, key: Some(Box::new(key)) };
+                self.send(Request::CreateConference { public_key, block: Some(block) }, purpose);
             }
             Err(e) => self.fail_join(JoinFailure::InvalidResponse(e.to_string())),
         }
@@ -88,8 +88,8 @@ impl Session {
         match built {
             Ok((height, block)) => {
                 let public_key = key.public_key();
-                let op = Op::Join { attempt, key: Box::new(key), height, create: false };
-                self.send(Request::Join { public_key, block }, op);
+                let purpose = Purpose::Join { attempt, key: Box::new(key), height };
+                self.send(Request::Join { public_key, block }, purpose);
             }
             // An entry of the tip whose key no one can use (issue 30 item 1): a member may remove
             // it, so try again on a newer tip; if it stays, fail naming it.
@@ -105,34 +105,13 @@ impl Session {
         }
     }
 
-    pub(super) fn on_join_error(&mut self, attempt: u32, create: bool, kind: RequestKind, error: ApiError) {
-        match error {
-            ApiError::FloodWait { seconds } => match self.flood_ms(seconds) {
-                Some(ms) => {
-                    let until = self.now.saturating_add(ms);
-                    self.ops.set_flood(kind, until);
-                    // Never sooner than the backoff: a wait of 0 s must not retry at once.
-                    self.retry_join(attempt, create, Some(ms.max(self.backoff(attempt))));
-                }
-                None => self.fail_join(JoinFailure::FloodWait { seconds }),
-            },
-            // createConferenceCall is never retried on anything else: a lost response may hide
-            // a created conference, and a second create would make a second one.
-            error if create => self.fail_join(JoinFailure::Api(error)),
-            ApiError::ChainRace | ApiError::Transient(_) | ApiError::SsrcDuplicate => {
-                self.retry_join(attempt, create, None)
-            }
-            error => self.fail_join(JoinFailure::Api(error)),
-        }
-    }
-
     pub(super) fn retry_join(&mut self, attempt: u32, create: bool, delay: Option<u64>) {
         let next = attempt.saturating_add(1);
         if next >= self.config.max_attempts {
             return self.fail_join(JoinFailure::RetriesExhausted { attempts: next });
         }
-        let at = self.now.saturating_add(delay.unwrap_or_else(|| self.backoff(attempt)));
-        self.ops.schedule(at, self.generation, Action::JoinAttempt { attempt: next, create });
+        let at = self.now.saturating_add(delay.unwrap_or_else(|| policy::backoff(&self.config, attempt)));
+        self.outbox.schedule(at, Action::JoinAttempt { attempt: next, create });
     }
 
     pub(super) fn fail_join(&mut self, reason: JoinFailure) {
@@ -145,7 +124,7 @@ impl Session {
     /// leave the media call the server put us in (no ghost member).
     fn fail_accepted_join(&mut self, reason: JoinFailure) {
         self.fail_join(reason);
-        self.send(Request::Leave, Op::Leave { then_left: false });
+        self.send(Request::Leave, Purpose::Leave { then_left: false });
     }
 
     /// The join (or create-with-join) response: sub-chain 0 holds our own block (at the height

@@ -157,7 +157,7 @@ impl Session {
     /// Sends the polls that are due (and not in flight, nor in a flood wait).
     pub(super) fn fire_polls(&mut self) {
         let now = self.now;
-        let flood = self.ops.flood_until(RequestKind::GetChainBlocks);
+        let flood = self.outbox.flood_until(RequestKind::GetChainBlocks);
         for sub in [SubChain::Blocks, SubChain::Broadcasts] {
             let Phase::Live(live) = &mut self.phase else { return };
             let s = live.sync(sub);
@@ -174,20 +174,20 @@ impl Session {
                 Some(o) => (o, self.config.poll_limit),
                 None => (-1, 1),
             };
-            let id = self.send(Request::GetChainBlocks { sub_chain: sub, offset, limit }, Op::Poll { sub });
+            let id = self.send(Request::GetChainBlocks { sub_chain: sub, offset, limit }, Purpose::Poll { sub });
             if let Phase::Live(live) = &mut self.phase {
                 live.sync(sub).poll_in_flight = id;
             }
         }
     }
 
-    pub(super) fn on_poll(&mut self, sub: SubChain, response: Response, rng: &mut impl CryptoRngCore) {
+    pub(super) fn on_poll(&mut self, sub: SubChain, outcome: outcomes::Outcome, rng: &mut impl CryptoRngCore) {
         let now = self.now;
         let Phase::Live(live) = &mut self.phase else { return };
         live.sync(sub).poll_in_flight = None;
         let before = live.sync_ref(sub).next();
-        match response {
-            Response::Ok(updates) => {
+        match outcome {
+            Ok(updates) => {
                 // Another poll at once only after a full page of progress: the offset advanced by
                 // `poll_limit` (a page of old blocks with one new one at its end is no progress
                 // worth a poll per block at the same instant).
@@ -227,17 +227,11 @@ impl Session {
                     self.gap_poll(sub);
                 }
             }
-            Response::Error(e) => {
-                let error = ApiError::parse(&e);
-                if self.on_fatal(&error) {
-                    return;
+            Err(error) => {
+                if let policy::Verdict::Exit(exit) = policy::retry(Goal::Poll, 0, &error, &self.config) {
+                    return self.exit_on(exit);
                 }
-                if let ApiError::FloodWait { seconds } = error {
-                    // Polls wait it out, at most `max_flood_wait_s` (then ask again: a server
-                    // that still wants us to wait says so again; one request costs little).
-                    let ms = u64::from(seconds.min(self.config.max_flood_wait_s)).saturating_mul(1_000);
-                    self.ops.set_flood(RequestKind::GetChainBlocks, now.saturating_add(ms));
-                }
+                // Given up: the poll schedule asks again (after the flood wait, if one came).
                 let Phase::Live(live) = &mut self.phase else { return };
                 if live.resyncing || live.sync_ref(sub).held().0 > 0 {
                     self.gap_poll(sub);
@@ -262,7 +256,7 @@ impl Session {
         self.new_generation();
         self.phase = Phase::ChainRejected(call);
         self.events.push_back(SessionEvent::ChainRejected { height, error });
-        self.send(Request::Leave, Op::Leave { then_left: false });
+        self.send(Request::Leave, Purpose::Leave { then_left: false });
     }
 
     /// We are no longer in the call: close, tell, and leave the media call as tdlib does.
@@ -271,7 +265,7 @@ impl Session {
         self.new_generation();
         self.phase = Phase::Removed(call);
         self.events.push_back(SessionEvent::Removed { height });
-        self.send(Request::Leave, Op::Leave { then_left: false });
+        self.send(Request::Leave, Purpose::Leave { then_left: false });
     }
 
     /// The call ended for us.
@@ -285,7 +279,7 @@ impl Session {
         self.phase = Phase::Ended(call);
         self.events.push_back(SessionEvent::Ended { reason });
         if reason == EndReason::JoinMissing {
-            self.send(Request::Leave, Op::Leave { then_left: false });
+            self.send(Request::Leave, Purpose::Leave { then_left: false });
         }
     }
 }

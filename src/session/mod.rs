@@ -49,10 +49,11 @@ mod config;
 mod events;
 mod join;
 mod live;
-mod ops;
 mod outbound;
+mod outbox;
 mod outcomes;
 mod pacer;
+mod policy;
 mod sync;
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
@@ -68,8 +69,7 @@ use crate::wire::{Block, Broadcast, GroupParticipant, GroupState, Permissions, P
 
 pub use self::config::SessionConfig;
 pub use self::events::{EndReason, JoinFailure, SendFailure, SessionEvent};
-use self::ops::{Action, InFlight, Op, Ops};
-use self::pacer::{Class, Pacer};
+use self::outbox::{Action, Answered, Entry, Goal, Outbox, Purpose};
 use self::sync::{Receive, SubSync, MIN_GAP_POLL_SPACING_MS};
 pub use crate::api::{CallIdentity, CallParticipant, Request, RequestId, RequestKind, Response, SubChain, Update};
 
@@ -199,10 +199,6 @@ const MAX_PRUNE: usize = 1_024;
 /// Most builds of one block while its hash would black out H.264 (each is 1 in 256).
 const BLACKOUT_BUILDS: usize = 8;
 
-/// The deadline of a request still waiting for the outbox's pace: its deadline starts when it
-/// leaves.
-const WAITING: u64 = u64::MAX;
-
 /// A sans-IO client of one conference call (see the module docs).
 ///
 /// ```
@@ -232,15 +228,8 @@ pub struct Session {
     user_id: i64,
     config: SessionConfig,
     phase: Phase,
-    /// Bumped by a join, a create, a leave and every terminal state: what belongs to an older
-    /// generation never fires.
-    generation: u64,
-    next_id: RequestId,
-    /// Requests the pace let out, for [`Session::poll_request`].
-    outgoing: VecDeque<(RequestId, Request)>,
-    /// Requests waiting for the pace (their `InFlight` has the deadline [`WAITING`]).
-    pacer: Pacer,
-    ops: Ops,
+    /// Requests, their purposes and generations, timers and flood waits.
+    outbox: Outbox,
     events: VecDeque<SessionEvent>,
     seen_messages: HashSet<(i64, i64)>,
     seen_order: VecDeque<(i64, i64)>,
@@ -299,13 +288,9 @@ impl Session {
         config.validate()?;
         Ok(Session {
             user_id,
-            pacer: Pacer::new(config.max_requests_per_second, config.max_request_burst),
+            outbox: Outbox::new(config.max_requests_per_second, config.max_request_burst, config.request_timeout_ms),
             config,
             phase: Phase::Idle,
-            generation: 0,
-            next_id: 1,
-            outgoing: VecDeque::new(),
-            ops: Ops::default(),
             events: VecDeque::new(),
             seen_messages: HashSet::new(),
             seen_order: VecDeque::new(),
@@ -332,7 +317,10 @@ impl Session {
         self.invite_link = None;
         self.phase = Phase::Joining(Joining::default());
         if !join {
-            self.send(Request::CreateConference { public_key: None, block: None }, Op::CreateOnly);
+            self.send(
+                Request::CreateConference { public_key: None, block: None },
+                Purpose::Create { attempt: 0, key: None },
+            );
             return Ok(());
         }
         self.start_join_attempt(0, true, rng);
@@ -369,7 +357,7 @@ impl Session {
         self.close_call();
         self.new_generation();
         self.phase = Phase::Leaving;
-        self.send(Request::Leave, Op::Leave { then_left: true });
+        self.send(Request::Leave, Purpose::Leave { then_left: true });
     }
 
     /// Removes participants (`deleteConferenceCallParticipants`): `kick` bans them, otherwise they
@@ -412,8 +400,7 @@ impl Session {
         };
         // Entries removed along are named, so that the server drops them from the media call too.
         let user_ids = if permissions.is_none() && self.may(Permissions::REMOVE_USERS) { unusable } else { Vec::new() };
-        let request = ops::delete_request(user_ids.clone(), block, true);
-        self.send(request, Op::Delete { user_ids, kick: true, attempt: 0, rebuild: false });
+        self.send(Request::DeleteParticipants { user_ids, block, kick: true }, Purpose::Rekey);
         Ok(())
     }
 
@@ -469,8 +456,7 @@ impl Session {
             return Err(wrong_state("send_message", "the call (Joined or Resyncing)", state));
         };
         let encrypted = live.call.encrypt_message(json, now, rng)?;
-        let request = Request::SendEncryptedMessage { encrypted_message: encrypted.clone() };
-        self.send(request, Op::Message { encrypted, attempt: 0 });
+        self.send(Request::SendEncryptedMessage { encrypted_message: encrypted }, Purpose::Message { attempt: 0 });
         Ok(())
     }
 
@@ -488,9 +474,9 @@ impl Session {
             _ => (0, 0),
         };
         Footprint {
-            requests_in_flight: self.ops.in_flight.len(),
-            queued_requests: self.outgoing.len().saturating_add(self.pacer.len()),
-            retries: self.ops.timers.len(),
+            requests_in_flight: self.outbox.in_flight(),
+            queued_requests: self.outbox.queued(),
+            retries: self.outbox.timers(),
             buffered_updates,
             early_blocks: held,
             held_bytes: held_bytes.saturating_add(buffered_bytes),
@@ -501,7 +487,7 @@ impl Session {
 
     /// The next request to send, with its id (pass the id back with the response).
     pub fn poll_request(&mut self) -> Option<(RequestId, Request)> {
-        self.outgoing.pop_front()
+        self.outbox.pop_ready()
     }
 
     /// The next event.
@@ -512,16 +498,16 @@ impl Session {
     /// The next instant [`Session::handle_timeout`] has work: polls, retries, request deadlines,
     /// epoch expiry.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let ops = self.ops.next_deadline(self.generation);
+        let ops = self.outbox.next_deadline();
         let (polls, call) = match &self.phase {
             Phase::Live(l) => {
-                let flood = self.ops.flood_until(RequestKind::GetChainBlocks);
+                let flood = self.outbox.flood_until(RequestKind::GetChainBlocks);
                 let at = |s: &SubSync| s.poll_at.filter(|_| s.poll_in_flight.is_none()).map(|t| t.max(flood));
                 (at(&l.blocks).into_iter().chain(at(&l.broadcasts)).min(), l.call.poll_timeout())
             }
             _ => (None, None),
         };
-        [ops, polls, call, self.pacer.next_release()].into_iter().flatten().min()
+        [ops, polls, call].into_iter().flatten().min()
     }
 
     /// Runs what is due at `now`: request deadlines (as `TIMEOUT`), polls, retries, epoch expiry.
@@ -531,16 +517,16 @@ impl Session {
             live.call.handle_timeout(now);
         }
         self.drain_call_events();
-        for (id, f) in self.ops.take_expired(now) {
-            if matches!(f.op, Op::Join { .. }) {
+        for (id, entry) in self.outbox.take_expired(now) {
+            if entry.purpose.joins() {
                 if self.expired_joins.len() >= 16 {
                     self.expired_joins.pop_front();
                 }
                 self.expired_joins.push_back(id);
             }
-            self.handle_outcome(id, f, Response::Error("TIMEOUT".into()), rng);
+            self.handle_outcome(entry, Err(ApiError::Transient("TIMEOUT".into())), rng);
         }
-        for action in self.ops.take_due(now, self.generation) {
+        for action in self.outbox.take_due(now) {
             self.run_action(action, rng);
         }
         self.fire_polls();
@@ -550,34 +536,32 @@ impl Session {
     /// of a generation since ended) are ignored.
     pub fn handle_response(&mut self, id: RequestId, response: Response, now: u64, rng: &mut impl CryptoRngCore) {
         self.tick(now);
-        if self.ops.in_flight.get(&id).is_some_and(|f| f.deadline == WAITING) {
-            return; // not sent yet: it cannot have been answered
-        }
-        let Some(f) = self.ops.in_flight.remove(&id) else {
-            // A join accepted after its deadline while we are out of the call: leave again.
-            let out = matches!(self.phase, Phase::Idle | Phase::Failed | Phase::Leaving | Phase::Left);
-            if let Some(i) = self.expired_joins.iter().position(|j| *j == id) {
-                self.expired_joins.remove(i);
-                if out && matches!(response, Response::Ok(_)) {
-                    self.send(Request::Leave, Op::Leave { then_left: false });
-                }
-            }
-            return;
+        // The one place a server's error is read.
+        let outcome = match response {
+            Response::Ok(updates) => Ok(updates),
+            Response::Error(e) => Err(ApiError::parse(&e)),
         };
-        // A flood wait holds for its kind whatever became of the operation (polls wait at most
-        // `max_flood_wait_s`, then ask again).
-        if let Response::Error(e) = &response {
-            if let ApiError::FloodWait { seconds } = ApiError::parse(e) {
-                let capped = if f.kind == RequestKind::GetChainBlocks {
-                    seconds.min(self.config.max_flood_wait_s)
-                } else {
-                    seconds
-                };
-                let ms = u64::from(capped).saturating_mul(1_000);
-                self.ops.set_flood(f.kind, self.now.saturating_add(ms));
+        let entry = match self.outbox.answer(id) {
+            Answered::Entry(entry) => entry,
+            Answered::Unsent => return, // not sent yet: it cannot have been answered
+            Answered::Unknown => {
+                // A join accepted after its deadline while we are out of the call: leave again.
+                let out = matches!(self.phase, Phase::Idle | Phase::Failed | Phase::Leaving | Phase::Left);
+                if let Some(i) = self.expired_joins.iter().position(|j| *j == id) {
+                    self.expired_joins.remove(i);
+                    if out && outcome.is_ok() {
+                        self.send(Request::Leave, Purpose::Leave { then_left: false });
+                    }
+                }
+                return;
             }
+        };
+        // A flood wait holds for its kind whatever became of the operation.
+        if let Err(ApiError::FloodWait { seconds }) = &outcome {
+            let kind = entry.request.kind();
+            self.outbox.set_flood(kind, policy::flood_until(kind, *seconds, self.now, &self.config));
         }
-        self.handle_outcome(id, f, response, rng);
+        self.handle_outcome(entry, outcome, rng);
         self.fire_polls();
     }
 
@@ -674,38 +658,20 @@ impl Session {
 
     /// Requests sent and not answered yet.
     pub fn requests_in_flight(&self) -> usize {
-        self.ops.in_flight.len()
+        self.outbox.in_flight()
     }
 
     /// The application's messages the session holds undelivered: waiting for the outbox's pace,
     /// not taken yet, in flight, or waiting for a retry (at most `max_queued_messages`).
     pub fn queued_messages(&self) -> usize {
-        let generation = self.generation;
-        let flying =
-            self.ops.in_flight.values().filter(|f| f.generation == generation && matches!(f.op, Op::Message { .. }));
-        let retrying = self.ops.timers.iter().filter(|t| {
-            t.generation == generation && matches!(t.action, Action::Resend { op: Op::Message { .. }, .. })
-        });
-        flying.count().saturating_add(retrying.count())
+        self.outbox.messages()
     }
 
     // ---- plumbing ----
 
     fn tick(&mut self, now: u64) {
         self.now = self.now.max(now);
-        self.pace();
-    }
-
-    /// Lets out what the outbox's pace allows at `now`; each request's deadline starts as it
-    /// leaves.
-    fn pace(&mut self) {
-        let (now, timeout) = (self.now, self.config.request_timeout_ms);
-        while let Some((id, request)) = self.pacer.pop(now) {
-            if let Some(f) = self.ops.in_flight.get_mut(&id) {
-                f.deadline = now.saturating_add(timeout);
-            }
-            self.outgoing.push_back((id, request));
-        }
+        self.outbox.pace(self.now);
     }
 
     fn live_call(&self) -> Option<&Call> {
@@ -718,31 +684,13 @@ impl Session {
     /// Starts a new generation: timers of the old one die, queued requests (except leaves) are
     /// dropped before the application sends them.
     fn new_generation(&mut self) {
-        self.new_generation_keeping(true);
+        self.outbox.new_generation(true);
     }
 
     /// [`Session::new_generation`] for a join: queued leaves go too (the join replaces our
     /// participant on the server; a leave sent after it would remove the new one).
     fn new_generation_for_join(&mut self) {
-        self.new_generation_keeping(false);
-    }
-
-    fn new_generation_keeping(&mut self, leaves: bool) {
-        self.generation = self.generation.wrapping_add(1);
-        self.ops.drop_stale_timers(self.generation);
-        let ops = &mut self.ops;
-        self.outgoing.retain(|(id, r)| {
-            let keep = leaves && matches!(r, Request::Leave);
-            if !keep {
-                ops.in_flight.remove(id);
-            }
-            keep
-        });
-        // Nothing waiting for the pace is a leave (leaves go at once).
-        self.pacer.retain(|id, _| {
-            ops.in_flight.remove(&id);
-            false
-        });
+        self.outbox.new_generation(false);
     }
 
     /// Closes the live call, if any, and returns it.
@@ -764,58 +712,39 @@ impl Session {
 
     /// Queues a request for the outbox's pace (a leave goes at once), or defers it to the end of
     /// its kind's flood wait.
-    fn send(&mut self, request: Request, op: Op) -> Option<RequestId> {
+    fn send(&mut self, request: Request, purpose: Purpose) -> Option<RequestId> {
         let kind = request.kind();
-        let wait = self.ops.flood_until(kind);
+        let wait = self.outbox.flood_until(kind);
         if wait > self.now {
             let remaining = wait.saturating_sub(self.now);
             // No operation waits longer than the maximum (polls never do: their waits are capped).
-            let too_long = remaining > self.flood_ms(self.config.max_flood_wait_s).unwrap_or(0);
-            match op {
+            let too_long = remaining > policy::flood_ms(&self.config, self.config.max_flood_wait_s).unwrap_or(0);
+            let seconds = u32::try_from(remaining.div_ceil(1_000)).unwrap_or(u32::MAX);
+            match purpose {
                 // A leave goes anyway: one request, and the server must not keep a ghost member
                 // (any answer, another flood wait included, ends it).
-                Op::Leave { .. } if too_long => {}
-                Op::JoinTip { .. } | Op::Join { .. } | Op::CreateOnly if too_long => {
-                    let seconds = u32::try_from(remaining.div_ceil(1_000)).unwrap_or(u32::MAX);
+                Purpose::Leave { .. } if too_long => {}
+                Purpose::JoinTip { .. } | Purpose::Join { .. } | Purpose::Create { .. } if too_long => {
                     self.fail_join(JoinFailure::FloodWait { seconds });
                     return None;
                 }
-                Op::Broadcast { .. } | Op::Message { .. } | Op::Delete { .. } if too_long => {
-                    let seconds = u32::try_from(remaining.div_ceil(1_000)).unwrap_or(u32::MAX);
+                Purpose::Broadcast { .. }
+                | Purpose::Message { .. }
+                | Purpose::Removal { .. }
+                | Purpose::Prune { .. }
+                | Purpose::Rekey
+                    if too_long =>
+                {
                     self.send_failed(kind, SendFailure::Api(ApiError::FloodWait { seconds }));
                     return None;
                 }
-                op => {
-                    self.ops.schedule(wait, self.generation, Action::Resend { request, op });
+                purpose => {
+                    self.outbox.schedule(wait, Action::Resend { request, purpose });
                     return None;
                 }
             }
         }
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1);
-        let class = if matches!(op, Op::Message { .. }) { Class::Message } else { Class::Protocol };
-        if matches!(op, Op::Leave { .. }) {
-            // No ghost member: a leave does not wait; it takes a token all the same.
-            self.pacer.charge(self.now);
-            let deadline = self.now.saturating_add(self.config.request_timeout_ms);
-            self.ops.in_flight.insert(id, InFlight { op, kind, generation: self.generation, deadline });
-            self.outgoing.push_back((id, request));
-        } else {
-            self.ops.in_flight.insert(id, InFlight { op, kind, generation: self.generation, deadline: WAITING });
-            self.pacer.push(class, id, request);
-            self.pace();
-        }
-        Some(id)
-    }
-
-    fn backoff(&self, attempt: u32) -> u64 {
-        let factor = 1u64.checked_shl(attempt.min(20)).unwrap_or(u64::MAX);
-        self.config.backoff_ms.saturating_mul(factor).min(self.config.max_backoff_ms)
-    }
-
-    /// The flood wait in ms, or `None` when it is longer than the maximum.
-    fn flood_ms(&self, seconds: u32) -> Option<u64> {
-        (seconds <= self.config.max_flood_wait_s).then(|| u64::from(seconds).saturating_mul(1_000))
+        Some(self.outbox.queue(request, purpose, self.now))
     }
 
     fn run_action(&mut self, action: Action, rng: &mut impl CryptoRngCore) {
@@ -825,7 +754,7 @@ impl Session {
                     self.start_join_attempt(attempt, create, rng);
                 }
             }
-            Action::Resend { request, op } => self.resend(request, op),
+            Action::Resend { request, purpose } => self.resend(request, purpose),
             Action::Remove { user_ids, kick, attempt } => {
                 if let Err(e) = self.send_removal(user_ids, kick, attempt, rng) {
                     self.send_failed(RequestKind::DeleteParticipants, SendFailure::Local(e));
@@ -838,23 +767,28 @@ impl Session {
     }
 
     /// Sends again what a backoff or a flood wait deferred, if it still makes sense.
-    fn resend(&mut self, request: Request, op: Op) {
+    fn resend(&mut self, request: Request, purpose: Purpose) {
         let live = self.live_call().is_some_and(|c| !c.is_closed());
-        let ok = match &op {
-            Op::JoinTip { .. } | Op::Join { .. } | Op::CreateOnly => matches!(self.phase, Phase::Joining(_)),
-            Op::Poll { sub } => {
+        let ok = match &purpose {
+            Purpose::JoinTip { .. } | Purpose::Join { .. } | Purpose::Create { .. } => {
+                matches!(self.phase, Phase::Joining(_))
+            }
+            Purpose::Poll { sub } => {
                 // A poll goes through the poll schedule instead.
                 if let Phase::Live(l) = &mut self.phase {
                     l.sync(*sub).poll_at = Some(self.now);
                 }
                 false
             }
-            Op::Broadcast { block, .. } => live && self.broadcast_is_current(block) && !self.round_done(),
-            Op::Message { .. } | Op::Delete { .. } => live,
-            Op::Leave { .. } => true,
+            Purpose::Broadcast { .. } => match &request {
+                Request::SendBroadcast { block } => live && self.broadcast_is_current(block) && !self.round_done(),
+                _ => false,
+            },
+            Purpose::Message { .. } | Purpose::Removal { .. } | Purpose::Prune { .. } | Purpose::Rekey => live,
+            Purpose::Leave { .. } => true,
         };
         if ok {
-            self.send(request, op);
+            self.send(request, purpose);
         }
     }
 

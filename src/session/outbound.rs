@@ -44,7 +44,7 @@ impl Session {
     pub(super) fn send_broadcast(&mut self, block: Vec<u8>) {
         // A broadcast about a block we have moved past is pointless: drop it.
         if self.broadcast_is_current(&block) {
-            self.send(Request::SendBroadcast { block: block.clone() }, Op::Broadcast { block, attempt: 0 });
+            self.send(Request::SendBroadcast { block }, Purpose::Broadcast { attempt: 0 });
         }
     }
 
@@ -90,8 +90,8 @@ impl Session {
         } else {
             self.build(|rng| call.build_remove(&present, rng), rng)?
         };
-        let request = ops::delete_request(user_ids.clone(), block, kick);
-        self.send(request, Op::Delete { user_ids, kick, attempt, rebuild: true });
+        let purpose = if kick { Purpose::Removal { attempt } } else { Purpose::Prune { attempt } };
+        self.send(Request::DeleteParticipants { user_ids, block, kick }, purpose);
         Ok(())
     }
 
@@ -108,7 +108,7 @@ impl Session {
             return;
         }
         let (me, now, max_delay) = (self.user_id, self.now, self.config.max_prune_delay_ms);
-        let removing = self.ops.removing(self.generation);
+        let removing = self.outbox.removing();
         let Phase::Live(live) = &mut self.phase else { return };
         for p in participants {
             if !p.left {
@@ -125,7 +125,7 @@ impl Session {
         if !live.prune.is_empty() && !live.prune_scheduled {
             live.prune_scheduled = true;
             let delay = rng.next_u64().checked_rem(max_delay.saturating_add(1)).unwrap_or(0);
-            self.ops.schedule(now.saturating_add(delay), self.generation, Action::Prune);
+            self.outbox.schedule(now.saturating_add(delay), Action::Prune);
         }
     }
 
@@ -202,7 +202,7 @@ impl Session {
                 live.unusable_scheduled = true;
             }
             let delay = self.blackout_delay(height);
-            self.ops.schedule(self.now.saturating_add(delay), self.generation, Action::RemoveUnusable);
+            self.outbox.schedule(self.now.saturating_add(delay), Action::RemoveUnusable);
         }
     }
 
@@ -220,8 +220,8 @@ impl Session {
             live.unusable_scheduled = true;
         }
         let at = self.now.saturating_add(self.config.poll_interval_ms);
-        self.ops.schedule(at, self.generation, Action::RemoveUnusable);
-        let removing = self.ops.removing(self.generation);
+        self.outbox.schedule(at, Action::RemoveUnusable);
+        let removing = self.outbox.removing();
         if users.iter().all(|u| removing.contains(u)) || self.state() != SessionState::Joined {
             return;
         }
@@ -297,7 +297,7 @@ impl Session {
         if self.config.end_video_blackouts {
             for height in blackouts {
                 let delay = self.blackout_delay(height);
-                self.ops.schedule(self.now.saturating_add(delay), self.generation, Action::EndBlackout { height });
+                self.outbox.schedule(self.now.saturating_add(delay), Action::EndBlackout { height });
             }
         }
         if let Some(height) = removed {

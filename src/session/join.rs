@@ -43,7 +43,7 @@ impl Session {
                 let purpose = Purpose::Create { attempt, key: Some(Box::new(key)) };
                 self.send(Request::CreateConference { public_key, block: Some(block) }, purpose);
             }
-            Err(e) => self.fail_join(JoinFailure::InvalidResponse(e.to_string())),
+            Err(e) => self.exit(Exit::JoinFailed(JoinFailure::InvalidResponse(e.to_string()))),
         }
     }
 
@@ -63,7 +63,8 @@ impl Session {
             return; // the call ended meanwhile
         }
         let Some(blocks) = tip else {
-            return self.fail_join(JoinFailure::InvalidResponse("no sub-chain 0 in the tip response".into()));
+            return self
+                .exit(Exit::JoinFailed(JoinFailure::InvalidResponse("no sub-chain 0 in the tip response".into())));
         };
         // A fresh key per attempt: a key is never reused (replay windows are keyed by key).
         let key = PrivateKey::generate(rng);
@@ -96,34 +97,30 @@ impl Session {
             Err(e) if e.kind() == ErrorKind::SharedSecret && e.participant().is_some() => {
                 let user_id = e.participant().unwrap_or_default();
                 if attempt.saturating_add(1) >= self.config.max_attempts {
-                    self.fail_join(JoinFailure::UnusableKey { user_id });
+                    self.exit(Exit::JoinFailed(JoinFailure::UnusableKey { user_id }));
                 } else {
                     self.retry_join(attempt, false, None);
                 }
             }
-            Err(e) => self.fail_join(JoinFailure::InvalidResponse(format!("cannot build on the tip: {e}"))),
+            Err(e) => {
+                self.exit(Exit::JoinFailed(JoinFailure::InvalidResponse(format!("cannot build on the tip: {e}"))))
+            }
         }
     }
 
     pub(super) fn retry_join(&mut self, attempt: u32, create: bool, delay: Option<u64>) {
         let next = attempt.saturating_add(1);
         if next >= self.config.max_attempts {
-            return self.fail_join(JoinFailure::RetriesExhausted { attempts: next });
+            return self.exit(Exit::JoinFailed(JoinFailure::RetriesExhausted { attempts: next }));
         }
         let at = self.now.saturating_add(delay.unwrap_or_else(|| policy::backoff(&self.config, attempt)));
         self.outbox.schedule(at, Action::JoinAttempt { attempt: next, create });
     }
 
-    pub(super) fn fail_join(&mut self, reason: JoinFailure) {
-        self.new_generation();
-        self.phase = Phase::Failed;
-        self.events.push_back(SessionEvent::JoinFailed { reason });
-    }
-
     /// A join the server accepted (`Ok`) but whose answer we cannot use: the join fails, and we
     /// leave the media call the server put us in (no ghost member).
     fn fail_accepted_join(&mut self, reason: JoinFailure) {
-        self.fail_join(reason);
+        self.exit(Exit::JoinFailed(reason));
         self.send(Request::Leave, Purpose::Leave { then_left: false });
     }
 

@@ -29,7 +29,7 @@ impl Session {
                         self.events.push_back(SessionEvent::CallIdentity { call, invite_link });
                     }
                     if discarded {
-                        self.end(EndReason::Discarded);
+                        self.exit(Exit::Ended(EndReason::Discarded));
                     }
                 }
                 Update::Participants { participants } => self.note_participants(&participants, rng),
@@ -116,7 +116,7 @@ impl Session {
                 Err(error) => {
                     let height = live.call.height().saturating_add(1);
                     if source == Source::Server {
-                        self.fail_closed(height, error);
+                        self.exit(Exit::ChainRejected { height, error });
                         return false;
                     }
                     // A refused push: never adopted; refetch from our own next height.
@@ -206,12 +206,12 @@ impl Session {
                     if gap_tip == Some(false) {
                         // The server's last block no longer lists our key: we were removed (only
                         // our own participation ends on this unverified word, as on FORBIDDEN).
-                        return self.removed(None);
+                        return self.exit(Exit::Removed { height: None });
                     }
                     if live.gap_answers >= MAX_GAP_ANSWERS {
                         // The server answers as to a non-member (the last block only, whatever
                         // the offset): it no longer holds us in the call.
-                        return self.end(EndReason::JoinMissing);
+                        return self.exit(Exit::Ended(EndReason::JoinMissing));
                     }
                 }
                 if full && sub == SubChain::Broadcasts {
@@ -229,7 +229,7 @@ impl Session {
             }
             Err(error) => {
                 if let policy::Verdict::Exit(exit) = policy::retry(Goal::Poll, 0, &error, &self.config) {
-                    return self.exit_on(exit);
+                    return self.exit(exit);
                 }
                 // Given up: the poll schedule asks again (after the flood wait, if one came).
                 let Phase::Live(live) = &mut self.phase else { return };
@@ -243,43 +243,6 @@ impl Session {
             if s.poll_at.is_none() && s.poll_in_flight.is_none() {
                 s.poll_at = Some(now.saturating_add(self.config.poll_interval_ms));
             }
-        }
-    }
-
-    // ---- leaving the call ----
-
-    /// Fails closed: the server's chain holds a block our rules refuse. The media call is left
-    /// too: a member that can no longer encrypt or decrypt must not stay in it as a ghost (the
-    /// others then prune it from the chain); a rejoin drops the leave if it is still unsent.
-    pub(super) fn fail_closed(&mut self, height: i32, error: Error) {
-        let Some(call) = self.close_call() else { return };
-        self.new_generation();
-        self.phase = Phase::ChainRejected(call);
-        self.events.push_back(SessionEvent::ChainRejected { height, error });
-        self.send(Request::Leave, Purpose::Leave { then_left: false });
-    }
-
-    /// We are no longer in the call: close, tell, and leave the media call as tdlib does.
-    pub(super) fn removed(&mut self, height: Option<i32>) {
-        let Some(call) = self.close_call() else { return };
-        self.new_generation();
-        self.phase = Phase::Removed(call);
-        self.events.push_back(SessionEvent::Removed { height });
-        self.send(Request::Leave, Purpose::Leave { then_left: false });
-    }
-
-    /// The call ended for us.
-    pub(super) fn end(&mut self, reason: EndReason) {
-        let joining = matches!(self.phase, Phase::Joining(_));
-        let call = self.close_call();
-        if call.is_none() && !joining {
-            return;
-        }
-        self.new_generation();
-        self.phase = Phase::Ended(call);
-        self.events.push_back(SessionEvent::Ended { reason });
-        if reason == EndReason::JoinMissing {
-            self.send(Request::Leave, Purpose::Leave { then_left: false });
         }
     }
 }

@@ -194,6 +194,26 @@ enum Phase {
     Ended(Option<Box<Call>>),
 }
 
+/// A way out of the call (or out of a join), carried out by [`Session::exit`]: the call closes,
+/// a new generation starts, the state becomes the matching terminal one, the application is told,
+/// and the server is told we left where it still holds us.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Exit {
+    /// Fail closed: the server's chain holds a block (at `height`) our rules refuse. The media
+    /// call is left too: a member that can no longer encrypt or decrypt must not stay in it as a
+    /// ghost (the others then prune it from the chain); a rejoin drops the leave if still unsent.
+    ChainRejected { height: i32, error: Error },
+    /// No longer in the call (a block removed us at `height`, or the server said so): tdlib
+    /// leaves the media call too.
+    Removed { height: Option<i32> },
+    /// The call ended for us (left as tdlib does when the server lost our participant).
+    Ended(EndReason),
+    /// The join (or create) failed.
+    JoinFailed(JoinFailure),
+    /// [`Session::leave`]: `Leaving` until the server answers.
+    Leaving,
+}
+
 /// Most users waiting to be pruned.
 const MAX_PRUNE: usize = 1_024;
 /// Most builds of one block while its hash would black out H.264 (each is 1 in 256).
@@ -311,7 +331,9 @@ impl Session {
     pub fn create(&mut self, join: bool, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.tick(now);
         self.check_can_join("create")?;
-        self.new_generation_for_join();
+        // A new generation; queued leaves go too (the join replaces our participant on the
+        // server; a leave sent after it would remove the new one).
+        self.outbox.new_generation(false);
         // A new conference: a new identity, learnt from the response.
         self.identity = None;
         self.invite_link = None;
@@ -340,7 +362,9 @@ impl Session {
     pub fn join(&mut self, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.tick(now);
         self.check_can_join("join")?;
-        self.new_generation_for_join();
+        // A new generation; queued leaves go too (the join replaces our participant on the
+        // server; a leave sent after it would remove the new one).
+        self.outbox.new_generation(false);
         self.phase = Phase::Joining(Joining::default());
         self.start_join_attempt(0, false, rng);
         Ok(())
@@ -351,13 +375,7 @@ impl Session {
     /// is answered with another `leaveGroupCall`). No block is sent: the others prune us.
     pub fn leave(&mut self, now: u64) {
         self.tick(now);
-        if matches!(self.phase, Phase::Leaving | Phase::Left) {
-            return;
-        }
-        self.close_call();
-        self.new_generation();
-        self.phase = Phase::Leaving;
-        self.send(Request::Leave, Purpose::Leave { then_left: true });
+        self.exit(Exit::Leaving);
     }
 
     /// Removes participants (`deleteConferenceCallParticipants`): `kick` bans them, otherwise they
@@ -681,33 +699,51 @@ impl Session {
         }
     }
 
-    /// Starts a new generation: timers of the old one die, queued requests (except leaves) are
-    /// dropped before the application sends them.
-    fn new_generation(&mut self) {
-        self.outbox.new_generation(true);
-    }
-
-    /// [`Session::new_generation`] for a join: queued leaves go too (the join replaces our
-    /// participant on the server; a leave sent after it would remove the new one).
-    fn new_generation_for_join(&mut self) {
-        self.outbox.new_generation(false);
-    }
-
-    /// Closes the live call, if any, and returns it.
-    fn close_call(&mut self) -> Option<Box<Call>> {
-        let phase = std::mem::replace(&mut self.phase, Phase::Idle);
-        let call = match phase {
+    /// Leaves the call or the join for good ([`Exit`]): the one way out of every state.
+    fn exit(&mut self, exit: Exit) {
+        let joining = matches!(self.phase, Phase::Joining(_));
+        let has_call =
+            matches!(self.phase, Phase::Live(_) | Phase::Removed(_) | Phase::ChainRejected(_) | Phase::Ended(Some(_)));
+        let leaving = matches!(self.phase, Phase::Leaving | Phase::Left);
+        let applies = match &exit {
+            Exit::ChainRejected { .. } | Exit::Removed { .. } => has_call,
+            Exit::Ended(_) => has_call || joining,
+            Exit::JoinFailed(_) => true,
+            Exit::Leaving => !leaving,
+        };
+        if !applies {
+            return;
+        }
+        // Leaving the live state closes the call: encryption stops at once, in every media
+        // handle too.
+        let call = match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Live(live) => Some(Box::new(live.call)),
             Phase::Removed(c) | Phase::ChainRejected(c) | Phase::Ended(Some(c)) => Some(c),
-            other => {
-                self.phase = other;
-                return None;
-            }
-        };
-        call.map(|mut c| {
+            _ => None,
+        }
+        .map(|mut c| {
             c.close();
             c
-        })
+        });
+        // Timers of the old generation die; queued requests (leaves excepted) are dropped.
+        self.outbox.new_generation(true);
+        let (phase, event, leave) = match exit {
+            Exit::ChainRejected { height, error } => {
+                (call.map(Phase::ChainRejected), Some(SessionEvent::ChainRejected { height, error }), Some(false))
+            }
+            Exit::Removed { height } => (call.map(Phase::Removed), Some(SessionEvent::Removed { height }), Some(false)),
+            Exit::Ended(reason) => {
+                let leave = (reason == EndReason::JoinMissing).then_some(false);
+                (Some(Phase::Ended(call)), Some(SessionEvent::Ended { reason }), leave)
+            }
+            Exit::JoinFailed(reason) => (Some(Phase::Failed), Some(SessionEvent::JoinFailed { reason }), None),
+            Exit::Leaving => (Some(Phase::Leaving), None, Some(true)),
+        };
+        self.phase = phase.unwrap_or(Phase::Idle);
+        self.events.extend(event);
+        if let Some(then_left) = leave {
+            self.send(Request::Leave, Purpose::Leave { then_left });
+        }
     }
 
     /// Queues a request for the outbox's pace (a leave goes at once), or defers it to the end of
@@ -725,7 +761,7 @@ impl Session {
                 // (any answer, another flood wait included, ends it).
                 Purpose::Leave { .. } if too_long => {}
                 Purpose::JoinTip { .. } | Purpose::Join { .. } | Purpose::Create { .. } if too_long => {
-                    self.fail_join(JoinFailure::FloodWait { seconds });
+                    self.exit(Exit::JoinFailed(JoinFailure::FloodWait { seconds }));
                     return None;
                 }
                 Purpose::Broadcast { .. }

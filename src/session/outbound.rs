@@ -102,7 +102,7 @@ impl Session {
         // About ourselves: the server dropped us from the media call (tdlib leaves, to rejoin).
         let me_left = participants.iter().any(|p| p.user_id == self.user_id && p.left);
         if me_left && matches!(self.phase, Phase::Live(_)) {
-            return self.end(EndReason::JoinMissing);
+            return self.exit(Exit::Ended(EndReason::JoinMissing));
         }
         if !self.config.prune_left {
             return;
@@ -301,7 +301,7 @@ impl Session {
             }
         }
         if let Some(height) = removed {
-            self.removed(Some(height));
+            self.exit(Exit::Removed { height: Some(height) });
         } else if new_height {
             self.check_keys(current);
         }

@@ -48,7 +48,7 @@ impl Session {
         let (goal, attempt) = (purpose.goal(), purpose.attempt());
         let next = attempt.saturating_add(1);
         match policy::retry(goal, attempt, &error, &self.config) {
-            Verdict::Exit(exit) => self.exit_on(exit),
+            Verdict::Exit(exit) => self.exit(exit),
             Verdict::Retry { after_ms, refetch } => {
                 let at = self.now.saturating_add(after_ms);
                 if refetch {
@@ -74,11 +74,11 @@ impl Session {
             }
             Verdict::GiveUp(give_up) => match purpose {
                 Purpose::JoinTip { .. } | Purpose::Join { .. } | Purpose::Create { .. } => {
-                    self.fail_join(match give_up {
+                    self.exit(Exit::JoinFailed(match give_up {
                         GiveUp::Error(e) => JoinFailure::Api(e),
                         GiveUp::FloodTooLong { seconds } => JoinFailure::FloodWait { seconds },
                         GiveUp::Exhausted { attempts } => JoinFailure::RetriesExhausted { attempts },
-                    })
+                    }))
                 }
                 Purpose::Poll { .. } | Purpose::Leave { .. } => {}
                 Purpose::Removal { .. }
@@ -94,14 +94,6 @@ impl Session {
                     self.send_failed(request.kind(), SendFailure::Api(error));
                 }
             },
-        }
-    }
-
-    /// An error that takes us out of the call.
-    pub(super) fn exit_on(&mut self, exit: policy::Exit) {
-        match exit {
-            policy::Exit::Removed => self.removed(None),
-            policy::Exit::Ended(reason) => self.end(reason),
         }
     }
 }

@@ -18,6 +18,7 @@
 use super::config::SessionConfig;
 use super::events::EndReason;
 use super::outbox::Goal;
+use super::Exit;
 use crate::api::{ApiError, RequestKind};
 
 /// What a failed request leads to.
@@ -28,7 +29,7 @@ pub(crate) enum Verdict {
     Retry { after_ms: u64, refetch: bool },
     /// The operation fails.
     GiveUp(GiveUp),
-    /// The error takes us out of the call.
+    /// The error takes us out of the call (removed, or the call ended).
     Exit(Exit),
 }
 
@@ -43,22 +44,13 @@ pub(crate) enum GiveUp {
     Exhausted { attempts: u32 },
 }
 
-/// How an error takes us out of the call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Exit {
-    /// `GROUPCALL_FORBIDDEN`: no longer a member.
-    Removed,
-    /// The call ended for us.
-    Ended(EndReason),
-}
-
 /// The retry policy (see the module docs).
 pub(crate) fn retry(goal: Goal, attempt: u32, error: &ApiError, config: &SessionConfig) -> Verdict {
     let in_call =
         matches!(goal, Goal::Poll | Goal::Removal | Goal::Prune | Goal::Rekey | Goal::Broadcast | Goal::Message);
     if in_call {
         match error {
-            ApiError::Forbidden => return Verdict::Exit(Exit::Removed),
+            ApiError::Forbidden => return Verdict::Exit(Exit::Removed { height: None }),
             ApiError::JoinMissing => return Verdict::Exit(Exit::Ended(EndReason::JoinMissing)),
             ApiError::CallInvalid => return Verdict::Exit(Exit::Ended(EndReason::CallInvalid)),
             _ => {}
@@ -153,7 +145,7 @@ mod tests {
         let again = |after_ms| Verdict::Retry { after_ms, refetch: false };
         let refetch = |after_ms| Verdict::Retry { after_ms, refetch: true };
         let fail = |e: &ApiError| Verdict::GiveUp(GiveUp::Error(e.clone()));
-        let removed = Verdict::Exit(Exit::Removed);
+        let removed = Verdict::Exit(Exit::Removed { height: None });
         let missing = Verdict::Exit(Exit::Ended(EndReason::JoinMissing));
         let gone = Verdict::Exit(Exit::Ended(EndReason::CallInvalid));
         #[rustfmt::skip]

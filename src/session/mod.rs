@@ -19,18 +19,44 @@
 //! ```
 //!
 //! Each state carries what it needs (`Phase`): a join in flight its buffered updates, a live
-//! call its [`Call`] and the sync of both sub-chains, a terminal state its closed call. Leaving
-//! the live state closes the call ([`Call::close`]): encryption stops at once, in every media
-//! handle too. Requests in flight, retries and timers are one table where each entry has a
-//! deadline and belongs to a generation: a join, a leave and every terminal state start a new
-//! one, and nothing of an older one fires.
+//! call its [`Call`] and the sync of both sub-chains, a terminal state its closed call. Every way
+//! out (failing closed, removed, ended, a failed join, leaving) is one function with a reason
+//! (`Session::exit` with an `Exit`): it closes the call ([`Call::close`]: encryption stops at
+//! once, in every media handle too), starts a new generation, sets the terminal state, tells the
+//! application and, where the server still holds us, sends `leaveGroupCall`.
 //!
-//! One file per concern: `config.rs` (validated tunables), `events.rs` (typed events),
-//! `ops.rs` (operations in flight, timers, flood waits), `outcomes.rs` (responses and deadlines,
-//! parsed once into [`crate::api::ApiError`]), `join.rs` (the join planner), `sync.rs` (one
-//! sub-chain's offsets and gap buffer, tested alone), `pacer.rs` (the outbox's token bucket,
-//! tested alone), `live.rs` (applying both sub-chains,
-//! recovery, the ways out of the call), `outbound.rs` (messages, broadcasts, removals, pruning).
+//! # Where each behaviour lives
+//!
+//! | file          | what it owns                                                                   |
+//! |---------------|--------------------------------------------------------------------------------|
+//! | `mod.rs`      | the states, the application's calls, the entry points, `send` and `exit`       |
+//! | `outbox.rs`   | requests with their purpose, ids, the pace's queue, generations, timers, flood waits |
+//! | `policy.rs`   | the one retry policy: (purpose, attempt, error, config) → retry / give up / exit |
+//! | `outcomes.rs` | an answer (or a deadline) by the request's purpose; failures through the policy |
+//! | `join.rs`     | the join planner: tip, zero block or self-add, the join's answer               |
+//! | `live.rs`     | both sub-chains through the chain rules, polls, gaps, recovery                 |
+//! | `outbound.rs` | messages, broadcasts, removals, pruning, the call's events as session events   |
+//! | `sync.rs`     | one sub-chain's offsets and gap buffer (tested alone)                          |
+//! | `pacer.rs`    | the outbox's token bucket (tested alone)                                       |
+//! | `config.rs`, `events.rs` | validated tunables; typed events                                    |
+//!
+//! # How one server answer travels
+//!
+//! ```text
+//!  handle_response(id, response)                                          mod.rs
+//!    ├─ Response::Error parsed once into ApiError (the only ApiError::parse)
+//!    ├─ outbox.answer(id): the Entry (purpose, request, generation) or nothing     outbox.rs
+//!    ├─ a flood wait recorded for the request's kind (policy::flood_until)         policy.rs
+//!    └─ handle_outcome(entry, outcome)                                     outcomes.rs
+//!         ├─ Ok, by purpose: poll → on_poll / process_updates → SubSync → Call     live.rs
+//!         │                  join → on_join_tip / on_joined                        join.rs
+//!         ├─ Err: policy::retry → a timer in the outbox / an event / Session::exit
+//!         └─ after_batch: the call's events → SessionEvents, broadcasts → send     outbound.rs
+//!  then fire_polls (live.rs); requests leave through outbox.pace to poll_request.
+//! ```
+//!
+//! A deadline takes the same road from [`Session::handle_timeout`] as a `TIMEOUT` error; timers
+//! due run their `Action` (`Session::run_action`).
 //!
 //! Driven like quinn-proto's `Connection`: the application takes requests with
 //! [`Session::poll_request`] and performs them with its MTProto client (each [`Request`] maps to one

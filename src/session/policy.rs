@@ -2,15 +2,17 @@
 //! attempt, the server's error and the configuration ([`retry`]). No handler keeps its own copy;
 //! the table test below is the policy at a glance.
 //!
-//! | purpose                       | leaves the call on                   | retried on                                  | at most                      |
-//! |-------------------------------|--------------------------------------|---------------------------------------------|------------------------------|
-//! | join (tip or block)           | never (the join fails)               | flood wait, chain race, transient, SSRC     | `max_attempts`               |
-//! | create with join              | never                                | flood wait                                  | `max_attempts`               |
-//! | create alone, re-key, leave   | re-key: forbidden, join missing, gone | never                                      |                              |
-//! | poll                          | forbidden, join missing, call gone   | by the poll schedule, not here              |                              |
-//! | removal, prune                | forbidden, join missing, call gone   | flood wait; chain race, transient (refetch) | `max_attempts`               |
-//! | broadcast                     | forbidden, join missing, call gone   | flood wait, transient                       | until the round ends         |
-//! | message                       | forbidden, join missing, call gone   | flood wait, transient                       | `max_send_attempts`          |
+//! | purpose             | leaves the call on (`Exit`)            | retried on                                  | at most             |
+//! |---------------------|----------------------------------------|---------------------------------------------|---------------------|
+//! | join (tip or block) | never (the join fails)                 | flood wait, chain race, transient, SSRC     | `max_attempts`      |
+//! | create with join    | never (the join fails)                 | flood wait                                  | `max_attempts`      |
+//! | create alone        | never (the create fails)               | never                                       |                     |
+//! | poll                | forbidden, join missing, call invalid  | by the poll schedule, not here              |                     |
+//! | removal, prune      | forbidden, join missing, call invalid  | flood wait; chain race, transient (refetch) | `max_attempts`      |
+//! | re-key              | forbidden, join missing, call invalid  | never (a newer block re-keys anyway)        |                     |
+//! | broadcast           | forbidden, join missing, call invalid  | flood wait, transient                       | until the round ends |
+//! | message             | forbidden, join missing, call invalid  | flood wait, transient                       | `max_send_attempts` |
+//! | leave               | never                                  | never (any answer ends it)                  |                     |
 //!
 //! A retry waits the backoff (`backoff_ms` doubling per attempt up to `max_backoff_ms`), or the
 //! flood wait if longer; a flood wait beyond `max_flood_wait_s` is not waited out.

@@ -183,9 +183,9 @@ impl Session {
             ahead_stop: None,
         };
         live.blocks.set_next(our_offset.saturating_add(1));
-        live.blocks.poll_at = Some(self.now.saturating_add(self.config.poll_interval_ms));
+        self.outbox.poll(SubChain::Blocks).at = Some(self.now.saturating_add(self.config.poll_interval_ms));
         // The broadcast sub-chain's offset is learnt by a poll at -1 unless the response has it.
-        live.broadcasts.poll_at = Some(self.now);
+        self.outbox.poll(SubChain::Broadcasts).at = Some(self.now);
         self.phase = Phase::Live(Box::new(live));
         // The rest of sub-chain 0 is the server's chain: through the rules (offsets filter ours).
         let mut server = vec![Update::ChainBlocks { sub_chain_id: 0, blocks, next_offset }];
@@ -194,7 +194,7 @@ impl Session {
         self.process_updates(buffered.into(), Source::Push, rng);
         if let Phase::Live(l) = &mut self.phase {
             if l.broadcasts.next().is_some() {
-                l.broadcasts.poll_at = Some(self.now.saturating_add(self.config.poll_interval_ms));
+                self.outbox.poll(SubChain::Broadcasts).at = Some(self.now.saturating_add(self.config.poll_interval_ms));
             }
             let height = l.call.height();
             self.events.push_back(SessionEvent::Joined { height });

@@ -143,14 +143,13 @@ impl Session {
         let spaced = s.last_poll.map_or(0, |t| t.saturating_add(MIN_GAP_POLL_SPACING_MS));
         let at = now.saturating_add(s.gap_delay).max(spaced);
         s.gap_delay = s.gap_delay.saturating_mul(2).clamp(1_000, interval);
-        s.poll_at = Some(s.poll_at.map_or(at, |t| t.min(at)));
+        self.outbox.poll_by(sub, at);
     }
 
     /// Schedules a poll of `sub` at `at` (or earlier, if one is scheduled earlier).
     pub(super) fn schedule_poll(&mut self, sub: SubChain, at: u64) {
-        if let Phase::Live(live) = &mut self.phase {
-            let s = live.sync(sub);
-            s.poll_at = Some(s.poll_at.map_or(at, |t| t.min(at)));
+        if matches!(self.phase, Phase::Live(_)) {
+            self.outbox.poll_by(sub, at);
         }
     }
 
@@ -160,23 +159,24 @@ impl Session {
         let flood = self.outbox.flood_until(RequestKind::GetChainBlocks);
         for sub in [SubChain::Blocks, SubChain::Broadcasts] {
             let Phase::Live(live) = &mut self.phase else { return };
-            let s = live.sync(sub);
-            if s.poll_in_flight.is_some() || s.poll_at.is_none_or(|t| t > now) {
+            let poll = self.outbox.poll(sub);
+            if poll.in_flight.is_some() || poll.at.is_none_or(|t| t > now) {
                 continue;
             }
             if flood > now {
-                s.poll_at = Some(flood);
+                poll.at = Some(flood);
                 continue;
             }
-            s.poll_at = None;
+            poll.at = None;
+            let s = live.sync(sub);
             s.last_poll = Some(now);
             let (offset, limit) = match s.next() {
                 Some(o) => (o, self.config.poll_limit),
                 None => (-1, 1),
             };
             let id = self.send(Request::GetChainBlocks { sub_chain: sub, offset, limit }, Purpose::Poll { sub });
-            if let Phase::Live(live) = &mut self.phase {
-                live.sync(sub).poll_in_flight = id;
+            if matches!(self.phase, Phase::Live(_)) {
+                self.outbox.poll(sub).in_flight = id;
             }
         }
     }
@@ -184,7 +184,7 @@ impl Session {
     pub(super) fn on_poll(&mut self, sub: SubChain, outcome: outcomes::Outcome, rng: &mut impl CryptoRngCore) {
         let now = self.now;
         let Phase::Live(live) = &mut self.phase else { return };
-        live.sync(sub).poll_in_flight = None;
+        self.outbox.poll(sub).in_flight = None;
         let before = live.sync_ref(sub).next();
         match outcome {
             Ok(updates) => {
@@ -222,7 +222,7 @@ impl Session {
                     self.schedule_poll(sub, spaced.max(now));
                 } else if full {
                     self.schedule_poll(sub, now);
-                } else if live.resyncing && sub == SubChain::Blocks && live.blocks.poll_at.is_none() {
+                } else if live.resyncing && sub == SubChain::Blocks && self.outbox.poll(sub).at.is_none() {
                     // Recovering and the server withheld the block: ask again, with backoff.
                     self.gap_poll(sub);
                 }
@@ -238,10 +238,10 @@ impl Session {
                 }
             }
         }
-        if let Phase::Live(live) = &mut self.phase {
-            let s = live.sync(sub);
-            if s.poll_at.is_none() && s.poll_in_flight.is_none() {
-                s.poll_at = Some(now.saturating_add(self.config.poll_interval_ms));
+        if matches!(self.phase, Phase::Live(_)) {
+            let poll = self.outbox.poll(sub);
+            if poll.at.is_none() && poll.in_flight.is_none() {
+                poll.at = Some(now.saturating_add(self.config.poll_interval_ms));
             }
         }
     }

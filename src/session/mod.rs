@@ -542,16 +542,8 @@ impl Session {
     /// The next instant [`Session::handle_timeout`] has work: polls, retries, request deadlines,
     /// epoch expiry.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let ops = self.outbox.next_deadline();
-        let (polls, call) = match &self.phase {
-            Phase::Live(l) => {
-                let flood = self.outbox.flood_until(RequestKind::GetChainBlocks);
-                let at = |s: &SubSync| s.poll_at.filter(|_| s.poll_in_flight.is_none()).map(|t| t.max(flood));
-                (at(&l.blocks).into_iter().chain(at(&l.broadcasts)).min(), l.call.poll_timeout())
-            }
-            _ => (None, None),
-        };
-        [ops, polls, call].into_iter().flatten().min()
+        let epochs = self.live_call().and_then(Call::poll_timeout);
+        [self.outbox.next_deadline(), epochs].into_iter().flatten().min()
     }
 
     /// Runs what is due at `now`: request deadlines (as `TIMEOUT`), polls, retries, epoch expiry.
@@ -837,8 +829,8 @@ impl Session {
             }
             Purpose::Poll { sub } => {
                 // A poll goes through the poll schedule instead.
-                if let Phase::Live(l) = &mut self.phase {
-                    l.sync(*sub).poll_at = Some(self.now);
+                if matches!(self.phase, Phase::Live(_)) {
+                    self.outbox.poll(*sub).at = Some(self.now);
                 }
                 false
             }

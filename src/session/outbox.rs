@@ -1,8 +1,9 @@
-//! The outbox: every request the session makes, from its id to its answer. One table holds the
-//! requests in flight with their [`Purpose`] and the request itself (a retry sends that same
-//! request again, never one rebuilt from a copy); the queue of requests released by the pace
-//! ([`Pacer`]); the timers of what is scheduled (retries, join attempts, pruning); and the flood
-//! waits per request kind.
+//! The outbox: every request the session makes, from its id to its answer, and every deadline
+//! but the call's epochs. One table holds the requests in flight with their [`Purpose`] and the
+//! request itself (a retry sends that same request again, never one rebuilt from a copy); the
+//! queue of requests released by the pace ([`Pacer`]); the timers of what is scheduled (retries,
+//! join attempts, pruning); each sub-chain's next poll; and the flood waits per request kind.
+//! [`Outbox::next_deadline`] is the earliest of them all.
 //!
 //! Everything scheduled or in flight belongs to one *generation* (one attempt at being in the
 //! call: a join, a create, a leave, a terminal state each start a new one). A response, a
@@ -138,6 +139,13 @@ pub(crate) struct Timer {
     pub(crate) action: Action,
 }
 
+/// One sub-chain's poll: when it is due, if scheduled, and the one in flight.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PollTimer {
+    pub(crate) at: Option<u64>,
+    pub(crate) in_flight: Option<RequestId>,
+}
+
 /// How a response's id stands in the outbox.
 pub(crate) enum Answered {
     /// Not sent yet: it cannot have been answered.
@@ -162,6 +170,8 @@ pub(crate) struct Outbox {
     /// The ids waiting for the pace.
     pacer: Pacer,
     timers: Vec<Timer>,
+    /// Each sub-chain's next poll (sub-chain 0, then 1).
+    polls: [PollTimer; 2],
     /// Until when each request kind waits (FLOOD_WAIT_X), by [`RequestKind::ALL`] index.
     flood_until: [u64; 7],
     timeout_ms: u64,
@@ -182,6 +192,7 @@ impl Outbox {
             ready: VecDeque::new(),
             pacer: Pacer::new(per_second, burst),
             timers: Vec::new(),
+            polls: [PollTimer::default(); 2],
             flood_until: [0; 7],
             timeout_ms,
         }
@@ -246,6 +257,7 @@ impl Outbox {
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
         self.timers.retain(|t| t.generation == generation);
+        self.polls = [PollTimer::default(); 2];
         let entries = &mut self.entries;
         self.ready.retain(|(id, r)| {
             let keep = keep_leaves && matches!(r, Request::Leave);
@@ -280,6 +292,20 @@ impl Outbox {
         due.into_iter().map(|t| t.action).collect()
     }
 
+    /// The poll of `sub`.
+    pub(crate) fn poll(&mut self, sub: SubChain) -> &mut PollTimer {
+        match sub {
+            SubChain::Blocks => &mut self.polls[0],
+            SubChain::Broadcasts => &mut self.polls[1],
+        }
+    }
+
+    /// Schedules a poll of `sub` at `at` (or earlier, if one is scheduled earlier).
+    pub(crate) fn poll_by(&mut self, sub: SubChain, at: u64) {
+        let p = self.poll(sub);
+        p.at = Some(p.at.map_or(at, |t| t.min(at)));
+    }
+
     /// The end of the flood wait of `kind` (0 if none was ever asked).
     pub(crate) fn flood_until(&self, kind: RequestKind) -> u64 {
         self.flood_until.get(index(kind)).copied().unwrap_or(0)
@@ -292,13 +318,16 @@ impl Outbox {
         }
     }
 
-    /// The earliest timer, request deadline or release by the pace (requests of older
-    /// generations keep their deadline: a ghost join is still answered).
+    /// The earliest timer, request deadline, release by the pace or poll not in flight (after
+    /// the polls' flood wait). Requests of older generations keep their deadline: a ghost join
+    /// is still answered.
     pub(crate) fn next_deadline(&self) -> Option<u64> {
         let generation = self.generation;
         let timers = self.timers.iter().filter(|t| t.generation == generation).map(|t| t.at);
         let deadlines = self.entries.values().map(|e| e.deadline);
-        timers.chain(deadlines).chain(self.pacer.next_release()).min()
+        let flood = self.flood_until(RequestKind::GetChainBlocks);
+        let polls = self.polls.iter().filter(|p| p.in_flight.is_none()).filter_map(|p| p.at).map(|t| t.max(flood));
+        timers.chain(deadlines).chain(self.pacer.next_release()).chain(polls).min()
     }
 
     // ---- what is held ----

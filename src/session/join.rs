@@ -4,6 +4,45 @@
 
 use super::*;
 
+/// A join in flight, with what arrived meanwhile.
+#[derive(Debug, Default)]
+pub(super) struct Joining {
+    pub(super) buffered: VecDeque<Update>,
+    pub(super) buffered_bytes: usize,
+}
+
+impl Joining {
+    /// Keeps an update that arrived while the join is in flight, if it fits the bounds (entries
+    /// and bytes); a notice that `me` left is about our participant before this join (a late
+    /// notice of a leave): it must not end the new one once joined.
+    pub(super) fn buffer(&mut self, update: Update, me: i64, config: &SessionConfig) {
+        let update = match update {
+            Update::Participants { mut participants } => {
+                participants.retain(|p| !(p.user_id == me && p.left));
+                Update::Participants { participants }
+            }
+            other => other,
+        };
+        let bytes = update_bytes(&update);
+        let fits = self.buffered.len() < config.max_buffered_updates
+            && self.buffered_bytes.saturating_add(bytes) <= config.max_buffered_bytes;
+        if fits {
+            self.buffered_bytes = self.buffered_bytes.saturating_add(bytes);
+            self.buffered.push_back(update);
+        }
+    }
+}
+
+/// The bytes an update holds (for the bound on buffered updates).
+fn update_bytes(u: &Update) -> usize {
+    match u {
+        Update::ChainBlocks { blocks, .. } => blocks.iter().map(Vec::len).sum(),
+        Update::EncryptedMessage { encrypted_message, .. } => encrypted_message.len(),
+        Update::GroupCall { invite_link, .. } => invite_link.as_ref().map_or(0, String::len),
+        Update::Participants { participants } => participants.len().saturating_mul(16),
+    }
+}
+
 impl Session {
     pub(super) fn check_can_join(&self, call: &str) -> Result<()> {
         match self.phase {

@@ -4,6 +4,50 @@
 
 use super::*;
 
+/// In the call.
+pub(super) struct Live {
+    pub(super) call: Call,
+    pub(super) blocks: SubSync,
+    pub(super) broadcasts: SubSync,
+    /// Recovering from a refused push (state `Resyncing`).
+    pub(super) resyncing: bool,
+    /// Consecutive poll answers of sub-chain 0 that left a gap.
+    pub(super) gap_answers: u32,
+    /// The height whose verification words were last announced.
+    pub(super) announced_height: Option<i32>,
+    pub(super) verified_height: Option<i32>,
+    /// Users that left the media call, to prune (bounded, deduplicated).
+    pub(super) prune: BTreeSet<i64>,
+    /// The chain key of each user whose departure we saw (bounded like `prune`): a prune removes
+    /// that entry only, never a newer one of the same user (a rejoin; issue 30 item 6).
+    pub(super) left_keys: std::collections::BTreeMap<i64, crate::crypto::PublicKey>,
+    pub(super) prune_scheduled: bool,
+    /// Participants' keys found usable (rebuilt per height from the participants: bounded).
+    pub(super) usable_keys: BTreeSet<crate::crypto::PublicKey>,
+    /// Entries whose keys no one can use, already told (issue 30 item 1).
+    pub(super) unusable: BTreeSet<(i64, crate::crypto::PublicKey)>,
+    pub(super) unusable_scheduled: bool,
+    /// The sub-chain 1 offset we stopped at for a broadcast too far ahead, and our height then
+    /// (issue 30 item 3).
+    pub(super) ahead_stop: Option<(i32, i32)>,
+}
+
+impl Live {
+    pub(super) fn sync(&mut self, sub: SubChain) -> &mut SubSync {
+        match sub {
+            SubChain::Blocks => &mut self.blocks,
+            SubChain::Broadcasts => &mut self.broadcasts,
+        }
+    }
+
+    pub(super) fn sync_ref(&self, sub: SubChain) -> &SubSync {
+        match sub {
+            SubChain::Blocks => &self.blocks,
+            SubChain::Broadcasts => &self.broadcasts,
+        }
+    }
+}
+
 impl Session {
     pub(super) fn process_updates(&mut self, updates: Vec<Update>, source: Source, rng: &mut impl CryptoRngCore) {
         for u in updates {

@@ -95,6 +95,8 @@ use crate::wire::{Block, Broadcast, GroupParticipant, GroupState, Permissions, P
 
 pub use self::config::SessionConfig;
 pub use self::events::{EndReason, JoinFailure, SendFailure, SessionEvent};
+use self::join::Joining;
+use self::live::Live;
 use self::outbox::{Action, Answered, Entry, Goal, Outbox, Purpose};
 use self::sync::{Receive, SubSync, MIN_GAP_POLL_SPACING_MS};
 pub use crate::api::{CallIdentity, CallParticipant, Request, RequestId, RequestKind, Response, SubChain, Update};
@@ -154,57 +156,6 @@ pub struct Footprint {
 enum Source {
     Push,
     Server,
-}
-
-/// A join in flight, with what arrived meanwhile.
-#[derive(Debug, Default)]
-struct Joining {
-    buffered: VecDeque<Update>,
-    buffered_bytes: usize,
-}
-
-/// In the call.
-struct Live {
-    call: Call,
-    blocks: SubSync,
-    broadcasts: SubSync,
-    /// Recovering from a refused push (state `Resyncing`).
-    resyncing: bool,
-    /// Consecutive poll answers of sub-chain 0 that left a gap.
-    gap_answers: u32,
-    /// The height whose verification words were last announced.
-    announced_height: Option<i32>,
-    verified_height: Option<i32>,
-    /// Users that left the media call, to prune (bounded, deduplicated).
-    prune: BTreeSet<i64>,
-    /// The chain key of each user whose departure we saw (bounded like `prune`): a prune removes
-    /// that entry only, never a newer one of the same user (a rejoin; issue 30 item 6).
-    left_keys: std::collections::BTreeMap<i64, crate::crypto::PublicKey>,
-    prune_scheduled: bool,
-    /// Participants' keys found usable (rebuilt per height from the participants: bounded).
-    usable_keys: BTreeSet<crate::crypto::PublicKey>,
-    /// Entries whose keys no one can use, already told (issue 30 item 1).
-    unusable: BTreeSet<(i64, crate::crypto::PublicKey)>,
-    unusable_scheduled: bool,
-    /// The sub-chain 1 offset we stopped at for a broadcast too far ahead, and our height then
-    /// (issue 30 item 3).
-    ahead_stop: Option<(i32, i32)>,
-}
-
-impl Live {
-    fn sync(&mut self, sub: SubChain) -> &mut SubSync {
-        match sub {
-            SubChain::Blocks => &mut self.blocks,
-            SubChain::Broadcasts => &mut self.broadcasts,
-        }
-    }
-
-    fn sync_ref(&self, sub: SubChain) -> &SubSync {
-        match sub {
-            SubChain::Blocks => &self.blocks,
-            SubChain::Broadcasts => &self.broadcasts,
-        }
-    }
 }
 
 /// The state with its data.
@@ -315,16 +266,6 @@ fn random_id(json: &str) -> Option<i64> {
 /// [`ErrorKind::WrongState`]: `call` needs `needs`, and the session is in `state`.
 fn wrong_state(call: &str, needs: &str, state: SessionState) -> Error {
     Error::new(ErrorKind::WrongState, format!("{call} needs {needs}; the session is {state:?}"))
-}
-
-/// The bytes an update holds (for the bound on buffered updates).
-fn update_bytes(u: &Update) -> usize {
-    match u {
-        Update::ChainBlocks { blocks, .. } => blocks.iter().map(Vec::len).sum(),
-        Update::EncryptedMessage { encrypted_message, .. } => encrypted_message.len(),
-        Update::GroupCall { invite_link, .. } => invite_link.as_ref().map_or(0, String::len),
-        Update::Participants { participants } => participants.len().saturating_mul(16),
-    }
 }
 
 impl Session {
@@ -609,24 +550,7 @@ impl Session {
         self.tick(now);
         let me = self.user_id;
         match &mut self.phase {
-            Phase::Joining(j) if !matches!(update, Update::GroupCall { .. }) => {
-                let update = match update {
-                    // That we left is about our participant before this join (a late notice of a
-                    // leave): it must not end the new one once joined.
-                    Update::Participants { mut participants } => {
-                        participants.retain(|p| !(p.user_id == me && p.left));
-                        Update::Participants { participants }
-                    }
-                    other => other,
-                };
-                let bytes = update_bytes(&update);
-                let fits = j.buffered.len() < self.config.max_buffered_updates
-                    && j.buffered_bytes.saturating_add(bytes) <= self.config.max_buffered_bytes;
-                if fits {
-                    j.buffered_bytes = j.buffered_bytes.saturating_add(bytes);
-                    j.buffered.push_back(update);
-                }
-            }
+            Phase::Joining(j) if !matches!(update, Update::GroupCall { .. }) => j.buffer(update, me, &self.config),
             _ => self.process_updates(vec![update], Source::Push, rng),
         }
         self.fire_polls();

@@ -1,6 +1,6 @@
 //! The live call: both sub-chains through [`SubSync`] and the chain rules, polls with gap
-//! backoff, recovery from a refused push (refetch from our own next height), and the ways out of
-//! the call (fail closed, removed, ended), each of which closes the call.
+//! backoff, recovery from a refused push (refetch from our own next height), and the call's
+//! events turned into session events after each batch (a block that removed us leaves the call).
 
 use super::*;
 
@@ -287,6 +287,83 @@ impl Session {
             if poll.at.is_none() && poll.in_flight.is_none() {
                 poll.at = Some(now.saturating_add(self.config.poll_interval_ms));
             }
+        }
+    }
+
+    /// After a batch: the call's events become session events, outbound broadcasts are sent.
+    pub(super) fn after_batch(&mut self) {
+        self.drain_call_events();
+        let Phase::Live(live) = &mut self.phase else { return };
+        for b in live.call.poll_outbound() {
+            self.send_broadcast(b);
+        }
+    }
+
+    /// A delay before re-keying away from a blackout, spread over members (up to
+    /// `max_prune_delay_ms`) so that they do not all race for the same height; drawn from our
+    /// user id and the height, not from an RNG (there is none here).
+    pub(super) fn blackout_delay(&self, height: i32) -> u64 {
+        let max = self.config.max_prune_delay_ms.min(2_000);
+        let mix = (self.user_id as u64 ^ (height as u64).rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mix >> 11).checked_rem(max.saturating_add(1)).unwrap_or(0)
+    }
+
+    pub(super) fn drain_call_events(&mut self) {
+        let Phase::Live(live) = &mut self.phase else { return };
+        let mut events = Vec::new();
+        while let Some(e) = live.call.poll_event() {
+            events.push(e);
+        }
+        let (current, fingerprint) = (live.call.height(), live.call.key_fingerprint());
+        let mut removed = None;
+        let mut blackouts = Vec::new();
+        let mut new_height = false;
+        for e in events {
+            match e {
+                Event::BlockApplied { height } => {
+                    let fingerprint = if height == current { fingerprint.clone() } else { None };
+                    self.events.push_back(SessionEvent::KeyChanged { height, fingerprint });
+                }
+                Event::Removed { height } => removed = Some(height),
+                Event::KeyUnavailable { height, error } => {
+                    self.events.push_back(SessionEvent::KeyUnavailable { height, error })
+                }
+                Event::VideoBlackout { height, now: blackout } => {
+                    self.events.push_back(SessionEvent::VideoBlackout { height, now: blackout });
+                    blackouts.push(height);
+                }
+                Event::VerificationDone { result } if live.verified_height != Some(result.height) => {
+                    live.verified_height = Some(result.height);
+                    self.events
+                        .push_back(SessionEvent::VerificationDone { height: result.height, emojis: result.emojis() });
+                }
+                _ => {}
+            }
+        }
+        // Participants and verification words change only with the block: looked at once per
+        // new height, not on every batch of broadcasts.
+        if live.announced_height != Some(current) {
+            live.announced_height = Some(current);
+            let mut participants: Vec<i64> = live.call.participants().iter().map(|p| p.user_id).collect();
+            participants.sort_unstable();
+            if participants != self.participants {
+                self.participants = participants.clone();
+                self.events.push_back(SessionEvent::ParticipantsChanged { user_ids: participants });
+            }
+            let words = live.call.verification_words();
+            self.events.push_back(SessionEvent::VerificationStarted { height: current, words });
+            new_height = true;
+        }
+        if self.config.end_video_blackouts {
+            for height in blackouts {
+                let delay = self.blackout_delay(height);
+                self.outbox.schedule(self.now.saturating_add(delay), Action::EndBlackout { height });
+            }
+        }
+        if let Some(height) = removed {
+            self.exit(Exit::Removed { height: Some(height) });
+        } else if new_height {
+            self.check_keys(current);
         }
     }
 }

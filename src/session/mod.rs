@@ -29,13 +29,13 @@
 //!
 //! | file          | what it owns                                                                   |
 //! |---------------|--------------------------------------------------------------------------------|
-//! | `mod.rs`      | the states, the application's calls, the entry points, `send` and `exit`       |
-//! | `outbox.rs`   | requests with their purpose, ids, the pace's queue, generations, timers, flood waits |
+//! | `mod.rs`      | `Phase`, the application's calls, the entry points, `send` and `exit`          |
+//! | `outbox.rs`   | requests with their purpose, ids, the pace's queue, generations, flood waits, the timer table (retries, join attempts, pruning, each sub-chain's next poll) |
 //! | `policy.rs`   | the one retry policy: (purpose, attempt, error, config) → retry / give up / exit |
 //! | `outcomes.rs` | an answer (or a deadline) by the request's purpose; failures through the policy |
-//! | `join.rs`     | the join planner: tip, zero block or self-add, the join's answer               |
-//! | `live.rs`     | both sub-chains through the chain rules, polls, gaps, recovery                 |
-//! | `outbound.rs` | messages, broadcasts, removals, pruning, the call's events as session events   |
+//! | `join.rs`     | the `Joining` state; the join planner: tip, zero block or self-add, the answer |
+//! | `live.rs`     | the `Live` state: both sub-chains through the chain rules, polls, gaps, recovery, the call's events as session events |
+//! | `outbound.rs` | messages, broadcasts, removals, pruning, participants' unusable keys           |
 //! | `sync.rs`     | one sub-chain's offsets and gap buffer (tested alone)                          |
 //! | `pacer.rs`    | the outbox's token bucket (tested alone)                                       |
 //! | `config.rs`, `events.rs` | validated tunables; typed events                                    |
@@ -51,7 +51,7 @@
 //!         ├─ Ok, by purpose: poll → on_poll / process_updates → SubSync → Call     live.rs
 //!         │                  join → on_join_tip / on_joined                        join.rs
 //!         ├─ Err: policy::retry → a timer in the outbox / an event / Session::exit
-//!         └─ after_batch: the call's events → SessionEvents, broadcasts → send     outbound.rs
+//!         └─ after_batch: the call's events → SessionEvents, broadcasts → send     live.rs
 //!  then fire_polls (live.rs); requests leave through outbox.pace to poll_request.
 //! ```
 //!

@@ -380,3 +380,55 @@ impl Outbox {
         self.timers.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll() -> (Request, Purpose) {
+        (
+            Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: 0, limit: 1 },
+            Purpose::Poll { sub: SubChain::Blocks },
+        )
+    }
+
+    #[test]
+    fn requests_wait_for_the_pace_and_leaves_do_not() {
+        let mut o = Outbox::new(1, 1, 30_000);
+        let (r, p) = poll();
+        let first = o.queue(r.clone(), p, 0);
+        let (r2, p2) = poll();
+        let second = o.queue(r2, p2, 0);
+        let leave = o.queue(Request::Leave, Purpose::Leave { then_left: true }, 0);
+        assert!(matches!(o.answer(second), Answered::Unsent), "not let out yet");
+        assert_eq!(o.pop_ready().map(|(id, _)| id), Some(first));
+        assert_eq!(o.pop_ready().map(|(id, _)| id), Some(leave), "a leave goes at once");
+        assert_eq!(o.pop_ready(), None);
+        // The answer takes the request out, with what it was for and the request itself.
+        let Answered::Entry(e) = o.answer(first) else { panic!("in flight") };
+        assert!(matches!(e.purpose, Purpose::Poll { .. }) && e.request == r);
+        assert!(matches!(o.answer(first), Answered::Unknown));
+        // The next release, then the deadline of what left.
+        assert_eq!(o.next_deadline(), Some(2_000));
+        o.pace(2_000);
+        assert_eq!(o.pop_ready().map(|(id, _)| id), Some(second));
+        assert_eq!(o.take_expired(32_000).len(), 2, "the leave and the second poll");
+    }
+
+    #[test]
+    fn a_new_generation_drops_what_was_not_taken_and_keeps_leaves_if_asked() {
+        let mut o = Outbox::new(10, 20, 30_000);
+        let leave = o.queue(Request::Leave, Purpose::Leave { then_left: false }, 0);
+        let (r, p) = poll();
+        o.queue(r, p, 0);
+        o.schedule(5, Action::Prune);
+        o.poll_by(SubChain::Broadcasts, 7);
+        o.new_generation(true);
+        assert_eq!((o.in_flight(), o.queued(), o.timers()), (1, 1, 0));
+        assert_eq!(o.pop_ready().map(|(id, _)| id), Some(leave));
+        assert_eq!(o.poll(SubChain::Broadcasts).at, None, "polls belong to their generation");
+        o.queue(Request::Leave, Purpose::Leave { then_left: false }, 0);
+        o.new_generation(false);
+        assert_eq!(o.queued(), 0, "a join drops queued leaves too");
+    }
+}

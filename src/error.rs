@@ -115,6 +115,10 @@ pub enum ErrorKind {
     /// member (not known yet, or stale: its participant left or moved it): it is dropped, never
     /// tried against every key (confchain's own name, `FRAME__UNKNOWN_SOURCE`).
     FrameUnknownSource,
+    /// A session call made in a state that does not allow it (`SESSION__WRONG_STATE`): sending a
+    /// message, removing or re-keying outside the call, joining while joining, in the call or
+    /// leaving. The message names the call and the state ([`crate::session::Session::state`]).
+    WrongState,
 }
 
 impl ErrorKind {
@@ -179,6 +183,7 @@ impl ErrorKind {
             FrameEmpty => "FRAME__EMPTY",
             OutboxFull => "OUTBOX_FULL",
             FrameUnknownSource => "FRAME__UNKNOWN_SOURCE",
+            WrongState => "SESSION__WRONG_STATE",
             _ => "UNKNOWN_ERROR",
         }
     }

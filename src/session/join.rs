@@ -4,8 +4,47 @@
 
 use super::*;
 
+/// A join in flight, with what arrived meanwhile.
+#[derive(Debug, Default)]
+pub(super) struct Joining {
+    pub(super) buffered: VecDeque<Update>,
+    pub(super) buffered_bytes: usize,
+}
+
+impl Joining {
+    /// Keeps an update that arrived while the join is in flight, if it fits the bounds (entries
+    /// and bytes); a notice that `me` left is about our participant before this join (a late
+    /// notice of a leave): it must not end the new one once joined.
+    pub(super) fn buffer(&mut self, update: Update, me: i64, config: &SessionConfig) {
+        let update = match update {
+            Update::Participants { mut participants } => {
+                participants.retain(|p| !(p.user_id == me && p.left));
+                Update::Participants { participants }
+            }
+            other => other,
+        };
+        let bytes = update_bytes(&update);
+        let fits = self.buffered.len() < config.max_buffered_updates
+            && self.buffered_bytes.saturating_add(bytes) <= config.max_buffered_bytes;
+        if fits {
+            self.buffered_bytes = self.buffered_bytes.saturating_add(bytes);
+            self.buffered.push_back(update);
+        }
+    }
+}
+
+/// The bytes an update holds (for the bound on buffered updates).
+fn update_bytes(u: &Update) -> usize {
+    match u {
+        Update::ChainBlocks { blocks, .. } => blocks.iter().map(Vec::len).sum(),
+        Update::EncryptedMessage { encrypted_message, .. } => encrypted_message.len(),
+        Update::GroupCall { invite_link, .. } => invite_link.as_ref().map_or(0, String::len),
+        Update::Participants { participants } => participants.len().saturating_mul(16),
+    }
+}
+
 impl Session {
-    pub(super) fn check_can_join(&self) -> Result<()> {
+    pub(super) fn check_can_join(&self, call: &str) -> Result<()> {
         match self.phase {
             Phase::Idle
             | Phase::Removed(_)
@@ -13,7 +52,7 @@ impl Session {
             | Phase::Failed
             | Phase::ChainRejected(_)
             | Phase::Ended(_) => Ok(()),
-            _ => Err(Error::new(ErrorKind::InvalidInput, "already joining, in the call or leaving")),
+            _ => Err(wrong_state(call, "to be out of the call (not joining, in it or leaving)", self.state())),
         }
     }
 
@@ -29,7 +68,7 @@ impl Session {
     pub(super) fn start_join_attempt(&mut self, attempt: u32, create: bool, rng: &mut impl CryptoRngCore) {
         if !create {
             let request = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 };
-            self.send(request, Op::JoinTip { attempt });
+            self.send(request, Purpose::JoinTip { attempt });
             return;
         }
         let key = PrivateKey::generate(rng);
@@ -40,10 +79,10 @@ impl Session {
         match self.build(|rng| build_zero_block(state.clone(), &key, rng), rng) {
             Ok(block) => {
                 let public_key = Some(key.public_key());
-                let op = Op::Join { attempt, key: Box::new(key), height: 0, create: true };
-                self.send(Request::CreateConference { public_key, block: Some(block) }, op);
+                let purpose = Purpose::Create { attempt, key: Some(Box::new(key)) };
+                self.send(Request::CreateConference { public_key, block: Some(block) }, purpose);
             }
-            Err(e) => self.fail_join(JoinFailure::InvalidResponse(e.to_string())),
+            Err(e) => self.exit(Exit::JoinFailed(JoinFailure::InvalidResponse(e.to_string()))),
         }
     }
 
@@ -63,7 +102,8 @@ impl Session {
             return; // the call ended meanwhile
         }
         let Some(blocks) = tip else {
-            return self.fail_join(JoinFailure::InvalidResponse("no sub-chain 0 in the tip response".into()));
+            return self
+                .exit(Exit::JoinFailed(JoinFailure::InvalidResponse("no sub-chain 0 in the tip response".into())));
         };
         // A fresh key per attempt: a key is never reused (replay windows are keyed by key).
         let key = PrivateKey::generate(rng);
@@ -88,64 +128,39 @@ impl Session {
         match built {
             Ok((height, block)) => {
                 let public_key = key.public_key();
-                let op = Op::Join { attempt, key: Box::new(key), height, create: false };
-                self.send(Request::Join { public_key, block }, op);
+                let purpose = Purpose::Join { attempt, key: Box::new(key), height };
+                self.send(Request::Join { public_key, block }, purpose);
             }
             // An entry of the tip whose key no one can use (issue 30 item 1): a member may remove
             // it, so try again on a newer tip; if it stays, fail naming it.
             Err(e) if e.kind() == ErrorKind::SharedSecret && e.participant().is_some() => {
                 let user_id = e.participant().unwrap_or_default();
                 if attempt.saturating_add(1) >= self.config.max_attempts {
-                    self.fail_join(JoinFailure::UnusableKey { user_id });
+                    self.exit(Exit::JoinFailed(JoinFailure::UnusableKey { user_id }));
                 } else {
                     self.retry_join(attempt, false, None);
                 }
             }
-            Err(e) => self.fail_join(JoinFailure::InvalidResponse(format!("cannot build on the tip: {e}"))),
-        }
-    }
-
-    pub(super) fn on_join_error(&mut self, attempt: u32, create: bool, kind: RequestKind, error: ApiError) {
-        match error {
-            ApiError::FloodWait { seconds } => match self.flood_ms(seconds) {
-                Some(ms) => {
-                    let until = self.now.saturating_add(ms);
-                    self.ops.set_flood(kind, until);
-                    // Never sooner than the backoff: a wait of 0 s must not retry at once.
-                    self.retry_join(attempt, create, Some(ms.max(self.backoff(attempt))));
-                }
-                None => self.fail_join(JoinFailure::FloodWait { seconds }),
-            },
-            // createConferenceCall is never retried on anything else: a lost response may hide
-            // a created conference, and a second create would make a second one.
-            error if create => self.fail_join(JoinFailure::Api(error)),
-            ApiError::ChainRace | ApiError::Transient(_) | ApiError::SsrcDuplicate => {
-                self.retry_join(attempt, create, None)
+            Err(e) => {
+                self.exit(Exit::JoinFailed(JoinFailure::InvalidResponse(format!("cannot build on the tip: {e}"))))
             }
-            error => self.fail_join(JoinFailure::Api(error)),
         }
     }
 
     pub(super) fn retry_join(&mut self, attempt: u32, create: bool, delay: Option<u64>) {
         let next = attempt.saturating_add(1);
         if next >= self.config.max_attempts {
-            return self.fail_join(JoinFailure::RetriesExhausted { attempts: next });
+            return self.exit(Exit::JoinFailed(JoinFailure::RetriesExhausted { attempts: next }));
         }
-        let at = self.now.saturating_add(delay.unwrap_or_else(|| self.backoff(attempt)));
-        self.ops.schedule(at, self.generation, Action::JoinAttempt { attempt: next, create });
-    }
-
-    pub(super) fn fail_join(&mut self, reason: JoinFailure) {
-        self.new_generation();
-        self.phase = Phase::Failed;
-        self.events.push_back(SessionEvent::JoinFailed { reason });
+        let at = self.now.saturating_add(delay.unwrap_or_else(|| policy::backoff(&self.config, attempt)));
+        self.outbox.schedule(at, Action::JoinAttempt { attempt: next, create });
     }
 
     /// A join the server accepted (`Ok`) but whose answer we cannot use: the join fails, and we
     /// leave the media call the server put us in (no ghost member).
     fn fail_accepted_join(&mut self, reason: JoinFailure) {
-        self.fail_join(reason);
-        self.send(Request::Leave, Op::Leave { then_left: false });
+        self.exit(Exit::JoinFailed(reason));
+        self.send(Request::Leave, Purpose::Leave { then_left: false });
     }
 
     /// The join (or create-with-join) response: sub-chain 0 holds our own block (at the height
@@ -207,9 +222,9 @@ impl Session {
             ahead_stop: None,
         };
         live.blocks.set_next(our_offset.saturating_add(1));
-        live.blocks.poll_at = Some(self.now.saturating_add(self.config.poll_interval_ms));
+        self.outbox.poll(SubChain::Blocks).at = Some(self.now.saturating_add(self.config.poll_interval_ms));
         // The broadcast sub-chain's offset is learnt by a poll at -1 unless the response has it.
-        live.broadcasts.poll_at = Some(self.now);
+        self.outbox.poll(SubChain::Broadcasts).at = Some(self.now);
         self.phase = Phase::Live(Box::new(live));
         // The rest of sub-chain 0 is the server's chain: through the rules (offsets filter ours).
         let mut server = vec![Update::ChainBlocks { sub_chain_id: 0, blocks, next_offset }];
@@ -218,7 +233,7 @@ impl Session {
         self.process_updates(buffered.into(), Source::Push, rng);
         if let Phase::Live(l) = &mut self.phase {
             if l.broadcasts.next().is_some() {
-                l.broadcasts.poll_at = Some(self.now.saturating_add(self.config.poll_interval_ms));
+                self.outbox.poll(SubChain::Broadcasts).at = Some(self.now.saturating_add(self.config.poll_interval_ms));
             }
             let height = l.call.height();
             self.events.push_back(SessionEvent::Joined { height });

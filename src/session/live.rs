@@ -1,8 +1,52 @@
 //! The live call: both sub-chains through [`SubSync`] and the chain rules, polls with gap
-//! backoff, recovery from a refused push (refetch from our own next height), and the ways out of
-//! the call (fail closed, removed, ended), each of which closes the call.
+//! backoff, recovery from a refused push (refetch from our own next height), and the call's
+//! events turned into session events after each batch (a block that removed us leaves the call).
 
 use super::*;
+
+/// In the call.
+pub(super) struct Live {
+    pub(super) call: Call,
+    pub(super) blocks: SubSync,
+    pub(super) broadcasts: SubSync,
+    /// Recovering from a refused push (state `Resyncing`).
+    pub(super) resyncing: bool,
+    /// Consecutive poll answers of sub-chain 0 that left a gap.
+    pub(super) gap_answers: u32,
+    /// The height whose verification words were last announced.
+    pub(super) announced_height: Option<i32>,
+    pub(super) verified_height: Option<i32>,
+    /// Users that left the media call, to prune (bounded, deduplicated).
+    pub(super) prune: BTreeSet<i64>,
+    /// The chain key of each user whose departure we saw (bounded like `prune`): a prune removes
+    /// that entry only, never a newer one of the same user (a rejoin; issue 30 item 6).
+    pub(super) left_keys: std::collections::BTreeMap<i64, crate::crypto::PublicKey>,
+    pub(super) prune_scheduled: bool,
+    /// Participants' keys found usable (rebuilt per height from the participants: bounded).
+    pub(super) usable_keys: BTreeSet<crate::crypto::PublicKey>,
+    /// Entries whose keys no one can use, already told (issue 30 item 1).
+    pub(super) unusable: BTreeSet<(i64, crate::crypto::PublicKey)>,
+    pub(super) unusable_scheduled: bool,
+    /// The sub-chain 1 offset we stopped at for a broadcast too far ahead, and our height then
+    /// (issue 30 item 3).
+    pub(super) ahead_stop: Option<(i32, i32)>,
+}
+
+impl Live {
+    pub(super) fn sync(&mut self, sub: SubChain) -> &mut SubSync {
+        match sub {
+            SubChain::Blocks => &mut self.blocks,
+            SubChain::Broadcasts => &mut self.broadcasts,
+        }
+    }
+
+    pub(super) fn sync_ref(&self, sub: SubChain) -> &SubSync {
+        match sub {
+            SubChain::Blocks => &self.blocks,
+            SubChain::Broadcasts => &self.broadcasts,
+        }
+    }
+}
 
 impl Session {
     pub(super) fn process_updates(&mut self, updates: Vec<Update>, source: Source, rng: &mut impl CryptoRngCore) {
@@ -29,7 +73,7 @@ impl Session {
                         self.events.push_back(SessionEvent::CallIdentity { call, invite_link });
                     }
                     if discarded {
-                        self.end(EndReason::Discarded);
+                        self.exit(Exit::Ended(EndReason::Discarded));
                     }
                 }
                 Update::Participants { participants } => self.note_participants(&participants, rng),
@@ -116,7 +160,7 @@ impl Session {
                 Err(error) => {
                     let height = live.call.height().saturating_add(1);
                     if source == Source::Server {
-                        self.fail_closed(height, error);
+                        self.exit(Exit::ChainRejected { height, error });
                         return false;
                     }
                     // A refused push: never adopted; refetch from our own next height.
@@ -143,51 +187,51 @@ impl Session {
         let spaced = s.last_poll.map_or(0, |t| t.saturating_add(MIN_GAP_POLL_SPACING_MS));
         let at = now.saturating_add(s.gap_delay).max(spaced);
         s.gap_delay = s.gap_delay.saturating_mul(2).clamp(1_000, interval);
-        s.poll_at = Some(s.poll_at.map_or(at, |t| t.min(at)));
+        self.outbox.poll_by(sub, at);
     }
 
     /// Schedules a poll of `sub` at `at` (or earlier, if one is scheduled earlier).
     pub(super) fn schedule_poll(&mut self, sub: SubChain, at: u64) {
-        if let Phase::Live(live) = &mut self.phase {
-            let s = live.sync(sub);
-            s.poll_at = Some(s.poll_at.map_or(at, |t| t.min(at)));
+        if matches!(self.phase, Phase::Live(_)) {
+            self.outbox.poll_by(sub, at);
         }
     }
 
     /// Sends the polls that are due (and not in flight, nor in a flood wait).
     pub(super) fn fire_polls(&mut self) {
         let now = self.now;
-        let flood = self.ops.flood_until(RequestKind::GetChainBlocks);
+        let flood = self.outbox.flood_until(RequestKind::GetChainBlocks);
         for sub in [SubChain::Blocks, SubChain::Broadcasts] {
             let Phase::Live(live) = &mut self.phase else { return };
-            let s = live.sync(sub);
-            if s.poll_in_flight.is_some() || s.poll_at.is_none_or(|t| t > now) {
+            let poll = self.outbox.poll(sub);
+            if poll.in_flight.is_some() || poll.at.is_none_or(|t| t > now) {
                 continue;
             }
             if flood > now {
-                s.poll_at = Some(flood);
+                poll.at = Some(flood);
                 continue;
             }
-            s.poll_at = None;
+            poll.at = None;
+            let s = live.sync(sub);
             s.last_poll = Some(now);
             let (offset, limit) = match s.next() {
                 Some(o) => (o, self.config.poll_limit),
                 None => (-1, 1),
             };
-            let id = self.send(Request::GetChainBlocks { sub_chain: sub, offset, limit }, Op::Poll { sub });
-            if let Phase::Live(live) = &mut self.phase {
-                live.sync(sub).poll_in_flight = id;
+            let id = self.send(Request::GetChainBlocks { sub_chain: sub, offset, limit }, Purpose::Poll { sub });
+            if matches!(self.phase, Phase::Live(_)) {
+                self.outbox.poll(sub).in_flight = id;
             }
         }
     }
 
-    pub(super) fn on_poll(&mut self, sub: SubChain, response: Response, rng: &mut impl CryptoRngCore) {
+    pub(super) fn on_poll(&mut self, sub: SubChain, outcome: outcomes::Outcome, rng: &mut impl CryptoRngCore) {
         let now = self.now;
         let Phase::Live(live) = &mut self.phase else { return };
-        live.sync(sub).poll_in_flight = None;
+        self.outbox.poll(sub).in_flight = None;
         let before = live.sync_ref(sub).next();
-        match response {
-            Response::Ok(updates) => {
+        match outcome {
+            Ok(updates) => {
                 // Another poll at once only after a full page of progress: the offset advanced by
                 // `poll_limit` (a page of old blocks with one new one at its end is no progress
                 // worth a poll per block at the same instant).
@@ -206,12 +250,12 @@ impl Session {
                     if gap_tip == Some(false) {
                         // The server's last block no longer lists our key: we were removed (only
                         // our own participation ends on this unverified word, as on FORBIDDEN).
-                        return self.removed(None);
+                        return self.exit(Exit::Removed { height: None });
                     }
                     if live.gap_answers >= MAX_GAP_ANSWERS {
                         // The server answers as to a non-member (the last block only, whatever
                         // the offset): it no longer holds us in the call.
-                        return self.end(EndReason::JoinMissing);
+                        return self.exit(Exit::Ended(EndReason::JoinMissing));
                     }
                 }
                 if full && sub == SubChain::Broadcasts {
@@ -222,70 +266,104 @@ impl Session {
                     self.schedule_poll(sub, spaced.max(now));
                 } else if full {
                     self.schedule_poll(sub, now);
-                } else if live.resyncing && sub == SubChain::Blocks && live.blocks.poll_at.is_none() {
+                } else if live.resyncing && sub == SubChain::Blocks && self.outbox.poll(sub).at.is_none() {
                     // Recovering and the server withheld the block: ask again, with backoff.
                     self.gap_poll(sub);
                 }
             }
-            Response::Error(e) => {
-                let error = ApiError::parse(&e);
-                if self.on_fatal(&error) {
-                    return;
+            Err(error) => {
+                if let policy::Verdict::Exit(exit) = policy::retry(Goal::Poll, 0, &error, &self.config) {
+                    return self.exit(exit);
                 }
-                if let ApiError::FloodWait { seconds } = error {
-                    // Polls wait it out, at most `max_flood_wait_s` (then ask again: a server
-                    // that still wants us to wait says so again; one request costs little).
-                    let ms = u64::from(seconds.min(self.config.max_flood_wait_s)).saturating_mul(1_000);
-                    self.ops.set_flood(RequestKind::GetChainBlocks, now.saturating_add(ms));
-                }
+                // Given up: the poll schedule asks again (after the flood wait, if one came).
                 let Phase::Live(live) = &mut self.phase else { return };
                 if live.resyncing || live.sync_ref(sub).held().0 > 0 {
                     self.gap_poll(sub);
                 }
             }
         }
-        if let Phase::Live(live) = &mut self.phase {
-            let s = live.sync(sub);
-            if s.poll_at.is_none() && s.poll_in_flight.is_none() {
-                s.poll_at = Some(now.saturating_add(self.config.poll_interval_ms));
+        if matches!(self.phase, Phase::Live(_)) {
+            let poll = self.outbox.poll(sub);
+            if poll.at.is_none() && poll.in_flight.is_none() {
+                poll.at = Some(now.saturating_add(self.config.poll_interval_ms));
             }
         }
     }
 
-    // ---- leaving the call ----
-
-    /// Fails closed: the server's chain holds a block our rules refuse. The media call is left
-    /// too: a member that can no longer encrypt or decrypt must not stay in it as a ghost (the
-    /// others then prune it from the chain); a rejoin drops the leave if it is still unsent.
-    pub(super) fn fail_closed(&mut self, height: i32, error: Error) {
-        let Some(call) = self.close_call() else { return };
-        self.new_generation();
-        self.phase = Phase::ChainRejected(call);
-        self.events.push_back(SessionEvent::ChainRejected { height, error });
-        self.send(Request::Leave, Op::Leave { then_left: false });
-    }
-
-    /// We are no longer in the call: close, tell, and leave the media call as tdlib does.
-    pub(super) fn removed(&mut self, height: Option<i32>) {
-        let Some(call) = self.close_call() else { return };
-        self.new_generation();
-        self.phase = Phase::Removed(call);
-        self.events.push_back(SessionEvent::Removed { height });
-        self.send(Request::Leave, Op::Leave { then_left: false });
-    }
-
-    /// The call ended for us.
-    pub(super) fn end(&mut self, reason: EndReason) {
-        let joining = matches!(self.phase, Phase::Joining(_));
-        let call = self.close_call();
-        if call.is_none() && !joining {
-            return;
+    /// After a batch: the call's events become session events, outbound broadcasts are sent.
+    pub(super) fn after_batch(&mut self) {
+        self.drain_call_events();
+        let Phase::Live(live) = &mut self.phase else { return };
+        for b in live.call.poll_outbound() {
+            self.send_broadcast(b);
         }
-        self.new_generation();
-        self.phase = Phase::Ended(call);
-        self.events.push_back(SessionEvent::Ended { reason });
-        if reason == EndReason::JoinMissing {
-            self.send(Request::Leave, Op::Leave { then_left: false });
+    }
+
+    /// A delay before re-keying away from a blackout, spread over members (up to
+    /// `max_prune_delay_ms`) so that they do not all race for the same height; drawn from our
+    /// user id and the height, not from an RNG (there is none here).
+    pub(super) fn blackout_delay(&self, height: i32) -> u64 {
+        let max = self.config.max_prune_delay_ms.min(2_000);
+        let mix = (self.user_id as u64 ^ (height as u64).rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mix >> 11).checked_rem(max.saturating_add(1)).unwrap_or(0)
+    }
+
+    pub(super) fn drain_call_events(&mut self) {
+        let Phase::Live(live) = &mut self.phase else { return };
+        let mut events = Vec::new();
+        while let Some(e) = live.call.poll_event() {
+            events.push(e);
+        }
+        let (current, fingerprint) = (live.call.height(), live.call.key_fingerprint());
+        let mut removed = None;
+        let mut blackouts = Vec::new();
+        let mut new_height = false;
+        for e in events {
+            match e {
+                Event::BlockApplied { height } => {
+                    let fingerprint = if height == current { fingerprint.clone() } else { None };
+                    self.events.push_back(SessionEvent::KeyChanged { height, fingerprint });
+                }
+                Event::Removed { height } => removed = Some(height),
+                Event::KeyUnavailable { height, error } => {
+                    self.events.push_back(SessionEvent::KeyUnavailable { height, error })
+                }
+                Event::VideoBlackout { height, now: blackout } => {
+                    self.events.push_back(SessionEvent::VideoBlackout { height, now: blackout });
+                    blackouts.push(height);
+                }
+                Event::VerificationDone { result } if live.verified_height != Some(result.height) => {
+                    live.verified_height = Some(result.height);
+                    self.events
+                        .push_back(SessionEvent::VerificationDone { height: result.height, emojis: result.emojis() });
+                }
+                _ => {}
+            }
+        }
+        // Participants and verification words change only with the block: looked at once per
+        // new height, not on every batch of broadcasts.
+        if live.announced_height != Some(current) {
+            live.announced_height = Some(current);
+            let mut participants: Vec<i64> = live.call.participants().iter().map(|p| p.user_id).collect();
+            participants.sort_unstable();
+            if participants != self.participants {
+                self.participants = participants.clone();
+                self.events.push_back(SessionEvent::ParticipantsChanged { user_ids: participants });
+            }
+            let words = live.call.verification_words();
+            self.events.push_back(SessionEvent::VerificationStarted { height: current, words });
+            new_height = true;
+        }
+        if self.config.end_video_blackouts {
+            for height in blackouts {
+                let delay = self.blackout_delay(height);
+                self.outbox.schedule(self.now.saturating_add(delay), Action::EndBlackout { height });
+            }
+        }
+        if let Some(height) = removed {
+            self.exit(Exit::Removed { height: Some(height) });
+        } else if new_height {
+            self.check_keys(current);
         }
     }
 }

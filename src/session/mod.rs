@@ -19,18 +19,44 @@
 //! ```
 //!
 //! Each state carries what it needs (`Phase`): a join in flight its buffered updates, a live
-//! call its [`Call`] and the sync of both sub-chains, a terminal state its closed call. Leaving
-//! the live state closes the call ([`Call::close`]): encryption stops at once, in every media
-//! handle too. Requests in flight, retries and timers are one table where each entry has a
-//! deadline and belongs to a generation: a join, a leave and every terminal state start a new
-//! one, and nothing of an older one fires.
+//! call its [`Call`] and the sync of both sub-chains, a terminal state its closed call. Every way
+//! out (failing closed, removed, ended, a failed join, leaving) is one function with a reason
+//! (`Session::exit` with an `Exit`): it closes the call ([`Call::close`]: encryption stops at
+//! once, in every media handle too), starts a new generation, sets the terminal state, tells the
+//! application and, where the server still holds us, sends `leaveGroupCall`.
 //!
-//! One file per concern: `config.rs` (validated tunables), `events.rs` (typed events),
-//! `ops.rs` (operations in flight, timers, flood waits), `outcomes.rs` (responses and deadlines,
-//! parsed once into [`crate::api::ApiError`]), `join.rs` (the join planner), `sync.rs` (one
-//! sub-chain's offsets and gap buffer, tested alone), `pacer.rs` (the outbox's token bucket,
-//! tested alone), `live.rs` (applying both sub-chains,
-//! recovery, the ways out of the call), `outbound.rs` (messages, broadcasts, removals, pruning).
+//! # Where each behaviour lives
+//!
+//! | file          | what it owns                                                                   |
+//! |---------------|--------------------------------------------------------------------------------|
+//! | `mod.rs`      | `Phase`, the application's calls, the entry points, `send` and `exit`          |
+//! | `outbox.rs`   | requests with their purpose, ids, the pace's queue, generations, flood waits, the timer table (retries, join attempts, pruning, each sub-chain's next poll) |
+//! | `policy.rs`   | the one retry policy: (purpose, attempt, error, config) → retry / give up / exit |
+//! | `outcomes.rs` | an answer (or a deadline) by the request's purpose; failures through the policy |
+//! | `join.rs`     | the `Joining` state; the join planner: tip, zero block or self-add, the answer |
+//! | `live.rs`     | the `Live` state: both sub-chains through the chain rules, polls, gaps, recovery, the call's events as session events |
+//! | `outbound.rs` | messages, broadcasts, removals, pruning, participants' unusable keys           |
+//! | `sync.rs`     | one sub-chain's offsets and gap buffer (tested alone)                          |
+//! | `pacer.rs`    | the outbox's token bucket (tested alone)                                       |
+//! | `config.rs`, `events.rs` | validated tunables; typed events                                    |
+//!
+//! # How one server answer travels
+//!
+//! ```text
+//!  handle_response(id, response)                                          mod.rs
+//!    ├─ Response::Error parsed once into ApiError (the only ApiError::parse)
+//!    ├─ outbox.answer(id): the Entry (purpose, request, generation) or nothing     outbox.rs
+//!    ├─ a flood wait recorded for the request's kind (policy::flood_until)         policy.rs
+//!    └─ handle_outcome(entry, outcome)                                     outcomes.rs
+//!         ├─ Ok, by purpose: poll → on_poll / process_updates → SubSync → Call     live.rs
+//!         │                  join → on_join_tip / on_joined                        join.rs
+//!         ├─ Err: policy::retry → a timer in the outbox / an event / Session::exit
+//!         └─ after_batch: the call's events → SessionEvents, broadcasts → send     live.rs
+//!  then fire_polls (live.rs); requests leave through outbox.pace to poll_request.
+//! ```
+//!
+//! A deadline takes the same road from [`Session::handle_timeout`] as a `TIMEOUT` error; timers
+//! due run their `Action` (`Session::run_action`).
 //!
 //! Driven like quinn-proto's `Connection`: the application takes requests with
 //! [`Session::poll_request`] and performs them with its MTProto client (each [`Request`] maps to one
@@ -49,10 +75,11 @@ mod config;
 mod events;
 mod join;
 mod live;
-mod ops;
 mod outbound;
+mod outbox;
 mod outcomes;
 mod pacer;
+mod policy;
 mod sync;
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
@@ -68,8 +95,9 @@ use crate::wire::{Block, Broadcast, GroupParticipant, GroupState, Permissions, P
 
 pub use self::config::SessionConfig;
 pub use self::events::{EndReason, JoinFailure, SendFailure, SessionEvent};
-use self::ops::{Action, InFlight, Op, Ops};
-use self::pacer::{Class, Pacer};
+use self::join::Joining;
+use self::live::Live;
+use self::outbox::{Action, Answered, Entry, Goal, Outbox, Purpose};
 use self::sync::{Receive, SubSync, MIN_GAP_POLL_SPACING_MS};
 pub use crate::api::{CallIdentity, CallParticipant, Request, RequestId, RequestKind, Response, SubChain, Update};
 
@@ -130,57 +158,6 @@ enum Source {
     Server,
 }
 
-/// A join in flight, with what arrived meanwhile.
-#[derive(Debug, Default)]
-struct Joining {
-    buffered: VecDeque<Update>,
-    buffered_bytes: usize,
-}
-
-/// In the call.
-struct Live {
-    call: Call,
-    blocks: SubSync,
-    broadcasts: SubSync,
-    /// Recovering from a refused push (state `Resyncing`).
-    resyncing: bool,
-    /// Consecutive poll answers of sub-chain 0 that left a gap.
-    gap_answers: u32,
-    /// The height whose verification words were last announced.
-    announced_height: Option<i32>,
-    verified_height: Option<i32>,
-    /// Users that left the media call, to prune (bounded, deduplicated).
-    prune: BTreeSet<i64>,
-    /// The chain key of each user whose departure we saw (bounded like `prune`): a prune removes
-    /// that entry only, never a newer one of the same user (a rejoin; issue 30 item 6).
-    left_keys: std::collections::BTreeMap<i64, crate::crypto::PublicKey>,
-    prune_scheduled: bool,
-    /// Participants' keys found usable (rebuilt per height from the participants: bounded).
-    usable_keys: BTreeSet<crate::crypto::PublicKey>,
-    /// Entries whose keys no one can use, already told (issue 30 item 1).
-    unusable: BTreeSet<(i64, crate::crypto::PublicKey)>,
-    unusable_scheduled: bool,
-    /// The sub-chain 1 offset we stopped at for a broadcast too far ahead, and our height then
-    /// (issue 30 item 3).
-    ahead_stop: Option<(i32, i32)>,
-}
-
-impl Live {
-    fn sync(&mut self, sub: SubChain) -> &mut SubSync {
-        match sub {
-            SubChain::Blocks => &mut self.blocks,
-            SubChain::Broadcasts => &mut self.broadcasts,
-        }
-    }
-
-    fn sync_ref(&self, sub: SubChain) -> &SubSync {
-        match sub {
-            SubChain::Blocks => &self.blocks,
-            SubChain::Broadcasts => &self.broadcasts,
-        }
-    }
-}
-
 /// The state with its data.
 enum Phase {
     Idle,
@@ -194,14 +171,30 @@ enum Phase {
     Ended(Option<Box<Call>>),
 }
 
+/// A way out of the call (or out of a join), carried out by [`Session::exit`]: the call closes,
+/// a new generation starts, the state becomes the matching terminal one, the application is told,
+/// and the server is told we left where it still holds us.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Exit {
+    /// Fail closed: the server's chain holds a block (at `height`) our rules refuse. The media
+    /// call is left too: a member that can no longer encrypt or decrypt must not stay in it as a
+    /// ghost (the others then prune it from the chain); a rejoin drops the leave if still unsent.
+    ChainRejected { height: i32, error: Error },
+    /// No longer in the call (a block removed us at `height`, or the server said so): tdlib
+    /// leaves the media call too.
+    Removed { height: Option<i32> },
+    /// The call ended for us (left as tdlib does when the server lost our participant).
+    Ended(EndReason),
+    /// The join (or create) failed.
+    JoinFailed(JoinFailure),
+    /// [`Session::leave`]: `Leaving` until the server answers.
+    Leaving,
+}
+
 /// Most users waiting to be pruned.
 const MAX_PRUNE: usize = 1_024;
 /// Most builds of one block while its hash would black out H.264 (each is 1 in 256).
 const BLACKOUT_BUILDS: usize = 8;
-
-/// The deadline of a request still waiting for the outbox's pace: its deadline starts when it
-/// leaves.
-const WAITING: u64 = u64::MAX;
 
 /// A sans-IO client of one conference call (see the module docs).
 ///
@@ -232,15 +225,8 @@ pub struct Session {
     user_id: i64,
     config: SessionConfig,
     phase: Phase,
-    /// Bumped by a join, a create, a leave and every terminal state: what belongs to an older
-    /// generation never fires.
-    generation: u64,
-    next_id: RequestId,
-    /// Requests the pace let out, for [`Session::poll_request`].
-    outgoing: VecDeque<(RequestId, Request)>,
-    /// Requests waiting for the pace (their `InFlight` has the deadline [`WAITING`]).
-    pacer: Pacer,
-    ops: Ops,
+    /// Requests, their purposes and generations, timers and flood waits.
+    outbox: Outbox,
     events: VecDeque<SessionEvent>,
     seen_messages: HashSet<(i64, i64)>,
     seen_order: VecDeque<(i64, i64)>,
@@ -277,18 +263,9 @@ fn random_id(json: &str) -> Option<i64> {
     rest.get(..end)?.parse().ok()
 }
 
-fn not_in_call() -> Error {
-    Error::new(ErrorKind::InvalidInput, "not in the call")
-}
-
-/// The bytes an update holds (for the bound on buffered updates).
-fn update_bytes(u: &Update) -> usize {
-    match u {
-        Update::ChainBlocks { blocks, .. } => blocks.iter().map(Vec::len).sum(),
-        Update::EncryptedMessage { encrypted_message, .. } => encrypted_message.len(),
-        Update::GroupCall { invite_link, .. } => invite_link.as_ref().map_or(0, String::len),
-        Update::Participants { participants } => participants.len().saturating_mul(16),
-    }
+/// [`ErrorKind::WrongState`]: `call` needs `needs`, and the session is in `state`.
+fn wrong_state(call: &str, needs: &str, state: SessionState) -> Error {
+    Error::new(ErrorKind::WrongState, format!("{call} needs {needs}; the session is {state:?}"))
 }
 
 impl Session {
@@ -298,13 +275,9 @@ impl Session {
         config.validate()?;
         Ok(Session {
             user_id,
-            pacer: Pacer::new(config.max_requests_per_second, config.max_request_burst),
+            outbox: Outbox::new(config.max_requests_per_second, config.max_request_burst, config.request_timeout_ms),
             config,
             phase: Phase::Idle,
-            generation: 0,
-            next_id: 1,
-            outgoing: VecDeque::new(),
-            ops: Ops::default(),
             events: VecDeque::new(),
             seen_messages: HashSet::new(),
             seen_order: VecDeque::new(),
@@ -320,17 +293,23 @@ impl Session {
 
     /// Creates a new conference (`createConferenceCall`). With `join`, our zero block goes with it
     /// and the response starts the call; without, the chain stays empty and whoever joins first
-    /// (us included, with [`Session::join`]) sends the zero block to `joinGroupCall`.
+    /// (us included, with [`Session::join`]) sends the zero block to `joinGroupCall`. Fails with
+    /// [`ErrorKind::WrongState`] while joining, in the call or leaving.
     pub fn create(&mut self, join: bool, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.tick(now);
-        self.check_can_join()?;
-        self.new_generation_for_join();
+        self.check_can_join("create")?;
+        // A new generation; queued leaves go too (the join replaces our participant on the
+        // server; a leave sent after it would remove the new one).
+        self.outbox.new_generation(false);
         // A new conference: a new identity, learnt from the response.
         self.identity = None;
         self.invite_link = None;
         self.phase = Phase::Joining(Joining::default());
         if !join {
-            self.send(Request::CreateConference { public_key: None, block: None }, Op::CreateOnly);
+            self.send(
+                Request::CreateConference { public_key: None, block: None },
+                Purpose::Create { attempt: 0, key: None },
+            );
             return Ok(());
         }
         self.start_join_attempt(0, true, rng);
@@ -345,10 +324,14 @@ impl Session {
     /// cannot be checked against a chain we never followed. From the join on, every block is
     /// checked by the chain rules. After [`SessionEvent::ChainRejected`], calling `join` is the
     /// application's explicit decision to trust the server's chain again.
+    ///
+    /// Fails with [`ErrorKind::WrongState`] while joining, in the call or leaving.
     pub fn join(&mut self, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.tick(now);
-        self.check_can_join()?;
-        self.new_generation_for_join();
+        self.check_can_join("join")?;
+        // A new generation; queued leaves go too (the join replaces our participant on the
+        // server; a leave sent after it would remove the new one).
+        self.outbox.new_generation(false);
         self.phase = Phase::Joining(Joining::default());
         self.start_join_attempt(0, false, rng);
         Ok(())
@@ -359,23 +342,17 @@ impl Session {
     /// is answered with another `leaveGroupCall`). No block is sent: the others prune us.
     pub fn leave(&mut self, now: u64) {
         self.tick(now);
-        if matches!(self.phase, Phase::Leaving | Phase::Left) {
-            return;
-        }
-        self.close_call();
-        self.new_generation();
-        self.phase = Phase::Leaving;
-        self.send(Request::Leave, Op::Leave { then_left: true });
+        self.exit(Exit::Leaving);
     }
 
     /// Removes participants (`deleteConferenceCallParticipants`): `kick` bans them, otherwise they
     /// are users who already left. Users not in the chain are skipped; if none is left and this is
     /// not a ban, nothing is sent. Rebuilt on `CONF_WRITE_CHAIN_INVALID` (bounded, after the newer
-    /// block arrived).
+    /// block arrived). Fails with [`ErrorKind::WrongState`] outside [`SessionState::Joined`].
     pub fn remove(&mut self, user_ids: &[i64], kick: bool, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.tick(now);
         if self.state() != SessionState::Joined {
-            return Err(not_in_call());
+            return Err(wrong_state("remove", "the call (Joined)", self.state()));
         }
         if user_ids.contains(&self.user_id) {
             return Err(Error::new(ErrorKind::InvalidInput, "to remove ourselves, leave"));
@@ -389,12 +366,13 @@ impl Session {
     /// the one request an official client sends for a block removing nobody (tdlib's ban of users
     /// already gone re-keys with `kick`; SPEC.md §15). Neither tdlib nor Telegram Desktop re-keys
     /// alone or changes permissions, so acceptance of an empty id list is *inferred*, not observed.
-    /// Not retried on a lost race: a newer block re-keys anyway.
+    /// Not retried on a lost race: a newer block re-keys anyway. Fails with
+    /// [`ErrorKind::WrongState`] outside [`SessionState::Joined`].
     pub fn rekey(&mut self, permissions: Option<(i64, Permissions)>, rng: &mut impl CryptoRngCore) -> Result<()> {
-        if self.state() != SessionState::Joined {
-            return Err(not_in_call());
-        }
-        let call = self.live_call().ok_or_else(not_in_call)?;
+        let state = self.state();
+        let Some(call) = self.live_call().filter(|_| state == SessionState::Joined) else {
+            return Err(wrong_state("rekey", "the call (Joined)", state));
+        };
         // An entry no one can build a key header for blocks every re-key: a member who may remove
         // re-keys by removing it (issue 30 item 1).
         let unusable = self.unusable_entries();
@@ -407,8 +385,7 @@ impl Session {
         };
         // Entries removed along are named, so that the server drops them from the media call too.
         let user_ids = if permissions.is_none() && self.may(Permissions::REMOVE_USERS) { unusable } else { Vec::new() };
-        let request = ops::delete_request(user_ids.clone(), block, true);
-        self.send(request, Op::Delete { user_ids, kick: true, attempt: 0, rebuild: false });
+        self.send(Request::DeleteParticipants { user_ids, block, kick: true }, Purpose::Rekey);
         Ok(())
     }
 
@@ -446,11 +423,10 @@ impl Session {
         }
     }
 
-    /// Sends a `groupCallMessage` (JSON text) with `sendGroupCallEncryptedMessage`.
     /// Sends a `groupCallMessage` (JSON text) with `sendGroupCallEncryptedMessage`. The request
     /// leaves at the outbox's pace (`max_requests_per_second`); with `max_queued_messages`
     /// undelivered already the message is refused with [`ErrorKind::OutboxFull`] (nothing is
-    /// dropped silently later).
+    /// dropped silently later). Fails with [`ErrorKind::WrongState`] outside the call.
     pub fn send_message(&mut self, json: &str, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.tick(now);
         if json.len() > self.config.max_message_bytes {
@@ -460,10 +436,12 @@ impl Session {
             let max = self.config.max_queued_messages;
             return Err(Error::new(ErrorKind::OutboxFull, format!("{max} messages are waiting to be delivered")));
         }
-        let Phase::Live(live) = &mut self.phase else { return Err(not_in_call()) };
+        let state = self.state();
+        let Phase::Live(live) = &mut self.phase else {
+            return Err(wrong_state("send_message", "the call (Joined or Resyncing)", state));
+        };
         let encrypted = live.call.encrypt_message(json, now, rng)?;
-        let request = Request::SendEncryptedMessage { encrypted_message: encrypted.clone() };
-        self.send(request, Op::Message { encrypted, attempt: 0 });
+        self.send(Request::SendEncryptedMessage { encrypted_message: encrypted }, Purpose::Message { attempt: 0 });
         Ok(())
     }
 
@@ -481,9 +459,9 @@ impl Session {
             _ => (0, 0),
         };
         Footprint {
-            requests_in_flight: self.ops.in_flight.len(),
-            queued_requests: self.outgoing.len().saturating_add(self.pacer.len()),
-            retries: self.ops.timers.len(),
+            requests_in_flight: self.outbox.in_flight(),
+            queued_requests: self.outbox.queued(),
+            retries: self.outbox.timers(),
             buffered_updates,
             early_blocks: held,
             held_bytes: held_bytes.saturating_add(buffered_bytes),
@@ -494,7 +472,7 @@ impl Session {
 
     /// The next request to send, with its id (pass the id back with the response).
     pub fn poll_request(&mut self) -> Option<(RequestId, Request)> {
-        self.outgoing.pop_front()
+        self.outbox.pop_ready()
     }
 
     /// The next event.
@@ -505,16 +483,8 @@ impl Session {
     /// The next instant [`Session::handle_timeout`] has work: polls, retries, request deadlines,
     /// epoch expiry.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let ops = self.ops.next_deadline(self.generation);
-        let (polls, call) = match &self.phase {
-            Phase::Live(l) => {
-                let flood = self.ops.flood_until(RequestKind::GetChainBlocks);
-                let at = |s: &SubSync| s.poll_at.filter(|_| s.poll_in_flight.is_none()).map(|t| t.max(flood));
-                (at(&l.blocks).into_iter().chain(at(&l.broadcasts)).min(), l.call.poll_timeout())
-            }
-            _ => (None, None),
-        };
-        [ops, polls, call, self.pacer.next_release()].into_iter().flatten().min()
+        let epochs = self.live_call().and_then(Call::poll_timeout);
+        [self.outbox.next_deadline(), epochs].into_iter().flatten().min()
     }
 
     /// Runs what is due at `now`: request deadlines (as `TIMEOUT`), polls, retries, epoch expiry.
@@ -524,16 +494,16 @@ impl Session {
             live.call.handle_timeout(now);
         }
         self.drain_call_events();
-        for (id, f) in self.ops.take_expired(now) {
-            if matches!(f.op, Op::Join { .. }) {
+        for (id, entry) in self.outbox.take_expired(now) {
+            if entry.purpose.joins() {
                 if self.expired_joins.len() >= 16 {
                     self.expired_joins.pop_front();
                 }
                 self.expired_joins.push_back(id);
             }
-            self.handle_outcome(id, f, Response::Error("TIMEOUT".into()), rng);
+            self.handle_outcome(entry, Err(ApiError::Transient("TIMEOUT".into())), rng);
         }
-        for action in self.ops.take_due(now, self.generation) {
+        for action in self.outbox.take_due(now) {
             self.run_action(action, rng);
         }
         self.fire_polls();
@@ -543,34 +513,32 @@ impl Session {
     /// of a generation since ended) are ignored.
     pub fn handle_response(&mut self, id: RequestId, response: Response, now: u64, rng: &mut impl CryptoRngCore) {
         self.tick(now);
-        if self.ops.in_flight.get(&id).is_some_and(|f| f.deadline == WAITING) {
-            return; // not sent yet: it cannot have been answered
-        }
-        let Some(f) = self.ops.in_flight.remove(&id) else {
-            // A join accepted after its deadline while we are out of the call: leave again.
-            let out = matches!(self.phase, Phase::Idle | Phase::Failed | Phase::Leaving | Phase::Left);
-            if let Some(i) = self.expired_joins.iter().position(|j| *j == id) {
-                self.expired_joins.remove(i);
-                if out && matches!(response, Response::Ok(_)) {
-                    self.send(Request::Leave, Op::Leave { then_left: false });
-                }
-            }
-            return;
+        // The one place a server's error is read.
+        let outcome = match response {
+            Response::Ok(updates) => Ok(updates),
+            Response::Error(e) => Err(ApiError::parse(&e)),
         };
-        // A flood wait holds for its kind whatever became of the operation (polls wait at most
-        // `max_flood_wait_s`, then ask again).
-        if let Response::Error(e) = &response {
-            if let ApiError::FloodWait { seconds } = ApiError::parse(e) {
-                let capped = if f.kind == RequestKind::GetChainBlocks {
-                    seconds.min(self.config.max_flood_wait_s)
-                } else {
-                    seconds
-                };
-                let ms = u64::from(capped).saturating_mul(1_000);
-                self.ops.set_flood(f.kind, self.now.saturating_add(ms));
+        let entry = match self.outbox.answer(id) {
+            Answered::Entry(entry) => entry,
+            Answered::Unsent => return, // not sent yet: it cannot have been answered
+            Answered::Unknown => {
+                // A join accepted after its deadline while we are out of the call: leave again.
+                let out = matches!(self.phase, Phase::Idle | Phase::Failed | Phase::Leaving | Phase::Left);
+                if let Some(i) = self.expired_joins.iter().position(|j| *j == id) {
+                    self.expired_joins.remove(i);
+                    if out && outcome.is_ok() {
+                        self.send(Request::Leave, Purpose::Leave { then_left: false });
+                    }
+                }
+                return;
             }
+        };
+        // A flood wait holds for its kind whatever became of the operation.
+        if let Err(ApiError::FloodWait { seconds }) = &outcome {
+            let kind = entry.request.kind();
+            self.outbox.set_flood(kind, policy::flood_until(kind, *seconds, self.now, &self.config));
         }
-        self.handle_outcome(id, f, response, rng);
+        self.handle_outcome(entry, outcome, rng);
         self.fire_polls();
     }
 
@@ -582,24 +550,7 @@ impl Session {
         self.tick(now);
         let me = self.user_id;
         match &mut self.phase {
-            Phase::Joining(j) if !matches!(update, Update::GroupCall { .. }) => {
-                let update = match update {
-                    // That we left is about our participant before this join (a late notice of a
-                    // leave): it must not end the new one once joined.
-                    Update::Participants { mut participants } => {
-                        participants.retain(|p| !(p.user_id == me && p.left));
-                        Update::Participants { participants }
-                    }
-                    other => other,
-                };
-                let bytes = update_bytes(&update);
-                let fits = j.buffered.len() < self.config.max_buffered_updates
-                    && j.buffered_bytes.saturating_add(bytes) <= self.config.max_buffered_bytes;
-                if fits {
-                    j.buffered_bytes = j.buffered_bytes.saturating_add(bytes);
-                    j.buffered.push_back(update);
-                }
-            }
+            Phase::Joining(j) if !matches!(update, Update::GroupCall { .. }) => j.buffer(update, me, &self.config),
             _ => self.process_updates(vec![update], Source::Push, rng),
         }
         self.fire_polls();
@@ -667,38 +618,20 @@ impl Session {
 
     /// Requests sent and not answered yet.
     pub fn requests_in_flight(&self) -> usize {
-        self.ops.in_flight.len()
+        self.outbox.in_flight()
     }
 
     /// The application's messages the session holds undelivered: waiting for the outbox's pace,
     /// not taken yet, in flight, or waiting for a retry (at most `max_queued_messages`).
     pub fn queued_messages(&self) -> usize {
-        let generation = self.generation;
-        let flying =
-            self.ops.in_flight.values().filter(|f| f.generation == generation && matches!(f.op, Op::Message { .. }));
-        let retrying = self.ops.timers.iter().filter(|t| {
-            t.generation == generation && matches!(t.action, Action::Resend { op: Op::Message { .. }, .. })
-        });
-        flying.count().saturating_add(retrying.count())
+        self.outbox.messages()
     }
 
     // ---- plumbing ----
 
     fn tick(&mut self, now: u64) {
         self.now = self.now.max(now);
-        self.pace();
-    }
-
-    /// Lets out what the outbox's pace allows at `now`; each request's deadline starts as it
-    /// leaves.
-    fn pace(&mut self) {
-        let (now, timeout) = (self.now, self.config.request_timeout_ms);
-        while let Some((id, request)) = self.pacer.pop(now) {
-            if let Some(f) = self.ops.in_flight.get_mut(&id) {
-                f.deadline = now.saturating_add(timeout);
-            }
-            self.outgoing.push_back((id, request));
-        }
+        self.outbox.pace(self.now);
     }
 
     fn live_call(&self) -> Option<&Call> {
@@ -708,107 +641,88 @@ impl Session {
         }
     }
 
-    /// Starts a new generation: timers of the old one die, queued requests (except leaves) are
-    /// dropped before the application sends them.
-    fn new_generation(&mut self) {
-        self.new_generation_keeping(true);
-    }
-
-    /// [`Session::new_generation`] for a join: queued leaves go too (the join replaces our
-    /// participant on the server; a leave sent after it would remove the new one).
-    fn new_generation_for_join(&mut self) {
-        self.new_generation_keeping(false);
-    }
-
-    fn new_generation_keeping(&mut self, leaves: bool) {
-        self.generation = self.generation.wrapping_add(1);
-        self.ops.drop_stale_timers(self.generation);
-        let ops = &mut self.ops;
-        self.outgoing.retain(|(id, r)| {
-            let keep = leaves && matches!(r, Request::Leave);
-            if !keep {
-                ops.in_flight.remove(id);
-            }
-            keep
-        });
-        // Nothing waiting for the pace is a leave (leaves go at once).
-        self.pacer.retain(|id, _| {
-            ops.in_flight.remove(&id);
-            false
-        });
-    }
-
-    /// Closes the live call, if any, and returns it.
-    fn close_call(&mut self) -> Option<Box<Call>> {
-        let phase = std::mem::replace(&mut self.phase, Phase::Idle);
-        let call = match phase {
+    /// Leaves the call or the join for good ([`Exit`]): the one way out of every state.
+    fn exit(&mut self, exit: Exit) {
+        let joining = matches!(self.phase, Phase::Joining(_));
+        let has_call =
+            matches!(self.phase, Phase::Live(_) | Phase::Removed(_) | Phase::ChainRejected(_) | Phase::Ended(Some(_)));
+        let leaving = matches!(self.phase, Phase::Leaving | Phase::Left);
+        let applies = match &exit {
+            Exit::ChainRejected { .. } | Exit::Removed { .. } => has_call,
+            Exit::Ended(_) => has_call || joining,
+            Exit::JoinFailed(_) => true,
+            Exit::Leaving => !leaving,
+        };
+        if !applies {
+            return;
+        }
+        // Leaving the live state closes the call: encryption stops at once, in every media
+        // handle too.
+        let call = match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Live(live) => Some(Box::new(live.call)),
             Phase::Removed(c) | Phase::ChainRejected(c) | Phase::Ended(Some(c)) => Some(c),
-            other => {
-                self.phase = other;
-                return None;
-            }
-        };
-        call.map(|mut c| {
+            _ => None,
+        }
+        .map(|mut c| {
             c.close();
             c
-        })
+        });
+        // Timers of the old generation die; queued requests (leaves excepted) are dropped.
+        self.outbox.new_generation(true);
+        let (phase, event, leave) = match exit {
+            Exit::ChainRejected { height, error } => {
+                (call.map(Phase::ChainRejected), Some(SessionEvent::ChainRejected { height, error }), Some(false))
+            }
+            Exit::Removed { height } => (call.map(Phase::Removed), Some(SessionEvent::Removed { height }), Some(false)),
+            Exit::Ended(reason) => {
+                let leave = (reason == EndReason::JoinMissing).then_some(false);
+                (Some(Phase::Ended(call)), Some(SessionEvent::Ended { reason }), leave)
+            }
+            Exit::JoinFailed(reason) => (Some(Phase::Failed), Some(SessionEvent::JoinFailed { reason }), None),
+            Exit::Leaving => (Some(Phase::Leaving), None, Some(true)),
+        };
+        self.phase = phase.unwrap_or(Phase::Idle);
+        self.events.extend(event);
+        if let Some(then_left) = leave {
+            self.send(Request::Leave, Purpose::Leave { then_left });
+        }
     }
 
     /// Queues a request for the outbox's pace (a leave goes at once), or defers it to the end of
     /// its kind's flood wait.
-    fn send(&mut self, request: Request, op: Op) -> Option<RequestId> {
+    fn send(&mut self, request: Request, purpose: Purpose) -> Option<RequestId> {
         let kind = request.kind();
-        let wait = self.ops.flood_until(kind);
+        let wait = self.outbox.flood_until(kind);
         if wait > self.now {
             let remaining = wait.saturating_sub(self.now);
             // No operation waits longer than the maximum (polls never do: their waits are capped).
-            let too_long = remaining > self.flood_ms(self.config.max_flood_wait_s).unwrap_or(0);
-            match op {
+            let too_long = remaining > policy::flood_ms(&self.config, self.config.max_flood_wait_s).unwrap_or(0);
+            let seconds = u32::try_from(remaining.div_ceil(1_000)).unwrap_or(u32::MAX);
+            match purpose {
                 // A leave goes anyway: one request, and the server must not keep a ghost member
                 // (any answer, another flood wait included, ends it).
-                Op::Leave { .. } if too_long => {}
-                Op::JoinTip { .. } | Op::Join { .. } | Op::CreateOnly if too_long => {
-                    let seconds = u32::try_from(remaining.div_ceil(1_000)).unwrap_or(u32::MAX);
-                    self.fail_join(JoinFailure::FloodWait { seconds });
+                Purpose::Leave { .. } if too_long => {}
+                Purpose::JoinTip { .. } | Purpose::Join { .. } | Purpose::Create { .. } if too_long => {
+                    self.exit(Exit::JoinFailed(JoinFailure::FloodWait { seconds }));
                     return None;
                 }
-                Op::Broadcast { .. } | Op::Message { .. } | Op::Delete { .. } if too_long => {
-                    let seconds = u32::try_from(remaining.div_ceil(1_000)).unwrap_or(u32::MAX);
+                Purpose::Broadcast { .. }
+                | Purpose::Message { .. }
+                | Purpose::Removal { .. }
+                | Purpose::Prune { .. }
+                | Purpose::Rekey
+                    if too_long =>
+                {
                     self.send_failed(kind, SendFailure::Api(ApiError::FloodWait { seconds }));
                     return None;
                 }
-                op => {
-                    self.ops.schedule(wait, self.generation, Action::Resend { request, op });
+                purpose => {
+                    self.outbox.schedule(wait, Action::Resend { request, purpose });
                     return None;
                 }
             }
         }
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1);
-        let class = if matches!(op, Op::Message { .. }) { Class::Message } else { Class::Protocol };
-        if matches!(op, Op::Leave { .. }) {
-            // No ghost member: a leave does not wait; it takes a token all the same.
-            self.pacer.charge(self.now);
-            let deadline = self.now.saturating_add(self.config.request_timeout_ms);
-            self.ops.in_flight.insert(id, InFlight { op, kind, generation: self.generation, deadline });
-            self.outgoing.push_back((id, request));
-        } else {
-            self.ops.in_flight.insert(id, InFlight { op, kind, generation: self.generation, deadline: WAITING });
-            self.pacer.push(class, id, request);
-            self.pace();
-        }
-        Some(id)
-    }
-
-    fn backoff(&self, attempt: u32) -> u64 {
-        let factor = 1u64.checked_shl(attempt.min(20)).unwrap_or(u64::MAX);
-        self.config.backoff_ms.saturating_mul(factor).min(self.config.max_backoff_ms)
-    }
-
-    /// The flood wait in ms, or `None` when it is longer than the maximum.
-    fn flood_ms(&self, seconds: u32) -> Option<u64> {
-        (seconds <= self.config.max_flood_wait_s).then(|| u64::from(seconds).saturating_mul(1_000))
+        Some(self.outbox.queue(request, purpose, self.now))
     }
 
     fn run_action(&mut self, action: Action, rng: &mut impl CryptoRngCore) {
@@ -818,7 +732,7 @@ impl Session {
                     self.start_join_attempt(attempt, create, rng);
                 }
             }
-            Action::Resend { request, op } => self.resend(request, op),
+            Action::Resend { request, purpose } => self.resend(request, purpose),
             Action::Remove { user_ids, kick, attempt } => {
                 if let Err(e) = self.send_removal(user_ids, kick, attempt, rng) {
                     self.send_failed(RequestKind::DeleteParticipants, SendFailure::Local(e));
@@ -831,23 +745,28 @@ impl Session {
     }
 
     /// Sends again what a backoff or a flood wait deferred, if it still makes sense.
-    fn resend(&mut self, request: Request, op: Op) {
+    fn resend(&mut self, request: Request, purpose: Purpose) {
         let live = self.live_call().is_some_and(|c| !c.is_closed());
-        let ok = match &op {
-            Op::JoinTip { .. } | Op::Join { .. } | Op::CreateOnly => matches!(self.phase, Phase::Joining(_)),
-            Op::Poll { sub } => {
+        let ok = match &purpose {
+            Purpose::JoinTip { .. } | Purpose::Join { .. } | Purpose::Create { .. } => {
+                matches!(self.phase, Phase::Joining(_))
+            }
+            Purpose::Poll { sub } => {
                 // A poll goes through the poll schedule instead.
-                if let Phase::Live(l) = &mut self.phase {
-                    l.sync(*sub).poll_at = Some(self.now);
+                if matches!(self.phase, Phase::Live(_)) {
+                    self.outbox.poll(*sub).at = Some(self.now);
                 }
                 false
             }
-            Op::Broadcast { block, .. } => live && self.broadcast_is_current(block) && !self.round_done(),
-            Op::Message { .. } | Op::Delete { .. } => live,
-            Op::Leave { .. } => true,
+            Purpose::Broadcast { .. } => match &request {
+                Request::SendBroadcast { block } => live && self.broadcast_is_current(block) && !self.round_done(),
+                _ => false,
+            },
+            Purpose::Message { .. } | Purpose::Removal { .. } | Purpose::Prune { .. } | Purpose::Rekey => live,
+            Purpose::Leave { .. } => true,
         };
         if ok {
-            self.send(request, op);
+            self.send(request, purpose);
         }
     }
 

@@ -1,5 +1,5 @@
 //! What the live call sends and receives besides blocks: messages, broadcasts, removals and
-//! pruning, and the call's events turned into session events.
+//! pruning, and the checks of participants' keys.
 
 use super::*;
 
@@ -44,7 +44,7 @@ impl Session {
     pub(super) fn send_broadcast(&mut self, block: Vec<u8>) {
         // A broadcast about a block we have moved past is pointless: drop it.
         if self.broadcast_is_current(&block) {
-            self.send(Request::SendBroadcast { block: block.clone() }, Op::Broadcast { block, attempt: 0 });
+            self.send(Request::SendBroadcast { block }, Purpose::Broadcast { attempt: 0 });
         }
     }
 
@@ -56,7 +56,9 @@ impl Session {
         rng: &mut impl CryptoRngCore,
     ) -> Result<()> {
         let unusable = self.unusable_entries();
-        let Phase::Live(live) = &self.phase else { return Err(not_in_call()) };
+        let Phase::Live(live) = &self.phase else {
+            return Err(wrong_state("a removal", "the call", self.state()));
+        };
         let (call, left_keys) = (&live.call, &live.left_keys);
         // A removal of users who left (`only_left`) removes the entry whose departure we saw, not
         // a newer one of the same user (a rejoin whose notice we missed; issue 30 item 6).
@@ -88,8 +90,8 @@ impl Session {
         } else {
             self.build(|rng| call.build_remove(&present, rng), rng)?
         };
-        let request = ops::delete_request(user_ids.clone(), block, kick);
-        self.send(request, Op::Delete { user_ids, kick, attempt, rebuild: true });
+        let purpose = if kick { Purpose::Removal { attempt } } else { Purpose::Prune { attempt } };
+        self.send(Request::DeleteParticipants { user_ids, block, kick }, purpose);
         Ok(())
     }
 
@@ -100,13 +102,13 @@ impl Session {
         // About ourselves: the server dropped us from the media call (tdlib leaves, to rejoin).
         let me_left = participants.iter().any(|p| p.user_id == self.user_id && p.left);
         if me_left && matches!(self.phase, Phase::Live(_)) {
-            return self.end(EndReason::JoinMissing);
+            return self.exit(Exit::Ended(EndReason::JoinMissing));
         }
         if !self.config.prune_left {
             return;
         }
         let (me, now, max_delay) = (self.user_id, self.now, self.config.max_prune_delay_ms);
-        let removing = self.ops.removing(self.generation);
+        let removing = self.outbox.removing();
         let Phase::Live(live) = &mut self.phase else { return };
         for p in participants {
             if !p.left {
@@ -123,7 +125,7 @@ impl Session {
         if !live.prune.is_empty() && !live.prune_scheduled {
             live.prune_scheduled = true;
             let delay = rng.next_u64().checked_rem(max_delay.saturating_add(1)).unwrap_or(0);
-            self.ops.schedule(now.saturating_add(delay), self.generation, Action::Prune);
+            self.outbox.schedule(now.saturating_add(delay), Action::Prune);
         }
     }
 
@@ -164,7 +166,7 @@ impl Session {
     /// Checks the keys of a new height's participants (each key once): an entry whose key no one
     /// can use is told ([`SessionEvent::UnusableKey`]) and, if we may remove, removed after a
     /// delay spread over members (issue 30 item 1).
-    fn check_keys(&mut self, height: i32) {
+    pub(super) fn check_keys(&mut self, height: i32) {
         let me = self.user_id;
         let Phase::Live(live) = &mut self.phase else { return };
         let mut usable = BTreeSet::new();
@@ -200,7 +202,7 @@ impl Session {
                 live.unusable_scheduled = true;
             }
             let delay = self.blackout_delay(height);
-            self.ops.schedule(self.now.saturating_add(delay), self.generation, Action::RemoveUnusable);
+            self.outbox.schedule(self.now.saturating_add(delay), Action::RemoveUnusable);
         }
     }
 
@@ -218,90 +220,13 @@ impl Session {
             live.unusable_scheduled = true;
         }
         let at = self.now.saturating_add(self.config.poll_interval_ms);
-        self.ops.schedule(at, self.generation, Action::RemoveUnusable);
-        let removing = self.ops.removing(self.generation);
+        self.outbox.schedule(at, Action::RemoveUnusable);
+        let removing = self.outbox.removing();
         if users.iter().all(|u| removing.contains(u)) || self.state() != SessionState::Joined {
             return;
         }
         if let Err(e) = self.send_removal(users, true, 0, rng) {
             self.send_failed(RequestKind::DeleteParticipants, SendFailure::Local(e));
-        }
-    }
-
-    /// After a batch: the call's events become session events, outbound broadcasts are sent.
-    pub(super) fn after_batch(&mut self) {
-        self.drain_call_events();
-        let Phase::Live(live) = &mut self.phase else { return };
-        for b in live.call.poll_outbound() {
-            self.send_broadcast(b);
-        }
-    }
-
-    /// A delay before re-keying away from a blackout, spread over members (up to
-    /// `max_prune_delay_ms`) so that they do not all race for the same height; drawn from our
-    /// user id and the height, not from an RNG (there is none here).
-    fn blackout_delay(&self, height: i32) -> u64 {
-        let max = self.config.max_prune_delay_ms.min(2_000);
-        let mix = (self.user_id as u64 ^ (height as u64).rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        (mix >> 11).checked_rem(max.saturating_add(1)).unwrap_or(0)
-    }
-
-    pub(super) fn drain_call_events(&mut self) {
-        let Phase::Live(live) = &mut self.phase else { return };
-        let mut events = Vec::new();
-        while let Some(e) = live.call.poll_event() {
-            events.push(e);
-        }
-        let (current, fingerprint) = (live.call.height(), live.call.key_fingerprint());
-        let mut removed = None;
-        let mut blackouts = Vec::new();
-        let mut new_height = false;
-        for e in events {
-            match e {
-                Event::BlockApplied { height } => {
-                    let fingerprint = if height == current { fingerprint.clone() } else { None };
-                    self.events.push_back(SessionEvent::KeyChanged { height, fingerprint });
-                }
-                Event::Removed { height } => removed = Some(height),
-                Event::KeyUnavailable { height, error } => {
-                    self.events.push_back(SessionEvent::KeyUnavailable { height, error })
-                }
-                Event::VideoBlackout { height, now: blackout } => {
-                    self.events.push_back(SessionEvent::VideoBlackout { height, now: blackout });
-                    blackouts.push(height);
-                }
-                Event::VerificationDone { result } if live.verified_height != Some(result.height) => {
-                    live.verified_height = Some(result.height);
-                    self.events
-                        .push_back(SessionEvent::VerificationDone { height: result.height, emojis: result.emojis() });
-                }
-                _ => {}
-            }
-        }
-        // Participants and verification words change only with the block: looked at once per
-        // new height, not on every batch of broadcasts.
-        if live.announced_height != Some(current) {
-            live.announced_height = Some(current);
-            let mut participants: Vec<i64> = live.call.participants().iter().map(|p| p.user_id).collect();
-            participants.sort_unstable();
-            if participants != self.participants {
-                self.participants = participants.clone();
-                self.events.push_back(SessionEvent::ParticipantsChanged { user_ids: participants });
-            }
-            let words = live.call.verification_words();
-            self.events.push_back(SessionEvent::VerificationStarted { height: current, words });
-            new_height = true;
-        }
-        if self.config.end_video_blackouts {
-            for height in blackouts {
-                let delay = self.blackout_delay(height);
-                self.ops.schedule(self.now.saturating_add(delay), self.generation, Action::EndBlackout { height });
-            }
-        }
-        if let Some(height) = removed {
-            self.removed(Some(height));
-        } else if new_height {
-            self.check_keys(current);
         }
     }
 }

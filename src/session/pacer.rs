@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use crate::api::{Request, RequestId};
+use crate::api::RequestId;
 
 /// Which queue a waiting request is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,8 +31,8 @@ pub(crate) struct Pacer {
     tolerance_ms: u64,
     /// Theoretical arrival time of the next request.
     tat: u64,
-    protocol: VecDeque<(RequestId, Request)>,
-    messages: VecDeque<(RequestId, Request)>,
+    protocol: VecDeque<RequestId>,
+    messages: VecDeque<RequestId>,
 }
 
 impl Pacer {
@@ -53,16 +53,16 @@ impl Pacer {
         self.tat = self.tat.max(now).saturating_add(self.interval_ms);
     }
 
-    /// Queues a request behind those of its class.
-    pub(crate) fn push(&mut self, class: Class, id: RequestId, request: Request) {
+    /// Queues a request (by id: the outbox holds it) behind those of its class.
+    pub(crate) fn push(&mut self, class: Class, id: RequestId) {
         match class {
-            Class::Protocol => self.protocol.push_back((id, request)),
-            Class::Message => self.messages.push_back((id, request)),
+            Class::Protocol => self.protocol.push_back(id),
+            Class::Message => self.messages.push_back(id),
         }
     }
 
     /// The next request allowed to leave at `now` (the protocol's first), taking its token.
-    pub(crate) fn pop(&mut self, now: u64) -> Option<(RequestId, Request)> {
+    pub(crate) fn pop(&mut self, now: u64) -> Option<RequestId> {
         if self.is_empty() || !self.allowed(now) {
             return None;
         }
@@ -85,9 +85,9 @@ impl Pacer {
     }
 
     /// Keeps the waiting requests `keep` accepts (the others are forgotten).
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(RequestId, &Request) -> bool) {
-        self.protocol.retain(|(id, r)| keep(*id, r));
-        self.messages.retain(|(id, r)| keep(*id, r));
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(RequestId) -> bool) {
+        self.protocol.retain(|id| keep(*id));
+        self.messages.retain(|id| keep(*id));
     }
 }
 
@@ -98,7 +98,7 @@ mod tests {
     fn pacer_with(n: usize, per_second: u32, burst: u32) -> Pacer {
         let mut p = Pacer::new(per_second, burst);
         for i in 0..n {
-            p.push(Class::Message, i as RequestId, Request::Leave);
+            p.push(Class::Message, i as RequestId);
         }
         p
     }
@@ -139,13 +139,13 @@ mod tests {
     #[test]
     fn the_protocol_goes_before_messages_and_next_release_is_exact() {
         let mut p = Pacer::new(10, 1);
-        p.push(Class::Message, 1, Request::Leave);
-        p.push(Class::Protocol, 2, Request::Leave);
+        p.push(Class::Message, 1);
+        p.push(Class::Protocol, 2);
         assert_eq!(p.next_release(), Some(0));
-        assert_eq!(p.pop(0).map(|(id, _)| id), Some(2));
+        assert_eq!(p.pop(0), Some(2));
         assert_eq!(p.next_release(), Some(100));
         assert!(p.pop(99).is_none());
-        assert_eq!(p.pop(100).map(|(id, _)| id), Some(1));
+        assert_eq!(p.pop(100), Some(1));
         assert_eq!(p.next_release(), None);
         // An idle bucket refills: a burst is allowed again later.
         assert!(p.allowed(5_000));

@@ -1,5 +1,6 @@
 //! The sync of one sub-chain: the offset of the next block we expect, the blocks that arrived
-//! beyond a gap (held, bounded by entries and bytes), and when to poll next.
+//! beyond a gap (held, bounded by entries and bytes), and the spacing of gap polls (the polls' times
+//! are in the outbox's timer table).
 //!
 //! ```text
 //!  update (blocks, next_offset) ──▶ receive ──▶ Old      (everything before `next`: ignored)
@@ -37,10 +38,6 @@ pub(crate) struct SubSync {
     held_bytes: usize,
     max_blocks: usize,
     max_bytes: usize,
-    /// The poll in flight, by request id.
-    pub(crate) poll_in_flight: Option<u64>,
-    /// When to poll next, if scheduled.
-    pub(crate) poll_at: Option<u64>,
     /// The delay of the next gap poll (0: the first gap polls at once).
     pub(crate) gap_delay: u64,
     /// When the last poll was sent (gap polls keep [`MIN_GAP_POLL_SPACING_MS`] from it).

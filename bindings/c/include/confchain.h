@@ -146,6 +146,12 @@
 #define CONFCHAIN_KIND_FRAME_UNKNOWN_SOURCE 1022
 
 /**
+ * A session call made in a state that does not allow it (`SESSION__WRONG_STATE`: e.g. sending a
+ * message outside the call, joining while in it).
+ */
+#define CONFCHAIN_KIND_SESSION_WRONG_STATE 1023
+
+/**
  * The most items a caller's array may hold (participants, user ids, blocks of an update): a
  * larger count is refused as invalid input rather than trusted for an allocation.
  */

@@ -64,6 +64,9 @@ pub const CONFCHAIN_KIND_OUTBOX_FULL: i32 = 1021;
 /// A media frame dropped on receive: its RTP SSRC maps to no member (not known yet, or stale;
 /// `FRAME__UNKNOWN_SOURCE`).
 pub const CONFCHAIN_KIND_FRAME_UNKNOWN_SOURCE: i32 = 1022;
+/// A session call made in a state that does not allow it (`SESSION__WRONG_STATE`: e.g. sending a
+/// message outside the call, joining while in it).
+pub const CONFCHAIN_KIND_SESSION_WRONG_STATE: i32 = 1023;
 
 thread_local! {
     static LAST_ERROR: RefCell<(i32, String)> = const { RefCell::new((0, String::new())) };
@@ -94,6 +97,7 @@ pub(crate) fn kind_constant(kind: ErrorKind) -> i32 {
         FrameEmpty => CONFCHAIN_KIND_FRAME_EMPTY,
         OutboxFull => CONFCHAIN_KIND_OUTBOX_FULL,
         FrameUnknownSource => CONFCHAIN_KIND_FRAME_UNKNOWN_SOURCE,
+        WrongState => CONFCHAIN_KIND_SESSION_WRONG_STATE,
         coded => coded.numeric_code(),
     }
 }
@@ -212,6 +216,7 @@ pub extern "C" fn confchain_error_name(code: i32) -> *const std::ffi::c_char {
         1020 => c"FRAME__EMPTY",
         1021 => c"OUTBOX_FULL",
         1022 => c"FRAME__UNKNOWN_SOURCE",
+        1023 => c"SESSION__WRONG_STATE",
         _ => c"UNKNOWN_ERROR",
     };
     name.as_ptr()

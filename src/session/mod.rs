@@ -67,7 +67,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::wire::{Block, Broadcast, GroupParticipant, GroupState, Permissions, PlainBlock};
 
 pub use self::config::SessionConfig;
-pub use self::events::{EndReason, JoinFailure, SendFailure, SessionEvent};
+pub use self::events::{EndReason, EventDescription, EventField, JoinFailure, SendFailure, SessionEvent};
 use self::ops::{Action, InFlight, Op, Ops};
 use self::pacer::{Class, Pacer};
 use self::sync::{Receive, SubSync, MIN_GAP_POLL_SPACING_MS};

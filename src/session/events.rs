@@ -353,3 +353,39 @@ impl SessionEvent {
         EventDescription { name, code, fields }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn reasons_read_as_a_stable_name_then_the_detail() {
+        let texts = |e: SessionEvent| e.describe().fields;
+        let join = |reason| texts(SessionEvent::JoinFailed { reason });
+        assert_eq!(join(JoinFailure::FloodWait { seconds: 9 }), vec![EventField::Text("flood_wait: 9 s".into())]);
+        assert_eq!(
+            join(JoinFailure::Api(ApiError::Forbidden)),
+            vec![EventField::Text("api: GROUPCALL_FORBIDDEN".into())]
+        );
+        assert_eq!(
+            texts(SessionEvent::SendFailed {
+                kind: RequestKind::SendBroadcast,
+                reason: SendFailure::Local(Error::new(ErrorKind::InvalidInput, "no right"))
+            }),
+            vec![EventField::Text("send_broadcast not sent: local: no right".into())]
+        );
+        assert_eq!(
+            texts(SessionEvent::Ended { reason: EndReason::JoinMissing }),
+            vec![EventField::Text("join_missing".into())]
+        );
+    }
+
+    #[test]
+    fn values_an_event_lacks_are_left_out() {
+        let d = SessionEvent::Removed { height: None }.describe();
+        assert_eq!((d.name, d.code, d.fields), ("removed", 9, vec![]));
+        let d = SessionEvent::KeyChanged { height: 4, fingerprint: None }.describe();
+        assert_eq!(d.fields, vec![EventField::Height(4)]);
+    }
+}

@@ -1,7 +1,8 @@
-//! Deterministic simulation of a whole conference: many [`Session`]s, the [`Server`] model, a
-//! virtual clock and a faulty network, driven by one seeded RNG. One seed is one run; a failure
-//! names its seed, step and invariant with a transcript of the last steps, and re-running the
-//! seed reproduces it exactly (in the spirit of FoundationDB's simulation and TigerBeetle's VOPR).
+//! Deterministic simulation of a whole conference: many
+//! [`Session`](crate::session::Session)s, the [`Server`](crate::server::Server) model, a virtual
+//! clock and a faulty network, driven by one seeded RNG. One seed is one run; a failure names its
+//! seed, step and invariant with a transcript of the last steps, and re-running the seed
+//! reproduces it exactly (in the spirit of FoundationDB's simulation and TigerBeetle's VOPR).
 //!
 //! ```text
 //!  seed ─▶ ChaCha20 ─▶ actions (create, join, leave, remove, re-key, permissions, packets,
@@ -181,7 +182,9 @@ pub struct Report {
     pub media_drops: u64,
     /// Decryptions the outsider tried on members' packets and messages (all must fail).
     pub outsider_attempts: u64,
-    /// H.264 blackouts reported ([`SessionEvent::VideoBlackout`], summed over members).
+    /// H.264 blackouts reported
+    /// ([`SessionEvent::VideoBlackout`](crate::session::SessionEvent::VideoBlackout), summed over
+    /// members).
     pub video_blackouts: u64,
     /// H.264 frames dropped because the epochs blacked them out.
     pub h264_blackout_drops: u64,

@@ -38,6 +38,8 @@ pub fn sha512(data: &[u8]) -> [u8; 64] {
 }
 
 /// HMAC-SHA256 over the concatenation of `parts`.
+// Without `hazmat` nothing in the library calls this: the benchmarks measure it.
+#[cfg(feature = "hazmat")]
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     #[allow(clippy::expect_used)] // HMAC accepts keys of every length: this cannot fail.
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any size");
@@ -259,6 +261,8 @@ impl PreparedKey {
     }
 
     /// The decompressed key.
+    // Without `hazmat` nothing in the library calls this: it is for the prepared-key tests and benchmarks.
+    #[cfg(feature = "hazmat")]
     pub fn verifying_key(&self) -> &VerifyingKey {
         &self.key
     }
@@ -630,12 +634,16 @@ fn cbc_decrypt(h: &Secret<64>, buf: &mut [u8]) -> Result<()> {
 
 #[doc(hidden)]
 /// AES-256-CBC encryption of `buf` in place under a fixed key (benchmark floor only).
+// Without `hazmat` nothing in the library calls this: a benchmark floor.
+#[cfg(feature = "hazmat")]
 pub fn bench_aes_cbc_encrypt(buf: &mut [u8]) -> Result<()> {
     cbc_encrypt(&Secret([1; 64]), buf)
 }
 
 #[doc(hidden)]
 /// AES-256-CBC decryption of `buf` in place under a fixed key (benchmark floor only).
+// Without `hazmat` nothing in the library calls this: a benchmark floor.
+#[cfg(feature = "hazmat")]
 pub fn bench_aes_cbc_decrypt(buf: &mut [u8]) -> Result<()> {
     cbc_decrypt(&Secret([1; 64]), buf)
 }
@@ -672,6 +680,8 @@ pub fn encrypt_data(
 /// `encrypt_data` with the prefix bytes given (its first byte is overwritten with the prefix
 /// length), for known-answer tests. `prefix` must be [`prefix_len`]`(data.len())` bytes.
 #[allow(clippy::arithmetic_side_effects)] // lengths of slices (<= isize::MAX) plus at most 47
+// Without `hazmat` nothing in the library calls this: the known-answer tests pick the prefix.
+#[cfg(feature = "hazmat")]
 pub fn encrypt_data_with_prefix(
     data: &[u8],
     secret: &[u8],

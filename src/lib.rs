@@ -41,7 +41,6 @@ macro_rules! hazmat_modules {
         #[cfg(feature = "hazmat")]
         pub mod $name;
         #[cfg(not(feature = "hazmat"))]
-        #[allow(dead_code)]
         mod $name;
     )*};
 }

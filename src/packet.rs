@@ -96,6 +96,8 @@ impl Plaintext for (&[u8], usize) {
 /// `epochs`, appending the packet to `out`. Draws the 32-byte one-time secret, then the prefix
 /// bytes of `encrypt_data`, from `rng`.
 #[allow(clippy::too_many_arguments)]
+// Without `hazmat` nothing in the library calls this: calls encrypt through `Call` (conformance tests and benchmarks use it directly).
+#[cfg(feature = "hazmat")]
 pub fn encrypt_into<'a>(
     epochs: impl ExactSizeIterator<Item = &'a EpochKey> + Clone,
     signer: &PrivateKey,
@@ -230,6 +232,8 @@ fn invalid(m: &str) -> Error {
 
 /// Splits a packet, with the reference's checks and messages (size, clear prefix, version,
 /// reserved bits, epoch count, truncation).
+// Without `hazmat` nothing in the library calls this: calls split packets themselves (the fuzz targets use it).
+#[cfg(feature = "hazmat")]
 pub fn parse(packet: &[u8]) -> Result<ParsedPacket<'_>> {
     let (clear_prefix, encrypted) = split_trailer(packet)?;
     parse_encrypted(clear_prefix, encrypted)

@@ -188,11 +188,15 @@ impl Writer {
     }
 
     /// Bytes written so far.
+    // Without `hazmat` nothing in the library calls this: for hazmat users of the writer.
+    #[cfg(feature = "hazmat")]
     pub fn len(&self) -> usize {
         self.buf.len()
     }
 
     /// Whether nothing was written yet.
+    // Without `hazmat` nothing in the library calls this: for hazmat users of the writer.
+    #[cfg(feature = "hazmat")]
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
@@ -241,6 +245,8 @@ impl Writer {
 }
 
 /// Length of `b` once written as TL `bytes`.
+// Without `hazmat` nothing in the library calls this: for hazmat users sizing TL bytes (and this module's tests).
+#[cfg(any(test, feature = "hazmat"))]
 pub fn bytes_len(len: usize) -> usize {
     let header: usize = if len < 254 {
         1

@@ -23,7 +23,7 @@ use crate::crypto::{self, PrivateKey, PublicKey, Secret};
 use crate::emoji::emojis_from_hash;
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::{HELD_BROADCASTS_PER_SENDER, HELD_BROADCAST_HEIGHTS, MAX_HELD_BROADCASTS};
-use crate::wire::{self, Broadcast, BroadcastPayload, GroupState};
+use crate::wire::{Broadcast, BroadcastPayload, GroupState};
 
 
 const WORD_DATA: &str = include_str!("data/bip39_english.txt");
@@ -352,6 +352,8 @@ impl Verification {
     }
 
     /// Height of the block being verified.
+    // Without `hazmat` nothing in the library calls this: for hazmat users inspecting a round.
+    #[cfg(feature = "hazmat")]
     pub fn height(&self) -> i32 {
         self.height
     }
@@ -380,17 +382,11 @@ impl Verification {
     }
 
     /// Number of broadcasts held for future heights.
+    // Without `hazmat` nothing in the library calls this: for hazmat users inspecting a round.
+    #[cfg(feature = "hazmat")]
     pub fn held_count(&self) -> usize {
         self.held_count
     }
-}
-
-/// Whether `bytes` is a server-form broadcast (rather than a block).
-pub fn is_broadcast(bytes: &[u8]) -> bool {
-    bytes.first_chunk::<4>().is_some_and(|m| {
-        let m = u32::from_le_bytes(*m).wrapping_sub(1);
-        m == wire::id::NONCE_COMMIT || m == wire::id::NONCE_REVEAL
-    })
 }
 
 #[cfg(test)]

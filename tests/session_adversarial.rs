@@ -100,72 +100,6 @@ fn overlapping_full_pages_do_not_make_a_request_storm() {
     assert_eq!(s.next_offset(SubChain::Broadcasts), Some(1_000 + polls));
 }
 
-/// Hostile server, flood wait longer than the maximum: after a join failed on it, a new `join()`
-/// must not sit in Joining, silent, for the rest of the server's wait (a wait that never ends in
-/// practice): it ends at once with the typed reason, as the first one did.
-#[test]
-fn a_join_inside_a_flood_wait_longer_than_the_maximum_ends_at_once() {
-    let mut r = rng(2);
-    let mut s = Session::new(3, SessionConfig::default()).unwrap();
-    s.join(0, &mut r).unwrap();
-    let (id, _) = s.poll_request().unwrap();
-    s.handle_response(id, Response::Ok(vec![chain(0, vec![], 0)]), 0, &mut r);
-    let (id, _) = s.poll_request().unwrap();
-    s.handle_response(id, Response::Error("FLOOD_WAIT_100000".into()), 0, &mut r);
-    assert_eq!(s.state(), SessionState::Failed);
-    events(&mut s);
-    // The application tries again a minute later.
-    s.join(60_000, &mut r).unwrap();
-    let (id, _) = s.poll_request().unwrap();
-    s.handle_response(id, Response::Ok(vec![chain(0, vec![], 0)]), 60_000, &mut r);
-    let queued = drain(&mut s);
-    let stuck = s.state() == SessionState::Joining && queued.is_empty();
-    assert!(!stuck, "joining for {:?} ms more with nothing sent", s.poll_timeout().map(|t| t - 60_000));
-    assert_eq!(s.state(), SessionState::Failed);
-    let e = events(&mut s);
-    assert!(
-        e.iter().any(|e| matches!(e, SessionEvent::JoinFailed { reason: JoinFailure::FloodWait { seconds } } if *seconds > 86_000)),
-        "{e:?}"
-    );
-}
-
-/// Hostile server, flood wait on leaveGroupCall longer than the maximum: a later `leave()` must not
-/// keep the session in Leaving (where `join()` is refused) for the rest of the wait, nor leave a
-/// ghost member by never sending the leave: it is sent at once.
-#[test]
-fn a_leave_inside_a_flood_wait_longer_than_the_maximum_does_not_hang() {
-    let mut r = rng(3);
-    let (mut s, _) = joined_alone(4, 0, &mut r);
-    s.leave(0);
-    let (id, req) = s.poll_request().unwrap();
-    assert_eq!(req, Request::Leave);
-    s.handle_response(id, Response::Error("FLOOD_WAIT_100000".into()), 0, &mut r);
-    assert_eq!(s.state(), SessionState::Left);
-    // Rejoin, then leave again a minute later.
-    let mut s2 = s;
-    s2.join(60_000, &mut r).unwrap();
-    let (id, _) = s2.poll_request().unwrap();
-    s2.handle_response(id, Response::Ok(vec![chain(0, vec![], 0)]), 60_000, &mut r);
-    let (id, req) = s2.poll_request().unwrap();
-    let Request::Join { block, .. } = req else { panic!() };
-    s2.handle_response(id, Response::Ok(vec![chain(0, vec![block.to_server_form()], 1)]), 60_000, &mut r);
-    assert_eq!(s2.state(), SessionState::Joined);
-    drain(&mut s2);
-    s2.leave(61_000);
-    let queued = drain(&mut s2);
-    // The leave goes at once (no ghost member); any answer ends it.
-    let (id, _) = queued.into_iter().find(|(_, q)| *q == Request::Leave).expect("the leave is sent, not deferred");
-    s2.handle_response(id, Response::Error("FLOOD_WAIT_100000".into()), 61_000, &mut r);
-    assert_eq!(s2.state(), SessionState::Left);
-    // Whatever it does, it must be able to join again within the maximum wait.
-    let later = 61_000 + 60_000 + 30_000;
-    s2.handle_timeout(later, &mut r);
-    for (id, _) in drain(&mut s2) {
-        s2.handle_response(id, Response::Ok(vec![]), later, &mut r);
-    }
-    assert!(s2.join(later, &mut r).is_ok(), "state {:?}", s2.state());
-}
-
 /// Hostile values: extreme offsets, `u64::MAX` and backwards time never panic, and hold nothing.
 #[test]
 fn hostile_offsets_and_times_never_panic_nor_hold() {
@@ -559,51 +493,6 @@ fn a_poll_answer_of_an_earlier_generation_is_ignored() {
     assert_eq!(s.call().unwrap().public_key(), key);
     assert_eq!(s.next_offset(SubChain::Blocks), Some(1));
     assert_eq!(events(&mut s), vec![]);
-}
-
-/// Hostile server, `FLOOD_WAIT_0` on every request: a wait of zero must not turn the bounded
-/// retries into a burst at one instant (every join attempt, every resend at once). Retries after
-/// a flood wait keep at least the backoff.
-#[test]
-fn flood_waits_of_zero_do_not_burst() {
-    let mut r = rng(16);
-    let mut s = Session::new(17, SessionConfig::default()).unwrap();
-    s.join(0, &mut r).unwrap();
-    let mut sent: Vec<u64> = Vec::new();
-    let mut now = 0;
-    for _ in 0..100 {
-        for (id, _) in drain(&mut s) {
-            sent.push(now);
-            s.handle_response(id, Response::Error("FLOOD_WAIT_0".into()), now, &mut r);
-        }
-        let Some(t) = s.poll_timeout() else { break };
-        now = t.max(now);
-        s.handle_timeout(now, &mut r);
-    }
-    assert_eq!(s.state(), SessionState::Failed);
-    let at_once = sent.iter().filter(|t| **t == 0).count();
-    assert!(at_once <= 2, "{at_once} requests at the first instant: {sent:?}");
-    // A live call's message sends likewise.
-    let (mut s, _) = joined_alone(18, 0, &mut r);
-    s.send_message(r#"{"random_id":"5"}"#, 0, &mut r).unwrap();
-    let mut sends = Vec::new();
-    let mut now = 0;
-    for _ in 0..100 {
-        for (id, req) in drain(&mut s) {
-            if matches!(req, Request::SendEncryptedMessage { .. }) {
-                sends.push(now);
-                s.handle_response(id, Response::Error("FLOOD_WAIT_0".into()), now, &mut r);
-            }
-        }
-        let Some(t) = s.poll_timeout() else { break };
-        if t > 60_000 {
-            break;
-        }
-        now = t.max(now);
-        s.handle_timeout(now, &mut r);
-    }
-    let at_once = sends.iter().filter(|t| **t == 0).count();
-    assert!(at_once <= 2, "{at_once} sends at the first instant: {sends:?}");
 }
 
 /// Runs the sessions' timers every 100 ms from `from` to `to`, pumping the server after each.

@@ -199,3 +199,194 @@ pub enum SessionEvent {
     /// We left (after [`crate::session::Session::leave`]).
     Left,
 }
+
+impl std::fmt::Display for JoinFailure {
+    /// A stable name, then the detail: `retries_exhausted: 5 attempts`, `flood_wait: 100000 s`,
+    /// `api: GROUPCALL_FORBIDDEN`, `invalid_response: ...`, `unusable_key: user 7`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinFailure::RetriesExhausted { attempts } => write!(f, "retries_exhausted: {attempts} attempts"),
+            JoinFailure::FloodWait { seconds } => write!(f, "flood_wait: {seconds} s"),
+            JoinFailure::Api(e) => write!(f, "api: {e}"),
+            JoinFailure::InvalidResponse(why) => write!(f, "invalid_response: {why}"),
+            JoinFailure::UnusableKey { user_id } => write!(f, "unusable_key: user {user_id}"),
+        }
+    }
+}
+
+impl EndReason {
+    /// A stable name: `discarded`, `join_missing` or `call_invalid`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EndReason::Discarded => "discarded",
+            EndReason::JoinMissing => "join_missing",
+            EndReason::CallInvalid => "call_invalid",
+        }
+    }
+}
+
+impl std::fmt::Display for EndReason {
+    /// [`EndReason::name`].
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::fmt::Display for SendFailure {
+    /// `api: ` and the server's error (`api: FLOOD_WAIT_30`), or `local: ` and what failed here.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendFailure::Api(e) => write!(f, "api: {e}"),
+            SendFailure::Local(e) => write!(f, "local: {e}"),
+        }
+    }
+}
+
+/// The stable name of a request kind, as the bindings spell it (`send_broadcast`, ...).
+fn request_name(kind: RequestKind) -> &'static str {
+    match kind {
+        RequestKind::GetChainBlocks => "get_chain_blocks",
+        RequestKind::CreateConference => "create_conference",
+        RequestKind::Join => "join",
+        RequestKind::DeleteParticipants => "delete_participants",
+        RequestKind::SendBroadcast => "send_broadcast",
+        RequestKind::SendEncryptedMessage => "send_encrypted_message",
+        RequestKind::Leave => "leave",
+        RequestKind::GetGroupParticipants => "get_group_participants",
+    }
+}
+
+/// One value an event carries, for the bindings ([`SessionEvent::describe`]). Each binding maps
+/// these few kinds of value onto its own event shape once (C: `height`, `from_id`, `text`,
+/// `user_ids`; Python and JavaScript: named fields), so a new event is one edit here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventField {
+    /// The block height the event is about.
+    Height(i32),
+    /// A user: a message's sender, the owner of an unusable key.
+    User(i64),
+    /// User ids: the chain's participants, sorted.
+    UserIds(Vec<i64>),
+    /// The call's identity (bindings carry it as the user ids `[id, access_hash]`).
+    Call(CallIdentity),
+    /// A key's fingerprint.
+    Fingerprint(String),
+    /// Text: a message's JSON, an invite link, or a reason or error with a stable name first
+    /// (never Rust's `Debug` output).
+    Text(String),
+    /// The 24 verification words.
+    Words(Vec<&'static str>),
+    /// The four emojis.
+    Emojis([&'static str; 4]),
+    /// Whether H.264 frames are dropped already (`now`) or will be (`ahead`).
+    Now(bool),
+}
+
+/// A [`SessionEvent`] described for the bindings: its stable name and number, and its values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventDescription {
+    /// The stable name: `created`, `call_identity`, `joined`, `join_failed`, `key_changed`,
+    /// `participants_changed`, `verification_started`, `verification_done`, `video_blackout`,
+    /// `message_received`, `chain_rejected`, `unusable_key`, `removed`, `ended`, `left`, or
+    /// `error` for what is only worth logging (a refused push, a key we cannot read, a dropped
+    /// message, a send given up).
+    pub name: &'static str,
+    /// The stable number (the C binding's `CONFCHAIN_SESSION_*`).
+    pub code: i32,
+    /// The values it carries; a value the event does not have (no invite link, no key, a
+    /// removal by the server rather than a block) is left out.
+    pub fields: Vec<EventField>,
+}
+
+impl SessionEvent {
+    /// The event as the bindings pass it on: one description instead of a mapping per binding.
+    ///
+    /// ```
+    /// use confchain::session::{EventField, SessionEvent};
+    /// let d = SessionEvent::Joined { height: 3 }.describe();
+    /// assert_eq!((d.name, d.code, d.fields), ("joined", 2, vec![EventField::Height(3)]));
+    /// ```
+    pub fn describe(self) -> EventDescription {
+        use EventField::{Call, Emojis, Fingerprint, Height, Now, Text, User, UserIds, Words};
+        let (name, code, fields) = match self {
+            SessionEvent::Created { call, invite_link } => {
+                ("created", 1, call.map(Call).into_iter().chain(invite_link.map(Text)).collect())
+            }
+            SessionEvent::Joined { height } => ("joined", 2, vec![Height(height)]),
+            SessionEvent::JoinFailed { reason } => ("join_failed", 3, vec![Text(reason.to_string())]),
+            SessionEvent::KeyChanged { height, fingerprint } => {
+                ("key_changed", 4, [Height(height)].into_iter().chain(fingerprint.map(Fingerprint)).collect())
+            }
+            SessionEvent::ParticipantsChanged { user_ids } => ("participants_changed", 5, vec![UserIds(user_ids)]),
+            SessionEvent::VerificationStarted { height, words } => {
+                ("verification_started", 6, vec![Height(height), Words(words)])
+            }
+            SessionEvent::VerificationDone { height, emojis } => {
+                ("verification_done", 7, vec![Height(height), Emojis(emojis)])
+            }
+            SessionEvent::MessageReceived { from, json } => ("message_received", 8, vec![User(from), Text(json)]),
+            SessionEvent::Removed { height } => ("removed", 9, height.map(Height).into_iter().collect()),
+            SessionEvent::Left => ("left", 10, vec![]),
+            SessionEvent::BlockRefused { height, error } => {
+                ("error", 11, vec![Height(height), Text(format!("block refused: {error}"))])
+            }
+            SessionEvent::KeyUnavailable { height, error } => {
+                ("error", 11, vec![Height(height), Text(format!("no key: {error}"))])
+            }
+            SessionEvent::MessageDropped { from, error } => {
+                ("error", 11, vec![User(from), Text(format!("message dropped: {error}"))])
+            }
+            SessionEvent::SendFailed { kind, reason } => {
+                ("error", 11, vec![Text(format!("{} not sent: {reason}", request_name(kind)))])
+            }
+            SessionEvent::Ended { reason } => ("ended", 12, vec![Text(reason.name().to_owned())]),
+            SessionEvent::ChainRejected { height, error } => {
+                ("chain_rejected", 13, vec![Height(height), Text(error.to_string())])
+            }
+            SessionEvent::CallIdentity { call, invite_link } => {
+                ("call_identity", 14, [Call(call)].into_iter().chain(invite_link.map(Text)).collect())
+            }
+            SessionEvent::VideoBlackout { height, now } => ("video_blackout", 15, vec![Height(height), Now(now)]),
+            SessionEvent::UnusableKey { user_id, height } => ("unusable_key", 16, vec![User(user_id), Height(height)]),
+        };
+        EventDescription { name, code, fields }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn reasons_read_as_a_stable_name_then_the_detail() {
+        let texts = |e: SessionEvent| e.describe().fields;
+        let join = |reason| texts(SessionEvent::JoinFailed { reason });
+        assert_eq!(join(JoinFailure::FloodWait { seconds: 9 }), vec![EventField::Text("flood_wait: 9 s".into())]);
+        assert_eq!(
+            join(JoinFailure::Api(ApiError::Forbidden)),
+            vec![EventField::Text("api: GROUPCALL_FORBIDDEN".into())]
+        );
+        assert_eq!(
+            texts(SessionEvent::SendFailed {
+                kind: RequestKind::SendBroadcast,
+                reason: SendFailure::Local(Error::new(ErrorKind::InvalidInput, "no right"))
+            }),
+            vec![EventField::Text("send_broadcast not sent: local: no right".into())]
+        );
+        assert_eq!(
+            texts(SessionEvent::Ended { reason: EndReason::JoinMissing }),
+            vec![EventField::Text("join_missing".into())]
+        );
+    }
+
+    #[test]
+    fn values_an_event_lacks_are_left_out() {
+        let d = SessionEvent::Removed { height: None }.describe();
+        assert_eq!((d.name, d.code, d.fields), ("removed", 9, vec![]));
+        let d = SessionEvent::KeyChanged { height: 4, fingerprint: None }.describe();
+        assert_eq!(d.fields, vec![EventField::Height(4)]);
+    }
+}

@@ -94,7 +94,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::wire::{Block, Broadcast, GroupParticipant, GroupState, Permissions, PlainBlock};
 
 pub use self::config::SessionConfig;
-pub use self::events::{EndReason, JoinFailure, SendFailure, SessionEvent};
+pub use self::events::{EndReason, EventDescription, EventField, JoinFailure, SendFailure, SessionEvent};
 use self::join::Joining;
 use self::live::Live;
 use self::outbox::{Action, Answered, Entry, Goal, Outbox, Purpose};

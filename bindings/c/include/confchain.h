@@ -223,7 +223,9 @@
 #define CONFCHAIN_REQUEST_LEAVE 7
 
 /**
- * Session events (`confchain_session_event.kind`).
+ * Session events (`confchain_session_event.kind`, the core's `EventDescription::code`): the
+ * call was created without joining; `user_ids` holds `[id, access_hash]` when the response
+ * named the call, `text` the invite link (may be empty).
  */
 #define CONFCHAIN_SESSION_CREATED 1
 
@@ -233,7 +235,9 @@
 #define CONFCHAIN_SESSION_JOINED 2
 
 /**
- * The join failed; `text` says why.
+ * The join failed; `text` says why: a stable name, then the detail (`retries_exhausted: 5
+ * attempts`, `flood_wait: 100000 s`, `api: GROUPCALL_FORBIDDEN`, `invalid_response: ...`,
+ * `unusable_key: user 7`).
  */
 #define CONFCHAIN_SESSION_JOIN_FAILED 3
 
@@ -274,7 +278,8 @@
 
 /**
  * Something to log: `text` (a pushed block refused while the session refetches, a message
- * dropped, a send given up, a block whose key we cannot read).
+ * dropped, a send given up (`send_broadcast not sent: api: FLOOD_WAIT_30`), a block whose key
+ * we cannot read).
  */
 #define CONFCHAIN_SESSION_ERROR 11
 

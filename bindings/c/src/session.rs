@@ -13,7 +13,9 @@ use crate::memory::{
 };
 
 use engine::server::Server;
-use engine::session::{Request, Response, Session, SessionConfig, SessionEvent, SessionState, SubChain, Update};
+use engine::session::{
+    EventField, Request, Response, Session, SessionConfig, SessionEvent, SessionState, SubChain, Update,
+};
 
 /// `phone.getGroupCallChainBlocks(sub_chain, offset, limit)`.
 pub const CONFCHAIN_REQUEST_GET_CHAIN_BLOCKS: i32 = 1;
@@ -30,11 +32,15 @@ pub const CONFCHAIN_REQUEST_SEND_ENCRYPTED_MESSAGE: i32 = 6;
 /// `phone.leaveGroupCall`.
 pub const CONFCHAIN_REQUEST_LEAVE: i32 = 7;
 
-/// Session events (`confchain_session_event.kind`).
+/// Session events (`confchain_session_event.kind`, the core's `EventDescription::code`): the
+/// call was created without joining; `user_ids` holds `[id, access_hash]` when the response
+/// named the call, `text` the invite link (may be empty).
 pub const CONFCHAIN_SESSION_CREATED: i32 = 1;
 /// Joined at `height`.
 pub const CONFCHAIN_SESSION_JOINED: i32 = 2;
-/// The join failed; `text` says why.
+/// The join failed; `text` says why: a stable name, then the detail (`retries_exhausted: 5
+/// attempts`, `flood_wait: 100000 s`, `api: GROUPCALL_FORBIDDEN`, `invalid_response: ...`,
+/// `unusable_key: user 7`).
 pub const CONFCHAIN_SESSION_JOIN_FAILED: i32 = 3;
 /// A block at `height` changed our key; `text` is its fingerprint (empty: no key).
 pub const CONFCHAIN_SESSION_KEY_CHANGED: i32 = 4;
@@ -51,7 +57,8 @@ pub const CONFCHAIN_SESSION_REMOVED: i32 = 9;
 /// We left.
 pub const CONFCHAIN_SESSION_LEFT: i32 = 10;
 /// Something to log: `text` (a pushed block refused while the session refetches, a message
-/// dropped, a send given up, a block whose key we cannot read).
+/// dropped, a send given up (`send_broadcast not sent: api: FLOOD_WAIT_30`), a block whose key
+/// we cannot read).
 pub const CONFCHAIN_SESSION_ERROR: i32 = 11;
 /// The call ended (`text`: `discarded`, `join_missing` or `call_invalid`); encryption stopped.
 pub const CONFCHAIN_SESSION_ENDED: i32 = 12;
@@ -489,72 +496,21 @@ pub unsafe extern "C" fn confchain_session_poll_event(
             user_ids_len: 0,
         };
         let text = |t: String| to_bytes(t.into_bytes());
-        match event {
-            None => {}
-            Some(SessionEvent::Created { invite_link, .. }) => {
-                (e.kind, e.text) = (CONFCHAIN_SESSION_CREATED, text(invite_link.unwrap_or_default()))
+        if let Some(d) = event.map(SessionEvent::describe) {
+            e.kind = d.code;
+            for field in d.fields {
+                match field {
+                    EventField::Height(h) => e.height = h,
+                    EventField::User(u) => e.from_id = u,
+                    EventField::UserIds(ids) => (e.user_ids, e.user_ids_len) = ids_out(ids),
+                    EventField::Call(c) => (e.user_ids, e.user_ids_len) = ids_out(vec![c.id, c.access_hash]),
+                    EventField::Fingerprint(t) | EventField::Text(t) => e.text = text(t),
+                    EventField::Words(words) => e.text = text(words.join(" ")),
+                    EventField::Emojis(emojis) => e.text = text(emojis.concat()),
+                    EventField::Now(now) => e.text = text(if now { "now" } else { "ahead" }.to_owned()),
+                    _ => {}
+                }
             }
-            Some(SessionEvent::CallIdentity { call, invite_link }) => {
-                (e.kind, e.text) = (CONFCHAIN_SESSION_CALL_IDENTITY, text(invite_link.unwrap_or_default()));
-                (e.user_ids, e.user_ids_len) = ids_out(vec![call.id, call.access_hash]);
-            }
-            Some(SessionEvent::Ended { reason }) => {
-                let why = match reason {
-                    engine::session::EndReason::Discarded => "discarded",
-                    engine::session::EndReason::JoinMissing => "join_missing",
-                    engine::session::EndReason::CallInvalid => "call_invalid",
-                    _ => "ended",
-                };
-                (e.kind, e.text) = (CONFCHAIN_SESSION_ENDED, text(why.to_owned()))
-            }
-            Some(SessionEvent::ChainRejected { height, error }) => {
-                (e.kind, e.height, e.text) = (CONFCHAIN_SESSION_CHAIN_REJECTED, height, text(error.to_string()))
-            }
-            Some(SessionEvent::BlockRefused { height, error }) => {
-                (e.kind, e.height, e.text) = (CONFCHAIN_SESSION_ERROR, height, text(format!("block refused: {error}")))
-            }
-            Some(SessionEvent::KeyUnavailable { height, error }) => {
-                (e.kind, e.height, e.text) = (CONFCHAIN_SESSION_ERROR, height, text(format!("no key: {error}")))
-            }
-            Some(SessionEvent::MessageDropped { from, error }) => {
-                (e.kind, e.from_id, e.text) = (CONFCHAIN_SESSION_ERROR, from, text(format!("message dropped: {error}")))
-            }
-            Some(SessionEvent::SendFailed { kind, reason }) => {
-                (e.kind, e.text) = (CONFCHAIN_SESSION_ERROR, text(format!("{kind:?} not sent: {reason:?}")))
-            }
-            Some(SessionEvent::Joined { height }) => (e.kind, e.height) = (CONFCHAIN_SESSION_JOINED, height),
-            Some(SessionEvent::JoinFailed { reason }) => {
-                (e.kind, e.text) = (CONFCHAIN_SESSION_JOIN_FAILED, text(format!("{reason:?}")))
-            }
-            Some(SessionEvent::KeyChanged { height, fingerprint }) => {
-                (e.kind, e.height, e.text) =
-                    (CONFCHAIN_SESSION_KEY_CHANGED, height, text(fingerprint.unwrap_or_default()))
-            }
-            Some(SessionEvent::ParticipantsChanged { user_ids }) => {
-                e.kind = CONFCHAIN_SESSION_PARTICIPANTS_CHANGED;
-                (e.user_ids, e.user_ids_len) = ids_out(user_ids);
-            }
-            Some(SessionEvent::VerificationStarted { height, words }) => {
-                (e.kind, e.height, e.text) = (CONFCHAIN_SESSION_VERIFICATION_STARTED, height, text(words.join(" ")))
-            }
-            Some(SessionEvent::VerificationDone { height, emojis }) => {
-                (e.kind, e.height, e.text) = (CONFCHAIN_SESSION_VERIFICATION_DONE, height, text(emojis.concat()))
-            }
-            Some(SessionEvent::MessageReceived { from, json }) => {
-                (e.kind, e.from_id, e.text) = (CONFCHAIN_SESSION_MESSAGE_RECEIVED, from, text(json))
-            }
-            Some(SessionEvent::Removed { height }) => {
-                (e.kind, e.height) = (CONFCHAIN_SESSION_REMOVED, height.unwrap_or(-1))
-            }
-            Some(SessionEvent::Left) => e.kind = CONFCHAIN_SESSION_LEFT,
-            Some(SessionEvent::UnusableKey { user_id, height }) => {
-                (e.kind, e.from_id, e.height) = (CONFCHAIN_SESSION_UNUSABLE_KEY, user_id, height)
-            }
-            Some(SessionEvent::VideoBlackout { height, now }) => {
-                let when = if now { "now" } else { "ahead" };
-                (e.kind, e.height, e.text) = (CONFCHAIN_SESSION_VIDEO_BLACKOUT, height, text(when.to_owned()))
-            }
-            Some(_) => {}
         }
         *slot = e;
         Ok(())

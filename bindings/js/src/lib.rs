@@ -627,104 +627,27 @@ impl Session {
         let o = js_sys::Object::new();
         let strings =
             |v: &[&'static str]| -> JsValue { v.iter().map(|s| JsValue::from(*s)).collect::<js_sys::Array>().into() };
-        let kind = match e {
-            sess::SessionEvent::Created { call, invite_link } => {
-                if let Some(c) = call {
-                    set(
-                        &o,
-                        "userIds",
-                        [c.id, c.access_hash].iter().map(|u| JsValue::from(*u)).collect::<js_sys::Array>().into(),
-                    );
+        let d = e.describe();
+        for field in d.fields {
+            match field {
+                sess::EventField::Height(h) => set(&o, "height", h.into()),
+                sess::EventField::User(u) => set(&o, "from", JsValue::from(u)),
+                sess::EventField::UserIds(ids) => {
+                    set(&o, "userIds", ids.iter().map(|u| JsValue::from(*u)).collect::<js_sys::Array>().into())
                 }
-                set(&o, "text", invite_link.map_or(JsValue::UNDEFINED, JsValue::from));
-                "created"
-            }
-            sess::SessionEvent::CallIdentity { call, invite_link } => {
-                set(
+                sess::EventField::Call(c) => set(
                     &o,
                     "userIds",
-                    [call.id, call.access_hash].iter().map(|u| JsValue::from(*u)).collect::<js_sys::Array>().into(),
-                );
-                set(&o, "text", invite_link.map_or(JsValue::UNDEFINED, JsValue::from));
-                "call_identity"
+                    [c.id, c.access_hash].iter().map(|u| JsValue::from(*u)).collect::<js_sys::Array>().into(),
+                ),
+                sess::EventField::Fingerprint(t) | sess::EventField::Text(t) => set(&o, "text", t.into()),
+                sess::EventField::Words(words) => set(&o, "words", strings(&words)),
+                sess::EventField::Emojis(emojis) => set(&o, "emojis", strings(&emojis)),
+                sess::EventField::Now(now) => set(&o, "now", now.into()),
+                _ => {}
             }
-            sess::SessionEvent::Ended { reason } => {
-                set(&o, "text", format!("{reason:?}").into());
-                "ended"
-            }
-            sess::SessionEvent::ChainRejected { height, error } => {
-                set(&o, "height", height.into());
-                set(&o, "text", error.to_string().into());
-                "chain_rejected"
-            }
-            sess::SessionEvent::BlockRefused { height, error } => {
-                set(&o, "height", height.into());
-                set(&o, "text", format!("block refused: {error}").into());
-                "error"
-            }
-            sess::SessionEvent::KeyUnavailable { height, error } => {
-                set(&o, "height", height.into());
-                set(&o, "text", format!("no key: {error}").into());
-                "error"
-            }
-            sess::SessionEvent::MessageDropped { from, error } => {
-                set(&o, "from", JsValue::from(from));
-                set(&o, "text", format!("message dropped: {error}").into());
-                "error"
-            }
-            sess::SessionEvent::SendFailed { kind, reason } => {
-                set(&o, "text", format!("{kind:?} not sent: {reason:?}").into());
-                "error"
-            }
-            sess::SessionEvent::Joined { height } => {
-                set(&o, "height", height.into());
-                "joined"
-            }
-            sess::SessionEvent::JoinFailed { reason } => {
-                set(&o, "text", format!("{reason:?}").into());
-                "join_failed"
-            }
-            sess::SessionEvent::KeyChanged { height, fingerprint } => {
-                set(&o, "height", height.into());
-                set(&o, "text", fingerprint.map_or(JsValue::UNDEFINED, JsValue::from));
-                "key_changed"
-            }
-            sess::SessionEvent::ParticipantsChanged { user_ids } => {
-                set(&o, "userIds", user_ids.iter().map(|u| JsValue::from(*u)).collect::<js_sys::Array>().into());
-                "participants_changed"
-            }
-            sess::SessionEvent::VerificationStarted { height, words } => {
-                set(&o, "height", height.into());
-                set(&o, "words", strings(&words));
-                "verification_started"
-            }
-            sess::SessionEvent::VerificationDone { height, emojis } => {
-                set(&o, "height", height.into());
-                set(&o, "emojis", strings(&emojis));
-                "verification_done"
-            }
-            sess::SessionEvent::MessageReceived { from, json } => {
-                set(&o, "from", JsValue::from(from));
-                set(&o, "text", json.into());
-                "message_received"
-            }
-            sess::SessionEvent::Removed { height } => {
-                set(&o, "height", height.map_or(JsValue::UNDEFINED, JsValue::from));
-                "removed"
-            }
-            sess::SessionEvent::Left => "left",
-            sess::SessionEvent::UnusableKey { user_id, height } => {
-                set(&o, "from", JsValue::from(user_id));
-                set(&o, "height", height.into());
-                "unusable_key"
-            }
-            sess::SessionEvent::VideoBlackout { height, now } => {
-                set(&o, "height", height.into());
-                set(&o, "now", now.into());
-                "video_blackout"
-            }
-            _ => "other",
-        };
+        }
+        let kind = d.name;
         set(&o, "kind", kind.into());
         o.into()
     }

@@ -931,10 +931,11 @@ impl Update {
     }
 }
 
-/// A session event: `kind` plus the fields it uses ("created", "joined", "join_failed",
+/// A session event: `kind` plus the fields it uses, from the core's one description
+/// (`confchain::session::SessionEvent::describe`): "created", "joined", "join_failed",
 /// "key_changed", "participants_changed", "verification_started", "verification_done",
 /// "message_received", "removed", "left", "ended", "chain_rejected", "call_identity" (`user_ids`
-/// = `[id, access_hash]`, `text` = invite link), "error").
+/// = `[id, access_hash]`, `text` = invite link), "video_blackout", "unusable_key", "error".
 #[pyclass(module = "confchain", get_all)]
 struct SessionEvent {
     kind: String,
@@ -967,84 +968,22 @@ impl SessionEvent {
             text: None,
         };
         let strings = |v: &[&'static str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        let kind = match e {
-            sess::SessionEvent::Created { call, invite_link } => {
-                out.user_ids = call.map(|c| vec![c.id, c.access_hash]);
-                out.text = invite_link;
-                "created"
+        let d = e.describe();
+        for field in d.fields {
+            match field {
+                sess::EventField::Height(h) => out.height = Some(h),
+                sess::EventField::User(u) => out.from_id = Some(u),
+                sess::EventField::UserIds(ids) => out.user_ids = Some(ids),
+                sess::EventField::Call(c) => out.user_ids = Some(vec![c.id, c.access_hash]),
+                sess::EventField::Fingerprint(f) => out.fingerprint = Some(f),
+                sess::EventField::Text(t) => out.text = Some(t),
+                sess::EventField::Words(words) => out.words = Some(strings(&words)),
+                sess::EventField::Emojis(emojis) => out.emojis = Some(strings(&emojis)),
+                sess::EventField::Now(now) => out.text = Some(if now { "now" } else { "ahead" }.to_owned()),
+                _ => {}
             }
-            sess::SessionEvent::CallIdentity { call, invite_link } => {
-                (out.user_ids, out.text) = (Some(vec![call.id, call.access_hash]), invite_link);
-                "call_identity"
-            }
-            sess::SessionEvent::Ended { reason } => {
-                out.text = Some(format!("{reason:?}"));
-                "ended"
-            }
-            sess::SessionEvent::ChainRejected { height, error } => {
-                (out.height, out.text) = (Some(height), Some(error.to_string()));
-                "chain_rejected"
-            }
-            sess::SessionEvent::BlockRefused { height, error } => {
-                (out.height, out.text) = (Some(height), Some(format!("block refused: {error}")));
-                "error"
-            }
-            sess::SessionEvent::KeyUnavailable { height, error } => {
-                (out.height, out.text) = (Some(height), Some(format!("no key: {error}")));
-                "error"
-            }
-            sess::SessionEvent::MessageDropped { from, error } => {
-                (out.from_id, out.text) = (Some(from), Some(format!("message dropped: {error}")));
-                "error"
-            }
-            sess::SessionEvent::SendFailed { kind, reason } => {
-                out.text = Some(format!("{kind:?} not sent: {reason:?}"));
-                "error"
-            }
-            sess::SessionEvent::Joined { height } => {
-                out.height = Some(height);
-                "joined"
-            }
-            sess::SessionEvent::JoinFailed { reason } => {
-                out.text = Some(format!("{reason:?}"));
-                "join_failed"
-            }
-            sess::SessionEvent::KeyChanged { height, fingerprint } => {
-                (out.height, out.fingerprint) = (Some(height), fingerprint);
-                "key_changed"
-            }
-            sess::SessionEvent::ParticipantsChanged { user_ids } => {
-                out.user_ids = Some(user_ids);
-                "participants_changed"
-            }
-            sess::SessionEvent::VerificationStarted { height, words } => {
-                (out.height, out.words) = (Some(height), Some(strings(&words)));
-                "verification_started"
-            }
-            sess::SessionEvent::VerificationDone { height, emojis } => {
-                (out.height, out.emojis) = (Some(height), Some(strings(&emojis)));
-                "verification_done"
-            }
-            sess::SessionEvent::MessageReceived { from, json } => {
-                (out.from_id, out.text) = (Some(from), Some(json));
-                "message_received"
-            }
-            sess::SessionEvent::Removed { height } => {
-                out.height = height;
-                "removed"
-            }
-            sess::SessionEvent::Left => "left",
-            sess::SessionEvent::UnusableKey { user_id, height } => {
-                (out.from_id, out.height) = (Some(user_id), Some(height));
-                "unusable_key"
-            }
-            sess::SessionEvent::VideoBlackout { height, now } => {
-                (out.height, out.text) = (Some(height), Some(if now { "now" } else { "ahead" }.to_owned()));
-                "video_blackout"
-            }
-            _ => "other",
-        };
-        out.kind = kind.to_owned();
+        }
+        out.kind = d.name.to_owned();
         out
     }
 }

@@ -225,8 +225,10 @@ class Request:
 
 class SessionEvent:
     kind: str
-    """created, joined, join_failed, key_changed, participants_changed, verification_started,
-    verification_done, message_received, removed, left, ended (the call ended: text names why),
+    """created, joined, join_failed (text: a stable name, then the detail, e.g.
+    "flood_wait: 100000 s" or "api: GROUPCALL_FORBIDDEN"), key_changed, participants_changed,
+    verification_started, verification_done, message_received, removed, left, ended (the call
+    ended: text is discarded, join_missing or call_invalid),
     chain_rejected (failed closed: the server's chain holds a block the rules refuse at height;
     the call and its media handles are closed, only a new join continues), call_identity
     (user_ids = [id, access_hash], text = invite link), video_blackout (the block at height

@@ -1,0 +1,189 @@
+//! The simulated network: requests, responses and pushes in flight, their delays, losses,
+//! duplicates and reordering, delivery to the server and to the members, and the virtual clock.
+
+use rand_core::RngCore;
+
+use crate::api::{ApiError, Request, RequestId, Response, Update};
+use crate::server::method;
+use crate::session::Session;
+
+use super::world::World;
+use super::Failure;
+
+/// A message in flight.
+#[derive(Clone, Debug)]
+pub(super) enum Message {
+    /// A request on its way to the server.
+    ToServer { from: i64, id: RequestId, request: Request, generation: u64 },
+    /// A response on its way back (`at`: when the server answered; `method`: what it answers).
+    Response { to: i64, id: RequestId, response: Response, generation: u64, at: u64, method: &'static str },
+    /// A pushed update.
+    Push { to: i64, update: Update, generation: u64 },
+}
+
+impl World {
+    pub(super) fn delay(&mut self) -> u64 {
+        let max = self.faults.max_delay_ms;
+        1 + if max == 0 { 0 } else { self.rng.next_u64() % max }
+    }
+
+    pub(super) fn send(&mut self, message: Message) {
+        let at = self.now + self.delay();
+        self.sequence += 1;
+        self.network.insert((at, self.sequence), message);
+    }
+
+    /// Delivers everything due within the next `ms` and fires timers.
+    pub(super) fn advance(&mut self, ms: u64) -> Result<(), Failure> {
+        let end = self.now + ms;
+        loop {
+            let next_message = self.network.keys().next().map(|(t, _)| *t).filter(|t| *t <= end);
+            // An offline member's timers wait until it is back.
+            let next_timer = self
+                .members
+                .iter()
+                .filter_map(|m| Some(m.session.as_ref()?.poll_timeout()?.max(m.offline_until)))
+                .filter(|t| *t <= end)
+                .min();
+            let next = match (next_message, next_timer) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(t) => t,
+                    None => break,
+                },
+            };
+            self.now = self.now.max(next);
+            if next_message == Some(next) {
+                if let Some((_, message)) = self.network.pop_first() {
+                    self.deliver(message)?;
+                }
+            } else {
+                for i in 0..self.members.len() {
+                    let now = self.now;
+                    let online = self.members[i].offline_until <= now;
+                    let due =
+                        self.members[i].session.as_ref().and_then(Session::poll_timeout).is_some_and(|t| t <= now);
+                    if due && online {
+                        if let Some(s) = self.members[i].session.as_mut() {
+                            s.handle_timeout(now, &mut self.rng);
+                        }
+                        self.after_session(i)?;
+                    }
+                }
+            }
+        }
+        self.now = end;
+        Ok(())
+    }
+
+    pub(super) fn index(&self, user: i64) -> Option<usize> {
+        self.members.iter().position(|m| m.user_id == user)
+    }
+
+    pub(super) fn deliver(&mut self, message: Message) -> Result<(), Failure> {
+        match message {
+            Message::ToServer { from, id, request, generation } => {
+                let Some(i) = self.index(from) else { return Ok(()) };
+                let offline = self.members[i].offline_until > self.now;
+                // A request may fail before the server sees it, or after (the response is lost).
+                let fail_before = offline || self.chance(self.faults.fail_request / 2);
+                let (now, method) = (self.now, method(&request));
+                if fail_before {
+                    self.report.failed_requests += 1;
+                    let response = Response::Error("TIMEOUT".into());
+                    self.send(Message::Response { to: from, id, response, generation, at: now, method });
+                    return Ok(());
+                }
+                let (response, pushes) = self.server.handle_at(from, &request, now);
+                self.record_server();
+                match response {
+                    None => {
+                        // The server stays silent: this request is never answered.
+                        self.report.silent_requests += 1;
+                        if self.members[i].generation == generation {
+                            if let Some(o) = self.members[i].outstanding.get_mut(&id) {
+                                o.1 = Some(now);
+                            }
+                        }
+                        self.note(format!("the server never answers user {from}'s request {id} ({method})"));
+                    }
+                    Some(mut response) => {
+                        if let (Request::Join { .. }, Response::Error(e)) = (&request, &response) {
+                            if e.starts_with("CONF_WRITE_CHAIN_INVALID") {
+                                self.report.races_lost += 1;
+                            }
+                        }
+                        if let Response::Error(e) = &response {
+                            if matches!(ApiError::parse(e), ApiError::FloodWait { .. }) {
+                                self.report.flood_waits += 1;
+                            }
+                        }
+                        if self.chance(self.faults.fail_request / 2) {
+                            self.report.failed_requests += 1;
+                            response = Response::Error("TIMEOUT".into());
+                        }
+                        self.send(Message::Response { to: from, id, response, generation, at: now, method });
+                    }
+                }
+                for (to, update) in pushes {
+                    let Some(j) = self.index(to) else { continue };
+                    let generation = self.members[j].generation;
+                    if self.chance(self.faults.drop_push) {
+                        self.report.dropped_pushes += 1;
+                        continue;
+                    }
+                    if self.chance(self.faults.duplicate) {
+                        self.send(Message::Push { to, update: update.clone(), generation });
+                    }
+                    self.send(Message::Push { to, update, generation });
+                }
+            }
+            Message::Response { to, id, mut response, generation, at, method } => {
+                let Some(i) = self.index(to) else { return Ok(()) };
+                if self.members[i].generation != generation {
+                    return Ok(());
+                }
+                let now = self.now;
+                self.members[i].outstanding.remove(&id);
+                if let Response::Error(e) = &response {
+                    if let ApiError::FloodWait { seconds } = ApiError::parse(e) {
+                        let until = at + u64::from(seconds) * 1_000;
+                        let entry = self.members[i].flood_until.entry(method).or_insert(0);
+                        *entry = (*entry).max(until);
+                        self.note(format!("user {to} is told FLOOD_WAIT_{seconds} for {method} (until {until})"));
+                    }
+                }
+                // The real server writes a join response when it sends it: blocks and broadcasts
+                // committed since the join are in it (tdlib applies them).
+                let join = matches!(method, "phone.joinGroupCall" | "phone.createConferenceCall");
+                if join && self.setup.is_real() {
+                    response = self.server().refresh_join_response(response);
+                }
+                if let Some(s) = self.members[i].session.as_mut() {
+                    s.handle_response(id, response, now, &mut self.rng);
+                }
+                self.after_session(i)?;
+            }
+            Message::Push { to, update, generation } => {
+                let Some(i) = self.index(to) else { return Ok(()) };
+                if self.members[i].generation != generation || self.members[i].offline_until > self.now {
+                    self.report.dropped_pushes += 1;
+                    return Ok(());
+                }
+                let now = self.now;
+                if let Update::Participants { participants } = &update {
+                    // Who could know that a user left: the pruning invariant asks only them.
+                    let incarnation = self.members[i].incarnation;
+                    for p in participants.iter().filter(|p| p.left) {
+                        self.told_left.entry(p.user_id).or_default().insert((i, incarnation));
+                    }
+                }
+                if let Some(s) = self.members[i].session.as_mut() {
+                    s.handle_update(update, now, &mut self.rng);
+                }
+                self.after_session(i)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,49 @@
+//! Pruning: users who left the media call are removed from the chain; a re-key removes nobody.
+
+use crate::common::*;
+
+/// Pruning: users who left are removed with `only_left`, bounded, deduplicated, after a small
+/// random delay; an option turns it off.
+#[test]
+fn members_who_left_are_pruned() {
+    use confchain::session::CallParticipant;
+    let mut net = conference(&[1, 2, 3]);
+    let mut r = rng(38);
+    let left = |user_id| CallParticipant { user_id, left: true };
+    let update = Update::Participants { participants: vec![left(3), left(3), left(42)] };
+    net.s(1).handle_update(update.clone(), 0, &mut r);
+    net.s(1).handle_update(update, 0, &mut r);
+    assert!(net.s(1).poll_request().is_none(), "not at once");
+    let at = net.s(1).poll_timeout().unwrap();
+    assert!(at <= SessionConfig::default().max_prune_delay_ms);
+    net.s(1).handle_timeout(at, &mut r);
+    let deletes: Vec<_> =
+        drain(net.s(1)).into_iter().filter(|(_, r)| matches!(r, Request::DeleteParticipants { .. })).collect();
+    assert_eq!(deletes.len(), 1);
+    let Request::DeleteParticipants { user_ids, kick, .. } = &deletes[0].1 else { panic!() };
+    assert_eq!((user_ids.as_slice(), *kick), (&[3][..], false));
+    // Turned off.
+    let mut s = Session::new(1, SessionConfig { prune_left: false, ..SessionConfig::default() }).unwrap();
+    s.create(true, 0, &mut r).unwrap();
+    let mut server = Server::new();
+    while let Some((id, req)) = s.poll_request() {
+        let (resp, _) = server.handle(1, &req);
+        s.handle_response(id, resp, 0, &mut r);
+    }
+    s.handle_update(Update::Participants { participants: vec![left(3)] }, 0, &mut r);
+    s.handle_timeout(60_000, &mut r);
+    assert!(!drain(&mut s).iter().any(|(_, r)| matches!(r, Request::DeleteParticipants { .. })));
+}
+
+/// Issue 24 item 7: a re-key removes nobody, and travels in the form of the one request an
+/// official client sends for such a block (tdlib's ban of users already gone): `kick`, never
+/// `only_left` with no ids; the block keeps every member and the server model applies it.
+#[test]
+fn a_rekey_travels_as_a_kick_that_removes_nobody() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(45);
+    net.s(1).rekey(None, &mut r).unwrap();
+    let (_, req) = request(net.s(1));
+    let Request::DeleteParticipants { user_ids, kick, .. } = req else { panic!("{req:?}") };
+    assert!(user_ids.is_empty() && kick, "a re-key is sent as kick with no ids");
+}

@@ -19,7 +19,7 @@
 //! Failure policy (SPEC.md §8.1): a block that is invalid for the chain is rejected with its error
 //! and the call stays exactly as it was. A block that is valid for the chain is always applied,
 //! even when we cannot read our key in it: the previous epoch then starts its grace period as
-//! after any block, we hold no current key ([`Event::KeyUnavailable`]; encrypting fails with
+//! after any block, we hold no current key ([`CallEvent::KeyUnavailable`]; encrypting fails with
 //! [`ErrorKind::KeyUnavailable`]) until a later block gives us one.
 
 use std::collections::VecDeque;
@@ -34,13 +34,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{self, AudioLevel, Codec, ReceivedFrame, SentFrame};
 use crate::media::{MediaDecryptor, MediaEncryptor, Shared, SnapEpoch, Snapshot};
 use crate::packet::Plaintext;
-use crate::verification::{Phase, Verification, VerificationResult};
+use crate::verification::{Verification, VerificationPhase, VerificationResult};
 use crate::wire::{Block, GroupParticipant, GroupState, Permissions, PlainBlock};
 
 /// What happened, for the application to act on (pull with [`Call::poll_event`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Event {
+pub enum CallEvent {
     /// A block passed every rule of the chain from our verified state and was applied; a new
     /// epoch is open if we hold its key.
     BlockApplied {
@@ -49,7 +49,7 @@ pub enum Event {
     },
     /// [`Call::resync`] adopted the server's tip **on trust**, without verifying it (an
     /// [`UnverifiedTip`]), as a first join does; a new epoch is open if we hold its key. Never
-    /// reported as [`Event::BlockApplied`]: what the call verified and what it took on the
+    /// reported as [`CallEvent::BlockApplied`]: what the call verified and what it took on the
     /// server's word stay apart.
     TipAdopted {
         /// The tip's height.
@@ -140,11 +140,11 @@ pub struct Call {
     /// Sequence numbers, replay windows and the published epochs, shared with media handles.
     media: Arc<Shared>,
     verification: Verification,
-    events: VecDeque<Event>,
+    events: VecDeque<CallEvent>,
     verified_height: Option<i32>,
     /// Whether the published epochs black out H.264 ([`frame::epochs_block_h264`]).
     video_blackout: bool,
-    /// The height [`Event::VideoBlackout`] was last reported for.
+    /// The height [`CallEvent::VideoBlackout`] was last reported for.
     blackout_reported: Option<i32>,
 }
 
@@ -241,7 +241,7 @@ impl Call {
         let ahead = self.epochs.iter().last().is_some_and(|e| frame::hash_blocks_h264(&e.key.hash));
         if (self.video_blackout || ahead) && self.blackout_reported != Some(height) {
             self.blackout_reported = Some(height);
-            self.events.push_back(Event::VideoBlackout { height, now: self.video_blackout });
+            self.events.push_back(CallEvent::VideoBlackout { height, now: self.video_blackout });
         }
         debug_assert!(self.epochs.iter().len() <= crate::limits::MAX_EPOCHS, "published beyond MAX_EPOCHS");
         let epochs = self
@@ -295,7 +295,7 @@ impl Call {
         if let Some(r) = self.verification.result() {
             if self.verified_height != Some(r.height) {
                 self.verified_height = Some(r.height);
-                self.events.push_back(Event::VerificationDone { result: r.clone() });
+                self.events.push_back(CallEvent::VerificationDone { result: r.clone() });
             }
         }
     }
@@ -313,7 +313,7 @@ impl Call {
         let expired = self.epochs.expire(now);
         let any = !expired.is_empty();
         for height in expired {
-            self.events.push_back(Event::EpochExpired { height });
+            self.events.push_back(CallEvent::EpochExpired { height });
         }
         any
     }
@@ -334,8 +334,8 @@ impl Call {
     ///
     /// A block that is invalid for the chain is refused with its error and nothing changes. A
     /// valid block is applied even when our key cannot be read from it: the previous epoch starts
-    /// its grace period, the block's epoch opens if we hold its key ([`Event::KeyUnavailable`] or
-    /// [`Event::Removed`] otherwise), and a verification round begins (drawing a 32-byte nonce
+    /// its grace period, the block's epoch opens if we hold its key ([`CallEvent::KeyUnavailable`] or
+    /// [`CallEvent::Removed`] otherwise), and a verification round begins (drawing a 32-byte nonce
     /// from `rng`).
     pub fn apply_block(&mut self, server_bytes: &[u8], now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.media.check_open()?;
@@ -344,13 +344,13 @@ impl Call {
         let mut next = self.chain.clone();
         next.apply_block(block)?;
         let height = next.height();
-        self.advance(next, Event::BlockApplied { height }, now, rng);
+        self.advance(next, CallEvent::BlockApplied { height }, now, rng);
         Ok(())
     }
 
     /// Adopts the server's tip in place, **trusting it** as [`Call::from_tip`] does, keeping our
     /// key, sequence numbers and replay windows, so our packets keep being accepted. Reported as
-    /// [`Event::TipAdopted`], never [`Event::BlockApplied`].
+    /// [`CallEvent::TipAdopted`], never [`CallEvent::BlockApplied`].
     ///
     /// This is an explicit application decision, never a reaction to a refused block: a member
     /// holds a verified chain, and a block our rules refuse means the server's chain is not one
@@ -365,7 +365,7 @@ impl Call {
     /// nothing; anything else lower or equal is [`ErrorKind::InvalidInput`]). A tip that directly
     /// follows our block (height + 1, built on our hash) is not trusted but checked: it is
     /// applied by the chain rules exactly as [`Call::apply_block`] would (reported as
-    /// [`Event::BlockApplied`]), or refused with the rules' error and nothing changes.
+    /// [`CallEvent::BlockApplied`]), or refused with the rules' error and nothing changes.
     /// Everything else is as after [`Call::apply_block`]: the current epoch retires, the tip's
     /// epoch opens if we can read its key, a verification round begins.
     pub fn resync(&mut self, tip: UnverifiedTip, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
@@ -384,17 +384,17 @@ impl Call {
         if self.chain.height().checked_add(1) == Some(block.height) && block.prev_block_hash == *self.chain.hash() {
             let mut next = self.chain.clone();
             next.apply_block(block)?;
-            self.advance(next, Event::BlockApplied { height: trusted.height() }, now, rng);
+            self.advance(next, CallEvent::BlockApplied { height: trusted.height() }, now, rng);
             return Ok(());
         }
         let height = trusted.height();
-        self.advance(trusted, Event::TipAdopted { height }, now, rng);
+        self.advance(trusted, CallEvent::TipAdopted { height }, now, rng);
         Ok(())
     }
 
     /// Moves to `next` (a chain state that passed the rules, or a tip trusted explicitly, as
-    /// `how` says: [`Event::BlockApplied`] or [`Event::TipAdopted`]): from here on nothing fails.
-    fn advance(&mut self, next: Chain, how: Event, now: u64, rng: &mut impl CryptoRngCore) {
+    /// `how` says: [`CallEvent::BlockApplied`] or [`CallEvent::TipAdopted`]): from here on nothing fails.
+    fn advance(&mut self, next: Chain, how: CallEvent, now: u64, rng: &mut impl CryptoRngCore) {
         // As the reference does, the old key starts retiring BEFORE we try to read the new one:
         // a block we cannot read must never leave us encrypting under a key it replaced.
         self.epochs.retire_current(now);
@@ -407,11 +407,11 @@ impl Call {
                 KeyState::Current
             }
             Err(e) if e.kind() == ErrorKind::NotParticipant => {
-                self.events.push_back(Event::Removed { height });
+                self.events.push_back(CallEvent::Removed { height });
                 KeyState::Removed { height }
             }
             Err(error) => {
-                self.events.push_back(Event::KeyUnavailable { height, error: error.clone() });
+                self.events.push_back(CallEvent::KeyUnavailable { height, error: error.clone() });
                 KeyState::Unavailable { height, error }
             }
         };
@@ -446,7 +446,7 @@ impl Call {
     }
 
     /// The next event, if any.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<CallEvent> {
         self.events.pop_front()
     }
 
@@ -662,7 +662,7 @@ impl Call {
         self.build_change_state(state, rng)
     }
 
-    /// Whether the active epochs black out H.264 video ([`Event::VideoBlackout`]).
+    /// Whether the active epochs black out H.264 video ([`CallEvent::VideoBlackout`]).
     pub fn video_blackout(&self) -> bool {
         self.video_blackout
     }
@@ -713,7 +713,7 @@ impl Call {
     }
 
     /// The current verification phase.
-    pub fn verification_phase(&self) -> Phase {
+    pub fn verification_phase(&self) -> VerificationPhase {
         self.verification.phase()
     }
 

@@ -594,7 +594,7 @@ impl Chain {
 /// verified group: only the entry points that trust the server by design take it,
 /// [`Call::from_tip`](crate::Call::from_tip) (and [`Call::new`](crate::Call::new), which decodes
 /// one), [`Call::resync`](crate::Call::resync) (reported as
-/// [`Event::TipAdopted`](crate::Event::TipAdopted), never as a verified block) and
+/// [`CallEvent::TipAdopted`](crate::CallEvent::TipAdopted), never as a verified block) and
 /// [`Chain::trust_tip`]. What it can safely do on its own is describe the state and build the
 /// block that joins it ([`UnverifiedTip::build_self_add`]): that block is checked by the server
 /// and by every member against their own chain, so a forged tip only makes the join fail.

@@ -90,7 +90,7 @@ pub enum ErrorKind {
     /// packets); blocks and broadcasts report [`ErrorKind::InvalidSignature`] instead.
     WrongSignature,
     /// We hold no key for the current block: it lists us, but our key header could not be read
-    /// (see [`crate::Event::KeyUnavailable`]). Encrypting resumes once a later block gives us a key.
+    /// (see [`crate::CallEvent::KeyUnavailable`]). Encrypting resumes once a later block gives us a key.
     KeyUnavailable,
     /// A shared secret cannot be computed with a public key ("Failed to compute modulo inverse",
     /// "Failed to compute shared secret").

@@ -236,7 +236,7 @@ pub fn is_valid_encrypted(codec: Codec, packet: &[u8], clear_prefix: usize) -> b
 /// packet of the epoch set, hold a NAL start code, so no re-encryption can pass
 /// [`is_valid_encrypted`] (about 1 epoch in 256, when a hash starts `01`, `00 01` or
 /// `00 00 01`; SPEC.md "Media frames"). The official apps send no video for as long as such an
-/// epoch is the oldest active one; confchain reports it ([`crate::Event::VideoBlackout`]) and
+/// epoch is the oldest active one; confchain reports it ([`crate::CallEvent::VideoBlackout`]) and
 /// its session ends it with a re-key.
 #[allow(clippy::arithmetic_side_effects)] // count <= 15
 pub fn epochs_block_h264<'a>(hashes: impl ExactSizeIterator<Item = &'a [u8; 32]>) -> bool {

@@ -70,13 +70,13 @@ pub mod sim;
 pub mod sources;
 pub mod wire;
 
-pub use call::{Call, Event};
+pub use call::{Call, CallEvent};
 pub use chain::{build_zero_block, Chain, GroupKey, UnverifiedTip};
 pub use crypto::{PrivateKey, PublicKey, Secret};
 pub use emoji::{emoji_table, emojis_from_hash};
 pub use error::{Error, ErrorKind, Result};
 pub use media::{MediaDecryptor, MediaEncryptor};
-pub use verification::{verification_words, Phase, VerificationResult};
+pub use verification::{verification_words, VerificationPhase, VerificationResult};
 pub use wire::{
     decode_any, to_server_form, Block, Broadcast, BroadcastPayload, Change, Form, GroupParticipant, GroupState,
     KeyHeaders, Object, Permissions, PlainBlock, SharedKey, StateProof,

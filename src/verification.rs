@@ -54,7 +54,7 @@ pub fn verification_words(block_hash: &[u8; 32]) -> Vec<&'static str> {
 
 /// Where the round for the current block stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
+pub enum VerificationPhase {
     /// Collecting commits.
     Commit,
     /// Collecting reveals.
@@ -91,7 +91,7 @@ pub struct Verification {
     user_id: i64,
     height: i32,
     block_hash: [u8; 32],
-    phase: Phase,
+    phase: VerificationPhase,
     nonce: Secret<32>,
     participants: HashMap<i64, PublicKey>,
     commits: HashMap<i64, [u8; 32]>,
@@ -138,7 +138,7 @@ impl Verification {
             user_id,
             height: -1,
             block_hash: [0; 32],
-            phase: Phase::Commit,
+            phase: VerificationPhase::Commit,
             nonce: Secret::from_bytes([0; 32]),
             participants: HashMap::new(),
             commits: HashMap::new(),
@@ -172,7 +172,7 @@ impl Verification {
         self.nonce = Secret::random(rng);
         self.height = height;
         self.block_hash = block_hash;
-        self.phase = Phase::Commit;
+        self.phase = VerificationPhase::Commit;
         self.participants = state.participants.iter().map(|p| (p.user_id, p.public_key)).collect();
         self.commits.clear();
         self.reveals.clear();
@@ -212,7 +212,7 @@ impl Verification {
     }
 
     fn maybe_reveal(&mut self, key: &PrivateKey) {
-        if self.participating && self.phase == Phase::Reveal && !self.sent_reveal {
+        if self.participating && self.phase == VerificationPhase::Reveal && !self.sent_reveal {
             self.sent_reveal = true;
             let reveal = self.sign(BroadcastPayload::Reveal(*self.nonce.expose()), key);
             self.outbound.push(reveal);
@@ -292,8 +292,8 @@ impl Verification {
             return Err(Error::bare(ErrorKind::BroadcastInvalidBlockHash));
         }
         let expected_phase = match b.payload {
-            BroadcastPayload::Commit(_) => (Phase::Commit, ErrorKind::BroadcastNotInCommit),
-            BroadcastPayload::Reveal(_) => (Phase::Reveal, ErrorKind::BroadcastNotInReveal),
+            BroadcastPayload::Commit(_) => (VerificationPhase::Commit, ErrorKind::BroadcastNotInCommit),
+            BroadcastPayload::Reveal(_) => (VerificationPhase::Reveal, ErrorKind::BroadcastNotInReveal),
         };
         if self.phase != expected_phase.0 {
             return Err(Error::bare(expected_phase.1));
@@ -309,7 +309,7 @@ impl Verification {
                 }
                 self.commits.insert(b.user_id, hash);
                 if self.commits.len() == self.participants.len() {
-                    self.phase = Phase::Reveal;
+                    self.phase = VerificationPhase::Reveal;
                 }
             }
             BroadcastPayload::Reveal(nonce) => {
@@ -328,7 +328,7 @@ impl Verification {
                     let full: Vec<u8> = nonces.concat();
                     let h = crypto::hmac_sha512(&full, &[&self.block_hash]);
                     self.result = Some(VerificationResult { height: self.height, emoji_hash: *h.expose() });
-                    self.phase = Phase::Done;
+                    self.phase = VerificationPhase::Done;
                 }
             }
         }
@@ -347,7 +347,7 @@ impl Verification {
     }
 
     /// The current phase.
-    pub fn phase(&self) -> Phase {
+    pub fn phase(&self) -> VerificationPhase {
         self.phase
     }
 
@@ -373,9 +373,9 @@ impl Verification {
     /// A round that never completes names who is stalling it here.
     pub fn missing(&self) -> Vec<i64> {
         let mut missing: Vec<i64> = match self.phase {
-            Phase::Commit => self.participants.keys().filter(|u| !self.commits.contains_key(u)).copied().collect(),
-            Phase::Reveal => self.participants.keys().filter(|u| !self.reveals.contains_key(u)).copied().collect(),
-            Phase::Done => Vec::new(),
+            VerificationPhase::Commit => self.participants.keys().filter(|u| !self.commits.contains_key(u)).copied().collect(),
+            VerificationPhase::Reveal => self.participants.keys().filter(|u| !self.reveals.contains_key(u)).copied().collect(),
+            VerificationPhase::Done => Vec::new(),
         };
         missing.sort_unstable();
         missing

@@ -101,7 +101,9 @@ fn level_vectors_from_tgcalls() {
 
 mod calls {
     use confchain::frame::{self, AudioLevel, Codec, CHANNEL_MAIN, CHANNEL_SCREENCAST};
-    use confchain::{build_zero_block, Call, ErrorKind, Event, GroupParticipant, GroupState, Permissions, PrivateKey};
+    use confchain::{
+        build_zero_block, Call, CallEvent, ErrorKind, GroupParticipant, GroupState, Permissions, PrivateKey,
+    };
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
@@ -211,7 +213,9 @@ mod calls {
             .find(|(_, _, _, hash)| frame::hash_blocks_h264(hash))
             .expect("one block in 256 blacks out H.264");
         assert!(alice.video_blackout());
-        assert!(std::iter::from_fn(|| alice.poll_event()).any(|e| e == Event::VideoBlackout { height: 0, now: true }));
+        assert!(
+            std::iter::from_fn(|| alice.poll_event()).any(|e| e == CallEvent::VideoBlackout { height: 0, now: true })
+        );
         let mut out = b"keep".to_vec();
         let error = alice
             .encrypt_frame_into(0, Codec::H264, IDR, AudioLevel::default(), 1_000, &mut rng, &mut out)

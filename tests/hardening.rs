@@ -9,7 +9,7 @@ use confchain::limits::{
 use confchain::tl::Writer;
 use confchain::wire::{id, Form};
 use confchain::{
-    build_zero_block, to_server_form, Block, Broadcast, BroadcastPayload, Call, Chain, Change, ErrorKind, Event,
+    build_zero_block, to_server_form, Block, Broadcast, BroadcastPayload, Call, CallEvent, Chain, Change, ErrorKind,
     GroupState, Permissions, PrivateKey, Secret,
 };
 use rand_chacha::ChaCha20Rng;
@@ -140,7 +140,7 @@ fn active_epochs_limit_and_grace() {
     assert_eq!(p.alice.active_epochs().len(), MAX_EPOCHS, "still inside the grace period at its last millisecond");
     p.alice.handle_timeout(10_000);
     assert_eq!(p.alice.active_epochs(), vec![p.chain.height()]);
-    assert!(std::iter::from_fn(|| p.alice.poll_event()).any(|e| matches!(e, Event::EpochExpired { .. })));
+    assert!(std::iter::from_fn(|| p.alice.poll_event()).any(|e| matches!(e, CallEvent::EpochExpired { .. })));
 }
 
 #[test]

@@ -9,7 +9,7 @@ mod common;
 use common::ADD_REMOVE;
 use confchain::limits::EPOCH_GRACE_MS;
 use confchain::{
-    build_zero_block, Block, Call, Chain, Change, ErrorKind, Event, GroupParticipant, GroupState, Permissions,
+    build_zero_block, Block, Call, CallEvent, Chain, Change, ErrorKind, GroupParticipant, GroupState, Permissions,
     PlainBlock, PrivateKey, PublicKey, UnverifiedTip,
 };
 use rand_chacha::ChaCha20Rng;
@@ -72,7 +72,7 @@ impl Conf {
         self.server.group_state().clone()
     }
 
-    fn events(&mut self, i: usize) -> Vec<Event> {
+    fn events(&mut self, i: usize) -> Vec<CallEvent> {
         std::iter::from_fn(|| self.calls[i].poll_event()).collect()
     }
 }
@@ -95,7 +95,7 @@ fn unreadable_removal_block_ends_the_old_key() {
     assert_eq!(c.calls[1].height(), 1);
     assert!(c.calls[1].is_member() && !c.calls[1].has_current_key());
     let events = c.events(1);
-    assert!(events.iter().any(|e| matches!(e, Event::KeyUnavailable { height: 1, error } if error.kind() == ErrorKind::InvalidSharedKey || error.kind() == ErrorKind::Decrypt)), "{events:?}");
+    assert!(events.iter().any(|e| matches!(e, CallEvent::KeyUnavailable { height: 1, error } if error.kind() == ErrorKind::InvalidSharedKey || error.kind() == ErrorKind::Decrypt)), "{events:?}");
     let err = c.calls[1].encrypt(0, b"secret", 0, now, &mut c.rng).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::KeyUnavailable);
     assert_eq!(err.numeric_code(), 100);
@@ -184,8 +184,8 @@ fn resync_in_place_keeps_sequence_numbers_and_windows() {
     c.calls[1].resync(last.clone(), now, &mut c.rng).unwrap();
     // Adopted on trust: reported as such, never as a verified block.
     let events = c.events(1);
-    assert!(events.contains(&Event::TipAdopted { height: 2 }), "{events:?}");
-    assert!(!events.iter().any(|e| matches!(e, Event::BlockApplied { .. })), "{events:?}");
+    assert!(events.contains(&CallEvent::TipAdopted { height: 2 }), "{events:?}");
+    assert!(!events.iter().any(|e| matches!(e, CallEvent::BlockApplied { .. })), "{events:?}");
     c.calls[1].resync(last, now, &mut c.rng).unwrap();
     assert_eq!(c.calls[1].resync(tip(&c.blocks[1]), now, &mut c.rng).unwrap_err().kind(), ErrorKind::InvalidInput);
     assert_eq!(c.calls[1].height(), 2);
@@ -287,8 +287,8 @@ fn resync_to_the_next_block_verifies_it() {
     c.events(1);
     c.calls[1].resync(UnverifiedTip::from_server_block(&b).unwrap(), 5, &mut c.rng).unwrap();
     let events = c.events(1);
-    assert!(events.contains(&Event::BlockApplied { height: 1 }), "{events:?}");
-    assert!(!events.iter().any(|e| matches!(e, Event::TipAdopted { .. })), "{events:?}");
+    assert!(events.contains(&CallEvent::BlockApplied { height: 1 }), "{events:?}");
+    assert!(!events.iter().any(|e| matches!(e, CallEvent::TipAdopted { .. })), "{events:?}");
     c.calls[0].apply_block(&b, 5, &mut c.rng).unwrap();
     assert_eq!(c.calls[1].key_fingerprint(), c.calls[0].key_fingerprint());
 }

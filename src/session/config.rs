@@ -40,7 +40,7 @@ pub struct SessionConfig {
     /// Most random delay before pruning, so that members do not all race for the same block; at
     /// most 1 minute.
     pub max_prune_delay_ms: u64,
-    /// End H.264 blackouts ([`crate::Event::VideoBlackout`]): blocks this session builds are
+    /// End H.264 blackouts ([`crate::CallEvent::VideoBlackout`]): blocks this session builds are
     /// built again while their hash would black out H.264 video (a few tries: 1 build in 256 needs
     /// a second), and a member with the rights re-keys (after a random delay of at most
     /// `max_prune_delay_ms`) when a block from anyone else would. Off, the session behaves as the

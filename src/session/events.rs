@@ -122,7 +122,7 @@ pub enum SessionEvent {
         emojis: [&'static str; 4],
     },
     /// The call's epochs black out H.264 video (`now`), or will once the block at `height` is
-    /// the oldest active one ([`crate::Event::VideoBlackout`]). With
+    /// the oldest active one ([`crate::CallEvent::VideoBlackout`]). With
     /// [`crate::session::SessionConfig::end_video_blackouts`], a member with the rights re-keys
     /// after a short random delay (unless someone did first).
     VideoBlackout {

@@ -320,19 +320,19 @@ impl Session {
         let mut new_height = false;
         for e in events {
             match e {
-                Event::BlockApplied { height } => {
+                CallEvent::BlockApplied { height } => {
                     let fingerprint = if height == current { fingerprint.clone() } else { None };
                     self.events.push_back(SessionEvent::KeyChanged { height, fingerprint });
                 }
-                Event::Removed { height } => removed = Some(height),
-                Event::KeyUnavailable { height, error } => {
+                CallEvent::Removed { height } => removed = Some(height),
+                CallEvent::KeyUnavailable { height, error } => {
                     self.events.push_back(SessionEvent::KeyUnavailable { height, error })
                 }
-                Event::VideoBlackout { height, now: blackout } => {
+                CallEvent::VideoBlackout { height, now: blackout } => {
                     self.events.push_back(SessionEvent::VideoBlackout { height, now: blackout });
                     blackouts.push(height);
                 }
-                Event::VerificationDone { result } if live.verified_height != Some(result.height) => {
+                CallEvent::VerificationDone { result } if live.verified_height != Some(result.height) => {
                     live.verified_height = Some(result.height);
                     self.events
                         .push_back(SessionEvent::VerificationDone { height: result.height, emojis: result.emojis() });

@@ -87,7 +87,7 @@ use std::collections::{BTreeSet, HashSet, VecDeque};
 use rand_core::CryptoRngCore;
 
 use crate::api::ApiError;
-use crate::call::{Call, Event};
+use crate::call::{Call, CallEvent};
 use crate::chain::{build_zero_block, UnverifiedTip};
 use crate::crypto::PrivateKey;
 use crate::error::{Error, ErrorKind, Result};

@@ -38,7 +38,7 @@ impl Session {
 
     /// Whether the live call's verification round of its current height completed.
     pub(super) fn round_done(&self) -> bool {
-        self.live_call().is_some_and(|c| c.verification_phase() == crate::verification::Phase::Done)
+        self.live_call().is_some_and(|c| c.verification_phase() == crate::verification::VerificationPhase::Done)
     }
 
     pub(super) fn send_broadcast(&mut self, block: Vec<u8>) {

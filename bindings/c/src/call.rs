@@ -1,6 +1,6 @@
 //! One participant's call: blocks, packets, messages, verification, events and timers.
 
-use engine::{build_zero_block, Call, Event, GroupParticipant, GroupState, Permissions, UnverifiedTip};
+use engine::{build_zero_block, Call, CallEvent, GroupParticipant, GroupState, Permissions, UnverifiedTip};
 
 use crate::error::{guard, invalid, kind_constant, OrCode};
 use crate::keys::{confchain_private_key, confchain_rng};
@@ -438,22 +438,24 @@ pub unsafe extern "C" fn confchain_call_poll_event(
         *has = u8::from(event.is_some());
         *slot = match event {
             None => confchain_event { kind: 0, height: 0, error_kind: 0 },
-            Some(Event::BlockApplied { height }) => {
+            Some(CallEvent::BlockApplied { height }) => {
                 confchain_event { kind: CONFCHAIN_EVENT_BLOCK_APPLIED, height, error_kind: 0 }
             }
-            Some(Event::Removed { height }) => confchain_event { kind: CONFCHAIN_EVENT_REMOVED, height, error_kind: 0 },
-            Some(Event::KeyUnavailable { height, error }) => confchain_event {
+            Some(CallEvent::Removed { height }) => {
+                confchain_event { kind: CONFCHAIN_EVENT_REMOVED, height, error_kind: 0 }
+            }
+            Some(CallEvent::KeyUnavailable { height, error }) => confchain_event {
                 kind: CONFCHAIN_EVENT_KEY_UNAVAILABLE,
                 height,
                 error_kind: kind_constant(error.kind()),
             },
-            Some(Event::EpochExpired { height }) => {
+            Some(CallEvent::EpochExpired { height }) => {
                 confchain_event { kind: CONFCHAIN_EVENT_EPOCH_EXPIRED, height, error_kind: 0 }
             }
-            Some(Event::VerificationDone { result }) => {
+            Some(CallEvent::VerificationDone { result }) => {
                 confchain_event { kind: CONFCHAIN_EVENT_VERIFICATION_DONE, height: result.height, error_kind: 0 }
             }
-            Some(Event::TipAdopted { height }) => {
+            Some(CallEvent::TipAdopted { height }) => {
                 confchain_event { kind: CONFCHAIN_EVENT_TIP_ADOPTED, height, error_kind: 0 }
             }
             Some(_) => confchain_event { kind: 0, height: 0, error_kind: 0 },

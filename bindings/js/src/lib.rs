@@ -298,12 +298,12 @@ impl Call {
     pub fn poll_event(&mut self) -> JsValue {
         let Some(e) = self.0.poll_event() else { return JsValue::UNDEFINED };
         let (kind, height, error) = match e {
-            engine::Event::BlockApplied { height } => ("block_applied", height, None),
-            engine::Event::Removed { height } => ("removed", height, None),
-            engine::Event::KeyUnavailable { height, error } => ("key_unavailable", height, Some(error.kind().name())),
-            engine::Event::EpochExpired { height } => ("epoch_expired", height, None),
-            engine::Event::VerificationDone { result } => ("verification_done", result.height, None),
-            engine::Event::TipAdopted { height } => ("tip_adopted", height, None),
+            engine::CallEvent::BlockApplied { height } => ("block_applied", height, None),
+            engine::CallEvent::Removed { height } => ("removed", height, None),
+            engine::CallEvent::KeyUnavailable { height, error } => ("key_unavailable", height, Some(error.kind().name())),
+            engine::CallEvent::EpochExpired { height } => ("epoch_expired", height, None),
+            engine::CallEvent::VerificationDone { result } => ("verification_done", result.height, None),
+            engine::CallEvent::TipAdopted { height } => ("tip_adopted", height, None),
             _ => ("other", 0, None),
         };
         let o = js_sys::Object::new();

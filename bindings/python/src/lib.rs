@@ -555,16 +555,16 @@ struct Event {
 }
 
 impl Event {
-    fn from_core(e: engine::Event) -> Self {
+    fn from_core(e: engine::CallEvent) -> Self {
         let (kind, height, error) = match e {
-            engine::Event::BlockApplied { height } => ("block_applied", height, None),
-            engine::Event::Removed { height } => ("removed", height, None),
-            engine::Event::KeyUnavailable { height, error } => {
+            engine::CallEvent::BlockApplied { height } => ("block_applied", height, None),
+            engine::CallEvent::Removed { height } => ("removed", height, None),
+            engine::CallEvent::KeyUnavailable { height, error } => {
                 ("key_unavailable", height, Some(error.kind().name().to_owned()))
             }
-            engine::Event::EpochExpired { height } => ("epoch_expired", height, None),
-            engine::Event::VerificationDone { result } => ("verification_done", result.height, None),
-            engine::Event::TipAdopted { height } => ("tip_adopted", height, None),
+            engine::CallEvent::EpochExpired { height } => ("epoch_expired", height, None),
+            engine::CallEvent::VerificationDone { result } => ("verification_done", result.height, None),
+            engine::CallEvent::TipAdopted { height } => ("tip_adopted", height, None),
             _ => ("other", 0, None),
         };
         Event { kind: kind.to_owned(), height, error }

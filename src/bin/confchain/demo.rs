@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use confchain::{
-    build_zero_block, wire, Call, Chain, Error, Event, GroupParticipant, GroupState, Permissions, PlainBlock,
+    build_zero_block, wire, Call, CallEvent, Chain, Error, GroupParticipant, GroupState, Permissions, PlainBlock,
     PrivateKey, UnverifiedTip,
 };
 use rand_chacha::ChaCha20Rng;
@@ -331,8 +331,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let title = format!("alice removes {}", d.members[victim].name);
     d.report(&title)?;
     let removed = d.members[victim].call.as_mut().ok_or_else(|| Failure::bad("no call"))?;
-    let events: Vec<Event> = std::iter::from_fn(|| removed.poll_event()).collect();
-    let was_removed = events.iter().any(|e| matches!(e, Event::Removed { .. }));
+    let events: Vec<CallEvent> = std::iter::from_fn(|| removed.poll_event()).collect();
+    let was_removed = events.iter().any(|e| matches!(e, CallEvent::Removed { .. }));
     let err = removed.encrypt(1, b"still here?", 0, d.now, &mut d.rng).err();
     let name = d.members[victim].name;
     d.note(

@@ -36,7 +36,7 @@ use crate::error::ErrorKind;
 use crate::frame::{AudioLevel, Codec};
 use crate::limits::EPOCH_GRACE_MS;
 use crate::server::hostile::{HostileServer, Hostility, JoinerAttack, ATTACKERS, OUTSIDER};
-use crate::server::{method, Behaviour, Server};
+use crate::server::{Behaviour, Server};
 use crate::session::{Session, SessionConfig, SessionEvent, SessionState};
 use crate::wire::{Block, Permissions};
 
@@ -719,7 +719,7 @@ impl World {
             }
         }
         for (id, request) in out {
-            let method = method(&request);
+            let method = request.kind().method();
             if matches!(request, Request::GetChainBlocks { .. }) {
                 self.report.polls += 1;
             }
@@ -857,7 +857,7 @@ impl World {
                 let offline = self.members[i].offline_until > self.now;
                 // A request may fail before the server sees it, or after (the response is lost).
                 let fail_before = offline || self.chance(self.faults.fail_request / 2);
-                let (now, method) = (self.now, method(&request));
+                let (now, method) = (self.now, request.kind().method());
                 if fail_before {
                     self.report.failed_requests += 1;
                     let response = Response::Error("TIMEOUT".into());
@@ -879,12 +879,12 @@ impl World {
                     }
                     Some(mut response) => {
                         if let (Request::Join { .. }, Response::Error(e)) = (&request, &response) {
-                            if e.starts_with("CONF_WRITE_CHAIN_INVALID") {
+                            if *e == ApiError::ChainRace {
                                 self.report.races_lost += 1;
                             }
                         }
                         if let Response::Error(e) = &response {
-                            if matches!(ApiError::parse(e), ApiError::FloodWait { .. }) {
+                            if matches!(e, ApiError::FloodWait { .. }) {
                                 self.report.flood_waits += 1;
                             }
                         }
@@ -915,13 +915,11 @@ impl World {
                 }
                 let now = self.now;
                 self.members[i].outstanding.remove(&id);
-                if let Response::Error(e) = &response {
-                    if let ApiError::FloodWait { seconds } = ApiError::parse(e) {
-                        let until = at + u64::from(seconds) * 1_000;
-                        let entry = self.members[i].flood_until.entry(method).or_insert(0);
-                        *entry = (*entry).max(until);
-                        self.note(format!("user {to} is told FLOOD_WAIT_{seconds} for {method} (until {until})"));
-                    }
+                if let Response::Error(ApiError::FloodWait { seconds }) = response {
+                    let until = at + u64::from(seconds) * 1_000;
+                    let entry = self.members[i].flood_until.entry(method).or_insert(0);
+                    *entry = (*entry).max(until);
+                    self.note(format!("user {to} is told FLOOD_WAIT_{seconds} for {method} (until {until})"));
                 }
                 // The real server writes a join response when it sends it: blocks and broadcasts
                 // committed since the join are in it (tdlib applies them).

@@ -262,7 +262,7 @@ fuzz_target!(|script: Script| {
                         }
                         None
                     }
-                    Answer::Error(e) => Some(Response::Error(e.text())),
+                    Answer::Error(e) => Some(Response::Error(e.text().into())),
                     Answer::Pages(pages) => Some(Response::Ok(pages.iter().take(4).map(|p| page(w, p)).collect())),
                     Answer::Empty => Some(Response::Ok(Vec::new())),
                 };

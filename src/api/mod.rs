@@ -132,6 +132,19 @@ impl RequestKind {
         RequestKind::SendEncryptedMessage,
         RequestKind::Leave,
     ];
+
+    /// The TL method's name (`phone.getGroupCallChainBlocks`, ...).
+    pub fn method(self) -> &'static str {
+        match self {
+            RequestKind::GetChainBlocks => "phone.getGroupCallChainBlocks",
+            RequestKind::CreateConference => "phone.createConferenceCall",
+            RequestKind::Join => "phone.joinGroupCall",
+            RequestKind::DeleteParticipants => "phone.deleteConferenceCallParticipants",
+            RequestKind::SendBroadcast => "phone.sendConferenceCallBroadcast",
+            RequestKind::SendEncryptedMessage => "phone.sendGroupCallEncryptedMessage",
+            RequestKind::Leave => "phone.leaveGroupCall",
+        }
+    }
 }
 
 impl Request {
@@ -206,15 +219,19 @@ pub struct CallParticipant {
     pub left: bool,
 }
 
-/// An API error, parsed once where it comes in (from [`Response::Error`]'s string).
+/// An API error, sorted once where it comes in: adapters build it from their MTProto library's
+/// typed error (an RPC error's name and value, or a transport failure), or parse the error string
+/// (`From<&str>` / `From<String>`, [`ApiError::parse`]).
 ///
 /// ```
 /// use confchain::api::ApiError;
 /// assert_eq!(ApiError::parse("FLOOD_WAIT_30"), ApiError::FloodWait { seconds: 30 });
 /// assert_eq!(ApiError::parse("FLOOD_PREMIUM_WAIT_5"), ApiError::FloodWait { seconds: 5 });
-/// assert_eq!(ApiError::parse("CONF_WRITE_CHAIN_INVALID"), ApiError::ChainRace);
-/// assert!(ApiError::parse("TIMEOUT").is_transient());
+/// assert_eq!(ApiError::from("CONF_WRITE_CHAIN_INVALID"), ApiError::ChainRace);
+/// assert!(ApiError::from("TIMEOUT").is_transient());
 /// assert_eq!(ApiError::parse("PEER_ID_INVALID"), ApiError::Other("PEER_ID_INVALID".into()));
+/// // The text round-trips: what Display prints parses back to the same error.
+/// assert_eq!(ApiError::parse(ApiError::FloodWait { seconds: 7 }.to_string()), ApiError::FloodWait { seconds: 7 });
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -242,8 +259,29 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// Sorts an error into its kind: an error string (`&str`, `String`), or an error already
+    /// sorted (returned as it is).
+    pub fn parse(error: impl Into<ApiError>) -> ApiError {
+        error.into()
+    }
+
+    /// The error of an RPC error as MTProto libraries type it: its name without the number
+    /// (`FLOOD_WAIT`) and the number (`30`), if the name had one (`FLOOD_WAIT_30`).
+    ///
+    /// ```
+    /// use confchain::api::ApiError;
+    /// assert_eq!(ApiError::from_rpc("FLOOD_WAIT", Some(30)), ApiError::FloodWait { seconds: 30 });
+    /// assert_eq!(ApiError::from_rpc("GROUPCALL_FORBIDDEN", None), ApiError::Forbidden);
+    /// ```
+    pub fn from_rpc(name: &str, value: Option<u32>) -> ApiError {
+        match value {
+            Some(v) => ApiError::sort(&format!("{name}_{v}")),
+            None => ApiError::sort(name),
+        }
+    }
+
     /// Sorts an error string into its kind.
-    pub fn parse(error: &str) -> ApiError {
+    fn sort(error: &str) -> ApiError {
         const TRANSIENT: [&str; 6] = ["INTERNAL", "RPC_CALL_FAIL", "RPC_MCGET_FAIL", "TIMEOUT", "NETWORK", "-503"];
         let flood = error.strip_prefix("FLOOD_WAIT_").or_else(|| error.strip_prefix("FLOOD_PREMIUM_WAIT_"));
         // X is digits only; a wait too long for a u32 is the longest wait (it still ends the
@@ -268,6 +306,41 @@ impl ApiError {
     }
 }
 
+impl From<&str> for ApiError {
+    /// Parses an error string (see [`ApiError`]).
+    fn from(error: &str) -> ApiError {
+        ApiError::sort(error)
+    }
+}
+
+impl From<String> for ApiError {
+    /// Parses an error string (see [`ApiError`]).
+    fn from(error: String) -> ApiError {
+        ApiError::sort(&error)
+    }
+}
+
+impl From<&String> for ApiError {
+    /// Parses an error string (see [`ApiError`]).
+    fn from(error: &String) -> ApiError {
+        ApiError::sort(error)
+    }
+}
+
+impl From<&ApiError> for ApiError {
+    /// The same error (so that [`ApiError::parse`] takes an error already sorted).
+    fn from(error: &ApiError) -> ApiError {
+        error.clone()
+    }
+}
+
+impl PartialEq<&str> for ApiError {
+    /// Whether the error string `other` is this error (once parsed).
+    fn eq(&self, other: &&str) -> bool {
+        *self == ApiError::sort(other)
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -287,7 +360,8 @@ impl std::fmt::Display for ApiError {
 pub enum Response {
     /// Success, with the updates the result carried (`Updates` results), or none (`Bool`).
     Ok(Vec<Update>),
-    /// The API error string (`CONF_WRITE_CHAIN_INVALID`, `GROUPCALL_FORBIDDEN`, `FLOOD_WAIT_3`, ...),
-    /// or a transport failure the application names (`TIMEOUT`, `NETWORK`).
-    Error(String),
+    /// The API error (`CONF_WRITE_CHAIN_INVALID`, `GROUPCALL_FORBIDDEN`, `FLOOD_WAIT_3`, ...), or a
+    /// transport failure the application names (`TIMEOUT`, `NETWORK`): built from the MTProto
+    /// library's typed error, or parsed from its text (`Response::Error("TIMEOUT".into())`).
+    Error(ApiError),
 }

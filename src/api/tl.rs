@@ -264,8 +264,8 @@ impl Answer {
         use crate::api::Response;
         match self {
             Answer::Bool(_) => (Response::Ok(Vec::new()), Vec::new()),
-            Answer::Error { code: -503, .. } => (Response::Error("TIMEOUT".to_owned()), Vec::new()),
-            Answer::Error { message, .. } => (Response::Error(message), Vec::new()),
+            Answer::Error { code: -503, .. } => (Response::Error("TIMEOUT".into()), Vec::new()),
+            Answer::Error { message, .. } => (Response::Error(message.into()), Vec::new()),
             Answer::Updates(all) => {
                 let mut session = Vec::new();
                 let mut other = Vec::new();

@@ -228,7 +228,7 @@ impl Session {
                 }
             }
             Response::Error(e) => {
-                let error = ApiError::parse(&e);
+                let error = e;
                 if self.on_fatal(&error) {
                     return;
                 }

@@ -559,16 +559,11 @@ impl Session {
         };
         // A flood wait holds for its kind whatever became of the operation (polls wait at most
         // `max_flood_wait_s`, then ask again).
-        if let Response::Error(e) = &response {
-            if let ApiError::FloodWait { seconds } = ApiError::parse(e) {
-                let capped = if f.kind == RequestKind::GetChainBlocks {
-                    seconds.min(self.config.max_flood_wait_s)
-                } else {
-                    seconds
-                };
-                let ms = u64::from(capped).saturating_mul(1_000);
-                self.ops.set_flood(f.kind, self.now.saturating_add(ms));
-            }
+        if let Response::Error(ApiError::FloodWait { seconds }) = response {
+            let capped =
+                if f.kind == RequestKind::GetChainBlocks { seconds.min(self.config.max_flood_wait_s) } else { seconds };
+            let ms = u64::from(capped).saturating_mul(1_000);
+            self.ops.set_flood(f.kind, self.now.saturating_add(ms));
         }
         self.handle_outcome(id, f, response, rng);
         self.fire_polls();

@@ -26,11 +26,11 @@ impl Session {
             (Op::JoinTip { attempt }, Response::Ok(updates)) => self.on_join_tip(attempt, updates, rng),
             (Op::Join { key, height, .. }, Response::Ok(updates)) => self.on_joined(*key, height, updates, rng),
             (Op::JoinTip { attempt }, Response::Error(e)) => {
-                self.on_join_error(attempt, false, RequestKind::GetChainBlocks, ApiError::parse(&e))
+                self.on_join_error(attempt, false, RequestKind::GetChainBlocks, e)
             }
             (Op::Join { attempt, create, .. }, Response::Error(e)) => {
                 let kind = if create { RequestKind::CreateConference } else { RequestKind::Join };
-                self.on_join_error(attempt, create, kind, ApiError::parse(&e))
+                self.on_join_error(attempt, create, kind, e)
             }
             (Op::CreateOnly, Response::Ok(updates)) => {
                 self.process_updates(updates, Source::Server, rng);
@@ -38,7 +38,7 @@ impl Session {
                 let (call, invite_link) = (self.identity, self.invite_link.clone());
                 self.events.push_back(SessionEvent::Created { call, invite_link });
             }
-            (Op::CreateOnly, Response::Error(e)) => self.fail_join(JoinFailure::Api(ApiError::parse(&e))),
+            (Op::CreateOnly, Response::Error(e)) => self.fail_join(JoinFailure::Api(e)),
             (Op::Poll { sub }, response) => self.on_poll(sub, response, rng),
             (Op::Broadcast { block, attempt }, Response::Ok(updates)) => {
                 let _ = (block, attempt);
@@ -46,17 +46,17 @@ impl Session {
             }
             (Op::Broadcast { block, attempt }, Response::Error(e)) => {
                 let request = Request::SendBroadcast { block: block.clone() };
-                self.on_send_error(request, Op::Broadcast { block, attempt: attempt.saturating_add(1) }, attempt, &e);
+                self.on_send_error(request, Op::Broadcast { block, attempt: attempt.saturating_add(1) }, attempt, e);
             }
             (Op::Message { .. }, Response::Ok(updates)) => self.process_updates(updates, Source::Push, rng),
             (Op::Message { encrypted, attempt }, Response::Error(e)) => {
                 let request = Request::SendEncryptedMessage { encrypted_message: encrypted.clone() };
                 let op = Op::Message { encrypted, attempt: attempt.saturating_add(1) };
-                self.on_send_error(request, op, attempt, &e);
+                self.on_send_error(request, op, attempt, e);
             }
             (Op::Delete { .. }, Response::Ok(updates)) => self.process_updates(updates, Source::Push, rng),
             (Op::Delete { user_ids, kick, attempt, rebuild }, Response::Error(e)) => {
-                let error = ApiError::parse(&e);
+                let error = e;
                 if self.on_fatal(&error) {
                     return;
                 }
@@ -103,8 +103,7 @@ impl Session {
     }
 
     /// A broadcast or message send failed: retry (bounded) after a backoff or the flood wait.
-    pub(super) fn on_send_error(&mut self, request: Request, op: Op, attempt: u32, e: &str) {
-        let error = ApiError::parse(e);
+    pub(super) fn on_send_error(&mut self, request: Request, op: Op, attempt: u32, error: ApiError) {
         if self.on_fatal(&error) {
             return;
         }

@@ -12,6 +12,7 @@ use crate::memory::{
     to_bytes,
 };
 
+use engine::api::ApiError;
 use engine::server::Server;
 use engine::session::{Request, Response, Session, SessionConfig, SessionEvent, SessionState, SubChain, Update};
 
@@ -389,7 +390,8 @@ pub unsafe extern "C" fn confchain_updates_get(
 
 /// Takes the outcome of request `id`: success when `error_len` is 0 (with the `updates` the
 /// result carried, NULL for none), else the API error string of `error_len` bytes (e.g.
-/// "CONF_WRITE_CHAIN_INVALID", or a transport failure such as "TIMEOUT"; at most 4,096 bytes).
+/// "CONF_WRITE_CHAIN_INVALID", or a transport failure such as "TIMEOUT"; at most 4,096 bytes),
+/// sorted here into its kind (`FLOOD_WAIT_30` is a flood wait of 30 s).
 #[no_mangle]
 pub unsafe extern "C" fn confchain_session_handle_response(
     session: *mut confchain_session,
@@ -407,7 +409,7 @@ pub unsafe extern "C" fn confchain_session_handle_response(
         } else if error_len > 4096 {
             return Err(invalid(&format!("error string of {error_len} bytes, at most 4096")));
         } else {
-            Response::Error(String::from_utf8_lossy(input(error, error_len)?).into_owned())
+            Response::Error(ApiError::parse(&*String::from_utf8_lossy(input(error, error_len)?)))
         };
         handle_mut(session)?.0.handle_response(id, response, now_ms, &mut handle_mut(rng)?.0);
         Ok(())
@@ -698,7 +700,7 @@ pub unsafe extern "C" fn confchain_server_handle(
         let (response, pushes) = handle_mut(server)?.0.handle(from_user_id, &request);
         let (updates, error) = match response {
             Response::Ok(list) => (list.into_iter().map(|u| (0, u)).collect(), String::new()),
-            Response::Error(e) => (Vec::new(), e),
+            Response::Error(e) => (Vec::new(), e.to_string()),
         };
         *out_response = Box::into_raw(Box::new(confchain_updates(updates)));
         *out_error = to_bytes(error.into_bytes());

@@ -555,7 +555,8 @@ impl Session {
     }
 
     /// The outcome of request `id`: `updates` (an array, or undefined for none) on success, or
-    /// the API `error` string. Every argument is checked first: a malformed one is an error that
+    /// the API `error` string (sorted here into its kind; the mtcute adapter writes it from
+    /// `tl.RpcError`). Every argument is checked first: a malformed one is an error that
     /// leaves the session and the Rng as they were.
     #[wasm_bindgen(js_name = handleResponse)]
     pub fn handle_response(
@@ -586,7 +587,7 @@ impl Session {
             if e.length() > 4096 {
                 return Err(bad(&format!("error: {} characters, at most 4096", e.length())));
             }
-            sess::Response::Error(String::from(e))
+            sess::Response::Error(String::from(e).into())
         };
         self.0.handle_response(id, response, now, &mut *rng.0);
         Ok(())
@@ -801,7 +802,7 @@ impl Server {
             sess::Response::Ok(updates) => {
                 set(&o, "updates", updates.iter().map(update_value).collect::<js_sys::Array>().into())
             }
-            sess::Response::Error(e) => set(&o, "error", e.into()),
+            sess::Response::Error(e) => set(&o, "error", e.to_string().into()),
         }
         let list: js_sys::Array = pushes
             .iter()

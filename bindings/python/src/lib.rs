@@ -1015,14 +1015,15 @@ impl SessionEvent {
 
 fn response(updates: Option<Vec<Update>>, error: Option<String>) -> sess::Response {
     match error {
-        Some(e) => sess::Response::Error(e),
+        Some(e) => sess::Response::Error(e.into()),
         None => sess::Response::Ok(updates.unwrap_or_default().into_iter().map(|u| u.0).collect()),
     }
 }
 
 /// A sans-IO client of one conference call over Telegram's phone.* API: take requests with
 /// `poll_request()`, send them with your MTProto client, give back `handle_response(id, updates=...)`
-/// or `handle_response(id, error="CONF_WRITE_CHAIN_INVALID")`, feed pushed updates to
+/// or `handle_response(id, error="CONF_WRITE_CHAIN_INVALID")` (the API error's text, sorted here into
+/// its kind; the Telethon and Pyrogram adapters write it from their typed errors), feed pushed updates to
 /// `handle_update`, call `handle_timeout(now_ms)` at `poll_timeout()`, read `poll_event()`.
 #[pyclass(module = "confchain")]
 struct Session(sess::Session);
@@ -1253,7 +1254,7 @@ impl Server {
         let pushes = pushes.into_iter().map(|(to, u)| (to, Update(u))).collect();
         match response {
             sess::Response::Ok(updates) => (Some(updates.into_iter().map(Update).collect()), None, pushes),
-            sess::Response::Error(e) => (None, Some(e), pushes),
+            sess::Response::Error(e) => (None, Some(e.to_string()), pushes),
         }
     }
 

@@ -7,9 +7,7 @@ import type {
   P2PKey as WasmP2PKey,
   PrivateKey as WasmPrivateKey,
   Rng as WasmRng,
-  Server as WasmServer,
   Session as WasmSession,
-  TlFront as WasmTlFront,
   MediaEncryptor as WasmMediaEncryptor,
   MediaDecryptor as WasmMediaDecryptor,
   Codec,
@@ -55,11 +53,6 @@ export declare const P2PKey: typeof WasmP2PKey;
 export type P2PKey = WasmP2PKey;
 export declare const Session: typeof WasmSession;
 export type Session = WasmSession;
-export declare const Server: typeof WasmServer;
-export type Server = WasmServer;
-/** The server model's TL front: `handle(server, from, functionBytes)` -> `{result, pushes: [{to, updates}]}`. */
-export declare const TlFront: typeof WasmTlFront;
-export type TlFront = WasmTlFront;
 
 /** A request the session wants sent (`kind` names the TL method). */
 export interface Request {

@@ -1,6 +1,6 @@
 //! The API messages of a conference call: the requests a client sends (`phone.*` methods), the
 //! updates the server pushes, and the outcome of a request. Both the client ([`crate::session`])
-//! and the server model ([`crate::server`]) speak them; neither owns them.
+//! and the server model (`confchain::server`, feature `testkit`) speak them; neither owns them.
 
 pub mod tl;
 

@@ -10,7 +10,7 @@
 //! [`Context`] adds what the application owns: the call (`InputGroupCall`), whom to join as, the
 //! media stack's `params` JSON, `random_id`, the media `source`. MTProto libraries serialize the
 //! functions with their own generated code; this codec is for applications that speak raw MTProto,
-//! for the server model's TL front ([`crate::server::tl`]) and for tests that check a library's bytes.
+//! for the server model's TL front (`confchain::server::tl`, feature `testkit`) and for tests that check a library's bytes.
 //!
 //! Decoding is bounded: every length and count is checked against the bytes that remain, nothing
 //! recurses, and an unknown constructor is an error, never a panic.

@@ -13,8 +13,11 @@ use crate::memory::{
 };
 
 use engine::api::ApiError;
+#[cfg(feature = "testkit")]
 use engine::server::Server;
-use engine::session::{Request, Response, Session, SessionConfig, SessionEvent, SessionState, SubChain, Update};
+#[cfg(feature = "testkit")]
+use engine::session::SubChain;
+use engine::session::{Request, Response, Session, SessionConfig, SessionEvent, SessionState, Update};
 
 /// `phone.getGroupCallChainBlocks(sub_chain, offset, limit)`.
 pub const CONFCHAIN_REQUEST_GET_CHAIN_BLOCKS: i32 = 1;
@@ -116,7 +119,9 @@ pub struct confchain_session_event {
 pub struct confchain_session(pub(crate) Session);
 /// A list of updates (a response's, or pushes with their recipients).
 pub struct confchain_updates(Vec<(i64, Update)>);
-/// The in-memory model of Telegram's server for one conference (a test double).
+/// The in-memory model of Telegram's server for one conference (a test double; only in a library
+/// built with the `testkit` feature, declared when `CONFCHAIN_TESTKIT` is defined).
+#[cfg(feature = "testkit")]
 pub struct confchain_server(pub(crate) Server);
 
 fn request_out(id: u64, r: Request) -> confchain_request {
@@ -173,7 +178,8 @@ fn request_out(id: u64, r: Request) -> confchain_request {
     out
 }
 
-/// The typed request a C request describes.
+/// The typed request a C request describes (what the server model takes).
+#[cfg(feature = "testkit")]
 unsafe fn request_in(r: &confchain_request) -> Result<Request, i32> {
     let data = input(r.data.data, r.data.len)?.to_vec();
     let block = || engine::PlainBlock::from_plain_bytes(data.clone()).or_code();
@@ -664,6 +670,7 @@ pub unsafe extern "C" fn confchain_session_get_emojis(
 }
 
 /// The server model: a call that a create starts (`existing` 0) or one created without joining.
+#[cfg(feature = "testkit")]
 #[no_mangle]
 pub unsafe extern "C" fn confchain_server_new(existing: u8, out_server: *mut *mut confchain_server) -> i32 {
     guard(|| {
@@ -675,6 +682,7 @@ pub unsafe extern "C" fn confchain_server_new(existing: u8, out_server: *mut *mu
 }
 
 /// Frees a server model.
+#[cfg(feature = "testkit")]
 #[no_mangle]
 pub unsafe extern "C" fn confchain_server_free(server: *mut confchain_server) {
     free_handle(server)
@@ -683,6 +691,7 @@ pub unsafe extern "C" fn confchain_server_free(server: *mut confchain_server) {
 /// Handles `request` from `from_user_id`: `*out_response` gets the response's updates (empty on
 /// error), `*out_error` the error string (empty on success), `*out_pushes` the updates to deliver
 /// with their recipients (`confchain_updates_get`). Free all three.
+#[cfg(feature = "testkit")]
 #[no_mangle]
 pub unsafe extern "C" fn confchain_server_handle(
     server: *mut confchain_server,

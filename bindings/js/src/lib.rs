@@ -448,6 +448,7 @@ fn update_of(v: &JsValue, field: &str, budget: &mut Budget) -> Result<sess::Upda
     Ok(sess::Update::EncryptedMessage { from, encrypted_message })
 }
 
+#[cfg(feature = "testkit")]
 fn update_value(u: &sess::Update) -> JsValue {
     let o = js_sys::Object::new();
     match u {
@@ -466,6 +467,7 @@ fn update_value(u: &sess::Update) -> JsValue {
     o.into()
 }
 
+#[cfg(feature = "testkit")]
 fn request_of(v: &JsValue) -> Result<sess::Request, JsValue> {
     if !v.is_object() {
         return Err(type_error("request", "a request object", v));
@@ -777,10 +779,13 @@ impl Session {
     }
 }
 
-/// The in-memory model of Telegram's server for one conference (a test double).
+/// The in-memory model of Telegram's server for one conference (a test double; only in a build
+/// with the `testkit` feature, `build.sh --testkit`, exported by `testkit.js`).
+#[cfg(feature = "testkit")]
 #[wasm_bindgen]
 pub struct Server(engine::server::Server);
 
+#[cfg(feature = "testkit")]
 #[wasm_bindgen]
 impl Server {
     /// A call that a create starts.
@@ -957,10 +962,13 @@ fn call_update_of(v: &JsValue, field: &str) -> Result<Option<sess::Update>, JsVa
 
 /// The server model's TL front for one call: `handle(server, from, functionBytes)` returns
 /// `{result, pushes: [{to, updates}]}`, the bytes an MTProto library serialized in and the
-/// `Updates` / `Bool` / `rpc_error` bytes it parses out.
+/// `Updates` / `Bool` / `rpc_error` bytes it parses out. Only with the `testkit` feature, as
+/// [`Server`].
+#[cfg(feature = "testkit")]
 #[wasm_bindgen]
 pub struct TlFront(engine::server::tl::TlFront);
 
+#[cfg(feature = "testkit")]
 #[wasm_bindgen]
 impl TlFront {
     /// A front for the call `(id, accessHash)`.

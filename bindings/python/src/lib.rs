@@ -772,6 +772,8 @@ struct Request {
     #[pyo3(get)]
     kick: Option<bool>,
     encrypted_message: Option<Vec<u8>>,
+    /// The request itself, for the server model (`testkit`).
+    #[cfg(feature = "testkit")]
     inner: sess::Request,
 }
 
@@ -788,6 +790,7 @@ impl Request {
             user_ids: None,
             kick: None,
             encrypted_message: None,
+            #[cfg(feature = "testkit")]
             inner: r.clone(),
         };
         let kind = match r {
@@ -1228,12 +1231,15 @@ impl Session {
     }
 }
 
-/// The in-memory model of Telegram's server for one conference (a test double: no network).
+/// The in-memory model of Telegram's server for one conference (a test double: no network; only
+/// in a module built with the `testkit` feature, as `bindings/python/test.sh` builds it).
 /// `handle(from_user_id, request)` returns `(updates, error, pushes)`: the response as the
 /// session's `handle_response` takes it, and `[(to_user_id, Update)]` to deliver.
+#[cfg(feature = "testkit")]
 #[pyclass(module = "confchain")]
 struct Server(engine::server::Server);
 
+#[cfg(feature = "testkit")]
 #[pymethods]
 impl Server {
     /// A call that a create starts (`existing=False`) or one created without joining.
@@ -1282,6 +1288,7 @@ fn _confchain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SessionEvent>()?;
     m.add_class::<Request>()?;
     m.add_class::<Update>()?;
+    #[cfg(feature = "testkit")]
     m.add_class::<Server>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(to_server_form, m)?)?;
@@ -1314,10 +1321,12 @@ fn update_participants(participants: Vec<(i64, bool)>) -> Update {
 /// The server model's TL front for the call `(call_id, access_hash)`: `handle(server,
 /// from_user_id, function_bytes)` returns `(result_bytes, [(to_user_id, updates_bytes)])`, the
 /// bytes an MTProto library serialized in and the bytes it parses out (`Updates`, `Bool`,
-/// `rpc_error`).
+/// `rpc_error`). Only with the `testkit` feature, as [`Server`].
+#[cfg(feature = "testkit")]
 #[pyclass(module = "confchain")]
 struct TlFront(engine::server::tl::TlFront);
 
+#[cfg(feature = "testkit")]
 #[pymethods]
 impl TlFront {
     #[new]
@@ -1351,6 +1360,7 @@ impl TlFront {
 }
 
 fn register_tl(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    #[cfg(feature = "testkit")]
     m.add_class::<TlFront>()?;
     m.add_function(wrap_pyfunction!(update_group_call, m)?)?;
     m.add_function(wrap_pyfunction!(update_participants, m)?)?;

@@ -82,7 +82,7 @@ pub use media::{MediaDecryptor, MediaEncryptor};
 pub use verification::{verification_words, Phase, VerificationResult};
 pub use wire::{
     decode_any, to_server_form, Block, Broadcast, BroadcastPayload, Change, Form, GroupParticipant, GroupState,
-    KeyHeaders, Object, Permissions, PlainBlock, SharedKey, StateProof,
+    KeyHeaders, Object, Permissions, PlainBlock, ServerBlock, SharedKey, StateProof,
 };
 
 /// The README's example, compiled and run as a doctest.

@@ -149,7 +149,8 @@ fn blocks_poll(s: &mut Session) -> (RequestId, Request) {
 }
 
 fn blocks_update(sub: i32, blocks: &[Vec<u8>], next_offset: i32) -> Update {
-    Update::ChainBlocks { sub_chain_id: sub, blocks: blocks.to_vec(), next_offset }
+    let sub_chain = SubChain::from_id(sub).expect("sub-chain 0 or 1");
+    Update::ChainBlocks { sub_chain, blocks: blocks.iter().map(|b| b.as_slice().into()).collect(), next_offset }
 }
 
 #[test]
@@ -1189,7 +1190,7 @@ fn a_join_response_with_later_blocks_is_applied() {
     silent_rekey(&mut net, 1);
     let Response::Ok(mut updates) = resp else { panic!() };
     // The server's answer holds our block (offset 1) and the re-key after it (offset 2).
-    updates.retain(|u| !matches!(u, Update::ChainBlocks { sub_chain_id: 0, .. }));
+    updates.retain(|u| !matches!(u, Update::ChainBlocks { sub_chain: SubChain::Blocks, .. }));
     updates.insert(0, blocks_update(0, &net.server.blocks()[1..3], 3));
     s.handle_response(id, Response::Ok(updates), 0, &mut r);
     assert_eq!(s.state(), SessionState::Joined);

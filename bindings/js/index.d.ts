@@ -75,7 +75,8 @@ export interface Request {
   encryptedMessage?: Uint8Array;
 }
 
-/** updateGroupCallChainBlocks or updateGroupCallEncryptedMessage. */
+/** updateGroupCallChainBlocks (`subChain` 0 or 1: one of another sub-chain is none of the
+ * session's and is left out) or updateGroupCallEncryptedMessage. */
 export type Update =
   | { subChain: number; blocks: Uint8Array[]; nextOffset: number }
   | { from: bigint; encryptedMessage: Uint8Array };

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
-use confchain::api::{CallIdentity, CallParticipant, Request, RequestId, Response, Update};
+use confchain::api::{CallIdentity, CallParticipant, Request, RequestId, Response, SubChain, Update};
 use confchain::server::Server;
 use confchain::session::{Session, SessionConfig, SessionState};
 use libfuzzer_sys::fuzz_target;
@@ -227,7 +227,12 @@ fn page(w: &World, p: &Page) -> Update {
         .collect();
     let base = if p.sub_chain_id.rem_euclid(2) == 0 { w.blocks.len() } else { w.broadcasts.len() };
     let next_offset = (base as i32).saturating_add(i32::from(p.next_offset_delta));
-    Update::ChainBlocks { sub_chain_id: i32::from(p.sub_chain_id), blocks, next_offset }
+    let blocks = blocks.into_iter().map(Into::into).collect();
+    match SubChain::from_id(i32::from(p.sub_chain_id)) {
+        Some(sub_chain) => Update::ChainBlocks { sub_chain, blocks, next_offset },
+        // Another sub-chain's update is none of the session's (adapters leave it out): nothing.
+        None => Update::Participants { participants: Vec::new() },
+    }
 }
 
 fuzz_target!(|script: Script| {

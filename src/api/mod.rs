@@ -6,6 +6,7 @@ pub mod tl;
 
 use crate::crypto::PublicKey;
 use crate::wire::PlainBlock;
+pub use crate::wire::ServerBlock;
 
 /// Identifies a request until its response comes back.
 pub type RequestId = u64;
@@ -167,12 +168,13 @@ impl Request {
 #[non_exhaustive]
 pub enum Update {
     /// `updateGroupCallChainBlocks(call, sub_chain_id, blocks, next_offset)`: `blocks[i]` has offset
-    /// `next_offset - len(blocks) + i`; server form.
+    /// `next_offset - len(blocks) + i`; server form. (An update of any other `sub_chain_id` is
+    /// no update of the session's: the adapters leave it out.)
     ChainBlocks {
-        /// 0 (blocks) or 1 (broadcasts); anything else is ignored.
-        sub_chain_id: i32,
+        /// Which sub-chain (`sub_chain_id` 0: blocks, 1: broadcasts).
+        sub_chain: SubChain,
         /// The blocks or broadcasts, server form.
-        blocks: Vec<Vec<u8>>,
+        blocks: Vec<ServerBlock>,
         /// The offset after the last one.
         next_offset: i32,
     },

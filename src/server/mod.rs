@@ -55,7 +55,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::api::{ApiError, CallIdentity, CallParticipant, Request, RequestKind, Response, SubChain, Update};
+use crate::api::{
+    ApiError, CallIdentity, CallParticipant, Request, RequestKind, Response, ServerBlock, SubChain, Update,
+};
 use crate::chain::Chain;
 use crate::wire::{to_server_form, Block, Broadcast};
 
@@ -140,6 +142,11 @@ fn other(name: &str) -> ApiError {
 /// `FLOOD_WAIT_X` for a wait of `seconds`.
 fn flood(seconds: u64) -> (Response, Pushes) {
     error(ApiError::FloodWait { seconds: u32::try_from(seconds).unwrap_or(u32::MAX) })
+}
+
+/// The stored server-form blocks as the API carries them.
+fn server_blocks(list: &[Vec<u8>]) -> Vec<ServerBlock> {
+    list.iter().map(|b| ServerBlock::from(b.as_slice())).collect()
 }
 
 fn len_i32(n: usize) -> i32 {
@@ -342,8 +349,8 @@ impl Server {
                 let Ok(server) = to_server_form(block) else { return error(other("BLOCK_INVALID")) };
                 self.broadcasts.push(server.clone());
                 let update = Update::ChainBlocks {
-                    sub_chain_id: SubChain::Broadcasts.id(),
-                    blocks: vec![server],
+                    sub_chain: SubChain::Broadcasts,
+                    blocks: vec![server.into()],
                     next_offset: len_i32(self.broadcasts.len()),
                 };
                 // Everyone, the sender included, gets it by push; the response carries it too.
@@ -397,8 +404,8 @@ impl Server {
             let n = usize::try_from(limit.max(0)).unwrap_or(0);
             (start, start.saturating_add(n).min(total))
         };
-        let blocks = list.get(start..end).unwrap_or_default().to_vec();
-        let update = Update::ChainBlocks { sub_chain_id: sub.id(), blocks, next_offset: len_i32(end) };
+        let blocks = server_blocks(list.get(start..end).unwrap_or_default());
+        let update = Update::ChainBlocks { sub_chain: sub, blocks, next_offset: len_i32(end) };
         (Response::Ok(vec![update]), Vec::new())
     }
 
@@ -438,8 +445,8 @@ impl Server {
         let total = self.broadcasts.len();
         let recent = self.broadcasts.get(total.saturating_sub(self.behaviour.recent_broadcasts)..).unwrap_or_default();
         let broadcasts = Update::ChainBlocks {
-            sub_chain_id: SubChain::Broadcasts.id(),
-            blocks: recent.to_vec(),
+            sub_chain: SubChain::Broadcasts,
+            blocks: server_blocks(recent),
             next_offset: len_i32(total),
         };
         let mut response = vec![update, broadcasts];
@@ -462,16 +469,15 @@ impl Server {
         let refreshed = updates
             .into_iter()
             .map(|u| match u {
-                Update::ChainBlocks { sub_chain_id, mut blocks, next_offset } => {
-                    let list = match SubChain::from_id(sub_chain_id) {
-                        Some(SubChain::Blocks) => &self.blocks,
-                        Some(SubChain::Broadcasts) => &self.broadcasts,
-                        None => return Update::ChainBlocks { sub_chain_id, blocks, next_offset },
+                Update::ChainBlocks { sub_chain, mut blocks, next_offset } => {
+                    let list = match sub_chain {
+                        SubChain::Blocks => &self.blocks,
+                        SubChain::Broadcasts => &self.broadcasts,
                     };
                     let from = usize::try_from(next_offset).unwrap_or(usize::MAX);
                     let later = list.get(from..).unwrap_or_default();
-                    blocks.extend(later.iter().cloned());
-                    Update::ChainBlocks { sub_chain_id, blocks, next_offset: len_i32(from.saturating_add(later.len())) }
+                    blocks.extend(server_blocks(later));
+                    Update::ChainBlocks { sub_chain, blocks, next_offset: len_i32(from.saturating_add(later.len())) }
                 }
                 other => other,
             })
@@ -497,8 +503,8 @@ impl Server {
         self.chain = next;
         self.blocks.push(server.clone());
         Update::ChainBlocks {
-            sub_chain_id: SubChain::Blocks.id(),
-            blocks: vec![server],
+            sub_chain: SubChain::Blocks,
+            blocks: vec![server.into()],
             next_offset: len_i32(self.blocks.len()),
         }
     }
@@ -612,7 +618,11 @@ mod tests {
         let last = server.blocks().last().cloned().unwrap();
         assert_eq!(
             response,
-            Response::Ok(vec![Update::ChainBlocks { sub_chain_id: 0, blocks: vec![last], next_offset: 3 }])
+            Response::Ok(vec![Update::ChainBlocks {
+                sub_chain: SubChain::Blocks,
+                blocks: vec![last.into()],
+                next_offset: 3
+            }])
         );
         // The original model refuses instead.
         let (mut model, _, _) = call(&[1, 2], Behaviour::default());
@@ -678,7 +688,11 @@ mod tests {
             // It is served as the tip.
             let tip = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 };
             let (response, _) = hostile.handle_at(1, &tip, 0);
-            let expected = Update::ChainBlocks { sub_chain_id: 0, blocks: vec![forged.block.clone()], next_offset: 3 };
+            let expected = Update::ChainBlocks {
+                sub_chain: SubChain::Blocks,
+                blocks: vec![forged.block.clone().into()],
+                next_offset: 3,
+            };
             assert_eq!(response, Some(Response::Ok(vec![expected])));
         }
     }

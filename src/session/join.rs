@@ -52,7 +52,7 @@ impl Session {
         let mut rest = Vec::new();
         for u in updates {
             match u {
-                Update::ChainBlocks { sub_chain_id: 0, blocks, .. } if tip.is_none() => tip = Some(blocks),
+                Update::ChainBlocks { sub_chain: SubChain::Blocks, blocks, .. } if tip.is_none() => tip = Some(blocks),
                 other => rest.push(other),
             }
         }
@@ -161,7 +161,7 @@ impl Session {
         let mut rest = Vec::new();
         for u in updates {
             match u {
-                Update::ChainBlocks { sub_chain_id: 0, blocks, next_offset } if chain.is_none() => {
+                Update::ChainBlocks { sub_chain: SubChain::Blocks, blocks, next_offset } if chain.is_none() => {
                     chain = Some((blocks, next_offset))
                 }
                 other => rest.push(other),
@@ -212,7 +212,7 @@ impl Session {
         live.broadcasts.poll_at = Some(self.now);
         self.phase = Phase::Live(Box::new(live));
         // The rest of sub-chain 0 is the server's chain: through the rules (offsets filter ours).
-        let mut server = vec![Update::ChainBlocks { sub_chain_id: 0, blocks, next_offset }];
+        let mut server = vec![Update::ChainBlocks { sub_chain: SubChain::Blocks, blocks, next_offset }];
         server.extend(rest);
         self.process_updates(server, Source::Server, rng);
         self.process_updates(buffered.into(), Source::Push, rng);

@@ -13,7 +13,7 @@
 //! stack and its `params` JSON, showing the emojis, and when to rejoin (see the example
 //! `grammers_join`).
 
-use confchain::api::{ApiError, CallIdentity, CallParticipant, Request, Response, Update};
+use confchain::api::{ApiError, CallIdentity, CallParticipant, Request, Response, ServerBlock, SubChain, Update};
 use grammers_mtsender::InvocationError;
 use grammers_tl_types as tl;
 use tl::RemoteCall;
@@ -298,9 +298,15 @@ impl Conference {
                     invite_link: None,
                 },
             },
-            U::GroupCallChainBlocks(u) => {
-                Update::ChainBlocks { sub_chain_id: u.sub_chain_id, blocks: u.blocks, next_offset: u.next_offset }
-            }
+            U::GroupCallChainBlocks(u) => match SubChain::from_id(u.sub_chain_id) {
+                Some(sub_chain) => Update::ChainBlocks {
+                    sub_chain,
+                    blocks: u.blocks.into_iter().map(ServerBlock::from).collect(),
+                    next_offset: u.next_offset,
+                },
+                // Another sub-chain: none of the session's.
+                None => return Routed::Other(Box::new(U::GroupCallChainBlocks(u))),
+            },
             U::GroupCallEncryptedMessage(u) => match user_of(&u.from_id) {
                 Some(from) => Update::EncryptedMessage { from, encrypted_message: u.encrypted_message },
                 None => return Routed::Other(Box::new(U::GroupCallEncryptedMessage(u))),

@@ -15,9 +15,7 @@ use crate::memory::{
 use engine::api::ApiError;
 #[cfg(feature = "testkit")]
 use engine::server::Server;
-#[cfg(feature = "testkit")]
-use engine::session::SubChain;
-use engine::session::{Request, Response, Session, SessionConfig, SessionEvent, SessionState, Update};
+use engine::session::{Request, Response, Session, SessionConfig, SessionEvent, SessionState, SubChain, Update};
 
 /// `phone.getGroupCallChainBlocks(sub_chain, offset, limit)`.
 pub const CONFCHAIN_REQUEST_GET_CHAIN_BLOCKS: i32 = 1;
@@ -339,6 +337,8 @@ pub unsafe extern "C" fn confchain_updates_free(updates: *mut confchain_updates)
 /// Adds an `updateGroupCallChainBlocks(sub_chain, blocks, next_offset)`: `blocks[i]` of
 /// `lens[i]` bytes, server form. At most `CONFCHAIN_MAX_LIST_LEN` blocks of at most 16 MiB each
 /// (the largest block TL can frame); anything larger is refused and the list is unchanged.
+/// `sub_chain` is 0 (blocks) or 1 (broadcasts): an update of another sub-chain is none of the
+/// session's, and nothing is added (0 is returned).
 #[no_mangle]
 pub unsafe extern "C" fn confchain_updates_add_chain_blocks(
     updates: *mut confchain_updates,
@@ -354,9 +354,10 @@ pub unsafe extern "C" fn confchain_updates_add_chain_blocks(
         if let Some(n) = lens.iter().find(|n| **n > engine::limits::MAX_BLOCK_SIZE) {
             return Err(invalid(&format!("a block of {n} bytes, at most {}", engine::limits::MAX_BLOCK_SIZE)));
         }
-        let blocks = ptrs.iter().zip(lens).map(|(p, n)| Ok(input(*p, *n)?.to_vec())).collect::<Result<_, i32>>()?;
-        let update = Update::ChainBlocks { sub_chain_id: sub_chain, blocks, next_offset };
-        updates.0.push((0, update));
+        let blocks = ptrs.iter().zip(lens).map(|(p, n)| Ok(input(*p, *n)?.into())).collect::<Result<_, i32>>()?;
+        if let Some(sub_chain) = SubChain::from_id(sub_chain) {
+            updates.0.push((0, Update::ChainBlocks { sub_chain, blocks, next_offset }));
+        }
         Ok(())
     })
 }

@@ -420,8 +420,9 @@ fn request_value(id: u64, r: &sess::Request) -> JsValue {
 use args::{get, int, items, type_error, user_id};
 
 /// `{subChain, blocks, nextOffset}` (updateGroupCallChainBlocks) or `{from, encryptedMessage}`;
-/// `field` names it in errors. Checked whole before anything is copied past `budget`.
-fn update_of(v: &JsValue, field: &str, budget: &mut Budget) -> Result<sess::Update, JsValue> {
+/// `field` names it in errors. Checked whole before anything is copied past `budget`. `None`:
+/// an update of a sub-chain other than 0 and 1, none of the session's.
+fn update_of(v: &JsValue, field: &str, budget: &mut Budget) -> Result<Option<sess::Update>, JsValue> {
     if !v.is_object() {
         return Err(type_error(field, "an update object", v));
     }
@@ -432,12 +433,13 @@ fn update_of(v: &JsValue, field: &str, budget: &mut Budget) -> Result<sess::Upda
         let blocks = items(&get(v, "blocks"), &format!("{field}.blocks"))?
             .iter()
             .enumerate()
-            .map(|(i, b)| budget.bytes(b, &format!("{field}.blocks[{i}]")))
+            .map(|(i, b)| budget.bytes(b, &format!("{field}.blocks[{i}]")).map(sess::ServerBlock::from))
             .collect::<Result<_, _>>()?;
-        return Ok(sess::Update::ChainBlocks { sub_chain_id, blocks, next_offset });
+        let sub_chain = sess::SubChain::from_id(sub_chain_id);
+        return Ok(sub_chain.map(|sub_chain| sess::Update::ChainBlocks { sub_chain, blocks, next_offset }));
     }
     if let Some(u) = call_update_of(v, field)? {
-        return Ok(u);
+        return Ok(Some(u));
     }
     let from = get(v, "from");
     if from.is_undefined() {
@@ -445,15 +447,15 @@ fn update_of(v: &JsValue, field: &str, budget: &mut Budget) -> Result<sess::Upda
     }
     let from = user_id(&from, &format!("{field}.from"))?;
     let encrypted_message = budget.bytes(&get(v, "encryptedMessage"), &format!("{field}.encryptedMessage"))?;
-    Ok(sess::Update::EncryptedMessage { from, encrypted_message })
+    Ok(Some(sess::Update::EncryptedMessage { from, encrypted_message }))
 }
 
 #[cfg(feature = "testkit")]
 fn update_value(u: &sess::Update) -> JsValue {
     let o = js_sys::Object::new();
     match u {
-        sess::Update::ChainBlocks { sub_chain_id, blocks, next_offset } => {
-            set(&o, "subChain", (*sub_chain_id).into());
+        sess::Update::ChainBlocks { sub_chain, blocks, next_offset } => {
+            set(&o, "subChain", sub_chain.id().into());
             let list: js_sys::Array = blocks.iter().map(|b| bytes_value(b)).collect();
             set(&o, "blocks", list.into());
             set(&o, "nextOffset", (*next_offset).into());
@@ -580,7 +582,10 @@ impl Session {
                     .iter()
                     .enumerate()
                     .map(|(i, u)| update_of(u, &format!("updates[{i}]"), &mut budget))
-                    .collect::<Result<_, _>>()?
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .flatten()
+                    .collect()
             };
             sess::Response::Ok(list)
         } else {
@@ -604,8 +609,9 @@ impl Session {
         rng: &mut Rng,
     ) -> Result<(), JsValue> {
         let now = time(now_ms, "nowMs")?;
-        let u = update_of(update, "update", &mut Budget::new())?;
-        self.0.handle_update(u, now, &mut *rng.0);
+        if let Some(u) = update_of(update, "update", &mut Budget::new())? {
+            self.0.handle_update(u, now, &mut *rng.0);
+        }
         Ok(())
     }
 

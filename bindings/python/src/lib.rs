@@ -862,9 +862,13 @@ struct Update(sess::Update);
 #[pymethods]
 impl Update {
     /// At most 65,536 blocks of at most 16 MiB each (the largest block TL can frame); the count
-    /// is checked before anything is copied.
+    /// is checked before anything is copied. `sub_chain` is 0 (blocks) or 1 (broadcasts): an
+    /// update of another sub-chain is none of the session's (ValueError; the adapters leave it out).
     #[staticmethod]
     fn chain_blocks(sub_chain: i32, blocks: &Bound<'_, PyAny>, next_offset: i32) -> PyResult<Self> {
+        let Some(sub) = sess::SubChain::from_id(sub_chain) else {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!("sub_chain: {sub_chain}, expected 0 or 1")));
+        };
         let wrong =
             |e: PyErr| pyo3::exceptions::PyTypeError::new_err(format!("blocks: expected a list of bytes ({e})"));
         let n = blocks.len().map_err(wrong)?;
@@ -879,7 +883,8 @@ impl Update {
                 engine::limits::MAX_BLOCK_SIZE
             )));
         }
-        Ok(Update(sess::Update::ChainBlocks { sub_chain_id: sub_chain, blocks, next_offset }))
+        let blocks = blocks.into_iter().map(sess::ServerBlock::from).collect();
+        Ok(Update(sess::Update::ChainBlocks { sub_chain: sub, blocks, next_offset }))
     }
 
     #[staticmethod]
@@ -889,8 +894,8 @@ impl Update {
 
     fn __repr__(&self) -> String {
         match &self.0 {
-            sess::Update::ChainBlocks { sub_chain_id, blocks, next_offset } => {
-                format!("Update.chain_blocks({sub_chain_id}, <{} blocks>, {next_offset})", blocks.len())
+            sess::Update::ChainBlocks { sub_chain, blocks, next_offset } => {
+                format!("Update.chain_blocks({}, <{} blocks>, {next_offset})", sub_chain.id(), blocks.len())
             }
             sess::Update::EncryptedMessage { from, .. } => format!("Update.encrypted_message({from}, ...)"),
             other => format!("Update({other:?})"),

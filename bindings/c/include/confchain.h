@@ -1007,6 +1007,8 @@ void confchain_updates_free(struct confchain_updates *updates);
  * Adds an `updateGroupCallChainBlocks(sub_chain, blocks, next_offset)`: `blocks[i]` of
  * `lens[i]` bytes, server form. At most `CONFCHAIN_MAX_LIST_LEN` blocks of at most 16 MiB each
  * (the largest block TL can frame); anything larger is refused and the list is unchanged.
+ * `sub_chain` is 0 (blocks) or 1 (broadcasts): an update of another sub-chain is none of the
+ * session's, and nothing is added (0 is returned).
  */
 int32_t confchain_updates_add_chain_blocks(struct confchain_updates *updates,
                                            int32_t sub_chain,

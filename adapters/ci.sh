@@ -12,8 +12,8 @@ cd "$root"
 export PYTHONDONTWRITEBYTECODE=1
 
 echo "== adapters: TL codec and server front (Rust)"
-cargo test --lib --quiet -- api::tl server::tl
-cargo test --doc --quiet -- server::tl
+cargo test --lib --quiet --features testkit -- api::tl server::tl
+cargo test --doc --quiet --features testkit -- server::tl
 
 echo "== adapters: grammers (grammers-tl-types / grammers-mtsender =0.11.0)"
 cargo test -p confchain-grammers --quiet
@@ -24,7 +24,7 @@ venv="${CONFCHAIN_ADAPTERS_VENV:-${TMPDIR:-/tmp}/confchain-adapters-venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "maturin>=1.5,<2" pytest \
   "telethon==1.45.0" "kurigram==2.2.26"
-(cd bindings/python && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --release --quiet)
+(cd bindings/python && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --release --quiet --features testkit)
 (cd adapters/python && "$venv/bin/python" -m pytest -q -p no:cacheprovider test_telethon.py test_pyrogram.py)
 # The examples import and compile (they need a Telegram account to run).
 "$venv/bin/python" -c 'import ast, sys; [ast.parse(open(f).read(), f) for f in sys.argv[1:]]' \
@@ -36,7 +36,7 @@ if [ "${SKIP_JS:-0}" != 1 ]; then
   cd bindings/js
   npm ci --no-audit --no-fund --silent
   # build.sh finds the wasm under bindings/js/target.
-  env -u CARGO_TARGET_DIR bash build.sh >/dev/null
+  env -u CARGO_TARGET_DIR bash build.sh --testkit >/dev/null
   node --test test/mtcute.test.js
   node --check examples/mtcute-join.mjs
 fi

@@ -19,7 +19,9 @@
 //!
 //! The known-answer internals (TL codec, crypto compositions, packet codec, the verification
 //! state machine) are public only with the `hazmat` feature, for conformance tests and fuzzing:
-//! with them a caller could pick sequence numbers or skip replay checks.
+//! with them a caller could pick sequence numbers or skip replay checks. The test doubles (the
+//! server model `server`, its hostile variant and the simulator `sim`) are in the build only
+//! with the `testkit` feature.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(
@@ -63,9 +65,10 @@ pub mod frame;
 pub mod limits;
 mod media;
 pub mod p2p;
+#[cfg(feature = "testkit")]
 pub mod server;
 pub mod session;
-#[cfg(feature = "sim")]
+#[cfg(feature = "testkit")]
 pub mod sim;
 pub mod sources;
 pub mod wire;
@@ -79,7 +82,7 @@ pub use media::{MediaDecryptor, MediaEncryptor};
 pub use verification::{verification_words, VerificationPhase, VerificationResult};
 pub use wire::{
     decode_any, to_server_form, Block, Broadcast, BroadcastPayload, Change, Form, GroupParticipant, GroupState,
-    KeyHeaders, Object, Permissions, PlainBlock, SharedKey, StateProof,
+    KeyHeaders, Object, Permissions, PlainBlock, ServerBlock, SharedKey, StateProof,
 };
 
 /// The README's example, compiled and run as a doctest.

@@ -224,6 +224,62 @@ pub fn decode_any(bytes: &[u8]) -> Result<(Form, Object)> {
     Ok((form, object))
 }
 
+/// A block or broadcast in server form (its constructor id + 1), as the server returns it in
+/// `updateGroupCallChainBlocks` and what [`crate::Call::apply_block`] and
+/// [`crate::Call::receive_broadcast`] take (it dereferences to its bytes). Unchecked: the call
+/// checks it when it applies it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServerBlock(Vec<u8>);
+
+impl ServerBlock {
+    /// Wraps server-form bytes (as the server sent them).
+    pub fn new(bytes: Vec<u8>) -> Self {
+        ServerBlock(bytes)
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The bytes, owned.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl From<Vec<u8>> for ServerBlock {
+    fn from(bytes: Vec<u8>) -> Self {
+        ServerBlock(bytes)
+    }
+}
+
+impl From<&[u8]> for ServerBlock {
+    fn from(bytes: &[u8]) -> Self {
+        ServerBlock(bytes.to_vec())
+    }
+}
+
+impl From<ServerBlock> for Vec<u8> {
+    fn from(block: ServerBlock) -> Self {
+        block.0
+    }
+}
+
+impl AsRef<[u8]> for ServerBlock {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for ServerBlock {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// A block in plain form, as this client builds it for createConferenceCall, joinGroupCall and
 /// deleteConferenceCallParticipants. Its own type so that it cannot be mistaken for the server-form
 /// bytes that [`crate::Call::apply_block`] takes: the server returns it in server form

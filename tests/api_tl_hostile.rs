@@ -165,7 +165,11 @@ fn negative_flags_and_trailing_bytes_are_errors() {
     w.u32(id::UPDATE_SHORT).u32(id::UPDATE_GROUP_CALL).i32(i32::MIN);
     parse_err(&w.bytes());
     // Trailing bytes after each kind of result.
-    let good = encode_updates(&CALL, &[Update::ChainBlocks { sub_chain_id: 0, blocks: vec![], next_offset: 0 }], 0);
+    let good = encode_updates(
+        &CALL,
+        &[Update::ChainBlocks { sub_chain: SubChain::Blocks, blocks: vec![], next_offset: 0 }],
+        0,
+    );
     for valid in [good, encode_rpc_error(400, "X"), id::BOOL_TRUE.to_le_bytes().to_vec()] {
         assert!(decode_result(&valid).is_ok());
         let mut long = valid.clone();
@@ -193,7 +197,10 @@ fn updates_about_another_call_are_set_aside() {
     let answer = decode_result(&updates(5, &body.bytes())).unwrap();
     assert_eq!(answer.call_named(), Some(OTHER), "the first identity named");
     let (response, other) = answer.clone().into_response_for(&CALL);
-    assert_eq!(response, Response::Ok(vec![Update::ChainBlocks { sub_chain_id: 0, blocks: vec![], next_offset: 7 }]));
+    assert_eq!(
+        response,
+        Response::Ok(vec![Update::ChainBlocks { sub_chain: SubChain::Blocks, blocks: vec![], next_offset: 7 }])
+    );
     assert_eq!(other.len(), 4);
     // The unfiltered form gives all five (its documentation says so).
     let (Response::Ok(all), _) = answer.into_response() else { panic!() };
@@ -348,7 +355,11 @@ fn seeds() -> Vec<Vec<u8>> {
         encode_updates(
             &CALL,
             &[
-                Update::ChainBlocks { sub_chain_id: 1, blocks: vec![vec![1; 9], vec![]], next_offset: 2 },
+                Update::ChainBlocks {
+                    sub_chain: SubChain::Broadcasts,
+                    blocks: vec![vec![1; 9].into(), vec![].into()],
+                    next_offset: 2,
+                },
                 Update::EncryptedMessage { from: 3, encrypted_message: vec![4; 300] },
                 Update::GroupCall { call: CALL, discarded: false, invite_link: Some("l".into()) },
                 Update::Participants { participants: vec![confchain::api::CallParticipant { user_id: 1, left: true }] },

@@ -21,7 +21,12 @@ fn events(s: &mut Session) -> Vec<SessionEvent> {
 }
 
 fn chain(sub: i32, blocks: Vec<Vec<u8>>, next_offset: i32) -> Update {
-    Update::ChainBlocks { sub_chain_id: sub, blocks, next_offset }
+    let blocks = blocks.into_iter().map(Into::into).collect();
+    match SubChain::from_id(sub) {
+        Some(sub_chain) => Update::ChainBlocks { sub_chain, blocks, next_offset },
+        // Another sub-chain's update is none of the session's (adapters leave it out): nothing.
+        None => Update::Participants { participants: Vec::new() },
+    }
 }
 
 /// A session that joined an empty call alone at `now` (no server model: the answers are ours).

@@ -6,9 +6,10 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
-cargo build --release -p confchain-c
+# With the server model (`testkit`: the session test needs it; release builds, install.sh, leave it out).
+cargo build --release -p confchain-c --features testkit
 # The crate's own tests (freed RNG memory scanned for the key; media buffer bounds).
-cargo test --release -p confchain-c --quiet
+cargo test --release -p confchain-c --features testkit --quiet
 lib="${CARGO_TARGET_DIR:-$root/target}/release"
 
 command -v cbindgen >/dev/null 2>&1 || cargo install cbindgen --locked
@@ -44,8 +45,8 @@ PY
 cc -std=c99 -Wall -Wextra -Werror -I"$here/include" "$here/tests/conference.c" "$lib/libconfchain.a" \
   -lpthread -ldl -lm -o "$work/conference"
 "$work/conference" "$work/vectors.txt"
-# Sessions through the server model.
-cc -std=c99 -Wall -Wextra -Werror -I"$here/include" "$here/tests/session.c" "$lib/libconfchain.a" -lpthread -ldl -lm \
+# Sessions through the server model (declared under CONFCHAIN_TESTKIT).
+cc -std=c99 -Wall -Wextra -Werror -DCONFCHAIN_TESTKIT -I"$here/include" "$here/tests/session.c" "$lib/libconfchain.a" -lpthread -ldl -lm \
   -o "$work/session"
 "$work/session"
 # Outputs checked before anything is consumed; absurd counts and lengths refused.

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds the npm package in bindings/js: the crate for wasm32-unknown-unknown, wasm-bindgen
 # (wasm-bindgen-cli from crates.io, the version the crate pins), the ES module entry; prints the
-# .wasm size raw and gzipped.
+# .wasm size raw and gzipped. `build.sh --testkit` adds the test doubles (the server model and its
+# TL front, exported by testkit.js) for the tests; the npm package is built without it.
 set -euo pipefail
+features=()
+if [ "${1:-}" = "--testkit" ]; then features=(--features testkit); fi
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
 wbg_version="$(sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' Cargo.toml)"
@@ -10,7 +13,7 @@ rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown || r
 if ! wasm-bindgen --version 2>/dev/null | grep -q "$wbg_version"; then
   cargo install wasm-bindgen-cli --version "$wbg_version" --locked --quiet
 fi
-cargo build --release --target wasm32-unknown-unknown --quiet
+cargo build --release --target wasm32-unknown-unknown --quiet "${features[@]}"
 rm -rf pkg
 wasm-bindgen --target web --out-dir pkg "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/confchain_js.wasm"
 # wasm-opt from the npm registry's binaryen package (devDependency): -Oz.

@@ -7,9 +7,7 @@ import type {
   P2PKey as WasmP2PKey,
   PrivateKey as WasmPrivateKey,
   Rng as WasmRng,
-  Server as WasmServer,
   Session as WasmSession,
-  TlFront as WasmTlFront,
   MediaEncryptor as WasmMediaEncryptor,
   MediaDecryptor as WasmMediaDecryptor,
   SourceTable as WasmSourceTable,
@@ -73,11 +71,6 @@ export declare const P2PKey: typeof WasmP2PKey;
 export type P2PKey = WasmP2PKey;
 export declare const Session: typeof WasmSession;
 export type Session = WasmSession;
-export declare const Server: typeof WasmServer;
-export type Server = WasmServer;
-/** The server model's TL front: `handle(server, from, functionBytes)` -> `{result, pushes: [{to, updates}]}`. */
-export declare const TlFront: typeof WasmTlFront;
-export type TlFront = WasmTlFront;
 
 /** A request the session wants sent (`kind` names the TL method). */
 export interface Request {
@@ -100,7 +93,8 @@ export interface Request {
   encryptedMessage?: Uint8Array;
 }
 
-/** updateGroupCallChainBlocks or updateGroupCallEncryptedMessage. */
+/** updateGroupCallChainBlocks (`subChain` 0 or 1: one of another sub-chain is none of the
+ * session's and is left out) or updateGroupCallEncryptedMessage. */
 export type Update =
   | { subChain: number; blocks: Uint8Array[]; nextOffset: number }
   | { from: bigint; encryptedMessage: Uint8Array };

@@ -1,7 +1,8 @@
 // confchain for JavaScript (Node 20+ and browsers): an ES module over the WebAssembly build.
 // Loads the module at import (top-level await), then exposes the same surface as the Python
 // module: keys, blocks and builders, the call (packets, messages, verification, events, timers),
-// the session (a sans-IO client over the phone.* API) and the server model for tests.
+// the session (a sans-IO client over the phone.* API). The server model for tests is in testkit.js
+// (only in a build with `build.sh --testkit`; not in the npm package).
 import * as wasm from "./pkg/confchain_js.js";
 import { ConfchainError } from "__ERRORS__";
 
@@ -14,7 +15,7 @@ if (typeof process !== "undefined" && process.versions && process.versions.node)
 }
 
 export { ConfchainError };
-export const { PrivateKey, Call, Session, Server, TlFront, P2PCaller, P2PCallee, P2PKey, toServerForm, createSelfAddBlock, version } =
+export const { PrivateKey, Call, Session, P2PCaller, P2PCallee, P2PKey, toServerForm, createSelfAddBlock, version } =
   wasm;
 
 // Media frames (the layer tgcalls puts between WebRTC and call_encrypt; see transform.js for the

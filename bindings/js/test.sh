@@ -10,10 +10,18 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$here"
 npm ci --no-audit --no-fund --silent
-bash build.sh
+# The tests' build, with the server model (testkit.js) that the session tests need.
+bash build.sh --testkit
 node --test test/*.test.js
 npx tsc -p tsconfig.json
 echo "typescript: declarations type-check"
+# From here on, the package as the npm package is built (no test doubles): the README snippet,
+# the speed and the browser run on it.
+bash build.sh
+if grep -q "class Server" pkg/confchain_js.d.ts; then
+  echo "the npm package's build exports the server model" >&2
+  exit 1
+fi
 # The README's JavaScript snippet runs as written (the package imports itself by name).
 python3 -c 'import re,sys; print(re.search(r"```js\n(.*?)```", open(sys.argv[1]).read(), re.S).group(1))' \
   "$root/README.md" > "$here/.readme_snippet.mjs"

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
-use confchain::api::{CallIdentity, CallParticipant, Request, RequestId, Response, Update};
+use confchain::api::{CallIdentity, CallParticipant, Request, RequestId, Response, SubChain, Update};
 use confchain::server::hostile::poisoned_self_add;
 use confchain::server::Server;
 use confchain::session::{Session, SessionConfig, SessionState};
@@ -251,7 +251,12 @@ fn page(w: &World, p: &Page) -> Update {
         .collect();
     let base = if p.sub_chain_id.rem_euclid(2) == 0 { w.blocks.len() } else { w.broadcasts.len() };
     let next_offset = (base as i32).saturating_add(i32::from(p.next_offset_delta));
-    Update::ChainBlocks { sub_chain_id: i32::from(p.sub_chain_id), blocks, next_offset }
+    let blocks = blocks.into_iter().map(Into::into).collect();
+    match SubChain::from_id(i32::from(p.sub_chain_id)) {
+        Some(sub_chain) => Update::ChainBlocks { sub_chain, blocks, next_offset },
+        // Another sub-chain's update is none of the session's (adapters leave it out): nothing.
+        None => Update::Participants { participants: Vec::new() },
+    }
 }
 
 fuzz_target!(|script: Script| {
@@ -286,7 +291,7 @@ fuzz_target!(|script: Script| {
                         }
                         None
                     }
-                    Answer::Error(e) => Some(Response::Error(e.text())),
+                    Answer::Error(e) => Some(Response::Error(e.text().into())),
                     Answer::Pages(pages) => Some(Response::Ok(pages.iter().take(4).map(|p| page(w, p)).collect())),
                     Answer::Empty => Some(Response::Ok(Vec::new())),
                 };

@@ -1,11 +1,12 @@
 //! The API messages of a conference call: the requests a client sends (`phone.*` methods), the
 //! updates the server pushes, and the outcome of a request. Both the client ([`crate::session`])
-//! and the server model ([`crate::server`]) speak them; neither owns them.
+//! and the server model (`confchain::server`, feature `testkit`) speak them; neither owns them.
 
 pub mod tl;
 
 use crate::crypto::PublicKey;
 use crate::wire::PlainBlock;
+pub use crate::wire::ServerBlock;
 
 /// Identifies a request until its response comes back.
 pub type RequestId = u64;
@@ -135,6 +136,20 @@ impl RequestKind {
         RequestKind::Leave,
         RequestKind::GetGroupParticipants,
     ];
+
+    /// The TL method's name (`phone.getGroupCallChainBlocks`, ...).
+    pub fn method(self) -> &'static str {
+        match self {
+            RequestKind::GetChainBlocks => "phone.getGroupCallChainBlocks",
+            RequestKind::CreateConference => "phone.createConferenceCall",
+            RequestKind::Join => "phone.joinGroupCall",
+            RequestKind::DeleteParticipants => "phone.deleteConferenceCallParticipants",
+            RequestKind::SendBroadcast => "phone.sendConferenceCallBroadcast",
+            RequestKind::SendEncryptedMessage => "phone.sendGroupCallEncryptedMessage",
+            RequestKind::Leave => "phone.leaveGroupCall",
+            RequestKind::GetGroupParticipants => "phone.getGroupParticipants",
+        }
+    }
 }
 
 impl Request {
@@ -157,12 +172,13 @@ impl Request {
 #[non_exhaustive]
 pub enum Update {
     /// `updateGroupCallChainBlocks(call, sub_chain_id, blocks, next_offset)`: `blocks[i]` has offset
-    /// `next_offset - len(blocks) + i`; server form.
+    /// `next_offset - len(blocks) + i`; server form. (An update of any other `sub_chain_id` is
+    /// no update of the session's: the adapters leave it out.)
     ChainBlocks {
-        /// 0 (blocks) or 1 (broadcasts); anything else is ignored.
-        sub_chain_id: i32,
+        /// Which sub-chain (`sub_chain_id` 0: blocks, 1: broadcasts).
+        sub_chain: SubChain,
         /// The blocks or broadcasts, server form.
-        blocks: Vec<Vec<u8>>,
+        blocks: Vec<ServerBlock>,
         /// The offset after the last one.
         next_offset: i32,
     },
@@ -277,15 +293,19 @@ pub struct SourceLookup {
     pub sources: Vec<u32>,
 }
 
-/// An API error, parsed once where it comes in (from [`Response::Error`]'s string).
+/// An API error, sorted once where it comes in: adapters build it from their MTProto library's
+/// typed error (an RPC error's name and value, or a transport failure), or parse the error string
+/// (`From<&str>` / `From<String>`, [`ApiError::parse`]).
 ///
 /// ```
 /// use confchain::api::ApiError;
 /// assert_eq!(ApiError::parse("FLOOD_WAIT_30"), ApiError::FloodWait { seconds: 30 });
 /// assert_eq!(ApiError::parse("FLOOD_PREMIUM_WAIT_5"), ApiError::FloodWait { seconds: 5 });
-/// assert_eq!(ApiError::parse("CONF_WRITE_CHAIN_INVALID"), ApiError::ChainRace);
-/// assert!(ApiError::parse("TIMEOUT").is_transient());
+/// assert_eq!(ApiError::from("CONF_WRITE_CHAIN_INVALID"), ApiError::ChainRace);
+/// assert!(ApiError::from("TIMEOUT").is_transient());
 /// assert_eq!(ApiError::parse("PEER_ID_INVALID"), ApiError::Other("PEER_ID_INVALID".into()));
+/// // The text round-trips: what Display prints parses back to the same error.
+/// assert_eq!(ApiError::parse(ApiError::FloodWait { seconds: 7 }.to_string()), ApiError::FloodWait { seconds: 7 });
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -313,8 +333,29 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// Sorts an error into its kind: an error string (`&str`, `String`), or an error already
+    /// sorted (returned as it is).
+    pub fn parse(error: impl Into<ApiError>) -> ApiError {
+        error.into()
+    }
+
+    /// The error of an RPC error as MTProto libraries type it: its name without the number
+    /// (`FLOOD_WAIT`) and the number (`30`), if the name had one (`FLOOD_WAIT_30`).
+    ///
+    /// ```
+    /// use confchain::api::ApiError;
+    /// assert_eq!(ApiError::from_rpc("FLOOD_WAIT", Some(30)), ApiError::FloodWait { seconds: 30 });
+    /// assert_eq!(ApiError::from_rpc("GROUPCALL_FORBIDDEN", None), ApiError::Forbidden);
+    /// ```
+    pub fn from_rpc(name: &str, value: Option<u32>) -> ApiError {
+        match value {
+            Some(v) => ApiError::sort(&format!("{name}_{v}")),
+            None => ApiError::sort(name),
+        }
+    }
+
     /// Sorts an error string into its kind.
-    pub fn parse(error: &str) -> ApiError {
+    fn sort(error: &str) -> ApiError {
         const TRANSIENT: [&str; 6] = ["INTERNAL", "RPC_CALL_FAIL", "RPC_MCGET_FAIL", "TIMEOUT", "NETWORK", "-503"];
         let flood = error.strip_prefix("FLOOD_WAIT_").or_else(|| error.strip_prefix("FLOOD_PREMIUM_WAIT_"));
         // X is digits only; a wait too long for a u32 is the longest wait (it still ends the
@@ -339,6 +380,41 @@ impl ApiError {
     }
 }
 
+impl From<&str> for ApiError {
+    /// Parses an error string (see [`ApiError`]).
+    fn from(error: &str) -> ApiError {
+        ApiError::sort(error)
+    }
+}
+
+impl From<String> for ApiError {
+    /// Parses an error string (see [`ApiError`]).
+    fn from(error: String) -> ApiError {
+        ApiError::sort(&error)
+    }
+}
+
+impl From<&String> for ApiError {
+    /// Parses an error string (see [`ApiError`]).
+    fn from(error: &String) -> ApiError {
+        ApiError::sort(error)
+    }
+}
+
+impl From<&ApiError> for ApiError {
+    /// The same error (so that [`ApiError::parse`] takes an error already sorted).
+    fn from(error: &ApiError) -> ApiError {
+        error.clone()
+    }
+}
+
+impl PartialEq<&str> for ApiError {
+    /// Whether the error string `other` is this error (once parsed).
+    fn eq(&self, other: &&str) -> bool {
+        *self == ApiError::sort(other)
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -358,7 +434,8 @@ impl std::fmt::Display for ApiError {
 pub enum Response {
     /// Success, with the updates the result carried (`Updates` results), or none (`Bool`).
     Ok(Vec<Update>),
-    /// The API error string (`CONF_WRITE_CHAIN_INVALID`, `GROUPCALL_FORBIDDEN`, `FLOOD_WAIT_3`, ...),
-    /// or a transport failure the application names (`TIMEOUT`, `NETWORK`).
-    Error(String),
+    /// The API error (`CONF_WRITE_CHAIN_INVALID`, `GROUPCALL_FORBIDDEN`, `FLOOD_WAIT_3`, ...), or a
+    /// transport failure the application names (`TIMEOUT`, `NETWORK`): built from the MTProto
+    /// library's typed error, or parsed from its text (`Response::Error("TIMEOUT".into())`).
+    Error(ApiError),
 }

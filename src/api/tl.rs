@@ -10,14 +10,14 @@
 //! [`Context`] adds what the application owns: the call (`InputGroupCall`), whom to join as, the
 //! media stack's `params` JSON, `random_id`, the media `source`. MTProto libraries serialize the
 //! functions with their own generated code; this codec is for applications that speak raw MTProto,
-//! for the server model's TL front ([`crate::server::tl`]) and for tests that check a library's bytes.
+//! for the server model's TL front (`confchain::server::tl`, feature `testkit`) and for tests that check a library's bytes.
 //!
 //! Decoding is bounded: every length and count is checked against the bytes that remain, nothing
 //! recurses, and an unknown constructor is an error, never a panic.
 
 use crate::api::{
-    CallIdentity, CallParticipant, MediaSources, ParticipantSources, Request, SourceGroup, SourceLookup, SubChain,
-    Update, VideoSources,
+    CallIdentity, CallParticipant, MediaSources, ParticipantSources, Request, ServerBlock, SourceGroup, SourceLookup,
+    SubChain, Update, VideoSources,
 };
 use crate::crypto::PublicKey;
 use crate::error::{Error, ErrorKind, Result};
@@ -298,8 +298,8 @@ impl Answer {
         use crate::api::Response;
         match self {
             Answer::Bool(_) | Answer::Participants(_) => (Response::Ok(Vec::new()), Vec::new()),
-            Answer::Error { code: -503, .. } => (Response::Error("TIMEOUT".to_owned()), Vec::new()),
-            Answer::Error { message, .. } => (Response::Error(message), Vec::new()),
+            Answer::Error { code: -503, .. } => (Response::Error("TIMEOUT".into()), Vec::new()),
+            Answer::Error { message, .. } => (Response::Error(message.into()), Vec::new()),
             Answer::Updates(all) => {
                 let mut session = Vec::new();
                 let mut other = Vec::new();
@@ -569,10 +569,10 @@ fn write_call_of(w: &mut Writer, call: &CallIdentity) {
 
 fn write_update(w: &mut Writer, call: &CallIdentity, update: &Update) {
     match update {
-        Update::ChainBlocks { sub_chain_id, blocks, next_offset } => {
+        Update::ChainBlocks { sub_chain, blocks, next_offset } => {
             w.u32(id::UPDATE_GROUP_CALL_CHAIN_BLOCKS);
             write_call_of(w, call);
-            w.i32(*sub_chain_id);
+            w.i32(sub_chain.id());
             w.u32(id::VECTOR);
             w.u32(u32::try_from(blocks.len()).unwrap_or(u32::MAX));
             for b in blocks {
@@ -934,10 +934,16 @@ fn read_update(r: &mut Reader<'_>, out: &mut Vec<TlUpdate>) -> Result<()> {
             let n = r.vec_len()?;
             let mut blocks = Vec::with_capacity(capacity(n, r.remaining(), MIN_BLOCK_BYTES));
             for _ in 0..n {
-                blocks.push(r.bytes()?.to_vec());
+                blocks.push(ServerBlock::from(r.bytes()?));
             }
             let next_offset = r.i32()?;
-            TlUpdate::Session { call, update: Update::ChainBlocks { sub_chain_id, blocks, next_offset } }
+            match SubChain::from_id(sub_chain_id) {
+                Some(sub_chain) => {
+                    TlUpdate::Session { call, update: Update::ChainBlocks { sub_chain, blocks, next_offset } }
+                }
+                // Another sub-chain: none of the session's.
+                None => return Ok(()),
+            }
         }
         id::UPDATE_GROUP_CALL_ENCRYPTED_MESSAGE => {
             let call = read_input_group_call(r)?;
@@ -1206,7 +1212,11 @@ mod tests {
     #[test]
     fn updates_round_trip() {
         let updates = vec![
-            Update::ChainBlocks { sub_chain_id: 0, blocks: vec![vec![1; 5], vec![]], next_offset: 2 },
+            Update::ChainBlocks {
+                sub_chain: SubChain::Blocks,
+                blocks: vec![vec![1; 5].into(), vec![].into()],
+                next_offset: 2,
+            },
             Update::EncryptedMessage { from: 42, encrypted_message: vec![9; 300] },
             Update::GroupCall { call: CALL, discarded: false, invite_link: Some("https://t.me/call/x".into()) },
             Update::GroupCall { call: CALL, discarded: true, invite_link: None },
@@ -1401,8 +1411,11 @@ mod tests {
     fn hostile_results_never_panic() {
         use rand_core::{RngCore, SeedableRng};
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
-        let seed =
-            encode_updates(&CALL, &[Update::ChainBlocks { sub_chain_id: 1, blocks: vec![vec![1]], next_offset: 1 }], 0);
+        let seed = encode_updates(
+            &CALL,
+            &[Update::ChainBlocks { sub_chain: SubChain::Broadcasts, blocks: vec![vec![1].into()], next_offset: 1 }],
+            0,
+        );
         for _ in 0..2000 {
             let mut b = seed.clone();
             let i = (rng.next_u32() as usize) % b.len();

@@ -303,10 +303,10 @@ impl HostileServer {
             // A join response carries later blocks: the forged one rides along.
             if let (true, Some(tip), Response::Ok(updates)) = (join, self.tip.clone(), &mut response) {
                 if let Some(Update::ChainBlocks { blocks, next_offset, .. }) =
-                    updates.iter_mut().find(|u| matches!(u, Update::ChainBlocks { sub_chain_id: 0, .. }))
+                    updates.iter_mut().find(|u| matches!(u, Update::ChainBlocks { sub_chain: SubChain::Blocks, .. }))
                 {
                     if *next_offset == tip.height {
-                        blocks.push(tip.block);
+                        blocks.push(tip.block.into());
                         *next_offset = next_offset.saturating_add(1);
                     }
                 }
@@ -359,8 +359,8 @@ impl HostileServer {
 
     /// Rewrites a page the honest server gave.
     fn distort_page(&mut self, sub: SubChain, offset: i32, withheld: bool, update: &mut Update) {
-        let Update::ChainBlocks { sub_chain_id, blocks, next_offset } = update else { return };
-        if *sub_chain_id != sub.id() {
+        let Update::ChainBlocks { sub_chain, blocks, next_offset } = update else { return };
+        if *sub_chain != sub {
             return;
         }
         let h = self.hostility;
@@ -373,7 +373,7 @@ impl HostileServer {
                     if offset < 0 {
                         blocks.clear();
                     }
-                    blocks.push(tip.block);
+                    blocks.push(tip.block.into());
                     *next_offset = next_offset.saturating_add(1);
                     return;
                 }
@@ -409,8 +409,8 @@ impl HostileServer {
         self.forged.push_back(forged.clone());
         self.tip = Some(forged.clone());
         let update = Update::ChainBlocks {
-            sub_chain_id: SubChain::Blocks.id(),
-            blocks: vec![forged.block],
+            sub_chain: SubChain::Blocks,
+            blocks: vec![forged.block.into()],
             next_offset: forged.height.saturating_add(1),
         };
         self.server.members().map(|m| (m, update.clone())).collect()

@@ -55,7 +55,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::api::{CallIdentity, CallParticipant, Request, Response, SubChain, Update};
+use crate::api::{
+    ApiError, CallIdentity, CallParticipant, Request, RequestKind, Response, ServerBlock, SubChain, Update,
+};
 use crate::chain::Chain;
 use crate::wire::{to_server_form, Block, Broadcast};
 
@@ -103,19 +105,6 @@ impl Behaviour {
     }
 }
 
-/// The TL method of a request (what a flood wait applies to).
-pub fn method(request: &Request) -> &'static str {
-    match request {
-        Request::GetChainBlocks { .. } => "phone.getGroupCallChainBlocks",
-        Request::CreateConference { .. } => "phone.createConferenceCall",
-        Request::Join { .. } => "phone.joinGroupCall",
-        Request::DeleteParticipants { .. } => "phone.deleteConferenceCallParticipants",
-        Request::SendBroadcast { .. } => "phone.sendConferenceCallBroadcast",
-        Request::SendEncryptedMessage { .. } => "phone.sendGroupCallEncryptedMessage",
-        Request::Leave => "phone.leaveGroupCall",
-    }
-}
-
 /// The server's model of one conference call (see the module docs).
 #[derive(Clone, Debug)]
 pub struct Server {
@@ -127,8 +116,8 @@ pub struct Server {
     behaviour: Behaviour,
     banned: BTreeSet<i64>,
     discarded: bool,
-    /// Flood waits: (user, method) → the instant (ms) the wait ends.
-    flood_until: BTreeMap<(i64, &'static str), u64>,
+    /// Flood waits: (user, kind of request) → the instant (ms) the wait ends.
+    flood_until: BTreeMap<(i64, RequestKind), u64>,
     rng: ChaCha20Rng,
 }
 
@@ -141,8 +130,23 @@ impl Default for Server {
 /// Updates to push: (recipient user id, update).
 pub type Pushes = Vec<(i64, Update)>;
 
-fn error(e: &str) -> (Response, Pushes) {
-    (Response::Error(e.to_owned()), Vec::new())
+fn error(e: ApiError) -> (Response, Pushes) {
+    (Response::Error(e), Vec::new())
+}
+
+/// An error the client has no kind for (`BLOCK_INVALID`, `GROUPCALL_ALREADY_STARTED`).
+fn other(name: &str) -> ApiError {
+    ApiError::Other(name.to_owned())
+}
+
+/// `FLOOD_WAIT_X` for a wait of `seconds`.
+fn flood(seconds: u64) -> (Response, Pushes) {
+    error(ApiError::FloodWait { seconds: u32::try_from(seconds).unwrap_or(u32::MAX) })
+}
+
+/// The stored server-form blocks as the API carries them.
+fn server_blocks(list: &[Vec<u8>]) -> Vec<ServerBlock> {
+    list.iter().map(|b| ServerBlock::from(b.as_slice())).collect()
 }
 
 fn len_i32(n: usize) -> i32 {
@@ -261,25 +265,25 @@ impl Server {
         pushes
     }
 
-    /// The flood wait (seconds left) `user_id` is under for `method` at `now`, if any.
-    pub fn flood_wait(&self, user_id: i64, method: &'static str, now: u64) -> Option<u64> {
-        let until = *self.flood_until.get(&(user_id, method))?;
+    /// The flood wait (seconds left) `user_id` is under for requests of `kind` at `now`, if any.
+    pub fn flood_wait(&self, user_id: i64, kind: RequestKind, now: u64) -> Option<u64> {
+        let until = *self.flood_until.get(&(user_id, kind))?;
         (until > now).then(|| until.saturating_sub(now).div_ceil(1000).max(1))
     }
 
     /// [`Server::handle`] at a time: enforces and injects flood waits ([`Behaviour::flood_per_mille`]).
     pub fn handle_at(&mut self, from: i64, request: &Request, now: u64) -> (Response, Pushes) {
-        let method = method(request);
-        if let Some(seconds) = self.flood_wait(from, method, now) {
-            return error(&format!("FLOOD_WAIT_{seconds}"));
+        let kind = request.kind();
+        if let Some(seconds) = self.flood_wait(from, kind, now) {
+            return flood(seconds);
         }
         // Leaving is never flood-waited (the model's choice: a client must always be able to go).
         let per_mille = self.behaviour.flood_per_mille;
         if per_mille > 0 && !matches!(request, Request::Leave) && self.rng.next_u32() % 1000 < per_mille {
             let max = u64::from(self.behaviour.flood_max_seconds.max(1));
             let seconds = self.rng.next_u64().checked_rem(max).unwrap_or(0).saturating_add(1);
-            self.flood_until.insert((from, method), now.saturating_add(seconds.saturating_mul(1000)));
-            return error(&format!("FLOOD_WAIT_{seconds}"));
+            self.flood_until.insert((from, kind), now.saturating_add(seconds.saturating_mul(1000)));
+            return flood(seconds);
         }
         self.handle(from, request)
     }
@@ -287,13 +291,13 @@ impl Server {
     /// Handles one request from user `from`: the response for it, and the updates to push.
     pub fn handle(&mut self, from: i64, request: &Request) -> (Response, Pushes) {
         if self.discarded {
-            return error("GROUPCALL_INVALID");
+            return error(ApiError::CallInvalid);
         }
         match request {
             Request::GetChainBlocks { sub_chain, offset, limit } => self.get(from, *sub_chain, *offset, *limit),
             Request::CreateConference { block, .. } => {
                 if self.created {
-                    return error("GROUPCALL_ALREADY_STARTED");
+                    return error(other("GROUPCALL_ALREADY_STARTED"));
                 }
                 self.created = true;
                 match block {
@@ -303,10 +307,10 @@ impl Server {
             }
             Request::Join { block, .. } => {
                 if !self.created {
-                    return error("GROUPCALL_INVALID");
+                    return error(ApiError::CallInvalid);
                 }
                 if self.banned.contains(&from) {
-                    return error("GROUPCALL_FORBIDDEN");
+                    return error(ApiError::Forbidden);
                 }
                 self.join(from, block.as_bytes())
             }
@@ -338,15 +342,15 @@ impl Server {
                     return refused;
                 }
                 // The sender must be who it claims (*inferred*: the server knows who sends).
-                let Ok(b) = Broadcast::decode(block) else { return error("BLOCK_INVALID") };
+                let Ok(b) = Broadcast::decode(block) else { return error(other("BLOCK_INVALID")) };
                 if b.user_id != from {
-                    return error("BLOCK_INVALID");
+                    return error(other("BLOCK_INVALID"));
                 }
-                let Ok(server) = to_server_form(block) else { return error("BLOCK_INVALID") };
+                let Ok(server) = to_server_form(block) else { return error(other("BLOCK_INVALID")) };
                 self.broadcasts.push(server.clone());
                 let update = Update::ChainBlocks {
-                    sub_chain_id: SubChain::Broadcasts.id(),
-                    blocks: vec![server],
+                    sub_chain: SubChain::Broadcasts,
+                    blocks: vec![server.into()],
                     next_offset: len_i32(self.broadcasts.len()),
                 };
                 // Everyone, the sender included, gets it by push; the response carries it too.
@@ -373,16 +377,12 @@ impl Server {
             return None;
         }
         let banned = self.banned.contains(&from);
-        Some(error(if self.behaviour.join_missing && !banned {
-            "GROUPCALL_JOIN_MISSING"
-        } else {
-            "GROUPCALL_FORBIDDEN"
-        }))
+        Some(error(if self.behaviour.join_missing && !banned { ApiError::JoinMissing } else { ApiError::Forbidden }))
     }
 
     fn get(&self, from: i64, sub: SubChain, offset: i32, limit: i32) -> (Response, Pushes) {
         if !self.created {
-            return error("GROUPCALL_INVALID");
+            return error(ApiError::CallInvalid);
         }
         let list = match sub {
             SubChain::Blocks => &self.blocks,
@@ -398,14 +398,14 @@ impl Server {
         } else {
             if !self.members.contains(&from) {
                 // Without `last_block_to_non_members`, or banned: refused.
-                return error("GROUPCALL_FORBIDDEN");
+                return error(ApiError::Forbidden);
             }
             let start = usize::try_from(offset).unwrap_or(0).min(total);
             let n = usize::try_from(limit.max(0)).unwrap_or(0);
             (start, start.saturating_add(n).min(total))
         };
-        let blocks = list.get(start..end).unwrap_or_default().to_vec();
-        let update = Update::ChainBlocks { sub_chain_id: sub.id(), blocks, next_offset: len_i32(end) };
+        let blocks = server_blocks(list.get(start..end).unwrap_or_default());
+        let update = Update::ChainBlocks { sub_chain: sub, blocks, next_offset: len_i32(end) };
         (Response::Ok(vec![update]), Vec::new())
     }
 
@@ -430,7 +430,7 @@ impl Server {
         let locks = self.chain.height() >= 0
             && next.group_state().external_permissions != self.chain.group_state().external_permissions;
         if locks || others(&self.chain) != others(&next) || joiner.map(|p| Some(p.public_key)) != Some(signer) {
-            return error("BLOCK_INVALID");
+            return error(other("BLOCK_INVALID"));
         }
         let update = self.commit(server, next);
         let mut pushes = self.push_to_members(Some(from), &update);
@@ -445,8 +445,8 @@ impl Server {
         let total = self.broadcasts.len();
         let recent = self.broadcasts.get(total.saturating_sub(self.behaviour.recent_broadcasts)..).unwrap_or_default();
         let broadcasts = Update::ChainBlocks {
-            sub_chain_id: SubChain::Broadcasts.id(),
-            blocks: recent.to_vec(),
+            sub_chain: SubChain::Broadcasts,
+            blocks: server_blocks(recent),
             next_offset: len_i32(total),
         };
         let mut response = vec![update, broadcasts];
@@ -469,16 +469,15 @@ impl Server {
         let refreshed = updates
             .into_iter()
             .map(|u| match u {
-                Update::ChainBlocks { sub_chain_id, mut blocks, next_offset } => {
-                    let list = match SubChain::from_id(sub_chain_id) {
-                        Some(SubChain::Blocks) => &self.blocks,
-                        Some(SubChain::Broadcasts) => &self.broadcasts,
-                        None => return Update::ChainBlocks { sub_chain_id, blocks, next_offset },
+                Update::ChainBlocks { sub_chain, mut blocks, next_offset } => {
+                    let list = match sub_chain {
+                        SubChain::Blocks => &self.blocks,
+                        SubChain::Broadcasts => &self.broadcasts,
                     };
                     let from = usize::try_from(next_offset).unwrap_or(usize::MAX);
                     let later = list.get(from..).unwrap_or_default();
-                    blocks.extend(later.iter().cloned());
-                    Update::ChainBlocks { sub_chain_id, blocks, next_offset: len_i32(from.saturating_add(later.len())) }
+                    blocks.extend(server_blocks(later));
+                    Update::ChainBlocks { sub_chain, blocks, next_offset: len_i32(from.saturating_add(later.len())) }
                 }
                 other => other,
             })
@@ -487,15 +486,15 @@ impl Server {
     }
 
     /// Whether a plain-form block extends the tip and is valid: its server form and the next state.
-    fn check_block(&self, plain: &[u8]) -> Result<(Vec<u8>, Chain), &'static str> {
-        let server = to_server_form(plain).map_err(|_| "BLOCK_INVALID")?;
+    fn check_block(&self, plain: &[u8]) -> Result<(Vec<u8>, Chain), ApiError> {
+        let server = to_server_form(plain).map_err(|_| other("BLOCK_INVALID"))?;
         let mut next = self.chain.clone();
         match next.apply(&server) {
             Ok(()) => Ok((server, next)),
             Err(e) if matches!(e.code(), Some("INVALID_BLOCK__HEIGHT_MISMATCH" | "INVALID_BLOCK__HASH_MISMATCH")) => {
-                Err("CONF_WRITE_CHAIN_INVALID")
+                Err(ApiError::ChainRace)
             }
-            Err(_) => Err("BLOCK_INVALID"),
+            Err(_) => Err(other("BLOCK_INVALID")),
         }
     }
 
@@ -504,8 +503,8 @@ impl Server {
         self.chain = next;
         self.blocks.push(server.clone());
         Update::ChainBlocks {
-            sub_chain_id: SubChain::Blocks.id(),
-            blocks: vec![server],
+            sub_chain: SubChain::Blocks,
+            blocks: vec![server.into()],
             next_offset: len_i32(self.blocks.len()),
         }
     }
@@ -572,10 +571,10 @@ mod tests {
         (server, keys, rng)
     }
 
-    fn err(response: &Response) -> &str {
+    fn err(response: &Response) -> String {
         match response {
-            Response::Error(e) => e,
-            Response::Ok(_) => "ok",
+            Response::Error(e) => e.to_string(),
+            Response::Ok(_) => "ok".to_owned(),
         }
     }
 
@@ -619,7 +618,11 @@ mod tests {
         let last = server.blocks().last().cloned().unwrap();
         assert_eq!(
             response,
-            Response::Ok(vec![Update::ChainBlocks { sub_chain_id: 0, blocks: vec![last], next_offset: 3 }])
+            Response::Ok(vec![Update::ChainBlocks {
+                sub_chain: SubChain::Blocks,
+                blocks: vec![last.into()],
+                next_offset: 3
+            }])
         );
         // The original model refuses instead.
         let (mut model, _, _) = call(&[1, 2], Behaviour::default());
@@ -685,7 +688,11 @@ mod tests {
             // It is served as the tip.
             let tip = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 };
             let (response, _) = hostile.handle_at(1, &tip, 0);
-            let expected = Update::ChainBlocks { sub_chain_id: 0, blocks: vec![forged.block.clone()], next_offset: 3 };
+            let expected = Update::ChainBlocks {
+                sub_chain: SubChain::Blocks,
+                blocks: vec![forged.block.clone().into()],
+                next_offset: 3,
+            };
             assert_eq!(response, Some(Response::Ok(vec![expected])));
         }
     }

@@ -116,7 +116,7 @@ impl TlFront {
         let (response, pushes) = server.handle(from, &request);
         let pushes = self.pushes(pushes);
         let mut updates = match response {
-            Response::Error(e) => return (encode_rpc_error(error_code(&e), &e), pushes),
+            Response::Error(e) => return (Self::error(&e.to_string()).0, pushes),
             Response::Ok(updates) => updates.into_iter().map(|u| self.present(u)).collect::<Vec<_>>(),
         };
         let result = match request {

@@ -36,7 +36,7 @@ impl Joining {
 /// The bytes an update holds (for the bound on buffered updates).
 fn update_bytes(u: &Update) -> usize {
     match u {
-        Update::ChainBlocks { blocks, .. } => blocks.iter().map(Vec::len).sum(),
+        Update::ChainBlocks { blocks, .. } => blocks.iter().map(|b| b.len()).sum(),
         Update::EncryptedMessage { encrypted_message, .. } => encrypted_message.len(),
         Update::GroupCall { invite_link, .. } => invite_link.as_ref().map_or(0, String::len),
         Update::Participants { participants } => participants.len().saturating_mul(16),
@@ -91,7 +91,7 @@ impl Session {
         let mut rest = Vec::new();
         for u in updates {
             match u {
-                Update::ChainBlocks { sub_chain_id: 0, blocks, .. } if tip.is_none() => tip = Some(blocks),
+                Update::ChainBlocks { sub_chain: SubChain::Blocks, blocks, .. } if tip.is_none() => tip = Some(blocks),
                 other => rest.push(other),
             }
         }
@@ -176,7 +176,7 @@ impl Session {
         let mut rest = Vec::new();
         for u in updates {
             match u {
-                Update::ChainBlocks { sub_chain_id: 0, blocks, next_offset } if chain.is_none() => {
+                Update::ChainBlocks { sub_chain: SubChain::Blocks, blocks, next_offset } if chain.is_none() => {
                     chain = Some((blocks, next_offset))
                 }
                 other => rest.push(other),
@@ -227,7 +227,7 @@ impl Session {
         self.outbox.poll(SubChain::Broadcasts).at = Some(self.now);
         self.phase = Phase::Live(Box::new(live));
         // The rest of sub-chain 0 is the server's chain: through the rules (offsets filter ours).
-        let mut server = vec![Update::ChainBlocks { sub_chain_id: 0, blocks, next_offset }];
+        let mut server = vec![Update::ChainBlocks { sub_chain: SubChain::Blocks, blocks, next_offset }];
         server.extend(rest);
         self.process_updates(server, Source::Server, rng);
         self.process_updates(buffered.into(), Source::Push, rng);

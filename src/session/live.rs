@@ -52,10 +52,8 @@ impl Session {
     pub(super) fn process_updates(&mut self, updates: Vec<Update>, source: Source, rng: &mut impl CryptoRngCore) {
         for u in updates {
             match u {
-                Update::ChainBlocks { sub_chain_id, blocks, next_offset } => {
-                    if let Some(sub) = SubChain::from_id(sub_chain_id) {
-                        self.chain_blocks(sub, blocks, next_offset, source, rng);
-                    }
+                Update::ChainBlocks { sub_chain, blocks, next_offset } => {
+                    self.chain_blocks(sub_chain, blocks, next_offset, source, rng)
                 }
                 Update::EncryptedMessage { from, encrypted_message } => self.message(from, &encrypted_message),
                 Update::GroupCall { call, discarded, invite_link } => {
@@ -87,13 +85,13 @@ impl Session {
     pub(super) fn chain_blocks(
         &mut self,
         sub: SubChain,
-        blocks: Vec<Vec<u8>>,
+        blocks: Vec<ServerBlock>,
         next_offset: i32,
         source: Source,
         rng: &mut impl CryptoRngCore,
     ) {
         let Phase::Live(live) = &mut self.phase else { return };
-        let run = match live.sync(sub).receive(blocks, next_offset) {
+        let run = match live.sync(sub).receive(blocks.into_iter().map(ServerBlock::into_bytes).collect(), next_offset) {
             Receive::Old => return,
             Receive::Gap => return self.gap_poll(sub),
             Receive::Apply(run) => run,
@@ -378,7 +376,7 @@ const MAX_GAP_ANSWERS: u32 = 8;
 fn gap_tip(updates: &[Update], expected: Option<i32>, user_id: i64, key: &crate::crypto::PublicKey) -> Option<bool> {
     let expected = expected?;
     updates.iter().find_map(|u| match u {
-        Update::ChainBlocks { sub_chain_id: 0, blocks, next_offset } => {
+        Update::ChainBlocks { sub_chain: SubChain::Blocks, blocks, next_offset } => {
             let first = next_offset.saturating_sub(i32::try_from(blocks.len()).unwrap_or(i32::MAX));
             if first <= expected || blocks.is_empty() {
                 return None;

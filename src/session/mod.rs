@@ -99,7 +99,9 @@ use self::join::Joining;
 use self::live::Live;
 use self::outbox::{Action, Answered, Entry, Goal, Outbox, Purpose};
 use self::sync::{Receive, SubSync, MIN_GAP_POLL_SPACING_MS};
-pub use crate::api::{CallIdentity, CallParticipant, Request, RequestId, RequestKind, Response, SubChain, Update};
+pub use crate::api::{
+    CallIdentity, CallParticipant, Request, RequestId, RequestKind, Response, ServerBlock, SubChain, Update,
+};
 
 /// The session's state (see the module diagram); [`Session::state`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,7 +201,7 @@ const BLACKOUT_BUILDS: usize = 8;
 /// A sans-IO client of one conference call (see the module docs).
 ///
 /// ```
-/// use confchain::session::{Request, Response, Session, SessionConfig, SessionEvent, SessionState, Update};
+/// use confchain::session::{Request, Response, Session, SessionConfig, SessionEvent, SessionState, SubChain, Update};
 /// # use rand_core::SeedableRng;
 /// # let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
 /// let mut s = Session::new(7, SessionConfig::default())?;
@@ -208,13 +210,13 @@ const BLACKOUT_BUILDS: usize = 8;
 /// let (id, req) = s.poll_request().unwrap();
 /// assert!(matches!(req, Request::GetChainBlocks { offset: -1, limit: 1, .. }));
 /// // An empty chain: the first joiner sends a zero block to joinGroupCall (never a new conference).
-/// s.handle_response(id, Response::Ok(vec![Update::ChainBlocks { sub_chain_id: 0, blocks: vec![], next_offset: 0 }]), 0, &mut rng);
+/// s.handle_response(id, Response::Ok(vec![Update::ChainBlocks { sub_chain: SubChain::Blocks, blocks: vec![], next_offset: 0 }]), 0, &mut rng);
 /// let (id, req) = s.poll_request().unwrap();
 /// let Request::Join { block, .. } = req else { panic!("a join") };
 /// // The server accepts it and returns it in server form, with the (empty) broadcast sub-chain.
 /// let updates = vec![
-///     Update::ChainBlocks { sub_chain_id: 0, blocks: vec![block.to_server_form()], next_offset: 1 },
-///     Update::ChainBlocks { sub_chain_id: 1, blocks: vec![], next_offset: 0 },
+///     Update::ChainBlocks { sub_chain: SubChain::Blocks, blocks: vec![block.to_server_form().into()], next_offset: 1 },
+///     Update::ChainBlocks { sub_chain: SubChain::Broadcasts, blocks: vec![], next_offset: 0 },
 /// ];
 /// s.handle_response(id, Response::Ok(updates), 10, &mut rng);
 /// assert_eq!(s.state(), SessionState::Joined);
@@ -516,7 +518,7 @@ impl Session {
         // The one place a server's error is read.
         let outcome = match response {
             Response::Ok(updates) => Ok(updates),
-            Response::Error(e) => Err(ApiError::parse(&e)),
+            Response::Error(e) => Err(e),
         };
         let entry = match self.outbox.answer(id) {
             Answered::Entry(entry) => entry,

@@ -4,7 +4,6 @@
 use rand_core::RngCore;
 
 use crate::api::{ApiError, Request, RequestId, Response, Update};
-use crate::server::method;
 use crate::session::Session;
 
 use super::world::World;
@@ -87,7 +86,7 @@ impl World {
                 let offline = self.members[i].offline_until > self.now;
                 // A request may fail before the server sees it, or after (the response is lost).
                 let fail_before = offline || self.chance(self.faults.fail_request / 2);
-                let (now, method) = (self.now, method(&request));
+                let (now, method) = (self.now, request.kind().method());
                 if fail_before {
                     self.report.failed_requests += 1;
                     let response = Response::Error("TIMEOUT".into());
@@ -109,12 +108,12 @@ impl World {
                     }
                     Some(mut response) => {
                         if let (Request::Join { .. }, Response::Error(e)) = (&request, &response) {
-                            if e.starts_with("CONF_WRITE_CHAIN_INVALID") {
+                            if *e == ApiError::ChainRace {
                                 self.report.races_lost += 1;
                             }
                         }
                         if let Response::Error(e) = &response {
-                            if matches!(ApiError::parse(e), ApiError::FloodWait { .. }) {
+                            if matches!(e, ApiError::FloodWait { .. }) {
                                 self.report.flood_waits += 1;
                             }
                         }
@@ -145,13 +144,11 @@ impl World {
                 }
                 let now = self.now;
                 self.members[i].outstanding.remove(&id);
-                if let Response::Error(e) = &response {
-                    if let ApiError::FloodWait { seconds } = ApiError::parse(e) {
-                        let until = at + u64::from(seconds) * 1_000;
-                        let entry = self.members[i].flood_until.entry(method).or_insert(0);
-                        *entry = (*entry).max(until);
-                        self.note(format!("user {to} is told FLOOD_WAIT_{seconds} for {method} (until {until})"));
-                    }
+                if let Response::Error(ApiError::FloodWait { seconds }) = response {
+                    let until = at + u64::from(seconds) * 1_000;
+                    let entry = self.members[i].flood_until.entry(method).or_insert(0);
+                    *entry = (*entry).max(until);
+                    self.note(format!("user {to} is told FLOOD_WAIT_{seconds} for {method} (until {until})"));
                 }
                 // The real server writes a join response when it sends it: blocks and broadcasts
                 // committed since the join are in it (tdlib applies them).

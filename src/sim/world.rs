@@ -12,7 +12,7 @@ use crate::call::Call;
 use crate::error::ErrorKind;
 use crate::frame::{AudioLevel, Codec};
 use crate::server::hostile::{HostileServer, Hostility, OUTSIDER};
-use crate::server::{method, Server};
+use crate::server::Server;
 use crate::session::{Session, SessionConfig, SessionEvent, SessionState};
 use crate::wire::{Block, Permissions};
 
@@ -455,7 +455,7 @@ impl World {
             }
         }
         for (id, request) in out {
-            let method = method(&request);
+            let method = request.kind().method();
             if matches!(request, Request::GetChainBlocks { .. }) {
                 self.report.polls += 1;
             }

@@ -148,7 +148,8 @@ pub fn blocks_poll(s: &mut Session) -> (RequestId, Request) {
 }
 
 pub fn blocks_update(sub: i32, blocks: &[Vec<u8>], next_offset: i32) -> Update {
-    Update::ChainBlocks { sub_chain_id: sub, blocks: blocks.to_vec(), next_offset }
+    let sub_chain = SubChain::from_id(sub).expect("sub-chain 0 or 1");
+    Update::ChainBlocks { sub_chain, blocks: blocks.iter().map(|b| b.as_slice().into()).collect(), next_offset }
 }
 
 /// A conference of `n` members joined one after the other through the server.
@@ -226,7 +227,12 @@ pub fn events(s: &mut Session) -> Vec<SessionEvent> {
 }
 
 pub fn chain(sub: i32, blocks: Vec<Vec<u8>>, next_offset: i32) -> Update {
-    Update::ChainBlocks { sub_chain_id: sub, blocks, next_offset }
+    let blocks = blocks.into_iter().map(Into::into).collect();
+    match SubChain::from_id(sub) {
+        Some(sub_chain) => Update::ChainBlocks { sub_chain, blocks, next_offset },
+        // Another sub-chain's update is none of the session's (adapters leave it out): nothing.
+        None => Update::Participants { participants: Vec::new() },
+    }
 }
 
 /// A session that joined an empty call alone at `now` (no server model: the answers are ours).

@@ -222,7 +222,7 @@ fn a_join_response_with_later_blocks_is_applied() {
     silent_rekey(&mut net, 1);
     let Response::Ok(mut updates) = resp else { panic!() };
     // The server's answer holds our block (offset 1) and the re-key after it (offset 2).
-    updates.retain(|u| !matches!(u, Update::ChainBlocks { sub_chain_id: 0, .. }));
+    updates.retain(|u| !matches!(u, Update::ChainBlocks { sub_chain: SubChain::Blocks, .. }));
     updates.insert(0, blocks_update(0, &net.server.blocks()[1..3], 3));
     s.handle_response(id, Response::Ok(updates), 0, &mut r);
     assert_eq!(s.state(), SessionState::Joined);

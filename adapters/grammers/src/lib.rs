@@ -14,8 +14,8 @@
 //! `grammers_join`).
 
 use confchain::api::{
-    CallIdentity, CallParticipant, MediaSources, ParticipantSources, Request, Response, SourceGroup, Update,
-    VideoSources,
+    ApiError, CallIdentity, CallParticipant, MediaSources, ParticipantSources, Request, Response, ServerBlock,
+    SourceGroup, SubChain, Update, VideoSources,
 };
 use confchain::sources::SourceTable;
 use grammers_mtsender::InvocationError;
@@ -93,10 +93,23 @@ pub fn updates_of(result: tl::enums::Updates) -> Vec<tl::enums::Update> {
     }
 }
 
-/// The API error string the session takes for a failed invocation: `rpc_error`s by their name
-/// (grammers splits `FLOOD_WAIT_30` into name `FLOOD_WAIT` and value 30; they are joined back),
-/// and anything that got no answer from Telegram as `TIMEOUT`, Telegram's own `-503 Timeout`
-/// (the server did not answer in time) among them.
+/// The API error of a failed invocation, built from grammers' typed error: an `rpc_error` from
+/// its name and value (grammers splits `FLOOD_WAIT_30` into name `FLOOD_WAIT` and value 30), and
+/// anything that got no answer from Telegram as a transient `TIMEOUT`, Telegram's own
+/// `-503 Timeout` (the server did not answer in time) among them.
+pub fn api_error(error: &InvocationError) -> ApiError {
+    match error {
+        InvocationError::Rpc(e) if e.code == -503 || e.name.eq_ignore_ascii_case("timeout") => {
+            ApiError::Transient("TIMEOUT".to_owned())
+        }
+        InvocationError::Rpc(e) => ApiError::from_rpc(&e.name, e.value),
+        _ => ApiError::Transient("TIMEOUT".to_owned()),
+    }
+}
+
+/// The API error's text for a failed invocation (for logs; the session takes [`api_error`]):
+/// `rpc_error`s by their name with the value joined back (`FLOOD_WAIT_30`), and anything that got
+/// no answer from Telegram as `TIMEOUT`.
 pub fn error_string(error: &InvocationError) -> String {
     match error {
         InvocationError::Rpc(e) if e.code == -503 || e.name.eq_ignore_ascii_case("timeout") => "TIMEOUT".to_owned(),
@@ -326,9 +339,15 @@ impl Conference {
                     invite_link: None,
                 },
             },
-            U::GroupCallChainBlocks(u) => {
-                Update::ChainBlocks { sub_chain_id: u.sub_chain_id, blocks: u.blocks, next_offset: u.next_offset }
-            }
+            U::GroupCallChainBlocks(u) => match SubChain::from_id(u.sub_chain_id) {
+                Some(sub_chain) => Update::ChainBlocks {
+                    sub_chain,
+                    blocks: u.blocks.into_iter().map(ServerBlock::from).collect(),
+                    next_offset: u.next_offset,
+                },
+                // Another sub-chain: none of the session's.
+                None => return Routed::Other(Box::new(U::GroupCallChainBlocks(u))),
+            },
             U::GroupCallEncryptedMessage(u) => match user_of(&u.from_id) {
                 Some(from) => Update::EncryptedMessage { from, encrypted_message: u.encrypted_message },
                 None => return Routed::Other(Box::new(U::GroupCallEncryptedMessage(u))),
@@ -347,7 +366,7 @@ impl Conference {
     /// are not the session's (`updateGroupCallConnection` first among them) for the application.
     pub fn response(&mut self, outcome: Result<Vec<tl::enums::Update>, InvocationError>) -> (Response, Vec<Routed>) {
         let updates = match outcome {
-            Err(e) => return (Response::Error(error_string(&e)), Vec::new()),
+            Err(e) => return (Response::Error(api_error(&e)), Vec::new()),
             Ok(updates) => updates,
         };
         let mut session = Vec::new();

@@ -410,3 +410,22 @@ fn participant_sources_reach_the_ssrc_table() {
     conf.route(update(vec![participant(3, 30, true, None, None)]), false);
     assert_eq!(map.get(30), None);
 }
+
+#[test]
+fn api_errors_are_built_from_the_typed_error() {
+    use confchain::api::ApiError;
+    use confchain_grammers::api_error;
+    for (code, message, want) in [
+        (420, "FLOOD_WAIT_7", ApiError::FloodWait { seconds: 7 }),
+        (420, "FLOOD_PREMIUM_WAIT_3", ApiError::FloodWait { seconds: 3 }),
+        (400, "CONF_WRITE_CHAIN_INVALID", ApiError::ChainRace),
+        (403, "GROUPCALL_FORBIDDEN", ApiError::Forbidden),
+        (-503, "Timeout", ApiError::Transient("TIMEOUT".into())),
+        (400, "PEER_ID_INVALID", ApiError::Other("PEER_ID_INVALID".into())),
+    ] {
+        let bytes = confchain::api::tl::encode_rpc_error(code, message);
+        let tl::enums::RpcError::Error(rpc) = tl::enums::RpcError::from_bytes(&bytes).unwrap();
+        assert_eq!(api_error(&InvocationError::Rpc(RpcError::from(rpc))), want, "{message}");
+    }
+    assert_eq!(api_error(&InvocationError::Dropped("gone")), ApiError::Transient("TIMEOUT".into()));
+}

@@ -9,6 +9,11 @@ prefix="$(mktemp -d)"
 work="$(mktemp -d)"
 trap 'rm -rf "$prefix" "$work"' EXIT
 bash "$here/../install.sh" "$prefix" >/dev/null
+# Release builds leave the test doubles out (the `testkit` feature): no server model in them.
+if readelf -sW --dyn-syms "$prefix/lib/libconfchain.so" | grep -q 'confchain_server_'; then
+  echo "the installed library exports the server model (confchain_server_*)" >&2
+  exit 1
+fi
 if ! command -v cmake >/dev/null 2>&1; then
   (apt-get update -qq && apt-get install -y -qq cmake) >/dev/null
 fi

@@ -408,10 +408,13 @@ typedef struct confchain_private_key confchain_private_key;
  */
 typedef struct confchain_rng confchain_rng;
 
+#if defined(CONFCHAIN_TESTKIT)
 /**
- * The in-memory model of Telegram's server for one conference (a test double).
+ * The in-memory model of Telegram's server for one conference (a test double; only in a library
+ * built with the `testkit` feature, declared when `CONFCHAIN_TESTKIT` is defined).
  */
 typedef struct confchain_server confchain_server;
+#endif
 
 /**
  * One conference session.
@@ -1021,6 +1024,8 @@ void confchain_updates_free(struct confchain_updates *updates);
  * Adds an `updateGroupCallChainBlocks(sub_chain, blocks, next_offset)`: `blocks[i]` of
  * `lens[i]` bytes, server form. At most `CONFCHAIN_MAX_LIST_LEN` blocks of at most 16 MiB each
  * (the largest block TL can frame); anything larger is refused and the list is unchanged.
+ * `sub_chain` is 0 (blocks) or 1 (broadcasts): an update of another sub-chain is none of the
+ * session's, and nothing is added (0 is returned).
  */
 int32_t confchain_updates_add_chain_blocks(struct confchain_updates *updates,
                                            int32_t sub_chain,
@@ -1048,7 +1053,8 @@ int32_t confchain_updates_get(const struct confchain_updates *updates,
 /**
  * Takes the outcome of request `id`: success when `error_len` is 0 (with the `updates` the
  * result carried, NULL for none), else the API error string of `error_len` bytes (e.g.
- * "CONF_WRITE_CHAIN_INVALID", or a transport failure such as "TIMEOUT"; at most 4,096 bytes).
+ * "CONF_WRITE_CHAIN_INVALID", or a transport failure such as "TIMEOUT"; at most 4,096 bytes),
+ * sorted here into its kind (`FLOOD_WAIT_30` is a flood wait of 30 s).
  */
 int32_t confchain_session_handle_response(struct confchain_session *session,
                                           uint64_t id,
@@ -1130,16 +1136,21 @@ int32_t confchain_session_decrypt(struct confchain_session *session,
 int32_t confchain_session_get_emojis(const struct confchain_session *session,
                                      struct confchain_bytes *out_text);
 
+#if defined(CONFCHAIN_TESTKIT)
 /**
  * The server model: a call that a create starts (`existing` 0) or one created without joining.
  */
 int32_t confchain_server_new(uint8_t existing, struct confchain_server **out_server);
+#endif
 
+#if defined(CONFCHAIN_TESTKIT)
 /**
  * Frees a server model.
  */
 void confchain_server_free(struct confchain_server *server);
+#endif
 
+#if defined(CONFCHAIN_TESTKIT)
 /**
  * Handles `request` from `from_user_id`: `*out_response` gets the response's updates (empty on
  * error), `*out_error` the error string (empty on success), `*out_pushes` the updates to deliver
@@ -1151,6 +1162,7 @@ int32_t confchain_server_handle(struct confchain_server *server,
                                 struct confchain_updates **out_response,
                                 struct confchain_bytes *out_error,
                                 struct confchain_updates **out_pushes);
+#endif
 
 /**
  * The largest packet a frame of `frame_len` bytes can become (15 epochs, largest padding): a

@@ -12,6 +12,8 @@ use crate::memory::{
     to_bytes,
 };
 
+use engine::api::ApiError;
+#[cfg(feature = "testkit")]
 use engine::server::Server;
 use engine::session::{
     EventField, Request, Response, Session, SessionConfig, SessionEvent, SessionState, SubChain, Update,
@@ -122,7 +124,9 @@ pub struct confchain_session_event {
 pub struct confchain_session(pub(crate) Session);
 /// A list of updates (a response's, or pushes with their recipients).
 pub struct confchain_updates(Vec<(i64, Update)>);
-/// The in-memory model of Telegram's server for one conference (a test double).
+/// The in-memory model of Telegram's server for one conference (a test double; only in a library
+/// built with the `testkit` feature, declared when `CONFCHAIN_TESTKIT` is defined).
+#[cfg(feature = "testkit")]
 pub struct confchain_server(pub(crate) Server);
 
 fn request_out(id: u64, r: Request) -> confchain_request {
@@ -179,7 +183,8 @@ fn request_out(id: u64, r: Request) -> confchain_request {
     out
 }
 
-/// The typed request a C request describes.
+/// The typed request a C request describes (what the server model takes).
+#[cfg(feature = "testkit")]
 unsafe fn request_in(r: &confchain_request) -> Result<Request, i32> {
     let data = input(r.data.data, r.data.len)?.to_vec();
     let block = || engine::PlainBlock::from_plain_bytes(data.clone()).or_code();
@@ -339,6 +344,8 @@ pub unsafe extern "C" fn confchain_updates_free(updates: *mut confchain_updates)
 /// Adds an `updateGroupCallChainBlocks(sub_chain, blocks, next_offset)`: `blocks[i]` of
 /// `lens[i]` bytes, server form. At most `CONFCHAIN_MAX_LIST_LEN` blocks of at most 16 MiB each
 /// (the largest block TL can frame); anything larger is refused and the list is unchanged.
+/// `sub_chain` is 0 (blocks) or 1 (broadcasts): an update of another sub-chain is none of the
+/// session's, and nothing is added (0 is returned).
 #[no_mangle]
 pub unsafe extern "C" fn confchain_updates_add_chain_blocks(
     updates: *mut confchain_updates,
@@ -354,9 +361,10 @@ pub unsafe extern "C" fn confchain_updates_add_chain_blocks(
         if let Some(n) = lens.iter().find(|n| **n > engine::limits::MAX_BLOCK_SIZE) {
             return Err(invalid(&format!("a block of {n} bytes, at most {}", engine::limits::MAX_BLOCK_SIZE)));
         }
-        let blocks = ptrs.iter().zip(lens).map(|(p, n)| Ok(input(*p, *n)?.to_vec())).collect::<Result<_, i32>>()?;
-        let update = Update::ChainBlocks { sub_chain_id: sub_chain, blocks, next_offset };
-        updates.0.push((0, update));
+        let blocks = ptrs.iter().zip(lens).map(|(p, n)| Ok(input(*p, *n)?.into())).collect::<Result<_, i32>>()?;
+        if let Some(sub_chain) = SubChain::from_id(sub_chain) {
+            updates.0.push((0, Update::ChainBlocks { sub_chain, blocks, next_offset }));
+        }
         Ok(())
     })
 }
@@ -396,7 +404,8 @@ pub unsafe extern "C" fn confchain_updates_get(
 
 /// Takes the outcome of request `id`: success when `error_len` is 0 (with the `updates` the
 /// result carried, NULL for none), else the API error string of `error_len` bytes (e.g.
-/// "CONF_WRITE_CHAIN_INVALID", or a transport failure such as "TIMEOUT"; at most 4,096 bytes).
+/// "CONF_WRITE_CHAIN_INVALID", or a transport failure such as "TIMEOUT"; at most 4,096 bytes),
+/// sorted here into its kind (`FLOOD_WAIT_30` is a flood wait of 30 s).
 #[no_mangle]
 pub unsafe extern "C" fn confchain_session_handle_response(
     session: *mut confchain_session,
@@ -414,7 +423,7 @@ pub unsafe extern "C" fn confchain_session_handle_response(
         } else if error_len > 4096 {
             return Err(invalid(&format!("error string of {error_len} bytes, at most 4096")));
         } else {
-            Response::Error(String::from_utf8_lossy(input(error, error_len)?).into_owned())
+            Response::Error(ApiError::parse(&*String::from_utf8_lossy(input(error, error_len)?)))
         };
         handle_mut(session)?.0.handle_response(id, response, now_ms, &mut handle_mut(rng)?.0);
         Ok(())
@@ -618,6 +627,7 @@ pub unsafe extern "C" fn confchain_session_get_emojis(
 }
 
 /// The server model: a call that a create starts (`existing` 0) or one created without joining.
+#[cfg(feature = "testkit")]
 #[no_mangle]
 pub unsafe extern "C" fn confchain_server_new(existing: u8, out_server: *mut *mut confchain_server) -> i32 {
     guard(|| {
@@ -629,6 +639,7 @@ pub unsafe extern "C" fn confchain_server_new(existing: u8, out_server: *mut *mu
 }
 
 /// Frees a server model.
+#[cfg(feature = "testkit")]
 #[no_mangle]
 pub unsafe extern "C" fn confchain_server_free(server: *mut confchain_server) {
     free_handle(server)
@@ -637,6 +648,7 @@ pub unsafe extern "C" fn confchain_server_free(server: *mut confchain_server) {
 /// Handles `request` from `from_user_id`: `*out_response` gets the response's updates (empty on
 /// error), `*out_error` the error string (empty on success), `*out_pushes` the updates to deliver
 /// with their recipients (`confchain_updates_get`). Free all three.
+#[cfg(feature = "testkit")]
 #[no_mangle]
 pub unsafe extern "C" fn confchain_server_handle(
     server: *mut confchain_server,
@@ -654,7 +666,7 @@ pub unsafe extern "C" fn confchain_server_handle(
         let (response, pushes) = handle_mut(server)?.0.handle(from_user_id, &request);
         let (updates, error) = match response {
             Response::Ok(list) => (list.into_iter().map(|u| (0, u)).collect(), String::new()),
-            Response::Error(e) => (Vec::new(), e),
+            Response::Error(e) => (Vec::new(), e.to_string()),
         };
         *out_response = Box::into_raw(Box::new(confchain_updates(updates)));
         *out_error = to_bytes(error.into_bytes());

@@ -421,8 +421,9 @@ fn request_value(id: u64, r: &sess::Request) -> JsValue {
 use args::{get, int, items, type_error, user_id};
 
 /// `{subChain, blocks, nextOffset}` (updateGroupCallChainBlocks) or `{from, encryptedMessage}`;
-/// `field` names it in errors. Checked whole before anything is copied past `budget`.
-fn update_of(v: &JsValue, field: &str, budget: &mut Budget) -> Result<sess::Update, JsValue> {
+/// `field` names it in errors. Checked whole before anything is copied past `budget`. `None`:
+/// an update of a sub-chain other than 0 and 1, none of the session's.
+fn update_of(v: &JsValue, field: &str, budget: &mut Budget) -> Result<Option<sess::Update>, JsValue> {
     if !v.is_object() {
         return Err(type_error(field, "an update object", v));
     }
@@ -433,12 +434,13 @@ fn update_of(v: &JsValue, field: &str, budget: &mut Budget) -> Result<sess::Upda
         let blocks = items(&get(v, "blocks"), &format!("{field}.blocks"))?
             .iter()
             .enumerate()
-            .map(|(i, b)| budget.bytes(b, &format!("{field}.blocks[{i}]")))
+            .map(|(i, b)| budget.bytes(b, &format!("{field}.blocks[{i}]")).map(sess::ServerBlock::from))
             .collect::<Result<_, _>>()?;
-        return Ok(sess::Update::ChainBlocks { sub_chain_id, blocks, next_offset });
+        let sub_chain = sess::SubChain::from_id(sub_chain_id);
+        return Ok(sub_chain.map(|sub_chain| sess::Update::ChainBlocks { sub_chain, blocks, next_offset }));
     }
     if let Some(u) = call_update_of(v, field)? {
-        return Ok(u);
+        return Ok(Some(u));
     }
     let from = get(v, "from");
     if from.is_undefined() {
@@ -446,14 +448,15 @@ fn update_of(v: &JsValue, field: &str, budget: &mut Budget) -> Result<sess::Upda
     }
     let from = user_id(&from, &format!("{field}.from"))?;
     let encrypted_message = budget.bytes(&get(v, "encryptedMessage"), &format!("{field}.encryptedMessage"))?;
-    Ok(sess::Update::EncryptedMessage { from, encrypted_message })
+    Ok(Some(sess::Update::EncryptedMessage { from, encrypted_message }))
 }
 
+#[cfg(feature = "testkit")]
 fn update_value(u: &sess::Update) -> JsValue {
     let o = js_sys::Object::new();
     match u {
-        sess::Update::ChainBlocks { sub_chain_id, blocks, next_offset } => {
-            set(&o, "subChain", (*sub_chain_id).into());
+        sess::Update::ChainBlocks { sub_chain, blocks, next_offset } => {
+            set(&o, "subChain", sub_chain.id().into());
             let list: js_sys::Array = blocks.iter().map(|b| bytes_value(b)).collect();
             set(&o, "blocks", list.into());
             set(&o, "nextOffset", (*next_offset).into());
@@ -467,6 +470,7 @@ fn update_value(u: &sess::Update) -> JsValue {
     o.into()
 }
 
+#[cfg(feature = "testkit")]
 fn request_of(v: &JsValue) -> Result<sess::Request, JsValue> {
     if !v.is_object() {
         return Err(type_error("request", "a request object", v));
@@ -556,7 +560,8 @@ impl Session {
     }
 
     /// The outcome of request `id`: `updates` (an array, or undefined for none) on success, or
-    /// the API `error` string. Every argument is checked first: a malformed one is an error that
+    /// the API `error` string (sorted here into its kind; the mtcute adapter writes it from
+    /// `tl.RpcError`). Every argument is checked first: a malformed one is an error that
     /// leaves the session and the Rng as they were.
     #[wasm_bindgen(js_name = handleResponse)]
     pub fn handle_response(
@@ -578,7 +583,10 @@ impl Session {
                     .iter()
                     .enumerate()
                     .map(|(i, u)| update_of(u, &format!("updates[{i}]"), &mut budget))
-                    .collect::<Result<_, _>>()?
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .flatten()
+                    .collect()
             };
             sess::Response::Ok(list)
         } else {
@@ -587,7 +595,7 @@ impl Session {
             if e.length() > 4096 {
                 return Err(bad(&format!("error: {} characters, at most 4096", e.length())));
             }
-            sess::Response::Error(String::from(e))
+            sess::Response::Error(String::from(e).into())
         };
         self.0.handle_response(id, response, now, &mut *rng.0);
         Ok(())
@@ -602,8 +610,9 @@ impl Session {
         rng: &mut Rng,
     ) -> Result<(), JsValue> {
         let now = time(now_ms, "nowMs")?;
-        let u = update_of(update, "update", &mut Budget::new())?;
-        self.0.handle_update(u, now, &mut *rng.0);
+        if let Some(u) = update_of(update, "update", &mut Budget::new())? {
+            self.0.handle_update(u, now, &mut *rng.0);
+        }
         Ok(())
     }
 
@@ -700,10 +709,13 @@ impl Session {
     }
 }
 
-/// The in-memory model of Telegram's server for one conference (a test double).
+/// The in-memory model of Telegram's server for one conference (a test double; only in a build
+/// with the `testkit` feature, `build.sh --testkit`, exported by `testkit.js`).
+#[cfg(feature = "testkit")]
 #[wasm_bindgen]
 pub struct Server(engine::server::Server);
 
+#[cfg(feature = "testkit")]
 #[wasm_bindgen]
 impl Server {
     /// A call that a create starts.
@@ -725,7 +737,7 @@ impl Server {
             sess::Response::Ok(updates) => {
                 set(&o, "updates", updates.iter().map(update_value).collect::<js_sys::Array>().into())
             }
-            sess::Response::Error(e) => set(&o, "error", e.into()),
+            sess::Response::Error(e) => set(&o, "error", e.to_string().into()),
         }
         let list: js_sys::Array = pushes
             .iter()
@@ -880,10 +892,13 @@ fn call_update_of(v: &JsValue, field: &str) -> Result<Option<sess::Update>, JsVa
 
 /// The server model's TL front for one call: `handle(server, from, functionBytes)` returns
 /// `{result, pushes: [{to, updates}]}`, the bytes an MTProto library serialized in and the
-/// `Updates` / `Bool` / `rpc_error` bytes it parses out.
+/// `Updates` / `Bool` / `rpc_error` bytes it parses out. Only with the `testkit` feature, as
+/// [`Server`].
+#[cfg(feature = "testkit")]
 #[wasm_bindgen]
 pub struct TlFront(engine::server::tl::TlFront);
 
+#[cfg(feature = "testkit")]
 #[wasm_bindgen]
 impl TlFront {
     /// A front for the call `(id, accessHash)`.

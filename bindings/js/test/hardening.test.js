@@ -5,7 +5,8 @@
 // in the memory it gave back.
 import test from "node:test";
 import assert from "node:assert/strict";
-import { Call, ConfchainError, PrivateKey, Rng, Server, Session, createZeroBlock, toServerForm } from "../index.js";
+import { Call, ConfchainError, PrivateKey, Rng, Session, createZeroBlock, toServerForm } from "../index.js";
+import { Server } from "../testkit.js";
 import { initSync } from "../pkg/confchain_js.js";
 
 function pump(server, sessions, now, rng) {

@@ -9,7 +9,8 @@ import { Long, tl, MtTimeoutError } from "@mtcute/core";
 import { TlBinaryReader, TlBinaryWriter } from "@mtcute/tl-runtime";
 import { __tlWriterMap } from "@mtcute/tl/binary/writer.js";
 import { __tlReaderMap } from "@mtcute/tl/binary/reader.js";
-import { Rng, Server, Session, SourceTable, TlFront } from "../index.js";
+import { Rng, Session, SourceTable } from "../index.js";
+import { Server, TlFront } from "../testkit.js";
 import { MtcuteConference, errorString, updatesOf } from "../mtcute.js";
 
 const CALL_ID = 0x12345678n;

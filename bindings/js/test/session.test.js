@@ -1,7 +1,8 @@
 // Two sessions through the server model, in JavaScript.
 import test from "node:test";
 import assert from "node:assert/strict";
-import { Rng, Server, Session } from "../index.js";
+import { Rng, Session } from "../index.js";
+import { Server } from "../testkit.js";
 
 function pump(server, sessions, now, rng) {
   for (let busy = true; busy; ) {

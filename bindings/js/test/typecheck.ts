@@ -15,14 +15,15 @@ try {
   }
 }
 
-import { Server, Session, type Request } from "../index.js";
+import { Session, type Request } from "../index.js";
+import { Server } from "../testkit.js";
 const session: Session = new Session(7n);
 session.join(0, rng);
 const request = session.pollRequest() as Request | undefined;
 if (request) console.log(request.kind, new Server().height);
 
-// The TL front (for MTProto-library tests).
-import { TlFront } from "../index.js";
+// The TL front (for MTProto-library tests; testkit.js, a build with the testkit feature).
+import { TlFront } from "../testkit.js";
 const front: TlFront = new TlFront(1n, 2n);
 const link: string = front.inviteLink;
 void link;

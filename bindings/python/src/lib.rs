@@ -808,6 +808,8 @@ struct Request {
     #[pyo3(get)]
     kick: Option<bool>,
     encrypted_message: Option<Vec<u8>>,
+    /// The request itself, for the server model (`testkit`).
+    #[cfg(feature = "testkit")]
     inner: sess::Request,
 }
 
@@ -824,6 +826,7 @@ impl Request {
             user_ids: None,
             kick: None,
             encrypted_message: None,
+            #[cfg(feature = "testkit")]
             inner: r.clone(),
         };
         let kind = match r {
@@ -895,9 +898,13 @@ struct Update(sess::Update);
 #[pymethods]
 impl Update {
     /// At most 65,536 blocks of at most 16 MiB each (the largest block TL can frame); the count
-    /// is checked before anything is copied.
+    /// is checked before anything is copied. `sub_chain` is 0 (blocks) or 1 (broadcasts): an
+    /// update of another sub-chain is none of the session's (ValueError; the adapters leave it out).
     #[staticmethod]
     fn chain_blocks(sub_chain: i32, blocks: &Bound<'_, PyAny>, next_offset: i32) -> PyResult<Self> {
+        let Some(sub) = sess::SubChain::from_id(sub_chain) else {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!("sub_chain: {sub_chain}, expected 0 or 1")));
+        };
         let wrong =
             |e: PyErr| pyo3::exceptions::PyTypeError::new_err(format!("blocks: expected a list of bytes ({e})"));
         let n = blocks.len().map_err(wrong)?;
@@ -912,7 +919,8 @@ impl Update {
                 engine::limits::MAX_BLOCK_SIZE
             )));
         }
-        Ok(Update(sess::Update::ChainBlocks { sub_chain_id: sub_chain, blocks, next_offset }))
+        let blocks = blocks.into_iter().map(sess::ServerBlock::from).collect();
+        Ok(Update(sess::Update::ChainBlocks { sub_chain: sub, blocks, next_offset }))
     }
 
     #[staticmethod]
@@ -922,8 +930,8 @@ impl Update {
 
     fn __repr__(&self) -> String {
         match &self.0 {
-            sess::Update::ChainBlocks { sub_chain_id, blocks, next_offset } => {
-                format!("Update.chain_blocks({sub_chain_id}, <{} blocks>, {next_offset})", blocks.len())
+            sess::Update::ChainBlocks { sub_chain, blocks, next_offset } => {
+                format!("Update.chain_blocks({}, <{} blocks>, {next_offset})", sub_chain.id(), blocks.len())
             }
             sess::Update::EncryptedMessage { from, .. } => format!("Update.encrypted_message({from}, ...)"),
             other => format!("Update({other:?})"),
@@ -990,14 +998,15 @@ impl SessionEvent {
 
 fn response(updates: Option<Vec<Update>>, error: Option<String>) -> sess::Response {
     match error {
-        Some(e) => sess::Response::Error(e),
+        Some(e) => sess::Response::Error(e.into()),
         None => sess::Response::Ok(updates.unwrap_or_default().into_iter().map(|u| u.0).collect()),
     }
 }
 
 /// A sans-IO client of one conference call over Telegram's phone.* API: take requests with
 /// `poll_request()`, send them with your MTProto client, give back `handle_response(id, updates=...)`
-/// or `handle_response(id, error="CONF_WRITE_CHAIN_INVALID")`, feed pushed updates to
+/// or `handle_response(id, error="CONF_WRITE_CHAIN_INVALID")` (the API error's text, sorted here into
+/// its kind; the Telethon and Pyrogram adapters write it from their typed errors), feed pushed updates to
 /// `handle_update`, call `handle_timeout(now_ms)` at `poll_timeout()`, read `poll_event()`.
 #[pyclass(module = "confchain")]
 struct Session(sess::Session);
@@ -1217,12 +1226,15 @@ impl Session {
     }
 }
 
-/// The in-memory model of Telegram's server for one conference (a test double: no network).
+/// The in-memory model of Telegram's server for one conference (a test double: no network; only
+/// in a module built with the `testkit` feature, as `bindings/python/test.sh` builds it).
 /// `handle(from_user_id, request)` returns `(updates, error, pushes)`: the response as the
 /// session's `handle_response` takes it, and `[(to_user_id, Update)]` to deliver.
+#[cfg(feature = "testkit")]
 #[pyclass(module = "confchain")]
 struct Server(engine::server::Server);
 
+#[cfg(feature = "testkit")]
 #[pymethods]
 impl Server {
     /// A call that a create starts (`existing=False`) or one created without joining.
@@ -1243,7 +1255,7 @@ impl Server {
         let pushes = pushes.into_iter().map(|(to, u)| (to, Update(u))).collect();
         match response {
             sess::Response::Ok(updates) => (Some(updates.into_iter().map(Update).collect()), None, pushes),
-            sess::Response::Error(e) => (None, Some(e), pushes),
+            sess::Response::Error(e) => (None, Some(e.to_string()), pushes),
         }
     }
 
@@ -1271,6 +1283,7 @@ fn _confchain(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SessionEvent>()?;
     m.add_class::<Request>()?;
     m.add_class::<Update>()?;
+    #[cfg(feature = "testkit")]
     m.add_class::<Server>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(to_server_form, m)?)?;
@@ -1304,10 +1317,12 @@ fn update_participants(participants: Vec<(i64, bool)>) -> Update {
 /// The server model's TL front for the call `(call_id, access_hash)`: `handle(server,
 /// from_user_id, function_bytes)` returns `(result_bytes, [(to_user_id, updates_bytes)])`, the
 /// bytes an MTProto library serialized in and the bytes it parses out (`Updates`, `Bool`,
-/// `rpc_error`).
+/// `rpc_error`). Only with the `testkit` feature, as [`Server`].
+#[cfg(feature = "testkit")]
 #[pyclass(module = "confchain")]
 struct TlFront(engine::server::tl::TlFront);
 
+#[cfg(feature = "testkit")]
 #[pymethods]
 impl TlFront {
     #[new]
@@ -1341,6 +1356,7 @@ impl TlFront {
 }
 
 fn register_tl(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    #[cfg(feature = "testkit")]
     m.add_class::<TlFront>()?;
     m.add_function(wrap_pyfunction!(update_group_call, m)?)?;
     m.add_function(wrap_pyfunction!(update_participants, m)?)?;

@@ -37,11 +37,9 @@ from ._confchain import (  # noqa: F401
     PrivateKey,
     Request,
     Rng,
-    Server,
     Session,
     SessionEvent,
     SourceTable,
-    TlFront,
     Update,
     create_self_add_block,
     create_zero_block,
@@ -56,6 +54,13 @@ def _rng_from_os(cls=Rng):
 
 
 Rng.from_os = staticmethod(_rng_from_os)
+
+# The server model and its TL front are test doubles: only in a module built with the `testkit`
+# feature (bindings/python/test.sh builds it so; the wheel users install has neither).
+try:
+    from ._confchain import Server, TlFront  # noqa: F401
+except ImportError:
+    pass
 
 __all__ = [
     "CHANNEL_MAIN",
@@ -87,11 +92,9 @@ __all__ = [
     "PrivateKey",
     "Request",
     "Rng",
-    "Server",
     "Session",
     "SessionEvent",
     "SourceTable",
-    "TlFront",
     "Update",
     "create_self_add_block",
     "create_zero_block",
@@ -99,3 +102,5 @@ __all__ = [
     "update_group_call",
     "update_participants",
 ]
+if "Server" in globals():
+    __all__ += ["Server", "TlFront"]

@@ -291,6 +291,8 @@ class Session:
         FRAME__UNKNOWN_SOURCE for an SSRC the table does not map (no key is tried)."""
 
 class Server:
+    """The server model (a test double): only in a module built with the `testkit` feature."""
+
     def __init__(self, existing: bool = False) -> None: ...
     def handle(
         self, from_user_id: int, request: Request
@@ -306,7 +308,8 @@ def update_group_call(
 def update_participants(participants: List[Tuple[int, bool]]) -> Update: ...
 
 class TlFront:
-    """The server model's TL front: function bytes in, result bytes (Updates/Bool/rpc_error) out."""
+    """The server model's TL front: function bytes in, result bytes (Updates/Bool/rpc_error) out.
+    Only in a module built with the `testkit` feature, as Server."""
 
     def __init__(self, call_id: int, access_hash: int) -> None: ...
     def handle(self, server: Server, from_user_id: int, function: bytes) -> Tuple[bytes, List[Tuple[int, bytes]]]: ...

@@ -89,6 +89,8 @@ def to_confchain_updates(
         about = call_id(getattr(u, "call", None))
         if about is None or about != call:
             other.append(u)
+        elif kind == "UpdateGroupCallChainBlocks" and u.sub_chain_id not in (0, 1):
+            other.append(u)  # another sub-chain: none of the session's
         elif kind == "UpdateGroupCallChainBlocks":
             mapped.append(confchain.Update.chain_blocks(u.sub_chain_id, list(u.blocks), u.next_offset))
         elif kind == "UpdateGroupCallEncryptedMessage":

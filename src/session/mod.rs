@@ -18,45 +18,59 @@
 //!           (a discarded call also ends a join in flight: Joining ──▶ Ended)
 //! ```
 //!
-//! Each state carries what it needs (`Phase`): a join in flight its buffered updates, a live
-//! call its [`Call`] and the sync of both sub-chains, a terminal state its closed call. Every way
-//! out (failing closed, removed, ended, a failed join, leaving) is one function with a reason
-//! (`Session::exit` with an `Exit`): it closes the call ([`Call::close`]: encryption stops at
-//! once, in every media handle too), starts a new generation, sets the terminal state, tells the
-//! application and, where the server still holds us, sends `leaveGroupCall`.
+//! Each state carries what it needs (`Phase`): a join in flight its buffered updates (`Joining`),
+//! a live call its [`Call`] and the sync of both sub-chains (`Live`), a terminal state its closed
+//! call. **The logic sits on the states**: `Joining` and `Live` own their handlers, which change
+//! only their own data and what they reach through a `Ctx` (the outbox, the events, the
+//! configuration, `now`), and *return* a way out of the state when there is one (`Flow`, an
+//! `Exit` as its error). `Session` feeds each input to the state that takes it and carries out
+//! what comes back in one place, `Session::carry_out`, the only place that sets the state. Every
+//! way out (failing closed, removed, ended, a failed join, leaving) is one `Exit` with a reason:
+//! the call closes ([`Call::close`]: encryption stops at once, in every media handle too), a new
+//! generation starts, the terminal state is set, the application is told and, where the server
+//! still holds us, `leaveGroupCall` is sent.
 //!
 //! # Where each behaviour lives
 //!
 //! | file          | what it owns                                                                   |
 //! |---------------|--------------------------------------------------------------------------------|
-//! | `mod.rs`      | `Phase`, the application's calls, the entry points, `send` and `exit`          |
-//! | `outbox.rs`   | requests with their purpose, ids, the pace's queue, generations, flood waits, the timer table (retries, join attempts, pruning, each sub-chain's next poll) |
+//! | `mod.rs`      | `Phase`, the application's calls, the inputs fed to the states (updates, answers by purpose, timers), `carry_out`/`exit`, `Ctx` (`send`: the flood-wait gate) |
+//! | `join.rs`     | `Joining` and its handlers: the tip, a zero block or self-add, the join's answer that starts `Live` |
+//! | `live.rs`     | `Live` and its handlers: both sub-chains through the chain rules, polls, gaps, recovery, messages, who left, the call's events as session events, participants' keys |
+//! | `changes.rs`  | `Live`'s own blocks: removals, prunes, re-keys, blackout re-keys, unusable entries |
+//! | `outbox.rs`   | requests with their purpose, ids, the pace's queue, generations, flood waits, the timer table (retries and resends, pruning, each sub-chain's next poll) |
 //! | `policy.rs`   | the one retry policy: (purpose, attempt, error, config) → retry / give up / exit |
-//! | `outcomes.rs` | an answer (or a deadline) by the request's purpose; failures through the policy |
-//! | `join.rs`     | the `Joining` state; the join planner: tip, zero block or self-add, the answer |
-//! | `live.rs`     | the `Live` state: both sub-chains through the chain rules, polls, gaps, recovery, the call's events as session events |
-//! | `outbound.rs` | messages, broadcasts, removals, pruning, participants' unusable keys           |
 //! | `sync.rs`     | one sub-chain's offsets and gap buffer (tested alone)                          |
 //! | `pacer.rs`    | the outbox's token bucket (tested alone)                                       |
 //! | `config.rs`, `events.rs` | validated tunables; typed events                                    |
 //!
 //! # How one server answer travels
 //!
+//! A poll's answer crosses four files: `mod.rs` → `outbox.rs` → `live.rs` (→ `sync.rs`, the
+//! [`Call`]) → `mod.rs`.
+//!
 //! ```text
-//!  handle_response(id, response)                                          mod.rs
+//!  handle_response(id, response, now)                                      mod.rs
+//!    ├─ enter: the call's events the application caused (call_mut) drained first
 //!    ├─ Response::Error parsed once into ApiError (the only ApiError::parse)
 //!    ├─ outbox.answer(id): the Entry (purpose, request, generation) or nothing     outbox.rs
-//!    ├─ a flood wait recorded for the request's kind (policy::flood_until)         policy.rs
-//!    └─ handle_outcome(entry, outcome)                                     outcomes.rs
-//!         ├─ Ok, by purpose: poll → on_poll / process_updates → SubSync → Call     live.rs
-//!         │                  join → on_join_tip / on_joined                        join.rs
-//!         ├─ Err: policy::retry → a timer in the outbox / an event / Session::exit
-//!         └─ after_batch: the call's events → SessionEvents, broadcasts → send     live.rs
-//!  then fire_polls (live.rs); requests leave through outbox.pace to poll_request.
+//!    ├─ a flood wait recorded for the request's kind (policy::flood_until)
+//!    └─ handle_outcome: by purpose, to the state's handlers                mod.rs
+//!         poll:  Live::poll_answered, each update → Live::on_update            live.rs
+//!                  (SubSync::receive, Call::apply_block / receive_broadcast)   sync.rs
+//!                after_batch once: Live::drain (call events → SessionEvents,
+//!                  our keys checked), Live::send_broadcasts → Ctx::send
+//!                Live::polled (next poll, gaps, a server that dropped us)
+//!         join:  Joining::on_tip / on_joined → Joined → carry_out(Live)        join.rs
+//!         error: policy::retry → a resend timer / an event / carry_out(Exit)   policy.rs
+//!         a handler's Err(Exit) → Session::carry_out                           mod.rs
+//!  then fire_polls (Live::fire_polls); requests leave through outbox.pace to poll_request.
 //! ```
 //!
-//! A deadline takes the same road from [`Session::handle_timeout`] as a `TIMEOUT` error; timers
-//! due run their `Action` (`Session::run_action`).
+//! `now` takes the same road from [`Session::handle_timeout`]: the call's epochs
+//! (`Call::handle_timeout`) and `Live::drain`; request deadlines as a `TIMEOUT` answer
+//! (`handle_outcome`); timers due run their `Action` (`Session::run_action`: a resend through
+//! `Ctx::send`, or a `Live` handler of `changes.rs`); then the polls due.
 //!
 //! Driven like quinn-proto's `Connection`: the application takes requests with
 //! [`Session::poll_request`] and performs them with its MTProto client (each [`Request`] maps to one

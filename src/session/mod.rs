@@ -526,7 +526,7 @@ impl Session {
                 if let Some(i) = self.expired_joins.iter().position(|j| *j == id) {
                     self.expired_joins.remove(i);
                     if out && outcome.is_ok() {
-                        self.parts().1.send(Request::Leave, Purpose::Leave { then_left: false });
+                        self.ctx().send(Request::Leave, Purpose::Leave { then_left: false });
                     }
                 }
                 return;
@@ -663,6 +663,11 @@ impl Session {
         (phase, ctx)
     }
 
+    /// What handlers reach, for the session's own sends and events.
+    fn ctx(&mut self) -> Ctx<'_> {
+        self.parts().1
+    }
+
     /// Runs a handler of the live call, if in it; an exit it returns is carried out.
     fn live(&mut self, handler: impl FnOnce(&mut Live, &mut Ctx<'_>) -> Flow) {
         let (phase, mut ctx) = self.parts();
@@ -745,7 +750,7 @@ impl Session {
             // A join the server accepted after we left: leave again, so no ghost member stays.
             let ghost = purpose.joins() && outcome.is_ok() && matches!(self.phase, Phase::Leaving | Phase::Left);
             if ghost {
-                self.parts().1.send(Request::Leave, Purpose::Leave { then_left: false });
+                self.ctx().send(Request::Leave, Purpose::Leave { then_left: false });
             }
             return;
         }
@@ -893,7 +898,7 @@ impl Session {
                         GiveUp::FloodTooLong { seconds } => ApiError::FloodWait { seconds },
                         GiveUp::Exhausted { .. } => error,
                     };
-                    self.parts().1.send_failed(request.kind(), SendFailure::Api(error));
+                    self.ctx().send_failed(request.kind(), SendFailure::Api(error));
                 }
             },
         }
@@ -1043,7 +1048,7 @@ impl Session {
         };
         self.events.extend(event);
         if let Some(then_left) = leave {
-            self.parts().1.send(Request::Leave, Purpose::Leave { then_left });
+            self.ctx().send(Request::Leave, Purpose::Leave { then_left });
         }
         Some(phase.unwrap_or(Phase::Idle))
     }

@@ -1,14 +1,51 @@
-//! The join planner: the tip, a zero block or a self-add with a fresh key per attempt, retries
-//! (chain race, transient errors, flood waits, SSRC clashes), and the join response that starts
-//! the live call (trusting the server's tip, as every first join does).
+//! The `Joining` state and its handlers: the tip, a zero block or a self-add with a fresh key per
+//! attempt, and the join's answer that starts the live call (trusting the server's tip, as every
+//! first join does). Failures and retries (chain race, transient errors, flood waits, SSRC
+//! clashes) go through the retry policy; a retry starts again from the tip.
 
-use super::*;
+use std::collections::VecDeque;
+
+use rand_core::CryptoRngCore;
+
+use super::live::Live;
+use super::{Ctx, Exit, Flow, JoinFailure, Purpose, Request, ServerBlock, SessionConfig, SubChain, Update};
+use crate::call::Call;
+use crate::chain::{build_zero_block, UnverifiedTip};
+use crate::crypto::PrivateKey;
+use crate::error::ErrorKind;
+use crate::wire::{Block, GroupState, Permissions};
 
 /// A join in flight, with what arrived meanwhile.
 #[derive(Debug, Default)]
 pub(super) struct Joining {
     pub(super) buffered: VecDeque<Update>,
     pub(super) buffered_bytes: usize,
+}
+
+/// What a join's answer starts: the live call, the server's chain (sub-chain 0 from our block
+/// on, and what came along) and the updates kept while joining, for the session to feed to it.
+pub(super) struct Joined {
+    pub(super) live: Box<Live>,
+    pub(super) server: Vec<Update>,
+    pub(super) buffered: VecDeque<Update>,
+}
+
+/// The request that starts a join attempt: the tip of sub-chain 0.
+pub(super) fn tip_request() -> Request {
+    Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 }
+}
+
+/// Splits a tip answer into sub-chain 0's blocks (the tip) and the other updates.
+pub(super) fn split_tip(updates: Vec<Update>) -> (Option<Vec<ServerBlock>>, Vec<Update>) {
+    let mut tip = None;
+    let mut rest = Vec::new();
+    for u in updates {
+        match u {
+            Update::ChainBlocks { sub_chain: SubChain::Blocks, blocks, .. } if tip.is_none() => tip = Some(blocks),
+            other => rest.push(other),
+        }
+    }
+    (tip, rest)
 }
 
 impl Joining {
@@ -31,79 +68,43 @@ impl Joining {
             self.buffered.push_back(update);
         }
     }
-}
 
-/// The bytes an update holds (for the bound on buffered updates).
-fn update_bytes(u: &Update) -> usize {
-    match u {
-        Update::ChainBlocks { blocks, .. } => blocks.iter().map(|b| b.len()).sum(),
-        Update::EncryptedMessage { encrypted_message, .. } => encrypted_message.len(),
-        Update::GroupCall { invite_link, .. } => invite_link.as_ref().map_or(0, String::len),
-        Update::Participants { participants } => participants.len().saturating_mul(16),
-    }
-}
-
-impl Session {
-    pub(super) fn check_can_join(&self, call: &str) -> Result<()> {
-        match self.phase {
-            Phase::Idle
-            | Phase::Removed(_)
-            | Phase::Left
-            | Phase::Failed
-            | Phase::ChainRejected(_)
-            | Phase::Ended(_) => Ok(()),
-            _ => Err(wrong_state(call, "to be out of the call (not joining, in it or leaving)", self.state())),
-        }
-    }
-
-    pub(super) fn me(&self, key: &PrivateKey) -> GroupParticipant {
-        GroupParticipant {
-            user_id: self.user_id,
-            public_key: key.public_key(),
-            flags: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
-            version: 0,
-        }
-    }
-
-    pub(super) fn start_join_attempt(&mut self, attempt: u32, create: bool, rng: &mut impl CryptoRngCore) {
-        if !create {
-            let request = Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 };
-            self.send(request, Purpose::JoinTip { attempt });
-            return;
-        }
-        let key = PrivateKey::generate(rng);
-        let state = GroupState {
-            participants: vec![self.me(&key)],
-            external_permissions: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
-        };
-        match self.build(|rng| build_zero_block(state.clone(), &key, rng), rng) {
-            Ok(block) => {
+    /// The first attempt: a join fetches the tip; a create (`Some(join)`) sends
+    /// `createConferenceCall`, with our zero block if `join`.
+    pub(super) fn start(&mut self, ctx: &mut Ctx<'_>, create: Option<bool>, rng: &mut impl CryptoRngCore) -> Flow {
+        match create {
+            None => ctx.send_join(tip_request(), Purpose::JoinTip { attempt: 0 }),
+            Some(false) => {
+                let request = Request::CreateConference { public_key: None, block: None };
+                ctx.send_join(request, Purpose::Create { attempt: 0, key: None })
+            }
+            Some(true) => {
+                let key = PrivateKey::generate(rng);
+                let state = GroupState {
+                    participants: vec![ctx.me(&key)],
+                    external_permissions: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
+                };
+                let block = ctx
+                    .build(|rng| build_zero_block(state.clone(), &key, rng), rng)
+                    .map_err(|e| failed(JoinFailure::InvalidResponse(e.to_string())))?;
                 let public_key = Some(key.public_key());
-                let purpose = Purpose::Create { attempt, key: Some(Box::new(key)) };
-                self.send(Request::CreateConference { public_key, block: Some(block) }, purpose);
+                let purpose = Purpose::Create { attempt: 0, key: Some(Box::new(key)) };
+                ctx.send_join(Request::CreateConference { public_key, block: Some(block) }, purpose)
             }
-            Err(e) => self.exit(Exit::JoinFailed(JoinFailure::InvalidResponse(e.to_string()))),
         }
     }
 
-    pub(super) fn on_join_tip(&mut self, attempt: u32, updates: Vec<Update>, rng: &mut impl CryptoRngCore) {
-        let mut tip = None;
-        let mut rest = Vec::new();
-        for u in updates {
-            match u {
-                Update::ChainBlocks { sub_chain: SubChain::Blocks, blocks, .. } if tip.is_none() => tip = Some(blocks),
-                other => rest.push(other),
-            }
-        }
-        for u in rest {
-            self.handle_update(u, self.now, rng);
-        }
-        if !matches!(self.phase, Phase::Joining(_)) {
-            return; // the call ended meanwhile
-        }
+    /// The tip of attempt `attempt` (sub-chain 0's blocks of the answer, `None` if it had none):
+    /// a zero block on an empty chain, else a self-add on the tip, with a fresh key.
+    pub(super) fn on_tip(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        attempt: u32,
+        tip: Option<Vec<ServerBlock>>,
+        rng: &mut impl CryptoRngCore,
+    ) -> Flow {
         let Some(blocks) = tip else {
-            return self
-                .exit(Exit::JoinFailed(JoinFailure::InvalidResponse("no sub-chain 0 in the tip response".into())));
+            return Err(failed(JoinFailure::InvalidResponse("no sub-chain 0 in the tip response".into())));
         };
         // A fresh key per attempt: a key is never reused (replay windows are keyed by key).
         let key = PrivateKey::generate(rng);
@@ -112,16 +113,16 @@ impl Session {
             // call (never createConferenceCall, which would make a second conference).
             None => {
                 let state = GroupState {
-                    participants: vec![self.me(&key)],
+                    participants: vec![ctx.me(&key)],
                     external_permissions: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
                 };
-                self.build(|rng| build_zero_block(state.clone(), &key, rng), rng)
+                ctx.build(|rng| build_zero_block(state.clone(), &key, rng), rng)
             }
             // The join's trust on first use: the tip is the server's word.
             Some(last) => {
-                let me = self.me(&key);
+                let me = ctx.me(&key);
                 UnverifiedTip::from_server_block(last)
-                    .and_then(|t| self.build(|rng| t.build_self_add(me.clone(), &key, rng), rng))
+                    .and_then(|t| ctx.build(|rng| t.build_self_add(me.clone(), &key, rng), rng))
             }
         };
         let built = block.and_then(|b| b.decode().map(|d| (d.height, b)));
@@ -129,49 +130,39 @@ impl Session {
             Ok((height, block)) => {
                 let public_key = key.public_key();
                 let purpose = Purpose::Join { attempt, key: Box::new(key), height };
-                self.send(Request::Join { public_key, block }, purpose);
+                ctx.send_join(Request::Join { public_key, block }, purpose)
             }
             // An entry of the tip whose key no one can use (issue 30 item 1): a member may remove
             // it, so try again on a newer tip; if it stays, fail naming it.
             Err(e) if e.kind() == ErrorKind::SharedSecret && e.participant().is_some() => {
                 let user_id = e.participant().unwrap_or_default();
-                if attempt.saturating_add(1) >= self.config.max_attempts {
-                    self.exit(Exit::JoinFailed(JoinFailure::UnusableKey { user_id }));
-                } else {
-                    self.retry_join(attempt, false, None);
+                let next = attempt.saturating_add(1);
+                if next >= ctx.config.max_attempts {
+                    return Err(failed(JoinFailure::UnusableKey { user_id }));
                 }
+                let at = ctx.now.saturating_add(super::policy::backoff(ctx.config, attempt));
+                let purpose = Purpose::JoinTip { attempt: next };
+                ctx.outbox.schedule(at, super::Action::Resend { request: tip_request(), purpose });
+                Ok(())
             }
-            Err(e) => {
-                self.exit(Exit::JoinFailed(JoinFailure::InvalidResponse(format!("cannot build on the tip: {e}"))))
-            }
+            Err(e) => Err(failed(JoinFailure::InvalidResponse(format!("cannot build on the tip: {e}")))),
         }
     }
 
-    pub(super) fn retry_join(&mut self, attempt: u32, create: bool, delay: Option<u64>) {
-        let next = attempt.saturating_add(1);
-        if next >= self.config.max_attempts {
-            return self.exit(Exit::JoinFailed(JoinFailure::RetriesExhausted { attempts: next }));
-        }
-        let at = self.now.saturating_add(delay.unwrap_or_else(|| policy::backoff(&self.config, attempt)));
-        self.outbox.schedule(at, Action::JoinAttempt { attempt: next, create });
-    }
-
-    /// A join the server accepted (`Ok`) but whose answer we cannot use: the join fails, and we
-    /// leave the media call the server put us in (no ghost member).
-    fn fail_accepted_join(&mut self, reason: JoinFailure) {
-        self.exit(Exit::JoinFailed(reason));
-        self.send(Request::Leave, Purpose::Leave { then_left: false });
-    }
-
-    /// The join (or create-with-join) response: sub-chain 0 holds our own block (at the height
-    /// we built it for), possibly followed by later blocks; broadcasts may come along.
+    /// The join (or create-with-join) answer: sub-chain 0 holds our own block (at the height we
+    /// built it for), possibly followed by later blocks; broadcasts may come along. A join the
+    /// server accepted but whose answer we cannot use fails, and we leave the media call the
+    /// server put us in (no ghost member).
     pub(super) fn on_joined(
         &mut self,
+        ctx: &mut Ctx<'_>,
         key: PrivateKey,
         height: i32,
         updates: Vec<Update>,
         rng: &mut impl CryptoRngCore,
-    ) {
+    ) -> Flow<Joined> {
+        let accepted =
+            |reason: &str| Exit::JoinFailed { reason: JoinFailure::InvalidResponse(reason.into()), accepted: true };
         let mut chain = None;
         let mut rest = Vec::new();
         for u in updates {
@@ -183,60 +174,52 @@ impl Session {
             }
         }
         let Some((blocks, next_offset)) = chain else {
-            return self.fail_accepted_join(JoinFailure::InvalidResponse("no sub-chain 0 in the join response".into()));
+            return Err(accepted("no sub-chain 0 in the join response"));
         };
         let ours = blocks.iter().position(|b| Block::decode_server(b).is_ok_and(|d| d.height == height));
         let Some((index, ours)) = ours.and_then(|i| Some((i, blocks.get(i)?))) else {
-            return self
-                .fail_accepted_join(JoinFailure::InvalidResponse("the join response does not hold our block".into()));
+            return Err(accepted("the join response does not hold our block"));
         };
         let first = next_offset.saturating_sub(i32::try_from(blocks.len()).unwrap_or(i32::MAX));
         let our_offset = first.saturating_add(i32::try_from(index).unwrap_or(i32::MAX));
         if our_offset < 0 {
-            return self
-                .fail_accepted_join(JoinFailure::InvalidResponse("negative offsets in the join response".into()));
+            return Err(accepted("negative offsets in the join response"));
         }
-        let call = match Call::new(self.user_id, key, ours, rng) {
-            Ok(c) => c,
-            Err(e) => return self.fail_accepted_join(JoinFailure::InvalidResponse(format!("our block: {e}"))),
-        };
-        let buffered = match std::mem::replace(&mut self.phase, Phase::Idle) {
-            Phase::Joining(j) => j.buffered,
-            _ => VecDeque::new(),
-        };
-        let (max_blocks, max_bytes) = (self.config.max_buffered_updates, self.config.max_buffered_bytes);
-        let mut live = Live {
-            call,
-            blocks: SubSync::new(max_blocks, max_bytes),
-            broadcasts: SubSync::new(max_blocks, max_bytes),
-            resyncing: false,
-            gap_answers: 0,
-            announced_height: None,
-            verified_height: None,
-            prune: BTreeSet::new(),
-            left_keys: std::collections::BTreeMap::new(),
-            prune_scheduled: false,
-            usable_keys: BTreeSet::new(),
-            unusable: BTreeSet::new(),
-            unusable_scheduled: false,
-            ahead_stop: None,
-        };
+        let call = Call::new(ctx.user_id, key, ours, rng).map_err(|e| accepted(&format!("our block: {e}")))?;
+        let mut live = Box::new(Live::new(call, ctx.config));
         live.blocks.set_next(our_offset.saturating_add(1));
-        self.outbox.poll(SubChain::Blocks).at = Some(self.now.saturating_add(self.config.poll_interval_ms));
+        ctx.outbox.poll(SubChain::Blocks).at = Some(ctx.now.saturating_add(ctx.config.poll_interval_ms));
         // The broadcast sub-chain's offset is learnt by a poll at -1 unless the response has it.
-        self.outbox.poll(SubChain::Broadcasts).at = Some(self.now);
-        self.phase = Phase::Live(Box::new(live));
-        // The rest of sub-chain 0 is the server's chain: through the rules (offsets filter ours).
+        ctx.outbox.poll(SubChain::Broadcasts).at = Some(ctx.now);
         let mut server = vec![Update::ChainBlocks { sub_chain: SubChain::Blocks, blocks, next_offset }];
         server.extend(rest);
-        self.process_updates(server, Source::Server, rng);
-        self.process_updates(buffered.into(), Source::Push, rng);
-        if let Phase::Live(l) = &mut self.phase {
-            if l.broadcasts.next().is_some() {
-                self.outbox.poll(SubChain::Broadcasts).at = Some(self.now.saturating_add(self.config.poll_interval_ms));
-            }
-            let height = l.call.height();
-            self.events.push_back(SessionEvent::Joined { height });
+        Ok(Joined { live, server, buffered: std::mem::take(&mut self.buffered) })
+    }
+}
+
+impl Live {
+    /// The join's last step, once the server's chain and the updates kept while joining went
+    /// through: the broadcast poll waits its interval if the answer told its offset, and the
+    /// application hears that we joined.
+    pub(super) fn started(&mut self, ctx: &mut Ctx<'_>) {
+        if self.broadcasts.next().is_some() {
+            ctx.outbox.poll(SubChain::Broadcasts).at = Some(ctx.now.saturating_add(ctx.config.poll_interval_ms));
         }
+        let height = self.call.height();
+        ctx.events.push_back(super::SessionEvent::Joined { height });
+    }
+}
+
+fn failed(reason: JoinFailure) -> Exit {
+    Exit::JoinFailed { reason, accepted: false }
+}
+
+/// The bytes an update holds (for the bound on buffered updates).
+fn update_bytes(u: &Update) -> usize {
+    match u {
+        Update::ChainBlocks { blocks, .. } => blocks.iter().map(|b| b.len()).sum(),
+        Update::EncryptedMessage { encrypted_message, .. } => encrypted_message.len(),
+        Update::GroupCall { invite_link, .. } => invite_link.as_ref().map_or(0, String::len),
+        Update::Participants { participants } => participants.len().saturating_mul(16),
     }
 }

@@ -1,8 +1,23 @@
-//! The live call: both sub-chains through [`SubSync`] and the chain rules, polls with gap
-//! backoff, recovery from a refused push (refetch from our own next height), and the call's
-//! events turned into session events after each batch (a block that removed us leaves the call).
+//! The `Live` state and its handlers: both sub-chains through [`SubSync`] and the chain rules,
+//! polls with gap backoff, recovery from a refused push (refetch from our own next height),
+//! messages, who left the media call, and the call's events turned into session events after
+//! each batch (a block that removed us leaves the call). Each handler changes only the live call's
+//! data and what it reaches through [`Ctx`]; a way out of the call is returned as an [`Exit`].
+//! The blocks we make ourselves (removals, prunes, re-keys) are in `changes.rs`.
 
-use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand_core::CryptoRngCore;
+
+use super::sync::{Receive, SubSync, MIN_GAP_POLL_SPACING_MS};
+use super::{
+    policy, random_id, Action, ApiError, CallParticipant, Ctx, EndReason, Exit, Flow, Purpose, Request, ServerBlock,
+    SessionConfig, SessionEvent, Source, SubChain, Update, MAX_PRUNE,
+};
+use crate::call::{Call, CallEvent};
+use crate::crypto::PublicKey;
+use crate::error::{Error, ErrorKind};
+use crate::wire::{Block, Broadcast, Permissions};
 
 /// In the call.
 pub(super) struct Live {
@@ -12,27 +27,55 @@ pub(super) struct Live {
     /// Recovering from a refused push (state `Resyncing`).
     pub(super) resyncing: bool,
     /// Consecutive poll answers of sub-chain 0 that left a gap.
-    pub(super) gap_answers: u32,
+    gap_answers: u32,
     /// The height whose verification words were last announced.
-    pub(super) announced_height: Option<i32>,
-    pub(super) verified_height: Option<i32>,
+    announced_height: Option<i32>,
+    verified_height: Option<i32>,
     /// Users that left the media call, to prune (bounded, deduplicated).
     pub(super) prune: BTreeSet<i64>,
     /// The chain key of each user whose departure we saw (bounded like `prune`): a prune removes
     /// that entry only, never a newer one of the same user (a rejoin; issue 30 item 6).
-    pub(super) left_keys: std::collections::BTreeMap<i64, crate::crypto::PublicKey>,
+    pub(super) left_keys: BTreeMap<i64, PublicKey>,
     pub(super) prune_scheduled: bool,
     /// Participants' keys found usable (rebuilt per height from the participants: bounded).
-    pub(super) usable_keys: BTreeSet<crate::crypto::PublicKey>,
+    usable_keys: BTreeSet<PublicKey>,
     /// Entries whose keys no one can use, already told (issue 30 item 1).
-    pub(super) unusable: BTreeSet<(i64, crate::crypto::PublicKey)>,
+    unusable: BTreeSet<(i64, PublicKey)>,
     pub(super) unusable_scheduled: bool,
     /// The sub-chain 1 offset we stopped at for a broadcast too far ahead, and our height then
     /// (issue 30 item 3).
-    pub(super) ahead_stop: Option<(i32, i32)>,
+    ahead_stop: Option<(i32, i32)>,
+}
+
+/// What a poll's answer is measured against: the sub-chain's next offset before it, and what
+/// its last block says of us when it lies beyond a gap (sub-chain 0 only).
+pub(super) struct PollStart {
+    before: Option<i32>,
+    gap_tip: Option<bool>,
 }
 
 impl Live {
+    /// A live call just joined, its sub-chains not synced yet.
+    pub(super) fn new(call: Call, config: &SessionConfig) -> Self {
+        let (max_blocks, max_bytes) = (config.max_buffered_updates, config.max_buffered_bytes);
+        Live {
+            call,
+            blocks: SubSync::new(max_blocks, max_bytes),
+            broadcasts: SubSync::new(max_blocks, max_bytes),
+            resyncing: false,
+            gap_answers: 0,
+            announced_height: None,
+            verified_height: None,
+            prune: BTreeSet::new(),
+            left_keys: BTreeMap::new(),
+            prune_scheduled: false,
+            usable_keys: BTreeSet::new(),
+            unusable: BTreeSet::new(),
+            unusable_scheduled: false,
+            ahead_stop: None,
+        }
+    }
+
     pub(super) fn sync(&mut self, sub: SubChain) -> &mut SubSync {
         match sub {
             SubChain::Blocks => &mut self.blocks,
@@ -46,162 +89,208 @@ impl Live {
             SubChain::Broadcasts => &self.broadcasts,
         }
     }
-}
 
-impl Session {
-    pub(super) fn process_updates(&mut self, updates: Vec<Update>, source: Source, rng: &mut impl CryptoRngCore) {
-        for u in updates {
-            match u {
-                Update::ChainBlocks { sub_chain, blocks, next_offset } => {
-                    self.chain_blocks(sub_chain, blocks, next_offset, source, rng)
-                }
-                Update::EncryptedMessage { from, encrypted_message } => self.message(from, &encrypted_message),
-                Update::GroupCall { call, discarded, invite_link } => {
-                    // A call's identity never changes: once known, an updateGroupCall naming
-                    // another call (one connection carries all of the account's calls) is not
-                    // about this one and may neither rename nor end it.
-                    if self.identity.is_some_and(|known| known != call) {
-                        continue;
-                    }
-                    if self.identity != Some(call) || (invite_link.is_some() && self.invite_link != invite_link) {
-                        self.identity = Some(call);
-                        if invite_link.is_some() {
-                            self.invite_link = invite_link.clone();
-                        }
-                        self.events.push_back(SessionEvent::CallIdentity { call, invite_link });
-                    }
-                    if discarded {
-                        self.exit(Exit::Ended(EndReason::Discarded));
-                    }
-                }
-                Update::Participants { participants } => self.note_participants(&participants, rng),
+    // ---- updates ----
+
+    /// One update (pushed, or from an answer of the server's: `source`); `updateGroupCall` is the
+    /// session's.
+    pub(super) fn on_update(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        update: Update,
+        source: Source,
+        rng: &mut impl CryptoRngCore,
+    ) -> Flow {
+        match update {
+            Update::ChainBlocks { sub_chain, blocks, next_offset } => {
+                self.chain_blocks(ctx, sub_chain, blocks, next_offset, source, rng)
             }
+            Update::EncryptedMessage { from, encrypted_message } => {
+                self.message(ctx, from, &encrypted_message);
+                Ok(())
+            }
+            Update::Participants { participants } => self.note_participants(ctx, &participants, rng),
+            Update::GroupCall { .. } => Ok(()),
         }
-        self.after_batch();
     }
 
     /// One `updateGroupCallChainBlocks`: applies what extends our chain, holds what lies beyond a
     /// gap, and schedules the poll that fills a gap (with a growing delay).
-    pub(super) fn chain_blocks(
+    fn chain_blocks(
         &mut self,
+        ctx: &mut Ctx<'_>,
         sub: SubChain,
         blocks: Vec<ServerBlock>,
         next_offset: i32,
         source: Source,
         rng: &mut impl CryptoRngCore,
-    ) {
-        let Phase::Live(live) = &mut self.phase else { return };
-        let run = match live.sync(sub).receive(blocks.into_iter().map(ServerBlock::into_bytes).collect(), next_offset) {
-            Receive::Old => return,
-            Receive::Gap => return self.gap_poll(sub),
+    ) -> Flow {
+        let run = match self.sync(sub).receive(blocks.into_iter().map(ServerBlock::into_bytes).collect(), next_offset) {
+            Receive::Old => return Ok(()),
+            Receive::Gap => {
+                self.gap_poll(ctx, sub);
+                return Ok(());
+            }
             Receive::Apply(run) => run,
         };
-        if !self.apply_run(sub, run, source, rng) {
-            return;
+        if !self.apply_run(ctx, sub, run, source, rng)? {
+            return Ok(());
         }
         // Held runs that now connect (they arrived as pushes).
-        loop {
-            let Phase::Live(live) = &mut self.phase else { return };
-            let Some(run) = live.sync(sub).take_connected() else { break };
-            if !self.apply_run(sub, run, Source::Push, rng) {
-                return;
+        while let Some(run) = self.sync(sub).take_connected() {
+            if !self.apply_run(ctx, sub, run, Source::Push, rng)? {
+                return Ok(());
             }
         }
-        if let Phase::Live(live) = &mut self.phase {
-            if live.sync_ref(sub).held().0 > 0 {
-                self.gap_poll(sub);
-            }
+        if self.sync_ref(sub).held().0 > 0 {
+            self.gap_poll(ctx, sub);
         }
+        Ok(())
     }
 
     /// Applies blocks at the next offset, one by one through the chain rules. Whether all were.
-    pub(super) fn apply_run(
+    fn apply_run(
         &mut self,
+        ctx: &mut Ctx<'_>,
         sub: SubChain,
         run: Vec<Vec<u8>>,
         source: Source,
         rng: &mut impl CryptoRngCore,
-    ) -> bool {
-        let now = self.now;
-        let Phase::Live(live) = &mut self.phase else { return false };
+    ) -> Flow<bool> {
+        let now = ctx.now;
         for bytes in run {
             if sub == SubChain::Broadcasts {
                 // A broadcast too far ahead of our height for the call to hold (or beyond its
                 // bound on held broadcasts) is about blocks we have not fetched yet: stop at it,
                 // catch up on blocks and fetch it again (issue 30 item 3), once per offset and
                 // height of ours (a junk height never stalls the sub-chain for long).
-                let (offset, height) = (live.broadcasts.next(), live.call.height());
+                let (offset, height) = (self.broadcasts.next(), self.call.height());
                 let ahead = Broadcast::decode_server(&bytes).is_ok_and(|b| {
                     i64::from(b.chain_height)
                         > i64::from(height).saturating_add(i64::from(crate::limits::HELD_BROADCAST_HEIGHTS))
                 });
-                let stopped_here = offset.is_some() && live.ahead_stop == offset.map(|o| (o, height));
-                let result = if ahead { Ok(()) } else { live.call.receive_broadcast(&bytes) };
+                let stopped_here = offset.is_some() && self.ahead_stop == offset.map(|o| (o, height));
+                let result = if ahead { Ok(()) } else { self.call.receive_broadcast(&bytes) };
                 let full = result.is_err_and(|e| e.kind() == ErrorKind::LimitExceeded);
                 if (ahead || full) && !stopped_here {
-                    live.ahead_stop = offset.map(|o| (o, height));
-                    self.schedule_poll(SubChain::Blocks, now);
-                    self.gap_poll(SubChain::Broadcasts);
-                    return false;
+                    self.ahead_stop = offset.map(|o| (o, height));
+                    ctx.outbox.poll_by(SubChain::Blocks, now);
+                    self.gap_poll(ctx, SubChain::Broadcasts);
+                    return Ok(false);
                 }
                 // Broadcasts that do not apply (older rounds, duplicates) are routine.
-                live.broadcasts.advance();
-                live.broadcasts.gap_delay = 0;
+                self.broadcasts.advance();
+                self.broadcasts.gap_delay = 0;
                 continue;
             }
-            match live.call.apply_block(&bytes, now, rng) {
+            match self.call.apply_block(&bytes, now, rng) {
                 Ok(()) => {
-                    live.blocks.advance();
-                    live.blocks.gap_delay = 0;
-                    live.resyncing = false;
+                    self.blocks.advance();
+                    self.blocks.gap_delay = 0;
+                    self.resyncing = false;
                 }
                 Err(error) => {
-                    let height = live.call.height().saturating_add(1);
+                    let height = self.call.height().saturating_add(1);
                     if source == Source::Server {
-                        self.exit(Exit::ChainRejected { height, error });
-                        return false;
+                        return Err(Exit::ChainRejected { height, error });
                     }
                     // A refused push: never adopted; refetch from our own next height.
-                    live.blocks.clear_held();
-                    if !live.resyncing {
-                        live.resyncing = true;
-                        self.events.push_back(SessionEvent::BlockRefused { height, error });
+                    self.blocks.clear_held();
+                    if !self.resyncing {
+                        self.resyncing = true;
+                        ctx.events.push_back(SessionEvent::BlockRefused { height, error });
                     }
-                    self.gap_poll(SubChain::Blocks);
-                    return false;
+                    self.gap_poll(ctx, SubChain::Blocks);
+                    return Ok(false);
                 }
             }
         }
-        true
+        Ok(true)
     }
+
+    /// An encrypted `groupCallMessage`: decrypted, deduplicated by its `random_id`, told.
+    fn message(&mut self, ctx: &mut Ctx<'_>, from: i64, encrypted: &[u8]) {
+        let json = match self.call.decrypt_message(from, encrypted, ctx.now) {
+            Ok(j) => j,
+            // Our own echo, a replay or an old epoch: not for us to show.
+            Err(e) if matches!(e.kind(), ErrorKind::OwnPacket | ErrorKind::Replay) => return,
+            Err(error) => return ctx.events.push_back(SessionEvent::MessageDropped { from, error }),
+        };
+        if json.len() > ctx.config.max_message_bytes {
+            let error = Error::new(ErrorKind::LimitExceeded, "message too large");
+            return ctx.events.push_back(SessionEvent::MessageDropped { from, error });
+        }
+        if let Some(id) = random_id(&json) {
+            if !ctx.seen_messages.insert((from, id)) {
+                return;
+            }
+            ctx.seen_order.push_back((from, id));
+            while ctx.seen_order.len() > ctx.config.max_remembered_messages {
+                if let Some(old) = ctx.seen_order.pop_front() {
+                    ctx.seen_messages.remove(&old);
+                }
+            }
+        }
+        ctx.events.push_back(SessionEvent::MessageReceived { from, json });
+    }
+
+    /// `updateGroupCallParticipants`: who left is pruned (bounded, deduplicated, after a small
+    /// random delay so that members do not all race for the same block; not while a removal of
+    /// theirs is in flight or scheduled); who is back is not.
+    fn note_participants(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        participants: &[CallParticipant],
+        rng: &mut impl CryptoRngCore,
+    ) -> Flow {
+        let me = ctx.user_id;
+        // About ourselves: the server dropped us from the media call (tdlib leaves, to rejoin).
+        if participants.iter().any(|p| p.user_id == me && p.left) {
+            return Err(Exit::Ended(EndReason::JoinMissing));
+        }
+        if !ctx.config.prune_left {
+            return Ok(());
+        }
+        let removing = ctx.outbox.removing();
+        for p in participants {
+            if !p.left {
+                self.prune.remove(&p.user_id);
+                continue;
+            }
+            let fresh = !removing.contains(&p.user_id);
+            let entry = self.call.participants().iter().find(|q| q.user_id == p.user_id).map(|q| q.public_key);
+            if let Some(key) = entry.filter(|_| p.user_id != me && fresh && self.prune.len() < MAX_PRUNE) {
+                self.prune.insert(p.user_id);
+                self.left_keys.insert(p.user_id, key);
+            }
+        }
+        if !self.prune.is_empty() && !self.prune_scheduled {
+            self.prune_scheduled = true;
+            let delay = rng.next_u64().checked_rem(ctx.config.max_prune_delay_ms.saturating_add(1)).unwrap_or(0);
+            ctx.outbox.schedule(ctx.now.saturating_add(delay), Action::Prune);
+        }
+        Ok(())
+    }
+
+    // ---- polls ----
 
     /// Schedules the poll that fills a gap (or recovers): at once the first time, then after a
     /// delay doubling from 1 s to the poll interval; never earlier than an already scheduled one,
     /// nor within [`MIN_GAP_POLL_SPACING_MS`] of the last poll of the sub-chain.
-    pub(super) fn gap_poll(&mut self, sub: SubChain) {
-        let (now, interval) = (self.now, self.config.poll_interval_ms);
-        let Phase::Live(live) = &mut self.phase else { return };
-        let s = live.sync(sub);
+    fn gap_poll(&mut self, ctx: &mut Ctx<'_>, sub: SubChain) {
+        let s = self.sync(sub);
         let spaced = s.last_poll.map_or(0, |t| t.saturating_add(MIN_GAP_POLL_SPACING_MS));
-        let at = now.saturating_add(s.gap_delay).max(spaced);
-        s.gap_delay = s.gap_delay.saturating_mul(2).clamp(1_000, interval);
-        self.outbox.poll_by(sub, at);
-    }
-
-    /// Schedules a poll of `sub` at `at` (or earlier, if one is scheduled earlier).
-    pub(super) fn schedule_poll(&mut self, sub: SubChain, at: u64) {
-        if matches!(self.phase, Phase::Live(_)) {
-            self.outbox.poll_by(sub, at);
-        }
+        let at = ctx.now.saturating_add(s.gap_delay).max(spaced);
+        s.gap_delay = s.gap_delay.saturating_mul(2).clamp(1_000, ctx.config.poll_interval_ms);
+        ctx.outbox.poll_by(sub, at);
     }
 
     /// Sends the polls that are due (and not in flight, nor in a flood wait).
-    pub(super) fn fire_polls(&mut self) {
-        let now = self.now;
-        let flood = self.outbox.flood_until(RequestKind::GetChainBlocks);
+    pub(super) fn fire_polls(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
+        let flood = ctx.outbox.flood_until(crate::api::RequestKind::GetChainBlocks);
         for sub in [SubChain::Blocks, SubChain::Broadcasts] {
-            let Phase::Live(live) = &mut self.phase else { return };
-            let poll = self.outbox.poll(sub);
+            let poll = ctx.outbox.poll(sub);
             if poll.in_flight.is_some() || poll.at.is_none_or(|t| t > now) {
                 continue;
             }
@@ -210,109 +299,104 @@ impl Session {
                 continue;
             }
             poll.at = None;
-            let s = live.sync(sub);
+            let s = self.sync(sub);
             s.last_poll = Some(now);
             let (offset, limit) = match s.next() {
-                Some(o) => (o, self.config.poll_limit),
+                Some(o) => (o, ctx.config.poll_limit),
                 None => (-1, 1),
             };
-            let id = self.send(Request::GetChainBlocks { sub_chain: sub, offset, limit }, Purpose::Poll { sub });
-            if matches!(self.phase, Phase::Live(_)) {
-                self.outbox.poll(sub).in_flight = id;
-            }
+            let id = ctx.send(Request::GetChainBlocks { sub_chain: sub, offset, limit }, Purpose::Poll { sub });
+            ctx.outbox.poll(sub).in_flight = id;
         }
     }
 
-    pub(super) fn on_poll(&mut self, sub: SubChain, outcome: outcomes::Outcome, rng: &mut impl CryptoRngCore) {
-        let now = self.now;
-        let Phase::Live(live) = &mut self.phase else { return };
-        self.outbox.poll(sub).in_flight = None;
-        let before = live.sync_ref(sub).next();
-        match outcome {
-            Ok(updates) => {
-                // Another poll at once only after a full page of progress: the offset advanced by
-                // `poll_limit` (a page of old blocks with one new one at its end is no progress
-                // worth a poll per block at the same instant).
-                // What the answer's last block says of us, when it lies beyond a gap.
-                let gap_tip = (sub == SubChain::Blocks)
-                    .then(|| gap_tip(&updates, before, self.user_id, &live.call.public_key()))
-                    .flatten();
-                self.process_updates(updates, Source::Server, rng);
-                let Phase::Live(live) = &mut self.phase else { return };
-                let after = live.sync_ref(sub).next();
-                let advanced = after != before;
-                let full = before.zip(after).is_some_and(|(b, a)| a.saturating_sub(b) >= self.config.poll_limit);
-                if sub == SubChain::Blocks {
-                    live.gap_answers =
-                        if advanced || gap_tip.is_none() { 0 } else { live.gap_answers.saturating_add(1) };
-                    if gap_tip == Some(false) {
-                        // The server's last block no longer lists our key: we were removed (only
-                        // our own participation ends on this unverified word, as on FORBIDDEN).
-                        return self.exit(Exit::Removed { height: None });
-                    }
-                    if live.gap_answers >= MAX_GAP_ANSWERS {
-                        // The server answers as to a non-member (the last block only, whatever
-                        // the offset): it no longer holds us in the call.
-                        return self.exit(Exit::Ended(EndReason::JoinMissing));
-                    }
-                }
-                if full && sub == SubChain::Broadcasts {
-                    // Nothing checks sub-chain 1 entries before they move the offset: a full page
-                    // of junk is no progress worth a poll at once (issue 30 item 8). The next page
-                    // keeps the 1 s spacing of gap polls.
-                    let spaced = live.broadcasts.last_poll.map_or(now, |t| t.saturating_add(MIN_GAP_POLL_SPACING_MS));
-                    self.schedule_poll(sub, spaced.max(now));
-                } else if full {
-                    self.schedule_poll(sub, now);
-                } else if live.resyncing && sub == SubChain::Blocks && self.outbox.poll(sub).at.is_none() {
-                    // Recovering and the server withheld the block: ask again, with backoff.
-                    self.gap_poll(sub);
-                }
+    /// A poll of `sub` was answered (`updates`, or `None` on an error): it is no longer in
+    /// flight; what the answer is measured against.
+    pub(super) fn poll_answered(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        sub: SubChain,
+        updates: Option<&Vec<Update>>,
+    ) -> PollStart {
+        ctx.outbox.poll(sub).in_flight = None;
+        let before = self.sync_ref(sub).next();
+        let gap_tip = updates
+            .filter(|_| sub == SubChain::Blocks)
+            .and_then(|u| gap_tip(u, before, ctx.user_id, &self.call.public_key()));
+        PollStart { before, gap_tip }
+    }
+
+    /// After a poll's blocks went through: another poll at once after a full page of progress,
+    /// a gap left by a server that no longer holds us, recovery.
+    pub(super) fn polled(&mut self, ctx: &mut Ctx<'_>, sub: SubChain, start: PollStart) -> Flow {
+        let PollStart { before, gap_tip } = start;
+        let now = ctx.now;
+        // Another poll at once only after a full page of progress: the offset advanced by
+        // `poll_limit` (a page of old blocks with one new one at its end is no progress worth a
+        // poll per block at the same instant).
+        let after = self.sync_ref(sub).next();
+        let advanced = after != before;
+        let full = before.zip(after).is_some_and(|(b, a)| a.saturating_sub(b) >= ctx.config.poll_limit);
+        if sub == SubChain::Blocks {
+            self.gap_answers = if advanced || gap_tip.is_none() { 0 } else { self.gap_answers.saturating_add(1) };
+            if gap_tip == Some(false) {
+                // The server's last block no longer lists our key: we were removed (only our own
+                // participation ends on this unverified word, as on FORBIDDEN).
+                return Err(Exit::Removed { height: None });
             }
-            Err(error) => {
-                if let policy::Verdict::Exit(exit) = policy::retry(Goal::Poll, 0, &error, &self.config) {
-                    return self.exit(exit);
-                }
-                // Given up: the poll schedule asks again (after the flood wait, if one came).
-                let Phase::Live(live) = &mut self.phase else { return };
-                if live.resyncing || live.sync_ref(sub).held().0 > 0 {
-                    self.gap_poll(sub);
-                }
+            if self.gap_answers >= MAX_GAP_ANSWERS {
+                // The server answers as to a non-member (the last block only, whatever the
+                // offset): it no longer holds us in the call.
+                return Err(Exit::Ended(EndReason::JoinMissing));
             }
         }
-        if matches!(self.phase, Phase::Live(_)) {
-            let poll = self.outbox.poll(sub);
-            if poll.at.is_none() && poll.in_flight.is_none() {
-                poll.at = Some(now.saturating_add(self.config.poll_interval_ms));
-            }
+        if full && sub == SubChain::Broadcasts {
+            // Nothing checks sub-chain 1 entries before they move the offset: a full page of junk
+            // is no progress worth a poll at once (issue 30 item 8). The next page keeps the 1 s
+            // spacing of gap polls.
+            let spaced = self.broadcasts.last_poll.map_or(now, |t| t.saturating_add(MIN_GAP_POLL_SPACING_MS));
+            ctx.outbox.poll_by(sub, spaced.max(now));
+        } else if full {
+            ctx.outbox.poll_by(sub, now);
+        } else if self.resyncing && sub == SubChain::Blocks && ctx.outbox.poll(sub).at.is_none() {
+            // Recovering and the server withheld the block: ask again, with backoff.
+            self.gap_poll(ctx, sub);
+        }
+        Ok(())
+    }
+
+    /// A poll failed: out of the call on the errors that say so; otherwise the poll schedule
+    /// asks again (after the flood wait, if one came).
+    pub(super) fn poll_failed(&mut self, ctx: &mut Ctx<'_>, sub: SubChain, error: &ApiError) -> Flow {
+        if let policy::Verdict::Exit(exit) = policy::retry(super::outbox::Goal::Poll, 0, error, ctx.config) {
+            return Err(exit);
+        }
+        if self.resyncing || self.sync_ref(sub).held().0 > 0 {
+            self.gap_poll(ctx, sub);
+        }
+        Ok(())
+    }
+
+    /// After a poll's answer: the next one after the poll interval, unless one is scheduled.
+    pub(super) fn poll_rescheduled(&mut self, ctx: &mut Ctx<'_>, sub: SubChain) {
+        let (now, interval) = (ctx.now, ctx.config.poll_interval_ms);
+        let poll = ctx.outbox.poll(sub);
+        if poll.at.is_none() && poll.in_flight.is_none() {
+            poll.at = Some(now.saturating_add(interval));
         }
     }
 
-    /// After a batch: the call's events become session events, outbound broadcasts are sent.
-    pub(super) fn after_batch(&mut self) {
-        self.drain_call_events();
-        let Phase::Live(live) = &mut self.phase else { return };
-        for b in live.call.poll_outbound() {
-            self.send_broadcast(b);
-        }
-    }
+    // ---- after a batch: the call's events and broadcasts ----
 
-    /// A delay before re-keying away from a blackout, spread over members (up to
-    /// `max_prune_delay_ms`) so that they do not all race for the same height; drawn from our
-    /// user id and the height, not from an RNG (there is none here).
-    pub(super) fn blackout_delay(&self, height: i32) -> u64 {
-        let max = self.config.max_prune_delay_ms.min(2_000);
-        let mix = (self.user_id as u64 ^ (height as u64).rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        (mix >> 11).checked_rem(max.saturating_add(1)).unwrap_or(0)
-    }
-
-    pub(super) fn drain_call_events(&mut self) {
-        let Phase::Live(live) = &mut self.phase else { return };
+    /// The call's events become session events: keys, verification, participants (once per new
+    /// height, then the participants' keys are checked), blackouts (a re-key scheduled), and a
+    /// block that removed us leaves the call.
+    pub(super) fn drain(&mut self, ctx: &mut Ctx<'_>) -> Flow {
         let mut events = Vec::new();
-        while let Some(e) = live.call.poll_event() {
+        while let Some(e) = self.call.poll_event() {
             events.push(e);
         }
-        let (current, fingerprint) = (live.call.height(), live.call.key_fingerprint());
+        let (current, fingerprint) = (self.call.height(), self.call.key_fingerprint());
         let mut removed = None;
         let mut blackouts = Vec::new();
         let mut new_height = false;
@@ -320,19 +404,19 @@ impl Session {
             match e {
                 CallEvent::BlockApplied { height } => {
                     let fingerprint = if height == current { fingerprint.clone() } else { None };
-                    self.events.push_back(SessionEvent::KeyChanged { height, fingerprint });
+                    ctx.events.push_back(SessionEvent::KeyChanged { height, fingerprint });
                 }
                 CallEvent::Removed { height } => removed = Some(height),
                 CallEvent::KeyUnavailable { height, error } => {
-                    self.events.push_back(SessionEvent::KeyUnavailable { height, error })
+                    ctx.events.push_back(SessionEvent::KeyUnavailable { height, error })
                 }
                 CallEvent::VideoBlackout { height, now: blackout } => {
-                    self.events.push_back(SessionEvent::VideoBlackout { height, now: blackout });
+                    ctx.events.push_back(SessionEvent::VideoBlackout { height, now: blackout });
                     blackouts.push(height);
                 }
-                CallEvent::VerificationDone { result } if live.verified_height != Some(result.height) => {
-                    live.verified_height = Some(result.height);
-                    self.events
+                CallEvent::VerificationDone { result } if self.verified_height != Some(result.height) => {
+                    self.verified_height = Some(result.height);
+                    ctx.events
                         .push_back(SessionEvent::VerificationDone { height: result.height, emojis: result.emojis() });
                 }
                 _ => {}
@@ -340,30 +424,117 @@ impl Session {
         }
         // Participants and verification words change only with the block: looked at once per
         // new height, not on every batch of broadcasts.
-        if live.announced_height != Some(current) {
-            live.announced_height = Some(current);
-            let mut participants: Vec<i64> = live.call.participants().iter().map(|p| p.user_id).collect();
+        if self.announced_height != Some(current) {
+            self.announced_height = Some(current);
+            let mut participants: Vec<i64> = self.call.participants().iter().map(|p| p.user_id).collect();
             participants.sort_unstable();
-            if participants != self.participants {
-                self.participants = participants.clone();
-                self.events.push_back(SessionEvent::ParticipantsChanged { user_ids: participants });
+            if participants != *ctx.participants {
+                ctx.participants.clone_from(&participants);
+                ctx.events.push_back(SessionEvent::ParticipantsChanged { user_ids: participants });
             }
-            let words = live.call.verification_words();
-            self.events.push_back(SessionEvent::VerificationStarted { height: current, words });
+            let words = self.call.verification_words();
+            ctx.events.push_back(SessionEvent::VerificationStarted { height: current, words });
             new_height = true;
         }
-        if self.config.end_video_blackouts {
+        if ctx.config.end_video_blackouts {
             for height in blackouts {
-                let delay = self.blackout_delay(height);
-                self.outbox.schedule(self.now.saturating_add(delay), Action::EndBlackout { height });
+                let delay = blackout_delay(ctx, height);
+                ctx.outbox.schedule(ctx.now.saturating_add(delay), Action::EndBlackout { height });
             }
         }
         if let Some(height) = removed {
-            self.exit(Exit::Removed { height: Some(height) });
-        } else if new_height {
-            self.check_keys(current);
+            return Err(Exit::Removed { height: Some(height) });
+        }
+        if new_height {
+            self.check_keys(ctx, current);
+        }
+        Ok(())
+    }
+
+    /// The call's outbound broadcasts (commits and reveals) are sent.
+    pub(super) fn send_broadcasts(&mut self, ctx: &mut Ctx<'_>) {
+        for block in self.call.poll_outbound() {
+            // A broadcast about a block we have moved past is pointless: drop it.
+            if self.broadcast_is_current(&block) {
+                ctx.send(Request::SendBroadcast { block }, Purpose::Broadcast { attempt: 0 });
+            }
         }
     }
+
+    pub(super) fn broadcast_is_current(&self, block: &[u8]) -> bool {
+        Broadcast::decode(block).map_or(true, |b| b.chain_height == self.call.height())
+    }
+
+    /// Whether the verification round of the current height completed.
+    pub(super) fn round_done(&self) -> bool {
+        self.call.verification_phase() == crate::verification::VerificationPhase::Done
+    }
+
+    // ---- participants' keys ----
+
+    /// Whether we (`me`) hold `permission` in the call's state.
+    pub(super) fn may(&self, me: i64, permission: Permissions) -> bool {
+        self.call.participants().iter().any(|p| p.user_id == me && p.flags.contains(permission))
+    }
+
+    /// The entries (other than `me`) whose keys no one can use, as last checked.
+    pub(super) fn unusable_entries(&self, me: i64) -> Vec<i64> {
+        self.call
+            .participants()
+            .iter()
+            .filter(|p| p.user_id != me && self.unusable.contains(&(p.user_id, p.public_key)))
+            .map(|p| p.user_id)
+            .collect()
+    }
+
+    /// Checks the keys of a new height's participants (each key once): an entry whose key no one
+    /// can use is told ([`SessionEvent::UnusableKey`]) and, if we may remove, removed after a
+    /// delay spread over members (issue 30 item 1).
+    fn check_keys(&mut self, ctx: &mut Ctx<'_>, height: i32) {
+        let me = ctx.user_id;
+        let mut usable = BTreeSet::new();
+        let mut found = false;
+        for p in self.call.participants() {
+            if self.usable_keys.contains(&p.public_key) || p.user_id == me {
+                usable.insert(p.public_key);
+            } else if self.unusable.contains(&(p.user_id, p.public_key)) {
+                found = true;
+            } else if p.public_key.is_usable() {
+                usable.insert(p.public_key);
+            } else {
+                found = true;
+                self.unusable.insert((p.user_id, p.public_key));
+                ctx.events.push_back(SessionEvent::UnusableKey { user_id: p.user_id, height });
+            }
+        }
+        self.usable_keys = usable;
+        let participants = self.call.participants();
+        self.unusable.retain(|(u, k)| participants.iter().any(|p| p.user_id == *u && p.public_key == *k));
+        // A departure whose entry was replaced (a rejoin) is no longer to prune; its key is kept
+        // while the user is in the chain, so that a removal rebuilt later still spares the new
+        // entry. Users gone from the chain are forgotten.
+        let prune = &mut self.prune;
+        self.left_keys.retain(|u, k| {
+            if !participants.iter().any(|p| p.user_id == *u && p.public_key == *k) {
+                prune.remove(u);
+            }
+            participants.iter().any(|p| p.user_id == *u)
+        });
+        if found && !self.unusable_scheduled && self.may(me, Permissions::REMOVE_USERS) {
+            self.unusable_scheduled = true;
+            let delay = blackout_delay(ctx, height);
+            ctx.outbox.schedule(ctx.now.saturating_add(delay), Action::RemoveUnusable);
+        }
+    }
+}
+
+/// A delay before re-keying away from a blackout (or removing an unusable entry), spread over
+/// members (up to `max_prune_delay_ms`) so that they do not all race for the same height; drawn
+/// from our user id and the height, not from an RNG (there is none here).
+fn blackout_delay(ctx: &Ctx<'_>, height: i32) -> u64 {
+    let max = ctx.config.max_prune_delay_ms.min(2_000);
+    let mix = (ctx.user_id as u64 ^ (height as u64).rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (mix >> 11).checked_rem(max.saturating_add(1)).unwrap_or(0)
 }
 
 /// Consecutive poll answers that leave sub-chain 0's gap unfilled before the session concludes

@@ -18,45 +18,59 @@
 //!           (a discarded call also ends a join in flight: Joining ──▶ Ended)
 //! ```
 //!
-//! Each state carries what it needs (`Phase`): a join in flight its buffered updates, a live
-//! call its [`Call`] and the sync of both sub-chains, a terminal state its closed call. Every way
-//! out (failing closed, removed, ended, a failed join, leaving) is one function with a reason
-//! (`Session::exit` with an `Exit`): it closes the call ([`Call::close`]: encryption stops at
-//! once, in every media handle too), starts a new generation, sets the terminal state, tells the
-//! application and, where the server still holds us, sends `leaveGroupCall`.
+//! Each state carries what it needs (`Phase`): a join in flight its buffered updates (`Joining`),
+//! a live call its [`Call`] and the sync of both sub-chains (`Live`), a terminal state its closed
+//! call. **The logic sits on the states**: `Joining` and `Live` own their handlers, which change
+//! only their own data and what they reach through a `Ctx` (the outbox, the events, the
+//! configuration, `now`), and *return* a way out of the state when there is one (`Flow`, an
+//! `Exit` as its error). `Session` feeds each input to the state that takes it and carries out
+//! what comes back in one place, `Session::carry_out`, the only place that sets the state. Every
+//! way out (failing closed, removed, ended, a failed join, leaving) is one `Exit` with a reason:
+//! the call closes ([`Call::close`]: encryption stops at once, in every media handle too), a new
+//! generation starts, the terminal state is set, the application is told and, where the server
+//! still holds us, `leaveGroupCall` is sent.
 //!
 //! # Where each behaviour lives
 //!
 //! | file          | what it owns                                                                   |
 //! |---------------|--------------------------------------------------------------------------------|
-//! | `mod.rs`      | `Phase`, the application's calls, the entry points, `send` and `exit`          |
-//! | `outbox.rs`   | requests with their purpose, ids, the pace's queue, generations, flood waits, the timer table (retries, join attempts, pruning, each sub-chain's next poll) |
+//! | `mod.rs`      | `Phase`, the application's calls, the inputs fed to the states (updates, answers by purpose, timers), `carry_out`/`exit`, `Ctx` (`send`: the flood-wait gate) |
+//! | `join.rs`     | `Joining` and its handlers: the tip, a zero block or self-add, the join's answer that starts `Live` |
+//! | `live.rs`     | `Live` and its handlers: both sub-chains through the chain rules, polls, gaps, recovery, messages, who left, the call's events as session events, participants' keys |
+//! | `changes.rs`  | `Live`'s own blocks: removals, prunes, re-keys, blackout re-keys, unusable entries |
+//! | `outbox.rs`   | requests with their purpose, ids, the pace's queue, generations, flood waits, the timer table (retries and resends, pruning, each sub-chain's next poll) |
 //! | `policy.rs`   | the one retry policy: (purpose, attempt, error, config) → retry / give up / exit |
-//! | `outcomes.rs` | an answer (or a deadline) by the request's purpose; failures through the policy |
-//! | `join.rs`     | the `Joining` state; the join planner: tip, zero block or self-add, the answer |
-//! | `live.rs`     | the `Live` state: both sub-chains through the chain rules, polls, gaps, recovery, the call's events as session events |
-//! | `outbound.rs` | messages, broadcasts, removals, pruning, participants' unusable keys           |
 //! | `sync.rs`     | one sub-chain's offsets and gap buffer (tested alone)                          |
 //! | `pacer.rs`    | the outbox's token bucket (tested alone)                                       |
 //! | `config.rs`, `events.rs` | validated tunables; typed events                                    |
 //!
 //! # How one server answer travels
 //!
+//! A poll's answer crosses four files: `mod.rs` → `outbox.rs` → `live.rs` (→ `sync.rs`, the
+//! [`Call`]) → `mod.rs`.
+//!
 //! ```text
-//!  handle_response(id, response)                                          mod.rs
-//!    ├─ Response::Error parsed once into ApiError (the only ApiError::parse)
+//!  handle_response(id, response, now)                                      mod.rs
+//!    ├─ enter: the call's events the application caused (call_mut) drained first
+//!    ├─ Response::Error carries the ApiError (parsed at the adapter's boundary)
 //!    ├─ outbox.answer(id): the Entry (purpose, request, generation) or nothing     outbox.rs
-//!    ├─ a flood wait recorded for the request's kind (policy::flood_until)         policy.rs
-//!    └─ handle_outcome(entry, outcome)                                     outcomes.rs
-//!         ├─ Ok, by purpose: poll → on_poll / process_updates → SubSync → Call     live.rs
-//!         │                  join → on_join_tip / on_joined                        join.rs
-//!         ├─ Err: policy::retry → a timer in the outbox / an event / Session::exit
-//!         └─ after_batch: the call's events → SessionEvents, broadcasts → send     live.rs
-//!  then fire_polls (live.rs); requests leave through outbox.pace to poll_request.
+//!    ├─ a flood wait recorded for the request's kind (policy::flood_until)
+//!    └─ handle_outcome: by purpose, to the state's handlers                mod.rs
+//!         poll:  Live::poll_answered, each update → Live::on_update            live.rs
+//!                  (SubSync::receive, Call::apply_block / receive_broadcast)   sync.rs
+//!                after_batch once: Live::drain (call events → SessionEvents,
+//!                  our keys checked), Live::send_broadcasts → Ctx::send
+//!                Live::polled (next poll, gaps, a server that dropped us)
+//!         join:  Joining::on_tip / on_joined → Joined → carry_out(Live)        join.rs
+//!         error: policy::retry → a resend timer / an event / carry_out(Exit)   policy.rs
+//!         a handler's Err(Exit) → Session::carry_out                           mod.rs
+//!  then fire_polls (Live::fire_polls); requests leave through outbox.pace to poll_request.
 //! ```
 //!
-//! A deadline takes the same road from [`Session::handle_timeout`] as a `TIMEOUT` error; timers
-//! due run their `Action` (`Session::run_action`).
+//! `now` takes the same road from [`Session::handle_timeout`]: the call's epochs
+//! (`Call::handle_timeout`) and `Live::drain`; request deadlines as a `TIMEOUT` answer
+//! (`handle_outcome`); timers due run their `Action` (`Session::run_action`: a resend through
+//! `Ctx::send`, or a `Live` handler of `changes.rs`); then the polls due.
 //!
 //! Driven like quinn-proto's `Connection`: the application takes requests with
 //! [`Session::poll_request`] and performs them with its MTProto client (each [`Request`] maps to one
@@ -71,34 +85,32 @@
 //! is never adopted: the session refetches from its own next height, and if the server's chain
 //! itself holds the refused block it fails closed ([`SessionEvent::ChainRejected`]).
 
+mod changes;
 mod config;
 mod events;
 mod join;
 mod live;
-mod outbound;
 mod outbox;
-mod outcomes;
 mod pacer;
 mod policy;
 mod sync;
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 use rand_core::CryptoRngCore;
 
 use crate::api::ApiError;
-use crate::call::{Call, CallEvent};
-use crate::chain::{build_zero_block, UnverifiedTip};
+use crate::call::Call;
 use crate::crypto::PrivateKey;
 use crate::error::{Error, ErrorKind, Result};
-use crate::wire::{Block, Broadcast, GroupParticipant, GroupState, Permissions, PlainBlock};
+use crate::wire::{GroupParticipant, Permissions, PlainBlock};
 
 pub use self::config::SessionConfig;
 pub use self::events::{EndReason, EventDescription, EventField, JoinFailure, SendFailure, SessionEvent};
-use self::join::Joining;
+use self::join::{Joined, Joining};
 use self::live::Live;
-use self::outbox::{Action, Answered, Entry, Goal, Outbox, Purpose};
-use self::sync::{Receive, SubSync, MIN_GAP_POLL_SPACING_MS};
+use self::outbox::{Action, Answered, Entry, Outbox, Purpose};
+use self::policy::{GiveUp, Verdict};
 pub use crate::api::{
     CallIdentity, CallParticipant, Request, RequestId, RequestKind, Response, ServerBlock, SubChain, Update,
 };
@@ -173,9 +185,9 @@ enum Phase {
     Ended(Option<Box<Call>>),
 }
 
-/// A way out of the call (or out of a join), carried out by [`Session::exit`]: the call closes,
-/// a new generation starts, the state becomes the matching terminal one, the application is told,
-/// and the server is told we left where it still holds us.
+/// A way out of the call (or out of a join), carried out by [`Session::carry_out`]: the call
+/// closes, a new generation starts, the state becomes the matching terminal one, the application
+/// is told, and the server is told we left where it still holds us.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Exit {
     /// Fail closed: the server's chain holds a block (at `height`) our rules refuse. The media
@@ -187,10 +199,52 @@ enum Exit {
     Removed { height: Option<i32> },
     /// The call ended for us (left as tdlib does when the server lost our participant).
     Ended(EndReason),
-    /// The join (or create) failed.
-    JoinFailed(JoinFailure),
+    /// The join (or create) failed; `accepted`: the server accepted it (we are in the media
+    /// call, with an answer we cannot use), so we leave again (no ghost member).
+    JoinFailed { reason: JoinFailure, accepted: bool },
     /// [`Session::leave`]: `Leaving` until the server answers.
     Leaving,
+}
+
+/// What a state's handler returns: it stays (`Ok`), or the session leaves it for good (`Err`,
+/// carried out by [`Session::carry_out`]).
+type Flow<T = ()> = std::result::Result<T, Exit>;
+
+/// A change of state, carried out by [`Session::carry_out`] (the only place that sets it).
+enum Next {
+    /// `join()` or `create()`: a join starts (a new generation).
+    Joining,
+    /// The join's answer started the call.
+    Live(Box<Live>),
+    /// A create without join completed.
+    Created,
+    /// The server answered our `leaveGroupCall`.
+    Left,
+    /// Out of the call or of the join.
+    Exit(Exit),
+}
+
+/// What the states' handlers reach besides their own data: the session's shared parts (see
+/// [`Session::parts`]). Requests leave through [`Ctx::send`] and [`Ctx::send_join`].
+struct Ctx<'a> {
+    user_id: i64,
+    now: u64,
+    config: &'a SessionConfig,
+    outbox: &'a mut Outbox,
+    events: &'a mut VecDeque<SessionEvent>,
+    seen_messages: &'a mut HashSet<(i64, i64)>,
+    seen_order: &'a mut VecDeque<(i64, i64)>,
+    participants: &'a mut Vec<i64>,
+}
+
+/// How a request stands against its kind's flood wait.
+enum Gate {
+    /// It may go now.
+    Go,
+    /// It waits until then (a timer sends it again).
+    Wait(u64),
+    /// It would wait longer than `max_flood_wait_s` (until then, this many seconds).
+    TooLong { until: u64, seconds: u32 },
 }
 
 /// Most users waiting to be pruned.
@@ -300,21 +354,11 @@ impl Session {
     pub fn create(&mut self, join: bool, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.tick(now);
         self.check_can_join("create")?;
-        // A new generation; queued leaves go too (the join replaces our participant on the
-        // server; a leave sent after it would remove the new one).
-        self.outbox.new_generation(false);
         // A new conference: a new identity, learnt from the response.
         self.identity = None;
         self.invite_link = None;
-        self.phase = Phase::Joining(Joining::default());
-        if !join {
-            self.send(
-                Request::CreateConference { public_key: None, block: None },
-                Purpose::Create { attempt: 0, key: None },
-            );
-            return Ok(());
-        }
-        self.start_join_attempt(0, true, rng);
+        self.carry_out(Next::Joining);
+        self.joining(|j, ctx| j.start(ctx, Some(join), rng));
         Ok(())
     }
 
@@ -331,11 +375,8 @@ impl Session {
     pub fn join(&mut self, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.tick(now);
         self.check_can_join("join")?;
-        // A new generation; queued leaves go too (the join replaces our participant on the
-        // server; a leave sent after it would remove the new one).
-        self.outbox.new_generation(false);
-        self.phase = Phase::Joining(Joining::default());
-        self.start_join_attempt(0, false, rng);
+        self.carry_out(Next::Joining);
+        self.joining(|j, ctx| j.start(ctx, None, rng));
         Ok(())
     }
 
@@ -344,7 +385,7 @@ impl Session {
     /// is answered with another `leaveGroupCall`). No block is sent: the others prune us.
     pub fn leave(&mut self, now: u64) {
         self.tick(now);
-        self.exit(Exit::Leaving);
+        self.carry_out(Next::Exit(Exit::Leaving));
     }
 
     /// Removes participants (`deleteConferenceCallParticipants`): `kick` bans them, otherwise they
@@ -353,13 +394,16 @@ impl Session {
     /// block arrived). Fails with [`ErrorKind::WrongState`] outside [`SessionState::Joined`].
     pub fn remove(&mut self, user_ids: &[i64], kick: bool, now: u64, rng: &mut impl CryptoRngCore) -> Result<()> {
         self.tick(now);
-        if self.state() != SessionState::Joined {
-            return Err(wrong_state("remove", "the call (Joined)", self.state()));
+        let state = self.state();
+        if state != SessionState::Joined {
+            return Err(wrong_state("remove", "the call (Joined)", state));
         }
         if user_ids.contains(&self.user_id) {
             return Err(Error::new(ErrorKind::InvalidInput, "to remove ourselves, leave"));
         }
-        self.send_removal(user_ids.to_vec(), kick, 0, rng)
+        let (phase, mut ctx) = self.parts();
+        let Phase::Live(live) = phase else { return Err(wrong_state("remove", "the call (Joined)", state)) };
+        live.removal(&mut ctx, user_ids.to_vec(), kick, 0, rng)
     }
 
     /// Re-keys the group, or gives `user_id` new permissions (`Some((user_id, permissions))`):
@@ -372,56 +416,10 @@ impl Session {
     /// [`ErrorKind::WrongState`] outside [`SessionState::Joined`].
     pub fn rekey(&mut self, permissions: Option<(i64, Permissions)>, rng: &mut impl CryptoRngCore) -> Result<()> {
         let state = self.state();
-        let Some(call) = self.live_call().filter(|_| state == SessionState::Joined) else {
-            return Err(wrong_state("rekey", "the call (Joined)", state));
-        };
-        // An entry no one can build a key header for blocks every re-key: a member who may remove
-        // re-keys by removing it (issue 30 item 1).
-        let unusable = self.unusable_entries();
-        let block = match permissions {
-            None if !unusable.is_empty() && self.may(Permissions::REMOVE_USERS) => {
-                self.build(|rng| call.build_remove(&unusable, rng), rng)?
-            }
-            None => self.build(|rng| call.build_rekey(rng), rng)?,
-            Some((user_id, p)) => self.build(|rng| call.build_set_permissions(user_id, p, rng), rng)?,
-        };
-        // Entries removed along are named, so that the server drops them from the media call too.
-        let user_ids = if permissions.is_none() && self.may(Permissions::REMOVE_USERS) { unusable } else { Vec::new() };
-        self.send(Request::DeleteParticipants { user_ids, block, kick: true }, Purpose::Rekey);
-        Ok(())
-    }
-
-    /// Builds a block with `build`, again while its hash would black out H.264 video (at most
-    /// [`BLACKOUT_BUILDS`] builds; [`SessionConfig::end_video_blackouts`]).
-    fn build<R: CryptoRngCore>(
-        &self,
-        mut build: impl FnMut(&mut R) -> Result<PlainBlock>,
-        rng: &mut R,
-    ) -> Result<PlainBlock> {
-        let mut block = build(rng)?;
-        if self.config.end_video_blackouts {
-            for _ in 1..BLACKOUT_BUILDS {
-                match block.decode() {
-                    Ok(b) if crate::frame::hash_blocks_h264(&b.hash()) => block = build(rng)?,
-                    _ => break,
-                }
-            }
-        }
-        Ok(block)
-    }
-
-    /// The block at `height` blacks out H.264: re-key, if nobody did meanwhile and we may.
-    fn end_blackout(&mut self, height: i32, rng: &mut impl CryptoRngCore) {
-        let me = self.user_id;
-        let Some(call) = self.live_call() else { return };
-        let may = call.participants().iter().any(|p| {
-            p.user_id == me && (p.flags.contains(Permissions::ADD_USERS) || p.flags.contains(Permissions::REMOVE_USERS))
-        });
-        if call.height() != height || !may || self.state() != SessionState::Joined {
-            return;
-        }
-        if let Err(e) = self.rekey(None, rng) {
-            self.send_failed(RequestKind::DeleteParticipants, SendFailure::Local(e));
+        let (phase, mut ctx) = self.parts();
+        match phase {
+            Phase::Live(live) if state == SessionState::Joined => live.rekey(&mut ctx, permissions, rng),
+            _ => Err(wrong_state("rekey", "the call (Joined)", state)),
         }
     }
 
@@ -439,11 +437,12 @@ impl Session {
             return Err(Error::new(ErrorKind::OutboxFull, format!("{max} messages are waiting to be delivered")));
         }
         let state = self.state();
-        let Phase::Live(live) = &mut self.phase else {
+        let (phase, mut ctx) = self.parts();
+        let Phase::Live(live) = phase else {
             return Err(wrong_state("send_message", "the call (Joined or Resyncing)", state));
         };
         let encrypted = live.call.encrypt_message(json, now, rng)?;
-        self.send(Request::SendEncryptedMessage { encrypted_message: encrypted }, Purpose::Message { attempt: 0 });
+        ctx.send(Request::SendEncryptedMessage { encrypted_message: encrypted }, Purpose::Message { attempt: 0 });
         Ok(())
     }
 
@@ -492,10 +491,10 @@ impl Session {
     /// Runs what is due at `now`: request deadlines (as `TIMEOUT`), polls, retries, epoch expiry.
     pub fn handle_timeout(&mut self, now: u64, rng: &mut impl CryptoRngCore) {
         self.tick(now);
-        if let Phase::Live(live) = &mut self.phase {
+        self.live(|live, ctx| {
             live.call.handle_timeout(now);
-        }
-        self.drain_call_events();
+            live.drain(ctx)
+        });
         for (id, entry) in self.outbox.take_expired(now) {
             if entry.purpose.joins() {
                 if self.expired_joins.len() >= 16 {
@@ -514,7 +513,7 @@ impl Session {
     /// Takes the outcome of request `id`. Unknown ids (answered already, past their deadline, or
     /// of a generation since ended) are ignored.
     pub fn handle_response(&mut self, id: RequestId, response: Response, now: u64, rng: &mut impl CryptoRngCore) {
-        self.tick(now);
+        self.enter(now);
         // The one place a server's error is read.
         let outcome = match response {
             Response::Ok(updates) => Ok(updates),
@@ -529,7 +528,7 @@ impl Session {
                 if let Some(i) = self.expired_joins.iter().position(|j| *j == id) {
                     self.expired_joins.remove(i);
                     if out && outcome.is_ok() {
-                        self.send(Request::Leave, Purpose::Leave { then_left: false });
+                        self.ctx().send(Request::Leave, Purpose::Leave { then_left: false });
                     }
                 }
                 return;
@@ -549,12 +548,9 @@ impl Session {
     /// which is about our participant before this join); `updateGroupCall` is taken at once in
     /// every state.
     pub fn handle_update(&mut self, update: Update, now: u64, rng: &mut impl CryptoRngCore) {
-        self.tick(now);
-        let me = self.user_id;
-        match &mut self.phase {
-            Phase::Joining(j) if !matches!(update, Update::GroupCall { .. }) => j.buffer(update, me, &self.config),
-            _ => self.process_updates(vec![update], Source::Push, rng),
-        }
+        self.enter(now);
+        self.pushed(update, rng);
+        self.after_batch();
         self.fire_polls();
     }
 
@@ -629,11 +625,30 @@ impl Session {
         self.outbox.messages()
     }
 
-    // ---- plumbing ----
+    // ---- dispatch: inputs to the state's handlers ----
 
     fn tick(&mut self, now: u64) {
         self.now = self.now.max(now);
         self.outbox.pace(self.now);
+    }
+
+    /// The start of an input: time moves on, and what the application did to the call through
+    /// [`Session::call_mut`] since the last input becomes session events first.
+    fn enter(&mut self, now: u64) {
+        self.tick(now);
+        self.live(|live, ctx| live.drain(ctx));
+    }
+
+    fn check_can_join(&self, call: &str) -> Result<()> {
+        match self.phase {
+            Phase::Idle
+            | Phase::Removed(_)
+            | Phase::Left
+            | Phase::Failed
+            | Phase::ChainRejected(_)
+            | Phase::Ended(_) => Ok(()),
+            _ => Err(wrong_state(call, "to be out of the call (not joining, in it or leaving)", self.state())),
+        }
     }
 
     fn live_call(&self) -> Option<&Call> {
@@ -643,8 +658,359 @@ impl Session {
         }
     }
 
-    /// Leaves the call or the join for good ([`Exit`]): the one way out of every state.
-    fn exit(&mut self, exit: Exit) {
+    /// The state and what its handlers reach besides it.
+    fn parts(&mut self) -> (&mut Phase, Ctx<'_>) {
+        let Session { user_id, config, phase, outbox, events, seen_messages, seen_order, participants, now, .. } = self;
+        let ctx = Ctx { user_id: *user_id, now: *now, config, outbox, events, seen_messages, seen_order, participants };
+        (phase, ctx)
+    }
+
+    /// What handlers reach, for the session's own sends and events.
+    fn ctx(&mut self) -> Ctx<'_> {
+        self.parts().1
+    }
+
+    /// Runs a handler of the live call, if in it; an exit it returns is carried out.
+    fn live(&mut self, handler: impl FnOnce(&mut Live, &mut Ctx<'_>) -> Flow) {
+        let (phase, mut ctx) = self.parts();
+        let Phase::Live(live) = phase else { return };
+        if let Err(exit) = handler(live, &mut ctx) {
+            self.carry_out(Next::Exit(exit));
+        }
+    }
+
+    /// Runs a handler of the join in flight, if joining; an exit it returns is carried out.
+    fn joining(&mut self, handler: impl FnOnce(&mut Joining, &mut Ctx<'_>) -> Flow) {
+        let (phase, mut ctx) = self.parts();
+        let Phase::Joining(joining) = phase else { return };
+        if let Err(exit) = handler(joining, &mut ctx) {
+            self.carry_out(Next::Exit(exit));
+        }
+    }
+
+    /// A pushed update: kept while a join is in flight (`updateGroupCall` excepted), else taken.
+    fn pushed(&mut self, update: Update, rng: &mut impl CryptoRngCore) {
+        let me = self.user_id;
+        match &mut self.phase {
+            Phase::Joining(j) if !matches!(update, Update::GroupCall { .. }) => j.buffer(update, me, &self.config),
+            _ => self.take_update(update, Source::Push, rng),
+        }
+    }
+
+    /// One update, to the state that takes it: `updateGroupCall` in every state, the rest in the
+    /// call only ([`Live::on_update`]).
+    fn take_update(&mut self, update: Update, source: Source, rng: &mut impl CryptoRngCore) {
+        match update {
+            Update::GroupCall { call, discarded, invite_link } => self.group_call(call, discarded, invite_link),
+            update => self.live(|live, ctx| live.on_update(ctx, update, source, rng)),
+        }
+    }
+
+    /// `updateGroupCall`: the call's identity and invite link; a discarded call ends ours.
+    fn group_call(&mut self, call: CallIdentity, discarded: bool, invite_link: Option<String>) {
+        // A call's identity never changes: once known, an updateGroupCall naming another call
+        // (one connection carries all of the account's calls) is not about this one and may
+        // neither rename nor end it.
+        if self.identity.is_some_and(|known| known != call) {
+            return;
+        }
+        if self.identity != Some(call) || (invite_link.is_some() && self.invite_link != invite_link) {
+            self.identity = Some(call);
+            if invite_link.is_some() {
+                self.invite_link = invite_link.clone();
+            }
+            self.events.push_back(SessionEvent::CallIdentity { call, invite_link });
+        }
+        if discarded {
+            self.carry_out(Next::Exit(Exit::Ended(EndReason::Discarded)));
+        }
+    }
+
+    /// After a batch of updates: the call's events become session events, its outbound
+    /// broadcasts are sent ([`Live::drain`], [`Live::send_broadcasts`]).
+    fn after_batch(&mut self) {
+        self.live(|live, ctx| {
+            live.drain(ctx)?;
+            live.send_broadcasts(ctx);
+            Ok(())
+        });
+    }
+
+    /// Sends the polls that are due.
+    fn fire_polls(&mut self) {
+        self.live(|live, ctx| {
+            live.fire_polls(ctx);
+            Ok(())
+        });
+    }
+
+    /// An answer (or a deadline, as `TIMEOUT`) to one of our requests, by its purpose. A failure
+    /// goes through the one retry policy ([`Session::failed`]).
+    fn handle_outcome(&mut self, entry: Entry, outcome: Outcome, rng: &mut impl CryptoRngCore) {
+        let Entry { purpose, request, generation, .. } = entry;
+        if generation != self.outbox.generation {
+            // A join the server accepted after we left: leave again, so no ghost member stays.
+            let ghost = purpose.joins() && outcome.is_ok() && matches!(self.phase, Phase::Leaving | Phase::Left);
+            if ghost {
+                self.ctx().send(Request::Leave, Purpose::Leave { then_left: false });
+            }
+            return;
+        }
+        match (purpose, outcome) {
+            (Purpose::Leave { then_left }, _) => {
+                if then_left {
+                    self.carry_out(Next::Left);
+                }
+            }
+            (Purpose::Poll { sub }, outcome) => return self.polled(sub, outcome, rng),
+            (Purpose::JoinTip { attempt }, Ok(updates)) => {
+                let (tip, rest) = join::split_tip(updates);
+                for u in rest {
+                    self.pushed(u, rng);
+                }
+                self.joining(|j, ctx| j.on_tip(ctx, attempt, tip, rng));
+            }
+            (Purpose::Join { key, height, .. }, Ok(updates)) => return self.joined(*key, height, updates, rng),
+            (Purpose::Create { key: Some(key), .. }, Ok(updates)) => return self.joined(*key, 0, updates, rng),
+            (Purpose::Create { key: None, .. }, Ok(updates)) => {
+                for u in updates {
+                    self.take_update(u, Source::Server, rng);
+                }
+                self.carry_out(Next::Created);
+            }
+            // Broadcasts, messages, removals: what the answer carries is pushed news.
+            (_, Ok(updates)) => {
+                for u in updates {
+                    self.take_update(u, Source::Push, rng);
+                }
+            }
+            (purpose, Err(error)) => self.failed(purpose, request, error),
+        }
+        self.after_batch();
+    }
+
+    /// A poll's answer: its blocks through the chain rules ([`Live::on_update`]), then what it
+    /// tells of the sub-chain's sync ([`Live::polled`]).
+    fn polled(&mut self, sub: SubChain, outcome: Outcome, rng: &mut impl CryptoRngCore) {
+        let mut before = None;
+        self.live(|live, ctx| {
+            before = Some(live.poll_answered(ctx, sub, outcome.as_ref().ok()));
+            Ok(())
+        });
+        let Some(before) = before else { return };
+        match outcome {
+            Ok(updates) => {
+                for u in updates {
+                    self.take_update(u, Source::Server, rng);
+                }
+                self.after_batch();
+                self.live(|live, ctx| live.polled(ctx, sub, before));
+            }
+            Err(error) => {
+                self.live(|live, ctx| live.poll_failed(ctx, sub, &error));
+                self.after_batch();
+            }
+        }
+        self.live(|live, ctx| {
+            live.poll_rescheduled(ctx, sub);
+            Ok(())
+        });
+    }
+
+    /// The join's (or create-with-join's) answer: the call starts with the server's chain, then
+    /// the updates kept meanwhile, each batch followed by [`Session::after_batch`].
+    fn joined(&mut self, key: PrivateKey, height: i32, updates: Vec<Update>, rng: &mut impl CryptoRngCore) {
+        let (phase, mut ctx) = self.parts();
+        let Phase::Joining(joining) = phase else { return };
+        let Joined { live, server, buffered } = match joining.on_joined(&mut ctx, key, height, updates, rng) {
+            Ok(joined) => joined,
+            Err(exit) => {
+                self.carry_out(Next::Exit(exit));
+                return self.after_batch();
+            }
+        };
+        self.carry_out(Next::Live(live));
+        // The rest of sub-chain 0 is the server's chain: through the rules (offsets filter ours).
+        for u in server {
+            self.take_update(u, Source::Server, rng);
+        }
+        self.after_batch();
+        for u in buffered {
+            self.take_update(u, Source::Push, rng);
+        }
+        self.after_batch();
+        self.live(|live, ctx| {
+            live.started(ctx);
+            Ok(())
+        });
+    }
+
+    /// A request of ours failed: the retry policy says what follows.
+    fn failed(&mut self, purpose: Purpose, request: Request, error: ApiError) {
+        let (goal, attempt) = (purpose.goal(), purpose.attempt());
+        let next = attempt.saturating_add(1);
+        let now = self.now;
+        match policy::retry(goal, attempt, &error, &self.config) {
+            Verdict::Exit(exit) => self.carry_out(Next::Exit(exit)),
+            Verdict::Retry { after_ms, refetch } => {
+                if refetch {
+                    self.live(|_, ctx| {
+                        ctx.outbox.poll_by(SubChain::Blocks, now);
+                        Ok(())
+                    });
+                }
+                let action = match purpose {
+                    // A new attempt starts from a new tip.
+                    Purpose::JoinTip { .. } | Purpose::Join { .. } => {
+                        Action::Resend { request: join::tip_request(), purpose: Purpose::JoinTip { attempt: next } }
+                    }
+                    Purpose::Create { key, .. } => {
+                        Action::Resend { request, purpose: Purpose::Create { attempt: next, key } }
+                    }
+                    Purpose::Removal { .. } | Purpose::Prune { .. } => {
+                        let kick = matches!(purpose, Purpose::Removal { .. });
+                        let Request::DeleteParticipants { user_ids, .. } = request else { return };
+                        Action::Remove { user_ids, kick, attempt: next }
+                    }
+                    Purpose::Broadcast { .. } => {
+                        Action::Resend { request, purpose: Purpose::Broadcast { attempt: next } }
+                    }
+                    Purpose::Message { .. } => Action::Resend { request, purpose: Purpose::Message { attempt: next } },
+                    Purpose::Poll { .. } | Purpose::Rekey | Purpose::Leave { .. } => return,
+                };
+                self.outbox.schedule(now.saturating_add(after_ms), action);
+            }
+            Verdict::GiveUp(give_up) => match purpose {
+                Purpose::JoinTip { .. } | Purpose::Join { .. } | Purpose::Create { .. } => {
+                    let reason = match give_up {
+                        GiveUp::Error(e) => JoinFailure::Api(e),
+                        GiveUp::FloodTooLong { seconds } => JoinFailure::FloodWait { seconds },
+                        GiveUp::Exhausted { attempts } => JoinFailure::RetriesExhausted { attempts },
+                    };
+                    self.carry_out(Next::Exit(Exit::JoinFailed { reason, accepted: false }))
+                }
+                Purpose::Poll { .. } | Purpose::Leave { .. } => {}
+                Purpose::Removal { .. }
+                | Purpose::Prune { .. }
+                | Purpose::Rekey
+                | Purpose::Broadcast { .. }
+                | Purpose::Message { .. } => {
+                    let error = match give_up {
+                        GiveUp::Error(e) => e,
+                        GiveUp::FloodTooLong { seconds } => ApiError::FloodWait { seconds },
+                        GiveUp::Exhausted { .. } => error,
+                    };
+                    self.ctx().send_failed(request.kind(), SendFailure::Api(error));
+                }
+            },
+        }
+    }
+
+    /// A timer is due.
+    fn run_action(&mut self, action: Action, rng: &mut impl CryptoRngCore) {
+        match action {
+            Action::Resend { request, purpose } => self.resend(request, purpose),
+            Action::Remove { user_ids, kick, attempt } => self.live(|live, ctx| {
+                if let Err(e) = live.removal(ctx, user_ids, kick, attempt, rng) {
+                    ctx.send_failed(RequestKind::DeleteParticipants, SendFailure::Local(e));
+                }
+                Ok(())
+            }),
+            Action::Prune => self.live(|live, ctx| {
+                live.prune(ctx, rng);
+                Ok(())
+            }),
+            Action::EndBlackout { height } => self.live(|live, ctx| {
+                live.end_blackout(ctx, height, rng);
+                Ok(())
+            }),
+            Action::RemoveUnusable => self.live(|live, ctx| {
+                live.remove_unusable(ctx, rng);
+                Ok(())
+            }),
+        }
+    }
+
+    /// Sends again what a backoff or a flood wait deferred, if it still makes sense.
+    fn resend(&mut self, request: Request, purpose: Purpose) {
+        let now = self.now;
+        let (phase, mut ctx) = self.parts();
+        let live = match phase {
+            Phase::Live(l) if !l.call.is_closed() => Some(l),
+            _ => None,
+        };
+        let ok = match &purpose {
+            Purpose::JoinTip { .. } | Purpose::Join { .. } | Purpose::Create { .. } => {
+                if !matches!(phase, Phase::Joining(_)) {
+                    return;
+                }
+                if let Err(exit) = ctx.send_join(request, purpose) {
+                    self.carry_out(Next::Exit(exit));
+                }
+                return;
+            }
+            Purpose::Poll { sub } => {
+                // A poll goes through the poll schedule instead.
+                if matches!(phase, Phase::Live(_)) {
+                    ctx.outbox.poll(*sub).at = Some(now);
+                }
+                false
+            }
+            Purpose::Broadcast { .. } => match &request {
+                Request::SendBroadcast { block } => {
+                    live.is_some_and(|l| l.broadcast_is_current(block) && !l.round_done())
+                }
+                _ => false,
+            },
+            Purpose::Message { .. } | Purpose::Removal { .. } | Purpose::Prune { .. } | Purpose::Rekey => {
+                live.is_some()
+            }
+            Purpose::Leave { .. } => true,
+        };
+        if ok {
+            ctx.send(request, purpose);
+        }
+    }
+
+    // ---- the one place the state changes ----
+
+    /// Carries out a change of state (the only place that sets it). An [`Exit`] closes the call
+    /// ([`Call::close`]: encryption stops at once, in every media handle too), starts a new
+    /// generation (timers of the old one die; queued requests, leaves excepted, are dropped),
+    /// sets the terminal state, tells the application and, where the server still holds us,
+    /// sends `leaveGroupCall`.
+    fn carry_out(&mut self, next: Next) {
+        let phase = match next {
+            Next::Joining => {
+                // A new generation; queued leaves go too (the join replaces our participant on the
+                // server; a leave sent after it would remove the new one).
+                self.outbox.new_generation(false);
+                Phase::Joining(Joining::default())
+            }
+            Next::Live(live) => Phase::Live(live),
+            Next::Created => {
+                let (call, invite_link) = (self.identity, self.invite_link.clone());
+                self.events.push_back(SessionEvent::Created { call, invite_link });
+                Phase::Idle
+            }
+            Next::Left => {
+                if !matches!(self.phase, Phase::Leaving) {
+                    return;
+                }
+                self.events.push_back(SessionEvent::Left);
+                Phase::Left
+            }
+            Next::Exit(exit) => match self.exit(exit) {
+                Some(phase) => phase,
+                None => return,
+            },
+        };
+        self.phase = phase;
+    }
+
+    /// The terminal state an [`Exit`] leads to, after doing what it says (see
+    /// [`Session::carry_out`]); `None` when it does not apply to the current state.
+    fn exit(&mut self, exit: Exit) -> Option<Phase> {
         let joining = matches!(self.phase, Phase::Joining(_));
         let has_call =
             matches!(self.phase, Phase::Live(_) | Phase::Removed(_) | Phase::ChainRejected(_) | Phase::Ended(Some(_)));
@@ -652,14 +1018,12 @@ impl Session {
         let applies = match &exit {
             Exit::ChainRejected { .. } | Exit::Removed { .. } => has_call,
             Exit::Ended(_) => has_call || joining,
-            Exit::JoinFailed(_) => true,
+            Exit::JoinFailed { .. } => true,
             Exit::Leaving => !leaving,
         };
         if !applies {
-            return;
+            return None;
         }
-        // Leaving the live state closes the call: encryption stops at once, in every media
-        // handle too.
         let call = match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Live(live) => Some(Box::new(live.call)),
             Phase::Removed(c) | Phase::ChainRejected(c) | Phase::Ended(Some(c)) => Some(c),
@@ -669,7 +1033,6 @@ impl Session {
             c.close();
             c
         });
-        // Timers of the old generation die; queued requests (leaves excepted) are dropped.
         self.outbox.new_generation(true);
         let (phase, event, leave) = match exit {
             Exit::ChainRejected { height, error } => {
@@ -680,100 +1043,110 @@ impl Session {
                 let leave = (reason == EndReason::JoinMissing).then_some(false);
                 (Some(Phase::Ended(call)), Some(SessionEvent::Ended { reason }), leave)
             }
-            Exit::JoinFailed(reason) => (Some(Phase::Failed), Some(SessionEvent::JoinFailed { reason }), None),
+            Exit::JoinFailed { reason, accepted } => {
+                (Some(Phase::Failed), Some(SessionEvent::JoinFailed { reason }), accepted.then_some(false))
+            }
             Exit::Leaving => (Some(Phase::Leaving), None, Some(true)),
         };
-        self.phase = phase.unwrap_or(Phase::Idle);
         self.events.extend(event);
         if let Some(then_left) = leave {
-            self.send(Request::Leave, Purpose::Leave { then_left });
+            self.ctx().send(Request::Leave, Purpose::Leave { then_left });
         }
+        Some(phase.unwrap_or(Phase::Idle))
     }
+}
 
-    /// Queues a request for the outbox's pace (a leave goes at once), or defers it to the end of
-    /// its kind's flood wait.
-    fn send(&mut self, request: Request, purpose: Purpose) -> Option<RequestId> {
-        let kind = request.kind();
+/// A request's answer: its updates, or the server's error (parsed once, where it came in).
+type Outcome = std::result::Result<Vec<Update>, ApiError>;
+
+impl Ctx<'_> {
+    /// How a request of `kind` stands against its flood wait.
+    fn gate(&self, kind: RequestKind) -> Gate {
         let wait = self.outbox.flood_until(kind);
-        if wait > self.now {
-            let remaining = wait.saturating_sub(self.now);
-            // No operation waits longer than the maximum (polls never do: their waits are capped).
-            let too_long = remaining > policy::flood_ms(&self.config, self.config.max_flood_wait_s).unwrap_or(0);
+        if wait <= self.now {
+            return Gate::Go;
+        }
+        let remaining = wait.saturating_sub(self.now);
+        // No operation waits longer than the maximum (polls never do: their waits are capped).
+        if remaining > policy::flood_ms(self.config, self.config.max_flood_wait_s).unwrap_or(0) {
             let seconds = u32::try_from(remaining.div_ceil(1_000)).unwrap_or(u32::MAX);
-            match purpose {
-                // A leave goes anyway: one request, and the server must not keep a ghost member
-                // (any answer, another flood wait included, ends it).
-                Purpose::Leave { .. } if too_long => {}
-                Purpose::JoinTip { .. } | Purpose::Join { .. } | Purpose::Create { .. } if too_long => {
-                    self.exit(Exit::JoinFailed(JoinFailure::FloodWait { seconds }));
-                    return None;
-                }
-                Purpose::Broadcast { .. }
-                | Purpose::Message { .. }
-                | Purpose::Removal { .. }
-                | Purpose::Prune { .. }
-                | Purpose::Rekey
-                    if too_long =>
-                {
-                    self.send_failed(kind, SendFailure::Api(ApiError::FloodWait { seconds }));
-                    return None;
-                }
-                purpose => {
-                    self.outbox.schedule(wait, Action::Resend { request, purpose });
-                    return None;
-                }
-            }
+            return Gate::TooLong { until: wait, seconds };
         }
-        Some(self.outbox.queue(request, purpose, self.now))
+        Gate::Wait(wait)
     }
 
-    fn run_action(&mut self, action: Action, rng: &mut impl CryptoRngCore) {
-        match action {
-            Action::JoinAttempt { attempt, create } => {
-                if matches!(self.phase, Phase::Joining(_)) {
-                    self.start_join_attempt(attempt, create, rng);
-                }
-            }
-            Action::Resend { request, purpose } => self.resend(request, purpose),
-            Action::Remove { user_ids, kick, attempt } => {
-                if let Err(e) = self.send_removal(user_ids, kick, attempt, rng) {
-                    self.send_failed(RequestKind::DeleteParticipants, SendFailure::Local(e));
-                }
-            }
-            Action::Prune => self.prune(rng),
-            Action::EndBlackout { height } => self.end_blackout(height, rng),
-            Action::RemoveUnusable => self.remove_unusable(rng),
-        }
-    }
-
-    /// Sends again what a backoff or a flood wait deferred, if it still makes sense.
-    fn resend(&mut self, request: Request, purpose: Purpose) {
-        let live = self.live_call().is_some_and(|c| !c.is_closed());
-        let ok = match &purpose {
-            Purpose::JoinTip { .. } | Purpose::Join { .. } | Purpose::Create { .. } => {
-                matches!(self.phase, Phase::Joining(_))
-            }
-            Purpose::Poll { sub } => {
-                // A poll goes through the poll schedule instead.
-                if matches!(self.phase, Phase::Live(_)) {
-                    self.outbox.poll(*sub).at = Some(self.now);
-                }
-                false
-            }
-            Purpose::Broadcast { .. } => match &request {
-                Request::SendBroadcast { block } => live && self.broadcast_is_current(block) && !self.round_done(),
-                _ => false,
-            },
-            Purpose::Message { .. } | Purpose::Removal { .. } | Purpose::Prune { .. } | Purpose::Rekey => live,
-            Purpose::Leave { .. } => true,
+    /// Queues a request of the call (or a leave) for the outbox's pace, or defers it to the end
+    /// of its kind's flood wait; one that would wait too long fails ([`SessionEvent::SendFailed`]),
+    /// except a leave, which goes anyway: one request, and the server must not keep a ghost
+    /// member (any answer, another flood wait included, ends it).
+    fn send(&mut self, request: Request, purpose: Purpose) -> Option<RequestId> {
+        let (at, seconds) = match self.gate(request.kind()) {
+            Gate::Go => return Some(self.outbox.queue(request, purpose, self.now)),
+            Gate::Wait(at) => (at, None),
+            Gate::TooLong { until, seconds } => (until, Some(seconds)),
         };
-        if ok {
-            self.send(request, purpose);
+        match (purpose, seconds) {
+            (purpose @ Purpose::Leave { .. }, Some(_)) => Some(self.outbox.queue(request, purpose, self.now)),
+            (Purpose::Poll { sub }, _) => {
+                self.outbox.schedule(at, Action::Resend { request, purpose: Purpose::Poll { sub } });
+                None
+            }
+            (purpose, None) => {
+                self.outbox.schedule(at, Action::Resend { request, purpose });
+                None
+            }
+            (_, Some(seconds)) => {
+                self.send_failed(request.kind(), SendFailure::Api(ApiError::FloodWait { seconds }));
+                None
+            }
         }
+    }
+
+    /// [`Ctx::send`] for a join's requests: one that would wait too long fails the join.
+    fn send_join(&mut self, request: Request, purpose: Purpose) -> Flow {
+        match self.gate(request.kind()) {
+            Gate::Go => {
+                self.outbox.queue(request, purpose, self.now);
+            }
+            Gate::Wait(at) => self.outbox.schedule(at, Action::Resend { request, purpose }),
+            Gate::TooLong { seconds, .. } => {
+                return Err(Exit::JoinFailed { reason: JoinFailure::FloodWait { seconds }, accepted: false })
+            }
+        }
+        Ok(())
     }
 
     fn send_failed(&mut self, kind: RequestKind, reason: SendFailure) {
         self.events.push_back(SessionEvent::SendFailed { kind, reason });
+    }
+
+    /// Our entry for a new key.
+    fn me(&self, key: &PrivateKey) -> GroupParticipant {
+        GroupParticipant {
+            user_id: self.user_id,
+            public_key: key.public_key(),
+            flags: Permissions::ADD_USERS | Permissions::REMOVE_USERS,
+            version: 0,
+        }
+    }
+
+    /// Builds a block with `build`, again while its hash would black out H.264 video (at most
+    /// [`BLACKOUT_BUILDS`] builds; [`SessionConfig::end_video_blackouts`]).
+    fn build<R: CryptoRngCore>(
+        &self,
+        mut build: impl FnMut(&mut R) -> Result<PlainBlock>,
+        rng: &mut R,
+    ) -> Result<PlainBlock> {
+        let mut block = build(rng)?;
+        if self.config.end_video_blackouts {
+            for _ in 1..BLACKOUT_BUILDS {
+                match block.decode() {
+                    Ok(b) if crate::frame::hash_blocks_h264(&b.hash()) => block = build(rng)?,
+                    _ => break,
+                }
+            }
+        }
+        Ok(block)
     }
 }
 

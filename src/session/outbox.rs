@@ -117,9 +117,10 @@ const WAITING: u64 = u64::MAX;
 /// Something to do at a time.
 #[derive(Debug)]
 pub(crate) enum Action {
-    /// Start join attempt `attempt` (of a create with join if `create`).
-    JoinAttempt { attempt: u32, create: bool },
-    /// Send this request again (after a backoff or a flood wait).
+    /// Send this request again (after a backoff or a flood wait), for `purpose` (its attempt
+    /// counted on): a join attempt is its tip fetch, [`Purpose::JoinTip`] (the join block is built
+    /// on the tip it answers), a create with join the same request with the same key (the server
+    /// refused it: nothing was created with that key).
     Resend { request: Request, purpose: Purpose },
     /// Rebuild and send a removal (`kick`) or a prune.
     Remove { user_ids: Vec<i64>, kick: bool, attempt: u32 },
@@ -344,9 +345,7 @@ impl Outbox {
         let timers = self.timers.iter().filter(|t| t.generation == generation).flat_map(|t| match &t.action {
             Action::Remove { user_ids, .. } => user_ids.clone(),
             Action::Resend { request, .. } => ids(request),
-            Action::JoinAttempt { .. } | Action::Prune | Action::EndBlackout { .. } | Action::RemoveUnusable => {
-                Vec::new()
-            }
+            Action::Prune | Action::EndBlackout { .. } | Action::RemoveUnusable => Vec::new(),
         });
         flying.chain(timers).collect()
     }

@@ -230,8 +230,7 @@ fn repeated_left_updates_do_not_multiply_removals() {
     assert!(sessions.iter().all(|s| s.state() == SessionState::Joined));
     let mut s = sessions.remove(0);
     drain(&mut s);
-    let left =
-        Update::Participants { participants: vec![confchain::session::CallParticipant { user_id: 2, left: true }] };
+    let left = Update::Participants { participants: vec![confchain::session::CallParticipant::new(2, true)] };
     let mut deletes = 0;
     let mut now = 1_000;
     while now < 21_000 {
@@ -432,8 +431,7 @@ fn a_late_notice_that_we_left_does_not_end_the_rejoin() {
     s.handle_response(id, Response::Ok(vec![]), 1_000, &mut r);
     assert_eq!(s.state(), SessionState::Left);
     s.join(1_000, &mut r).unwrap();
-    let me_left =
-        Update::Participants { participants: vec![confchain::session::CallParticipant { user_id: 11, left: true }] };
+    let me_left = Update::Participants { participants: vec![confchain::session::CallParticipant::new(11, true)] };
     s.handle_update(me_left, 1_010, &mut r);
     let (id, _) = s.poll_request().unwrap();
     s.handle_response(id, Response::Ok(vec![chain(0, vec![], 0)]), 1_020, &mut r);
@@ -612,7 +610,7 @@ fn a_self_add_lowering_external_permissions_is_refused_and_joins_still_work() {
 fn a_prune_removes_only_the_entry_whose_departure_it_saw() {
     let mut r = rng(306);
     let (mut server, mut sessions) = conference(&[1, 2], &mut r);
-    let left = confchain::session::CallParticipant { user_id: 2, left: true };
+    let left = confchain::session::CallParticipant::new(2, true);
     sessions[0].handle_update(Update::Participants { participants: vec![left] }, 0, &mut r);
     // Bob leaves and rejoins at once (a new key); Alice gets his new block, not the "joined" push.
     sessions[1].leave(0);

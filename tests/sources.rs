@@ -34,6 +34,7 @@ fn record(user_id: i64, audio: u32, cam: &[u32], screen: Option<(&[u32], u32)>) 
             video: (!cam.is_empty()).then(|| video(cam, None)),
             presentation: screen.map(|(s, a)| video(s, Some(a))),
         },
+        ..ParticipantSources::default()
     }
 }
 

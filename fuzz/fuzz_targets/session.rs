@@ -316,7 +316,7 @@ fuzz_target!(|script: Script| {
                 let participants = list
                     .iter()
                     .take(16)
-                    .map(|(u, left)| CallParticipant { user_id: i64::from(*u % 5), left: *left })
+                    .map(|(u, left)| CallParticipant::new(i64::from(*u % 5), *left))
                     .collect();
                 session.handle_update(Update::Participants { participants }, now, &mut rng);
             }

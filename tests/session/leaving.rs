@@ -211,7 +211,7 @@ fn a_last_block_without_us_means_removed() {
 fn told_that_we_left_ends_the_call() {
     let mut net = conference(&[1, 2]);
     let mut r = rng(43);
-    let me = confchain::session::CallParticipant { user_id: 2, left: true };
+    let me = confchain::session::CallParticipant::new(2, true);
     net.s(2).handle_update(Update::Participants { participants: vec![me] }, 0, &mut r);
     assert_eq!(net.s(2).state(), SessionState::Ended);
     assert!(net.s(2).call().unwrap().is_closed());

@@ -9,7 +9,7 @@ fn members_who_left_are_pruned() {
     use confchain::session::CallParticipant;
     let mut net = conference(&[1, 2, 3]);
     let mut r = rng(38);
-    let left = |user_id| CallParticipant { user_id, left: true };
+    let left = |user_id| CallParticipant::new(user_id, true);
     let update = Update::Participants { participants: vec![left(3), left(3), left(42)] };
     net.s(1).handle_update(update.clone(), 0, &mut r);
     net.s(1).handle_update(update, 0, &mut r);

@@ -860,8 +860,7 @@ fn call_update_of(v: &JsValue, field: &str) -> Result<Option<sess::Update>, JsVa
     if !participants.is_undefined() {
         let mut out = Vec::new();
         for (i, p) in items(&participants, &format!("{field}.participants"))?.iter().enumerate() {
-            let user_id = user_id(&get(p, "userId"), &format!("{field}.participants[{i}].userId"))?;
-            out.push(engine::api::CallParticipant { user_id, left: get(p, "left").as_bool().unwrap_or(false) });
+            out.push(sources::record(p, &format!("{field}.participants[{i}]"))?);
         }
         return Ok(Some(sess::Update::Participants { participants: out }));
     }

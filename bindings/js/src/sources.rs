@@ -73,7 +73,10 @@ fn video(v: &JsValue, field: &str) -> Result<Option<VideoSources>, JsValue> {
     Ok(Some(VideoSources { endpoint: get(v, "endpoint").as_string().unwrap_or_default(), source_groups, audio_source }))
 }
 
-fn record(p: &JsValue, field: &str) -> Result<ParticipantSources, JsValue> {
+/// A participant record from mtcute's `groupCallParticipant` fields with the user id: `{userId,
+/// left, source, date, video, presentation}` (what the session's participant updates and the
+/// `SourceTable` take).
+pub(crate) fn record(p: &JsValue, field: &str) -> Result<ParticipantSources, JsValue> {
     let audio = get(p, "source");
     let sources = MediaSources {
         audio: if audio.is_undefined() { 0 } else { ssrc(&audio, &format!("{field}.source"))? },
@@ -83,6 +86,11 @@ fn record(p: &JsValue, field: &str) -> Result<ParticipantSources, JsValue> {
     Ok(ParticipantSources {
         user_id: user_id(&get(p, "userId"), &format!("{field}.userId"))?,
         left: get(p, "left").as_bool().unwrap_or(false),
+        date: get(p, "date")
+            .as_f64()
+            .filter(|d| d.fract() == 0.0 && d.abs() <= f64::from(i32::MAX))
+            .map_or(0, |d| d as i32),
+        version: 0,
         sources,
     })
 }

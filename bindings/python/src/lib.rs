@@ -1297,7 +1297,7 @@ fn update_group_call(call_id: i64, access_hash: i64, discarded: bool, invite_lin
 #[pyfunction]
 fn update_participants(participants: Vec<(i64, bool)>) -> Update {
     let participants =
-        participants.into_iter().map(|(user_id, left)| engine::api::CallParticipant { user_id, left }).collect();
+        participants.into_iter().map(|(user_id, left)| engine::api::CallParticipant::new(user_id, left)).collect();
     Update(sess::Update::Participants { participants })
 }
 

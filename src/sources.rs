@@ -43,6 +43,18 @@ pub enum MediaKind {
     ScreencastAudio,
 }
 
+impl MediaKind {
+    /// A stable name: `audio`, `video`, `screencast` or `screencast_audio`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+            MediaKind::Screencast => "screencast",
+            MediaKind::ScreencastAudio => "screencast_audio",
+        }
+    }
+}
+
 /// The sender of a source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Source {
@@ -328,6 +340,17 @@ impl SourceMap {
     /// The SSRCs reported unknown since the last call, for [`LookupScheduler::note_unknown`].
     pub fn take_misses(&self) -> Vec<u32> {
         self.inner.misses.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default()
+    }
+}
+
+impl UnresolvedReason {
+    /// A stable name: `deadline`, `not_in_call` or `pending_full`.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnresolvedReason::Deadline => "deadline",
+            UnresolvedReason::NotInCall => "not_in_call",
+            UnresolvedReason::PendingFull => "pending_full",
+        }
     }
 }
 

@@ -80,6 +80,7 @@ mod outbox;
 mod outcomes;
 mod pacer;
 mod policy;
+mod sources;
 mod sync;
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
@@ -239,6 +240,8 @@ pub struct Session {
     /// The latest time any entry point was given (requests queued by methods without `now`
     /// take their deadline from it).
     now: u64,
+    /// Who sends on each SSRC, and our own participation (`sources.rs`).
+    sources: sources::CallSources,
 }
 
 impl std::fmt::Debug for Session {
@@ -286,6 +289,7 @@ impl Session {
             invite_link: None,
             expired_joins: VecDeque::new(),
             now: 0,
+            sources: sources::CallSources::default(),
         })
     }
 
@@ -301,6 +305,7 @@ impl Session {
         // A new generation; queued leaves go too (the join replaces our participant on the
         // server; a leave sent after it would remove the new one).
         self.outbox.new_generation(false);
+        self.reset_sources();
         // A new conference: a new identity, learnt from the response.
         self.identity = None;
         self.invite_link = None;
@@ -332,6 +337,7 @@ impl Session {
         // A new generation; queued leaves go too (the join replaces our participant on the
         // server; a leave sent after it would remove the new one).
         self.outbox.new_generation(false);
+        self.reset_sources();
         self.phase = Phase::Joining(Joining::default());
         self.start_join_attempt(0, false, rng);
         Ok(())
@@ -484,7 +490,7 @@ impl Session {
     /// epoch expiry.
     pub fn poll_timeout(&self) -> Option<u64> {
         let epochs = self.live_call().and_then(Call::poll_timeout);
-        [self.outbox.next_deadline(), epochs].into_iter().flatten().min()
+        [self.outbox.next_deadline(), epochs, self.lookups_timeout()].into_iter().flatten().min()
     }
 
     /// Runs what is due at `now`: request deadlines (as `TIMEOUT`), polls, retries, epoch expiry.
@@ -631,6 +637,7 @@ impl Session {
 
     fn tick(&mut self, now: u64) {
         self.now = self.now.max(now);
+        self.run_lookups();
         self.outbox.pace(self.now);
     }
 
@@ -669,6 +676,7 @@ impl Session {
         });
         // Timers of the old generation die; queued requests (leaves excepted) are dropped.
         self.outbox.new_generation(true);
+        self.reset_sources();
         let (phase, event, leave) = match exit {
             Exit::ChainRejected { height, error } => {
                 (call.map(Phase::ChainRejected), Some(SessionEvent::ChainRejected { height, error }), Some(false))
@@ -764,6 +772,8 @@ impl Session {
             },
             Purpose::Message { .. } | Purpose::Removal { .. } | Purpose::Prune { .. } | Purpose::Rekey => live,
             Purpose::Leave { .. } => true,
+            // The lookup scheduler asks again by itself.
+            Purpose::Lookup { .. } => false,
         };
         if ok {
             self.send(request, purpose);

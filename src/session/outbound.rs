@@ -99,8 +99,11 @@ impl Session {
     /// random delay so that members do not all race for the same block; not while a removal of
     /// theirs is in flight or scheduled); who is back is not.
     pub(super) fn note_participants(&mut self, participants: &[CallParticipant], rng: &mut impl CryptoRngCore) {
-        // About ourselves: the server dropped us from the media call (tdlib leaves, to rejoin).
-        let me_left = participants.iter().any(|p| p.user_id == self.user_id && p.left);
+        self.note_sources(participants);
+        // About ourselves: the server dropped us from the media call (tdlib leaves, to rejoin);
+        // a late notice about an earlier participation is not about this one (issue 30 item 5).
+        let me_left =
+            participants.iter().any(|p| p.user_id == self.user_id && p.left && self.is_current_participation(p));
         if me_left && matches!(self.phase, Phase::Live(_)) {
             return self.exit(Exit::Ended(EndReason::JoinMissing));
         }

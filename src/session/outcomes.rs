@@ -27,6 +27,7 @@ impl Session {
                 }
             }
             (Purpose::Poll { sub }, outcome) => self.on_poll(sub, outcome, rng),
+            (Purpose::Lookup { id }, Ok(updates)) => self.on_lookup(id, Ok(updates)),
             (Purpose::JoinTip { attempt }, Ok(updates)) => self.on_join_tip(attempt, updates, rng),
             (Purpose::Join { key, height, .. }, Ok(updates)) => self.on_joined(*key, height, updates, rng),
             (Purpose::Create { key: Some(key), .. }, Ok(updates)) => self.on_joined(*key, 0, updates, rng),
@@ -68,7 +69,7 @@ impl Session {
                         Action::Resend { request, purpose: Purpose::Broadcast { attempt: next } }
                     }
                     Purpose::Message { .. } => Action::Resend { request, purpose: Purpose::Message { attempt: next } },
-                    Purpose::Poll { .. } | Purpose::Rekey | Purpose::Leave { .. } => return,
+                    Purpose::Poll { .. } | Purpose::Rekey | Purpose::Leave { .. } | Purpose::Lookup { .. } => return,
                 };
                 self.outbox.schedule(at, action);
             }
@@ -81,6 +82,7 @@ impl Session {
                     }))
                 }
                 Purpose::Poll { .. } | Purpose::Leave { .. } => {}
+                Purpose::Lookup { id } => self.on_lookup(id, Err(error)),
                 Purpose::Removal { .. }
                 | Purpose::Prune { .. }
                 | Purpose::Rekey

@@ -312,6 +312,25 @@
 #define CONFCHAIN_SESSION_UNUSABLE_KEY 16
 
 /**
+ * An SSRC of the call is now a participant's (SPEC §18): `from_id` is its user id, `text` the
+ * media kind and the SSRC (`audio: 1000`; kinds `audio`, `video`, `screencast`,
+ * `screencast_audio`).
+ */
+#define CONFCHAIN_SESSION_SOURCE_MAPPED 17
+
+/**
+ * An SSRC is nobody's any more (its participant left or stopped that media, or the call ended):
+ * `from_id` is whose it was, `text` as for SOURCE_MAPPED.
+ */
+#define CONFCHAIN_SESSION_SOURCE_UNMAPPED 18
+
+/**
+ * Frames came on an SSRC no participant record names and the session gave it up: `text` is the
+ * reason and the SSRC (`not_in_call: 1234`; reasons `deadline`, `not_in_call`, `pending_full`).
+ */
+#define CONFCHAIN_SESSION_SOURCE_UNRESOLVED 19
+
+/**
  * Opus (payload type 111): the frame and a level trailer, encrypted whole.
  */
 #define CONFCHAIN_CODEC_OPUS 0

@@ -73,6 +73,16 @@ pub const CONFCHAIN_SESSION_VIDEO_BLACKOUT: i32 = 15;
 /// The chain holds an entry whose key no one can use (a poisoned self-add): `from_id` is its user
 /// id, `height` where it was seen. A member with the remove permission removes it by itself.
 pub const CONFCHAIN_SESSION_UNUSABLE_KEY: i32 = 16;
+/// An SSRC of the call is now a participant's (SPEC §18): `from_id` is its user id, `text` the
+/// media kind and the SSRC (`audio: 1000`; kinds `audio`, `video`, `screencast`,
+/// `screencast_audio`).
+pub const CONFCHAIN_SESSION_SOURCE_MAPPED: i32 = 17;
+/// An SSRC is nobody's any more (its participant left or stopped that media, or the call ended):
+/// `from_id` is whose it was, `text` as for SOURCE_MAPPED.
+pub const CONFCHAIN_SESSION_SOURCE_UNMAPPED: i32 = 18;
+/// Frames came on an SSRC no participant record names and the session gave it up: `text` is the
+/// reason and the SSRC (`not_in_call: 1234`; reasons `deadline`, `not_in_call`, `pending_full`).
+pub const CONFCHAIN_SESSION_SOURCE_UNRESOLVED: i32 = 19;
 
 /// A request to send (see the `CONFCHAIN_REQUEST_*` kinds); free with `confchain_request_free`.
 #[repr(C)]

@@ -412,6 +412,11 @@ fn request_value(id: u64, r: &sess::Request) -> JsValue {
             "send_encrypted_message"
         }
         sess::Request::Leave => "leave",
+        sess::Request::GetGroupParticipants { sources } => {
+            let list: js_sys::Array = sources.iter().map(|s| JsValue::from(*s)).collect();
+            set(&o, "sources", list.into());
+            "get_group_participants"
+        }
         _ => "unknown",
     };
     set(&o, "kind", kind.into());
@@ -508,6 +513,13 @@ fn request_of(v: &JsValue) -> Result<sess::Request, JsValue> {
             encrypted_message: bytes(&get(v, "encryptedMessage"), "request.encryptedMessage")?,
         },
         "leave" => sess::Request::Leave,
+        "get_group_participants" => sess::Request::GetGroupParticipants {
+            sources: items(&get(v, "sources"), "request.sources")?
+                .iter()
+                .take(engine::limits::MAX_LOOKUP_BATCH)
+                .map(|s| sources::ssrc(s, "request.sources"))
+                .collect::<Result<_, _>>()?,
+        },
         other => return Err(bad(&format!("request.kind: unknown kind {other:?}"))),
     })
 }

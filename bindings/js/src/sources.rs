@@ -40,7 +40,7 @@ fn kind_name(kind: MediaKind) -> &'static str {
 }
 
 /// An SSRC: a number 0..=2^32-1, or a negative 32-bit one (a TL `int` as mtcute gives it).
-fn ssrc(v: &JsValue, field: &str) -> Result<u32, JsValue> {
+pub(crate) fn ssrc(v: &JsValue, field: &str) -> Result<u32, JsValue> {
     let n = v.as_f64().ok_or_else(|| type_error(field, "a number", v))?;
     if n.fract() != 0.0 || !(f64::from(i32::MIN)..=f64::from(u32::MAX)).contains(&n) {
         return Err(bad(&format!("{field}: expected a 32-bit SSRC, got {n}")));

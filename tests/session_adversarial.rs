@@ -603,26 +603,6 @@ fn a_self_add_lowering_external_permissions_is_refused_and_joins_still_work() {
     assert_eq!(sessions[2].state(), SessionState::Joined, "{:?}", events(&mut sessions[2]));
 }
 
-/// Issue 30 item 6, a rejoiner pruned again: Bob leaves, Alice queues a prune, Bob rejoins at once
-/// with a new key and the "joined" push to Alice is lost. Pruning was keyed by user id, so
-/// Alice's prune removed Bob's new entry. A prune removes only the entry whose departure it saw.
-#[test]
-fn a_prune_removes_only_the_entry_whose_departure_it_saw() {
-    let mut r = rng(306);
-    let (mut server, mut sessions) = conference(&[1, 2], &mut r);
-    let left = confchain::session::CallParticipant::new(2, true);
-    sessions[0].handle_update(Update::Participants { participants: vec![left] }, 0, &mut r);
-    // Bob leaves and rejoins at once (a new key); Alice gets his new block, not the "joined" push.
-    sessions[1].leave(0);
-    pump(&mut server, &mut sessions, 0, &mut r);
-    sessions[1].join(0, &mut r).unwrap();
-    pump(&mut server, &mut sessions, 0, &mut r);
-    assert_eq!(sessions[1].state(), SessionState::Joined);
-    run(&mut server, &mut sessions, 0, 10_000, &mut r);
-    assert_eq!(sessions[1].state(), SessionState::Joined, "{:?}", events(&mut sessions[1]));
-    assert!(server.chain().participants().iter().any(|p| p.user_id == 2), "bob's new entry stays");
-}
-
 /// Issue 30 items 1 and 2 in the hostile server: its joiners make both attacks through the honest
 /// model; the poisoned self-add is accepted (the rules accept it) and removed by a member, the
 /// self-add lowering the external permissions is refused.

@@ -552,7 +552,10 @@ impl Server {
         let audio = audio.unwrap_or(FIRST_SOURCE);
         let video = crate::api::VideoSources {
             endpoint: format!("endpoint-{from}"),
-            source_groups: vec![crate::api::SourceGroup { semantics: "SIM".into(), sources: vec![audio + 1] }],
+            source_groups: vec![crate::api::SourceGroup {
+                semantics: "SIM".into(),
+                sources: vec![audio.saturating_add(1)],
+            }],
             audio_source: None,
         };
         let sources = crate::api::MediaSources { audio, video: Some(video), presentation: None };

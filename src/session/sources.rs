@@ -6,7 +6,8 @@
 //!
 //! ```text
 //!  Update::Participants ─▶ note_sources ─▶ SourceTable::apply ─▶ SourceMapped / SourceUnmapped
-//!  media threads: Session::source_map().get(ssrc), misses ─▶ run_lookups (each tick)
+//!  media threads: Session::source_map().get(ssrc), misses and stale SSRCs (a mapped sender's
+//!  key that does not open the frame: unmapped first) ─▶ run_lookups (each tick)
 //!     ─▶ LookupScheduler ─▶ Request::GetGroupParticipants (outbox, RequestKind's flood wait)
 //!     ─▶ on_lookup: apply the answer, on_answer / on_failure ─▶ SourceUnresolved
 //! ```
@@ -68,10 +69,17 @@ impl Session {
         }
         let now = self.now;
         let CallSources { table, lookups, .. } = &mut self.sources;
-        for ssrc in table.map().take_misses() {
+        let map = table.map();
+        let mut changes = Vec::new();
+        for (ssrc, source) in map.take_stale() {
+            changes.extend(table.unmap_stale(ssrc, source));
+            lookups.note_unknown(ssrc, table, now);
+        }
+        for ssrc in map.take_misses() {
             lookups.note_unknown(ssrc, table, now);
         }
         lookups.handle_timeout(now);
+        self.source_events(changes);
         if self.outbox.flood_until(RequestKind::GetGroupParticipants) <= now {
             if let Some((id, lookup)) = self.sources.lookups.poll_lookup(now) {
                 self.send(Request::GetGroupParticipants { sources: lookup.sources }, Purpose::Lookup { id });

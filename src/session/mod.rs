@@ -36,6 +36,7 @@
 //! | `join.rs`     | the `Joining` state; the join planner: tip, zero block or self-add, the answer |
 //! | `live.rs`     | the `Live` state: both sub-chains through the chain rules, polls, gaps, recovery, the call's events as session events |
 //! | `outbound.rs` | messages, broadcasts, removals, pruning, participants' unusable keys           |
+//! | `sources.rs`  | the call's SSRC table, its lookups, our own participation (SPEC §18.1)          |
 //! | `sync.rs`     | one sub-chain's offsets and gap buffer (tested alone)                          |
 //! | `pacer.rs`    | the outbox's token bucket (tested alone)                                       |
 //! | `config.rs`, `events.rs` | validated tunables; typed events                                    |

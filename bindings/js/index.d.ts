@@ -89,7 +89,8 @@ export interface Request {
     | "delete_participants"
     | "send_broadcast"
     | "send_encrypted_message"
-    | "leave";
+    | "leave"
+    | "get_group_participants";
   subChain?: number;
   offset?: number;
   limit?: number;
@@ -98,6 +99,8 @@ export interface Request {
   userIds?: bigint[];
   kick?: boolean;
   encryptedMessage?: Uint8Array;
+  /** get_group_participants: the SSRCs to look up (phone.getGroupParticipants by sources). */
+  sources?: number[];
 }
 
 /** updateGroupCallChainBlocks or updateGroupCallEncryptedMessage. */

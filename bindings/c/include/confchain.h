@@ -223,6 +223,12 @@
 #define CONFCHAIN_REQUEST_LEAVE 7
 
 /**
+ * `phone.getGroupParticipants(call, ids: [], sources, offset: "", limit)`: the SSRCs to look up
+ * are in `user_ids` (each 0..=2^32-1, as RTP carries them; the TL `int`s are their low 32 bits).
+ */
+#define CONFCHAIN_REQUEST_GET_GROUP_PARTICIPANTS 8
+
+/**
  * Session events (`confchain_session_event.kind`, the core's `EventDescription::code`): the
  * call was created without joining; `user_ids` holds `[id, access_hash]` when the response
  * named the call, `text` the invite link (may be empty).
@@ -551,7 +557,7 @@ typedef struct confchain_request {
    */
   struct confchain_bytes data;
   /**
-   * DELETE_PARTICIPANTS: the user ids.
+   * DELETE_PARTICIPANTS: the user ids; GET_GROUP_PARTICIPANTS: the SSRCs.
    */
   int64_t *user_ids;
   /**

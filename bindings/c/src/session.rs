@@ -31,6 +31,9 @@ pub const CONFCHAIN_REQUEST_SEND_BROADCAST: i32 = 5;
 pub const CONFCHAIN_REQUEST_SEND_ENCRYPTED_MESSAGE: i32 = 6;
 /// `phone.leaveGroupCall`.
 pub const CONFCHAIN_REQUEST_LEAVE: i32 = 7;
+/// `phone.getGroupParticipants(call, ids: [], sources, offset: "", limit)`: the SSRCs to look up
+/// are in `user_ids` (each 0..=2^32-1, as RTP carries them; the TL `int`s are their low 32 bits).
+pub const CONFCHAIN_REQUEST_GET_GROUP_PARTICIPANTS: i32 = 8;
 
 /// Session events (`confchain_session_event.kind`, the core's `EventDescription::code`): the
 /// call was created without joining; `user_ids` holds `[id, access_hash]` when the response
@@ -103,7 +106,7 @@ pub struct confchain_request {
     pub public_key: [u8; 32],
     /// The block (plain form), the broadcast, or the encrypted message; empty when none.
     pub data: confchain_bytes,
-    /// DELETE_PARTICIPANTS: the user ids.
+    /// DELETE_PARTICIPANTS: the user ids; GET_GROUP_PARTICIPANTS: the SSRCs.
     pub user_ids: *mut i64,
     /// Their number.
     pub user_ids_len: usize,
@@ -184,6 +187,10 @@ fn request_out(id: u64, r: Request) -> confchain_request {
             out.data = to_bytes(encrypted_message);
         }
         Request::Leave => out.kind = CONFCHAIN_REQUEST_LEAVE,
+        Request::GetGroupParticipants { sources } => {
+            out.kind = CONFCHAIN_REQUEST_GET_GROUP_PARTICIPANTS;
+            (out.user_ids, out.user_ids_len) = ids_out(sources.into_iter().map(i64::from).collect());
+        }
         _ => {}
     }
     out
@@ -213,6 +220,14 @@ unsafe fn request_in(r: &confchain_request) -> Result<Request, i32> {
         CONFCHAIN_REQUEST_SEND_BROADCAST => Request::SendBroadcast { block: data },
         CONFCHAIN_REQUEST_SEND_ENCRYPTED_MESSAGE => Request::SendEncryptedMessage { encrypted_message: data },
         CONFCHAIN_REQUEST_LEAVE => Request::Leave,
+        CONFCHAIN_REQUEST_GET_GROUP_PARTICIPANTS => {
+            let ids = list(r.user_ids, r.user_ids_len, "user_ids")?;
+            let sources = ids
+                .iter()
+                .map(|s| u32::try_from(*s).map_err(|_| invalid("user_ids: an SSRC out of range")))
+                .collect::<Result<_, _>>()?;
+            Request::GetGroupParticipants { sources }
+        }
         _ => return Err(invalid("request kind")),
     })
 }

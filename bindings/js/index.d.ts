@@ -103,10 +103,12 @@ export interface Request {
   sources?: number[];
 }
 
-/** updateGroupCallChainBlocks or updateGroupCallEncryptedMessage. */
+/** updateGroupCallChainBlocks, updateGroupCallEncryptedMessage, or updateGroupCallParticipants (with
+ * each participant's `date` and sources: what the session's `sourceMap()` is fed from). */
 export type Update =
   | { subChain: number; blocks: Uint8Array[]; nextOffset: number }
-  | { from: bigint; encryptedMessage: Uint8Array };
+  | { from: bigint; encryptedMessage: Uint8Array }
+  | { participants: ParticipantRecord[] };
 
 export interface Participant {
   userId: bigint;

@@ -467,6 +467,10 @@ fn update_value(u: &sess::Update) -> JsValue {
             set(&o, "from", JsValue::from(*from));
             set(&o, "encryptedMessage", bytes_value(encrypted_message));
         }
+        sess::Update::Participants { participants } => {
+            let list: js_sys::Array = participants.iter().map(sources::record_value).collect();
+            set(&o, "participants", list.into());
+        }
         other => set(&o, "debug", format!("{other:?}").into()),
     }
     o.into()
@@ -530,6 +534,15 @@ pub struct Session(sess::Session);
 
 #[wasm_bindgen]
 impl Session {
+    /// Who sends on each SSRC of the call, as the session keeps it from participant updates (with
+    /// their `source`, `video`, `presentation`), its join and its own lookups: a read-only
+    /// `SourceTable` for `decryptFrameFromSource` and `MediaTransform.attachReceiver(receiver,
+    /// { sources })`. The same map for the session's life.
+    #[wasm_bindgen(js_name = sourceMap)]
+    pub fn source_map(&self) -> sources::SourceTable {
+        sources::SourceTable::view(self.0.source_map())
+    }
+
     /// A session for `userId`.
     #[wasm_bindgen(constructor)]
     pub fn new(user_id: i64) -> Result<Session, JsValue> {
@@ -866,7 +879,8 @@ impl P2PKey {
 // ---- for the MTProto adapters (mtcute) ----
 
 /// `{call: {id, accessHash}, discarded, inviteLink?}` (updateGroupCall) or
-/// `{participants: [{userId, left}]}` (updateGroupCallParticipants); ids are bigints.
+/// `{participants: [{userId, left, date?, source?, video?, presentation?}]}`
+/// (updateGroupCallParticipants); ids are bigints.
 fn call_update_of(v: &JsValue, field: &str) -> Result<Option<sess::Update>, JsValue> {
     let participants = get(v, "participants");
     if !participants.is_undefined() {

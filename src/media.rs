@@ -487,7 +487,9 @@ impl MediaDecryptor {
     /// [`crate::sources::SourceTable::map`]); returns that sender with the frame. An SSRC the map
     /// does not know (not yet, or no longer) fails with [`ErrorKind::FrameUnknownSource`] at
     /// once, without trying any key, and is reported to the map for a lookup
-    /// ([`SourceMap::report_unknown`]): hold the frame briefly or drop it.
+    /// ([`SourceMap::report_unknown`]): hold the frame briefly or drop it. A frame the mapped
+    /// sender's key does not open (`WRONG_SIGNATURE`, or a sender no longer in the call) is
+    /// reported as a possibly stale mapping ([`SourceMap::report_stale`]).
     pub fn decrypt_frame_from_source_into(
         &self,
         sources: &SourceMap,
@@ -498,7 +500,13 @@ impl MediaDecryptor {
         out: &mut Vec<u8>,
     ) -> Result<(Source, ReceivedFrame)> {
         let source = sources.sender(ssrc)?;
-        let frame = self.decrypt_frame_into(source.user_id, codec, packet, now, out)?;
+        let frame = self.decrypt_frame_into(source.user_id, codec, packet, now, out).inspect_err(|e| {
+            // Not that sender's frame: the SSRC may have moved to a participation whose record
+            // was missed (SSRC reuse); the session looks it up again.
+            if matches!(e.kind(), ErrorKind::WrongSignature | ErrorKind::ParticipantNotFound) {
+                sources.report_stale(ssrc, source);
+            }
+        })?;
         Ok((source, frame))
     }
 

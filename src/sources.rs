@@ -43,6 +43,18 @@ pub enum MediaKind {
     ScreencastAudio,
 }
 
+impl MediaKind {
+    /// A stable name: `audio`, `video`, `screencast` or `screencast_audio`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+            MediaKind::Screencast => "screencast",
+            MediaKind::ScreencastAudio => "screencast_audio",
+        }
+    }
+}
+
 /// The sender of a source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Source {
@@ -245,6 +257,21 @@ impl SourceTable {
         self.by_user.insert(user_id, participation);
     }
 
+    /// Unmaps `ssrc` if it is still `source`'s (a reader found that `source`'s key does not
+    /// open its frames: the SSRC moved to a participation whose record we missed), publishing
+    /// the change; it can then be looked up again.
+    pub fn unmap_stale(&mut self, ssrc: u32, source: Source) -> Vec<SourceChange> {
+        if self.by_ssrc.get(&ssrc) != Some(&source) {
+            return Vec::new();
+        }
+        self.by_ssrc.remove(&ssrc);
+        if let Some(p) = self.by_user.get_mut(&source.user_id) {
+            p.sources.retain(|(s, _)| *s != ssrc);
+        }
+        self.map.publish(self.by_ssrc.clone());
+        vec![SourceChange::Unmapped { ssrc, source }]
+    }
+
     fn remove_user(&mut self, user_id: i64, changes: &mut Vec<SourceChange>) {
         if let Some(p) = self.by_user.remove(&user_id) {
             for (ssrc, _) in p.sources {
@@ -271,6 +298,7 @@ pub struct SourceMap {
 struct MapInner {
     snapshot: ArcSwap<HashMap<u32, Source>>,
     misses: Mutex<Vec<u32>>,
+    stale: Mutex<Vec<(u32, Source)>>,
 }
 
 impl SourceMap {
@@ -280,6 +308,7 @@ impl SourceMap {
             inner: Arc::new(MapInner {
                 snapshot: ArcSwap::from_pointee(HashMap::new()),
                 misses: Mutex::new(Vec::new()),
+                stale: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -325,9 +354,38 @@ impl SourceMap {
         }
     }
 
+    /// Notes that `source`'s key did not open a frame that came on `ssrc`, which the map gives
+    /// to `source`: the mapping may be stale (the SSRC moved to a participation whose record
+    /// was missed). The signalling side takes it with [`SourceMap::take_stale`], unmaps it
+    /// ([`SourceTable::unmap_stale`]) and looks it up. Bounded and deduplicated as
+    /// [`SourceMap::report_unknown`].
+    pub fn report_stale(&self, ssrc: u32, source: Source) {
+        if let Ok(mut stale) = self.inner.stale.lock() {
+            if stale.len() < MAX_REPORTED_MISSES && !stale.iter().any(|(s, _)| *s == ssrc) {
+                stale.push((ssrc, source));
+            }
+        }
+    }
+
+    /// The SSRCs reported stale since the last call, with the sender that failed.
+    pub fn take_stale(&self) -> Vec<(u32, Source)> {
+        self.inner.stale.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default()
+    }
+
     /// The SSRCs reported unknown since the last call, for [`LookupScheduler::note_unknown`].
     pub fn take_misses(&self) -> Vec<u32> {
         self.inner.misses.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default()
+    }
+}
+
+impl UnresolvedReason {
+    /// A stable name: `deadline`, `not_in_call` or `pending_full`.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnresolvedReason::Deadline => "deadline",
+            UnresolvedReason::NotInCall => "not_in_call",
+            UnresolvedReason::PendingFull => "pending_full",
+        }
     }
 }
 
@@ -406,10 +464,11 @@ impl LookupScheduler {
     }
 
     /// Starts a new generation (a new call, or a rejoin): everything waiting is forgotten
-    /// without events, and answers to earlier lookups are ignored.
+    /// without events, and answers to earlier lookups are ignored. The pace holds across
+    /// generations: a rejoin does not allow a second lookup within [`LOOKUP_INTERVAL_MS`].
     pub fn reset(&mut self) {
-        let generation = self.generation.saturating_add(1);
-        *self = LookupScheduler { generation, ..LookupScheduler::default() };
+        let (generation, next_allowed) = (self.generation.saturating_add(1), self.next_allowed);
+        *self = LookupScheduler { generation, next_allowed, ..LookupScheduler::default() };
     }
 
     /// The current generation.

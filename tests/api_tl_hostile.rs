@@ -362,7 +362,7 @@ fn seeds() -> Vec<Vec<u8>> {
                 },
                 Update::EncryptedMessage { from: 3, encrypted_message: vec![4; 300] },
                 Update::GroupCall { call: CALL, discarded: false, invite_link: Some("l".into()) },
-                Update::Participants { participants: vec![confchain::api::CallParticipant { user_id: 1, left: true }] },
+                Update::Participants { participants: vec![confchain::api::CallParticipant::new(1, true)] },
             ],
             0,
         ),
@@ -399,7 +399,7 @@ fn sourced(user_id: i64) -> ParticipantSources {
         video: Some(video(vec![20, 30], None)),
         presentation: Some(video(vec![40], Some(u32::MAX))),
     };
-    ParticipantSources { user_id, left: false, sources }
+    ParticipantSources { user_id, left: false, sources, ..ParticipantSources::default() }
 }
 
 /// The sources of participants: counts beyond the input are errors without allocating (in an
@@ -415,21 +415,19 @@ fn participant_sources_and_lookups_are_bounded() {
     w.u32(id::GROUP_CALL_PARTICIPANT).u32(1 << 14).u32(id::PEER_USER).i64(5).i32(0).i32(0);
     w.u32(id::GROUP_CALL_PARTICIPANT_VIDEO).u32(0).str(b"e").u32(id::VECTOR).u32(0x4000_0000);
     parse_err(&w.bytes());
-    // Round trips, and the sources are the session-facing update's companions.
+    // Round trips: the session's update carries the sources (and the update's version).
     let Answer::Updates(u) = decode_result(&seeds()[6]).unwrap() else { panic!() };
-    let [TlUpdate::Session { update: Update::Participants { participants }, .. }, TlUpdate::Sources { participants: with, call }] =
-        &u[..]
-    else {
-        panic!("{u:?}")
-    };
-    assert_eq!((participants[0].user_id, &with[..], call), (5, &[sourced(5)][..], &InputGroupCall::Id(CALL)));
-    assert_eq!(u[1].call_identity(), Some(CALL), "an application can check whose sources they are");
+    let [TlUpdate::Session { update: Update::Participants { participants }, call }] = &u[..] else { panic!("{u:?}") };
+    let versioned = ParticipantSources { version: 3, ..sourced(5) };
+    assert_eq!((&participants[..], call), (&[versioned.clone()][..], &InputGroupCall::Id(CALL)));
     let (response, other) = decode_result(&seeds()[6]).unwrap().into_response_for(&CALL);
-    assert!(matches!(response, Response::Ok(ref u) if u.len() == 1));
-    assert!(matches!(&other[..], [TlUpdate::Sources { .. }]), "the session does not take the sources");
+    assert_eq!(response, Response::Ok(vec![Update::Participants { participants: vec![versioned] }]));
+    assert!(other.is_empty());
+    // A lookup's answer is the session's participants update.
     let Answer::Participants(p) = decode_result(&seeds()[7]).unwrap() else { panic!() };
     assert_eq!(p.participants, vec![sourced(5)]);
-    assert_eq!(decode_result(&seeds()[7]).unwrap().into_response(), (Response::Ok(vec![]), vec![]));
+    let want = Response::Ok(vec![Update::Participants { participants: vec![sourced(5)] }]);
+    assert_eq!(decode_result(&seeds()[7]).unwrap().into_response(), (want, vec![]));
     // A lookup by peer, with an offset, or naming too many sources is not read.
     let lookup = &seeds()[8];
     assert_eq!(decode_source_lookup(lookup).unwrap().0.sources, vec![1, 2, 3]);

@@ -32,6 +32,10 @@ fn seeds_with(faults: Faults, members: usize, server: ServerSetup) -> Report {
                 total.silent_requests += r.silent_requests;
                 total.flood_waits += r.flood_waits;
                 total.media_drops += r.media_drops;
+                total.frames_by_source += r.frames_by_source;
+                total.unknown_source_frames += r.unknown_source_frames;
+                total.stale_source_frames += r.stale_source_frames;
+                total.lookups += r.lookups;
             }
         }
     }
@@ -162,4 +166,16 @@ fn hostile_joiners_neither_poison_nor_lock_the_call() {
     let setup = ServerSetup { behaviour: Behaviour::real(), hostility: Hostility::joiners() };
     let r = seeds_with(Faults::light(), 6, setup);
     assert!(r.poisoned_keys > 0 && r.lock_attempts > 0, "the attacks were made: {r:?}");
+}
+
+/// Issue 34: every member decrypts media by SSRC through its session's source map; SSRCs are
+/// reused by later participations; a member who joins late is heard by everyone through the
+/// participant updates or the lookups (invariant *heard*, checked once the call converges), on
+/// the model (no participant updates: lookups only) and on the real server's behaviours.
+#[test]
+fn late_joiners_are_heard_by_ssrc() {
+    let model = seeds_with(Faults::light(), 5, ServerSetup::model());
+    assert!(model.frames_by_source > 0 && model.lookups > 0, "{model:?}");
+    let real = seeds_with(Faults::light(), 5, real_without_floods());
+    assert!(real.frames_by_source > 0, "{real:?}");
 }

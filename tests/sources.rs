@@ -34,6 +34,7 @@ fn record(user_id: i64, audio: u32, cam: &[u32], screen: Option<(&[u32], u32)>) 
             video: (!cam.is_empty()).then(|| video(cam, None)),
             presentation: screen.map(|(s, a)| video(s, Some(a))),
         },
+        ..ParticipantSources::default()
     }
 }
 
@@ -318,6 +319,19 @@ fn frames_decrypt_by_ssrc_and_unknown_ssrcs_are_typed() {
     table.apply(&[record(2, 4242, &[], None)]);
     let packet = enc.encrypt_frame(0, Codec::Opus, b"again", level, 1_000).unwrap();
     assert!(dec.decrypt_frame_from_source_into(&map, 4242, Codec::Opus, &packet, 1_000, &mut Vec::new()).is_err());
+    // It is reported as stale (once), with the sender whose key failed; unmapping it only undoes
+    // that mapping, not a newer one.
+    // (Carol, user 3, is not in the call; user 2 would be the receiver himself.)
+    table.apply(&[record(3, 4242, &[], None)]);
+    let carol = Source { user_id: 3, kind: MediaKind::Audio };
+    dec.decrypt_frame_from_source_into(&map, 4242, Codec::Opus, &packet, 1_000, &mut Vec::new()).unwrap_err();
+    assert_eq!(map.take_stale(), vec![(4242, carol)]);
+    assert!(map.take_misses().is_empty(), "a stale SSRC is not an unknown one");
+    let alice = Source { user_id: 1, kind: MediaKind::Audio };
+    assert!(table.unmap_stale(4242, alice).is_empty(), "not alice's any more");
+    assert_eq!(table.unmap_stale(4242, carol), vec![SourceChange::Unmapped { ssrc: 4242, source: carol }]);
+    assert_eq!(map.get(4242), None);
+    table.apply(&[record(2, 4242, &[], None)]);
     table.apply(&[left(2, 4242)]);
     let e = dec.decrypt_frame_from_source_into(&map, 4242, Codec::Opus, &packet, 1_000, &mut Vec::new()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::FrameUnknownSource);

@@ -82,7 +82,8 @@ export interface Request {
     | "delete_participants"
     | "send_broadcast"
     | "send_encrypted_message"
-    | "leave";
+    | "leave"
+    | "get_group_participants";
   subChain?: number;
   offset?: number;
   limit?: number;
@@ -91,13 +92,17 @@ export interface Request {
   userIds?: bigint[];
   kick?: boolean;
   encryptedMessage?: Uint8Array;
+  /** get_group_participants: the SSRCs to look up (phone.getGroupParticipants by sources). */
+  sources?: number[];
 }
 
 /** updateGroupCallChainBlocks (`subChain` 0 or 1: one of another sub-chain is none of the
- * session's and is left out) or updateGroupCallEncryptedMessage. */
+ * session's and is left out), updateGroupCallEncryptedMessage, or updateGroupCallParticipants (with
+ * each participant's `date` and sources: what the session's `sourceMap()` is fed from). */
 export type Update =
   | { subChain: number; blocks: Uint8Array[]; nextOffset: number }
-  | { from: bigint; encryptedMessage: Uint8Array };
+  | { from: bigint; encryptedMessage: Uint8Array }
+  | { participants: ParticipantRecord[] };
 
 export interface Participant {
   userId: bigint;

@@ -26,6 +26,7 @@ export const METHODS = {
   send_broadcast: "phone.sendConferenceCallBroadcast",
   send_encrypted_message: "phone.sendGroupCallEncryptedMessage",
   leave: "phone.leaveGroupCall",
+  get_group_participants: "phone.getGroupParticipants",
 };
 
 const long = (v) => Long.fromString(BigInt(v).toString());
@@ -142,6 +143,9 @@ export class MtcuteConference {
         return { _: method, call, block: request.block };
       case "send_encrypted_message":
         return { _: method, call, encryptedMessage: request.encryptedMessage };
+      case "get_group_participants":
+        // Who sends on these SSRCs (TL ints: the SSRCs' low 32 bits, signed).
+        return { _: method, call, ids: [], sources: request.sources.map((s) => s | 0), offset: "", limit: request.sources.length };
       default:
         return { _: method, call, source: this.source };
     }
@@ -181,13 +185,16 @@ export class MtcuteConference {
           if (u.fromId._ === "peerUser") out.push({ from: BigInt(u.fromId.userId), encryptedMessage: u.encryptedMessage });
           break;
         case "updateGroupCallParticipants": {
-          // mtcute's groupCallParticipant as it is, with its user id: `source` (audio SSRC),
-          // `video` and `presentation` ({endpoint, sourceGroups: [{semantics, sources}], audioSource}).
+          // mtcute's groupCallParticipant as it is, with its user id: `date` and `source` (audio
+          // SSRC; together they name the participation), `video` and `presentation` ({endpoint,
+          // sourceGroups: [{semantics, sources}], audioSource}). The session keeps its own map of
+          // them (`session.sourceMap()`); a `sources` table of the application's gets them too.
           const participants = u.participants
             .filter((p) => p.peer._ === "peerUser")
             .map((p) => ({
               userId: BigInt(p.peer.userId),
               left: Boolean(p.left),
+              date: p.date,
               source: p.source,
               video: p.video,
               presentation: p.presentation,
@@ -216,7 +223,12 @@ export class MtcuteConference {
       this.session.handleResponse(request.id, undefined, errorString(err), this.clock(), this.rng);
       return;
     }
-    this.session.handleResponse(request.id, this.take(updatesOf(result), true), undefined, this.clock(), this.rng);
+    // A lookup's phone.groupParticipants is the participants update it amounts to.
+    const updates =
+      result?._ === "phone.groupParticipants"
+        ? [{ _: "updateGroupCallParticipants", call: fn.call, participants: result.participants, version: 0 }]
+        : updatesOf(result);
+    this.session.handleResponse(request.id, this.take(updates, true), undefined, this.clock(), this.rng);
   }
 
   /** Sends every request the session has, in order; how many were sent. */

@@ -318,11 +318,8 @@ fuzz_target!(|script: Script| {
                 session.handle_update(update, now, &mut rng);
             }
             Op::Participants(list) => {
-                let participants = list
-                    .iter()
-                    .take(16)
-                    .map(|(u, left)| CallParticipant { user_id: i64::from(*u % 5), left: *left })
-                    .collect();
+                let participants =
+                    list.iter().take(16).map(|(u, left)| CallParticipant::new(i64::from(*u % 5), *left)).collect();
                 session.handle_update(Update::Participants { participants }, now, &mut rng);
             }
             Op::Wait { ms } => {

@@ -49,6 +49,7 @@ impl SubChain {
 /// | `SendBroadcast` | `functions::phone::SendConferenceCallBroadcast { call, block }` |
 /// | `SendEncryptedMessage` | `functions::phone::SendGroupCallEncryptedMessage { call, encrypted_message }` |
 /// | `Leave` | `functions::phone::LeaveGroupCall { call, source }` |
+/// | `GetGroupParticipants` | `functions::phone::GetGroupParticipants { call, ids: vec![], sources, offset: "", limit }` |
 ///
 /// `int256` arguments are the 32 bytes of the public key; `bytes` arguments are the bytes given.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +101,14 @@ pub enum Request {
     },
     /// `phone.leaveGroupCall(call, source)`.
     Leave,
+    /// `phone.getGroupParticipants(call, ids: [], sources, offset: "", limit: len(sources))`: who
+    /// sends on these SSRCs (a [`SourceLookup`]); the answer (`phone.groupParticipants`) is given
+    /// back as [`Update::Participants`].
+    GetGroupParticipants {
+        /// The SSRCs (TL `int`s as unsigned), at most
+        /// [`MAX_LOOKUP_BATCH`](crate::limits::MAX_LOOKUP_BATCH).
+        sources: Vec<u32>,
+    },
 }
 
 /// The kind of a [`Request`] (its TL method): flood waits apply per kind.
@@ -163,6 +172,7 @@ impl Request {
             Request::SendBroadcast { .. } => RequestKind::SendBroadcast,
             Request::SendEncryptedMessage { .. } => RequestKind::SendEncryptedMessage,
             Request::Leave => RequestKind::Leave,
+            Request::GetGroupParticipants { .. } => RequestKind::GetGroupParticipants,
         }
     }
 }
@@ -216,13 +226,46 @@ pub struct CallIdentity {
     pub access_hash: i64,
 }
 
-/// One `groupCallParticipant` of an `updateGroupCallParticipants`, as far as the chain cares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// One `groupCallParticipant` (of an `updateGroupCallParticipants` or a `phone.groupParticipants`):
+/// who, whether they left, which participation this is (`date`, the audio `source`, the update's
+/// `version`) and the participation's media sources (what the SSRC table,
+/// [`crate::sources::SourceTable`], is fed from). [`CallParticipant::new`] (or `Default`) leaves
+/// everything but the user and `left` unknown (0, no sources).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CallParticipant {
     /// The participant's user id (`peer`).
     pub user_id: i64,
-    /// `left`: the participant has left the media call.
+    /// `left`: the participation named by `sources.audio` (and `date`) has ended.
     pub left: bool,
+    /// `date`: when the participation began (Unix seconds; 0: not known).
+    pub date: i32,
+    /// The `version` of the update that carried it (0: not known, or a `phone.groupParticipants`).
+    pub version: i32,
+    /// Its SSRCs; `sources.audio` is the TL `source`, which names the participation.
+    pub sources: MediaSources,
+}
+
+impl CallParticipant {
+    /// A participant with no sources and no date (a test's, or an application's that has only
+    /// the user and whether they left).
+    pub fn new(user_id: i64, left: bool) -> Self {
+        CallParticipant { user_id, left, ..CallParticipant::default() }
+    }
+
+    /// The TL `source`: the audio SSRC, which names the participation (0: not known).
+    pub fn source(&self) -> u32 {
+        self.sources.audio
+    }
+
+    /// Whether this record and `other` are the same participation of the same user, as far as
+    /// both tell: a different audio `source`, or a different `date`, where both are known, is
+    /// another participation (a late notice about an earlier one; issue 30 item 5).
+    pub fn same_participation(&self, other: &CallParticipant) -> bool {
+        let differ = |a: i64, b: i64| a != 0 && b != 0 && a != b;
+        self.user_id == other.user_id
+            && !differ(self.source().into(), other.source().into())
+            && !differ(self.date.into(), other.date.into())
+    }
 }
 
 /// The media sources (RTP SSRCs) of one `groupCallParticipant`: what a media stack sees a
@@ -263,24 +306,9 @@ pub struct SourceGroup {
     pub sources: Vec<u32>,
 }
 
-/// One `groupCallParticipant` with its media sources: what the SSRC table
-/// ([`crate::sources::SourceTable`]) is fed from (`updateGroupCallParticipants` and
-/// `phone.groupParticipants`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ParticipantSources {
-    /// The participant's user id (`peer`).
-    pub user_id: i64,
-    /// `left`: the participation named by `sources.audio` has ended.
-    pub left: bool,
-    /// Its SSRCs.
-    pub sources: MediaSources,
-}
-
-impl From<&ParticipantSources> for CallParticipant {
-    fn from(p: &ParticipantSources) -> Self {
-        CallParticipant { user_id: p.user_id, left: p.left }
-    }
-}
+/// One participant with its media sources: the same record as [`CallParticipant`] (the name the
+/// SSRC table's API used before the session carried sources).
+pub type ParticipantSources = CallParticipant;
 
 /// `phone.getGroupParticipants(call, ids: [], sources, offset: "", limit)`: who sends on these
 /// SSRCs (what tgcalls' `requestMediaChannelDescriptions` makes Telegram's apps ask). Built by

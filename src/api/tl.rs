@@ -205,16 +205,6 @@ pub enum TlUpdate {
         /// The update.
         update: Update,
     },
-    /// The participants of an `updateGroupCallParticipants` with their media sources (SSRCs):
-    /// for the SSRC table ([`crate::sources::SourceTable`]). It follows the
-    /// [`TlUpdate::Session`] carrying the same participants as [`Update::Participants`]; it is
-    /// about `call` (check it is yours before feeding it).
-    Sources {
-        /// The call it is about.
-        call: InputGroupCall,
-        /// The participants who are users, in the update's order.
-        participants: Vec<ParticipantSources>,
-    },
     /// `updateGroupCallConnection(presentation, params)`: for the application's media stack.
     Connection {
         /// `presentation`: the screen-sharing connection.
@@ -262,7 +252,6 @@ impl TlUpdate {
         match self {
             TlUpdate::Session { update: Update::GroupCall { call, .. }, .. } => Some(*call),
             TlUpdate::Session { call: InputGroupCall::Id(call), .. } => Some(*call),
-            TlUpdate::Sources { call: InputGroupCall::Id(call), .. } => Some(*call),
             _ => None,
         }
     }
@@ -297,7 +286,11 @@ impl Answer {
     fn split(self, ours: impl Fn(&TlUpdate) -> bool) -> (crate::api::Response, Vec<TlUpdate>) {
         use crate::api::Response;
         match self {
-            Answer::Bool(_) | Answer::Participants(_) => (Response::Ok(Vec::new()), Vec::new()),
+            Answer::Bool(_) => (Response::Ok(Vec::new()), Vec::new()),
+            // A lookup's answer: its participants, as an update of the call asked about.
+            Answer::Participants(GroupParticipants { participants, .. }) => {
+                (Response::Ok(vec![Update::Participants { participants }]), Vec::new())
+            }
             Answer::Error { code: -503, .. } => (Response::Error("TIMEOUT".into()), Vec::new()),
             Answer::Error { message, .. } => (Response::Error(message.into()), Vec::new()),
             Answer::Updates(all) => {
@@ -477,6 +470,9 @@ pub fn encode_request(request: &Request, ctx: &Context) -> Result<Vec<u8>> {
             write_input_group_call(&mut w, need_call(ctx)?);
             w.i32(ctx.source);
         }
+        Request::GetGroupParticipants { sources } => {
+            return encode_source_lookup(&SourceLookup { sources: sources.clone() }, ctx);
+        }
     }
     Ok(w.into_bytes())
 }
@@ -557,6 +553,11 @@ pub fn decode_request(bytes: &[u8]) -> Result<(Request, Context)> {
             ctx.source = r.i32()?;
             Request::Leave
         }
+        id::GET_GROUP_PARTICIPANTS => {
+            let (SourceLookup { sources }, call) = decode_source_lookup(bytes)?;
+            ctx.call = Some(call);
+            return Ok((Request::GetGroupParticipants { sources }, ctx));
+        }
         other => return Err(parse_error(&format!("Unknown function {other:#010x}"))),
     };
     r.finish()?;
@@ -615,10 +616,9 @@ fn write_update(w: &mut Writer, call: &CallIdentity, update: &Update) {
             w.u32(id::VECTOR);
             w.u32(u32::try_from(participants.len()).unwrap_or(u32::MAX));
             for p in participants {
-                let p = ParticipantSources { user_id: p.user_id, left: p.left, ..ParticipantSources::default() };
-                write_participant(w, &p);
+                write_participant(w, p);
             }
-            w.i32(0); // version
+            w.i32(participants.first().map_or(0, |p| p.version)); // version
         }
     }
 }
@@ -831,14 +831,14 @@ fn write_participant_video(w: &mut Writer, video: &VideoSources) {
     }
 }
 
-/// A `groupCallParticipant` (a user, `date` 0) with its sources.
+/// A `groupCallParticipant` (a user) with its date and sources.
 fn write_participant(w: &mut Writer, p: &ParticipantSources) {
     let MediaSources { audio, video, presentation } = &p.sources;
     w.u32(id::GROUP_CALL_PARTICIPANT);
     w.u32(u32::from(p.left) << 1 | u32::from(video.is_some()) << 6 | u32::from(presentation.is_some()) << 14);
     w.u32(id::PEER_USER);
     w.i64(p.user_id);
-    w.i32(0); // date
+    w.i32(p.date);
     w.u32(*audio);
     if let Some(v) = video {
         write_participant_video(w, v);
@@ -853,7 +853,7 @@ fn read_participant(r: &mut Reader<'_>) -> Result<Option<ParticipantSources>> {
     r.expect_constructor(id::GROUP_CALL_PARTICIPANT)?;
     let flags = r.flags()?;
     let (is_user, peer_id) = read_peer(r)?;
-    r.i32()?; // date
+    let date = r.i32()?;
     if flags & 1 << 3 != 0 {
         r.i32()?; // active_date
     }
@@ -873,7 +873,8 @@ fn read_participant(r: &mut Reader<'_>) -> Result<Option<ParticipantSources>> {
         r.i64()?; // paid_stars_total
     }
     let sources = MediaSources { audio, video, presentation };
-    Ok(is_user.then_some(ParticipantSources { user_id: peer_id, left: flags & 1 << 1 != 0, sources }))
+    let left = flags & 1 << 1 != 0;
+    Ok(is_user.then_some(CallParticipant { user_id: peer_id, left, date, version: 0, sources }))
 }
 
 /// A vector of `groupCallParticipant`s: the users among them.
@@ -923,8 +924,7 @@ fn read_group_call(r: &mut Reader<'_>) -> Result<Update> {
     }
 }
 
-/// Reads one update, appending what it gives to `out` (nothing, one, or for
-/// `updateGroupCallParticipants` the session's update and its [`TlUpdate::Sources`]).
+/// Reads one update, appending what it gives to `out` (nothing or one).
 fn read_update(r: &mut Reader<'_>, out: &mut Vec<TlUpdate>) -> Result<()> {
     let update = match r.u32()? {
         id::UPDATE_GROUP_CALL_CHAIN_BLOCKS => {
@@ -966,11 +966,12 @@ fn read_update(r: &mut Reader<'_>, out: &mut Vec<TlUpdate>) -> Result<()> {
         }
         id::UPDATE_GROUP_CALL_PARTICIPANTS => {
             let call = read_input_group_call(r)?;
-            let sources = read_participants(r)?;
-            r.i32()?; // version
-            let participants = sources.iter().map(CallParticipant::from).collect();
-            out.push(TlUpdate::Session { call: call.clone(), update: Update::Participants { participants } });
-            TlUpdate::Sources { call, participants: sources }
+            let mut participants = read_participants(r)?;
+            let version = r.i32()?;
+            for p in &mut participants {
+                p.version = version;
+            }
+            TlUpdate::Session { call, update: Update::Participants { participants } }
         }
         id::UPDATE_GROUP_CALL_CONNECTION => {
             let flags = r.flags()?;
@@ -1222,8 +1223,8 @@ mod tests {
             Update::GroupCall { call: CALL, discarded: true, invite_link: None },
             Update::Participants {
                 participants: vec![
-                    CallParticipant { user_id: 1, left: false },
-                    CallParticipant { user_id: 2, left: true },
+                    CallParticipant { date: 5, version: 2, ..CallParticipant::new(1, false) },
+                    CallParticipant { version: 2, ..CallParticipant::new(2, true) },
                 ],
             },
         ];
@@ -1241,13 +1242,8 @@ mod tests {
             }
         }
         assert_eq!(session, updates);
-        let no_sources = |user_id, left| ParticipantSources { user_id, left, ..ParticipantSources::default() };
-        let sources = TlUpdate::Sources {
-            call: InputGroupCall::Id(CALL),
-            participants: vec![no_sources(1, false), no_sources(2, true)],
-        };
         let connection = TlUpdate::Connection { presentation: false, params: "{\"transport\":{}}".into() };
-        assert_eq!(other, vec![sources, connection]);
+        assert_eq!(other, vec![connection]);
         for cut in 0..bytes.len() {
             assert!(decode_result(&bytes[..cut]).is_err(), "truncated at {cut}");
         }
@@ -1310,34 +1306,36 @@ mod tests {
         w.i32(9); // version
         w.i32(0); // date
         let answer = decode_result(&w.into_bytes()).unwrap();
-        let want = Update::Participants { participants: vec![CallParticipant { user_id: 77, left: true }] };
         let video = VideoSources {
             endpoint: "endpoint".into(),
             source_groups: vec![SourceGroup { semantics: "SIM".into(), sources: vec![10, 11] }],
             audio_source: Some(12),
         };
-        let sources = ParticipantSources {
+        let sources = CallParticipant {
             user_id: 77,
             left: true,
+            date: 1,
+            version: 9,
             sources: MediaSources { audio: 3, video: Some(video.clone()), presentation: Some(video) },
         };
         let call = InputGroupCall::Id(CALL);
-        assert_eq!(
-            answer,
-            Answer::Updates(vec![
-                TlUpdate::Session { call: call.clone(), update: want },
-                TlUpdate::Sources { call, participants: vec![sources.clone()] }
-            ])
-        );
+        let want = Update::Participants { participants: vec![sources.clone()] };
+        assert_eq!(answer, Answer::Updates(vec![TlUpdate::Session { call: call.clone(), update: want }]));
         // What the codec writes reads back the same, in an update and in a lookup's answer.
-        let bytes = encode_participants(&CALL, std::slice::from_ref(&sources), 4, 0);
+        let mut in_update = sources.clone();
+        in_update.version = 4;
+        let bytes = encode_participants(&CALL, std::slice::from_ref(&in_update), 4, 0);
         let Answer::Updates(u) = decode_result(&bytes).unwrap() else { panic!("updates") };
-        assert!(
-            matches!(&u[..], [_, TlUpdate::Sources { participants, .. }] if participants == std::slice::from_ref(&sources))
-        );
-        let answer = GroupParticipants { count: 3, participants: vec![sources], next_offset: "n".into() };
+        assert!(matches!(&u[..], [TlUpdate::Session { update: Update::Participants { participants }, .. }]
+            if participants == std::slice::from_ref(&in_update)));
+        // A lookup's answer has no version (0); it becomes the session's update.
+        let mut in_answer = sources;
+        in_answer.version = 0;
+        let answer = GroupParticipants { count: 3, participants: vec![in_answer.clone()], next_offset: "n".into() };
         let bytes = encode_group_participants(&answer, 1);
-        assert_eq!(decode_result(&bytes).unwrap(), Answer::Participants(answer));
+        assert_eq!(decode_result(&bytes).unwrap(), Answer::Participants(answer.clone()));
+        let want = crate::api::Response::Ok(vec![Update::Participants { participants: vec![in_answer] }]);
+        assert_eq!(Answer::Participants(answer).into_response_for(&CALL).0, want);
     }
 
     /// Negative SSRCs on the wire (TL `int`) are the RTP SSRCs above 2^31; a hostile participant
@@ -1373,7 +1371,9 @@ mod tests {
         w.i32(0); // version
         w.i32(0); // date
         let Answer::Updates(u) = decode_result(&w.into_bytes()).unwrap() else { panic!("updates") };
-        let [_, TlUpdate::Sources { participants, .. }] = &u[..] else { panic!("sources") };
+        let [TlUpdate::Session { update: Update::Participants { participants }, .. }] = &u[..] else {
+            panic!("participants")
+        };
         let s = &participants[0].sources;
         assert_eq!(s.audio, u32::MAX);
         let groups = &s.video.as_ref().unwrap().source_groups;

@@ -112,6 +112,11 @@ pub struct Server {
     blocks: Vec<Vec<u8>>,
     broadcasts: Vec<Vec<u8>>,
     members: BTreeSet<i64>,
+    /// Each member's participation: its `date` (the join's number: the model has no clock) and
+    /// sources (the lowest free audio SSRC from [`FIRST_SOURCE`], even, and its camera one above:
+    /// a joiner reuses the SSRCs of a member who left).
+    participations: BTreeMap<i64, CallParticipant>,
+    joins: i32,
     created: bool,
     behaviour: Behaviour,
     banned: BTreeSet<i64>,
@@ -149,6 +154,9 @@ fn server_blocks(list: &[Vec<u8>]) -> Vec<ServerBlock> {
     list.iter().map(|b| ServerBlock::from(b.as_slice())).collect()
 }
 
+/// The audio SSRC of the first participation ([`Server`] gives the lowest free one).
+pub const FIRST_SOURCE: u32 = 1_000;
+
 fn len_i32(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
@@ -173,6 +181,8 @@ impl Server {
             blocks: Vec::new(),
             broadcasts: Vec::new(),
             members: BTreeSet::new(),
+            participations: BTreeMap::new(),
+            joins: 0,
             created: false,
             behaviour,
             banned: BTreeSet::new(),
@@ -246,10 +256,10 @@ impl Server {
         if !self.members.remove(&user_id) {
             return Vec::new();
         }
-        let mut pushes = self.participants_left(&[user_id]);
+        let left = self.end_participations(&[user_id]);
+        let mut pushes = self.participants_left(&left);
         if self.behaviour.participant_updates {
-            let left = CallParticipant { user_id, left: true };
-            pushes.push((user_id, Update::Participants { participants: vec![left] }));
+            pushes.push((user_id, Update::Participants { participants: left }));
         }
         pushes
     }
@@ -262,6 +272,7 @@ impl Server {
         let update = Update::GroupCall { call: identity, discarded: true, invite_link: None };
         let pushes = self.push_to_members(None, &update);
         self.members.clear();
+        self.participations.clear();
         pushes
     }
 
@@ -332,7 +343,8 @@ impl Server {
                             }
                         }
                         let mut pushes = self.push_to_members(Some(from), &update);
-                        pushes.extend(self.participants_left(&gone));
+                        let left = self.end_participations(&gone);
+                        pushes.extend(self.participants_left(&left));
                         (Response::Ok(vec![update]), pushes)
                     }
                 }
@@ -365,8 +377,23 @@ impl Server {
                 (Response::Ok(Vec::new()), self.push_to_members(Some(from), &update))
             }
             Request::Leave => {
-                let pushes = if self.members.remove(&from) { self.participants_left(&[from]) } else { Vec::new() };
+                let pushes = if self.members.remove(&from) {
+                    let left = self.end_participations(&[from]);
+                    self.participants_left(&left)
+                } else {
+                    Vec::new()
+                };
                 (Response::Ok(Vec::new()), pushes)
+            }
+            Request::GetGroupParticipants { sources } => {
+                // The participants sending on any of these SSRCs (`phone.groupParticipants`).
+                let participants = self
+                    .participations
+                    .values()
+                    .filter(|p| crate::sources::sources_of(p).iter().any(|(s, _)| sources.contains(s)))
+                    .cloned()
+                    .collect();
+                (Response::Ok(vec![Update::Participants { participants }]), Vec::new())
             }
         }
     }
@@ -434,8 +461,9 @@ impl Server {
         }
         let update = self.commit(server, next);
         let mut pushes = self.push_to_members(Some(from), &update);
+        let me = self.start_participation(from);
+        let joined = Update::Participants { participants: vec![me] };
         if self.behaviour.participant_updates {
-            let joined = Update::Participants { participants: vec![CallParticipant { user_id: from, left: false }] };
             pushes.extend(self.push_to_members(Some(from), &joined));
         }
         self.members.insert(from);
@@ -451,6 +479,9 @@ impl Server {
         };
         let mut response = vec![update, broadcasts];
         response.extend(self.identity_update());
+        // The joiner's own participation (its source and date), as the real join result's
+        // `updateGroupCallParticipants` carries it.
+        response.extend(self.behaviour.participant_updates.then_some(joined));
         (Response::Ok(response), pushes)
     }
 
@@ -509,14 +540,53 @@ impl Server {
         }
     }
 
-    /// `updateGroupCallParticipants` with `left` for these users, to the members (if the
+    /// A new participation of `from` (a join replaces its earlier one): the next date, the
+    /// lowest free audio SSRC and a camera SSRC above it.
+    fn start_participation(&mut self, from: i64) -> CallParticipant {
+        self.participations.remove(&from);
+        self.joins = self.joins.saturating_add(1);
+        let taken: BTreeSet<u32> = self.participations.values().map(CallParticipant::source).collect();
+        let audio = (0..).map(|k: u32| FIRST_SOURCE.saturating_add(k.saturating_mul(2))).find(|s| !taken.contains(s));
+        let audio = audio.unwrap_or(FIRST_SOURCE);
+        let video = crate::api::VideoSources {
+            endpoint: format!("endpoint-{from}"),
+            source_groups: vec![crate::api::SourceGroup {
+                semantics: "SIM".into(),
+                sources: vec![audio.saturating_add(1)],
+            }],
+            audio_source: None,
+        };
+        let sources = crate::api::MediaSources { audio, video: Some(video), presentation: None };
+        let p = CallParticipant { user_id: from, left: false, date: self.joins, version: self.joins, sources };
+        self.participations.insert(from, p.clone());
+        p
+    }
+
+    /// Ends these users' participations: their records with `left` (a user with none gets a
+    /// bare record).
+    fn end_participations(&mut self, users: &[i64]) -> Vec<CallParticipant> {
+        users
+            .iter()
+            .map(|u| {
+                let mut p = self.participations.remove(u).unwrap_or_else(|| CallParticipant::new(*u, false));
+                p.left = true;
+                p
+            })
+            .collect()
+    }
+
+    /// The participation of `user_id`, if it is in the media call.
+    pub fn participation(&self, user_id: i64) -> Option<&CallParticipant> {
+        self.participations.get(&user_id)
+    }
+
+    /// `updateGroupCallParticipants` with these `left` records, to the members (if the
     /// behaviour sends them).
-    fn participants_left(&self, users: &[i64]) -> Pushes {
-        if !self.behaviour.participant_updates || users.is_empty() {
+    fn participants_left(&self, left: &[CallParticipant]) -> Pushes {
+        if !self.behaviour.participant_updates || left.is_empty() {
             return Vec::new();
         }
-        let participants = users.iter().map(|&user_id| CallParticipant { user_id, left: true }).collect();
-        self.push_to_members(None, &Update::Participants { participants })
+        self.push_to_members(None, &Update::Participants { participants: left.to_vec() })
     }
 
     fn push_to_members(&self, except: Option<i64>, update: &Update) -> Pushes {
@@ -587,11 +657,13 @@ mod tests {
     #[test]
     fn a_kick_bans_and_tells_the_others_until_unbanned() {
         let (mut server, keys, mut rng) = call(&[1, 2, 3], Behaviour::real());
+        let bob = server.participation(2).cloned().unwrap();
         let block = removal(&server, &keys[0], 2, &mut rng);
         let (response, pushes) =
             server.handle(1, &Request::DeleteParticipants { user_ids: vec![2], block, kick: true });
         assert_eq!(err(&response), "ok");
-        let left = Update::Participants { participants: vec![CallParticipant { user_id: 2, left: true }] };
+        // The participation that ended, with its sources and date.
+        let left = Update::Participants { participants: vec![CallParticipant { left: true, ..bob.clone() }] };
         assert!(pushes.contains(&(3, left.clone())) && pushes.contains(&(1, left)), "{pushes:?}");
         let key = PrivateKey::generate(&mut rng);
         let block = server.chain().build_self_add(me(2, &key), &key, &mut rng).unwrap();
@@ -601,13 +673,21 @@ mod tests {
         assert_eq!(err(&server.handle(2, &poll).0), "GROUPCALL_FORBIDDEN");
         server.unban(2);
         assert_eq!(err(&server.handle(2, &join).0), "ok");
+        // Bob's new participation reuses his SSRCs (the lowest free), with a later date.
+        let again = server.participation(2).cloned().unwrap();
+        assert_eq!((again.source(), again.date > bob.date), (bob.source(), true));
+        // A lookup by source names the participants sending on them.
+        let lookup = Request::GetGroupParticipants { sources: vec![bob.source(), 12_345] };
+        let (response, _) = server.handle(1, &lookup);
+        assert_eq!(response, Response::Ok(vec![Update::Participants { participants: vec![again] }]));
     }
 
     #[test]
     fn a_dropped_member_gets_join_missing_and_the_last_block_only() {
         let (mut server, _, _) = call(&[1, 2, 3], Behaviour::real());
+        let bob = server.participation(2).cloned().unwrap();
         let pushes = server.drop_from_media(2);
-        let left = Update::Participants { participants: vec![CallParticipant { user_id: 2, left: true }] };
+        let left = Update::Participants { participants: vec![CallParticipant { left: true, ..bob }] };
         for u in [1, 2, 3] {
             assert!(pushes.contains(&(u, left.clone())), "{u}: {pushes:?}");
         }

@@ -2,6 +2,7 @@
 
 use crate::api::{ApiError, CallIdentity, RequestKind};
 use crate::error::Error;
+use crate::sources::{Source, UnresolvedReason};
 
 /// Why a join (or create) ended without joining.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,6 +176,32 @@ pub enum SessionEvent {
         /// The height at which it was seen.
         height: i32,
     },
+    /// `ssrc` is now `source`'s (a participant record named it: an update, the join's answer,
+    /// or a lookup's answer); `previous` is whose it was, if anyone's (an SSRC moved to a new
+    /// participation). [`crate::session::Session::source_map`] has it already.
+    SourceMapped {
+        /// The SSRC.
+        ssrc: u32,
+        /// Its sender now.
+        source: Source,
+        /// Its sender before.
+        previous: Option<Source>,
+    },
+    /// `ssrc` is nobody's any more (its participant left, stopped that media, or the call ended).
+    SourceUnmapped {
+        /// The SSRC.
+        ssrc: u32,
+        /// Whose it was.
+        source: Source,
+    },
+    /// Frames came on `ssrc`, which no participant record names, and the session gave it up:
+    /// its frames are dropped ([`crate::ErrorKind::FrameUnknownSource`]) until a record names it.
+    SourceUnresolved {
+        /// The SSRC.
+        ssrc: u32,
+        /// Why.
+        reason: UnresolvedReason,
+    },
     /// A send was given up.
     SendFailed {
         /// What kind of request.
@@ -289,7 +316,8 @@ pub enum EventField {
 pub struct EventDescription {
     /// The stable name: `created`, `call_identity`, `joined`, `join_failed`, `key_changed`,
     /// `participants_changed`, `verification_started`, `verification_done`, `video_blackout`,
-    /// `message_received`, `chain_rejected`, `unusable_key`, `removed`, `ended`, `left`, or
+    /// `message_received`, `chain_rejected`, `unusable_key`, `source_mapped`, `source_unmapped`,
+    /// `source_unresolved`, `removed`, `ended`, `left`, or
     /// `error` for what is only worth logging (a refused push, a key we cannot read, a dropped
     /// message, a send given up).
     pub name: &'static str,
@@ -350,6 +378,15 @@ impl SessionEvent {
             }
             SessionEvent::VideoBlackout { height, now } => ("video_blackout", 15, vec![Height(height), Now(now)]),
             SessionEvent::UnusableKey { user_id, height } => ("unusable_key", 16, vec![User(user_id), Height(height)]),
+            SessionEvent::SourceMapped { ssrc, source, .. } => {
+                ("source_mapped", 17, vec![User(source.user_id), Text(format!("{}: {ssrc}", source.kind.name()))])
+            }
+            SessionEvent::SourceUnmapped { ssrc, source } => {
+                ("source_unmapped", 18, vec![User(source.user_id), Text(format!("{}: {ssrc}", source.kind.name()))])
+            }
+            SessionEvent::SourceUnresolved { ssrc, reason } => {
+                ("source_unresolved", 19, vec![Text(format!("{}: {ssrc}", reason.name()))])
+            }
         };
         EventDescription { name, code, fields }
     }

@@ -244,8 +244,10 @@ impl Live {
         rng: &mut impl CryptoRngCore,
     ) -> Flow {
         let me = ctx.user_id;
-        // About ourselves: the server dropped us from the media call (tdlib leaves, to rejoin).
-        if participants.iter().any(|p| p.user_id == me && p.left) {
+        ctx.sources.note(me, participants, ctx.events);
+        // About ourselves: the server dropped us from the media call (tdlib leaves, to rejoin);
+        // a late notice about an earlier participation is not about this one (issue 30 item 5).
+        if participants.iter().any(|p| p.user_id == me && p.left && ctx.sources.is_current_participation(p)) {
             return Err(Exit::Ended(EndReason::JoinMissing));
         }
         if !ctx.config.prune_left {

@@ -42,6 +42,7 @@
 //! | `policy.rs`   | the one retry policy: (purpose, attempt, error, config) → retry / give up / exit |
 //! | `sync.rs`     | one sub-chain's offsets and gap buffer (tested alone)                          |
 //! | `pacer.rs`    | the outbox's token bucket (tested alone)                                       |
+//! | `sources.rs`  | the call's SSRC table, its lookups, our own participation (SPEC §18.1)          |
 //! | `config.rs`, `events.rs` | validated tunables; typed events                                    |
 //!
 //! # How one server answer travels
@@ -93,6 +94,7 @@ mod live;
 mod outbox;
 mod pacer;
 mod policy;
+mod sources;
 mod sync;
 
 use std::collections::{HashSet, VecDeque};
@@ -235,6 +237,8 @@ struct Ctx<'a> {
     seen_messages: &'a mut HashSet<(i64, i64)>,
     seen_order: &'a mut VecDeque<(i64, i64)>,
     participants: &'a mut Vec<i64>,
+    /// Who sends on each SSRC, and our own participation (`sources.rs`).
+    sources: &'a mut sources::CallSources,
 }
 
 /// How a request stands against its kind's flood wait.
@@ -287,6 +291,8 @@ pub struct Session {
     seen_messages: HashSet<(i64, i64)>,
     seen_order: VecDeque<(i64, i64)>,
     participants: Vec<i64>,
+    /// Who sends on each SSRC, and our own participation (`sources.rs`).
+    sources: sources::CallSources,
     identity: Option<CallIdentity>,
     invite_link: Option<String>,
     /// Joins that passed their deadline (the last few): if the server accepted one after all
@@ -338,6 +344,7 @@ impl Session {
             seen_messages: HashSet::new(),
             seen_order: VecDeque::new(),
             participants: Vec::new(),
+            sources: sources::CallSources::default(),
             identity: None,
             invite_link: None,
             expired_joins: VecDeque::new(),
@@ -485,7 +492,7 @@ impl Session {
     /// epoch expiry.
     pub fn poll_timeout(&self) -> Option<u64> {
         let epochs = self.live_call().and_then(Call::poll_timeout);
-        [self.outbox.next_deadline(), epochs].into_iter().flatten().min()
+        [self.outbox.next_deadline(), epochs, self.lookups_timeout()].into_iter().flatten().min()
     }
 
     /// Runs what is due at `now`: request deadlines (as `TIMEOUT`), polls, retries, epoch expiry.
@@ -508,6 +515,7 @@ impl Session {
             self.run_action(action, rng);
         }
         self.fire_polls();
+        self.run_lookups();
     }
 
     /// Takes the outcome of request `id`. Unknown ids (answered already, past their deadline, or
@@ -660,8 +668,30 @@ impl Session {
 
     /// The state and what its handlers reach besides it.
     fn parts(&mut self) -> (&mut Phase, Ctx<'_>) {
-        let Session { user_id, config, phase, outbox, events, seen_messages, seen_order, participants, now, .. } = self;
-        let ctx = Ctx { user_id: *user_id, now: *now, config, outbox, events, seen_messages, seen_order, participants };
+        let Session {
+            user_id,
+            config,
+            phase,
+            outbox,
+            events,
+            seen_messages,
+            seen_order,
+            participants,
+            now,
+            sources,
+            ..
+        } = self;
+        let ctx = Ctx {
+            user_id: *user_id,
+            now: *now,
+            config,
+            outbox,
+            events,
+            seen_messages,
+            seen_order,
+            participants,
+            sources,
+        };
         (phase, ctx)
     }
 
@@ -763,6 +793,7 @@ impl Session {
                 }
             }
             (Purpose::Poll { sub }, outcome) => return self.polled(sub, outcome, rng),
+            (Purpose::Lookup { id }, Ok(updates)) => self.on_lookup(id, Ok(updates)),
             (Purpose::JoinTip { attempt }, Ok(updates)) => {
                 let (tip, rest) = join::split_tip(updates);
                 for u in rest {
@@ -876,7 +907,7 @@ impl Session {
                         Action::Resend { request, purpose: Purpose::Broadcast { attempt: next } }
                     }
                     Purpose::Message { .. } => Action::Resend { request, purpose: Purpose::Message { attempt: next } },
-                    Purpose::Poll { .. } | Purpose::Rekey | Purpose::Leave { .. } => return,
+                    Purpose::Poll { .. } | Purpose::Rekey | Purpose::Leave { .. } | Purpose::Lookup { .. } => return,
                 };
                 self.outbox.schedule(now.saturating_add(after_ms), action);
             }
@@ -890,6 +921,7 @@ impl Session {
                     self.carry_out(Next::Exit(Exit::JoinFailed { reason, accepted: false }))
                 }
                 Purpose::Poll { .. } | Purpose::Leave { .. } => {}
+                Purpose::Lookup { id } => self.on_lookup(id, Err(error)),
                 Purpose::Removal { .. }
                 | Purpose::Prune { .. }
                 | Purpose::Rekey
@@ -966,6 +998,8 @@ impl Session {
                 live.is_some()
             }
             Purpose::Leave { .. } => true,
+            // The lookup scheduler asks again by itself.
+            Purpose::Lookup { .. } => false,
         };
         if ok {
             ctx.send(request, purpose);
@@ -985,6 +1019,7 @@ impl Session {
                 // A new generation; queued leaves go too (the join replaces our participant on the
                 // server; a leave sent after it would remove the new one).
                 self.outbox.new_generation(false);
+                self.reset_sources();
                 Phase::Joining(Joining::default())
             }
             Next::Live(live) => Phase::Live(live),
@@ -1034,6 +1069,7 @@ impl Session {
             c
         });
         self.outbox.new_generation(true);
+        self.reset_sources();
         let (phase, event, leave) = match exit {
             Exit::ChainRejected { height, error } => {
                 (call.map(Phase::ChainRejected), Some(SessionEvent::ChainRejected { height, error }), Some(false))

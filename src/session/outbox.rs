@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use super::pacer::{Class, Pacer};
 use crate::api::{Request, RequestId, RequestKind, SubChain};
 use crate::crypto::PrivateKey;
+use crate::sources::LookupId;
 
 /// What a request is for: one variant per purpose, each with what its answer needs.
 #[derive(Debug)]
@@ -41,6 +42,8 @@ pub(crate) enum Purpose {
     /// `leaveGroupCall`: after [`crate::session::Session::leave`] (`then_left`), or after a
     /// removal, an end or a ghost join (nothing follows).
     Leave { then_left: bool },
+    /// `getGroupParticipants` by sources: lookup `id` of the call's SSRC table.
+    Lookup { id: LookupId },
 }
 
 /// A [`Purpose`] without its data, for the retry policy ([`super::policy::retry`]).
@@ -59,6 +62,7 @@ pub(crate) enum Goal {
     Broadcast,
     Message,
     Leave,
+    Lookup,
 }
 
 impl Purpose {
@@ -75,6 +79,7 @@ impl Purpose {
             Purpose::Broadcast { .. } => Goal::Broadcast,
             Purpose::Message { .. } => Goal::Message,
             Purpose::Leave { .. } => Goal::Leave,
+            Purpose::Lookup { .. } => Goal::Lookup,
         }
     }
 
@@ -88,7 +93,7 @@ impl Purpose {
             | Purpose::Prune { attempt }
             | Purpose::Broadcast { attempt }
             | Purpose::Message { attempt } => *attempt,
-            Purpose::Poll { .. } | Purpose::Rekey | Purpose::Leave { .. } => 0,
+            Purpose::Poll { .. } | Purpose::Rekey | Purpose::Leave { .. } | Purpose::Lookup { .. } => 0,
         }
     }
 

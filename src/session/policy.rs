@@ -48,8 +48,10 @@ pub(crate) enum GiveUp {
 
 /// The retry policy (see the module docs).
 pub(crate) fn retry(goal: Goal, attempt: u32, error: &ApiError, config: &SessionConfig) -> Verdict {
-    let in_call =
-        matches!(goal, Goal::Poll | Goal::Removal | Goal::Prune | Goal::Rekey | Goal::Broadcast | Goal::Message);
+    let in_call = matches!(
+        goal,
+        Goal::Poll | Goal::Removal | Goal::Prune | Goal::Rekey | Goal::Broadcast | Goal::Message | Goal::Lookup
+    );
     if in_call {
         match error {
             ApiError::Forbidden => return Verdict::Exit(Exit::Removed { height: None }),
@@ -108,7 +110,9 @@ pub(crate) fn retry(goal: Goal, attempt: u32, error: &ApiError, config: &Session
         | Goal::Rekey
         | Goal::Broadcast
         | Goal::Message
-        | Goal::Leave => give_up,
+        | Goal::Leave
+        // The lookup scheduler asks again (after a flood wait) within the SSRC's deadline.
+        | Goal::Lookup => give_up,
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::api::RequestId;
 use crate::call::Call;
-use crate::limits::EPOCH_GRACE_MS;
+use crate::limits::{EPOCH_GRACE_MS, LOOKUP_INTERVAL_MS, LOOKUP_NEGATIVE_MS};
 use crate::server::hostile::{Hostility, JoinerAttack, ATTACKERS};
 use crate::server::Behaviour;
 use crate::session::{Session, SessionConfig, SessionState};
@@ -364,10 +364,17 @@ impl World {
                 }
             }
             if self.converged() {
+                self.check_heard()?;
                 self.report.blocks = self.server().blocks().len() as u64;
                 self.report.broadcasts = self.server().broadcasts().len() as u64;
                 return Ok(());
             }
+        }
+        if self.locked_by_poison() {
+            // The protocol's own dead end (issue 30 item 1), not a defect of the session.
+            self.note("the call stays locked: a poisoned entry and no member left to remove it".into());
+            self.report.locked_calls += 1;
+            return Ok(());
         }
         let states: Vec<String> = self
             .members
@@ -388,6 +395,64 @@ impl World {
             self.server().height(),
             self.server().members().collect::<Vec<_>>()
         )))
+    }
+
+    /// Issue 34: every member hears every other by SSRC, through the participant updates or
+    /// within one lookup once one may go. Each second, as its media threads would on each frame,
+    /// every member tries the SSRCs (audio and camera) of the others: one its map does not know
+    /// is reported unknown, one its map gives to someone else is reported stale (the key did not
+    /// open the frame); a tick sends the lookup. Every SSRC must be its owner's within a
+    /// negative answer's [`LOOKUP_NEGATIVE_MS`] plus the longest flood wait the server imposes
+    /// plus one lookup and its answer.
+    pub(super) fn check_heard(&mut self) -> Result<(), Failure> {
+        let owners: Vec<(i64, u32)> = self
+            .members
+            .iter()
+            .filter_map(|m| self.server().participation(m.user_id).map(|p| (m.user_id, p.source())))
+            .flat_map(|(user, audio)| [(user, audio), (user, audio + 1)])
+            .collect();
+        let flood_ms = u64::from(self.server().behaviour().flood_max_seconds) * 1_000;
+        let within = LOOKUP_NEGATIVE_MS + flood_ms + 3 * LOOKUP_INTERVAL_MS;
+        let start = self.now;
+        loop {
+            let mut deaf = None;
+            let now = self.now;
+            for i in 0..self.members.len() {
+                let Some(s) = self.members[i].session.as_mut() else { continue };
+                let (map, me) = (s.source_map(), s.user_id());
+                for &(user, ssrc) in owners.iter().filter(|(user, _)| *user != me) {
+                    match map.get(ssrc) {
+                        Some(source) if source.user_id == user => continue,
+                        Some(source) => map.report_stale(ssrc, source),
+                        None => map.report_unknown(ssrc),
+                    }
+                    deaf.get_or_insert((me, user, ssrc, map.get(ssrc)));
+                }
+                s.handle_timeout(now, &mut self.rng);
+                self.flush(i)?;
+            }
+            let Some((me, user, ssrc, heard)) = deaf else { return Ok(()) };
+            if self.now >= start + within {
+                return Err(self.fail(format!(
+                    "heard (issue 34): member {me} does not hear member {user} on SSRC {ssrc} {within} ms \
+                     after the call converged (its map says {heard:?})"
+                )));
+            }
+            self.advance(LOOKUP_INTERVAL_MS)?;
+        }
+    }
+
+    /// Whether the call is locked for good by a poisoned entry (issue 30 item 1): the chain's tip
+    /// holds a key no one can use and no member is in the media call any more (the last one who
+    /// could remove it left first). No self-add can be built on that tip (the joiners fail with
+    /// `JoinFailure::UnusableKey`, naming it) and the server accepts no other block from a
+    /// non-member: the rules accept the entry, as the reference's do, so this is the protocol's
+    /// own dead end; the owner must start a new call.
+    fn locked_by_poison(&self) -> bool {
+        let poisoned =
+            self.server().chain().participants().iter().any(|p| p.user_id >= ATTACKERS && !p.public_key.is_usable());
+        let members: HashSet<i64> = self.members.iter().map(|m| m.user_id).collect();
+        poisoned && !self.server().members().any(|u| members.contains(&u))
     }
 
     /// A joined member removes chain participants whose key no live session holds.

@@ -182,6 +182,18 @@ pub struct Report {
     pub media_drops: u64,
     /// Decryptions the outsider tried on members' packets and messages (all must fail).
     pub outsider_attempts: u64,
+    /// Frames members read by their SSRC through their session's source map.
+    pub frames_by_source: u64,
+    /// Frames on an SSRC a member's map did not know yet (looked up; read by user id meanwhile).
+    pub unknown_source_frames: u64,
+    /// Frames on an SSRC a member's map gave to someone else (an SSRC reused by a new
+    /// participation whose record the member missed).
+    pub stale_source_frames: u64,
+    /// `getGroupParticipants` lookups the members sent.
+    pub lookups: u64,
+    /// Runs that ended with the call locked by a poisoned entry no member was left to remove
+    /// (the protocol's own dead end, issue 30 item 1; see `ServerSetup`'s hostile joiners).
+    pub locked_calls: u64,
     /// H.264 blackouts reported
     /// ([`SessionEvent::VideoBlackout`](crate::session::SessionEvent::VideoBlackout), summed over
     /// members).

@@ -41,6 +41,8 @@ pub(super) struct Member {
     pub(super) left_since: Option<u64>,
     /// Since when this member's call has blacked out H.264 (continuously).
     pub(super) blackout_since: Option<u64>,
+    /// When this incarnation last sent `getGroupParticipants`.
+    pub(super) last_lookup: Option<u64>,
 }
 
 pub(super) const TRANSCRIPT: usize = 40;
@@ -131,6 +133,7 @@ impl World {
                 flood_until: HashMap::new(),
                 left_since: None,
                 blackout_since: None,
+                last_lookup: None,
             })
             .collect();
         let server = Server::with_behaviour(config.server.behaviour, config.seed);
@@ -308,6 +311,7 @@ impl World {
             m.incarnation = self.incarnations;
             m.outstanding.clear();
             m.flood_until.clear();
+            m.last_lookup = None;
         }
         m.removed_at = None;
         let create = !self.server.server().is_created();
@@ -374,14 +378,43 @@ impl World {
         // Media goes through the SFU: every member gets it now. Caught-up members at the sender's
         // height must read it; removed members must not, once the packet lists no epoch of theirs.
         let caught = self.caught_up();
+        // The SSRC it goes out on: the participation's audio SSRC, its camera's for video.
+        let ssrc = self.server().participation(sender).map(|p| p.source() + u32::from(codec != Codec::Opus));
         for j in 0..self.members.len() {
             if j == i || self.members[j].offline_until > now {
                 continue;
             }
             let removed_at = self.members[j].removed_at;
-            let Some(call) = self.members[j].session.as_mut().and_then(Session::call_mut) else { continue };
+            let Some(session) = self.members[j].session.as_mut() else { continue };
+            let map = session.source_map();
+            let Some(call) = session.call_mut() else { continue };
             let same_height = call.height() == sender_height;
-            let result = call.decrypt_frame(sender, codec, &packet, now);
+            // As a media stack does: by the SSRC, through the session's map. An SSRC the map does
+            // not know yet is reported for a lookup (the frame is read by user id meanwhile, so
+            // the other invariants still see it); one it gives to someone else is stale.
+            let mut out = Vec::new();
+            let by_source = ssrc.map(|ssrc| {
+                call.media_decryptor().decrypt_frame_from_source_into(&map, ssrc, codec, &packet, now, &mut out)
+            });
+            let result = match by_source {
+                Some(Ok((source, received))) if source.user_id == sender => {
+                    self.report.frames_by_source += 1;
+                    Ok((out, received))
+                }
+                other => {
+                    match other {
+                        Some(Err(e)) if e.kind() == ErrorKind::FrameUnknownSource => {
+                            self.report.unknown_source_frames += 1
+                        }
+                        Some(Ok((source, _))) if source.user_id != sender => self.report.stale_source_frames += 1,
+                        Some(Err(_)) if map.get(ssrc.unwrap_or(0)).is_some_and(|s| s.user_id != sender) => {
+                            self.report.stale_source_frames += 1
+                        }
+                        _ => {}
+                    }
+                    call.decrypt_frame(sender, codec, &packet, now)
+                }
+            };
             self.report.decryptions += 1;
             let receiver = self.members[j].user_id;
             let must_read = caught.contains(&j) && caught.contains(&i) && same_height;
@@ -458,6 +491,16 @@ impl World {
             let method = request.kind().method();
             if matches!(request, Request::GetChainBlocks { .. }) {
                 self.report.polls += 1;
+            }
+            if matches!(request, Request::GetGroupParticipants { .. }) {
+                self.report.lookups += 1;
+                let last = self.members[i].last_lookup.replace(now);
+                if let Some(last) = last.filter(|t| now < t + crate::limits::LOOKUP_INTERVAL_MS) {
+                    return Err(self.fail(format!(
+                        "lookup rate (issue 34): user {from} sent getGroupParticipants at {now}, \
+                         within a second of the one at {last}"
+                    )));
+                }
             }
             let m = &mut self.members[i];
             while m.recent_requests.front().is_some_and(|t| *t + 1_000 <= now) {

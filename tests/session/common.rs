@@ -2,7 +2,7 @@
 //! requests, building blocks and chain updates, and a session joined alone with no server.
 
 pub use confchain::api::ApiError;
-pub use confchain::server::Server;
+pub use confchain::server::{Behaviour, Server};
 pub use confchain::session::{
     JoinFailure, Request, RequestId, Response, Session, SessionConfig, SessionEvent, SessionState, SubChain, Update,
 };
@@ -154,7 +154,18 @@ pub fn blocks_update(sub: i32, blocks: &[Vec<u8>], next_offset: i32) -> Update {
 
 /// A conference of `n` members joined one after the other through the server.
 pub fn conference(users: &[i64]) -> Net {
-    let mut net = Net::new(Server::new(), users);
+    conference_on(Server::new(), users)
+}
+
+/// [`conference`] on a server that pushes participant updates (with their sources) and answers
+/// `GROUPCALL_JOIN_MISSING` to members it dropped.
+pub fn conference_with_participants(users: &[i64]) -> Net {
+    let behaviour = Behaviour { participant_updates: true, join_missing: true, ..Behaviour::default() };
+    conference_on(Server::with_behaviour(behaviour, 0), users)
+}
+
+fn conference_on(server: Server, users: &[i64]) -> Net {
+    let mut net = Net::new(server, users);
     let mut r = rng(9);
     net.s(users[0]).create(true, 0, &mut r).unwrap();
     net.pump();

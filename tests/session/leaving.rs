@@ -211,10 +211,40 @@ fn a_last_block_without_us_means_removed() {
 fn told_that_we_left_ends_the_call() {
     let mut net = conference(&[1, 2]);
     let mut r = rng(43);
-    let me = confchain::session::CallParticipant { user_id: 2, left: true };
+    let me = confchain::session::CallParticipant::new(2, true);
     net.s(2).handle_update(Update::Participants { participants: vec![me] }, 0, &mut r);
     assert_eq!(net.s(2).state(), SessionState::Ended);
     assert!(net.s(2).call().unwrap().is_closed());
+}
+
+/// Issue 30 item 5: a late "you left" notice ends a fresh rejoin. The server drops Bob from the
+/// media call and its notice to him is delayed; his next request gets `GROUPCALL_JOIN_MISSING`,
+/// he ends and rejoins (a new participation: the same lowest free SSRC, a later date); then the
+/// old notice arrives. It names the earlier participation: the new one goes on.
+#[test]
+fn a_late_notice_of_an_earlier_participation_does_not_end_a_rejoin() {
+    let mut net = conference_with_participants(&[1, 2]);
+    let mut r = rng(305);
+    let pushes = net.server.drop_from_media(2);
+    let (late, others): (Vec<_>, Vec<_>) = pushes.into_iter().partition(|(to, _)| *to == 2);
+    for (to, update) in others {
+        net.update(to, update);
+    }
+    net.s(2).send_message(r#"{"random_id":"5"}"#, 0, &mut r).unwrap();
+    net.pump();
+    assert_eq!(net.s(2).state(), SessionState::Ended);
+    net.join(2);
+    assert_eq!(net.s(2).state(), SessionState::Joined);
+    net.events(2);
+    for (_, update) in late {
+        net.update(2, update);
+    }
+    assert_eq!(net.s(2).state(), SessionState::Joined, "{:?}", net.events(2));
+    // A notice about the current participation still ends it.
+    let now = net.server.participation(2).cloned().unwrap();
+    let left = confchain::session::CallParticipant { left: true, ..now };
+    net.update(2, Update::Participants { participants: vec![left] });
+    assert_eq!(net.s(2).state(), SessionState::Ended);
 }
 
 /// A join that passed its deadline, then failed for good, but that the server accepted after all:

@@ -12,4 +12,5 @@ mod properties;
 mod pruning;
 mod recovery;
 mod requests;
+mod sources;
 mod sync;

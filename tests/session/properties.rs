@@ -186,7 +186,7 @@ proptest! {
                     }
                 }
                 Hostile::Meta { left } => {
-                    let p = confchain::session::CallParticipant { user_id: 1, left };
+                    let p = confchain::session::CallParticipant::new(1, left);
                     net.update(2, Update::Participants { participants: vec![p] });
                 }
                 Hostile::Wait { ms } => {

@@ -9,7 +9,7 @@ fn members_who_left_are_pruned() {
     use confchain::session::CallParticipant;
     let mut net = conference(&[1, 2, 3]);
     let mut r = rng(38);
-    let left = |user_id| CallParticipant { user_id, left: true };
+    let left = |user_id| CallParticipant::new(user_id, true);
     let update = Update::Participants { participants: vec![left(3), left(3), left(42)] };
     net.s(1).handle_update(update.clone(), 0, &mut r);
     net.s(1).handle_update(update, 0, &mut r);
@@ -46,4 +46,23 @@ fn a_rekey_travels_as_a_kick_that_removes_nobody() {
     let (_, req) = request(net.s(1));
     let Request::DeleteParticipants { user_ids, kick, .. } = req else { panic!("{req:?}") };
     assert!(user_ids.is_empty() && kick, "a re-key is sent as kick with no ids");
+}
+
+/// Issue 30 item 6, a rejoiner pruned again: Bob leaves, Alice queues a prune, Bob rejoins at once
+/// with a new key and the "joined" push to Alice is lost (this server sends none). Pruning was
+/// keyed by user id, so Alice's prune removed Bob's new entry. A prune removes only the entry
+/// whose departure it saw.
+#[test]
+fn a_prune_removes_only_the_entry_whose_departure_it_saw() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(306);
+    let left = confchain::session::CallParticipant::new(2, true);
+    net.s(1).handle_update(Update::Participants { participants: vec![left] }, 0, &mut r);
+    net.s(2).leave(0);
+    net.pump();
+    net.join(2);
+    assert_eq!(net.s(2).state(), SessionState::Joined);
+    net.advance_to(10_000);
+    assert_eq!(net.s(2).state(), SessionState::Joined, "{:?}", net.events(2));
+    assert!(net.server.chain().participants().iter().any(|p| p.user_id == 2), "bob's new entry stays");
 }

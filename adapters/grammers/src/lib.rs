@@ -14,8 +14,8 @@
 //! `grammers_join`).
 
 use confchain::api::{
-    ApiError, CallIdentity, CallParticipant, MediaSources, ParticipantSources, Request, Response, ServerBlock,
-    SourceGroup, SubChain, Update, VideoSources,
+    ApiError, CallIdentity, MediaSources, ParticipantSources, Request, Response, ServerBlock, SourceGroup, SubChain,
+    Update, VideoSources,
 };
 use confchain::sources::SourceTable;
 use grammers_mtsender::InvocationError;
@@ -32,7 +32,7 @@ pub trait Invoke {
     ) -> impl std::future::Future<Output = Result<R::Return, InvocationError>>;
 }
 
-/// One of the seven functions, as grammers' object.
+/// One of the eight functions, as grammers' object.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Function {
     /// `phone.getGroupCallChainBlocks`.
@@ -49,6 +49,9 @@ pub enum Function {
     Message(tl::functions::phone::SendGroupCallEncryptedMessage),
     /// `phone.leaveGroupCall`.
     Leave(tl::functions::phone::LeaveGroupCall),
+    /// `phone.getGroupParticipants` by sources (a `phone.groupParticipants` result, given to the
+    /// session as the `updateGroupCallParticipants` it amounts to).
+    Participants(tl::functions::phone::GetGroupParticipants),
 }
 
 impl Function {
@@ -65,6 +68,15 @@ impl Function {
                 Vec::new()
             }
             Function::Leave(f) => updates_of(client.invoke(f).await?),
+            Function::Participants(f) => {
+                let tl::enums::phone::GroupParticipants::Participants(answer) = client.invoke(f).await?;
+                let update = tl::types::UpdateGroupCallParticipants {
+                    call: f.call.clone(),
+                    participants: answer.participants,
+                    version: 0, // a lookup's answer is not an update of the list
+                };
+                vec![tl::enums::Update::GroupCallParticipants(update)]
+            }
         })
     }
 
@@ -79,6 +91,7 @@ impl Function {
             Function::Broadcast(f) => f.to_bytes(),
             Function::Message(f) => f.to_bytes(),
             Function::Leave(f) => f.to_bytes(),
+            Function::Participants(f) => f.to_bytes(),
         }
     }
 }
@@ -192,7 +205,7 @@ pub fn participant_sources(p: &tl::enums::GroupCallParticipant) -> Option<Partic
         video: p.video.as_ref().map(video_sources),
         presentation: p.presentation.as_ref().map(video_sources),
     };
-    user_of(&p.peer).map(|user_id| ParticipantSources { user_id, left: p.left, sources })
+    user_of(&p.peer).map(|user_id| ParticipantSources { user_id, left: p.left, date: p.date, version: 0, sources })
 }
 
 /// The call's identity in grammers' form.
@@ -294,6 +307,13 @@ impl Conference {
                 })
             }
             Request::Leave => Function::Leave(phone::LeaveGroupCall { call, source: self.source }),
+            Request::GetGroupParticipants { sources } => Function::Participants(phone::GetGroupParticipants {
+                call,
+                ids: Vec::new(),
+                sources: sources.iter().map(|s| s.cast_signed()).collect(),
+                offset: String::new(),
+                limit: i32::try_from(sources.len()).unwrap_or(i32::MAX),
+            }),
             // Requests added to the session later have no mapping here yet.
             #[allow(unreachable_patterns)]
             _ => return None,
@@ -353,9 +373,13 @@ impl Conference {
                 None => return Routed::Other(Box::new(U::GroupCallEncryptedMessage(u))),
             },
             U::GroupCallParticipants(u) => {
-                let records: Vec<ParticipantSources> = u.participants.iter().filter_map(participant_sources).collect();
+                let mut records: Vec<ParticipantSources> =
+                    u.participants.iter().filter_map(participant_sources).collect();
+                for r in &mut records {
+                    r.version = u.version;
+                }
                 self.sources.apply(&records);
-                Update::Participants { participants: records.iter().map(CallParticipant::from).collect() }
+                Update::Participants { participants: records }
             }
             other => return Routed::Other(Box::new(other)),
         };

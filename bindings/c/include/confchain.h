@@ -223,6 +223,12 @@
 #define CONFCHAIN_REQUEST_LEAVE 7
 
 /**
+ * `phone.getGroupParticipants(call, ids: [], sources, offset: "", limit)`: the SSRCs to look up
+ * are in `user_ids` (each 0..=2^32-1, as RTP carries them; the TL `int`s are their low 32 bits).
+ */
+#define CONFCHAIN_REQUEST_GET_GROUP_PARTICIPANTS 8
+
+/**
  * Session events (`confchain_session_event.kind`, the core's `EventDescription::code`): the
  * call was created without joining; `user_ids` holds `[id, access_hash]` when the response
  * named the call, `text` the invite link (may be empty).
@@ -310,6 +316,25 @@
  * id, `height` where it was seen. A member with the remove permission removes it by itself.
  */
 #define CONFCHAIN_SESSION_UNUSABLE_KEY 16
+
+/**
+ * An SSRC of the call is now a participant's (SPEC §18): `from_id` is its user id, `text` the
+ * media kind and the SSRC (`audio: 1000`; kinds `audio`, `video`, `screencast`,
+ * `screencast_audio`).
+ */
+#define CONFCHAIN_SESSION_SOURCE_MAPPED 17
+
+/**
+ * An SSRC is nobody's any more (its participant left or stopped that media, or the call ended):
+ * `from_id` is whose it was, `text` as for SOURCE_MAPPED.
+ */
+#define CONFCHAIN_SESSION_SOURCE_UNMAPPED 18
+
+/**
+ * Frames came on an SSRC no participant record names and the session gave it up: `text` is the
+ * reason and the SSRC (`not_in_call: 1234`; reasons `deadline`, `not_in_call`, `pending_full`).
+ */
+#define CONFCHAIN_SESSION_SOURCE_UNRESOLVED 19
 
 /**
  * Opus (payload type 111): the frame and a level trailer, encrypted whole.
@@ -535,7 +560,7 @@ typedef struct confchain_request {
    */
   struct confchain_bytes data;
   /**
-   * DELETE_PARTICIPANTS: the user ids.
+   * DELETE_PARTICIPANTS: the user ids; GET_GROUP_PARTICIPANTS: the SSRCs.
    */
   int64_t *user_ids;
   /**

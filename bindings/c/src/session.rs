@@ -33,6 +33,9 @@ pub const CONFCHAIN_REQUEST_SEND_BROADCAST: i32 = 5;
 pub const CONFCHAIN_REQUEST_SEND_ENCRYPTED_MESSAGE: i32 = 6;
 /// `phone.leaveGroupCall`.
 pub const CONFCHAIN_REQUEST_LEAVE: i32 = 7;
+/// `phone.getGroupParticipants(call, ids: [], sources, offset: "", limit)`: the SSRCs to look up
+/// are in `user_ids` (each 0..=2^32-1, as RTP carries them; the TL `int`s are their low 32 bits).
+pub const CONFCHAIN_REQUEST_GET_GROUP_PARTICIPANTS: i32 = 8;
 
 /// Session events (`confchain_session_event.kind`, the core's `EventDescription::code`): the
 /// call was created without joining; `user_ids` holds `[id, access_hash]` when the response
@@ -75,6 +78,16 @@ pub const CONFCHAIN_SESSION_VIDEO_BLACKOUT: i32 = 15;
 /// The chain holds an entry whose key no one can use (a poisoned self-add): `from_id` is its user
 /// id, `height` where it was seen. A member with the remove permission removes it by itself.
 pub const CONFCHAIN_SESSION_UNUSABLE_KEY: i32 = 16;
+/// An SSRC of the call is now a participant's (SPEC §18): `from_id` is its user id, `text` the
+/// media kind and the SSRC (`audio: 1000`; kinds `audio`, `video`, `screencast`,
+/// `screencast_audio`).
+pub const CONFCHAIN_SESSION_SOURCE_MAPPED: i32 = 17;
+/// An SSRC is nobody's any more (its participant left or stopped that media, or the call ended):
+/// `from_id` is whose it was, `text` as for SOURCE_MAPPED.
+pub const CONFCHAIN_SESSION_SOURCE_UNMAPPED: i32 = 18;
+/// Frames came on an SSRC no participant record names and the session gave it up: `text` is the
+/// reason and the SSRC (`not_in_call: 1234`; reasons `deadline`, `not_in_call`, `pending_full`).
+pub const CONFCHAIN_SESSION_SOURCE_UNRESOLVED: i32 = 19;
 
 /// A request to send (see the `CONFCHAIN_REQUEST_*` kinds); free with `confchain_request_free`.
 #[repr(C)]
@@ -95,7 +108,7 @@ pub struct confchain_request {
     pub public_key: [u8; 32],
     /// The block (plain form), the broadcast, or the encrypted message; empty when none.
     pub data: confchain_bytes,
-    /// DELETE_PARTICIPANTS: the user ids.
+    /// DELETE_PARTICIPANTS: the user ids; GET_GROUP_PARTICIPANTS: the SSRCs.
     pub user_ids: *mut i64,
     /// Their number.
     pub user_ids_len: usize,
@@ -178,6 +191,10 @@ fn request_out(id: u64, r: Request) -> confchain_request {
             out.data = to_bytes(encrypted_message);
         }
         Request::Leave => out.kind = CONFCHAIN_REQUEST_LEAVE,
+        Request::GetGroupParticipants { sources } => {
+            out.kind = CONFCHAIN_REQUEST_GET_GROUP_PARTICIPANTS;
+            (out.user_ids, out.user_ids_len) = ids_out(sources.into_iter().map(i64::from).collect());
+        }
         _ => {}
     }
     out
@@ -208,6 +225,14 @@ unsafe fn request_in(r: &confchain_request) -> Result<Request, i32> {
         CONFCHAIN_REQUEST_SEND_BROADCAST => Request::SendBroadcast { block: data },
         CONFCHAIN_REQUEST_SEND_ENCRYPTED_MESSAGE => Request::SendEncryptedMessage { encrypted_message: data },
         CONFCHAIN_REQUEST_LEAVE => Request::Leave,
+        CONFCHAIN_REQUEST_GET_GROUP_PARTICIPANTS => {
+            let ids = list(r.user_ids, r.user_ids_len, "user_ids")?;
+            let sources = ids
+                .iter()
+                .map(|s| u32::try_from(*s).map_err(|_| invalid("user_ids: an SSRC out of range")))
+                .collect::<Result<_, _>>()?;
+            Request::GetGroupParticipants { sources }
+        }
         _ => return Err(invalid("request kind")),
     })
 }

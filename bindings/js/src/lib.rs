@@ -300,7 +300,9 @@ impl Call {
         let (kind, height, error) = match e {
             engine::CallEvent::BlockApplied { height } => ("block_applied", height, None),
             engine::CallEvent::Removed { height } => ("removed", height, None),
-            engine::CallEvent::KeyUnavailable { height, error } => ("key_unavailable", height, Some(error.kind().name())),
+            engine::CallEvent::KeyUnavailable { height, error } => {
+                ("key_unavailable", height, Some(error.kind().name()))
+            }
             engine::CallEvent::EpochExpired { height } => ("epoch_expired", height, None),
             engine::CallEvent::VerificationDone { result } => ("verification_done", result.height, None),
             engine::CallEvent::TipAdopted { height } => ("tip_adopted", height, None),
@@ -412,6 +414,11 @@ fn request_value(id: u64, r: &sess::Request) -> JsValue {
             "send_encrypted_message"
         }
         sess::Request::Leave => "leave",
+        sess::Request::GetGroupParticipants { sources } => {
+            let list: js_sys::Array = sources.iter().map(|s| JsValue::from(*s)).collect();
+            set(&o, "sources", list.into());
+            "get_group_participants"
+        }
         _ => "unknown",
     };
     set(&o, "kind", kind.into());
@@ -465,6 +472,10 @@ fn update_value(u: &sess::Update) -> JsValue {
             set(&o, "from", JsValue::from(*from));
             set(&o, "encryptedMessage", bytes_value(encrypted_message));
         }
+        sess::Update::Participants { participants } => {
+            let list: js_sys::Array = participants.iter().map(sources::record_value).collect();
+            set(&o, "participants", list.into());
+        }
         other => set(&o, "debug", format!("{other:?}").into()),
     }
     o.into()
@@ -512,6 +523,13 @@ fn request_of(v: &JsValue) -> Result<sess::Request, JsValue> {
             encrypted_message: bytes(&get(v, "encryptedMessage"), "request.encryptedMessage")?,
         },
         "leave" => sess::Request::Leave,
+        "get_group_participants" => sess::Request::GetGroupParticipants {
+            sources: items(&get(v, "sources"), "request.sources")?
+                .iter()
+                .take(engine::limits::MAX_LOOKUP_BATCH)
+                .map(|s| sources::ssrc(s, "request.sources"))
+                .collect::<Result<_, _>>()?,
+        },
         other => return Err(bad(&format!("request.kind: unknown kind {other:?}"))),
     })
 }
@@ -522,6 +540,15 @@ pub struct Session(sess::Session);
 
 #[wasm_bindgen]
 impl Session {
+    /// Who sends on each SSRC of the call, as the session keeps it from participant updates (with
+    /// their `source`, `video`, `presentation`), its join and its own lookups: a read-only
+    /// `SourceTable` for `decryptFrameFromSource` and `MediaTransform.attachReceiver(receiver,
+    /// { sources })`. The same map for the session's life.
+    #[wasm_bindgen(js_name = sourceMap)]
+    pub fn source_map(&self) -> sources::SourceTable {
+        sources::SourceTable::view(self.0.source_map())
+    }
+
     /// A session for `userId`.
     #[wasm_bindgen(constructor)]
     pub fn new(user_id: i64) -> Result<Session, JsValue> {
@@ -866,14 +893,14 @@ impl P2PKey {
 // ---- for the MTProto adapters (mtcute) ----
 
 /// `{call: {id, accessHash}, discarded, inviteLink?}` (updateGroupCall) or
-/// `{participants: [{userId, left}]}` (updateGroupCallParticipants); ids are bigints.
+/// `{participants: [{userId, left, date?, source?, video?, presentation?}]}`
+/// (updateGroupCallParticipants); ids are bigints.
 fn call_update_of(v: &JsValue, field: &str) -> Result<Option<sess::Update>, JsValue> {
     let participants = get(v, "participants");
     if !participants.is_undefined() {
         let mut out = Vec::new();
         for (i, p) in items(&participants, &format!("{field}.participants"))?.iter().enumerate() {
-            let user_id = user_id(&get(p, "userId"), &format!("{field}.participants[{i}].userId"))?;
-            out.push(engine::api::CallParticipant { user_id, left: get(p, "left").as_bool().unwrap_or(false) });
+            out.push(sources::record(p, &format!("{field}.participants[{i}]"))?);
         }
         return Ok(Some(sess::Update::Participants { participants: out }));
     }

@@ -25,7 +25,7 @@ export interface SourceChange { ssrc: number; userId: bigint; kind: MediaKind; u
 /** A groupCallParticipantVideo as mtcute gives it. */
 export interface ParticipantVideo { endpoint?: string; sourceGroups: { semantics?: string; sources: number[] }[]; audioSource?: number }
 /** A participant with its sources (mtcute's groupCallParticipant with the user id taken out). */
-export interface ParticipantRecord { userId: bigint; left?: boolean; source: number; video?: ParticipantVideo; presentation?: ParticipantVideo }
+export interface ParticipantRecord { userId: bigint; left?: boolean; date?: number; source: number; video?: ParticipantVideo; presentation?: ParticipantVideo }
 /** A decrypted frame and who sent it. */
 export interface SourcedFrame extends ReceivedFrame { userId: bigint; kind: MediaKind }
 "#;
@@ -40,7 +40,7 @@ fn kind_name(kind: MediaKind) -> &'static str {
 }
 
 /// An SSRC: a number 0..=2^32-1, or a negative 32-bit one (a TL `int` as mtcute gives it).
-fn ssrc(v: &JsValue, field: &str) -> Result<u32, JsValue> {
+pub(crate) fn ssrc(v: &JsValue, field: &str) -> Result<u32, JsValue> {
     let n = v.as_f64().ok_or_else(|| type_error(field, "a number", v))?;
     if n.fract() != 0.0 || !(f64::from(i32::MIN)..=f64::from(u32::MAX)).contains(&n) {
         return Err(bad(&format!("{field}: expected a 32-bit SSRC, got {n}")));
@@ -73,7 +73,10 @@ fn video(v: &JsValue, field: &str) -> Result<Option<VideoSources>, JsValue> {
     Ok(Some(VideoSources { endpoint: get(v, "endpoint").as_string().unwrap_or_default(), source_groups, audio_source }))
 }
 
-fn record(p: &JsValue, field: &str) -> Result<ParticipantSources, JsValue> {
+/// A participant record from mtcute's `groupCallParticipant` fields with the user id: `{userId,
+/// left, source, date, video, presentation}` (what the session's participant updates and the
+/// `SourceTable` take).
+pub(crate) fn record(p: &JsValue, field: &str) -> Result<ParticipantSources, JsValue> {
     let audio = get(p, "source");
     let sources = MediaSources {
         audio: if audio.is_undefined() { 0 } else { ssrc(&audio, &format!("{field}.source"))? },
@@ -83,8 +86,51 @@ fn record(p: &JsValue, field: &str) -> Result<ParticipantSources, JsValue> {
     Ok(ParticipantSources {
         user_id: user_id(&get(p, "userId"), &format!("{field}.userId"))?,
         left: get(p, "left").as_bool().unwrap_or(false),
+        date: get(p, "date")
+            .as_f64()
+            .filter(|d| d.fract() == 0.0 && d.abs() <= f64::from(i32::MAX))
+            .map_or(0, |d| d as i32),
+        version: 0,
         sources,
     })
+}
+
+fn video_value(v: &VideoSources) -> JsValue {
+    let o = js_sys::Object::new();
+    set(&o, "endpoint", v.endpoint.as_str().into());
+    let groups: js_sys::Array = v
+        .source_groups
+        .iter()
+        .map(|g| {
+            let go = js_sys::Object::new();
+            set(&go, "semantics", g.semantics.as_str().into());
+            let list: js_sys::Array = g.sources.iter().map(|s| JsValue::from(*s)).collect();
+            set(&go, "sources", list.into());
+            JsValue::from(go)
+        })
+        .collect();
+    set(&o, "sourceGroups", groups.into());
+    if let Some(a) = v.audio_source {
+        set(&o, "audioSource", a.into());
+    }
+    o.into()
+}
+
+/// A participant record as [`record`] reads it: `{userId, left, date, source, video?,
+/// presentation?}`.
+pub(crate) fn record_value(p: &ParticipantSources) -> JsValue {
+    let o = js_sys::Object::new();
+    set(&o, "userId", js_sys::BigInt::from(p.user_id).into());
+    set(&o, "left", p.left.into());
+    set(&o, "date", p.date.into());
+    set(&o, "source", p.sources.audio.into());
+    if let Some(v) = &p.sources.video {
+        set(&o, "video", video_value(v));
+    }
+    if let Some(v) = &p.sources.presentation {
+        set(&o, "presentation", video_value(v));
+    }
+    o.into()
 }
 
 fn source_value(s: &Source) -> js_sys::Object {
@@ -94,13 +140,29 @@ fn source_value(s: &Source) -> js_sys::Object {
     o
 }
 
-/// The SSRC → sender table of one call (`confchain::sources::SourceTable`).
+/// The SSRC → sender table of one call (`confchain::sources::SourceTable`), or a read-only view
+/// of the one a session keeps (`Session.sourceMap()`).
 #[wasm_bindgen]
-pub struct SourceTable(src::SourceTable);
+pub struct SourceTable {
+    table: src::SourceTable,
+    /// The session's map, for a view (`apply` refuses: the session applies its updates).
+    shared: Option<src::SourceMap>,
+}
 
 impl Default for SourceTable {
     fn default() -> Self {
         SourceTable::new()
+    }
+}
+
+impl SourceTable {
+    /// A read-only view of a session's map.
+    pub(crate) fn view(map: src::SourceMap) -> SourceTable {
+        SourceTable { table: src::SourceTable::new(), shared: Some(map) }
+    }
+
+    fn map(&self) -> src::SourceMap {
+        self.shared.clone().unwrap_or_else(|| self.table.map())
     }
 }
 
@@ -109,23 +171,27 @@ impl SourceTable {
     /// An empty table.
     #[wasm_bindgen(constructor)]
     pub fn new() -> SourceTable {
-        SourceTable(src::SourceTable::new())
+        SourceTable { table: src::SourceTable::new(), shared: None }
     }
 
     /// Applies participant records in order (an updateGroupCallParticipants, or the answer of a
-    /// lookup): `[{userId, left, source, video?, presentation?}]`. Returns what changed.
+    /// lookup): `[{userId, left, source, video?, presentation?}]`. Returns what changed. A view
+    /// of a session's map refuses (the session applies its own participant updates).
     #[wasm_bindgen(unchecked_return_type = "SourceChange[]")]
     pub fn apply(
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "ParticipantRecord[]")] participants: &JsValue,
     ) -> Result<JsValue, JsValue> {
+        if self.shared.is_some() {
+            return Err(bad("apply: this is the session's map; the session applies its participant updates"));
+        }
         let records = items(participants, "participants")?
             .iter()
             .enumerate()
             .map(|(i, p)| record(p, &format!("participants[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
         let out = js_sys::Array::new();
-        for change in self.0.apply(&records) {
+        for change in self.table.apply(&records) {
             let (ssrc, source, previous, unmapped) = match change {
                 SourceChange::Mapped { ssrc, source, previous } => (ssrc, source, previous, false),
                 SourceChange::Unmapped { ssrc, source } => (ssrc, source, None, true),
@@ -144,19 +210,20 @@ impl SourceTable {
     /// The sender of `ssrc`, or undefined.
     #[wasm_bindgen(unchecked_return_type = "Source | undefined")]
     pub fn get(&self, ssrc: u32) -> JsValue {
-        self.0.get(ssrc).map_or(JsValue::UNDEFINED, |s| source_value(&s).into())
+        self.map().get(ssrc).map_or(JsValue::UNDEFINED, |s| source_value(&s).into())
     }
 
-    /// The SSRCs frames came on that the table did not map, since the last call (to look up).
+    /// The SSRCs frames came on that the table did not map, since the last call (to look up;
+    /// a session's map is looked up by the session: leave its misses to it).
     #[wasm_bindgen(js_name = takeMisses)]
     pub fn take_misses(&self) -> Vec<u32> {
-        self.0.map().take_misses()
+        self.map().take_misses()
     }
 
     /// How many SSRCs are mapped.
     #[wasm_bindgen(getter)]
     pub fn size(&self) -> u32 {
-        u32::try_from(self.0.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.map().len()).unwrap_or(u32::MAX)
     }
 }
 
@@ -167,7 +234,7 @@ fn from_source(
     ssrc: u32,
     decrypt: impl FnOnce(i64) -> Result<(Vec<u8>, engine::frame::ReceivedFrame), engine::Error>,
 ) -> Result<JsValue, JsValue> {
-    let source = table.0.map().sender(ssrc).map_err(err)?;
+    let source = table.map().sender(ssrc).map_err(err)?;
     let (out, info) = decrypt(source.user_id).map_err(err)?;
     let o = received(&out, &info);
     set(o.unchecked_ref(), "userId", js_sys::BigInt::from(source.user_id).into());
@@ -234,7 +301,7 @@ impl MediaDecryptor {
         let (c, packet, now) = (codec_of(codec)?, bytes(packet, "packet")?, time(now_ms, "nowMs")?);
         let mut out = Vec::new();
         let (source, info) =
-            self.0.decrypt_frame_from_source_into(&table.0.map(), ssrc, c, &packet, now, &mut out).map_err(err)?;
+            self.0.decrypt_frame_from_source_into(&table.map(), ssrc, c, &packet, now, &mut out).map_err(err)?;
         let o = received(&out, &info);
         set(o.unchecked_ref(), "userId", js_sys::BigInt::from(source.user_id).into());
         set(o.unchecked_ref(), "kind", kind_name(source.kind).into());

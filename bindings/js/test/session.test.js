@@ -50,3 +50,34 @@ test("two sessions join through the server model and agree", () => {
   assert.equal(got.length, 1);
   assert.equal(got[0].from, 1n);
 });
+
+// Issue 34: a member who joined later hears the earlier ones through the session's own source
+// map: its first frame on an unknown SSRC is a typed drop and a lookup; the answer maps it, with no
+// table of the application's.
+test("a late joiner decrypts by SSRC through the session's map after one lookup", () => {
+  const rng = new Rng(new Uint8Array(32).fill(34));
+  const server = new Server();
+  const sessions = new Map([[1n, new Session(1n)], [2n, new Session(2n)]]);
+  sessions.get(1n).create(true, 0, rng);
+  pump(server, sessions, 0, rng);
+  sessions.get(2n).join(0, rng);
+  pump(server, sessions, 0, rng);
+  const [alice, bob] = [sessions.get(1n), sessions.get(2n)];
+  assert.equal(bob.state, "joined");
+  const map = bob.sourceMap();
+  const aliceSsrc = 1000; // the server model gives the first participation the lowest SSRC
+  assert.equal(map.get(aliceSsrc), undefined);
+  const first = alice.encryptFrame(0, "opus", new Uint8Array([7, 7]), 5, rng, 3, true);
+  assert.throws(() => bob.decryptFrameFromSource(map, aliceSsrc, "opus", first, 5), (e) => e.name === "FRAME__UNKNOWN_SOURCE");
+  bob.handleTimeout(6, rng);
+  let lookup;
+  for (let r = bob.pollRequest(); r !== undefined; r = bob.pollRequest()) if (r.kind === "get_group_participants") lookup = r;
+  assert.deepEqual([lookup.kind, [...lookup.sources]], ["get_group_participants", [aliceSsrc]]);
+  const { updates } = server.handle(2n, lookup);
+  bob.handleResponse(lookup.id, updates, undefined, 6, rng);
+  assert.deepEqual(map.get(aliceSsrc), { userId: 1n, kind: "audio" });
+  const next = alice.encryptFrame(0, "opus", new Uint8Array([8, 8]), 7, rng, 3, true);
+  const r = bob.decryptFrameFromSource(map, aliceSsrc, "opus", next, 7);
+  assert.deepEqual([r.data, r.userId, r.kind], [new Uint8Array([8, 8]), 1n, "audio"]);
+  assert.throws(() => map.apply([]), (e) => e.name === "INVALID_INPUT");
+});

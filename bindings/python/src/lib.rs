@@ -787,7 +787,8 @@ use engine::session as sess;
 
 /// A request the session wants sent: `kind` names the TL method ("get_chain_blocks",
 /// "create_conference", "join", "delete_participants", "send_broadcast",
-/// "send_encrypted_message", "leave"); the fields that method takes are set, the rest are None.
+/// "send_encrypted_message", "leave", "get_group_participants"); the fields that method takes are
+/// set, the rest are None.
 #[pyclass(module = "confchain")]
 #[derive(Clone)]
 struct Request {
@@ -807,6 +808,9 @@ struct Request {
     user_ids: Option<Vec<i64>>,
     #[pyo3(get)]
     kick: Option<bool>,
+    /// get_group_participants: the SSRCs to look up.
+    #[pyo3(get)]
+    sources: Option<Vec<u32>>,
     encrypted_message: Option<Vec<u8>>,
     /// The request itself, for the server model (`testkit`).
     #[cfg(feature = "testkit")]
@@ -825,6 +829,7 @@ impl Request {
             block: None,
             user_ids: None,
             kick: None,
+            sources: None,
             encrypted_message: None,
             #[cfg(feature = "testkit")]
             inner: r.clone(),
@@ -857,6 +862,10 @@ impl Request {
                 "send_encrypted_message"
             }
             sess::Request::Leave => "leave",
+            sess::Request::GetGroupParticipants { sources } => {
+                out.sources = Some(sources);
+                "get_group_participants"
+            }
             _ => "unknown",
         };
         out.kind = kind.to_owned();
@@ -1310,7 +1319,7 @@ fn update_group_call(call_id: i64, access_hash: i64, discarded: bool, invite_lin
 #[pyfunction]
 fn update_participants(participants: Vec<(i64, bool)>) -> Update {
     let participants =
-        participants.into_iter().map(|(user_id, left)| engine::api::CallParticipant { user_id, left }).collect();
+        participants.into_iter().map(|(user_id, left)| engine::api::CallParticipant::new(user_id, left)).collect();
     Update(sess::Update::Participants { participants })
 }
 

@@ -69,7 +69,7 @@ impl SourceTable {
             .into_iter()
             .map(|(user_id, left, audio, v, p)| {
                 let sources = MediaSources { audio: ssrc(audio)?, video: video(v)?, presentation: video(p)? };
-                Ok(ParticipantSources { user_id, left, sources })
+                Ok(ParticipantSources { user_id, left, sources, ..ParticipantSources::default() })
             })
             .collect::<PyResult<Vec<_>>>()?;
         Ok(self

@@ -210,12 +210,15 @@ class Update:
 class Request:
     id: int
     kind: str
-    """get_chain_blocks, create_conference, join, delete_participants, send_broadcast, send_encrypted_message, leave."""
+    """get_chain_blocks, create_conference, join, delete_participants, send_broadcast, send_encrypted_message, leave,
+    get_group_participants."""
     sub_chain: Optional[int]
     offset: Optional[int]
     limit: Optional[int]
     user_ids: Optional[List[int]]
     kick: Optional[bool]
+    sources: Optional[List[int]]
+    """get_group_participants: the SSRCs to look up."""
     @property
     def public_key(self) -> Optional[bytes]: ...
     @property

@@ -1,0 +1,125 @@
+//! Who sends on each SSRC (SPEC.md §18.1): the session's source map, fed by participant updates,
+//! the join's answer and its own `getGroupParticipants` lookups (paced, flood waits respected,
+//! answers of an earlier participation ignored).
+
+use confchain::sources::{MediaKind, Source, UnresolvedReason};
+use confchain::ErrorKind;
+
+use crate::common::*;
+
+fn audio(net: &Net, user: i64) -> u32 {
+    net.server.participation(user).unwrap().source()
+}
+
+/// Each member learns the sources of those who join after it from the "joined" pushes, and its
+/// own from the join's answer; the changes are told as events.
+#[test]
+fn participant_updates_fill_the_source_map() {
+    let mut net = conference_with_participants(&[1, 2, 3]);
+    let (bob, carol) = (audio(&net, 2), audio(&net, 3));
+    let map = net.s(1).source_map();
+    assert_eq!(map.get(bob), Some(Source { user_id: 2, kind: MediaKind::Audio }));
+    assert_eq!(map.get(carol + 1), Some(Source { user_id: 3, kind: MediaKind::Video }));
+    assert_eq!(net.s(3).source_map().get(carol), Some(Source { user_id: 3, kind: MediaKind::Audio }));
+    // Carol leaves: her sources go, with an event each.
+    net.s(3).leave(0);
+    net.pump();
+    assert_eq!(map.get(carol), None);
+    let unmapped = net.events(1).into_iter().filter(|e| matches!(e, SessionEvent::SourceUnmapped { .. })).count();
+    assert_eq!(unmapped, 2);
+    // Leaving empties the leaver's map.
+    assert!(net.s(3).source_map().is_empty());
+}
+
+/// A member who joined later does not know the earlier members' SSRCs: a frame on one fails with
+/// the typed reason, is reported, and the next tick looks it up (one `getGroupParticipants`); the
+/// answer maps it.
+#[test]
+fn an_unknown_ssrc_is_looked_up_once() {
+    let mut net = conference_with_participants(&[1, 2]);
+    let mut r = rng(340);
+    let alice = audio(&net, 1);
+    let map = net.s(2).source_map();
+    let miss = map.sender(alice).unwrap_err();
+    assert_eq!(miss.kind(), ErrorKind::FrameUnknownSource);
+    map.sender(alice).unwrap_err(); // reported once
+    net.s(2).handle_timeout(1, &mut r);
+    let lookups: Vec<_> =
+        drain(net.s(2)).into_iter().filter(|(_, q)| matches!(q, Request::GetGroupParticipants { .. })).collect();
+    let [(id, lookup)] = &lookups[..] else { panic!("{lookups:?}") };
+    assert_eq!(lookup, &Request::GetGroupParticipants { sources: vec![alice] });
+    let (answer, _) = net.server.handle(2, lookup);
+    net.respond(2, *id, answer);
+    assert_eq!(map.get(alice), Some(Source { user_id: 1, kind: MediaKind::Audio }));
+    let mapped = SessionEvent::SourceMapped {
+        ssrc: alice,
+        source: Source { user_id: 1, kind: MediaKind::Audio },
+        previous: None,
+    };
+    assert!(net.events(2).contains(&mapped));
+}
+
+/// Lookups go one at a time, at most one a second, and wait out their kind's flood wait; an SSRC
+/// no participant sends on is given up with a typed reason; `poll_timeout` counts the lookups.
+#[test]
+fn lookups_are_paced_wait_out_flood_waits_and_give_up_strangers() {
+    let mut net = conference_with_participants(&[1, 2]);
+    let mut r = rng(341);
+    let map = net.s(2).source_map();
+    map.report_unknown(77);
+    net.s(2).handle_timeout(0, &mut r);
+    let (id, _) = std::iter::from_fn(|| net.s(2).poll_request())
+        .find(|(_, q)| matches!(q, Request::GetGroupParticipants { .. }))
+        .expect("a lookup");
+    net.s(2).handle_response(id, Response::Error("FLOOD_WAIT_2".into()), 10, &mut r);
+    map.report_unknown(78);
+    net.s(2).handle_timeout(1_500, &mut r);
+    assert!(drain(net.s(2)).iter().all(|(_, q)| !matches!(q, Request::GetGroupParticipants { .. })), "flood wait");
+    assert!(net.s(2).poll_timeout().unwrap() <= 2_010, "the lookups' time counts");
+    net.s(2).handle_timeout(2_010, &mut r);
+    let (id, lookup) = std::iter::from_fn(|| net.s(2).poll_request())
+        .find(|(_, q)| matches!(q, Request::GetGroupParticipants { .. }))
+        .expect("the lookup after the wait");
+    assert_eq!(lookup, Request::GetGroupParticipants { sources: vec![77, 78] });
+    let (answer, _) = net.server.handle(2, &lookup);
+    net.s(2).handle_response(id, answer, 2_020, &mut r);
+    let unresolved: Vec<_> = net
+        .events(2)
+        .into_iter()
+        .filter_map(|e| match e {
+            SessionEvent::SourceUnresolved { ssrc, reason } => Some((ssrc, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(unresolved, vec![(77, UnresolvedReason::NotInCall), (78, UnresolvedReason::NotInCall)]);
+    // Not asked about again at once.
+    map.report_unknown(77);
+    net.s(2).handle_timeout(3_100, &mut r);
+    assert!(drain(net.s(2)).iter().all(|(_, q)| !matches!(q, Request::GetGroupParticipants { .. })));
+}
+
+/// The answer to a lookup of an earlier participation is ignored: its records may describe a
+/// call we left.
+#[test]
+fn a_lookup_answer_of_an_earlier_participation_is_ignored() {
+    let mut net = conference_with_participants(&[1, 2]);
+    let mut r = rng(342);
+    let alice = audio(&net, 1);
+    let map = net.s(2).source_map();
+    map.report_unknown(alice);
+    net.s(2).handle_timeout(0, &mut r);
+    let (id, lookup) = std::iter::from_fn(|| net.s(2).poll_request())
+        .find(|(_, q)| matches!(q, Request::GetGroupParticipants { .. }))
+        .expect("a lookup");
+    let (answer, _) = net.server.handle(2, &lookup);
+    net.s(2).leave(0);
+    net.pump();
+    net.join(2);
+    assert_eq!(net.s(2).state(), SessionState::Joined);
+    net.s(2).handle_response(id, answer, 0, &mut r);
+    assert_eq!(map.get(alice), None);
+    // The same records pushed now are taken.
+    let record = net.server.participation(1).cloned().unwrap();
+    net.update(2, Update::Participants { participants: vec![record] });
+    assert_eq!(map.get(alice), Some(Source { user_id: 1, kind: MediaKind::Audio }));
+}

@@ -515,7 +515,6 @@ impl Session {
             self.run_action(action, rng);
         }
         self.fire_polls();
-        self.run_lookups();
     }
 
     /// Takes the outcome of request `id`. Unknown ids (answered already, past their deadline, or
@@ -637,6 +636,7 @@ impl Session {
 
     fn tick(&mut self, now: u64) {
         self.now = self.now.max(now);
+        self.run_lookups();
         self.outbox.pace(self.now);
     }
 

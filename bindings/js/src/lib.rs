@@ -751,6 +751,15 @@ impl Server {
         Server(engine::server::Server::new())
     }
 
+    /// A call whose server also pushes `updateGroupCallParticipants` when someone joins or
+    /// leaves, and answers a join with the joiner's own participation, each with its sources
+    /// (the audio SSRC, the video source group), as the real server does.
+    #[wasm_bindgen(js_name = withParticipantUpdates)]
+    pub fn with_participant_updates() -> Server {
+        let behaviour = engine::server::Behaviour { participant_updates: true, ..Default::default() };
+        Server(engine::server::Server::with_behaviour(behaviour, 0))
+    }
+
     /// Handles a request from `from`: `{updates?, error?, pushes: [{to, update}]}`.
     pub fn handle(
         &mut self,

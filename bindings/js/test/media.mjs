@@ -3,6 +3,9 @@
 // prints what the page measured (codecs offered and used, the tone heard, the video's size and
 // colours, what Eve and the removed Bob decoded, H.264 retries, frames per second) and saves a
 // screenshot. Usage: node test/media.mjs OUT.png
+// `node test/media.mjs --late` runs instead the late joiner's page (test/browser/late.html: a
+// member who joins late heard and seen by every member, by SSRC through the session's map); it
+// needs the server model, so the tests' build (`build.sh --testkit`).
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { extname, join, normalize } from "node:path";
@@ -23,7 +26,14 @@ const server = createServer(async (req, res) => {
 });
 await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
 const base = `http://127.0.0.1:${server.address().port}`;
-const shot = process.argv[2] ?? "confchain-media.png";
+const late = process.argv[2] === "--late";
+const shot = late ? undefined : (process.argv[2] ?? "confchain-media.png");
+const pages = late
+  ? [["late", "/test/browser/late.html", 90000]]
+  : [
+      ["example", "/examples/browser-media/index.html", 30000],
+      ["media", "/test/browser/media.html", 120000],
+    ];
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
   args: [
@@ -41,10 +51,7 @@ const browser = await chromium.launch({
 });
 let failed = false;
 try {
-  for (const [name, path, timeout] of [
-    ["example", "/examples/browser-media/index.html", 30000],
-    ["media", "/test/browser/media.html", 120000],
-  ]) {
+  for (const [name, path, timeout] of pages) {
     const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
     const errors = [];
     page.on("pageerror", (e) => errors.push(String(e)));

@@ -159,13 +159,21 @@ impl PublicKey {
     /// (as the reference's do); the session removes them ([`crate::session`]).
     pub fn is_usable(&self) -> bool {
         const PROBE: [u8; 32] = [0x5a; 32];
-        x25519_any_key(&PROBE, self).is_ok_and(|x| x.iter().any(|b| *b != 0))
+        memo::verdict(memo::Check::Usable, &[&self.0], || {
+            x25519_any_key(&PROBE, self).is_ok_and(|x| x.iter().any(|b| *b != 0))
+        })
     }
 
     /// Verifies an Ed25519 signature; fails with "Wrong signature" ([`ErrorKind::WrongSignature`]).
     pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> Result<()> {
-        let key = self.verifying_key().map_err(|_| wrong_signature())?;
-        verify_with(&key, message, signature)
+        let holds = memo::verdict(memo::Check::Signature, &[&self.0, signature, message], || {
+            self.verifying_key().is_ok_and(|key| verify_with(&key, message, signature).is_ok())
+        });
+        if holds {
+            Ok(())
+        } else {
+            Err(wrong_signature())
+        }
     }
 }
 
@@ -236,7 +244,7 @@ mod openssl_sha512 {
 /// those with a torsion component (tests/prepared_keys.rs checks the two agree).
 pub struct PreparedKey {
     key: VerifyingKey,
-    table: Option<Table>,
+    table: Option<std::sync::Arc<Table>>,
 }
 
 impl PreparedKey {
@@ -246,7 +254,8 @@ impl PreparedKey {
     /// Prepares `key`: decompresses it and builds its tables.
     pub fn new(key: &PublicKey) -> Result<Self> {
         let key = key.verifying_key()?;
-        Ok(PreparedKey { table: Some(Table::new(&key.to_edwards(), KEY_W, true)), key })
+        let table = memo::table(key.as_bytes(), || Table::new(&key.to_edwards(), KEY_W, true));
+        Ok(PreparedKey { table: Some(table), key })
     }
 
     /// The decompressed key only, without tables (verifies as [`verify_with`] does): for caches
@@ -270,6 +279,18 @@ impl PreparedKey {
     /// Verifies an Ed25519 signature, with exactly [`verify_with`]'s verdicts; fails with "Wrong
     /// signature" ([`ErrorKind::WrongSignature`]).
     pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> Result<()> {
+        // The same verdicts as `PublicKey::verify`'s, so the same memo (with the `sim` feature).
+        let holds = memo::verdict(memo::Check::Signature, &[self.key.as_bytes(), signature, message], || {
+            self.verify_now(message, signature).is_ok()
+        });
+        if holds {
+            Ok(())
+        } else {
+            Err(wrong_signature())
+        }
+    }
+
+    fn verify_now(&self, message: &[u8], signature: &[u8; 64]) -> Result<()> {
         let Some(table) = &self.table else {
             return verify_with(&self.key, message, signature);
         };
@@ -936,6 +957,140 @@ mod tests {
             assert_eq!(dec, data);
             assert_eq!(id, id2);
             assert!(decrypt_data(&enc, b"secret", b"other").is_err());
+        }
+    }
+}
+
+/// Verdicts of pure checks (a signature: key, message and signature; a key's usability) shared
+/// by every member of a simulation (feature `sim`, SPEC.md §16). A verdict is a pure function of
+/// the bytes it is keyed by, all of them, so a memoized verdict is exactly the computed one: the
+/// simulated members still check every signature, the run just computes each distinct check once
+/// (a verification round's 2m broadcasts are otherwise verified by all m members). Off unless a
+/// simulation runs on this thread ([`memo::enable`]); without the `sim` feature it is not built.
+pub(crate) mod memo {
+    /// What a verdict is about (part of its key).
+    #[derive(Clone, Copy)]
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
+    pub(crate) enum Check {
+        /// [`super::PublicKey::verify`] and [`super::PreparedKey::verify`] (the same verdicts).
+        Signature = 1,
+        /// [`super::PublicKey::is_usable`].
+        Usable = 2,
+    }
+
+    /// The memoized verdict of `check` over `parts`, or `check()` when no simulation runs here.
+    #[cfg(not(feature = "sim"))]
+    #[inline(always)]
+    pub(crate) fn verdict(_: Check, _: &[&[u8]], check: impl FnOnce() -> bool) -> bool {
+        check()
+    }
+
+    /// The tables of a key (built by `build`), shared with every other member's with the memo on.
+    #[cfg(not(feature = "sim"))]
+    #[inline(always)]
+    pub(in crate::crypto) fn table(_: &[u8; 32], build: impl FnOnce() -> super::Table) -> std::sync::Arc<super::Table> {
+        std::sync::Arc::new(build())
+    }
+
+    #[cfg(feature = "sim")]
+    pub(crate) use on::*;
+
+    #[cfg(feature = "sim")]
+    mod on {
+        use std::cell::RefCell;
+        use std::collections::HashMap;
+
+        use std::sync::Arc;
+
+        use super::super::Table;
+        use super::Check;
+
+        /// Bytes of keys kept before the memo starts over (the checks are recomputed then).
+        const MAX_BYTES: usize = 256 << 20;
+        /// Tables kept before they start over (`PreparedKey::TABLE_BYTES` each).
+        const MAX_TABLES: usize = 1_024;
+
+        #[derive(Default)]
+        struct Memo {
+            /// Simulations running on this thread.
+            depth: usize,
+            verdicts: HashMap<Vec<u8>, bool>,
+            bytes: usize,
+            tables: HashMap<[u8; 32], Arc<Table>>,
+        }
+
+        thread_local! {
+            static MEMO: RefCell<Memo> = RefCell::default();
+        }
+
+        /// Memoizes on this thread until dropped (the memo is emptied when the last guard goes).
+        pub(crate) struct Enabled(());
+
+        /// Turns the memo on for this thread.
+        pub(crate) fn enable() -> Enabled {
+            MEMO.with(|m| {
+                let mut m = m.borrow_mut();
+                m.depth = m.depth.saturating_add(1);
+            });
+            Enabled(())
+        }
+
+        impl Drop for Enabled {
+            fn drop(&mut self) {
+                MEMO.with(|m| {
+                    let mut m = m.borrow_mut();
+                    m.depth = m.depth.saturating_sub(1);
+                    if m.depth == 0 {
+                        *m = Memo::default();
+                    }
+                });
+            }
+        }
+
+        /// The memoized verdict of `check` over `parts`, or `check()` when no simulation runs here.
+        pub(crate) fn verdict(what: Check, parts: &[&[u8]], check: impl FnOnce() -> bool) -> bool {
+            if MEMO.with(|m| m.borrow().depth == 0) {
+                return check();
+            }
+            let mut key = Vec::with_capacity(parts.iter().fold(1, |n, p| n.saturating_add(p.len())));
+            key.push(what as u8);
+            for p in parts {
+                // Every part but the last has a fixed length per kind: the concatenation is unambiguous.
+                key.extend_from_slice(p);
+            }
+            if let Some(v) = MEMO.with(|m| m.borrow().verdicts.get(&key).copied()) {
+                return v;
+            }
+            let v = check();
+            MEMO.with(|m| {
+                let mut m = m.borrow_mut();
+                if m.bytes.saturating_add(key.len()) > MAX_BYTES {
+                    m.verdicts.clear();
+                    m.bytes = 0;
+                }
+                m.bytes = m.bytes.saturating_add(key.len());
+                m.verdicts.insert(key, v);
+            });
+            v
+        }
+
+        /// The tables of a key (built by `build`), shared with every other member's with the memo on.
+        pub(in crate::crypto) fn table(key: &[u8; 32], build: impl FnOnce() -> Table) -> Arc<Table> {
+            if MEMO.with(|m| m.borrow().depth == 0) {
+                return Arc::new(build());
+            }
+            if let Some(t) = MEMO.with(|m| m.borrow().tables.get(key).cloned()) {
+                return t;
+            }
+            let t = Arc::new(build());
+            MEMO.with(|m| {
+                let mut m = m.borrow_mut();
+                if m.tables.len() >= MAX_TABLES {
+                    m.tables.clear();
+                }
+                m.tables.insert(*key, t.clone());
+            });
+            t
         }
     }
 }

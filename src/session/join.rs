@@ -196,10 +196,11 @@ impl Session {
             return self
                 .fail_accepted_join(JoinFailure::InvalidResponse("negative offsets in the join response".into()));
         }
-        let call = match Call::new(self.user_id, key, ours, rng) {
+        let mut call = match Call::new(self.user_id, key, ours, rng) {
             Ok(c) => c,
             Err(e) => return self.fail_accepted_join(JoinFailure::InvalidResponse(format!("our block: {e}"))),
         };
+        call.set_max_held_broadcasts(self.config.max_held_broadcasts());
         let buffered = match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Joining(j) => j.buffered,
             _ => VecDeque::new(),

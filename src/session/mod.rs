@@ -191,8 +191,6 @@ enum Exit {
     Leaving,
 }
 
-/// Most users waiting to be pruned.
-const MAX_PRUNE: usize = 1_024;
 /// Most builds of one block while its hash would black out H.264 (each is 1 in 256).
 const BLACKOUT_BUILDS: usize = 8;
 

@@ -108,6 +108,7 @@ impl Session {
             return;
         }
         let (me, now, max_delay) = (self.user_id, self.now, self.config.max_prune_delay_ms);
+        let max_prune = self.config.max_prune();
         let removing = self.outbox.removing();
         let Phase::Live(live) = &mut self.phase else { return };
         for p in participants {
@@ -117,7 +118,7 @@ impl Session {
             }
             let fresh = !removing.contains(&p.user_id);
             let entry = live.call.participants().iter().find(|q| q.user_id == p.user_id).map(|q| q.public_key);
-            if let Some(key) = entry.filter(|_| p.user_id != me && fresh && live.prune.len() < MAX_PRUNE) {
+            if let Some(key) = entry.filter(|_| p.user_id != me && fresh && live.prune.len() < max_prune) {
                 live.prune.insert(p.user_id);
                 live.left_keys.insert(p.user_id, key);
             }

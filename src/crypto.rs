@@ -531,7 +531,7 @@ impl PrivateKey {
     /// split confchain clients from the official ones (SPEC.md §11). Fails with "Failed to compute
     /// modulo inverse" when y = 1 mod p, and "Failed to compute shared secret" when X25519 gives zero.
     pub fn shared_secret(&self, their_public: &PublicKey) -> Result<Secret<32>> {
-        let mut x = x25519_any_key(self.x25519.expose(), their_public)?;
+        let mut x = memo::x25519(self, their_public, || x25519_any_key(self.x25519.expose(), their_public))?;
         if x.iter().all(|b| *b == 0) {
             return Err(Error::new(ErrorKind::SharedSecret, "Failed to compute shared secret"));
         }
@@ -961,12 +961,14 @@ mod tests {
     }
 }
 
-/// Verdicts of pure checks (a signature: key, message and signature; a key's usability) shared
-/// by every member of a simulation (feature `sim`, SPEC.md §16). A verdict is a pure function of
-/// the bytes it is keyed by, all of them, so a memoized verdict is exactly the computed one: the
-/// simulated members still check every signature, the run just computes each distinct check once
-/// (a verification round's 2m broadcasts are otherwise verified by all m members). Off unless a
-/// simulation runs on this thread ([`memo::enable`]); without the `sim` feature it is not built.
+/// Results of pure computations shared by every member of a simulation (feature `sim`, SPEC.md
+/// §16): signature verdicts (key, message and signature), a key's usability, prepared keys'
+/// tables, X25519 outputs. Each is a pure function of the bytes it is keyed by, all of them, so a
+/// memoized result is exactly the computed one: the simulated members still check every
+/// signature, the run just computes each distinct check once (a verification round's 2m
+/// broadcasts are otherwise verified by all m members, and a join's m key headers are built again
+/// at each lost race). Off unless a simulation runs (`memo::enable`); without the `sim` feature
+/// it is not built.
 pub(crate) mod memo {
     /// What a verdict is about (part of its key).
     #[derive(Clone, Copy)]
@@ -976,6 +978,8 @@ pub(crate) mod memo {
         Signature = 1,
         /// [`super::PublicKey::is_usable`].
         Usable = 2,
+        /// Whether a key is a curve point (decompresses).
+        Point = 3,
     }
 
     /// The memoized verdict of `check` over `parts`, or `check()` when no simulation runs here.
@@ -992,19 +996,35 @@ pub(crate) mod memo {
         std::sync::Arc::new(build())
     }
 
+    /// `compute()` (X25519 of `own`'s scalar with `their`), shared with every other member's with
+    /// the memo on.
+    #[cfg(not(feature = "sim"))]
+    #[inline(always)]
+    pub(in crate::crypto) fn x25519(
+        _: &super::PrivateKey,
+        _: &super::PublicKey,
+        compute: impl FnOnce() -> crate::Result<[u8; 32]>,
+    ) -> crate::Result<[u8; 32]> {
+        compute()
+    }
+
     #[cfg(feature = "sim")]
     pub(crate) use on::*;
 
     #[cfg(feature = "sim")]
     mod on {
-        use std::cell::RefCell;
         use std::collections::HashMap;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
-        use std::sync::Arc;
+        use curve25519_dalek::edwards::CompressedEdwardsY;
+        use zeroize::Zeroizing;
 
-        use super::super::Table;
+        use super::super::{PrivateKey, PublicKey, Table};
         use super::Check;
 
+        /// X25519 outputs kept before they start over.
+        const MAX_SECRETS: usize = 1 << 18;
         /// Bytes of keys kept before the memo starts over (the checks are recomputed then).
         const MAX_BYTES: usize = 256 << 20;
         /// Tables kept before they start over (`PreparedKey::TABLE_BYTES` each).
@@ -1012,44 +1032,47 @@ pub(crate) mod memo {
 
         #[derive(Default)]
         struct Memo {
-            /// Simulations running on this thread.
-            depth: usize,
             verdicts: HashMap<Vec<u8>, bool>,
             bytes: usize,
             tables: HashMap<[u8; 32], Arc<Table>>,
+            /// X25519 outputs by (our Ed25519 public key, theirs), wiped when dropped.
+            secrets: HashMap<[u8; 64], Zeroizing<[u8; 32]>>,
         }
 
-        thread_local! {
-            static MEMO: RefCell<Memo> = RefCell::default();
+        /// Simulations running (in this process: the key headers of a block are built on
+        /// rayon's threads, so the memo is the process's, not a thread's).
+        static RUNNING: AtomicUsize = AtomicUsize::new(0);
+        static MEMO: LazyLock<Mutex<Memo>> = LazyLock::new(Mutex::default);
+
+        fn on() -> bool {
+            RUNNING.load(Ordering::Relaxed) > 0
         }
 
-        /// Memoizes on this thread until dropped (the memo is emptied when the last guard goes).
+        fn memo() -> MutexGuard<'static, Memo> {
+            // A panic elsewhere while holding it leaves only whole entries: keep using it.
+            MEMO.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+
+        /// Memoizes until dropped (the memo is emptied when the last simulation ends).
         pub(crate) struct Enabled(());
 
-        /// Turns the memo on for this thread.
+        /// Turns the memo on while a simulation runs.
         pub(crate) fn enable() -> Enabled {
-            MEMO.with(|m| {
-                let mut m = m.borrow_mut();
-                m.depth = m.depth.saturating_add(1);
-            });
+            RUNNING.fetch_add(1, Ordering::SeqCst);
             Enabled(())
         }
 
         impl Drop for Enabled {
             fn drop(&mut self) {
-                MEMO.with(|m| {
-                    let mut m = m.borrow_mut();
-                    m.depth = m.depth.saturating_sub(1);
-                    if m.depth == 0 {
-                        *m = Memo::default();
-                    }
-                });
+                if RUNNING.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    *memo() = Memo::default();
+                }
             }
         }
 
-        /// The memoized verdict of `check` over `parts`, or `check()` when no simulation runs here.
+        /// The memoized verdict of `check` over `parts`, or `check()` when no simulation runs.
         pub(crate) fn verdict(what: Check, parts: &[&[u8]], check: impl FnOnce() -> bool) -> bool {
-            if MEMO.with(|m| m.borrow().depth == 0) {
+            if !on() {
                 return check();
             }
             let mut key = Vec::with_capacity(parts.iter().fold(1, |n, p| n.saturating_add(p.len())));
@@ -1058,39 +1081,70 @@ pub(crate) mod memo {
                 // Every part but the last has a fixed length per kind: the concatenation is unambiguous.
                 key.extend_from_slice(p);
             }
-            if let Some(v) = MEMO.with(|m| m.borrow().verdicts.get(&key).copied()) {
+            if let Some(v) = memo().verdicts.get(&key).copied() {
                 return v;
             }
             let v = check();
-            MEMO.with(|m| {
-                let mut m = m.borrow_mut();
-                if m.bytes.saturating_add(key.len()) > MAX_BYTES {
-                    m.verdicts.clear();
-                    m.bytes = 0;
-                }
-                m.bytes = m.bytes.saturating_add(key.len());
-                m.verdicts.insert(key, v);
-            });
+            let mut m = memo();
+            if m.bytes.saturating_add(key.len()) > MAX_BYTES {
+                m.verdicts.clear();
+                m.bytes = 0;
+            }
+            m.bytes = m.bytes.saturating_add(key.len());
+            m.verdicts.insert(key, v);
             v
         }
 
         /// The tables of a key (built by `build`), shared with every other member's with the memo on.
         pub(in crate::crypto) fn table(key: &[u8; 32], build: impl FnOnce() -> Table) -> Arc<Table> {
-            if MEMO.with(|m| m.borrow().depth == 0) {
+            if !on() {
                 return Arc::new(build());
             }
-            if let Some(t) = MEMO.with(|m| m.borrow().tables.get(key).cloned()) {
+            if let Some(t) = memo().tables.get(key).cloned() {
                 return t;
             }
             let t = Arc::new(build());
-            MEMO.with(|m| {
-                let mut m = m.borrow_mut();
-                if m.tables.len() >= MAX_TABLES {
-                    m.tables.clear();
-                }
-                m.tables.insert(*key, t.clone());
-            });
+            let mut m = memo();
+            if m.tables.len() >= MAX_TABLES {
+                m.tables.clear();
+            }
+            m.tables.insert(*key, t.clone());
             t
+        }
+
+        /// `compute()`: X25519 of `own`'s scalar `s` with `their` key, shared with every other
+        /// member's with the memo on. Keyed by our public key `[s]B` rather than by the secret
+        /// scalar, which is exact when `their` is a curve point `P`: `[s]P` depends only on
+        /// `s mod 8l` (the curve's group has order `8l`), `[s]B` fixes `s mod l`, and the clamped
+        /// `s` is a multiple of 8. A key that is not a point (X25519 on the twist, whose order is
+        /// another) is computed every time.
+        pub(in crate::crypto) fn x25519(
+            own: &PrivateKey,
+            their: &PublicKey,
+            compute: impl FnOnce() -> crate::Result<[u8; 32]>,
+        ) -> crate::Result<[u8; 32]> {
+            if !on() {
+                return compute();
+            }
+            let point = verdict(Check::Point, &[their.as_bytes()], || {
+                CompressedEdwardsY(*their.as_bytes()).decompress().is_some()
+            });
+            if !point {
+                return compute();
+            }
+            let mut key = [0u8; 64];
+            key[..32].copy_from_slice(own.public_key().as_bytes());
+            key[32..].copy_from_slice(their.as_bytes());
+            if let Some(x) = memo().secrets.get(&key).map(|x| **x) {
+                return Ok(x);
+            }
+            let x = compute()?;
+            let mut m = memo();
+            if m.secrets.len() >= MAX_SECRETS {
+                m.secrets.clear();
+            }
+            m.secrets.insert(key, Zeroizing::new(x));
+            Ok(x)
         }
     }
 }

@@ -307,6 +307,7 @@ impl World {
         let now = self.now;
         for i in 0..self.members.len() {
             let user = self.members[i].user_id;
+            self.touch(i);
             let Some(s) = self.members[i].session.as_mut() else { continue };
             let state = s.state();
             if matches!(state, SessionState::Joining | SessionState::Joined | SessionState::Resyncing) {

@@ -231,6 +231,13 @@ impl Call {
         Ok(call)
     }
 
+    /// Holds at most `max` emoji-verification broadcasts for heights not applied yet
+    /// ([`MAX_HELD_BROADCASTS`](crate::limits::MAX_HELD_BROADCASTS) unless set; the session
+    /// derives it from its call size limit).
+    pub(crate) fn set_max_held_broadcasts(&mut self, max: usize) {
+        self.verification.set_max_held(max);
+    }
+
     /// Publishes the epochs and our key state to the media path (a pointer swap), and reports
     /// when the epoch set starts or stops blacking out H.264.
     fn publish(&mut self) {

@@ -159,13 +159,21 @@ impl PublicKey {
     /// (as the reference's do); the session removes them ([`crate::session`]).
     pub fn is_usable(&self) -> bool {
         const PROBE: [u8; 32] = [0x5a; 32];
-        x25519_any_key(&PROBE, self).is_ok_and(|x| x.iter().any(|b| *b != 0))
+        memo::verdict(memo::Check::Usable, &[&self.0], || {
+            x25519_any_key(&PROBE, self).is_ok_and(|x| x.iter().any(|b| *b != 0))
+        })
     }
 
     /// Verifies an Ed25519 signature; fails with "Wrong signature" ([`ErrorKind::WrongSignature`]).
     pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> Result<()> {
-        let key = self.verifying_key().map_err(|_| wrong_signature())?;
-        verify_with(&key, message, signature)
+        let holds = memo::verdict(memo::Check::Signature, &[&self.0, signature, message], || {
+            self.verifying_key().is_ok_and(|key| verify_with(&key, message, signature).is_ok())
+        });
+        if holds {
+            Ok(())
+        } else {
+            Err(wrong_signature())
+        }
     }
 }
 
@@ -236,7 +244,7 @@ mod openssl_sha512 {
 /// those with a torsion component (tests/prepared_keys.rs checks the two agree).
 pub struct PreparedKey {
     key: VerifyingKey,
-    table: Option<Table>,
+    table: Option<std::sync::Arc<Table>>,
 }
 
 impl PreparedKey {
@@ -246,7 +254,8 @@ impl PreparedKey {
     /// Prepares `key`: decompresses it and builds its tables.
     pub fn new(key: &PublicKey) -> Result<Self> {
         let key = key.verifying_key()?;
-        Ok(PreparedKey { table: Some(Table::new(&key.to_edwards(), KEY_W, true)), key })
+        let table = memo::table(key.as_bytes(), || Table::new(&key.to_edwards(), KEY_W, true));
+        Ok(PreparedKey { table: Some(table), key })
     }
 
     /// The decompressed key only, without tables (verifies as [`verify_with`] does): for caches
@@ -270,6 +279,18 @@ impl PreparedKey {
     /// Verifies an Ed25519 signature, with exactly [`verify_with`]'s verdicts; fails with "Wrong
     /// signature" ([`ErrorKind::WrongSignature`]).
     pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> Result<()> {
+        // The same verdicts as `PublicKey::verify`'s, so the same memo (with the `sim` feature).
+        let holds = memo::verdict(memo::Check::Signature, &[self.key.as_bytes(), signature, message], || {
+            self.verify_now(message, signature).is_ok()
+        });
+        if holds {
+            Ok(())
+        } else {
+            Err(wrong_signature())
+        }
+    }
+
+    fn verify_now(&self, message: &[u8], signature: &[u8; 64]) -> Result<()> {
         let Some(table) = &self.table else {
             return verify_with(&self.key, message, signature);
         };
@@ -510,7 +531,7 @@ impl PrivateKey {
     /// split confchain clients from the official ones (SPEC.md §11). Fails with "Failed to compute
     /// modulo inverse" when y = 1 mod p, and "Failed to compute shared secret" when X25519 gives zero.
     pub fn shared_secret(&self, their_public: &PublicKey) -> Result<Secret<32>> {
-        let mut x = x25519_any_key(self.x25519.expose(), their_public)?;
+        let mut x = memo::x25519(self, their_public, || x25519_any_key(self.x25519.expose(), their_public))?;
         if x.iter().all(|b| *b == 0) {
             return Err(Error::new(ErrorKind::SharedSecret, "Failed to compute shared secret"));
         }
@@ -936,6 +957,194 @@ mod tests {
             assert_eq!(dec, data);
             assert_eq!(id, id2);
             assert!(decrypt_data(&enc, b"secret", b"other").is_err());
+        }
+    }
+}
+
+/// Results of pure computations shared by every member of a simulation (feature `testkit`, SPEC.md
+/// §16): signature verdicts (key, message and signature), a key's usability, prepared keys'
+/// tables, X25519 outputs. Each is a pure function of the bytes it is keyed by, all of them, so a
+/// memoized result is exactly the computed one: the simulated members still check every
+/// signature, the run just computes each distinct check once (a verification round's 2m
+/// broadcasts are otherwise verified by all m members, and a join's m key headers are built again
+/// at each lost race). Off unless a simulation runs (`memo::enable`); without the `sim` feature
+/// it is not built.
+pub(crate) mod memo {
+    /// What a verdict is about (part of its key).
+    #[derive(Clone, Copy)]
+    #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
+    pub(crate) enum Check {
+        /// [`super::PublicKey::verify`] and [`super::PreparedKey::verify`] (the same verdicts).
+        Signature = 1,
+        /// [`super::PublicKey::is_usable`].
+        Usable = 2,
+        /// Whether a key is a curve point (decompresses).
+        Point = 3,
+    }
+
+    /// The memoized verdict of `check` over `parts`, or `check()` when no simulation runs here.
+    #[cfg(not(feature = "testkit"))]
+    #[inline(always)]
+    pub(crate) fn verdict(_: Check, _: &[&[u8]], check: impl FnOnce() -> bool) -> bool {
+        check()
+    }
+
+    /// The tables of a key (built by `build`), shared with every other member's with the memo on.
+    #[cfg(not(feature = "testkit"))]
+    #[inline(always)]
+    pub(in crate::crypto) fn table(_: &[u8; 32], build: impl FnOnce() -> super::Table) -> std::sync::Arc<super::Table> {
+        std::sync::Arc::new(build())
+    }
+
+    /// `compute()` (X25519 of `own`'s scalar with `their`), shared with every other member's with
+    /// the memo on.
+    #[cfg(not(feature = "testkit"))]
+    #[inline(always)]
+    pub(in crate::crypto) fn x25519(
+        _: &super::PrivateKey,
+        _: &super::PublicKey,
+        compute: impl FnOnce() -> crate::Result<[u8; 32]>,
+    ) -> crate::Result<[u8; 32]> {
+        compute()
+    }
+
+    #[cfg(feature = "testkit")]
+    pub(crate) use on::*;
+
+    #[cfg(feature = "testkit")]
+    mod on {
+        use std::collections::HashMap;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+
+        use curve25519_dalek::edwards::CompressedEdwardsY;
+        use zeroize::Zeroizing;
+
+        use super::super::{PrivateKey, PublicKey, Table};
+        use super::Check;
+
+        /// X25519 outputs kept before they start over.
+        const MAX_SECRETS: usize = 1 << 18;
+        /// Bytes of keys kept before the memo starts over (the checks are recomputed then).
+        const MAX_BYTES: usize = 256 << 20;
+        /// Tables kept before they start over (`PreparedKey::TABLE_BYTES` each).
+        const MAX_TABLES: usize = 1_024;
+
+        #[derive(Default)]
+        struct Memo {
+            verdicts: HashMap<Vec<u8>, bool>,
+            bytes: usize,
+            tables: HashMap<[u8; 32], Arc<Table>>,
+            /// X25519 outputs by (our Ed25519 public key, theirs), wiped when dropped.
+            secrets: HashMap<[u8; 64], Zeroizing<[u8; 32]>>,
+        }
+
+        /// Simulations running (in this process: the key headers of a block are built on
+        /// rayon's threads, so the memo is the process's, not a thread's).
+        static RUNNING: AtomicUsize = AtomicUsize::new(0);
+        static MEMO: LazyLock<Mutex<Memo>> = LazyLock::new(Mutex::default);
+
+        fn on() -> bool {
+            RUNNING.load(Ordering::Relaxed) > 0
+        }
+
+        fn memo() -> MutexGuard<'static, Memo> {
+            // A panic elsewhere while holding it leaves only whole entries: keep using it.
+            MEMO.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+
+        /// Memoizes until dropped (the memo is emptied when the last simulation ends).
+        pub(crate) struct Enabled(());
+
+        /// Turns the memo on while a simulation runs.
+        pub(crate) fn enable() -> Enabled {
+            RUNNING.fetch_add(1, Ordering::SeqCst);
+            Enabled(())
+        }
+
+        impl Drop for Enabled {
+            fn drop(&mut self) {
+                if RUNNING.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    *memo() = Memo::default();
+                }
+            }
+        }
+
+        /// The memoized verdict of `check` over `parts`, or `check()` when no simulation runs.
+        pub(crate) fn verdict(what: Check, parts: &[&[u8]], check: impl FnOnce() -> bool) -> bool {
+            if !on() {
+                return check();
+            }
+            let mut key = Vec::with_capacity(parts.iter().fold(1, |n, p| n.saturating_add(p.len())));
+            key.push(what as u8);
+            for p in parts {
+                // Every part but the last has a fixed length per kind: the concatenation is unambiguous.
+                key.extend_from_slice(p);
+            }
+            if let Some(v) = memo().verdicts.get(&key).copied() {
+                return v;
+            }
+            let v = check();
+            let mut m = memo();
+            if m.bytes.saturating_add(key.len()) > MAX_BYTES {
+                m.verdicts.clear();
+                m.bytes = 0;
+            }
+            m.bytes = m.bytes.saturating_add(key.len());
+            m.verdicts.insert(key, v);
+            v
+        }
+
+        /// The tables of a key (built by `build`), shared with every other member's with the memo on.
+        pub(in crate::crypto) fn table(key: &[u8; 32], build: impl FnOnce() -> Table) -> Arc<Table> {
+            if !on() {
+                return Arc::new(build());
+            }
+            if let Some(t) = memo().tables.get(key).cloned() {
+                return t;
+            }
+            let t = Arc::new(build());
+            let mut m = memo();
+            if m.tables.len() >= MAX_TABLES {
+                m.tables.clear();
+            }
+            m.tables.insert(*key, t.clone());
+            t
+        }
+
+        /// `compute()`: X25519 of `own`'s scalar `s` with `their` key, shared with every other
+        /// member's with the memo on. Keyed by our public key `[s]B` rather than by the secret
+        /// scalar, which is exact when `their` is a curve point `P`: `[s]P` depends only on
+        /// `s mod 8l` (the curve's group has order `8l`), `[s]B` fixes `s mod l`, and the clamped
+        /// `s` is a multiple of 8. A key that is not a point (X25519 on the twist, whose order is
+        /// another) is computed every time.
+        pub(in crate::crypto) fn x25519(
+            own: &PrivateKey,
+            their: &PublicKey,
+            compute: impl FnOnce() -> crate::Result<[u8; 32]>,
+        ) -> crate::Result<[u8; 32]> {
+            if !on() {
+                return compute();
+            }
+            let point = verdict(Check::Point, &[their.as_bytes()], || {
+                CompressedEdwardsY(*their.as_bytes()).decompress().is_some()
+            });
+            if !point {
+                return compute();
+            }
+            let mut key = [0u8; 64];
+            key[..32].copy_from_slice(own.public_key().as_bytes());
+            key[32..].copy_from_slice(their.as_bytes());
+            if let Some(x) = memo().secrets.get(&key).map(|x| **x) {
+                return Ok(x);
+            }
+            let x = compute()?;
+            let mut m = memo();
+            if m.secrets.len() >= MAX_SECRETS {
+                m.secrets.clear();
+            }
+            m.secrets.insert(key, Zeroizing::new(x));
+            Ok(x)
         }
     }
 }

@@ -101,6 +101,8 @@ pub struct Verification {
     result: Option<VerificationResult>,
     held: BTreeMap<i32, Vec<Broadcast>>,
     held_count: usize,
+    /// Most broadcasts held for future heights in all ([`MAX_HELD_BROADCASTS`] unless set).
+    max_held: usize,
     outbound: Vec<Vec<u8>>,
     /// The call's cache of prepared sender keys (its packet path's), if any: a broadcast whose
     /// sender's key is there is verified from its tables (same verdicts, SPEC.md §7.2).
@@ -148,9 +150,16 @@ impl Verification {
             result: None,
             held: BTreeMap::new(),
             held_count: 0,
+            max_held: MAX_HELD_BROADCASTS,
             outbound: Vec::new(),
             keys: KeySource::default(),
         }
+    }
+
+    /// Holds at most `max` broadcasts for future heights in all (the session derives it from the
+    /// call size limit: [`crate::session::SessionConfig::max_held_broadcasts`]).
+    pub(crate) fn set_max_held(&mut self, max: usize) {
+        self.max_held = max;
     }
 
     /// Verifies broadcasts with the prepared keys of `cache` (the call's packet-path cache).
@@ -241,7 +250,7 @@ impl Verification {
             return Ok(());
         }
         let full = || Error::new(ErrorKind::LimitExceeded, "too many broadcasts held for future blocks");
-        if self.held_count >= MAX_HELD_BROADCASTS && !self.evict_for(b.user_id) {
+        if self.held_count >= self.max_held && !self.evict_for(b.user_id) {
             return Err(full());
         }
         let current_key = self.participants.get(&b.user_id).copied();

@@ -1,6 +1,7 @@
 //! The session's tunables, validated once by [`crate::session::Session::new`].
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::limits::HELD_BROADCAST_HEIGHTS;
 
 /// Tunables; the defaults follow tdlib where it is sound (SPEC.md §15). Out-of-range values are
 /// refused by [`crate::session::Session::new`] ([`SessionConfig::validate`]).
@@ -58,6 +59,12 @@ pub struct SessionConfig {
     /// yet, in flight, or waiting for a retry); `send_message` refuses one more with
     /// [`ErrorKind::OutboxFull`]. 1 to 4,096.
     pub max_queued_messages: usize,
+    /// The largest call the application takes part in: `conference_call_size_limit` from
+    /// `help.getAppConfig` (200 in the public configs; Telegram Desktop assumes 100 when the key
+    /// is missing); 2 to 10,000. The caps that grow with the call are derived from it (SPEC.md
+    /// §15): the broadcasts held for future heights ([`SessionConfig::max_held_broadcasts`]) and
+    /// the users waiting to be pruned ([`SessionConfig::max_prune`]).
+    pub call_size_limit: usize,
 }
 
 impl Default for SessionConfig {
@@ -81,6 +88,7 @@ impl Default for SessionConfig {
             max_requests_per_second: 10,
             max_request_burst: 20,
             max_queued_messages: 64,
+            call_size_limit: 200,
         }
     }
 }
@@ -88,9 +96,23 @@ impl Default for SessionConfig {
 const HOUR_MS: u64 = 3_600_000;
 
 impl SessionConfig {
+    /// Emoji-verification broadcasts held for heights not applied yet, in all: a commit and a
+    /// reveal from every member of a call at [`SessionConfig::call_size_limit`] for each of the
+    /// [`HELD_BROADCAST_HEIGHTS`] heights held (6,400 at 200 members).
+    pub fn max_held_broadcasts(&self) -> usize {
+        let heights = usize::try_from(HELD_BROADCAST_HEIGHTS).unwrap_or(usize::MAX);
+        self.call_size_limit.saturating_mul(2).saturating_mul(heights)
+    }
+
+    /// Users waiting to be pruned: each is a chain participant, and a chain holds at most
+    /// [`SessionConfig::call_size_limit`] of them.
+    pub fn max_prune(&self) -> usize {
+        self.call_size_limit
+    }
+
     /// Checks every field against its range (see each field).
     pub fn validate(&self) -> Result<()> {
-        let checks: [(bool, &str); 16] = [
+        let checks: [(bool, &str); 17] = [
             ((1_000..=HOUR_MS).contains(&self.poll_interval_ms), "poll_interval_ms must be 1 s to 1 hour"),
             ((1..=1_000).contains(&self.poll_limit), "poll_limit must be 1 to 1,000"),
             ((1..=1_000).contains(&self.max_attempts), "max_attempts must be 1 to 1,000"),
@@ -107,10 +129,30 @@ impl SessionConfig {
             ((1..=50).contains(&self.max_requests_per_second), "max_requests_per_second must be 1 to 50"),
             ((1..=50).contains(&self.max_request_burst), "max_request_burst must be 1 to 50"),
             ((1..=4_096).contains(&self.max_queued_messages), "max_queued_messages must be 1 to 4,096"),
+            ((2..=10_000).contains(&self.call_size_limit), "call_size_limit must be 2 to 10,000"),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, why)) => Err(Error::new(ErrorKind::InvalidInput, format!("SessionConfig: {why}"))),
             None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_caps_follow_the_call_size_limit() {
+        let config = SessionConfig::default();
+        assert_eq!(config.call_size_limit, 200);
+        assert_eq!(config.max_held_broadcasts(), 6_400);
+        assert_eq!(config.max_prune(), 200);
+        let small = SessionConfig { call_size_limit: 100, ..SessionConfig::default() };
+        assert_eq!(small.max_held_broadcasts(), 3_200);
+        assert!(small.validate().is_ok());
+        for limit in [0, 1, 10_001] {
+            assert!(SessionConfig { call_size_limit: limit, ..SessionConfig::default() }.validate().is_err());
         }
     }
 }

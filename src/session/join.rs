@@ -185,7 +185,8 @@ impl Joining {
         if our_offset < 0 {
             return Err(accepted("negative offsets in the join response"));
         }
-        let call = Call::new(ctx.user_id, key, ours, rng).map_err(|e| accepted(&format!("our block: {e}")))?;
+        let mut call = Call::new(ctx.user_id, key, ours, rng).map_err(|e| accepted(&format!("our block: {e}")))?;
+        call.set_max_held_broadcasts(ctx.config.max_held_broadcasts());
         let mut live = Box::new(Live::new(call, ctx.config));
         live.blocks.set_next(our_offset.saturating_add(1));
         ctx.outbox.poll(SubChain::Blocks).at = Some(ctx.now.saturating_add(ctx.config.poll_interval_ms));

@@ -12,7 +12,7 @@ use rand_core::CryptoRngCore;
 use super::sync::{Receive, SubSync, MIN_GAP_POLL_SPACING_MS};
 use super::{
     policy, random_id, Action, ApiError, CallParticipant, Ctx, EndReason, Exit, Flow, Purpose, Request, ServerBlock,
-    SessionConfig, SessionEvent, Source, SubChain, Update, MAX_PRUNE,
+    SessionConfig, SessionEvent, Source, SubChain, Update,
 };
 use crate::call::{Call, CallEvent};
 use crate::crypto::PublicKey;
@@ -254,6 +254,7 @@ impl Live {
             return Ok(());
         }
         let removing = ctx.outbox.removing();
+        let max_prune = ctx.config.max_prune();
         for p in participants {
             if !p.left {
                 self.prune.remove(&p.user_id);
@@ -261,7 +262,7 @@ impl Live {
             }
             let fresh = !removing.contains(&p.user_id);
             let entry = self.call.participants().iter().find(|q| q.user_id == p.user_id).map(|q| q.public_key);
-            if let Some(key) = entry.filter(|_| p.user_id != me && fresh && self.prune.len() < MAX_PRUNE) {
+            if let Some(key) = entry.filter(|_| p.user_id != me && fresh && self.prune.len() < max_prune) {
                 self.prune.insert(p.user_id);
                 self.left_keys.insert(p.user_id, key);
             }

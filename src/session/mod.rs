@@ -251,8 +251,6 @@ enum Gate {
     TooLong { until: u64, seconds: u32 },
 }
 
-/// Most users waiting to be pruned.
-const MAX_PRUNE: usize = 1_024;
 /// Most builds of one block while its hash would black out H.264 (each is 1 in 256).
 const BLACKOUT_BUILDS: usize = 8;
 

@@ -307,6 +307,7 @@ impl World {
         let now = self.now;
         for i in 0..self.members.len() {
             let user = self.members[i].user_id;
+            self.touch(i);
             let Some(s) = self.members[i].session.as_mut() else { continue };
             let state = s.state();
             if matches!(state, SessionState::Joining | SessionState::Joined | SessionState::Resyncing) {
@@ -389,10 +390,24 @@ impl World {
                 )
             })
             .collect();
+        // Where the verification rounds stand: members by (height, phase, participants still awaited).
+        let mut rounds: std::collections::BTreeMap<String, (usize, i64, String)> = std::collections::BTreeMap::new();
+        for m in &self.members {
+            if let Some(c) = m.session.as_ref().and_then(Session::call) {
+                let missing = c.verification_missing();
+                let shown: Vec<i64> = missing.iter().take(8).copied().collect();
+                let key = format!("{}/{:?}/{} missing {shown:?}", c.height(), c.verification_phase(), missing.len());
+                // With the first member's footprint of each kind: a stalled sync shows there.
+                let f = m.session.as_ref().map(Session::footprint);
+                rounds.entry(key).or_insert_with(|| (0, m.user_id, format!("{f:?}"))).0 += 1;
+            }
+        }
         Err(self.fail(format!(
-            "no convergence {} ms after faults stopped: server at {}, members {states:?}, in the media call {:?}",
+            "no convergence {} ms after faults stopped: server at {} ({} broadcasts), members {states:?}, \
+             verification rounds (height/phase/awaited: members, the first of them, its footprint) {rounds:?}, in the media call {:?}",
             deadline,
             self.server().height(),
+            self.server().broadcasts().len(),
             self.server().members().collect::<Vec<_>>()
         )))
     }

@@ -255,6 +255,8 @@ pub fn run(config: &SimConfig) -> Result<Report, Failure> {
 
 /// [`run`], calling `progress(step, report so far)` every 100 steps of the faulty phase.
 pub fn run_with_progress(config: &SimConfig, mut progress: impl FnMut(u64, &Report)) -> Result<Report, Failure> {
+    // Every member checks every signature; each distinct check is computed once.
+    let _memo = crate::crypto::memo::enable();
     let mut w = World::new(config);
     for step in 0..config.steps {
         w.step = step;

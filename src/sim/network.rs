@@ -4,7 +4,6 @@
 use rand_core::RngCore;
 
 use crate::api::{ApiError, Request, RequestId, Response, Update};
-use crate::session::Session;
 
 use super::world::World;
 use super::Failure;
@@ -38,10 +37,8 @@ impl World {
         loop {
             let next_message = self.network.keys().next().map(|(t, _)| *t).filter(|t| *t <= end);
             // An offline member's timers wait until it is back.
-            let next_timer = self
-                .members
-                .iter()
-                .filter_map(|m| Some(m.session.as_ref()?.poll_timeout()?.max(m.offline_until)))
+            let next_timer = (0..self.members.len())
+                .filter_map(|i| Some(self.timer(i)?.max(self.members[i].offline_until)))
                 .filter(|t| *t <= end)
                 .min();
             let next = match (next_message, next_timer) {
@@ -60,9 +57,9 @@ impl World {
                 for i in 0..self.members.len() {
                     let now = self.now;
                     let online = self.members[i].offline_until <= now;
-                    let due =
-                        self.members[i].session.as_ref().and_then(Session::poll_timeout).is_some_and(|t| t <= now);
+                    let due = self.timer(i).is_some_and(|t| t <= now);
                     if due && online {
+                        self.touch(i);
                         if let Some(s) = self.members[i].session.as_mut() {
                             s.handle_timeout(now, &mut self.rng);
                         }

@@ -104,6 +104,9 @@ pub(super) struct World {
     pub(super) seed: u64,
     /// Messages sent, by (sender, random_id).
     pub(super) messages: HashMap<(i64, i64), Sent>,
+    /// Each member's `Session::poll_timeout`, once read since its session was last touched
+    /// ([`World::touch`]): the clock asks for every member's at every event.
+    pub(super) timers: Vec<Option<Option<u64>>>,
 }
 
 /// A message sent, and who got it.
@@ -160,7 +163,23 @@ impl World {
             step: 0,
             seed: config.seed,
             messages: HashMap::new(),
+            timers: vec![None; config.members],
         }
+    }
+
+    /// Forgets member `i`'s timer: its session was (or may have been) called.
+    pub(super) fn touch(&mut self, i: usize) {
+        self.timers[i] = None;
+    }
+
+    /// Member `i`'s session's next timer (read again only after [`World::touch`]).
+    pub(super) fn timer(&mut self, i: usize) -> Option<u64> {
+        if let Some(t) = self.timers[i] {
+            return t;
+        }
+        let t = self.members[i].session.as_ref().and_then(Session::poll_timeout);
+        self.timers[i] = Some(t);
+        t
     }
 
     pub(super) fn note(&mut self, line: String) {
@@ -191,6 +210,7 @@ impl World {
 
     pub(super) fn act(&mut self) -> Result<(), Failure> {
         let i = self.pick(self.members.len());
+        self.touch(i);
         let now = self.now;
         if self.members[i].offline_until > now {
             return Ok(());
@@ -385,6 +405,7 @@ impl World {
                 continue;
             }
             let removed_at = self.members[j].removed_at;
+            self.touch(j);
             let Some(session) = self.members[j].session.as_mut() else { continue };
             let map = session.source_map();
             let Some(call) = session.call_mut() else { continue };
@@ -478,6 +499,7 @@ impl World {
     /// Sends a member's queued requests into the network, checking the request rate, the flood
     /// waits it was told of, and that the outsider cannot read its encrypted messages.
     pub(super) fn flush(&mut self, i: usize) -> Result<(), Failure> {
+        self.touch(i);
         let generation = self.members[i].generation;
         let from = self.members[i].user_id;
         let now = self.now;

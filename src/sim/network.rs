@@ -3,21 +3,10 @@
 
 use rand_core::RngCore;
 
-use crate::api::{ApiError, Request, RequestId, Response, Update};
+use crate::api::{ApiError, Request, Response, Update};
 
-use super::world::World;
+use super::world::{Message, World};
 use super::Failure;
-
-/// A message in flight.
-#[derive(Clone, Debug)]
-pub(super) enum Message {
-    /// A request on its way to the server.
-    ToServer { from: i64, id: RequestId, request: Request, generation: u64 },
-    /// A response on its way back (`at`: when the server answered; `method`: what it answers).
-    Response { to: i64, id: RequestId, response: Response, generation: u64, at: u64, method: &'static str },
-    /// A pushed update.
-    Push { to: i64, update: Update, generation: u64 },
-}
 
 impl World {
     pub(super) fn delay(&mut self) -> u64 {

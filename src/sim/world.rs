@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::api::{Request, RequestId, Update};
+use crate::api::{Request, RequestId, Response, Update};
 use crate::call::Call;
 use crate::error::ErrorKind;
 use crate::frame::{AudioLevel, Codec};
@@ -16,7 +16,6 @@ use crate::server::Server;
 use crate::session::{Session, SessionConfig, SessionEvent, SessionState};
 use crate::wire::{Block, Permissions};
 
-use super::network::Message;
 use super::{Failure, Faults, Report, ServerSetup, SimConfig, MAX_REQUESTS_PER_SECOND};
 
 pub(super) struct Member {
@@ -656,4 +655,15 @@ impl World {
         }
         self.flush(i)
     }
+}
+
+/// A message in flight.
+#[derive(Clone, Debug)]
+pub(super) enum Message {
+    /// A request on its way to the server.
+    ToServer { from: i64, id: RequestId, request: Request, generation: u64 },
+    /// A response on its way back (`at`: when the server answered; `method`: what it answers).
+    Response { to: i64, id: RequestId, response: Response, generation: u64, at: u64, method: &'static str },
+    /// A pushed update.
+    Push { to: i64, update: Update, generation: u64 },
 }

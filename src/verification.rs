@@ -63,6 +63,18 @@ pub enum VerificationPhase {
     Done,
 }
 
+/// What became of a broadcast taken by [`Verification::receive`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// A commit or reveal of the current round, from one of its participants, not seen before:
+    /// the round moved.
+    Applied,
+    /// Kept for a later height (not authenticated yet).
+    Held,
+    /// For an older height, or too far ahead to matter: ignored.
+    Ignored,
+}
+
 /// The outcome of a completed round.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VerificationResult {
@@ -231,16 +243,21 @@ impl Verification {
     /// Takes a server-form broadcast (sub-chain 1). Older heights are ignored (`Ok`), later ones
     /// held until their block. Queues our reveal once every commit is in.
     pub fn receive(&mut self, server_bytes: &[u8], key: &PrivateKey) -> Result<()> {
+        self.take(server_bytes, key).map(|_| ())
+    }
+
+    /// [`Verification::receive`], saying what became of the broadcast.
+    pub(crate) fn take(&mut self, server_bytes: &[u8], key: &PrivateKey) -> Result<Taken> {
         let b = Broadcast::decode_server(server_bytes)?;
         if b.chain_height < self.height {
-            return Ok(());
+            return Ok(Taken::Ignored);
         }
         if b.chain_height > self.height {
-            return self.hold(b);
+            return self.hold(b).map(|()| Taken::Held);
         }
         self.process(b)?;
         self.maybe_reveal(key);
-        Ok(())
+        Ok(Taken::Applied)
     }
 
     /// Holds a broadcast for a later height, if it can still matter (see the module docs).

@@ -17,6 +17,7 @@ use super::{
 use crate::call::{Call, CallEvent};
 use crate::crypto::PublicKey;
 use crate::error::{Error, ErrorKind};
+use crate::verification::Taken;
 use crate::wire::{Block, Broadcast, Permissions};
 
 /// In the call.
@@ -45,7 +46,23 @@ pub(super) struct Live {
     /// The sub-chain 1 offset we stopped at for a broadcast too far ahead, and our height then
     /// (issue 30 item 3).
     ahead_stop: Option<(i32, i32)>,
+    /// Our broadcasts of the round at this height (at most a commit and a reveal), sent again
+    /// until the round completes, and the delay before the next time.
+    own_round: Option<OwnRound>,
+    /// Broadcasts of the current round the poll being answered delivered (issue 30 item 8: a
+    /// page of sub-chain 1 is progress only by what it delivers).
+    delivered: usize,
 }
+
+/// Our broadcasts of one round, sent again until it completes (issue 30 item 4).
+struct OwnRound {
+    height: i32,
+    sent: Vec<Vec<u8>>,
+    delay: u64,
+}
+
+/// Our broadcasts of a round kept for sending again: a commit and a reveal.
+const MAX_OWN_BROADCASTS: usize = 2;
 
 /// What a poll's answer is measured against: the sub-chain's next offset before it, and what
 /// its last block says of us when it lies beyond a gap (sub-chain 0 only).
@@ -61,7 +78,7 @@ impl Live {
         Live {
             call,
             blocks: SubSync::new(max_blocks, max_bytes),
-            broadcasts: SubSync::new(max_blocks, max_bytes),
+            broadcasts: SubSync::expiring(max_blocks, max_bytes, config.max_held_broadcasts()),
             resyncing: false,
             gap_answers: 0,
             announced_height: None,
@@ -73,6 +90,8 @@ impl Live {
             unusable: BTreeSet::new(),
             unusable_scheduled: false,
             ahead_stop: None,
+            delivered: 0,
+            own_round: None,
         }
     }
 
@@ -125,6 +144,10 @@ impl Live {
         source: Source,
         rng: &mut impl CryptoRngCore,
     ) -> Flow {
+        if sub == SubChain::Broadcasts && source == Source::Server && blocks.is_empty() {
+            // Nothing where we asked, and the server's newest entry below it: its offset is ours.
+            self.broadcasts.rewind(next_offset);
+        }
         let run = match self.sync(sub).receive(blocks.into_iter().map(ServerBlock::into_bytes).collect(), next_offset) {
             Receive::Old => return Ok(()),
             Receive::Gap => {
@@ -170,8 +193,8 @@ impl Live {
                         > i64::from(height).saturating_add(i64::from(crate::limits::HELD_BROADCAST_HEIGHTS))
                 });
                 let stopped_here = offset.is_some() && self.ahead_stop == offset.map(|o| (o, height));
-                let result = if ahead { Ok(()) } else { self.call.receive_broadcast(&bytes) };
-                let full = result.is_err_and(|e| e.kind() == ErrorKind::LimitExceeded);
+                let result = if ahead { Ok(Taken::Ignored) } else { self.call.take_broadcast(&bytes) };
+                let full = result.as_ref().is_err_and(|e| e.kind() == ErrorKind::LimitExceeded);
                 if (ahead || full) && !stopped_here {
                     self.ahead_stop = offset.map(|o| (o, height));
                     ctx.outbox.poll_by(SubChain::Blocks, now);
@@ -179,6 +202,9 @@ impl Live {
                     return Ok(false);
                 }
                 // Broadcasts that do not apply (older rounds, duplicates) are routine.
+                if matches!(result, Ok(Taken::Applied)) {
+                    self.delivered = self.delivered.saturating_add(1);
+                }
                 self.broadcasts.advance();
                 self.broadcasts.gap_delay = 0;
                 continue;
@@ -303,6 +329,8 @@ impl Live {
             }
             poll.at = None;
             let s = self.sync(sub);
+            // Sub-chain 1: what lies before its window can no longer matter (issue 32).
+            s.skip_stale();
             s.last_poll = Some(now);
             let (offset, limit) = match s.next() {
                 Some(o) => (o, ctx.config.poll_limit),
@@ -322,6 +350,7 @@ impl Live {
         updates: Option<&Vec<Update>>,
     ) -> PollStart {
         ctx.outbox.poll(sub).in_flight = None;
+        self.delivered = 0;
         let before = self.sync_ref(sub).next();
         let gap_tip = updates
             .filter(|_| sub == SubChain::Blocks)
@@ -353,10 +382,12 @@ impl Live {
                 return Err(Exit::Ended(EndReason::JoinMissing));
             }
         }
-        if full && sub == SubChain::Broadcasts {
-            // Nothing checks sub-chain 1 entries before they move the offset: a full page of junk
-            // is no progress worth a poll at once (issue 30 item 8). The next page keeps the 1 s
-            // spacing of gap polls.
+        if full && sub == SubChain::Broadcasts && self.delivered == 0 {
+            // A full page of sub-chain 1 is progress only by what it delivered (issue 30 item 8):
+            // junk, duplicates and older rounds move the offset but are no progress worth a poll at
+            // once, so the next page keeps the 1 s spacing of gap polls. A page that moved the
+            // round is followed at once (within the pace): only the round's participants can
+            // sign those, each at most a commit and a reveal per height.
             let spaced = self.broadcasts.last_poll.map_or(now, |t| t.saturating_add(MIN_GAP_POLL_SPACING_MS));
             ctx.outbox.poll_by(sub, spaced.max(now));
         } else if full {
@@ -454,14 +485,41 @@ impl Live {
         Ok(())
     }
 
-    /// The call's outbound broadcasts (commits and reveals) are sent.
+    /// The call's outbound broadcasts (commits and reveals) are sent, and kept to be sent again
+    /// while the round has not completed.
     pub(super) fn send_broadcasts(&mut self, ctx: &mut Ctx<'_>) {
+        let height = self.call.height();
         for block in self.call.poll_outbound() {
             // A broadcast about a block we have moved past is pointless: drop it.
-            if self.broadcast_is_current(&block) {
-                ctx.send(Request::SendBroadcast { block }, Purpose::Broadcast { attempt: 0 });
+            if !self.broadcast_is_current(&block) {
+                continue;
             }
+            if self.own_round.as_ref().is_none_or(|r| r.height != height) {
+                let delay = ctx.config.poll_interval_ms;
+                self.own_round = Some(OwnRound { height, sent: Vec::new(), delay });
+                ctx.outbox.schedule(ctx.now.saturating_add(delay), Action::Rebroadcast { height });
+            }
+            if let Some(round) = self.own_round.as_mut().filter(|r| r.sent.len() < MAX_OWN_BROADCASTS) {
+                round.sent.push(block.clone());
+            }
+            ctx.send(Request::SendBroadcast { block }, Purpose::Broadcast { attempt: 0 });
         }
+    }
+
+    /// Every member needs every commit and reveal of a round, and a member may have missed ours
+    /// (a lost push it skipped on sub-chain 1, a server that lost it): while the round at `height`
+    /// is ours and has not completed, our broadcasts of it are sent again, after a delay doubling
+    /// from the poll interval to six times it (duplicates are harmless: a round takes each once).
+    pub(super) fn rebroadcast(&mut self, ctx: &mut Ctx<'_>, height: i32) {
+        let done = self.round_done() || self.call.height() != height;
+        let Some(round) = self.own_round.as_mut().filter(|r| r.height == height && !done) else {
+            return;
+        };
+        for block in &round.sent {
+            ctx.send(Request::SendBroadcast { block: block.clone() }, Purpose::Broadcast { attempt: 0 });
+        }
+        round.delay = round.delay.saturating_mul(2).min(ctx.config.poll_interval_ms.saturating_mul(6));
+        ctx.outbox.schedule(ctx.now.saturating_add(round.delay), Action::Rebroadcast { height });
     }
 
     pub(super) fn broadcast_is_current(&self, block: &[u8]) -> bool {

@@ -958,6 +958,10 @@ impl Session {
                 live.remove_unusable(ctx, rng);
                 Ok(())
             }),
+            Action::Rebroadcast { height } => self.live(|live, ctx| {
+                live.rebroadcast(ctx, height);
+                Ok(())
+            }),
         }
     }
 

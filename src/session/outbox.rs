@@ -135,6 +135,8 @@ pub(crate) enum Action {
     EndBlackout { height: i32 },
     /// Remove the entries whose keys no one can use (issue 30 item 1).
     RemoveUnusable,
+    /// Send our broadcasts of the round at this height again, if it has not completed.
+    Rebroadcast { height: i32 },
 }
 
 /// A scheduled action.
@@ -350,7 +352,9 @@ impl Outbox {
         let timers = self.timers.iter().filter(|t| t.generation == generation).flat_map(|t| match &t.action {
             Action::Remove { user_ids, .. } => user_ids.clone(),
             Action::Resend { request, .. } => ids(request),
-            Action::Prune | Action::EndBlackout { .. } | Action::RemoveUnusable => Vec::new(),
+            Action::Prune | Action::EndBlackout { .. } | Action::RemoveUnusable | Action::Rebroadcast { .. } => {
+                Vec::new()
+            }
         });
         flying.chain(timers).collect()
     }

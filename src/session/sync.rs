@@ -13,6 +13,16 @@
 //! The offset only moves when the caller reports a block applied ([`SubSync::advance`]): it never
 //! passes a block that was not applied. Nothing here knows about the chain rules or the network
 //! (the session applies the blocks and sends the polls), so it is tested alone.
+//!
+//! A sub-chain whose entries expire (sub-chain 1: a broadcast only matters while its round does)
+//! has a **window**: only the last `window` entries before the newest offset any update showed can
+//! still matter. A member that fell further behind skips to the window's start
+//! ([`SubSync::skip_stale`]) instead of paging through what can no longer matter (issue 32: at 200
+//! members a member that lost a push could lag by 100,000 broadcasts, paged at 100 a second,
+//! longer than the call lasts); what it skipped of a round still running is sent again by its
+//! senders until the round completes. A poll answered with nothing and a next offset below ours
+//! (a server whose newest entry is below where we skipped to: a bogus offset, or a reset) brings
+//! us back to the server's ([`SubSync::rewind`]). Sub-chain 0 has no window: no block is ever skipped.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +48,10 @@ pub(crate) struct SubSync {
     held_bytes: usize,
     max_blocks: usize,
     max_bytes: usize,
+    /// Entries before `newest - window` can no longer matter (`None`: every entry does).
+    window: Option<i32>,
+    /// The newest next offset any update showed.
+    newest: Option<i32>,
     /// The delay of the next gap poll (0: the first gap polls at once).
     pub(crate) gap_delay: u64,
     /// When the last poll was sent (gap polls keep [`MIN_GAP_POLL_SPACING_MS`] from it).
@@ -57,6 +71,11 @@ impl SubSync {
     /// A sub-chain holding at most `max_blocks` blocks and `max_bytes` bytes beyond gaps.
     pub(crate) fn new(max_blocks: usize, max_bytes: usize) -> Self {
         SubSync { max_blocks, max_bytes, ..SubSync::default() }
+    }
+
+    /// A sub-chain whose entries expire: only the last `window` before the newest offset matter.
+    pub(crate) fn expiring(max_blocks: usize, max_bytes: usize, window: usize) -> Self {
+        SubSync { window: Some(len_i32(window)), ..SubSync::new(max_blocks, max_bytes) }
     }
 
     /// The offset of the next block expected, once known.
@@ -88,6 +107,7 @@ impl SubSync {
         if next_offset < 0 || first < 0 {
             return Receive::Old;
         }
+        self.newest = Some(self.newest.map_or(next_offset, |n| n.max(next_offset)));
         let expected = *self.next.get_or_insert(first);
         if next_offset <= expected {
             return Receive::Old;
@@ -105,6 +125,45 @@ impl SubSync {
         if let Some(n) = self.next.as_mut() {
             *n = n.saturating_add(1);
         }
+    }
+
+    /// With a window: moves the next offset to the window's start when it lies before it,
+    /// dropping what is held before it. How many entries were skipped.
+    pub(crate) fn skip_stale(&mut self) -> i32 {
+        let (Some(window), Some(newest), Some(next)) = (self.window, self.newest, self.next) else {
+            return 0;
+        };
+        let start = newest.saturating_sub(window);
+        if next >= start {
+            return 0;
+        }
+        self.next = Some(start);
+        let old: Vec<i32> = self
+            .held
+            .iter()
+            .filter(|(&first, run)| first.saturating_add(len_i32(run.len())) <= start)
+            .map(|(&first, _)| first)
+            .collect();
+        for first in old {
+            if let Some(run) = self.held.remove(&first) {
+                self.held_blocks = self.held_blocks.saturating_sub(run.len());
+                self.held_bytes = self.held_bytes.saturating_sub(run.iter().map(Vec::len).sum());
+            }
+        }
+        start.saturating_sub(next)
+    }
+
+    /// With a window: the server answered a poll with nothing and a next offset below ours, so
+    /// nothing lies where we are (we skipped past its newest entry on a bogus offset, or it
+    /// started over): its offset is ours again. Whether it was.
+    pub(crate) fn rewind(&mut self, next_offset: i32) -> bool {
+        if self.window.is_none() || next_offset < 0 || self.next.is_none_or(|n| next_offset >= n) {
+            return false;
+        }
+        self.next = Some(next_offset);
+        self.newest = Some(next_offset);
+        self.clear_held();
+        true
     }
 
     /// Keeps a run beyond the gap, if it fits (a run that does not fit is dropped: the poll
@@ -199,6 +258,37 @@ mod tests {
             t.receive(vec![b(1), b(2)], 10 + 3 * k);
         }
         assert!(t.held().0 <= 3);
+    }
+
+    #[test]
+    fn an_expiring_sub_chain_skips_what_can_no_longer_matter_and_never_passes_the_server() {
+        let mut s = SubSync::expiring(100, 10_000, 10);
+        s.set_next(0);
+        assert_eq!(s.skip_stale(), 0, "nothing newer known");
+        assert_eq!(s.receive(vec![b(1), b(2)], 8), Receive::Gap);
+        assert_eq!(s.skip_stale(), 0, "within the window");
+        assert_eq!(s.receive(vec![b(3)], 30), Receive::Gap);
+        assert_eq!(s.receive(vec![b(4), b(5)], 50), Receive::Gap);
+        assert_eq!(s.held(), (5, 50));
+        assert_eq!(s.skip_stale(), 40);
+        assert_eq!(s.next(), Some(40));
+        assert_eq!(s.held(), (2, 20), "what was held before the window is gone");
+        assert_eq!(s.receive(vec![b(9)], 41), Receive::Apply(vec![b(9)]));
+        // A bogus offset made us skip past the server's newest entry: its empty answer below us
+        // brings us back; an answer at or above us, or with entries, does not.
+        assert_eq!(s.receive(vec![], 100_000), Receive::Gap);
+        assert_eq!(s.skip_stale(), 99_950);
+        assert!(!s.rewind(100_000));
+        assert!(s.rewind(52));
+        assert_eq!((s.next(), s.held()), (Some(52), (0, 0)));
+        assert_eq!(s.skip_stale(), 0);
+        // Blocks never skip, never rewind.
+        let mut t = SubSync::new(100, 10_000);
+        t.set_next(0);
+        assert_eq!(t.receive(vec![b(1)], 1_000), Receive::Gap);
+        assert_eq!(t.skip_stale(), 0);
+        assert!(!t.rewind(0));
+        assert_eq!(t.next(), Some(0));
     }
 
     #[test]

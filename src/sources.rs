@@ -438,7 +438,7 @@ struct InFlight {
 
 /// Schedules `phone.getGroupParticipants` lookups for SSRCs the table does not know, as
 /// tgcalls' `requestMediaChannelDescriptions` makes Telegram's apps do: batched (up to
-/// [`MAX_LOOKUP_BATCH`] a lookup), deduplicated (an SSRC waiting or asked about is not queued
+/// [`MAX_LOOKUP_BATCH`] a lookup, those waiting longest first), deduplicated (an SSRC waiting or asked about is not queued
 /// again; one a lookup did not resolve is not asked about again for [`LOOKUP_NEGATIVE_MS`]),
 /// rate limited (one lookup in flight, at most one per [`LOOKUP_INTERVAL_MS`]), bounded
 /// ([`MAX_PENDING_LOOKUPS`] waiting) and with a deadline ([`LOOKUP_DEADLINE_MS`]). Pure: the
@@ -512,7 +512,11 @@ impl LookupScheduler {
         if self.in_flight.is_some() || self.queued.is_empty() || now < self.next_allowed {
             return None;
         }
-        let take: Vec<(u32, u64)> = self.queued.iter().take(MAX_LOOKUP_BATCH).map(|(s, t)| (*s, *t)).collect();
+        // The SSRCs waiting longest go first (not the lowest numbers: junk on low SSRCs must not
+        // starve a real one past its deadline).
+        let mut take: Vec<(u32, u64)> = self.queued.iter().map(|(s, t)| (*s, *t)).collect();
+        take.sort_unstable_by_key(|&(s, t)| (t, s));
+        take.truncate(MAX_LOOKUP_BATCH);
         for (s, _) in &take {
             self.queued.remove(s);
         }

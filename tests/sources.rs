@@ -361,3 +361,30 @@ fn a_cloned_table_has_its_own_map() {
     b.apply(&[record(2, 6, &[], None)]);
     assert_eq!((ma.get(6), mb.get(6)), (None, src(2, MediaKind::Audio)));
 }
+
+/// Review (hostile member): a member sprays junk frames on low SSRCs (each one unknown, each
+/// lookup answered "nobody"), faster than lookups drain them. A real late joiner's SSRC, reported
+/// first, must still be asked about before its deadline: lookups take the SSRCs waiting longest,
+/// not the lowest numbers.
+#[test]
+fn junk_ssrcs_do_not_starve_an_earlier_unknown_ssrc() {
+    let t = SourceTable::new();
+    let mut s = LookupScheduler::new();
+    let late_joiner = u32::MAX - 7;
+    s.note_unknown(late_joiner, &t, 0);
+    let mut junk = 1u32;
+    let mut asked = false;
+    let mut now = 0;
+    while now < LOOKUP_DEADLINE_MS {
+        for _ in 0..MAX_LOOKUP_BATCH {
+            s.note_unknown(junk, &t, now);
+            junk += 1;
+        }
+        if let Some((id, lookup)) = s.poll_lookup(now) {
+            asked |= lookup.sources.contains(&late_joiner);
+            s.on_answer(id, &t, now + 10);
+        }
+        now += LOOKUP_INTERVAL_MS;
+    }
+    assert!(asked, "the late joiner's SSRC was never asked about");
+}

@@ -112,10 +112,11 @@ pub fn sources_of(record: &ParticipantSources) -> Vec<(u32, MediaKind)> {
     out
 }
 
-/// One participation: its audio SSRC (what names it in a leave) and its sources.
+/// One participation: the record that named it last (its audio SSRC, `date` and `version`, what
+/// a leave names and what a late record is older than; without its sources) and its sources.
 #[derive(Clone, Debug)]
 struct Participation {
-    audio: u32,
+    record: ParticipantSources,
     sources: Vec<(u32, MediaKind)>,
     /// When it was last updated (the table's counter): the least recent is forgotten first.
     touched: u64,
@@ -184,8 +185,12 @@ impl SourceTable {
     /// lookup), then publishes the new table to the [`SourceMap`] once. A record that has not
     /// `left` is the participant's whole current state: its SSRCs replace the ones it had (an
     /// SSRC another participant had moves, and says from whom). A `left` record ends the
-    /// participation its audio SSRC names, and only that one: a late leave of an earlier
-    /// participation leaves a rejoined member's sources alone. Returns one change per SSRC.
+    /// participation it names ([`ParticipantSources::same_participation`]: its audio SSRC, and its
+    /// `date` where known), and only that one: a late leave of an earlier participation leaves a
+    /// rejoined member's sources alone, even when the rejoin got the same SSRC back. A record older
+    /// than the one the participant's sources came from ([`ParticipantSources::is_older_than`]: a
+    /// lower `version`, or an earlier participation's `date`) changes nothing. Returns one change
+    /// per SSRC.
     pub fn apply(&mut self, records: &[ParticipantSources]) -> Vec<SourceChange> {
         let mut changes = Vec::new();
         for record in records {
@@ -212,8 +217,13 @@ impl SourceTable {
 
     fn apply_one(&mut self, record: &ParticipantSources, changes: &mut Vec<SourceChange>) {
         let user_id = record.user_id;
+        let held = self.by_user.get(&user_id).map(|p| &p.record);
+        if held.is_some_and(|held| record.is_older_than(held)) {
+            // A late record (an earlier participation's, or an older version): it undoes nothing.
+            return;
+        }
         if record.left {
-            if self.by_user.get(&user_id).is_some_and(|p| p.audio == record.sources.audio) {
+            if held.is_some_and(|held| held.same_participation(record)) {
                 self.remove_user(user_id, changes);
             }
             return;
@@ -253,7 +263,14 @@ impl SourceTable {
             changes.push(SourceChange::Mapped { ssrc, source, previous });
         }
         self.counter = self.counter.saturating_add(1);
-        let participation = Participation { audio: record.sources.audio, sources: new, touched: self.counter };
+        let named = ParticipantSources {
+            user_id,
+            left: false,
+            date: record.date,
+            version: record.version,
+            sources: crate::api::MediaSources { audio: record.sources.audio, ..Default::default() },
+        };
+        let participation = Participation { record: named, sources: new, touched: self.counter };
         self.by_user.insert(user_id, participation);
     }
 

@@ -266,6 +266,17 @@ impl CallParticipant {
             && !differ(self.source().into(), other.source().into())
             && !differ(self.date.into(), other.date.into())
     }
+
+    /// Whether this record is older than `other` (a late notice that must not undo it): a lower
+    /// `version` where both are known (tdlib applies participant updates in version order), else
+    /// an earlier `date` where both are known (an earlier participation). Records that tell
+    /// neither are not ordered.
+    pub fn is_older_than(&self, other: &CallParticipant) -> bool {
+        if self.version != 0 && other.version != 0 {
+            return self.version < other.version;
+        }
+        self.date != 0 && other.date != 0 && self.date < other.date
+    }
 }
 
 /// The media sources (RTP SSRCs) of one `groupCallParticipant`: what a media stack sees a

@@ -26,10 +26,13 @@ pub(super) struct CallSources {
 
 impl CallSources {
     /// Participant records: each goes to the table (in order); a record of ours that has not
-    /// left is our current participation.
+    /// left is our current participation, unless it is older than the one we know (a late
+    /// record of an earlier participation must not hide the current one's end).
     pub(super) fn note(&mut self, me: i64, participants: &[CallParticipant], events: &mut VecDeque<SessionEvent>) {
-        if let Some(p) = participants.iter().rev().find(|p| p.user_id == me && !p.left) {
-            self.me = Some(p.clone());
+        for p in participants.iter().filter(|p| p.user_id == me && !p.left) {
+            if self.me.as_ref().is_none_or(|known| !p.is_older_than(known)) {
+                self.me = Some(p.clone());
+            }
         }
         source_events(events, self.table.apply(participants));
     }

@@ -274,9 +274,10 @@ impl SourceTable {
         self.by_user.insert(user_id, participation);
     }
 
-    /// Unmaps `ssrc` if it is still `source`'s (a reader found that `source`'s key does not
-    /// open its frames: the SSRC moved to a participation whose record we missed), publishing
-    /// the change; it can then be looked up again.
+    /// Unmaps `ssrc` if it is still `source`'s, publishing the change; it can then be looked up
+    /// again. For a table kept by hand: the session does not unmap on a stale report (a frame
+    /// that `source`'s key does not open may be another member's, sent on that SSRC), it checks
+    /// the mapping with a lookup ([`LookupScheduler::note_stale`]).
     pub fn unmap_stale(&mut self, ssrc: u32, source: Source) -> Vec<SourceChange> {
         if self.by_ssrc.get(&ssrc) != Some(&source) {
             return Vec::new();
@@ -373,8 +374,9 @@ impl SourceMap {
 
     /// Notes that `source`'s key did not open a frame that came on `ssrc`, which the map gives
     /// to `source`: the mapping may be stale (the SSRC moved to a participation whose record
-    /// was missed). The signalling side takes it with [`SourceMap::take_stale`], unmaps it
-    /// ([`SourceTable::unmap_stale`]) and looks it up. Bounded and deduplicated as
+    /// was missed), or another member sent on it. The signalling side takes it with
+    /// [`SourceMap::take_stale`] and checks it with a lookup ([`LookupScheduler::note_stale`]),
+    /// keeping the mapping until the answer moves it. Bounded and deduplicated as
     /// [`SourceMap::report_unknown`].
     pub fn report_stale(&self, ssrc: u32, source: Source) {
         if let Ok(mut stale) = self.inner.stale.lock() {
@@ -507,7 +509,24 @@ impl LookupScheduler {
     /// it is known, waiting already, or recently unresolved. Past [`MAX_PENDING_LOOKUPS`] it is
     /// refused ([`UnresolvedReason::PendingFull`]).
     pub fn note_unknown(&mut self, ssrc: u32, table: &SourceTable, now: u64) {
-        if ssrc == 0 || table.get(ssrc).is_some() || self.is_pending(ssrc) {
+        if table.get(ssrc).is_none() {
+            self.queue(ssrc, now);
+        }
+    }
+
+    /// Notes that the sender `table` gives `ssrc` did not open a frame on it
+    /// ([`SourceMap::take_stale`]), at `now`: the mapping is checked by a lookup, as an unknown
+    /// SSRC is, and stays until the answer moves the SSRC. One frame that does not open proves
+    /// nothing: any member can send its own frames, or replay another's, on any SSRC; unmapping
+    /// on it would let one packet a second silence a member for everyone. A check given up
+    /// ([`LookupEvent::Unresolved`]) leaves the SSRC mapped: its event concerns an SSRC the table
+    /// still maps (the session does not pass those on).
+    pub fn note_stale(&mut self, ssrc: u32, now: u64) {
+        self.queue(ssrc, now);
+    }
+
+    fn queue(&mut self, ssrc: u32, now: u64) {
+        if ssrc == 0 || self.is_pending(ssrc) {
             return;
         }
         if self.negative.get(&ssrc).is_some_and(|until| *until > now) {

@@ -7,7 +7,7 @@
 //! ```text
 //!  Update::Participants ─▶ CallSources::note ─▶ SourceTable::apply ─▶ SourceMapped / SourceUnmapped
 //!  media threads: Session::source_map().get(ssrc), misses and stale SSRCs (a mapped sender's
-//!  key that does not open the frame: unmapped first) ─▶ run_lookups (each tick)
+//!  key that does not open the frame: checked, still mapped) ─▶ run_lookups (each tick)
 //!     ─▶ LookupScheduler ─▶ Request::GetGroupParticipants (outbox, RequestKind's flood wait)
 //!     ─▶ on_lookup: apply the answer, on_answer / on_failure ─▶ SourceUnresolved
 //! ```
@@ -63,7 +63,7 @@ impl Session {
         source_events(&mut self.events, changes);
     }
 
-    /// On each tick in the call: the SSRCs readers reported unknown are queued, those that waited
+    /// On each tick in the call: the SSRCs readers reported unknown or stale are queued, those that waited
     /// too long given up, and a due lookup leaves through the outbox (not during its kind's
     /// flood wait: the scheduler holds it).
     pub(super) fn run_lookups(&mut self) {
@@ -73,16 +73,17 @@ impl Session {
         let now = self.now;
         let CallSources { table, lookups, .. } = &mut self.sources;
         let map = table.map();
-        let mut changes = Vec::new();
         for (ssrc, source) in map.take_stale() {
-            changes.extend(table.unmap_stale(ssrc, source));
-            lookups.note_unknown(ssrc, table, now);
+            // Checked, not unmapped: any member can send a frame that the sender's key does not
+            // open on any SSRC (its own, or another's replayed).
+            if table.get(ssrc) == Some(source) {
+                lookups.note_stale(ssrc, now);
+            }
         }
         for ssrc in map.take_misses() {
             lookups.note_unknown(ssrc, table, now);
         }
         lookups.handle_timeout(now);
-        source_events(&mut self.events, changes);
         if self.outbox.flood_until(RequestKind::GetGroupParticipants) <= now {
             if let Some((id, lookup)) = self.sources.lookups.poll_lookup(now) {
                 self.ctx().send(Request::GetGroupParticipants { sources: lookup.sources }, Purpose::Lookup { id });
@@ -120,9 +121,12 @@ impl Session {
         matches!(self.phase, Phase::Live(_)).then(|| self.sources.lookups.poll_timeout()).flatten()
     }
 
+    /// The SSRCs given up, but not the checks of a mapping given up (the SSRC stays mapped).
     fn lookup_events(&mut self) {
         while let Some(LookupEvent::Unresolved { ssrc, reason }) = self.sources.lookups.poll_event() {
-            self.events.push_back(SessionEvent::SourceUnresolved { ssrc, reason });
+            if self.sources.table.get(ssrc).is_none() {
+                self.events.push_back(SessionEvent::SourceUnresolved { ssrc, reason });
+            }
         }
     }
 }

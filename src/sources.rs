@@ -112,8 +112,8 @@ pub fn sources_of(record: &ParticipantSources) -> Vec<(u32, MediaKind)> {
     out
 }
 
-/// One participation: the record that named it last (its audio SSRC, `date` and `version`, what
-/// a leave names and what a late record is older than; without its sources) and its sources.
+/// One participation: the record that named it last (its audio SSRC and `date`: what a leave
+/// names and what a late record is older than; without its sources) and its sources.
 #[derive(Clone, Debug)]
 struct Participation {
     record: ParticipantSources,
@@ -187,10 +187,10 @@ impl SourceTable {
     /// SSRC another participant had moves, and says from whom). A `left` record ends the
     /// participation it names ([`ParticipantSources::same_participation`]: its audio SSRC, and its
     /// `date` where known), and only that one: a late leave of an earlier participation leaves a
-    /// rejoined member's sources alone, even when the rejoin got the same SSRC back. A record older
-    /// than the one the participant's sources came from ([`ParticipantSources::is_older_than`]: a
-    /// lower `version`, or an earlier participation's `date`) changes nothing. Returns one change
-    /// per SSRC.
+    /// rejoined member's sources alone, even when the rejoin got the same SSRC back. A record of
+    /// a participation older than the one the participant's sources came from
+    /// ([`ParticipantSources::is_older_than`]: an earlier `date`) changes nothing. Returns one
+    /// change per SSRC.
     pub fn apply(&mut self, records: &[ParticipantSources]) -> Vec<SourceChange> {
         let mut changes = Vec::new();
         for record in records {
@@ -219,7 +219,7 @@ impl SourceTable {
         let user_id = record.user_id;
         let held = self.by_user.get(&user_id).map(|p| &p.record);
         if held.is_some_and(|held| record.is_older_than(held)) {
-            // A late record (an earlier participation's, or an older version): it undoes nothing.
+            // A late record of an earlier participation: it undoes nothing.
             return;
         }
         if record.left {

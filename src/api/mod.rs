@@ -267,14 +267,11 @@ impl CallParticipant {
             && !differ(self.date.into(), other.date.into())
     }
 
-    /// Whether this record is older than `other` (a late notice that must not undo it): a lower
-    /// `version` where both are known (tdlib applies participant updates in version order), else
-    /// an earlier `date` where both are known (an earlier participation). Records that tell
-    /// neither are not ordered.
+    /// Whether this record is about a participation older than `other`'s (a late notice that
+    /// must not undo a rejoin): an earlier `date`, where both are known. `version` is not
+    /// compared: only `versioned` records (flags.5, which this crate does not keep) are ordered
+    /// by it in Telegram's apps.
     pub fn is_older_than(&self, other: &CallParticipant) -> bool {
-        if self.version != 0 && other.version != 0 {
-            return self.version < other.version;
-        }
         self.date != 0 && other.date != 0 && self.date < other.date
     }
 }

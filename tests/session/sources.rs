@@ -138,7 +138,8 @@ fn a_member_cannot_unmap_another_members_ssrc_with_its_own_frames() {
     let map = net.s(1).source_map();
     assert_eq!(map.get(ssrc), Some(bob));
     let level = AudioLevel { level: 1, speech: true };
-    let carols = net.s(3).call().unwrap().media_encryptor(&mut r).encrypt_frame(0, Codec::Opus, b"x", level, 0).unwrap();
+    let carols =
+        net.s(3).call().unwrap().media_encryptor(&mut r).encrypt_frame(0, Codec::Opus, b"x", level, 0).unwrap();
     let bobs = net.s(2).call().unwrap().media_encryptor(&mut r);
     let dec = net.s(1).call().unwrap().media_decryptor();
     let e = dec.decrypt_frame_from_source_into(&map, ssrc, Codec::Opus, &carols, 0, &mut Vec::new()).unwrap_err();
@@ -158,7 +159,9 @@ fn a_member_cannot_unmap_another_members_ssrc_with_its_own_frames() {
     assert_eq!(map.get(ssrc), Some(bob));
     let events = net.events(1);
     assert!(
-        events.iter().all(|e| !matches!(e, SessionEvent::SourceUnmapped { .. } | SessionEvent::SourceUnresolved { .. })),
+        events
+            .iter()
+            .all(|e| !matches!(e, SessionEvent::SourceUnmapped { .. } | SessionEvent::SourceUnresolved { .. })),
         "{events:?}"
     );
 }

@@ -182,7 +182,8 @@ proptest! {
         prop_assert!(per_user.values().all(|n| *n <= MAX_SOURCES_PER_PARTICIPANT));
     }
 
-    /// No request storm, no unbounded wait: whatever SSRCs frames arrive on and whenever,
+    /// No request storm, no unbounded wait: whatever SSRCs frames arrive on and whenever (unknown
+    /// ones, and mapped ones whose sender's key did not open them, checked),
     /// at most one lookup goes out per `LOOKUP_INTERVAL_MS`, each names at most
     /// `MAX_LOOKUP_BATCH` distinct SSRCs, at most `MAX_PENDING_LOOKUPS` wait, and every unknown
     /// SSRC is resolved or given up with a reason within `LOOKUP_DEADLINE_MS` of its first frame.
@@ -197,11 +198,17 @@ proptest! {
         let mut sent_at = Vec::new();
         let mut waiting = std::collections::HashMap::<u32, u64>::new();
         let mut in_flight = None;
-        for (i, (raw, dt, _)) in frames.iter().enumerate() {
+        for (i, (raw, dt, what)) in frames.iter().enumerate() {
             now += dt;
             let ssrc = raw % 512 + 1; // repeats are likely: dedupe is exercised
             if t.get(ssrc).is_none() {
                 s.note_unknown(ssrc, &t, now);
+                if s.is_pending(ssrc) {
+                    waiting.entry(ssrc).or_insert(now);
+                }
+            } else if *what == 0 {
+                // A frame the mapped sender's key did not open: the mapping is checked.
+                s.note_stale(ssrc, now);
                 if s.is_pending(ssrc) {
                     waiting.entry(ssrc).or_insert(now);
                 }

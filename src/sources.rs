@@ -457,11 +457,13 @@ struct InFlight {
 
 /// Schedules `phone.getGroupParticipants` lookups for SSRCs the table does not know, as
 /// tgcalls' `requestMediaChannelDescriptions` makes Telegram's apps do: batched (up to
-/// [`MAX_LOOKUP_BATCH`] a lookup, those waiting longest first), deduplicated (an SSRC waiting or asked about is not queued
-/// again; one a lookup did not resolve is not asked about again for [`LOOKUP_NEGATIVE_MS`]),
-/// rate limited (one lookup in flight, at most one per [`LOOKUP_INTERVAL_MS`]), bounded
-/// ([`MAX_PENDING_LOOKUPS`] waiting) and with a deadline ([`LOOKUP_DEADLINE_MS`]). Pure: the
-/// caller passes `now` and sends what [`LookupScheduler::poll_lookup`] gives.
+/// [`MAX_LOOKUP_BATCH`] a lookup, those waiting longest first), deduplicated (an SSRC waiting
+/// or asked about is not queued again; one a lookup did not resolve is not asked about again
+/// for [`LOOKUP_NEGATIVE_MS`]), rate limited (one lookup in flight, at most one per
+/// [`LOOKUP_INTERVAL_MS`]), bounded ([`MAX_PENDING_LOOKUPS`] waiting) and with a deadline
+/// ([`LOOKUP_DEADLINE_MS`]); it also checks mappings a frame cast doubt on
+/// ([`LookupScheduler::note_stale`]). Pure: the caller passes `now` and sends what
+/// [`LookupScheduler::poll_lookup`] gives.
 #[derive(Clone, Debug, Default)]
 pub struct LookupScheduler {
     generation: u64,
@@ -514,9 +516,9 @@ impl LookupScheduler {
         }
     }
 
-    /// Notes that the sender `table` gives `ssrc` did not open a frame on it
-    /// ([`SourceMap::take_stale`]), at `now`: the mapping is checked by a lookup, as an unknown
-    /// SSRC is, and stays until the answer moves the SSRC. One frame that does not open proves
+    /// Notes, at `now`, that the sender the table gives `ssrc` did not open a frame on it
+    /// ([`SourceMap::take_stale`]): the mapping is checked by a lookup, as an unknown SSRC is
+    /// looked up, and stays until the answer moves the SSRC. One frame that does not open proves
     /// nothing: any member can send its own frames, or replay another's, on any SSRC; unmapping
     /// on it would let one packet a second silence a member for everyone. A check given up
     /// ([`LookupEvent::Unresolved`]) leaves the SSRC mapped: its event concerns an SSRC the table

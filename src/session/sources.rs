@@ -63,9 +63,9 @@ impl Session {
         source_events(&mut self.events, changes);
     }
 
-    /// On each tick in the call: the SSRCs readers reported unknown or stale are queued, those that waited
-    /// too long given up, and a due lookup leaves through the outbox (not during its kind's
-    /// flood wait: the scheduler holds it).
+    /// On each tick in the call: the SSRCs readers reported unknown or stale are queued, those
+    /// that waited too long given up, and a due lookup leaves through the outbox (not during its
+    /// kind's flood wait: the scheduler holds it).
     pub(super) fn run_lookups(&mut self) {
         if !matches!(self.phase, Phase::Live(_)) {
             return;

@@ -112,10 +112,11 @@ pub fn sources_of(record: &ParticipantSources) -> Vec<(u32, MediaKind)> {
     out
 }
 
-/// One participation: its audio SSRC (what names it in a leave) and its sources.
+/// One participation: the record that named it last (its audio SSRC and `date`: what a leave
+/// names and what a late record is older than; without its sources) and its sources.
 #[derive(Clone, Debug)]
 struct Participation {
-    audio: u32,
+    record: ParticipantSources,
     sources: Vec<(u32, MediaKind)>,
     /// When it was last updated (the table's counter): the least recent is forgotten first.
     touched: u64,
@@ -184,8 +185,12 @@ impl SourceTable {
     /// lookup), then publishes the new table to the [`SourceMap`] once. A record that has not
     /// `left` is the participant's whole current state: its SSRCs replace the ones it had (an
     /// SSRC another participant had moves, and says from whom). A `left` record ends the
-    /// participation its audio SSRC names, and only that one: a late leave of an earlier
-    /// participation leaves a rejoined member's sources alone. Returns one change per SSRC.
+    /// participation it names ([`ParticipantSources::same_participation`]: its audio SSRC, and its
+    /// `date` where known), and only that one: a late leave of an earlier participation leaves a
+    /// rejoined member's sources alone, even when the rejoin got the same SSRC back. A record of
+    /// a participation older than the one the participant's sources came from
+    /// ([`ParticipantSources::is_older_than`]: an earlier `date`) changes nothing. Returns one
+    /// change per SSRC.
     pub fn apply(&mut self, records: &[ParticipantSources]) -> Vec<SourceChange> {
         let mut changes = Vec::new();
         for record in records {
@@ -212,8 +217,13 @@ impl SourceTable {
 
     fn apply_one(&mut self, record: &ParticipantSources, changes: &mut Vec<SourceChange>) {
         let user_id = record.user_id;
+        let held = self.by_user.get(&user_id).map(|p| &p.record);
+        if held.is_some_and(|held| record.is_older_than(held)) {
+            // A late record of an earlier participation: it undoes nothing.
+            return;
+        }
         if record.left {
-            if self.by_user.get(&user_id).is_some_and(|p| p.audio == record.sources.audio) {
+            if held.is_some_and(|held| held.same_participation(record)) {
                 self.remove_user(user_id, changes);
             }
             return;
@@ -253,13 +263,21 @@ impl SourceTable {
             changes.push(SourceChange::Mapped { ssrc, source, previous });
         }
         self.counter = self.counter.saturating_add(1);
-        let participation = Participation { audio: record.sources.audio, sources: new, touched: self.counter };
+        let named = ParticipantSources {
+            user_id,
+            left: false,
+            date: record.date,
+            version: record.version,
+            sources: crate::api::MediaSources { audio: record.sources.audio, ..Default::default() },
+        };
+        let participation = Participation { record: named, sources: new, touched: self.counter };
         self.by_user.insert(user_id, participation);
     }
 
-    /// Unmaps `ssrc` if it is still `source`'s (a reader found that `source`'s key does not
-    /// open its frames: the SSRC moved to a participation whose record we missed), publishing
-    /// the change; it can then be looked up again.
+    /// Unmaps `ssrc` if it is still `source`'s, publishing the change; it can then be looked up
+    /// again. For a table kept by hand: the session does not unmap on a stale report (a frame
+    /// that `source`'s key does not open may be another member's, sent on that SSRC), it checks
+    /// the mapping with a lookup ([`LookupScheduler::note_stale`]).
     pub fn unmap_stale(&mut self, ssrc: u32, source: Source) -> Vec<SourceChange> {
         if self.by_ssrc.get(&ssrc) != Some(&source) {
             return Vec::new();
@@ -356,8 +374,9 @@ impl SourceMap {
 
     /// Notes that `source`'s key did not open a frame that came on `ssrc`, which the map gives
     /// to `source`: the mapping may be stale (the SSRC moved to a participation whose record
-    /// was missed). The signalling side takes it with [`SourceMap::take_stale`], unmaps it
-    /// ([`SourceTable::unmap_stale`]) and looks it up. Bounded and deduplicated as
+    /// was missed), or another member sent on it. The signalling side takes it with
+    /// [`SourceMap::take_stale`] and checks it with a lookup ([`LookupScheduler::note_stale`]),
+    /// keeping the mapping until the answer moves it. Bounded and deduplicated as
     /// [`SourceMap::report_unknown`].
     pub fn report_stale(&self, ssrc: u32, source: Source) {
         if let Ok(mut stale) = self.inner.stale.lock() {
@@ -438,11 +457,13 @@ struct InFlight {
 
 /// Schedules `phone.getGroupParticipants` lookups for SSRCs the table does not know, as
 /// tgcalls' `requestMediaChannelDescriptions` makes Telegram's apps do: batched (up to
-/// [`MAX_LOOKUP_BATCH`] a lookup), deduplicated (an SSRC waiting or asked about is not queued
-/// again; one a lookup did not resolve is not asked about again for [`LOOKUP_NEGATIVE_MS`]),
-/// rate limited (one lookup in flight, at most one per [`LOOKUP_INTERVAL_MS`]), bounded
-/// ([`MAX_PENDING_LOOKUPS`] waiting) and with a deadline ([`LOOKUP_DEADLINE_MS`]). Pure: the
-/// caller passes `now` and sends what [`LookupScheduler::poll_lookup`] gives.
+/// [`MAX_LOOKUP_BATCH`] a lookup, those waiting longest first), deduplicated (an SSRC waiting
+/// or asked about is not queued again; one a lookup did not resolve is not asked about again
+/// for [`LOOKUP_NEGATIVE_MS`]), rate limited (one lookup in flight, at most one per
+/// [`LOOKUP_INTERVAL_MS`]), bounded ([`MAX_PENDING_LOOKUPS`] waiting) and with a deadline
+/// ([`LOOKUP_DEADLINE_MS`]); it also checks mappings a frame cast doubt on
+/// ([`LookupScheduler::note_stale`]). Pure: the caller passes `now` and sends what
+/// [`LookupScheduler::poll_lookup`] gives.
 #[derive(Clone, Debug, Default)]
 pub struct LookupScheduler {
     generation: u64,
@@ -490,7 +511,24 @@ impl LookupScheduler {
     /// it is known, waiting already, or recently unresolved. Past [`MAX_PENDING_LOOKUPS`] it is
     /// refused ([`UnresolvedReason::PendingFull`]).
     pub fn note_unknown(&mut self, ssrc: u32, table: &SourceTable, now: u64) {
-        if ssrc == 0 || table.get(ssrc).is_some() || self.is_pending(ssrc) {
+        if table.get(ssrc).is_none() {
+            self.queue(ssrc, now);
+        }
+    }
+
+    /// Notes, at `now`, that the sender the table gives `ssrc` did not open a frame on it
+    /// ([`SourceMap::take_stale`]): the mapping is checked by a lookup, as an unknown SSRC is
+    /// looked up, and stays until the answer moves the SSRC. One frame that does not open proves
+    /// nothing: any member can send its own frames, or replay another's, on any SSRC; unmapping
+    /// on it would let one packet a second silence a member for everyone. A check given up
+    /// ([`LookupEvent::Unresolved`]) leaves the SSRC mapped: its event concerns an SSRC the table
+    /// still maps (the session does not pass those on).
+    pub fn note_stale(&mut self, ssrc: u32, now: u64) {
+        self.queue(ssrc, now);
+    }
+
+    fn queue(&mut self, ssrc: u32, now: u64) {
+        if ssrc == 0 || self.is_pending(ssrc) {
             return;
         }
         if self.negative.get(&ssrc).is_some_and(|until| *until > now) {
@@ -512,7 +550,11 @@ impl LookupScheduler {
         if self.in_flight.is_some() || self.queued.is_empty() || now < self.next_allowed {
             return None;
         }
-        let take: Vec<(u32, u64)> = self.queued.iter().take(MAX_LOOKUP_BATCH).map(|(s, t)| (*s, *t)).collect();
+        // The SSRCs waiting longest go first (not the lowest numbers: junk on low SSRCs must not
+        // starve a real one past its deadline).
+        let mut take: Vec<(u32, u64)> = self.queued.iter().map(|(s, t)| (*s, *t)).collect();
+        take.sort_unstable_by_key(|&(s, t)| (t, s));
+        take.truncate(MAX_LOOKUP_BATCH);
         for (s, _) in &take {
             self.queued.remove(s);
         }

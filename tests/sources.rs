@@ -182,7 +182,8 @@ proptest! {
         prop_assert!(per_user.values().all(|n| *n <= MAX_SOURCES_PER_PARTICIPANT));
     }
 
-    /// No request storm, no unbounded wait: whatever SSRCs frames arrive on and whenever,
+    /// No request storm, no unbounded wait: whatever SSRCs frames arrive on and whenever (unknown
+    /// ones, and mapped ones whose sender's key did not open them, checked),
     /// at most one lookup goes out per `LOOKUP_INTERVAL_MS`, each names at most
     /// `MAX_LOOKUP_BATCH` distinct SSRCs, at most `MAX_PENDING_LOOKUPS` wait, and every unknown
     /// SSRC is resolved or given up with a reason within `LOOKUP_DEADLINE_MS` of its first frame.
@@ -197,11 +198,17 @@ proptest! {
         let mut sent_at = Vec::new();
         let mut waiting = std::collections::HashMap::<u32, u64>::new();
         let mut in_flight = None;
-        for (i, (raw, dt, _)) in frames.iter().enumerate() {
+        for (i, (raw, dt, what)) in frames.iter().enumerate() {
             now += dt;
             let ssrc = raw % 512 + 1; // repeats are likely: dedupe is exercised
             if t.get(ssrc).is_none() {
                 s.note_unknown(ssrc, &t, now);
+                if s.is_pending(ssrc) {
+                    waiting.entry(ssrc).or_insert(now);
+                }
+            } else if *what == 0 {
+                // A frame the mapped sender's key did not open: the mapping is checked.
+                s.note_stale(ssrc, now);
                 if s.is_pending(ssrc) {
                     waiting.entry(ssrc).or_insert(now);
                 }
@@ -360,4 +367,56 @@ fn a_cloned_table_has_its_own_map() {
     assert_eq!(mb.get(5), src(1, MediaKind::Audio), "the clone starts with the same mappings");
     b.apply(&[record(2, 6, &[], None)]);
     assert_eq!((ma.get(6), mb.get(6)), (None, src(2, MediaKind::Audio)));
+}
+
+/// Review (hostile member): a member sprays junk frames on low SSRCs (each one unknown, each
+/// lookup answered "nobody"), faster than lookups drain them. A real late joiner's SSRC, reported
+/// first, must still be asked about before its deadline: lookups take the SSRCs waiting longest,
+/// not the lowest numbers.
+#[test]
+fn junk_ssrcs_do_not_starve_an_earlier_unknown_ssrc() {
+    let t = SourceTable::new();
+    let mut s = LookupScheduler::new();
+    let late_joiner = u32::MAX - 7;
+    s.note_unknown(late_joiner, &t, 0);
+    let mut junk = 1u32;
+    let mut asked = false;
+    let mut now = 0;
+    while now < LOOKUP_DEADLINE_MS {
+        for _ in 0..MAX_LOOKUP_BATCH {
+            s.note_unknown(junk, &t, now);
+            junk += 1;
+        }
+        if let Some((id, lookup)) = s.poll_lookup(now) {
+            asked |= lookup.sources.contains(&late_joiner);
+            s.on_answer(id, &t, now + 10);
+        }
+        now += LOOKUP_INTERVAL_MS;
+    }
+    assert!(asked, "the late joiner's SSRC was never asked about");
+}
+
+fn dated(mut r: ParticipantSources, date: i32) -> ParticipantSources {
+    r.date = date;
+    r
+}
+
+/// Review (hostile or merely late server): the server model gives a rejoin the same lowest free
+/// SSRC and a later date, so the audio SSRC alone does not name a participation. A late leave of
+/// the earlier one (same SSRC, earlier date) must not end the current one, nor may a late record
+/// of the earlier participation bring back its sources.
+#[test]
+fn late_records_of_an_earlier_participation_change_nothing() {
+    let mut t = SourceTable::new();
+    t.apply(&[dated(record(1, 10, &[11], None), 100)]);
+    // User 1 rejoins: the same audio SSRC, a later date, another camera SSRC.
+    t.apply(&[dated(record(1, 10, &[12], None), 200)]);
+    assert!(t.apply(&[dated(left(1, 10), 100)]).is_empty(), "a late leave of the earlier participation");
+    assert_eq!((t.get(10), t.get(12)), (src(1, MediaKind::Audio), src(1, MediaKind::Video)));
+    assert!(t.apply(&[dated(record(1, 10, &[11], None), 100)]).is_empty(), "a late record of the earlier one");
+    assert_eq!((t.get(11), t.get(12)), (None, src(1, MediaKind::Video)));
+    // The current participation's leave still ends it; unknown dates (0) still match.
+    assert_eq!(t.apply(&[dated(left(1, 10), 200)]).len(), 2);
+    t.apply(&[record(2, 20, &[], None)]);
+    assert_eq!(t.apply(&[dated(left(2, 20), 300)]).len(), 1);
 }

@@ -266,6 +266,14 @@ impl CallParticipant {
             && !differ(self.source().into(), other.source().into())
             && !differ(self.date.into(), other.date.into())
     }
+
+    /// Whether this record is about a participation older than `other`'s (a late notice that
+    /// must not undo a rejoin): an earlier `date`, where both are known. `version` is not
+    /// compared: only `versioned` records (flags.5, which this crate does not keep) are ordered
+    /// by it in Telegram's apps.
+    pub fn is_older_than(&self, other: &CallParticipant) -> bool {
+        self.date != 0 && other.date != 0 && self.date < other.date
+    }
 }
 
 /// The media sources (RTP SSRCs) of one `groupCallParticipant`: what a media stack sees a

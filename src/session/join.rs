@@ -221,6 +221,23 @@ fn update_bytes(u: &Update) -> usize {
         Update::ChainBlocks { blocks, .. } => blocks.iter().map(|b| b.len()).sum(),
         Update::EncryptedMessage { encrypted_message, .. } => encrypted_message.len(),
         Update::GroupCall { invite_link, .. } => invite_link.as_ref().map_or(0, String::len),
-        Update::Participants { participants } => participants.len().saturating_mul(16),
+        Update::Participants { participants } => {
+            participants.iter().map(participant_bytes).fold(0, usize::saturating_add)
+        }
     }
+}
+
+/// The bytes a participant record holds: the record, and its sources' endpoint names and source
+/// groups (a hostile server chooses their sizes).
+fn participant_bytes(p: &crate::api::CallParticipant) -> usize {
+    let video = |v: &crate::api::VideoSources| {
+        let groups = v.source_groups.iter().map(|g| {
+            std::mem::size_of_val(g)
+                .saturating_add(g.semantics.len())
+                .saturating_add(std::mem::size_of_val(&g.sources[..]))
+        });
+        groups.fold(v.endpoint.len(), usize::saturating_add)
+    };
+    let sources = [&p.sources.video, &p.sources.presentation].into_iter().flatten().map(video);
+    sources.fold(std::mem::size_of_val(p), usize::saturating_add)
 }

@@ -7,7 +7,7 @@
 //! ```text
 //!  Update::Participants ─▶ CallSources::note ─▶ SourceTable::apply ─▶ SourceMapped / SourceUnmapped
 //!  media threads: Session::source_map().get(ssrc), misses and stale SSRCs (a mapped sender's
-//!  key that does not open the frame: unmapped first) ─▶ run_lookups (each tick)
+//!  key that does not open the frame: checked, still mapped) ─▶ run_lookups (each tick)
 //!     ─▶ LookupScheduler ─▶ Request::GetGroupParticipants (outbox, RequestKind's flood wait)
 //!     ─▶ on_lookup: apply the answer, on_answer / on_failure ─▶ SourceUnresolved
 //! ```
@@ -26,10 +26,13 @@ pub(super) struct CallSources {
 
 impl CallSources {
     /// Participant records: each goes to the table (in order); a record of ours that has not
-    /// left is our current participation.
+    /// left is our current participation, unless it is older than the one we know (a late
+    /// record of an earlier participation must not hide the current one's end).
     pub(super) fn note(&mut self, me: i64, participants: &[CallParticipant], events: &mut VecDeque<SessionEvent>) {
-        if let Some(p) = participants.iter().rev().find(|p| p.user_id == me && !p.left) {
-            self.me = Some(p.clone());
+        for p in participants.iter().filter(|p| p.user_id == me && !p.left) {
+            if self.me.as_ref().is_none_or(|known| !p.is_older_than(known)) {
+                self.me = Some(p.clone());
+            }
         }
         source_events(events, self.table.apply(participants));
     }
@@ -60,9 +63,9 @@ impl Session {
         source_events(&mut self.events, changes);
     }
 
-    /// On each tick in the call: the SSRCs readers reported unknown are queued, those that waited
-    /// too long given up, and a due lookup leaves through the outbox (not during its kind's
-    /// flood wait: the scheduler holds it).
+    /// On each tick in the call: the SSRCs readers reported unknown or stale are queued, those
+    /// that waited too long given up, and a due lookup leaves through the outbox (not during its
+    /// kind's flood wait: the scheduler holds it).
     pub(super) fn run_lookups(&mut self) {
         if !matches!(self.phase, Phase::Live(_)) {
             return;
@@ -70,16 +73,17 @@ impl Session {
         let now = self.now;
         let CallSources { table, lookups, .. } = &mut self.sources;
         let map = table.map();
-        let mut changes = Vec::new();
         for (ssrc, source) in map.take_stale() {
-            changes.extend(table.unmap_stale(ssrc, source));
-            lookups.note_unknown(ssrc, table, now);
+            // Checked, not unmapped: any member can send a frame that the sender's key does not
+            // open on any SSRC (its own, or another's replayed).
+            if table.get(ssrc) == Some(source) {
+                lookups.note_stale(ssrc, now);
+            }
         }
         for ssrc in map.take_misses() {
             lookups.note_unknown(ssrc, table, now);
         }
         lookups.handle_timeout(now);
-        source_events(&mut self.events, changes);
         if self.outbox.flood_until(RequestKind::GetGroupParticipants) <= now {
             if let Some((id, lookup)) = self.sources.lookups.poll_lookup(now) {
                 self.ctx().send(Request::GetGroupParticipants { sources: lookup.sources }, Purpose::Lookup { id });
@@ -117,9 +121,12 @@ impl Session {
         matches!(self.phase, Phase::Live(_)).then(|| self.sources.lookups.poll_timeout()).flatten()
     }
 
+    /// The SSRCs given up, but not the checks of a mapping given up (the SSRC stays mapped).
     fn lookup_events(&mut self) {
         while let Some(LookupEvent::Unresolved { ssrc, reason }) = self.sources.lookups.poll_event() {
-            self.events.push_back(SessionEvent::SourceUnresolved { ssrc, reason });
+            if self.sources.table.get(ssrc).is_none() {
+                self.events.push_back(SessionEvent::SourceUnresolved { ssrc, reason });
+            }
         }
     }
 }

@@ -229,3 +229,37 @@ fn a_join_response_with_later_blocks_is_applied() {
     assert_eq!(s.call().unwrap().height(), 2);
     assert_eq!(s.call().unwrap().key_fingerprint(), net.s(1).call().unwrap().key_fingerprint());
 }
+
+/// Review (hostile server): participant records pushed while a join is in flight are kept for
+/// after it, within `max_buffered_bytes`. A record's sources (an endpoint name, source groups)
+/// are bytes too: a record must not count as 16 bytes whatever it holds, or 256 pushes of
+/// one large record each would be kept, far over the bound.
+#[test]
+fn participant_records_buffered_while_joining_count_their_sources() {
+    use confchain::api::{CallParticipant, MediaSources, SourceGroup, VideoSources};
+    let mut net = conference(&[1]);
+    net.sessions.push(Session::new(2, SessionConfig::default()).unwrap());
+    let mut r = rng(345);
+    net.s(2).join(0, &mut r).unwrap();
+    let config = SessionConfig::default();
+    let big = VideoSources {
+        endpoint: "e".repeat(256 << 10),
+        source_groups: vec![SourceGroup { semantics: "SIM".into(), sources: vec![1, 2, 3] }],
+        audio_source: None,
+    };
+    let record = CallParticipant {
+        user_id: 3,
+        sources: MediaSources { audio: 9, video: Some(big), presentation: None },
+        ..CallParticipant::default()
+    };
+    for _ in 0..config.max_buffered_updates {
+        net.s(2).handle_update(Update::Participants { participants: vec![record.clone()] }, 0, &mut r);
+    }
+    let f = net.s(2).footprint();
+    assert_eq!(net.s(2).state(), SessionState::Joining);
+    assert!(
+        f.buffered_updates * (256 << 10) <= config.max_buffered_bytes,
+        "{} records of 256 KiB kept: {f:?}",
+        f.buffered_updates
+    );
+}

@@ -247,6 +247,30 @@ fn a_late_notice_of_an_earlier_participation_does_not_end_a_rejoin() {
     assert_eq!(net.s(2).state(), SessionState::Ended);
 }
 
+/// Review of issue 30 item 5's check: a late "joined" record of our *earlier* participation
+/// (delivered after the rejoin, e.g. buffered while joining) must not become our participation:
+/// otherwise the server dropping the current one (a "left" record naming it) goes unheeded and
+/// the session stays `Joined` in a call the server no longer has it in.
+#[test]
+fn a_late_record_of_an_earlier_participation_does_not_hide_the_current_ones_end() {
+    let mut net = conference_with_participants(&[1, 2]);
+    let mut r = rng(306);
+    let earlier = net.server.participation(2).cloned().unwrap();
+    net.server.drop_from_media(2);
+    net.s(2).send_message(r#"{"random_id":"6"}"#, 0, &mut r).unwrap();
+    net.pump();
+    assert_eq!(net.s(2).state(), SessionState::Ended);
+    net.join(2);
+    assert_eq!(net.s(2).state(), SessionState::Joined);
+    let now = net.server.participation(2).cloned().unwrap();
+    assert!(!now.same_participation(&earlier), "a new participation (a later date)");
+    net.update(2, Update::Participants { participants: vec![earlier] });
+    assert_eq!(net.s(2).state(), SessionState::Joined);
+    let left = confchain::session::CallParticipant { left: true, ..now };
+    net.update(2, Update::Participants { participants: vec![left] });
+    assert_eq!(net.s(2).state(), SessionState::Ended, "{:?}", net.events(2));
+}
+
 /// A join that passed its deadline, then failed for good, but that the server accepted after all:
 /// the late answer is met with `leaveGroupCall`.
 #[test]

@@ -123,3 +123,70 @@ fn a_lookup_answer_of_an_earlier_participation_is_ignored() {
     net.update(2, Update::Participants { participants: vec![record] });
     assert_eq!(map.get(alice), Some(Source { user_id: 1, kind: MediaKind::Audio }));
 }
+
+/// Review (hostile member): Carol sends a frame of her own (or replays anyone's) on Bob's SSRC.
+/// At Alice it does not open with Bob's key (`WRONG_SIGNATURE`), which is all a receiver can see;
+/// that must not unmap Bob's SSRC, or one packet a second from any member would silence Bob for
+/// everyone. The mapping stays and is checked with one lookup, whose answer confirms it.
+#[test]
+fn a_member_cannot_unmap_another_members_ssrc_with_its_own_frames() {
+    use confchain::frame::{AudioLevel, Codec};
+    let mut net = conference_with_participants(&[1, 2, 3]);
+    let mut r = rng(343);
+    let ssrc = audio(&net, 2);
+    let bob = Source { user_id: 2, kind: MediaKind::Audio };
+    let map = net.s(1).source_map();
+    assert_eq!(map.get(ssrc), Some(bob));
+    let level = AudioLevel { level: 1, speech: true };
+    let carols =
+        net.s(3).call().unwrap().media_encryptor(&mut r).encrypt_frame(0, Codec::Opus, b"x", level, 0).unwrap();
+    let bobs = net.s(2).call().unwrap().media_encryptor(&mut r);
+    let dec = net.s(1).call().unwrap().media_decryptor();
+    let e = dec.decrypt_frame_from_source_into(&map, ssrc, Codec::Opus, &carols, 0, &mut Vec::new()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongSignature);
+    net.events(1);
+    net.s(1).handle_timeout(1, &mut r);
+    assert_eq!(map.get(ssrc), Some(bob), "still Bob's: {:?}", net.events(1));
+    let frame = bobs.encrypt_frame(0, Codec::Opus, b"hi", level, 1).unwrap();
+    let (sender, _) = dec.decrypt_frame_from_source_into(&map, ssrc, Codec::Opus, &frame, 1, &mut Vec::new()).unwrap();
+    assert_eq!(sender, bob);
+    let lookups: Vec<_> =
+        drain(net.s(1)).into_iter().filter(|(_, q)| matches!(q, Request::GetGroupParticipants { .. })).collect();
+    let [(id, lookup)] = &lookups[..] else { panic!("one lookup checks the mapping: {lookups:?}") };
+    assert_eq!(lookup, &Request::GetGroupParticipants { sources: vec![ssrc] });
+    let (answer, _) = net.server.handle(1, lookup);
+    net.respond(1, *id, answer);
+    assert_eq!(map.get(ssrc), Some(bob));
+    let events = net.events(1);
+    assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e, SessionEvent::SourceUnmapped { .. } | SessionEvent::SourceUnresolved { .. })),
+        "{events:?}"
+    );
+}
+
+/// A mapping that is really stale (the SSRC moved to a participation whose record we missed) is
+/// corrected by the check's answer: the SSRC moves to its new sender.
+#[test]
+fn a_stale_mapping_is_corrected_by_its_check() {
+    let mut net = conference_with_participants(&[1, 2, 3]);
+    let mut r = rng(344);
+    let map = net.s(1).source_map();
+    // Alice's map wrongly gives Carol's SSRC to Bob (a record she missed); frames on it fail.
+    let wrong = Source { user_id: 2, kind: MediaKind::Audio };
+    let carol = audio(&net, 3);
+    let mut record = net.server.participation(2).cloned().unwrap();
+    record.sources.audio = carol;
+    record.sources.video = None;
+    net.update(1, Update::Participants { participants: vec![record] });
+    assert_eq!(map.get(carol), Some(wrong));
+    map.report_stale(carol, wrong);
+    net.s(1).handle_timeout(1, &mut r);
+    let lookups: Vec<_> =
+        drain(net.s(1)).into_iter().filter(|(_, q)| matches!(q, Request::GetGroupParticipants { .. })).collect();
+    let [(id, lookup)] = &lookups[..] else { panic!("{lookups:?}") };
+    let (answer, _) = net.server.handle(1, lookup);
+    net.respond(1, *id, answer);
+    assert_eq!(map.get(carol), Some(Source { user_id: 3, kind: MediaKind::Audio }));
+}

@@ -37,7 +37,9 @@ impl Live {
         }
         // Entries whose keys no one can use block every block that keeps them: a removal takes
         // them along (it needs the remove permission anyway; issue 30 item 1).
-        let mut user_ids = user_ids;
+        // The server drops the users named from the media call: a prune names only the entries it
+        // removes (a rejoined user is not pruned, in the chain or in the media call).
+        let mut user_ids = if kick { user_ids } else { present.clone() };
         for u in unusable {
             if !present.contains(&u) {
                 present.push(u);

@@ -420,16 +420,18 @@ impl World {
     /// negative answer's [`LOOKUP_NEGATIVE_MS`] plus the longest flood wait the server imposes
     /// plus one lookup and its answer.
     pub(super) fn check_heard(&mut self) -> Result<(), Failure> {
-        let owners: Vec<(i64, u32)> = self
-            .members
-            .iter()
-            .filter_map(|m| self.server().participation(m.user_id).map(|p| (m.user_id, p.source())))
-            .flat_map(|(user, audio)| [(user, audio), (user, audio + 1)])
-            .collect();
         let flood_ms = u64::from(self.server().behaviour().flood_max_seconds) * 1_000;
         let within = LOOKUP_NEGATIVE_MS + flood_ms + 3 * LOOKUP_INTERVAL_MS;
         let start = self.now;
         loop {
+            // Who is in the media call now: a removal retried after the call converged (a kick
+            // the application asked for during the faults) may take someone out meanwhile.
+            let owners: Vec<(i64, u32)> = self
+                .members
+                .iter()
+                .filter_map(|m| self.server().participation(m.user_id).map(|p| (m.user_id, p.source())))
+                .flat_map(|(user, audio)| [(user, audio), (user, audio + 1)])
+                .collect();
             let mut deaf = None;
             let now = self.now;
             for i in 0..self.members.len() {

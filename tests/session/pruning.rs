@@ -66,3 +66,23 @@ fn a_prune_removes_only_the_entry_whose_departure_it_saw() {
     assert_eq!(net.s(2).state(), SessionState::Joined, "{:?}", net.events(2));
     assert!(net.server.chain().participants().iter().any(|p| p.user_id == 2), "bob's new entry stays");
 }
+
+/// Issue 30 item 6, with company: a prune of Bob (who rejoined) and Carol (who left) removes
+/// Carol's entry only, and Bob stays in the media call (the server drops whom a removal names
+/// from it: a prune names only the entries it removes).
+#[test]
+fn a_prune_names_to_the_server_only_the_entries_it_removes() {
+    let mut net = conference(&[1, 2, 3]);
+    let mut r = rng(307);
+    let left = |u| confchain::session::CallParticipant::new(u, true);
+    net.s(1).handle_update(Update::Participants { participants: vec![left(2), left(3)] }, 0, &mut r);
+    net.s(2).leave(0);
+    net.s(3).leave(0);
+    net.pump();
+    net.join(2);
+    net.advance_to(10_000);
+    assert_eq!(net.s(2).state(), SessionState::Joined, "{:?}", net.events(2));
+    assert!(net.server.members().any(|u| u == 2), "bob is still in the media call");
+    let users: Vec<i64> = net.server.chain().participants().iter().map(|p| p.user_id).collect();
+    assert_eq!(users, vec![1, 2], "carol pruned, bob's new entry stays");
+}

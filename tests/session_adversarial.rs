@@ -698,3 +698,59 @@ fn full_pages_of_new_junk_broadcasts_do_not_make_a_hot_loop() {
     }
     assert!(later <= 12, "{later} polls in 10 s");
 }
+
+/// Issue 30 item 8, the other side: a full page of sub-chain 1 that delivered a commit or reveal
+/// of the current round is progress, followed by the next page at once; the same page with junk
+/// in the commit's place is not (the 1 s spacing).
+#[test]
+fn a_full_page_of_sub_chain_1_is_progress_only_by_what_it_delivered() {
+    for delivers in [true, false] {
+        let mut r = rng(3081);
+        let config = SessionConfig { poll_limit: 2, ..SessionConfig::default() };
+        let mut server = confchain::server::Server::new();
+        let mut s = Session::new(1, config).unwrap();
+        s.create(true, 0, &mut r).unwrap();
+        // Everything through the server, but our commit's answer carries nothing: the session
+        // gets its commit only from a page.
+        let mut commit = None;
+        let mut pending = Vec::new();
+        let mut now = 0;
+        while commit.is_none() || pending.is_empty() {
+            if commit.is_some() {
+                now = s.poll_timeout().unwrap();
+                s.handle_timeout(now, &mut r);
+            }
+            for (id, request) in drain(&mut s) {
+                match &request {
+                    Request::SendBroadcast { .. } if commit.is_none() => {
+                        let (response, _) = server.handle(1, &request);
+                        let Response::Ok(updates) = response else { panic!("{response:?}") };
+                        let Some(Update::ChainBlocks { blocks, .. }) = updates.into_iter().next() else { panic!() };
+                        commit = Some(blocks[0].as_bytes().to_vec());
+                        s.handle_response(id, Response::Ok(vec![]), now, &mut r);
+                    }
+                    Request::GetChainBlocks { sub_chain: SubChain::Broadcasts, offset, .. } if *offset >= 0 => {
+                        pending.push((id, request))
+                    }
+                    _ => {
+                        let (response, _) = server.handle(1, &request);
+                        s.handle_response(id, response, now, &mut r);
+                    }
+                }
+            }
+        }
+        let commit = commit.expect("our commit");
+        let first = if delivers { commit } else { vec![0xB0, 1, 2] };
+        assert!(answer_poll(
+            &mut s,
+            &mut pending,
+            SubChain::Broadcasts,
+            |offset| Response::Ok(vec![chain(1, vec![first, vec![0xB0, 3, 4]], offset + 2)]),
+            now,
+            &mut r
+        ));
+        let again =
+            pending.iter().any(|(_, q)| matches!(q, Request::GetChainBlocks { sub_chain: SubChain::Broadcasts, .. }));
+        assert_eq!(again, delivers, "delivers: {delivers}");
+    }
+}

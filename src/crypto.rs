@@ -231,9 +231,9 @@ mod openssl_sha512 {
 
 /// A participant's key prepared for verifying many signatures: the decompressed key and tables
 /// of its multiples, so a verification costs about 120 point additions and no doublings instead
-/// of a variable-base double-scalar multiplication (~250 doublings). Built once when a sender's
-/// key enters a call's key cache ([`PreparedKey::new`], about as long as 1.5 verifications) and
-/// dropped with it; [`PreparedKey::TABLE_BYTES`] bytes each.
+/// of a variable-base double-scalar multiplication (~250 doublings). Built once when a
+/// participant's key enters a call (its key cache: [`PreparedKey::new`], about as long as 1.5
+/// verifications) and dropped with it; [`PreparedKey::TABLE_BYTES`] bytes each.
 ///
 /// The verdicts are exactly [`verify_with`]'s (ed25519-dalek's cofactorless `verify`): `s` must
 /// be canonical (`s < l`), `k = SHA-512(R || A || M) mod l` over the key's bytes as received, and

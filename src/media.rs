@@ -133,12 +133,20 @@ impl Shared {
     }
 
     /// Publishes a new snapshot (a pointer swap), then drops the keys of senders no epoch has any
-    /// more; nothing once closed.
+    /// more and prepares those of the newest epoch's participants (a key's tables are built once,
+    /// when it enters the call: its first packet and the verification rounds find them ready);
+    /// nothing once closed.
     pub(crate) fn publish(&self, snapshot: Snapshot) {
         if self.is_closed() {
             return;
         }
         self.prune_keys(&snapshot.epochs);
+        if let Some(newest) = snapshot.epochs.last() {
+            for p in newest.state.participants.iter().filter(|p| p.user_id != self.user_id) {
+                // A key that is not a point is refused by every verification anyway.
+                let _ = self.prepared_key(&p.public_key);
+            }
+        }
         let snapshot = Arc::new(snapshot);
         match self.snapshot.write() {
             Ok(mut slot) => *slot = snapshot,

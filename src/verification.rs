@@ -132,11 +132,9 @@ impl std::fmt::Debug for KeySource {
 }
 
 impl KeySource {
-    /// Verifies with the sender's prepared key when the packet path has one, else with the key's
-    /// bytes; the same verdicts either way. Broadcasts never build tables themselves: a round
-    /// verifies each member's key twice, fewer than a table costs (~2.5 verifications) unless it
-    /// is kept, and keeping one per member in every call (a simulation holds hundreds of calls)
-    /// is memory the packet path already bounds.
+    /// Verifies with the sender's prepared key when the call's cache has one (the call prepares
+    /// its participants' keys as they enter it), else with the key's bytes; the same verdicts
+    /// either way. Broadcasts never build tables themselves: the cache bounds them.
     fn verify(&self, key: &PublicKey, message: &[u8], signature: &[u8; 64]) -> Result<()> {
         match self.0.as_ref().and_then(|cache| cache.cached_prepared_key(key)) {
             Some(prepared) => prepared.verify(message, signature),

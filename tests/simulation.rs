@@ -28,6 +28,10 @@ fn seeds_with(faults: Faults, members: usize, server: ServerSetup) -> Report {
                 total.forged_blocks += r.forged_blocks;
                 total.poisoned_keys += r.poisoned_keys;
                 total.lock_attempts += r.lock_attempts;
+                total.junk_pages += r.junk_pages;
+                total.member_junk += r.member_junk;
+                total.late_notices += r.late_notices;
+                total.false_notices += r.false_notices;
                 total.outsider_attempts += r.outsider_attempts;
                 total.silent_requests += r.silent_requests;
                 total.flood_waits += r.flood_waits;
@@ -166,6 +170,46 @@ fn hostile_joiners_neither_poison_nor_lock_the_call() {
     let setup = ServerSetup { behaviour: Behaviour::real(), hostility: Hostility::joiners() };
     let r = seeds_with(Faults::light(), 6, setup);
     assert!(r.poisoned_keys > 0 && r.lock_attempts > 0, "the attacks were made: {r:?}");
+}
+
+/// A short run of each seed with `hostility` on the real server, with no network faults (so
+/// that a hot loop shows at the request rate) and with light ones; the reports summed.
+fn short_hostile_runs(hostility: Hostility) -> Report {
+    let setup = ServerSetup { behaviour: Behaviour::real(), hostility };
+    let mut total = Report::default();
+    for faults in [Faults::none(), Faults::light()] {
+        for seed in 0..env("CONFCHAIN_SIM_SEEDS", 3) {
+            let config = SimConfig { members: 5, steps: 1_000, faults, seed, server: setup };
+            let r = run(&config).unwrap_or_else(|f| panic!("{f}"));
+            total.junk_pages += r.junk_pages;
+            total.member_junk += r.member_junk;
+            total.late_notices += r.late_notices;
+            total.false_notices += r.false_notices;
+        }
+    }
+    total
+}
+
+/// Issue 30 items 7 and 8: the hostile server answers broadcast polls with full pages of junk
+/// written into sub-chain 1 (random bytes, broadcasts with bad signatures) and pushes them, and
+/// precedes new blocks with junk commits and reveals under each participant's id: every member's
+/// requests stay under the rate bound (invariant *request rate*) and, once the attack phase is
+/// over, every round completes (liveness).
+#[test]
+fn hostile_junk_in_sub_chain_1_neither_loops_nor_stalls() {
+    let r = short_hostile_runs(Hostility::junk());
+    assert!(r.junk_pages > 0 && r.member_junk > 0, "the attacks were played: {r:?}");
+}
+
+/// Issue 30 items 5 and 6: `left` records held back until their subject rejoined, and false
+/// `left` records about members still in the call: no member is ended by a notice of an earlier
+/// participation of its own (invariant *late notice*), no rejoiner's entry is pruned by a member
+/// told only of an earlier departure (invariant *rejoiner kept*), and, once the attack phase is
+/// over, every round completes (liveness).
+#[test]
+fn hostile_late_notices_end_no_rejoin_and_prune_no_rejoiner() {
+    let r = short_hostile_runs(Hostility::notices());
+    assert!(r.late_notices > 0 && r.false_notices > 0, "the attacks were played: {r:?}");
 }
 
 /// Issue 34: every member decrypts media by SSRC through its session's source map; SSRCs are

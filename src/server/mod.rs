@@ -232,6 +232,14 @@ impl Server {
         &self.broadcasts
     }
 
+    /// Appends entries to sub-chain 1 as they are, unchecked (what a hostile server writes
+    /// there: junk no member sent, [`hostile`]); the update that announces them.
+    pub fn append_broadcasts(&mut self, entries: Vec<Vec<u8>>) -> Update {
+        let blocks = server_blocks(&entries);
+        self.broadcasts.extend(entries);
+        Update::ChainBlocks { sub_chain: SubChain::Broadcasts, blocks, next_offset: len_i32(self.broadcasts.len()) }
+    }
+
     /// Users joined to the call (the media session, not the chain).
     pub fn members(&self) -> impl Iterator<Item = i64> + '_ {
         self.members.iter().copied()

@@ -1,9 +1,10 @@
 //! The invariants checked after every step (chains, deadlines, pruning, joiners' attacks,
-//! ghosts, messages) and the liveness checks once faults stop (calm, prune, discard).
+//! ghosts, messages), those checked as requests and notices arrive (late notices, rejoiners
+//! kept), and the liveness checks once faults stop (calm, prune, discard).
 
 use std::collections::{HashMap, HashSet};
 
-use crate::api::RequestId;
+use crate::api::{Request, RequestId, Update};
 use crate::call::Call;
 use crate::limits::{EPOCH_GRACE_MS, LOOKUP_INTERVAL_MS, LOOKUP_NEGATIVE_MS};
 use crate::server::hostile::{Hostility, JoinerAttack, ATTACKERS};
@@ -11,7 +12,7 @@ use crate::server::Behaviour;
 use crate::session::{Session, SessionConfig, SessionState};
 use crate::wire::Permissions;
 
-use super::world::{busy, member_config, World, MESSAGE_DEADLINE_MS};
+use super::world::{busy, member_config, Told, World, MESSAGE_DEADLINE_MS};
 use super::{
     Failure, Faults, DISCARD_BOUND_MS, GHOST_BOUND_MS, POISON_BOUND_MS, PRUNE_BOUND_MS, REQUEST_DEADLINE_BOUND_MS,
 };
@@ -31,6 +32,15 @@ impl World {
 
     pub(super) fn check(&mut self) -> Result<(), Failure> {
         self.report.invariant_checks += 1;
+        let played = self.server.played();
+        self.report.junk_pages = played.junk_pages;
+        self.report.member_junk = played.member_junk;
+        self.report.late_notices = played.late_notices;
+        self.report.false_notices = played.false_notices;
+        // What members were told is kept for their current incarnations only.
+        let current: HashSet<(usize, u64)> = self.members.iter().enumerate().map(|(i, m)| (i, m.incarnation)).collect();
+        self.told.retain(|(i, inc, _), _| current.contains(&(*i, *inc)));
+        self.chosen_removals.retain(|(i, inc, _)| current.contains(&(*i, *inc)));
         self.check_chains()?;
         self.check_deadlines()?;
         self.check_pruning()?;
@@ -173,6 +183,133 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// The chain's entries (user, key) on the server.
+    pub(super) fn entries(&self) -> Vec<(i64, [u8; 32])> {
+        self.server().chain().participants().iter().map(|p| (p.user_id, *p.public_key.as_bytes())).collect()
+    }
+
+    /// After a request: a join the server accepted (a new participation of `from`) dates the
+    /// entry it added; entries no longer in the chain are forgotten.
+    pub(super) fn note_entry(&mut self, from: i64, request: &Request, date_before: Option<i32>) {
+        let key = match request {
+            Request::Join { public_key, .. } | Request::CreateConference { public_key: Some(public_key), .. } => {
+                Some(*public_key.as_bytes())
+            }
+            _ => None,
+        };
+        let date = self.server().participation(from).map(|p| p.date);
+        if let (Some(key), Some(date)) = (key, date.filter(|d| Some(*d) != date_before)) {
+            self.entry_dates.insert((from, key), date);
+        }
+        let entries: HashSet<(i64, [u8; 32])> = self.entries().into_iter().collect();
+        self.entry_dates.retain(|k, _| entries.contains(k));
+    }
+
+    /// Records what member `i` was told of participations (records pushed or answered to it).
+    pub(super) fn note_told(&mut self, i: usize, updates: &[Update]) {
+        let (incarnation, now) = (self.members[i].incarnation, self.now);
+        for u in updates {
+            let Update::Participants { participants } = u else { continue };
+            for p in participants {
+                let told = self.told.entry((i, incarnation, p.user_id)).or_default();
+                if p.left {
+                    told.left.insert(p.date);
+                } else {
+                    told.joined.entry(p.date).or_insert(now);
+                }
+            }
+        }
+    }
+
+    /// If `update` tells member `i` only of the end of earlier participations of its own (a late
+    /// notice: the server holds a later one), the latest of their dates and the current one's.
+    pub(super) fn late_notice_about_itself(&self, i: usize, update: &Update) -> Option<(i32, i32)> {
+        let Update::Participants { participants } = update else { return None };
+        let user = self.members[i].user_id;
+        let current = self.server().participation(user)?.date;
+        let mine: Vec<i32> = participants.iter().filter(|p| p.user_id == user && p.left).map(|p| p.date).collect();
+        let earlier = !mine.is_empty() && mine.iter().all(|d| *d != 0 && *d < current);
+        earlier.then(|| (mine.iter().copied().max().unwrap_or(0), current))
+    }
+
+    /// *Late notice* (issue 30 item 5): a member in the call is never ended by a notice about an
+    /// earlier participation of its own (`late`: what [`World::late_notice_about_itself`] found
+    /// in the update it just handled, `before` and `after`: its state around it). A `left`
+    /// record of its current participation, even a false one the server made up, may end it: that
+    /// is the server's word.
+    pub(super) fn check_late_notice(
+        &self,
+        i: usize,
+        late: Option<(i32, i32)>,
+        before: Option<SessionState>,
+        after: Option<SessionState>,
+    ) -> Result<(), Failure> {
+        let Some((old, current)) = late else { return Ok(()) };
+        let in_call = matches!(before, Some(SessionState::Joined | SessionState::Resyncing));
+        if in_call && after == Some(SessionState::Ended) {
+            let user = self.members[i].user_id;
+            return Err(self.fail(format!(
+                "late notice (issue 30 item 5): user {user} ({before:?}) ended on a `left` record of its \
+                 participation of date {old}, though the server holds its later participation of date {current}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// *Rejoiner kept* (issue 30 item 6): a removal by member `i` (request `id`, answered by the
+    /// server just now; `before`: the chain's entries before it) never removes a rejoiner's entry
+    /// on the word of the departure of an earlier participation only. It fails when the removed
+    /// entry's participation (date d) is one the member was told of as going on before it sent
+    /// the request, and every `left` record it was told of that user is of an earlier one
+    /// (dated, before d), and the application did not choose that removal.
+    ///
+    /// What it cannot demand: a member never told of the new participation (its `joined` record
+    /// was lost) that is told of the earlier departure after the rejoin's block holds nothing
+    /// that tells the two apart (a chain entry carries no date), so it may prune the new entry;
+    /// and a member told a false `left` about someone still in the call may prune them (the
+    /// server's word is the protocol: a `left` record of the current participation is one).
+    pub(super) fn check_rejoiners_kept(
+        &self,
+        i: usize,
+        from: i64,
+        id: RequestId,
+        before: &[(i64, [u8; 32])],
+    ) -> Result<(), Failure> {
+        let Some(&(sent, _, _)) = self.members[i].outstanding.get(&id) else { return Ok(()) };
+        let incarnation = self.members[i].incarnation;
+        let after: HashSet<(i64, [u8; 32])> = self.entries().into_iter().collect();
+        for entry in before.iter().filter(|e| !after.contains(e)) {
+            let user = entry.0;
+            if user == from || user >= ATTACKERS || self.chosen_removals.contains(&(i, incarnation, user)) {
+                continue;
+            }
+            let (Some(&date), Some(told)) = (self.entry_dates.get(entry), self.told.get(&(i, incarnation, user)))
+            else {
+                continue;
+            };
+            let Told { left, joined } = told;
+            let knew = joined.get(&date).is_some_and(|at| *at <= sent);
+            let only_earlier = !left.is_empty() && left.iter().all(|d| *d != 0 && *d < date);
+            if knew && only_earlier {
+                return Err(self.fail(format!(
+                    "rejoiner kept (issue 30 item 6): user {from} removed user {user}'s entry of its participation \
+                     of date {date}, which it was told of, having been told only of the end of earlier ones \
+                     ({left:?})"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The junk pages played so far, for the request-rate invariant's message.
+    pub(super) fn junk_note(&self) -> String {
+        let played = self.server.played().junk_pages;
+        if played == 0 {
+            return String::new();
+        }
+        format!("; full pages of junk answered to broadcast polls so far (issue 30 item 8): {played}")
     }
 
     /// With the real server's participant updates, users who left the media call are pruned
@@ -404,11 +541,13 @@ impl World {
         }
         Err(self.fail(format!(
             "no convergence {} ms after faults stopped: server at {} ({} broadcasts), members {states:?}, \
-             verification rounds (height/phase/awaited: members, the first of them, its footprint) {rounds:?}, in the media call {:?}",
+             verification rounds (height/phase/awaited: members, the first of them, its footprint) {rounds:?}, in the media call {:?}; \
+             issue 30 attacks played: {:?}",
             deadline,
             self.server().height(),
             self.server().broadcasts().len(),
-            self.server().members().collect::<Vec<_>>()
+            self.server().members().collect::<Vec<_>>(),
+            self.server.played()
         )))
     }
 

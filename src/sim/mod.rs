@@ -176,6 +176,16 @@ pub struct Report {
     pub poisoned_keys: u64,
     /// Self-adds lowering the external permissions the hostile server's joiners tried.
     pub lock_attempts: u64,
+    /// Full pages of junk the hostile server answered to broadcast polls (issue 30 item 8).
+    pub junk_pages: u64,
+    /// Blocks the hostile server preceded with junk broadcasts under their participants' ids
+    /// (issue 30 item 7).
+    pub member_junk: u64,
+    /// `left` records the hostile server held back and delivered after their subject rejoined
+    /// (issue 30 items 5 and 6).
+    pub late_notices: u64,
+    /// False `left` records about members still in the call the hostile server pushed.
+    pub false_notices: u64,
     /// Flood waits the server imposed.
     pub flood_waits: u64,
     /// Members dropped from the media call by the server.

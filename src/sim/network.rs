@@ -4,6 +4,7 @@
 use rand_core::RngCore;
 
 use crate::api::{ApiError, Request, Response, Update};
+use crate::session::Session;
 
 use super::world::{Message, World};
 use super::Failure;
@@ -79,8 +80,16 @@ impl World {
                     self.send(Message::Response { to: from, id, response, generation, at: now, method });
                     return Ok(());
                 }
+                // What the notices' invariants (issue 30 items 5 and 6) compare with.
+                let removal = matches!(request, Request::DeleteParticipants { .. });
+                let entries_before = if removal { self.entries() } else { Vec::new() };
+                let date_before = self.server().participation(from).map(|p| p.date);
                 let (response, pushes) = self.server.handle_at(from, &request, now);
                 self.record_server();
+                self.note_entry(from, &request, date_before);
+                if removal {
+                    self.check_rejoiners_kept(i, from, id, &entries_before)?;
+                }
                 match response {
                     None => {
                         // The server stays silent: this request is never answered.
@@ -142,6 +151,9 @@ impl World {
                 if join && self.setup.is_real() {
                     response = self.server().refresh_join_response(response);
                 }
+                if let Response::Ok(updates) = &response {
+                    self.note_told(i, updates);
+                }
                 if let Some(s) = self.members[i].session.as_mut() {
                     s.handle_response(id, response, now, &mut self.rng);
                 }
@@ -161,9 +173,14 @@ impl World {
                         self.told_left.entry(p.user_id).or_default().insert((i, incarnation));
                     }
                 }
+                self.note_told(i, std::slice::from_ref(&update));
+                let late = self.late_notice_about_itself(i, &update);
+                let before = self.members[i].session.as_ref().map(Session::state);
                 if let Some(s) = self.members[i].session.as_mut() {
                     s.handle_update(update, now, &mut self.rng);
                 }
+                let after = self.members[i].session.as_ref().map(Session::state);
+                self.check_late_notice(i, late, before, after)?;
                 self.after_session(i)?;
             }
         }

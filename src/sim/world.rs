@@ -103,9 +103,26 @@ pub(super) struct World {
     pub(super) seed: u64,
     /// Messages sent, by (sender, random_id).
     pub(super) messages: HashMap<(i64, i64), Sent>,
+    /// The participation (its date) that added each chain entry (user, key), from the joins the
+    /// server accepted (entries of the current chain only).
+    pub(super) entry_dates: HashMap<(i64, [u8; 32]), i32>,
+    /// What each member (index, incarnation) was told of a user's participations (records pushed
+    /// or answered to it), by user.
+    pub(super) told: HashMap<(usize, u64, i64), Told>,
+    /// Removals the application chose (index, incarnation, target): not prunes.
+    pub(super) chosen_removals: HashSet<(usize, u64, i64)>,
     /// Each member's `Session::poll_timeout`, once read since its session was last touched
     /// ([`World::touch`]): the clock asks for every member's at every event.
     pub(super) timers: Vec<Option<Option<u64>>>,
+}
+
+/// What a member was told of one user's participations, by date.
+#[derive(Default)]
+pub(super) struct Told {
+    /// Dates of the participations it was told ended (`left` records).
+    pub(super) left: std::collections::BTreeSet<i32>,
+    /// Dates of the participations it was told of as going on, and when it was first told.
+    pub(super) joined: BTreeMap<i32, u64>,
 }
 
 /// A message sent, and who got it.
@@ -162,6 +179,9 @@ impl World {
             step: 0,
             seed: config.seed,
             messages: HashMap::new(),
+            entry_dates: HashMap::new(),
+            told: HashMap::new(),
+            chosen_removals: HashSet::new(),
             timers: vec![None; config.members],
         }
     }
@@ -226,7 +246,7 @@ impl World {
             self.note(format!("user {u} crashes (all state lost)"));
             if self.setup.is_real() {
                 // The server notices the lost connection and drops it from the media call.
-                let pushes = self.server.server_mut().drop_from_media(u);
+                let pushes = self.server.drop_from_media(u, now);
                 self.push_all(pushes);
             }
             return Ok(());
@@ -235,7 +255,7 @@ impl World {
             // The media stack lost the call (network loss): the server drops the member from the
             // media call while its session still believes it is in (GROUPCALL_JOIN_MISSING).
             let u = self.members[i].user_id;
-            let pushes = self.server.server_mut().drop_from_media(u);
+            let pushes = self.server.drop_from_media(u, now);
             if !pushes.is_empty() || self.server().members().all(|m| m != u) {
                 self.report.media_drops += 1;
                 self.note(format!("the server drops user {u} from the media call"));
@@ -275,6 +295,7 @@ impl World {
                     55..=59 if !joined.is_empty() => {
                         let target = joined[self.pick(joined.len())];
                         let kick = self.rng.next_u32().is_multiple_of(2);
+                        self.chosen_removals.insert((i, self.members[i].incarnation, target));
                         self.with_session(i, |s, now, rng| s.remove(&[target], kick, now, rng));
                         self.note(format!("user {user} removes {target} (kick {kick})"));
                     }
@@ -531,7 +552,8 @@ impl World {
             if m.recent_requests.len() > MAX_REQUESTS_PER_SECOND {
                 return Err(self.fail(format!(
                     "request rate (issue 23 item 6, issue 24 item 6): user {from} sent more than {MAX_REQUESTS_PER_SECOND} requests \
-                     within one second (the last: {request:?})"
+                     within one second (the last: {request:?}){}",
+                    self.junk_note()
                 )));
             }
             if let Some(until) = m.flood_until.get(method).copied().filter(|u| now < *u) {

@@ -245,6 +245,13 @@ impl std::error::Error for Failure {}
 /// Most requests one member may send in one second of virtual time: far above what the actions
 /// and timers need, far below a hot loop (issue 23 item 6).
 pub const MAX_REQUESTS_PER_SECOND: usize = 100;
+/// Most broadcast polls (sub-chain 1) one member may send in one second of virtual time: gap
+/// and full-page polls keep 1 s from the last poll of the sub-chain, whatever the page held
+/// (issue 30 item 8: a server answering every broadcast poll with a full page of new junk must
+/// not be polled again at once). The session's own pace keeps every member under
+/// [`MAX_REQUESTS_PER_SECOND`], far above what a hot loop of broadcast polls alone would show; a
+/// rejoin's first poll adds one.
+pub const MAX_BROADCAST_POLLS_PER_SECOND: usize = 3;
 /// A request the server never answered must be given up within this long (its deadline).
 pub const REQUEST_DEADLINE_BOUND_MS: u64 = 90_000;
 /// Users who left the media call are pruned from the chain within this long of there being a

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::api::{Request, RequestId, Response, Update};
+use crate::api::{Request, RequestId, Response, SubChain, Update};
 use crate::call::Call;
 use crate::error::ErrorKind;
 use crate::frame::{AudioLevel, Codec};
@@ -16,7 +16,7 @@ use crate::server::Server;
 use crate::session::{Session, SessionConfig, SessionEvent, SessionState};
 use crate::wire::{Block, Permissions};
 
-use super::{Failure, Faults, Report, ServerSetup, SimConfig, MAX_REQUESTS_PER_SECOND};
+use super::{Failure, Faults, Report, ServerSetup, SimConfig, MAX_BROADCAST_POLLS_PER_SECOND, MAX_REQUESTS_PER_SECOND};
 
 pub(super) struct Member {
     pub(super) user_id: i64,
@@ -32,6 +32,8 @@ pub(super) struct Member {
     pub(super) incarnation: u64,
     /// Times of this member's requests in the last second.
     pub(super) recent_requests: VecDeque<u64>,
+    /// Times of this member's broadcast polls (sub-chain 1) in the last second.
+    pub(super) recent_broadcast_polls: VecDeque<u64>,
     /// Requests of this incarnation sent and not answered: id → (sent at, silenced at, method).
     pub(super) outstanding: BTreeMap<RequestId, (u64, Option<u64>, &'static str)>,
     /// Flood waits this incarnation was told of: method → end (ms).
@@ -148,6 +150,7 @@ impl World {
                 removed_at: None,
                 incarnation: 0,
                 recent_requests: VecDeque::new(),
+                recent_broadcast_polls: VecDeque::new(),
                 outstanding: BTreeMap::new(),
                 flood_until: HashMap::new(),
                 left_since: None,
@@ -541,6 +544,20 @@ impl World {
                     return Err(self.fail(format!(
                         "lookup rate (issue 34): user {from} sent getGroupParticipants at {now}, \
                          within a second of the one at {last}"
+                    )));
+                }
+            }
+            let m = &mut self.members[i];
+            if matches!(request, Request::GetChainBlocks { sub_chain: SubChain::Broadcasts, .. }) {
+                while m.recent_broadcast_polls.front().is_some_and(|t| *t + 1_000 <= now) {
+                    m.recent_broadcast_polls.pop_front();
+                }
+                m.recent_broadcast_polls.push_back(now);
+                if m.recent_broadcast_polls.len() > MAX_BROADCAST_POLLS_PER_SECOND {
+                    return Err(self.fail(format!(
+                        "broadcast poll rate (issue 30 item 8): user {from} polled sub-chain 1 more than \
+                         {MAX_BROADCAST_POLLS_PER_SECOND} times within one second (the last: {request:?}){}",
+                        self.junk_note()
                     )));
                 }
             }

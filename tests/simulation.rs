@@ -177,7 +177,10 @@ fn hostile_joiners_neither_poison_nor_lock_the_call() {
 fn short_hostile_runs(hostility: Hostility) -> Report {
     let setup = ServerSetup { behaviour: Behaviour::real(), hostility };
     let mut total = Report::default();
-    for faults in [Faults::none(), Faults::light()] {
+    // Delays only, no flood waits: every round must complete promptly (invariant *round*).
+    let delays = Faults { max_delay_ms: 300, ..Faults::none() };
+    let prompt = ServerSetup { behaviour: Behaviour { flood_per_mille: 0, ..Behaviour::real() }, hostility };
+    for (faults, setup) in [(Faults::none(), setup), (delays, prompt), (Faults::light(), setup)] {
         for seed in 0..env("CONFCHAIN_SIM_SEEDS", 3) {
             let config = SimConfig { members: 5, steps: 1_000, faults, seed, server: setup };
             let r = run(&config).unwrap_or_else(|f| panic!("{f}"));

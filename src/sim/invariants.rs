@@ -15,6 +15,7 @@ use crate::wire::Permissions;
 use super::world::{busy, member_config, Told, World, MESSAGE_DEADLINE_MS};
 use super::{
     Failure, Faults, DISCARD_BOUND_MS, GHOST_BOUND_MS, POISON_BOUND_MS, PRUNE_BOUND_MS, REQUEST_DEADLINE_BOUND_MS,
+    ROUND_BOUND_MS,
 };
 
 impl World {
@@ -45,6 +46,7 @@ impl World {
         self.check_deadlines()?;
         self.check_pruning()?;
         self.check_joiner_attacks()?;
+        self.check_round()?;
         self.check_ghosts()?;
         self.note_blackouts();
         let caught = self.caught_up();
@@ -301,6 +303,61 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// *Round* (issue 30 item 7, SPEC §7.2): in a run whose network and server let rounds
+    /// complete promptly (`prompt_rounds`: delays and reordering only, no flood wait, no
+    /// hostility but junk in sub-chain 1), once the server's tip has stayed at one height for
+    /// `ROUND_BOUND_MS` while every participant of it was a caught-up member, every one of them
+    /// has completed that height's round (it shows the emojis). Junk commits and reveals under a
+    /// member's id, pushed before its real ones, must not hold them out; full pages of junk must
+    /// not bury them.
+    pub(super) fn check_round(&mut self) -> Result<(), Failure> {
+        if !self.prompt_rounds {
+            return Ok(());
+        }
+        let tip = self.server().height();
+        let caught: HashSet<(i64, [u8; 32])> = self
+            .caught_up()
+            .into_iter()
+            .filter_map(|i| {
+                let call = self.members[i].session.as_ref()?.call()?;
+                Some((self.members[i].user_id, *call.public_key().as_bytes()))
+            })
+            .collect();
+        let entries = self.entries();
+        if tip < 0 || !entries.iter().all(|e| caught.contains(e)) {
+            self.round_since = None;
+            return Ok(());
+        }
+        let since = match self.round_since {
+            Some((height, since)) if height == tip => since,
+            _ => self.round_since.insert((tip, self.now)).1,
+        };
+        if self.now < since + ROUND_BOUND_MS {
+            return Ok(());
+        }
+        let waiting: Vec<(i64, String)> = self
+            .members
+            .iter()
+            .filter(|m| entries.iter().any(|e| e.0 == m.user_id))
+            .filter_map(|m| {
+                let call = m.session.as_ref()?.call()?;
+                let missing = call.verification_missing();
+                call.emojis()
+                    .is_none()
+                    .then(|| (m.user_id, format!("{:?} awaiting {missing:?}", call.verification_phase())))
+            })
+            .collect();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        Err(self.fail(format!(
+            "round (issue 30 item 7): the server's tip has stayed at height {tip} since {since} with every participant \
+             caught up, and at {} members {waiting:?} have not completed its round; issue 30 attacks played: {:?}",
+            self.now,
+            self.server.played()
+        )))
     }
 
     /// The junk pages played so far, for the request-rate invariant's message.

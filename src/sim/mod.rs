@@ -252,6 +252,10 @@ pub const MAX_REQUESTS_PER_SECOND: usize = 100;
 /// [`MAX_REQUESTS_PER_SECOND`], far above what a hot loop of broadcast polls alone would show; a
 /// rejoin's first poll adds one.
 pub const MAX_BROADCAST_POLLS_PER_SECOND: usize = 3;
+/// How soon a round completes once every participant of the tip is caught up, in a run whose
+/// network and server let it (delays and reordering only, no hostility but junk in sub-chain 1:
+/// issue 30 item 7), ms.
+pub const ROUND_BOUND_MS: u64 = 5_000;
 /// A request the server never answered must be given up within this long (its deadline).
 pub const REQUEST_DEADLINE_BOUND_MS: u64 = 90_000;
 /// Users who left the media call are pruned from the chain within this long of there being a

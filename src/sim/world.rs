@@ -103,6 +103,12 @@ pub(super) struct World {
     pub(super) transcript: VecDeque<String>,
     pub(super) step: u64,
     pub(super) seed: u64,
+    /// Whether the run's network and server let a round complete promptly (see
+    /// `World::check_round`): decided once from the configuration.
+    pub(super) prompt_rounds: bool,
+    /// The server's tip height and since when every participant of it has been a caught-up
+    /// member (continuously).
+    pub(super) round_since: Option<(i32, u64)>,
     /// Messages sent, by (sender, random_id).
     pub(super) messages: HashMap<(i64, i64), Sent>,
     /// The participation (its date) that added each chain entry (user, key), from the joins the
@@ -125,6 +131,20 @@ pub(super) struct Told {
     pub(super) left: std::collections::BTreeSet<i32>,
     /// Dates of the participations it was told of as going on, and when it was first told.
     pub(super) joined: BTreeMap<i32, u64>,
+}
+
+/// Whether a run lets every round complete promptly once everyone is caught up: no push lost,
+/// no request failed, no partition, crash or flood wait (pushes may be delayed and reordered),
+/// and no hostility but junk in sub-chain 1 ([`Hostility::junk_pages`],
+/// [`Hostility::member_junk`]), which must not hold a round up.
+pub(super) fn prompt_rounds(config: &SimConfig) -> bool {
+    let (f, h) = (config.faults, config.server.hostility);
+    f.drop_push == 0
+        && f.fail_request == 0
+        && f.partition == 0
+        && f.crash == 0
+        && config.server.behaviour.flood_per_mille == 0
+        && h == Hostility { junk_pages: h.junk_pages, member_junk: h.member_junk, ..Hostility::none() }
 }
 
 /// A message sent, and who got it.
@@ -181,6 +201,8 @@ impl World {
             transcript: VecDeque::new(),
             step: 0,
             seed: config.seed,
+            prompt_rounds: prompt_rounds(config),
+            round_since: None,
             messages: HashMap::new(),
             entry_dates: HashMap::new(),
             told: HashMap::new(),

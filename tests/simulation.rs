@@ -188,6 +188,7 @@ fn short_hostile_runs(hostility: Hostility) -> Report {
             total.member_junk += r.member_junk;
             total.late_notices += r.late_notices;
             total.false_notices += r.false_notices;
+            total.silent_drops += r.silent_drops;
         }
     }
     total
@@ -212,7 +213,7 @@ fn hostile_junk_in_sub_chain_1_neither_loops_nor_stalls() {
 #[test]
 fn hostile_late_notices_end_no_rejoin_and_prune_no_rejoiner() {
     let r = short_hostile_runs(Hostility::notices());
-    assert!(r.late_notices > 0 && r.false_notices > 0, "the attacks were played: {r:?}");
+    assert!(r.late_notices > 0 && r.false_notices > 0 && r.silent_drops > 0, "the attacks were played: {r:?}");
 }
 
 /// Issue 34: every member decrypts media by SSRC through its session's source map; SSRCs are

@@ -21,7 +21,8 @@
 //!   under each participant's id, signed by another key or garbage, enough to fill what a member
 //!   holds per (height, user, kind) ([`Hostility::member_junk`]);
 //! * delay notices (issue 30 items 5 and 6): hold a `left` record back until its subject
-//!   rejoined, then deliver it; push a false `left` about a member still in the call
+//!   rejoined, then deliver it; drop a member from the media call and tell no one, itself
+//!   included, until it rejoined; push a false `left` about a member still in the call
 //!   ([`Hostility::late_notices`]).
 //!
 //! Everything is drawn from one seeded ChaCha20 RNG: the same seed and requests give the same
@@ -87,9 +88,11 @@ pub struct Hostility {
     /// them (issue 30 item 7, SPEC §7.2).
     pub member_junk: u32,
     /// A `left` record the server pushes is held back (per recipient) until its subject rejoined
-    /// (a later participation), then delivered, or dropped after [`LATE_MS`]; a `joined` record
+    /// (a later participation), then delivered (and the rejoin's `joined` record withheld from
+    /// that recipient), or dropped after [`LATE_MS`]; a `joined` record
     /// comes with a false `left` record about another member still in the call, pushed to every
-    /// member, that member included (issue 30 items 5 and 6).
+    /// member, that member included, and (as often again) with another member dropped from the
+    /// media call, every notice of it held back until it rejoined (issue 30 items 5 and 6).
     pub late_notices: u32,
 }
 
@@ -199,6 +202,9 @@ pub struct Played {
     pub late_notices: u64,
     /// False `left` records about a member still in the call ([`Hostility::late_notices`]).
     pub false_notices: u64,
+    /// Members dropped from the media call with every notice of it held back until they rejoined
+    /// ([`Hostility::late_notices`]).
+    pub silent_drops: u64,
 }
 
 /// Left notices held back at most.
@@ -547,9 +553,21 @@ impl HostileServer {
             out.extend(pushes);
             return out;
         }
+        // Those told late of a departure are not told of the rejoin by its record (a lost push):
+        // they learn of it from the chain only (issue 30 item 6).
+        let told_late: Vec<(i64, i64)> = out
+            .iter()
+            .filter_map(|(to, u)| match u {
+                Update::Participants { participants } => participants.iter().find(|p| p.left).map(|p| (*to, p.user_id)),
+                _ => None,
+            })
+            .collect();
         let mut joined = None;
         for (to, update) in pushes {
             if let Update::Participants { participants } = &update {
+                if participants.iter().any(|p| !p.left && told_late.contains(&(to, p.user_id))) {
+                    continue;
+                }
                 joined = joined.or_else(|| participants.iter().find(|p| !p.left).map(|p| p.user_id));
                 let left = participants.iter().find(|p| p.left && p.user_id < ATTACKERS && p.date != 0);
                 if let Some(p) = left.filter(|_| self.late.len() < LATE_KEPT) {
@@ -562,10 +580,32 @@ impl HostileServer {
             }
             out.push((to, update));
         }
-        if let Some(joiner) = joined.filter(|_| self.chance(rate)) {
-            out.extend(self.false_notice(joiner));
+        if let Some(joiner) = joined {
+            if self.chance(rate) {
+                out.extend(self.false_notice(joiner));
+            }
+            if self.chance(rate) {
+                self.silent_drop(joiner, now);
+            }
         }
         out
+    }
+
+    /// Drops a member still in the call other than `joiner` from the media call and holds back
+    /// every `left` record about it, to itself included, until it rejoins: it learns of the drop
+    /// from `GROUPCALL_JOIN_MISSING`, and of the notice only after its rejoin (issue 30 item 5).
+    fn silent_drop(&mut self, joiner: i64, now: u64) {
+        let members: Vec<i64> = self.server.members().filter(|m| *m != joiner && *m < ATTACKERS).collect();
+        let pick =
+            usize::try_from(self.rng.next_u64().checked_rem(members.len().max(1) as u64).unwrap_or(0)).unwrap_or(0);
+        let Some(&victim) = members.get(pick) else { return };
+        let date = self.server.participation(victim).map_or(0, |p| p.date);
+        for (to, update) in self.server.drop_from_media(victim) {
+            if self.late.len() < LATE_KEPT {
+                self.late.push_back(Late { to, update, subject: victim, date, held_at: now });
+            }
+        }
+        self.played.silent_drops = self.played.silent_drops.saturating_add(1);
     }
 
     /// The held `left` records whose subject rejoined, to their recipients still in the call

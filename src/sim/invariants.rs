@@ -38,6 +38,7 @@ impl World {
         self.report.member_junk = played.member_junk;
         self.report.late_notices = played.late_notices;
         self.report.false_notices = played.false_notices;
+        self.report.silent_drops = played.silent_drops;
         // What members were told is kept for their current incarnations only.
         let current: HashSet<(usize, u64)> = self.members.iter().enumerate().map(|(i, m)| (i, m.incarnation)).collect();
         self.told.retain(|(i, inc, _), _| current.contains(&(*i, *inc)));
@@ -212,12 +213,14 @@ impl World {
     /// Records what member `i` was told of participations (records pushed or answered to it).
     pub(super) fn note_told(&mut self, i: usize, updates: &[Update]) {
         let (incarnation, now) = (self.members[i].incarnation, self.now);
+        let call = self.members[i].session.as_ref().and_then(Session::call);
         for u in updates {
             let Update::Participants { participants } = u else { continue };
             for p in participants {
                 let told = self.told.entry((i, incarnation, p.user_id)).or_default();
                 if p.left {
-                    told.left.insert(p.date);
+                    let entry = call.and_then(|c| c.participants().iter().find(|q| q.user_id == p.user_id).cloned());
+                    told.left.entry(p.date).or_insert(entry.map(|q| *q.public_key.as_bytes()));
                 } else {
                     told.joined.entry(p.date).or_insert(now);
                 }
@@ -262,16 +265,18 @@ impl World {
 
     /// *Rejoiner kept* (issue 30 item 6): a removal by member `i` (request `id`, answered by the
     /// server just now; `before`: the chain's entries before it) never removes a rejoiner's entry
-    /// on the word of the departure of an earlier participation only. It fails when the removed
-    /// entry's participation (date d) is one the member was told of as going on before it sent
-    /// the request, and every `left` record it was told of that user is of an earlier one
-    /// (dated, before d), and the application did not choose that removal.
+    /// on the word of the departure of an earlier participation only. It fails when the
+    /// application did not choose that removal, every `left` record the member was told of that
+    /// user is of a participation earlier than the removed entry's (date d), and either each of
+    /// them came while the member's chain held another entry of that user (the one that left),
+    /// or the member had been told of participation d as going on before it sent the request.
     ///
     /// What it cannot demand: a member never told of the new participation (its `joined` record
-    /// was lost) that is told of the earlier departure after the rejoin's block holds nothing
-    /// that tells the two apart (a chain entry carries no date), so it may prune the new entry;
-    /// and a member told a false `left` about someone still in the call may prune them (the
-    /// server's word is the protocol: a `left` record of the current participation is one).
+    /// was lost) that is told of the earlier departure while its chain already holds the new
+    /// entry has nothing that tells the two apart (a chain entry carries no date), so it may
+    /// prune the new entry; and a member told a false `left` about someone still in the call may
+    /// prune them (the server's word is the protocol: a `left` record of the current
+    /// participation is one).
     pub(super) fn check_rejoiners_kept(
         &self,
         i: usize,
@@ -292,13 +297,15 @@ impl World {
                 continue;
             };
             let Told { left, joined } = told;
+            let only_earlier = !left.is_empty() && left.keys().all(|d| *d != 0 && *d < date);
             let knew = joined.get(&date).is_some_and(|at| *at <= sent);
-            let only_earlier = !left.is_empty() && left.iter().all(|d| *d != 0 && *d < date);
-            if knew && only_earlier {
+            let saw_the_old_entry_leave = left.values().all(|k| k.is_some_and(|k| k != entry.1));
+            if only_earlier && (knew || saw_the_old_entry_leave) {
                 return Err(self.fail(format!(
                     "rejoiner kept (issue 30 item 6): user {from} removed user {user}'s entry of its participation \
                      of date {date}, which it was told of, having been told only of the end of earlier ones \
-                     ({left:?})"
+                     ({:?})",
+                    left.keys().collect::<Vec<_>>()
                 )));
             }
         }

@@ -186,6 +186,9 @@ pub struct Report {
     pub late_notices: u64,
     /// False `left` records about members still in the call the hostile server pushed.
     pub false_notices: u64,
+    /// Members the hostile server dropped from the media call telling no one until they
+    /// rejoined.
+    pub silent_drops: u64,
     /// Flood waits the server imposed.
     pub flood_waits: u64,
     /// Members dropped from the media call by the server.

@@ -210,8 +210,27 @@ impl World {
         self.entry_dates.retain(|k, _| entries.contains(k));
     }
 
-    /// Records what member `i` was told of participations (records pushed or answered to it).
+    /// Records what member `i` was told of participations (records pushed or answered to it);
+    /// a `left` record of a participation the server does not hold as ended (a late or false
+    /// notice) goes to the transcript.
     pub(super) fn note_told(&mut self, i: usize, updates: &[Update]) {
+        let to = self.members[i].user_id;
+        for u in updates {
+            let Update::Participants { participants } = u else { continue };
+            for p in participants.iter().filter(|p| p.left) {
+                let Some(current) = self.server().participation(p.user_id) else { continue };
+                let what = if current.date == p.date { "falsely" } else { "late" };
+                let line = format!(
+                    "user {to} is told {what} that user {} left (date {}, source {}; now date {}, source {})",
+                    p.user_id,
+                    p.date,
+                    p.source(),
+                    current.date,
+                    current.source()
+                );
+                self.note(line);
+            }
+        }
         let (incarnation, now) = (self.members[i].incarnation, self.now);
         let call = self.members[i].session.as_ref().and_then(Session::call);
         for u in updates {
@@ -278,7 +297,7 @@ impl World {
     /// prune them (the server's word is the protocol: a `left` record of the current
     /// participation is one).
     pub(super) fn check_rejoiners_kept(
-        &self,
+        &mut self,
         i: usize,
         from: i64,
         id: RequestId,
@@ -287,6 +306,13 @@ impl World {
         let Some(&(sent, _, _)) = self.members[i].outstanding.get(&id) else { return Ok(()) };
         let incarnation = self.members[i].incarnation;
         let after: HashSet<(i64, [u8; 32])> = self.entries().into_iter().collect();
+        let removed: Vec<i64> = before.iter().filter(|e| !after.contains(e)).map(|e| e.0).collect();
+        if !removed.is_empty() {
+            let sent_at = self.now.saturating_sub(sent);
+            self.note(format!(
+                "the server takes user {from}'s removal of {removed:?} (request {id}, sent {sent_at} ms ago)"
+            ));
+        }
         for entry in before.iter().filter(|e| !after.contains(e)) {
             let user = entry.0;
             if user == from || user >= ATTACKERS || self.chosen_removals.contains(&(i, incarnation, user)) {

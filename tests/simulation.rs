@@ -227,3 +227,37 @@ fn late_joiners_are_heard_by_ssrc() {
     let real = seeds_with(Faults::light(), 5, real_without_floods());
     assert!(real.frames_by_source > 0, "{real:?}");
 }
+
+/// A session defect the late notices meet (not fixed here: issue 30 item 5's area, reported to
+/// the lead): seed 9, light faults, 6 members, 600 steps, only the late notices. At step 290
+/// (t = 14.5 s) user 6, which had just rejoined after a false `left` about itself, is Joined with
+/// a lookup queued and `getGroupParticipants` flood-waited (`FLOOD_WAIT_26`, the answer of a
+/// lookup of its earlier participation: the scheduler was reset by the rejoin and ignores it);
+/// `run_lookups` holds the lookup for the outbox's flood wait, but `LookupScheduler::poll_timeout`
+/// still says the send is due (14450), so `Session::poll_timeout` stays in the past after
+/// `handle_timeout`: invariant *timer loop* (before it, the simulation spun for ever at that
+/// instant). Footprint: 1 request in flight, nothing queued or held.
+#[test]
+#[ignore = "session defect: a lookup held by a flood wait keeps the session's timer due (see the doc)"]
+fn late_notices_seed_9_timer_loop() {
+    let server = ServerSetup { behaviour: Behaviour::real(), hostility: Hostility::notices() };
+    let config = SimConfig { members: 6, steps: 600, faults: Faults::light(), seed: 9, server };
+    run(&config).unwrap_or_else(|f| panic!("{f}"));
+}
+
+/// A session defect the late notices meet (not fixed here, reported to the lead): seed 0, light
+/// faults, 6 members, 600 steps, every hostile behaviour with the late notices and junk under
+/// members' ids at 100 per thousand. At t = 27.5 s user 3 removes user 6 (the application's
+/// choice, `kick` false); the server never answers; user 6 leaves the call and rejoins with a new
+/// key (t = 28.5 s to 29 s). After the request's deadline the session retries the removal, rebuilt on the
+/// tip: at t = 57.8 s, after the call converged, it removes user 6's new entry (a removal of
+/// users who left, retried, removes a rejoiner: issue 30 item 6's class, for the application's
+/// removals), and invariant *heard* fails at step 600: member 1 does not hear member 6.
+#[test]
+#[ignore = "session defect: a retried removal removes a rejoiner's new entry (see the doc)"]
+fn everything_seed_0_retried_removal_of_a_rejoiner() {
+    let hostility = Hostility { member_junk: 100, late_notices: 100, ..Hostility::all() };
+    let server = ServerSetup { behaviour: Behaviour::real(), hostility };
+    let config = SimConfig { members: 6, steps: 600, faults: Faults::light(), seed: 0, server };
+    run(&config).unwrap_or_else(|f| panic!("{f}"));
+}

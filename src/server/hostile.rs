@@ -116,8 +116,8 @@ impl Hostility {
             poisoned_key: 4,
             lowered_permissions: 4,
             junk_pages: 10,
-            member_junk: 100,
-            late_notices: 100,
+            member_junk: 50,
+            late_notices: 50,
         }
     }
 

@@ -9,6 +9,9 @@ use crate::session::Session;
 use super::world::{Message, World};
 use super::Failure;
 
+/// Most timer firings the clock makes at one instant before it calls the sessions' timers a loop.
+const MAX_TIMER_FIRINGS_PER_INSTANT: u32 = 10_000;
+
 impl World {
     pub(super) fn delay(&mut self) -> u64 {
         let max = self.faults.max_delay_ms;
@@ -24,6 +27,9 @@ impl World {
     /// Delivers everything due within the next `ms` and fires timers.
     pub(super) fn advance(&mut self, ms: u64) -> Result<(), Failure> {
         let end = self.now + ms;
+        // Timer firings at one instant: a session whose timer stays due after it fired would
+        // spin here for ever (no request leaves, so no rate bound sees it).
+        let (mut instant, mut firings) = (self.now, 0u32);
         loop {
             let next_message = self.network.keys().next().map(|(t, _)| *t).filter(|t| *t <= end);
             // An offline member's timers wait until it is back.
@@ -44,6 +50,31 @@ impl World {
                     self.deliver(message)?;
                 }
             } else {
+                if self.now != instant {
+                    (instant, firings) = (self.now, 0);
+                }
+                firings += 1;
+                if firings > MAX_TIMER_FIRINGS_PER_INSTANT {
+                    let due: Vec<usize> =
+                        (0..self.members.len()).filter(|&i| self.timer(i).is_some_and(|t| t <= instant)).collect();
+                    let due: Vec<String> = due
+                        .into_iter()
+                        .map(|i| {
+                            let s = self.members[i].session.as_ref();
+                            format!(
+                                "user {} ({:?}, timer {:?}, {:?})",
+                                self.members[i].user_id,
+                                s.map(crate::session::Session::state),
+                                self.timers[i],
+                                s.map(crate::session::Session::footprint)
+                            )
+                        })
+                        .collect();
+                    return Err(self.fail(format!(
+                        "timer loop: {MAX_TIMER_FIRINGS_PER_INSTANT} timer firings at {instant} and a timer is still \
+                         due then (a session whose `poll_timeout` stays due after `handle_timeout`): {due:?}"
+                    )));
+                }
                 for i in 0..self.members.len() {
                     let now = self.now;
                     let online = self.members[i].offline_until <= now;

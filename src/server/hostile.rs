@@ -495,7 +495,7 @@ impl HostileServer {
         let (height, hash) = (tip.height(), *tip.hash());
         let users: Vec<i64> = tip.participants().iter().map(|p| p.user_id).collect();
         let roll = self.rng.next_u32();
-        if height < 0 || roll % 3 == 0 {
+        if height < 0 || roll.is_multiple_of(3) {
             let len = usize::try_from(self.rng.next_u32() % 160).unwrap_or(0).saturating_add(1);
             let mut bytes = vec![0u8; len];
             self.rng.fill_bytes(&mut bytes);
@@ -507,7 +507,7 @@ impl HostileServer {
             Some(u) if roll % 3 == 1 => *u,
             _ => i64::from(self.rng.next_u32()),
         };
-        self.bad_broadcast(user, height, hash, roll % 2 == 0)
+        self.bad_broadcast(user, height, hash, roll.is_multiple_of(2))
     }
 
     /// A broadcast under `user_id` for (`height`, `hash`) that its key did not sign: signed by

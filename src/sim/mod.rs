@@ -10,7 +10,8 @@
 //!                      faults (delay, reorder, duplicate, drop pushes, transient errors,
 //!                       partitions)
 //!                      server (the model, the real server's behaviours, or a hostile server:
-//!                       refused blocks, forged tips, gaps, withheld offsets, silence, ...)
+//!                       refused blocks, forged tips, gaps, withheld offsets, silence, joiners'
+//!                       attacks, junk in sub-chain 1, late and false notices, ...)
 //!          ───────────▶ invariants after every step; liveness once faults stop
 //! ```
 //!

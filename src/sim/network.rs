@@ -117,10 +117,10 @@ impl World {
                 let date_before = self.server().participation(from).map(|p| p.date);
                 let (response, pushes) = self.server.handle_at(from, &request, now);
                 self.record_server();
-                self.note_entry(from, &request, date_before);
-                if removal {
-                    self.check_rejoiners_kept(i, from, id, &entries_before)?;
+                if let Request::DeleteParticipants { user_ids, kick, .. } = &request {
+                    self.check_rejoiners_kept(i, from, id, &entries_before, user_ids, *kick)?;
                 }
+                self.note_entry(from, &request, date_before);
                 match response {
                     None => {
                         // The server stays silent: this request is never answered.

@@ -127,9 +127,9 @@ pub(super) struct World {
 /// What a member was told of one user's participations, by date.
 #[derive(Default)]
 pub(super) struct Told {
-    /// Dates of the participations it was told ended (`left` records), with the user's key in
-    /// the member's chain when it was first told.
-    pub(super) left: BTreeMap<i32, Option<[u8; 32]>>,
+    /// Dates of the participations it was told ended (`left` records), with the user's keys in
+    /// the member's chain each time it was told (none: no entry).
+    pub(super) left: BTreeMap<i32, std::collections::BTreeSet<Option<[u8; 32]>>>,
     /// Dates of the participations it was told of as going on, and when it was first told.
     pub(super) joined: BTreeMap<i32, u64>,
 }

@@ -824,6 +824,20 @@ mod tests {
     }
 
     #[test]
+    pub(super) fn the_late_notice_invariant_fails_an_end_by_an_earlier_participation_only() {
+        let (w, i) = joined_world();
+        let (joined, ended) = (Some(SessionState::Joined), Some(SessionState::Ended));
+        let failure = w.check_late_notice(i, Some((1, 2)), joined, ended).unwrap_err();
+        assert!(failure.invariant.contains("issue 30 item 5"), "{failure}");
+        // A notice of the current participation (or none about us) may end it.
+        assert!(w.check_late_notice(i, None, joined, ended).is_ok());
+        let user = w.members[i].user_id;
+        let current = w.server().participation(user).cloned().unwrap();
+        let left = crate::api::CallParticipant { left: true, ..current };
+        assert_eq!(w.late_notice_about_itself(i, &Update::Participants { participants: vec![left] }), None);
+    }
+
+    #[test]
     pub(super) fn the_deadline_invariant_fails_a_request_awaited_for_ever() {
         let (mut w, i) = joined_world();
         let now = w.now;

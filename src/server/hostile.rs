@@ -18,7 +18,7 @@
 //!   (random bytes, and well-formed broadcasts for the current height with bad signatures),
 //!   pushed to the others too, so that the offset moves and nothing is delivered
 //!   ([`Hostility::junk_pages`]); and, before a new block, commits and reveals for its height
-//!   under each participant's id, signed by another key or garbage, enough to fill what a member
+//!   under participants' ids, signed by another key or garbage, enough to fill what a member
 //!   holds per (height, user, kind) ([`Hostility::member_junk`]);
 //! * delay notices (issue 30 items 5 and 6): hold a `left` record back until its subject
 //!   rejoined, then deliver it; drop a member from the media call and tell no one, itself
@@ -81,8 +81,8 @@ pub struct Hostility {
     /// broadcasts for the current height with bad signatures), pushed to the other members too:
     /// each page moves the offset ahead and delivers nothing (issue 30 item 8).
     pub junk_pages: u32,
-    /// A new block: before it is pushed, junk commits and reveals for its height under each
-    /// participant's id ([`HELD_BROADCASTS_PER_SENDER`] of each kind, signed by the outsider or
+    /// A new block: before it is pushed, junk commits and reveals for its height under the ids of
+    /// up to [`MEMBER_JUNK_USERS`] of its participants ([`HELD_BROADCASTS_PER_SENDER`] of each kind, signed by the outsider or
     /// garbage) are written into sub-chain 1 and pushed, ahead of the members' real ones: a member
     /// that has not applied the block holds them, and each member's real broadcast must displace
     /// them (issue 30 item 7, SPEC §7.2).
@@ -187,6 +187,10 @@ pub enum JoinerAttack {
 
 /// How long a junk-page episode lasts (ms).
 pub const JUNK_MS: u64 = 5_000;
+
+/// Participants under whose ids junk precedes a block ([`Hostility::member_junk`]), at most
+/// (chosen at random: the cost stays bounded in large calls).
+pub const MEMBER_JUNK_USERS: usize = 4;
 
 /// How long a `left` record is held back at most, waiting for its subject to rejoin (ms).
 pub const LATE_MS: u64 = 60_000;
@@ -525,12 +529,16 @@ impl HostileServer {
         to_server_form(&b.encode()).unwrap_or_default()
     }
 
-    /// Junk commits and reveals for the tip's height under each participant's id, written into
-    /// sub-chain 1; their pushes to every member.
+    /// Junk commits and reveals for the tip's height under the ids of up to
+    /// [`MEMBER_JUNK_USERS`] participants, written into sub-chain 1; their pushes to every member.
     fn member_junk(&mut self) -> Pushes {
         let tip = self.server.chain();
         let (height, hash) = (tip.height(), *tip.hash());
-        let users: Vec<i64> = tip.participants().iter().map(|p| p.user_id).collect();
+        let mut users: Vec<i64> = tip.participants().iter().map(|p| p.user_id).collect();
+        while users.len() > MEMBER_JUNK_USERS {
+            let drop = self.rng.next_u64().checked_rem(users.len() as u64).unwrap_or(0);
+            users.swap_remove(usize::try_from(drop).unwrap_or(0));
+        }
         let mut junk = Vec::new();
         for user in users {
             for commit in [true, false] {

@@ -230,8 +230,9 @@ fn simulate_is_deterministic_and_reports() {
     assert_clean_failure(&confchain(&["simulate", "--faults", "stormy"]), 2);
 }
 
-/// Issue 23: `simulate --server hostile` runs the hostile server (forged blocks, silence, gaps) and
-/// the real server's behaviours, deterministic by seed, with every invariant held.
+/// Issue 23: `simulate --server hostile` runs the hostile server (forged blocks, silence, gaps,
+/// issue 30's attacks) and the real server's behaviours, deterministic by seed, with every
+/// invariant held.
 #[test]
 fn simulate_against_a_hostile_server() {
     let args = ["simulate", "--members", "5", "--steps", "300", "--faults", "light", "--seed", "3", "--server"];
@@ -246,6 +247,10 @@ fn simulate_against_a_hostile_server() {
     assert_eq!(a, b, "the same seed replays the same run");
     assert_eq!(a["converged"], true);
     assert!(a["forged_blocks"].as_u64().unwrap() > 0 && a["outsider_attempts"].as_u64().unwrap() > 0, "{a}");
+    // Issue 30's attacks are counted (junk in sub-chain 1, late and false notices).
+    for counter in ["junk_pages", "member_junk", "late_notices", "false_notices", "silent_drops"] {
+        assert!(a[counter].is_u64(), "{counter}: {a}");
+    }
     assert_eq!(run("real")["converged"], true);
     assert_clean_failure(&confchain(&["simulate", "--server", "evil"]), 2);
 }

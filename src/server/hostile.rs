@@ -13,11 +13,23 @@
 //! * answer polls with gaps (a page starting after the offset asked), with the last block only,
 //!   or withhold offsets (`blocks: []` with `next_offset` jumping ahead);
 //! * replay old pushes and reorder pushes (hold them back past later ones);
-//! * stay silent: never answer a request (having acted on it or not).
+//! * stay silent: never answer a request (having acted on it or not);
+//! * write junk into sub-chain 1 (issue 30): full pages of it to a member's broadcast polls
+//!   (random bytes, and well-formed broadcasts for the current height with bad signatures),
+//!   pushed to the others too, so that the offset moves and nothing is delivered
+//!   ([`Hostility::junk_pages`]); and, before a new block, commits and reveals for its height
+//!   under participants' ids, signed by another key or garbage, enough to fill what a member
+//!   holds per (height, user, kind) ([`Hostility::member_junk`]);
+//! * delay notices (issue 30 items 5 and 6): hold a `left` record back until its subject
+//!   rejoined, then deliver it; drop a member from the media call and tell no one, itself
+//!   included, until it rejoined; push a false `left` about a member still in the call
+//!   ([`Hostility::late_notices`]).
 //!
 //! Everything is drawn from one seeded ChaCha20 RNG: the same seed and requests give the same
 //! answers. The honest chain underneath only ever holds blocks that pass the rules, so
-//! [`HostileServer::server`] is the ground truth a test compares members with.
+//! [`HostileServer::server`] is the ground truth a test compares members with (its sub-chain 1
+//! holds the junk the adversary wrote, where every member reads it). [`HostileServer::played`]
+//! counts the attacks of issue 30 played.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -25,10 +37,12 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use super::{Pushes, Server};
+use crate::api::CallParticipant;
 use crate::api::{Request, Response, SubChain, Update};
 use crate::chain::{shared_key_changes, UnverifiedTip};
 use crate::crypto::PrivateKey;
-use crate::wire::{to_server_form, Block, GroupParticipant, Permissions, StateProof};
+use crate::limits::HELD_BROADCASTS_PER_SENDER;
+use crate::wire::{to_server_form, Block, Broadcast, BroadcastPayload, GroupParticipant, Permissions, StateProof};
 
 /// The user id of the outsider whose key the hostile server slips into forged blocks.
 pub const OUTSIDER: i64 = 666_000_666;
@@ -61,6 +75,25 @@ pub struct Hostility {
     /// A joiner self-adds lowering the external permissions to none, which would lock the call to
     /// every later join for good (issue 30 item 2); the honest model refuses it.
     pub lowered_permissions: u32,
+    /// A member's broadcast poll (sub-chain 1, offset 0 or more) starts an episode of
+    /// [`JUNK_MS`] during which every broadcast poll of that member is answered with a full page
+    /// (`limit` entries) of new junk written into sub-chain 1 (random bytes, and well-formed
+    /// broadcasts for the current height with bad signatures), pushed to the other members too:
+    /// each page moves the offset ahead and delivers nothing (issue 30 item 8).
+    pub junk_pages: u32,
+    /// A new block: before it is pushed, junk commits and reveals for its height under the ids of
+    /// up to [`MEMBER_JUNK_USERS`] of its participants ([`HELD_BROADCASTS_PER_SENDER`] of each kind, signed by the outsider or
+    /// garbage) are written into sub-chain 1 and pushed, ahead of the members' real ones: a member
+    /// that has not applied the block holds them, and each member's real broadcast must displace
+    /// them (issue 30 item 7, SPEC §7.2).
+    pub member_junk: u32,
+    /// A `left` record the server pushes is held back (per recipient) until its subject rejoined
+    /// (a later participation), then delivered (and the rejoin's `joined` record withheld from
+    /// that recipient), or dropped after [`LATE_MS`]; a `joined` record
+    /// comes with a false `left` record about another member still in the call, pushed to every
+    /// member, that member included, and (as often again) with another member dropped from the
+    /// media call, every notice of it held back until it rejoined (issue 30 items 5 and 6).
+    pub late_notices: u32,
 }
 
 impl Hostility {
@@ -82,12 +115,26 @@ impl Hostility {
             silent: 20,
             poisoned_key: 4,
             lowered_permissions: 4,
+            junk_pages: 10,
+            member_junk: 50,
+            late_notices: 50,
         }
     }
 
     /// Only the attacks of joiners with the call's link (issue 30 items 1 and 2).
     pub fn joiners() -> Self {
         Hostility { poisoned_key: 10, lowered_permissions: 10, ..Hostility::none() }
+    }
+
+    /// Only the junk in sub-chain 1 (issue 30 items 7 and 8): every broadcast poll answered with
+    /// full pages of junk for a while, junk under members' ids before half the blocks.
+    pub fn junk() -> Self {
+        Hostility { junk_pages: 1000, member_junk: 500, ..Hostility::none() }
+    }
+
+    /// Only the delayed and false `left` notices (issue 30 items 5 and 6).
+    pub fn notices() -> Self {
+        Hostility { late_notices: 500, ..Hostility::none() }
     }
 
     /// Only the attack of issue 23 item 1: refused blocks pushed and served as the tip.
@@ -138,6 +185,46 @@ pub enum JoinerAttack {
     },
 }
 
+/// How long a junk-page episode lasts (ms).
+pub const JUNK_MS: u64 = 5_000;
+
+/// Participants under whose ids junk precedes a block ([`Hostility::member_junk`]), at most
+/// (chosen at random: the cost stays bounded in large calls).
+pub const MEMBER_JUNK_USERS: usize = 4;
+
+/// How long a `left` record is held back at most, waiting for its subject to rejoin (ms).
+pub const LATE_MS: u64 = 60_000;
+
+/// The attacks of issue 30 the hostile server played, by kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Played {
+    /// Full pages of junk answered to broadcast polls ([`Hostility::junk_pages`]).
+    pub junk_pages: u64,
+    /// Blocks preceded by junk under their participants' ids ([`Hostility::member_junk`]).
+    pub member_junk: u64,
+    /// `left` records delivered after their subject rejoined ([`Hostility::late_notices`]).
+    pub late_notices: u64,
+    /// False `left` records about a member still in the call ([`Hostility::late_notices`]).
+    pub false_notices: u64,
+    /// Members dropped from the media call with every notice of it held back until they rejoined
+    /// ([`Hostility::late_notices`]).
+    pub silent_drops: u64,
+}
+
+/// Left notices held back at most.
+const LATE_KEPT: usize = 64;
+
+/// A `left` record held back.
+#[derive(Debug)]
+struct Late {
+    to: i64,
+    update: Update,
+    /// The user who left, and the date of the participation that ended.
+    subject: i64,
+    date: i32,
+    held_at: u64,
+}
+
 /// Pushes kept for replay.
 const REPLAYABLE: usize = 64;
 /// Forged blocks kept.
@@ -160,6 +247,11 @@ pub struct HostileServer {
     /// The joiners' attacks made (the latest 64).
     attacks: VecDeque<JoinerAttack>,
     next_attacker: i64,
+    /// Junk-page episodes: user → end (ms).
+    junk_until: BTreeMap<i64, u64>,
+    /// `left` records held back until their subject rejoins.
+    late: VecDeque<Late>,
+    played: Played,
 }
 
 impl HostileServer {
@@ -179,7 +271,16 @@ impl HostileServer {
             withholding: BTreeMap::new(),
             attacks: VecDeque::new(),
             next_attacker: ATTACKERS,
+            junk_until: BTreeMap::new(),
+            late: VecDeque::new(),
+            played: Played::default(),
         }
+    }
+
+    /// The attacks of issue 30 played so far (junk pages, junk under members' ids, late and
+    /// false notices).
+    pub fn played(&self) -> Played {
+        self.played
     }
 
     /// The joiners' attacks made (the latest 64).
@@ -263,7 +364,16 @@ impl HostileServer {
             self.tip = None;
             self.held.clear();
             self.withholding.clear();
+            self.junk_until.clear();
+            self.late.clear();
         }
+    }
+
+    /// The honest server drops `user_id` from the media call ([`Server::drop_from_media`]);
+    /// its `left` notices may be held back ([`Hostility::late_notices`]).
+    pub fn drop_from_media(&mut self, user_id: i64, now: u64) -> Pushes {
+        let pushes = self.server.drop_from_media(user_id);
+        self.notices(pushes, now)
     }
 
     /// The outsider's private key (what the adversary holds: a test tries it on members' packets).
@@ -289,6 +399,7 @@ impl HostileServer {
             let pushes = if acted { self.server.handle_at(from, request, now).1 } else { Vec::new() };
             return (None, self.relay(pushes));
         }
+        let height = self.server.height();
         let (mut response, mut pushes) = self.server.handle_at(from, request, now);
         for poison in [true, false] {
             let rate = if poison { h.poisoned_key } else { h.lowered_permissions };
@@ -296,6 +407,20 @@ impl HostileServer {
                 pushes.extend(self.joiner_attack(poison, now));
             }
         }
+        if self.server.height() > height && self.chance(h.member_junk) {
+            // Ahead of the block's push, and so of every real broadcast about it.
+            let mut junk = self.member_junk();
+            junk.append(&mut pushes);
+            pushes = junk;
+        }
+        if let (Request::GetChainBlocks { sub_chain: SubChain::Broadcasts, offset, limit }, Response::Ok(updates)) =
+            (request, &mut response)
+        {
+            if *offset >= 0 && self.junk_episode(from, now) {
+                pushes.extend(self.junk_page(from, *limit, updates));
+            }
+        }
+        let pushes = self.notices(pushes, now);
         let mut pushes = self.relay(pushes);
         let join = matches!(request, Request::Join { .. } | Request::CreateConference { block: Some(_), .. });
         if self.chance(h.refused_push) {
@@ -328,6 +453,202 @@ impl HostileServer {
             }
         }
         (Some(response), pushes)
+    }
+
+    /// Whether `from`'s broadcast poll at `now` is in a junk-page episode (or starts one).
+    fn junk_episode(&mut self, from: i64, now: u64) -> bool {
+        self.junk_until.retain(|_, until| *until > now);
+        if self.junk_until.contains_key(&from) {
+            return true;
+        }
+        if !self.server.members().any(|m| m == from) || !self.chance(self.hostility.junk_pages) {
+            return false;
+        }
+
+        self.junk_until.insert(from, now.saturating_add(JUNK_MS));
+        true
+    }
+
+    /// Fills the answer to `from`'s broadcast poll up to `limit` entries with new junk written
+    /// into sub-chain 1 (if the page reaches its end); the pushes of that junk to the others.
+    fn junk_page(&mut self, from: i64, limit: i32, updates: &mut [Update]) -> Pushes {
+        let total = self.server.broadcasts().len();
+        let Some(Update::ChainBlocks { blocks, next_offset, .. }) =
+            updates.iter_mut().find(|u| matches!(u, Update::ChainBlocks { sub_chain: SubChain::Broadcasts, .. }))
+        else {
+            return Vec::new();
+        };
+        let limit = usize::try_from(limit.clamp(1, 1_000)).unwrap_or(1);
+        if usize::try_from(*next_offset).ok() != Some(total) || blocks.len() >= limit {
+            return Vec::new();
+        }
+        let junk: Vec<Vec<u8>> = (blocks.len()..limit).map(|_| self.junk_entry()).collect();
+        let update = self.server.append_broadcasts(junk);
+        if let Update::ChainBlocks { blocks: junk, next_offset: next, .. } = &update {
+            blocks.extend(junk.iter().cloned());
+            *next_offset = *next;
+        }
+        self.played.junk_pages = self.played.junk_pages.saturating_add(1);
+        self.server.members().filter(|m| *m != from).map(|m| (m, update.clone())).collect()
+    }
+
+    /// One junk entry of sub-chain 1: random bytes, or a well-formed broadcast for the current
+    /// height, under a participant's id or a made-up one, with a bad signature.
+    fn junk_entry(&mut self) -> Vec<u8> {
+        let tip = self.server.chain();
+        let (height, hash) = (tip.height(), *tip.hash());
+        let users: Vec<i64> = tip.participants().iter().map(|p| p.user_id).collect();
+        let roll = self.rng.next_u32();
+        if height < 0 || roll.is_multiple_of(3) {
+            let len = usize::try_from(self.rng.next_u32() % 160).unwrap_or(0).saturating_add(1);
+            let mut bytes = vec![0u8; len];
+            self.rng.fill_bytes(&mut bytes);
+            return bytes;
+        }
+        let pick =
+            usize::try_from(self.rng.next_u64().checked_rem(users.len().max(1) as u64).unwrap_or(0)).unwrap_or(0);
+        let user = match users.get(pick) {
+            Some(u) if roll % 3 == 1 => *u,
+            _ => i64::from(self.rng.next_u32()),
+        };
+        self.bad_broadcast(user, height, hash, roll.is_multiple_of(2))
+    }
+
+    /// A broadcast under `user_id` for (`height`, `hash`) that its key did not sign: signed by
+    /// the outsider, or a random signature (server form).
+    fn bad_broadcast(&mut self, user_id: i64, chain_height: i32, chain_hash: [u8; 32], commit: bool) -> Vec<u8> {
+        let mut value = [0u8; 32];
+        self.rng.fill_bytes(&mut value);
+        let payload = if commit { BroadcastPayload::Commit(value) } else { BroadcastPayload::Reveal(value) };
+        let mut b = Broadcast { signature: [0; 64], user_id, chain_height, chain_hash, payload };
+        if self.rng.next_u32().is_multiple_of(2) {
+            b.signature = self.outsider.sign(&b.signing_bytes());
+        } else {
+            self.rng.fill_bytes(&mut b.signature);
+        }
+        to_server_form(&b.encode()).unwrap_or_default()
+    }
+
+    /// Junk commits and reveals for the tip's height under the ids of up to
+    /// [`MEMBER_JUNK_USERS`] participants, written into sub-chain 1; their pushes to every member.
+    fn member_junk(&mut self) -> Pushes {
+        let tip = self.server.chain();
+        let (height, hash) = (tip.height(), *tip.hash());
+        let mut users: Vec<i64> = tip.participants().iter().map(|p| p.user_id).collect();
+        while users.len() > MEMBER_JUNK_USERS {
+            let drop = self.rng.next_u64().checked_rem(users.len() as u64).unwrap_or(0);
+            users.swap_remove(usize::try_from(drop).unwrap_or(0));
+        }
+        let mut junk = Vec::new();
+        for user in users {
+            for commit in [true, false] {
+                for _ in 0..HELD_BROADCASTS_PER_SENDER {
+                    junk.push(self.bad_broadcast(user, height, hash, commit));
+                }
+            }
+        }
+        let update = self.server.append_broadcasts(junk);
+        self.played.member_junk = self.played.member_junk.saturating_add(1);
+        self.server.members().map(|m| (m, update.clone())).collect()
+    }
+
+    /// Holds `left` records back and adds false ones ([`Hostility::late_notices`]); releases the
+    /// held records whose subject rejoined.
+    fn notices(&mut self, pushes: Pushes, now: u64) -> Pushes {
+        let rate = self.hostility.late_notices;
+        let mut out = self.release_notices(now);
+        if rate == 0 {
+            out.extend(pushes);
+            return out;
+        }
+        // Those told late of a departure are not told of the rejoin by its record (a lost push):
+        // they learn of it from the chain only (issue 30 item 6).
+        let told_late: Vec<(i64, i64)> = out
+            .iter()
+            .filter_map(|(to, u)| match u {
+                Update::Participants { participants } => participants.iter().find(|p| p.left).map(|p| (*to, p.user_id)),
+                _ => None,
+            })
+            .collect();
+        let mut joined = None;
+        for (to, update) in pushes {
+            if let Update::Participants { participants } = &update {
+                if participants.iter().any(|p| !p.left && told_late.contains(&(to, p.user_id))) {
+                    continue;
+                }
+                joined = joined.or_else(|| participants.iter().find(|p| !p.left).map(|p| p.user_id));
+                let left = participants.iter().find(|p| p.left && p.user_id < ATTACKERS && p.date != 0);
+                if let Some(p) = left.filter(|_| self.late.len() < LATE_KEPT) {
+                    let (subject, date) = (p.user_id, p.date);
+                    if self.chance(rate) {
+                        self.late.push_back(Late { to, update, subject, date, held_at: now });
+                        continue;
+                    }
+                }
+            }
+            out.push((to, update));
+        }
+        if let Some(joiner) = joined {
+            if self.chance(rate) {
+                out.extend(self.false_notice(joiner));
+            }
+            if self.chance(rate) {
+                self.silent_drop(joiner, now);
+            }
+        }
+        out
+    }
+
+    /// Drops a member still in the call other than `joiner` from the media call and holds back
+    /// every `left` record about it, to itself included, until it rejoins: it learns of the drop
+    /// from `GROUPCALL_JOIN_MISSING`, and of the notice only after its rejoin (issue 30 item 5).
+    fn silent_drop(&mut self, joiner: i64, now: u64) {
+        let members: Vec<i64> = self.server.members().filter(|m| *m != joiner && *m < ATTACKERS).collect();
+        let pick =
+            usize::try_from(self.rng.next_u64().checked_rem(members.len().max(1) as u64).unwrap_or(0)).unwrap_or(0);
+        let Some(&victim) = members.get(pick) else { return };
+        let date = self.server.participation(victim).map_or(0, |p| p.date);
+        for (to, update) in self.server.drop_from_media(victim) {
+            if self.late.len() < LATE_KEPT {
+                self.late.push_back(Late { to, update, subject: victim, date, held_at: now });
+            }
+        }
+        self.played.silent_drops = self.played.silent_drops.saturating_add(1);
+    }
+
+    /// The held `left` records whose subject rejoined, to their recipients still in the call
+    /// (those held for [`LATE_MS`] are dropped, as lost pushes).
+    fn release_notices(&mut self, now: u64) -> Pushes {
+        let mut out = Vec::new();
+        let server = &self.server;
+        let mut released = 0u64;
+        self.late.retain(|late| {
+            let rejoined = server.participation(late.subject).is_some_and(|p| p.date > late.date);
+            if rejoined && server.members().any(|m| m == late.to) {
+                out.push((late.to, late.update.clone()));
+                released = released.saturating_add(1);
+            }
+            !rejoined && now < late.held_at.saturating_add(LATE_MS)
+        });
+        self.played.late_notices = self.played.late_notices.saturating_add(released);
+        out
+    }
+
+    /// A false `left` record about a member still in the call other than `joiner` (its current
+    /// participation, as the server would end it), pushed to every member.
+    fn false_notice(&mut self, joiner: i64) -> Pushes {
+        let victims: Vec<CallParticipant> = self
+            .server
+            .members()
+            .filter(|m| *m != joiner && *m < ATTACKERS)
+            .filter_map(|m| self.server.participation(m).cloned())
+            .collect();
+        let pick =
+            usize::try_from(self.rng.next_u64().checked_rem(victims.len().max(1) as u64).unwrap_or(0)).unwrap_or(0);
+        let Some(victim) = victims.get(pick) else { return Vec::new() };
+        let update = Update::Participants { participants: vec![CallParticipant { left: true, ..victim.clone() }] };
+        self.played.false_notices = self.played.false_notices.saturating_add(1);
+        self.server.members().map(|m| (m, update.clone())).collect()
     }
 
     /// Replays, reorders and records pushes.

@@ -232,6 +232,14 @@ impl Server {
         &self.broadcasts
     }
 
+    /// Appends entries to sub-chain 1 as they are, unchecked (what a hostile server writes
+    /// there: junk no member sent, [`hostile`]); the update that announces them.
+    pub fn append_broadcasts(&mut self, entries: Vec<Vec<u8>>) -> Update {
+        let blocks = server_blocks(&entries);
+        self.broadcasts.extend(entries);
+        Update::ChainBlocks { sub_chain: SubChain::Broadcasts, blocks, next_offset: len_i32(self.broadcasts.len()) }
+    }
+
     /// Users joined to the call (the media session, not the chain).
     pub fn members(&self) -> impl Iterator<Item = i64> + '_ {
         self.members.iter().copied()
@@ -775,6 +783,41 @@ mod tests {
             };
             assert_eq!(response, Some(Response::Ok(vec![expected])));
         }
+    }
+
+    #[test]
+    fn the_hostile_server_answers_broadcast_polls_with_full_pages_of_junk() {
+        let (server, _, _) = call(&[1, 2], Behaviour::real());
+        let mut hostile = HostileServer::new(server, Hostility { junk_pages: 1000, ..Hostility::none() }, 9);
+        let total = hostile.server().broadcasts().len();
+        let offset = i32::try_from(total).unwrap();
+        let poll = Request::GetChainBlocks { sub_chain: SubChain::Broadcasts, offset, limit: 10 };
+        let (response, pushes) = hostile.handle_at(1, &poll, 0);
+        let Some(Response::Ok(updates)) = response else { panic!() };
+        let Some(Update::ChainBlocks { blocks, next_offset, .. }) = updates.first() else { panic!() };
+        assert_eq!((blocks.len(), *next_offset), (10, offset + 10), "a full page, the offset moved");
+        assert_eq!(hostile.server().broadcasts().len(), total + 10, "written into sub-chain 1");
+        assert!(pushes.iter().all(|(to, _)| *to == 2) && pushes.len() == 1, "{pushes:?}");
+        assert_eq!(hostile.played().junk_pages, 1);
+    }
+
+    #[test]
+    fn the_hostile_server_delivers_a_left_notice_after_the_rejoin() {
+        let (server, _, mut rng) = call(&[1, 2], Behaviour::real());
+        let mut hostile = HostileServer::new(server, Hostility { late_notices: 1000, ..Hostility::none() }, 9);
+        let before = hostile.server().participation(2).cloned().unwrap();
+        assert!(hostile.drop_from_media(2, 0).is_empty(), "every notice of the drop held back");
+        let key = PrivateKey::generate(&mut rng);
+        let block = hostile.server().chain().build_self_add(me(2, &key), &key, &mut rng).unwrap();
+        let (_, pushes) = hostile.handle_at(2, &Request::Join { public_key: key.public_key(), block }, 1_000);
+        let late = Update::Participants { participants: vec![CallParticipant { left: true, ..before }] };
+        for to in [1, 2] {
+            assert!(pushes.contains(&(to, late.clone())), "{to}: {pushes:?}");
+        }
+        // Alice, told late, is not told of the rejoin by its record.
+        let joined = |u: &Update| matches!(u, Update::Participants { participants } if !participants[0].left);
+        assert!(!pushes.iter().any(|(to, u)| *to == 1 && joined(u)), "{pushes:?}");
+        assert_eq!(hostile.played().late_notices, 2);
     }
 
     #[test]

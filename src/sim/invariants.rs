@@ -1,9 +1,10 @@
 //! The invariants checked after every step (chains, deadlines, pruning, joiners' attacks,
-//! ghosts, messages) and the liveness checks once faults stop (calm, prune, discard).
+//! ghosts, messages), those checked as requests and notices arrive (late notices, rejoiners
+//! kept), and the liveness checks once faults stop (calm, prune, discard).
 
 use std::collections::{HashMap, HashSet};
 
-use crate::api::RequestId;
+use crate::api::{Request, RequestId, Update};
 use crate::call::Call;
 use crate::limits::{EPOCH_GRACE_MS, LOOKUP_INTERVAL_MS, LOOKUP_NEGATIVE_MS};
 use crate::server::hostile::{Hostility, JoinerAttack, ATTACKERS};
@@ -11,9 +12,10 @@ use crate::server::Behaviour;
 use crate::session::{Session, SessionConfig, SessionState};
 use crate::wire::Permissions;
 
-use super::world::{busy, member_config, World, MESSAGE_DEADLINE_MS};
+use super::world::{busy, member_config, Told, World, MESSAGE_DEADLINE_MS};
 use super::{
     Failure, Faults, DISCARD_BOUND_MS, GHOST_BOUND_MS, POISON_BOUND_MS, PRUNE_BOUND_MS, REQUEST_DEADLINE_BOUND_MS,
+    ROUND_BOUND_MS,
 };
 
 impl World {
@@ -31,10 +33,21 @@ impl World {
 
     pub(super) fn check(&mut self) -> Result<(), Failure> {
         self.report.invariant_checks += 1;
+        let played = self.server.played();
+        self.report.junk_pages = played.junk_pages;
+        self.report.member_junk = played.member_junk;
+        self.report.late_notices = played.late_notices;
+        self.report.false_notices = played.false_notices;
+        self.report.silent_drops = played.silent_drops;
+        // What members were told is kept for their current incarnations only.
+        let current: HashSet<(usize, u64)> = self.members.iter().enumerate().map(|(i, m)| (i, m.incarnation)).collect();
+        self.told.retain(|(i, inc, _), _| current.contains(&(*i, *inc)));
+        self.chosen_removals.retain(|(i, inc, _)| current.contains(&(*i, *inc)));
         self.check_chains()?;
         self.check_deadlines()?;
         self.check_pruning()?;
         self.check_joiner_attacks()?;
+        self.check_round()?;
         self.check_ghosts()?;
         self.note_blackouts();
         let caught = self.caught_up();
@@ -173,6 +186,226 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// The chain's entries (user, key) on the server.
+    pub(super) fn entries(&self) -> Vec<(i64, [u8; 32])> {
+        self.server().chain().participants().iter().map(|p| (p.user_id, *p.public_key.as_bytes())).collect()
+    }
+
+    /// After a request: a join the server accepted (a new participation of `from`) dates the
+    /// entry it added; entries no longer in the chain are forgotten.
+    pub(super) fn note_entry(&mut self, from: i64, request: &Request, date_before: Option<i32>) {
+        let joined = matches!(request, Request::Join { .. } | Request::CreateConference { block: Some(_), .. });
+        let entry = self.server().chain().participants().iter().find(|p| p.user_id == from).map(|p| p.public_key);
+        let key = entry.filter(|_| joined).map(|k| *k.as_bytes());
+        let date = self.server().participation(from).map(|p| p.date);
+        if let (Some(key), Some(date)) = (key, date.filter(|d| Some(*d) != date_before)) {
+            self.entry_dates.insert((from, key), date);
+        }
+        let entries: HashSet<(i64, [u8; 32])> = self.entries().into_iter().collect();
+        self.entry_dates.retain(|k, _| entries.contains(k));
+    }
+
+    /// Records what member `i` was told of participations (records pushed or answered to it);
+    /// a `left` record of a participation the server does not hold as ended (a late or false
+    /// notice) goes to the transcript.
+    pub(super) fn note_told(&mut self, i: usize, updates: &[Update]) {
+        let to = self.members[i].user_id;
+        for u in updates {
+            let Update::Participants { participants } = u else { continue };
+            for p in participants.iter().filter(|p| p.left) {
+                let Some(current) = self.server().participation(p.user_id) else { continue };
+                let what = if current.date == p.date { "falsely" } else { "late" };
+                let line = format!(
+                    "user {to} is told {what} that user {} left (date {}, source {}; now date {}, source {})",
+                    p.user_id,
+                    p.date,
+                    p.source(),
+                    current.date,
+                    current.source()
+                );
+                self.note(line);
+            }
+        }
+        let (incarnation, now) = (self.members[i].incarnation, self.now);
+        let call = self.members[i].session.as_ref().and_then(Session::call);
+        for u in updates {
+            let Update::Participants { participants } = u else { continue };
+            for p in participants {
+                let told = self.told.entry((i, incarnation, p.user_id)).or_default();
+                if p.left {
+                    let entry = call.and_then(|c| c.participants().iter().find(|q| q.user_id == p.user_id).cloned());
+                    told.left.entry(p.date).or_default().insert(entry.map(|q| *q.public_key.as_bytes()));
+                } else {
+                    told.joined.entry(p.date).or_insert(now);
+                }
+            }
+        }
+    }
+
+    /// If `update` tells member `i` only of the end of earlier participations of its own (a late
+    /// notice: the server holds a later one), the latest of their dates and the current one's.
+    pub(super) fn late_notice_about_itself(&self, i: usize, update: &Update) -> Option<(i32, i32)> {
+        let Update::Participants { participants } = update else { return None };
+        let user = self.members[i].user_id;
+        let current = self.server().participation(user)?.date;
+        let mine: Vec<i32> = participants.iter().filter(|p| p.user_id == user && p.left).map(|p| p.date).collect();
+        let earlier = !mine.is_empty() && mine.iter().all(|d| *d != 0 && *d < current);
+        earlier.then(|| (mine.iter().copied().max().unwrap_or(0), current))
+    }
+
+    /// *Late notice* (issue 30 item 5): a member in the call is never ended by a notice about an
+    /// earlier participation of its own (`late`: what [`World::late_notice_about_itself`] found
+    /// in the update it just handled, `before` and `after`: its state around it). A `left`
+    /// record of its current participation, even a false one the server made up, may end it: that
+    /// is the server's word.
+    pub(super) fn check_late_notice(
+        &self,
+        i: usize,
+        late: Option<(i32, i32)>,
+        before: Option<SessionState>,
+        after: Option<SessionState>,
+    ) -> Result<(), Failure> {
+        let Some((old, current)) = late else { return Ok(()) };
+        let in_call = matches!(before, Some(SessionState::Joined | SessionState::Resyncing));
+        if in_call && after == Some(SessionState::Ended) {
+            let user = self.members[i].user_id;
+            return Err(self.fail(format!(
+                "late notice (issue 30 item 5): user {user} ({before:?}) ended on a `left` record of its \
+                 participation of date {old}, though the server holds its later participation of date {current}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// *Rejoiner kept* (issue 30 item 6): a removal by member `i` (request `id`, answered by the
+    /// server just now; `before`: the chain's entries before it) never removes a rejoiner's entry
+    /// on the word of the departure of an earlier participation seen while the member's chain
+    /// held that participation's entry. It fails when the application did not choose that
+    /// removal and every `left` record the member was told of that user is of a participation
+    /// earlier than the removed entry's (date d) and came, each time it came, while the member's
+    /// chain held another entry of that user (the one that left).
+    ///
+    /// What it does not demand yet: a member told of participation d (its `joined` record) that
+    /// is then told of an earlier departure (a late, delayed or duplicated `left` push) could
+    /// tell the two apart by the records' dates, but the session prunes the entry its chain holds
+    /// when the notice comes (`tests/session/pruning.rs`,
+    /// `a_late_notice_of_an_earlier_participation_prunes_no_one`, ignored until fixed; with that
+    /// demand the simulation fails too, e.g. `real_server_without_flood_waits` at seed 0 step
+    /// 257). What it cannot demand: a member never told of the new participation (its `joined`
+    /// record was lost) that is told of the earlier departure while its chain already holds the
+    /// new entry has nothing that tells the two apart (a chain entry carries no date), so it may
+    /// prune the new entry; and a member told a false `left` about someone still in the call may
+    /// prune them (the server's word is the protocol: a `left` record of the current
+    /// participation is one).
+    pub(super) fn check_rejoiners_kept(
+        &mut self,
+        i: usize,
+        from: i64,
+        id: RequestId,
+        before: &[(i64, [u8; 32])],
+        user_ids: &[i64],
+        kick: bool,
+    ) -> Result<(), Failure> {
+        let Some(&(sent, _, _)) = self.members[i].outstanding.get(&id) else { return Ok(()) };
+        let incarnation = self.members[i].incarnation;
+        let after: HashSet<(i64, [u8; 32])> = self.entries().into_iter().collect();
+        let removed: Vec<i64> = before.iter().filter(|e| !after.contains(e)).map(|e| e.0).collect();
+        if !removed.is_empty() {
+            let sent_at = self.now.saturating_sub(sent);
+            self.note(format!(
+                "the server takes user {from}'s removal of {removed:?} (request {id}: {user_ids:?}, kick {kick}, \
+                 sent {sent_at} ms ago)"
+            ));
+        }
+        for entry in before.iter().filter(|e| !after.contains(e)) {
+            let user = entry.0;
+            if user == from || user >= ATTACKERS || self.chosen_removals.contains(&(i, incarnation, user)) {
+                continue;
+            }
+            let (Some(&date), Some(told)) = (self.entry_dates.get(entry), self.told.get(&(i, incarnation, user)))
+            else {
+                continue;
+            };
+            let Told { left, joined } = told;
+            let only_earlier = !left.is_empty() && left.keys().all(|d| *d != 0 && *d < date);
+            let saw_the_old_entry_leave = left.values().flatten().all(|k| k.is_some_and(|k| k != entry.1));
+            if only_earlier && saw_the_old_entry_leave {
+                return Err(self.fail(format!(
+                    "rejoiner kept (issue 30 item 6): user {from} removed user {user}'s entry of its participation \
+                     of date {date} (told of it: {}), having been told only of the end of earlier ones ({:?}), \
+                     while its chain held their entry",
+                    joined.contains_key(&date),
+                    left.keys().collect::<Vec<_>>()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// *Round* (issue 30 item 7, SPEC §7.2): in a run whose network and server let rounds
+    /// complete promptly (`prompt_rounds`: delays and reordering only, no flood wait, no
+    /// hostility but junk in sub-chain 1), once the server's tip has stayed at one height for
+    /// `ROUND_BOUND_MS` while every participant of it was a caught-up member, every one of them
+    /// has completed that height's round (it shows the emojis). Junk commits and reveals under a
+    /// member's id, pushed before its real ones, must not hold them out; full pages of junk must
+    /// not bury them.
+    pub(super) fn check_round(&mut self) -> Result<(), Failure> {
+        if !self.prompt_rounds {
+            return Ok(());
+        }
+        let tip = self.server().height();
+        let caught: HashSet<(i64, [u8; 32])> = self
+            .caught_up()
+            .into_iter()
+            .filter_map(|i| {
+                let call = self.members[i].session.as_ref()?.call()?;
+                Some((self.members[i].user_id, *call.public_key().as_bytes()))
+            })
+            .collect();
+        let entries = self.entries();
+        if tip < 0 || !entries.iter().all(|e| caught.contains(e)) {
+            self.round_since = None;
+            return Ok(());
+        }
+        let since = match self.round_since {
+            Some((height, since)) if height == tip => since,
+            _ => self.round_since.insert((tip, self.now)).1,
+        };
+        if self.now < since + ROUND_BOUND_MS {
+            return Ok(());
+        }
+        let waiting: Vec<(i64, String)> = self
+            .members
+            .iter()
+            .filter(|m| entries.iter().any(|e| e.0 == m.user_id))
+            .filter_map(|m| {
+                let call = m.session.as_ref()?.call()?;
+                let missing = call.verification_missing();
+                call.emojis()
+                    .is_none()
+                    .then(|| (m.user_id, format!("{:?} awaiting {missing:?}", call.verification_phase())))
+            })
+            .collect();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        Err(self.fail(format!(
+            "round (issue 30 item 7): the server's tip has stayed at height {tip} since {since} with every participant \
+             caught up, and at {} members {waiting:?} have not completed its round; issue 30 attacks played: {:?}",
+            self.now,
+            self.server.played()
+        )))
+    }
+
+    /// The junk pages played so far, for the request-rate invariant's message.
+    pub(super) fn junk_note(&self) -> String {
+        let played = self.server.played().junk_pages;
+        if played == 0 {
+            return String::new();
+        }
+        format!("; full pages of junk answered to broadcast polls so far (issue 30 item 8): {played}")
     }
 
     /// With the real server's participant updates, users who left the media call are pruned
@@ -404,11 +637,13 @@ impl World {
         }
         Err(self.fail(format!(
             "no convergence {} ms after faults stopped: server at {} ({} broadcasts), members {states:?}, \
-             verification rounds (height/phase/awaited: members, the first of them, its footprint) {rounds:?}, in the media call {:?}",
+             verification rounds (height/phase/awaited: members, the first of them, its footprint) {rounds:?}, in the media call {:?}; \
+             issue 30 attacks played: {:?}",
             deadline,
             self.server().height(),
             self.server().broadcasts().len(),
-            self.server().members().collect::<Vec<_>>()
+            self.server().members().collect::<Vec<_>>(),
+            self.server.played()
         )))
     }
 
@@ -588,6 +823,20 @@ mod tests {
         let _ = w.members[i].session.as_mut().unwrap().send_message(json, now, &mut w.rng);
         let failure = w.flush(i).unwrap_err();
         assert!(failure.invariant.contains("request rate"), "{failure}");
+    }
+
+    #[test]
+    pub(super) fn the_late_notice_invariant_fails_an_end_by_an_earlier_participation_only() {
+        let (w, i) = joined_world();
+        let (joined, ended) = (Some(SessionState::Joined), Some(SessionState::Ended));
+        let failure = w.check_late_notice(i, Some((1, 2)), joined, ended).unwrap_err();
+        assert!(failure.invariant.contains("issue 30 item 5"), "{failure}");
+        // A notice of the current participation (or none about us) may end it.
+        assert!(w.check_late_notice(i, None, joined, ended).is_ok());
+        let user = w.members[i].user_id;
+        let current = w.server().participation(user).cloned().unwrap();
+        let left = crate::api::CallParticipant { left: true, ..current };
+        assert_eq!(w.late_notice_about_itself(i, &Update::Participants { participants: vec![left] }), None);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!                      faults (delay, reorder, duplicate, drop pushes, transient errors,
 //!                       partitions)
 //!                      server (the model, the real server's behaviours, or a hostile server:
-//!                       refused blocks, forged tips, gaps, withheld offsets, silence, ...)
+//!                       refused blocks, forged tips, gaps, withheld offsets, silence, joiners'
+//!                       attacks, junk in sub-chain 1, late and false notices, ...)
 //!          ───────────▶ invariants after every step; liveness once faults stop
 //! ```
 //!
@@ -176,6 +177,19 @@ pub struct Report {
     pub poisoned_keys: u64,
     /// Self-adds lowering the external permissions the hostile server's joiners tried.
     pub lock_attempts: u64,
+    /// Full pages of junk the hostile server answered to broadcast polls (issue 30 item 8).
+    pub junk_pages: u64,
+    /// Blocks the hostile server preceded with junk broadcasts under their participants' ids
+    /// (issue 30 item 7).
+    pub member_junk: u64,
+    /// `left` records the hostile server held back and delivered after their subject rejoined
+    /// (issue 30 items 5 and 6).
+    pub late_notices: u64,
+    /// False `left` records about members still in the call the hostile server pushed.
+    pub false_notices: u64,
+    /// Members the hostile server dropped from the media call telling no one until they
+    /// rejoined.
+    pub silent_drops: u64,
     /// Flood waits the server imposed.
     pub flood_waits: u64,
     /// Members dropped from the media call by the server.
@@ -235,6 +249,17 @@ impl std::error::Error for Failure {}
 /// Most requests one member may send in one second of virtual time: far above what the actions
 /// and timers need, far below a hot loop (issue 23 item 6).
 pub const MAX_REQUESTS_PER_SECOND: usize = 100;
+/// Most broadcast polls (sub-chain 1) one member may send in one second of virtual time: gap
+/// and full-page polls keep 1 s from the last poll of the sub-chain, whatever the page held
+/// (issue 30 item 8: a server answering every broadcast poll with a full page of new junk must
+/// not be polled again at once). The session's own pace keeps every member under
+/// [`MAX_REQUESTS_PER_SECOND`], far above what a hot loop of broadcast polls alone would show; a
+/// rejoin's first poll adds one.
+pub const MAX_BROADCAST_POLLS_PER_SECOND: usize = 3;
+/// How soon a round completes once every participant of the tip is caught up, in a run whose
+/// network and server let it (delays and reordering only, no hostility but junk in sub-chain 1:
+/// issue 30 item 7), ms.
+pub const ROUND_BOUND_MS: u64 = 5_000;
 /// A request the server never answered must be given up within this long (its deadline).
 pub const REQUEST_DEADLINE_BOUND_MS: u64 = 90_000;
 /// Users who left the media call are pruned from the chain within this long of there being a

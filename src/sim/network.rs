@@ -4,9 +4,13 @@
 use rand_core::RngCore;
 
 use crate::api::{ApiError, Request, Response, Update};
+use crate::session::Session;
 
 use super::world::{Message, World};
 use super::Failure;
+
+/// Most timer firings the clock makes at one instant before it calls the sessions' timers a loop.
+const MAX_TIMER_FIRINGS_PER_INSTANT: u32 = 10_000;
 
 impl World {
     pub(super) fn delay(&mut self) -> u64 {
@@ -23,6 +27,9 @@ impl World {
     /// Delivers everything due within the next `ms` and fires timers.
     pub(super) fn advance(&mut self, ms: u64) -> Result<(), Failure> {
         let end = self.now + ms;
+        // Timer firings at one instant: a session whose timer stays due after it fired would
+        // spin here for ever (no request leaves, so no rate bound sees it).
+        let (mut instant, mut firings) = (self.now, 0u32);
         loop {
             let next_message = self.network.keys().next().map(|(t, _)| *t).filter(|t| *t <= end);
             // An offline member's timers wait until it is back.
@@ -43,6 +50,31 @@ impl World {
                     self.deliver(message)?;
                 }
             } else {
+                if self.now != instant {
+                    (instant, firings) = (self.now, 0);
+                }
+                firings += 1;
+                if firings > MAX_TIMER_FIRINGS_PER_INSTANT {
+                    let due: Vec<usize> =
+                        (0..self.members.len()).filter(|&i| self.timer(i).is_some_and(|t| t <= instant)).collect();
+                    let due: Vec<String> = due
+                        .into_iter()
+                        .map(|i| {
+                            let s = self.members[i].session.as_ref();
+                            format!(
+                                "user {} ({:?}, timer {:?}, {:?})",
+                                self.members[i].user_id,
+                                s.map(crate::session::Session::state),
+                                self.timers[i],
+                                s.map(crate::session::Session::footprint)
+                            )
+                        })
+                        .collect();
+                    return Err(self.fail(format!(
+                        "timer loop: {MAX_TIMER_FIRINGS_PER_INSTANT} timer firings at {instant} and a timer is still \
+                         due then (a session whose `poll_timeout` stays due after `handle_timeout`): {due:?}"
+                    )));
+                }
                 for i in 0..self.members.len() {
                     let now = self.now;
                     let online = self.members[i].offline_until <= now;
@@ -79,8 +111,16 @@ impl World {
                     self.send(Message::Response { to: from, id, response, generation, at: now, method });
                     return Ok(());
                 }
+                // What the notices' invariants (issue 30 items 5 and 6) compare with.
+                let removal = matches!(request, Request::DeleteParticipants { .. });
+                let entries_before = if removal { self.entries() } else { Vec::new() };
+                let date_before = self.server().participation(from).map(|p| p.date);
                 let (response, pushes) = self.server.handle_at(from, &request, now);
                 self.record_server();
+                if let Request::DeleteParticipants { user_ids, kick, .. } = &request {
+                    self.check_rejoiners_kept(i, from, id, &entries_before, user_ids, *kick)?;
+                }
+                self.note_entry(from, &request, date_before);
                 match response {
                     None => {
                         // The server stays silent: this request is never answered.
@@ -142,6 +182,9 @@ impl World {
                 if join && self.setup.is_real() {
                     response = self.server().refresh_join_response(response);
                 }
+                if let Response::Ok(updates) = &response {
+                    self.note_told(i, updates);
+                }
                 if let Some(s) = self.members[i].session.as_mut() {
                     s.handle_response(id, response, now, &mut self.rng);
                 }
@@ -161,9 +204,14 @@ impl World {
                         self.told_left.entry(p.user_id).or_default().insert((i, incarnation));
                     }
                 }
+                self.note_told(i, std::slice::from_ref(&update));
+                let late = self.late_notice_about_itself(i, &update);
+                let before = self.members[i].session.as_ref().map(Session::state);
                 if let Some(s) = self.members[i].session.as_mut() {
                     s.handle_update(update, now, &mut self.rng);
                 }
+                let after = self.members[i].session.as_ref().map(Session::state);
+                self.check_late_notice(i, late, before, after)?;
                 self.after_session(i)?;
             }
         }

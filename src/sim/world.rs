@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::api::{Request, RequestId, Response, Update};
+use crate::api::{Request, RequestId, Response, SubChain, Update};
 use crate::call::Call;
 use crate::error::ErrorKind;
 use crate::frame::{AudioLevel, Codec};
@@ -16,7 +16,7 @@ use crate::server::Server;
 use crate::session::{Session, SessionConfig, SessionEvent, SessionState};
 use crate::wire::{Block, Permissions};
 
-use super::{Failure, Faults, Report, ServerSetup, SimConfig, MAX_REQUESTS_PER_SECOND};
+use super::{Failure, Faults, Report, ServerSetup, SimConfig, MAX_BROADCAST_POLLS_PER_SECOND, MAX_REQUESTS_PER_SECOND};
 
 pub(super) struct Member {
     pub(super) user_id: i64,
@@ -32,6 +32,8 @@ pub(super) struct Member {
     pub(super) incarnation: u64,
     /// Times of this member's requests in the last second.
     pub(super) recent_requests: VecDeque<u64>,
+    /// Times of this member's broadcast polls (sub-chain 1) in the last second.
+    pub(super) recent_broadcast_polls: VecDeque<u64>,
     /// Requests of this incarnation sent and not answered: id → (sent at, silenced at, method).
     pub(super) outstanding: BTreeMap<RequestId, (u64, Option<u64>, &'static str)>,
     /// Flood waits this incarnation was told of: method → end (ms).
@@ -101,11 +103,49 @@ pub(super) struct World {
     pub(super) transcript: VecDeque<String>,
     pub(super) step: u64,
     pub(super) seed: u64,
+    /// Whether the run's network and server let a round complete promptly (see
+    /// `World::check_round`): decided once from the configuration.
+    pub(super) prompt_rounds: bool,
+    /// The server's tip height and since when every participant of it has been a caught-up
+    /// member (continuously).
+    pub(super) round_since: Option<(i32, u64)>,
     /// Messages sent, by (sender, random_id).
     pub(super) messages: HashMap<(i64, i64), Sent>,
+    /// The participation (its date) that added each chain entry (user, key), from the joins the
+    /// server accepted (entries of the current chain only).
+    pub(super) entry_dates: HashMap<(i64, [u8; 32]), i32>,
+    /// What each member (index, incarnation) was told of a user's participations (records pushed
+    /// or answered to it), by user.
+    pub(super) told: HashMap<(usize, u64, i64), Told>,
+    /// Removals the application chose (index, incarnation, target): not prunes.
+    pub(super) chosen_removals: HashSet<(usize, u64, i64)>,
     /// Each member's `Session::poll_timeout`, once read since its session was last touched
     /// ([`World::touch`]): the clock asks for every member's at every event.
     pub(super) timers: Vec<Option<Option<u64>>>,
+}
+
+/// What a member was told of one user's participations, by date.
+#[derive(Default)]
+pub(super) struct Told {
+    /// Dates of the participations it was told ended (`left` records), with the user's keys in
+    /// the member's chain each time it was told (none: no entry).
+    pub(super) left: BTreeMap<i32, std::collections::BTreeSet<Option<[u8; 32]>>>,
+    /// Dates of the participations it was told of as going on, and when it was first told.
+    pub(super) joined: BTreeMap<i32, u64>,
+}
+
+/// Whether a run lets every round complete promptly once everyone is caught up: no push lost,
+/// no request failed, no partition, crash or flood wait (pushes may be delayed and reordered),
+/// and no hostility but junk in sub-chain 1 ([`Hostility::junk_pages`],
+/// [`Hostility::member_junk`]), which must not hold a round up.
+pub(super) fn prompt_rounds(config: &SimConfig) -> bool {
+    let (f, h) = (config.faults, config.server.hostility);
+    f.drop_push == 0
+        && f.fail_request == 0
+        && f.partition == 0
+        && f.crash == 0
+        && config.server.behaviour.flood_per_mille == 0
+        && h == Hostility { junk_pages: h.junk_pages, member_junk: h.member_junk, ..Hostility::none() }
 }
 
 /// A message sent, and who got it.
@@ -131,6 +171,7 @@ impl World {
                 removed_at: None,
                 incarnation: 0,
                 recent_requests: VecDeque::new(),
+                recent_broadcast_polls: VecDeque::new(),
                 outstanding: BTreeMap::new(),
                 flood_until: HashMap::new(),
                 left_since: None,
@@ -161,7 +202,12 @@ impl World {
             transcript: VecDeque::new(),
             step: 0,
             seed: config.seed,
+            prompt_rounds: prompt_rounds(config),
+            round_since: None,
             messages: HashMap::new(),
+            entry_dates: HashMap::new(),
+            told: HashMap::new(),
+            chosen_removals: HashSet::new(),
             timers: vec![None; config.members],
         }
     }
@@ -226,7 +272,7 @@ impl World {
             self.note(format!("user {u} crashes (all state lost)"));
             if self.setup.is_real() {
                 // The server notices the lost connection and drops it from the media call.
-                let pushes = self.server.server_mut().drop_from_media(u);
+                let pushes = self.server.drop_from_media(u, now);
                 self.push_all(pushes);
             }
             return Ok(());
@@ -235,7 +281,7 @@ impl World {
             // The media stack lost the call (network loss): the server drops the member from the
             // media call while its session still believes it is in (GROUPCALL_JOIN_MISSING).
             let u = self.members[i].user_id;
-            let pushes = self.server.server_mut().drop_from_media(u);
+            let pushes = self.server.drop_from_media(u, now);
             if !pushes.is_empty() || self.server().members().all(|m| m != u) {
                 self.report.media_drops += 1;
                 self.note(format!("the server drops user {u} from the media call"));
@@ -275,6 +321,7 @@ impl World {
                     55..=59 if !joined.is_empty() => {
                         let target = joined[self.pick(joined.len())];
                         let kick = self.rng.next_u32().is_multiple_of(2);
+                        self.chosen_removals.insert((i, self.members[i].incarnation, target));
                         self.with_session(i, |s, now, rng| s.remove(&[target], kick, now, rng));
                         self.note(format!("user {user} removes {target} (kick {kick})"));
                     }
@@ -524,6 +571,20 @@ impl World {
                 }
             }
             let m = &mut self.members[i];
+            if matches!(request, Request::GetChainBlocks { sub_chain: SubChain::Broadcasts, .. }) {
+                while m.recent_broadcast_polls.front().is_some_and(|t| *t + 1_000 <= now) {
+                    m.recent_broadcast_polls.pop_front();
+                }
+                m.recent_broadcast_polls.push_back(now);
+                if m.recent_broadcast_polls.len() > MAX_BROADCAST_POLLS_PER_SECOND {
+                    return Err(self.fail(format!(
+                        "broadcast poll rate (issue 30 item 8): user {from} polled sub-chain 1 more than \
+                         {MAX_BROADCAST_POLLS_PER_SECOND} times within one second (the last: {request:?}){}",
+                        self.junk_note()
+                    )));
+                }
+            }
+            let m = &mut self.members[i];
             while m.recent_requests.front().is_some_and(|t| *t + 1_000 <= now) {
                 m.recent_requests.pop_front();
             }
@@ -531,7 +592,8 @@ impl World {
             if m.recent_requests.len() > MAX_REQUESTS_PER_SECOND {
                 return Err(self.fail(format!(
                     "request rate (issue 23 item 6, issue 24 item 6): user {from} sent more than {MAX_REQUESTS_PER_SECOND} requests \
-                     within one second (the last: {request:?})"
+                     within one second (the last: {request:?}){}",
+                    self.junk_note()
                 )));
             }
             if let Some(until) = m.flood_until.get(method).copied().filter(|u| now < *u) {

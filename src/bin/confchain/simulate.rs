@@ -74,7 +74,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 "members": args.members, "steps": args.steps, "faults": args.faults, "seed": args.seed,
                 "server": args.server, "silent_requests": report.silent_requests,
                 "forged_blocks": report.forged_blocks, "poisoned_keys": report.poisoned_keys,
-                "lock_attempts": report.lock_attempts, "flood_waits": report.flood_waits,
+                "lock_attempts": report.lock_attempts, "junk_pages": report.junk_pages,
+                "member_junk": report.member_junk, "late_notices": report.late_notices,
+                "false_notices": report.false_notices, "silent_drops": report.silent_drops,
+                "flood_waits": report.flood_waits,
                 "media_drops": report.media_drops, "outsider_attempts": report.outsider_attempts,
                 "blocks": report.blocks, "broadcasts": report.broadcasts, "joins": report.joins,
                 "races_lost": report.races_lost, "polls": report.polls,
@@ -125,6 +128,17 @@ pub fn run(args: Args) -> Result<(), Failure> {
             "  joiners' attacks  poisoned keys {} (removed), self-adds locking the call {} (refused)",
             report.poisoned_keys,
             report.lock_attempts
+        );
+        outln!(
+            "  sub-chain 1 junk  full pages {}, blocks preceded by junk under members' ids {}",
+            report.junk_pages,
+            report.member_junk
+        );
+        outln!(
+            "  notices           late 'left' delivered after a rejoin {}, false 'left' {}, silent drops {}",
+            report.late_notices,
+            report.false_notices,
+            report.silent_drops
         );
     }
     outln!("  invariant checks  {:>8}   all held; every member converged once faults stopped", report.invariant_checks);

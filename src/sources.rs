@@ -202,6 +202,11 @@ impl SourceTable {
         changes
     }
 
+    /// The current participation of `user_id` (its last record that has not left), if known.
+    pub fn participation(&self, user_id: i64) -> Option<&ParticipantSources> {
+        self.by_user.get(&user_id).map(|p| &p.record)
+    }
+
     /// Forgets everything (the call ended or was left), publishing the empty table.
     pub fn clear(&mut self) -> Vec<SourceChange> {
         let mut changes: Vec<SourceChange> =

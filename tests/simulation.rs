@@ -146,7 +146,7 @@ fn real_without_floods() -> ServerSetup {
 /// chain only); user 5 rejoins with a new key (participation of date 9); user 6's prune, retried
 /// or rebuilt without the key, removes the new entry (t = 12.89 s, request 16, `only_left`).
 #[test]
-#[ignore = "session defect: a prune rebuilt after the departed entry went removes the rejoiner (issue 30 item 6, seed 0)"]
+
 fn real_server_without_flood_waits() {
     seeds_with(Faults::light(), 6, real_without_floods());
 }
@@ -246,7 +246,7 @@ fn late_joiners_are_heard_by_ssrc() {
 /// `handle_timeout`: invariant *timer loop* (before it, the simulation spun for ever at that
 /// instant). Footprint: 1 request in flight, nothing queued or held.
 #[test]
-#[ignore = "session defect: a lookup held by a flood wait keeps the session's timer due (see the doc)"]
+
 fn late_notices_seed_9_timer_loop() {
     let server = ServerSetup { behaviour: Behaviour::real(), hostility: Hostility::notices() };
     let config = SimConfig { members: 6, steps: 600, faults: Faults::light(), seed: 9, server };
@@ -262,7 +262,7 @@ fn late_notices_seed_9_timer_loop() {
 /// users who left, retried, removes a rejoiner: issue 30 item 6's class, for the application's
 /// removals), and invariant *heard* fails at step 600: member 1 does not hear member 6.
 #[test]
-#[ignore = "session defect: a retried removal removes a rejoiner's new entry (see the doc)"]
+
 fn everything_seed_0_retried_removal_of_a_rejoiner() {
     let hostility = Hostility { member_junk: 100, late_notices: 100, ..Hostility::all() };
     let server = ServerSetup { behaviour: Behaviour::real(), hostility };

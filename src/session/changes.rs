@@ -21,15 +21,16 @@ impl Live {
     ) -> Result<()> {
         let unusable = self.unusable_entries(ctx.user_id);
         let (call, left_keys) = (&self.call, &self.left_keys);
-        // A removal of users who left (`only_left`) removes the entry whose departure we saw, not
-        // a newer one of the same user (a rejoin whose notice we missed; issue 30 item 6).
+        // A removal without a ban (`only_left`: a prune, or the application's) removes the entry
+        // it targeted, never a newer one of the same user (a rejoin whose notice we missed, or that
+        // came while the request was lost and retried; issue 30 item 6). A ban removes the user.
         let mut present: Vec<i64> = user_ids
             .iter()
             .copied()
             .filter(|u| {
                 call.participants()
                     .iter()
-                    .any(|p| p.user_id == *u && (kick || left_keys.get(u).is_none_or(|k| *k == p.public_key)))
+                    .any(|p| p.user_id == *u && (kick || left_keys.get(u).is_some_and(|k| *k == p.public_key)))
             })
             .collect();
         if present.is_empty() && !kick {

@@ -286,6 +286,10 @@ impl Live {
                 self.prune.remove(&p.user_id);
                 continue;
             }
+            if ctx.sources.is_superseded(p) {
+                // A late notice of a participation that already ended: the user is back.
+                continue;
+            }
             let fresh = !removing.contains(&p.user_id);
             let entry = self.call.participants().iter().find(|q| q.user_id == p.user_id).map(|q| q.public_key);
             if let Some(key) = entry.filter(|_| p.user_id != me && fresh && self.prune.len() < max_prune) {

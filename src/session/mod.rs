@@ -408,6 +408,15 @@ impl Session {
         }
         let (phase, mut ctx) = self.parts();
         let Phase::Live(live) = phase else { return Err(wrong_state("remove", "the call (Joined)", state)) };
+        if !kick {
+            // A removal without a ban targets the entries the users have now: retried after a
+            // rejoin, it spares the new one.
+            for p in live.call.participants() {
+                if user_ids.contains(&p.user_id) {
+                    live.left_keys.insert(p.user_id, p.public_key);
+                }
+            }
+        }
         live.removal(&mut ctx, user_ids.to_vec(), kick, 0, rng)
     }
 

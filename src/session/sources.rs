@@ -37,6 +37,12 @@ impl CallSources {
         source_events(events, self.table.apply(participants));
     }
 
+    /// Whether the table knows a later participation of the record's user: the record (a late
+    /// `left`, say) is about one that already ended.
+    pub(super) fn is_superseded(&self, record: &CallParticipant) -> bool {
+        self.table.participation(record.user_id).is_some_and(|current| record.is_older_than(current))
+    }
+
     /// Whether a record of ours names our current participation (or we were not told which it
     /// is): a late notice that an earlier participation left must not end this one.
     pub(super) fn is_current_participation(&self, record: &CallParticipant) -> bool {
@@ -116,9 +122,12 @@ impl Session {
         self.lookup_events();
     }
 
-    /// When the lookups next have work (in the call only).
+    /// When the lookups next have work (in the call only), never before the end of a flood wait
+    /// on lookups: `run_lookups` holds the send until then, so a due send must not keep the
+    /// session's timer in the past (a loop).
     pub(super) fn lookups_timeout(&self) -> Option<u64> {
-        matches!(self.phase, Phase::Live(_)).then(|| self.sources.lookups.poll_timeout()).flatten()
+        let due = matches!(self.phase, Phase::Live(_)).then(|| self.sources.lookups.poll_timeout()).flatten()?;
+        Some(due.max(self.outbox.flood_until(RequestKind::GetGroupParticipants)))
     }
 
     /// The SSRCs given up, but not the checks of a mapping given up (the SSRC stays mapped).

@@ -96,7 +96,7 @@ fn a_prune_names_to_the_server_only_the_entries_it_removes() {
 /// names). Not fixed on this branch (`src/session/live.rs`, `note_participants`, is being
 /// changed); un-ignore with the fix.
 #[test]
-#[ignore = "session defect: a late 'left' of an earlier participation prunes the rejoiner (issue 30 item 6)"]
+
 fn a_late_notice_of_an_earlier_participation_prunes_no_one() {
     let mut net = conference_with_participants(&[1, 2]);
     let mut r = rng(307);

@@ -240,6 +240,7 @@ impl Verification {
 
     /// Takes a server-form broadcast (sub-chain 1). Older heights are ignored (`Ok`), later ones
     /// held until their block. Queues our reveal once every commit is in.
+    #[cfg(feature = "hazmat")]
     pub fn receive(&mut self, server_bytes: &[u8], key: &PrivateKey) -> Result<()> {
         self.take(server_bytes, key).map(|_| ())
     }

@@ -771,7 +771,7 @@ impl MediaDecryptor {
         packet: &[u8],
         now_ms: Millis,
     ) -> PyResult<sources::Sourced<'py>> {
-        let map = table.0.map();
+        let map = table.map();
         let mut out = Vec::new();
         let (source, r) = py
             .allow_threads(|| self.0.decrypt_frame_from_source_into(&map, ssrc, codec.0, packet, now_ms.0, &mut out))
@@ -1131,6 +1131,14 @@ impl Session {
         self.0.call()?.key_fingerprint()
     }
 
+    /// The session's SSRC → sender map, live (a read-only `SourceTable`: the session fills it
+    /// from participant updates, its join's answer and its lookups, and empties it when it
+    /// leaves the call). Decrypt by SSRC through it; an SSRC it misses is looked up by the
+    /// session (`get_group_participants` requests).
+    fn source_map(&self) -> sources::SourceTable {
+        sources::SourceTable::view(self.0.source_map())
+    }
+
     /// Encrypts a media frame with the call's current key.
     #[pyo3(signature = (channel, data, now_ms, rng, clear_prefix_len = 0))]
     fn encrypt<'py>(
@@ -1315,11 +1323,14 @@ fn update_group_call(call_id: i64, access_hash: i64, discarded: bool, invite_lin
     Update(sess::Update::GroupCall { call, discarded, invite_link })
 }
 
-/// `updateGroupCallParticipants`: `[(user_id, left)]`, one pair per `groupCallParticipant`.
+/// `updateGroupCallParticipants` (or a `phone.groupParticipants` answer): one participant record
+/// per `groupCallParticipant`, `(user_id, left, source, video, presentation, date, version)`
+/// with the fields after `left` optional from the end, as `SourceTable.apply` takes them
+/// (`(user_id, left)` pairs are records without sources). The session keeps the sources in its
+/// map (`Session.source_map()`).
 #[pyfunction]
-fn update_participants(participants: Vec<(i64, bool)>) -> Update {
-    let participants =
-        participants.into_iter().map(|(user_id, left)| engine::api::CallParticipant::new(user_id, left)).collect();
+fn update_participants(participants: Vec<sources::Record>) -> Update {
+    let participants = participants.into_iter().map(|r| r.0).collect();
     Update(sess::Update::Participants { participants })
 }
 

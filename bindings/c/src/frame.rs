@@ -70,7 +70,7 @@ pub struct confchain_received_frame {
     pub speech: u8,
 }
 
-fn codec(c: i32) -> Result<Codec, i32> {
+pub(crate) fn codec(c: i32) -> Result<Codec, i32> {
     match c {
         CONFCHAIN_CODEC_OPUS => Ok(Codec::Opus),
         CONFCHAIN_CODEC_VP8 => Ok(Codec::Vp8),
@@ -274,7 +274,7 @@ unsafe fn encrypt_with(
 
 /// Runs a decryption into the thread's scratch buffer and delivers it to the caller's; the frame
 /// does not stay behind in the scratch buffer.
-unsafe fn decrypt_with(
+pub(crate) unsafe fn decrypt_with(
     sink: Sink<'_>,
     info: *mut confchain_received_frame,
     f: impl FnOnce(&mut Vec<u8>) -> engine::Result<ReceivedFrame>,

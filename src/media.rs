@@ -499,15 +499,7 @@ impl MediaDecryptor {
         now: u64,
         out: &mut Vec<u8>,
     ) -> Result<(Source, ReceivedFrame)> {
-        let source = sources.sender(ssrc)?;
-        let frame = self.decrypt_frame_into(source.user_id, codec, packet, now, out).inspect_err(|e| {
-            // Not that sender's frame: the SSRC may have moved to a participation whose record
-            // was missed (SSRC reuse); the session looks it up again.
-            if matches!(e.kind(), ErrorKind::WrongSignature | ErrorKind::ParticipantNotFound) {
-                sources.report_stale(ssrc, source);
-            }
-        })?;
-        Ok((source, frame))
+        sources.decrypt_from(ssrc, |sender| self.decrypt_frame_into(sender, codec, packet, now, out))
     }
 
     /// [`MediaDecryptor::decrypt_frame_into`] into a new buffer.

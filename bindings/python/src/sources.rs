@@ -8,7 +8,7 @@
 
 use engine::api::{CallParticipant, MediaSources, SourceGroup, VideoSources};
 use engine::limits::{MAX_GROUP_SOURCES, MAX_SOURCE_GROUPS};
-use engine::sources::{self as src, MediaKind, Source, SourceChange};
+use engine::sources::{self as src, MediaKind, SourceChange};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
@@ -156,12 +156,6 @@ impl SourceTable {
     fn __len__(&self) -> usize {
         self.map().len()
     }
-}
-
-/// The sender of `ssrc` in `table` (an unknown SSRC raises `FRAME__UNKNOWN_SOURCE` and is kept
-/// for `take_misses`).
-pub(crate) fn sender(table: &SourceTable, ssrc: u32) -> PyResult<Source> {
-    table.map().sender(ssrc).map_err(crate::err)
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -12,17 +12,15 @@
 //! `confchain_source_table_take_misses`.
 
 use engine::api::{CallParticipant, MediaSources, SourceGroup, VideoSources};
-use engine::frame::ReceivedFrame;
 use engine::limits::{MAX_GROUP_SOURCES, MAX_REPORTED_MISSES, MAX_SOURCE_GROUPS};
 use engine::session::Update;
 use engine::sources::{MediaKind, Source, SourceMap, SourceTable};
-use engine::ErrorKind;
 
 use crate::call::confchain_call;
-use crate::error::{guard, invalid, OrCode};
-use crate::frame::{self, confchain_frame_max_frame_size, confchain_received_frame, decrypt_with};
-use crate::media::{confchain_media_decryptor, Sink};
-use crate::memory::{free_handle, handle, handle_mut, input, list, out};
+use crate::error::{guard, invalid};
+use crate::frame::{confchain_received_frame, decrypt_frame, Sender};
+use crate::media::confchain_media_decryptor;
+use crate::memory::{free_handle, handle, handle_mut, list, out};
 use crate::session::{confchain_session, confchain_updates, session_call};
 
 /// A source's media (`confchain_source.kind`): the microphone (`source`, or a camera's
@@ -81,7 +79,7 @@ pub struct confchain_source_table {
     /// The table this handle owns (None for a view).
     table: Option<SourceTable>,
     /// The map frames are decrypted through: the table's, or the one a view shares.
-    map: SourceMap,
+    pub(crate) map: SourceMap,
 }
 
 impl confchain_source_table {
@@ -104,7 +102,7 @@ fn kind_constant(kind: MediaKind) -> i32 {
     }
 }
 
-unsafe fn write_source(out_source: *mut confchain_source, s: Source) {
+pub(crate) unsafe fn write_source(out_source: *mut confchain_source, s: Source) {
     if let Some(o) = out_source.as_mut() {
         *o = confchain_source { user_id: s.user_id, kind: kind_constant(s.kind) };
     }
@@ -278,29 +276,9 @@ pub unsafe extern "C" fn confchain_updates_add_participants(
     })
 }
 
-/// Decrypts a frame for the sender `table` maps `ssrc` to (`decrypt` gets its user id) into
-/// `sink`: an unknown SSRC is `CONFCHAIN_KIND_FRAME_UNKNOWN_SOURCE` at once (no key tried), and a
-/// frame the mapped sender's key does not open reports the mapping as possibly stale (the session
-/// checks it with a lookup), as the core's `MediaDecryptor::decrypt_frame_from_source_into` does.
-unsafe fn from_source(
-    table: *const confchain_source_table,
-    ssrc: u32,
-    out_source: *mut confchain_source,
-    sink: Sink<'_>,
-    info: *mut confchain_received_frame,
-    decrypt: impl FnOnce(i64, &mut Vec<u8>) -> engine::Result<ReceivedFrame>,
-) -> Result<(), i32> {
-    let map = &handle(table)?.map;
-    let source = map.sender(ssrc).or_code()?;
-    decrypt_with(sink, info, |s| {
-        decrypt(source.user_id, s).inspect_err(|e| {
-            if matches!(e.kind(), ErrorKind::WrongSignature | ErrorKind::ParticipantNotFound) {
-                map.report_stale(ssrc, source);
-            }
-        })
-    })?;
-    write_source(out_source, source);
-    Ok(())
+/// The table behind a handle (null refused).
+pub(crate) unsafe fn table<'a>(table: *const confchain_source_table) -> Result<&'a confchain_source_table, i32> {
+    handle(table)
 }
 
 /// `confchain_call_decrypt_frame` for the sender `table` maps `ssrc` to (its user id and kind in
@@ -322,13 +300,16 @@ pub unsafe extern "C" fn confchain_call_decrypt_frame_from_source(
     info: *mut confchain_received_frame,
     out_source: *mut confchain_source,
 ) -> i32 {
-    guard(|| {
-        let sink = Sink::new(out_buf, out_cap, out_len, confchain_frame_max_frame_size(packet_len))?;
-        let (codec, packet, call) = (frame::codec(codec)?, input(packet, packet_len)?, handle_mut(call)?);
-        from_source(table, ssrc, out_source, sink, info, |user, s| {
-            call.0.decrypt_frame_into(user, codec, packet, now_ms, s)
-        })
-    })
+    let sender = Sender::Source(table, ssrc, out_source);
+    decrypt_frame(
+        || Ok(&mut handle_mut(call)?.0),
+        sender,
+        codec,
+        (packet, packet_len),
+        now_ms,
+        (out_buf, out_cap, out_len),
+        info,
+    )
 }
 
 /// `confchain_call_decrypt_frame_from_source` with the session's call.
@@ -348,14 +329,16 @@ pub unsafe extern "C" fn confchain_session_decrypt_frame_from_source(
     info: *mut confchain_received_frame,
     out_source: *mut confchain_source,
 ) -> i32 {
-    guard(|| {
-        let sink = Sink::new(out_buf, out_cap, out_len, confchain_frame_max_frame_size(packet_len))?;
-        let (codec, packet) = (frame::codec(codec)?, input(packet, packet_len)?);
-        let call = session_call(handle_mut(session)?)?;
-        from_source(table, ssrc, out_source, sink, info, |user, s| {
-            call.decrypt_frame_into(user, codec, packet, now_ms, s)
-        })
-    })
+    let sender = Sender::Source(table, ssrc, out_source);
+    decrypt_frame(
+        || session_call(handle_mut(session)?),
+        sender,
+        codec,
+        (packet, packet_len),
+        now_ms,
+        (out_buf, out_cap, out_len),
+        info,
+    )
 }
 
 /// `confchain_call_decrypt_frame_from_source` on a media decryptor: thread-safe (read the table
@@ -376,13 +359,16 @@ pub unsafe extern "C" fn confchain_media_decrypt_frame_from_source(
     info: *mut confchain_received_frame,
     out_source: *mut confchain_source,
 ) -> i32 {
-    guard(|| {
-        let sink = Sink::new(out_buf, out_cap, out_len, confchain_frame_max_frame_size(packet_len))?;
-        let (codec, packet, d) = (frame::codec(codec)?, input(packet, packet_len)?, handle(decryptor)?);
-        from_source(table, ssrc, out_source, sink, info, |user, s| {
-            d.0.decrypt_frame_into(user, codec, packet, now_ms, s)
-        })
-    })
+    let sender = Sender::Source(table, ssrc, out_source);
+    decrypt_frame(
+        || Ok(&handle(decryptor)?.0),
+        sender,
+        codec,
+        (packet, packet_len),
+        now_ms,
+        (out_buf, out_cap, out_len),
+        info,
+    )
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! decrypted frame with an empty plaintext), besides every error of `confchain_call_encrypt` /
 //! `confchain_call_decrypt`; on error nothing is written to the output buffer.
 
-use engine::frame::{self, AudioLevel, Codec, ReceivedFrame, SentFrame};
+use engine::frame::{self, AudioLevel, Codec, FrameDecryptor, FrameEncryptor, ReceivedFrame, SentFrame};
 
 use crate::call::confchain_call;
 use crate::error::{guard, invalid, OrCode};
@@ -257,88 +257,6 @@ pub extern "C" fn confchain_audio_level_to_linear(level: u8) -> f32 {
     AudioLevel { level: level & 0x7f, speech: false }.to_linear()
 }
 
-/// What encrypts our frames: a call (its own or a session's) with the caller's randomness, or a
-/// media encryptor.
-pub(crate) trait Encrypts {
-    /// `encrypt_frame_into` of the core's call or media handle.
-    fn encrypt_frame_into(
-        self,
-        channel: i32,
-        codec: Codec,
-        frame: &[u8],
-        level: AudioLevel,
-        now: u64,
-        out: &mut Vec<u8>,
-    ) -> engine::Result<SentFrame>;
-}
-
-impl Encrypts for (&mut engine::Call, &mut rand_chacha::ChaCha20Rng) {
-    fn encrypt_frame_into(
-        self,
-        channel: i32,
-        codec: Codec,
-        frame: &[u8],
-        level: AudioLevel,
-        now: u64,
-        out: &mut Vec<u8>,
-    ) -> engine::Result<SentFrame> {
-        self.0.encrypt_frame_into(channel, codec, frame, level, now, self.1, out)
-    }
-}
-
-impl Encrypts for &engine::MediaEncryptor {
-    fn encrypt_frame_into(
-        self,
-        channel: i32,
-        codec: Codec,
-        frame: &[u8],
-        level: AudioLevel,
-        now: u64,
-        out: &mut Vec<u8>,
-    ) -> engine::Result<SentFrame> {
-        engine::MediaEncryptor::encrypt_frame_into(self, channel, codec, frame, level, now, out)
-    }
-}
-
-/// What decrypts other members' frames: a call (its own or a session's), or a media decryptor.
-pub(crate) trait Decrypts {
-    /// `decrypt_frame_into` of the core's call or media handle.
-    fn decrypt_frame_into(
-        self,
-        sender: i64,
-        codec: Codec,
-        packet: &[u8],
-        now: u64,
-        out: &mut Vec<u8>,
-    ) -> engine::Result<ReceivedFrame>;
-}
-
-impl Decrypts for &mut engine::Call {
-    fn decrypt_frame_into(
-        self,
-        sender: i64,
-        codec: Codec,
-        packet: &[u8],
-        now: u64,
-        out: &mut Vec<u8>,
-    ) -> engine::Result<ReceivedFrame> {
-        engine::Call::decrypt_frame_into(self, sender, codec, packet, now, out)
-    }
-}
-
-impl Decrypts for &engine::MediaDecryptor {
-    fn decrypt_frame_into(
-        self,
-        sender: i64,
-        codec: Codec,
-        packet: &[u8],
-        now: u64,
-        out: &mut Vec<u8>,
-    ) -> engine::Result<ReceivedFrame> {
-        engine::MediaDecryptor::decrypt_frame_into(self, sender, codec, packet, now, out)
-    }
-}
-
 /// Whose frame a decryption opens: a member's, or the member a table maps an RTP SSRC to (who
 /// it was goes to `*out_source`, when not null).
 pub(crate) enum Sender {
@@ -352,7 +270,7 @@ pub(crate) enum Sender {
 /// handle (`keys`), and the packet written into the caller's buffer through the thread's
 /// scratch buffer.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn encrypt_frame<K: Encrypts>(
+pub(crate) unsafe fn encrypt_frame<K: FrameEncryptor>(
     keys: impl FnOnce() -> Result<K, i32>,
     channel_id: i32,
     codec: i32,
@@ -383,7 +301,7 @@ pub(crate) unsafe fn encrypt_frame<K: Encrypts>(
 /// any key is tried, a frame the sender's key does not open reports the mapping as possibly
 /// stale). The frame does not stay behind in the thread's scratch buffer.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn decrypt_frame<K: Decrypts>(
+pub(crate) unsafe fn decrypt_frame<K: FrameDecryptor>(
     keys: impl FnOnce() -> Result<K, i32>,
     sender: Sender,
     codec: i32,

@@ -6,99 +6,17 @@
 //! `"video/H264"`, any case; any other name is the unknown path) or an RTP payload type as tgcalls
 //! maps it (111 Opus, 100 VP8, 104 H.264, anything else the unknown path).
 
-use engine::frame::{self, AudioLevel, Codec, ReceivedFrame, SentFrame};
+use engine::frame::{self, AudioLevel, Codec, FrameDecryptor, FrameEncryptor};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyString};
-use rand_chacha::ChaCha20Rng;
 
 use crate::sources::{kind_name, SourceTable, Sourced};
-
-/// What encrypts our frames: a call with the caller's randomness, or a media encryptor.
-pub(crate) trait Encrypts: Send {
-    /// `encrypt_frame_into` of the core's call or media handle.
-    fn encrypt_frame_into(
-        self,
-        channel: i32,
-        codec: Codec,
-        frame: &[u8],
-        level: AudioLevel,
-        now: u64,
-        out: &mut Vec<u8>,
-    ) -> engine::Result<SentFrame>;
-}
-
-impl Encrypts for (&mut engine::Call, &mut ChaCha20Rng) {
-    fn encrypt_frame_into(
-        self,
-        channel: i32,
-        codec: Codec,
-        frame: &[u8],
-        level: AudioLevel,
-        now: u64,
-        out: &mut Vec<u8>,
-    ) -> engine::Result<SentFrame> {
-        self.0.encrypt_frame_into(channel, codec, frame, level, now, self.1, out)
-    }
-}
-
-impl Encrypts for &engine::MediaEncryptor {
-    fn encrypt_frame_into(
-        self,
-        channel: i32,
-        codec: Codec,
-        frame: &[u8],
-        level: AudioLevel,
-        now: u64,
-        out: &mut Vec<u8>,
-    ) -> engine::Result<SentFrame> {
-        engine::MediaEncryptor::encrypt_frame_into(self, channel, codec, frame, level, now, out)
-    }
-}
-
-/// What decrypts other members' frames: a call or a media decryptor.
-pub(crate) trait Decrypts: Send {
-    /// `decrypt_frame_into` of the core's call or media handle.
-    fn decrypt_frame_into(
-        self,
-        sender: i64,
-        codec: Codec,
-        packet: &[u8],
-        now: u64,
-        out: &mut Vec<u8>,
-    ) -> engine::Result<ReceivedFrame>;
-}
-
-impl Decrypts for &mut engine::Call {
-    fn decrypt_frame_into(
-        self,
-        sender: i64,
-        codec: Codec,
-        packet: &[u8],
-        now: u64,
-        out: &mut Vec<u8>,
-    ) -> engine::Result<ReceivedFrame> {
-        engine::Call::decrypt_frame_into(self, sender, codec, packet, now, out)
-    }
-}
-
-impl Decrypts for &engine::MediaDecryptor {
-    fn decrypt_frame_into(
-        self,
-        sender: i64,
-        codec: Codec,
-        packet: &[u8],
-        now: u64,
-        out: &mut Vec<u8>,
-    ) -> engine::Result<ReceivedFrame> {
-        engine::MediaDecryptor::decrypt_frame_into(self, sender, codec, packet, now, out)
-    }
-}
 
 /// `encrypt_frame_info` of every class: `(packet, clear_prefix, attempts)`, the GIL released.
 pub(crate) fn encrypt<'py>(
     py: Python<'py>,
-    keys: impl Encrypts,
+    keys: impl FrameEncryptor + Send,
     channel: i32,
     codec: CodecArg,
     frame: &[u8],
@@ -116,7 +34,7 @@ pub(crate) fn encrypt<'py>(
 /// `decrypt_frame` of every class: `(frame, level, speech)`, the GIL released.
 pub(crate) fn decrypt<'py>(
     py: Python<'py>,
-    keys: impl Decrypts,
+    keys: impl FrameDecryptor + Send,
     sender: i64,
     codec: CodecArg,
     packet: &[u8],
@@ -132,7 +50,7 @@ pub(crate) fn decrypt<'py>(
 /// tried; a frame the sender's key does not open reports the mapping as possibly stale).
 pub(crate) fn decrypt_from_source<'py>(
     py: Python<'py>,
-    keys: impl Decrypts,
+    keys: impl FrameDecryptor + Send,
     table: &SourceTable,
     ssrc: u32,
     codec: CodecArg,

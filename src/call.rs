@@ -183,6 +183,33 @@ impl std::fmt::Debug for Call {
     }
 }
 
+impl<R: CryptoRngCore> frame::FrameEncryptor for (&mut Call, &mut R) {
+    fn encrypt_frame_into(
+        self,
+        channel: i32,
+        codec: Codec,
+        frame: &[u8],
+        level: AudioLevel,
+        now: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<SentFrame> {
+        Call::encrypt_frame_into(self.0, channel, codec, frame, level, now, self.1, out)
+    }
+}
+
+impl frame::FrameDecryptor for &mut Call {
+    fn decrypt_frame_into(
+        self,
+        sender_user_id: i64,
+        codec: Codec,
+        packet: &[u8],
+        now: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<ReceivedFrame> {
+        Call::decrypt_frame_into(self, sender_user_id, codec, packet, now, out)
+    }
+}
+
 impl Call {
     /// Creates the call from the last block of the chain (server form, as getGroupCallChainBlocks
     /// or joinGroupCall return it), **trusting it**: [`Call::from_tip`] with

@@ -212,6 +212,36 @@ pub struct ReceivedFrame {
     pub level: Option<AudioLevel>,
 }
 
+/// What encrypts our media frames, for code written once over a call and a media encryptor (the
+/// bindings' frame operations): `(&mut Call, &mut rng)` (the call draws the packet's randomness
+/// from `rng`) and `&MediaEncryptor` (its own).
+pub trait FrameEncryptor {
+    /// [`crate::Call::encrypt_frame_into`] or [`crate::MediaEncryptor::encrypt_frame_into`].
+    fn encrypt_frame_into(
+        self,
+        channel: i32,
+        codec: Codec,
+        frame: &[u8],
+        level: AudioLevel,
+        now: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<SentFrame>;
+}
+
+/// What decrypts other members' media frames, for code written once over a call and a media
+/// decryptor: `&mut Call` and `&MediaDecryptor`.
+pub trait FrameDecryptor {
+    /// [`crate::Call::decrypt_frame_into`] or [`crate::MediaDecryptor::decrypt_frame_into`].
+    fn decrypt_frame_into(
+        self,
+        sender_user_id: i64,
+        codec: Codec,
+        packet: &[u8],
+        now: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<ReceivedFrame>;
+}
+
 /// Appends what tgcalls hands to the packet encryption for `frame` (the frame laid out for
 /// `codec`) to `out`, and returns the clear prefix's size. `level` is used on the audio path only.
 pub fn plaintext_into(codec: Codec, frame: &[u8], level: AudioLevel, out: &mut Vec<u8>) -> usize {

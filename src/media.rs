@@ -385,6 +385,33 @@ impl std::fmt::Debug for MediaEncryptor {
     }
 }
 
+impl frame::FrameEncryptor for &MediaEncryptor {
+    fn encrypt_frame_into(
+        self,
+        channel: i32,
+        codec: Codec,
+        frame: &[u8],
+        level: AudioLevel,
+        now: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<SentFrame> {
+        MediaEncryptor::encrypt_frame_into(self, channel, codec, frame, level, now, out)
+    }
+}
+
+impl frame::FrameDecryptor for &MediaDecryptor {
+    fn decrypt_frame_into(
+        self,
+        sender_user_id: i64,
+        codec: Codec,
+        packet: &[u8],
+        now: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<ReceivedFrame> {
+        MediaDecryptor::decrypt_frame_into(self, sender_user_id, codec, packet, now, out)
+    }
+}
+
 impl MediaEncryptor {
     pub(crate) fn new(shared: Arc<Shared>, key: PrivateKey, rng: &mut impl CryptoRngCore) -> Self {
         let mut seed = Zeroizing::new([0u8; 32]);
@@ -507,15 +534,7 @@ impl MediaDecryptor {
         now: u64,
         out: &mut Vec<u8>,
     ) -> Result<(Source, ReceivedFrame)> {
-        let source = sources.sender(ssrc)?;
-        let frame = self.decrypt_frame_into(source.user_id, codec, packet, now, out).inspect_err(|e| {
-            // Not that sender's frame: the SSRC may have moved to a participation whose record
-            // was missed (SSRC reuse); the session looks it up again.
-            if matches!(e.kind(), ErrorKind::WrongSignature | ErrorKind::ParticipantNotFound) {
-                sources.report_stale(ssrc, source);
-            }
-        })?;
-        Ok((source, frame))
+        sources.decrypt_from(ssrc, |sender| self.decrypt_frame_into(sender, codec, packet, now, out))
     }
 
     /// [`MediaDecryptor::decrypt_frame_into`] into a new buffer.

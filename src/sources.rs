@@ -355,6 +355,24 @@ impl SourceMap {
         })
     }
 
+    /// Runs `decrypt` for the sender of `ssrc` (its user id) and returns that sender with what
+    /// `decrypt` returned: what every decryption by SSRC is, on a media decryptor or a call. An
+    /// SSRC the map does not know fails as [`SourceMap::sender`] does, before `decrypt` runs (no
+    /// key is tried); a failure that says the frame is not that sender's (`WRONG_SIGNATURE`, or
+    /// a sender no longer in the call) is reported as a possibly stale mapping
+    /// ([`SourceMap::report_stale`]).
+    pub fn decrypt_from<T>(&self, ssrc: u32, decrypt: impl FnOnce(i64) -> Result<T>) -> Result<(Source, T)> {
+        let source = self.sender(ssrc)?;
+        let opened = decrypt(source.user_id).inspect_err(|e| {
+            // Not that sender's frame: the SSRC may have moved to a participation whose record
+            // was missed (SSRC reuse); the session looks it up again.
+            if matches!(e.kind(), ErrorKind::WrongSignature | ErrorKind::ParticipantNotFound) {
+                self.report_stale(ssrc, source);
+            }
+        })?;
+        Ok((source, opened))
+    }
+
     /// How many SSRCs the latest published table maps.
     pub fn len(&self) -> usize {
         self.inner.snapshot.load().len()

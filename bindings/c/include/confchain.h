@@ -393,6 +393,32 @@
 #define CONFCHAIN_FRAME_MAX_ATTEMPTS 4
 
 /**
+ * A source's media (`confchain_source.kind`): the microphone (`source`, or a camera's
+ * `audio_source`).
+ */
+#define CONFCHAIN_MEDIA_KIND_AUDIO 1
+
+/**
+ * The camera (`video` source groups).
+ */
+#define CONFCHAIN_MEDIA_KIND_VIDEO 2
+
+/**
+ * The screencast (`presentation` source groups).
+ */
+#define CONFCHAIN_MEDIA_KIND_SCREENCAST 3
+
+/**
+ * The screencast's audio (`presentation.audio_source`).
+ */
+#define CONFCHAIN_MEDIA_KIND_SCREENCAST_AUDIO 4
+
+/**
+ * The most SSRCs `confchain_source_table_take_misses` returns at once (its buffer's size).
+ */
+#define CONFCHAIN_MAX_REPORTED_MISSES 64
+
+/**
  * One participant's call.
  */
 typedef struct confchain_call confchain_call;
@@ -445,6 +471,12 @@ typedef struct confchain_server confchain_server;
  * One conference session.
  */
 typedef struct confchain_session confchain_session;
+
+/**
+ * An SSRC → sender table (`confchain_source_table_new`), or a read-only view of one
+ * (`confchain_session_source_map`, `confchain_source_table_view`).
+ */
+typedef struct confchain_source_table confchain_source_table;
 
 /**
  * A list of updates (a response's, or pushes with their recipients).
@@ -635,6 +667,72 @@ typedef struct confchain_sent_frame {
    */
   uint32_t attempts;
 } confchain_sent_frame;
+
+/**
+ * One participant record: a `groupCallParticipant` of a user, with its sources. SSRCs are the
+ * TL `int`s' 32 bits (0: none).
+ */
+typedef struct confchain_participant_record {
+  /**
+   * The participant's user id (`peer`).
+   */
+  int64_t user_id;
+  /**
+   * 1: the participation named by `source` (and `date`) has ended.
+   */
+  uint8_t left;
+  /**
+   * When the participation began (Unix seconds; 0: not known).
+   */
+  int32_t date;
+  /**
+   * The `version` of the update that carried it (0: not known).
+   */
+  int32_t version;
+  /**
+   * `source`: the audio SSRC, which names the participation.
+   */
+  uint32_t source;
+  /**
+   * The camera's SSRCs (`video.source_groups`, every group's in order; NULL when `video_len`
+   * is 0: no camera). At most 64.
+   */
+  const uint32_t *video;
+  /**
+   * Their number.
+   */
+  size_t video_len;
+  /**
+   * `video.audio_source` (0: none).
+   */
+  uint32_t video_audio;
+  /**
+   * The screencast's SSRCs (`presentation.source_groups`, as `video`).
+   */
+  const uint32_t *presentation;
+  /**
+   * Their number.
+   */
+  size_t presentation_len;
+  /**
+   * `presentation.audio_source` (0: none).
+   */
+  uint32_t presentation_audio;
+} confchain_participant_record;
+
+/**
+ * The sender of an SSRC.
+ */
+typedef struct confchain_source {
+  /**
+   * Its user id.
+   */
+  int64_t user_id;
+  /**
+   * What it carries: a `CONFCHAIN_MEDIA_KIND_*`.
+   */
+  int32_t kind;
+} confchain_source;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1444,6 +1542,126 @@ int32_t confchain_media_decrypt_frame(const struct confchain_media_decryptor *de
                                       size_t out_cap,
                                       size_t *out_len,
                                       struct confchain_received_frame *info);
+
+/**
+ * An empty SSRC table.
+ */
+int32_t confchain_source_table_new(struct confchain_source_table **out_table);
+
+/**
+ * Frees a table or a view (a view's session or table is unaffected).
+ */
+void confchain_source_table_free(struct confchain_source_table *table);
+
+/**
+ * A read-only view of the session's SSRC map, live: the session fills it from participant
+ * updates, its join's answer and its lookups, and empties it when it leaves the call. Free
+ * with `confchain_source_table_free` (any time; the session keeps its map).
+ */
+int32_t confchain_session_source_map(const struct confchain_session *session,
+                                     struct confchain_source_table **out_view);
+
+/**
+ * A read-only view of `table` (or of the map `table` views), for media threads: any number of
+ * threads may read through views at once while the table's owner applies records.
+ */
+int32_t confchain_source_table_view(const struct confchain_source_table *table,
+                                    struct confchain_source_table **out_view);
+
+/**
+ * Applies `count` participant records in order (an `updateGroupCallParticipants`, or a
+ * lookup's answer); `*out_changes` (may be null) gets how many SSRCs changed. A view is
+ * refused (the session applies its own updates: give them to it with
+ * `confchain_updates_add_participants`).
+ */
+int32_t confchain_source_table_apply(struct confchain_source_table *table,
+                                     const struct confchain_participant_record *records,
+                                     size_t count,
+                                     size_t *out_changes);
+
+/**
+ * The sender of `ssrc`: `*out_found` 1 and `*out_source` set, or `*out_found` 0.
+ */
+int32_t confchain_source_table_get(const struct confchain_source_table *table,
+                                   uint32_t ssrc,
+                                   struct confchain_source *out_source,
+                                   uint8_t *out_found);
+
+/**
+ * How many SSRCs are mapped.
+ */
+int32_t confchain_source_table_len(const struct confchain_source_table *table, size_t *out_len);
+
+/**
+ * Takes the SSRCs frames came on that the table did not map, since the last call (to look up
+ * with `phone.getGroupParticipants`): into `out_ssrcs` of capacity `cap`, at least
+ * `CONFCHAIN_MAX_REPORTED_MISSES` (refused before anything is taken); `*out_len` gets their
+ * number. A session's map is looked up by the session: leave its misses to it.
+ */
+int32_t confchain_source_table_take_misses(const struct confchain_source_table *table,
+                                           uint32_t *out_ssrcs,
+                                           size_t cap,
+                                           size_t *out_len);
+
+/**
+ * Adds an `updateGroupCallParticipants` (or a `phone.groupParticipants` answer, as the
+ * response to `CONFCHAIN_REQUEST_GET_GROUP_PARTICIPANTS`): `count` participant records. The
+ * session keeps their sources in its map (`confchain_session_source_map`).
+ */
+int32_t confchain_updates_add_participants(struct confchain_updates *updates,
+                                           const struct confchain_participant_record *records,
+                                           size_t count);
+
+/**
+ * `confchain_call_decrypt_frame` for the sender `table` maps `ssrc` to (its user id and kind in
+ * `*out_source`, may be null). An SSRC the table does not map fails with
+ * `CONFCHAIN_KIND_FRAME_UNKNOWN_SOURCE` at once (no key is tried) and is kept for a lookup.
+ */
+int32_t confchain_call_decrypt_frame_from_source(struct confchain_call *call,
+                                                 const struct confchain_source_table *table,
+                                                 uint32_t ssrc,
+                                                 int32_t codec,
+                                                 const uint8_t *packet,
+                                                 size_t packet_len,
+                                                 uint64_t now_ms,
+                                                 uint8_t *out_buf,
+                                                 size_t out_cap,
+                                                 size_t *out_len,
+                                                 struct confchain_received_frame *info,
+                                                 struct confchain_source *out_source);
+
+/**
+ * `confchain_call_decrypt_frame_from_source` with the session's call.
+ */
+int32_t confchain_session_decrypt_frame_from_source(struct confchain_session *session,
+                                                    const struct confchain_source_table *table,
+                                                    uint32_t ssrc,
+                                                    int32_t codec,
+                                                    const uint8_t *packet,
+                                                    size_t packet_len,
+                                                    uint64_t now_ms,
+                                                    uint8_t *out_buf,
+                                                    size_t out_cap,
+                                                    size_t *out_len,
+                                                    struct confchain_received_frame *info,
+                                                    struct confchain_source *out_source);
+
+/**
+ * `confchain_call_decrypt_frame_from_source` on a media decryptor: thread-safe (read the table
+ * through a view from several threads).
+ */
+int32_t confchain_media_decrypt_frame_from_source(const struct confchain_media_decryptor *decryptor,
+                                                  const struct confchain_source_table *table,
+                                                  uint32_t ssrc,
+                                                  int32_t codec,
+                                                  const uint8_t *packet,
+                                                  size_t packet_len,
+                                                  uint64_t now_ms,
+                                                  uint8_t *out_buf,
+                                                  size_t out_cap,
+                                                  size_t *out_len,
+                                                  struct confchain_received_frame *info,
+                                                  struct confchain_source *out_source);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -9,7 +9,7 @@
 //! decrypted frame with an empty plaintext), besides every error of `confchain_call_encrypt` /
 //! `confchain_call_decrypt`; on error nothing is written to the output buffer.
 
-use engine::frame::{self, AudioLevel, Codec, ReceivedFrame, SentFrame};
+use engine::frame::{self, AudioLevel, Codec, FrameDecryptor, FrameEncryptor, ReceivedFrame, SentFrame};
 
 use crate::call::confchain_call;
 use crate::error::{guard, invalid, OrCode};
@@ -19,6 +19,7 @@ use crate::media::{
 };
 use crate::memory::{handle, handle_mut, input, out};
 use crate::session::{confchain_session, session_call};
+use crate::sources::{self, confchain_source, confchain_source_table};
 
 // The constants are literals for cbindgen; a test holds them to the core's.
 
@@ -70,7 +71,7 @@ pub struct confchain_received_frame {
     pub speech: u8,
 }
 
-fn codec(c: i32) -> Result<Codec, i32> {
+pub(crate) fn codec(c: i32) -> Result<Codec, i32> {
     match c {
         CONFCHAIN_CODEC_OPUS => Ok(Codec::Opus),
         CONFCHAIN_CODEC_VP8 => Ok(Codec::Vp8),
@@ -256,39 +257,86 @@ pub extern "C" fn confchain_audio_level_to_linear(level: u8) -> f32 {
     AudioLevel { level: level & 0x7f, speech: false }.to_linear()
 }
 
-/// Runs an encryption into the thread's scratch buffer and delivers it to the caller's.
-unsafe fn encrypt_with(
-    sink: Sink<'_>,
+/// Whose frame a decryption opens: a member's, or the member a table maps an RTP SSRC to (who
+/// it was goes to `*out_source`, when not null).
+pub(crate) enum Sender {
+    /// A user id.
+    User(i64),
+    /// An SSRC of a table, and where to write its sender.
+    Source(*const confchain_source_table, u32, *mut confchain_source),
+}
+
+/// Every `confchain_*_encrypt_frame`: the output checked first, then the arguments, then the
+/// handle (`keys`), and the packet written into the caller's buffer through the thread's
+/// scratch buffer.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn encrypt_frame<K: FrameEncryptor>(
+    keys: impl FnOnce() -> Result<K, i32>,
+    channel_id: i32,
+    codec: i32,
+    (level, speech): (u8, u8),
+    (frame, frame_len): (*const u8, usize),
+    now_ms: u64,
+    (out_buf, out_cap, out_len): (*mut u8, usize, *mut usize),
     info: *mut confchain_sent_frame,
-    f: impl FnOnce(&mut Vec<u8>) -> engine::Result<SentFrame>,
-) -> Result<(), i32> {
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        s.clear();
-        let sent = f(&mut s).or_code()?;
-        sink.deliver(&s)?;
-        write_sent(info, &sent);
-        Ok(())
+) -> i32 {
+    guard(|| {
+        let sink = Sink::new(out_buf, out_cap, out_len, confchain_frame_max_packet_size(frame_len))?;
+        let (codec, level, frame) = (self::codec(codec)?, self::level(level, speech), input(frame, frame_len)?);
+        let keys = keys()?;
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            s.clear();
+            let sent = keys.encrypt_frame_into(channel_id, codec, frame, level, now_ms, &mut s).or_code()?;
+            sink.deliver(&s)?;
+            write_sent(info, &sent);
+            Ok(())
+        })
     })
 }
 
-/// Runs a decryption into the thread's scratch buffer and delivers it to the caller's; the frame
-/// does not stay behind in the scratch buffer.
-unsafe fn decrypt_with(
-    sink: Sink<'_>,
+/// Every `confchain_*_decrypt_frame` and `_decrypt_frame_from_source`: the output checked first
+/// (before the packet is decrypted or marked as seen), then the arguments and the handle
+/// (`keys`); for a source, its sender (`SourceMap::decrypt_from`: an unknown SSRC fails before
+/// any key is tried, a frame the sender's key does not open reports the mapping as possibly
+/// stale). The frame does not stay behind in the thread's scratch buffer.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn decrypt_frame<K: FrameDecryptor>(
+    keys: impl FnOnce() -> Result<K, i32>,
+    sender: Sender,
+    codec: i32,
+    (packet, packet_len): (*const u8, usize),
+    now_ms: u64,
+    (out_buf, out_cap, out_len): (*mut u8, usize, *mut usize),
     info: *mut confchain_received_frame,
-    f: impl FnOnce(&mut Vec<u8>) -> engine::Result<ReceivedFrame>,
-) -> Result<(), i32> {
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        s.clear();
-        let result = f(&mut s).or_code().and_then(|r| {
-            sink.deliver(&s)?;
-            write_received(info, &r);
-            Ok(())
-        });
-        zeroize::Zeroize::zeroize(&mut *s);
-        result
+) -> i32 {
+    guard(|| {
+        let sink = Sink::new(out_buf, out_cap, out_len, confchain_frame_max_frame_size(packet_len))?;
+        let (codec, packet, keys) = (self::codec(codec)?, input(packet, packet_len)?, keys()?);
+        let decrypt = |user, s: &mut Vec<u8>| keys.decrypt_frame_into(user, codec, packet, now_ms, s);
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            s.clear();
+            let result = match sender {
+                Sender::User(user) => decrypt(user, &mut s).or_code().map(|r| (r, None)),
+                Sender::Source(table, ssrc, out_source) => {
+                    let map = &sources::table(table)?.map;
+                    map.decrypt_from(ssrc, |user| decrypt(user, &mut s))
+                        .or_code()
+                        .map(|(source, r)| (r, Some((out_source, source))))
+                }
+            }
+            .and_then(|(r, source)| {
+                sink.deliver(&s)?;
+                write_received(info, &r);
+                if let Some((out_source, source)) = source {
+                    sources::write_source(out_source, source);
+                }
+                Ok(())
+            });
+            zeroize::Zeroize::zeroize(&mut *s);
+            result
+        })
     })
 }
 
@@ -314,12 +362,17 @@ pub unsafe extern "C" fn confchain_call_encrypt_frame(
     out_len: *mut usize,
     info: *mut confchain_sent_frame,
 ) -> i32 {
-    guard(|| {
-        let sink = Sink::new(out_buf, out_cap, out_len, confchain_frame_max_packet_size(frame_len))?;
-        let (codec, level, frame) = (self::codec(codec)?, self::level(level, speech), input(frame, frame_len)?);
-        let (call, rng) = (handle_mut(call)?, handle_mut(rng)?);
-        encrypt_with(sink, info, |s| call.0.encrypt_frame_into(channel_id, codec, frame, level, now_ms, &mut rng.0, s))
-    })
+    let keys = || Ok((&mut handle_mut(call)?.0, &mut handle_mut(rng)?.0));
+    encrypt_frame(
+        keys,
+        channel_id,
+        codec,
+        (level, speech),
+        (frame, frame_len),
+        now_ms,
+        (out_buf, out_cap, out_len),
+        info,
+    )
 }
 
 /// Decrypts a media frame from `sender_user_id` into `out_buf` of capacity `out_cap`, at least
@@ -340,11 +393,9 @@ pub unsafe extern "C" fn confchain_call_decrypt_frame(
     out_len: *mut usize,
     info: *mut confchain_received_frame,
 ) -> i32 {
-    guard(|| {
-        let sink = Sink::new(out_buf, out_cap, out_len, confchain_frame_max_frame_size(packet_len))?;
-        let (codec, packet, call) = (self::codec(codec)?, input(packet, packet_len)?, handle_mut(call)?);
-        decrypt_with(sink, info, |s| call.0.decrypt_frame_into(sender_user_id, codec, packet, now_ms, s))
-    })
+    let keys = || Ok(&mut handle_mut(call)?.0);
+    let sender = Sender::User(sender_user_id);
+    decrypt_frame(keys, sender, codec, (packet, packet_len), now_ms, (out_buf, out_cap, out_len), info)
 }
 
 /// `confchain_call_encrypt_frame` with the session's call.
@@ -365,12 +416,17 @@ pub unsafe extern "C" fn confchain_session_encrypt_frame(
     out_len: *mut usize,
     info: *mut confchain_sent_frame,
 ) -> i32 {
-    guard(|| {
-        let sink = Sink::new(out_buf, out_cap, out_len, confchain_frame_max_packet_size(frame_len))?;
-        let (codec, level, frame) = (self::codec(codec)?, self::level(level, speech), input(frame, frame_len)?);
-        let (call, rng) = (session_call(handle_mut(session)?)?, handle_mut(rng)?);
-        encrypt_with(sink, info, |s| call.encrypt_frame_into(channel_id, codec, frame, level, now_ms, &mut rng.0, s))
-    })
+    let keys = || Ok((session_call(handle_mut(session)?)?, &mut handle_mut(rng)?.0));
+    encrypt_frame(
+        keys,
+        channel_id,
+        codec,
+        (level, speech),
+        (frame, frame_len),
+        now_ms,
+        (out_buf, out_cap, out_len),
+        info,
+    )
 }
 
 /// `confchain_call_decrypt_frame` with the session's call.
@@ -388,12 +444,9 @@ pub unsafe extern "C" fn confchain_session_decrypt_frame(
     out_len: *mut usize,
     info: *mut confchain_received_frame,
 ) -> i32 {
-    guard(|| {
-        let sink = Sink::new(out_buf, out_cap, out_len, confchain_frame_max_frame_size(packet_len))?;
-        let (codec, packet) = (self::codec(codec)?, input(packet, packet_len)?);
-        let call = session_call(handle_mut(session)?)?;
-        decrypt_with(sink, info, |s| call.decrypt_frame_into(sender_user_id, codec, packet, now_ms, s))
-    })
+    let keys = || session_call(handle_mut(session)?);
+    let sender = Sender::User(sender_user_id);
+    decrypt_frame(keys, sender, codec, (packet, packet_len), now_ms, (out_buf, out_cap, out_len), info)
 }
 
 /// `confchain_call_encrypt_frame` on a media encryptor: thread-safe.
@@ -413,12 +466,17 @@ pub unsafe extern "C" fn confchain_media_encrypt_frame(
     out_len: *mut usize,
     info: *mut confchain_sent_frame,
 ) -> i32 {
-    guard(|| {
-        let sink = Sink::new(out_buf, out_cap, out_len, confchain_frame_max_packet_size(frame_len))?;
-        let (codec, level, frame) = (self::codec(codec)?, self::level(level, speech), input(frame, frame_len)?);
-        let e = handle(encryptor)?;
-        encrypt_with(sink, info, |s| e.0.encrypt_frame_into(channel_id, codec, frame, level, now_ms, s))
-    })
+    let keys = || Ok(&handle(encryptor)?.0);
+    encrypt_frame(
+        keys,
+        channel_id,
+        codec,
+        (level, speech),
+        (frame, frame_len),
+        now_ms,
+        (out_buf, out_cap, out_len),
+        info,
+    )
 }
 
 /// `confchain_call_decrypt_frame` on a media decryptor: thread-safe.
@@ -436,11 +494,9 @@ pub unsafe extern "C" fn confchain_media_decrypt_frame(
     out_len: *mut usize,
     info: *mut confchain_received_frame,
 ) -> i32 {
-    guard(|| {
-        let sink = Sink::new(out_buf, out_cap, out_len, confchain_frame_max_frame_size(packet_len))?;
-        let (codec, packet, d) = (self::codec(codec)?, input(packet, packet_len)?, handle(decryptor)?);
-        decrypt_with(sink, info, |s| d.0.decrypt_frame_into(sender_user_id, codec, packet, now_ms, s))
-    })
+    let keys = || Ok(&handle(decryptor)?.0);
+    let sender = Sender::User(sender_user_id);
+    decrypt_frame(keys, sender, codec, (packet, packet_len), now_ms, (out_buf, out_cap, out_len), info)
 }
 
 #[cfg(test)]

@@ -47,3 +47,5 @@ pub mod session;
 pub mod media;
 
 pub mod frame;
+
+pub mod sources;

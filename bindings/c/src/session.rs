@@ -136,7 +136,7 @@ pub struct confchain_session_event {
 /// One conference session.
 pub struct confchain_session(pub(crate) Session);
 /// A list of updates (a response's, or pushes with their recipients).
-pub struct confchain_updates(Vec<(i64, Update)>);
+pub struct confchain_updates(pub(crate) Vec<(i64, Update)>);
 /// The in-memory model of Telegram's server for one conference (a test double; only in a library
 /// built with the `testkit` feature, declared when `CONFCHAIN_TESTKIT` is defined).
 #[cfg(feature = "testkit")]

@@ -119,6 +119,70 @@ int main(void) {
      "decrypt frame");
   CHECK(frame_len == 4 && !memcmp(frame_out, "opus", 4) && info.has_level && info.level == 9 && info.speech,
         "frame decrypted with its level");
+  /* Who sent it: member 2 decrypts by SSRC through its session's map. The server model gives
+   * member 1's participation the lowest SSRC, 1000, which member 2 has not seen yet: the frame is
+   * a typed drop and the session looks the SSRC up. */
+  confchain_source_table *map;
+  confchain_source who = {0, 0};
+  uint8_t found = 1;
+  ok(confchain_session_source_map(sessions[1], &map), "source map");
+  ok(confchain_source_table_get(map, 1000, &who, &found), "get");
+  CHECK(!found, "SSRC 1000 not mapped yet");
+  ok(confchain_session_encrypt_frame(sessions[0], CONFCHAIN_CHANNEL_MAIN, CONFCHAIN_CODEC_OPUS, 7, 0,
+                                     (const uint8_t *)"held", 4, 11, rng, frame_packet, sizeof frame_packet, &frame_len,
+                                     NULL),
+     "encrypt frame");
+  size_t held_len = frame_len, out_len = 0;
+  CHECK(confchain_session_decrypt_frame_from_source(sessions[1], map, 1000, CONFCHAIN_CODEC_OPUS, frame_packet,
+                                                    held_len, 11, frame_out, sizeof frame_out, &out_len, &info,
+                                                    &who) != 0 &&
+            confchain_last_error_kind() == CONFCHAIN_KIND_FRAME_UNKNOWN_SOURCE,
+        "an unknown SSRC is FRAME__UNKNOWN_SOURCE");
+  ok(confchain_session_handle_timeout(sessions[1], 12, rng), "timeout");
+  pump(12); /* the lookup (CONFCHAIN_REQUEST_GET_GROUP_PARTICIPANTS) and its answer */
+  ok(confchain_source_table_get(map, 1000, &who, &found), "get");
+  CHECK(found && who.user_id == 1 && who.kind == CONFCHAIN_MEDIA_KIND_AUDIO, "SSRC 1000 is member 1's audio");
+  ok(confchain_session_decrypt_frame_from_source(sessions[1], map, 1000, CONFCHAIN_CODEC_OPUS, frame_packet, held_len,
+                                                 12, frame_out, sizeof frame_out, &out_len, &info, &who),
+     "decrypt frame by SSRC");
+  CHECK(out_len == 4 && !memcmp(frame_out, "held", 4) && info.level == 7 && who.user_id == 1,
+        "the held frame decrypts for member 1");
+  /* The session applies its own updates: a view refuses records; participant records given to the
+   * session fill its map (member 1's camera). */
+  const uint32_t camera[3] = {2000, 2001, 2002};
+  confchain_participant_record record = {1, 0, 0, 0, 1000, camera, 3, 0, NULL, 0, 0};
+  CHECK(confchain_source_table_apply(map, &record, 1, NULL) != 0, "a view refuses records");
+  confchain_updates *update;
+  ok(confchain_updates_new(&update), "updates");
+  ok(confchain_updates_add_participants(update, &record, 1), "participants");
+  ok(confchain_session_handle_updates(sessions[1], update, -1, 13, rng), "participants update");
+  confchain_updates_free(update);
+  ok(confchain_source_table_get(map, 2002, &who, &found), "get");
+  CHECK(found && who.user_id == 1 && who.kind == CONFCHAIN_MEDIA_KIND_VIDEO, "SSRC 2002 is member 1's camera");
+  /* A standalone table, read through a view, on a call's media decryptor. */
+  confchain_source_table *table, *view;
+  size_t changes = 0, n_misses = 0;
+  uint32_t misses[CONFCHAIN_MAX_REPORTED_MISSES];
+  ok(confchain_source_table_new(&table), "table");
+  ok(confchain_source_table_view(table, &view), "view");
+  ok(confchain_source_table_apply(table, &record, 1, &changes), "apply");
+  CHECK(changes == 4, "4 SSRCs mapped: %zu", changes);
+  ok(confchain_session_encrypt_frame(sessions[0], CONFCHAIN_CHANNEL_MAIN, CONFCHAIN_CODEC_OPUS, 7, 0,
+                                     (const uint8_t *)"next", 4, 14, rng, frame_packet, sizeof frame_packet, &frame_len,
+                                     NULL),
+     "encrypt frame");
+  CHECK(confchain_session_decrypt_frame_from_source(sessions[1], view, 4242, CONFCHAIN_CODEC_OPUS, frame_packet,
+                                                    frame_len, 14, frame_out, sizeof frame_out, &out_len, &info,
+                                                    NULL) != 0,
+        "SSRC 4242 is nobody's");
+  ok(confchain_source_table_take_misses(table, misses, CONFCHAIN_MAX_REPORTED_MISSES, &n_misses), "misses");
+  CHECK(n_misses == 1 && misses[0] == 4242, "4242 missed");
+  ok(confchain_session_decrypt_frame_from_source(sessions[1], view, 2000, CONFCHAIN_CODEC_OPUS, frame_packet,
+                                                 frame_len, 14, frame_out, sizeof frame_out, &out_len, &info, &who),
+     "decrypt by a standalone table");
+  CHECK(out_len == 4 && !memcmp(frame_out, "next", 4) && who.kind == CONFCHAIN_MEDIA_KIND_VIDEO, "by the camera SSRC");
+  confchain_source_table_free(view);
+  confchain_source_table_free(table);
   const char *json = "{\"_\":\"groupCallMessage\",\"random_id\":\"5\"}";
   ok(confchain_session_send_message(sessions[1], (const uint8_t *)json, strlen(json), 10, rng), "message");
   pump(10);
@@ -148,6 +212,11 @@ int main(void) {
   CHECK(state_of(2, &h[2]) == 2 && h[0] == 4 && h[1] == 4 && h[2] == 4, "rejoined at height 4: %d %d %d", h[0], h[1],
         h[2]);
 
+  /* The view stays live while the session runs (the session empties it when it leaves a call). */
+  size_t mapped = 0;
+  ok(confchain_source_table_len(map, &mapped), "len");
+  CHECK(mapped > 0, "member 2's map is live after the rejoin: %zu", mapped);
+  confchain_source_table_free(map);
   for (int i = 0; i < N; i++) confchain_session_free(sessions[i]);
   confchain_server_free(server);
   confchain_rng_free(rng);

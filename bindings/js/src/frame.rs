@@ -1,5 +1,6 @@
 //! Media frames: the layer Telegram's apps (tgcalls) put between WebRTC's encoder and the call's
-//! packets (`engine::frame`), on `Call` and on the media handles, and its pure helpers.
+//! packets (`engine::frame`), on `Call`, `Session` and the media handles (each operation written
+//! once, `frame_ops!`), and its pure helpers.
 //!
 //! A codec is given by name (`"opus"`, `"vp8"`, `"h264"`, `"unknown"`), by a MIME type
 //! (`"video/H264"`; anything but Opus, VP8 and H.264 is unknown) or by tgcalls' payload
@@ -8,10 +9,11 @@
 //! (`FRAME__START_CODE`, `FRAME__EMPTY`, or whatever the packet layer refused); nothing is ever
 //! returned in the clear.
 
-use engine::frame::{self as fr, AudioLevel, Codec};
+use engine::frame::{self as fr, AudioLevel, Codec, FrameDecryptor, FrameEncryptor};
 use wasm_bindgen::prelude::*;
 
 use crate::args::{bytes, time, type_error};
+use crate::sources::{self, SourceTable};
 use crate::{bad, err, set, Call, Rng, Session};
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -73,69 +75,192 @@ fn sent(packet: &[u8], info: &fr::SentFrame) -> JsValue {
     o.into()
 }
 
+/// `encryptFrame` and `encryptFrameDetailed` of every class: the packet and what the encryption did.
+fn encrypt(
+    keys: impl FrameEncryptor,
+    channel: i32,
+    codec: &JsValue,
+    frame: &JsValue,
+    now_ms: f64,
+    (level, speech): (Option<f64>, Option<bool>),
+) -> Result<(Vec<u8>, fr::SentFrame), JsValue> {
+    let (c, frame, now, l) =
+        (codec_of(codec)?, bytes(frame, "frame")?, time(now_ms, "nowMs")?, level_of(level, speech)?);
+    let mut out = Vec::new();
+    let info = keys.encrypt_frame_into(channel, c, &frame, l, now, &mut out).map_err(err)?;
+    Ok((out, info))
+}
+
+/// `decryptFrame` of every class: `{data, level, speech}`.
+fn decrypt(
+    keys: impl FrameDecryptor,
+    sender: i64,
+    codec: &JsValue,
+    packet: &JsValue,
+    now_ms: f64,
+) -> Result<JsValue, JsValue> {
+    let (c, packet, now) = (codec_of(codec)?, bytes(packet, "packet")?, time(now_ms, "nowMs")?);
+    let mut out = Vec::new();
+    let info = keys.decrypt_frame_into(sender, c, &packet, now, &mut out).map_err(err)?;
+    Ok(received(&out, &info))
+}
+
+/// `decryptFrameFromSource` of every class: `{data, level, speech, userId, kind}` for the sender
+/// `table` maps `ssrc` to (`SourceMap::decrypt_from`: an unknown SSRC throws
+/// `FRAME__UNKNOWN_SOURCE` before any key is tried; a frame the sender's key does not open
+/// reports the mapping as possibly stale).
+fn decrypt_from_source(
+    keys: impl FrameDecryptor,
+    table: &SourceTable,
+    ssrc: u32,
+    codec: &JsValue,
+    packet: &JsValue,
+    now_ms: f64,
+) -> Result<JsValue, JsValue> {
+    let (c, packet, now) = (codec_of(codec)?, bytes(packet, "packet")?, time(now_ms, "nowMs")?);
+    let mut out = Vec::new();
+    let (source, info) = table
+        .map()
+        .decrypt_from(ssrc, |sender| keys.decrypt_frame_into(sender, c, &packet, now, &mut out))
+        .map_err(err)?;
+    let o = received(&out, &info);
+    sources::set_source(o.unchecked_ref(), &source);
+    Ok(o)
+}
+
+impl Call {
+    /// The call the frame operations run on.
+    fn call(&mut self) -> Result<&mut engine::Call, JsValue> {
+        Ok(&mut self.0)
+    }
+}
+
+impl Session {
+    /// The session's call, for the frame operations (`INVALID_INPUT` when not in a call).
+    fn call(&mut self) -> Result<&mut engine::Call, JsValue> {
+        self.0.call_mut().ok_or_else(|| bad("not in a call"))
+    }
+}
+
+/// The frame operations of a class, written once: `call` for `Call` and `Session` (`&mut self`,
+/// `self.call()`, the caller's `rng`), `encryptor` and `decryptor` for the media handles
+/// (`&self`, their own randomness); the doc strings are each class's.
+macro_rules! frame_ops {
+    (call $ty:ident, $enc:literal, $det:literal, $dec:literal, $src:literal) => {
+        frame_ops!(@encrypt $ty [&mut self] [rng: &mut Rng,] [(self.call()?, &mut *rng.0)] $enc $det);
+        frame_ops!(@decrypt $ty [&mut self] [self.call()?] $dec $src);
+    };
+    (encryptor $ty:ident, $enc:literal, $det:literal) => {
+        frame_ops!(@encrypt $ty [&self] [] [&self.0] $enc $det);
+    };
+    (decryptor $ty:ident, $dec:literal, $src:literal) => {
+        frame_ops!(@decrypt $ty [&self] [&self.0] $dec $src);
+    };
+    (@encrypt $ty:ident [$($recv:tt)*] [$($rng:tt)*] [$keys:expr] $enc:literal $det:literal) => {
+        #[wasm_bindgen]
+        impl $ty {
+            #[doc = $enc]
+            #[wasm_bindgen(js_name = encryptFrame)]
+            #[allow(clippy::too_many_arguments)]
+            pub fn encrypt_frame(
+                $($recv)*,
+                channel: i32,
+                #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
+                #[wasm_bindgen(unchecked_param_type = "Uint8Array")] frame: &JsValue,
+                now_ms: f64,
+                $($rng)*
+                level: Option<f64>,
+                speech: Option<bool>,
+            ) -> Result<Vec<u8>, JsValue> {
+                Ok(encrypt($keys, channel, codec, frame, now_ms, (level, speech))?.0)
+            }
+
+            #[doc = $det]
+            #[wasm_bindgen(js_name = encryptFrameDetailed, unchecked_return_type = "SentFrame")]
+            #[allow(clippy::too_many_arguments)]
+            pub fn encrypt_frame_detailed(
+                $($recv)*,
+                channel: i32,
+                #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
+                #[wasm_bindgen(unchecked_param_type = "Uint8Array")] frame: &JsValue,
+                now_ms: f64,
+                $($rng)*
+                level: Option<f64>,
+                speech: Option<bool>,
+            ) -> Result<JsValue, JsValue> {
+                let (packet, info) = encrypt($keys, channel, codec, frame, now_ms, (level, speech))?;
+                Ok(sent(&packet, &info))
+            }
+        }
+    };
+    (@decrypt $ty:ident [$($recv:tt)*] [$keys:expr] $dec:literal $src:literal) => {
+        #[wasm_bindgen]
+        impl $ty {
+            #[doc = $dec]
+            #[wasm_bindgen(js_name = decryptFrame, unchecked_return_type = "ReceivedFrame")]
+            pub fn decrypt_frame(
+                $($recv)*,
+                sender_user_id: i64,
+                #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
+                #[wasm_bindgen(unchecked_param_type = "Uint8Array")] packet: &JsValue,
+                now_ms: f64,
+            ) -> Result<JsValue, JsValue> {
+                decrypt($keys, sender_user_id, codec, packet, now_ms)
+            }
+
+            #[doc = $src]
+            #[wasm_bindgen(js_name = decryptFrameFromSource, unchecked_return_type = "SourcedFrame")]
+            pub fn decrypt_frame_from_source(
+                $($recv)*,
+                table: &SourceTable,
+                ssrc: u32,
+                #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
+                #[wasm_bindgen(unchecked_param_type = "Uint8Array")] packet: &JsValue,
+                now_ms: f64,
+            ) -> Result<JsValue, JsValue> {
+                decrypt_from_source($keys, table, ssrc, codec, packet, now_ms)
+            }
+        }
+    };
+}
+
+frame_ops!(
+    call Call,
+    " Encrypts an encoded media frame as tgcalls does (Opus/unknown: level trailer, whole frame
+ encrypted; VP8: 10/1 clear bytes; H.264: start codes widened, headers in clear, re-encrypted
+ while the ciphertext holds a start code, at most 4 times). Throws `FRAME__START_CODE` when
+ every attempt did; the frame is then dropped.",
+    " `encryptFrame` that also says what it did: `{packet, clearPrefix, attempts}` (attempts > 1:
+ H.264 retries).",
+    " Decrypts a media frame from `senderUserId`: `{data, level, speech}` (the Opus path strips the
+ level trailer; `level`/`speech` are null without one). Throws when the frame is dropped
+ (`FRAME__EMPTY`, unknown epoch, replay, ...).",
+    " `decryptFrame` for the member `table` maps `ssrc` to: `{data, level, speech, userId,
+ kind}`. An SSRC the table does not map throws `FRAME__UNKNOWN_SOURCE` (no key is tried)."
+);
+
+frame_ops!(
+    call Session,
+    " `Call.encryptFrame` with the session's call (throws `INVALID_INPUT` when not in a call).",
+    " `Call.encryptFrameDetailed` with the session's call: `{packet, clearPrefix, attempts}`.",
+    " `Call.decryptFrame` with the session's call: `{data, level, speech}`.",
+    " `Call.decryptFrameFromSource` with the session's call."
+);
+
+frame_ops!(
+    encryptor MediaEncryptor,
+    " `Call.encryptFrame` without the call.",
+    " `Call.encryptFrameDetailed` without the call: `{packet, clearPrefix, attempts}`."
+);
+
+frame_ops!(
+    decryptor MediaDecryptor,
+    " `Call.decryptFrame` without the call: `{data, level, speech}`.",
+    " `Call.decryptFrameFromSource` without the call."
+);
+
 #[wasm_bindgen]
 impl Call {
-    /// Encrypts an encoded media frame as tgcalls does (Opus/unknown: level trailer, whole frame
-    /// encrypted; VP8: 10/1 clear bytes; H.264: start codes widened, headers in clear, re-encrypted
-    /// while the ciphertext holds a start code, at most 4 times). Throws `FRAME__START_CODE` when
-    /// every attempt did; the frame is then dropped.
-    #[wasm_bindgen(js_name = encryptFrame)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn encrypt_frame(
-        &mut self,
-        channel: i32,
-        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] frame: &JsValue,
-        now_ms: f64,
-        rng: &mut Rng,
-        level: Option<f64>,
-        speech: Option<bool>,
-    ) -> Result<Vec<u8>, JsValue> {
-        let (c, frame, now, l) =
-            (codec_of(codec)?, bytes(frame, "frame")?, time(now_ms, "nowMs")?, level_of(level, speech)?);
-        let mut out = Vec::new();
-        self.0.encrypt_frame_into(channel, c, &frame, l, now, &mut *rng.0, &mut out).map_err(err)?;
-        Ok(out)
-    }
-
-    /// `encryptFrame` that also says what it did: `{packet, clearPrefix, attempts}` (attempts > 1:
-    /// H.264 retries).
-    #[wasm_bindgen(js_name = encryptFrameDetailed, unchecked_return_type = "SentFrame")]
-    #[allow(clippy::too_many_arguments)]
-    pub fn encrypt_frame_detailed(
-        &mut self,
-        channel: i32,
-        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] frame: &JsValue,
-        now_ms: f64,
-        rng: &mut Rng,
-        level: Option<f64>,
-        speech: Option<bool>,
-    ) -> Result<JsValue, JsValue> {
-        let (c, frame, now, l) =
-            (codec_of(codec)?, bytes(frame, "frame")?, time(now_ms, "nowMs")?, level_of(level, speech)?);
-        let mut out = Vec::new();
-        let info = self.0.encrypt_frame_into(channel, c, &frame, l, now, &mut *rng.0, &mut out).map_err(err)?;
-        Ok(sent(&out, &info))
-    }
-
-    /// Decrypts a media frame from `senderUserId`: `{data, level, speech}` (the Opus path strips the
-    /// level trailer; `level`/`speech` are null without one). Throws when the frame is dropped
-    /// (`FRAME__EMPTY`, unknown epoch, replay, ...).
-    #[wasm_bindgen(js_name = decryptFrame, unchecked_return_type = "ReceivedFrame")]
-    pub fn decrypt_frame(
-        &mut self,
-        sender_user_id: i64,
-        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] packet: &JsValue,
-        now_ms: f64,
-    ) -> Result<JsValue, JsValue> {
-        let (c, packet, now) = (codec_of(codec)?, bytes(packet, "packet")?, time(now_ms, "nowMs")?);
-        let mut out = Vec::new();
-        let info = self.0.decrypt_frame_into(sender_user_id, c, &packet, now, &mut out).map_err(err)?;
-        Ok(received(&out, &info))
-    }
-
     /// A frame encryptor sharing this call's epochs and sequence numbers (it follows every block
     /// the call applies); its own RNG is seeded from `rng`.
     #[wasm_bindgen(js_name = mediaEncryptor)]
@@ -147,67 +272,6 @@ impl Call {
     #[wasm_bindgen(js_name = mediaDecryptor)]
     pub fn media_decryptor(&self) -> MediaDecryptor {
         MediaDecryptor(self.0.media_decryptor())
-    }
-}
-
-#[wasm_bindgen]
-impl Session {
-    /// `Call.encryptFrame` with the session's call (throws `INVALID_INPUT` when not in a call).
-    #[wasm_bindgen(js_name = encryptFrame)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn encrypt_frame(
-        &mut self,
-        channel: i32,
-        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] frame: &JsValue,
-        now_ms: f64,
-        rng: &mut Rng,
-        level: Option<f64>,
-        speech: Option<bool>,
-    ) -> Result<Vec<u8>, JsValue> {
-        let (c, frame, now, l) =
-            (codec_of(codec)?, bytes(frame, "frame")?, time(now_ms, "nowMs")?, level_of(level, speech)?);
-        let call = self.0.call_mut().ok_or_else(|| bad("not in a call"))?;
-        let mut out = Vec::new();
-        call.encrypt_frame_into(channel, c, &frame, l, now, &mut *rng.0, &mut out).map_err(err)?;
-        Ok(out)
-    }
-
-    /// `Call.encryptFrameDetailed` with the session's call: `{packet, clearPrefix, attempts}`.
-    #[wasm_bindgen(js_name = encryptFrameDetailed, unchecked_return_type = "SentFrame")]
-    #[allow(clippy::too_many_arguments)]
-    pub fn encrypt_frame_detailed(
-        &mut self,
-        channel: i32,
-        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] frame: &JsValue,
-        now_ms: f64,
-        rng: &mut Rng,
-        level: Option<f64>,
-        speech: Option<bool>,
-    ) -> Result<JsValue, JsValue> {
-        let (c, frame, now, l) =
-            (codec_of(codec)?, bytes(frame, "frame")?, time(now_ms, "nowMs")?, level_of(level, speech)?);
-        let call = self.0.call_mut().ok_or_else(|| bad("not in a call"))?;
-        let mut out = Vec::new();
-        let info = call.encrypt_frame_into(channel, c, &frame, l, now, &mut *rng.0, &mut out).map_err(err)?;
-        Ok(sent(&out, &info))
-    }
-
-    /// `Call.decryptFrame` with the session's call: `{data, level, speech}`.
-    #[wasm_bindgen(js_name = decryptFrame, unchecked_return_type = "ReceivedFrame")]
-    pub fn decrypt_frame(
-        &mut self,
-        sender_user_id: i64,
-        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] packet: &JsValue,
-        now_ms: f64,
-    ) -> Result<JsValue, JsValue> {
-        let (c, packet, now) = (codec_of(codec)?, bytes(packet, "packet")?, time(now_ms, "nowMs")?);
-        let call = self.0.call_mut().ok_or_else(|| bad("not in a call"))?;
-        let mut out = Vec::new();
-        let info = call.decrypt_frame_into(sender_user_id, c, &packet, now, &mut out).map_err(err)?;
-        Ok(received(&out, &info))
     }
 }
 
@@ -230,42 +294,6 @@ impl MediaEncryptor {
         self.0.encrypt_into(channel, &data, clear_prefix_len.unwrap_or(0), now, &mut out).map_err(err)?;
         Ok(out)
     }
-
-    /// `Call.encryptFrame` without the call.
-    #[wasm_bindgen(js_name = encryptFrame)]
-    pub fn encrypt_frame(
-        &self,
-        channel: i32,
-        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] frame: &JsValue,
-        now_ms: f64,
-        level: Option<f64>,
-        speech: Option<bool>,
-    ) -> Result<Vec<u8>, JsValue> {
-        let (c, frame, now, l) =
-            (codec_of(codec)?, bytes(frame, "frame")?, time(now_ms, "nowMs")?, level_of(level, speech)?);
-        let mut out = Vec::new();
-        self.0.encrypt_frame_into(channel, c, &frame, l, now, &mut out).map_err(err)?;
-        Ok(out)
-    }
-
-    /// `Call.encryptFrameDetailed` without the call: `{packet, clearPrefix, attempts}`.
-    #[wasm_bindgen(js_name = encryptFrameDetailed, unchecked_return_type = "SentFrame")]
-    pub fn encrypt_frame_detailed(
-        &self,
-        channel: i32,
-        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] frame: &JsValue,
-        now_ms: f64,
-        level: Option<f64>,
-        speech: Option<bool>,
-    ) -> Result<JsValue, JsValue> {
-        let (c, frame, now, l) =
-            (codec_of(codec)?, bytes(frame, "frame")?, time(now_ms, "nowMs")?, level_of(level, speech)?);
-        let mut out = Vec::new();
-        let info = self.0.encrypt_frame_into(channel, c, &frame, l, now, &mut out).map_err(err)?;
-        Ok(sent(&out, &info))
-    }
 }
 
 /// Decrypts other members' frames with the call's live epochs (taken with `call.mediaDecryptor()`).
@@ -285,21 +313,6 @@ impl MediaDecryptor {
         let mut out = Vec::new();
         self.0.decrypt_into(user_id, &packet, now, &mut out).map_err(err)?;
         Ok(out)
-    }
-
-    /// `Call.decryptFrame` without the call: `{data, level, speech}`.
-    #[wasm_bindgen(js_name = decryptFrame, unchecked_return_type = "ReceivedFrame")]
-    pub fn decrypt_frame(
-        &self,
-        sender_user_id: i64,
-        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] packet: &JsValue,
-        now_ms: f64,
-    ) -> Result<JsValue, JsValue> {
-        let (c, packet, now) = (codec_of(codec)?, bytes(packet, "packet")?, time(now_ms, "nowMs")?);
-        let mut out = Vec::new();
-        let info = self.0.decrypt_frame_into(sender_user_id, c, &packet, now, &mut out).map_err(err)?;
-        Ok(received(&out, &info))
     }
 
     /// Heights of the epochs live at `nowMs`.

@@ -1,18 +1,17 @@
 //! Who sent a frame (`engine::sources`): the SSRC table the browser transform reads to find a
 //! frame's sender from its RTP SSRC (`getMetadata().synchronizationSource`), fed with
-//! participants as MTProto libraries give them, and decryption by SSRC on `Call`, `Session` and
-//! `MediaDecryptor`. An SSRC the table does not map fails with `FRAME__UNKNOWN_SOURCE` and is
-//! kept for `takeMisses()` (what to look up with `phone.getGroupParticipants`).
+//! participants as MTProto libraries give them, for decryption by SSRC on `Call`, `Session` and
+//! `MediaDecryptor` (`decryptFrameFromSource`, with the other frame operations in `frame`). An
+//! SSRC the table does not map fails with `FRAME__UNKNOWN_SOURCE` and is kept for
+//! `takeMisses()` (what to look up with `phone.getGroupParticipants`).
 
 use engine::api::{MediaSources, ParticipantSources, SourceGroup, VideoSources};
 use engine::limits::{MAX_GROUP_SOURCES, MAX_SOURCE_GROUPS};
 use engine::sources::{self as src, MediaKind, Source, SourceChange};
 use wasm_bindgen::prelude::*;
 
-use crate::args::{bytes, get, items, time, type_error, user_id};
-use crate::frame::MediaDecryptor;
-use crate::frame::{codec_of, received};
-use crate::{bad, err, set, Call, Session};
+use crate::args::{get, items, type_error, user_id};
+use crate::{bad, set};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
@@ -161,7 +160,7 @@ impl SourceTable {
         SourceTable { table: src::SourceTable::new(), shared: Some(map) }
     }
 
-    fn map(&self) -> src::SourceMap {
+    pub(crate) fn map(&self) -> src::SourceMap {
         self.shared.clone().unwrap_or_else(|| self.table.map())
     }
 }
@@ -227,84 +226,8 @@ impl SourceTable {
     }
 }
 
-/// The sender of `ssrc` in `table` and the frame `decrypt` gives for it: `{data, level, speech,
-/// userId, kind}`.
-fn from_source(
-    table: &SourceTable,
-    ssrc: u32,
-    decrypt: impl FnOnce(i64) -> Result<(Vec<u8>, engine::frame::ReceivedFrame), engine::Error>,
-) -> Result<JsValue, JsValue> {
-    let source = table.map().sender(ssrc).map_err(err)?;
-    let (out, info) = decrypt(source.user_id).map_err(err)?;
-    let o = received(&out, &info);
-    set(o.unchecked_ref(), "userId", js_sys::BigInt::from(source.user_id).into());
-    set(o.unchecked_ref(), "kind", kind_name(source.kind).into());
-    Ok(o)
-}
-
-#[wasm_bindgen]
-impl Call {
-    /// `decryptFrame` for the member `table` maps `ssrc` to: `{data, level, speech, userId,
-    /// kind}`. An SSRC the table does not map throws `FRAME__UNKNOWN_SOURCE` (no key is tried).
-    #[wasm_bindgen(js_name = decryptFrameFromSource, unchecked_return_type = "SourcedFrame")]
-    pub fn decrypt_frame_from_source(
-        &mut self,
-        table: &SourceTable,
-        ssrc: u32,
-        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] packet: &JsValue,
-        now_ms: f64,
-    ) -> Result<JsValue, JsValue> {
-        let (c, packet, now) = (codec_of(codec)?, bytes(packet, "packet")?, time(now_ms, "nowMs")?);
-        from_source(table, ssrc, |user| {
-            let mut out = Vec::new();
-            let info = self.0.decrypt_frame_into(user, c, &packet, now, &mut out)?;
-            Ok((out, info))
-        })
-    }
-}
-
-#[wasm_bindgen]
-impl Session {
-    /// `Call.decryptFrameFromSource` with the session's call.
-    #[wasm_bindgen(js_name = decryptFrameFromSource, unchecked_return_type = "SourcedFrame")]
-    pub fn decrypt_frame_from_source(
-        &mut self,
-        table: &SourceTable,
-        ssrc: u32,
-        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] packet: &JsValue,
-        now_ms: f64,
-    ) -> Result<JsValue, JsValue> {
-        let (c, packet, now) = (codec_of(codec)?, bytes(packet, "packet")?, time(now_ms, "nowMs")?);
-        let call = self.0.call_mut().ok_or_else(|| bad("not in a call"))?;
-        from_source(table, ssrc, |user| {
-            let mut out = Vec::new();
-            let info = call.decrypt_frame_into(user, c, &packet, now, &mut out)?;
-            Ok((out, info))
-        })
-    }
-}
-
-#[wasm_bindgen]
-impl MediaDecryptor {
-    /// `Call.decryptFrameFromSource` without the call.
-    #[wasm_bindgen(js_name = decryptFrameFromSource, unchecked_return_type = "SourcedFrame")]
-    pub fn decrypt_frame_from_source(
-        &self,
-        table: &SourceTable,
-        ssrc: u32,
-        #[wasm_bindgen(unchecked_param_type = "Codec | number")] codec: &JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] packet: &JsValue,
-        now_ms: f64,
-    ) -> Result<JsValue, JsValue> {
-        let (c, packet, now) = (codec_of(codec)?, bytes(packet, "packet")?, time(now_ms, "nowMs")?);
-        let mut out = Vec::new();
-        let (source, info) =
-            self.0.decrypt_frame_from_source_into(&table.map(), ssrc, c, &packet, now, &mut out).map_err(err)?;
-        let o = received(&out, &info);
-        set(o.unchecked_ref(), "userId", js_sys::BigInt::from(source.user_id).into());
-        set(o.unchecked_ref(), "kind", kind_name(source.kind).into());
-        Ok(o)
-    }
+/// Sets `userId` and `kind` of `source` on a decrypted frame's object.
+pub(crate) fn set_source(o: &js_sys::Object, source: &Source) {
+    set(o, "userId", js_sys::BigInt::from(source.user_id).into());
+    set(o, "kind", kind_name(source.kind).into());
 }

@@ -1,14 +1,72 @@
 //! The media frame layer (`engine::frame`) for Python: codec arguments, the pure helpers, and the
-//! shapes that `Call`, `Session` and the media handles return from their frame methods.
+//! frame operations themselves, written once here for every class that has them (`Call`,
+//! `Session`, `MediaEncryptor`, `MediaDecryptor`: each method is a signature and one call).
 //!
 //! A codec argument is a name (`"opus"`, `"vp8"`, `"h264"`, or an SDP/MIME name such as
 //! `"video/H264"`, any case; any other name is the unknown path) or an RTP payload type as tgcalls
 //! maps it (111 Opus, 100 VP8, 104 H.264, anything else the unknown path).
 
-use engine::frame::{self, AudioLevel, Codec};
+use engine::frame::{self, AudioLevel, Codec, FrameDecryptor, FrameEncryptor};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyString};
+
+use crate::sources::{kind_name, SourceTable, Sourced};
+
+/// `encrypt_frame_info` of every class: `(packet, clear_prefix, attempts)`, the GIL released.
+pub(crate) fn encrypt<'py>(
+    py: Python<'py>,
+    keys: impl FrameEncryptor + Send,
+    channel: i32,
+    codec: CodecArg,
+    frame: &[u8],
+    now: u64,
+    (level, speech): (u8, bool),
+) -> PyResult<Sent<'py>> {
+    let level = self::level(level, speech);
+    let mut out = Vec::new();
+    let s = py
+        .allow_threads(|| keys.encrypt_frame_into(channel, codec.0, frame, level, now, &mut out))
+        .map_err(crate::err)?;
+    Ok(sent(py, &out, &s))
+}
+
+/// `decrypt_frame` of every class: `(frame, level, speech)`, the GIL released.
+pub(crate) fn decrypt<'py>(
+    py: Python<'py>,
+    keys: impl FrameDecryptor + Send,
+    sender: i64,
+    codec: CodecArg,
+    packet: &[u8],
+    now: u64,
+) -> PyResult<Received<'py>> {
+    let mut out = Vec::new();
+    let r = py.allow_threads(|| keys.decrypt_frame_into(sender, codec.0, packet, now, &mut out)).map_err(crate::err)?;
+    Ok(received(py, &out, r.level))
+}
+
+/// `decrypt_frame_from_source` of every class: the frame for the sender `table` maps `ssrc` to
+/// (`SourceMap::decrypt_from`: an unknown SSRC raises `FRAME__UNKNOWN_SOURCE` before any key is
+/// tried; a frame the sender's key does not open reports the mapping as possibly stale).
+pub(crate) fn decrypt_from_source<'py>(
+    py: Python<'py>,
+    keys: impl FrameDecryptor + Send,
+    table: &SourceTable,
+    ssrc: u32,
+    codec: CodecArg,
+    packet: &[u8],
+    now: u64,
+) -> PyResult<Sourced<'py>> {
+    let map = table.map();
+    let mut out = Vec::new();
+    let (source, r) = py
+        .allow_threads(|| {
+            map.decrypt_from(ssrc, |sender| keys.decrypt_frame_into(sender, codec.0, packet, now, &mut out))
+        })
+        .map_err(crate::err)?;
+    let (data, level, speech) = received(py, &out, r.level);
+    Ok((data, level, speech, source.user_id, kind_name(source.kind)))
+}
 
 /// A codec given as a name or as an RTP payload type.
 #[derive(Clone, Copy)]

@@ -391,12 +391,7 @@ impl Call {
         level: u8,
         speech: bool,
     ) -> PyResult<frame::Sent<'py>> {
-        let level = frame::level(level, speech);
-        let mut out = Vec::new();
-        let s = py
-            .allow_threads(|| self.0.encrypt_frame_into(channel, codec.0, frame, level, now_ms.0, &mut rng.0, &mut out))
-            .map_err(err)?;
-        Ok(frame::sent(py, &out, &s))
+        frame::encrypt(py, (&mut self.0, &mut rng.0), channel, codec, frame, now_ms.0, (level, speech))
     }
 
     /// Decrypts a media frame from `sender_user_id`: `(frame, level, speech)`, the Opus trailer
@@ -410,11 +405,7 @@ impl Call {
         packet: &[u8],
         now_ms: Millis,
     ) -> PyResult<frame::Received<'py>> {
-        let mut out = Vec::new();
-        let r = py
-            .allow_threads(|| self.0.decrypt_frame_into(sender_user_id, codec.0, packet, now_ms.0, &mut out))
-            .map_err(err)?;
-        Ok(frame::received(py, &out, r.level))
+        frame::decrypt(py, &mut self.0, sender_user_id, codec, packet, now_ms.0)
     }
 
     /// `decrypt_frame` for the member `table` maps `ssrc` to: `(frame, level, speech, user_id,
@@ -428,9 +419,7 @@ impl Call {
         packet: &[u8],
         now_ms: Millis,
     ) -> PyResult<sources::Sourced<'py>> {
-        let source = sources::sender(table, ssrc)?;
-        let (data, level, speech) = self.decrypt_frame(py, source.user_id, codec, packet, now_ms)?;
-        Ok((data, level, speech, source.user_id, sources::kind_name(source.kind)))
+        frame::decrypt_from_source(py, &mut self.0, table, ssrc, codec, packet, now_ms.0)
     }
 
     /// Encrypts a sendGroupCallEncryptedMessage payload (JSON text).
@@ -717,12 +706,7 @@ impl MediaEncryptor {
         level: u8,
         speech: bool,
     ) -> PyResult<frame::Sent<'py>> {
-        let level = frame::level(level, speech);
-        let mut out = Vec::new();
-        let s = py
-            .allow_threads(|| self.0.encrypt_frame_into(channel, codec.0, frame, level, now_ms.0, &mut out))
-            .map_err(err)?;
-        Ok(frame::sent(py, &out, &s))
+        frame::encrypt(py, &self.0, channel, codec, frame, now_ms.0, (level, speech))
     }
 }
 
@@ -754,11 +738,7 @@ impl MediaDecryptor {
         packet: &[u8],
         now_ms: Millis,
     ) -> PyResult<frame::Received<'py>> {
-        let mut out = Vec::new();
-        let r = py
-            .allow_threads(|| self.0.decrypt_frame_into(sender_user_id, codec.0, packet, now_ms.0, &mut out))
-            .map_err(err)?;
-        Ok(frame::received(py, &out, r.level))
+        frame::decrypt(py, &self.0, sender_user_id, codec, packet, now_ms.0)
     }
 
     /// `Call.decrypt_frame_from_source` without the call.
@@ -771,13 +751,7 @@ impl MediaDecryptor {
         packet: &[u8],
         now_ms: Millis,
     ) -> PyResult<sources::Sourced<'py>> {
-        let map = table.0.map();
-        let mut out = Vec::new();
-        let (source, r) = py
-            .allow_threads(|| self.0.decrypt_frame_from_source_into(&map, ssrc, codec.0, packet, now_ms.0, &mut out))
-            .map_err(err)?;
-        let (data, level, speech) = frame::received(py, &out, r.level);
-        Ok((data, level, speech, source.user_id, sources::kind_name(source.kind)))
+        frame::decrypt_from_source(py, &self.0, table, ssrc, codec, packet, now_ms.0)
     }
 }
 
@@ -1020,6 +994,13 @@ fn response(updates: Option<Vec<Update>>, error: Option<String>) -> sess::Respon
 #[pyclass(module = "confchain")]
 struct Session(sess::Session);
 
+impl Session {
+    /// The session's call, for the media methods.
+    fn call(&mut self) -> PyResult<&mut engine::Call> {
+        self.0.call_mut().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("not in a call"))
+    }
+}
+
 #[pymethods]
 impl Session {
     #[new]
@@ -1131,6 +1112,14 @@ impl Session {
         self.0.call()?.key_fingerprint()
     }
 
+    /// The session's SSRC → sender map, live (a read-only `SourceTable`: the session fills it
+    /// from participant updates, its join's answer and its lookups, and empties it when it
+    /// leaves the call). Decrypt by SSRC through it; an SSRC it misses is looked up by the
+    /// session (`get_group_participants` requests).
+    fn source_map(&self) -> sources::SourceTable {
+        sources::SourceTable::view(self.0.source_map())
+    }
+
     /// Encrypts a media frame with the call's current key.
     #[pyo3(signature = (channel, data, now_ms, rng, clear_prefix_len = 0))]
     fn encrypt<'py>(
@@ -1142,7 +1131,7 @@ impl Session {
         rng: &mut Rng,
         clear_prefix_len: usize,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let call = self.0.call_mut().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("not in a call"))?;
+        let call = self.call()?;
         let p =
             py.allow_threads(|| call.encrypt(channel, data, clear_prefix_len, now_ms.0, &mut rng.0)).map_err(err)?;
         Ok(bytes(py, &p))
@@ -1156,7 +1145,7 @@ impl Session {
         packet: &[u8],
         now_ms: Millis,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let call = self.0.call_mut().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("not in a call"))?;
+        let call = self.call()?;
         let p = py.allow_threads(|| call.decrypt(user_id, packet, now_ms.0)).map_err(err)?;
         Ok(bytes(py, &p))
     }
@@ -1176,13 +1165,7 @@ impl Session {
         level: u8,
         speech: bool,
     ) -> PyResult<frame::Sent<'py>> {
-        let level = frame::level(level, speech);
-        let call = self.0.call_mut().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("not in a call"))?;
-        let mut out = Vec::new();
-        let s = py
-            .allow_threads(|| call.encrypt_frame_into(channel, codec.0, frame, level, now_ms.0, &mut rng.0, &mut out))
-            .map_err(err)?;
-        Ok(frame::sent(py, &out, &s))
+        frame::encrypt(py, (self.call()?, &mut rng.0), channel, codec, frame, now_ms.0, (level, speech))
     }
 
     /// Encrypts a media frame with the call's current key, as `Call.encrypt_frame` does.
@@ -1211,12 +1194,7 @@ impl Session {
         packet: &[u8],
         now_ms: Millis,
     ) -> PyResult<frame::Received<'py>> {
-        let call = self.0.call_mut().ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("not in a call"))?;
-        let mut out = Vec::new();
-        let r = py
-            .allow_threads(|| call.decrypt_frame_into(sender_user_id, codec.0, packet, now_ms.0, &mut out))
-            .map_err(err)?;
-        Ok(frame::received(py, &out, r.level))
+        frame::decrypt(py, self.call()?, sender_user_id, codec, packet, now_ms.0)
     }
 
     /// `Call.decrypt_frame_from_source` with the session's call.
@@ -1229,9 +1207,7 @@ impl Session {
         packet: &[u8],
         now_ms: Millis,
     ) -> PyResult<sources::Sourced<'py>> {
-        let source = sources::sender(table, ssrc)?;
-        let (data, level, speech) = self.decrypt_frame(py, source.user_id, codec, packet, now_ms)?;
-        Ok((data, level, speech, source.user_id, sources::kind_name(source.kind)))
+        frame::decrypt_from_source(py, self.call()?, table, ssrc, codec, packet, now_ms.0)
     }
 }
 
@@ -1315,11 +1291,14 @@ fn update_group_call(call_id: i64, access_hash: i64, discarded: bool, invite_lin
     Update(sess::Update::GroupCall { call, discarded, invite_link })
 }
 
-/// `updateGroupCallParticipants`: `[(user_id, left)]`, one pair per `groupCallParticipant`.
+/// `updateGroupCallParticipants` (or a `phone.groupParticipants` answer): one participant record
+/// per `groupCallParticipant`, `(user_id, left, source, video, presentation, date, version)`
+/// with the fields after `left` optional from the end, as `SourceTable.apply` takes them
+/// (`(user_id, left)` pairs are records without sources). The session keeps the sources in its
+/// map (`Session.source_map()`).
 #[pyfunction]
-fn update_participants(participants: Vec<(i64, bool)>) -> Update {
-    let participants =
-        participants.into_iter().map(|(user_id, left)| engine::api::CallParticipant::new(user_id, left)).collect();
+fn update_participants(participants: Vec<sources::Record>) -> Update {
+    let participants = participants.into_iter().map(|r| r.0).collect();
     Update(sess::Update::Participants { participants })
 }
 

@@ -8,6 +8,9 @@ import pytest
 import confchain
 from confchain import Call, ConfchainError, Participant, PrivateKey, Rng, SourceTable
 from confchain._adapter import participant_sources, to_confchain_updates
+from test_confchain import pump
+
+with_testkit = pytest.mark.skipif(not hasattr(confchain, "Server"), reason="built without the testkit feature")
 
 
 def two_members():
@@ -67,3 +70,86 @@ def test_adapter_records_from_the_library_objects():
     mapped, other, _ = to_confchain_updates([u], (7, 8), sources=table)
     assert len(mapped) == 1 and other == []
     assert table.get(30) == (2, "audio") and table.get(12) == (2, "video")
+
+
+
+@with_testkit
+def test_the_sessions_source_map():
+    """A frame decrypts by SSRC through the session's own map: an SSRC it misses is looked up by
+    the session, and full participant records fill it."""
+    rng = Rng(bytes([6]) * 32)
+    server = confchain.Server()
+    alice, bob = confchain.Session(1), confchain.Session(2)
+    alice.create(0, rng)
+    pump(server, [alice, bob], 0, rng)
+    bob.join(0, rng)
+    pump(server, [alice, bob], 0, rng)
+    assert alice.state == bob.state == "joined"
+    table = bob.source_map()
+    alice_ssrc = 1000  # the server model gives the first participation the lowest SSRC
+    assert table.get(alice_ssrc) is None
+    first = alice.encrypt_frame(0, "opus", b"\x07\x07", 5, rng, 3, True)
+    with pytest.raises(ConfchainError) as e:
+        bob.decrypt_frame_from_source(table, alice_ssrc, "opus", first, 5)
+    assert e.value.name == "FRAME__UNKNOWN_SOURCE"
+    bob.handle_timeout(6, rng)
+    lookups = [r for r in iter(bob.poll_request, None) if r.kind == "get_group_participants"]
+    assert [(r.kind, r.sources) for r in lookups] == [("get_group_participants", [alice_ssrc])]
+    updates, error, _ = server.handle(2, lookups[0])
+    bob.handle_response(lookups[0].id, 6, rng, updates=updates, error=error)
+    assert table.get(alice_ssrc) == (1, "audio")
+    # The frame that came before the answer (held by the application) decrypts now.
+    assert bob.decrypt_frame_from_source(table, alice_ssrc, "opus", first, 7) == (b"\x07\x07", 3, True, 1, "audio")
+    following = alice.encrypt_frame(0, "opus", b"\x08\x08", 7, rng, 3, True)
+    assert bob.decrypt_frame_from_source(table, alice_ssrc, "opus", following, 7)[3:] == (1, "audio")
+    # The session applies its own updates: full records (the camera too) map, pairs still work.
+    with pytest.raises(ValueError):
+        table.apply([])
+    record = (1, False, alice_ssrc, ([[2000, 2001]], None), None, 0, 0)
+    bob.handle_update(confchain.update_participants([record]), 8, rng)
+    assert table.get(2001) == (1, "video")
+    bob.handle_update(confchain.update_participants([(3, True)]), 8, rng)
+    assert bob.state == "joined" and table.get(alice_ssrc) == (1, "audio")
+    # The session empties its map when it leaves.
+    bob.leave(9)
+    pump(server, [alice, bob], 9, rng)
+    assert bob.state == "left" and len(table) == 0
+
+
+def test_participant_records():
+    """SourceTable.apply and update_participants take the same records, 2 to 7 fields."""
+    table = SourceTable()
+    table.apply([(1, False), (2, False, 10), (3, False, 20, None, ([[30]], 31), 1700000000, 5)])
+    assert (table.get(10), table.get(30), table.get(31)) == ((2, "audio"), (3, "screencast"), (3, "screencast_audio"))
+    for bad in [(1,), (1, False, 0, None, None, 0, 0, 0)]:
+        with pytest.raises(ValueError):
+            table.apply([bad])
+    with pytest.raises(TypeError):
+        confchain.update_participants([[1, False]])
+    assert confchain.update_participants([(1, False), (2, True, 10, None, None, 1700000000)]) is not None
+
+
+def test_adapter_lookup():
+    """The session's lookup as the libraries' GetGroupParticipants, and its answer's participants
+    as the session's update (NS stands in for the library's objects)."""
+    from confchain._adapter import Conference, participants_update
+
+    class Library(Conference):
+        types = NS(InputPeerSelf=lambda: "self")
+
+        def function_class(self, name):
+            return lambda **kw: (name, kw)
+
+    conference = Library(None, None, None, call="the call")
+    function = conference.to_function(NS(kind="get_group_participants", sources=[5, 2**32 - 5]))
+    assert function == (
+        "GetGroupParticipants",
+        {"call": "the call", "ids": [], "sources": [5, -5], "offset": "", "limit": 2},
+    )
+    PeerUser = type("PeerUser", (), {})
+    peer = PeerUser()
+    peer.user_id = 4
+    answer = [NS(peer=peer, left=False, source=-5, video=None, presentation=None, date=1700000000)]
+    table = SourceTable()
+    assert participants_update(answer, 12, table) is not None
+    assert table.get(2**32 - 5) == (4, "audio")

@@ -121,16 +121,24 @@ VideoSourcesArg = Tuple[List[List[int]], Optional[int]]
 # (frame, level, speech, user_id, kind): a decrypted frame and who sent it.
 SourcedFrame = Tuple[bytes, Optional[int], Optional[bool], int, str]
 
+# A participant record: (user_id, left, source, video, presentation, date, version), the fields
+# after left optional from the end ((user_id, left) has no sources); None is the field's default.
+ParticipantRecord = Union[
+    Tuple[int, bool],
+    Tuple[int, bool, int],
+    Tuple[int, bool, int, Optional[VideoSourcesArg]],
+    Tuple[int, bool, int, Optional[VideoSourcesArg], Optional[VideoSourcesArg]],
+    Tuple[int, bool, int, Optional[VideoSourcesArg], Optional[VideoSourcesArg], int],
+    Tuple[int, bool, int, Optional[VideoSourcesArg], Optional[VideoSourcesArg], int, int],
+]
+
 class SourceTable:
     """Who sends on each RTP SSRC of a call; kind is "audio", "video", "screencast" or
-    "screencast_audio"."""
+    "screencast_audio". Session.source_map() returns a read-only one (the session's own)."""
     def __init__(self) -> None: ...
-    def apply(
-        self,
-        participants: List[Tuple[int, bool, int, Optional[VideoSourcesArg], Optional[VideoSourcesArg]]],
-    ) -> List[Tuple[int, int, str, bool, Optional[int]]]:
-        """(user_id, left, source, video, presentation) records in order; returns the changes:
-        (ssrc, user_id, kind, unmapped, previous_user_id)."""
+    def apply(self, participants: List[ParticipantRecord]) -> List[Tuple[int, int, str, bool, Optional[int]]]:
+        """Participant records in order; returns the changes: (ssrc, user_id, kind, unmapped,
+        previous_user_id). Raises ValueError on a session's map (the session applies its own)."""
     def get(self, ssrc: int) -> Optional[Tuple[int, str]]: ...
     def take_misses(self) -> List[int]:
         """SSRCs frames came on that the table did not map (to look up)."""
@@ -262,6 +270,10 @@ class Session:
     def handle_timeout(self, now_ms: int, rng: Rng) -> None: ...
     def poll_timeout(self) -> Optional[int]: ...
     def poll_event(self) -> Optional[SessionEvent]: ...
+    def source_map(self) -> SourceTable:
+        """The session's SSRC -> sender map, live and read-only: filled from participant updates,
+        the join's answer and the session's lookups (get_group_participants requests for the
+        SSRCs it missed), emptied when the session leaves the call."""
     @property
     def state(self) -> str:
         """idle, joining, joined, resyncing, removed, leaving, left, failed, chain_rejected, ended."""
@@ -308,7 +320,9 @@ class Server:
 def update_group_call(
     call_id: int, access_hash: int, discarded: bool = False, invite_link: Optional[str] = None
 ) -> Update: ...
-def update_participants(participants: List[Tuple[int, bool]]) -> Update: ...
+def update_participants(participants: List[ParticipantRecord]) -> Update:
+    """updateGroupCallParticipants (or a phone.groupParticipants answer): participant records as
+    SourceTable.apply takes them; the session keeps their sources in its source_map()."""
 
 class TlFront:
     """The server model's TL front: function bytes in, result bytes (Updates/Bool/rpc_error) out.

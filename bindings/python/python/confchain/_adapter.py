@@ -22,6 +22,7 @@ FUNCTIONS = {
     "send_broadcast": "SendConferenceCallBroadcast",
     "send_encrypted_message": "SendGroupCallEncryptedMessage",
     "leave": "LeaveGroupCall",
+    "get_group_participants": "GetGroupParticipants",
 }
 
 
@@ -54,6 +55,23 @@ def participant_sources(p: Any) -> Tuple[int, bool, int, Any, Any]:
     return (p.peer.user_id, bool(p.left), p.source, _video(p.video), _video(p.presentation))
 
 
+def participants_update(
+    participants: List[Any], version: Optional[int], sources: Optional[confchain.SourceTable] = None
+) -> confchain.Update:
+    """The users among the library's ``groupCallParticipant`` objects (of an
+    ``updateGroupCallParticipants``, or of the ``phone.groupParticipants`` a lookup returns) as
+    the session's update: full records with ``date`` and ``version`` (the session keeps their
+    sources in :meth:`confchain.Session.source_map` and tells participations apart by source and
+    date), applied to ``sources`` too when given."""
+    users = [p for p in participants if _name(p.peer) == "PeerUser"]
+    records = [participant_sources(p) for p in users]
+    if sources is not None:
+        sources.apply(records)
+    return confchain.update_participants(
+        [r + (getattr(p, "date", 0) or 0, version or 0) for r, p in zip(records, users)]
+    )
+
+
 def to_confchain_updates(
     items: List[Any],
     call: Optional[Tuple[int, int]],
@@ -67,7 +85,8 @@ def to_confchain_updates(
     is taken as ours; pushes (``learn`` False) about an unknown call are left out. With
     ``sources`` (a :class:`confchain.SourceTable`), the participants of the call's
     ``updateGroupCallParticipants`` are applied to it with their ``source``, ``video`` and
-    ``presentation``."""
+    ``presentation``; the session's update carries the same records with ``date`` and the
+    update's ``version`` (its own map, :meth:`confchain.Session.source_map`, is fed from them)."""
     mapped: List[confchain.Update] = []
     other: List[Any] = []
     for u in items:
@@ -97,10 +116,7 @@ def to_confchain_updates(
             if _name(u.from_id) == "PeerUser":
                 mapped.append(confchain.Update.encrypted_message(u.from_id.user_id, u.encrypted_message))
         elif kind == "UpdateGroupCallParticipants":
-            users = [p for p in u.participants if _name(p.peer) == "PeerUser"]
-            if sources is not None:
-                sources.apply([participant_sources(p) for p in users])
-            mapped.append(confchain.update_participants([(p.peer.user_id, bool(p.left)) for p in users]))
+            mapped.append(participants_update(u.participants, getattr(u, "version", 0), sources))
         else:
             other.append(u)
     return mapped, other, call
@@ -236,6 +252,11 @@ class Conference:
             return fn(call=call, block=request.block)
         if kind == "send_encrypted_message":
             return fn(call=call, encrypted_message=request.encrypted_message)
+        if kind == "get_group_participants":
+            # Who sends on these SSRCs (the session looks up what its map missed).
+            # SSRCs above 2^31 go as the negative TL ints they are on the wire.
+            ssrcs = [s - (1 << 32) if s >= 1 << 31 else s for s in request.sources]
+            return fn(call=call, ids=[], sources=ssrcs, offset="", limit=len(ssrcs))
         return fn(call=call, source=self.source)  # leave
 
     def take(self, items: List[Any], result: bool = False) -> List[confchain.Update]:
@@ -262,7 +283,10 @@ class Conference:
         except Exception as exc:  # noqa: BLE001 - mapped, or re-raised by error_string
             self.session.handle_response(request.id, self.clock(), self.rng, error=self.error_string(exc))
             return
-        updates = self.take(items_of(result), result=True)
+        if request.kind == "get_group_participants":  # phone.groupParticipants
+            updates = [participants_update(result.participants, getattr(result, "version", 0), self.sources)]
+        else:
+            updates = self.take(items_of(result), result=True)
         self.session.handle_response(request.id, self.clock(), self.rng, updates=updates)
 
     async def flush(self) -> int:

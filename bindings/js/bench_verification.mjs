@@ -3,7 +3,7 @@
 // this package's `Call.receiveBroadcast`, and, in the same process and interleaved, through the
 // official web client's TypeScript (tweb, `src/lib/calls/e2e/`) when its sources are given.
 //
-//   node bench_verification.mjs [--tweb DIR] [--sizes 2,20,200] [--runs 5]
+//   node bench_verification.mjs [--tweb DIR] [--sizes 2,20,200] [--runs 5] [--pkg OTHER/index.js]
 //
 // DIR holds tweb's `src/lib/calls/e2e/{crypto,keys,tl,tlTypes,emoji}.ts`; esbuild,
 // libsodium-wrappers and aes-js must resolve from there (its node_modules or a parent's). Those
@@ -27,7 +27,6 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL, fileURLToPath } from "node:url";
-import { Call, PrivateKey, Rng, createZeroBlock, toServerForm } from "./index.js";
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -37,6 +36,11 @@ const opt = (name, dflt) => {
 const sizes = opt("--sizes", "2,20,200").split(",").map(Number);
 const runs = Number(opt("--runs", "5"));
 const twebDir = opt("--tweb", undefined);
+// --pkg: another build's entry (an index.js beside its pkg/), to compare builds in one process.
+const pkg = opt("--pkg", undefined);
+const { Call, PrivateKey, Rng, createZeroBlock, toServerForm } = await import(
+  pkg ? pathToFileURL(resolve(pkg)).href : "./index.js"
+);
 
 const sha256 = (b) => new Uint8Array(createHash("sha256").update(b).digest());
 const seedOf = (i) => sha256(new TextEncoder().encode(`bench member ${i}`));
@@ -123,32 +127,32 @@ async function setup(n) {
   // The observer's user (1) in the round that made the broadcasts: tweb's chain if tweb is
   // there, else one of our Calls.
   let observerCommit, observerReveal, observerEmojis;
-  let twebChain;
+  let observer;
   if (tweb) {
     const priv = tweb.PrivateKey.fromSeed(seeds[0]);
     const vp = participants.map((p) => ({ userId: p.userId, publicKey: new tweb.PublicKey(p.publicKey) }));
-    twebChain = await tweb.VerificationChain.start(0, blockHash, vp[0], priv, vp);
-    observerCommit = tweb.localToServer(twebChain.pullOutbound()[0]);
+    observer = await tweb.VerificationChain.start(0, blockHash, vp[0], priv, vp);
+    observerCommit = tweb.localToServer(observer.pullOutbound()[0]);
   } else {
     const obs = new Call(1n, keys[0], zero, rng);
     observerCommit = toServerForm(obs.pullOutbound()[0]);
-    twebChain = obs;
+    observer = obs;
   }
   const allCommits = [observerCommit, ...commits];
   for (const m of members) for (const c of allCommits) m.receiveBroadcast(c);
   const reveals = members.map((m) => toServerForm(m.pullOutbound()[0]));
   if (tweb) {
-    for (const c of commits) await twebChain.receive(tweb.decodeGroupBroadcast(new tweb.TLReader(tweb.serverToLocal(c))));
-    observerReveal = tweb.localToServer(twebChain.pullOutbound()[0]);
-    for (const r of reveals) await twebChain.receive(tweb.decodeGroupBroadcast(new tweb.TLReader(tweb.serverToLocal(r))));
-    const s = twebChain.snapshot();
+    for (const c of commits) await observer.receive(tweb.decodeGroupBroadcast(new tweb.TLReader(tweb.serverToLocal(c))));
+    observerReveal = tweb.localToServer(observer.pullOutbound()[0]);
+    for (const r of reveals) await observer.receive(tweb.decodeGroupBroadcast(new tweb.TLReader(tweb.serverToLocal(r))));
+    const s = observer.snapshot();
     if (s.phase !== "end") throw new Error(`interop: tweb's round did not end (${s.commitsSeen} commits, ${s.revealsSeen} reveals)`);
     observerEmojis = emojisOf(s.emojiHash);
   } else {
-    for (const c of allCommits) twebChain.receiveBroadcast(c);
-    observerReveal = toServerForm(twebChain.pullOutbound()[0]);
-    for (const r of reveals) twebChain.receiveBroadcast(r);
-    observerEmojis = twebChain.emojis;
+    for (const c of allCommits) observer.receiveBroadcast(c);
+    observerReveal = toServerForm(observer.pullOutbound()[0]);
+    for (const r of [observerReveal, ...reveals]) observer.receiveBroadcast(r);
+    observerEmojis = observer.emojis;
   }
   for (const m of members) for (const r of [observerReveal, ...reveals]) m.receiveBroadcast(r);
   for (const m of members) {
@@ -156,19 +160,35 @@ async function setup(n) {
       throw new Error(`interop: emojis differ: ${m.emojis} vs ${observerEmojis}`);
     }
   }
-  return { n, seeds, keys, participants, zero, blockHash, commits, reveals, rng, emojis: observerEmojis };
+  const packets = members.map((m) => m.encrypt(0, new Uint8Array(16), 0, rng));
+  return { n, seeds, keys, participants, zero, blockHash, commits, reveals, packets, rng, emojis: observerEmojis };
 }
 
-/** Our observer's round: ms for the timed part. */
-function oursRound(s) {
+/** Wall and CPU time (user + system, every thread of the process: tweb's Web Crypto digests run on
+ * libuv's pool) of what `f` does, in ms. CPU time leaves out the time other processes of a loaded
+ * machine take from this one. */
+async function timed(f) {
+  const c = process.cpuUsage();
+  const t = performance.now();
+  await f();
+  const wall = performance.now() - t;
+  const cpu = process.cpuUsage(c);
+  return { wall, cpu: (cpu.user + cpu.system) / 1000 };
+}
+
+/** Our observer's round: ms for the timed part. `warm`: the observer first decrypts a packet of
+ * every other member (untimed), as in a call where they have been sending media, so their keys
+ * are in the call's key cache with their tables (SPEC.md §6.3, §7.2). */
+async function oursRound(s, warm = false) {
   const call = new Call(1n, s.keys[0], s.zero, s.rng);
   const own = toServerForm(call.pullOutbound()[0]);
-  const t = performance.now();
-  call.receiveBroadcast(own);
-  for (const c of s.commits) call.receiveBroadcast(c);
-  call.receiveBroadcast(toServerForm(call.pullOutbound()[0]));
-  for (const r of s.reveals) call.receiveBroadcast(r);
-  const ms = performance.now() - t;
+  if (warm) s.packets.forEach((p, i) => call.decrypt(BigInt(i + 2), p, 0));
+  const ms = await timed(() => {
+    call.receiveBroadcast(own);
+    for (const c of s.commits) call.receiveBroadcast(c);
+    call.receiveBroadcast(toServerForm(call.pullOutbound()[0]));
+    for (const r of s.reveals) call.receiveBroadcast(r);
+  });
   if (!call.emojis) throw new Error("our round did not end");
   call.free();
   return ms;
@@ -181,12 +201,12 @@ async function twebRound(s) {
   const chain = await tweb.VerificationChain.start(0, s.blockHash, vp[0], priv, vp);
   const own = tweb.localToServer(chain.pullOutbound()[0]);
   const take = (bytes) => chain.receive(tweb.decodeGroupBroadcast(new tweb.TLReader(tweb.serverToLocal(bytes))));
-  const t = performance.now();
-  await take(own);
-  for (const c of s.commits) await take(c);
-  await take(tweb.localToServer(chain.pullOutbound()[0]));
-  for (const r of s.reveals) await take(r);
-  const ms = performance.now() - t;
+  const ms = await timed(async () => {
+    await take(own);
+    for (const c of s.commits) await take(c);
+    await take(tweb.localToServer(chain.pullOutbound()[0]));
+    for (const r of s.reveals) await take(r);
+  });
   if (chain.snapshot().phase !== "end") throw new Error("tweb's round did not end");
   return ms;
 }
@@ -196,37 +216,44 @@ for (const n of sizes) {
   // Rounds per sample: at least 400 broadcasts, so that small calls are not timer noise.
   const reps = Math.max(1, Math.ceil(400 / (2 * n)));
   const sample = async (f) => {
-    let ms = 0;
-    for (let i = 0; i < reps; i++) ms += await f(s);
-    return ms / reps;
+    const ms = { wall: 0, cpu: 0 };
+    for (let i = 0; i < reps; i++) {
+      const t = await f(s);
+      ms.wall += t.wall / reps;
+      ms.cpu += t.cpu / reps;
+    }
+    return ms;
   };
-  await sample(oursRound);
-  if (tweb) await sample(twebRound);
-  const ours = [];
-  const theirs = [];
+  const sides = [
+    ["confchain", (x) => oursRound(x)],
+    ["confchain_warm", (x) => oursRound(x, true)],
+  ];
+  if (tweb) sides.push(["tweb", twebRound]);
+  const got = Object.fromEntries(sides.map(([name]) => [name, []]));
+  for (const [, f] of sides) await sample(f);
   for (let r = 0; r < runs; r++) {
-    // Interleaved, alternating which side goes first.
-    if (tweb && r % 2) theirs.push(await sample(twebRound));
-    ours.push(await sample(oursRound));
-    if (tweb && !(r % 2)) theirs.push(await sample(twebRound));
+    // Interleaved, each side first in turn.
+    for (let k = 0; k < sides.length; k++) {
+      const [name, f] = sides[(r + k) % sides.length];
+      got[name].push(await sample(f));
+    }
   }
-  const line = {
-    n,
-    broadcasts: 2 * n,
-    rounds_per_sample: reps,
-    confchain_ms: +median(ours).toFixed(3),
-    confchain_runs_ms: ours.map((x) => +x.toFixed(3)),
-    confchain_us_per_broadcast: +((median(ours) * 1000) / (2 * n)).toFixed(1),
-  };
-  if (tweb) {
-    Object.assign(line, {
-      tweb_ms: +median(theirs).toFixed(3),
-      tweb_runs_ms: theirs.map((x) => +x.toFixed(3)),
-      tweb_us_per_broadcast: +((median(theirs) * 1000) / (2 * n)).toFixed(1),
-      speedup: +(median(theirs) / median(ours)).toFixed(2),
-      speedup_runs: theirs.map((x, i) => +(x / ours[i]).toFixed(2)),
-      emojis_agree: true,
-    });
+  const line = { n, broadcasts: 2 * n, rounds_per_sample: reps, emojis: s.emojis.join("") };
+  for (const k of ["wall", "cpu"]) {
+    line[k] = {};
+    for (const [name] of sides) {
+      const xs = got[name].map((x) => x[k]);
+      line[k][`${name}_ms`] = +median(xs).toFixed(3);
+      line[k][`${name}_us_per_broadcast`] = +((median(xs) * 1000) / (2 * n)).toFixed(1);
+    }
+    if (tweb) {
+      for (const name of ["confchain", "confchain_warm"]) {
+        const o = got[name].map((x) => x[k]);
+        const t = got.tweb.map((x) => x[k]);
+        line[k][`speedup${name.slice(9)}`] = +(median(t) / median(o)).toFixed(2);
+        line[k][`speedup${name.slice(9)}_runs`] = t.map((x, i) => +(x / o[i]).toFixed(2));
+      }
+    }
   }
   console.log(JSON.stringify(line));
 }

@@ -22,7 +22,7 @@
 // so each side accepts the other's broadcasts (an interop check: the script fails if tweb's round
 // or ours does not end, or if their four emojis differ).
 import { createHash } from "node:crypto";
-import { readFileSync, mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -107,8 +107,18 @@ async function loadTweb(dir) {
   return t;
 }
 
-const tweb = twebDir ? await loadTweb(twebDir) : undefined;
-if (!twebDir) console.error("bench_verification: no --tweb DIR given: measuring confchain only (see benches/README.md)");
+let tweb;
+if (!twebDir) {
+  console.error("bench_verification: no --tweb DIR given: measuring confchain only (see benches/README.md)");
+} else if (!existsSync(resolve(twebDir, "src/lib/calls/e2e/emoji.ts"))) {
+  console.error(`bench_verification: ${twebDir} has no src/lib/calls/e2e/emoji.ts (tweb's sources): measuring confchain only`);
+} else {
+  try {
+    tweb = await loadTweb(twebDir);
+  } catch (e) {
+    console.error(`bench_verification: tweb's files in ${twebDir} did not load (${e.message}): measuring confchain only`);
+  }
+}
 
 /** One N: the call, the others' broadcasts (server form), and the interop check. */
 async function setup(n) {

@@ -4,9 +4,8 @@
 //! the steps per run (default 600).
 //!
 //! The `real_server_*` and `hostile_server_*` runs meet the real server's behaviours (issue 24)
-//! and a hostile server (issue 23). The session before the rewrite failed them (each test's doc
-//! says which invariant failed, at which seed and step, with 6 members, 600 steps and light
-//! faults): they are ignored on this branch until the session rewrite lands.
+//! and a hostile server (issue 23, issue 30). Runs that once found a session defect keep their
+//! seed as a test of their own (each test's doc says which invariant failed, and where).
 
 use confchain::server::hostile::Hostility;
 use confchain::server::Behaviour;
@@ -139,14 +138,13 @@ fn real_without_floods() -> ServerSetup {
 /// Before the rewrite: failed by the request rate (a removed member's poll answered with the
 /// last block only was re-polled in a hot loop, issue 24 item 6), e.g. seed 0 step 600.
 ///
-/// Fails today by invariant *rejoiner kept* (issue 30 item 6) at seed 0 step 257, a session
-/// defect (not fixed here): user 5 leaves (t = 10.65 s), user 6 is told while its chain holds
+/// Failed by invariant *rejoiner kept* (issue 30 item 6) at seed 0 step 257, a session defect
+/// (fixed: a removal without a ban removes only the entry it targeted): user 5 leaves (t = 10.65 s), user 6 is told while its chain holds
 /// user 5's entry and queues a prune; user 4's prune removes that entry first (t = 12.2 s), so
 /// user 6's session forgets the departure's key (`Live::left_keys` keeps users still in the
 /// chain only); user 5 rejoins with a new key (participation of date 9); user 6's prune, retried
 /// or rebuilt without the key, removes the new entry (t = 12.89 s, request 16, `only_left`).
 #[test]
-
 fn real_server_without_flood_waits() {
     seeds_with(Faults::light(), 6, real_without_floods());
 }
@@ -236,7 +234,7 @@ fn late_joiners_are_heard_by_ssrc() {
     assert!(real.frames_by_source > 0, "{real:?}");
 }
 
-/// A session defect the late notices meet (not fixed here: issue 30 item 5's area, reported to
+/// A session defect the late notices met (fixed: issue 30 item 5's area, reported to
 /// the lead): seed 9, light faults, 6 members, 600 steps, only the late notices. At step 290
 /// (t = 14.5 s) user 6, which had just rejoined after a false `left` about itself, is Joined with
 /// a lookup queued and `getGroupParticipants` flood-waited (`FLOOD_WAIT_26`, the answer of a
@@ -246,14 +244,13 @@ fn late_joiners_are_heard_by_ssrc() {
 /// `handle_timeout`: invariant *timer loop* (before it, the simulation spun for ever at that
 /// instant). Footprint: 1 request in flight, nothing queued or held.
 #[test]
-
 fn late_notices_seed_9_timer_loop() {
     let server = ServerSetup { behaviour: Behaviour::real(), hostility: Hostility::notices() };
     let config = SimConfig { members: 6, steps: 600, faults: Faults::light(), seed: 9, server };
     run(&config).unwrap_or_else(|f| panic!("{f}"));
 }
 
-/// A session defect the late notices meet (not fixed here, reported to the lead): seed 0, light
+/// A session defect the late notices met (fixed): seed 0, light
 /// faults, 6 members, 600 steps, every hostile behaviour with the late notices and junk under
 /// members' ids at 100 per thousand. At t = 27.5 s user 3 removes user 6 (the application's
 /// choice, `kick` false); the server never answers; user 6 leaves the call and rejoins with a new
@@ -262,7 +259,6 @@ fn late_notices_seed_9_timer_loop() {
 /// users who left, retried, removes a rejoiner: issue 30 item 6's class, for the application's
 /// removals), and invariant *heard* fails at step 600: member 1 does not hear member 6.
 #[test]
-
 fn everything_seed_0_retried_removal_of_a_rejoiner() {
     let hostility = Hostility { member_junk: 100, late_notices: 100, ..Hostility::all() };
     let server = ServerSetup { behaviour: Behaviour::real(), hostility };

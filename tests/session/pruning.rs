@@ -91,12 +91,10 @@ fn a_prune_names_to_the_server_only_the_entries_it_removes() {
 /// honest real server under light faults: a delayed or duplicated `left` push): Alice was told of
 /// Bob's current participation (its `joined` record, date d), then a `left` record of an earlier
 /// participation of his (date d - 1, the same SSRC: a rejoiner reuses it) arrives. It is about
-/// a participation that already ended: Bob's entry must stay. The session prunes it today (the
-/// prune takes the key the chain holds when the notice comes, whatever participation the notice
-/// names). Not fixed on this branch (`src/session/live.rs`, `note_participants`, is being
-/// changed); un-ignore with the fix.
+/// a participation that already ended: Bob's entry must stay. The session pruned it (the prune
+/// took the key the chain held when the notice came, whatever participation the notice named);
+/// it now skips a `left` record older than the participation it knows of the user.
 #[test]
-
 fn a_late_notice_of_an_earlier_participation_prunes_no_one() {
     let mut net = conference_with_participants(&[1, 2]);
     let mut r = rng(307);

@@ -34,7 +34,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{self, AudioLevel, Codec, ReceivedFrame, SentFrame};
 use crate::media::{MediaDecryptor, MediaEncryptor, Shared, SnapEpoch, Snapshot};
 use crate::packet::Plaintext;
-use crate::verification::{Taken, Verification, VerificationPhase, VerificationResult};
+use crate::verification::{Verification, VerificationPhase, VerificationResult};
 use crate::wire::{Block, GroupParticipant, GroupState, Permissions, PlainBlock};
 
 /// What happened, for the application to act on (pull with [`Call::poll_event`]).
@@ -459,16 +459,10 @@ impl Call {
 
     /// Takes an emoji-verification broadcast (server form, sub-chain 1).
     pub fn receive_broadcast(&mut self, server_bytes: &[u8]) -> Result<()> {
-        self.take_broadcast(server_bytes).map(|_| ())
-    }
-
-    /// [`Call::receive_broadcast`], saying what became of the broadcast (the session counts what
-    /// a page of sub-chain 1 delivered).
-    pub(crate) fn take_broadcast(&mut self, server_bytes: &[u8]) -> Result<Taken> {
         self.media.check_open()?;
-        let taken = self.verification.take(server_bytes, &self.key)?;
+        self.verification.receive(server_bytes, &self.key)?;
         self.note_verification();
-        Ok(taken)
+        Ok(())
     }
 
     /// Broadcasts to send with sendConferenceCallBroadcast (plain form).

@@ -63,18 +63,6 @@ pub enum VerificationPhase {
     Done,
 }
 
-/// What became of a broadcast taken by [`Verification::receive`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Taken {
-    /// A commit or reveal of the current round, from one of its participants, not seen before:
-    /// the round moved.
-    Applied,
-    /// Kept for a later height (not authenticated yet).
-    Held,
-    /// For an older height, or too far ahead to matter: ignored.
-    Ignored,
-}
-
 /// The outcome of a completed round.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VerificationResult {
@@ -240,23 +228,17 @@ impl Verification {
 
     /// Takes a server-form broadcast (sub-chain 1). Older heights are ignored (`Ok`), later ones
     /// held until their block. Queues our reveal once every commit is in.
-    #[cfg(feature = "hazmat")]
     pub fn receive(&mut self, server_bytes: &[u8], key: &PrivateKey) -> Result<()> {
-        self.take(server_bytes, key).map(|_| ())
-    }
-
-    /// [`Verification::receive`], saying what became of the broadcast.
-    pub(crate) fn take(&mut self, server_bytes: &[u8], key: &PrivateKey) -> Result<Taken> {
         let b = Broadcast::decode_server(server_bytes)?;
         if b.chain_height < self.height {
-            return Ok(Taken::Ignored);
+            return Ok(());
         }
         if b.chain_height > self.height {
-            return self.hold(b).map(|()| Taken::Held);
+            return self.hold(b);
         }
         self.process(b)?;
         self.maybe_reveal(key);
-        Ok(Taken::Applied)
+        Ok(())
     }
 
     /// Holds a broadcast for a later height, if it can still matter (see the module docs).

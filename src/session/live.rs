@@ -17,7 +17,6 @@ use super::{
 use crate::call::{Call, CallEvent};
 use crate::crypto::PublicKey;
 use crate::error::{Error, ErrorKind};
-use crate::verification::Taken;
 use crate::wire::{Block, Broadcast, Permissions};
 
 /// In the call.
@@ -49,9 +48,6 @@ pub(super) struct Live {
     /// Our broadcasts of the round at this height (at most a commit and a reveal), sent again
     /// until the round completes, and the delay before the next time.
     own_round: Option<OwnRound>,
-    /// Broadcasts of the current round the poll being answered delivered (issue 30 item 8: a
-    /// page of sub-chain 1 is progress only by what it delivers).
-    delivered: usize,
 }
 
 /// Our broadcasts of one round, sent again until it completes (issue 30 item 4).
@@ -90,7 +86,6 @@ impl Live {
             unusable: BTreeSet::new(),
             unusable_scheduled: false,
             ahead_stop: None,
-            delivered: 0,
             own_round: None,
         }
     }
@@ -193,8 +188,8 @@ impl Live {
                         > i64::from(height).saturating_add(i64::from(crate::limits::HELD_BROADCAST_HEIGHTS))
                 });
                 let stopped_here = offset.is_some() && self.ahead_stop == offset.map(|o| (o, height));
-                let result = if ahead { Ok(Taken::Ignored) } else { self.call.take_broadcast(&bytes) };
-                let full = result.as_ref().is_err_and(|e| e.kind() == ErrorKind::LimitExceeded);
+                let result = if ahead { Ok(()) } else { self.call.receive_broadcast(&bytes) };
+                let full = result.is_err_and(|e| e.kind() == ErrorKind::LimitExceeded);
                 if (ahead || full) && !stopped_here {
                     self.ahead_stop = offset.map(|o| (o, height));
                     ctx.outbox.poll_by(SubChain::Blocks, now);
@@ -202,9 +197,6 @@ impl Live {
                     return Ok(false);
                 }
                 // Broadcasts that do not apply (older rounds, duplicates) are routine.
-                if matches!(result, Ok(Taken::Applied)) {
-                    self.delivered = self.delivered.saturating_add(1);
-                }
                 self.broadcasts.advance();
                 self.broadcasts.gap_delay = 0;
                 continue;
@@ -354,7 +346,6 @@ impl Live {
         updates: Option<&Vec<Update>>,
     ) -> PollStart {
         ctx.outbox.poll(sub).in_flight = None;
-        self.delivered = 0;
         let before = self.sync_ref(sub).next();
         let gap_tip = updates
             .filter(|_| sub == SubChain::Blocks)
@@ -386,12 +377,11 @@ impl Live {
                 return Err(Exit::Ended(EndReason::JoinMissing));
             }
         }
-        if full && sub == SubChain::Broadcasts && self.delivered == 0 {
-            // A full page of sub-chain 1 is progress only by what it delivered (issue 30 item 8):
-            // junk, duplicates and older rounds move the offset but are no progress worth a poll at
-            // once, so the next page keeps the 1 s spacing of gap polls. A page that moved the
-            // round is followed at once (within the pace): only the round's participants can
-            // sign those, each at most a commit and a reveal per height.
+        if full && sub == SubChain::Broadcasts {
+            // Nothing checks sub-chain 1 entries before they move the offset: a full page of junk
+            // is no progress worth a poll at once (issue 30 item 8), and one of real broadcasts
+            // cannot be told from it before it is read. The next page keeps the 1 s spacing of
+            // gap polls; a member far behind skips what can no longer matter instead (the window).
             let spaced = self.broadcasts.last_poll.map_or(now, |t| t.saturating_add(MIN_GAP_POLL_SPACING_MS));
             ctx.outbox.poll_by(sub, spaced.max(now));
         } else if full {

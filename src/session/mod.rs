@@ -542,7 +542,7 @@ impl Session {
                 if let Some(i) = self.expired_joins.iter().position(|j| *j == id) {
                     self.expired_joins.remove(i);
                     if out && outcome.is_ok() {
-                        self.ctx().send(Request::Leave, Purpose::Leave { then_left: false });
+                        self.ctx().send(Request::Leave, Purpose::Leave { then_left: false, attempt: 0 });
                     }
                 }
                 return;
@@ -789,14 +789,25 @@ impl Session {
             // A join the server accepted after we left: leave again, so no ghost member stays.
             let ghost = purpose.joins() && outcome.is_ok() && matches!(self.phase, Phase::Leaving | Phase::Left);
             if ghost {
-                self.ctx().send(Request::Leave, Purpose::Leave { then_left: false });
+                self.ctx().send(Request::Leave, Purpose::Leave { then_left: false, attempt: 0 });
             }
             return;
         }
         match (purpose, outcome) {
-            (Purpose::Leave { then_left }, _) => {
+            (Purpose::Leave { then_left, attempt }, outcome) => {
                 if then_left {
                     self.carry_out(Next::Left);
+                }
+                // Left whatever the answer; a leave lost to the network or a flood wait is sent
+                // again (a join starts a new generation and drops it), or the server would keep a
+                // ghost member in the media call.
+                if let Err(error) = outcome {
+                    let goal = outbox::Goal::Leave;
+                    if let Verdict::Retry { after_ms, .. } = policy::retry(goal, attempt, &error, &self.config) {
+                        let purpose = Purpose::Leave { then_left: false, attempt: attempt.saturating_add(1) };
+                        let at = self.now.saturating_add(after_ms);
+                        self.outbox.schedule(at, Action::Resend { request, purpose });
+                    }
                 }
             }
             (Purpose::Poll { sub }, outcome) => return self.polled(sub, outcome, rng),
@@ -1097,7 +1108,7 @@ impl Session {
         };
         self.events.extend(event);
         if let Some(then_left) = leave {
-            self.ctx().send(Request::Leave, Purpose::Leave { then_left });
+            self.ctx().send(Request::Leave, Purpose::Leave { then_left, attempt: 0 });
         }
         Some(phase.unwrap_or(Phase::Idle))
     }

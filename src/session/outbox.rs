@@ -40,8 +40,9 @@ pub(crate) enum Purpose {
     /// An encrypted message of the application.
     Message { attempt: u32 },
     /// `leaveGroupCall`: after [`crate::session::Session::leave`] (`then_left`), or after a
-    /// removal, an end or a ghost join (nothing follows).
-    Leave { then_left: bool },
+    /// removal, an end or a ghost join (nothing follows); sent again after a transient error or a
+    /// flood wait (`attempt`), so that the server does not keep a ghost member.
+    Leave { then_left: bool, attempt: u32 },
     /// `getGroupParticipants` by sources: lookup `id` of the call's SSRC table.
     Lookup { id: LookupId },
 }
@@ -92,8 +93,9 @@ impl Purpose {
             | Purpose::Removal { attempt }
             | Purpose::Prune { attempt }
             | Purpose::Broadcast { attempt }
-            | Purpose::Message { attempt } => *attempt,
-            Purpose::Poll { .. } | Purpose::Rekey | Purpose::Leave { .. } | Purpose::Lookup { .. } => 0,
+            | Purpose::Message { attempt }
+            | Purpose::Leave { attempt, .. } => *attempt,
+            Purpose::Poll { .. } | Purpose::Rekey | Purpose::Lookup { .. } => 0,
         }
     }
 
@@ -407,7 +409,7 @@ mod tests {
         let first = o.queue(r.clone(), p, 0);
         let (r2, p2) = poll();
         let second = o.queue(r2, p2, 0);
-        let leave = o.queue(Request::Leave, Purpose::Leave { then_left: true }, 0);
+        let leave = o.queue(Request::Leave, Purpose::Leave { then_left: true, attempt: 0 }, 0);
         assert!(matches!(o.answer(second), Answered::Unsent), "not let out yet");
         assert_eq!(o.pop_ready().map(|(id, _)| id), Some(first));
         assert_eq!(o.pop_ready().map(|(id, _)| id), Some(leave), "a leave goes at once");
@@ -426,7 +428,7 @@ mod tests {
     #[test]
     fn a_new_generation_drops_what_was_not_taken_and_keeps_leaves_if_asked() {
         let mut o = Outbox::new(10, 20, 30_000);
-        let leave = o.queue(Request::Leave, Purpose::Leave { then_left: false }, 0);
+        let leave = o.queue(Request::Leave, Purpose::Leave { then_left: false, attempt: 0 }, 0);
         let (r, p) = poll();
         o.queue(r, p, 0);
         o.schedule(5, Action::Prune);
@@ -435,7 +437,7 @@ mod tests {
         assert_eq!((o.in_flight(), o.queued(), o.timers()), (1, 1, 0));
         assert_eq!(o.pop_ready().map(|(id, _)| id), Some(leave));
         assert_eq!(o.poll(SubChain::Broadcasts).at, None, "polls belong to their generation");
-        o.queue(Request::Leave, Purpose::Leave { then_left: false }, 0);
+        o.queue(Request::Leave, Purpose::Leave { then_left: false, attempt: 0 }, 0);
         o.new_generation(false);
         assert_eq!(o.queued(), 0, "a join drops queued leaves too");
     }

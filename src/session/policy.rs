@@ -103,6 +103,15 @@ pub(crate) fn retry(goal: Goal, attempt: u32, error: &ApiError, config: &Session
             ApiError::Transient(_) => Verdict::Retry { after_ms: backoff, refetch: false },
             _ => give_up,
         },
+        // A leave lost to the network or a flood wait is sent again (bounded), or the server keeps
+        // a ghost member in the media call.
+        Goal::Leave if next < config.max_send_attempts => match error {
+            ApiError::FloodWait { seconds } => {
+                flood(*seconds).map_or(give_up, |after_ms| Verdict::Retry { after_ms, refetch: false })
+            }
+            ApiError::Transient(_) => Verdict::Retry { after_ms: backoff, refetch: false },
+            _ => give_up,
+        },
         Goal::CreateOnly
         | Goal::Poll
         | Goal::Removal
@@ -197,8 +206,11 @@ mod tests {
             (Goal::Message, 0, flood(0), again(250)),
             (Goal::Message, 0, flood(61), fail(&flood(61))),
             (Goal::Message, 0, ApiError::CallInvalid, gone),
-            // A leave ends on any answer.
-            (Goal::Leave, 0, transient.clone(), fail(&transient)),
+            // A leave: sent again after a transient error or a flood wait, max_send_attempts.
+            (Goal::Leave, 0, transient.clone(), again(250)),
+            (Goal::Leave, 0, flood(2), again(2_000)),
+            (Goal::Leave, 4, transient.clone(), fail(&transient)),
+            (Goal::Leave, 0, other.clone(), fail(&other)),
         ];
         for (goal, attempt, error, expected) in table {
             assert_eq!(retry(goal, attempt, &error, &c), expected, "{goal:?} attempt {attempt} on {error:?}");

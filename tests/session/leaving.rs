@@ -303,3 +303,46 @@ fn a_rejoin_drops_an_unsent_leave() {
     let queued: Vec<_> = drain(net.s(2)).into_iter().map(|(_, r)| r).collect();
     assert_eq!(queued, vec![Request::GetChainBlocks { sub_chain: SubChain::Blocks, offset: -1, limit: 1 }]);
 }
+
+/// A leave lost to the network (found at 200 members by the simulation's *ghost member*: a
+/// `leaveGroupCall` answered `TIMEOUT` was never sent again, and the server kept the member in the
+/// media call): the session is left whatever the answer, and sends the leave again after a
+/// transient error, at most `max_send_attempts` times; a new join drops it.
+#[test]
+fn a_leave_lost_to_the_network_is_sent_again() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(2401);
+    net.s(2).leave(0);
+    let leaves = |net: &mut Net, at: u64, answer: &str, r: &mut ChaCha20Rng| {
+        net.s(2).handle_timeout(at, r);
+        let mut n = 0;
+        for (id, q) in drain(net.s(2)) {
+            if q == Request::Leave {
+                n += 1;
+                net.s(2).handle_response(id, Response::Error(answer.into()), at, r);
+            }
+        }
+        n
+    };
+    assert_eq!(leaves(&mut net, 0, "TIMEOUT", &mut r), 1);
+    assert_eq!(net.s(2).state(), SessionState::Left);
+    let mut sent = 1;
+    let mut t = 0;
+    while t < 120_000 {
+        t += 100;
+        sent += leaves(&mut net, t, "TIMEOUT", &mut r);
+    }
+    assert_eq!(sent, SessionConfig::default().max_send_attempts, "sent again, bounded");
+    assert!(net.server.members().any(|u| u == 2), "(the server never saw any of them)");
+    // Answered at last: nothing more. And a join drops a pending one.
+    let mut net = conference(&[1, 2]);
+    net.s(2).leave(0);
+    assert_eq!(leaves(&mut net, 0, "TIMEOUT", &mut r), 1);
+    net.join(2);
+    assert_eq!(net.s(2).state(), SessionState::Joined);
+    let mut t = net.now;
+    while t < net.now + 60_000 {
+        t += 100;
+        assert_eq!(leaves(&mut net, t, "TIMEOUT", &mut r), 0, "a leave after the rejoin would end it");
+    }
+}

@@ -179,6 +179,9 @@ pub(crate) struct Outbox {
     ready: VecDeque<(RequestId, Request)>,
     /// The ids waiting for the pace.
     pacer: Pacer,
+    /// Ids the pace let out while their kind was in a flood wait (it came while they waited):
+    /// they wait for its end, keeping their id (a poll in flight, a lookup, stay what they are).
+    parked: Vec<(u64, RequestId)>,
     timers: Vec<Timer>,
     /// Each sub-chain's next poll (sub-chain 0, then 1).
     polls: [PollTimer; 2],
@@ -201,6 +204,7 @@ impl Outbox {
             entries: BTreeMap::new(),
             ready: VecDeque::new(),
             pacer: Pacer::new(per_second, burst),
+            parked: Vec::new(),
             timers: Vec::new(),
             polls: [PollTimer::default(); 2],
             flood_until: [0; RequestKind::ALL.len()],
@@ -231,13 +235,24 @@ impl Outbox {
         id
     }
 
-    /// Lets out what the pace allows at `now`; each request's deadline starts as it leaves.
+    /// Lets out what the pace allows at `now`, and what was parked for a flood wait that ended;
+    /// each request's deadline starts as it leaves. One whose kind is in a flood wait (a
+    /// `FLOOD_WAIT_X` answered to another request of its kind while it waited) is parked until
+    /// the wait's end instead: nothing of a kind leaves during its flood wait.
     pub(crate) fn pace(&mut self, now: u64) {
-        while let Some(id) = self.pacer.pop(now) {
-            if let Some(e) = self.entries.get_mut(&id) {
-                e.deadline = now.saturating_add(self.timeout_ms);
-                self.ready.push_back((id, e.request.clone()));
+        let (due, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.parked).into_iter().partition(|(at, _)| *at <= now);
+        self.parked = waiting;
+        let released: Vec<RequestId> = due.into_iter().map(|(_, id)| id).collect();
+        for id in released.into_iter().chain(std::iter::from_fn(|| self.pacer.pop(now))) {
+            let Some(e) = self.entries.get_mut(&id) else { continue };
+            let until = self.flood_until.get(index(e.request.kind())).copied().unwrap_or(0);
+            if until > now {
+                self.parked.push((until, id));
+                continue;
             }
+            e.deadline = now.saturating_add(self.timeout_ms);
+            self.ready.push_back((id, e.request.clone()));
         }
     }
 
@@ -276,11 +291,14 @@ impl Outbox {
             }
             keep
         });
-        // Nothing waiting for the pace is a leave (leaves go at once).
+        // Nothing waiting for the pace (or parked) is a leave (leaves go at once).
         self.pacer.retain(|id| {
             entries.remove(&id);
             false
         });
+        for (_, id) in self.parked.drain(..) {
+            entries.remove(&id);
+        }
     }
 
     // ---- timers and flood waits ----
@@ -337,7 +355,8 @@ impl Outbox {
         let deadlines = self.entries.values().map(|e| e.deadline);
         let flood = self.flood_until(RequestKind::GetChainBlocks);
         let polls = self.polls.iter().filter(|p| p.in_flight.is_none()).filter_map(|p| p.at).map(|t| t.max(flood));
-        timers.chain(deadlines).chain(self.pacer.next_release()).chain(polls).min()
+        let parked = self.parked.iter().map(|(at, _)| *at);
+        timers.chain(deadlines).chain(self.pacer.next_release()).chain(parked).chain(polls).min()
     }
 
     // ---- what is held ----
@@ -382,7 +401,7 @@ impl Outbox {
 
     /// Requests not taken by the application yet (released, or waiting for the pace).
     pub(crate) fn queued(&self) -> usize {
-        self.ready.len().saturating_add(self.pacer.len())
+        self.ready.len().saturating_add(self.pacer.len()).saturating_add(self.parked.len())
     }
 
     /// Scheduled actions.
@@ -423,6 +442,31 @@ mod tests {
         o.pace(2_000);
         assert_eq!(o.pop_ready().map(|(id, _)| id), Some(second));
         assert_eq!(o.take_expired(32_000).len(), 2, "the leave and the second poll");
+    }
+
+    /// Found by the 200-member simulation with the real server (*flood wait*): a removal waiting
+    /// for the pace left 27 ms after another one was answered `FLOOD_WAIT_27`.
+    #[test]
+    fn what_waits_for_the_pace_waits_for_a_flood_wait_that_came_meanwhile() {
+        let mut o = Outbox::new(1, 1, 30_000);
+        let (r, p) = poll();
+        let first = o.queue(r.clone(), p, 0);
+        let second = o.queue(r, Purpose::Poll { sub: SubChain::Blocks }, 0);
+        assert_eq!(o.pop_ready().map(|(id, _)| id), Some(first));
+        o.set_flood(RequestKind::GetChainBlocks, 5_000);
+        o.pace(2_000);
+        assert_eq!(o.pop_ready(), None, "the pace lets it out, the flood wait holds it");
+        assert!(matches!(o.answer(second), Answered::Unsent), "same id, still waiting");
+        assert_eq!(o.next_deadline(), Some(5_000));
+        o.pace(5_000);
+        assert_eq!(o.pop_ready().map(|(id, _)| id), Some(second));
+        // A new generation drops it like anything waiting.
+        let (r, p) = poll();
+        o.queue(r, p, 6_000);
+        o.set_flood(RequestKind::GetChainBlocks, 9_000);
+        o.pace(7_000);
+        o.new_generation(false);
+        assert_eq!((o.queued(), o.in_flight()), (0, 2), "the two sent are left, the parked one is gone");
     }
 
     #[test]

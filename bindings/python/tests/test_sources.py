@@ -8,7 +8,23 @@ import pytest
 import confchain
 from confchain import Call, ConfchainError, Participant, PrivateKey, Rng, SourceTable
 from confchain._adapter import participant_sources, to_confchain_updates
-from test_confchain import pump
+
+
+def pump(server, sessions, now, rng):
+    """Runs every pending request through the server model, delivering responses and pushes (as
+    in test_confchain.py: the packaging test imports each test module alone)."""
+    by_id = {s.user_id: s for s in sessions}
+    busy = True
+    while busy:
+        busy = False
+        for user_id, s in by_id.items():
+            while (request := s.poll_request()) is not None:
+                busy = True
+                updates, error, pushes = server.handle(user_id, request)
+                s.handle_response(request.id, now, rng, updates=updates, error=error)
+                for to, update in pushes:
+                    by_id[to].handle_update(update, now, rng)
+
 
 with_testkit = pytest.mark.skipif(not hasattr(confchain, "Server"), reason="built without the testkit feature")
 

@@ -179,23 +179,8 @@ def test_one_to_one_call():
     assert e.value.name == "DH_CHECK" and e.value.code == 100
 
 
-def pump(server, sessions, now, rng):
-    """Runs every pending request through the server model, delivering responses and pushes."""
-    by_id = {s.user_id: s for s in sessions}
-    busy = True
-    while busy:
-        busy = False
-        for user_id, s in by_id.items():
-            while (request := s.poll_request()) is not None:
-                busy = True
-                updates, error, pushes = server.handle(user_id, request)
-                s.handle_response(request.id, now, rng, updates=updates, error=error)
-                for to, update in pushes:
-                    by_id[to].handle_update(update, now, rng)
-
-
 @testkit
-def test_two_sessions_through_the_server_model():
+def test_two_sessions_through_the_server_model(pump):
     rng = Rng(bytes([5] * 32))
     server = confchain.Server()
     alice, bob = confchain.Session(1), confchain.Session(2)

@@ -192,23 +192,8 @@ def test_frames_through_a_call_and_the_media_handles():
         alice.encrypt_frame(0, "opus", opus, 10, rng, level=-1)
 
 
-def pump(server, sessions, now, rng):
-    """Runs every pending request through the server model (as test_confchain.py does)."""
-    by_id = {s.user_id: s for s in sessions}
-    busy = True
-    while busy:
-        busy = False
-        for user_id, s in by_id.items():
-            while (request := s.poll_request()) is not None:
-                busy = True
-                updates, error, pushes = server.handle(user_id, request)
-                s.handle_response(request.id, now, rng, updates=updates, error=error)
-                for to, update in pushes:
-                    by_id[to].handle_update(update, now, rng)
-
-
 @testkit
-def test_session_call_frames():
+def test_session_call_frames(pump):
     rng = Rng(bytes([30] * 32))
     server = confchain.Server()
     alice, bob = confchain.Session(1), confchain.Session(2)

@@ -17,20 +17,6 @@ from confchain import Call, Participant, PrivateKey, Rng, Session, Update
 testkit = pytest.mark.skipif(not hasattr(confchain, "Server"), reason="built without the testkit feature")
 
 
-def pump(server, sessions, now, rng):
-    by_id = {s.user_id: s for s in sessions}
-    busy = True
-    while busy:
-        busy = False
-        for user_id, s in by_id.items():
-            while (request := s.poll_request()) is not None:
-                busy = True
-                updates, error, pushes = server.handle(user_id, request)
-                s.handle_response(request.id, now, rng, updates=updates, error=error)
-                for to, update in pushes:
-                    by_id[to].handle_update(update, now, rng)
-
-
 def refused(exc, field, f, *args, **kwargs):
     with pytest.raises(exc) as e:
         f(*args, **kwargs)
@@ -42,7 +28,7 @@ BAD_TIMES = [(-1, ValueError), (2**64, ValueError), (float("nan"), TypeError), (
 
 
 @testkit
-def test_session_and_rng_survive_malformed_arguments():
+def test_session_and_rng_survive_malformed_arguments(pump):
     rng = Rng(bytes([21] * 32))
     server = confchain.Server()
     alice = Session(1)

@@ -10,22 +10,6 @@ from confchain import Call, ConfchainError, Participant, PrivateKey, Rng, Source
 from confchain._adapter import participant_sources, to_confchain_updates
 
 
-def pump(server, sessions, now, rng):
-    """Runs every pending request through the server model, delivering responses and pushes (as
-    in test_confchain.py: the packaging test imports each test module alone)."""
-    by_id = {s.user_id: s for s in sessions}
-    busy = True
-    while busy:
-        busy = False
-        for user_id, s in by_id.items():
-            while (request := s.poll_request()) is not None:
-                busy = True
-                updates, error, pushes = server.handle(user_id, request)
-                s.handle_response(request.id, now, rng, updates=updates, error=error)
-                for to, update in pushes:
-                    by_id[to].handle_update(update, now, rng)
-
-
 with_testkit = pytest.mark.skipif(not hasattr(confchain, "Server"), reason="built without the testkit feature")
 
 
@@ -88,9 +72,8 @@ def test_adapter_records_from_the_library_objects():
     assert table.get(30) == (2, "audio") and table.get(12) == (2, "video")
 
 
-
 @with_testkit
-def test_the_sessions_source_map():
+def test_the_sessions_source_map(pump):
     """A frame decrypts by SSRC through the session's own map: an SSRC it misses is looked up by
     the session, and full participant records fill it."""
     rng = Rng(bytes([6]) * 32)

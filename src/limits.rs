@@ -56,9 +56,11 @@ pub const MAX_GROUP_SOURCES: usize = 8;
 /// 3 layers with their retransmission streams, a screencast's pair and its audio make 10.
 /// Further SSRCs of a record are ignored.
 pub const MAX_SOURCES_PER_PARTICIPANT: usize = 16;
-/// Most participants the source table holds: five times the default call size limit (app config
-/// `conference_call_size_limit`, 200), which servers may raise. Past it the participant updated
-/// least recently is forgotten (its SSRCs become unknown and are looked up again if they send).
+/// Most participants a source table holds by default ([`crate::sources::SourceTable::new`]): five
+/// times the default call size limit (app config `conference_call_size_limit`, 200). A session's
+/// table follows its own limit ([`crate::SessionConfig::max_source_participants`], never fewer).
+/// Past it the participant updated least recently is forgotten (its SSRCs become unknown and are
+/// looked up again if they send).
 pub const MAX_SOURCE_PARTICIPANTS: usize = 1_000;
 /// Most SSRCs asked about in one `phone.getGroupParticipants`.
 pub const MAX_LOOKUP_BATCH: usize = 32;

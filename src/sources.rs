@@ -129,7 +129,12 @@ struct Participation {
 pub struct SourceTable {
     by_ssrc: HashMap<u32, Source>,
     by_user: HashMap<i64, Participation>,
+    /// Each participant by when it was last updated (its `touched`), least recent first: who is
+    /// forgotten past the capacity, found without a scan.
+    recency: BTreeMap<u64, i64>,
     counter: u64,
+    /// Most participants held ([`SourceTable::with_capacity`]).
+    capacity: usize,
     map: SourceMap,
 }
 
@@ -139,7 +144,14 @@ impl Clone for SourceTable {
     fn clone(&self) -> Self {
         let map = SourceMap::new();
         map.publish(self.by_ssrc.clone());
-        SourceTable { by_ssrc: self.by_ssrc.clone(), by_user: self.by_user.clone(), counter: self.counter, map }
+        SourceTable {
+            by_ssrc: self.by_ssrc.clone(),
+            by_user: self.by_user.clone(),
+            recency: self.recency.clone(),
+            counter: self.counter,
+            capacity: self.capacity,
+            map,
+        }
     }
 }
 
@@ -150,9 +162,36 @@ impl Default for SourceTable {
 }
 
 impl SourceTable {
-    /// An empty table.
+    /// An empty table holding up to [`MAX_SOURCE_PARTICIPANTS`] participants.
     pub fn new() -> Self {
-        SourceTable { by_ssrc: HashMap::new(), by_user: HashMap::new(), counter: 0, map: SourceMap::new() }
+        SourceTable::with_capacity(MAX_SOURCE_PARTICIPANTS)
+    }
+
+    /// An empty table holding up to `participants` participants (at least one): past it, the
+    /// participant updated least recently is forgotten. A session sizes it from its call size
+    /// limit ([`crate::SessionConfig::max_source_participants`]).
+    ///
+    /// ```
+    /// use confchain::sources::SourceTable;
+    ///
+    /// let table = SourceTable::with_capacity(5_000);
+    /// assert_eq!(table.capacity(), 5_000);
+    /// assert!(table.is_empty());
+    /// ```
+    pub fn with_capacity(participants: usize) -> Self {
+        SourceTable {
+            by_ssrc: HashMap::new(),
+            by_user: HashMap::new(),
+            recency: BTreeMap::new(),
+            counter: 0,
+            capacity: participants.max(1),
+            map: SourceMap::new(),
+        }
+    }
+
+    /// Most participants held.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// The shared handle media threads read: it and its clones see what each
@@ -216,6 +255,7 @@ impl SourceTable {
         });
         self.by_ssrc.clear();
         self.by_user.clear();
+        self.recency.clear();
         self.map.publish(HashMap::new());
         changes
     }
@@ -235,9 +275,8 @@ impl SourceTable {
         }
         let new = sources_of(record);
         // Make room before a newcomer: the participant updated least recently is forgotten.
-        if !self.by_user.contains_key(&user_id) && self.by_user.len() >= MAX_SOURCE_PARTICIPANTS {
-            let oldest = self.by_user.iter().min_by_key(|(_, p)| p.touched).map(|(u, _)| *u);
-            if let Some(oldest) = oldest {
+        if !self.by_user.contains_key(&user_id) && self.by_user.len() >= self.capacity {
+            if let Some((_, &oldest)) = self.recency.first_key_value() {
                 self.remove_user(oldest, changes);
             }
         }
@@ -276,7 +315,10 @@ impl SourceTable {
             sources: crate::api::MediaSources { audio: record.sources.audio, ..Default::default() },
         };
         let participation = Participation { record: named, sources: new, touched: self.counter };
-        self.by_user.insert(user_id, participation);
+        if let Some(before) = self.by_user.insert(user_id, participation) {
+            self.recency.remove(&before.touched);
+        }
+        self.recency.insert(self.counter, user_id);
     }
 
     /// Unmaps `ssrc` if it is still `source`'s, publishing the change; it can then be looked up
@@ -297,6 +339,7 @@ impl SourceTable {
 
     fn remove_user(&mut self, user_id: i64, changes: &mut Vec<SourceChange>) {
         if let Some(p) = self.by_user.remove(&user_id) {
+            self.recency.remove(&p.touched);
             for (ssrc, _) in p.sources {
                 if let Some(source) = self.by_ssrc.remove(&ssrc) {
                     changes.push(SourceChange::Unmapped { ssrc, source });

@@ -149,11 +149,15 @@ fn arb_record() -> impl Strategy<Value = ParticipantSources> {
 
 proptest! {
     /// Consistency under any sequence of records: each SSRC has one sender, each participant at
-    /// most `MAX_SOURCES_PER_PARTICIPANT`, the shared map equals the table, and the change
-    /// records replayed give the same table.
+    /// most `MAX_SOURCES_PER_PARTICIPANT`, the shared map equals the table, the change records
+    /// replayed give the same table, and no more participants are held than the table's capacity
+    /// (small ones here, so that forgetting the least recent is exercised).
     #[test]
-    fn any_records_keep_the_table_consistent(batches in prop::collection::vec(prop::collection::vec(arb_record(), 1..4), 1..20)) {
-        let mut t = SourceTable::new();
+    fn any_records_keep_the_table_consistent(
+        batches in prop::collection::vec(prop::collection::vec(arb_record(), 1..4), 1..20),
+        capacity in 1usize..10,
+    ) {
+        let mut t = SourceTable::with_capacity(capacity);
         let map = t.map();
         let mut replay = std::collections::HashMap::new();
         for batch in &batches {
@@ -172,6 +176,7 @@ proptest! {
                 prop_assert_eq!(replay.get(&ssrc).copied(), t.get(ssrc));
             }
             prop_assert!(t.get(0).is_none());
+            prop_assert!(t.participants() <= capacity);
         }
         let mut per_user = std::collections::HashMap::<i64, usize>::new();
         for ssrc in 0..24 {

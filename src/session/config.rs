@@ -104,6 +104,13 @@ impl SessionConfig {
         self.call_size_limit.saturating_mul(2).saturating_mul(heights)
     }
 
+    /// Participants the call's SSRC table ([`crate::sources::SourceTable`]) holds: five times
+    /// [`SessionConfig::call_size_limit`] (room for those who leave and join meanwhile), and never
+    /// fewer than [`crate::limits::MAX_SOURCE_PARTICIPANTS`] (1,000 at the default limit of 200).
+    pub fn max_source_participants(&self) -> usize {
+        self.call_size_limit.saturating_mul(5).max(crate::limits::MAX_SOURCE_PARTICIPANTS)
+    }
+
     /// Users waiting to be pruned: each is a chain participant, and a chain holds at most
     /// [`SessionConfig::call_size_limit`] of them.
     pub fn max_prune(&self) -> usize {

@@ -333,6 +333,7 @@ impl Session {
     /// a field of `config` is out of its range ([`SessionConfig::validate`]).
     pub fn new(user_id: i64, config: SessionConfig) -> Result<Self> {
         config.validate()?;
+        let sources = sources::CallSources::new(config.max_source_participants());
         Ok(Session {
             user_id,
             outbox: Outbox::new(config.max_requests_per_second, config.max_request_burst, config.request_timeout_ms),
@@ -342,7 +343,7 @@ impl Session {
             seen_messages: HashSet::new(),
             seen_order: VecDeque::new(),
             participants: Vec::new(),
-            sources: sources::CallSources::default(),
+            sources,
             identity: None,
             invite_link: None,
             expired_joins: VecDeque::new(),

@@ -16,7 +16,7 @@ use super::*;
 use crate::sources::{LookupEvent, LookupId, LookupScheduler, SourceChange, SourceMap, SourceTable};
 
 /// The call's sources: the table, its lookups, and our own participation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct CallSources {
     table: SourceTable,
     lookups: LookupScheduler,
@@ -25,6 +25,11 @@ pub(super) struct CallSources {
 }
 
 impl CallSources {
+    /// No sources yet; the table holds up to `participants` participants.
+    pub(super) fn new(participants: usize) -> Self {
+        CallSources { table: SourceTable::with_capacity(participants), lookups: LookupScheduler::default(), me: None }
+    }
+
     /// Participant records: each goes to the table (in order); a record of ours that has not
     /// left is our current participation, unless it is older than the one we know (a late
     /// record of an earlier participation must not hide the current one's end).

@@ -249,7 +249,17 @@ pub fn chain(sub: i32, blocks: Vec<Vec<u8>>, next_offset: i32) -> Update {
 /// A session that joined an empty call alone at `now` (no server model: the answers are ours).
 /// Returns it with its pending requests (the broadcast sub-chain's first poll).
 pub fn joined_alone(user: i64, now: u64, r: &mut ChaCha20Rng) -> (Session, Vec<(RequestId, Request)>) {
-    let mut s = Session::new(user, SessionConfig::default()).unwrap();
+    joined_alone_with(user, SessionConfig::default(), now, r)
+}
+
+/// [`joined_alone`] with `config`.
+pub fn joined_alone_with(
+    user: i64,
+    config: SessionConfig,
+    now: u64,
+    r: &mut ChaCha20Rng,
+) -> (Session, Vec<(RequestId, Request)>) {
+    let mut s = Session::new(user, config).unwrap();
     s.join(now, r).unwrap();
     let (id, _) = s.poll_request().expect("the tip");
     s.handle_response(id, Response::Ok(vec![chain(0, vec![], 0)]), now, r);

@@ -2,6 +2,7 @@
 //! the join's answer and its own `getGroupParticipants` lookups (paced, flood waits respected,
 //! answers of an earlier participation ignored).
 
+use confchain::api::{CallParticipant, MediaSources};
 use confchain::sources::{MediaKind, Source, UnresolvedReason};
 use confchain::ErrorKind;
 
@@ -189,4 +190,29 @@ fn a_stale_mapping_is_corrected_by_its_check() {
     let (answer, _) = net.server.handle(1, lookup);
     net.respond(1, *id, answer);
     assert_eq!(map.get(carol), Some(Source { user_id: 3, kind: MediaKind::Audio }));
+}
+
+/// The SSRC table follows the call size limit: a session configured for calls of 1,000 keeps the
+/// sources of 3,000 participants (five times its limit), where the default one (200) keeps the
+/// 1,000 updated last; the oldest are forgotten, never more than the bound held.
+#[test]
+fn the_source_table_follows_the_call_size_limit() {
+    let records: Vec<CallParticipant> = (1..=3_000)
+        .map(|u| CallParticipant {
+            user_id: 100 + u,
+            sources: MediaSources { audio: u as u32, ..MediaSources::default() },
+            ..CallParticipant::default()
+        })
+        .collect();
+    for (limit, kept) in [(200, 1_000), (1_000, 3_000)] {
+        let mut r = rng(341);
+        let config = SessionConfig { call_size_limit: limit, ..SessionConfig::default() };
+        assert_eq!(config.max_source_participants(), 5 * limit);
+        let (mut s, _) = joined_alone_with(1, config, 0, &mut r);
+        s.handle_update(Update::Participants { participants: records.clone() }, 0, &mut r);
+        let map = s.source_map();
+        assert_eq!(map.len(), kept, "limit {limit}");
+        assert_eq!(map.get(3_000), Some(Source { user_id: 3_100, kind: MediaKind::Audio }));
+        assert_eq!(map.get(1).is_some(), kept == 3_000, "limit {limit}");
+    }
 }

@@ -1544,9 +1544,17 @@ int32_t confchain_media_decrypt_frame(const struct confchain_media_decryptor *de
                                       struct confchain_received_frame *info);
 
 /**
- * An empty SSRC table.
+ * An empty SSRC table holding up to 1,000 participants (five times the default call size
+ * limit; the session's own table follows its `call_size_limit`): past it the participant
+ * updated least recently is forgotten.
  */
 int32_t confchain_source_table_new(struct confchain_source_table **out_table);
+
+/**
+ * An empty SSRC table holding up to `participants` participants (at least one).
+ */
+int32_t confchain_source_table_with_capacity(size_t participants,
+                                             struct confchain_source_table **out_table);
 
 /**
  * Frees a table or a view (a view's session or table is unaffected).

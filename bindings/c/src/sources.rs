@@ -83,8 +83,7 @@ pub struct confchain_source_table {
 }
 
 impl confchain_source_table {
-    fn owned() -> Self {
-        let table = SourceTable::new();
+    fn owned(table: SourceTable) -> Self {
         confchain_source_table { map: table.map(), table: Some(table) }
     }
 
@@ -140,11 +139,26 @@ unsafe fn records(records: *const confchain_participant_record, count: usize) ->
         .collect()
 }
 
-/// An empty SSRC table.
+/// An empty SSRC table holding up to 1,000 participants (five times the default call size
+/// limit; the session's own table follows its `call_size_limit`): past it the participant
+/// updated least recently is forgotten.
 #[no_mangle]
 pub unsafe extern "C" fn confchain_source_table_new(out_table: *mut *mut confchain_source_table) -> i32 {
     guard(|| {
-        *out(out_table)? = Box::into_raw(Box::new(confchain_source_table::owned()));
+        *out(out_table)? = Box::into_raw(Box::new(confchain_source_table::owned(SourceTable::new())));
+        Ok(())
+    })
+}
+
+/// An empty SSRC table holding up to `participants` participants (at least one).
+#[no_mangle]
+pub unsafe extern "C" fn confchain_source_table_with_capacity(
+    participants: usize,
+    out_table: *mut *mut confchain_source_table,
+) -> i32 {
+    guard(|| {
+        let table = SourceTable::with_capacity(participants);
+        *out(out_table)? = Box::into_raw(Box::new(confchain_source_table::owned(table)));
         Ok(())
     })
 }

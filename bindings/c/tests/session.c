@@ -183,6 +183,16 @@ int main(void) {
   CHECK(out_len == 4 && !memcmp(frame_out, "next", 4) && who.kind == CONFCHAIN_MEDIA_KIND_VIDEO, "by the camera SSRC");
   confchain_source_table_free(view);
   confchain_source_table_free(table);
+  /* A table of capacity 1 keeps the participant updated last. */
+  ok(confchain_source_table_with_capacity(1, &table), "table of one");
+  confchain_participant_record other = {.user_id = 2, .source = 3003};
+  ok(confchain_source_table_apply(table, &record, 1, &changes), "apply one");
+  ok(confchain_source_table_apply(table, &other, 1, &changes), "apply another");
+  ok(confchain_source_table_get(table, 2000, &who, &found), "get the first");
+  CHECK(!found, "the first participant forgotten");
+  ok(confchain_source_table_get(table, 3003, &who, &found), "get the last");
+  CHECK(found && who.user_id == 2 && who.kind == CONFCHAIN_MEDIA_KIND_AUDIO, "the last participant kept");
+  confchain_source_table_free(table);
   const char *json = "{\"_\":\"groupCallMessage\",\"random_id\":\"5\"}";
   ok(confchain_session_send_message(sessions[1], (const uint8_t *)json, strlen(json), 10, rng), "message");
   pump(10);

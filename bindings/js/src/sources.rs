@@ -150,7 +150,7 @@ pub struct SourceTable {
 
 impl Default for SourceTable {
     fn default() -> Self {
-        SourceTable::new()
+        SourceTable::new(None)
     }
 }
 
@@ -167,10 +167,13 @@ impl SourceTable {
 
 #[wasm_bindgen]
 impl SourceTable {
-    /// An empty table.
+    /// An empty table holding up to `capacity` participants (default 1,000: five times the
+    /// default call size limit; a session keeps its own table): past it the
+    /// participant updated least recently is forgotten.
     #[wasm_bindgen(constructor)]
-    pub fn new() -> SourceTable {
-        SourceTable { table: src::SourceTable::new(), shared: None }
+    pub fn new(capacity: Option<u32>) -> SourceTable {
+        let table = capacity.map_or_else(src::SourceTable::new, |c| src::SourceTable::with_capacity(c as usize));
+        SourceTable { table, shared: None }
     }
 
     /// Applies participant records in order (an updateGroupCallParticipants, or the answer of a

@@ -59,3 +59,15 @@ test("hostile records: bad SSRCs and user ids are refused, huge groups are cut",
   table.apply([{ userId: 1n, source: 5000, video: { sourceGroups: groups } }]);
   assert.ok(table.size <= 16, `${table.size} SSRCs for one participant`);
 });
+
+test("a table holds its capacity: past it the participant updated least recently is forgotten", () => {
+  const records = Array.from({ length: 1500 }, (_, i) => ({ userId: BigInt(101 + i), source: i + 1 }));
+  const [byDefault, large, tiny] = [new SourceTable(), new SourceTable(2000), new SourceTable(0)];
+  byDefault.apply(records);
+  large.apply(records);
+  tiny.apply(records.slice(0, 2));
+  assert.deepEqual([byDefault.size, large.size, tiny.size], [1000, 1500, 1]);
+  assert.equal(byDefault.get(1), undefined);
+  assert.equal(large.get(1).userId, 101n);
+  assert.equal(tiny.get(2).userId, 102n);
+});

@@ -109,9 +109,14 @@ impl SourceTable {
 
 #[pymethods]
 impl SourceTable {
+    /// An empty table holding up to `capacity` participants (default 1,000: five times the
+    /// default call size limit; a session's own table follows its `call_size_limit`): past it
+    /// the participant updated least recently is forgotten.
     #[new]
-    fn new() -> Self {
-        SourceTable { table: src::SourceTable::new(), shared: None }
+    #[pyo3(signature = (capacity = None))]
+    fn new(capacity: Option<usize>) -> Self {
+        let table = capacity.map_or_else(src::SourceTable::new, src::SourceTable::with_capacity);
+        SourceTable { table, shared: None }
     }
 
     /// Applies participant records in order; returns what changed: `[(ssrc, user_id, kind,

@@ -152,3 +152,18 @@ def test_adapter_lookup():
     table = SourceTable()
     assert participants_update(answer, 12, table) is not None
     assert table.get(2**32 - 5) == (4, "audio")
+
+
+def test_a_table_holds_its_capacity():
+    """Past its capacity a table forgets the participant updated least recently; the default
+    holds 1,000 (five times the default call size limit)."""
+    records = [(100 + u, False, u) for u in range(1, 1501)]
+    default, large = SourceTable(), SourceTable(capacity=2000)
+    default.apply(records)
+    large.apply(records)
+    assert (len(default), len(large)) == (1000, 1500)
+    assert default.get(1) is None and default.get(1500) == (1600, "audio")
+    assert large.get(1) == (101, "audio")
+    tiny = SourceTable(0)  # at least one participant
+    tiny.apply(records[:2])
+    assert len(tiny) == 1 and tiny.get(2) == (102, "audio")

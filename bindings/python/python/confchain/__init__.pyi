@@ -135,7 +135,9 @@ ParticipantRecord = Union[
 class SourceTable:
     """Who sends on each RTP SSRC of a call; kind is "audio", "video", "screencast" or
     "screencast_audio". Session.source_map() returns a read-only one (the session's own)."""
-    def __init__(self) -> None: ...
+    def __init__(self, capacity: Optional[int] = None) -> None:
+        """Holds up to capacity participants (default 1,000); past it the one updated least
+        recently is forgotten."""
     def apply(self, participants: List[ParticipantRecord]) -> List[Tuple[int, int, str, bool, Optional[int]]]:
         """Participant records in order; returns the changes: (ssrc, user_id, kind, unmapped,
         previous_user_id). Raises ValueError on a session's map (the session applies its own)."""

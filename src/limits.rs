@@ -58,7 +58,7 @@ pub const MAX_GROUP_SOURCES: usize = 8;
 pub const MAX_SOURCES_PER_PARTICIPANT: usize = 16;
 /// Most participants a source table holds by default ([`crate::sources::SourceTable::new`]): five
 /// times the default call size limit (app config `conference_call_size_limit`, 200). A session's
-/// table follows its own limit ([`crate::SessionConfig::max_source_participants`], never fewer).
+/// table follows its own limit (`SessionConfig::max_source_participants`, never fewer).
 /// Past it the participant updated least recently is forgotten (its SSRCs become unknown and are
 /// looked up again if they send).
 pub const MAX_SOURCE_PARTICIPANTS: usize = 1_000;

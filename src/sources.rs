@@ -169,7 +169,7 @@ impl SourceTable {
 
     /// An empty table holding up to `participants` participants (at least one): past it, the
     /// participant updated least recently is forgotten. A session sizes it from its call size
-    /// limit ([`crate::SessionConfig::max_source_participants`]).
+    /// limit (`SessionConfig::max_source_participants`).
     ///
     /// ```
     /// use confchain::sources::SourceTable;

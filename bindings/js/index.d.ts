@@ -21,8 +21,10 @@ import type {
   ParticipantVideo,
   ParticipantRecord,
   SourcedFrame,
+  SessionConfig,
 } from "./pkg/confchain_js.js";
 export type {
+  SessionConfig,
   Codec,
   SentFrame,
   ReceivedFrame,

@@ -3,6 +3,10 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::HELD_BROADCAST_HEIGHTS;
 
+fn invalid(why: String) -> Error {
+    Error::new(ErrorKind::InvalidInput, why)
+}
+
 /// Tunables; the defaults follow tdlib where it is sound (SPEC.md §15). Out-of-range values are
 /// refused by [`crate::session::Session::new`] ([`SessionConfig::validate`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,8 +66,9 @@ pub struct SessionConfig {
     /// The largest call the application takes part in: `conference_call_size_limit` from
     /// `help.getAppConfig` (200 in the public configs; Telegram Desktop assumes 100 when the key
     /// is missing); 2 to 10,000. The caps that grow with the call are derived from it (SPEC.md
-    /// §15): the broadcasts held for future heights ([`SessionConfig::max_held_broadcasts`]) and
-    /// the users waiting to be pruned ([`SessionConfig::max_prune`]).
+    /// §15): the broadcasts held for future heights ([`SessionConfig::max_held_broadcasts`]), the
+    /// users waiting to be pruned ([`SessionConfig::max_prune`]) and the participants of the SSRC
+    /// table ([`SessionConfig::max_source_participants`]).
     pub call_size_limit: usize,
 }
 
@@ -117,6 +122,115 @@ impl SessionConfig {
         self.call_size_limit
     }
 
+    /// Every field's name, as [`SessionConfig::set`] and [`SessionConfig::get`] take it (the
+    /// bindings' configuration: Python keywords, JavaScript properties in camelCase, C names).
+    pub const FIELDS: [&'static str; 19] = [
+        "poll_interval_ms",
+        "poll_limit",
+        "max_attempts",
+        "backoff_ms",
+        "max_backoff_ms",
+        "max_send_attempts",
+        "max_message_bytes",
+        "max_buffered_updates",
+        "max_buffered_bytes",
+        "max_remembered_messages",
+        "request_timeout_ms",
+        "max_flood_wait_s",
+        "prune_left",
+        "max_prune_delay_ms",
+        "end_video_blackouts",
+        "max_requests_per_second",
+        "max_request_burst",
+        "max_queued_messages",
+        "call_size_limit",
+    ];
+
+    /// The fields of [`SessionConfig::FIELDS`] that are flags (0 or 1 to [`SessionConfig::set`]).
+    pub const FLAGS: [&'static str; 2] = ["prune_left", "end_video_blackouts"];
+
+    /// Sets the field named `name` ([`SessionConfig::FIELDS`]) to `value` (a flag: 0 or 1). An
+    /// unknown name, or a value the field's type cannot hold, fails with
+    /// [`ErrorKind::InvalidInput`] and changes nothing; ranges are checked by
+    /// [`SessionConfig::validate`] (as [`crate::session::Session::new`] does).
+    ///
+    /// ```
+    /// use confchain::session::SessionConfig;
+    ///
+    /// let mut config = SessionConfig::default();
+    /// config.set("call_size_limit", 1_000)?;
+    /// config.set("prune_left", 0)?;
+    /// assert_eq!((config.call_size_limit, config.prune_left), (1_000, false));
+    /// assert_eq!(config.get("call_size_limit"), Some(1_000));
+    /// assert!(config.set("no_such_field", 1).is_err());
+    /// assert!(config.set("poll_limit", 1 << 40).is_err());
+    /// # Ok::<(), confchain::Error>(())
+    /// ```
+    pub fn set(&mut self, name: &str, value: u64) -> Result<()> {
+        fn int<T: TryFrom<u64>>(name: &str, value: u64) -> Result<T> {
+            T::try_from(value).map_err(|_| invalid(format!("SessionConfig: {name} cannot be {value}")))
+        }
+        fn flag(name: &str, value: u64) -> Result<bool> {
+            match value {
+                0 | 1 => Ok(value == 1),
+                _ => Err(invalid(format!("SessionConfig: {name} is a flag (0 or 1), not {value}"))),
+            }
+        }
+        match name {
+            "poll_interval_ms" => self.poll_interval_ms = value,
+            "poll_limit" => self.poll_limit = int(name, value)?,
+            "max_attempts" => self.max_attempts = int(name, value)?,
+            "backoff_ms" => self.backoff_ms = value,
+            "max_backoff_ms" => self.max_backoff_ms = value,
+            "max_send_attempts" => self.max_send_attempts = int(name, value)?,
+            "max_message_bytes" => self.max_message_bytes = int(name, value)?,
+            "max_buffered_updates" => self.max_buffered_updates = int(name, value)?,
+            "max_buffered_bytes" => self.max_buffered_bytes = int(name, value)?,
+            "max_remembered_messages" => self.max_remembered_messages = int(name, value)?,
+            "request_timeout_ms" => self.request_timeout_ms = value,
+            "max_flood_wait_s" => self.max_flood_wait_s = int(name, value)?,
+            "prune_left" => self.prune_left = flag(name, value)?,
+            "max_prune_delay_ms" => self.max_prune_delay_ms = value,
+            "end_video_blackouts" => self.end_video_blackouts = flag(name, value)?,
+            "max_requests_per_second" => self.max_requests_per_second = int(name, value)?,
+            "max_request_burst" => self.max_request_burst = int(name, value)?,
+            "max_queued_messages" => self.max_queued_messages = int(name, value)?,
+            "call_size_limit" => self.call_size_limit = int(name, value)?,
+            _ => return Err(invalid(format!("SessionConfig has no field {name:?}"))),
+        }
+        Ok(())
+    }
+
+    /// The value of the field named `name` ([`SessionConfig::FIELDS`]; a flag as 0 or 1), or
+    /// `None` for an unknown name.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        fn wide<T: TryInto<u64>>(value: T) -> u64 {
+            value.try_into().unwrap_or(u64::MAX)
+        }
+        Some(match name {
+            "poll_interval_ms" => self.poll_interval_ms,
+            "poll_limit" => wide(self.poll_limit),
+            "max_attempts" => wide(self.max_attempts),
+            "backoff_ms" => self.backoff_ms,
+            "max_backoff_ms" => self.max_backoff_ms,
+            "max_send_attempts" => wide(self.max_send_attempts),
+            "max_message_bytes" => wide(self.max_message_bytes),
+            "max_buffered_updates" => wide(self.max_buffered_updates),
+            "max_buffered_bytes" => wide(self.max_buffered_bytes),
+            "max_remembered_messages" => wide(self.max_remembered_messages),
+            "request_timeout_ms" => self.request_timeout_ms,
+            "max_flood_wait_s" => wide(self.max_flood_wait_s),
+            "prune_left" => u64::from(self.prune_left),
+            "max_prune_delay_ms" => self.max_prune_delay_ms,
+            "end_video_blackouts" => u64::from(self.end_video_blackouts),
+            "max_requests_per_second" => wide(self.max_requests_per_second),
+            "max_request_burst" => wide(self.max_request_burst),
+            "max_queued_messages" => wide(self.max_queued_messages),
+            "call_size_limit" => wide(self.call_size_limit),
+            _ => return None,
+        })
+    }
+
     /// Checks every field against its range (see each field).
     pub fn validate(&self) -> Result<()> {
         let checks: [(bool, &str); 17] = [
@@ -160,6 +274,56 @@ mod tests {
         assert!(small.validate().is_ok());
         for limit in [0, 1, 10_001] {
             assert!(SessionConfig { call_size_limit: limit, ..SessionConfig::default() }.validate().is_err());
+        }
+    }
+
+    /// Every field is reachable by name, both ways, and set changes only the field named.
+    #[test]
+    fn every_field_by_name() {
+        // A field added to the struct fails to compile here until FIELDS, set and get name it.
+        let SessionConfig {
+            poll_interval_ms: _,
+            poll_limit: _,
+            max_attempts: _,
+            backoff_ms: _,
+            max_backoff_ms: _,
+            max_send_attempts: _,
+            max_message_bytes: _,
+            max_buffered_updates: _,
+            max_buffered_bytes: _,
+            max_remembered_messages: _,
+            request_timeout_ms: _,
+            max_flood_wait_s: _,
+            prune_left: _,
+            max_prune_delay_ms: _,
+            end_video_blackouts: _,
+            max_requests_per_second: _,
+            max_request_burst: _,
+            max_queued_messages: _,
+            call_size_limit: _,
+        } = SessionConfig::default();
+        let default = SessionConfig::default();
+        for name in SessionConfig::FIELDS {
+            let value = default.get(name).unwrap_or_else(|| panic!("{name} has no getter"));
+            let mut c = default.clone();
+            let other = if value == 0 { 1 } else { value - 1 };
+            c.set(name, other).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(c.get(name), Some(other), "{name}");
+            for rest in SessionConfig::FIELDS.iter().filter(|n| **n != name) {
+                assert_eq!(c.get(rest), default.get(rest), "setting {name} changed {rest}");
+            }
+            c.set(name, value).unwrap();
+            assert_eq!(c, default, "{name}");
+        }
+        let mut c = default.clone();
+        for (name, value) in [("prune_left", 2), ("poll_limit", u64::MAX), ("max_attempts", 1 << 32), ("nope", 1)] {
+            assert!(c.set(name, value).is_err(), "{name} = {value}");
+        }
+        assert_eq!(c, default);
+        assert_eq!(c.get("nope"), None);
+        for flag in SessionConfig::FLAGS {
+            assert!(SessionConfig::FIELDS.contains(&flag));
+            assert!(c.set(flag, 2).is_err(), "{flag} is a flag");
         }
     }
 }

@@ -571,6 +571,11 @@ impl Session {
 
     // ---- reading ----
 
+    /// The configuration the session was made with.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
     /// The session's state.
     pub fn state(&self) -> SessionState {
         match &self.phase {

@@ -606,6 +606,22 @@ typedef struct confchain_request {
 } confchain_request;
 
 /**
+ * One field of a session's configuration (SPEC.md §15), by the name of `SessionConfig`'s field:
+ * `{"call_size_limit", 1000}` (the app config's `conference_call_size_limit`), `{"prune_left",
+ * 0}` (flags are 0 or 1).
+ */
+typedef struct confchain_config_value {
+  /**
+   * The field's name, NUL-terminated.
+   */
+  const char *name;
+  /**
+   * Its value.
+   */
+  uint64_t value;
+} confchain_config_value;
+
+/**
  * A session event (see the `CONFCHAIN_SESSION_*` kinds); free with `confchain_session_event_free`.
  */
 typedef struct confchain_session_event {
@@ -1081,6 +1097,16 @@ void confchain_request_free(struct confchain_request *request);
  * A session for `user_id` with the default configuration (SPEC.md §15).
  */
 int32_t confchain_session_new(int64_t user_id, struct confchain_session **out_session);
+
+/**
+ * A session for `user_id` with the default configuration changed by `config_len` fields
+ * (`config` may be NULL when it is 0). An unknown name or a value out of its field's range fails
+ * with `CONFCHAIN_KIND_INVALID_INPUT` and a message naming it; no session is made.
+ */
+int32_t confchain_session_new_with_config(int64_t user_id,
+                                          const struct confchain_config_value *config,
+                                          size_t config_len,
+                                          struct confchain_session **out_session);
 
 /**
  * Frees a session (and its call).

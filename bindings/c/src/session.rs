@@ -1,11 +1,12 @@
 //! The session (a sans-IO client over the phone.* API), its requests, updates and events, and the
 //! server model.
 
+use std::ffi::c_char;
 use std::ptr;
 
 use engine::Call;
 
-use crate::error::{guard, invalid, OrCode};
+use crate::error::{from_error, guard, invalid, OrCode};
 use crate::keys::confchain_rng;
 use crate::memory::{
     confchain_bytes, confchain_bytes_free, free_handle, handle, handle_mut, ids_free, ids_out, input, list, out,
@@ -250,9 +251,41 @@ pub unsafe extern "C" fn confchain_request_free(request: *mut confchain_request)
 /// A session for `user_id` with the default configuration (SPEC.md §15).
 #[no_mangle]
 pub unsafe extern "C" fn confchain_session_new(user_id: i64, out_session: *mut *mut confchain_session) -> i32 {
+    confchain_session_new_with_config(user_id, ptr::null(), 0, out_session)
+}
+
+/// One field of a session's configuration (SPEC.md §15), by the name of `SessionConfig`'s field:
+/// `{"call_size_limit", 1000}` (the app config's `conference_call_size_limit`), `{"prune_left",
+/// 0}` (flags are 0 or 1).
+#[repr(C)]
+pub struct confchain_config_value {
+    /// The field's name, NUL-terminated.
+    pub name: *const c_char,
+    /// Its value.
+    pub value: u64,
+}
+
+/// A session for `user_id` with the default configuration changed by `config_len` fields
+/// (`config` may be NULL when it is 0). An unknown name or a value out of its field's range fails
+/// with `CONFCHAIN_KIND_INVALID_INPUT` and a message naming it; no session is made.
+#[no_mangle]
+pub unsafe extern "C" fn confchain_session_new_with_config(
+    user_id: i64,
+    config: *const confchain_config_value,
+    config_len: usize,
+    out_session: *mut *mut confchain_session,
+) -> i32 {
     guard(|| {
         let out_session = out(out_session)?;
-        let session = Session::new(user_id, SessionConfig::default()).map_err(|_| invalid("configuration"))?;
+        let mut c = SessionConfig::default();
+        for field in list(config, config_len, "config")? {
+            if field.name.is_null() {
+                return Err(invalid("null config name"));
+            }
+            let name = std::ffi::CStr::from_ptr(field.name).to_str().map_err(|_| invalid("config name: not UTF-8"))?;
+            c.set(name, field.value).map_err(from_error)?;
+        }
+        let session = Session::new(user_id, c).map_err(from_error)?;
         *out_session = Box::into_raw(Box::new(confchain_session(session)));
         Ok(())
     })

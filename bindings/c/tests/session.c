@@ -64,6 +64,18 @@ int main(void) {
   ok(confchain_rng_new(seed, &rng), "rng");
   ok(confchain_server_new(0, &server), "server");
   for (int i = 0; i < N; i++) ok(confchain_session_new(users[i], &sessions[i]), "session");
+  /* The last member's session is configured by name (SessionConfig's fields); bad fields refuse. */
+  const confchain_config_value config[] = {{"call_size_limit", 1000}, {"max_requests_per_second", 20}};
+  confchain_session_free(sessions[N - 1]);
+  ok(confchain_session_new_with_config(users[N - 1], config, 2, &sessions[N - 1]), "configured session");
+  const confchain_config_value bad[][1] = {{{"call_size_limit", 1}}, {{"no_such_field", 1}}, {{"prune_left", 2}},
+                                           {{NULL, 1}}};
+  for (int i = 0; i < 4; i++) {
+    confchain_session *refused = NULL;
+    CHECK(confchain_session_new_with_config(9, bad[i], 1, &refused) != 0 && refused == NULL &&
+              confchain_last_error_kind() == CONFCHAIN_KIND_INVALID_INPUT,
+          "bad configuration %d refused", i);
+  }
 
   ok(confchain_session_create(sessions[0], 1, 0, rng), "create");
   pump(0);

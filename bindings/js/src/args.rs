@@ -61,6 +61,78 @@ pub(crate) fn get(o: &JsValue, key: &str) -> JsValue {
     Reflect::get(o, &key.into()).unwrap_or(JsValue::UNDEFINED)
 }
 
+/// A session's configuration from `{ callSizeLimit: 1000, pruneLeft: false, ... }`: each
+/// property a field of `SessionConfig` in camelCase, a non-negative integer (a flag: a boolean);
+/// undefined or null is the default. An unknown property (a typo) is refused, as is a value out
+/// of its field's range (by the core's checks, when the session is made).
+pub(crate) fn session_config(v: &JsValue) -> Result<engine::session::SessionConfig, JsValue> {
+    use engine::session::SessionConfig;
+    let mut config = SessionConfig::default();
+    if v.is_undefined() || v.is_null() {
+        return Ok(config);
+    }
+    if !v.is_object() || js_sys::Array::is_array(v) {
+        return Err(type_error("config", "an object", v));
+    }
+    let keys = Reflect::own_keys(v).map_err(|_| bad("config: its properties cannot be listed"))?;
+    for key in keys.iter() {
+        let camel = key.as_string().ok_or_else(|| type_error("config key", "a string", &key))?;
+        let name = snake_case(&camel);
+        let field = SessionConfig::FIELDS
+            .iter()
+            .find(|f| **f == name)
+            .ok_or_else(|| bad(&format!("config: SessionConfig has no field {camel:?}")))?;
+        let value = get(v, &camel);
+        let n = if SessionConfig::FLAGS.contains(field) {
+            match value.as_bool() {
+                Some(b) => u64::from(b),
+                None if value.is_undefined() || value.is_null() => continue,
+                None => return Err(type_error(&format!("config.{camel}"), "a boolean", &value)),
+            }
+        } else {
+            match value.as_f64() {
+                Some(n) if n.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(&n) => n as u64,
+                Some(n) => return Err(bad(&format!("config.{camel}: expected a non-negative integer, got {n}"))),
+                None if value.is_undefined() || value.is_null() => continue,
+                None => return Err(type_error(&format!("config.{camel}"), "a number", &value)),
+            }
+        };
+        config.set(field, n).map_err(|e| bad(e.message()))?;
+    }
+    Ok(config)
+}
+
+/// `callSizeLimit` → `call_size_limit`.
+pub(crate) fn snake_case(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 4);
+    for c in camel.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `call_size_limit` → `callSizeLimit`.
+pub(crate) fn camel_case(snake: &str) -> String {
+    let mut out = String::with_capacity(snake.len());
+    let mut upper = false;
+    for c in snake.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A 32-bit integer.
 pub(crate) fn int(v: &JsValue, field: &str) -> Result<i32, JsValue> {
     let n = v.as_f64().ok_or_else(|| type_error(field, "a number", v))?;

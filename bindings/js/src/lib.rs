@@ -427,6 +427,58 @@ fn request_value(id: u64, r: &sess::Request) -> JsValue {
 
 use args::{get, int, items, type_error, user_id};
 
+#[wasm_bindgen(typescript_custom_section)]
+const SESSION_CONFIG: &'static str = r#"
+/** A session's configuration (SPEC.md §15): SessionConfig's fields in camelCase, defaults in brackets. */
+export interface SessionConfig {
+  /** Poll period of each sub-chain while nothing arrives, ms (10,000; 1 s to 1 hour). */
+  pollIntervalMs?: number;
+  /** Page size of polls (100; 1 to 1,000). */
+  pollLimit?: number;
+  /** Attempts of a join or removal against CONF_WRITE_CHAIN_INVALID (8; 1 to 1,000). */
+  maxAttempts?: number;
+  /** First retry delay, ms (250; at least 1). */
+  backoffMs?: number;
+  /** Longest retry delay, ms (8,000; backoffMs to 1 hour). */
+  maxBackoffMs?: number;
+  /** Attempts of a broadcast or message on transient errors (5; 1 to 1,000). */
+  maxSendAttempts?: number;
+  /** Largest groupCallMessage JSON sent or accepted (8,192; 1 byte to 1 MiB). */
+  maxMessageBytes?: number;
+  /** Updates kept while a join is in flight, blocks held beyond a gap (256; 1 to 65,536). */
+  maxBufferedUpdates?: number;
+  /** Bytes of those (4 MiB; 1 KiB to 256 MiB). */
+  maxBufferedBytes?: number;
+  /** Messages remembered for deduplication (4,096; at most 1,048,576). */
+  maxRememberedMessages?: number;
+  /** Deadline of every request, ms (30,000; 1 s to 1 hour). */
+  requestTimeoutMs?: number;
+  /** Longest FLOOD_WAIT a join or send waits out, s (60; at most 1 day). */
+  maxFloodWaitS?: number;
+  /** Remove chain participants the server says left the call (true). */
+  pruneLeft?: boolean;
+  /** Most random delay before pruning, ms (2,000; at most 1 minute). */
+  maxPruneDelayMs?: number;
+  /** Avoid and end H.264 blackouts (true). */
+  endVideoBlackouts?: boolean;
+  /** Pace of the outbox (10; 1 to 50). */
+  maxRequestsPerSecond?: number;
+  /** Requests let out at once after a quiet spell (20; 1 to 50). */
+  maxRequestBurst?: number;
+  /** Messages held undelivered before sendMessage refuses (64; 1 to 4,096). */
+  maxQueuedMessages?: number;
+  /** The largest call: the app config's conference_call_size_limit (200; 2 to 10,000). */
+  callSizeLimit?: number;
+}
+"#;
+
+#[wasm_bindgen]
+extern "C" {
+    /// A `SessionConfig` object from JavaScript (read by `args::session_config`).
+    #[wasm_bindgen(typescript_type = "SessionConfig")]
+    pub type SessionConfigObject;
+}
+
 /// `{subChain, blocks, nextOffset}` (updateGroupCallChainBlocks) or `{from, encryptedMessage}`;
 /// `field` names it in errors. Checked whole before anything is copied past `budget`. `None`:
 /// an update of a sub-chain other than 0 and 1, none of the session's.
@@ -549,10 +601,27 @@ impl Session {
         sources::SourceTable::view(self.0.source_map())
     }
 
-    /// A session for `userId`.
+    /// A session for `userId`; `config` changes its configuration (SPEC.md §15), e.g.
+    /// `{ callSizeLimit: 1000 }` from the app config's `conference_call_size_limit`. An unknown
+    /// property or a value out of range throws `INVALID_INPUT`.
     #[wasm_bindgen(constructor)]
-    pub fn new(user_id: i64) -> Result<Session, JsValue> {
-        sess::Session::new(user_id, sess::SessionConfig::default()).map(Session).map_err(err)
+    pub fn new(user_id: i64, config: Option<SessionConfigObject>) -> Result<Session, JsValue> {
+        let config = args::session_config(&config.map_or(JsValue::UNDEFINED, JsValue::from))?;
+        sess::Session::new(user_id, config).map(Session).map_err(err)
+    }
+
+    /// The session's configuration, every field (camelCase).
+    #[wasm_bindgen(getter, unchecked_return_type = "Required<SessionConfig>")]
+    pub fn config(&self) -> JsValue {
+        let o = js_sys::Object::new();
+        let config = self.0.config();
+        for name in sess::SessionConfig::FIELDS {
+            let value = config.get(name).unwrap_or_default();
+            let v: JsValue =
+                if sess::SessionConfig::FLAGS.contains(&name) { (value == 1).into() } else { (value as f64).into() };
+            set(&o, &args::camel_case(name), v);
+        }
+        o.into()
     }
 
     /// createConferenceCall (joining at once unless `join` is false).

@@ -81,3 +81,20 @@ test("a late joiner decrypts by SSRC through the session's map after one lookup"
   assert.deepEqual([r.data, r.userId, r.kind], [new Uint8Array([8, 8]), 1n, "audio"]);
   assert.throws(() => map.apply([]), (e) => e.name === "INVALID_INPUT");
 });
+
+test("a session's configuration: SessionConfig's fields in camelCase, checked as the core checks them", () => {
+  const byDefault = new Session(1n).config;
+  assert.equal(byDefault.callSizeLimit, 200);
+  assert.equal(byDefault.pruneLeft, true);
+  assert.equal(Object.keys(byDefault).length, 19);
+  const s = new Session(1n, { callSizeLimit: 1000, pruneLeft: false, maxRequestsPerSecond: 5, pollLimit: undefined });
+  assert.deepEqual(s.config, { ...byDefault, callSizeLimit: 1000, pruneLeft: false, maxRequestsPerSecond: 5 });
+  for (const bad of [{ callSizeLimit: 1 }, { callSizeLimt: 1000 }, { pollLimit: 2 ** 40 }, { callSizeLimit: -1 }, { callSizeLimit: 1.5 }]) {
+    assert.throws(() => new Session(1n, bad), (e) => e.name === "INVALID_INPUT", JSON.stringify(bad));
+  }
+  for (const bad of [{ pruneLeft: 1 }, { callSizeLimit: "1000" }, 7, [1]]) {
+    assert.throws(() => new Session(1n, bad), TypeError, JSON.stringify(bad));
+  }
+  // A session made after a refused one works (no borrow left taken).
+  assert.equal(new Session(2n, null).config.callSizeLimit, 200);
+});

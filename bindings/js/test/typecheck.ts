@@ -15,9 +15,12 @@ try {
   }
 }
 
-import { Session, type Request } from "../index.js";
+import { Session, type Request, type SessionConfig } from "../index.js";
 import { Server } from "../testkit.js";
 const session: Session = new Session(7n);
+const large: SessionConfig = { callSizeLimit: 1000, pruneLeft: false };
+const limit: number = new Session(8n, large).config.callSizeLimit;
+void limit;
 session.join(0, rng);
 const request = session.pollRequest() as Request | undefined;
 if (request) console.log(request.kind, new Server().height);

@@ -1003,9 +1003,34 @@ impl Session {
 
 #[pymethods]
 impl Session {
+    /// A session for `user_id`; keywords set its configuration (`SessionConfig`'s fields by name,
+    /// e.g. `call_size_limit=1000` from the app config's `conference_call_size_limit`, or
+    /// `prune_left=False`); an unknown name or a value out of range raises `ConfchainError`.
     #[new]
-    fn new(user_id: i64) -> PyResult<Self> {
-        sess::Session::new(user_id, sess::SessionConfig::default()).map(Session).map_err(err)
+    #[pyo3(signature = (user_id, **config))]
+    fn new(user_id: i64, config: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<Self> {
+        let mut c = sess::SessionConfig::default();
+        for (name, value) in config.into_iter().flatten() {
+            let name: String = name.extract()?;
+            c.set(&name, value.extract::<u64>()?).map_err(err)?;
+        }
+        sess::Session::new(user_id, c).map(Session).map_err(err)
+    }
+
+    /// The session's configuration: every `SessionConfig` field by name (flags as bools).
+    #[getter]
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let d = pyo3::types::PyDict::new(py);
+        let config = self.0.config();
+        for name in sess::SessionConfig::FIELDS {
+            let value = config.get(name).unwrap_or_default();
+            if sess::SessionConfig::FLAGS.contains(&name) {
+                d.set_item(name, value == 1)?;
+            } else {
+                d.set_item(name, value)?;
+            }
+        }
+        Ok(d)
     }
 
     /// createConferenceCall, joining at once (`join=True`) or create only.

@@ -10,7 +10,7 @@ from confchain import Call, ConfchainError, Participant, PrivateKey, Rng
 
 # Tests of sessions against the server model need a module built with the `testkit` feature (the
 # wheel users install has no server model).
-testkit = pytest.mark.skipif(not hasattr(confchain, "Server"), reason="built without the testkit feature")
+needs_testkit = pytest.mark.skipif(not hasattr(confchain, "Server"), reason="built without the testkit feature")
 
 VECTORS = os.environ.get("CONFCHAIN_VECTORS") or os.path.join(os.path.dirname(__file__), "..", "..", "..", "vectors")
 
@@ -179,7 +179,7 @@ def test_one_to_one_call():
     assert e.value.name == "DH_CHECK" and e.value.code == 100
 
 
-@testkit
+@needs_testkit
 def test_two_sessions_through_the_server_model(pump):
     rng = Rng(bytes([5] * 32))
     server = confchain.Server()
@@ -249,3 +249,19 @@ def test_media_handles_from_threads():
     with pytest.raises(ConfchainError) as e:
         decryptor.decrypt(2, packets[0][1], 10)
     assert e.value.name == "REPLAY"
+
+
+def test_session_configuration_by_keyword():
+    """Session(user_id, **config): SessionConfig's fields by name, checked as the core checks them."""
+    default = confchain.Session(1).config
+    assert default["call_size_limit"] == 200 and default["prune_left"] is True
+    s = confchain.Session(1, call_size_limit=1000, prune_left=False, max_requests_per_second=5)
+    assert s.config == {**default, "call_size_limit": 1000, "prune_left": False, "max_requests_per_second": 5}
+    for bad in [{"call_size_limit": 1}, {"no_such_field": 1}, {"prune_left": 2}, {"poll_limit": 2**40}]:
+        with pytest.raises(ConfchainError) as e:
+            confchain.Session(1, **bad)
+        assert e.value.name == "INVALID_INPUT", bad
+    with pytest.raises((OverflowError, TypeError)):
+        confchain.Session(1, call_size_limit=-1)
+    with pytest.raises(TypeError):
+        confchain.Session(1, call_size_limit="big")

@@ -15,7 +15,7 @@ from confchain import Call, ConfchainError, Participant, PrivateKey, Rng
 
 # Tests of sessions against the server model need a module built with the `testkit` feature (the
 # wheel users install has no server model).
-testkit = pytest.mark.skipif(not hasattr(confchain, "Server"), reason="built without the testkit feature")
+needs_testkit = pytest.mark.skipif(not hasattr(confchain, "Server"), reason="built without the testkit feature")
 
 VECTORS = os.environ.get("CONFCHAIN_VECTORS") or os.path.join(os.path.dirname(__file__), "..", "..", "..", "vectors")
 FRAMES = os.path.join(VECTORS, "frames")
@@ -192,7 +192,7 @@ def test_frames_through_a_call_and_the_media_handles():
         alice.encrypt_frame(0, "opus", opus, 10, rng, level=-1)
 
 
-@testkit
+@needs_testkit
 def test_session_call_frames(pump):
     rng = Rng(bytes([30] * 32))
     server = confchain.Server()

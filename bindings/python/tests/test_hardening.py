@@ -14,7 +14,7 @@ from confchain import Call, Participant, PrivateKey, Rng, Session, Update
 
 # Tests of sessions against the server model need a module built with the `testkit` feature (the
 # wheel users install has no server model).
-testkit = pytest.mark.skipif(not hasattr(confchain, "Server"), reason="built without the testkit feature")
+needs_testkit = pytest.mark.skipif(not hasattr(confchain, "Server"), reason="built without the testkit feature")
 
 
 def refused(exc, field, f, *args, **kwargs):
@@ -27,7 +27,7 @@ BAD_TIMES = [(-1, ValueError), (2**64, ValueError), (float("nan"), TypeError), (
              (float("inf"), TypeError), ("5", TypeError), (None, TypeError)]
 
 
-@testkit
+@needs_testkit
 def test_session_and_rng_survive_malformed_arguments(pump):
     rng = Rng(bytes([21] * 32))
     server = confchain.Server()

@@ -1,6 +1,6 @@
 """Type stubs of confchain's Python module."""
 
-from typing import List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 class ConfchainError(Exception):
     code: int
@@ -258,7 +258,36 @@ class SessionEvent:
     text: Optional[str]
 
 class Session:
-    def __init__(self, user_id: int) -> None: ...
+    def __init__(
+        self,
+        user_id: int,
+        *,
+        poll_interval_ms: int = ...,
+        poll_limit: int = ...,
+        max_attempts: int = ...,
+        backoff_ms: int = ...,
+        max_backoff_ms: int = ...,
+        max_send_attempts: int = ...,
+        max_message_bytes: int = ...,
+        max_buffered_updates: int = ...,
+        max_buffered_bytes: int = ...,
+        max_remembered_messages: int = ...,
+        request_timeout_ms: int = ...,
+        max_flood_wait_s: int = ...,
+        prune_left: bool = ...,
+        max_prune_delay_ms: int = ...,
+        end_video_blackouts: bool = ...,
+        max_requests_per_second: int = ...,
+        max_request_burst: int = ...,
+        max_queued_messages: int = ...,
+        call_size_limit: int = ...,
+    ) -> None:
+        """Keywords set the session's configuration (SPEC.md §15: ranges, defaults), e.g.
+        call_size_limit from the app config's conference_call_size_limit; ConfchainError when a
+        value is out of range."""
+    @property
+    def config(self) -> Dict[str, Union[int, bool]]:
+        """Every configuration field by name."""
     def create(self, now_ms: int, rng: Rng, join: bool = True) -> None: ...
     def join(self, now_ms: int, rng: Rng) -> None: ...
     def leave(self, now_ms: int) -> None: ...

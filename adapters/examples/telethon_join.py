@@ -19,7 +19,7 @@ import sys
 from telethon import TelegramClient, types
 
 import confchain
-from confchain.telethon import TelethonConference
+from confchain.telethon import TelethonConference, session_config
 
 SSRC = 0x1234  # our audio source, as the media stack picked it
 
@@ -36,7 +36,8 @@ async def main(link: str) -> None:
     # flood_sleep_threshold=0: the session sees every FLOOD_WAIT_X and schedules its own retries.
     async with TelegramClient("confchain", api_id, api_hash, flood_sleep_threshold=0) as client:
         me = await client.get_me()
-        session = confchain.Session(me.id)
+        # The call size limit of Telegram's app config (conference_call_size_limit), if it gives one.
+        session = confchain.Session(me.id, **await session_config(client))
         rng = confchain.Rng.from_os()
         conf = TelethonConference(
             client,

@@ -18,7 +18,7 @@ from pyrogram import errors, raw  # noqa: E402
 from pyrogram.raw.core import TLObject  # noqa: E402
 
 import confchain  # noqa: E402
-from confchain.pyrogram import PyrogramConference, error_string  # noqa: E402
+from confchain.pyrogram import PyrogramConference, error_string, session_config  # noqa: E402
 from harness import ACCESS_HASH, CALL_ID, Clock, Network, settle  # noqa: E402
 
 types = raw.types
@@ -250,3 +250,33 @@ def test_discarded_call_is_mapped():
     # Someone else's call ending is not ours.
     other = types.UpdateGroupCall(call=types.GroupCallDiscarded(id=CALL_ID + 1, access_hash=ACCESS_HASH, duration=10))
     assert conf.take([read(other.write())]) == []
+
+
+class AppConfigClient:
+    """Answers help.getAppConfig with `config` (written and read back by Pyrogram)."""
+
+    def __init__(self, config):
+        self.config = config
+
+    async def invoke(self, request):
+        assert isinstance(request, raw.functions.help.GetAppConfig) and request.hash == 0
+        return TLObject.read(BytesIO(raw.types.help.AppConfig(hash=1, config=self.config).write()))
+
+
+def test_session_config_from_the_app_config():
+    """conference_call_size_limit sets the session's call size limit (brought into its range);
+    without it, or not a number, the default stays."""
+    j = raw.types
+
+    def app(*pairs):
+        return j.JsonObject(value=[j.JsonObjectValue(key=k, value=v) for k, v in pairs])
+
+    cases = [
+        (app(("a", j.JsonNull()), ("conference_call_size_limit", j.JsonNumber(value=500.0))), 500),
+        (app(("conference_call_size_limit", j.JsonNumber(value=1e9))), 10_000),
+        (app(("conference_call_size_limit", j.JsonString(value="500"))), 200),
+        (app(), 200),
+    ]
+    for config, limit in cases:
+        keywords = asyncio.run(session_config(AppConfigClient(config)))
+        assert confchain.Session(1, **keywords).config["call_size_limit"] == limit

@@ -17,7 +17,7 @@ from telethon.extensions import BinaryReader  # noqa: E402
 from telethon.tl.functions import phone  # noqa: E402
 
 import confchain  # noqa: E402
-from confchain.telethon import TelethonConference, error_string  # noqa: E402
+from confchain.telethon import TelethonConference, error_string, session_config  # noqa: E402
 from harness import ACCESS_HASH, CALL_ID, Clock, Network, settle  # noqa: E402
 
 RPC_ERROR = types.RpcError.CONSTRUCTOR_ID.to_bytes(4, "little")
@@ -251,3 +251,33 @@ def test_pushes_never_teach_or_reach_with_only_a_slug():
     items = [BinaryReader(bytes(u)).tgread_object() for u in (other, blocks, slug_blocks)]
     assert conf.take(items, result=True) == []
     assert (conf.call.id, conf.call.access_hash) == (CALL_ID, ACCESS_HASH)
+
+
+class AppConfigClient:
+    """Answers help.getAppConfig with `config` (serialized and parsed back by Telethon)."""
+
+    def __init__(self, config):
+        self.config = config
+
+    async def __call__(self, request):
+        assert type(request).__name__ == "GetAppConfigRequest" and request.hash == 0
+        data = bytes(types.help.AppConfig(hash=1, config=self.config))
+        return request.read_result(BinaryReader(data))
+
+
+def test_session_config_from_the_app_config():
+    """conference_call_size_limit sets the session's call size limit (brought into its range);
+    without it, or not a number, the default stays."""
+
+    def app(*pairs):
+        return types.JsonObject(value=[types.JsonObjectValue(key=k, value=v) for k, v in pairs])
+
+    cases = [
+        (app(("a", types.JsonNull()), ("conference_call_size_limit", types.JsonNumber(value=500.0))), 500),
+        (app(("conference_call_size_limit", types.JsonNumber(value=1.0))), 2),
+        (app(("conference_call_size_limit", types.JsonString(value="500"))), 200),
+        (app(), 200),
+    ]
+    for config, limit in cases:
+        keywords = asyncio.run(session_config(AppConfigClient(config)))
+        assert confchain.Session(1, **keywords).config["call_size_limit"] == limit

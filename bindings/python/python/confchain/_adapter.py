@@ -6,7 +6,7 @@ serves both; each adapter names its library's classes, how it invokes, and how i
 import asyncio
 import os
 import time
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import confchain
 
@@ -33,6 +33,21 @@ def int256(key: bytes) -> int:
 
 def _name(obj: Any) -> str:
     return type(obj).__name__
+
+
+def app_session_config(app_config: Any) -> Dict[str, int]:
+    """The :class:`confchain.Session` keywords a ``help.appConfig`` sets (either library's object):
+    ``call_size_limit`` from its ``conference_call_size_limit``, brought into the session's range
+    (2 to 10,000); nothing when the key is missing or not a number (the default, 200, stays)."""
+    config = getattr(app_config, "config", None)
+    if _name(config) != "JsonObject":
+        return {}
+    for item in config.value:
+        if item.key == "conference_call_size_limit" and _name(item.value) == "JsonNumber":
+            value = item.value.value
+            if isinstance(value, (int, float)) and value == value:  # not NaN
+                return {"call_size_limit": int(min(max(value, 2), 10_000))}
+    return {}
 
 
 def call_id(call: Any) -> Optional[Tuple[int, int]]:

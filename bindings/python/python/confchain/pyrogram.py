@@ -20,17 +20,24 @@ also appends every error it has no class for to ``unknown_errors.txt`` in the wo
 """
 
 import re
-from typing import Any
+from typing import Any, Dict
 
 from pyrogram import errors, raw
 from pyrogram.handlers import RawUpdateHandler
 
-from ._adapter import TRANSPORT_ERRORS, Conference, to_confchain_updates
+from ._adapter import TRANSPORT_ERRORS, Conference, app_session_config, to_confchain_updates
 
-__all__ = ["PyrogramConference", "error_string", "to_confchain_updates"]
+__all__ = ["PyrogramConference", "error_string", "session_config", "to_confchain_updates"]
 
 _UNKNOWN = re.compile(r"^\[-?\d+ (.+)\]$")
 _PARAMETER = re.compile(r"_X(?=_|$)")
+
+
+async def session_config(client: Any) -> Dict[str, int]:
+    """The :class:`confchain.Session` keywords Telegram's app config sets, from
+    ``help.getAppConfig``: ``confchain.Session(me.id, **await session_config(client))`` (the call
+    size limit, ``conference_call_size_limit``, where the server gives one)."""
+    return app_session_config(await client.invoke(raw.functions.help.GetAppConfig(hash=0)))
 
 
 def error_string(exc: BaseException) -> str:

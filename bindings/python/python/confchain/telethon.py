@@ -17,13 +17,20 @@ and retries by itself; set it to 0 to let the session see every ``FLOOD_WAIT_X``
 own retries.
 """
 
-from typing import Any
+from typing import Any, Dict
 
 from telethon import errors, events, functions, types
 
-from ._adapter import TRANSPORT_ERRORS, Conference, to_confchain_updates
+from ._adapter import TRANSPORT_ERRORS, Conference, app_session_config, to_confchain_updates
 
-__all__ = ["TelethonConference", "error_string", "to_confchain_updates"]
+__all__ = ["TelethonConference", "error_string", "session_config", "to_confchain_updates"]
+
+
+async def session_config(client: Any) -> Dict[str, int]:
+    """The :class:`confchain.Session` keywords Telegram's app config sets, from
+    ``help.getAppConfig``: ``confchain.Session(me.id, **await session_config(client))`` (the call
+    size limit, ``conference_call_size_limit``, where the server gives one)."""
+    return app_session_config(await client(functions.help.GetAppConfigRequest(hash=0)))
 
 
 def _reverse_error_names():

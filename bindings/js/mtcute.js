@@ -58,6 +58,27 @@ function callId(call) {
 
 const same = (a, b) => a !== undefined && b !== undefined && a[0] === b[0] && a[1] === b[1];
 
+/**
+ * The Session configuration Telegram's app config sets, from `help.getAppConfig`:
+ * `new Session(userId, await sessionConfig(client))` takes the call size limit the server gives
+ * (`conference_call_size_limit`, brought into the session's range, 2 to 10,000); `{}` without it.
+ */
+export async function sessionConfig(client) {
+  return appSessionConfig(await client.call({ _: "help.getAppConfig", hash: 0 }));
+}
+
+/** `sessionConfig` of a `help.appConfig` already fetched. */
+export function appSessionConfig(appConfig) {
+  const config = appConfig && appConfig.config;
+  if (!config || config._ !== "jsonObject") return {};
+  for (const item of config.value) {
+    if (item.key === "conference_call_size_limit" && item.value._ === "jsonNumber" && Number.isFinite(item.value.value)) {
+      return { callSizeLimit: Math.trunc(Math.min(Math.max(item.value.value, 2), 10_000)) };
+    }
+  }
+  return {};
+}
+
 /** The updates inside a result (`updates`, `updatesCombined`, `updateShort`). */
 export function updatesOf(result) {
   if (!result || typeof result !== "object") return [];

@@ -17,8 +17,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confchain::session::{Session, SessionConfig, SessionEvent, SessionState};
-use confchain_grammers::{Conference, Invoke, Routed};
+use confchain::session::{Session, SessionEvent, SessionState};
+use confchain_grammers::{session_config, Conference, Invoke, Routed};
 use grammers_client::{tl, Client, InvocationError, SenderPool};
 use grammers_mtsender::UpdatesConfiguration;
 use grammers_session::storages::MemorySession;
@@ -68,7 +68,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
     let telegram = Telegram(client.clone());
     let mut rng = rand_chacha::ChaCha20Rng::from_entropy();
-    let mut session = Session::new(me, SessionConfig::default())?;
+    // The call size limit of Telegram's app config (conference_call_size_limit), if it gives one.
+    let mut session = Session::new(me, session_config(&telegram).await?)?;
     let call = tl::types::InputGroupCallSlug { slug }.into(); // the identity is learned from the join
     let mut conf = Conference::new(Some(call), MEDIA_PARAMS.to_owned(), 0);
     conf.source = SSRC;

@@ -17,6 +17,7 @@ use confchain::api::{
     ApiError, CallIdentity, MediaSources, ParticipantSources, Request, Response, ServerBlock, SourceGroup, SubChain,
     Update, VideoSources,
 };
+use confchain::session::SessionConfig;
 use confchain::sources::SourceTable;
 use grammers_mtsender::InvocationError;
 use grammers_tl_types as tl;
@@ -30,6 +31,33 @@ pub trait Invoke {
         &self,
         request: &R,
     ) -> impl std::future::Future<Output = Result<R::Return, InvocationError>>;
+}
+
+/// The session's configuration with what Telegram's app config sets, from `help.getAppConfig`:
+/// the call size limit (`conference_call_size_limit`, brought into the session's range, 2 to
+/// 10,000), the defaults otherwise. `Session::new(me, session_config(&client).await?)`.
+pub async fn session_config(client: &impl Invoke) -> Result<SessionConfig, InvocationError> {
+    let app = client.invoke(&tl::functions::help::GetAppConfig { hash: 0 }).await?;
+    Ok(app_session_config(&app))
+}
+
+/// [`session_config`] of a `help.appConfig` already fetched.
+pub fn app_session_config(app: &tl::enums::help::AppConfig) -> SessionConfig {
+    let mut config = SessionConfig::default();
+    let tl::enums::help::AppConfig::Config(app) = app else { return config };
+    let tl::enums::Jsonvalue::JsonObject(object) = &app.config else { return config };
+    for tl::enums::JsonobjectValue::JsonObjectValue(item) in &object.value {
+        if item.key == "conference_call_size_limit" {
+            if let tl::enums::Jsonvalue::JsonNumber(n) = &item.value {
+                if n.value.is_finite() {
+                    // In range after the clamp: the cast neither wraps nor saturates.
+                    config.call_size_limit = n.value.clamp(2.0, 10_000.0) as usize;
+                }
+            }
+            break;
+        }
+    }
+    config
 }
 
 /// One of the eight functions, as grammers' object.

@@ -11,7 +11,7 @@ use confchain::api::{CallIdentity, Response};
 use confchain::server::tl::TlFront;
 use confchain::server::Server;
 use confchain::session::{Session, SessionConfig, SessionEvent, SessionState};
-use confchain_grammers::{error_string, input_group_call, Conference, Function, Invoke, Routed};
+use confchain_grammers::{error_string, input_group_call, session_config, Conference, Function, Invoke, Routed};
 use grammers_mtsender::{InvocationError, RpcError};
 use grammers_tl_types as tl;
 use rand_core::SeedableRng;
@@ -428,4 +428,50 @@ fn api_errors_are_built_from_the_typed_error() {
         assert_eq!(api_error(&InvocationError::Rpc(RpcError::from(rpc))), want, "{message}");
     }
     assert_eq!(api_error(&InvocationError::Dropped("gone")), ApiError::Transient("TIMEOUT".into()));
+}
+
+/// Answers `help.getAppConfig` with `config`, serialized and parsed back by grammers.
+struct AppConfigClient(tl::enums::Jsonvalue);
+
+impl Invoke for AppConfigClient {
+    fn invoke<R: RemoteCall + Send + Sync>(
+        &self,
+        request: &R,
+    ) -> impl std::future::Future<Output = Result<R::Return, InvocationError>> {
+        let bytes = request.to_bytes();
+        assert_eq!(bytes, tl::functions::help::GetAppConfig { hash: 0 }.to_bytes());
+        let answer = tl::enums::help::AppConfig::Config(tl::types::help::AppConfig { hash: 1, config: self.0.clone() });
+        std::future::ready(Ok(R::Return::from_bytes(&answer.to_bytes()).unwrap()))
+    }
+}
+
+/// The call size limit of Telegram's app config reaches the session's configuration (brought into
+/// its range); without it, or not a number, the default stays.
+#[tokio::test(flavor = "current_thread")]
+async fn session_config_from_the_app_config() {
+    use tl::enums::{JsonobjectValue, Jsonvalue};
+    let app = |pairs: Vec<(&str, Jsonvalue)>| {
+        Jsonvalue::JsonObject(tl::types::JsonObject {
+            value: pairs
+                .into_iter()
+                .map(|(key, value)| {
+                    JsonobjectValue::JsonObjectValue(tl::types::JsonObjectValue { key: key.into(), value })
+                })
+                .collect(),
+        })
+    };
+    let number = |value| Jsonvalue::JsonNumber(tl::types::JsonNumber { value });
+    let text = Jsonvalue::JsonString(tl::types::JsonString { value: "500".into() });
+    let cases = [
+        (app(vec![("a", Jsonvalue::JsonNull), ("conference_call_size_limit", number(500.0))]), 500),
+        (app(vec![("conference_call_size_limit", number(1e9))]), 10_000),
+        (app(vec![("conference_call_size_limit", number(f64::NAN))]), 200),
+        (app(vec![("conference_call_size_limit", text)]), 200),
+        (app(vec![]), 200),
+    ];
+    for (config, limit) in cases {
+        let config = session_config(&AppConfigClient(config)).await.unwrap();
+        assert_eq!(config.call_size_limit, limit);
+        Session::new(1, config).unwrap();
+    }
 }

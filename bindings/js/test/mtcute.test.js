@@ -11,7 +11,7 @@ import { __tlWriterMap } from "@mtcute/tl/binary/writer.js";
 import { __tlReaderMap } from "@mtcute/tl/binary/reader.js";
 import { Rng, Session, SourceTable } from "../index.js";
 import { Server, TlFront } from "../testkit.js";
-import { MtcuteConference, errorString, updatesOf } from "../mtcute.js";
+import { MtcuteConference, errorString, sessionConfig, updatesOf } from "../mtcute.js";
 
 const CALL_ID = 0x12345678n;
 const ACCESS_HASH = -77n;
@@ -255,4 +255,24 @@ test("participants' sources reach the SSRC table through mtcute's own types", ()
   conf.take([left]);
   assert.equal(sources.get(30), undefined);
   assert.deepEqual(heard.at(-1), { userId: 3n, kind: "audio", ssrc: 30, unmapped: true });
+});
+
+test("sessionConfig: the call size limit of Telegram's app config, through mtcute's writer and reader", async () => {
+  const app = (...pairs) => ({ _: "jsonObject", value: pairs.map(([key, value]) => ({ _: "jsonObjectValue", key, value })) });
+  const cases = [
+    [app(["a", { _: "jsonNull" }], ["conference_call_size_limit", { _: "jsonNumber", value: 500 }]), 500],
+    [app(["conference_call_size_limit", { _: "jsonNumber", value: 1e9 }]), 10_000],
+    [app(["conference_call_size_limit", { _: "jsonString", value: "500" }]), 200],
+    [app(), 200],
+  ];
+  for (const [config, limit] of cases) {
+    const client = {
+      async call(obj) {
+        assert.equal(obj._, "help.getAppConfig");
+        serialize(obj); // mtcute can write the request
+        return parse(serialize({ _: "help.appConfig", hash: 1, config }));
+      },
+    };
+    assert.equal(new Session(1n, await sessionConfig(client)).config.callSizeLimit, limit);
+  }
 });

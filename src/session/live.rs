@@ -503,14 +503,20 @@ impl Live {
     /// Every member needs every commit and reveal of a round, and a member may have missed ours
     /// (a lost push it skipped on sub-chain 1, a server that lost it): while the round at `height`
     /// is ours and has not completed, our broadcasts of it are sent again, after a delay doubling
-    /// from the poll interval to six times it (duplicates are harmless: a round takes each once).
+    /// from the poll interval to six times it (duplicates are harmless: a round takes each once);
+    /// a broadcast still on its way (in flight, or waiting for a retry) is not sent twice.
     pub(super) fn rebroadcast(&mut self, ctx: &mut Ctx<'_>, height: i32) {
         let done = self.round_done() || self.call.height() != height;
         let Some(round) = self.own_round.as_mut().filter(|r| r.height == height && !done) else {
             return;
         };
         for block in &round.sent {
-            ctx.send(Request::SendBroadcast { block: block.clone() }, Purpose::Broadcast { attempt: 0 });
+            // One on its way already (in flight, or retried until the round ends: the policy)
+            // is not sent twice: retry chains would pile up while the network drops them.
+            let request = Request::SendBroadcast { block: block.clone() };
+            if !ctx.outbox.sending(&request) {
+                ctx.send(request, Purpose::Broadcast { attempt: 0 });
+            }
         }
         round.delay = round.delay.saturating_mul(2).min(ctx.config.poll_interval_ms.saturating_mul(6));
         ctx.outbox.schedule(ctx.now.saturating_add(round.delay), Action::Rebroadcast { height });

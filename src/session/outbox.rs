@@ -380,6 +380,16 @@ impl Outbox {
         flying.chain(timers).collect()
     }
 
+    /// Whether `request` is on its way in this generation: in flight, waiting for the pace or
+    /// parked, or scheduled to be sent again after a backoff or a flood wait.
+    pub(crate) fn sending(&self, request: &Request) -> bool {
+        let generation = self.generation;
+        self.entries.values().any(|e| e.generation == generation && e.request == *request)
+            || self.timers.iter().any(|t| {
+                t.generation == generation && matches!(&t.action, Action::Resend { request: r, .. } if r == request)
+            })
+    }
+
     /// The application's messages held undelivered in this generation: in flight, waiting for
     /// the pace or a retry.
     pub(crate) fn messages(&self) -> usize {

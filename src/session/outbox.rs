@@ -190,6 +190,15 @@ pub(crate) struct Outbox {
     timeout_ms: u64,
 }
 
+/// The pace's queue a request waits in: the application's messages after the protocol's own.
+fn class(purpose: &Purpose) -> Class {
+    if matches!(purpose, Purpose::Message { .. }) {
+        Class::Message
+    } else {
+        Class::Protocol
+    }
+}
+
 fn index(kind: RequestKind) -> usize {
     RequestKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
 }
@@ -227,24 +236,28 @@ impl Outbox {
             let deadline = now.saturating_add(self.timeout_ms);
             self.entries.insert(id, Entry { purpose, request, generation, deadline });
         } else {
-            let class = if matches!(purpose, Purpose::Message { .. }) { Class::Message } else { Class::Protocol };
+            self.pacer.push(class(&purpose), id);
             self.entries.insert(id, Entry { purpose, request, generation, deadline: WAITING });
-            self.pacer.push(class, id);
             self.pace(now);
         }
         id
     }
 
-    /// Lets out what the pace allows at `now`, and what was parked for a flood wait that ended;
-    /// each request's deadline starts as it leaves. One whose kind is in a flood wait (a
-    /// `FLOOD_WAIT_X` answered to another request of its kind while it waited) is parked until
-    /// the wait's end instead: nothing of a kind leaves during its flood wait.
+    /// Lets out what the pace allows at `now`; each request's deadline starts as it leaves. One
+    /// whose kind is in a flood wait (a `FLOOD_WAIT_X` answered to another request of its kind
+    /// while it waited) is parked until the wait's end instead: nothing of a kind leaves during
+    /// its flood wait. At the wait's end, what was parked goes back to the head of the pace's
+    /// queue, in its order: it leaves at the pace, not at one instant.
     pub(crate) fn pace(&mut self, now: u64) {
         let (due, waiting): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.parked).into_iter().partition(|(at, _)| *at <= now);
         self.parked = waiting;
-        let released: Vec<RequestId> = due.into_iter().map(|(_, id)| id).collect();
-        for id in released.into_iter().chain(std::iter::from_fn(|| self.pacer.pop(now))) {
+        for (_, id) in due.into_iter().rev() {
+            if let Some(e) = self.entries.get(&id) {
+                self.pacer.push_front(class(&e.purpose), id);
+            }
+        }
+        while let Some(id) = self.pacer.pop(now) {
             let Some(e) = self.entries.get_mut(&id) else { continue };
             let until = self.flood_until.get(index(e.request.kind())).copied().unwrap_or(0);
             if until > now {
@@ -477,6 +490,32 @@ mod tests {
         o.pace(7_000);
         o.new_generation(false);
         assert_eq!((o.queued(), o.in_flight()), (0, 2), "the two sent are left, the parked one is gone");
+    }
+
+    /// Review (hostile server): what the pace let out during a flood wait was parked, and the
+    /// wait's end released it all at one instant, past the pace (a `FLOOD_WAIT_30` over 30
+    /// queued requests at 1 a second: 30 at once, to the server that had just asked us to
+    /// slow down). Parked requests go back to the head of the pace's queue.
+    #[test]
+    fn requests_parked_for_a_flood_wait_leave_at_the_pace_after_it() {
+        let mut o = Outbox::new(1, 1, 30_000);
+        let ids: Vec<RequestId> = (0..40)
+            .map(|_| {
+                let (r, p) = poll();
+                o.queue(r, p, 0)
+            })
+            .collect();
+        assert_eq!(o.pop_ready().map(|(id, _)| id), Some(ids[0]));
+        o.set_flood(RequestKind::GetChainBlocks, 30_000);
+        let mut released = Vec::new();
+        for now in (1..=80).map(|s| s * 1_000) {
+            o.pace(now);
+            let at_once: Vec<RequestId> = std::iter::from_fn(|| o.pop_ready().map(|(id, _)| id)).collect();
+            assert!(now >= 30_000 || at_once.is_empty(), "nothing leaves during the wait");
+            assert!(at_once.len() <= 1, "{} requests at {now} ms", at_once.len());
+            released.extend(at_once);
+        }
+        assert_eq!(released, ids[1..], "all of them, in their order");
     }
 
     #[test]

@@ -254,7 +254,7 @@ impl Live {
 
     /// `updateGroupCallParticipants`: who left is pruned (bounded, deduplicated, after a small
     /// random delay so that members do not all race for the same block; not while a removal of
-    /// theirs is in flight or scheduled); who is back is not.
+    /// the same entry is in flight or scheduled); who is back is not.
     fn note_participants(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -282,9 +282,13 @@ impl Live {
                 // A late notice of a participation that already ended: the user is back.
                 continue;
             }
-            let fresh = !removing.contains(&p.user_id);
             let entry = self.call.participants().iter().find(|q| q.user_id == p.user_id).map(|q| q.public_key);
-            if let Some(key) = entry.filter(|_| p.user_id != me && fresh && self.prune.len() < max_prune) {
+            // One removal of an entry at a time, however often the server says it left; a pending
+            // removal that targets an earlier entry of the user (a rejoin that left again) is not
+            // this departure's: it finds its entry gone and sends nothing.
+            let pending_other = |key: &PublicKey| self.left_keys.get(&p.user_id).is_some_and(|k| k != key);
+            let fresh = |key: &PublicKey| !removing.contains(&p.user_id) || pending_other(key);
+            if let Some(key) = entry.filter(|k| p.user_id != me && fresh(k) && self.prune.len() < max_prune) {
                 self.prune.insert(p.user_id);
                 self.left_keys.insert(p.user_id, key);
             }

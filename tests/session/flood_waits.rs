@@ -193,7 +193,15 @@ fn requests_that_would_wait_past_the_maximum_for_a_flood_wait_fail_and_are_told(
     }
     let failed = events(&mut s)
         .into_iter()
-        .filter(|e| matches!(e, SessionEvent::SendFailed { reason: confchain::session::SendFailure::Api(ApiError::FloodWait { .. }), .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                SessionEvent::SendFailed {
+                    reason: confchain::session::SendFailure::Api(ApiError::FloodWait { .. }),
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!((failed, s.queued_messages()), (30 - sent.len(), 0), "every message not sent is told, none is held");
 }

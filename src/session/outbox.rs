@@ -380,8 +380,8 @@ impl Outbox {
     }
 
     /// The earliest timer, request deadline, release by the pace or poll not in flight (after
-    /// the polls' flood wait); 0 while refused requests wait to be failed. Requests of older generations keep their deadline: a ghost join
-    /// is still answered.
+    /// the polls' flood wait); 0 while refused requests wait to be failed. Requests of older
+    /// generations keep their deadline: a ghost join is still answered.
     pub(crate) fn next_deadline(&self) -> Option<u64> {
         let generation = self.generation;
         let timers = self.timers.iter().filter(|t| t.generation == generation).map(|t| t.at);

@@ -702,10 +702,17 @@ impl LookupScheduler {
     /// When [`LookupScheduler::handle_timeout`] or [`LookupScheduler::poll_lookup`] next has
     /// something to do, if anything waits.
     pub fn poll_timeout(&self) -> Option<u64> {
+        let (deadline, send) = self.timeouts();
+        [deadline, send].into_iter().flatten().min()
+    }
+
+    /// [`LookupScheduler::poll_timeout`] in its two parts: the first SSRC's deadline, and when
+    /// the next lookup may be sent (a caller holding sends for a flood wait delays only this).
+    pub(crate) fn timeouts(&self) -> (Option<u64>, Option<u64>) {
         let deadlines = self.queued.values().chain(self.in_flight.iter().flat_map(|(_, since)| since)).copied();
         let deadline = deadlines.map(|t| t.saturating_add(LOOKUP_DEADLINE_MS)).min();
         let send = (!self.queued.is_empty() && self.in_flight.is_none()).then_some(self.next_allowed);
-        [deadline, send].into_iter().flatten().min()
+        (deadline, send)
     }
 
     /// Queues an event; past [`MAX_QUEUED_LOOKUP_EVENTS`] unpolled ones, it is not kept (the

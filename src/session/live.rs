@@ -254,7 +254,7 @@ impl Live {
 
     /// `updateGroupCallParticipants`: who left is pruned (bounded, deduplicated, after a small
     /// random delay so that members do not all race for the same block; not while a removal of
-    /// theirs is in flight or scheduled); who is back is not.
+    /// the same entry is in flight or scheduled); who is back is not.
     fn note_participants(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -282,9 +282,13 @@ impl Live {
                 // A late notice of a participation that already ended: the user is back.
                 continue;
             }
-            let fresh = !removing.contains(&p.user_id);
             let entry = self.call.participants().iter().find(|q| q.user_id == p.user_id).map(|q| q.public_key);
-            if let Some(key) = entry.filter(|_| p.user_id != me && fresh && self.prune.len() < max_prune) {
+            // One removal of an entry at a time, however often the server says it left; a pending
+            // removal that targets an earlier entry of the user (a rejoin that left again) is not
+            // this departure's: it finds its entry gone and sends nothing.
+            let pending_other = |key: &PublicKey| self.left_keys.get(&p.user_id).is_some_and(|k| k != key);
+            let fresh = |key: &PublicKey| !removing.contains(&p.user_id) || pending_other(key);
+            if let Some(key) = entry.filter(|k| p.user_id != me && fresh(k) && self.prune.len() < max_prune) {
                 self.prune.insert(p.user_id);
                 self.left_keys.insert(p.user_id, key);
             }
@@ -503,14 +507,20 @@ impl Live {
     /// Every member needs every commit and reveal of a round, and a member may have missed ours
     /// (a lost push it skipped on sub-chain 1, a server that lost it): while the round at `height`
     /// is ours and has not completed, our broadcasts of it are sent again, after a delay doubling
-    /// from the poll interval to six times it (duplicates are harmless: a round takes each once).
+    /// from the poll interval to six times it (duplicates are harmless: a round takes each once);
+    /// a broadcast still on its way (in flight, or waiting for a retry) is not sent twice.
     pub(super) fn rebroadcast(&mut self, ctx: &mut Ctx<'_>, height: i32) {
         let done = self.round_done() || self.call.height() != height;
         let Some(round) = self.own_round.as_mut().filter(|r| r.height == height && !done) else {
             return;
         };
         for block in &round.sent {
-            ctx.send(Request::SendBroadcast { block: block.clone() }, Purpose::Broadcast { attempt: 0 });
+            // One on its way already (in flight, or retried until the round ends: the policy)
+            // is not sent twice: retry chains would pile up while the network drops them.
+            let request = Request::SendBroadcast { block: block.clone() };
+            if !ctx.outbox.sending(&request) {
+                ctx.send(request, Purpose::Broadcast { attempt: 0 });
+            }
         }
         round.delay = round.delay.saturating_mul(2).min(ctx.config.poll_interval_ms.saturating_mul(6));
         ctx.outbox.schedule(ctx.now.saturating_add(round.delay), Action::Rebroadcast { height });

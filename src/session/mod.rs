@@ -336,7 +336,12 @@ impl Session {
         let sources = sources::CallSources::new(config.max_source_participants());
         Ok(Session {
             user_id,
-            outbox: Outbox::new(config.max_requests_per_second, config.max_request_burst, config.request_timeout_ms),
+            outbox: Outbox::new(
+                config.max_requests_per_second,
+                config.max_request_burst,
+                config.request_timeout_ms,
+                u64::from(config.max_flood_wait_s).saturating_mul(1_000),
+            ),
             config,
             phase: Phase::Idle,
             events: VecDeque::new(),
@@ -651,6 +656,15 @@ impl Session {
         self.now = self.now.max(now);
         self.run_lookups();
         self.outbox.pace(self.now);
+        // What the pace let out into a flood wait longer than the maximum fails as a request sent
+        // into it would (told, never held for the rest of the wait).
+        for Entry { purpose, request, generation, .. } in self.outbox.take_refused() {
+            if generation == self.outbox.generation {
+                let wait = self.outbox.flood_until(request.kind()).saturating_sub(self.now);
+                let seconds = u32::try_from(wait.div_ceil(1_000)).unwrap_or(u32::MAX);
+                self.failed(purpose, request, ApiError::FloodWait { seconds });
+            }
+        }
     }
 
     /// The start of an input: time moves on, and what the application did to the call through

@@ -182,6 +182,10 @@ pub(crate) struct Outbox {
     /// Ids the pace let out while their kind was in a flood wait (it came while they waited):
     /// they wait for its end, keeping their id (a poll in flight, a lookup, stay what they are).
     parked: Vec<(u64, RequestId)>,
+    /// The longest a request is parked (`max_flood_wait_s`).
+    max_park_ms: u64,
+    /// Requests whose kind's flood wait would park them longer: they fail.
+    refused: Vec<Entry>,
     timers: Vec<Timer>,
     /// Each sub-chain's next poll (sub-chain 0, then 1).
     polls: [PollTimer; 2],
@@ -190,14 +194,23 @@ pub(crate) struct Outbox {
     timeout_ms: u64,
 }
 
+/// The pace's queue a request waits in: the application's messages after the protocol's own.
+fn class(purpose: &Purpose) -> Class {
+    if matches!(purpose, Purpose::Message { .. }) {
+        Class::Message
+    } else {
+        Class::Protocol
+    }
+}
+
 fn index(kind: RequestKind) -> usize {
     RequestKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
 }
 
 impl Outbox {
     /// An empty outbox pacing at `per_second` with bursts of `burst`; every request's deadline is
-    /// `timeout_ms` after it leaves.
-    pub(crate) fn new(per_second: u32, burst: u32, timeout_ms: u64) -> Self {
+    /// `timeout_ms` after it leaves; none is parked for a flood wait longer than `max_park_ms`.
+    pub(crate) fn new(per_second: u32, burst: u32, timeout_ms: u64, max_park_ms: u64) -> Self {
         Outbox {
             generation: 0,
             next_id: 1,
@@ -205,6 +218,8 @@ impl Outbox {
             ready: VecDeque::new(),
             pacer: Pacer::new(per_second, burst),
             parked: Vec::new(),
+            max_park_ms,
+            refused: Vec::new(),
             timers: Vec::new(),
             polls: [PollTimer::default(); 2],
             flood_until: [0; RequestKind::ALL.len()],
@@ -227,26 +242,37 @@ impl Outbox {
             let deadline = now.saturating_add(self.timeout_ms);
             self.entries.insert(id, Entry { purpose, request, generation, deadline });
         } else {
-            let class = if matches!(purpose, Purpose::Message { .. }) { Class::Message } else { Class::Protocol };
+            self.pacer.push(class(&purpose), id);
             self.entries.insert(id, Entry { purpose, request, generation, deadline: WAITING });
-            self.pacer.push(class, id);
             self.pace(now);
         }
         id
     }
 
-    /// Lets out what the pace allows at `now`, and what was parked for a flood wait that ended;
-    /// each request's deadline starts as it leaves. One whose kind is in a flood wait (a
-    /// `FLOOD_WAIT_X` answered to another request of its kind while it waited) is parked until
-    /// the wait's end instead: nothing of a kind leaves during its flood wait.
+    /// Lets out what the pace allows at `now`; each request's deadline starts as it leaves. One
+    /// whose kind is in a flood wait (a `FLOOD_WAIT_X` answered to another request of its kind
+    /// while it waited) is parked until the wait's end instead: nothing of a kind leaves during
+    /// its flood wait. At the wait's end, what was parked goes back to the head of the pace's
+    /// queue, in its order: it leaves at the pace, not at one instant.
     pub(crate) fn pace(&mut self, now: u64) {
         let (due, waiting): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.parked).into_iter().partition(|(at, _)| *at <= now);
         self.parked = waiting;
-        let released: Vec<RequestId> = due.into_iter().map(|(_, id)| id).collect();
-        for id in released.into_iter().chain(std::iter::from_fn(|| self.pacer.pop(now))) {
+        for (_, id) in due.into_iter().rev() {
+            if let Some(e) = self.entries.get(&id) {
+                self.pacer.push_front(class(&e.purpose), id);
+            }
+        }
+        while let Some(id) = self.pacer.pop(now) {
             let Some(e) = self.entries.get_mut(&id) else { continue };
             let until = self.flood_until.get(index(e.request.kind())).copied().unwrap_or(0);
+            if until > now.saturating_add(self.max_park_ms) {
+                // Longer than any operation waits: it fails as one sent into the wait would.
+                if let Some(e) = self.entries.remove(&id) {
+                    self.refused.push(e);
+                }
+                continue;
+            }
             if until > now {
                 self.parked.push((until, id));
                 continue;
@@ -254,6 +280,12 @@ impl Outbox {
             e.deadline = now.saturating_add(self.timeout_ms);
             self.ready.push_back((id, e.request.clone()));
         }
+    }
+
+    /// The requests the pace let out into a flood wait of their kind longer than the maximum
+    /// wait: out of the table, for the session to fail them.
+    pub(crate) fn take_refused(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.refused)
     }
 
     /// The next request for the application.
@@ -299,6 +331,7 @@ impl Outbox {
         for (_, id) in self.parked.drain(..) {
             entries.remove(&id);
         }
+        self.refused.clear();
     }
 
     // ---- timers and flood waits ----
@@ -347,8 +380,8 @@ impl Outbox {
     }
 
     /// The earliest timer, request deadline, release by the pace or poll not in flight (after
-    /// the polls' flood wait). Requests of older generations keep their deadline: a ghost join
-    /// is still answered.
+    /// the polls' flood wait); 0 while refused requests wait to be failed. Requests of older
+    /// generations keep their deadline: a ghost join is still answered.
     pub(crate) fn next_deadline(&self) -> Option<u64> {
         let generation = self.generation;
         let timers = self.timers.iter().filter(|t| t.generation == generation).map(|t| t.at);
@@ -356,7 +389,9 @@ impl Outbox {
         let flood = self.flood_until(RequestKind::GetChainBlocks);
         let polls = self.polls.iter().filter(|p| p.in_flight.is_none()).filter_map(|p| p.at).map(|t| t.max(flood));
         let parked = self.parked.iter().map(|(at, _)| *at);
-        timers.chain(deadlines).chain(self.pacer.next_release()).chain(parked).chain(polls).min()
+        // Refused requests are failed by the next entry point: due at once.
+        let refused = (!self.refused.is_empty()).then_some(0);
+        timers.chain(deadlines).chain(self.pacer.next_release()).chain(parked).chain(polls).chain(refused).min()
     }
 
     // ---- what is held ----
@@ -378,6 +413,16 @@ impl Outbox {
             }
         });
         flying.chain(timers).collect()
+    }
+
+    /// Whether `request` is on its way in this generation: in flight, waiting for the pace or
+    /// parked, or scheduled to be sent again after a backoff or a flood wait.
+    pub(crate) fn sending(&self, request: &Request) -> bool {
+        let generation = self.generation;
+        self.entries.values().any(|e| e.generation == generation && e.request == *request)
+            || self.timers.iter().any(|t| {
+                t.generation == generation && matches!(&t.action, Action::Resend { request: r, .. } if r == request)
+            })
     }
 
     /// The application's messages held undelivered in this generation: in flight, waiting for
@@ -423,7 +468,7 @@ mod tests {
 
     #[test]
     fn requests_wait_for_the_pace_and_leaves_do_not() {
-        let mut o = Outbox::new(1, 1, 30_000);
+        let mut o = Outbox::new(1, 1, 30_000, 60_000);
         let (r, p) = poll();
         let first = o.queue(r.clone(), p, 0);
         let (r2, p2) = poll();
@@ -448,7 +493,7 @@ mod tests {
     /// for the pace left 27 ms after another one was answered `FLOOD_WAIT_27`.
     #[test]
     fn what_waits_for_the_pace_waits_for_a_flood_wait_that_came_meanwhile() {
-        let mut o = Outbox::new(1, 1, 30_000);
+        let mut o = Outbox::new(1, 1, 30_000, 60_000);
         let (r, p) = poll();
         let first = o.queue(r.clone(), p, 0);
         let second = o.queue(r, Purpose::Poll { sub: SubChain::Blocks }, 0);
@@ -469,9 +514,35 @@ mod tests {
         assert_eq!((o.queued(), o.in_flight()), (0, 2), "the two sent are left, the parked one is gone");
     }
 
+    /// Review (hostile server): what the pace let out during a flood wait was parked, and the
+    /// wait's end released it all at one instant, past the pace (a `FLOOD_WAIT_30` over 30
+    /// queued requests at 1 a second: 30 at once, to the server that had just asked us to
+    /// slow down). Parked requests go back to the head of the pace's queue.
+    #[test]
+    fn requests_parked_for_a_flood_wait_leave_at_the_pace_after_it() {
+        let mut o = Outbox::new(1, 1, 30_000, 60_000);
+        let ids: Vec<RequestId> = (0..40)
+            .map(|_| {
+                let (r, p) = poll();
+                o.queue(r, p, 0)
+            })
+            .collect();
+        assert_eq!(o.pop_ready().map(|(id, _)| id), Some(ids[0]));
+        o.set_flood(RequestKind::GetChainBlocks, 30_000);
+        let mut released = Vec::new();
+        for now in (1..=80).map(|s| s * 1_000) {
+            o.pace(now);
+            let at_once: Vec<RequestId> = std::iter::from_fn(|| o.pop_ready().map(|(id, _)| id)).collect();
+            assert!(now >= 30_000 || at_once.is_empty(), "nothing leaves during the wait");
+            assert!(at_once.len() <= 1, "{} requests at {now} ms", at_once.len());
+            released.extend(at_once);
+        }
+        assert_eq!(released, ids[1..], "all of them, in their order");
+    }
+
     #[test]
     fn a_new_generation_drops_what_was_not_taken_and_keeps_leaves_if_asked() {
-        let mut o = Outbox::new(10, 20, 30_000);
+        let mut o = Outbox::new(10, 20, 30_000, 60_000);
         let leave = o.queue(Request::Leave, Purpose::Leave { then_left: false, attempt: 0 }, 0);
         let (r, p) = poll();
         o.queue(r, p, 0);

@@ -61,6 +61,15 @@ impl Pacer {
         }
     }
 
+    /// Puts a request back at the head of its class (one that left during its kind's flood
+    /// wait: it leaves first, at the pace, once the wait ended).
+    pub(crate) fn push_front(&mut self, class: Class, id: RequestId) {
+        match class {
+            Class::Protocol => self.protocol.push_front(id),
+            Class::Message => self.messages.push_front(id),
+        }
+    }
+
     /// The next request allowed to leave at `now` (the protocol's first), taking its token.
     pub(crate) fn pop(&mut self, now: u64) -> Option<RequestId> {
         if self.is_empty() || !self.allowed(now) {

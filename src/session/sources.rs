@@ -127,12 +127,17 @@ impl Session {
         self.lookup_events();
     }
 
-    /// When the lookups next have work (in the call only), never before the end of a flood wait
-    /// on lookups: `run_lookups` holds the send until then, so a due send must not keep the
-    /// session's timer in the past (a loop).
+    /// When the lookups next have work (in the call only): an SSRC's deadline, or the next send,
+    /// never before the end of a flood wait on lookups (`run_lookups` holds the send until then,
+    /// so a due send must not keep the session's timer in the past: a loop). The deadlines do
+    /// not wait for the flood's end.
     pub(super) fn lookups_timeout(&self) -> Option<u64> {
-        let due = matches!(self.phase, Phase::Live(_)).then(|| self.sources.lookups.poll_timeout()).flatten()?;
-        Some(due.max(self.outbox.flood_until(RequestKind::GetGroupParticipants)))
+        if !matches!(self.phase, Phase::Live(_)) {
+            return None;
+        }
+        let (deadline, send) = self.sources.lookups.timeouts();
+        let send = send.map(|t| t.max(self.outbox.flood_until(RequestKind::GetGroupParticipants)));
+        [deadline, send].into_iter().flatten().min()
     }
 
     /// The SSRCs given up, but not the checks of a mapping given up (the SSRC stays mapped).

@@ -291,6 +291,32 @@ mod tests {
         assert_eq!(t.next(), Some(0));
     }
 
+    /// Review: offsets at the ends of i32 move the window without overflow, and a server that
+    /// lied costs a skip and a rewind, after which the sub-chain reads on from the server's
+    /// offset.
+    #[test]
+    fn extreme_offsets_skip_and_rewind_without_overflow() {
+        let mut s = SubSync::expiring(100, 10_000, 6_400);
+        s.set_next(10);
+        assert_eq!(s.receive(vec![b(1)], i32::MAX), Receive::Gap);
+        assert_eq!(s.skip_stale(), i32::MAX - 6_400 - 10);
+        assert_eq!(s.held(), (1, 10), "the run at the end is beyond the window's start: kept");
+        for _ in 0..10_000 {
+            s.advance();
+        }
+        assert_eq!(s.next(), Some(i32::MAX));
+        assert_eq!(s.take_connected(), None, "wholly old now");
+        assert_eq!(s.receive(vec![b(2); 3], i32::MAX), Receive::Old);
+        assert!(s.rewind(11));
+        assert_eq!(s.receive(vec![b(3)], 12), Receive::Apply(vec![b(3)]));
+        assert_eq!(s.skip_stale(), 0, "the window is below zero: nothing to skip");
+        for bogus in [i32::MIN, -1, -6_400] {
+            assert_eq!(s.receive(vec![b(4)], bogus), Receive::Old);
+            assert!(!s.rewind(bogus));
+        }
+        assert_eq!(s.next(), Some(11));
+    }
+
     #[test]
     fn an_unknown_offset_is_learnt_and_hostile_offsets_are_old() {
         let mut s = SubSync::new(10, 1_000);

@@ -164,3 +164,44 @@ fn flood_waits_of_zero_do_not_burst() {
     let at_once = sends.iter().filter(|t| **t == 0).count();
     assert!(at_once <= 2, "{at_once} sends at the first instant: {sends:?}");
 }
+
+/// Review (hostile server): messages waiting for the pace when another message is answered
+/// `FLOOD_WAIT_X` with X beyond `max_flood_wait_s` were parked for the whole wait (27 hours
+/// here; 68 years for `i32::MAX`), told nothing, and held the queue of unsent messages
+/// (`queued_messages`) the whole time, although a message sent after the answer fails at once
+/// ([`SessionEvent::SendFailed`]). Parked past the maximum, a request fails the same way.
+#[test]
+fn requests_that_would_wait_past_the_maximum_for_a_flood_wait_fail_and_are_told() {
+    let mut r = rng(36);
+    let (mut s, _) = joined_alone(6, 0, &mut r);
+    for k in 0..30 {
+        s.send_message(&format!(r#"{{"random_id":"{k}"}}"#), 0, &mut r).unwrap();
+    }
+    let sent = drain(&mut s);
+    assert!(sent.iter().all(|(_, q)| matches!(q, Request::SendEncryptedMessage { .. })));
+    assert!(sent.len() < 30, "the burst; the rest waits for the pace");
+    s.handle_response(sent[0].0, Response::Error("FLOOD_WAIT_100000".into()), 0, &mut r);
+    for (id, _) in &sent[1..] {
+        s.handle_response(*id, Response::Ok(vec![]), 0, &mut r);
+    }
+    events(&mut s);
+    let mut now = 0;
+    while let Some(t) = s.poll_timeout().filter(|t| *t <= 120_000) {
+        now = t.max(now + 1);
+        s.handle_timeout(now, &mut r);
+        assert!(drain(&mut s).iter().all(|(_, q)| !matches!(q, Request::SendEncryptedMessage { .. })));
+    }
+    let failed = events(&mut s)
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e,
+                SessionEvent::SendFailed {
+                    reason: confchain::session::SendFailure::Api(ApiError::FloodWait { .. }),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!((failed, s.queued_messages()), (30 - sent.len(), 0), "every message not sent is told, none is held");
+}

@@ -190,3 +190,58 @@ fn broadcasts_of_a_round_still_running_are_sent_again_until_it_completes() {
     let emojis: Vec<_> = [1, 2].iter().map(|u| net.s(*u).call().unwrap().emojis()).collect();
     assert!(emojis[0].is_some() && emojis[0] == emojis[1], "{emojis:?}");
 }
+
+/// Advances `net` to `t` as [`Net::advance_to`] does, with every broadcast of `user` failing
+/// with `NETWORK` (a network that drops them); returns the times they were sent at.
+fn advance_dropping_broadcasts(net: &mut Net, user: i64, t: u64) -> Vec<u64> {
+    let mut sent = Vec::new();
+    loop {
+        for i in 0..net.sessions.len() {
+            while let Some((id, request)) = net.sessions[i].poll_request() {
+                let from = net.sessions[i].user_id();
+                if from == user && matches!(request, Request::SendBroadcast { .. }) {
+                    sent.push(net.now);
+                    net.respond(from, id, Response::Error("NETWORK".into()));
+                    continue;
+                }
+                let (response, pushes) = net.server.handle(from, &request);
+                net.respond(from, id, response);
+                for (to, u) in pushes {
+                    net.update(to, u);
+                }
+            }
+        }
+        match net.sessions.iter().filter_map(Session::poll_timeout).min() {
+            Some(at) if at <= t => {
+                net.now = net.now.max(at);
+                for i in 0..net.sessions.len() {
+                    net.sessions[i].handle_timeout(net.now, &mut net.rng);
+                }
+            }
+            _ => break,
+        }
+    }
+    net.now = t;
+    sent
+}
+
+/// Review (unreliable network): a network that drops every broadcast of Alice's. Each broadcast
+/// was retried until the round ends (the policy), and the rebroadcast timer sent the round's
+/// broadcasts again every minute as new requests, each with retries of its own until the round
+/// ends: the retry chains piled up, one more a minute, and so did the requests (63 a minute after
+/// 5 minutes, 243 after 29, growing for as long as the round stalls). A broadcast already on its way (in flight, queued
+/// or waiting for a retry) is not sent again by the timer: one retry chain per broadcast.
+#[test]
+fn broadcasts_dropped_by_the_network_do_not_pile_up_retries() {
+    let mut net = conference(&[1, 2]);
+    let mut r = rng(3203);
+    net.advance_to(net.now + 1);
+    net.s(2).rekey(None, &mut r).unwrap();
+    let start = net.now;
+    let sent = advance_dropping_broadcasts(&mut net, 1, start + 1_800_000);
+    assert!(net.s(1).call().unwrap().emojis().is_none(), "the round cannot complete");
+    let per_minute = |from: u64| sent.iter().filter(|t| (from..from + 60_000).contains(t)).count();
+    let (early, late) = (per_minute(start + 300_000), per_minute(start + 1_740_000));
+    // A commit (her reveal needs Bob's, which needs her commit), retried every `max_backoff_ms`.
+    assert!(late <= 10 && late <= early, "broadcasts a minute: {early} after 5 minutes, {late} after 29");
+}

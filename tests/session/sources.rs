@@ -216,3 +216,29 @@ fn the_source_table_follows_the_call_size_limit() {
         assert_eq!(map.get(1).is_some(), kept == 3_000, "limit {limit}");
     }
 }
+
+/// Review: `poll_timeout` held the whole lookup schedule to the end of a lookup flood wait (so
+/// that a send it holds back does not keep the timer due), the SSRCs' 5 s deadlines included:
+/// an SSRC reported just before a `FLOOD_WAIT_30` was given up when some other timer happened to
+/// wake the session (the next poll, up to `poll_interval_ms` later), not at its deadline. Only
+/// the send waits for the flood's end.
+#[test]
+fn a_lookup_flood_wait_does_not_hold_the_ssrcs_deadlines() {
+    let mut net = conference_with_participants(&[1, 2]);
+    let mut r = rng(342);
+    let map = net.s(2).source_map();
+    let t0 = net.now;
+    map.report_unknown(77);
+    net.s(2).handle_timeout(t0, &mut r);
+    let (id, _) = std::iter::from_fn(|| net.s(2).poll_request())
+        .find(|(_, q)| matches!(q, Request::GetGroupParticipants { .. }))
+        .expect("a lookup");
+    net.s(2).handle_response(id, Response::Error("FLOOD_WAIT_30".into()), t0 + 10, &mut r);
+    let deadline = t0 + confchain::limits::LOOKUP_DEADLINE_MS;
+    let at = net.s(2).poll_timeout().unwrap();
+    assert!(at <= deadline, "woken at {} ms, the deadline is at {} ms", at - t0, deadline - t0);
+    net.s(2).handle_timeout(deadline, &mut r);
+    let unresolved = SessionEvent::SourceUnresolved { ssrc: 77, reason: UnresolvedReason::Deadline };
+    assert!(net.events(2).contains(&unresolved));
+    assert!(net.s(2).poll_timeout().unwrap() > deadline, "not due again");
+}

@@ -188,3 +188,58 @@ fn held_updates_are_bounded_by_entries_and_bytes() {
     assert!(f.held_bytes > 0);
     assert!(f.queued_requests <= 2, "no flood of polls: {f:?}");
 }
+
+/// Review (hostile server): pushes on sub-chain 1 with a bogus newest offset every 100 ms make
+/// the member skip to the window's start, and each empty answer below it rewinds: a skip and a
+/// rewind per poll, never more than one sub-chain 1 poll a second (the gap polls' spacing and
+/// backoff: one every 10 s here), and the member reads on from the server's offset once the
+/// lies stop. Not a defect; kept as a regression test.
+#[test]
+fn lying_offsets_on_sub_chain_1_neither_storm_nor_strand_the_member() {
+    let mut r = rng(3204);
+    let (mut s, pending) = joined_alone(8, 0, &mut r);
+    let mut polls: Vec<(u64, i32)> = Vec::new();
+    // Polls of sub-chain 1 are answered with nothing, the server's offset 0; the rest with nothing.
+    fn answer(
+        s: &mut Session,
+        id: RequestId,
+        req: &Request,
+        now: u64,
+        polls: &mut Vec<(u64, i32)>,
+        r: &mut ChaCha20Rng,
+    ) {
+        let mut updates = Vec::new();
+        if let Request::GetChainBlocks { sub_chain: SubChain::Broadcasts, offset, .. } = req {
+            polls.push((now, *offset));
+            updates.push(chain(1, vec![], 0));
+        }
+        s.handle_response(id, Response::Ok(updates), now, r);
+    }
+    for (id, req) in pending {
+        answer(&mut s, id, &req, 0, &mut polls, &mut r);
+    }
+    let mut now = 0;
+    for k in 0..600 {
+        now = k * 100;
+        s.handle_update(chain(1, vec![], 1_000_000 + k as i32), now, &mut r);
+        s.handle_timeout(now, &mut r);
+        for (id, req) in drain(&mut s) {
+            answer(&mut s, id, &req, now, &mut polls, &mut r);
+        }
+    }
+    let most = polls.iter().map(|(t, _)| polls.iter().filter(|(u, _)| *u >= *t && *u < t + 1_000).count()).max();
+    assert!(most.unwrap_or(0) <= 1, "sub-chain 1 polls within a second: {most:?}");
+    assert!(polls.iter().any(|(_, o)| *o > 900_000), "the lies were believed (skipped)");
+    // The lies stop: the poll that acts on the last one is answered below it, and the member
+    // reads on from the server's offset.
+    let (lies, end) = (polls.len(), now + 60_000);
+    while let Some(at) = s.poll_timeout().filter(|t| *t <= end) {
+        now = at.max(now + 1);
+        s.handle_timeout(now, &mut r);
+        for (id, req) in drain(&mut s) {
+            answer(&mut s, id, &req, now, &mut polls, &mut r);
+        }
+    }
+    let after: Vec<i32> = polls[lies..].iter().map(|(_, o)| *o).collect();
+    assert!(after.len() >= 2 && after[1..].iter().all(|o| *o == 0), "{after:?}");
+}

@@ -60,6 +60,11 @@ struct OwnRound {
 /// Our broadcasts of a round kept for sending again: a commit and a reveal.
 const MAX_OWN_BROADCASTS: usize = 2;
 
+/// The longest delay between two sendings again of our broadcasts of a round (unless the poll
+/// interval is longer): a member that never reveals stalls a round for as long as the height
+/// stays, and costs each member its commit and reveal once per this delay.
+const MAX_REBROADCAST_DELAY_MS: u64 = 600_000;
+
 /// What a poll's answer is measured against: the sub-chain's next offset before it, and what
 /// its last block says of us when it lies beyond a gap (sub-chain 0 only).
 pub(super) struct PollStart {
@@ -507,7 +512,8 @@ impl Live {
     /// Every member needs every commit and reveal of a round, and a member may have missed ours
     /// (a lost push it skipped on sub-chain 1, a server that lost it): while the round at `height`
     /// is ours and has not completed, our broadcasts of it are sent again, after a delay doubling
-    /// from the poll interval to six times it (duplicates are harmless: a round takes each once);
+    /// from the poll interval to [`MAX_REBROADCAST_DELAY_MS`] (duplicates are harmless: a round
+    /// takes each once);
     /// a broadcast still on its way (in flight, or waiting for a retry) is not sent twice.
     pub(super) fn rebroadcast(&mut self, ctx: &mut Ctx<'_>, height: i32) {
         let done = self.round_done() || self.call.height() != height;
@@ -522,7 +528,8 @@ impl Live {
                 ctx.send(request, Purpose::Broadcast { attempt: 0 });
             }
         }
-        round.delay = round.delay.saturating_mul(2).min(ctx.config.poll_interval_ms.saturating_mul(6));
+        let longest = MAX_REBROADCAST_DELAY_MS.max(ctx.config.poll_interval_ms);
+        round.delay = round.delay.saturating_mul(2).min(longest);
         ctx.outbox.schedule(ctx.now.saturating_add(round.delay), Action::Rebroadcast { height });
     }
 

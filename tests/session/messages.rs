@@ -194,15 +194,26 @@ fn broadcasts_of_a_round_still_running_are_sent_again_until_it_completes() {
 /// Advances `net` to `t` as [`Net::advance_to`] does, with every broadcast of `user` failing
 /// with `NETWORK` (a network that drops them); returns the times they were sent at.
 fn advance_dropping_broadcasts(net: &mut Net, user: i64, t: u64) -> Vec<u64> {
+    let answer = |from| (from == user).then(|| Response::Error("NETWORK".into()));
+    let sent = advance_with_broadcasts(net, t, answer);
+    sent.into_iter().filter(|(from, _)| *from == user).map(|(_, at)| at).collect()
+}
+
+/// Advances `net` to `t` as [`Net::advance_to`] does; a broadcast of a user for whom
+/// `answer(user)` gives a response is answered with it and never delivered. Returns every
+/// broadcast sent, by whom and when.
+fn advance_with_broadcasts(net: &mut Net, t: u64, answer: impl Fn(i64) -> Option<Response>) -> Vec<(i64, u64)> {
     let mut sent = Vec::new();
     loop {
         for i in 0..net.sessions.len() {
             while let Some((id, request)) = net.sessions[i].poll_request() {
                 let from = net.sessions[i].user_id();
-                if from == user && matches!(request, Request::SendBroadcast { .. }) {
-                    sent.push(net.now);
-                    net.respond(from, id, Response::Error("NETWORK".into()));
-                    continue;
+                if matches!(request, Request::SendBroadcast { .. }) {
+                    sent.push((from, net.now));
+                    if let Some(response) = answer(from) {
+                        net.respond(from, id, response);
+                        continue;
+                    }
                 }
                 let (response, pushes) = net.server.handle(from, &request);
                 net.respond(from, id, response);
@@ -244,4 +255,26 @@ fn broadcasts_dropped_by_the_network_do_not_pile_up_retries() {
     let (early, late) = (per_minute(start + 300_000), per_minute(start + 1_740_000));
     // A commit (her reveal needs Bob's, which needs her commit), retried every `max_backoff_ms`.
     assert!(late <= 10 && late <= early, "broadcasts a minute: {early} after 5 minutes, {late} after 29");
+}
+
+/// Review (hostile member): a member that never broadcasts (Carol: the server takes her commits
+/// and reveals, and no one sees them) stalls the round for as long as the height stays. Each
+/// honest member sends its commit and reveal again while the round runs, after a delay doubling
+/// to ten minutes: a dozen broadcasts an hour each once the delay is long (at six poll intervals,
+/// 60 s, it was 120 an hour: 400 a minute into sub-chain 1 at 200 members).
+#[test]
+fn a_member_that_never_reveals_costs_a_dozen_broadcasts_an_hour() {
+    let mut net = conference(&[1, 2, 3]);
+    let mut r = rng(3204);
+    net.advance_to(net.now + 1);
+    net.s(1).rekey(None, &mut r).unwrap();
+    let start = net.now;
+    // Carol's broadcasts are answered and lost.
+    let sent =
+        advance_with_broadcasts(&mut net, start + 2 * 3_600_000, |from| (from == 3).then(|| Response::Ok(Vec::new())));
+    assert!(net.s(1).call().unwrap().emojis().is_none(), "the round cannot complete");
+    for member in [1, 2] {
+        let second_hour = sent.iter().filter(|(from, at)| *from == member && *at > start + 3_600_000).count();
+        assert!((1..=14).contains(&second_hour), "member {member}'s broadcasts in the second hour: {second_hour}");
+    }
 }
